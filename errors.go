@@ -1,0 +1,91 @@
+package eventvault
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. They are stable: clients and the HTTP layer depend on them.
+// Each interface method's doc names the codes it returns.
+const (
+	EINVALID      = "invalid"      // the caller sent something malformed
+	EUNAUTHORIZED = "unauthorized" // no credentials, or credentials that do not verify
+	EFORBIDDEN    = "forbidden"    // authenticated, but a policy denies the action
+	ENOTFOUND     = "not_found"    // the stream, key or record does not exist
+	ECONFLICT     = "conflict"     // expected version or idempotency mismatch
+	ETOOLARGE     = "too_large"    // a body or batch over a documented limit
+	EERASED       = "erased"       // the key that protected the data was shredded
+	EUNAVAILABLE  = "unavailable"  // a dependency (database, root key) is unreachable; retry later
+	EINTERNAL     = "internal"     // a bug or an integrity failure; never a client's fault
+)
+
+// Error is the one error type of EventVault's domain. Message is safe to show
+// to a client: it never holds a secret, a key or a personal value. Err is the
+// cause for logs and errors.Is; it is never shown to clients.
+type Error struct {
+	Code    string
+	Message string
+	// Fields are extra members a client can act on, such as the actual
+	// version of a stream after a conflict. Only non-sensitive values.
+	Fields map[string]any
+	Op     string
+	Err    error
+}
+
+// Errorf returns an *Error with the given code and a client-safe message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string {
+	var s string
+	if e.Op != "" {
+		s = e.Op + ": "
+	}
+	if e.Message != "" {
+		s += e.Message
+	} else {
+		s += e.Code
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrorCode returns the code of the first *Error in err's chain, EINTERNAL
+// for any other non-nil error, and "" for nil.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) && e.Code != "" {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the client-safe message of the first *Error in err's
+// chain, or "Internal error." for anything else.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Message != "" {
+		return e.Message
+	}
+	return "Internal error."
+}
+
+// ErrorFields returns the client-safe extra members of the first *Error in
+// err's chain.
+func ErrorFields(err error) map[string]any {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Fields
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+// Package eventvault holds the words of EventVault's design (tenant, stream,
+// event, expected version, principal, the errors) and the interfaces between
+// its parts. It imports nothing of EventVault's own: store engines, the key
+// hierarchy (crypto), the HTTP API and the command all depend on it, never the
+// other way round.
+//
+// The store interfaces here carry only ciphertext and wrapped keys. Plaintext
+// and unwrapped keys never cross them.
+package eventvault
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// TenantID names an isolated customer of the vault. Nothing crosses tenants.
+type TenantID string
+
+var tenantRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// ValidateTenant returns EINVALID unless t is 1 to 63 characters of lower-case
+// letters, digits, '_' and '-', starting with a letter or digit.
+func ValidateTenant(t TenantID) error {
+	if !tenantRE.MatchString(string(t)) {
+		return Errorf(EINVALID, "invalid tenant %q: use 1 to 63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit", truncate(string(t), 70))
+	}
+	return nil
+}
+
+// MaxStreamNameLength bounds a stream name, in bytes.
+const MaxStreamNameLength = 200
+
+// StreamName names an ordered sequence of events, as `category-id`
+// (`order-42`). Names are stored in clear: they must never hold personal data.
+type StreamName string
+
+var streamRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*-[A-Za-z0-9_.:-]+$`)
+
+// ValidateStream returns EINVALID unless s has the form category-id: a
+// category of letters, digits and '_' starting with a letter, a '-', and an id
+// of letters, digits and '_', '.', ':', '-'; at most MaxStreamNameLength bytes.
+func ValidateStream(s StreamName) error {
+	if len(s) > MaxStreamNameLength {
+		return Errorf(EINVALID, "stream name is %d bytes long; the limit is %d", len(s), MaxStreamNameLength)
+	}
+	if !streamRE.MatchString(string(s)) {
+		return Errorf(EINVALID, "invalid stream name %q: use category-id, such as order-42 (category: letters, digits, '_'; id: letters, digits, '_', '.', ':', '-')", truncate(string(s), 70))
+	}
+	return nil
+}
+
+// Category returns the part of the stream name before the first '-'.
+func (s StreamName) Category() string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '-' {
+			return string(s[:i])
+		}
+	}
+	return string(s)
+}
+
+// MaxEventTypeLength bounds an event type, in bytes.
+const MaxEventTypeLength = 200
+
+var typeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]*$`)
+
+// ValidateEventType returns EINVALID unless t is a non-empty name of letters,
+// digits, '_', '.', ':' and '-' starting with a letter. Types are stored in
+// clear (they stay after a shred), so they must never hold personal data.
+func ValidateEventType(t string) error {
+	if t == "" {
+		return Errorf(EINVALID, "event type is empty: every event needs a type, such as OrderPlaced")
+	}
+	if len(t) > MaxEventTypeLength {
+		return Errorf(EINVALID, "event type is %d bytes long; the limit is %d", len(t), MaxEventTypeLength)
+	}
+	if !typeRE.MatchString(t) {
+		return Errorf(EINVALID, "invalid event type %q: use letters, digits, '_', '.', ':', '-', starting with a letter", truncate(t, 70))
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// ExpectedVersion is the optimistic concurrency condition of an append.
+type ExpectedVersion struct {
+	kind     expectKind
+	position int64
+}
+
+type expectKind uint8
+
+const (
+	expectAny expectKind = iota
+	expectNoStream
+	expectExists
+	expectExact
+)
+
+// The expected versions without a position.
+var (
+	// ExpectAny appends whatever the stream's state.
+	ExpectAny = ExpectedVersion{kind: expectAny}
+	// ExpectNoStream appends only if the stream has no events.
+	ExpectNoStream = ExpectedVersion{kind: expectNoStream}
+	// ExpectExists appends only if the stream has at least one event.
+	ExpectExists = ExpectedVersion{kind: expectExists}
+)
+
+// ExpectPosition appends only if the stream's last event is at position p.
+func ExpectPosition(p int64) ExpectedVersion {
+	return ExpectedVersion{kind: expectExact, position: p}
+}
+
+// NoStream is the version of a stream without events.
+const NoStream int64 = -1
+
+// Position returns the exact position expected and true, or 0 and false for
+// any, no_stream and exists.
+func (v ExpectedVersion) Position() (int64, bool) {
+	return v.position, v.kind == expectExact
+}
+
+// Check reports whether a stream at version current (NoStream if it has no
+// events) satisfies v.
+func (v ExpectedVersion) Check(current int64) bool {
+	switch v.kind {
+	case expectAny:
+		return true
+	case expectNoStream:
+		return current == NoStream
+	case expectExists:
+		return current != NoStream
+	default:
+		return current == v.position
+	}
+}
+
+// String returns the form ParseExpectedVersion accepts.
+func (v ExpectedVersion) String() string {
+	switch v.kind {
+	case expectAny:
+		return "any"
+	case expectNoStream:
+		return "no_stream"
+	case expectExists:
+		return "exists"
+	default:
+		return fmt.Sprint(v.position)
+	}
+}
+
+// ConflictError returns the ECONFLICT error for an append whose expected
+// version does not hold; the actual version goes to the client.
+func ConflictError(stream StreamName, expected ExpectedVersion, actual int64) *Error {
+	return &Error{
+		Code:    ECONFLICT,
+		Message: fmt.Sprintf("stream %s is at version %d; the append expected %s. Read the stream, then retry with expected_version %d", stream, actual, expected, actual),
+		Fields:  map[string]any{"stream": string(stream), "expected_version": expected.String(), "actual_version": actual},
+	}
+}
+
+// Event is a decrypted event as the API shows it.
+type Event struct {
+	ID             uuid.UUID
+	Stream         StreamName
+	Type           string
+	Data           []byte // JSON
+	Metadata       []byte // JSON, or nil
+	Position       int64
+	GlobalPosition int64
+	RecordedAt     time.Time
+}
+
+// NewEvent is an event proposed for append. Its ID is chosen by the client,
+// which makes a retried append idempotent.
+type NewEvent struct {
+	ID       uuid.UUID
+	Type     string
+	Data     []byte // JSON
+	Metadata []byte // JSON, or nil
+}
+
+// Positions are where one appended event landed.
+type Positions struct {
+	Position       int64 `json:"position"`
+	GlobalPosition int64 `json:"global_position"`
+}
+
+// AppendResult is the outcome of an append.
+type AppendResult struct {
+	Stream StreamName
+	// Events holds one entry per appended event, in order.
+	Events []Positions
+	// Version is the stream's version after the append (its last position).
+	Version int64
+	// Replayed is true when every event had been appended before with the
+	// same content, and nothing new was written.
+	Replayed bool
+}
+
+// Capability is something a principal may do, granted by a policy.
+type Capability string
+
+// The capabilities of DESIGN.md.
+const (
+	CapAppend      Capability = "append"
+	CapRead        Capability = "read"
+	CapReadPII     Capability = "read_pii"
+	CapErase       Capability = "erase"
+	CapAuditExport Capability = "audit_export"
+	CapAdmin       Capability = "admin"
+)
+
+// Principal is who calls: established by authentication, it carries the
+// tenant every action is confined to and the policy rules that grant
+// capabilities.
+type Principal struct {
+	Tenant  TenantID
+	TokenID string // the token's public id, never the token
+	Name    string
+	// Root is the dev root token: admin over every tenant.
+	Root  bool
+	Rules []Rule
+}
+
+// Rule grants capabilities on the streams whose names match Streams, a glob
+// ('*' matches any run of characters).
+type Rule struct {
+	Capabilities []Capability `json:"capabilities"`
+	Streams      string       `json:"streams"`
+}

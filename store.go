@@ -1,0 +1,154 @@
+package eventvault
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// WrappedKey is a key as it is stored: encrypted under the key one level up
+// the hierarchy. It never holds key material in clear.
+type WrappedKey struct {
+	// ID identifies the key; it goes into every ciphertext header the key
+	// produces.
+	ID uuid.UUID
+	// Version is the key's own version (a tenant KEK's rotation counter).
+	Version uint32
+	// KEKVersion is, for a data key, the version of the tenant KEK that
+	// wraps it; zero for a tenant KEK.
+	KEKVersion uint32
+	// Ciphertext is the wrapped key, header included.
+	Ciphertext []byte
+	CreatedAt  time.Time
+}
+
+// KeyStore keeps wrapped keys. Implementations never see an unwrapped key.
+type KeyStore interface {
+	// TenantKey returns the newest version of the tenant's wrapped KEK.
+	// Errors: ENOTFOUND if the tenant has none yet.
+	TenantKey(ctx context.Context, tenant TenantID) (WrappedKey, error)
+	// CreateTenantKey stores k as the tenant's KEK unless one exists, and
+	// returns the one that is stored (k, or the one that won a race).
+	CreateTenantKey(ctx context.Context, tenant TenantID, k WrappedKey) (WrappedKey, error)
+	// StreamKey returns the stream's wrapped data key.
+	// Errors: ENOTFOUND if the stream has no key yet.
+	StreamKey(ctx context.Context, tenant TenantID, stream StreamName) (WrappedKey, error)
+	// CreateStreamKey stores k as the stream's key unless one exists, and
+	// returns the one that is stored (k, or the one that won a race).
+	CreateStreamKey(ctx context.Context, tenant TenantID, stream StreamName, k WrappedKey) (WrappedKey, error)
+}
+
+// ProposedEvent is what the store needs of an event before it is sealed.
+type ProposedEvent struct {
+	ID   uuid.UUID
+	Type string
+	// ContentMAC is a keyed MAC of type, data and metadata under the
+	// stream's key: it decides idempotency without the store seeing data.
+	ContentMAC []byte
+}
+
+// SealFunc seals a batch whose first event lands at stream position first.
+// It returns one sealed payload per proposed event, in order. The store calls
+// it inside the append's transaction, once the positions are fixed.
+type SealFunc func(first int64) ([][]byte, error)
+
+// AppendRequest is an append as the store sees it: ids, types, MACs and,
+// through Seal, ciphertext.
+type AppendRequest struct {
+	Stream   StreamName
+	Expected ExpectedVersion
+	// KeyID is the stream key the payloads are sealed with. The store
+	// refuses the append (EERASED) unless it is still the stream's key, so
+	// an append never lands under a key that was shredded meanwhile.
+	KeyID  uuid.UUID
+	Events []ProposedEvent
+	Seal   SealFunc
+}
+
+// StoredEvent is an event as stored: envelope in clear, payload sealed.
+type StoredEvent struct {
+	ID             uuid.UUID
+	Stream         StreamName
+	Type           string
+	Position       int64
+	GlobalPosition int64
+	RecordedAt     time.Time
+	ContentMAC     []byte
+	Payload        []byte // sealed data and metadata
+}
+
+// ReadOptions select a slice of a stream.
+type ReadOptions struct {
+	// From is the first position read. Backward reads may pass -1 for the
+	// stream's last event.
+	From     int64
+	Limit    int
+	Backward bool
+}
+
+// StreamPage is a slice of one stream with the key that protects it, read
+// together so that a shredded key is noticed at once.
+type StreamPage struct {
+	Key     WrappedKey
+	Version int64 // the stream's last position
+	Events  []StoredEvent
+}
+
+// AllPage is a page of a tenant's events in global order, with the keys of
+// the streams they belong to.
+type AllPage struct {
+	Events []StoredEvent
+	Keys   map[StreamName]WrappedKey
+}
+
+// EventStore appends and reads sealed events. Within a tenant, global
+// positions are assigned in commit order: a reader paging by global position
+// never skips an event that commits later.
+type EventStore interface {
+	// Append writes a batch atomically. If every event id exists already in
+	// this stream with the same content MAC, nothing is written and the
+	// original positions come back with Replayed set.
+	// Errors: ECONFLICT for an expected version that does not hold (with
+	// the actual version) or an event id reused with other content or in
+	// another stream; ENOTFOUND if the stream has no key.
+	Append(ctx context.Context, tenant TenantID, req AppendRequest) (AppendResult, error)
+	// ReadStream returns up to opts.Limit events of one stream.
+	// Errors: ENOTFOUND if the stream has no events.
+	ReadStream(ctx context.Context, tenant TenantID, stream StreamName, opts ReadOptions) (StreamPage, error)
+	// ReadAll returns up to limit events of the tenant with global position
+	// >= from, in global order.
+	ReadAll(ctx context.Context, tenant TenantID, from int64, limit int) (AllPage, error)
+}
+
+// Token is an API token as stored: its hash, never the token.
+type Token struct {
+	ID        string // public id, safe to log
+	Hash      []byte // SHA-256 of the secret token
+	Tenant    TenantID
+	Name      string
+	Root      bool
+	Rules     []Rule
+	CreatedAt time.Time
+}
+
+// TokenStore keeps API tokens by hash.
+type TokenStore interface {
+	// CreateToken stores t. Errors: ECONFLICT if its id or hash exists.
+	CreateToken(ctx context.Context, t Token) error
+	// TokenByHash returns the token with this hash. Errors: ENOTFOUND.
+	TokenByHash(ctx context.Context, hash []byte) (Token, error)
+	// DeleteRootTokens removes every root token, so that a dev server's
+	// restart retires the previous root token.
+	DeleteRootTokens(ctx context.Context) error
+}
+
+// Store is everything a storage engine provides.
+type Store interface {
+	KeyStore
+	EventStore
+	TokenStore
+	// Ping reports whether the store can serve. Errors: EUNAVAILABLE.
+	Ping(ctx context.Context) error
+	Close() error
+}
