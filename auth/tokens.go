@@ -1,0 +1,167 @@
+// Package auth turns API tokens into principals. A token is 32 random bytes
+// shown once at creation; the store keeps only its SHA-256 hash (a fast hash
+// is enough for a 256-bit random secret: there is nothing to brute-force).
+// Tokens never appear in logs or errors; each has a public id that may.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/policies"
+)
+
+// TokenPrefix starts every token EventVault generates, so that secret
+// scanners can recognise a leaked one.
+const TokenPrefix = "evt_"
+
+// MaxTokenLength bounds what Authenticate accepts before it hashes anything.
+const MaxTokenLength = 512
+
+// Tokens issues and verifies API tokens.
+type Tokens struct {
+	Store eventvault.TokenStore
+	Rand  io.Reader        // crypto/rand.Reader when nil
+	Now   func() time.Time // time.Now when nil
+}
+
+// NewTokenRequest describes a token to issue.
+type NewTokenRequest struct {
+	Tenant eventvault.TenantID
+	Name   string
+	Rules  []eventvault.Rule // policies.DefaultRules when empty
+}
+
+// MaxTokenNameLength bounds a token's name.
+const MaxTokenNameLength = 100
+
+// Issue creates a token for req.Tenant and returns the secret, which is never
+// stored and cannot be shown again, with the stored record.
+// Errors: EFORBIDDEN unless issuer is root or an admin of req.Tenant;
+// EINVALID for a bad tenant, name or rules.
+func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req NewTokenRequest) (string, eventvault.Token, error) {
+	if err := eventvault.ValidateTenant(req.Tenant); err != nil {
+		return "", eventvault.Token{}, err
+	}
+	if err := policies.Authorize(issuer, req.Tenant, eventvault.CapAdmin, ""); err != nil {
+		return "", eventvault.Token{}, err
+	}
+	if len(req.Name) > MaxTokenNameLength {
+		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "token name is %d bytes long; the limit is %d", len(req.Name), MaxTokenNameLength)
+	}
+	rules := req.Rules
+	if len(rules) == 0 {
+		rules = policies.DefaultRules
+	}
+	if err := policies.ValidateRules(rules); err != nil {
+		return "", eventvault.Token{}, err
+	}
+	secret, err := s.newSecret()
+	if err != nil {
+		return "", eventvault.Token{}, err
+	}
+	t, err := s.store(ctx, secret, req.Tenant, req.Name, false, rules)
+	if err != nil {
+		return "", eventvault.Token{}, err
+	}
+	return secret, t, nil
+}
+
+// InstallRoot retires every earlier root token and makes secret the root
+// token for tenant, generating one when secret is empty. It returns the
+// secret. Dev mode only: the root token is admin over every tenant.
+func (s *Tokens) InstallRoot(ctx context.Context, tenant eventvault.TenantID, secret string) (string, error) {
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return "", err
+	}
+	if secret == "" {
+		var err error
+		if secret, err = s.newSecret(); err != nil {
+			return "", err
+		}
+	}
+	if len(secret) > MaxTokenLength {
+		return "", eventvault.Errorf(eventvault.EINVALID, "the root token is longer than %d bytes", MaxTokenLength)
+	}
+	if err := s.Store.DeleteRootTokens(ctx); err != nil {
+		return "", fmt.Errorf("retire earlier root tokens: %w", err)
+	}
+	rules := []eventvault.Rule{{Capabilities: []eventvault.Capability{eventvault.CapAdmin}, Streams: "*"}}
+	if _, err := s.store(ctx, secret, tenant, "root", true, rules); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+// Authenticate returns the principal of a token.
+// Errors: EUNAUTHORIZED for an empty, over-long or unknown token.
+func (s *Tokens) Authenticate(ctx context.Context, secret string) (eventvault.Principal, error) {
+	if secret == "" || len(secret) > MaxTokenLength {
+		return eventvault.Principal{}, errBadToken
+	}
+	t, err := s.Store.TokenByHash(ctx, Hash(secret))
+	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
+		return eventvault.Principal{}, errBadToken
+	}
+	if err != nil {
+		return eventvault.Principal{}, fmt.Errorf("look up token: %w", err)
+	}
+	return eventvault.Principal{Tenant: t.Tenant, TokenID: t.ID, Name: t.Name, Root: t.Root, Rules: t.Rules}, nil
+}
+
+var errBadToken = eventvault.Errorf(eventvault.EUNAUTHORIZED, "the bearer token is not valid: check it was copied whole, or ask an admin for a new one")
+
+// Hash is what the store keeps of a token.
+func Hash(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.TenantID, name string, root bool, rules []eventvault.Rule) (eventvault.Token, error) {
+	id := make([]byte, 8)
+	if _, err := io.ReadFull(s.rand(), id); err != nil {
+		return eventvault.Token{}, fmt.Errorf("token id: %w", err)
+	}
+	t := eventvault.Token{
+		ID:        "tok_" + hex.EncodeToString(id),
+		Hash:      Hash(secret),
+		Tenant:    tenant,
+		Name:      name,
+		Root:      root,
+		Rules:     rules,
+		CreatedAt: s.now().UTC(),
+	}
+	if err := s.Store.CreateToken(ctx, t); err != nil {
+		return eventvault.Token{}, fmt.Errorf("store token %s: %w", t.ID, err)
+	}
+	return t, nil
+}
+
+func (s *Tokens) newSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := io.ReadFull(s.rand(), b); err != nil {
+		return "", fmt.Errorf("token: %w", err)
+	}
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func (s *Tokens) rand() io.Reader {
+	if s.Rand != nil {
+		return s.Rand
+	}
+	return rand.Reader
+}
+
+func (s *Tokens) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
