@@ -1,0 +1,448 @@
+package crypto
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/eventvault/eventvault"
+	"github.com/google/uuid"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+)
+
+// RootKeyProvider wraps and unwraps tenant KEKs with the root key (level 0).
+// The local file key (dev) and Vault Transit implement it; the suite in
+// crypto/cryptotest specifies the behaviour every implementation shares.
+type RootKeyProvider interface {
+	// WrapKey encrypts key, bound to aad, so that only UnwrapKey with the
+	// same aad returns it. Two calls never return the same bytes. It does
+	// not keep key.
+	// Errors: EUNAVAILABLE if the root key cannot be reached.
+	WrapKey(ctx context.Context, key, aad []byte) ([]byte, error)
+	// UnwrapKey returns the key WrapKey wrapped with aad. The caller zeroes
+	// it when done.
+	// Errors: EINTERNAL wrapping ErrAuthentication if wrapped or aad was
+	// altered or truncated, or wrapped did not come from this root key;
+	// EUNAVAILABLE if the root key cannot be reached, so that an outage is
+	// never taken for tampering.
+	UnwrapKey(ctx context.Context, wrapped, aad []byte) ([]byte, error)
+}
+
+// KeyringOptions tune a Keyring. The zero value gives the defaults.
+type KeyringOptions struct {
+	CacheSize int           // max cached unwrapped keys (default 10000)
+	TTL       time.Duration // how long an unwrapped key stays cached (default 5 * time.Minute)
+	Rand      io.Reader     // source of keys, key ids and nonces (default crypto/rand.Reader)
+}
+
+// Default KeyringOptions.
+const (
+	DefaultCacheSize = 10000
+	DefaultTTL       = 5 * time.Minute
+)
+
+// Keyring is the key hierarchy of one server: it creates, unwraps and caches
+// tenant KEKs and stream keys, and hands out StreamCiphers. Unwrapped keys
+// never leave it. It is safe for concurrent use.
+//
+// A tenant KEK is unwrapped by the root provider at most once per tenant per
+// TTL (concurrent loads are merged); a stream key is unwrapped locally by the
+// KEK. Both stay in one bounded LRU cache for at most the TTL from when they
+// were loaded.
+type Keyring struct {
+	root  RootKeyProvider
+	keys  eventvault.KeyStore
+	rand  io.Reader
+	cache *expirable.LRU[cacheKey, cacheEntry]
+
+	// evictMu makes an eviction and a cache fill exclusive: a load that
+	// began before an eviction does not put its (possibly shredded) key back.
+	evictMu sync.RWMutex
+	gen     uint64 // eviction count, guarded by evictMu
+
+	kekLoads    flight[*tenantKEK]
+	streamLoads flight[*StreamCipher]
+}
+
+type cacheKind uint8
+
+const (
+	cacheTenantKEK cacheKind = iota + 1
+	cacheStream
+)
+
+type cacheKey struct {
+	kind   cacheKind
+	tenant eventvault.TenantID
+	stream eventvault.StreamName
+}
+
+type cacheEntry struct {
+	kek    *tenantKEK
+	cipher *StreamCipher
+	// fingerprint is, for a stream, the SHA-256 of the wrapped key row the
+	// cipher came from: a read presenting any other row misses the cache.
+	fingerprint [sha256.Size]byte
+}
+
+// NewKeyring returns a Keyring over the root key provider and the store of
+// wrapped keys.
+//
+// The KeyStore must enforce the erasure fence: CreateTenantKey and
+// CreateStreamKey refuse (EERASED) a tenant or stream that was shredded, so
+// that a shredded id never silently gets a fresh key.
+func NewKeyring(root RootKeyProvider, keys eventvault.KeyStore, opts KeyringOptions) *Keyring {
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = DefaultTTL
+	}
+	var rand io.Reader = crand.Reader
+	if opts.Rand != nil {
+		rand = &lockedReader{r: opts.Rand}
+	}
+	return &Keyring{
+		root:  root,
+		keys:  keys,
+		rand:  rand,
+		cache: expirable.NewLRU[cacheKey, cacheEntry](opts.CacheSize, nil, opts.TTL),
+	}
+}
+
+// StreamCipher returns the cipher of the stream's key, creating the tenant
+// KEK and the stream key when missing. Whatever the store returns wins, so
+// concurrent creators on any number of nodes agree on one key. A stream
+// known to the cache costs no root-provider call and no store call.
+// Errors: EINVALID for an invalid tenant or stream name; EERASED if the
+// store refuses a key for a shredded tenant or stream; the store's and the
+// root provider's codes (EUNAVAILABLE, …) wrapped with context; EINTERNAL
+// wrapping ErrAuthentication for a key row that does not authenticate.
+func (k *Keyring) StreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (*StreamCipher, error) {
+	if e, ok := k.cache.Get(cacheKey{cacheStream, tenant, stream}); ok {
+		return e.cipher, nil
+	}
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return nil, err
+	}
+	if err := eventvault.ValidateStream(stream); err != nil {
+		return nil, err
+	}
+	return k.streamLoads.do(ctx, string(tenant)+"\x00"+string(stream), func() (*StreamCipher, error) {
+		return k.loadStreamCipher(ctx, tenant, stream)
+	})
+}
+
+func (k *Keyring) loadStreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (*StreamCipher, error) {
+	ck := cacheKey{cacheStream, tenant, stream}
+	if e, ok := k.cache.Get(ck); ok {
+		return e.cipher, nil
+	}
+	gen := k.generation()
+	wk, err := k.keys.StreamKey(ctx, tenant, stream)
+	switch {
+	case err == nil:
+	case eventvault.ErrorCode(err) == eventvault.ENOTFOUND:
+		if wk, err = k.createStreamKey(ctx, tenant, stream); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("read key of stream %s: %w", stream, err)
+	}
+	c, err := k.openStreamKey(ctx, tenant, stream, wk)
+	if err != nil {
+		return nil, err
+	}
+	k.fill(gen, ck, cacheEntry{cipher: c, fingerprint: sha256.Sum256(wk.Ciphertext)})
+	return c, nil
+}
+
+func (k *Keyring) createStreamKey(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (eventvault.WrappedKey, error) {
+	const op = "crypto.Keyring.StreamCipher"
+	kek, err := k.tenantKEK(ctx, tenant, true)
+	if err != nil {
+		return eventvault.WrappedKey{}, err
+	}
+	key := make([]byte, keySize)
+	defer clear(key)
+	if _, err := io.ReadFull(k.rand, key); err != nil {
+		return eventvault.WrappedKey{}, internalError(op, err, "could not read random bytes for the key of stream %s", stream)
+	}
+	id, err := uuid.NewRandomFromReader(k.rand)
+	if err != nil {
+		return eventvault.WrappedKey{}, internalError(op, err, "could not read random bytes for the key id of stream %s", stream)
+	}
+	ct, err := kek.wrapStreamKey(stream, id, key, k.rand)
+	if err != nil {
+		return eventvault.WrappedKey{}, internalError(op, err, "could not read a random nonce for the key of stream %s", stream)
+	}
+	stored, err := k.keys.CreateStreamKey(ctx, tenant, stream, eventvault.WrappedKey{
+		ID:         id,
+		Version:    streamKeyVersion,
+		KEKVersion: kek.version,
+		Ciphertext: ct,
+		CreatedAt:  time.Now().UTC(),
+	})
+	if err != nil {
+		return eventvault.WrappedKey{}, fmt.Errorf("store key of stream %s: %w", stream, err)
+	}
+	return stored, nil
+}
+
+// OpenStreamCipher returns the cipher of wk, the key row the caller read
+// together with the events it is about to open. Reads fail closed: the cache
+// serves only the very row it was filled from (same key id and SHA-256 of
+// the ciphertext), so a changed row is unwrapped afresh and a missing row is
+// honoured at once.
+// Errors: EERASED for a zero WrappedKey (the stream's key was shredded) and
+// for a tenant whose KEK is gone; EINTERNAL wrapping ErrAuthentication for a
+// row that does not authenticate for this tenant and stream; the store's
+// and root provider's codes, wrapped with context.
+func (k *Keyring) OpenStreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, wk eventvault.WrappedKey) (*StreamCipher, error) {
+	const op = "crypto.Keyring.OpenStreamCipher"
+	if len(wk.Ciphertext) == 0 {
+		k.EvictStream(tenant, stream)
+		return nil, streamErasedError(op, stream)
+	}
+	ck := cacheKey{cacheStream, tenant, stream}
+	fp := sha256.Sum256(wk.Ciphertext)
+	if e, ok := k.cache.Get(ck); ok && e.cipher.keyID == wk.ID && e.cipher.version == wk.Version &&
+		subtle.ConstantTimeCompare(e.fingerprint[:], fp[:]) == 1 {
+		return e.cipher, nil
+	}
+	gen := k.generation()
+	c, err := k.openStreamKey(ctx, tenant, stream, wk)
+	if err != nil {
+		return nil, err
+	}
+	k.fill(gen, ck, cacheEntry{cipher: c, fingerprint: fp})
+	return c, nil
+}
+
+// openStreamKey unwraps a stream key row with the tenant's KEK, loading the
+// KEK again once if the row names a KEK version the cache does not hold.
+func (k *Keyring) openStreamKey(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, wk eventvault.WrappedKey) (*StreamCipher, error) {
+	const op = "crypto.Keyring.OpenStreamCipher"
+	if len(wk.Ciphertext) == 0 {
+		return nil, streamErasedError(op, stream)
+	}
+	h, err := parseHeader(wk.Ciphertext)
+	switch {
+	case err != nil:
+		return nil, authError(op, "the key row of stream %s failed authentication: %s", stream, describeHeaderError(err))
+	case h.kind != kindStreamKey:
+		return nil, authError(op, "the key row of stream %s holds a %s, not a stream key", stream, h.kind)
+	case h.keyVersion != wk.KEKVersion:
+		return nil, authError(op, "the key row of stream %s says KEK version %d but its envelope says %d", stream, wk.KEKVersion, h.keyVersion)
+	}
+	kek, err := k.tenantKEK(ctx, tenant, false)
+	if err != nil {
+		return nil, err
+	}
+	if kek.id != h.keyID || kek.version != h.keyVersion {
+		// The cached KEK may be older than the row (rotated on another
+		// node): read the tenant's key once more.
+		k.dropTenantKEK(tenant, kek)
+		if kek, err = k.tenantKEK(ctx, tenant, false); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case kek.id != h.keyID:
+		return nil, authError(op, "the key of stream %s is wrapped by tenant key %s, but tenant %s has key %s", stream, h.keyID, tenant, kek.id)
+	case kek.version != h.keyVersion:
+		return nil, internalError(op, nil, "the key of stream %s is wrapped by version %d of the tenant key; the store holds version %d", stream, h.keyVersion, kek.version)
+	}
+	key, err := kek.unwrapStreamKey(stream, wk)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	c, err := newStreamCipher(tenant, stream, wk.ID, wk.Version, key, k.rand)
+	if err != nil {
+		return nil, internalError(op, err, "could not use the key of stream %s", stream)
+	}
+	return c, nil
+}
+
+// tenantKEK returns the tenant's unwrapped KEK from the cache or the store,
+// creating it if create is set and the tenant has none.
+func (k *Keyring) tenantKEK(ctx context.Context, tenant eventvault.TenantID, create bool) (*tenantKEK, error) {
+	ck := cacheKey{kind: cacheTenantKEK, tenant: tenant}
+	if e, ok := k.cache.Get(ck); ok {
+		return e.kek, nil
+	}
+	flightKey := "open\x00" + string(tenant)
+	if create {
+		flightKey = "create\x00" + string(tenant)
+	}
+	return k.kekLoads.do(ctx, flightKey, func() (*tenantKEK, error) {
+		if e, ok := k.cache.Get(ck); ok {
+			return e.kek, nil
+		}
+		gen := k.generation()
+		kek, err := k.loadTenantKEK(ctx, tenant, create)
+		if err != nil {
+			return nil, err
+		}
+		k.fill(gen, ck, cacheEntry{kek: kek})
+		return kek, nil
+	})
+}
+
+func (k *Keyring) loadTenantKEK(ctx context.Context, tenant eventvault.TenantID, create bool) (*tenantKEK, error) {
+	const op = "crypto.Keyring.tenantKEK"
+	wk, err := k.keys.TenantKey(ctx, tenant)
+	switch {
+	case err == nil:
+	case eventvault.ErrorCode(err) == eventvault.ENOTFOUND && create:
+		return k.createTenantKEK(ctx, tenant)
+	case eventvault.ErrorCode(err) == eventvault.ENOTFOUND:
+		// A stream key exists but the KEK that wrapped it does not.
+		return nil, tenantErasedError(op, tenant, err)
+	default:
+		return nil, fmt.Errorf("read key of tenant %s: %w", tenant, err)
+	}
+	return k.unwrapTenantKEK(ctx, tenant, wk)
+}
+
+func (k *Keyring) createTenantKEK(ctx context.Context, tenant eventvault.TenantID) (*tenantKEK, error) {
+	const op = "crypto.Keyring.tenantKEK"
+	key := make([]byte, keySize)
+	defer clear(key)
+	if _, err := io.ReadFull(k.rand, key); err != nil {
+		return nil, internalError(op, err, "could not read random bytes for the key of tenant %s", tenant)
+	}
+	id, err := uuid.NewRandomFromReader(k.rand)
+	if err != nil {
+		return nil, internalError(op, err, "could not read random bytes for the key id of tenant %s", tenant)
+	}
+	h := header{kind: kindTenantKEK, keyID: id, keyVersion: 1}
+	wrapped, err := k.root.WrapKey(ctx, key, tenantKEKAAD(h, tenant))
+	if err != nil {
+		return nil, fmt.Errorf("wrap key %s of tenant %s: %w", id, tenant, err)
+	}
+	ct := append(h.appendTo(make([]byte, 0, headerSize+len(wrapped))), wrapped...)
+	stored, err := k.keys.CreateTenantKey(ctx, tenant, eventvault.WrappedKey{
+		ID:         id,
+		Version:    h.keyVersion,
+		Ciphertext: ct,
+		CreatedAt:  time.Now().UTC(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store key of tenant %s: %w", tenant, err)
+	}
+	if stored.ID != id || !bytes.Equal(stored.Ciphertext, ct) {
+		// Another node won the race: use its key.
+		return k.unwrapTenantKEK(ctx, tenant, stored)
+	}
+	kek, err := newTenantKEK(tenant, id, h.keyVersion, key)
+	if err != nil {
+		return nil, internalError(op, err, "could not use the key of tenant %s", tenant)
+	}
+	return kek, nil
+}
+
+func (k *Keyring) unwrapTenantKEK(ctx context.Context, tenant eventvault.TenantID, wk eventvault.WrappedKey) (*tenantKEK, error) {
+	const op = "crypto.Keyring.tenantKEK"
+	if len(wk.Ciphertext) == 0 {
+		return nil, tenantErasedError(op, tenant, nil)
+	}
+	h, err := parseHeader(wk.Ciphertext)
+	switch {
+	case err != nil:
+		return nil, authError(op, "the key row of tenant %s failed authentication: %s", tenant, describeHeaderError(err))
+	case h.kind != kindTenantKEK:
+		return nil, authError(op, "the key row of tenant %s holds a %s, not a tenant key", tenant, h.kind)
+	case h.keyID != wk.ID || h.keyVersion != wk.Version:
+		return nil, authError(op, "the key row of tenant %s names key %s v%d but its envelope holds key %s v%d", tenant, wk.ID, wk.Version, h.keyID, h.keyVersion)
+	}
+	key, err := k.root.UnwrapKey(ctx, wk.Ciphertext[headerSize:], tenantKEKAAD(h, tenant))
+	if err != nil {
+		if errors.Is(err, ErrAuthentication) {
+			return nil, &eventvault.Error{
+				Code:    eventvault.EINTERNAL,
+				Op:      op,
+				Message: fmt.Sprintf("the key %s of tenant %s failed authentication under the root key: the key row was altered or moved, or the root key is not the one it was wrapped with", h.keyID, tenant),
+				Err:     err,
+			}
+		}
+		return nil, fmt.Errorf("unwrap key %s of tenant %s: %w", h.keyID, tenant, err)
+	}
+	defer clear(key)
+	if len(key) != keySize {
+		return nil, authError(op, "the key %s of tenant %s unwrapped to %d bytes, not %d", h.keyID, tenant, len(key), keySize)
+	}
+	kek, err := newTenantKEK(tenant, h.keyID, h.keyVersion, key)
+	if err != nil {
+		return nil, internalError(op, err, "could not use the key of tenant %s", tenant)
+	}
+	return kek, nil
+}
+
+// EvictStream drops the cached key of one stream, so that the next use reads
+// the store. Call it when the stream is shredded, here or on another node.
+func (k *Keyring) EvictStream(tenant eventvault.TenantID, stream eventvault.StreamName) {
+	k.evictMu.Lock()
+	defer k.evictMu.Unlock()
+	k.gen++
+	k.cache.Remove(cacheKey{cacheStream, tenant, stream})
+}
+
+// EvictTenant drops every cached key of the tenant, its KEK included. Call it
+// when the tenant's KEK is shredded or rotated, here or on another node.
+func (k *Keyring) EvictTenant(tenant eventvault.TenantID) {
+	k.evictMu.Lock()
+	defer k.evictMu.Unlock()
+	k.gen++
+	for _, key := range k.cache.Keys() {
+		if key.tenant == tenant {
+			k.cache.Remove(key)
+		}
+	}
+}
+
+func (k *Keyring) generation() uint64 {
+	k.evictMu.RLock()
+	defer k.evictMu.RUnlock()
+	return k.gen
+}
+
+// fill caches e unless an eviction happened since the load began at gen.
+func (k *Keyring) fill(gen uint64, key cacheKey, e cacheEntry) {
+	k.evictMu.RLock()
+	defer k.evictMu.RUnlock()
+	if k.gen == gen {
+		k.cache.Add(key, e)
+	}
+}
+
+// dropTenantKEK uncaches kek if it is still the cached KEK of the tenant.
+func (k *Keyring) dropTenantKEK(tenant eventvault.TenantID, kek *tenantKEK) {
+	ck := cacheKey{kind: cacheTenantKEK, tenant: tenant}
+	k.evictMu.Lock()
+	defer k.evictMu.Unlock()
+	if e, ok := k.cache.Peek(ck); ok && e.kek == kek {
+		k.cache.Remove(ck)
+	}
+}
+
+// lockedReader serializes reads from an injected random source, which need
+// not be safe for concurrent use.
+type lockedReader struct {
+	mu sync.Mutex
+	r  io.Reader
+}
+
+func (l *lockedReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
+}
