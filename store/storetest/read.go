@@ -1,0 +1,193 @@
+package storetest
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/eventvault/eventvault"
+)
+
+// testReadStream reads one stream of ten events (positions 0..9) whose
+// global positions differ from its stream positions. The read cases share
+// one store: they only read.
+func testReadStream(t *testing.T, open opener) {
+	h := setup(t, open)
+	key := h.streamKey(tenantA, "order-1")
+	otherKey := h.streamKey(tenantA, "order-2")
+	h.mustAppend(tenantA, "order-2", otherKey.ID, eventvault.ExpectAny, newEvents(2))
+	h.mustAppend(tenantA, "order-1", key.ID, eventvault.ExpectNoStream, newEvents(4))
+	h.mustAppend(tenantA, "order-2", otherKey.ID, eventvault.ExpectAny, newEvents(1))
+	h.mustAppend(tenantA, "order-1", key.ID, eventvault.ExpectPosition(3), newEvents(3))
+	h.mustAppend(tenantA, "order-1", key.ID, eventvault.ExpectPosition(6), newEvents(3))
+	h.streamKey(tenantA, "order-3") // a key, no events
+
+	cases := []struct {
+		name string
+		opts eventvault.ReadOptions
+		want []int64
+	}{
+		{"forward from 0", eventvault.ReadOptions{From: 0, Limit: 100}, span(0, 10, 1)},
+		{"forward from 0 with a limit", eventvault.ReadOptions{From: 0, Limit: 4}, span(0, 4, 1)},
+		{"forward from the middle", eventvault.ReadOptions{From: 5, Limit: 3}, span(5, 3, 1)},
+		{"forward up to the end", eventvault.ReadOptions{From: 8, Limit: 10}, span(8, 2, 1)},
+		{"forward from the last", eventvault.ReadOptions{From: 9, Limit: 1}, span(9, 1, 1)},
+		{"forward just past the end", eventvault.ReadOptions{From: 10, Limit: 10}, nil},
+		{"forward far past the end", eventvault.ReadOptions{From: 1000, Limit: 10}, nil},
+		{"backward from the end", eventvault.ReadOptions{From: -1, Limit: 100, Backward: true}, span(9, 10, -1)},
+		{"backward from the end with a limit", eventvault.ReadOptions{From: -1, Limit: 3, Backward: true}, span(9, 3, -1)},
+		{"backward from the middle", eventvault.ReadOptions{From: 5, Limit: 3, Backward: true}, span(5, 3, -1)},
+		{"backward down to the start", eventvault.ReadOptions{From: 2, Limit: 10, Backward: true}, span(2, 3, -1)},
+		{"backward from 0", eventvault.ReadOptions{From: 0, Limit: 5, Backward: true}, span(0, 1, -1)},
+		{"backward from the last position", eventvault.ReadOptions{From: 9, Limit: 2, Backward: true}, span(9, 2, -1)},
+		{"backward from past the end", eventvault.ReadOptions{From: 1000, Limit: 2, Backward: true}, span(9, 2, -1)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := h.sub(t)
+			page := h.readStream(tenantA, "order-1", tc.opts)
+			if got := positionsOf(page.Events); !slices.Equal(got, tc.want) {
+				t.Fatalf("positions %v, want %v", got, tc.want)
+			}
+			if page.Version != 9 {
+				t.Errorf("StreamPage.Version = %d, want 9", page.Version)
+			}
+			wantKey(t, "StreamPage.Key", page.Key, key)
+			h.checkEvents(tenantA, page.Events)
+		})
+	}
+
+	invalid := []struct {
+		name string
+		opts eventvault.ReadOptions
+	}{
+		{"limit 0", eventvault.ReadOptions{From: 0, Limit: 0}},
+		{"negative limit", eventvault.ReadOptions{From: 0, Limit: -1}},
+		{"forward from -1", eventvault.ReadOptions{From: -1, Limit: 10}},
+		{"backward from -2", eventvault.ReadOptions{From: -2, Limit: 10, Backward: true}},
+	}
+	for _, tc := range invalid {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := h.store.ReadStream(t.Context(), tenantA, "order-1", tc.opts)
+			wantCode(t, err, eventvault.EINVALID)
+		})
+	}
+
+	notFound := []struct {
+		name   string
+		tenant eventvault.TenantID
+		stream eventvault.StreamName
+	}{
+		{"stream never seen", tenantA, "order-99"},
+		{"stream with a key and no events", tenantA, "order-3"},
+		{"stream of another tenant", tenantB, "order-1"},
+	}
+	for _, tc := range notFound {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, opts := range []eventvault.ReadOptions{{From: 0, Limit: 10}, {From: -1, Limit: 10, Backward: true}} {
+				_, err := h.store.ReadStream(t.Context(), tc.tenant, tc.stream, opts)
+				wantCode(t, err, eventvault.ENOTFOUND)
+			}
+		})
+	}
+}
+
+// testReadAll reads a tenant's log of twelve events over three streams.
+// The read cases share one store: they only read.
+func testReadAll(t *testing.T, open opener) {
+	h := setup(t, open)
+	keys := map[eventvault.StreamName]eventvault.WrappedKey{}
+	for _, s := range []eventvault.StreamName{"order-1", "order-2", "user-1", "unused-1"} {
+		keys[s] = h.streamKey(tenantA, s)
+	}
+	for _, step := range []struct {
+		stream eventvault.StreamName
+		n      int
+	}{{"order-1", 3}, {"order-2", 2}, {"order-1", 2}, {"user-1", 4}, {"order-2", 1}} {
+		h.mustAppend(tenantA, step.stream, keys[step.stream].ID, eventvault.ExpectAny, newEvents(step.n))
+	}
+	const total = 12
+
+	cases := []struct {
+		name        string
+		from        int64
+		limit       int
+		wantGlobals []int64
+	}{
+		{"everything", 0, 100, span(0, total, 1)},
+		{"from 0 with a limit", 0, 5, span(0, 5, 1)},
+		{"from the middle", 5, 3, span(5, 3, 1)},
+		{"up to the end", 10, 10, span(10, 2, 1)},
+		{"just past the end", total, 10, nil},
+		{"far past the end", 1000, 10, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := h.sub(t)
+			page := h.readAll(tenantA, tc.from, tc.limit)
+			if got := globalsOf(page.Events); !slices.Equal(got, tc.wantGlobals) {
+				t.Fatalf("global positions %v, want %v", got, tc.wantGlobals)
+			}
+			h.checkEvents(tenantA, page.Events)
+			wantPageKeys(t, page, keys)
+		})
+	}
+
+	t.Run("paging", func(t *testing.T) {
+		h := h.sub(t)
+		for _, limit := range []int{1, 5, 7} {
+			got := h.allEvents(tenantA, limit)
+			if g := globalsOf(got); !slices.Equal(g, span(0, total, 1)) {
+				t.Errorf("paging with limit %d saw global positions %v, want 0..%d", limit, g, total-1)
+			}
+		}
+	})
+
+	t.Run("empty tenant", func(t *testing.T) {
+		page, err := h.store.ReadAll(t.Context(), tenantB, 0, 10)
+		if err != nil {
+			t.Fatalf("ReadAll of a tenant without events: %v, want an empty page", err)
+		}
+		if len(page.Events) != 0 || len(page.Keys) != 0 {
+			t.Errorf("ReadAll of a tenant without events: %d events, %d keys", len(page.Events), len(page.Keys))
+		}
+	})
+
+	invalid := []struct {
+		name  string
+		from  int64
+		limit int
+	}{
+		{"negative from", -1, 10},
+		{"limit 0", 0, 0},
+		{"negative limit", 0, -1},
+	}
+	for _, tc := range invalid {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := h.store.ReadAll(t.Context(), tenantA, tc.from, tc.limit)
+			wantCode(t, err, eventvault.EINVALID)
+		})
+	}
+}
+
+// wantPageKeys checks that an AllPage holds the key of exactly the streams
+// of its events.
+func wantPageKeys(t *testing.T, page eventvault.AllPage, keys map[eventvault.StreamName]eventvault.WrappedKey) {
+	t.Helper()
+	streams := map[eventvault.StreamName]bool{}
+	for _, ev := range page.Events {
+		streams[ev.Stream] = true
+	}
+	for s := range streams {
+		k, ok := page.Keys[s]
+		if !ok {
+			t.Errorf("AllPage.Keys has no key for stream %s of the page", s)
+			continue
+		}
+		wantKey(t, "AllPage.Keys["+string(s)+"]", k, keys[s])
+	}
+	for s := range page.Keys {
+		if !streams[s] {
+			t.Errorf("AllPage.Keys holds the key of %s, which has no event in the page", s)
+		}
+	}
+}
