@@ -1,0 +1,328 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/eventvault/eventvault"
+)
+
+// Append writes a batch atomically, in bbolt's single write transaction, so
+// that versions are checked and positions assigned in commit order. The
+// checks run in the order storetest fixes: the request, the stream's key,
+// idempotency, the expected version; Seal runs last, once the positions are
+// fixed, and only for a batch that will be written.
+// Errors: EINVALID for a malformed request; ENOTFOUND if the stream has no
+// key; EERASED if req.KeyID is not the stream's key; ECONFLICT for an
+// expected version that does not hold or an event id reused; the Seal's
+// error; EINTERNAL if Seal returns the wrong number of payloads.
+func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventvault.AppendRequest) (eventvault.AppendResult, error) {
+	const op = "bolt.Append"
+	if err := validateAppend(tenant, req); err != nil {
+		return eventvault.AppendResult{}, err
+	}
+	var res eventvault.AppendResult
+	err := db.update(ctx, op, func(tx *bbolt.Tx) error {
+		tb := readTenant(tx, tenant)
+		if tb == nil {
+			return noStreamKey(op, req.Stream)
+		}
+		head, found, err := tb.stream(req.Stream)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return noStreamKey(op, req.Stream)
+		}
+		if head.Key.ID != req.KeyID {
+			return &eventvault.Error{
+				Code: eventvault.EERASED, Op: op,
+				Message: fmt.Sprintf("stream %s is no longer protected by the key the events were sealed with; nothing was appended", req.Stream),
+			}
+		}
+		if replay, ok, err := tb.replay(op, req); err != nil || ok {
+			res = replay
+			return err
+		}
+		if !req.Expected.Check(head.Version) {
+			e := eventvault.ConflictError(req.Stream, req.Expected, head.Version)
+			e.Op = op
+			return e
+		}
+		res, err = db.write(op, tb, req, head)
+		return err
+	})
+	if err != nil {
+		return eventvault.AppendResult{}, err
+	}
+	return res, nil
+}
+
+// validateAppend refuses requests that can never succeed.
+func validateAppend(tenant eventvault.TenantID, req eventvault.AppendRequest) error {
+	if err := validateStream(tenant, req.Stream); err != nil {
+		return err
+	}
+	if len(req.Events) == 0 {
+		return eventvault.Errorf(eventvault.EINVALID, "an append needs at least one event")
+	}
+	if req.Seal == nil {
+		return eventvault.Errorf(eventvault.EINVALID, "an append needs a Seal function")
+	}
+	seen := make(map[uuid.UUID]bool, len(req.Events))
+	for _, ev := range req.Events {
+		if seen[ev.ID] {
+			return eventvault.Errorf(eventvault.EINVALID, "event id %s appears twice in the batch; every event needs its own id", ev.ID)
+		}
+		seen[ev.ID] = true
+	}
+	return nil
+}
+
+// replay looks the batch's ids up. It returns true with the original
+// result if every id is stored in this stream with the same MAC, false if
+// none is stored, and ECONFLICT for any other reuse of an id.
+func (tb *tenantBuckets) replay(op string, req eventvault.AppendRequest) (eventvault.AppendResult, bool, error) {
+	res := eventvault.AppendResult{Stream: req.Stream, Version: eventvault.NoStream, Replayed: true}
+	stored := 0
+	for _, ev := range req.Events {
+		loc := tb.ids.Get(ev.ID[:])
+		if loc == nil {
+			continue
+		}
+		stored++
+		stream, pos, err := decodeLocator(loc)
+		if err != nil {
+			return res, false, fmt.Errorf("event %s: %w", ev.ID, err)
+		}
+		if stream != req.Stream {
+			// The other stream is not named: the caller may not be
+			// allowed to know it exists.
+			return res, false, &eventvault.Error{
+				Code: eventvault.ECONFLICT, Op: op,
+				Message: fmt.Sprintf("event id %s is already used by another stream; choose a new id", ev.ID),
+				Fields:  map[string]any{"event_id": ev.ID.String()},
+			}
+		}
+		rec, err := tb.event(stream, pos)
+		if err != nil {
+			return res, false, err
+		}
+		if !bytes.Equal(rec.ContentMAC, ev.ContentMAC) {
+			return res, false, &eventvault.Error{
+				Code: eventvault.ECONFLICT, Op: op,
+				Message: fmt.Sprintf("event %s was appended before with other content; an event id cannot be reused", ev.ID),
+				Fields:  map[string]any{"event_id": ev.ID.String()},
+			}
+		}
+		res.Events = append(res.Events, eventvault.Positions{Position: pos, GlobalPosition: rec.GlobalPosition})
+		res.Version = max(res.Version, pos)
+	}
+	switch stored {
+	case 0:
+		return eventvault.AppendResult{}, false, nil
+	case len(req.Events):
+		return res, true, nil
+	default:
+		return res, false, &eventvault.Error{
+			Code: eventvault.ECONFLICT, Op: op,
+			Message: fmt.Sprintf("%d of the batch's %d events were appended before and the others not; retry the original batch unchanged, or use new ids", stored, len(req.Events)),
+		}
+	}
+}
+
+// write seals the batch at the stream's next position and stores it.
+func (db *DB) write(op string, tb *tenantBuckets, req eventvault.AppendRequest, head streamRecord) (eventvault.AppendResult, error) {
+	first := head.Version + 1
+	payloads, err := req.Seal(first)
+	if err != nil {
+		return eventvault.AppendResult{}, fmt.Errorf("seal %d events of stream %s: %w", len(req.Events), req.Stream, err)
+	}
+	if len(payloads) != len(req.Events) {
+		return eventvault.AppendResult{}, internal(op, fmt.Errorf("seal returned %d payloads for %d events", len(payloads), len(req.Events)))
+	}
+
+	events, err := tb.events.CreateBucketIfNotExists([]byte(req.Stream))
+	if err != nil {
+		return eventvault.AppendResult{}, fmt.Errorf("create events bucket of stream %s: %w", req.Stream, err)
+	}
+	global := int64(tb.log.Sequence())
+	now := db.now().UTC().Truncate(time.Microsecond)
+	res := eventvault.AppendResult{Stream: req.Stream, Events: make([]eventvault.Positions, len(req.Events))}
+	for i, ev := range req.Events {
+		p := eventvault.Positions{Position: first + int64(i), GlobalPosition: global + int64(i)}
+		rec := encodeEvent(eventRecord{
+			ID: ev.ID, GlobalPosition: p.GlobalPosition, RecordedAt: now,
+			Type: ev.Type, ContentMAC: ev.ContentMAC, Payload: payloads[i],
+		})
+		loc := encodeLocator(req.Stream, p.Position)
+		if err := events.Put(be64(p.Position), rec); err != nil {
+			return eventvault.AppendResult{}, fmt.Errorf("put event %s: %w", ev.ID, err)
+		}
+		if err := tb.log.Put(be64(p.GlobalPosition), loc); err != nil {
+			return eventvault.AppendResult{}, fmt.Errorf("put log entry %d: %w", p.GlobalPosition, err)
+		}
+		if err := tb.ids.Put(clone(ev.ID[:]), loc); err != nil {
+			return eventvault.AppendResult{}, fmt.Errorf("put id %s: %w", ev.ID, err)
+		}
+		res.Events[i] = p
+	}
+	if err := tb.log.SetSequence(uint64(global) + uint64(len(req.Events))); err != nil {
+		return eventvault.AppendResult{}, fmt.Errorf("advance global position: %w", err)
+	}
+	head.Version = first + int64(len(req.Events)) - 1
+	if err := tb.putStream(req.Stream, head); err != nil {
+		return eventvault.AppendResult{}, err
+	}
+	res.Version = head.Version
+	return res, nil
+}
+
+// event reads the event at a stream position.
+func (tb *tenantBuckets) event(stream eventvault.StreamName, pos int64) (eventRecord, error) {
+	b := tb.events.Bucket([]byte(stream))
+	if b == nil {
+		return eventRecord{}, fmt.Errorf("stream %s has no events bucket", stream)
+	}
+	v := b.Get(be64(pos))
+	if v == nil {
+		return eventRecord{}, fmt.Errorf("stream %s has no event at %d", stream, pos)
+	}
+	rec, err := decodeEvent(v)
+	if err != nil {
+		return eventRecord{}, fmt.Errorf("stream %s position %d: %w", stream, pos, err)
+	}
+	return rec, nil
+}
+
+func storedEvent(stream eventvault.StreamName, pos int64, r eventRecord) eventvault.StoredEvent {
+	return eventvault.StoredEvent{
+		ID: r.ID, Stream: stream, Type: r.Type, Position: pos, GlobalPosition: r.GlobalPosition,
+		RecordedAt: r.RecordedAt, ContentMAC: r.ContentMAC, Payload: r.Payload,
+	}
+}
+
+// ReadStream returns up to opts.Limit events of one stream with the key
+// that protects it, read in one transaction.
+// Errors: ENOTFOUND if the stream has no events; EINVALID for a malformed
+// name or options.
+func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, opts eventvault.ReadOptions) (eventvault.StreamPage, error) {
+	const op = "bolt.ReadStream"
+	if err := validateStream(tenant, stream); err != nil {
+		return eventvault.StreamPage{}, err
+	}
+	if opts.Limit <= 0 {
+		return eventvault.StreamPage{}, eventvault.Errorf(eventvault.EINVALID, "read limit is %d; it must be positive", opts.Limit)
+	}
+	if opts.From < 0 && !(opts.Backward && opts.From == -1) {
+		return eventvault.StreamPage{}, eventvault.Errorf(eventvault.EINVALID, "cannot read from position %d; use a position >= 0, or -1 backward for the end", opts.From)
+	}
+	var page eventvault.StreamPage
+	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
+		notFound := &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("stream %s has no events", stream)}
+		tb := readTenant(tx, tenant)
+		if tb == nil {
+			return notFound
+		}
+		head, found, err := tb.stream(stream)
+		if err != nil {
+			return err
+		}
+		if !found || head.Version == eventvault.NoStream {
+			return notFound
+		}
+		page.Key = head.Key.wrappedKey()
+		page.Version = head.Version
+		b := tb.events.Bucket([]byte(stream))
+		if b == nil {
+			return fmt.Errorf("stream %s at version %d has no events bucket", stream, head.Version)
+		}
+
+		c := b.Cursor()
+		var k, v []byte
+		switch {
+		case !opts.Backward:
+			k, v = c.Seek(be64(opts.From))
+		case opts.From == -1 || opts.From > head.Version:
+			k, v = c.Last()
+		default:
+			k, v = c.Seek(be64(opts.From))
+		}
+		for ; k != nil && len(page.Events) < opts.Limit; k, v = step(c, opts.Backward) {
+			rec, err := decodeEvent(v)
+			if err != nil {
+				return fmt.Errorf("stream %s: %w", stream, err)
+			}
+			page.Events = append(page.Events, storedEvent(stream, int64(u64(k)), rec))
+		}
+		return nil
+	})
+	if err != nil {
+		return eventvault.StreamPage{}, err
+	}
+	return page, nil
+}
+
+func step(c *bbolt.Cursor, backward bool) ([]byte, []byte) {
+	if backward {
+		return c.Prev()
+	}
+	return c.Next()
+}
+
+// ReadAll returns up to limit events of the tenant with global position >=
+// from, in global order, with the keys of their streams.
+// Errors: EINVALID for a malformed tenant, a negative from or a limit that
+// is not positive.
+func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int64, limit int) (eventvault.AllPage, error) {
+	const op = "bolt.ReadAll"
+	if err := validateTenant(tenant); err != nil {
+		return eventvault.AllPage{}, err
+	}
+	if limit <= 0 {
+		return eventvault.AllPage{}, eventvault.Errorf(eventvault.EINVALID, "read limit is %d; it must be positive", limit)
+	}
+	if from < 0 {
+		return eventvault.AllPage{}, eventvault.Errorf(eventvault.EINVALID, "cannot read from global position %d; use a position >= 0", from)
+	}
+	page := eventvault.AllPage{Keys: map[eventvault.StreamName]eventvault.WrappedKey{}}
+	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
+		tb := readTenant(tx, tenant)
+		if tb == nil {
+			return nil
+		}
+		c := tb.log.Cursor()
+		for k, loc := c.Seek(be64(from)); k != nil && len(page.Events) < limit; k, loc = c.Next() {
+			stream, pos, err := decodeLocator(loc)
+			if err != nil {
+				return fmt.Errorf("log entry %d: %w", u64(k), err)
+			}
+			rec, err := tb.event(stream, pos)
+			if err != nil {
+				return err
+			}
+			page.Events = append(page.Events, storedEvent(stream, pos, rec))
+			if _, ok := page.Keys[stream]; ok {
+				continue
+			}
+			head, found, err := tb.stream(stream)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return fmt.Errorf("stream %s has events and no record", stream)
+			}
+			page.Keys[stream] = head.Key.wrappedKey()
+		}
+		return nil
+	})
+	if err != nil {
+		return eventvault.AllPage{}, err
+	}
+	return page, nil
+}
