@@ -1,0 +1,221 @@
+package postgres
+
+import (
+	"context"
+	"crypto/hmac"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eventvault/eventvault"
+)
+
+// lockStreamSQL locks the stream's row for the rest of the append: appends
+// to one stream queue here, and each sees the version the previous one left.
+const lockStreamSQL = `SELECT version, key_id FROM streams
+	WHERE tenant_id = $1 AND name = $2
+	FOR UPDATE`
+
+// findEventsSQL finds the events of the batch appended before, in any stream
+// of the tenant. It runs after the stream lock is held, so it sees every
+// event committed by an earlier append to the same stream.
+const findEventsSQL = `SELECT id, stream, position, global_position, content_mac
+	FROM events
+	WHERE tenant_id = $1 AND id = ANY($2::uuid[])`
+
+// writeEventsSQL takes the batch's global positions from the tenant's row,
+// inserts the events and moves the stream's version, in one statement. The
+// tenant row's lock is taken here, as the last step before COMMIT (which
+// rides in the same batch): it serialises the tenant's appends for the
+// shortest time and gives global positions in commit order.
+//
+// $1 tenant, $2 stream, $3 number of events, $4 first stream position,
+// $5 ids, $6 types, $7 content MACs, $8 payloads.
+const writeEventsSQL = `WITH g AS (
+	INSERT INTO tenants AS t (tenant_id, last_global_position) VALUES ($1, $3::bigint - 1)
+	ON CONFLICT (tenant_id) DO UPDATE SET last_global_position = t.last_global_position + $3::bigint
+	RETURNING last_global_position - $3::bigint + 1 AS first_global
+), ins AS (
+	INSERT INTO events (tenant_id, global_position, stream, position, id, type, recorded_at, content_mac, payload)
+	SELECT $1, g.first_global + e.ord - 1, $2, $4::bigint + e.ord - 1, e.id, e.type, statement_timestamp(), e.mac, e.payload
+	FROM g, unnest($5::uuid[], $6::text[], $7::bytea[], $8::bytea[]) WITH ORDINALITY AS e(id, type, mac, payload, ord)
+), upd AS (
+	UPDATE streams SET version = $4::bigint + $3::bigint - 1
+	WHERE tenant_id = $1 AND name = $2
+)
+SELECT first_global FROM g`
+
+// storedEnvelope is an event found by id during an append.
+type storedEnvelope struct {
+	stream         eventvault.StreamName
+	position       int64
+	globalPosition int64
+	contentMAC     []byte
+}
+
+// Append writes a batch atomically, in two round trips: the first locks the
+// stream and looks the batch's ids up (with BEGIN and the tenant context),
+// the second writes the events and commits. Between the two, Seal runs once
+// the positions are fixed. An append that ends early (a conflict, a replay)
+// costs a third, for ROLLBACK.
+//
+// Errors: ECONFLICT for an expected version that does not hold or an event
+// id reused with other content, in another stream, or partly; ENOTFOUND if
+// the stream has no key; EERASED if the stream's key is not req.KeyID (it
+// was shredded or replaced meanwhile; retry); EINVALID for an empty batch or
+// an id that appears twice in it; EUNAVAILABLE if the database is.
+func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventvault.AppendRequest) (eventvault.AppendResult, error) {
+	const op = "postgres.Append"
+	if err := validateAppend(tenant, req); err != nil {
+		return eventvault.AppendResult{}, err
+	}
+	n := len(req.Events)
+	ids := make([]uuid.UUID, n)
+	types := make([]string, n)
+	macs := make([][]byte, n)
+	for i, e := range req.Events {
+		ids[i], types[i], macs[i] = e.ID, e.Type, e.ContentMAC
+	}
+
+	var res eventvault.AppendResult
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, retryUnique: true}, func(ctx context.Context, t *txn) error {
+		var (
+			found   bool
+			version int64
+			keyID   *uuid.UUID
+			before  = make(map[uuid.UUID]storedEnvelope)
+		)
+		b := &pgx.Batch{}
+		b.Queue(lockStreamSQL, tenant, req.Stream).QueryRow(func(r pgx.Row) error {
+			err := r.Scan(&version, &keyID)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			found = err == nil
+			return err
+		})
+		b.Queue(findEventsSQL, tenant, ids).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id uuid.UUID
+				var e storedEnvelope
+				if err := rows.Scan(&id, &e.stream, &e.position, &e.globalPosition, &e.contentMAC); err != nil {
+					return err
+				}
+				before[id] = e
+			}
+			return rows.Err()
+		})
+		if err := t.send(ctx, b, false); err != nil {
+			return fmt.Errorf("lock stream %s: %w", req.Stream, err)
+		}
+
+		switch {
+		case !found:
+			return eventvault.Errorf(eventvault.ENOTFOUND, "stream %s has no key: create the stream's key before appending", req.Stream)
+		case keyID == nil:
+			return eventvault.Errorf(eventvault.EERASED, "stream %s was shredded", req.Stream)
+		case *keyID != req.KeyID:
+			return eventvault.Errorf(eventvault.EERASED, "the key of stream %s changed while the append was prepared; retry", req.Stream)
+		}
+		if len(before) > 0 {
+			r, err := replay(req, before)
+			res = r
+			return err
+		}
+		if !req.Expected.Check(version) {
+			return eventvault.ConflictError(req.Stream, req.Expected, version)
+		}
+
+		first := version + 1
+		payloads, err := req.Seal(first)
+		if err != nil {
+			return fmt.Errorf("seal events of stream %s: %w", req.Stream, err)
+		}
+		if len(payloads) != n {
+			return fmt.Errorf("seal events of stream %s: %d payloads for %d events", req.Stream, len(payloads), n)
+		}
+
+		var firstGlobal int64
+		b = &pgx.Batch{}
+		b.Queue(writeEventsSQL, tenant, req.Stream, n, first, ids, types, macs, payloads).QueryRow(func(r pgx.Row) error {
+			return r.Scan(&firstGlobal)
+		})
+		if err := t.send(ctx, b, true); err != nil {
+			return fmt.Errorf("write events of stream %s: %w", req.Stream, err)
+		}
+		res = eventvault.AppendResult{Stream: req.Stream, Events: make([]eventvault.Positions, n), Version: first + int64(n) - 1}
+		for i := range res.Events {
+			res.Events[i] = eventvault.Positions{Position: first + int64(i), GlobalPosition: firstGlobal + int64(i)}
+		}
+		return nil
+	})
+	if err != nil {
+		return eventvault.AppendResult{}, err
+	}
+	return res, nil
+}
+
+func validateAppend(tenant eventvault.TenantID, req eventvault.AppendRequest) error {
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return err
+	}
+	if err := eventvault.ValidateStream(req.Stream); err != nil {
+		return err
+	}
+	if len(req.Events) == 0 {
+		return eventvault.Errorf(eventvault.EINVALID, "an append needs at least one event")
+	}
+	if req.Seal == nil {
+		return eventvault.Errorf(eventvault.EINVALID, "append to stream %s without a seal function", req.Stream)
+	}
+	seen := make(map[uuid.UUID]bool, len(req.Events))
+	for _, e := range req.Events {
+		if seen[e.ID] {
+			return eventvault.Errorf(eventvault.EINVALID, "event id %s appears twice in the batch", e.ID)
+		}
+		seen[e.ID] = true
+	}
+	return nil
+}
+
+// replay decides an append some of whose ids exist already. It is a replay
+// if every event exists in this stream with the same content, at consecutive
+// positions in the order of the batch; anything else is a conflict that
+// names the first offending event.
+func replay(req eventvault.AppendRequest, before map[uuid.UUID]storedEnvelope) (eventvault.AppendResult, error) {
+	res := eventvault.AppendResult{Stream: req.Stream, Replayed: true, Events: make([]eventvault.Positions, len(req.Events))}
+	for i, e := range req.Events {
+		s, ok := before[e.ID]
+		switch {
+		case !ok:
+			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.ECONFLICT,
+				"event %s was appended before, but event %s of the same batch was not: a retry must resend exactly the batch it retries", firstFound(req, before), e.ID)
+		case s.stream != req.Stream:
+			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.ECONFLICT,
+				"event id %s is used already, in stream %s: choose a new id for a new event", e.ID, s.stream)
+		case !hmac.Equal(s.contentMAC, e.ContentMAC):
+			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.ECONFLICT,
+				"event %s was appended before with other content: choose a new id for a new event", e.ID)
+		case i > 0 && s.position != res.Events[i-1].Position+1:
+			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.ECONFLICT,
+				"event %s was appended before, but not in the same batch as event %s: a retry must resend exactly the batch it retries", e.ID, req.Events[i-1].ID)
+		}
+		res.Events[i] = eventvault.Positions{Position: s.position, GlobalPosition: s.globalPosition}
+	}
+	// The version the original append left (the positions are consecutive,
+	// so the last is the highest), not the stream's current version: a
+	// client continuing from it still notices writes it has not seen.
+	res.Version = res.Events[len(res.Events)-1].Position
+	return res, nil
+}
+
+func firstFound(req eventvault.AppendRequest, before map[uuid.UUID]storedEnvelope) uuid.UUID {
+	for _, e := range req.Events {
+		if _, ok := before[e.ID]; ok {
+			return e.ID
+		}
+	}
+	return uuid.Nil
+}

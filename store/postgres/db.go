@@ -1,0 +1,106 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/eventvault/eventvault"
+)
+
+// Options tune a DB. The zero value is ready to use.
+type Options struct {
+	// MaxConns bounds the connection pool; zero leaves pgxpool's default
+	// (the larger of 4 and the number of CPUs).
+	MaxConns int32
+	// Logger receives retries of aborted transactions at debug level; nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// DB is the PostgreSQL store. It implements eventvault.Store. It is safe for
+// concurrent use.
+type DB struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+}
+
+var _ eventvault.Store = (*DB)(nil)
+
+// Open connects to the database at url (a postgres:// URL or a key=value
+// connection string) and checks that its schema is up to date. It does not
+// migrate: call Migrate first. The role in url must be able to switch to
+// eventvault_app (a superuser, or a member of eventvault_app).
+//
+// Errors: EINVALID for a URL that does not parse; EUNAVAILABLE if the
+// database cannot be reached; EINTERNAL if the schema is not migrated.
+func Open(ctx context.Context, url string, opts Options) (*DB, error) {
+	const op = "postgres.Open"
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgconn redacts the password in parse errors.
+		return nil, &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: "the database URL does not parse", Err: err}
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "eventvault"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, mapError(op, fmt.Errorf("create pool: %w", err))
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	db := &DB{pool: pool, log: log}
+	if err := db.checkSchema(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// checkSchema fails unless every migration this package knows is applied.
+func (db *DB) checkSchema(ctx context.Context) error {
+	const op = "postgres.Open"
+	want := latestVersion()
+	var have int
+	err := db.run(ctx, txSpec{op: op, readOnly: true}, func(ctx context.Context, t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(`SELECT coalesce(max(version), 0) FROM schema_migrations`).QueryRow(func(r pgx.Row) error {
+			return r.Scan(&have)
+		})
+		return t.send(ctx, b, true)
+	})
+	if eventvault.ErrorCode(err) == eventvault.EINTERNAL || (err == nil && have < want) {
+		return &eventvault.Error{
+			Code:    eventvault.EINTERNAL,
+			Op:      op,
+			Message: fmt.Sprintf("the database schema is not up to date (this server needs version %d): apply the migrations first", want),
+			Err:     err,
+		}
+	}
+	return err
+}
+
+// Ping reports whether the database answers.
+// Errors: EUNAVAILABLE.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.pool.Ping(ctx); err != nil {
+		return &eventvault.Error{Code: eventvault.EUNAVAILABLE, Op: "postgres.Ping", Message: "the database is unreachable", Err: err}
+	}
+	return nil
+}
+
+// Close closes every connection of the pool. It waits for connections in use
+// to be released.
+func (db *DB) Close() error {
+	db.pool.Close()
+	return nil
+}

@@ -1,0 +1,136 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/eventvault/eventvault"
+)
+
+// SQLSTATEs the store acts on.
+const (
+	sqlUniqueViolation       = "23505"
+	sqlSerializationFailure  = "40001"
+	sqlDeadlockDetected      = "40P01"
+	sqlUndefinedTable        = "42P01"
+	sqlUndefinedObject       = "42704"
+	sqlInsufficientPrivilege = "42501"
+)
+
+// connLostError marks an error after which the connection is gone: the
+// database is unreachable, or went away mid-transaction.
+type connLostError struct{ err error }
+
+func (e *connLostError) Error() string { return e.err.Error() }
+func (e *connLostError) Unwrap() error { return e.err }
+
+// dbError is what remains of a *pgconn.PgError once it leaves the store: its
+// code, message and constraint for the logs, but not its detail, which can
+// quote row values. Callers cannot reach the PgError through it.
+type dbError struct {
+	code, message, constraint string
+}
+
+func (e *dbError) Error() string {
+	s := "postgres: " + e.message + " (SQLSTATE " + e.code
+	if e.constraint != "" {
+		s += ", constraint " + e.constraint
+	}
+	return s + ")"
+}
+
+func isPgError(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr)
+}
+
+// sqlState returns the SQLSTATE of the server error in err's chain, or "".
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+// retryable reports whether running the whole transaction again may
+// succeed: it was aborted for serialization or deadlock, it never reached
+// the server, or (with unique) a concurrent writer took a unique key first.
+func retryable(err error, unique bool) bool {
+	var domain *eventvault.Error
+	if errors.As(err, &domain) {
+		return false
+	}
+	switch sqlState(err) {
+	case sqlSerializationFailure, sqlDeadlockDetected:
+		return true
+	case sqlUniqueViolation:
+		return unique
+	}
+	return pgconn.SafeToRetry(err)
+}
+
+// mapError turns what a transaction returned into an *eventvault.Error with
+// op, so that no caller sees a SQLSTATE or a driver error. Errors that carry
+// an *eventvault.Error already (from the store's own checks or from a
+// SealFunc) keep their code.
+func mapError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var domain *eventvault.Error
+	if errors.As(err, &domain) {
+		if domain.Op == "" && domain == err {
+			domain.Op = op
+		}
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return &eventvault.Error{Code: eventvault.EUNAVAILABLE, Op: op, Message: "the database did not answer before the request was cancelled or timed out", Err: err}
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return mapPgError(op, err, pgErr)
+	}
+	var lost *connLostError
+	var netErr net.Error
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &lost) || errors.As(err, &netErr) || errors.As(err, &connectErr) || pgconn.Timeout(err) {
+		return &eventvault.Error{Code: eventvault.EUNAVAILABLE, Op: op, Message: "the database is unreachable; retry later", Err: err}
+	}
+	return &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Err: err}
+}
+
+func mapPgError(op string, err error, pgErr *pgconn.PgError) error {
+	var cause error = &dbError{code: pgErr.Code, message: pgErr.Message, constraint: pgErr.ConstraintName}
+	// Keep the context the store wrapped around the server's error.
+	if prefix := strings.TrimSuffix(err.Error(), pgErr.Error()); prefix != "" && prefix != err.Error() {
+		cause = fmt.Errorf("%s%w", prefix, cause)
+	}
+	return mapCode(op, pgErr.Code, cause)
+}
+
+func mapCode(op, code string, cause error) error {
+	e := &eventvault.Error{Op: op, Err: cause}
+	switch {
+	case code == sqlUniqueViolation:
+		e.Code, e.Message = eventvault.ECONFLICT, "a record with the same id exists already"
+	case code == sqlSerializationFailure || code == sqlDeadlockDetected:
+		e.Code, e.Message = eventvault.EUNAVAILABLE, "the database is busy; retry"
+	case code == sqlUndefinedTable || code == sqlUndefinedObject || code == sqlInsufficientPrivilege:
+		e.Code, e.Message = eventvault.EINTERNAL, "the database schema is missing or not up to date: apply the migrations"
+	case strings.HasPrefix(code, "08"), // connection exception
+		strings.HasPrefix(code, "53"), // insufficient resources (too many connections, disk full)
+		strings.HasPrefix(code, "57"), // operator intervention (shutdown, cannot connect now)
+		strings.HasPrefix(code, "58"): // system error (I/O)
+		e.Code, e.Message = eventvault.EUNAVAILABLE, "the database is unavailable; retry later"
+	default:
+		e.Code = eventvault.EINTERNAL
+	}
+	return e
+}

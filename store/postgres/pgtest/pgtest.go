@@ -1,0 +1,161 @@
+// Package pgtest gives tests a real PostgreSQL: a fresh database of their
+// own on the server named by EVENTVAULT_TEST_DATABASE_URL, dropped when the
+// test ends, and a scan of everything stored in it, for tests that prove no
+// plaintext reaches the database.
+//
+// `make test` (scripts/with-postgres.sh) starts a throwaway server and sets
+// the variable. Without it, tests fail with a message saying so: they never
+// skip.
+package pgtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// EnvURL is the environment variable that names the test server: a
+// PostgreSQL superuser URL.
+const EnvURL = "EVENTVAULT_TEST_DATABASE_URL"
+
+// URL creates a database with a random name (evtest_<hex>) on the test
+// server, drops it (WITH (FORCE)) when t ends, and returns its URL: the
+// server's URL with the database swapped. It fails t if the variable is not
+// set or the server cannot be reached.
+func URL(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv(EnvURL)
+	if base == "" {
+		t.Fatal(EnvURL + " is not set: run the tests with `make test`, which starts a throwaway PostgreSQL, or point it at a PostgreSQL superuser URL")
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		t.Fatalf("%s must be a postgres:// URL (the value does not parse as one)", EnvURL)
+	}
+
+	var suffix [8]byte
+	_, _ = rand.Read(suffix[:])
+	name := "evtest_" + hex.EncodeToString(suffix[:])
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to the test server named by %s: %v", EnvURL, err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create test database %s: %v", name, err)
+	}
+	t.Cleanup(func() { dropDatabase(t, base, name) })
+
+	u.Path = "/" + name
+	return u.String()
+}
+
+func dropDatabase(t testing.TB, base, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Errorf("connect to drop test database %s: %v", name, err)
+		return
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		t.Errorf("drop test database %s: %v", name, err)
+	}
+}
+
+// Scan reads every row of every table in every non-system schema of the
+// database at url, each row cast whole to text (bytea renders as hex), and
+// returns where a needle occurs, as raw bytes or as lowercase hex, one
+// description per place ("table public.events row 3: needle 0 as hex"). It
+// fails t if it finds no table at all, so that it cannot pass vacuously, or
+// if a needle is empty. url must name a role that reads every row (the
+// superuser of the test server; row-level security does not apply to it).
+func Scan(t testing.TB, url string, needles ...[]byte) []string {
+	t.Helper()
+	for i, n := range needles {
+		if len(n) == 0 {
+			t.Fatalf("pgtest.Scan: needle %d is empty, which would match everywhere", i)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("pgtest.Scan: connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+
+	tables, err := userTables(ctx, conn)
+	if err != nil {
+		t.Fatalf("pgtest.Scan: list tables: %v", err)
+	}
+	if len(tables) == 0 {
+		t.Fatal("pgtest.Scan found no table to scan: the database is empty, so the scan would prove nothing")
+	}
+
+	hexNeedles := make([][]byte, len(needles))
+	for i, n := range needles {
+		hexNeedles[i] = []byte(hex.EncodeToString(n))
+	}
+	var found []string
+	for _, table := range tables {
+		rows, err := conn.Query(ctx, "SELECT t::text FROM "+table.Sanitize()+" t")
+		if err != nil {
+			t.Fatalf("pgtest.Scan: read %s: %v", strings.Join(table, "."), err)
+		}
+		row := 0
+		for rows.Next() {
+			row++
+			var text []byte
+			if err := rows.Scan(&text); err != nil {
+				t.Fatalf("pgtest.Scan: read %s: %v", strings.Join(table, "."), err)
+			}
+			for i := range needles {
+				where := fmt.Sprintf("table %s row %d: needle %d", strings.Join(table, "."), row, i)
+				if bytes.Contains(text, needles[i]) {
+					found = append(found, where+" in clear")
+				}
+				if bytes.Contains(text, hexNeedles[i]) {
+					found = append(found, where+" as hex")
+				}
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("pgtest.Scan: read %s: %v", strings.Join(table, "."), err)
+		}
+	}
+	return found
+}
+
+// userTables lists the tables of every schema but PostgreSQL's own.
+func userTables(ctx context.Context, conn *pgx.Conn) ([]pgx.Identifier, error) {
+	rows, err := conn.Query(ctx, `SELECT n.nspname, c.relname
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind = 'r'
+		  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+		  AND n.nspname NOT LIKE 'pg\_toast%'
+		  AND n.nspname NOT LIKE 'pg\_temp%'
+		ORDER BY 1, 2`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (pgx.Identifier, error) {
+		var schema, name string
+		err := r.Scan(&schema, &name)
+		return pgx.Identifier{schema, name}, err
+	})
+}

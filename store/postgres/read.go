@@ -1,0 +1,201 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eventvault/eventvault"
+)
+
+// keyColumns are a stream's wrapped key columns, scanned by scanKey.
+const keyColumns = `key_id, key_version, kek_version, wrapped_key, key_created_at`
+
+const streamRowSQL = `SELECT version, ` + keyColumns + ` FROM streams
+	WHERE tenant_id = $1 AND name = $2`
+
+const eventColumns = `id, stream, type, position, global_position, recorded_at, content_mac, payload`
+
+const readForwardSQL = `SELECT ` + eventColumns + ` FROM events
+	WHERE tenant_id = $1 AND stream = $2 AND position >= $3
+	ORDER BY position
+	LIMIT $4`
+
+// readBackwardSQL reads down from $3, or from the last event if $3 is -1.
+const readBackwardSQL = `SELECT ` + eventColumns + ` FROM events
+	WHERE tenant_id = $1 AND stream = $2 AND ($3::bigint < 0 OR position <= $3::bigint)
+	ORDER BY position DESC
+	LIMIT $4`
+
+const readAllSQL = `SELECT ` + eventColumns + ` FROM events
+	WHERE tenant_id = $1 AND global_position >= $2
+	ORDER BY global_position
+	LIMIT $3`
+
+// pageKeysSQL returns the keys of the streams in the page readAllSQL reads;
+// both run on one snapshot.
+const pageKeysSQL = `SELECT name, ` + keyColumns + ` FROM streams
+	WHERE tenant_id = $1 AND key_id IS NOT NULL AND name IN (
+		SELECT stream FROM events
+		WHERE tenant_id = $1 AND global_position >= $2
+		ORDER BY global_position
+		LIMIT $3)`
+
+// ReadStream returns up to opts.Limit events of one stream with the
+// stream's version and key, read on one snapshot in one round trip. A read
+// past the end is an empty page.
+//
+// Errors: ENOTFOUND if the stream has no events; EINVALID for a limit that
+// is not positive or a From below 0 (below -1 backward).
+func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, opts eventvault.ReadOptions) (eventvault.StreamPage, error) {
+	const op = "postgres.ReadStream"
+	if err := validateRead(tenant, opts); err != nil {
+		return eventvault.StreamPage{}, err
+	}
+	if err := eventvault.ValidateStream(stream); err != nil {
+		return eventvault.StreamPage{}, err
+	}
+	query := readForwardSQL
+	if opts.Backward {
+		query = readBackwardSQL
+	}
+
+	var page eventvault.StreamPage
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+		page = eventvault.StreamPage{Version: eventvault.NoStream}
+		b := &pgx.Batch{}
+		b.Queue(streamRowSQL, tenant, stream).QueryRow(func(r pgx.Row) error {
+			var k storedKey
+			err := r.Scan(&page.Version, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			page.Key, _ = k.wrappedKey()
+			return nil
+		})
+		b.Queue(query, tenant, stream, opts.From, opts.Limit).Query(func(rows pgx.Rows) error {
+			var err error
+			page.Events, err = scanEvents(rows)
+			return err
+		})
+		if err := t.send(ctx, b, true); err != nil {
+			return fmt.Errorf("read stream %s: %w", stream, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return eventvault.StreamPage{}, err
+	}
+	if page.Version == eventvault.NoStream {
+		return eventvault.StreamPage{}, &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("stream %s has no events", stream)}
+	}
+	return page, nil
+}
+
+// ReadAll returns up to limit events of the tenant with global position >=
+// from, in global order, and the keys of their streams, read on one
+// snapshot in one round trip. Global positions are given in commit order
+// (see Append), so a snapshot never holds a position without every position
+// before it.
+//
+// Errors: EINVALID for a negative from or a limit that is not positive.
+func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int64, limit int) (eventvault.AllPage, error) {
+	const op = "postgres.ReadAll"
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return eventvault.AllPage{}, err
+	}
+	if from < 0 || limit <= 0 {
+		return eventvault.AllPage{}, eventvault.Errorf(eventvault.EINVALID, "read all from %d with limit %d: from must be at least 0 and the limit positive", from, limit)
+	}
+	var page eventvault.AllPage
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+		page = eventvault.AllPage{Keys: map[eventvault.StreamName]eventvault.WrappedKey{}}
+		b := &pgx.Batch{}
+		b.Queue(readAllSQL, tenant, from, limit).Query(func(rows pgx.Rows) error {
+			var err error
+			page.Events, err = scanEvents(rows)
+			return err
+		})
+		b.Queue(pageKeysSQL, tenant, from, limit).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var name eventvault.StreamName
+				var k storedKey
+				if err := rows.Scan(&name, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt); err != nil {
+					return err
+				}
+				if wk, ok := k.wrappedKey(); ok {
+					page.Keys[name] = wk
+				}
+			}
+			return rows.Err()
+		})
+		if err := t.send(ctx, b, true); err != nil {
+			return fmt.Errorf("read all from %d: %w", from, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return eventvault.AllPage{}, err
+	}
+	return page, nil
+}
+
+func validateRead(tenant eventvault.TenantID, opts eventvault.ReadOptions) error {
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return err
+	}
+	if opts.Limit <= 0 {
+		return eventvault.Errorf(eventvault.EINVALID, "read limit %d: the limit must be positive", opts.Limit)
+	}
+	if opts.From < 0 && !(opts.Backward && opts.From == -1) {
+		return eventvault.Errorf(eventvault.EINVALID, "read from %d: start at 0 or later (or at -1, the end, reading backward)", opts.From)
+	}
+	return nil
+}
+
+func scanEvents(rows pgx.Rows) ([]eventvault.StoredEvent, error) {
+	var evs []eventvault.StoredEvent
+	for rows.Next() {
+		var e eventvault.StoredEvent
+		if err := rows.Scan(&e.ID, &e.Stream, &e.Type, &e.Position, &e.GlobalPosition, &e.RecordedAt, &e.ContentMAC, &e.Payload); err != nil {
+			return nil, err
+		}
+		evs = append(evs, e)
+	}
+	return evs, rows.Err()
+}
+
+// storedKey is a wrapped key as scanned from nullable columns: a stream
+// whose key was shredded keeps its row with the key columns NULL.
+type storedKey struct {
+	id         *uuid.UUID
+	version    *int64
+	kekVersion *int64
+	wrapped    []byte
+	createdAt  *time.Time
+}
+
+// wrappedKey returns the key, or false if the row holds none.
+func (k storedKey) wrappedKey() (eventvault.WrappedKey, bool) {
+	if k.id == nil || k.wrapped == nil {
+		return eventvault.WrappedKey{}, false
+	}
+	wk := eventvault.WrappedKey{ID: *k.id, Ciphertext: k.wrapped}
+	if k.version != nil {
+		wk.Version = uint32(*k.version)
+	}
+	if k.kekVersion != nil {
+		wk.KEKVersion = uint32(*k.kekVersion)
+	}
+	if k.createdAt != nil {
+		wk.CreatedAt = *k.createdAt
+	}
+	return wk, true
+}

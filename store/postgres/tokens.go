@@ -1,0 +1,115 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eventvault/eventvault"
+)
+
+const insertTokenSQL = `INSERT INTO api_tokens (id, token_hash, tenant_id, name, root, rules, created_at)
+	VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()))`
+
+const tokenByHashSQL = `SELECT id, token_hash, tenant_id, name, root, rules, created_at FROM api_tokens
+	WHERE token_hash = $1`
+
+const deleteRootTokensSQL = `DELETE FROM api_tokens WHERE root`
+
+// CreateToken stores t. A root token is written in the admin scope (its
+// tenant may be empty); any other in its tenant's.
+// Errors: ECONFLICT if its id or hash exists.
+func (db *DB) CreateToken(ctx context.Context, t eventvault.Token) error {
+	const op = "postgres.CreateToken"
+	if t.ID == "" || len(t.Hash) == 0 {
+		return eventvault.Errorf(eventvault.EINVALID, "a token needs an id and a hash")
+	}
+	if !t.Root {
+		if err := eventvault.ValidateTenant(t.Tenant); err != nil {
+			return err
+		}
+	}
+	rules := t.Rules
+	if rules == nil {
+		rules = []eventvault.Rule{}
+	}
+	rulesJSON, err := json.Marshal(rules)
+	if err != nil {
+		return &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: "the token's rules do not encode as JSON", Err: err}
+	}
+	sc := scope{tenant: t.Tenant, admin: t.Root}
+	err = db.run(ctx, txSpec{op: op, scope: sc}, func(ctx context.Context, tx *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(insertTokenSQL, t.ID, t.Hash, string(t.Tenant), t.Name, t.Root, string(rulesJSON), nullTime(t.CreatedAt))
+		return tx.send(ctx, b, true)
+	})
+	if eventvault.ErrorCode(err) == eventvault.ECONFLICT {
+		return &eventvault.Error{Code: eventvault.ECONFLICT, Op: op, Message: fmt.Sprintf("a token with id %s or the same hash exists already", t.ID), Err: err}
+	}
+	if err != nil {
+		return fmt.Errorf("create token %s: %w", t.ID, err)
+	}
+	return nil
+}
+
+// TokenByHash returns the token with this hash. The lookup runs before any
+// tenant is known, in a scope that sees the one token with this hash.
+// Errors: ENOTFOUND.
+func (db *DB) TokenByHash(ctx context.Context, hash []byte) (eventvault.Token, error) {
+	const op = "postgres.TokenByHash"
+	var tok eventvault.Token
+	var found bool
+	if len(hash) == 0 {
+		return tok, &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: "no such token"}
+	}
+	err := db.run(ctx, txSpec{op: op, scope: scope{tokenHash: hash}, readOnly: true}, func(ctx context.Context, t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(tokenByHashSQL, hash).QueryRow(func(r pgx.Row) error {
+			var tenant string
+			var rules []byte
+			err := r.Scan(&tok.ID, &tok.Hash, &tenant, &tok.Name, &tok.Root, &rules, &tok.CreatedAt)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			tok.Tenant = eventvault.TenantID(tenant)
+			if err := json.Unmarshal(rules, &tok.Rules); err != nil {
+				return fmt.Errorf("decode rules of token %s: %w", tok.ID, err)
+			}
+			if len(tok.Rules) == 0 {
+				tok.Rules = nil
+			}
+			found = true
+			return nil
+		})
+		return t.send(ctx, b, true)
+	})
+	if err != nil {
+		return eventvault.Token{}, fmt.Errorf("look up token: %w", err)
+	}
+	if !found {
+		// The hash is not named: it identifies a secret.
+		return eventvault.Token{}, &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: "no such token"}
+	}
+	return tok, nil
+}
+
+// DeleteRootTokens removes every root token, in the admin scope, which sees
+// root tokens only.
+func (db *DB) DeleteRootTokens(ctx context.Context) error {
+	const op = "postgres.DeleteRootTokens"
+	err := db.run(ctx, txSpec{op: op, scope: scope{admin: true}}, func(ctx context.Context, t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(deleteRootTokensSQL)
+		return t.send(ctx, b, true)
+	})
+	if err != nil {
+		return fmt.Errorf("delete root tokens: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+package postgres
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/eventvault/eventvault"
+)
+
+// appRole is the role every store transaction runs as. Row-level security
+// applies to it because it neither owns the tables nor has BYPASSRLS.
+const appRole = "eventvault_app"
+
+// setScopeSQL switches the transaction to the app role and sets what the
+// row-level security policies read. All four are transaction-local
+// (set_config's third argument), so nothing outlives the transaction on a
+// pooled connection; all four are set every time so that no value can come
+// from an earlier statement of the same transaction.
+const setScopeSQL = `SELECT set_config('role', '` + appRole + `', true),
+	set_config('eventvault.tenant', $1, true),
+	set_config('eventvault.token_hash', $2, true),
+	set_config('eventvault.admin', $3, true)`
+
+// scope is what a transaction may see: one tenant's rows, or for
+// authentication the token with one hash, or for retiring the dev root
+// tokens the root tokens.
+type scope struct {
+	tenant    eventvault.TenantID
+	tokenHash []byte
+	admin     bool
+}
+
+func (s scope) args() []any {
+	admin := ""
+	if s.admin {
+		admin = "on"
+	}
+	return []any{string(s.tenant), hex.EncodeToString(s.tokenHash), admin}
+}
+
+// txSpec describes a transaction run by DB.run.
+type txSpec struct {
+	op    string
+	scope scope
+	// readOnly runs at REPEATABLE READ, READ ONLY, so that every statement
+	// of the transaction sees one snapshot: a page of events and the keys
+	// that protect it are read together. Writers run at READ COMMITTED and
+	// serialise on row locks.
+	readOnly bool
+	// retryUnique retries on a unique violation too: a concurrent writer
+	// committed a row this transaction also meant to write, and running
+	// again sees it and answers precisely (a replay or a conflict naming
+	// the row).
+	retryUnique bool
+}
+
+func (s txSpec) beginSQL() string {
+	if s.readOnly {
+		return "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+	}
+	return "BEGIN ISOLATION LEVEL READ COMMITTED"
+}
+
+// txn is one transaction on one pooled connection. BEGIN and the scope ride
+// along with the first batch sent and COMMIT with the last, so that the
+// transaction costs no round trip of its own.
+type txn struct {
+	conn   *pgx.Conn
+	spec   txSpec
+	begun  bool
+	closed bool
+}
+
+// send sends b in the transaction, first BEGIN and the scope if they are not
+// sent yet, and with commit a COMMIT after b. It returns the first error of
+// the batch, including those of b's callbacks.
+func (t *txn) send(ctx context.Context, b *pgx.Batch, commit bool) error {
+	if t.closed {
+		return errors.New("transaction is closed")
+	}
+	full := b
+	if !t.begun {
+		full = &pgx.Batch{}
+		full.Queue(t.spec.beginSQL())
+		full.Queue(setScopeSQL, t.spec.scope.args()...)
+		full.QueuedQueries = append(full.QueuedQueries, b.QueuedQueries...)
+		t.begun = true
+	}
+	if commit {
+		full.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
+			// COMMIT of an aborted transaction answers ROLLBACK.
+			if ct.String() != "COMMIT" {
+				return fmt.Errorf("commit answered %s", ct.String())
+			}
+			return nil
+		})
+	}
+	err := t.conn.SendBatch(ctx, full).Close()
+	if commit && err == nil {
+		t.closed = true
+	}
+	return err
+}
+
+// rollback ends an open transaction. Its errors do not matter: a connection
+// left inside a transaction is not returned to the pool.
+func (t *txn) rollback(ctx context.Context) {
+	if !t.begun || t.closed || t.conn.IsClosed() {
+		return
+	}
+	t.closed = true
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, _ = t.conn.Exec(ctx, "ROLLBACK")
+}
+
+// maxAttempts bounds how often run tries a transaction that PostgreSQL
+// aborted for serialization or deadlock.
+const maxAttempts = 6
+
+// run runs fn as one transaction on a pooled connection, under spec's scope.
+// If fn returns without committing, run commits. A transaction aborted for
+// serialization (40001) or deadlock (40P01) is run again, a few times with
+// jittered back-off, so callers never see these; every other database error
+// is mapped to an *eventvault.Error at this boundary.
+func (db *DB) run(ctx context.Context, spec txSpec, fn func(ctx context.Context, t *txn) error) error {
+	for attempt := 1; ; attempt++ {
+		err := db.attempt(ctx, spec, fn)
+		if err == nil {
+			return nil
+		}
+		if attempt >= maxAttempts || !retryable(err, spec.retryUnique) || ctx.Err() != nil {
+			return mapError(spec.op, err)
+		}
+		db.log.DebugContext(ctx, "retrying transaction", "op", spec.op, "attempt", attempt, "reason", sqlState(err))
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return mapError(spec.op, err)
+		}
+	}
+}
+
+func (db *DB) attempt(ctx context.Context, spec txSpec, fn func(ctx context.Context, t *txn) error) (err error) {
+	pc, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return &connLostError{fmt.Errorf("acquire connection: %w", err)}
+	}
+	defer pc.Release()
+	t := &txn{conn: pc.Conn(), spec: spec}
+	defer func() {
+		if err != nil {
+			t.rollback(ctx)
+			if t.conn.IsClosed() && !isPgError(err) {
+				err = &connLostError{err}
+			}
+		}
+	}()
+	if err := fn(ctx, t); err != nil {
+		return err
+	}
+	if !t.closed {
+		return t.send(ctx, &pgx.Batch{}, true)
+	}
+	return nil
+}
+
+// backoff is the pause before attempt+1: a few milliseconds, doubling, with
+// full jitter so that transactions that collided do not collide again.
+func backoff(attempt int) time.Duration {
+	ceiling := time.Duration(2<<attempt) * time.Millisecond
+	return ceiling/2 + rand.N(ceiling/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
