@@ -6,6 +6,7 @@ import (
 	crand "crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -87,9 +88,25 @@ type cacheKey struct {
 type cacheEntry struct {
 	kek    *tenantKEK
 	cipher *StreamCipher
-	// fingerprint is, for a stream, the SHA-256 of the wrapped key row the
-	// cipher came from: a read presenting any other row misses the cache.
+	// fingerprint is, for a stream, the rowFingerprint of the wrapped key
+	// row the cipher came from: a read presenting any other row misses the
+	// cache.
 	fingerprint [sha256.Size]byte
+}
+
+// rowFingerprint is SHA-256 over every field of a key row but its time:
+// id || version || KEK version || ciphertext.
+func rowFingerprint(wk eventvault.WrappedKey) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write(wk.ID[:])
+	var v [8]byte
+	binary.BigEndian.PutUint32(v[:4], wk.Version)
+	binary.BigEndian.PutUint32(v[4:], wk.KEKVersion)
+	h.Write(v[:])
+	h.Write(wk.Ciphertext)
+	var fp [sha256.Size]byte
+	h.Sum(fp[:0])
+	return fp
 }
 
 // NewKeyring returns a Keyring over the root key provider and the store of
@@ -160,7 +177,7 @@ func (k *Keyring) loadStreamCipher(ctx context.Context, tenant eventvault.Tenant
 	if err != nil {
 		return nil, err
 	}
-	k.fill(gen, ck, cacheEntry{cipher: c, fingerprint: sha256.Sum256(wk.Ciphertext)})
+	k.fill(gen, ck, cacheEntry{cipher: c, fingerprint: rowFingerprint(wk)})
 	return c, nil
 }
 
@@ -198,9 +215,9 @@ func (k *Keyring) createStreamKey(ctx context.Context, tenant eventvault.TenantI
 
 // OpenStreamCipher returns the cipher of wk, the key row the caller read
 // together with the events it is about to open. Reads fail closed: the cache
-// serves only the very row it was filled from (same key id and SHA-256 of
-// the ciphertext), so a changed row is unwrapped afresh and a missing row is
-// honoured at once.
+// serves only the very row it was filled from (same key id, versions and
+// SHA-256 fingerprint of the ciphertext), so a changed row is unwrapped
+// afresh and a missing row is honoured at once.
 // Errors: EERASED for a zero WrappedKey (the stream's key was shredded) and
 // for a tenant whose KEK is gone; EINTERNAL wrapping ErrAuthentication for a
 // row that does not authenticate for this tenant and stream; the store's
@@ -212,9 +229,8 @@ func (k *Keyring) OpenStreamCipher(ctx context.Context, tenant eventvault.Tenant
 		return nil, streamErasedError(op, stream)
 	}
 	ck := cacheKey{cacheStream, tenant, stream}
-	fp := sha256.Sum256(wk.Ciphertext)
-	if e, ok := k.cache.Get(ck); ok && e.cipher.keyID == wk.ID && e.cipher.version == wk.Version &&
-		subtle.ConstantTimeCompare(e.fingerprint[:], fp[:]) == 1 {
+	fp := rowFingerprint(wk)
+	if e, ok := k.cache.Get(ck); ok && subtle.ConstantTimeCompare(e.fingerprint[:], fp[:]) == 1 {
 		return e.cipher, nil
 	}
 	gen := k.generation()
