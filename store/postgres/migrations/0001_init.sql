@@ -105,9 +105,11 @@ CREATE POLICY tenant_isolation ON events
 
 ALTER TABLE api_tokens ENABLE ROW LEVEL SECURITY;
 ALTER TABLE api_tokens FORCE ROW LEVEL SECURITY;
+-- A tenant's transactions see and write its tokens, but never a root token:
+-- a root token is admin over every tenant.
 CREATE POLICY tenant_isolation ON api_tokens
-	USING (tenant_id = nullif(current_setting('eventvault.tenant', true), ''))
-	WITH CHECK (tenant_id = nullif(current_setting('eventvault.tenant', true), ''));
+	USING (NOT root AND tenant_id = nullif(current_setting('eventvault.tenant', true), ''))
+	WITH CHECK (NOT root AND tenant_id = nullif(current_setting('eventvault.tenant', true), ''));
 -- Authentication looks a token up before its tenant is known: the lookup sets
 -- eventvault.token_hash for its transaction and sees that one row only.
 CREATE POLICY token_lookup ON api_tokens FOR SELECT

@@ -1,0 +1,301 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/store/postgres"
+)
+
+// The tests here play an attacker who reaches the database through the
+// server's role with the server's transaction settings, but with a bug in
+// the SQL: no tenant filter, another tenant's id, a forbidden statement.
+// Row-level security and the grants must still hold.
+
+const (
+	tenantA eventvault.TenantID = "tenant-a"
+	tenantB eventvault.TenantID = "tenant-b"
+)
+
+// tenantTables are the tables that hold tenant rows.
+var tenantTables = []string{"tenants", "tenant_keys", "streams", "events", "api_tokens"}
+
+// twoTenants returns a store holding a KEK, a stream with events and a token
+// for each of tenants A and B, plus a root token, and the database's
+// superuser URL.
+func twoTenants(t *testing.T) (*postgres.DB, string) {
+	t.Helper()
+	db, url := openDB(t)
+	ctx := t.Context()
+	for _, tenant := range []eventvault.TenantID{tenantA, tenantB} {
+		if _, err := db.CreateTenantKey(ctx, tenant, wrappedKey("kek-"+string(tenant))); err != nil {
+			t.Fatalf("CreateTenantKey %s: %v", tenant, err)
+		}
+		k, err := db.CreateStreamKey(ctx, tenant, "order-1", wrappedKey("stream-"+string(tenant)))
+		if err != nil {
+			t.Fatalf("CreateStreamKey %s: %v", tenant, err)
+		}
+		if _, err := db.Append(ctx, tenant, appendRequest("order-1", k.ID, 3)); err != nil {
+			t.Fatalf("Append %s: %v", tenant, err)
+		}
+		if err := db.CreateToken(ctx, token(tenant, false)); err != nil {
+			t.Fatalf("CreateToken %s: %v", tenant, err)
+		}
+	}
+	if err := db.CreateToken(ctx, token("", true)); err != nil {
+		t.Fatalf("CreateToken root: %v", err)
+	}
+	return db, url
+}
+
+func wrappedKey(label string) eventvault.WrappedKey {
+	return eventvault.WrappedKey{ID: uuid.New(), Version: 1, KEKVersion: 1, Ciphertext: []byte("wrapped:" + label), CreatedAt: time.Now()}
+}
+
+func appendRequest(stream eventvault.StreamName, keyID uuid.UUID, n int) eventvault.AppendRequest {
+	evs := make([]eventvault.ProposedEvent, n)
+	for i := range evs {
+		evs[i] = eventvault.ProposedEvent{ID: uuid.New(), Type: "Happened", ContentMAC: []byte(fmt.Sprintf("mac-%d", i))}
+	}
+	return eventvault.AppendRequest{
+		Stream: stream, Expected: eventvault.ExpectAny, KeyID: keyID, Events: evs,
+		Seal: func(first int64) ([][]byte, error) {
+			out := make([][]byte, n)
+			for i := range out {
+				out[i] = fmt.Appendf(nil, "sealed-%d", first+int64(i))
+			}
+			return out, nil
+		},
+	}
+}
+
+func token(tenant eventvault.TenantID, root bool) eventvault.Token {
+	h := sha256.Sum256([]byte(uuid.NewString()))
+	return eventvault.Token{ID: "tok_" + uuid.NewString()[:8], Hash: h[:], Tenant: tenant, Name: "svc", Root: root, CreatedAt: time.Now()}
+}
+
+// asApp opens a raw connection to url and begins a transaction with the
+// settings the store sets for its transactions.
+func asApp(t *testing.T, url string, tenant eventvault.TenantID, tokenHash, admin string) pgx.Tx {
+	t.Helper()
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	_, err = tx.Exec(ctx, `SELECT set_config('role', 'eventvault_app', true),
+		set_config('eventvault.tenant', $1, true),
+		set_config('eventvault.token_hash', $2, true),
+		set_config('eventvault.admin', $3, true)`, string(tenant), tokenHash, admin)
+	if err != nil {
+		t.Fatalf("set the store's transaction settings: %v", err)
+	}
+	return tx
+}
+
+// tenantsOf returns how many rows of each tenant a query without any tenant
+// filter sees in table.
+func tenantsOf(t *testing.T, tx pgx.Tx, table string) map[string]int {
+	t.Helper()
+	rows, err := tx.Query(t.Context(), "SELECT tenant_id FROM "+table)
+	if err != nil {
+		t.Fatalf("select from %s: %v", table, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("select from %s: %v", table, err)
+	}
+	seen := map[string]int{}
+	for _, id := range ids {
+		seen[id]++
+	}
+	return seen
+}
+
+func TestRLSUnfilteredSelectSeesOnlyTheTenantsRows(t *testing.T) {
+	_, url := twoTenants(t)
+	for _, table := range tenantTables {
+		t.Run(table, func(t *testing.T) {
+			seen := tenantsOf(t, asApp(t, url, tenantA, "", ""), table)
+			if seen[string(tenantA)] == 0 {
+				t.Errorf("tenant A's context sees no row of A in %s: the test proves nothing", table)
+			}
+			for tenant, n := range seen {
+				if tenant != string(tenantA) {
+					t.Errorf("tenant A's context sees %d rows of tenant %q in %s", n, tenant, table)
+				}
+			}
+		})
+	}
+}
+
+func TestRLSWithoutTenantSeesNothing(t *testing.T) {
+	_, url := twoTenants(t)
+	for _, table := range tenantTables {
+		t.Run(table, func(t *testing.T) {
+			if seen := tenantsOf(t, asApp(t, url, "", "", ""), table); len(seen) != 0 {
+				t.Errorf("a transaction without a tenant sees rows of %v in %s", seen, table)
+			}
+		})
+	}
+}
+
+func TestRLSTokenScopes(t *testing.T) {
+	db, url := twoTenants(t)
+	tok := token(tenantB, false)
+	if err := db.CreateToken(t.Context(), tok); err != nil {
+		t.Fatalf("CreateToken: %v", err)
+	}
+	cases := []struct {
+		name      string
+		tokenHash string
+		admin     string
+		want      string // the one kind of row the scope may see
+	}{
+		{"token lookup sees that token only", fmt.Sprintf("%x", tok.Hash), "", "id = '" + tok.ID + "'"},
+		{"admin sees root tokens only", "", "on", "root"},
+		{"admin must be exactly on", "", "true", "false"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tx := asApp(t, url, "", tc.tokenHash, tc.admin)
+			var total, matching int
+			err := tx.QueryRow(t.Context(), "SELECT count(*), count(*) FILTER (WHERE "+tc.want+") FROM api_tokens").Scan(&total, &matching)
+			if err != nil {
+				t.Fatalf("select tokens: %v", err)
+			}
+			if total != matching {
+				t.Errorf("scope sees %d tokens, of which %d are allowed (%s)", total, matching, tc.want)
+			}
+			if tc.want != "false" && matching == 0 {
+				t.Errorf("scope sees no token at all: the test proves nothing")
+			}
+		})
+	}
+}
+
+// wantRefused checks that err is PostgreSQL refusing a statement for
+// privilege or row-level security (both SQLSTATE 42501).
+func wantRefused(t *testing.T, what string, err error) {
+	t.Helper()
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		t.Errorf("%s: err = %v, want insufficient_privilege (42501)", what, err)
+	}
+}
+
+func TestRLSRefusesWritesForAnotherTenant(t *testing.T) {
+	_, url := twoTenants(t)
+	cases := []struct {
+		name, sql string
+	}{
+		{"event", `INSERT INTO events (tenant_id, global_position, stream, position, id, type, recorded_at, content_mac, payload)
+			VALUES ('tenant-b', 1000, 'order-1', 1000, gen_random_uuid(), 'Forged', now(), '\x00', '\x00')`},
+		{"stream", `INSERT INTO streams (tenant_id, name, key_id, wrapped_key) VALUES ('tenant-b', 'forged-1', gen_random_uuid(), '\x00')`},
+		{"tenant key", `INSERT INTO tenant_keys (tenant_id, version, key_id, wrapped, created_at) VALUES ('tenant-b', 99, gen_random_uuid(), '\x00', now())`},
+		{"tenant", `INSERT INTO tenants (tenant_id) VALUES ('tenant-c')`},
+		{"token", `INSERT INTO api_tokens (id, token_hash, tenant_id, name, created_at) VALUES ('forged', '\x01', 'tenant-b', 'x', now())`},
+		{"root token", `INSERT INTO api_tokens (id, token_hash, tenant_id, name, root, created_at) VALUES ('forged', '\x01', 'tenant-a', 'x', true, now())`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tx := asApp(t, url, tenantA, "", "")
+			_, err := tx.Exec(t.Context(), tc.sql)
+			wantRefused(t, "insert a "+tc.name+" row as tenant A", err)
+		})
+	}
+}
+
+func TestRLSAppRoleCannotRewriteHistory(t *testing.T) {
+	_, url := twoTenants(t)
+	cases := []struct {
+		name, sql string
+	}{
+		{"update own events", `UPDATE events SET payload = '\x00' WHERE tenant_id = 'tenant-a'`},
+		{"delete own events", `DELETE FROM events WHERE tenant_id = 'tenant-a'`},
+		{"truncate events", `TRUNCATE events`},
+		{"delete own tenant keys", `DELETE FROM tenant_keys`},
+		{"swap a stream key", `UPDATE streams SET wrapped_key = '\x00'`},
+		{"rewind the global position", `UPDATE tenants SET tenant_id = 'tenant-b'`},
+		{"write schema_migrations", `DELETE FROM schema_migrations`},
+		{"disable row-level security", `ALTER TABLE events DISABLE ROW LEVEL SECURITY`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tx := asApp(t, url, tenantA, "", "")
+			_, err := tx.Exec(t.Context(), tc.sql)
+			wantRefused(t, tc.name, err)
+		})
+	}
+}
+
+func TestAppRoleNeitherOwnsTablesNorBypassesRLS(t *testing.T) {
+	_, url := twoTenants(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+
+	var super, bypass, login, inherit bool
+	err = conn.QueryRow(ctx, `SELECT rolsuper, rolbypassrls, rolcanlogin, rolinherit FROM pg_roles WHERE rolname = 'eventvault_app'`).Scan(&super, &bypass, &login, &inherit)
+	if err != nil {
+		t.Fatalf("read role eventvault_app: %v", err)
+	}
+	if super || bypass || login || inherit {
+		t.Errorf("eventvault_app: superuser %v, bypassrls %v, login %v, inherit %v; want all false", super, bypass, login, inherit)
+	}
+
+	rows, err := conn.Query(ctx, `SELECT c.relname, pg_get_userbyid(c.relowner), c.relrowsecurity, c.relforcerowsecurity
+		FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'`)
+	if err != nil {
+		t.Fatalf("read tables: %v", err)
+	}
+	type table struct {
+		owner       string
+		rls, forced bool
+	}
+	tables := map[string]table{}
+	for rows.Next() {
+		var name string
+		var tb table
+		if err := rows.Scan(&name, &tb.owner, &tb.rls, &tb.forced); err != nil {
+			t.Fatalf("read tables: %v", err)
+		}
+		tables[name] = tb
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("read tables: %v", err)
+	}
+	for name, tb := range tables {
+		if tb.owner == "eventvault_app" {
+			t.Errorf("table %s is owned by eventvault_app", name)
+		}
+	}
+	for _, name := range tenantTables {
+		tb, ok := tables[name]
+		if !ok {
+			t.Errorf("table %s is missing", name)
+			continue
+		}
+		if !tb.rls || !tb.forced {
+			t.Errorf("table %s: row-level security enabled %v, forced %v; want both", name, tb.rls, tb.forced)
+		}
+	}
+}
