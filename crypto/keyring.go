@@ -262,9 +262,10 @@ func (k *Keyring) openStreamKey(ctx context.Context, tenant eventvault.TenantID,
 	if err != nil {
 		return nil, err
 	}
-	if kek.id != h.keyID || kek.version != h.keyVersion {
-		// The cached KEK may be older than the row (rotated on another
-		// node): read the tenant's key once more.
+	if kek.id == h.keyID && kek.version < h.keyVersion {
+		// The cached KEK is older than the row (rotated on another node):
+		// read the tenant's key once more. Other mismatches cannot heal
+		// by reading again, and must not cost a root-provider call each.
 		k.dropTenantKEK(tenant, kek)
 		if kek, err = k.tenantKEK(ctx, tenant, false); err != nil {
 			return nil, err

@@ -539,3 +539,88 @@ func TestKeyTypesPrintNoKeyBytes(t *testing.T) {
 	checkPrintsNoSecret(t, root, key)
 	checkPrintsNoSecret(t, *root, key)
 }
+
+// rotateTenantKEK does what a KEK rotation will: it stores version 2 of the
+// tenant's KEK (same id, new key) and re-wraps every stream key under it.
+func rotateTenantKEK(t *testing.T, f *keyringFixture, tenant eventvault.TenantID) {
+	t.Helper()
+	old, err := NewKeyring(f.root.RootKeyProvider, f.store, KeyringOptions{}).tenantKEK(t.Context(), tenant, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := header{kind: kindTenantKEK, keyID: old.id, keyVersion: old.version + 1}
+	key := randomBytes(t, keySize)
+	wrapped, err := f.root.RootKeyProvider.WrapKey(t.Context(), key, tenantKEKAAD(h, tenant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := newTenantKEK(tenant, h.keyID, h.keyVersion, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.store.mu.Lock()
+	defer f.store.mu.Unlock()
+	f.store.tenants[tenant] = eventvault.WrappedKey{ID: h.keyID, Version: h.keyVersion, Ciphertext: append(h.appendTo(nil), wrapped...)}
+	for ref, row := range f.store.streams {
+		if ref.tenant != tenant {
+			continue
+		}
+		sk, err := old.unwrapStreamKey(ref.stream, row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.Ciphertext, err = next.wrapStreamKey(ref.stream, row.ID, sk, crand.Reader); err != nil {
+			t.Fatal(err)
+		}
+		row.KEKVersion = next.version
+		f.store.streams[ref] = row
+	}
+}
+
+func TestKeyRowOfANewerKEKVersionReloadsTheKEKOnce(t *testing.T) {
+	f := newKeyringFixture(t, KeyringOptions{})
+	before := streamCipher(t, f.ring, "acme", "order-1")
+	streamCipher(t, f.ring, "acme", "order-2")
+	rotateTenantKEK(t, f, "acme")
+	wraps, unwraps := f.root.counts()
+	for _, s := range []eventvault.StreamName{"order-1", "order-2"} {
+		c, err := f.ring.OpenStreamCipher(t.Context(), "acme", s, f.store.streamKey(t, "acme", s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s == "order-1" {
+			checkSealOpen(t, before, c)
+		}
+	}
+	checkRootCalls(t, f.root, wraps, unwraps+1)
+}
+
+func TestKeyRowOfAnotherTenantMakesNoRootCall(t *testing.T) {
+	f := newKeyringFixture(t, KeyringOptions{})
+	streamCipher(t, f.ring, "acme", "order-1")
+	streamCipher(t, f.ring, "globex", "order-1")
+	wraps, unwraps := f.root.counts()
+	for range 10 {
+		_, err := f.ring.OpenStreamCipher(t.Context(), "acme", "order-1", f.store.streamKey(t, "globex", "order-1"))
+		checkAuthFailure(t, err)
+	}
+	checkRootCalls(t, f.root, wraps, unwraps)
+}
+
+func BenchmarkKeyringStreamCipherCached(b *testing.B) {
+	key := randomBytes(b, keySize)
+	root, err := newLocalRootKey("bench", key, crand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ring := NewKeyring(root, newMemKeyStore(), KeyringOptions{})
+	if _, err := ring.StreamCipher(b.Context(), "acme", "order-1"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ring.StreamCipher(b.Context(), "acme", "order-1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

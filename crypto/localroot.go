@@ -75,23 +75,23 @@ func readRootKeyFile(op, path string) ([]byte, error) {
 		return nil, &eventvault.Error{Code: eventvault.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("cannot stat the root key file %s", path), Err: err}
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, eventvault.Errorf(eventvault.EINVALID, "the root key file %s is not a regular file", path)
+		return nil, refused(op, "the root key file %s is not a regular file", path)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return nil, eventvault.Errorf(eventvault.EINVALID, "the root key file %s has mode %04o, so group or others may read or write it; run chmod 600 %s", path, perm, path)
+		return nil, refused(op, "the root key file %s has mode %04o, so group or others may read or write it; run chmod 600 %s", path, perm, path)
 	}
 	if fi.Size() != keySize {
-		return nil, eventvault.Errorf(eventvault.EINVALID, "the root key file %s is %d bytes long; a root key file holds exactly %d random bytes (raw, not hex or base64)", path, fi.Size(), keySize)
+		return nil, refused(op, "the root key file %s is %d bytes long; a root key file holds exactly %d random bytes (raw, not hex or base64)", path, fi.Size(), keySize)
 	}
 	key := make([]byte, keySize+1) // one more, to notice a file that grew since Stat
 	n, err := io.ReadFull(f, key)
 	if n != keySize || !errors.Is(err, io.ErrUnexpectedEOF) {
 		clear(key)
-		return nil, eventvault.Errorf(eventvault.EINVALID, "the root key file %s changed while it was read; a root key file holds exactly %d random bytes", path, keySize)
+		return nil, refused(op, "the root key file %s changed while it was read; a root key file holds exactly %d random bytes", path, keySize)
 	}
 	key = key[:keySize]
 	if allZero(key) {
-		return nil, eventvault.Errorf(eventvault.EINVALID, "the root key file %s holds only zero bytes; remove it to have a random key created", path)
+		return nil, refused(op, "the root key file %s holds only zero bytes; remove it to have a random key created", path)
 	}
 	return key, nil
 }
@@ -132,6 +132,11 @@ func createRootKeyFile(op, path string) error {
 		return fail(err)
 	}
 	return nil
+}
+
+// refused is a root key file OpenLocalRootKey will not use.
+func refused(op, format string, args ...any) *eventvault.Error {
+	return &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: fmt.Sprintf(format, args...)}
 }
 
 func allZero(b []byte) bool {
