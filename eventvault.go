@@ -144,7 +144,7 @@ func (v ExpectedVersion) Check(current int64) bool {
 	}
 }
 
-// String returns the form ParseExpectedVersion accepts.
+// String returns the wire form: any, no_stream, exists or the position.
 func (v ExpectedVersion) String() string {
 	switch v.kind {
 	case expectAny:

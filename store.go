@@ -50,7 +50,10 @@ type ProposedEvent struct {
 
 // SealFunc seals a batch whose first event lands at stream position first.
 // It returns one sealed payload per proposed event, in order. The store calls
-// it inside the append's transaction, once the positions are fixed.
+// it inside the append's transaction, once the positions are fixed. A store
+// that retries a transaction (after a serialization failure) calls it again,
+// perhaps with another first position, and keeps only the last payloads, so
+// a SealFunc must have no side effects.
 type SealFunc func(first int64) ([][]byte, error)
 
 // AppendRequest is an append as the store sees it: ids, types, MACs and,
@@ -111,7 +114,9 @@ type EventStore interface {
 	// original positions come back with Replayed set.
 	// Errors: ECONFLICT for an expected version that does not hold (with
 	// the actual version) or an event id reused with other content or in
-	// another stream; ENOTFOUND if the stream has no key.
+	// another stream; ENOTFOUND if the stream has no key; EERASED if
+	// req.KeyID is no longer the stream's key; EINVALID for an empty batch or
+	// a duplicate id within it; the code of an error returned by Seal.
 	Append(ctx context.Context, tenant TenantID, req AppendRequest) (AppendResult, error)
 	// ReadStream returns up to opts.Limit events of one stream.
 	// Errors: ENOTFOUND if the stream has no events.
