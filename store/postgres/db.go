@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -78,7 +79,8 @@ func (db *DB) checkSchema(ctx context.Context) error {
 		})
 		return t.send(ctx, b, true)
 	})
-	if eventvault.ErrorCode(err) == eventvault.EINTERNAL || (err == nil && have < want) {
+	var cause *dbError
+	if (errors.As(err, &cause) && cause.code == sqlUndefinedTable) || (err == nil && have < want) {
 		return &eventvault.Error{
 			Code:    eventvault.EINTERNAL,
 			Op:      op,

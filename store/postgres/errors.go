@@ -122,8 +122,10 @@ func mapCode(op, code string, cause error) error {
 		e.Code, e.Message = eventvault.ECONFLICT, "a record with the same id exists already"
 	case code == sqlSerializationFailure || code == sqlDeadlockDetected:
 		e.Code, e.Message = eventvault.EUNAVAILABLE, "the database is busy; retry"
-	case code == sqlUndefinedTable || code == sqlUndefinedObject || code == sqlInsufficientPrivilege:
+	case code == sqlUndefinedTable || code == sqlUndefinedObject:
 		e.Code, e.Message = eventvault.EINTERNAL, "the database schema is missing or not up to date: apply the migrations"
+	case code == sqlInsufficientPrivilege:
+		e.Code, e.Message = eventvault.EINTERNAL, "the database refused the store a privilege: apply the migrations, and connect as a role that is a member of "+appRole
 	case strings.HasPrefix(code, "08"), // connection exception
 		strings.HasPrefix(code, "53"), // insufficient resources (too many connections, disk full)
 		strings.HasPrefix(code, "57"), // operator intervention (shutdown, cannot connect now)

@@ -19,8 +19,9 @@ const newestTenantKeySQL = `SELECT version, key_id, wrapped, created_at FROM ten
 const ensureTenantSQL = `INSERT INTO tenants (tenant_id) VALUES ($1) ON CONFLICT (tenant_id) DO NOTHING`
 
 // lockTenantSQL serialises the creation of a tenant's first KEK, so that
-// two creators proposing different versions cannot both insert.
-const lockTenantSQL = `SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE`
+// two creators proposing different versions cannot both insert. NO KEY
+// UPDATE, like an append's, leaves foreign key checks unblocked.
+const lockTenantSQL = `SELECT 1 FROM tenants WHERE tenant_id = $1 FOR NO KEY UPDATE`
 
 const insertTenantKeySQL = `INSERT INTO tenant_keys (tenant_id, version, key_id, wrapped, created_at)
 	SELECT $1::text, $2::bigint, $3::uuid, $4::bytea, coalesce($5::timestamptz, now())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,9 +26,10 @@ const readForwardSQL = `SELECT ` + eventColumns + ` FROM events
 	ORDER BY position
 	LIMIT $4`
 
-// readBackwardSQL reads down from $3, or from the last event if $3 is -1.
+// readBackwardSQL reads down from $3 (ReadStream passes the largest
+// position for -1, the end), so that the index range starts at $3.
 const readBackwardSQL = `SELECT ` + eventColumns + ` FROM events
-	WHERE tenant_id = $1 AND stream = $2 AND ($3::bigint < 0 OR position <= $3::bigint)
+	WHERE tenant_id = $1 AND stream = $2 AND position <= $3
 	ORDER BY position DESC
 	LIMIT $4`
 
@@ -59,9 +61,12 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return eventvault.StreamPage{}, err
 	}
-	query := readForwardSQL
+	query, from := readForwardSQL, opts.From
 	if opts.Backward {
 		query = readBackwardSQL
+		if from < 0 {
+			from = math.MaxInt64
+		}
 	}
 
 	var page eventvault.StreamPage
@@ -80,7 +85,7 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 			page.Key, _ = k.wrappedKey()
 			return nil
 		})
-		b.Queue(query, tenant, stream, opts.From, opts.Limit).Query(func(rows pgx.Rows) error {
+		b.Queue(query, tenant, stream, from, opts.Limit).Query(func(rows pgx.Rows) error {
 			var err error
 			page.Events, err = scanEvents(rows)
 			return err
