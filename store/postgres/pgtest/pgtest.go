@@ -159,3 +159,25 @@ func userTables(ctx context.Context, conn *pgx.Conn) ([]pgx.Identifier, error) {
 		return pgx.Identifier{schema, name}, err
 	})
 }
+
+// Exec runs sql as the test server's superuser, outside row-level security:
+// an attacker with write access to the database, for tests that tamper with
+// stored rows. It fails t unless the statement changes at least one row, so
+// a tampering test cannot pass by tampering with nothing.
+func Exec(t testing.TB, url, sql string, args ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	tag, err := conn.Exec(ctx, sql, args...)
+	if err != nil {
+		t.Fatalf("pgtest: exec %q: %v", sql, err)
+	}
+	if tag.RowsAffected() == 0 {
+		t.Fatalf("pgtest: exec %q changed no row", sql)
+	}
+}

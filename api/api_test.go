@@ -1,0 +1,160 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/eventvault/eventvault/auth"
+	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/engine"
+	"github.com/eventvault/eventvault/store/bolt"
+)
+
+// testAPI is the whole server over the embedded store and a local root key
+// in a temporary folder: real parts, no fakes.
+type testAPI struct {
+	t    *testing.T
+	srv  *Server
+	root string // the root token
+}
+
+func newTestAPI(t *testing.T) *testAPI {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := bolt.Open(filepath.Join(dir, "eventvault.db"))
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { store.Close() })
+	root, err := evcrypto.OpenLocalRootKey(filepath.Join(dir, "root.key"))
+	if err != nil {
+		t.Fatalf("root key: %v", err)
+	}
+	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+	tokens := &auth.Tokens{Store: store}
+	rootToken, err := tokens.InstallRoot(context.Background(), "default", "")
+	if err != nil {
+		t.Fatalf("install root token: %v", err)
+	}
+	srv := New(Config{Engine: engine.New(store, keys, nil), Tokens: tokens, Ready: store.Ping})
+	return &testAPI{t: t, srv: srv, root: rootToken}
+}
+
+// do sends a request with a raw body and returns the recorded response.
+func (a *testAPI) do(method, path, token string, body []byte) *httptest.ResponseRecorder {
+	a.t.Helper()
+	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	a.srv.ServeHTTP(rec, req)
+	return rec
+}
+
+// doJSON marshals body, sends it and decodes the response into out.
+func (a *testAPI) doJSON(method, path, token string, body any, wantStatus int, out any) {
+	a.t.Helper()
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			a.t.Fatalf("marshal: %v", err)
+		}
+	}
+	rec := a.do(method, path, token, b)
+	if rec.Code != wantStatus {
+		a.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, rec.Code, wantStatus, rec.Body)
+	}
+	if out != nil {
+		if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil {
+			a.t.Fatalf("%s %s: decode %q: %v", method, path, rec.Body, err)
+		}
+	}
+}
+
+// tokenFor issues a token for tenant with the default rules.
+func (a *testAPI) tokenFor(tenant string) string {
+	a.t.Helper()
+	var out tokenResponse
+	a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{"tenant": tenant, "name": tenant + "-app"}, http.StatusCreated, &out)
+	if !strings.HasPrefix(out.Token, auth.TokenPrefix) {
+		a.t.Fatalf("token %q lacks prefix %q", out.Token, auth.TokenPrefix)
+	}
+	return out.Token
+}
+
+type problem struct {
+	Type          string `json:"type"`
+	Title         string `json:"title"`
+	Status        int    `json:"status"`
+	Detail        string `json:"detail"`
+	Code          string `json:"code"`
+	ActualVersion *int64 `json:"actual_version"`
+}
+
+// wantProblem checks rec is an application/problem+json body with status
+// and code, whose detail holds every one of details.
+func wantProblem(t *testing.T, rec *httptest.ResponseRecorder, status int, code string, details ...string) problem {
+	t.Helper()
+	if rec.Code != status {
+		t.Fatalf("status %d, want %d; body %s", rec.Code, status, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != ProblemContentType {
+		t.Fatalf("Content-Type %q, want %q", ct, ProblemContentType)
+	}
+	var p problem
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+		t.Fatalf("problem body %q: %v", rec.Body, err)
+	}
+	if p.Status != status || p.Code != code || p.Title == "" || p.Type == "" {
+		t.Fatalf("problem %+v, want status %d code %s with a title and type", p, status, code)
+	}
+	for _, d := range details {
+		if !strings.Contains(p.Detail, d) {
+			t.Fatalf("problem detail %q does not mention %q", p.Detail, d)
+		}
+	}
+	return p
+}
+
+func event(typ string, data any) map[string]any {
+	return map[string]any{"id": uuid.NewString(), "type": typ, "data": data}
+}
+
+type appendOut struct {
+	Stream   string `json:"stream"`
+	Version  int64  `json:"version"`
+	Replayed bool   `json:"replayed"`
+	Events   []struct {
+		ID             string `json:"id"`
+		Position       int64  `json:"position"`
+		GlobalPosition int64  `json:"global_position"`
+	} `json:"events"`
+}
+
+type streamOut struct {
+	Stream  string `json:"stream"`
+	Version int64  `json:"version"`
+	Events  []struct {
+		ID             string          `json:"id"`
+		Stream         string          `json:"stream"`
+		Type           string          `json:"type"`
+		Position       int64           `json:"position"`
+		GlobalPosition int64           `json:"global_position"`
+		Data           json.RawMessage `json:"data"`
+		Metadata       json.RawMessage `json:"metadata"`
+	} `json:"events"`
+	Next *int64 `json:"next"`
+}

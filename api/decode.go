@@ -1,0 +1,135 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/eventvault/eventvault"
+)
+
+// decodeBody decodes the request's JSON body into v: at most MaxBodyBytes,
+// no unknown fields, nothing after the value. Every failure is a client
+// error with a message naming what to fix.
+func decodeBody(c *gin.Context, v any) error {
+	if ct := c.ContentType(); ct != "" && ct != "application/json" {
+		return eventvault.Errorf(eventvault.EINVALID, "Content-Type is %q: send application/json", ct)
+	}
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return jsonError(err)
+		}
+		return eventvault.Errorf(eventvault.EINVALID, "the body holds more than one JSON value: send a single object")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var (
+		syntax  *json.SyntaxError
+		typ     *json.UnmarshalTypeError
+		tooBig  *http.MaxBytesError
+		invalid = func(format string, args ...any) error {
+			return &eventvault.Error{Code: eventvault.EINVALID, Message: fmt.Sprintf(format, args...), Err: err}
+		}
+	)
+	switch {
+	case errors.As(err, &tooBig):
+		return &eventvault.Error{Code: eventvault.ETOOLARGE, Message: fmt.Sprintf("the body is larger than %d bytes: split the batch", MaxBodyBytes), Err: err}
+	case errors.Is(err, io.EOF):
+		return invalid("the body is empty: send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return invalid("the body ends in the middle of a JSON value")
+	case errors.As(err, &syntax):
+		return invalid("the body is not valid JSON (at byte %d): %s", syntax.Offset, syntax.Error())
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return invalid("the body must be a JSON object, not %s", typ.Value)
+		}
+		return invalid("field %q must be %s, not %s", field, jsonKind(typ.Type.Kind().String()), typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		// encoding/json has no typed error for this one.
+		return invalid("unknown field %s: check the spelling against the API reference", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return invalid("the body could not be read as JSON")
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "slice", "array":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	case "bool":
+		return "true or false"
+	default:
+		return "a number"
+	}
+}
+
+// parseExpectedVersion accepts "any", "no_stream", "exists" or a position
+// >= 0; absent means "any".
+func parseExpectedVersion(raw json.RawMessage) (eventvault.ExpectedVersion, error) {
+	raw = bytes.TrimSpace(raw)
+	bad := eventvault.Errorf(eventvault.EINVALID, "expected_version must be \"any\", \"no_stream\", \"exists\" or a stream position >= 0")
+	if len(raw) == 0 {
+		return eventvault.ExpectAny, nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return eventvault.ExpectedVersion{}, bad
+		}
+		switch s {
+		case "any":
+			return eventvault.ExpectAny, nil
+		case "no_stream":
+			return eventvault.ExpectNoStream, nil
+		case "exists":
+			return eventvault.ExpectExists, nil
+		}
+		return eventvault.ExpectedVersion{}, bad
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil || n < 0 {
+		return eventvault.ExpectedVersion{}, bad
+	}
+	return eventvault.ExpectPosition(n), nil
+}
+
+// queryInt reads an optional integer query parameter.
+func queryInt(c *gin.Context, name string, def int64) (int64, error) {
+	v, ok := c.GetQuery(name)
+	if !ok || v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be an integer, not %q", name, truncate(v, 40))
+	}
+	return n, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

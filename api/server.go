@@ -1,0 +1,124 @@
+// Package api is EventVault's HTTP API, on gin. It authenticates the bearer
+// token, decodes and checks requests, calls the engine, and turns every
+// error into an application/problem+json body through one table
+// (problem.go). Client mistakes are 4xx with a message a person can act on;
+// a panic is recovered into a 500 problem and logged.
+//
+// Limits: a request body is at most MaxBodyBytes; a batch at most
+// engine.MaxBatchEvents events; a read at most engine.MaxReadLimit events.
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/auth"
+	"github.com/eventvault/eventvault/engine"
+)
+
+// MaxBodyBytes bounds a request body.
+const MaxBodyBytes = 4 << 20
+
+// Server serves the HTTP API.
+type Server struct {
+	engine *engine.Engine
+	tokens *auth.Tokens
+	ready  func(context.Context) error
+	logger *slog.Logger
+	router *gin.Engine
+}
+
+// Config holds what the server needs. Ready reports whether the store can
+// serve (for /readyz). Logger may be nil.
+type Config struct {
+	Engine *engine.Engine
+	Tokens *auth.Tokens
+	Ready  func(context.Context) error
+	Logger *slog.Logger
+}
+
+// New returns a Server; it is an http.Handler.
+func New(cfg Config) *Server {
+	s := &Server{engine: cfg.Engine, tokens: cfg.Tokens, ready: cfg.Ready, logger: cfg.Logger}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.Use(s.accessLog, gin.CustomRecoveryWithWriter(nil, s.recovered))
+	r.NoRoute(func(c *gin.Context) {
+		writeProblem(c, http.StatusNotFound, eventvault.ENOTFOUND, fmt.Sprintf("no such endpoint: %s %s", c.Request.Method, c.Request.URL.Path), nil)
+	})
+	r.NoMethod(func(c *gin.Context) {
+		writeProblem(c, http.StatusMethodNotAllowed, eventvault.EINVALID, fmt.Sprintf("method %s is not allowed on %s", c.Request.Method, c.Request.URL.Path), nil)
+	})
+	r.GET("/healthz", s.healthz)
+	r.GET("/readyz", s.readyz)
+	v1 := r.Group("/v1", s.authenticate)
+	v1.POST("/streams/:stream/events", s.appendEvents)
+	v1.GET("/streams/:stream/events", s.readStream)
+	v1.GET("/events", s.readAll)
+	v1.POST("/tokens", s.createToken)
+	s.router = r
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+const principalKey = "eventvault.principal"
+
+func (s *Server) authenticate(c *gin.Context) {
+	h := c.GetHeader("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if h == "" {
+		s.writeError(c, eventvault.Errorf(eventvault.EUNAUTHORIZED, "missing Authorization header: send \"Authorization: Bearer <token>\""))
+		return
+	}
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		s.writeError(c, eventvault.Errorf(eventvault.EUNAUTHORIZED, "the Authorization header must be \"Bearer <token>\""))
+		return
+	}
+	p, err := s.tokens.Authenticate(c.Request.Context(), strings.TrimSpace(token))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.Set(principalKey, p)
+	c.Next()
+}
+
+func principal(c *gin.Context) eventvault.Principal {
+	p, _ := c.Get(principalKey)
+	pr, _ := p.(eventvault.Principal)
+	return pr
+}
+
+func (s *Server) accessLog(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	attrs := []slog.Attr{
+		slog.String("method", c.Request.Method),
+		slog.String("path", c.Request.URL.Path),
+		slog.Int("status", c.Writer.Status()),
+		slog.Duration("duration", time.Since(start)),
+	}
+	if p := principal(c); p.TokenID != "" {
+		attrs = append(attrs, slog.String("tenant", string(p.Tenant)), slog.String("token_id", p.TokenID))
+	}
+	s.logger.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)
+}
+
+func (s *Server) recovered(c *gin.Context, err any) {
+	s.logger.ErrorContext(c.Request.Context(), "panic serving request",
+		slog.String("method", c.Request.Method), slog.String("path", c.Request.URL.Path), slog.Any("panic", err))
+	writeProblem(c, http.StatusInternalServerError, eventvault.EINTERNAL, "Internal error.", nil)
+}

@@ -1,0 +1,211 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/engine"
+)
+
+// appendRequest is the body of POST /v1/streams/{stream}/events.
+type appendRequest struct {
+	ExpectedVersion json.RawMessage `json:"expected_version"`
+	Events          []eventIn       `json:"events"`
+}
+
+type eventIn struct {
+	ID       string          `json:"id"`
+	Type     string          `json:"type"`
+	Data     json.RawMessage `json:"data"`
+	Metadata json.RawMessage `json:"metadata"`
+}
+
+type appendResponse struct {
+	Stream   string          `json:"stream"`
+	Version  int64           `json:"version"`
+	Replayed bool            `json:"replayed"`
+	Events   []appendedEvent `json:"events"`
+}
+
+type appendedEvent struct {
+	ID string `json:"id"`
+	eventvault.Positions
+}
+
+// appendEvents appends a batch: 201 with the positions written, or 200 with
+// the original positions when the same batch was appended before.
+func (s *Server) appendEvents(c *gin.Context) {
+	stream := eventvault.StreamName(c.Param("stream"))
+	if err := eventvault.ValidateStream(stream); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	var req appendRequest
+	if err := decodeBody(c, &req); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	expected, err := parseExpectedVersion(req.ExpectedVersion)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	if req.Events == nil {
+		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "events is missing: send {\"events\": [{\"id\": ..., \"type\": ..., \"data\": ...}]}"))
+		return
+	}
+	events, err := newEvents(req.Events)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	res, err := s.engine.Append(c.Request.Context(), principal(c), stream, expected, events)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	out := appendResponse{Stream: string(stream), Version: res.Version, Replayed: res.Replayed, Events: make([]appendedEvent, len(res.Events))}
+	for i, p := range res.Events {
+		out.Events[i] = appendedEvent{ID: events[i].ID.String(), Positions: p}
+	}
+	status := http.StatusCreated
+	if res.Replayed {
+		status = http.StatusOK
+	}
+	c.JSON(status, out)
+}
+
+func newEvents(in []eventIn) ([]eventvault.NewEvent, error) {
+	if len(in) > engine.MaxBatchEvents {
+		return nil, eventvault.Errorf(eventvault.ETOOLARGE, "the batch holds %d events; the limit is %d per request: split it", len(in), engine.MaxBatchEvents)
+	}
+	out := make([]eventvault.NewEvent, len(in))
+	for i, e := range in {
+		if e.ID == "" {
+			return nil, eventvault.Errorf(eventvault.EINVALID, "events[%d].id is missing: give every event a UUID of your choice, which makes retries idempotent", i)
+		}
+		id, err := uuid.Parse(e.ID)
+		if err != nil || len(e.ID) != 36 {
+			return nil, eventvault.Errorf(eventvault.EINVALID, "events[%d].id %q is not a UUID such as 3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55", i, truncate(e.ID, 40))
+		}
+		data, err := compactJSON(e.Data)
+		if err != nil || data == nil {
+			return nil, eventvault.Errorf(eventvault.EINVALID, "events[%d].data is missing or null: send a JSON value, usually an object", i)
+		}
+		md, err := compactJSON(e.Metadata)
+		if err != nil {
+			return nil, eventvault.Errorf(eventvault.EINVALID, "events[%d].metadata is not valid JSON", i)
+		}
+		out[i] = eventvault.NewEvent{ID: id, Type: e.Type, Data: data, Metadata: md}
+	}
+	return out, nil
+}
+
+// compactJSON removes insignificant white space, so that a retried append
+// with other formatting is still recognised as the same event. It returns
+// nil for an absent value or JSON null.
+func compactJSON(raw json.RawMessage) ([]byte, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, nil
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// eventOut is an event as the API shows it.
+type eventOut struct {
+	ID             string          `json:"id"`
+	Stream         string          `json:"stream"`
+	Type           string          `json:"type"`
+	Position       int64           `json:"position"`
+	GlobalPosition int64           `json:"global_position"`
+	RecordedAt     time.Time       `json:"recorded_at"`
+	Data           json.RawMessage `json:"data"`
+	Metadata       json.RawMessage `json:"metadata,omitempty"`
+}
+
+func toEventOut(e eventvault.Event) eventOut {
+	return eventOut{
+		ID:             e.ID.String(),
+		Stream:         string(e.Stream),
+		Type:           e.Type,
+		Position:       e.Position,
+		GlobalPosition: e.GlobalPosition,
+		RecordedAt:     e.RecordedAt.UTC(),
+		Data:           e.Data,
+		Metadata:       e.Metadata,
+	}
+}
+
+type streamResponse struct {
+	Stream    string     `json:"stream"`
+	Version   int64      `json:"version"`
+	Direction string     `json:"direction"`
+	Events    []eventOut `json:"events"`
+	// Next is the from of the following page, absent at the end.
+	Next *int64 `json:"next,omitempty"`
+}
+
+// readStream reads one stream: ?from=&limit=&direction=forward|backward.
+// Forward reads start at 0 by default; backward reads at the last event.
+func (s *Server) readStream(c *gin.Context) {
+	stream := eventvault.StreamName(c.Param("stream"))
+	if err := eventvault.ValidateStream(stream); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	direction := c.DefaultQuery("direction", "forward")
+	if direction != "forward" && direction != "backward" {
+		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "direction must be forward or backward, not %q", truncate(direction, 40)))
+		return
+	}
+	backward := direction == "backward"
+	def := int64(0)
+	if backward {
+		def = -1
+	}
+	from, err := queryInt(c, "from", def)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	limit, err := queryInt(c, "limit", engine.DefaultReadLimit)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	if limit < 1 || limit > engine.MaxReadLimit {
+		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "limit must be between 1 and %d", engine.MaxReadLimit))
+		return
+	}
+	slice, err := s.engine.ReadStream(c.Request.Context(), principal(c), stream, eventvault.ReadOptions{From: from, Limit: int(limit), Backward: backward})
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	out := streamResponse{Stream: string(stream), Version: slice.Version, Direction: direction, Events: make([]eventOut, len(slice.Events))}
+	for i, e := range slice.Events {
+		out.Events[i] = toEventOut(e)
+	}
+	if n := len(slice.Events); n == int(limit) {
+		next := slice.Events[n-1].Position + 1
+		if backward {
+			next = slice.Events[n-1].Position - 1
+		}
+		if next >= 0 && next <= slice.Version {
+			out.Next = &next
+		}
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, out)
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Config is the server's configuration, from flags and EVENTVAULT_*
+// variables.
+type Config struct {
+	Dev          bool
+	Listen       string
+	DataDir      string
+	DatabaseURL  string
+	RootKeyFile  string
+	DevRootToken string
+	TLSCert      string
+	TLSKey       string
+	KeyCacheTTL  time.Duration
+	KeyCacheSize int
+	LogFormat    string
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func envBool(name string) bool {
+	b, _ := strconv.ParseBool(os.Getenv(name))
+	return b
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return d
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return n
+	}
+	return def
+}
+
+func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&c.Dev, "dev", envBool("EVENTVAULT_DEV"), "dev mode: embedded store and local root key in -data-dir, a root token printed at start (EVENTVAULT_DEV)")
+	fs.StringVar(&c.Listen, "listen", env("EVENTVAULT_LISTEN", "127.0.0.1:8080"), "address to listen on (EVENTVAULT_LISTEN)")
+	fs.StringVar(&c.DataDir, "data-dir", env("EVENTVAULT_DATA_DIR", "data"), "dev mode: folder of the embedded store and the local root key (EVENTVAULT_DATA_DIR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", env("EVENTVAULT_DATABASE_URL", ""), "PostgreSQL URL; required in production, optional in dev mode (EVENTVAULT_DATABASE_URL)")
+	fs.StringVar(&c.RootKeyFile, "root-key-file", env("EVENTVAULT_ROOT_KEY_FILE", ""), "local root key file, created when missing (EVENTVAULT_ROOT_KEY_FILE; dev default <data-dir>/root.key)")
+	fs.StringVar(&c.DevRootToken, "dev-root-token", env("EVENTVAULT_DEV_ROOT_TOKEN", ""), "dev mode: use this root token instead of a random one (EVENTVAULT_DEV_ROOT_TOKEN)")
+	fs.StringVar(&c.TLSCert, "tls-cert", env("EVENTVAULT_TLS_CERT", ""), "TLS certificate file (EVENTVAULT_TLS_CERT)")
+	fs.StringVar(&c.TLSKey, "tls-key", env("EVENTVAULT_TLS_KEY", ""), "TLS private key file (EVENTVAULT_TLS_KEY)")
+	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", envDuration("EVENTVAULT_KEY_CACHE_TTL", 5*time.Minute), "how long unwrapped keys stay cached (EVENTVAULT_KEY_CACHE_TTL)")
+	fs.IntVar(&c.KeyCacheSize, "key-cache-size", envInt("EVENTVAULT_KEY_CACHE_SIZE", 10000), "how many unwrapped keys may be cached (EVENTVAULT_KEY_CACHE_SIZE)")
+	fs.StringVar(&c.LogFormat, "log-format", env("EVENTVAULT_LOG_FORMAT", "text"), "log format: text or json (EVENTVAULT_LOG_FORMAT)")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	if c.Dev {
+		if c.RootKeyFile == "" {
+			c.RootKeyFile = filepath.Join(c.DataDir, "root.key")
+		}
+	} else {
+		if c.DatabaseURL == "" {
+			return fmt.Errorf("production mode needs -database-url (or EVENTVAULT_DATABASE_URL); for a local trial run 'eventvault server -dev'")
+		}
+		if c.RootKeyFile == "" {
+			return fmt.Errorf("production mode needs a root key: -root-key-file (or EVENTVAULT_ROOT_KEY_FILE) names the local root key file")
+		}
+		if c.DevRootToken != "" {
+			return fmt.Errorf("-dev-root-token is for dev mode only; issue tokens with the dev root token or an admin token")
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("-tls-cert and -tls-key go together: give both or neither")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("-log-format must be text or json, not %q", c.LogFormat)
+	}
+	if c.KeyCacheTTL <= 0 || c.KeyCacheSize <= 0 {
+		return fmt.Errorf("-key-cache-ttl and -key-cache-size must be positive")
+	}
+	return nil
+}

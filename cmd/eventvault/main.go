@@ -1,0 +1,64 @@
+// Command eventvault runs the EventVault server and its administrative
+// commands.
+//
+//	eventvault server -dev        dev mode: embedded store and a local root key in ./data
+//	eventvault server             production: PostgreSQL (EVENTVAULT_DATABASE_URL) and a root key
+//	eventvault migrate            apply PostgreSQL schema migrations and exit
+//
+// Every flag has an EVENTVAULT_* environment variable; a flag given on the
+// command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: eventvault <command> [flags]
+
+commands:
+  server    run the HTTP API (add -dev for the embedded dev mode)
+  migrate   apply the PostgreSQL schema migrations and exit
+
+Run 'eventvault <command> -h' for the flags of a command.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "server":
+		err = runServer(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		err = runMigrate(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "eventvault: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "eventvault %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,27 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/eventvault/eventvault/store/postgres"
+)
+
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("database-url", env("EVENTVAULT_DATABASE_URL", ""), "PostgreSQL URL of a role that may create tables and roles (EVENTVAULT_DATABASE_URL)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *url == "" {
+		return fmt.Errorf("-database-url (or EVENTVAULT_DATABASE_URL) is required")
+	}
+	if err := postgres.Migrate(ctx, *url); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "migrations applied")
+	return nil
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/api"
+	"github.com/eventvault/eventvault/auth"
+	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/engine"
+	"github.com/eventvault/eventvault/store/bolt"
+	"github.com/eventvault/eventvault/store/postgres"
+)
+
+// DevTenant is the tenant of the dev root token.
+const DevTenant eventvault.TenantID = "default"
+
+// Main wires the parts together. It holds no global state: Run opens
+// everything, Close releases it.
+type Main struct {
+	Config Config
+	Stdout io.Writer
+	Logger *slog.Logger
+
+	store    eventvault.Store
+	listener net.Listener
+	server   *http.Server
+	// RootToken is the dev root token, once Run has installed it.
+	RootToken string
+}
+
+func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServerFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	m := &Main{Config: cfg, Stdout: stdout, Logger: newLogger(cfg.LogFormat, stderr)}
+	defer m.Close()
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	return m.Serve(ctx)
+}
+
+func newLogger(format string, w io.Writer) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// Open opens the store and the root key, builds the API and listens.
+func (m *Main) Open(ctx context.Context) error {
+	c := m.Config
+	store, where, err := m.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	m.store = store
+	root, err := evcrypto.OpenLocalRootKey(c.RootKeyFile)
+	if err != nil {
+		return fmt.Errorf("root key: %w", err)
+	}
+	if !c.Dev {
+		m.Logger.Warn("the root key is a local file: anyone who copies it with the database can read every event; use it only until Vault Transit is configured", slog.String("root_key_file", c.RootKeyFile))
+	}
+	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{CacheSize: c.KeyCacheSize, TTL: c.KeyCacheTTL})
+	tokens := &auth.Tokens{Store: store}
+	if c.Dev {
+		m.RootToken, err = tokens.InstallRoot(ctx, DevTenant, c.DevRootToken)
+		if err != nil {
+			return fmt.Errorf("install dev root token: %w", err)
+		}
+	}
+	handler := api.New(api.Config{
+		Engine: engine.New(store, keys, m.Logger),
+		Tokens: tokens,
+		Ready:  store.Ping,
+		Logger: m.Logger,
+	})
+	m.listener, err = net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	m.server = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	m.printBanner(where)
+	return nil
+}
+
+func (m *Main) openStore(ctx context.Context) (eventvault.Store, string, error) {
+	c := m.Config
+	if c.DatabaseURL != "" {
+		if err := postgres.Migrate(ctx, c.DatabaseURL); err != nil {
+			return nil, "", fmt.Errorf("migrate: %w", err)
+		}
+		db, err := postgres.Open(ctx, c.DatabaseURL, postgres.Options{})
+		if err != nil {
+			return nil, "", fmt.Errorf("open PostgreSQL: %w", err)
+		}
+		return db, "PostgreSQL", nil
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("create data folder: %w", err)
+	}
+	path := filepath.Join(c.DataDir, "eventvault.db")
+	db, err := bolt.Open(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("open embedded store: %w", err)
+	}
+	return db, "embedded (" + path + ")", nil
+}
+
+// Addr is the address the server listens on, once Open has run.
+func (m *Main) Addr() string { return m.listener.Addr().String() }
+
+// Serve serves until ctx ends, then shuts down gracefully.
+func (m *Main) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if m.Config.TLSCert != "" {
+			err = m.server.ServeTLS(m.listener, m.Config.TLSCert, m.Config.TLSKey)
+		} else {
+			err = m.server.Serve(m.listener)
+		}
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	m.Logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.server.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	return nil
+}
+
+// Close releases the store.
+func (m *Main) Close() error {
+	if m.store != nil {
+		return m.store.Close()
+	}
+	return nil
+}
+
+func (m *Main) printBanner(where string) {
+	scheme := "http"
+	if m.Config.TLSCert != "" {
+		scheme = "https"
+	}
+	addr := scheme + "://" + m.Addr()
+	w := m.Stdout
+	fmt.Fprintf(w, "EventVault listening on %s\n", addr)
+	fmt.Fprintf(w, "  store:    %s\n", where)
+	fmt.Fprintf(w, "  root key: %s (local file)\n", m.Config.RootKeyFile)
+	if !m.Config.Dev {
+		return
+	}
+	fmt.Fprintf(w, `
+WARNING: dev mode. The root key sits beside the data; do not keep real personal data here.
+
+Root Token: %s
+(tenant %q; admin over every tenant; a new one is made at each start unless EVENTVAULT_DEV_ROOT_TOKEN is set)
+
+Try it:
+  export EVENTVAULT_ADDR=%s EVENTVAULT_TOKEN='%s'
+  curl -sS -X POST "$EVENTVAULT_ADDR/v1/streams/order-42/events" \
+    -H "Authorization: Bearer $EVENTVAULT_TOKEN" -H 'Content-Type: application/json' \
+    -d '{"expected_version":"no_stream","events":[{"id":"'$(uuidgen 2>/dev/null || cat /proc/sys/kernel/random/uuid)'","type":"OrderPlaced","data":{"total":42}}]}'
+  curl -sS "$EVENTVAULT_ADDR/v1/streams/order-42/events" -H "Authorization: Bearer $EVENTVAULT_TOKEN"
+  curl -sS -X POST "$EVENTVAULT_ADDR/v1/tokens" -H "Authorization: Bearer $EVENTVAULT_TOKEN" \
+    -H 'Content-Type: application/json' -d '{"tenant":"acme","name":"acme-app"}'
+
+`, m.RootToken, DevTenant, addr, m.RootToken)
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// startDev runs a dev server on a free loopback port over dataDir and
+// returns its base URL, what it printed, and a stop function.
+func startDev(t *testing.T, dataDir string, extra ...string) (string, string, func()) {
+	t.Helper()
+	args := append([]string{"-dev", "-listen", "127.0.0.1:0", "-data-dir", dataDir}, extra...)
+	cfg, err := parseServerFlags(args, io.Discard)
+	if err != nil {
+		t.Fatalf("flags: %v", err)
+	}
+	var out bytes.Buffer
+	m := &Main{Config: cfg, Stdout: &out, Logger: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := m.Open(ctx); err != nil {
+		cancel()
+		t.Fatalf("open: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Serve(ctx) }()
+	stop := func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if err := m.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}
+	return "http://" + m.Addr(), out.String(), stop
+}
+
+var rootTokenRE = regexp.MustCompile(`Root Token: (\S+)`)
+
+func call(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestDevServerPrintsRootTokenAndKeepsDataAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	base, banner, stop := startDev(t, dir)
+	m := rootTokenRE.FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("banner has no root token:\n%s", banner)
+	}
+	token := m[1]
+	body := fmt.Sprintf(`{"events":[{"id":%q,"type":"OrderPlaced","data":{"total":42}}]}`, uuid.NewString())
+	if code, b := call(t, "POST", base+"/v1/streams/order-42/events", token, body); code != 201 {
+		t.Fatalf("append: %d %s", code, b)
+	}
+	stop()
+
+	// The root key file is private to its owner.
+	info, err := os.Stat(filepath.Join(dir, "root.key"))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("root key file: %v, mode %v; want 0600", err, info.Mode().Perm())
+	}
+
+	base, banner, stop = startDev(t, dir, "-dev-root-token", "dev-only-root")
+	defer stop()
+	if !strings.Contains(banner, "Root Token: dev-only-root") {
+		t.Fatalf("banner does not show the chosen root token:\n%s", banner)
+	}
+	if code, _ := call(t, "GET", base+"/v1/streams/order-42/events", token, ""); code != 401 {
+		t.Fatalf("the previous root token still works after a restart: %d", code)
+	}
+	code, b := call(t, "GET", base+"/v1/streams/order-42/events", "dev-only-root", "")
+	if code != 200 {
+		t.Fatalf("read after restart: %d %s", code, b)
+	}
+	var got struct {
+		Events []struct {
+			Data json.RawMessage `json:"data"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(b), &got); err != nil || len(got.Events) != 1 || string(got.Events[0].Data) != `{"total":42}` {
+		t.Fatalf("after restart read %s (%v), want the event appended before", b, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if code, _ := call(t, "GET", base+"/readyz", "", ""); code == 200 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("readyz never answered 200")
+}
+
+func TestServerFlagsRefuseIncompleteProductionConfig(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{nil, "-database-url"},
+		{[]string{"-database-url", "postgres://x"}, "-root-key-file"},
+		{[]string{"-dev", "-tls-cert", "c.pem"}, "-tls-key"},
+		{[]string{"-dev", "-log-format", "xml"}, "-log-format"},
+		{[]string{"-database-url", "postgres://x", "-root-key-file", "k", "-dev-root-token", "r"}, "dev mode only"},
+	}
+	for _, c := range cases {
+		_, err := parseServerFlags(c.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("flags %q: error %v, want one mentioning %q", c.args, err, c.want)
+		}
+	}
+}

@@ -1,0 +1,241 @@
+// Package engine is EventVault's use-case layer: it checks policy, seals
+// events with their stream's key on append and opens them on read. It joins
+// a store (which sees only ciphertext) and the keyring (which alone holds
+// unwrapped keys); neither knows the other.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/google/uuid"
+
+	"github.com/eventvault/eventvault"
+	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/policies"
+)
+
+// Limits of one call. The HTTP layer documents them.
+const (
+	MaxBatchEvents   = 500
+	DefaultReadLimit = 100
+	MaxReadLimit     = 1000
+)
+
+// Engine appends and reads events on behalf of a principal.
+type Engine struct {
+	store  eventvault.EventStore
+	keys   *evcrypto.Keyring
+	logger *slog.Logger
+}
+
+// New returns an Engine over store and keys. logger may be nil.
+func New(store eventvault.EventStore, keys *evcrypto.Keyring, logger *slog.Logger) *Engine {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{store: store, keys: keys, logger: logger}
+}
+
+// Append seals events under the stream's key and appends them atomically.
+// Errors: EINVALID for a bad stream name, batch or event; ETOOLARGE for a
+// batch over MaxBatchEvents; EFORBIDDEN without the append capability;
+// ECONFLICT for an expected version that does not hold or a reused id.
+func (e *Engine) Append(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
+	if err := eventvault.ValidateStream(stream); err != nil {
+		return eventvault.AppendResult{}, err
+	}
+	if err := policies.Authorize(p, p.Tenant, eventvault.CapAppend, stream); err != nil {
+		return eventvault.AppendResult{}, err
+	}
+	if err := validateBatch(events); err != nil {
+		return eventvault.AppendResult{}, err
+	}
+	// A stream key cached here may have been replaced by another node; the
+	// store refuses a payload sealed under a key that is no longer the
+	// stream's (EERASED), and one retry with a fresh key settles it.
+	for attempt := 0; ; attempt++ {
+		res, err := e.appendOnce(ctx, p.Tenant, stream, expected, events)
+		if eventvault.ErrorCode(err) == eventvault.EERASED && attempt == 0 {
+			e.keys.EvictStream(p.Tenant, stream)
+			continue
+		}
+		return res, err
+	}
+}
+
+func (e *Engine) appendOnce(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
+	c, err := e.keys.StreamCipher(ctx, tenant, stream)
+	if err != nil {
+		return eventvault.AppendResult{}, fmt.Errorf("key of stream %s: %w", stream, err)
+	}
+	proposed := make([]eventvault.ProposedEvent, len(events))
+	for i, ev := range events {
+		proposed[i] = eventvault.ProposedEvent{ID: ev.ID, Type: ev.Type, ContentMAC: c.ContentMAC(ev.Type, ev.Data, ev.Metadata)}
+	}
+	seal := func(first int64) ([][]byte, error) {
+		out := make([][]byte, len(events))
+		for i, ev := range events {
+			ref := evcrypto.EventRef{Tenant: tenant, Stream: stream, ID: ev.ID, Position: first + int64(i), Type: ev.Type}
+			sealed, err := c.SealEvent(ref, ev.Data, ev.Metadata)
+			if err != nil {
+				return nil, fmt.Errorf("seal event %s: %w", ev.ID, err)
+			}
+			out[i] = sealed
+		}
+		return out, nil
+	}
+	res, err := e.store.Append(ctx, tenant, eventvault.AppendRequest{
+		Stream:   stream,
+		Expected: expected,
+		KeyID:    c.KeyID(),
+		Events:   proposed,
+		Seal:     seal,
+	})
+	if err != nil {
+		return eventvault.AppendResult{}, fmt.Errorf("append to %s: %w", stream, err)
+	}
+	return res, nil
+}
+
+func validateBatch(events []eventvault.NewEvent) error {
+	if len(events) == 0 {
+		return eventvault.Errorf(eventvault.EINVALID, "the batch is empty: send at least one event in \"events\"")
+	}
+	if len(events) > MaxBatchEvents {
+		return eventvault.Errorf(eventvault.ETOOLARGE, "the batch holds %d events; the limit is %d per request: split it", len(events), MaxBatchEvents)
+	}
+	seen := make(map[uuid.UUID]int, len(events))
+	for i, ev := range events {
+		if ev.ID == uuid.Nil {
+			return eventvault.Errorf(eventvault.EINVALID, "events[%d].id is missing or the nil UUID: give every event a UUID of your choice, which makes retries idempotent", i)
+		}
+		if j, dup := seen[ev.ID]; dup {
+			return eventvault.Errorf(eventvault.EINVALID, "events[%d] and events[%d] share the id %s: every event needs its own id", j, i, ev.ID)
+		}
+		seen[ev.ID] = i
+		if err := eventvault.ValidateEventType(ev.Type); err != nil {
+			return fmt.Errorf("events[%d]: %w", i, err)
+		}
+		if len(ev.Data) == 0 {
+			return eventvault.Errorf(eventvault.EINVALID, "events[%d].data is missing: send a JSON value", i)
+		}
+	}
+	return nil
+}
+
+// StreamSlice is what ReadStream returns.
+type StreamSlice struct {
+	Stream  eventvault.StreamName
+	Version int64
+	Events  []eventvault.Event
+}
+
+// ReadStream reads and opens a slice of one stream. Limit 0 means
+// DefaultReadLimit.
+// Errors: EINVALID for a bad stream name or limit; EFORBIDDEN without read;
+// ENOTFOUND for a stream without events; EERASED when its key is destroyed;
+// EINTERNAL when a payload fails authentication (it was moved or altered).
+func (e *Engine) ReadStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, opts eventvault.ReadOptions) (StreamSlice, error) {
+	if err := eventvault.ValidateStream(stream); err != nil {
+		return StreamSlice{}, err
+	}
+	if err := policies.Authorize(p, p.Tenant, eventvault.CapRead, stream); err != nil {
+		return StreamSlice{}, err
+	}
+	limit, err := readLimit(opts.Limit)
+	if err != nil {
+		return StreamSlice{}, err
+	}
+	opts.Limit = limit
+	if opts.From < 0 && !(opts.Backward && opts.From == -1) {
+		return StreamSlice{}, eventvault.Errorf(eventvault.EINVALID, "from must be a position >= 0 (or -1 reading backward from the end)")
+	}
+	page, err := e.store.ReadStream(ctx, p.Tenant, stream, opts)
+	if err != nil {
+		return StreamSlice{}, fmt.Errorf("read %s: %w", stream, err)
+	}
+	out := StreamSlice{Stream: stream, Version: page.Version, Events: make([]eventvault.Event, 0, len(page.Events))}
+	if len(page.Events) == 0 {
+		return out, nil
+	}
+	c, err := e.keys.OpenStreamCipher(ctx, p.Tenant, stream, page.Key)
+	if err != nil {
+		return StreamSlice{}, fmt.Errorf("key of stream %s: %w", stream, err)
+	}
+	for _, se := range page.Events {
+		ev, err := open(c, p.Tenant, se)
+		if err != nil {
+			return StreamSlice{}, err
+		}
+		out.Events = append(out.Events, ev)
+	}
+	return out, nil
+}
+
+// ReadAll reads and opens the tenant's events from global position from.
+// It needs read on every stream ("*"). Limit 0 means DefaultReadLimit.
+// Errors: as ReadStream.
+func (e *Engine) ReadAll(ctx context.Context, p eventvault.Principal, from int64, limit int) ([]eventvault.Event, error) {
+	if err := policies.Authorize(p, p.Tenant, eventvault.CapRead, ""); err != nil {
+		return nil, err
+	}
+	limit, err := readLimit(limit)
+	if err != nil {
+		return nil, err
+	}
+	if from < 0 {
+		return nil, eventvault.Errorf(eventvault.EINVALID, "from must be a global position >= 0")
+	}
+	page, err := e.store.ReadAll(ctx, p.Tenant, from, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read all: %w", err)
+	}
+	ciphers := make(map[eventvault.StreamName]*evcrypto.StreamCipher)
+	out := make([]eventvault.Event, 0, len(page.Events))
+	for _, se := range page.Events {
+		c, ok := ciphers[se.Stream]
+		if !ok {
+			c, err = e.keys.OpenStreamCipher(ctx, p.Tenant, se.Stream, page.Keys[se.Stream])
+			if err != nil {
+				return nil, fmt.Errorf("key of stream %s: %w", se.Stream, err)
+			}
+			ciphers[se.Stream] = c
+		}
+		ev, err := open(c, p.Tenant, se)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+func open(c *evcrypto.StreamCipher, tenant eventvault.TenantID, se eventvault.StoredEvent) (eventvault.Event, error) {
+	ref := evcrypto.EventRef{Tenant: tenant, Stream: se.Stream, ID: se.ID, Position: se.Position, Type: se.Type}
+	data, md, err := c.OpenEvent(ref, se.Payload)
+	if err != nil {
+		return eventvault.Event{}, fmt.Errorf("open event %s: %w", se.ID, err)
+	}
+	return eventvault.Event{
+		ID:             se.ID,
+		Stream:         se.Stream,
+		Type:           se.Type,
+		Data:           data,
+		Metadata:       md,
+		Position:       se.Position,
+		GlobalPosition: se.GlobalPosition,
+		RecordedAt:     se.RecordedAt,
+	}, nil
+}
+
+func readLimit(limit int) (int, error) {
+	switch {
+	case limit == 0:
+		return DefaultReadLimit, nil
+	case limit < 0 || limit > MaxReadLimit:
+		return 0, eventvault.Errorf(eventvault.EINVALID, "limit must be between 1 and %d", MaxReadLimit)
+	}
+	return limit, nil
+}
