@@ -69,6 +69,32 @@ type AppendRequest struct {
 	Seal   SealFunc
 }
 
+// Validate refuses an append that can never succeed: an invalid tenant or
+// stream name, an empty batch, a missing Seal, or an id twice in the batch.
+// Errors: EINVALID.
+func (r AppendRequest) Validate(tenant TenantID) error {
+	if err := ValidateTenant(tenant); err != nil {
+		return err
+	}
+	if err := ValidateStream(r.Stream); err != nil {
+		return err
+	}
+	if len(r.Events) == 0 {
+		return Errorf(EINVALID, "an append needs at least one event")
+	}
+	if r.Seal == nil {
+		return Errorf(EINVALID, "append to stream %s without a seal function", r.Stream)
+	}
+	seen := make(map[uuid.UUID]bool, len(r.Events))
+	for _, e := range r.Events {
+		if seen[e.ID] {
+			return Errorf(EINVALID, "event id %s appears twice in the batch; every event needs its own id", e.ID)
+		}
+		seen[e.ID] = true
+	}
+	return nil
+}
+
 // StoredEvent is an event as stored: envelope in clear, payload sealed.
 type StoredEvent struct {
 	ID             uuid.UUID

@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/engine"
 )
 
 // decodeBody decodes the request's JSON body into v: at most MaxBodyBytes,
@@ -112,6 +113,19 @@ func parseExpectedVersion(raw json.RawMessage) (eventvault.ExpectedVersion, erro
 		return eventvault.ExpectedVersion{}, bad
 	}
 	return eventvault.ExpectPosition(n), nil
+}
+
+// queryLimit reads the optional limit parameter: 1 to engine.MaxReadLimit,
+// engine.DefaultReadLimit when absent.
+func queryLimit(c *gin.Context) (int, error) {
+	limit, err := queryInt(c, "limit", engine.DefaultReadLimit)
+	if err != nil {
+		return 0, err
+	}
+	if limit < 1 || limit > engine.MaxReadLimit {
+		return 0, eventvault.Errorf(eventvault.EINVALID, "limit must be between 1 and %d", engine.MaxReadLimit)
+	}
+	return int(limit), nil
 }
 
 // queryInt reads an optional integer query parameter.

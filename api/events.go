@@ -4,9 +4,6 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
-
-	"github.com/eventvault/eventvault"
-	"github.com/eventvault/eventvault/engine"
 )
 
 type allResponse struct {
@@ -24,16 +21,12 @@ func (s *Server) readAll(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	limit, err := queryInt(c, "limit", engine.DefaultReadLimit)
+	limit, err := queryLimit(c)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	if limit < 1 || limit > engine.MaxReadLimit {
-		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "limit must be between 1 and %d", engine.MaxReadLimit))
-		return
-	}
-	events, err := s.engine.ReadAll(c.Request.Context(), principal(c), from, int(limit))
+	events, err := s.engine.ReadAll(c.Request.Context(), principal(c), from, limit)
 	if err != nil {
 		s.writeError(c, err)
 		return

@@ -179,16 +179,12 @@ func (s *Server) readStream(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	limit, err := queryInt(c, "limit", engine.DefaultReadLimit)
+	limit, err := queryLimit(c)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	if limit < 1 || limit > engine.MaxReadLimit {
-		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "limit must be between 1 and %d", engine.MaxReadLimit))
-		return
-	}
-	slice, err := s.engine.ReadStream(c.Request.Context(), principal(c), stream, eventvault.ReadOptions{From: from, Limit: int(limit), Backward: backward})
+	slice, err := s.engine.ReadStream(c.Request.Context(), principal(c), stream, eventvault.ReadOptions{From: from, Limit: limit, Backward: backward})
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -197,7 +193,7 @@ func (s *Server) readStream(c *gin.Context) {
 	for i, e := range slice.Events {
 		out.Events[i] = toEventOut(e)
 	}
-	if n := len(slice.Events); n == int(limit) {
+	if n := len(slice.Events); n == limit {
 		next := slice.Events[n-1].Position + 1
 		if backward {
 			next = slice.Events[n-1].Position - 1

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/eventvault/eventvault"
@@ -23,7 +22,7 @@ import (
 // error; EINTERNAL if Seal returns the wrong number of payloads.
 func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventvault.AppendRequest) (eventvault.AppendResult, error) {
 	const op = "bolt.Append"
-	if err := validateAppend(tenant, req); err != nil {
+	if err := req.Validate(tenant); err != nil {
 		return eventvault.AppendResult{}, err
 	}
 	var res eventvault.AppendResult
@@ -61,27 +60,6 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		return eventvault.AppendResult{}, err
 	}
 	return res, nil
-}
-
-// validateAppend refuses requests that can never succeed.
-func validateAppend(tenant eventvault.TenantID, req eventvault.AppendRequest) error {
-	if err := validateStream(tenant, req.Stream); err != nil {
-		return err
-	}
-	if len(req.Events) == 0 {
-		return eventvault.Errorf(eventvault.EINVALID, "an append needs at least one event")
-	}
-	if req.Seal == nil {
-		return eventvault.Errorf(eventvault.EINVALID, "an append needs a Seal function")
-	}
-	seen := make(map[uuid.UUID]bool, len(req.Events))
-	for _, ev := range req.Events {
-		if seen[ev.ID] {
-			return eventvault.Errorf(eventvault.EINVALID, "event id %s appears twice in the batch; every event needs its own id", ev.ID)
-		}
-		seen[ev.ID] = true
-	}
-	return nil
 }
 
 // replay looks the batch's ids up. It returns true with the original

@@ -68,7 +68,7 @@ type storedEnvelope struct {
 // an id that appears twice in it; EUNAVAILABLE if the database is.
 func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventvault.AppendRequest) (eventvault.AppendResult, error) {
 	const op = "postgres.Append"
-	if err := validateAppend(tenant, req); err != nil {
+	if err := req.Validate(tenant); err != nil {
 		return eventvault.AppendResult{}, err
 	}
 	n := len(req.Events)
@@ -155,29 +155,6 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		return eventvault.AppendResult{}, err
 	}
 	return res, nil
-}
-
-func validateAppend(tenant eventvault.TenantID, req eventvault.AppendRequest) error {
-	if err := eventvault.ValidateTenant(tenant); err != nil {
-		return err
-	}
-	if err := eventvault.ValidateStream(req.Stream); err != nil {
-		return err
-	}
-	if len(req.Events) == 0 {
-		return eventvault.Errorf(eventvault.EINVALID, "an append needs at least one event")
-	}
-	if req.Seal == nil {
-		return eventvault.Errorf(eventvault.EINVALID, "append to stream %s without a seal function", req.Stream)
-	}
-	seen := make(map[uuid.UUID]bool, len(req.Events))
-	for _, e := range req.Events {
-		if seen[e.ID] {
-			return eventvault.Errorf(eventvault.EINVALID, "event id %s appears twice in the batch", e.ID)
-		}
-		seen[e.ID] = true
-	}
-	return nil
 }
 
 // replay decides an append some of whose ids exist already. It is a replay
