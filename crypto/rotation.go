@@ -1,0 +1,27 @@
+package crypto
+
+import "context"
+
+// RootRewrapper is a root key provider that can re-encrypt a wrapped key
+// under its newest root key version without the key ever leaving the
+// provider in clear (Vault Transit's rewrap). Root rotation re-wraps every
+// tenant KEK through it. Re-wrapping a key already under the newest version
+// is harmless, which makes an interrupted rotation safe to run again.
+type RootRewrapper interface {
+	RewrapKey(ctx context.Context, wrapped, aad []byte) ([]byte, error)
+}
+
+// RootRotator is a root key provider whose key has versions: it can add a
+// version, and retire the versions older than a given one so that what they
+// wrapped (including copies in old backups) can no longer be unwrapped.
+type RootRotator interface {
+	// RotateRoot adds a root key version and returns its number.
+	RotateRoot(ctx context.Context) (int, error)
+	// RetireRootVersionsBefore refuses, from now on, to unwrap anything
+	// wrapped by a version older than version (Vault Transit's
+	// min_decryption_version). Errors: EINVALID if version is newer than the
+	// newest version.
+	RetireRootVersionsBefore(ctx context.Context, version int) error
+	// RootVersionOf returns the root key version that produced wrapped.
+	RootVersionOf(wrapped []byte) (int, error)
+}
