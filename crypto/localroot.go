@@ -8,9 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
-	"runtime"
 
 	"github.com/eventvault/eventvault"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -34,12 +31,12 @@ type LocalRootKey struct {
 // read or created.
 func OpenLocalRootKey(path string) (*LocalRootKey, error) {
 	const op = "crypto.OpenLocalRootKey"
-	key, err := readRootKeyFile(op, path)
+	key, err := readKeyFile(op, "root key", path)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := createRootKeyFile(op, path); err != nil {
+		if err := createKeyFile(op, path); err != nil {
 			return nil, err
 		}
-		key, err = readRootKeyFile(op, path)
+		key, err = readKeyFile(op, "root key", path)
 	}
 	if err != nil {
 		return nil, err
@@ -61,80 +58,7 @@ func newLocalRootKey(path string, key []byte, rand io.Reader) (*LocalRootKey, er
 	return &LocalRootKey{path: path, aead: aead, rand: rand}, nil
 }
 
-func readRootKeyFile(op, path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-		return nil, &eventvault.Error{Code: eventvault.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("cannot open the root key file %s", path), Err: err}
-	}
-	defer f.Close()
-	fi, err := f.Stat() // of the file opened, not of whatever the path names by now
-	if err != nil {
-		return nil, &eventvault.Error{Code: eventvault.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("cannot stat the root key file %s", path), Err: err}
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, refused(op, "the root key file %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return nil, refused(op, "the root key file %s has mode %04o, so group or others may read or write it; run chmod 600 %s", path, perm, path)
-	}
-	if fi.Size() != keySize {
-		return nil, refused(op, "the root key file %s is %d bytes long; a root key file holds exactly %d random bytes (raw, not hex or base64)", path, fi.Size(), keySize)
-	}
-	key := make([]byte, keySize+1) // one more, to notice a file that grew since Stat
-	n, err := io.ReadFull(f, key)
-	if n != keySize || !errors.Is(err, io.ErrUnexpectedEOF) {
-		clear(key)
-		return nil, refused(op, "the root key file %s changed while it was read; a root key file holds exactly %d random bytes", path, keySize)
-	}
-	key = key[:keySize]
-	if allZero(key) {
-		return nil, refused(op, "the root key file %s holds only zero bytes; remove it to have a random key created", path)
-	}
-	return key, nil
-}
-
-// createRootKeyFile writes a new random key to a temporary file and links it
-// into place, so that path never holds a partial key and a concurrent
-// creator's key is never overwritten.
-func createRootKeyFile(op, path string) error {
-	fail := func(err error) error {
-		return &eventvault.Error{Code: eventvault.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("cannot create the root key file %s", path), Err: err}
-	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fail(err)
-	}
-	tmp, err := os.CreateTemp(dir, ".rootkey-*") // mode 0600
-	if err != nil {
-		return fail(err)
-	}
-	defer os.Remove(tmp.Name())
-	key := make([]byte, keySize)
-	defer clear(key)
-	if _, err := io.ReadFull(crand.Reader, key); err != nil {
-		tmp.Close()
-		return fail(err)
-	}
-	_, err = tmp.Write(key)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fail(err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fail(err)
-	}
-	return nil
-}
-
-// refused is a root key file OpenLocalRootKey will not use.
+// refused is a key file that will not be used.
 func refused(op, format string, args ...any) *eventvault.Error {
 	return &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: fmt.Sprintf(format, args...)}
 }

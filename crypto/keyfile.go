@@ -1,0 +1,92 @@
+package crypto
+
+import (
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/eventvault/eventvault"
+)
+
+// Key files hold exactly keySize random bytes, readable by their owner only:
+// the local root key (dev) and the certificate signing key's seed. what names
+// the file's purpose in messages.
+
+func readKeyFile(op, what, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, &eventvault.Error{Code: eventvault.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("cannot open the %s file %s", what, path), Err: err}
+	}
+	defer f.Close()
+	fi, err := f.Stat() // of the file opened, not of whatever the path names by now
+	if err != nil {
+		return nil, &eventvault.Error{Code: eventvault.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("cannot stat the %s file %s", what, path), Err: err}
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, refused(op, "the %s file %s is not a regular file", what, path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return nil, refused(op, "the %s file %s has mode %04o, so group or others may read or write it; run chmod 600 %s", what, path, perm, path)
+	}
+	if fi.Size() != keySize {
+		return nil, refused(op, "the %s file %s is %d bytes long; it must hold exactly %d random bytes (raw, not hex or base64)", what, path, fi.Size(), keySize)
+	}
+	key := make([]byte, keySize+1) // one more, to notice a file that grew since Stat
+	n, err := io.ReadFull(f, key)
+	if n != keySize || !errors.Is(err, io.ErrUnexpectedEOF) {
+		clear(key)
+		return nil, refused(op, "the %s file %s changed while it was read; it must hold exactly %d random bytes", what, path, keySize)
+	}
+	key = key[:keySize]
+	if allZero(key) {
+		return nil, refused(op, "the %s file %s holds only zero bytes; remove it to have a random key created", what, path)
+	}
+	return key, nil
+}
+
+// createKeyFile writes a new random key to a temporary file and links it
+// into place, so that path never holds a partial key and a concurrent
+// creator's key is never overwritten.
+func createKeyFile(op, path string) error {
+	fail := func(err error) error {
+		return &eventvault.Error{Code: eventvault.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("cannot create the key file %s", path), Err: err}
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fail(err)
+	}
+	tmp, err := os.CreateTemp(dir, ".rootkey-*") // mode 0600
+	if err != nil {
+		return fail(err)
+	}
+	defer os.Remove(tmp.Name())
+	key := make([]byte, keySize)
+	defer clear(key)
+	if _, err := io.ReadFull(crand.Reader, key); err != nil {
+		tmp.Close()
+		return fail(err)
+	}
+	_, err = tmp.Write(key)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fail(err)
+	}
+	return nil
+}
+

@@ -1,0 +1,134 @@
+package crypto
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+
+	"github.com/eventvault/eventvault"
+)
+
+// SigningKey signs the statements EventVault issues, such as erasure
+// certificates, with Ed25519. Its 32-byte seed lives in a key file readable
+// by its owner only; the private key never leaves this package and String
+// prints none of it. Verifiers need only the public key (GET /v1/keys/signing).
+type SigningKey struct {
+	path string
+	priv ed25519.PrivateKey
+	pub  ed25519.PublicKey
+	id   string
+}
+
+// OpenSigningKey reads the signing key seed at path, creating the file
+// (0600) with 32 bytes from crypto/rand when missing, under the same rules
+// as OpenLocalRootKey. Errors: EINVALID for a file it refuses; EUNAVAILABLE
+// if the file cannot be read or created.
+func OpenSigningKey(path string) (*SigningKey, error) {
+	const op = "crypto.OpenSigningKey"
+	seed, err := readKeyFile(op, "signing key", path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := createKeyFile(op, path); err != nil {
+			return nil, err
+		}
+		seed, err = readKeyFile(op, "signing key", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer clear(seed)
+	priv := ed25519.NewKeyFromSeed(seed)
+	pub := priv.Public().(ed25519.PublicKey)
+	return &SigningKey{path: path, priv: priv, pub: pub, id: SigningKeyID(pub)}, nil
+}
+
+// SigningKeyID names a public key: "ed25519:" and the first 16 bytes of its
+// SHA-256, base64url. It lets a verifier pick the right key after a change
+// of signing key.
+func SigningKeyID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return "ed25519:" + base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
+// PublicKey returns the key that verifies this key's signatures.
+func (k *SigningKey) PublicKey() ed25519.PublicKey { return k.pub }
+
+// KeyID returns SigningKeyID of the public key.
+func (k *SigningKey) KeyID() string { return k.id }
+
+// String names the key file and key id; it prints no key bytes.
+func (k *SigningKey) String() string { return fmt.Sprintf("SigningKey(%s, %s)", k.path, k.id) }
+
+// GoString is String, so that %#v prints no key bytes either.
+func (k *SigningKey) GoString() string { return k.String() }
+
+// Envelope is a signed statement in the DSSE format
+// (github.com/secure-systems-lab/dsse): the payload, its type, and
+// signatures over PAE(payloadType, payload). Because the signature covers
+// the exact payload bytes, a verifier never has to re-serialise JSON.
+type Envelope struct {
+	PayloadType string              `json:"payloadType"`
+	Payload     []byte              `json:"payload"` // base64 in JSON
+	Signatures  []EnvelopeSignature `json:"signatures"`
+}
+
+// EnvelopeSignature is one signature of an Envelope.
+type EnvelopeSignature struct {
+	KeyID string `json:"keyid"`
+	Sig   []byte `json:"sig"` // base64 in JSON
+}
+
+// pae is DSSE's pre-authentication encoding.
+func pae(payloadType string, payload []byte) []byte {
+	b := []byte("DSSEv1 " + strconv.Itoa(len(payloadType)) + " " + payloadType + " " + strconv.Itoa(len(payload)) + " ")
+	return append(b, payload...)
+}
+
+// Sign returns an Envelope of payload signed by k.
+func (k *SigningKey) Sign(payloadType string, payload []byte) Envelope {
+	sig := ed25519.Sign(k.priv, pae(payloadType, payload))
+	return Envelope{
+		PayloadType: payloadType,
+		Payload:     append([]byte(nil), payload...),
+		Signatures:  []EnvelopeSignature{{KeyID: k.id, Sig: sig}},
+	}
+}
+
+// ErrBadSignature is returned, wrapped, when an envelope does not verify.
+var ErrBadSignature = errors.New("signature does not verify")
+
+// VerifyEnvelope checks that env has payloadType and a valid signature by
+// pub, and returns the payload. Errors: EINVALID wrapping ErrBadSignature
+// for a wrong type, a missing or bad signature.
+func VerifyEnvelope(pub ed25519.PublicKey, payloadType string, env Envelope) ([]byte, error) {
+	bad := func(msg string) error {
+		return &eventvault.Error{Code: eventvault.EINVALID, Op: "crypto.VerifyEnvelope", Message: msg, Err: ErrBadSignature}
+	}
+	if len(pub) != ed25519.PublicKeySize {
+		return nil, bad(fmt.Sprintf("the public key is %d bytes; an Ed25519 public key is %d", len(pub), ed25519.PublicKeySize))
+	}
+	if env.PayloadType != payloadType {
+		return nil, bad(fmt.Sprintf("the envelope holds %q, not %q", env.PayloadType, payloadType))
+	}
+	id := SigningKeyID(pub)
+	for _, s := range env.Signatures {
+		if s.KeyID == id && ed25519.Verify(pub, pae(env.PayloadType, env.Payload), s.Sig) {
+			return env.Payload, nil
+		}
+	}
+	return nil, bad(fmt.Sprintf("no valid signature by key %s: the statement was altered or signed by another key", id))
+}
+
+// ParseEnvelope decodes the JSON form of an Envelope.
+// Errors: EINVALID.
+func ParseEnvelope(b []byte) (Envelope, error) {
+	var env Envelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		return Envelope{}, &eventvault.Error{Code: eventvault.EINVALID, Op: "crypto.ParseEnvelope", Message: "not a signed envelope (DSSE JSON with payloadType, payload, signatures)", Err: err}
+	}
+	return env, nil
+}
