@@ -89,4 +89,3 @@ func createKeyFile(op, path string) error {
 	}
 	return nil
 }
-
