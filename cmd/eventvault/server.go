@@ -66,12 +66,9 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.store = store
-	root, err := evcrypto.OpenLocalRootKey(c.RootKeyFile)
+	root, err := openRootProvider(ctx, c, m.Logger)
 	if err != nil {
-		return fmt.Errorf("root key: %w", err)
-	}
-	if !c.Dev {
-		m.Logger.Warn("the root key is a local file: anyone who copies it with the database can read every event; use it only until Vault Transit is configured", slog.String("root_key_file", c.RootKeyFile))
+		return err
 	}
 	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{CacheSize: c.KeyCacheSize, TTL: c.KeyCacheTTL})
 	tokens := &auth.Tokens{Store: store}
