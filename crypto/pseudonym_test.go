@@ -1,0 +1,44 @@
+package crypto
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestPseudonymsAreStableKeyedAndPerTenant(t *testing.T) {
+	dir := t.TempDir()
+	p, err := OpenPseudonymizer(filepath.Join(dir, "pseudonym.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := OpenPseudonymizer(filepath.Join(dir, "pseudonym.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := OpenPseudonymizer(filepath.Join(dir, "other.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := p.Pseudonym("acme", "customer-881")
+	if len(a) != 64 || strings.Contains(string(a), "881") {
+		t.Fatalf("pseudonym %q: want 64 hex characters, nothing of the id", a)
+	}
+	if again.Pseudonym("acme", "customer-881") != a {
+		t.Fatal("the same key file gives another pseudonym after a restart")
+	}
+	for name, q := range map[string]string{
+		"other tenant":  string(p.Pseudonym("globex", "customer-881")),
+		"other subject": string(p.Pseudonym("acme", "customer-882")),
+		"other key":     string(other.Pseudonym("acme", "customer-881")),
+		"fields moved":  string(p.Pseudonym("acmec", "ustomer-881")),
+	} {
+		if q == string(a) {
+			t.Errorf("%s gives the same pseudonym", name)
+		}
+	}
+	if s := fmt.Sprintf("%v %#v", p, p); strings.Contains(s, string(p.key)) {
+		t.Fatal("pseudonymizer printed its key")
+	}
+}
