@@ -1,6 +1,7 @@
 package eventvault
 
 import (
+	"context"
 	"time"
 
 	"github.com/google/uuid"
@@ -75,4 +76,67 @@ type ErasureCertificate struct {
 type DestroyedKey struct {
 	Kind  string    `json:"kind"` // "stream", "subject" or "tenant"
 	KeyID uuid.UUID `json:"key_id"`
+}
+
+// Shred records the destruction of a stream's key.
+type Shred struct {
+	Stream     StreamName
+	KeyID      uuid.UUID // the key destroyed
+	ShreddedAt time.Time
+	// Subject owns the stream, or is empty.
+	Subject Pseudonym
+	// Purged is true when the events' rows were deleted too.
+	Purged bool
+}
+
+// TenantShred records the destruction of a tenant's KEK.
+type TenantShred struct {
+	Tenant     TenantID
+	KeyIDs     []uuid.UUID // every KEK version destroyed
+	ShreddedAt time.Time
+}
+
+// Hold is a legal hold on a subject: while it stands, erasure requests for
+// the subject are rejected with its reason.
+type Hold struct {
+	Subject  Pseudonym
+	Reason   string
+	PlacedAt time.Time
+	PlacedBy string // token id
+}
+
+// ErasureStore keeps what crypto-shredding and erasure requests need. Like
+// every store interface it sees pseudonyms, never subject ids.
+type ErasureStore interface {
+	// ShredStream destroys the stream's key at time at, so its events can
+	// never be decrypted again, and with purge deletes their rows too.
+	// The stream is remembered as shredded (the erasure fence): it never
+	// gets a new key, and appends to it are refused. Shredding a shredded
+	// stream returns the first shred (purging now if asked).
+	// Errors: ENOTFOUND for a stream that has never existed.
+	ShredStream(ctx context.Context, tenant TenantID, stream StreamName, purge bool, at time.Time) (Shred, error)
+	// StreamsOfSubject lists the streams the subject owns, shredded or not.
+	StreamsOfSubject(ctx context.Context, tenant TenantID, subject Pseudonym) ([]StreamName, error)
+	// ShredTenant destroys every KEK version of the tenant: nothing of it
+	// can be read again, and it never gets a new KEK. Idempotent.
+	ShredTenant(ctx context.Context, tenant TenantID, at time.Time) (TenantShred, error)
+
+	// PutHold places or replaces a legal hold.
+	PutHold(ctx context.Context, tenant TenantID, h Hold) error
+	// DeleteHold lifts a hold. Errors: ENOTFOUND if there is none.
+	DeleteHold(ctx context.Context, tenant TenantID, subject Pseudonym) error
+	// Hold returns the subject's hold. Errors: ENOTFOUND if there is none.
+	Hold(ctx context.Context, tenant TenantID, subject Pseudonym) (Hold, error)
+
+	// CreateErasureRequest stores a new request. Errors: ECONFLICT if the
+	// id exists.
+	CreateErasureRequest(ctx context.Context, r ErasureRequest) error
+	// UpdateErasureRequest replaces the state, reason, completion time and
+	// certificate of a stored request. Errors: ENOTFOUND.
+	UpdateErasureRequest(ctx context.Context, r ErasureRequest) error
+	// ErasureRequest returns a request by id. Errors: ENOTFOUND.
+	ErasureRequest(ctx context.Context, tenant TenantID, id uuid.UUID) (ErasureRequest, error)
+	// LatestErasureRequest returns the subject's most recent request.
+	// Errors: ENOTFOUND if it has none.
+	LatestErasureRequest(ctx context.Context, tenant TenantID, subject Pseudonym) (ErasureRequest, error)
 }

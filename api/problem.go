@@ -47,7 +47,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	}
 	if status >= 500 {
 		s.logger.ErrorContext(c.Request.Context(), "request failed",
-			slog.String("method", c.Request.Method), slog.String("path", c.Request.URL.Path),
+			slog.String("method", c.Request.Method), slog.String("route", c.FullPath()),
 			slog.String("code", code), slog.Any("err", err))
 	}
 	if code == eventvault.EUNAUTHORIZED {

@@ -28,25 +28,27 @@ const MaxBodyBytes = 4 << 20
 
 // Server serves the HTTP API.
 type Server struct {
-	engine *engine.Engine
-	tokens *auth.Tokens
-	ready  func(context.Context) error
-	logger *slog.Logger
-	router *gin.Engine
+	engine  *engine.Engine
+	erasure *engine.Erasure
+	tokens  *auth.Tokens
+	ready   func(context.Context) error
+	logger  *slog.Logger
+	router  *gin.Engine
 }
 
 // Config holds what the server needs. Ready reports whether the store can
 // serve (for /readyz). Logger may be nil.
 type Config struct {
-	Engine *engine.Engine
-	Tokens *auth.Tokens
-	Ready  func(context.Context) error
-	Logger *slog.Logger
+	Engine  *engine.Engine
+	Erasure *engine.Erasure
+	Tokens  *auth.Tokens
+	Ready   func(context.Context) error
+	Logger  *slog.Logger
 }
 
 // New returns a Server; it is an http.Handler.
 func New(cfg Config) *Server {
-	s := &Server{engine: cfg.Engine, tokens: cfg.Tokens, ready: cfg.Ready, logger: cfg.Logger}
+	s := &Server{engine: cfg.Engine, erasure: cfg.Erasure, tokens: cfg.Tokens, ready: cfg.Ready, logger: cfg.Logger}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -67,6 +69,15 @@ func New(cfg Config) *Server {
 	v1.GET("/streams/:stream/events", s.readStream)
 	v1.GET("/events", s.readAll)
 	v1.POST("/tokens", s.createToken)
+	if s.erasure != nil {
+		r.GET("/v1/keys/signing", s.signingKey)
+		v1.DELETE("/streams/:stream", s.shredStream)
+		v1.POST("/erasure-requests", s.requestErasure)
+		v1.GET("/erasure-requests/:id", s.erasureRequest)
+		v1.PUT("/subjects/:subject/hold", s.putHold)
+		v1.DELETE("/subjects/:subject/hold", s.deleteHold)
+		v1.POST("/admin/tenants/:tenant/shred", s.shredTenant)
+	}
 	s.router = r
 	return s
 }
@@ -105,9 +116,13 @@ func principal(c *gin.Context) eventvault.Principal {
 func (s *Server) accessLog(c *gin.Context) {
 	start := time.Now()
 	c.Next()
+	route := c.FullPath() // the template: a raw path may hold a subject id
+	if route == "" {
+		route = "(no route)"
+	}
 	attrs := []slog.Attr{
 		slog.String("method", c.Request.Method),
-		slog.String("path", c.Request.URL.Path),
+		slog.String("route", route),
 		slog.Int("status", c.Writer.Status()),
 		slog.Duration("duration", time.Since(start)),
 	}
@@ -119,6 +134,6 @@ func (s *Server) accessLog(c *gin.Context) {
 
 func (s *Server) recovered(c *gin.Context, err any) {
 	s.logger.ErrorContext(c.Request.Context(), "panic serving request",
-		slog.String("method", c.Request.Method), slog.String("path", c.Request.URL.Path), slog.Any("panic", err))
+		slog.String("method", c.Request.Method), slog.String("route", c.FullPath()), slog.Any("panic", err))
 	writeProblem(c, http.StatusInternalServerError, eventvault.EINTERNAL, "Internal error.", nil)
 }

@@ -1,0 +1,178 @@
+package api
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/eventvault/eventvault"
+)
+
+type shredResponse struct {
+	Stream     string    `json:"stream"`
+	Erased     bool      `json:"erased"`
+	KeyID      string    `json:"key_id"`
+	ShreddedAt time.Time `json:"shredded_at"`
+	Purged     bool      `json:"purged"`
+}
+
+// shredStream destroys a stream's key: DELETE /v1/streams/{stream}[?purge=true].
+// Its events can never be decrypted again; with purge their rows go too.
+func (s *Server) shredStream(c *gin.Context) {
+	stream := eventvault.StreamName(c.Param("stream"))
+	if err := eventvault.ValidateStream(stream); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	purge := false
+	if v, ok := c.GetQuery("purge"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "purge must be true or false, not %q", truncate(v, 20)))
+			return
+		}
+		purge = b
+	}
+	sh, err := s.erasure.ShredStream(c.Request.Context(), principal(c), stream, purge)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, shredResponse{Stream: string(sh.Stream), Erased: true, KeyID: sh.KeyID.String(), ShreddedAt: sh.ShreddedAt, Purged: sh.Purged})
+}
+
+type tenantShredResponse struct {
+	Tenant     string    `json:"tenant"`
+	Erased     bool      `json:"erased"`
+	KeyIDs     []string  `json:"key_ids"`
+	ShreddedAt time.Time `json:"shredded_at"`
+}
+
+// shredTenant destroys a tenant's KEK: POST /v1/admin/tenants/{tenant}/shred.
+// Root token only.
+func (s *Server) shredTenant(c *gin.Context) {
+	sh, err := s.erasure.ShredTenant(c.Request.Context(), principal(c), eventvault.TenantID(c.Param("tenant")))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	out := tenantShredResponse{Tenant: string(sh.Tenant), Erased: true, KeyIDs: make([]string, len(sh.KeyIDs)), ShreddedAt: sh.ShreddedAt}
+	for i, id := range sh.KeyIDs {
+		out.KeyIDs[i] = id.String()
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+type erasureRequestIn struct {
+	Subject string `json:"subject"`
+}
+
+type erasureResponse struct {
+	ID               string          `json:"id"`
+	State            string          `json:"state"`
+	SubjectPseudonym string          `json:"subject_pseudonym"`
+	Reason           string          `json:"reason,omitempty"`
+	ReceivedAt       time.Time       `json:"received_at"`
+	CompletedAt      *time.Time      `json:"completed_at,omitempty"`
+	Certificate      json.RawMessage `json:"certificate,omitempty"`
+}
+
+func toErasureResponse(r eventvault.ErasureRequest) erasureResponse {
+	out := erasureResponse{
+		ID:               r.ID.String(),
+		State:            string(r.State),
+		SubjectPseudonym: string(r.Subject),
+		Reason:           r.Reason,
+		ReceivedAt:       r.ReceivedAt,
+		Certificate:      r.Certificate,
+	}
+	if !r.CompletedAt.IsZero() {
+		t := r.CompletedAt
+		out.CompletedAt = &t
+	}
+	return out
+}
+
+// requestErasure records and carries out an erasure request:
+// POST /v1/erasure-requests {"subject": "..."} → 202 with its state.
+func (s *Server) requestErasure(c *gin.Context) {
+	var in erasureRequestIn
+	if err := decodeBody(c, &in); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	r, err := s.erasure.RequestErasure(c.Request.Context(), principal(c), in.Subject)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.Header("Location", "/v1/erasure-requests/"+r.ID.String())
+	c.JSON(http.StatusAccepted, toErasureResponse(r))
+}
+
+// erasureRequest returns a request: GET /v1/erasure-requests/{id}.
+func (s *Server) erasureRequest(c *gin.Context) {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		s.writeError(c, eventvault.Errorf(eventvault.ENOTFOUND, "no erasure request %q: ids are UUIDs, as returned by POST /v1/erasure-requests", truncate(c.Param("id"), 40)))
+		return
+	}
+	r, err := s.erasure.ErasureRequest(c.Request.Context(), principal(c), id)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, toErasureResponse(r))
+}
+
+type holdIn struct {
+	Reason string `json:"reason"`
+}
+
+type holdResponse struct {
+	SubjectPseudonym string    `json:"subject_pseudonym"`
+	Reason           string    `json:"reason"`
+	PlacedAt         time.Time `json:"placed_at"`
+}
+
+// putHold places a legal hold: PUT /v1/subjects/{subject}/hold {"reason"}.
+func (s *Server) putHold(c *gin.Context) {
+	var in holdIn
+	if err := decodeBody(c, &in); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	h, err := s.erasure.PutHold(c.Request.Context(), principal(c), c.Param("subject"), in.Reason)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, holdResponse{SubjectPseudonym: string(h.Subject), Reason: h.Reason, PlacedAt: h.PlacedAt})
+}
+
+// deleteHold lifts a legal hold: DELETE /v1/subjects/{subject}/hold.
+func (s *Server) deleteHold(c *gin.Context) {
+	if err := s.erasure.DeleteHold(c.Request.Context(), principal(c), c.Param("subject")); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+type signingKeyResponse struct {
+	KeyID     string `json:"key_id"`
+	Algorithm string `json:"algorithm"`
+	PublicKey string `json:"public_key"` // base64
+}
+
+// signingKey publishes the key that verifies erasure certificates:
+// GET /v1/keys/signing. No token needed: it is public.
+func (s *Server) signingKey(c *gin.Context) {
+	id, pub := s.erasure.SigningKey()
+	c.JSON(http.StatusOK, signingKeyResponse{KeyID: id, Algorithm: "Ed25519", PublicKey: base64.StdEncoding.EncodeToString(pub)})
+}

@@ -1,0 +1,237 @@
+package engine
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/eventvault/eventvault"
+	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/policies"
+)
+
+// MaxHoldReasonLength bounds a legal hold's reason, in bytes.
+const MaxHoldReasonLength = 500
+
+// Erasure carries out crypto-shredding and erasure requests, and signs the
+// certificates that prove them. Subject ids arrive in clear from the API
+// and leave this type only as pseudonyms.
+type Erasure struct {
+	store  eventvault.ErasureStore
+	keys   *evcrypto.Keyring
+	pseud  *evcrypto.Pseudonymizer
+	signer *evcrypto.SigningKey
+	now    func() time.Time
+	logger *slog.Logger
+}
+
+// NewErasure returns an Erasure. logger may be nil.
+func NewErasure(store eventvault.ErasureStore, keys *evcrypto.Keyring, pseud *evcrypto.Pseudonymizer, signer *evcrypto.SigningKey, logger *slog.Logger) *Erasure {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Erasure{store: store, keys: keys, pseud: pseud, signer: signer, now: time.Now, logger: logger}
+}
+
+// Pseudonym returns the pseudonym of a subject id within the tenant.
+// Errors: EINVALID for an empty or over-long id.
+func (e *Erasure) Pseudonym(tenant eventvault.TenantID, subject string) (eventvault.Pseudonym, error) {
+	if err := eventvault.ValidateSubject(subject); err != nil {
+		return "", err
+	}
+	return e.pseud.Pseudonym(tenant, subject), nil
+}
+
+// ShredStream destroys a stream's key (and with purge its rows).
+// Errors: EFORBIDDEN without erase on the stream; ENOTFOUND for a stream
+// that never existed; EINVALID for a bad name.
+func (e *Erasure) ShredStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, purge bool) (eventvault.Shred, error) {
+	if err := eventvault.ValidateStream(stream); err != nil {
+		return eventvault.Shred{}, err
+	}
+	if err := policies.Authorize(p, p.Tenant, eventvault.CapErase, stream); err != nil {
+		return eventvault.Shred{}, err
+	}
+	s, err := e.store.ShredStream(ctx, p.Tenant, stream, purge, e.now().UTC())
+	if err != nil {
+		return eventvault.Shred{}, fmt.Errorf("shred %s: %w", stream, err)
+	}
+	e.keys.EvictStream(p.Tenant, stream)
+	e.logger.InfoContext(ctx, "stream shredded", slog.String("tenant", string(p.Tenant)), slog.String("stream", string(stream)),
+		slog.String("key_id", s.KeyID.String()), slog.Bool("purged", s.Purged), slog.String("by", p.TokenID))
+	return s, nil
+}
+
+// ShredTenant destroys a tenant's KEK. Only the root token may.
+// Errors: EFORBIDDEN; EINVALID for a bad tenant id.
+func (e *Erasure) ShredTenant(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID) (eventvault.TenantShred, error) {
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return eventvault.TenantShred{}, err
+	}
+	if !p.Root {
+		return eventvault.TenantShred{}, eventvault.Errorf(eventvault.EFORBIDDEN, "only the root token may shred a tenant")
+	}
+	s, err := e.store.ShredTenant(ctx, tenant, e.now().UTC())
+	if err != nil {
+		return eventvault.TenantShred{}, fmt.Errorf("shred tenant %s: %w", tenant, err)
+	}
+	e.keys.EvictTenant(tenant)
+	e.logger.InfoContext(ctx, "tenant shredded", slog.String("tenant", string(tenant)), slog.Int("keks", len(s.KeyIDs)), slog.String("by", p.TokenID))
+	return s, nil
+}
+
+// PutHold places a legal hold on a subject.
+// Errors: EFORBIDDEN without erase on the tenant; EINVALID for a bad
+// subject or reason.
+func (e *Erasure) PutHold(ctx context.Context, p eventvault.Principal, subject, reason string) (eventvault.Hold, error) {
+	ps, err := e.authorizedSubject(p, subject)
+	if err != nil {
+		return eventvault.Hold{}, err
+	}
+	if reason == "" || len(reason) > MaxHoldReasonLength {
+		return eventvault.Hold{}, eventvault.Errorf(eventvault.EINVALID, "reason must be 1 to %d bytes: say why the data must be kept (it is shown on rejected erasure requests, so keep personal data out of it)", MaxHoldReasonLength)
+	}
+	h := eventvault.Hold{Subject: ps, Reason: reason, PlacedAt: e.now().UTC(), PlacedBy: p.TokenID}
+	if err := e.store.PutHold(ctx, p.Tenant, h); err != nil {
+		return eventvault.Hold{}, fmt.Errorf("place hold: %w", err)
+	}
+	return h, nil
+}
+
+// DeleteHold lifts a subject's legal hold. Errors: ENOTFOUND if none.
+func (e *Erasure) DeleteHold(ctx context.Context, p eventvault.Principal, subject string) error {
+	ps, err := e.authorizedSubject(p, subject)
+	if err != nil {
+		return err
+	}
+	if err := e.store.DeleteHold(ctx, p.Tenant, ps); err != nil {
+		return fmt.Errorf("lift hold: %w", err)
+	}
+	return nil
+}
+
+func (e *Erasure) authorizedSubject(p eventvault.Principal, subject string) (eventvault.Pseudonym, error) {
+	if err := policies.Authorize(p, p.Tenant, eventvault.CapErase, ""); err != nil {
+		return "", err
+	}
+	return e.Pseudonym(p.Tenant, subject)
+}
+
+// RequestErasure records and carries out an erasure request: it shreds
+// every stream the subject owns and issues a signed certificate. Asking
+// again for a subject already erased (with nothing new since) returns the
+// completed request; a subject under legal hold gets a rejected request with
+// the hold's reason. A request interrupted by a failure stays received and
+// is resumed by asking again.
+// Errors: EFORBIDDEN without erase on every stream of the tenant.
+func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, subject string) (eventvault.ErasureRequest, error) {
+	ps, err := e.authorizedSubject(p, subject)
+	if err != nil {
+		return eventvault.ErasureRequest{}, err
+	}
+	streams, err := e.store.StreamsOfSubject(ctx, p.Tenant, ps)
+	if err != nil {
+		return eventvault.ErasureRequest{}, fmt.Errorf("streams of subject: %w", err)
+	}
+	var req eventvault.ErasureRequest
+	latest, err := e.store.LatestErasureRequest(ctx, p.Tenant, ps)
+	switch {
+	case err == nil && latest.State == eventvault.ErasureReceived:
+		req = latest // resume
+	case err == nil && latest.State == eventvault.ErasureCompleted && e.allShredded(latest, streams):
+		return latest, nil
+	case err != nil && eventvault.ErrorCode(err) != eventvault.ENOTFOUND:
+		return eventvault.ErasureRequest{}, fmt.Errorf("earlier requests: %w", err)
+	}
+	if req.ID == uuid.Nil {
+		req = eventvault.ErasureRequest{ID: uuid.New(), Tenant: p.Tenant, Subject: ps, State: eventvault.ErasureReceived, RequestedBy: p.TokenID, ReceivedAt: e.now().UTC()}
+		if err := e.store.CreateErasureRequest(ctx, req); err != nil {
+			return eventvault.ErasureRequest{}, fmt.Errorf("record erasure request: %w", err)
+		}
+	}
+	hold, err := e.store.Hold(ctx, p.Tenant, ps)
+	if err == nil {
+		req.State, req.Reason, req.CompletedAt = eventvault.ErasureRejected, "legal hold: "+hold.Reason, e.now().UTC()
+		if err := e.store.UpdateErasureRequest(ctx, req); err != nil {
+			return eventvault.ErasureRequest{}, fmt.Errorf("reject erasure request: %w", err)
+		}
+		return req, nil
+	}
+	if eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+		return eventvault.ErasureRequest{}, fmt.Errorf("look up hold: %w", err)
+	}
+	return e.execute(ctx, req, streams)
+}
+
+// allShredded reports whether the completed request covered every stream
+// the subject owns now, so that nothing was added since.
+func (e *Erasure) allShredded(done eventvault.ErasureRequest, streams []eventvault.StreamName) bool {
+	var cert eventvault.ErasureCertificate
+	if env, err := evcrypto.ParseEnvelope(done.Certificate); err == nil {
+		_ = json.Unmarshal(env.Payload, &cert)
+	}
+	return cert.StreamCount == len(streams)
+}
+
+func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, streams []eventvault.StreamName) (eventvault.ErasureRequest, error) {
+	cert := eventvault.ErasureCertificate{
+		Version:          1,
+		RequestID:        req.ID.String(),
+		Tenant:           req.Tenant,
+		SubjectPseudonym: req.Subject,
+		DestroyedKeys:    []eventvault.DestroyedKey{},
+		ReceivedAt:       req.ReceivedAt,
+		ErasedBy:         req.RequestedBy,
+		Issuer:           e.signer.KeyID(),
+	}
+	for _, stream := range streams {
+		s, err := e.store.ShredStream(ctx, req.Tenant, stream, false, e.now().UTC())
+		if err != nil {
+			return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: shred %s: %w", req.ID, stream, err)
+		}
+		e.keys.EvictStream(req.Tenant, stream)
+		if s.KeyID != uuid.Nil {
+			cert.DestroyedKeys = append(cert.DestroyedKeys, eventvault.DestroyedKey{Kind: "stream", KeyID: s.KeyID})
+		}
+		cert.StreamCount++
+	}
+	cert.ErasedAt = e.now().UTC()
+	payload, err := json.Marshal(cert)
+	if err != nil {
+		return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: certificate: %w", req.ID, err)
+	}
+	signed, err := json.Marshal(e.signer.Sign(eventvault.ErasureCertificateType, payload))
+	if err != nil {
+		return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: sign certificate: %w", req.ID, err)
+	}
+	req.State, req.CompletedAt, req.Certificate = eventvault.ErasureCompleted, cert.ErasedAt, signed
+	if err := e.store.UpdateErasureRequest(ctx, req); err != nil {
+		return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: complete: %w", req.ID, err)
+	}
+	e.logger.InfoContext(ctx, "erasure completed", slog.String("tenant", string(req.Tenant)), slog.String("request_id", req.ID.String()),
+		slog.String("subject", string(req.Subject)), slog.Int("streams", cert.StreamCount))
+	return req, nil
+}
+
+// ErasureRequest returns a request of the caller's tenant.
+// Errors: EFORBIDDEN without erase; ENOTFOUND.
+func (e *Erasure) ErasureRequest(ctx context.Context, p eventvault.Principal, id uuid.UUID) (eventvault.ErasureRequest, error) {
+	if err := policies.Authorize(p, p.Tenant, eventvault.CapErase, ""); err != nil {
+		return eventvault.ErasureRequest{}, err
+	}
+	r, err := e.store.ErasureRequest(ctx, p.Tenant, id)
+	if err != nil {
+		return eventvault.ErasureRequest{}, fmt.Errorf("erasure request %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// SigningKey returns the id and public key that verify certificates.
+func (e *Erasure) SigningKey() (string, ed25519.PublicKey) {
+	return e.signer.KeyID(), e.signer.PublicKey()
+}
