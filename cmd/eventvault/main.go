@@ -4,6 +4,7 @@
 //	eventvault server -dev        dev mode: embedded store and a local root key in ./data
 //	eventvault server             production: PostgreSQL (EVENTVAULT_DATABASE_URL) and a root key
 //	eventvault migrate            apply PostgreSQL schema migrations and exit
+//	eventvault certificate verify check an erasure certificate offline
 //
 // Every flag has an EVENTVAULT_* environment variable; a flag given on the
 // command line wins.
@@ -31,6 +32,8 @@ const usage = `usage: eventvault <command> [flags]
 commands:
   server    run the HTTP API (add -dev for the embedded dev mode)
   migrate   apply the PostgreSQL schema migrations and exit
+  certificate verify -public-key <file> <file>
+            check an erasure certificate offline
 
 Run 'eventvault <command> -h' for the flags of a command.
 `
@@ -46,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runServer(ctx, args[1:], stdout, stderr)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], stdout, stderr)
+	case "certificate":
+		err = runCertificate(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
