@@ -178,6 +178,9 @@ type Event struct {
 	Position       int64
 	GlobalPosition int64
 	RecordedAt     time.Time
+	// Erased is true when the event's key was shredded: the envelope
+	// remains, so global order holds, but Data and Metadata are gone.
+	Erased bool
 }
 
 // NewEvent is an event proposed for append. Its ID is chosen by the client,

@@ -16,7 +16,10 @@ import (
 // appendRequest is the body of POST /v1/streams/{stream}/events.
 type appendRequest struct {
 	ExpectedVersion json.RawMessage `json:"expected_version"`
-	Events          []eventIn       `json:"events"`
+	// Subject names the data subject who owns the stream; erasing the
+	// subject shreds it. Kept only as a pseudonym.
+	Subject string    `json:"subject"`
+	Events  []eventIn `json:"events"`
 }
 
 type eventIn struct {
@@ -65,7 +68,7 @@ func (s *Server) appendEvents(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	res, err := s.engine.Append(c.Request.Context(), principal(c), stream, expected, events)
+	res, err := s.engine.AppendForSubject(c.Request.Context(), principal(c), stream, req.Subject, expected, events)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -130,8 +133,10 @@ type eventOut struct {
 	Position       int64           `json:"position"`
 	GlobalPosition int64           `json:"global_position"`
 	RecordedAt     time.Time       `json:"recorded_at"`
-	Data           json.RawMessage `json:"data"`
+	Data           json.RawMessage `json:"data,omitempty"`
 	Metadata       json.RawMessage `json:"metadata,omitempty"`
+	// Erased marks an event whose key was shredded: no data, ever again.
+	Erased bool `json:"erased,omitempty"`
 }
 
 func toEventOut(e eventvault.Event) eventOut {
@@ -144,6 +149,7 @@ func toEventOut(e eventvault.Event) eventOut {
 		RecordedAt:     e.RecordedAt.UTC(),
 		Data:           e.Data,
 		Metadata:       e.Metadata,
+		Erased:         e.Erased,
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -27,15 +28,29 @@ const (
 type Engine struct {
 	store  eventvault.EventStore
 	keys   *evcrypto.Keyring
+	pseud  *evcrypto.Pseudonymizer
 	logger *slog.Logger
 }
 
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithPseudonymizer lets appends name the data subject who owns a stream;
+// without it, an append that names one is refused.
+func WithPseudonymizer(p *evcrypto.Pseudonymizer) Option {
+	return func(e *Engine) { e.pseud = p }
+}
+
 // New returns an Engine over store and keys. logger may be nil.
-func New(store eventvault.EventStore, keys *evcrypto.Keyring, logger *slog.Logger) *Engine {
+func New(store eventvault.EventStore, keys *evcrypto.Keyring, logger *slog.Logger, opts ...Option) *Engine {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{store: store, keys: keys, logger: logger}
+	e := &Engine{store: store, keys: keys, logger: logger}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
 }
 
 // Append seals events under the stream's key and appends them atomically.
@@ -43,6 +58,16 @@ func New(store eventvault.EventStore, keys *evcrypto.Keyring, logger *slog.Logge
 // batch over MaxBatchEvents; EFORBIDDEN without the append capability;
 // ECONFLICT for an expected version that does not hold or a reused id.
 func (e *Engine) Append(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
+	return e.AppendForSubject(ctx, p, stream, "", expected, events)
+}
+
+// AppendForSubject is Append naming the data subject who owns the stream
+// (empty for none). The subject id is kept only as its pseudonym; erasing
+// the subject shreds the stream.
+// Errors: as Append; ECONFLICT if the stream is owned by another subject
+// or was erased; EINVALID for a bad subject id or a server without a
+// pseudonym key.
+func (e *Engine) AppendForSubject(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, subject string, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return eventvault.AppendResult{}, err
 	}
@@ -52,20 +77,37 @@ func (e *Engine) Append(ctx context.Context, p eventvault.Principal, stream even
 	if err := validateBatch(events); err != nil {
 		return eventvault.AppendResult{}, err
 	}
+	var owner eventvault.Pseudonym
+	if subject != "" {
+		if err := eventvault.ValidateSubject(subject); err != nil {
+			return eventvault.AppendResult{}, err
+		}
+		if e.pseud == nil {
+			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.EINVALID, "this server has no pseudonym key, so appends cannot name a subject")
+		}
+		owner = e.pseud.Pseudonym(p.Tenant, subject)
+	}
 	// A stream key cached here may have been replaced by another node; the
 	// store refuses a payload sealed under a key that is no longer the
 	// stream's (EERASED), and one retry with a fresh key settles it.
 	for attempt := 0; ; attempt++ {
-		res, err := e.appendOnce(ctx, p.Tenant, stream, expected, events)
+		res, err := e.appendOnce(ctx, p.Tenant, stream, owner, expected, events)
 		if eventvault.ErrorCode(err) == eventvault.EERASED && attempt == 0 {
 			e.keys.EvictStream(p.Tenant, stream)
 			continue
+		}
+		if eventvault.ErrorCode(err) == eventvault.EERASED {
+			// The erasure fence: an erased stream never takes new events
+			// under a fresh key.
+			return eventvault.AppendResult{}, &eventvault.Error{Code: eventvault.ECONFLICT, Err: err,
+				Message: fmt.Sprintf("stream %s was erased: it takes no new events; append to a new stream", stream),
+				Fields:  map[string]any{"stream": string(stream), "erased": true}}
 		}
 		return res, err
 	}
 }
 
-func (e *Engine) appendOnce(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
+func (e *Engine) appendOnce(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, owner eventvault.Pseudonym, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
 	c, err := e.keys.StreamCipher(ctx, tenant, stream)
 	if err != nil {
 		return eventvault.AppendResult{}, fmt.Errorf("key of stream %s: %w", stream, err)
@@ -90,6 +132,7 @@ func (e *Engine) appendOnce(ctx context.Context, tenant eventvault.TenantID, str
 		Stream:   stream,
 		Expected: expected,
 		KeyID:    c.KeyID(),
+		Subject:  owner,
 		Events:   proposed,
 		Seal:     seal,
 	})
@@ -156,6 +199,12 @@ func (e *Engine) ReadStream(ctx context.Context, p eventvault.Principal, stream 
 	if err != nil {
 		return StreamSlice{}, fmt.Errorf("read %s: %w", stream, err)
 	}
+	if !page.ShreddedAt.IsZero() {
+		at := page.ShreddedAt.UTC()
+		return StreamSlice{}, &eventvault.Error{Code: eventvault.EERASED,
+			Message: fmt.Sprintf("stream %s was erased at %s: its key was destroyed and its events can never be read again", stream, at.Format(time.RFC3339)),
+			Fields:  map[string]any{"stream": string(stream), "erased": true, "erased_at": at}}
+	}
 	out := StreamSlice{Stream: stream, Version: page.Version, Events: make([]eventvault.Event, 0, len(page.Events))}
 	if len(page.Events) == 0 {
 		return out, nil
@@ -195,6 +244,12 @@ func (e *Engine) ReadAll(ctx context.Context, p eventvault.Principal, from int64
 	ciphers := make(map[eventvault.StreamName]*evcrypto.StreamCipher)
 	out := make([]eventvault.Event, 0, len(page.Events))
 	for _, se := range page.Events {
+		if page.Keys[se.Stream].ID == uuid.Nil {
+			// A shredded stream: the envelope keeps global order.
+			out = append(out, eventvault.Event{ID: se.ID, Stream: se.Stream, Type: se.Type, Position: se.Position,
+				GlobalPosition: se.GlobalPosition, RecordedAt: se.RecordedAt, Erased: true})
+			continue
+		}
 		c, ok := ciphers[se.Stream]
 		if !ok {
 			c, err = e.keys.OpenStreamCipher(ctx, p.Tenant, se.Stream, page.Keys[se.Stream])
