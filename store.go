@@ -1,6 +1,7 @@
 package eventvault
 
 import (
+	"bytes"
 	"context"
 	"time"
 
@@ -37,6 +38,69 @@ type KeyStore interface {
 	// CreateStreamKey stores k as the stream's key unless one exists, and
 	// returns the one that is stored (k, or the one that won a race).
 	CreateStreamKey(ctx context.Context, tenant TenantID, stream StreamName, k WrappedKey) (WrappedKey, error)
+
+	// TenantKeyVersion returns one version of the tenant's wrapped KEK: the
+	// one that wrapped a stream key row naming it.
+	// Errors: ENOTFOUND if the tenant has no such version (never had one,
+	// or it was destroyed); EINVALID for a malformed tenant or version 0.
+	TenantKeyVersion(ctx context.Context, tenant TenantID, version uint32) (WrappedKey, error)
+	// AddTenantKey stores k as a new version of the tenant's KEK, which
+	// becomes its newest. k.Version must be the newest version stored plus
+	// one, so that two concurrent rotations cannot both add the same
+	// version.
+	// Errors: ENOTFOUND if the tenant has no KEK yet (CreateTenantKey makes
+	// the first); ECONFLICT if k.Version is not the newest version plus one
+	// (another rotation won); EINVALID for a malformed tenant or version.
+	AddTenantKey(ctx context.Context, tenant TenantID, k WrappedKey) error
+	// RewrapTenantKey replaces the wrapping of one version of the tenant's
+	// KEK, as a root rotation does, if the stored row still equals old (key
+	// id, version and ciphertext). next keeps old's id and version.
+	// Errors: ECONFLICT if the row changed since old was read; ENOTFOUND if
+	// the version is gone; EINVALID if next changes the id or version.
+	RewrapTenantKey(ctx context.Context, tenant TenantID, old, next WrappedKey) error
+	// Tenants returns every tenant the store holds, in name order. It is an
+	// administrative call: it is the one read across tenants.
+	// Errors: EUNAVAILABLE.
+	Tenants(ctx context.Context) ([]TenantID, error)
+	// StreamKeysBefore returns, in stream name order, up to limit of the
+	// tenant's live stream keys wrapped under a KEK version older than
+	// kekVersion, of streams whose names sort after after ("" for the
+	// first page). Shredded streams are left out.
+	// Errors: EINVALID for a malformed tenant or a limit that is not
+	// positive.
+	StreamKeysBefore(ctx context.Context, tenant TenantID, kekVersion uint32, after StreamName, limit int) ([]StreamKeyRow, error)
+	// RewrapStreamKey replaces a stream's wrapped key, as a KEK rotation
+	// does, if the stored row still equals old (key id, version, KEK
+	// version and ciphertext). next keeps old's id and version: a stream
+	// key never changes, only the KEK version that wraps it.
+	// Errors: ECONFLICT if the row changed since old was read; ENOTFOUND if
+	// the stream has no key; EERASED if it was shredded; EINVALID if next
+	// changes the id or version, or is not under a newer KEK version.
+	RewrapStreamKey(ctx context.Context, tenant TenantID, stream StreamName, old, next WrappedKey) error
+}
+
+// StreamKeyRow is a stream's wrapped data key with the stream it belongs to.
+type StreamKeyRow struct {
+	Stream StreamName
+	Key    WrappedKey
+}
+
+// SameKeyRow reports whether a and b are the same stored key row: id,
+// versions and ciphertext (not the time). Compare-and-swap methods use it.
+func SameKeyRow(a, b WrappedKey) bool {
+	return a.ID == b.ID && a.Version == b.Version && a.KEKVersion == b.KEKVersion && bytes.Equal(a.Ciphertext, b.Ciphertext)
+}
+
+// CheckRewrap returns EINVALID unless next re-wraps old: the same key id and
+// version, and a ciphertext.
+func CheckRewrap(old, next WrappedKey) error {
+	switch {
+	case next.ID != old.ID || next.Version != old.Version:
+		return Errorf(EINVALID, "a re-wrap keeps the key: key %s v%d cannot replace key %s v%d", next.ID, next.Version, old.ID, old.Version)
+	case len(next.Ciphertext) == 0:
+		return Errorf(EINVALID, "a re-wrap of key %s needs a ciphertext", old.ID)
+	}
+	return nil
 }
 
 // ProposedEvent is what the store needs of an event before it is sealed.
@@ -65,8 +129,12 @@ type AppendRequest struct {
 	// refuses the append (EERASED) unless it is still the stream's key, so
 	// an append never lands under a key that was shredded meanwhile.
 	KeyID  uuid.UUID
-	Events []ProposedEvent
-	Seal   SealFunc
+	// Subject, when set, is the pseudonym of the data subject who owns the
+	// stream. The first append that names one makes it the owner; naming
+	// another owner later is ECONFLICT; appends that name none are fine.
+	Subject Pseudonym
+	Events  []ProposedEvent
+	Seal    SealFunc
 }
 
 // Validate refuses an append that can never succeed: an invalid tenant or
@@ -121,11 +189,15 @@ type ReadOptions struct {
 type StreamPage struct {
 	Key     WrappedKey
 	Version int64 // the stream's last position
-	Events  []StoredEvent
+	// ShreddedAt is when the stream's key was destroyed; zero while it
+	// lives. A shredded stream's page has a zero Key, and its events (unless
+	// purged) with their envelopes only.
+	ShreddedAt time.Time
+	Events     []StoredEvent
 }
 
 // AllPage is a page of a tenant's events in global order, with the keys of
-// the streams they belong to.
+// the streams they belong to; a shredded stream's key is the zero value.
 type AllPage struct {
 	Events []StoredEvent
 	Keys   map[StreamName]WrappedKey

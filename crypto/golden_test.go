@@ -142,7 +142,7 @@ func (g golden) seal(t *testing.T) (out golden) {
 		t.Fatalf("the keyring left %d bytes of injected randomness unread", rand.Len())
 	}
 	out = g
-	out.WrappedTenantKEK = hex.EncodeToString(store.tenants[ref.Tenant].Ciphertext)
+	out.WrappedTenantKEK = hex.EncodeToString(store.keks[ref.Tenant][1].Ciphertext)
 	out.WrappedStreamKey = hex.EncodeToString(store.streamKey(t, ref.Tenant, ref.Stream).Ciphertext)
 	out.Payload = hex.EncodeToString(payload)
 	out.ContentMAC = hex.EncodeToString(c.ContentMAC(g.Type, []byte(g.Data), []byte(g.Metadata)))
@@ -184,7 +184,7 @@ func TestGoldenV1Opens(t *testing.T) {
 	}
 	ref := g.ref()
 	store := newMemKeyStore()
-	store.tenants[ref.Tenant] = eventvault.WrappedKey{ID: uuid.MustParse(g.TenantKEKID), Version: 1, Ciphertext: unhex(t, g.WrappedTenantKEK)}
+	store.keks[ref.Tenant] = map[uint32]eventvault.WrappedKey{1: {ID: uuid.MustParse(g.TenantKEKID), Version: 1, Ciphertext: unhex(t, g.WrappedTenantKEK)}}
 	streamRow := eventvault.WrappedKey{ID: uuid.MustParse(g.StreamKeyID), Version: 1, KEKVersion: 1, Ciphertext: unhex(t, g.WrappedStreamKey)}
 	c, err := NewKeyring(root, store, KeyringOptions{}).OpenStreamCipher(t.Context(), ref.Tenant, ref.Stream, streamRow)
 	if err != nil {

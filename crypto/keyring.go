@@ -75,14 +75,17 @@ type Keyring struct {
 type cacheKind uint8
 
 const (
-	cacheTenantKEK cacheKind = iota + 1
+	cacheTenantKEK cacheKind = iota + 1 // the tenant's newest KEK, which wraps new stream keys
 	cacheStream
+	cacheKEKVersion // one version of the tenant's KEK, which unwraps the stream keys it wrapped
 )
 
 type cacheKey struct {
 	kind   cacheKind
 	tenant eventvault.TenantID
 	stream eventvault.StreamName
+	// version is, for cacheKEKVersion, the KEK version.
+	version uint32
 }
 
 type cacheEntry struct {
@@ -143,7 +146,7 @@ func NewKeyring(root RootKeyProvider, keys eventvault.KeyStore, opts KeyringOpti
 // root provider's codes (EUNAVAILABLE, …) wrapped with context; EINTERNAL
 // wrapping ErrAuthentication for a key row that does not authenticate.
 func (k *Keyring) StreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (*StreamCipher, error) {
-	if e, ok := k.cache.Get(cacheKey{cacheStream, tenant, stream}); ok {
+	if e, ok := k.cache.Get(cacheKey{kind: cacheStream, tenant: tenant, stream: stream}); ok {
 		return e.cipher, nil
 	}
 	if err := eventvault.ValidateTenant(tenant); err != nil {
@@ -158,7 +161,7 @@ func (k *Keyring) StreamCipher(ctx context.Context, tenant eventvault.TenantID, 
 }
 
 func (k *Keyring) loadStreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (*StreamCipher, error) {
-	ck := cacheKey{cacheStream, tenant, stream}
+	ck := cacheKey{kind: cacheStream, tenant: tenant, stream: stream}
 	if e, ok := k.cache.Get(ck); ok {
 		return e.cipher, nil
 	}
@@ -228,7 +231,7 @@ func (k *Keyring) OpenStreamCipher(ctx context.Context, tenant eventvault.Tenant
 		k.EvictStream(tenant, stream)
 		return nil, streamErasedError(op, stream)
 	}
-	ck := cacheKey{cacheStream, tenant, stream}
+	ck := cacheKey{kind: cacheStream, tenant: tenant, stream: stream}
 	fp := rowFingerprint(wk)
 	if e, ok := k.cache.Get(ck); ok && subtle.ConstantTimeCompare(e.fingerprint[:], fp[:]) == 1 {
 		return e.cipher, nil
@@ -242,40 +245,21 @@ func (k *Keyring) OpenStreamCipher(ctx context.Context, tenant eventvault.Tenant
 	return c, nil
 }
 
-// openStreamKey unwraps a stream key row with the tenant's KEK, loading the
-// KEK again once if the row names a KEK version the cache does not hold.
+// openStreamKey unwraps a stream key row with the version of the tenant's
+// KEK that the row names: rows not yet re-wrapped after a KEK rotation
+// open with the older version, fetched and cached on its own.
 func (k *Keyring) openStreamKey(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, wk eventvault.WrappedKey) (*StreamCipher, error) {
 	const op = "crypto.Keyring.OpenStreamCipher"
-	if len(wk.Ciphertext) == 0 {
-		return nil, streamErasedError(op, stream)
-	}
-	h, err := parseHeader(wk.Ciphertext)
-	switch {
-	case err != nil:
-		return nil, authError(op, "the key row of stream %s failed authentication: %s", stream, describeHeaderError(err))
-	case h.kind != kindStreamKey:
-		return nil, authError(op, "the key row of stream %s holds a %s, not a stream key", stream, h.kind)
-	case h.keyVersion != wk.KEKVersion:
-		return nil, authError(op, "the key row of stream %s says KEK version %d but its envelope says %d", stream, wk.KEKVersion, h.keyVersion)
-	}
-	kek, err := k.tenantKEK(ctx, tenant, false)
+	h, err := streamKeyHeader(op, stream, wk)
 	if err != nil {
 		return nil, err
 	}
-	if kek.id == h.keyID && kek.version < h.keyVersion {
-		// The cached KEK is older than the row (rotated on another node):
-		// read the tenant's key once more. Other mismatches cannot heal
-		// by reading again, and must not cost a root-provider call each.
-		k.dropTenantKEK(tenant, kek)
-		if kek, err = k.tenantKEK(ctx, tenant, false); err != nil {
-			return nil, err
-		}
+	kek, err := k.kekVersion(ctx, tenant, h.keyVersion)
+	if err != nil {
+		return nil, err
 	}
-	switch {
-	case kek.id != h.keyID:
+	if kek.id != h.keyID {
 		return nil, authError(op, "the key of stream %s is wrapped by tenant key %s, but tenant %s has key %s", stream, h.keyID, tenant, kek.id)
-	case kek.version != h.keyVersion:
-		return nil, internalError(op, nil, "the key of stream %s is wrapped by version %d of the tenant key; the store holds version %d", stream, h.keyVersion, kek.version)
 	}
 	key, err := kek.unwrapStreamKey(stream, wk)
 	if err != nil {
@@ -287,6 +271,24 @@ func (k *Keyring) openStreamKey(ctx context.Context, tenant eventvault.TenantID,
 		return nil, internalError(op, err, "could not use the key of stream %s", stream)
 	}
 	return c, nil
+}
+
+// streamKeyHeader checks a stream key row's envelope header against the
+// row and returns it: a stream key, under the KEK version the row names.
+func streamKeyHeader(op string, stream eventvault.StreamName, wk eventvault.WrappedKey) (header, error) {
+	if len(wk.Ciphertext) == 0 {
+		return header{}, streamErasedError(op, stream)
+	}
+	h, err := parseHeader(wk.Ciphertext)
+	switch {
+	case err != nil:
+		return header{}, authError(op, "the key row of stream %s failed authentication: %s", stream, describeHeaderError(err))
+	case h.kind != kindStreamKey:
+		return header{}, authError(op, "the key row of stream %s holds a %s, not a stream key", stream, h.kind)
+	case h.keyVersion != wk.KEKVersion:
+		return header{}, authError(op, "the key row of stream %s says KEK version %d but its envelope says %d", stream, wk.KEKVersion, h.keyVersion)
+	}
+	return h, nil
 }
 
 // tenantKEK returns the tenant's unwrapped KEK from the cache or the store,
@@ -309,7 +311,7 @@ func (k *Keyring) tenantKEK(ctx context.Context, tenant eventvault.TenantID, cre
 		if err != nil {
 			return nil, err
 		}
-		k.fill(gen, ck, cacheEntry{kek: kek})
+		k.fillKEK(gen, kek, true)
 		return kek, nil
 	})
 }
@@ -326,6 +328,10 @@ func (k *Keyring) loadTenantKEK(ctx context.Context, tenant eventvault.TenantID,
 		return nil, tenantErasedError(op, tenant, err)
 	default:
 		return nil, fmt.Errorf("read key of tenant %s: %w", tenant, err)
+	}
+	// A read may have unwrapped this version already.
+	if e, ok := k.cache.Get(cacheKey{kind: cacheKEKVersion, tenant: tenant, version: wk.Version}); ok && e.kek.id == wk.ID {
+		return e.kek, nil
 	}
 	return k.unwrapTenantKEK(ctx, tenant, wk)
 }
@@ -372,14 +378,9 @@ func (k *Keyring) unwrapTenantKEK(ctx context.Context, tenant eventvault.TenantI
 	if len(wk.Ciphertext) == 0 {
 		return nil, tenantErasedError(op, tenant, nil)
 	}
-	h, err := parseHeader(wk.Ciphertext)
-	switch {
-	case err != nil:
-		return nil, authError(op, "the key row of tenant %s failed authentication: %s", tenant, describeHeaderError(err))
-	case h.kind != kindTenantKEK:
-		return nil, authError(op, "the key row of tenant %s holds a %s, not a tenant key", tenant, h.kind)
-	case h.keyID != wk.ID || h.keyVersion != wk.Version:
-		return nil, authError(op, "the key row of tenant %s names key %s v%d but its envelope holds key %s v%d", tenant, wk.ID, wk.Version, h.keyID, h.keyVersion)
+	h, err := kekHeader(op, tenant, wk)
+	if err != nil {
+		return nil, err
 	}
 	key, err := k.root.UnwrapKey(ctx, wk.Ciphertext[headerSize:], tenantKEKAAD(h, tenant))
 	if err != nil {
@@ -410,7 +411,7 @@ func (k *Keyring) EvictStream(tenant eventvault.TenantID, stream eventvault.Stre
 	k.evictMu.Lock()
 	defer k.evictMu.Unlock()
 	k.gen++
-	k.cache.Remove(cacheKey{cacheStream, tenant, stream})
+	k.cache.Remove(cacheKey{kind: cacheStream, tenant: tenant, stream: stream})
 }
 
 // EvictTenant drops every cached key of the tenant, its KEK included. Call it
@@ -438,16 +439,6 @@ func (k *Keyring) fill(gen uint64, key cacheKey, e cacheEntry) {
 	defer k.evictMu.RUnlock()
 	if k.gen == gen {
 		k.cache.Add(key, e)
-	}
-}
-
-// dropTenantKEK uncaches kek if it is still the cached KEK of the tenant.
-func (k *Keyring) dropTenantKEK(tenant eventvault.TenantID, kek *tenantKEK) {
-	ck := cacheKey{kind: cacheTenantKEK, tenant: tenant}
-	k.evictMu.Lock()
-	defer k.evictMu.Unlock()
-	if e, ok := k.cache.Peek(ck); ok && e.kek == kek {
-		k.cache.Remove(ck)
 	}
 }
 

@@ -478,7 +478,7 @@ func TestOpenStreamCipherWithoutATenantKEKIsErased(t *testing.T) {
 	_, err := ring.OpenStreamCipher(t.Context(), "acme", "order-1", row)
 	checkCode(t, err, eventvault.EERASED)
 	checkRootCalls(t, root, 0, 0)
-	if _, ok := f.store.tenants["acme"]; ok {
+	if _, ok := f.store.keks["acme"]; ok {
 		t.Fatal("reading a stream created a tenant KEK")
 	}
 }
@@ -497,9 +497,9 @@ func TestAlteredTenantKEKRowFailsAuthentication(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newKeyringFixture(t, KeyringOptions{})
 			streamCipher(t, f.ring, "acme", "order-1")
-			wk := f.store.tenants["acme"]
+			wk := f.store.keks["acme"][1]
 			tc.alter(&wk)
-			f.store.tenants["acme"] = wk
+			f.store.keks["acme"][1] = wk
 			ring, _ := f.freshKeyring(KeyringOptions{})
 			_, err := ring.StreamCipher(t.Context(), "acme", "order-1")
 			checkAuthFailure(t, err)
@@ -540,40 +540,16 @@ func TestKeyTypesPrintNoKeyBytes(t *testing.T) {
 	checkPrintsNoSecret(t, *root, key)
 }
 
-// rotateTenantKEK does what a KEK rotation will: it stores version 2 of the
-// tenant's KEK (same id, new key) and re-wraps every stream key under it.
+// rotateTenantKEK rotates the tenant's KEK and re-wraps its stream keys
+// from another node: a keyring of its own over the same root and store.
 func rotateTenantKEK(t *testing.T, f *keyringFixture, tenant eventvault.TenantID) {
 	t.Helper()
-	old, err := NewKeyring(f.root.RootKeyProvider, f.store, KeyringOptions{}).tenantKEK(t.Context(), tenant, false)
-	if err != nil {
-		t.Fatal(err)
+	other, _ := f.freshKeyring(KeyringOptions{})
+	if _, err := other.RotateTenantKEK(t.Context(), tenant); err != nil {
+		t.Fatalf("RotateTenantKEK: %v", err)
 	}
-	h := header{kind: kindTenantKEK, keyID: old.id, keyVersion: old.version + 1}
-	key := randomBytes(t, keySize)
-	wrapped, err := f.root.RootKeyProvider.WrapKey(t.Context(), key, tenantKEKAAD(h, tenant))
-	if err != nil {
-		t.Fatal(err)
-	}
-	next, err := newTenantKEK(tenant, h.keyID, h.keyVersion, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.store.mu.Lock()
-	defer f.store.mu.Unlock()
-	f.store.tenants[tenant] = eventvault.WrappedKey{ID: h.keyID, Version: h.keyVersion, Ciphertext: append(h.appendTo(nil), wrapped...)}
-	for ref, row := range f.store.streams {
-		if ref.tenant != tenant {
-			continue
-		}
-		sk, err := old.unwrapStreamKey(ref.stream, row)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if row.Ciphertext, err = next.wrapStreamKey(ref.stream, row.ID, sk, crand.Reader); err != nil {
-			t.Fatal(err)
-		}
-		row.KEKVersion = next.version
-		f.store.streams[ref] = row
+	if _, err := other.RewrapStreamKeys(t.Context(), tenant, nil); err != nil {
+		t.Fatalf("RewrapStreamKeys: %v", err)
 	}
 }
 

@@ -17,8 +17,9 @@ import (
 // PostgreSQL and bbolt in store/; the integration tests run the keyring
 // against them.
 type memKeyStore struct {
-	mu      sync.Mutex
-	tenants map[eventvault.TenantID]eventvault.WrappedKey
+	mu sync.Mutex
+	// keks holds every version of each tenant's KEK, by version.
+	keks    map[eventvault.TenantID]map[uint32]eventvault.WrappedKey
 	streams map[streamRef]eventvault.WrappedKey
 	calls   atomic.Int64
 	// fail, if set, answers every call instead of the store.
@@ -37,7 +38,7 @@ type streamRef struct {
 
 func newMemKeyStore() *memKeyStore {
 	return &memKeyStore{
-		tenants: make(map[eventvault.TenantID]eventvault.WrappedKey),
+		keks:    make(map[eventvault.TenantID]map[uint32]eventvault.WrappedKey),
 		streams: make(map[streamRef]eventvault.WrappedKey),
 		fenced:  make(map[streamRef]bool),
 	}
@@ -49,7 +50,7 @@ func (s *memKeyStore) shred(tenant eventvault.TenantID, stream eventvault.Stream
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if stream == "" {
-		delete(s.tenants, tenant)
+		delete(s.keks, tenant)
 	} else {
 		delete(s.streams, streamRef{tenant, stream})
 	}
@@ -68,11 +69,23 @@ func (s *memKeyStore) TenantKey(_ context.Context, tenant eventvault.TenantID) (
 	if s.fail != nil {
 		return eventvault.WrappedKey{}, s.fail
 	}
-	k, ok := s.tenants[tenant]
+	k, ok := s.newest(tenant)
 	if !ok {
 		return eventvault.WrappedKey{}, eventvault.Errorf(eventvault.ENOTFOUND, "tenant %s has no key", tenant)
 	}
 	return cloneKey(k), nil
+}
+
+// newest returns the tenant's KEK with the highest version; s.mu is held.
+func (s *memKeyStore) newest(tenant eventvault.TenantID) (eventvault.WrappedKey, bool) {
+	var k eventvault.WrappedKey
+	var newest uint32
+	for v, wk := range s.keks[tenant] {
+		if v >= newest {
+			newest, k = v, wk
+		}
+	}
+	return k, len(s.keks[tenant]) > 0
 }
 
 func (s *memKeyStore) CreateTenantKey(_ context.Context, tenant eventvault.TenantID, k eventvault.WrappedKey) (eventvault.WrappedKey, error) {
@@ -82,13 +95,13 @@ func (s *memKeyStore) CreateTenantKey(_ context.Context, tenant eventvault.Tenan
 	if s.fail != nil {
 		return eventvault.WrappedKey{}, s.fail
 	}
-	if old, ok := s.tenants[tenant]; ok {
+	if old, ok := s.newest(tenant); ok {
 		return cloneKey(old), nil
 	}
 	if s.fenced[streamRef{tenant, ""}] {
 		return eventvault.WrappedKey{}, eventvault.Errorf(eventvault.EERASED, "tenant %s was shredded", tenant)
 	}
-	s.tenants[tenant] = cloneKey(k)
+	s.keks[tenant] = map[uint32]eventvault.WrappedKey{k.Version: cloneKey(k)}
 	return cloneKey(k), nil
 }
 

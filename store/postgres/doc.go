@@ -33,14 +33,22 @@
 // its scope needs, so even a connection made as the superuser that ran the
 // migrations reads and writes under row-level security. eventvault_app
 // cannot log in, owns no table, has no BYPASSRLS, and holds only the grants
-// the store needs: events and tenant keys are insert-only; of tenants and
-// streams it may update only the last global position and the version.
+// the store needs: events are insert-only; of tenants and streams it may
+// update only the last global position and the version, and, for key
+// rotation (migration 0002), the wrapping of a key: tenant_keys.wrapped and
+// streams.kek_version and wrapped_key, never a key id or key version. A
+// trigger lets a stream key row change only to a newer KEK version or to
+// empty (shredded), so neither a bug nor a forged statement can put back a
+// wrapping from before a rotation or give a shredded stream a key again.
+// The re-wraps are compare-and-swaps on the whole key row.
 //
 // api_tokens is read before any tenant is known. Its policies add two
 // scopes besides the tenant's: eventvault.token_hash (hex) lets a lookup
 // see the one token with that hash, and eventvault.admin = 'on' lets
 // creating and retiring the dev root tokens see, insert and delete root
-// tokens only. A tenant's scope never sees a root token. These settings,
+// tokens only. A tenant's scope never sees a root token. The admin scope
+// also reads the tenants table (Tenants, for root rotation), and no other
+// tenant table. These settings,
 // like the tenant, guard against a bug in the store's own SQL (a missing
 // filter, a wrong tenant id), not against an attacker who runs arbitrary SQL
 // as eventvault_app: such an attacker could set them too.

@@ -42,6 +42,12 @@
 //   - AllPage.Keys holds exactly the keys of the streams in the page.
 //   - Event ids are scoped to a tenant: the same id in two tenants is two
 //     events and never a conflict (nor an oracle across tenants).
+//   - Key rotation: KEK versions start at 1 and AddTenantKey takes exactly
+//     the newest plus one. StreamKeysBefore pages in an order the store
+//     fixes (its name order); passing the last name returned as after
+//     visits every matching row once. The re-wraps are compare-and-swaps
+//     on id, versions and ciphertext, keep the row's time, and lose with
+//     ECONFLICT to any change they did not see.
 //   - Tokens are global, since authentication looks one up before any tenant
 //     is known; a root token may have an empty tenant.
 //
@@ -70,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) eventvault.Store) {
 	t.Run("Keys", func(t *testing.T) { testKeys(t, open) })
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
+	t.Run("Rotation", func(t *testing.T) { testRotation(t, open) })
 }
 
 func testPing(t *testing.T, open opener) {

@@ -1,0 +1,250 @@
+package crypto
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/eventvault/eventvault"
+)
+
+// RotateRoot adds a version of the root key through the provider (Vault
+// Transit's rotate) and returns its number. New tenant KEKs are wrapped by
+// it at once; existing ones move to it with RewrapRootWrapped.
+// Errors: EINVALID if the provider cannot rotate (the local root key); the
+// provider's codes (EUNAVAILABLE, …) wrapped with context.
+func (k *Keyring) RotateRoot(ctx context.Context) (int, error) {
+	rr, err := k.rootRotator()
+	if err != nil {
+		return 0, err
+	}
+	v, err := rr.RotateRoot(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("rotate the root key: %w", err)
+	}
+	return v, nil
+}
+
+// RewrapRootWrapped re-wraps every version of every tenant's KEK under the
+// root key's newest version, through the provider's RootRewrapper, so that
+// the KEK never leaves the provider in clear, and stores each by
+// compare-and-swap (a lost swap is read again and retried). The KEK bytes do
+// not change: stream keys, events and cached keys stay valid. It is
+// idempotent and resumable: running it again re-wraps under the newest
+// version whatever an interrupted run left. It returns how many KEK
+// versions it stored and calls progress, if not nil, after each one.
+// Errors: EINVALID if the provider cannot rewrap; EINTERNAL wrapping
+// ErrAuthentication for a KEK row that is not what it claims; the codes of
+// the store and the provider, wrapped with context.
+func (k *Keyring) RewrapRootWrapped(ctx context.Context, progress func(done int)) (int, error) {
+	rw, ok := k.root.(RootRewrapper)
+	if !ok {
+		return 0, cannotRotate("rewrap")
+	}
+	done := 0
+	err := k.forEachKEK(ctx, func(tenant eventvault.TenantID, wk eventvault.WrappedKey) error {
+		stored, err := k.rewrapKEK(ctx, rw, tenant, wk)
+		if err != nil || !stored {
+			return err
+		}
+		done++
+		if progress != nil {
+			progress(done)
+		}
+		return nil
+	})
+	return done, err
+}
+
+// rewrapKEK re-wraps one KEK version by compare-and-swap. It returns false
+// if the version is gone.
+func (k *Keyring) rewrapKEK(ctx context.Context, rw RootRewrapper, tenant eventvault.TenantID, wk eventvault.WrappedKey) (bool, error) {
+	const op = "crypto.Keyring.RewrapRootWrapped"
+	for range casAttempts {
+		h, err := kekHeader(op, tenant, wk)
+		if err != nil {
+			return false, err
+		}
+		out, err := rw.RewrapKey(ctx, wk.Ciphertext[headerSize:], tenantKEKAAD(h, tenant))
+		if err != nil {
+			return false, fmt.Errorf("rewrap version %d of the key of tenant %s: %w", h.keyVersion, tenant, err)
+		}
+		next := wk
+		next.Ciphertext = append(h.appendTo(make([]byte, 0, headerSize+len(out))), out...)
+		err = k.keys.RewrapTenantKey(ctx, tenant, wk, next)
+		switch eventvault.ErrorCode(err) {
+		case "":
+			return true, nil
+		case eventvault.ENOTFOUND:
+			return false, nil
+		case eventvault.ECONFLICT:
+		default:
+			return false, fmt.Errorf("store the re-wrapped version %d of the key of tenant %s: %w", h.keyVersion, tenant, err)
+		}
+		wk, err = k.keys.TenantKeyVersion(ctx, tenant, h.keyVersion)
+		if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("read version %d of the key of tenant %s: %w", h.keyVersion, tenant, err)
+		}
+	}
+	return false, &eventvault.Error{Code: eventvault.ECONFLICT, Op: op, Message: fmt.Sprintf("a key of tenant %s kept changing while it was re-wrapped; run the re-wrap again", tenant)}
+}
+
+// RetireRootVersionsBefore makes the provider refuse, from now on, what
+// root key versions older than version wrapped (Vault Transit's
+// min_decryption_version), so that KEK rows in old backups no longer
+// unwrap. It first checks every KEK version in the store and refuses while
+// any is still wrapped under an older root version, since retiring then
+// would make that tenant's data unreadable.
+// Errors: EINVALID if the provider cannot rotate, or for a version that is
+// not positive or newer than the newest; ECONFLICT while a KEK is still
+// wrapped under an older version (Fields: remaining_keks,
+// oldest_root_version): run RewrapRootWrapped first; the codes of the store
+// and the provider.
+func (k *Keyring) RetireRootVersionsBefore(ctx context.Context, version int) error {
+	const op = "crypto.Keyring.RetireRootVersionsBefore"
+	rr, err := k.rootRotator()
+	if err != nil {
+		return err
+	}
+	if version < 1 {
+		return eventvault.Errorf(eventvault.EINVALID, "before_version must be a root key version, 1 or more, not %d", version)
+	}
+	remaining, oldest, err := k.kekRowsBefore(ctx, rr, version)
+	if err != nil {
+		return err
+	}
+	if remaining > 0 {
+		return &eventvault.Error{
+			Code: eventvault.ECONFLICT,
+			Op:   op,
+			Message: fmt.Sprintf("%d tenant key versions are still wrapped under root key versions older than %d (the oldest under version %d); retiring now would make them unreadable: re-wrap them first (eventvault rotate root, or POST /v1/admin/root/rotate)",
+				remaining, version, oldest),
+			Fields: map[string]any{"remaining_keks": remaining, "oldest_root_version": oldest},
+		}
+	}
+	if err := rr.RetireRootVersionsBefore(ctx, version); err != nil {
+		return fmt.Errorf("retire root key versions before %d: %w", version, err)
+	}
+	return nil
+}
+
+// RootVersions returns the oldest and newest root key versions that wrap a
+// KEK in the store, and how many KEK versions there are; zeros for a store
+// without KEKs.
+// Errors: EINVALID if the provider has no versions; the codes of the store
+// and the provider.
+func (k *Keyring) RootVersions(ctx context.Context) (oldest, newest, keks int, err error) {
+	rr, err := k.rootRotator()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	err = k.forEachKEK(ctx, func(tenant eventvault.TenantID, wk eventvault.WrappedKey) error {
+		v, err := rootVersionOf(rr, tenant, wk)
+		if err != nil {
+			return err
+		}
+		if keks == 0 || v < oldest {
+			oldest = v
+		}
+		newest = max(newest, v)
+		keks++
+		return nil
+	})
+	return oldest, newest, keks, err
+}
+
+// kekRowsBefore counts the KEK versions wrapped under a root version older
+// than version, and returns the oldest root version found.
+func (k *Keyring) kekRowsBefore(ctx context.Context, rr RootRotator, version int) (n, oldest int, err error) {
+	err = k.forEachKEK(ctx, func(tenant eventvault.TenantID, wk eventvault.WrappedKey) error {
+		v, err := rootVersionOf(rr, tenant, wk)
+		if err != nil {
+			return err
+		}
+		if v < version {
+			if n == 0 || v < oldest {
+				oldest = v
+			}
+			n++
+		}
+		return nil
+	})
+	return n, oldest, err
+}
+
+func rootVersionOf(rr RootRotator, tenant eventvault.TenantID, wk eventvault.WrappedKey) (int, error) {
+	const op = "crypto.Keyring.RootVersions"
+	h, err := kekHeader(op, tenant, wk)
+	if err != nil {
+		return 0, err
+	}
+	v, err := rr.RootVersionOf(wk.Ciphertext[headerSize:])
+	if err != nil {
+		return 0, fmt.Errorf("root key version of version %d of the key of tenant %s: %w", h.keyVersion, tenant, err)
+	}
+	return v, nil
+}
+
+// forEachKEK calls fn with every version of every tenant's KEK in the store.
+func (k *Keyring) forEachKEK(ctx context.Context, fn func(eventvault.TenantID, eventvault.WrappedKey) error) error {
+	tenants, err := k.keys.Tenants(ctx)
+	if err != nil {
+		return fmt.Errorf("list tenants: %w", err)
+	}
+	for _, tenant := range tenants {
+		newest, err := k.keys.TenantKey(ctx, tenant)
+		if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
+			continue // a tenant without a KEK, or a shredded one
+		}
+		if err != nil {
+			return fmt.Errorf("read key of tenant %s: %w", tenant, err)
+		}
+		for v := uint32(1); v <= newest.Version; v++ {
+			wk := newest
+			if v < newest.Version {
+				wk, err = k.keys.TenantKeyVersion(ctx, tenant, v)
+				if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
+					continue
+				}
+				if err != nil {
+					return fmt.Errorf("read version %d of the key of tenant %s: %w", v, tenant, err)
+				}
+			}
+			if err := fn(tenant, wk); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// kekHeader checks a KEK row's envelope header against the row.
+func kekHeader(op string, tenant eventvault.TenantID, wk eventvault.WrappedKey) (header, error) {
+	h, err := parseHeader(wk.Ciphertext)
+	switch {
+	case err != nil:
+		return header{}, authError(op, "the key row of tenant %s failed authentication: %s", tenant, describeHeaderError(err))
+	case h.kind != kindTenantKEK:
+		return header{}, authError(op, "the key row of tenant %s holds a %s, not a tenant key", tenant, h.kind)
+	case h.keyID != wk.ID || h.keyVersion != wk.Version:
+		return header{}, authError(op, "the key row of tenant %s names key %s v%d but its envelope holds key %s v%d", tenant, wk.ID, wk.Version, h.keyID, h.keyVersion)
+	case len(wk.Ciphertext) == headerSize:
+		return header{}, authError(op, "the key row of tenant %s is truncated", tenant)
+	}
+	return h, nil
+}
+
+func (k *Keyring) rootRotator() (RootRotator, error) {
+	rr, ok := k.root.(RootRotator)
+	if !ok {
+		return nil, cannotRotate("rotate")
+	}
+	return rr, nil
+}
+
+// cannotRotate is the error for a root provider without versions.
+func cannotRotate(what string) *eventvault.Error {
+	return eventvault.Errorf(eventvault.EINVALID, "the root key provider cannot %s (the local root key cannot rotate; use Vault Transit)", what)
+}
