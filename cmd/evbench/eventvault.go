@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/api"
+	"github.com/eventvault/eventvault/auth"
+	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/engine"
+	"github.com/eventvault/eventvault/store/postgres"
+)
+
+// benchTenant is the tenant every EventVault request runs as.
+const benchTenant eventvault.TenantID = "bench"
+
+// evServer is the EventVault server stack as cmd/eventvault wires it, on a
+// loopback port, with a root key provider that counts its calls.
+type evServer struct {
+	store  *postgres.DB
+	keys   *evcrypto.Keyring
+	root   *countingRoot
+	ln     net.Listener
+	server *http.Server
+	served chan error
+}
+
+// startEventVault migrates the database at dbURL and serves EventVault on
+// 127.0.0.1. The local root key is created in keyDir. Requests are logged
+// as the server logs them, to a handler that formats and drops them.
+func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) (*evServer, error) {
+	if err := postgres.Migrate(ctx, dbURL); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: maxConns, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("open the store: %w", err)
+	}
+	local, err := evcrypto.OpenLocalRootKey(filepath.Join(keyDir, "root.key"))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("root key: %w", err)
+	}
+	s := &evServer{store: store, root: &countingRoot{inner: local}, served: make(chan error, 1)}
+	s.keys = evcrypto.NewKeyring(s.root, store, evcrypto.KeyringOptions{})
+	handler := api.New(api.Config{
+		Engine: engine.New(store, s.keys, logger),
+		Tokens: &auth.Tokens{Store: store},
+		Ready:  store.Ping,
+		Logger: logger,
+	})
+	s.ln, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	// The timeouts of cmd/eventvault.
+	s.server = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	go func() { s.served <- s.server.Serve(s.ln) }()
+	return s, nil
+}
+
+// baseURL is where the server listens.
+func (s *evServer) baseURL() string { return "http://" + s.ln.Addr().String() }
+
+// close shuts the server down and closes the store.
+func (s *evServer) close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := s.server.Shutdown(ctx)
+	if serr := <-s.served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	s.store.Close()
+	return err
+}
+
+// tenantToken installs a root token and has the API issue a token for the
+// bench tenant with the default rules (append and read on every stream).
+func (s *evServer) tenantToken(ctx context.Context, client *http.Client) (string, error) {
+	root, err := (&auth.Tokens{Store: s.store}).InstallRoot(ctx, benchTenant, "")
+	if err != nil {
+		return "", fmt.Errorf("install a root token: %w", err)
+	}
+	c := &evClient{http: client, base: s.baseURL(), token: root}
+	var out struct {
+		Token string `json:"token"`
+	}
+	body := []byte(`{"tenant":"` + string(benchTenant) + `","name":"evbench"}`)
+	if err := c.do(ctx, http.MethodPost, "/v1/tokens", body, http.StatusCreated, &out); err != nil {
+		return "", fmt.Errorf("issue a tenant token: %w", err)
+	}
+	return out.Token, nil
+}
+
+// newHTTPClient returns a client that keeps a connection per concurrent
+// request alive, as a tuned production client would.
+func newHTTPClient(conns int) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        conns,
+			MaxIdleConnsPerHost: conns,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+		Timeout: 60 * time.Second,
+	}
+}
+
+// evClient is EventVault's HTTP API as a target.
+type evClient struct {
+	http  *http.Client
+	base  string
+	token string
+}
+
+var _ target = (*evClient)(nil)
+
+type evPositions struct {
+	Position       int64 `json:"position"`
+	GlobalPosition int64 `json:"global_position"`
+}
+
+type evEvent struct {
+	ID             string          `json:"id"`
+	Stream         string          `json:"stream"`
+	Type           string          `json:"type"`
+	Position       int64           `json:"position"`
+	GlobalPosition int64           `json:"global_position"`
+	RecordedAt     time.Time       `json:"recorded_at"`
+	Data           json.RawMessage `json:"data"`
+	Metadata       json.RawMessage `json:"metadata"`
+}
+
+func (c *evClient) append(ctx context.Context, stream string, _ int64, events []benchEvent) ([]int64, error) {
+	var out struct {
+		Events []evPositions `json:"events"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/v1/streams/"+url.PathEscape(stream)+"/events", appendBody(events), http.StatusCreated, &out); err != nil {
+		return nil, fmt.Errorf("append to %s: %w", stream, err)
+	}
+	if len(out.Events) != len(events) {
+		return nil, fmt.Errorf("append to %s: %d positions for %d events", stream, len(out.Events), len(events))
+	}
+	globals := make([]int64, len(out.Events))
+	for i, p := range out.Events {
+		globals[i] = p.GlobalPosition
+	}
+	return globals, nil
+}
+
+// appendBody is the JSON of an append with expected version any.
+func appendBody(events []benchEvent) []byte {
+	size := 40
+	for _, e := range events {
+		size += 64 + len(e.Type) + len(e.Data)
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"expected_version":"any","events":[`...)
+	for i, e := range events {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"id":"`...)
+		b = append(b, e.ID.String()...)
+		b = append(b, `","type":`...)
+		b = strconv.AppendQuote(b, e.Type)
+		b = append(b, `,"data":`...)
+		b = append(b, e.Data...)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+func (c *evClient) readStream(ctx context.Context, stream string, from int64, limit int) (int, error) {
+	var out struct {
+		Events []evEvent `json:"events"`
+	}
+	path := "/v1/streams/" + url.PathEscape(stream) + "/events?from=" + strconv.FormatInt(from, 10) + "&limit=" + strconv.Itoa(limit)
+	if err := c.do(ctx, http.MethodGet, path, nil, http.StatusOK, &out); err != nil {
+		return 0, fmt.Errorf("read %s: %w", stream, err)
+	}
+	return len(out.Events), nil
+}
+
+func (c *evClient) readAll(ctx context.Context, from int64, limit int) (int, int64, error) {
+	var out struct {
+		Events []evEvent `json:"events"`
+	}
+	path := "/v1/events?from=" + strconv.FormatInt(from, 10) + "&limit=" + strconv.Itoa(limit)
+	if err := c.do(ctx, http.MethodGet, path, nil, http.StatusOK, &out); err != nil {
+		return 0, 0, fmt.Errorf("read all from %d: %w", from, err)
+	}
+	if len(out.Events) == 0 {
+		return 0, from - 1, nil
+	}
+	return len(out.Events), out.Events[len(out.Events)-1].GlobalPosition, nil
+}
+
+// do sends a request and decodes the JSON answer into out, failing unless
+// the status is want. The error quotes the start of a problem body.
+func (c *evClient) do(ctx context.Context, method, path string, body []byte, want int, out any) error {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		problem, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s %s answered %s, want %d: %s", method, path, resp.Status, want, problem)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode the answer to %s %s: %w", method, path, err)
+	}
+	// Drain, so that the connection is reused.
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return nil
+}

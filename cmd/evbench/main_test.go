@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchEndToEnd runs the whole harness with tiny slices against the
+// test PostgreSQL: both sides must do every workload, and the report must
+// say so in the table and in the JSON. It asserts what ran, never how fast.
+func TestBenchEndToEnd(t *testing.T) {
+	if os.Getenv(envURL) == "" {
+		t.Fatal(envURL + " is not set: run the tests with `make test`, which starts a throwaway PostgreSQL, or point it at a PostgreSQL superuser URL")
+	}
+	jsonPath := filepath.Join(t.TempDir(), "bench.json")
+	args := []string{
+		"-rounds", "2", "-duration", "100ms", "-warmup", "20ms",
+		"-event-size", "200", "-log-events", "600", "-stream-events", "150", "-page-size", "100",
+		"-append-clients", "3", "-batch-clients", "2", "-batch-size", "20", "-stream-readers", "2", "-all-readers", "2",
+		"-json", jsonPath,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if err := mainErr(ctx, args, &stdout, &stderr); err != nil {
+		t.Fatalf("evbench %s: %v\nstderr:\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+
+	raw, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatalf("read the JSON report: %v", err)
+	}
+	var rep Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatalf("the JSON report does not parse: %v\n%s", err, raw)
+	}
+	wantKeys := []string{"append", "append_batch", "read_stream", "read_all"}
+	if len(rep.Workloads) != len(wantKeys) {
+		t.Fatalf("the report has %d workloads, want %d (%v)", len(rep.Workloads), len(wantKeys), wantKeys)
+	}
+	wantPerRequest := map[string]int{"append": 1, "append_batch": 20, "read_stream": 150, "read_all": 100}
+	for i, w := range rep.Workloads {
+		if w.Key != wantKeys[i] {
+			t.Errorf("workload %d is %q, want %q", i, w.Key, wantKeys[i])
+		}
+		if w.EventsPerRequest != wantPerRequest[w.Key] {
+			t.Errorf("%s: %d events per request, want %d", w.Key, w.EventsPerRequest, wantPerRequest[w.Key])
+		}
+		for name, s := range map[string]sideResult{"EventVault": w.EventVault, "raw": w.Raw} {
+			if s.EventsPerSec <= 0 || s.Events <= 0 || s.Requests <= 0 {
+				t.Errorf("%s, %s: %d events in %d requests at %v events/s; want some of each", w.Key, name, s.Events, s.Requests, s.EventsPerSec)
+			}
+			if s.P50Ms <= 0 || s.P99Ms < s.P50Ms {
+				t.Errorf("%s, %s: p50 %v ms, p99 %v ms; want 0 < p50 <= p99", w.Key, name, s.P50Ms, s.P99Ms)
+			}
+			// Reads return whole pages, so the events are a multiple of the page.
+			if w.Key == "read_stream" && s.Events%int64(w.EventsPerRequest) != 0 {
+				t.Errorf("%s, %s: %d events is not a whole number of %d-event reads", w.Key, name, s.Events, w.EventsPerRequest)
+			}
+		}
+		if w.Ratio <= 0 {
+			t.Errorf("%s: ratio %v, want a positive EventVault/raw ratio", w.Key, w.Ratio)
+		}
+		if !strings.Contains(stdout.String(), w.Title) {
+			t.Errorf("the table on stdout does not name workload %q:\n%s", w.Title, stdout.String())
+		}
+	}
+	if rep.Crypto.SealNs <= 0 || rep.Crypto.OpenNs <= 0 || rep.Crypto.ContentMACNs <= 0 || rep.Crypto.EventSize != 200 {
+		t.Errorf("crypto figures %+v: want positive times for 200-byte events", rep.Crypto)
+	}
+	// One tenant KEK is made and wrapped; every append and read after that
+	// runs on cached keys, without the root key provider.
+	if rep.RootKeyCalls.Wrap != 1 || rep.RootKeyCalls.Unwrap != 0 {
+		t.Errorf("root key provider calls: %d wrap, %d unwrap; want 1 and 0", rep.RootKeyCalls.Wrap, rep.RootKeyCalls.Unwrap)
+	}
+	if rep.Postgres.Version == "" || rep.Postgres.Fsync == "" {
+		t.Errorf("the report does not say which PostgreSQL it ran on: %+v", rep.Postgres)
+	}
+}
+
+// TestBenchJSONToStdout checks that -json - leaves stdout to the JSON alone.
+func TestBenchJSONToStdout(t *testing.T) {
+	if os.Getenv(envURL) == "" {
+		t.Fatal(envURL + " is not set: run the tests with `make test`, which starts a throwaway PostgreSQL, or point it at a PostgreSQL superuser URL")
+	}
+	args := []string{"-rounds", "1", "-duration", "50ms", "-warmup", "0", "-workloads", "read_all",
+		"-log-events", "100", "-stream-events", "10", "-page-size", "50", "-json", "-"}
+	var stdout, stderr bytes.Buffer
+	if err := mainErr(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("evbench: %v\nstderr:\n%s", err, stderr.String())
+	}
+	var rep Report
+	dec := json.NewDecoder(&stdout)
+	if err := dec.Decode(&rep); err != nil {
+		t.Fatalf("stdout is not one JSON report: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		t.Errorf("stdout holds more than the JSON report")
+	}
+	if len(rep.Workloads) != 1 || rep.Workloads[0].Key != "read_all" {
+		t.Errorf("-workloads read_all ran %+v", rep.Workloads)
+	}
+	if !strings.Contains(stderr.String(), "read all by global position") {
+		t.Errorf("the table did not go to stderr:\n%s", stderr.String())
+	}
+}
+
+func TestParseFlagsRefusesNonsense(t *testing.T) {
+	t.Setenv(envURL, "postgres://postgres@127.0.0.1:1/postgres")
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-rounds", "0"}, "-rounds must be positive"},
+		{[]string{"-duration", "0s"}, "-duration must be positive"},
+		{[]string{"-event-size", "3"}, "-event-size must be at least"},
+		{[]string{"-batch-size", "501"}, "at most 500"},
+		{[]string{"-stream-events", "1001"}, "at most 1000"},
+		{[]string{"-workloads", "append,nope"}, `unknown workload "nope"`},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+	}
+	for _, tt := range tests {
+		_, err := parseFlags(tt.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("parseFlags(%q) = %v, want an error containing %q", tt.args, err, tt.want)
+		}
+	}
+	t.Setenv(envURL, "")
+	if _, err := parseFlags(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "make bench") {
+		t.Errorf("without a server URL: %v, want an error saying how to get one", err)
+	}
+	c, err := parseFlags([]string{"-server-url", "postgres://x@127.0.0.1/postgres"}, io.Discard)
+	if err != nil {
+		t.Fatalf("defaults with a server URL: %v", err)
+	}
+	if c.AppendClients != 8 || c.BatchClients != 4 || c.BatchSize != 100 || c.StreamReaders != 8 || c.StreamEvents != 1000 || c.PageSize != 500 || c.EventSize != 500 {
+		t.Errorf("defaults %+v differ from the issue's workloads", c)
+	}
+}
+
+func TestNewDataIsJSONOfTheSize(t *testing.T) {
+	for _, size := range []int{minEventSize, 11, 500, 4096} {
+		d := newData(size, 7)
+		if len(d) != size {
+			t.Errorf("newData(%d) is %d bytes", size, len(d))
+		}
+		if !json.Valid(d) {
+			t.Errorf("newData(%d) is not JSON: %s", size, d)
+		}
+	}
+}
+
+func TestAppendBodyIsTheAPIsJSON(t *testing.T) {
+	evs := newEvents(2, newData(40, 1))
+	var body struct {
+		ExpectedVersion string `json:"expected_version"`
+		Events          []struct {
+			ID   string          `json:"id"`
+			Type string          `json:"type"`
+			Data json.RawMessage `json:"data"`
+		} `json:"events"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(appendBody(evs)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		t.Fatalf("appendBody is not the API's JSON: %v", err)
+	}
+	if body.ExpectedVersion != "any" || len(body.Events) != 2 || body.Events[1].ID != evs[1].ID.String() ||
+		body.Events[0].Type != eventType || !bytes.Equal(body.Events[0].Data, evs[0].Data) {
+		t.Errorf("appendBody decodes to %+v, not the events given", body)
+	}
+}

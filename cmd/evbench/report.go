@@ -1,0 +1,151 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"text/tabwriter"
+	"time"
+
+	"github.com/eventvault/eventvault/store/postgres/rawbench"
+)
+
+// Report is the outcome of a run, as printed and as JSON.
+type Report struct {
+	Started  time.Time           `json:"started"`
+	Machine  machine             `json:"machine"`
+	Postgres rawbench.ServerInfo `json:"postgres"`
+	Settings settings            `json:"settings"`
+	// Workloads are in the issue's order.
+	Workloads []workloadResult `json:"workloads"`
+	Crypto    cryptoResult     `json:"crypto"`
+	// RootKeyCalls counts the root key provider's calls over the whole run,
+	// setup included.
+	RootKeyCalls rootCalls `json:"root_key_calls"`
+	TotalSeconds float64   `json:"total_seconds"`
+}
+
+type machine struct {
+	GOOS       string `json:"goos"`
+	GOARCH     string `json:"goarch"`
+	CPUs       int    `json:"cpus"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	GoVersion  string `json:"go_version"`
+}
+
+type settings struct {
+	Rounds         int     `json:"rounds"`
+	SliceSeconds   float64 `json:"slice_seconds"`
+	WarmupSeconds  float64 `json:"warmup_seconds"`
+	EventSize      int     `json:"event_size"`
+	LogEvents      int     `json:"log_events"`
+	MaxConns       int32   `json:"max_conns"`
+	ProcessSharing string  `json:"process_sharing"`
+}
+
+type rootCalls struct {
+	Wrap   int64 `json:"wrap"`
+	Unwrap int64 `json:"unwrap"`
+}
+
+type workloadResult struct {
+	Key              string     `json:"key"`
+	Title            string     `json:"title"`
+	Clients          int        `json:"clients"`
+	EventsPerRequest int        `json:"events_per_request"`
+	EventVault       sideResult `json:"eventvault"`
+	Raw              sideResult `json:"raw"`
+	// Ratio is EventVault's events/s over the raw baseline's.
+	Ratio     float64 `json:"ratio"`
+	Goal      float64 `json:"goal"`
+	MeetsGoal bool    `json:"meets_goal"`
+}
+
+type sideResult struct {
+	Events       int64   `json:"events"`
+	Requests     int64   `json:"requests"`
+	Seconds      float64 `json:"seconds"`
+	EventsPerSec float64 `json:"events_per_sec"`
+	P50Ms        float64 `json:"p50_ms"`
+	P99Ms        float64 `json:"p99_ms"`
+	// CPUPerEventUs is this process's CPU time per event (client and, for
+	// EventVault, server; PostgreSQL's is not in it).
+	CPUPerEventUs float64 `json:"process_cpu_per_event_us"`
+}
+
+func newMachine() machine {
+	return machine{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version()}
+}
+
+func newSideResult(s *sample) sideResult {
+	return sideResult{
+		Events:        s.events,
+		Requests:      s.requests,
+		Seconds:       s.elapsed.Seconds(),
+		EventsPerSec:  s.rate(),
+		P50Ms:         ms(percentile(s.latencies, 50)),
+		P99Ms:         ms(percentile(s.latencies, 99)),
+		CPUPerEventUs: float64(s.cpuPerEvent()) / float64(time.Microsecond),
+	}
+}
+
+func newWorkloadResult(w workload, c Config, ev, raw *sample) workloadResult {
+	r := workloadResult{
+		Key:              w.key,
+		Title:            w.title,
+		Clients:          w.clients(c),
+		EventsPerRequest: w.perRequest(c),
+		EventVault:       newSideResult(ev),
+		Raw:              newSideResult(raw),
+		Goal:             w.goal,
+	}
+	r.Ratio = ratio(r.EventVault.EventsPerSec, r.Raw.EventsPerSec)
+	r.MeetsGoal = r.Ratio >= r.Goal
+	return r
+}
+
+// writeTable prints the report for people.
+func (r *Report) writeTable(w io.Writer) error {
+	s := r.Settings
+	fmt.Fprintf(w, "\nEventVault (HTTP API) vs plain pgx, %d rounds of %s per workload and side, %d-byte events\n",
+		s.Rounds, time.Duration(s.SliceSeconds*float64(time.Second)), s.EventSize)
+	fmt.Fprintf(w, "PostgreSQL %s (fsync=%s, synchronous_commit=%s); %d CPUs, %s %s/%s; %s\n\n",
+		r.Postgres.Version, r.Postgres.Fsync, r.Postgres.SynchronousCommit, r.Machine.CPUs, r.Machine.GoVersion, r.Machine.GOOS, r.Machine.GOARCH, s.ProcessSharing)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tclients\tev/req\tEV ev/s\traw ev/s\tEV/raw\tgoal\t\tEV p50 ms\tEV p99 ms\traw p50 ms\traw p99 ms\t")
+	for _, x := range r.Workloads {
+		verdict := "met"
+		if !x.MeetsGoal {
+			verdict = "SHORT"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.0f\t%.2f\t≥%.2f\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t\n",
+			x.Title, x.Clients, x.EventsPerRequest, x.EventVault.EventsPerSec, x.Raw.EventsPerSec, x.Ratio, x.Goal, verdict,
+			x.EventVault.P50Ms, x.EventVault.P99Ms, x.Raw.P50Ms, x.Raw.P99Ms)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nCPU of this Go process per event (µs; EventVault's client and server, raw's client; PostgreSQL not included):\n")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tEV\traw\t")
+	for _, x := range r.Workloads {
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t\n", x.Title, x.EventVault.CPUPerEventUs, x.Raw.CPUPerEventUs)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	c := r.Crypto
+	fmt.Fprintf(w, "\nencryption CPU per %d-byte event (Go benchmark of the stream cipher): append %.2f µs (content MAC %.2f + seal %.2f), read %.2f µs (open)\n",
+		c.EventSize, (c.ContentMACNs+c.SealNs)/1000, c.ContentMACNs/1000, c.SealNs/1000, c.OpenNs/1000)
+	fmt.Fprintf(w, "root key provider calls during the run: %d wrap, %d unwrap\n", r.RootKeyCalls.Wrap, r.RootKeyCalls.Unwrap)
+	fmt.Fprintf(w, "total time %.1f s\n", r.TotalSeconds)
+	return nil
+}
+
+// writeJSON writes the report for machines.
+func (r *Report) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}

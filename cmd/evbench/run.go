@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/eventvault/eventvault/store/postgres/rawbench"
+)
+
+// side is one half of the comparison.
+type side struct {
+	name string
+	t    target
+	prep prepared
+	ops  [][]op // per workload
+	got  []sample
+}
+
+// Log layout: read-all walks a log written first, in batches of logBatch
+// events spread round-robin over logStreams streams, so that a page holds
+// many streams, as a real log does.
+const (
+	logBatch   = 10
+	logStreams = 100
+	logWriters = 4
+	// streamBatch is the batch size that writes the stream the stream read reads.
+	streamBatch = 100
+)
+
+// run creates a database on the server, starts EventVault on it, runs the
+// workloads on both sides and returns the report. Progress goes to progress.
+func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err error) {
+	start := time.Now()
+	say := func(format string, args ...any) { fmt.Fprintf(progress, "evbench: "+format+"\n", args...) }
+
+	db, err := rawbench.CreateDatabase(ctx, cfg.ServerURL)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if derr := db.Drop(context.WithoutCancel(ctx)); derr != nil && err == nil {
+			err = derr
+		}
+	}()
+	info, err := rawbench.Server(ctx, db.URL)
+	if err != nil {
+		return nil, err
+	}
+	say("database %s on PostgreSQL %s, fsync=%s, synchronous_commit=%s", db.Name(), info.Version, info.Fsync, info.SynchronousCommit)
+
+	keyDir, err := os.MkdirTemp("", "evbench-")
+	if err != nil {
+		return nil, fmt.Errorf("temporary folder for the root key: %w", err)
+	}
+	defer os.RemoveAll(keyDir)
+	ev, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := ev.close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+			err = fmt.Errorf("stop EventVault: %w", cerr)
+		}
+	}()
+	client := newHTTPClient(2 * maxClients(cfg))
+	defer client.CloseIdleConnections()
+	token, err := ev.tenantToken(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	table, err := rawbench.Open(ctx, db.URL, cfg.MaxConns)
+	if err != nil {
+		return nil, err
+	}
+	defer table.Close()
+
+	ws := selectWorkloads(cfg)
+	sides := []*side{
+		{name: "EventVault", t: &evClient{http: client, base: ev.baseURL(), token: token}},
+		{name: "raw", t: rawTarget{table: table}},
+	}
+	for _, s := range sides {
+		if s.prep, err = prepare(ctx, s.t, cfg); err != nil {
+			return nil, fmt.Errorf("%s: write the events to read: %w", s.name, err)
+		}
+		s.got = make([]sample, len(ws))
+		for _, w := range ws {
+			s.ops = append(s.ops, w.workers(s.t, cfg, &s.prep))
+		}
+	}
+	if err := rawbench.Analyze(ctx, db.URL); err != nil {
+		return nil, err
+	}
+	say("EventVault on %s; %d events written per side for the reads, tables analyzed; warming up", ev.baseURL(), cfg.LogEvents+cfg.StreamEvents)
+	if cfg.Warmup > 0 {
+		for wi := range ws {
+			for _, s := range sides {
+				if _, err := runSlice(ctx, s.ops[wi], cfg.Warmup); err != nil {
+					return nil, fmt.Errorf("%s, %s, warm-up: %w", s.name, ws[wi].key, err)
+				}
+			}
+		}
+	}
+
+	if cfg.CPUProfile != "" {
+		stop, err := startCPUProfile(cfg.CPUProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	}
+	for r := range cfg.Rounds {
+		for wi, w := range ws {
+			// Alternate who goes first, by round and by workload, so
+			// that drift (checkpoints, vacuum, a noisy neighbour) hits both.
+			order := sides
+			if (r+wi)%2 == 1 {
+				order = []*side{sides[1], sides[0]}
+			}
+			for _, s := range order {
+				got, err := runSlice(ctx, s.ops[wi], cfg.Duration)
+				if err != nil {
+					return nil, fmt.Errorf("%s, %s, round %d: %w", s.name, w.key, r+1, err)
+				}
+				s.got[wi].add(got)
+			}
+			say("round %d/%d %-13s EventVault %8.0f ev/s, raw %8.0f ev/s", r+1, cfg.Rounds, w.key,
+				sides[0].got[wi].rate(), sides[1].got[wi].rate())
+		}
+	}
+
+	say("measuring the crypto path")
+	crypto, err := benchCrypto(ctx, ev.keys, cfg.EventSize)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{
+		Started:  start.UTC(),
+		Machine:  newMachine(),
+		Postgres: info,
+		Settings: settings{
+			Rounds:         cfg.Rounds,
+			SliceSeconds:   cfg.Duration.Seconds(),
+			WarmupSeconds:  cfg.Warmup.Seconds(),
+			EventSize:      cfg.EventSize,
+			LogEvents:      cfg.LogEvents,
+			MaxConns:       cfg.MaxConns,
+			ProcessSharing: "clients, EventVault server and PostgreSQL share this machine",
+		},
+		Crypto:       crypto,
+		RootKeyCalls: rootCalls{Wrap: ev.root.wraps.Load(), Unwrap: ev.root.unwraps.Load()},
+	}
+	for wi, w := range ws {
+		rep.Workloads = append(rep.Workloads, newWorkloadResult(w, cfg, &sides[0].got[wi], &sides[1].got[wi]))
+	}
+	rep.TotalSeconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+func selectWorkloads(cfg Config) []workload {
+	if len(cfg.Workloads) == 0 {
+		return workloads
+	}
+	var ws []workload
+	for _, w := range workloads {
+		if slices.Contains(cfg.Workloads, w.key) {
+			ws = append(ws, w)
+		}
+	}
+	return ws
+}
+
+func maxClients(cfg Config) int {
+	return max(cfg.AppendClients, cfg.BatchClients, cfg.StreamReaders, cfg.AllReaders, logWriters)
+}
+
+// prepare writes, before anything else, the log read-all walks and then the
+// stream the stream read reads, and returns where the log lies.
+func prepare(ctx context.Context, t target, cfg Config) (prepared, error) {
+	p := prepared{logFirst: -1, logLast: -1}
+	batches := (cfg.LogEvents + logBatch - 1) / logBatch
+	var (
+		mu       sync.Mutex
+		next     int
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	data := newData(cfg.EventSize, 42)
+	for range logWriters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				b := next
+				next++
+				stop := b >= batches || firstErr != nil
+				mu.Unlock()
+				if stop {
+					return
+				}
+				n := min(logBatch, cfg.LogEvents-b*logBatch)
+				stream := "log-" + strconv.Itoa(b%logStreams)
+				globals, err := t.append(ctx, stream, int64(b/logStreams*logBatch), newEvents(n, data))
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				for _, g := range globals {
+					if p.logFirst < 0 || g < p.logFirst {
+						p.logFirst = g
+					}
+					p.logLast = max(p.logLast, g)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return prepared{}, firstErr
+	}
+	for first := 0; first < cfg.StreamEvents; first += streamBatch {
+		n := min(streamBatch, cfg.StreamEvents-first)
+		if _, err := t.append(ctx, readStreamName, int64(first), newEvents(n, data)); err != nil {
+			return prepared{}, err
+		}
+	}
+	return p, nil
+}
+
+// startCPUProfile profiles this process until the returned function runs.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}

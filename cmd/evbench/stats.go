@@ -1,0 +1,67 @@
+package main
+
+import (
+	"math"
+	"slices"
+	"time"
+)
+
+// sample is what one side did in one workload over every slice of the run.
+type sample struct {
+	events    int64
+	requests  int64
+	elapsed   time.Duration // wall time of the slices, summed
+	cpu       time.Duration // CPU time of this process during the slices, summed
+	latencies []time.Duration
+}
+
+// add folds one slice into s.
+func (s *sample) add(o sample) {
+	s.events += o.events
+	s.requests += o.requests
+	s.elapsed += o.elapsed
+	s.cpu += o.cpu
+	s.latencies = append(s.latencies, o.latencies...)
+}
+
+// rate is events per second of wall time, 0 without time.
+func (s *sample) rate() float64 {
+	if s.elapsed <= 0 {
+		return 0
+	}
+	return float64(s.events) / s.elapsed.Seconds()
+}
+
+// cpuPerEvent is the process's CPU time per event, 0 without events.
+func (s *sample) cpuPerEvent() time.Duration {
+	if s.events <= 0 {
+		return 0
+	}
+	return s.cpu / time.Duration(s.events)
+}
+
+// percentile returns the p-th percentile (0 < p <= 100) of ds by the
+// nearest-rank method: the smallest value that at least p% of the values
+// are at or below. It returns 0 for no values. ds need not be sorted; it is
+// not modified.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(ds)
+	slices.Sort(sorted)
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	rank = max(1, min(rank, len(sorted)))
+	return sorted[rank-1]
+}
+
+// ratio is a/b, or 0 when b is not positive (no baseline to compare with).
+func ratio(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return a / b
+}
+
+// ms is d in milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

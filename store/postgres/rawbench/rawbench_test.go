@@ -1,0 +1,94 @@
+package rawbench_test
+
+import (
+	"context"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eventvault/eventvault/store/postgres/pgtest"
+	"github.com/eventvault/eventvault/store/postgres/rawbench"
+)
+
+func TestTableRoundTripAndDrop(t *testing.T) {
+	admin := os.Getenv(pgtest.EnvURL)
+	if admin == "" {
+		t.Fatal(pgtest.EnvURL + " is not set: run the tests with `make test`, which starts a throwaway PostgreSQL")
+	}
+	ctx := context.Background()
+	db, err := rawbench.CreateDatabase(ctx, admin)
+	if err != nil {
+		t.Fatalf("CreateDatabase: %v", err)
+	}
+	dropped := false
+	t.Cleanup(func() {
+		if !dropped {
+			_ = db.Drop(context.Background())
+		}
+	})
+	table, err := rawbench.Open(ctx, db.URL, 2)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	one := []rawbench.Event{{ID: uuid.New(), Type: "A", Data: []byte(`{"a":1}`)}}
+	g1, err := table.Append(ctx, "s-1", 0, one)
+	if err != nil || len(g1) != 1 {
+		t.Fatalf("Append one = %v, %v", g1, err)
+	}
+	batch := []rawbench.Event{
+		{ID: uuid.New(), Type: "B", Data: []byte(`{"b":1}`)},
+		{ID: uuid.New(), Type: "B", Data: []byte(`{"b":2}`)},
+		{ID: uuid.New(), Type: "B", Data: []byte(`{"b":3}`)},
+	}
+	g2, err := table.Append(ctx, "s-1", 1, batch)
+	if err != nil || len(g2) != 3 || !slices.IsSorted(g2) || g2[0] <= g1[0] {
+		t.Fatalf("Append batch = %v, %v; want three ascending positions after %v", g2, err, g1)
+	}
+	if _, err := table.Append(ctx, "s-1", 3, one[:0]); err == nil {
+		t.Error("Append of no events succeeded")
+	}
+	if _, err := table.Append(ctx, "s-1", 3, []rawbench.Event{{ID: uuid.New(), Type: "C", Data: []byte("{}")}}); err == nil {
+		t.Error("Append at a position taken already succeeded")
+	}
+
+	rows, err := table.ReadStream(ctx, "s-1", 1, 2)
+	if err != nil || len(rows) != 2 || rows[0].Position != 1 || rows[1].Position != 2 || string(rows[1].Data) != `{"b":2}` || rows[0].ID != batch[0].ID {
+		t.Fatalf("ReadStream(from 1, limit 2) = %+v, %v", rows, err)
+	}
+	all, err := table.ReadAll(ctx, g1[0], 10)
+	if err != nil || len(all) != 4 || all[0].GlobalPosition != g1[0] || all[3].GlobalPosition != g2[2] {
+		t.Fatalf("ReadAll = %+v, %v; want the four events in global order", all, err)
+	}
+	table.Close()
+
+	if err := rawbench.Analyze(ctx, db.URL); err != nil {
+		t.Errorf("Analyze: %v", err)
+	}
+	info, err := rawbench.Server(ctx, db.URL)
+	if err != nil || info.Version == "" || info.Fsync == "" || info.SynchronousCommit == "" {
+		t.Errorf("Server = %+v, %v", info, err)
+	}
+
+	if err := db.Drop(ctx); err != nil {
+		t.Fatalf("Drop: %v", err)
+	}
+	dropped = true
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", db.Name()).Scan(&n); err != nil || n != 0 {
+		t.Errorf("after Drop, %d databases named %s (%v); want none", n, db.Name(), err)
+	}
+}
+
+func TestCreateDatabaseRefusesANonPostgresURL(t *testing.T) {
+	if _, err := rawbench.CreateDatabase(context.Background(), "mysql://root@localhost/x"); err == nil {
+		t.Error("CreateDatabase accepted a mysql:// URL")
+	}
+}
