@@ -1,0 +1,190 @@
+package vault_test
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/vault"
+	"github.com/eventvault/eventvault/vault/vaulttest"
+)
+
+// transitPolicy is the policy README.md gives for the server, with its
+// key name.
+const transitPolicy = `
+path "transit/encrypt/eventvault-root" { capabilities = ["update"] }
+path "transit/decrypt/eventvault-root" { capabilities = ["update"] }
+path "transit/rewrap/eventvault-root"  { capabilities = ["update"] }
+path "transit/keys/eventvault-root"    { capabilities = ["read"] }
+`
+
+func closedPortAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return "http://" + addr
+}
+
+func TestCheckNamesWhatIsMissing(t *testing.T) {
+	s := vaulttest.Start(t)
+	s.Write("sys/mounts/kv", map[string]any{"type": "kv"})
+	s.Write(vaulttest.Mount+"/keys/plain", map[string]any{"type": "aes256-gcm96"})
+	s.Write(vaulttest.Mount+"/keys/signing", map[string]any{"type": "ed25519", "derived": true})
+	s.Policy("eventvault-no-decrypt", `
+path "transit/encrypt/eventvault-root" { capabilities = ["update"] }
+path "transit/keys/eventvault-root"    { capabilities = ["read"] }
+`)
+	s.Policy("eventvault-no-read", `path "transit/encrypt/eventvault-root" { capabilities = ["update"] }`)
+	noDecrypt := s.Token("default", "eventvault-no-decrypt")
+	noRead := s.Token("default", "eventvault-no-read")
+	const wrongToken = "hvs.not-a-token-of-this-vault"
+
+	with := func(f func(*vault.Config)) vault.Config {
+		c := s.Config()
+		f(&c)
+		return c
+	}
+	cases := []struct {
+		name string
+		cfg  vault.Config
+		code string
+		want []string
+	}{
+		{"WrongToken", with(func(c *vault.Config) { c.Token = wrongToken }), eventvault.EINVALID,
+			[]string{"Vault at " + s.Addr, "rejected the token"}},
+		{"MissingKey", with(func(c *vault.Config) { c.Key = "no-such-key" }), eventvault.EINVALID,
+			[]string{"Vault at " + s.Addr, "transit key 'no-such-key' not found", "vault write -f transit/keys/no-such-key type=aes256-gcm96 derived=true"}},
+		{"WrongMount", with(func(c *vault.Config) { c.Mount = "no-such-mount" }), eventvault.EINVALID,
+			[]string{"Vault at " + s.Addr, "no transit mount at 'no-such-mount/'", "vault secrets enable -path=no-such-mount transit"}},
+		{"MountOfAnotherEngine", with(func(c *vault.Config) { c.Mount = "kv" }), eventvault.EINVALID,
+			[]string{"the mount at 'kv/' is a kv engine, not transit"}},
+		{"KeyNotDerived", with(func(c *vault.Config) { c.Key = "plain" }), eventvault.EINVALID,
+			[]string{"transit key 'plain' is not derived", "derived=true"}},
+		{"KeyOfWrongType", with(func(c *vault.Config) { c.Key = "signing" }), eventvault.EINVALID,
+			[]string{"transit key 'signing' is of type ed25519"}},
+		{"PolicyWithoutDecrypt", with(func(c *vault.Config) { c.Token = noDecrypt }), eventvault.EINVALID,
+			[]string{"permission denied for transit/decrypt/eventvault-root", `the token's policy needs the "update" capability`}},
+		{"PolicyWithoutKeyRead", with(func(c *vault.Config) { c.Token = noRead }), eventvault.EINVALID,
+			[]string{"permission denied for transit/keys/eventvault-root", `needs the "read" capability`}},
+		{"Unreachable", with(func(c *vault.Config) { c.Address = closedPortAddr(t) }), eventvault.EUNAVAILABLE,
+			[]string{"is unreachable"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := open(t, c.cfg).Check(t.Context())
+			if err == nil {
+				t.Fatal("Check succeeded")
+			}
+			msg := eventvault.ErrorMessage(err)
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("Check message %q does not say %q", msg, w)
+				}
+			}
+			if code := eventvault.ErrorCode(err); code != c.code {
+				t.Errorf("Check error code %q, want %q", code, c.code)
+			}
+			for _, secret := range []string{s.RootToken, wrongToken, noDecrypt, noRead} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("Check error holds a token: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckFailsWhileVaultIsSealed(t *testing.T) {
+	s := vaulttest.Start(t)
+	p := open(t, s.Config())
+	s.Seal()
+	err := p.Check(t.Context())
+	if eventvault.ErrorCode(err) != eventvault.EUNAVAILABLE || !strings.Contains(eventvault.ErrorMessage(err), "Vault at "+s.Addr+" is sealed") {
+		t.Fatalf("Check of a sealed Vault: %v; want EUNAVAILABLE saying it is sealed", err)
+	}
+}
+
+func TestCheckCreatesTheKeyOnlyWhenAllowed(t *testing.T) {
+	s := vaulttest.Start(t)
+	cfg := s.Config()
+	cfg.Key = "created-at-start"
+	if err := open(t, cfg).Check(t.Context()); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("Check without CreateKey: %v; want the key reported missing", err)
+	}
+	cfg.CreateKey = true
+	p := openChecked(t, cfg)
+	k := s.Read(vaulttest.Mount + "/keys/created-at-start")
+	if k["type"] != "aes256-gcm96" || k["derived"] != true {
+		t.Fatalf("created key is %v derived=%v; want aes256-gcm96, derived", k["type"], k["derived"])
+	}
+	key := randomKey(t)
+	unwrapEquals(t, p, wrap(t, p, key, []byte("aad")), []byte("aad"), key)
+}
+
+func TestTokenWithoutDecryptGetsThePermissionMessageAtRuntime(t *testing.T) {
+	s := vaulttest.Start(t)
+	s.Policy("eventvault-encrypt-only", `path "transit/encrypt/eventvault-root" { capabilities = ["update"] }`)
+	cfg := s.Config()
+	cfg.Token = s.Token("default", "eventvault-encrypt-only")
+	p := open(t, cfg)
+	w := wrap(t, p, randomKey(t), []byte("aad"))
+	_, err := p.UnwrapKey(t.Context(), w, []byte("aad"))
+	if eventvault.ErrorCode(err) != eventvault.EUNAVAILABLE {
+		t.Fatalf("UnwrapKey without decrypt permission: %v; want EUNAVAILABLE", err)
+	}
+	if !strings.Contains(err.Error(), `permission denied for transit/decrypt/eventvault-root: the token's policy needs the "update" capability`) {
+		t.Fatalf("UnwrapKey error %q does not name the missing permission", err)
+	}
+}
+
+func TestAppRoleLogin(t *testing.T) {
+	s := vaulttest.Start(t)
+	s.Write("sys/auth/approle", map[string]any{"type": "approle"})
+	s.Policy("eventvault", transitPolicy)
+	// Tokens live one second, so the provider has to log in again.
+	s.Write("auth/approle/role/eventvault", map[string]any{"token_policies": []string{"eventvault"}, "token_ttl": "1s", "token_max_ttl": "1s"})
+	roleID, _ := s.Read("auth/approle/role/eventvault/role-id")["role_id"].(string)
+	secretID, _ := s.Write("auth/approle/role/eventvault/secret-id", nil)["secret_id"].(string)
+	if roleID == "" || secretID == "" {
+		t.Fatal("no AppRole role id or secret id")
+	}
+	dir := t.TempDir()
+	roleFile, secretFile := filepath.Join(dir, "role-id"), filepath.Join(dir, "secret-id")
+	if err := os.WriteFile(roleFile, []byte(roleID+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secretFile, []byte(secretID+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := s.Config()
+	cfg.Token = ""
+	cfg.RoleIDFile, cfg.SecretIDFile = roleFile, secretFile
+	p := openChecked(t, cfg)
+	key := randomKey(t)
+	w := wrap(t, p, key, []byte("aad"))
+	logins := p.Requests()["auth/approle/login"]
+
+	time.Sleep(1500 * time.Millisecond) // the token expires
+	unwrapEquals(t, p, w, []byte("aad"), key)
+	if got := p.Requests()["auth/approle/login"]; got != logins+1 {
+		t.Fatalf("AppRole logins went from %d to %d after the token expired; want one more", logins, got)
+	}
+
+	cfg.RoleIDFile, cfg.SecretIDFile = "", ""
+	cfg.RoleID, cfg.SecretID = roleID, "00000000-0000-0000-0000-000000000000"
+	_, err := vault.New(t.Context(), cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), "AppRole login at auth/approle/login refused") {
+		t.Fatalf("New with a wrong secret id: %v; want the AppRole login refused", err)
+	}
+	if strings.Contains(err.Error(), roleID) {
+		t.Fatalf("the login error holds the role id: %v", err)
+	}
+}
