@@ -1,0 +1,120 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/eventvault/eventvault"
+	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/policies"
+)
+
+// Rotation rotates keys on behalf of a principal: a tenant's KEK for the
+// root token or an admin of that tenant, the root key for the root token
+// only. Nothing is re-encrypted but wrapped keys: events stay as they are,
+// and appends and reads go on meanwhile.
+type Rotation struct {
+	keys   *evcrypto.Keyring
+	logger *slog.Logger
+}
+
+// NewRotation returns a Rotation over the keyring. logger may be nil.
+func NewRotation(keys *evcrypto.Keyring, logger *slog.Logger) *Rotation {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Rotation{keys: keys, logger: logger}
+}
+
+// TenantRotation is the outcome of a tenant KEK rotation.
+type TenantRotation struct {
+	Tenant           eventvault.TenantID
+	Version          uint32 // the new KEK version
+	RewrappedStreams int    // stream keys moved to it by this call
+}
+
+// RootRotation is the outcome of a root key rotation.
+type RootRotation struct {
+	RootVersion   int // the new root key version
+	RewrappedKEKs int // KEK versions re-wrapped under it
+}
+
+// RotateTenantKEK adds a version of the tenant's KEK and re-wraps every
+// stream key of the tenant under it. If the re-wrap stops half-way, the new
+// version stays and calling again (or `eventvault rotate tenant -resume`)
+// finishes the job; every stream stays readable meanwhile.
+// Errors: EINVALID for a malformed tenant; EFORBIDDEN unless p is root or an
+// admin of the tenant; ENOTFOUND if the tenant has no key; ECONFLICT if a
+// concurrent rotation added the version first; the keyring's codes.
+func (r *Rotation) RotateTenantKEK(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID) (TenantRotation, error) {
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return TenantRotation{}, err
+	}
+	if err := policies.Authorize(p, tenant, eventvault.CapAdmin, ""); err != nil {
+		return TenantRotation{}, err
+	}
+	out := TenantRotation{Tenant: tenant}
+	v, err := r.keys.RotateTenantKEK(ctx, tenant)
+	if err != nil {
+		return out, fmt.Errorf("rotate the key of tenant %s: %w", tenant, err)
+	}
+	out.Version = v
+	r.logger.InfoContext(ctx, "rotated a tenant key", slog.String("tenant", string(tenant)), slog.Uint64("version", uint64(v)), slog.String("token_id", p.TokenID))
+	out.RewrappedStreams, err = r.keys.RewrapStreamKeys(ctx, tenant, nil)
+	if err != nil {
+		return out, fmt.Errorf("version %d of the key of tenant %s was added; re-wrapping its stream keys stopped after %d (run the rotation again, or eventvault rotate tenant -resume): %w", v, tenant, out.RewrappedStreams, err)
+	}
+	r.logger.InfoContext(ctx, "re-wrapped stream keys", slog.String("tenant", string(tenant)), slog.Uint64("version", uint64(v)), slog.Int("streams", out.RewrappedStreams))
+	return out, nil
+}
+
+// RotateRoot adds a root key version and re-wraps every tenant KEK under
+// it. If the re-wrap stops half-way, calling again finishes it (under a
+// newer version still), or `eventvault rotate root -resume` without one.
+// Errors: EFORBIDDEN unless p is root; EINVALID if the root key provider
+// cannot rotate (the local root key); the keyring's codes.
+func (r *Rotation) RotateRoot(ctx context.Context, p eventvault.Principal) (RootRotation, error) {
+	if err := requireRoot(p, "rotate the root key"); err != nil {
+		return RootRotation{}, err
+	}
+	var out RootRotation
+	v, err := r.keys.RotateRoot(ctx)
+	if err != nil {
+		return out, err
+	}
+	out.RootVersion = v
+	r.logger.InfoContext(ctx, "rotated the root key", slog.Int("root_version", v), slog.String("token_id", p.TokenID))
+	out.RewrappedKEKs, err = r.keys.RewrapRootWrapped(ctx, nil)
+	if err != nil {
+		return out, fmt.Errorf("root key version %d was added; re-wrapping tenant keys stopped after %d (run the rotation again, or eventvault rotate root -resume): %w", v, out.RewrappedKEKs, err)
+	}
+	r.logger.InfoContext(ctx, "re-wrapped tenant keys under the root key", slog.Int("root_version", v), slog.Int("keks", out.RewrappedKEKs))
+	return out, nil
+}
+
+// RetireRootVersions makes root key versions older than before unusable
+// (Vault Transit's min_decryption_version), so that tenant KEK rows in
+// old backups can no longer be unwrapped. It refuses while any KEK is
+// still wrapped under such a version.
+// Errors: EFORBIDDEN unless p is root; EINVALID for a version below 1 or
+// above the newest, or a provider that cannot rotate; ECONFLICT while a KEK
+// still needs an older version (Fields: remaining_keks,
+// oldest_root_version); the keyring's codes.
+func (r *Rotation) RetireRootVersions(ctx context.Context, p eventvault.Principal, before int) error {
+	if err := requireRoot(p, "retire root key versions"); err != nil {
+		return err
+	}
+	if err := r.keys.RetireRootVersionsBefore(ctx, before); err != nil {
+		return err
+	}
+	r.logger.WarnContext(ctx, "retired root key versions: what they wrapped can no longer be unwrapped", slog.Int("before_version", before), slog.String("token_id", p.TokenID))
+	return nil
+}
+
+func requireRoot(p eventvault.Principal, what string) error {
+	if !p.Root {
+		return eventvault.Errorf(eventvault.EFORBIDDEN, "only the root token may %s; a tenant admin may rotate its tenant's key (POST /v1/admin/tenants/{tenant}/kek/rotate)", what)
+	}
+	return nil
+}
