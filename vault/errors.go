@@ -86,8 +86,8 @@ func (t *Transit) explain(path, capability string, err error) (code, detail stri
 }
 
 func (t *Transit) keyMissing() string {
-	return fmt.Sprintf("Vault at %s: transit key '%s' not found at '%s/' (create it: vault write -f %s/keys/%s type=aes256-gcm96 derived=true)",
-		t.cfg.Address, t.cfg.key(), t.cfg.mount(), t.cfg.mount(), t.cfg.key())
+	return fmt.Sprintf("Vault at %s: transit key '%s' not found (create it: vault write -f %s/keys/%s type=aes256-gcm96 derived=true)",
+		t.cfg.Address, t.cfg.key(), t.cfg.mount(), t.cfg.key())
 }
 
 // fail turns a failed request into an *eventvault.Error: the client sees a

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/eventvault/eventvault/vault"
 )
 
 // Config is the server's configuration, from flags and EVENTVAULT_*
@@ -24,6 +26,11 @@ type Config struct {
 	KeyCacheTTL  time.Duration
 	KeyCacheSize int
 	LogFormat    string
+	// Vault is the Vault Transit root key; Vault.Address empty means none.
+	Vault vault.Config
+	// InsecureLocalRootKey lets production mode run on the local root key
+	// file instead of Vault.
+	InsecureLocalRootKey bool
 }
 
 func env(name, def string) string {
@@ -67,6 +74,8 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", envDuration("EVENTVAULT_KEY_CACHE_TTL", 5*time.Minute), "how long unwrapped keys stay cached (EVENTVAULT_KEY_CACHE_TTL)")
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", envInt("EVENTVAULT_KEY_CACHE_SIZE", 10000), "how many unwrapped keys may be cached (EVENTVAULT_KEY_CACHE_SIZE)")
 	fs.StringVar(&c.LogFormat, "log-format", env("EVENTVAULT_LOG_FORMAT", "text"), "log format: text or json (EVENTVAULT_LOG_FORMAT)")
+	fs.BoolVar(&c.InsecureLocalRootKey, "insecure-local-root-key", envBool("EVENTVAULT_INSECURE_LOCAL_ROOT_KEY"), "production mode without Vault: use -root-key-file as the root key (EVENTVAULT_INSECURE_LOCAL_ROOT_KEY); a copy of that file and the database reads everything")
+	vaultFlags(fs, &c.Vault)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -78,19 +87,19 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 
 func (c *Config) validate() error {
 	if c.Dev {
-		if c.RootKeyFile == "" {
+		if c.RootKeyFile == "" && c.Vault.Address == "" {
 			c.RootKeyFile = filepath.Join(c.DataDir, "root.key")
 		}
 	} else {
 		if c.DatabaseURL == "" {
 			return fmt.Errorf("production mode needs -database-url (or EVENTVAULT_DATABASE_URL); for a local trial run 'eventvault server -dev'")
 		}
-		if c.RootKeyFile == "" {
-			return fmt.Errorf("production mode needs a root key: -root-key-file (or EVENTVAULT_ROOT_KEY_FILE) names the local root key file")
-		}
 		if c.DevRootToken != "" {
 			return fmt.Errorf("-dev-root-token is for dev mode only; issue tokens with the dev root token or an admin token")
 		}
+	}
+	if err := c.validateRootKey(); err != nil {
+		return err
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("-tls-cert and -tls-key go together: give both or neither")

@@ -6,22 +6,55 @@ import (
 	"log/slog"
 
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/vault"
 )
 
 // openRootProvider returns the root key provider cfg names: Vault Transit
-// when a Vault address is configured (checked before it is returned: the
-// mount, the key and a test round trip), else the local root key file, which
-// production mode accepts only with -insecure-local-root-key and a loud
-// warning. The server and the rotate commands both build their root of trust
-// here.
+// when a Vault address is configured, checked before it is returned (Vault
+// answers, the token or AppRole login is good, the mount is Transit, the
+// key exists and a test key wraps and unwraps), else the local root key
+// file, which production mode accepts only with -insecure-local-root-key
+// and a loud warning. The server and the rotate commands both build their
+// root of trust here. The Vault provider also implements
+// evcrypto.RootRewrapper and evcrypto.RootRotator.
 func openRootProvider(ctx context.Context, cfg Config, logger *slog.Logger) (evcrypto.RootKeyProvider, error) {
-	_ = ctx
+	if cfg.Vault.Address != "" {
+		t, err := vault.New(ctx, cfg.Vault, logger)
+		if err != nil {
+			return nil, fmt.Errorf("root key: %w", err)
+		}
+		if err := t.Check(ctx); err != nil {
+			return nil, fmt.Errorf("root key: %w", err)
+		}
+		return t, nil
+	}
 	root, err := evcrypto.OpenLocalRootKey(cfg.RootKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("root key: %w", err)
 	}
 	if !cfg.Dev {
-		logger.Warn("the root key is a local file: anyone who copies it with the database can read every event; use it only until Vault Transit is configured", slog.String("root_key_file", cfg.RootKeyFile))
+		logger.Warn("INSECURE: -insecure-local-root-key: the root key is a local file, not Vault Transit. "+
+			"Anyone who copies this file together with the database can read every event of every tenant, and no retired root version protects old backups. "+
+			"Configure Vault (-vault-addr) for production.",
+			slog.String("root_key_file", cfg.RootKeyFile))
 	}
 	return root, nil
+}
+
+// rootKeyDescription says, for the start-up banner, which root key serves.
+func rootKeyDescription(cfg Config) string {
+	if cfg.Vault.Address != "" {
+		mount, key := cfg.Vault.Mount, cfg.Vault.Key
+		if mount == "" {
+			mount = vault.DefaultMount
+		}
+		if key == "" {
+			key = vault.DefaultKey
+		}
+		return fmt.Sprintf("Vault Transit key %s/keys/%s at %s", mount, key, cfg.Vault.Address)
+	}
+	if cfg.Dev {
+		return cfg.RootKeyFile + " (local file)"
+	}
+	return cfg.RootKeyFile + " (local file, INSECURE: -insecure-local-root-key)"
 }

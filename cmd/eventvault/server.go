@@ -32,6 +32,7 @@ type Main struct {
 	Logger *slog.Logger
 
 	store    eventvault.Store
+	root     evcrypto.RootKeyProvider
 	listener net.Listener
 	server   *http.Server
 	// RootToken is the dev root token, once Run has installed it.
@@ -61,15 +62,18 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 // Open opens the store and the root key, builds the API and listens.
 func (m *Main) Open(ctx context.Context) error {
 	c := m.Config
+	// The root key first: a Vault that is not ready fails the start before
+	// the database is touched.
+	root, err := openRootProvider(ctx, c, m.Logger)
+	if err != nil {
+		return err
+	}
+	m.root = root
 	store, where, err := m.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	m.store = store
-	root, err := openRootProvider(ctx, c, m.Logger)
-	if err != nil {
-		return err
-	}
 	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{CacheSize: c.KeyCacheSize, TTL: c.KeyCacheTTL})
 	tokens := &auth.Tokens{Store: store}
 	if c.Dev {
@@ -172,12 +176,12 @@ func (m *Main) printBanner(where string) {
 	w := m.Stdout
 	fmt.Fprintf(w, "EventVault listening on %s\n", addr)
 	fmt.Fprintf(w, "  store:    %s\n", where)
-	fmt.Fprintf(w, "  root key: %s (local file)\n", m.Config.RootKeyFile)
+	fmt.Fprintf(w, "  root key: %s\n", rootKeyDescription(m.Config))
 	if !m.Config.Dev {
 		return
 	}
 	fmt.Fprintf(w, `
-WARNING: dev mode. The root key sits beside the data; do not keep real personal data here.
+WARNING: dev mode; do not keep real personal data here.
 
 Root Token: %s
 (tenant %q; admin over every tenant; a new one is made at each start unless EVENTVAULT_DEV_ROOT_TOKEN is set)

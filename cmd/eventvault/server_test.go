@@ -123,15 +123,37 @@ func TestServerFlagsRefuseIncompleteProductionConfig(t *testing.T) {
 		want string
 	}{
 		{nil, "-database-url"},
-		{[]string{"-database-url", "postgres://x"}, "-root-key-file"},
+		// Production needs Vault; a root key file alone no longer does.
+		{[]string{"-database-url", "postgres://x"}, "-vault-addr"},
+		{[]string{"-database-url", "postgres://x", "-root-key-file", "k"}, "-insecure-local-root-key"},
+		{[]string{"-database-url", "postgres://x", "-insecure-local-root-key"}, "-root-key-file"},
+		{[]string{"-database-url", "postgres://x", "-vault-addr", "http://127.0.0.1:8200"}, "EVENTVAULT_VAULT_TOKEN"},
+		{[]string{"-database-url", "postgres://x", "-vault-addr", "vault.example:8200", "-vault-token-file", "t"}, "http:// or https://"},
+		{[]string{"-database-url", "postgres://x", "-vault-addr", "http://v", "-vault-token-file", "t", "-root-key-file", "k"}, "two root keys"},
+		{[]string{"-database-url", "postgres://x", "-vault-addr", "http://v", "-vault-token-file", "t", "-insecure-local-root-key", "-root-key-file", "k"}, "two root keys"},
+		{[]string{"-database-url", "postgres://x", "-vault-addr", "http://v", "-vault-token-file", "t", "-vault-approle-role-id", "r"}, "not both"},
+		{[]string{"-database-url", "postgres://x", "-vault-token-file", "t", "-insecure-local-root-key", "-root-key-file", "k"}, "no Vault address"},
+		{[]string{"-dev", "-vault-addr", "http://v", "-vault-approle-role-id", "r"}, "secret id"},
+		{[]string{"-dev", "-vault-addr", "http://v", "-vault-token-file", "t", "-vault-client-cert", "c.pem"}, "-vault-client-key"},
 		{[]string{"-dev", "-tls-cert", "c.pem"}, "-tls-key"},
 		{[]string{"-dev", "-log-format", "xml"}, "-log-format"},
-		{[]string{"-database-url", "postgres://x", "-root-key-file", "k", "-dev-root-token", "r"}, "dev mode only"},
+		{[]string{"-database-url", "postgres://x", "-insecure-local-root-key", "-root-key-file", "k", "-dev-root-token", "r"}, "dev mode only"},
 	}
 	for _, c := range cases {
 		_, err := parseServerFlags(c.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("flags %q: error %v, want one mentioning %q", c.args, err, c.want)
+		}
+	}
+	for _, args := range [][]string{
+		{"-database-url", "postgres://x", "-vault-addr", "https://vault.example:8200", "-vault-token-file", "t"},
+		{"-database-url", "postgres://x", "-vault-addr", "https://vault.example:8200", "-vault-approle-role-id", "r", "-vault-approle-secret-id-file", "s"},
+		{"-database-url", "postgres://x", "-insecure-local-root-key", "-root-key-file", "k"},
+		{"-dev"},
+		{"-dev", "-vault-addr", "http://127.0.0.1:8200", "-vault-token-file", "t"},
+	} {
+		if _, err := parseServerFlags(args, io.Discard); err != nil {
+			t.Errorf("flags %q: %v; want them accepted", args, err)
 		}
 	}
 }
