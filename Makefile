@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin/eventvault
 
-.PHONY: all build run test test-short vet fmt clean bench
+.PHONY: all build run test test-short vet fmt clean bench vault-dev
 
 all: build
 
@@ -13,10 +13,18 @@ build:
 run:
 	$(GO) run ./cmd/eventvault server -dev
 
-# vet, then every test with the race detector against a real PostgreSQL.
+# vet, then every test with the race detector against a real PostgreSQL and
+# a real Vault: scripts/vault-bin.sh builds Vault once (about 10 minutes the
+# first time, then cached) and the tests start their own servers from it.
 test:
 	$(GO) vet ./...
-	bash scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 20m ./...
+	vault_bin="$${EVENTVAULT_VAULT_BIN:-$$(bash scripts/vault-bin.sh)}" && \
+	EVENTVAULT_VAULT_BIN="$$vault_bin" bash scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 20m ./...
+
+# A Vault on 127.0.0.1:8200 with Transit and the root key, for trying
+# production mode by hand; prints the lines to export. Ctrl-C stops it.
+vault-dev:
+	bash scripts/vault-dev.sh
 
 # EventVault (over HTTP) against a plain-pgx baseline, side by side, on a
 # throwaway PostgreSQL with fsync on, so that both sides pay real commits.
