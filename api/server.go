@@ -30,6 +30,7 @@ const MaxBodyBytes = 4 << 20
 type Server struct {
 	engine  *engine.Engine
 	erasure *engine.Erasure
+	keys    KeyRotation
 	tokens  *auth.Tokens
 	ready   func(context.Context) error
 	logger  *slog.Logger
@@ -41,14 +42,17 @@ type Server struct {
 type Config struct {
 	Engine  *engine.Engine
 	Erasure *engine.Erasure
-	Tokens  *auth.Tokens
-	Ready   func(context.Context) error
-	Logger  *slog.Logger
+	// Keys serves the key rotation endpoints under /v1/admin; nil leaves
+	// them out.
+	Keys   KeyRotation
+	Tokens *auth.Tokens
+	Ready  func(context.Context) error
+	Logger *slog.Logger
 }
 
 // New returns a Server; it is an http.Handler.
 func New(cfg Config) *Server {
-	s := &Server{engine: cfg.Engine, erasure: cfg.Erasure, tokens: cfg.Tokens, ready: cfg.Ready, logger: cfg.Logger}
+	s := &Server{engine: cfg.Engine, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, ready: cfg.Ready, logger: cfg.Logger}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -69,6 +73,11 @@ func New(cfg Config) *Server {
 	v1.GET("/streams/:stream/events", s.readStream)
 	v1.GET("/events", s.readAll)
 	v1.POST("/tokens", s.createToken)
+	if s.keys != nil {
+		v1.POST("/admin/tenants/:tenant/kek/rotate", s.rotateTenantKEK)
+		v1.POST("/admin/root/rotate", s.rotateRoot)
+		v1.POST("/admin/root/retire", s.retireRoot)
+	}
 	if s.erasure != nil {
 		r.GET("/v1/keys/signing", s.signingKey)
 		v1.DELETE("/streams/:stream", s.shredStream)

@@ -3,9 +3,14 @@ package crypto
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/eventvault/eventvault"
 )
+
+// labelRootProbe is the aad of the throwaway key NewestRootVersion wraps:
+// no tenant KEK is ever bound to it.
+const labelRootProbe = "eventvault/v1/root-version-probe"
 
 // RotateRoot adds a version of the root key through the provider (Vault
 // Transit's rotate) and returns its number. New tenant KEKs are wrapped by
@@ -111,6 +116,13 @@ func (k *Keyring) RetireRootVersionsBefore(ctx context.Context, version int) err
 	if version < 1 {
 		return eventvault.Errorf(eventvault.EINVALID, "before_version must be a root key version, 1 or more, not %d", version)
 	}
+	newest, err := k.NewestRootVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if version > newest {
+		return eventvault.Errorf(eventvault.EINVALID, "cannot retire root key versions before %d: the root key's versions are 1 to %d", version, newest)
+	}
 	remaining, oldest, err := k.kekRowsBefore(ctx, rr, version)
 	if err != nil {
 		return err
@@ -128,6 +140,31 @@ func (k *Keyring) RetireRootVersionsBefore(ctx context.Context, version int) err
 		return fmt.Errorf("retire root key versions before %d: %w", version, err)
 	}
 	return nil
+}
+
+// NewestRootVersion returns the root key's newest version: the one that
+// wraps a throwaway random key, bound to a label that nothing unwraps. It
+// costs one call to the provider.
+// Errors: EINVALID if the provider has no versions; the provider's codes.
+func (k *Keyring) NewestRootVersion(ctx context.Context) (int, error) {
+	rr, err := k.rootRotator()
+	if err != nil {
+		return 0, err
+	}
+	probe := make([]byte, keySize)
+	defer clear(probe)
+	if _, err := io.ReadFull(k.rand, probe); err != nil {
+		return 0, internalError("crypto.Keyring.NewestRootVersion", err, "could not read random bytes")
+	}
+	wrapped, err := k.root.WrapKey(ctx, probe, []byte(labelRootProbe))
+	if err != nil {
+		return 0, fmt.Errorf("wrap a probe under the newest root key version: %w", err)
+	}
+	v, err := rr.RootVersionOf(wrapped)
+	if err != nil {
+		return 0, fmt.Errorf("root key version of a probe: %w", err)
+	}
+	return v, nil
 }
 
 // RootVersions returns the oldest and newest root key versions that wrap a

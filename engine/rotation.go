@@ -63,7 +63,9 @@ func (r *Rotation) RotateTenantKEK(ctx context.Context, p eventvault.Principal, 
 	r.logger.InfoContext(ctx, "rotated a tenant key", slog.String("tenant", string(tenant)), slog.Uint64("version", uint64(v)), slog.String("token_id", p.TokenID))
 	out.RewrappedStreams, err = r.keys.RewrapStreamKeys(ctx, tenant, nil)
 	if err != nil {
-		return out, fmt.Errorf("version %d of the key of tenant %s was added; re-wrapping its stream keys stopped after %d (run the rotation again, or eventvault rotate tenant -resume): %w", v, tenant, out.RewrappedStreams, err)
+		return out, partial(err, map[string]any{"tenant": string(tenant), "version": v, "rewrapped_streams": out.RewrappedStreams},
+			"version %d of the key of tenant %s was added, but re-wrapping its stream keys stopped after %d; every stream stays readable. Run the rotation again, or eventvault rotate tenant -resume",
+			v, tenant, out.RewrappedStreams)
 	}
 	r.logger.InfoContext(ctx, "re-wrapped stream keys", slog.String("tenant", string(tenant)), slog.Uint64("version", uint64(v)), slog.Int("streams", out.RewrappedStreams))
 	return out, nil
@@ -87,7 +89,9 @@ func (r *Rotation) RotateRoot(ctx context.Context, p eventvault.Principal) (Root
 	r.logger.InfoContext(ctx, "rotated the root key", slog.Int("root_version", v), slog.String("token_id", p.TokenID))
 	out.RewrappedKEKs, err = r.keys.RewrapRootWrapped(ctx, nil)
 	if err != nil {
-		return out, fmt.Errorf("root key version %d was added; re-wrapping tenant keys stopped after %d (run the rotation again, or eventvault rotate root -resume): %w", v, out.RewrappedKEKs, err)
+		return out, partial(err, map[string]any{"root_version": v, "rewrapped_keks": out.RewrappedKEKs},
+			"root key version %d was added, but re-wrapping tenant keys stopped after %d; every key stays readable. Run the rotation again, or eventvault rotate root -resume",
+			v, out.RewrappedKEKs)
 	}
 	r.logger.InfoContext(ctx, "re-wrapped tenant keys under the root key", slog.Int("root_version", v), slog.Int("keks", out.RewrappedKEKs))
 	return out, nil
@@ -110,6 +114,18 @@ func (r *Rotation) RetireRootVersions(ctx context.Context, p eventvault.Principa
 	}
 	r.logger.WarnContext(ctx, "retired root key versions: what they wrapped can no longer be unwrapped", slog.Int("before_version", before), slog.String("token_id", p.TokenID))
 	return nil
+}
+
+// partial is the error of a rotation that added a version but did not
+// finish re-wrapping: the cause's code, a message saying what was done and
+// how to finish, the cause's message, and fields with the counts.
+func partial(cause error, fields map[string]any, format string, args ...any) error {
+	return &eventvault.Error{
+		Code:    eventvault.ErrorCode(cause),
+		Message: fmt.Sprintf(format, args...) + ". Cause: " + eventvault.ErrorMessage(cause),
+		Fields:  fields,
+		Err:     cause,
+	}
 }
 
 func requireRoot(p eventvault.Principal, what string) error {

@@ -5,6 +5,7 @@
 //	eventvault server             production: PostgreSQL (EVENTVAULT_DATABASE_URL) and a root key
 //	eventvault migrate            apply PostgreSQL schema migrations and exit
 //	eventvault certificate verify check an erasure certificate offline
+//	eventvault rotate tenant|root rotate a tenant's KEK or the root key, re-wrapping what they wrap
 //
 // Every flag has an EVENTVAULT_* environment variable; a flag given on the
 // command line wins.
@@ -32,6 +33,8 @@ const usage = `usage: eventvault <command> [flags]
 commands:
   server    run the HTTP API (add -dev for the embedded dev mode)
   migrate   apply the PostgreSQL schema migrations and exit
+  rotate tenant -tenant <tenant> | rotate root [-retire]
+            rotate a tenant's KEK or the root key and re-wrap what it wraps
   certificate verify -public-key <file> <file>
             check an erasure certificate offline
 
@@ -51,6 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runMigrate(ctx, args[1:], stdout, stderr)
 	case "certificate":
 		err = runCertificate(args[1:], stdout, stderr)
+	case "rotate":
+		err = runRotate(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

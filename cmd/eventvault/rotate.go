@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/eventvault/eventvault"
+	evcrypto "github.com/eventvault/eventvault/crypto"
+)
+
+const rotateUsage = `usage:
+  eventvault rotate tenant -tenant <tenant> [-resume] [flags]
+      add a version of the tenant's KEK and re-wrap every stream key of the
+      tenant under it; -resume only finishes the re-wrap of an earlier,
+      interrupted run, without adding a version
+  eventvault rotate root [-resume] [-retire] [flags]
+      add a version of the Vault Transit root key and re-wrap every tenant
+      KEK under it; -resume only re-wraps; -retire then makes older root key
+      versions unusable (min_decryption_version), so that KEK rows in old
+      backups no longer unwrap
+
+Events are never re-encrypted; reads and appends go on during a rotation.
+Every run is safe to repeat: an interrupted one is finished by running it
+again. The store and the root key are opened as 'eventvault server' opens
+them (same flags and EVENTVAULT_* variables). With the embedded store
+(-dev), stop the server first, or use the HTTP endpoints instead.
+`
+
+// rotateOptions are the flags of 'eventvault rotate'.
+type rotateOptions struct {
+	what          string // "tenant" or "root"
+	tenant        eventvault.TenantID
+	resume        bool
+	retire        bool
+	progressEvery int
+}
+
+func runRotate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	opts, cfg, err := parseRotateFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg.LogFormat, stderr)
+	root, err := openRootProvider(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	m := &Main{Config: cfg, Logger: logger}
+	store, _, err := m.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+	r := &rotation{keys: keys, store: store, opts: opts, stdout: stdout, stderr: stderr}
+	if opts.what == "tenant" {
+		return r.tenant(ctx)
+	}
+	return r.root(ctx)
+}
+
+// rotation runs one 'eventvault rotate' command.
+type rotation struct {
+	keys   *evcrypto.Keyring
+	store  eventvault.Store
+	opts   rotateOptions
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func (r *rotation) tenant(ctx context.Context) error {
+	t := r.opts.tenant
+	if !r.opts.resume {
+		v, err := r.keys.RotateTenantKEK(ctx, t)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(r.stdout, "tenant %s: added KEK version %d\n", t, v)
+	}
+	n, err := r.keys.RewrapStreamKeys(ctx, t, r.progress("stream keys"))
+	if err != nil {
+		return fmt.Errorf("%d stream keys re-wrapped before: %w\nrun 'eventvault rotate tenant -tenant %s -resume' to finish", n, err, t)
+	}
+	newest, err := r.store.TenantKey(ctx, t)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(r.stdout, "tenant %s: %d stream keys re-wrapped; every stream key is under KEK version %d\n", t, n, newest.Version)
+	return nil
+}
+
+func (r *rotation) root(ctx context.Context) error {
+	if !r.opts.resume {
+		v, err := r.keys.RotateRoot(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(r.stdout, "added root key version %d\n", v)
+	}
+	n, err := r.keys.RewrapRootWrapped(ctx, r.progress("tenant KEK versions"))
+	if err != nil {
+		return fmt.Errorf("%d tenant KEK versions re-wrapped before: %w\nrun 'eventvault rotate root -resume' to finish", n, err)
+	}
+	newest, err := r.keys.NewestRootVersion(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(r.stdout, "%d tenant KEK versions re-wrapped under root key version %d\n", n, newest)
+	if !r.opts.retire {
+		return nil
+	}
+	if err := r.keys.RetireRootVersionsBefore(ctx, newest); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.stdout, "retired root key versions before %d: key rows they wrapped, in backups too, can no longer be unwrapped\n", newest)
+	return nil
+}
+
+// progress returns a progress callback that prints every
+// opts.progressEvery keys, with the rate so far, on stderr.
+func (r *rotation) progress(what string) func(int) {
+	start := time.Now()
+	return func(done int) {
+		if done%r.opts.progressEvery != 0 {
+			return
+		}
+		rate := float64(done) / max(time.Since(start).Seconds(), 1e-3)
+		fmt.Fprintf(r.stderr, "re-wrapped %d %s (%.0f/s)\n", done, what, rate)
+	}
+}
+
+func parseRotateFlags(args []string, stderr io.Writer) (rotateOptions, Config, error) {
+	var o rotateOptions
+	if len(args) == 0 || (args[0] != "tenant" && args[0] != "root") {
+		fmt.Fprint(stderr, rotateUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			return o, Config{}, flag.ErrHelp
+		}
+		return o, Config{}, errors.New("say what to rotate: tenant or root")
+	}
+	o.what = args[0]
+	c := Config{LogFormat: "text", KeyCacheTTL: evcrypto.DefaultTTL, KeyCacheSize: evcrypto.DefaultCacheSize}
+	fs := flag.NewFlagSet("rotate "+o.what, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, rotateUsage+"\nflags:\n")
+		fs.PrintDefaults()
+	}
+	var tenant string
+	if o.what == "tenant" {
+		fs.StringVar(&tenant, "tenant", "", "the tenant whose KEK rotates (required)")
+	} else {
+		fs.BoolVar(&o.retire, "retire", false, "after the re-wrap, retire every root key version before the newest")
+	}
+	fs.BoolVar(&o.resume, "resume", false, "only finish the re-wrap of an earlier run; add no version")
+	fs.IntVar(&o.progressEvery, "progress-every", 1000, "print progress on stderr every this many keys")
+	fs.BoolVar(&c.Dev, "dev", envBool("EVENTVAULT_DEV"), "the dev server's embedded store and local root key in -data-dir (EVENTVAULT_DEV)")
+	fs.StringVar(&c.DataDir, "data-dir", env("EVENTVAULT_DATA_DIR", "data"), "dev mode: folder of the embedded store and the local root key (EVENTVAULT_DATA_DIR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", env("EVENTVAULT_DATABASE_URL", ""), "PostgreSQL URL (EVENTVAULT_DATABASE_URL)")
+	fs.StringVar(&c.RootKeyFile, "root-key-file", env("EVENTVAULT_ROOT_KEY_FILE", ""), "local root key file (EVENTVAULT_ROOT_KEY_FILE; dev default <data-dir>/root.key)")
+	fs.BoolVar(&c.InsecureLocalRootKey, "insecure-local-root-key", envBool("EVENTVAULT_INSECURE_LOCAL_ROOT_KEY"), "production mode without Vault: -root-key-file is the root key (EVENTVAULT_INSECURE_LOCAL_ROOT_KEY)")
+	fs.StringVar(&c.LogFormat, "log-format", env("EVENTVAULT_LOG_FORMAT", "text"), "log format: text or json (EVENTVAULT_LOG_FORMAT)")
+	vaultFlags(fs, &c.Vault)
+	if err := fs.Parse(args[1:]); err != nil {
+		return o, Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return o, Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.what == "tenant" {
+		if tenant == "" {
+			return o, Config{}, errors.New("-tenant is required: name the tenant whose KEK rotates")
+		}
+		o.tenant = eventvault.TenantID(tenant)
+		if err := eventvault.ValidateTenant(o.tenant); err != nil {
+			return o, Config{}, err
+		}
+	}
+	if o.progressEvery < 1 {
+		return o, Config{}, fmt.Errorf("-progress-every must be 1 or more, not %d", o.progressEvery)
+	}
+	if err := c.validate(); err != nil {
+		return o, Config{}, err
+	}
+	return o, c, nil
+}
