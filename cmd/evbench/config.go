@@ -42,7 +42,7 @@ func defaultConfig() Config {
 	return Config{
 		ServerURL:     os.Getenv(envURL),
 		Rounds:        3,
-		Duration:      4 * time.Second,
+		Duration:      3 * time.Second,
 		Warmup:        300 * time.Millisecond,
 		EventSize:     500,
 		AppendClients: 8,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -72,6 +73,12 @@ type sideResult struct {
 	// CPUPerEventUs is this process's CPU time per event (client and, for
 	// EventVault, server; PostgreSQL's is not in it).
 	CPUPerEventUs float64 `json:"process_cpu_per_event_us"`
+	// PGWaits is what this side's PostgreSQL sessions were doing, sampled
+	// from pg_stat_activity during the slices, by falling share.
+	PGWaits []waitShare `json:"pg_waits"`
+	// PGBusySessions is the mean number of this side's PostgreSQL
+	// sessions seen busy (running, waiting, or idle inside a transaction).
+	PGBusySessions float64 `json:"pg_busy_sessions"`
 }
 
 func newMachine() machine {
@@ -80,13 +87,15 @@ func newMachine() machine {
 
 func newSideResult(s *sample) sideResult {
 	return sideResult{
-		Events:        s.events,
-		Requests:      s.requests,
-		Seconds:       s.elapsed.Seconds(),
-		EventsPerSec:  s.rate(),
-		P50Ms:         ms(percentile(s.latencies, 50)),
-		P99Ms:         ms(percentile(s.latencies, 99)),
-		CPUPerEventUs: float64(s.cpuPerEvent()) / float64(time.Microsecond),
+		Events:         s.events,
+		Requests:       s.requests,
+		Seconds:        s.elapsed.Seconds(),
+		EventsPerSec:   s.rate(),
+		P50Ms:          ms(percentile(s.latencies, 50)),
+		P99Ms:          ms(percentile(s.latencies, 99)),
+		CPUPerEventUs:  float64(s.cpuPerEvent()) / float64(time.Microsecond),
+		PGWaits:        waitShares(s.waits),
+		PGBusySessions: s.busySessions(),
 	}
 }
 
@@ -135,12 +144,38 @@ func (r *Report) writeTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintf(w, "\nPostgreSQL sessions of each side, sampled every %s: mean busy sessions, and what they were doing (top %d):\n", waitEvery, topWaits)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, x := range r.Workloads {
+		fmt.Fprintf(tw, "%s\tEV\t%.1f\t%s\t\n", x.Title, x.EventVault.PGBusySessions, formatWaits(x.EventVault.PGWaits))
+		fmt.Fprintf(tw, "\traw\t%.1f\t%s\t\n", x.Raw.PGBusySessions, formatWaits(x.Raw.PGWaits))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	c := r.Crypto
 	fmt.Fprintf(w, "\nencryption CPU per %d-byte event (Go benchmark of the stream cipher): append %.2f µs (content MAC %.2f + seal %.2f), read %.2f µs (open)\n",
 		c.EventSize, (c.ContentMACNs+c.SealNs)/1000, c.ContentMACNs/1000, c.SealNs/1000, c.OpenNs/1000)
 	fmt.Fprintf(w, "root key provider calls during the run: %d wrap, %d unwrap\n", r.RootKeyCalls.Wrap, r.RootKeyCalls.Unwrap)
 	fmt.Fprintf(w, "total time %.1f s\n", r.TotalSeconds)
 	return nil
+}
+
+// topWaits is how many waits the table shows per side.
+const topWaits = 3
+
+func formatWaits(ws []waitShare) string {
+	parts := make([]string, 0, topWaits)
+	for i, w := range ws {
+		if i == topWaits {
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %.0f%%", w.Wait, 100*w.Share))
+	}
+	if len(parts) == 0 {
+		return "(none seen)"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // writeJSON writes the report for machines.

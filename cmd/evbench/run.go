@@ -81,6 +81,12 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	}
 	defer table.Close()
 
+	waits, err := rawbench.NewWaitSampler(ctx, db.URL)
+	if err != nil {
+		return nil, err
+	}
+	defer waits.Close(context.WithoutCancel(ctx))
+
 	ws := selectWorkloads(cfg)
 	sides := []*side{
 		{name: "EventVault", t: &evClient{http: client, base: ev.baseURL(), token: token}},
@@ -109,13 +115,13 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		}
 	}
 
+	stopProfile := func() {}
 	if cfg.CPUProfile != "" {
-		stop, err := startCPUProfile(cfg.CPUProfile)
-		if err != nil {
+		if stopProfile, err = startCPUProfile(cfg.CPUProfile); err != nil {
 			return nil, err
 		}
-		defer stop()
 	}
+	defer func() { stopProfile() }()
 	for r := range cfg.Rounds {
 		for wi, w := range ws {
 			// Alternate who goes first, by round and by workload, so
@@ -124,17 +130,21 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 			if (r+wi)%2 == 1 {
 				order = []*side{sides[1], sides[0]}
 			}
+			rates := map[string]float64{}
 			for _, s := range order {
-				got, err := runSlice(ctx, s.ops[wi], cfg.Duration)
+				got, err := measure(ctx, s.ops[wi], cfg.Duration, waits)
 				if err != nil {
 					return nil, fmt.Errorf("%s, %s, round %d: %w", s.name, w.key, r+1, err)
 				}
 				s.got[wi].add(got)
+				rates[s.name] = got.rate()
 			}
-			say("round %d/%d %-13s EventVault %8.0f ev/s, raw %8.0f ev/s", r+1, cfg.Rounds, w.key,
-				sides[0].got[wi].rate(), sides[1].got[wi].rate())
+			say("round %d/%d %-13s EventVault %8.0f ev/s, raw %8.0f ev/s", r+1, cfg.Rounds, w.key, rates[sides[0].name], rates[sides[1].name])
 		}
 	}
+	// The crypto benchmark is not part of the profile.
+	stopProfile()
+	stopProfile = func() {}
 
 	say("measuring the crypto path")
 	crypto, err := benchCrypto(ctx, ev.keys, cfg.EventSize)
@@ -234,6 +244,34 @@ func prepare(ctx context.Context, t target, cfg Config) (prepared, error) {
 		}
 	}
 	return p, nil
+}
+
+// waitEvery is how often the wait sampler looks at PostgreSQL's sessions.
+const waitEvery = 50 * time.Millisecond
+
+// measure runs one slice of ops while the wait sampler watches PostgreSQL.
+func measure(ctx context.Context, ops []op, d time.Duration, waits *rawbench.WaitSampler) (sample, error) {
+	type sampled struct {
+		waits rawbench.Waits
+		err   error
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan sampled, 1)
+	go func() {
+		got, err := waits.Sample(sctx, waitEvery)
+		done <- sampled{got, err}
+	}()
+	got, err := runSlice(ctx, ops, d)
+	stop()
+	w := <-done
+	if err != nil {
+		return sample{}, err
+	}
+	if w.err != nil {
+		return sample{}, w.err
+	}
+	got.waits, got.polls = w.waits.Seen, w.waits.Polls
+	return got, nil
 }
 
 // startCPUProfile profiles this process until the returned function runs.

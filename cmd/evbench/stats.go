@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -13,6 +14,10 @@ type sample struct {
 	elapsed   time.Duration // wall time of the slices, summed
 	cpu       time.Duration // CPU time of this process during the slices, summed
 	latencies []time.Duration
+	// waits counts what PostgreSQL's busy sessions were seen waiting on,
+	// over polls looks.
+	waits map[string]int
+	polls int
 }
 
 // add folds one slice into s.
@@ -22,6 +27,53 @@ func (s *sample) add(o sample) {
 	s.elapsed += o.elapsed
 	s.cpu += o.cpu
 	s.latencies = append(s.latencies, o.latencies...)
+	s.polls += o.polls
+	for w, n := range o.waits {
+		if s.waits == nil {
+			s.waits = map[string]int{}
+		}
+		s.waits[w] += n
+	}
+}
+
+// busySessions is the mean number of PostgreSQL sessions seen busy.
+func (s *sample) busySessions() float64 {
+	if s.polls == 0 {
+		return 0
+	}
+	n := 0
+	for _, c := range s.waits {
+		n += c
+	}
+	return float64(n) / float64(s.polls)
+}
+
+// waitShare is one wait and its share of all wait samples.
+type waitShare struct {
+	Wait  string  `json:"wait"`
+	Share float64 `json:"share"`
+}
+
+// waitShares returns the waits by falling share, ties by name.
+func waitShares(waits map[string]int) []waitShare {
+	total := 0
+	for _, n := range waits {
+		total += n
+	}
+	out := make([]waitShare, 0, len(waits))
+	for w, n := range waits {
+		out = append(out, waitShare{Wait: w, Share: float64(n) / float64(total)})
+	}
+	slices.SortFunc(out, func(a, b waitShare) int {
+		if a.Share != b.Share {
+			if a.Share > b.Share {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Wait, b.Wait)
+	})
+	return out
 }
 
 // rate is events per second of wall time, 0 without time.

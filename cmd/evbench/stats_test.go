@@ -86,3 +86,26 @@ func TestSampleAddRateAndCPU(t *testing.T) {
 		t.Errorf("an empty sample has rate %v and CPU/event %v, want 0 and 0", empty.rate(), empty.cpuPerEvent())
 	}
 }
+
+func TestWaitSharesAndBusySessions(t *testing.T) {
+	var s sample
+	s.add(sample{polls: 2, waits: map[string]int{"CPU": 2, "IO:WALSync": 1}})
+	s.add(sample{polls: 2, waits: map[string]int{"Lock:transactionid": 3, "IO:WALSync": 2}})
+	if got := s.busySessions(); got != 2 {
+		t.Errorf("busySessions = %v, want 2 (8 busy sightings over 4 polls)", got)
+	}
+	got := waitShares(s.waits)
+	want := []waitShare{{"IO:WALSync", 3.0 / 8}, {"Lock:transactionid", 3.0 / 8}, {"CPU", 2.0 / 8}}
+	if len(got) != len(want) {
+		t.Fatalf("waitShares = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("waitShares[%d] = %v, want %v (by falling share, ties by name)", i, got[i], want[i])
+		}
+	}
+	var none sample
+	if none.busySessions() != 0 || len(waitShares(none.waits)) != 0 {
+		t.Errorf("an empty sample has busy sessions %v and waits %v", none.busySessions(), waitShares(none.waits))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -92,3 +93,48 @@ func TestCreateDatabaseRefusesANonPostgresURL(t *testing.T) {
 		t.Error("CreateDatabase accepted a mysql:// URL")
 	}
 }
+
+func TestWaitSamplerSeesASleepingSession(t *testing.T) {
+	url := pgtest.URL(t)
+	ctx := context.Background()
+	s, err := rawbench.NewWaitSampler(ctx, url)
+	if err != nil {
+		t.Fatalf("NewWaitSampler: %v", err)
+	}
+	defer s.Close(ctx)
+	sleeper, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer sleeper.Close(ctx)
+
+	sctx, stop := context.WithCancel(ctx)
+	type result struct {
+		w   rawbench.Waits
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		w, err := s.Sample(sctx, 20*time.Millisecond)
+		done <- result{w, err}
+	}()
+	if _, err := sleeper.Exec(ctx, "SELECT pg_sleep(0.4)"); err != nil {
+		t.Fatalf("pg_sleep: %v", err)
+	}
+	stop()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Sample: %v", r.err)
+	}
+	if r.w.Polls == 0 || r.w.Seen["Timeout:PgSleep"] == 0 {
+		t.Errorf("Sample saw %+v over %d polls; want the session in Timeout:PgSleep", r.w.Seen, r.w.Polls)
+	}
+	// The connection survives the cancellation, for the next slice.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	again, err := s.Sample(short, 10*time.Millisecond)
+	if err != nil || again.Polls == 0 {
+		t.Errorf("a second Sample = %+v, %v; want polls and no error", again, err)
+	}
+}
+
