@@ -137,4 +137,3 @@ func TestWaitSamplerSeesASleepingSession(t *testing.T) {
 		t.Errorf("a second Sample = %+v, %v; want polls and no error", again, err)
 	}
 }
-
