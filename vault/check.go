@@ -36,7 +36,7 @@ func (t *Transit) Check(ctx context.Context) error {
 	health, err := t.client.Sys().HealthWithContext(ctx)
 	switch {
 	case err != nil:
-		return fail(eventvault.EUNAVAILABLE, at+" is unreachable", err)
+		return lift(t.fail(op, "sys/health", "read", err))
 	case !health.Initialized:
 		return fail(eventvault.EUNAVAILABLE, at+" is not initialized (vault operator init)", nil)
 	case health.Sealed:

@@ -188,3 +188,32 @@ func TestAppRoleLogin(t *testing.T) {
 		t.Fatalf("the login error holds the role id: %v", err)
 	}
 }
+
+func TestTLSWithCAAndClientCertificate(t *testing.T) {
+	s := vaulttest.StartTLS(t)
+	p := openChecked(t, s.Config())
+	key := randomKey(t)
+	unwrapEquals(t, p, wrap(t, p, key, []byte("aad")), []byte("aad"), key)
+
+	with := func(f func(*vault.Config)) vault.Config {
+		c := s.Config()
+		f(&c)
+		return c
+	}
+	for _, c := range []struct {
+		name string
+		cfg  vault.Config
+		want string
+	}{
+		{"UnknownCA", with(func(c *vault.Config) { c.CACert = "" }), "its TLS certificate does not verify"},
+		{"OtherServerName", with(func(c *vault.Config) { c.TLSServerName = "vault.example" }), "its TLS certificate does not verify"},
+		{"NoClientCertificate", with(func(c *vault.Config) { c.ClientCert, c.ClientKey = "", "" }), "is unreachable"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := open(t, c.cfg).Check(t.Context())
+			if eventvault.ErrorCode(err) != eventvault.EUNAVAILABLE || !strings.Contains(eventvault.ErrorMessage(err), c.want) {
+				t.Fatalf("Check: %v; want EUNAVAILABLE saying %q", err, c.want)
+			}
+		})
+	}
+}

@@ -61,10 +61,6 @@ type Config struct {
 	// (linear back-off with jitter; defaults 500ms and 1.5s). 0: no retry.
 	MaxRetries                 int
 	MinRetryWait, MaxRetryWait time.Duration
-
-	// Transport, when set, replaces the HTTP transport (tests use it to
-	// observe requests); the TLS settings above then do not apply.
-	Transport http.RoundTripper
 }
 
 // String describes the configuration without its secrets.

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -64,8 +65,14 @@ func (t *Transit) explain(path, capability string, err error) (code, detail stri
 	at := "Vault at " + t.cfg.Address
 	var re *api.ResponseError
 	if !errors.As(err, &re) {
-		if errors.Is(err, context.DeadlineExceeded) {
+		var cve *tls.CertificateVerificationError
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
 			return eventvault.EUNAVAILABLE, fmt.Sprintf("%s did not answer %s in time", at, path)
+		case errors.As(err, &cve):
+			return eventvault.EUNAVAILABLE, fmt.Sprintf("%s is unreachable: its TLS certificate does not verify (%v); set -vault-cacert to the CA that signed it, or -vault-tls-server-name to the name it holds", at, cve.Err)
+		case strings.Contains(err.Error(), "tls:"):
+			return eventvault.EUNAVAILABLE, at + " is unreachable: the TLS handshake failed (does Vault want a client certificate? -vault-client-cert, -vault-client-key)"
 		}
 		return eventvault.EUNAVAILABLE, at + " is unreachable"
 	}

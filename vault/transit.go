@@ -50,13 +50,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Transit, error)
 	if cfg.MaxRetryWait == 0 {
 		cfg.MaxRetryWait = DefaultMaxRetryWait
 	}
-	base := cfg.Transport
-	if base == nil {
-		tr, err := cfg.httpTransport()
-		if err != nil {
-			return nil, invalid(op, err)
-		}
-		base = tr
+	base, err := cfg.httpTransport()
+	if err != nil {
+		return nil, invalid(op, err)
 	}
 	counter := &requestCounter{base: base, counts: map[string]int{}}
 	client, err := api.NewClient(&api.Config{

@@ -50,6 +50,9 @@ type Server struct {
 	Addr string
 	// RootToken is the root token of this Vault.
 	RootToken string
+	// CACertFile, ClientCertFile and ClientKeyFile are PEM files of a
+	// StartTLS server: the CA, and a client certificate it accepts.
+	CACertFile, ClientCertFile, ClientKeyFile string
 
 	t         testing.TB
 	bin       string
@@ -66,31 +69,49 @@ type Server struct {
 // enables Transit and creates the key; it stops the server when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, false)
+}
+
+// StartTLS is Start with a listener that speaks only TLS and requires a
+// client certificate: CACertFile signs the server's certificate (for
+// 127.0.0.1) and the client's, ClientCertFile and ClientKeyFile.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, useTLS bool) *Server {
+	t.Helper()
 	bin := Binary(t)
 	dir, err := os.MkdirTemp("", "vaulttest-")
 	if err != nil {
 		t.Fatalf("vaulttest: temporary folder: %v", err)
 	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	s := &Server{t: t, bin: bin, dir: dir, client: &http.Client{Timeout: 30 * time.Second}}
 	port := freePort(t)
 	s.Addr = "http://127.0.0.1:" + port
+	listener := "tls_disable = true"
+	if useTLS {
+		s.Addr = "https://127.0.0.1:" + port
+		s.writeCertificates()
+		listener = fmt.Sprintf("tls_cert_file = %q\n  tls_key_file = %q\n  tls_require_and_verify_client_cert = true\n  tls_client_ca_file = %q",
+			filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"), s.CACertFile)
+	}
 	config := fmt.Sprintf(`storage "file" { path = %q }
 listener "tcp" {
-  address     = "127.0.0.1:%s"
-  tls_disable = true
+  address = "127.0.0.1:%s"
+  %s
 }
 disable_mlock      = true
 disable_clustering = true
 api_addr           = %q
 log_level          = "warn"
-`, filepath.Join(dir, "storage"), port, s.Addr)
+`, filepath.Join(dir, "storage"), port, listener, s.Addr)
 	if err := os.WriteFile(filepath.Join(dir, "vault.hcl"), []byte(config), 0o600); err != nil {
 		t.Fatalf("vaulttest: write config: %v", err)
 	}
-	t.Cleanup(func() {
-		s.Stop()
-		os.RemoveAll(dir)
-	})
+	t.Cleanup(s.Stop)
 	s.start()
 
 	var init struct {
@@ -168,7 +189,8 @@ func freePort(t testing.TB) string {
 // Config is a provider configuration for this Vault with the root token and
 // no retries, so that an outage shows at once.
 func (s *Server) Config() vault.Config {
-	return vault.Config{Address: s.Addr, Token: s.RootToken, Mount: Mount, Key: Key, Timeout: 10 * time.Second}
+	return vault.Config{Address: s.Addr, Token: s.RootToken, Mount: Mount, Key: Key, Timeout: 10 * time.Second,
+		CACert: s.CACertFile, ClientCert: s.ClientCertFile, ClientKey: s.ClientKeyFile}
 }
 
 // start runs the server and waits until it answers.
