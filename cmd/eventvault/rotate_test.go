@@ -259,3 +259,26 @@ func TestRotateRootCommandOverVault(t *testing.T) {
 		t.Fatalf("rotate root -resume -retire: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 }
+
+func TestServerServesTheKeyRotationEndpoints(t *testing.T) {
+	base, banner, stop := startDev(t, t.TempDir())
+	defer stop()
+	m := rootTokenRE.FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("banner has no root token:\n%s", banner)
+	}
+	body := fmt.Sprintf(`{"events":[{"id":%q,"type":"OrderPlaced","data":{"total":42}}]}`, uuid.NewString())
+	if code, b := call(t, "POST", base+"/v1/streams/order-42/events", m[1], body); code != 201 {
+		t.Fatalf("append: %d %s", code, b)
+	}
+	code, b := call(t, "POST", base+"/v1/admin/tenants/"+string(DevTenant)+"/kek/rotate", m[1], "")
+	if code != 200 || !strings.Contains(b, `"version":2`) || !strings.Contains(b, `"rewrapped_streams":1`) {
+		t.Fatalf("rotate the dev tenant's KEK: %d %s", code, b)
+	}
+	if code, b := call(t, "GET", base+"/v1/streams/order-42/events", m[1], ""); code != 200 || !strings.Contains(b, `"total":42`) {
+		t.Fatalf("read after the rotation: %d %s", code, b)
+	}
+	if code, b := call(t, "POST", base+"/v1/admin/root/rotate", m[1], ""); code != 400 || !strings.Contains(b, "use Vault Transit") {
+		t.Fatalf("rotate a local root key: %d %s", code, b)
+	}
+}

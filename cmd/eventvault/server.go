@@ -84,6 +84,7 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	handler := api.New(api.Config{
 		Engine: engine.New(store, keys, m.Logger),
+		Keys:   engine.NewRotation(keys, m.Logger),
 		Tokens: tokens,
 		Ready:  store.Ping,
 		Logger: m.Logger,
