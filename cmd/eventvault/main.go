@@ -2,7 +2,7 @@
 // commands.
 //
 //	eventvault server -dev        dev mode: embedded store and a local root key in ./data
-//	eventvault server             production: PostgreSQL (EVENTVAULT_DATABASE_URL) and a root key
+//	eventvault server             production: PostgreSQL (EVENTVAULT_DATABASE_URL) and Vault Transit (EVENTVAULT_VAULT_ADDR)
 //	eventvault migrate            apply PostgreSQL schema migrations and exit
 //	eventvault certificate verify check an erasure certificate offline
 //	eventvault rotate tenant|root rotate a tenant's KEK or the root key, re-wrapping what they wrap
