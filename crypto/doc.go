@@ -16,6 +16,19 @@
 // to unwrap a tenant KEK at most once per tenant per cache TTL; appends and
 // reads of a cached stream make no root-provider call and no store call.
 //
+// # Rotation
+//
+// A tenant KEK has versions (1, 2, …) under one key id. RotateTenantKEK adds
+// one; new stream keys are wrapped by the newest, and a stream key row names
+// the KEK version that wraps it, which is fetched and cached on its own, so
+// rows under older versions keep opening. RewrapStreamKeys moves the rows
+// to the newest version by compare-and-swap; the stream key itself never
+// changes, so no event is re-encrypted. With a provider that implements
+// RootRotator and RootRewrapper (Vault Transit), RotateRoot adds a root
+// version, RewrapRootWrapped re-wraps every KEK version under it inside the
+// provider, and RetireRootVersionsBefore retires older root versions once no
+// KEK row needs them.
+//
 // # Security contract
 //
 // Protected, against whoever holds the store (its database, files and
