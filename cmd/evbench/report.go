@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"strings"
 	"text/tabwriter"
@@ -33,6 +34,11 @@ type machine struct {
 	CPUs       int    `json:"cpus"`
 	GOMAXPROCS int    `json:"gomaxprocs"`
 	GoVersion  string `json:"go_version"`
+	// LoadStart and LoadEnd are /proc/loadavg's 1, 5 and 15-minute load
+	// averages when the run began and ended (empty where there is no
+	// /proc): on a shared machine, a sign of how noisy it was.
+	LoadStart string `json:"load_start,omitempty"`
+	LoadEnd   string `json:"load_end,omitempty"`
 }
 
 type settings struct {
@@ -81,8 +87,22 @@ type sideResult struct {
 	PGBusySessions float64 `json:"pg_busy_sessions"`
 }
 
-func newMachine() machine {
-	return machine{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version()}
+func newMachine(loadStart string) machine {
+	return machine{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(),
+		LoadStart: loadStart, LoadEnd: loadAverage()}
+}
+
+// loadAverage returns the first three fields of /proc/loadavg, or "".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func newSideResult(s *sample) sideResult {
@@ -119,8 +139,12 @@ func (r *Report) writeTable(w io.Writer) error {
 	s := r.Settings
 	fmt.Fprintf(w, "\nEventVault (HTTP API) vs plain pgx, %d rounds of %s per workload and side, %d-byte events\n",
 		s.Rounds, time.Duration(s.SliceSeconds*float64(time.Second)), s.EventSize)
-	fmt.Fprintf(w, "PostgreSQL %s (fsync=%s, synchronous_commit=%s); %d CPUs, %s %s/%s; %s\n\n",
+	fmt.Fprintf(w, "PostgreSQL %s (fsync=%s, synchronous_commit=%s); %d CPUs, %s %s/%s; %s\n",
 		r.Postgres.Version, r.Postgres.Fsync, r.Postgres.SynchronousCommit, r.Machine.CPUs, r.Machine.GoVersion, r.Machine.GOOS, r.Machine.GOARCH, s.ProcessSharing)
+	if r.Machine.LoadStart != "" {
+		fmt.Fprintf(w, "load average %s at the start, %s at the end\n", r.Machine.LoadStart, r.Machine.LoadEnd)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tclients\tev/req\tEV ev/s\traw ev/s\tEV/raw\tgoal\t\tEV p50 ms\tEV p99 ms\traw p50 ms\traw p99 ms\t")
 	for _, x := range r.Workloads {

@@ -37,7 +37,7 @@ const (
 // run creates a database on the server, starts EventVault on it, runs the
 // workloads on both sides and returns the report. Progress goes to progress.
 func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err error) {
-	start := time.Now()
+	start, load := time.Now(), loadAverage()
 	say := func(format string, args ...any) { fmt.Fprintf(progress, "evbench: "+format+"\n", args...) }
 
 	db, err := rawbench.CreateDatabase(ctx, cfg.ServerURL)
@@ -153,7 +153,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	}
 	rep := &Report{
 		Started:  start.UTC(),
-		Machine:  newMachine(),
+		Machine:  newMachine(load),
 		Postgres: info,
 		Settings: settings{
 			Rounds:         cfg.Rounds,
