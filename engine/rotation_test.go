@@ -2,8 +2,10 @@ package engine_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -239,4 +241,56 @@ func TestReadsAndAppendsKeepWorkingDuringARotation(t *testing.T) {
 		t.Fatalf("read all after the rotation: %d events, %v", len(all), err)
 	}
 	t.Logf("%d events in %d streams read back through a cold cache", events, len(ledger))
+}
+
+// outageStore answers StreamKeysBefore with EUNAVAILABLE while down is set:
+// the database going away in the middle of a rotation.
+type outageStore struct {
+	eventvault.Store
+	down atomic.Bool
+}
+
+func (s *outageStore) StreamKeysBefore(ctx context.Context, tenant eventvault.TenantID, kek uint32, after eventvault.StreamName, limit int) ([]eventvault.StreamKeyRow, error) {
+	if s.down.Load() {
+		return nil, eventvault.Errorf(eventvault.EUNAVAILABLE, "the database is unreachable; retry later")
+	}
+	return s.Store.StreamKeysBefore(ctx, tenant, kek, after, limit)
+}
+
+func TestAnInterruptedTenantRotationSaysHowToFinish(t *testing.T) {
+	store := &outageStore{Store: openPostgres(t)}
+	root := newRoot(t)
+	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+	e := engine.New(store, keys, nil)
+	appendOne(t, e, "order-1", `{"n":1}`, "")
+	appendOne(t, e, "order-2", `{"n":2}`, "")
+	rot := engine.NewRotation(keys, nil)
+	rootP := eventvault.Principal{Tenant: "default", TokenID: "tok_root", Root: true}
+
+	store.down.Store(true)
+	got, err := rot.RotateTenantKEK(t.Context(), rootP, "acme")
+	if eventvault.ErrorCode(err) != eventvault.EUNAVAILABLE {
+		t.Fatalf("rotation with the store down half-way = %v, want EUNAVAILABLE", err)
+	}
+	msg := eventvault.ErrorMessage(err)
+	for _, want := range []string{"version 2 of the key of tenant acme was added", "stopped after 0", "-resume", "the database is unreachable"} {
+		if !strings.Contains(msg, want) {
+			t.Fatalf("message %q lacks %q", msg, want)
+		}
+	}
+	if f := eventvault.ErrorFields(err); f["version"] != uint32(2) || f["rewrapped_streams"] != 0 || got.Version != 2 {
+		t.Fatalf("fields %v, result %+v; want version 2 and 0 streams", f, got)
+	}
+	// Every stream still reads, under version 1, and appends go on.
+	for _, s := range []eventvault.StreamName{"order-1", "order-2"} {
+		if _, err := e.ReadStream(t.Context(), acme, s, eventvault.ReadOptions{}); err != nil {
+			t.Fatalf("read %s after the interrupted rotation: %v", s, err)
+		}
+	}
+	appendOne(t, e, "order-1", `{"n":3}`, "")
+
+	store.down.Store(false)
+	if n, err := keys.RewrapStreamKeys(t.Context(), "acme", nil); err != nil || n != 2 {
+		t.Fatalf("finishing the re-wrap: %d, %v; want 2", n, err)
+	}
 }
