@@ -28,6 +28,21 @@ func ValidateSubject(subject string) error {
 // cannot be reversed or confirmed by guessing; it is safe to store and log.
 type Pseudonym string
 
+// MaxPseudonymLength bounds a pseudonym as the stores keep it, in bytes. A
+// pseudonym is hex HMAC-SHA256 (64 bytes); the bound only keeps junk out.
+const MaxPseudonymLength = 128
+
+// ValidatePseudonym returns EINVALID for an empty or over-long pseudonym.
+func ValidatePseudonym(p Pseudonym) error {
+	if p == "" {
+		return Errorf(EINVALID, "the subject pseudonym is empty")
+	}
+	if len(p) > MaxPseudonymLength {
+		return Errorf(EINVALID, "a subject pseudonym is at most %d bytes, not %d", MaxPseudonymLength, len(p))
+	}
+	return nil
+}
+
 // ErasureState is where an erasure request stands.
 type ErasureState string
 
@@ -51,6 +66,25 @@ type ErasureRequest struct {
 	CompletedAt time.Time
 	// Certificate is the signed certificate (JSON), once completed.
 	Certificate []byte
+}
+
+// Validate returns EINVALID for a request no store can keep: an invalid
+// tenant or pseudonym, a nil id or an unknown state.
+func (r ErasureRequest) Validate() error {
+	if err := ValidateTenant(r.Tenant); err != nil {
+		return err
+	}
+	if err := ValidatePseudonym(r.Subject); err != nil {
+		return err
+	}
+	if r.ID == uuid.Nil {
+		return Errorf(EINVALID, "an erasure request needs an id")
+	}
+	switch r.State {
+	case ErasureReceived, ErasureCompleted, ErasureRejected:
+		return nil
+	}
+	return Errorf(EINVALID, "erasure request %s: unknown state %q (use received, completed or rejected)", r.ID, r.State)
 }
 
 // ErasureCertificateType is the DSSE payload type of a certificate.
@@ -115,10 +149,13 @@ type ErasureStore interface {
 	// stream returns the first shred (purging now if asked).
 	// Errors: ENOTFOUND for a stream that has never existed.
 	ShredStream(ctx context.Context, tenant TenantID, stream StreamName, purge bool, at time.Time) (Shred, error)
-	// StreamsOfSubject lists the streams the subject owns, shredded or not.
+	// StreamsOfSubject lists the streams the subject owns, shredded or not,
+	// in byte order of their names.
 	StreamsOfSubject(ctx context.Context, tenant TenantID, subject Pseudonym) ([]StreamName, error)
 	// ShredTenant destroys every KEK version of the tenant: nothing of it
 	// can be read again, and it never gets a new KEK. Idempotent.
+	// Errors: ENOTFOUND for a tenant the store has never held (so that a
+	// mistyped id fences nothing).
 	ShredTenant(ctx context.Context, tenant TenantID, at time.Time) (TenantShred, error)
 
 	// PutHold places or replaces a legal hold.
@@ -128,8 +165,8 @@ type ErasureStore interface {
 	// Hold returns the subject's hold. Errors: ENOTFOUND if there is none.
 	Hold(ctx context.Context, tenant TenantID, subject Pseudonym) (Hold, error)
 
-	// CreateErasureRequest stores a new request. Errors: ECONFLICT if the
-	// id exists.
+	// CreateErasureRequest stores a new request. Ids are scoped to the
+	// tenant. Errors: ECONFLICT if the id exists.
 	CreateErasureRequest(ctx context.Context, r ErasureRequest) error
 	// UpdateErasureRequest replaces the state, reason, completion time and
 	// certificate of a stored request. Errors: ENOTFOUND.

@@ -128,7 +128,7 @@ type AppendRequest struct {
 	// KeyID is the stream key the payloads are sealed with. The store
 	// refuses the append (EERASED) unless it is still the stream's key, so
 	// an append never lands under a key that was shredded meanwhile.
-	KeyID  uuid.UUID
+	KeyID uuid.UUID
 	// Subject, when set, is the pseudonym of the data subject who owns the
 	// stream. The first append that names one makes it the owner; naming
 	// another owner later is ECONFLICT; appends that name none are fine.
@@ -251,6 +251,7 @@ type Store interface {
 	KeyStore
 	EventStore
 	TokenStore
+	ErasureStore
 	// Ping reports whether the store can serve. Errors: EUNAVAILABLE.
 	Ping(ctx context.Context) error
 	Close() error

@@ -10,15 +10,22 @@
 //
 // Layout (keys big-endian so that byte order is numeric order):
 //
-//	meta                           "layout" → layout version (1)
+//	meta                           "layout" → layout version (1);
+//	                               "scrub" → present while a shred awaits scrubbing
 //	tokens                         token hash → token record (JSON)
 //	token_ids                      token id → token hash
 //	tenants/<tenant>/
 //	    keks                       KEK version (uint32) → wrapped key (JSON)
-//	    streams                    stream name → version and wrapped key (JSON)
+//	    streams                    stream name → version, wrapped key, owner and
+//	                               shred record (JSON)
 //	    events/<stream>/           position (uint64) → event record (binary)
 //	    log                        global position (uint64) → position + stream name
 //	    ids                        event id (16 bytes) → position + stream name
+//	erasure/<tenant>/
+//	    "tenant_shred"             the tenant's shred record (JSON), once shredded
+//	    subjects/<pseudonym>/      stream name → empty: the streams a subject owns
+//	    holds                      pseudonym → legal hold (JSON)
+//	    requests                   request id (16 bytes) → erasure request (JSON)
 //
 // The log bucket's sequence is the tenant's next global position. The
 // event record is binary (see records.go): a format byte, the id, the
@@ -27,12 +34,20 @@
 //
 // A second process opening the same file waits at most the lock timeout
 // and then fails with ErrLocked, rather than hanging.
+//
+// bbolt never overwrites a page in place: a shredded key's old page stays in
+// the file, free but readable, until it is reused. So a shred marks the file
+// "to scrub" in the same transaction, and the store then rewrites the file
+// with its live data only (scrub.go); a crash before that is caught up on at
+// the next Open.
 package bolt
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -56,6 +71,7 @@ var (
 	bucketTokens   = []byte("tokens")
 	bucketTokenIDs = []byte("token_ids")
 	bucketTenants  = []byte("tenants")
+	bucketErasure  = []byte("erasure")
 
 	bucketKEKs    = []byte("keks")
 	bucketStreams = []byte("streams")
@@ -69,8 +85,16 @@ var (
 // DB is an EventVault store in one bbolt file. It implements
 // eventvault.Store and is safe for concurrent use.
 type DB struct {
+	// mu guards the bbolt handle, which a scrub replaces: transactions hold
+	// it shared, a scrub and Close exclusively.
+	mu   sync.RWMutex
 	bolt *bbolt.DB
+	path string
+	opts bbolt.Options
 	now  func() time.Time
+	// scrubPending mirrors meta's "scrub" key: a shred committed and the
+	// file still holds the destroyed key's old pages.
+	scrubPending atomic.Bool
 }
 
 var _ eventvault.Store = (*DB)(nil)
@@ -104,7 +128,8 @@ func Open(path string, opts ...Option) (*DB, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	bdb, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: o.lockTimeout})
+	bopts := bbolt.Options{Timeout: o.lockTimeout}
+	bdb, err := bbolt.Open(path, 0o600, &bopts)
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, &eventvault.Error{
 			Code:    eventvault.EUNAVAILABLE,
@@ -116,10 +141,14 @@ func Open(path string, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, &eventvault.Error{Code: eventvault.EUNAVAILABLE, Op: op, Message: fmt.Sprintf("open %s", path), Err: err}
 	}
-	db := &DB{bolt: bdb, now: o.now}
+	db := &DB{bolt: bdb, path: path, opts: bopts, now: o.now}
 	if err := db.init(); err != nil {
 		bdb.Close()
 		return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("open %s", path), Err: err}
+	}
+	if err := db.scrub(); err != nil {
+		db.Close()
+		return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("open %s: finish scrubbing a shred", path), Err: err}
 	}
 	return db, nil
 }
@@ -127,12 +156,13 @@ func Open(path string, opts ...Option) (*DB, error) {
 // init creates the top-level buckets and checks the layout version.
 func (db *DB) init() error {
 	return db.bolt.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketTokens, bucketTokenIDs, bucketTenants} {
+		for _, name := range [][]byte{bucketMeta, bucketTokens, bucketTokenIDs, bucketTenants, bucketErasure} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
+		db.scrubPending.Store(meta.Get(keyScrub) != nil)
 		v := meta.Get(keyLayout)
 		if v == nil {
 			return meta.Put(keyLayout, be64(layoutVersion))
@@ -146,6 +176,8 @@ func (db *DB) init() error {
 
 // Close closes the file. Closing twice is harmless.
 func (db *DB) Close() error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
 	if err := db.bolt.Close(); err != nil {
 		return internal("bolt.Close", err)
 	}
@@ -163,6 +195,8 @@ func (db *DB) view(ctx context.Context, op string, fn func(*bbolt.Tx) error) err
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
+	db.mu.RLock()
+	defer db.mu.RUnlock()
 	return storeError(op, db.bolt.View(fn))
 }
 
@@ -173,6 +207,8 @@ func (db *DB) update(ctx context.Context, op string, fn func(*bbolt.Tx) error) e
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
+	db.mu.RLock()
+	defer db.mu.RUnlock()
 	return storeError(op, db.bolt.Update(func(tx *bbolt.Tx) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("%s: %w", op, err)

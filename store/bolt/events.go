@@ -16,14 +16,21 @@ import (
 // checks run in the order storetest fixes: the request, the stream's key,
 // idempotency, the expected version; Seal runs last, once the positions are
 // fixed, and only for a batch that will be written.
+// The first append that names a subject makes it the stream's owner.
 // Errors: EINVALID for a malformed request; ENOTFOUND if the stream has no
-// key; EERASED if req.KeyID is not the stream's key; ECONFLICT for an
-// expected version that does not hold or an event id reused; the Seal's
-// error; EINTERNAL if Seal returns the wrong number of payloads.
+// key; EERASED if the stream was shredded or req.KeyID is not its key;
+// ECONFLICT for a subject other than the stream's owner, an expected
+// version that does not hold or an event id reused; the Seal's error;
+// EINTERNAL if Seal returns the wrong number of payloads.
 func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventvault.AppendRequest) (eventvault.AppendResult, error) {
 	const op = "bolt.Append"
 	if err := req.Validate(tenant); err != nil {
 		return eventvault.AppendResult{}, err
+	}
+	if req.Subject != "" {
+		if err := eventvault.ValidatePseudonym(req.Subject); err != nil {
+			return eventvault.AppendResult{}, err
+		}
 	}
 	var res eventvault.AppendResult
 	err := db.update(ctx, op, func(tx *bbolt.Tx) error {
@@ -38,11 +45,17 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		if !found {
 			return noStreamKey(op, req.Stream)
 		}
+		if head.Shred != nil {
+			return streamShredded(op, req.Stream)
+		}
 		if head.Key.ID != req.KeyID {
 			return &eventvault.Error{
 				Code: eventvault.EERASED, Op: op,
 				Message: fmt.Sprintf("stream %s is no longer protected by the key the events were sealed with; nothing was appended", req.Stream),
 			}
+		}
+		if req.Subject != "" && head.Subject != "" && head.Subject != req.Subject {
+			return ownerConflict(op, req.Stream)
 		}
 		if replay, ok, err := tb.replay(op, req); err != nil || ok {
 			res = replay
@@ -52,6 +65,12 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			e := eventvault.ConflictError(req.Stream, req.Expected, head.Version)
 			e.Op = op
 			return e
+		}
+		if req.Subject != "" && head.Subject == "" {
+			head.Subject = req.Subject
+			if err := recordOwner(tx, tenant, req.Subject, req.Stream); err != nil {
+				return err
+			}
 		}
 		res, err = db.write(op, tb, req, head)
 		return err
@@ -186,9 +205,11 @@ func storedEvent(stream eventvault.StreamName, pos int64, r eventRecord) eventva
 }
 
 // ReadStream returns up to opts.Limit events of one stream with the key
-// that protects it, read in one transaction.
-// Errors: ENOTFOUND if the stream has no events; EINVALID for a malformed
-// name or options.
+// that protects it, read in one transaction. A shredded stream's page has
+// ShreddedAt, a zero key and the envelopes of the events not purged; it is a
+// page even when none are left.
+// Errors: ENOTFOUND if the stream has no events and was never shredded;
+// EINVALID for a malformed name or options.
 func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, opts eventvault.ReadOptions) (eventvault.StreamPage, error) {
 	const op = "bolt.ReadStream"
 	if err := validateStream(tenant, stream); err != nil {
@@ -211,12 +232,19 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 		if err != nil {
 			return err
 		}
-		if !found || head.Version == eventvault.NoStream {
+		if !found || (head.Version == eventvault.NoStream && head.Shred == nil) {
 			return notFound
 		}
-		page.Key = head.Key.wrappedKey()
 		page.Version = head.Version
+		if head.Shred != nil {
+			page.ShreddedAt = head.Shred.At
+		} else {
+			page.Key = head.Key.wrappedKey()
+		}
 		b := tb.events.Bucket([]byte(stream))
+		if b == nil && head.Shred != nil {
+			return nil // purged, or shredded before its first event
+		}
 		if b == nil {
 			return fmt.Errorf("stream %s at version %d has no events bucket", stream, head.Version)
 		}
@@ -254,7 +282,9 @@ func step(c *bbolt.Cursor, backward bool) ([]byte, []byte) {
 }
 
 // ReadAll returns up to limit events of the tenant with global position >=
-// from, in global order, with the keys of their streams.
+// from, in global order, with the keys of their streams (the zero key for a
+// shredded stream). The positions of purged events are gone: a page skips
+// them.
 // Errors: EINVALID for a malformed tenant, a negative from or a limit that
 // is not positive.
 func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int64, limit int) (eventvault.AllPage, error) {
@@ -294,6 +324,10 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 			}
 			if !found {
 				return fmt.Errorf("stream %s has events and no record", stream)
+			}
+			if head.Shred != nil {
+				page.Keys[stream] = eventvault.WrappedKey{}
+				continue
 			}
 			page.Keys[stream] = head.Key.wrappedKey()
 		}

@@ -33,7 +33,8 @@ func (db *DB) TenantKey(ctx context.Context, tenant eventvault.TenantID) (eventv
 }
 
 // CreateTenantKey stores k as the tenant's KEK unless one exists, and
-// returns the one that is stored. Errors: EINVALID for a malformed tenant.
+// returns the one that is stored. Errors: EERASED if the tenant was
+// shredded; EINVALID for a malformed tenant.
 func (db *DB) CreateTenantKey(ctx context.Context, tenant eventvault.TenantID, k eventvault.WrappedKey) (eventvault.WrappedKey, error) {
 	const op = "bolt.CreateTenantKey"
 	if err := validateTenant(tenant); err != nil {
@@ -41,6 +42,9 @@ func (db *DB) CreateTenantKey(ctx context.Context, tenant eventvault.TenantID, k
 	}
 	stored := k
 	err := db.update(ctx, op, func(tx *bbolt.Tx) error {
+		if err := checkTenantLive(tx, op, tenant); err != nil {
+			return err
+		}
 		tb, err := writeTenant(tx, tenant)
 		if err != nil {
 			return err
@@ -76,8 +80,8 @@ func newestKEK(tb *tenantBuckets) (eventvault.WrappedKey, bool, error) {
 }
 
 // StreamKey returns the stream's wrapped data key.
-// Errors: ENOTFOUND if the stream has no key yet; EINVALID for a malformed
-// tenant or stream name.
+// Errors: ENOTFOUND if the stream has no key yet; EERASED if it was
+// shredded; EINVALID for a malformed tenant or stream name.
 func (db *DB) StreamKey(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (eventvault.WrappedKey, error) {
 	const op = "bolt.StreamKey"
 	if err := validateStream(tenant, stream); err != nil {
@@ -96,6 +100,9 @@ func (db *DB) StreamKey(ctx context.Context, tenant eventvault.TenantID, stream 
 		if !found {
 			return noStreamKey(op, stream)
 		}
+		if rec.Shred != nil {
+			return streamShredded(op, stream)
+		}
 		k = rec.Key.wrappedKey()
 		return nil
 	})
@@ -103,8 +110,10 @@ func (db *DB) StreamKey(ctx context.Context, tenant eventvault.TenantID, stream 
 }
 
 // CreateStreamKey stores k as the stream's key unless one exists, and
-// returns the one that is stored. Errors: EINVALID for a malformed tenant
-// or stream name.
+// returns the one that is stored. A shredded stream, or any stream of a
+// shredded tenant, never gets a key again.
+// Errors: EERASED if the stream or its tenant was shredded; EINVALID for a
+// malformed tenant or stream name.
 func (db *DB) CreateStreamKey(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, k eventvault.WrappedKey) (eventvault.WrappedKey, error) {
 	const op = "bolt.CreateStreamKey"
 	if err := validateStream(tenant, stream); err != nil {
@@ -112,6 +121,9 @@ func (db *DB) CreateStreamKey(ctx context.Context, tenant eventvault.TenantID, s
 	}
 	stored := k
 	err := db.update(ctx, op, func(tx *bbolt.Tx) error {
+		if err := checkTenantLive(tx, op, tenant); err != nil {
+			return err
+		}
 		tb, err := writeTenant(tx, tenant)
 		if err != nil {
 			return err
@@ -119,6 +131,9 @@ func (db *DB) CreateStreamKey(ctx context.Context, tenant eventvault.TenantID, s
 		rec, found, err := tb.stream(stream)
 		if err != nil {
 			return err
+		}
+		if found && rec.Shred != nil {
+			return streamShredded(op, stream)
 		}
 		if found {
 			stored = rec.Key.wrappedKey()

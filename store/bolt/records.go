@@ -44,10 +44,22 @@ func decodeKey(v []byte) (eventvault.WrappedKey, error) {
 	return r.wrappedKey(), nil
 }
 
-// streamRecord is a stream's head: its version and its wrapped key (JSON).
+// streamRecord is a stream's head: its version and its wrapped key (JSON),
+// the data subject who owns it, and once shredded what remains of its key.
 type streamRecord struct {
 	Version int64     `json:"version"` // NoStream until the first append
-	Key     keyRecord `json:"key"`
+	Key     keyRecord `json:"key"`     // the zero record once shredded
+	// Subject is the pseudonym of the stream's owner, or empty.
+	Subject eventvault.Pseudonym `json:"subject,omitempty"`
+	// Shred is set when the key was destroyed, and never unset.
+	Shred *shredRecord `json:"shred,omitempty"`
+}
+
+// shredRecord is what a shredded stream keeps of its key: its id, and when.
+type shredRecord struct {
+	KeyID  uuid.UUID `json:"key_id"`
+	At     time.Time `json:"at"`
+	Purged bool      `json:"purged,omitempty"`
 }
 
 func encodeStream(r streamRecord) ([]byte, error) {

@@ -13,10 +13,16 @@ import (
 )
 
 // lockStreamSQL locks the stream's row for the rest of the append: appends
-// to one stream queue here, and each sees the version the previous one left.
-const lockStreamSQL = `SELECT version, key_id FROM streams
+// to one stream queue here, and each sees the version the previous one left
+// (and a shred that committed meanwhile).
+const lockStreamSQL = `SELECT version, key_id, subject FROM streams
 	WHERE tenant_id = $1 AND name = $2
 	FOR UPDATE`
+
+// setOwnerSQL records the data subject who owns the stream, at the first
+// append that names one; it rides in the batch that writes the events.
+const setOwnerSQL = `UPDATE streams SET subject = $3
+	WHERE tenant_id = $1 AND name = $2 AND subject IS NULL`
 
 // findEventsSQL finds the events of the batch appended before, in any stream
 // of the tenant. It runs after the stream lock is held, so it sees every
@@ -61,14 +67,18 @@ type storedEnvelope struct {
 // the positions are fixed. An append that ends early (a conflict, a replay)
 // costs a third, for ROLLBACK.
 //
-// Errors: ECONFLICT for an expected version that does not hold or an event
-// id reused with other content, in another stream, or partly; ENOTFOUND if
-// the stream has no key; EERASED if the stream's key is not req.KeyID (it
-// was shredded or replaced meanwhile; retry); EINVALID for an empty batch or
-// an id that appears twice in it; EUNAVAILABLE if the database is.
+// Errors: ECONFLICT for an expected version that does not hold, an event id
+// reused with other content, in another stream, or partly, or a subject
+// other than the stream's owner; ENOTFOUND if the stream has no key; EERASED
+// if the stream was shredded or its key is not req.KeyID (replaced
+// meanwhile; retry); EINVALID for an empty batch, an id that appears twice
+// in it, or an over-long subject; EUNAVAILABLE if the database is.
 func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventvault.AppendRequest) (eventvault.AppendResult, error) {
 	const op = "postgres.Append"
 	if err := req.Validate(tenant); err != nil {
+		return eventvault.AppendResult{}, err
+	}
+	if err := validateOwner(req.Subject); err != nil {
 		return eventvault.AppendResult{}, err
 	}
 	n := len(req.Events)
@@ -85,11 +95,12 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			found   bool
 			version int64
 			keyID   *uuid.UUID
+			owner   *string
 			before  = make(map[uuid.UUID]storedEnvelope)
 		)
 		b := &pgx.Batch{}
 		b.Queue(lockStreamSQL, tenant, req.Stream).QueryRow(func(r pgx.Row) error {
-			err := r.Scan(&version, &keyID)
+			err := r.Scan(&version, &keyID, &owner)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil
 			}
@@ -118,6 +129,8 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			return eventvault.Errorf(eventvault.EERASED, "stream %s was shredded", req.Stream)
 		case *keyID != req.KeyID:
 			return eventvault.Errorf(eventvault.EERASED, "the key of stream %s changed while the append was prepared; retry", req.Stream)
+		case req.Subject != "" && owner != nil && *owner != string(req.Subject):
+			return ownerConflict(req.Stream)
 		}
 		if len(before) > 0 {
 			r, err := replay(req, before)
@@ -139,6 +152,9 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 
 		var firstGlobal int64
 		b = &pgx.Batch{}
+		if req.Subject != "" && owner == nil {
+			b.Queue(setOwnerSQL, tenant, req.Stream, string(req.Subject))
+		}
 		b.Queue(writeEventsSQL, tenant, req.Stream, n, first, ids, types, macs, payloads).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&firstGlobal)
 		})

@@ -20,6 +20,9 @@ const (
 	sqlUndefinedTable        = "42P01"
 	sqlUndefinedObject       = "42704"
 	sqlInsufficientPrivilege = "42501"
+	// sqlErased is raised by migration 0003's erasure fence: a key for a
+	// shredded tenant. Its message is written for clients.
+	sqlErased = "EV410"
 )
 
 // connLostError marks an error after which the connection is gone: the
@@ -111,6 +114,9 @@ func mapPgError(op string, err error, pgErr *pgconn.PgError) error {
 	// Keep the context the store wrapped around the server's error.
 	if prefix := strings.TrimSuffix(err.Error(), pgErr.Error()); prefix != "" && prefix != err.Error() {
 		cause = fmt.Errorf("%s%w", prefix, cause)
+	}
+	if pgErr.Code == sqlErased {
+		return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: pgErr.Message, Err: cause}
 	}
 	return mapCode(op, pgErr.Code, cause)
 }

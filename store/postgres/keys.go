@@ -20,8 +20,10 @@ const ensureTenantSQL = `INSERT INTO tenants (tenant_id) VALUES ($1) ON CONFLICT
 
 // lockTenantSQL serialises the creation of a tenant's first KEK, so that
 // two creators proposing different versions cannot both insert. NO KEY
-// UPDATE, like an append's, leaves foreign key checks unblocked.
-const lockTenantSQL = `SELECT 1 FROM tenants WHERE tenant_id = $1 FOR NO KEY UPDATE`
+// UPDATE, like an append's, leaves foreign key checks unblocked. A tenant
+// that was shredded fails it with EERASED (migration 0003): it never gets a
+// KEK again.
+const lockTenantSQL = `SELECT eventvault_check_tenant_live(tenant_id, shredded_at) FROM tenants WHERE tenant_id = $1 FOR NO KEY UPDATE`
 
 const insertTenantKeySQL = `INSERT INTO tenant_keys (tenant_id, version, key_id, wrapped, created_at)
 	SELECT $1::text, $2::bigint, $3::uuid, $4::bytea, coalesce($5::timestamptz, now())
@@ -61,6 +63,7 @@ func (db *DB) TenantKey(ctx context.Context, tenant eventvault.TenantID) (eventv
 // CreateTenantKey stores k as the tenant's KEK unless the tenant has one (of
 // any version), and returns the newest one stored: k, or the one that won a
 // race. One round trip.
+// Errors: EERASED if the tenant was shredded.
 func (db *DB) CreateTenantKey(ctx context.Context, tenant eventvault.TenantID, k eventvault.WrappedKey) (eventvault.WrappedKey, error) {
 	const op = "postgres.CreateTenantKey"
 	if err := eventvault.ValidateTenant(tenant); err != nil {
@@ -109,9 +112,9 @@ func (db *DB) StreamKey(ctx context.Context, tenant eventvault.TenantID, stream 
 
 // CreateStreamKey stores k as the stream's key unless the stream has one,
 // creating the stream's row at version -1, and returns the key stored: k, or
-// the one that won a race. One round trip. A shredded stream never gets a
-// key again.
-// Errors: EERASED if the stream was shredded.
+// the one that won a race. One round trip. A shredded stream, or any stream
+// of a shredded tenant, never gets a key again.
+// Errors: EERASED if the stream or its tenant was shredded.
 func (db *DB) CreateStreamKey(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, k eventvault.WrappedKey) (eventvault.WrappedKey, error) {
 	const op = "postgres.CreateStreamKey"
 	if err := validateStreamKey(tenant, stream); err != nil {

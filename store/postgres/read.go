@@ -16,7 +16,7 @@ import (
 // keyColumns are a stream's wrapped key columns, scanned by scanKey.
 const keyColumns = `key_id, key_version, kek_version, wrapped_key, key_created_at`
 
-const streamRowSQL = `SELECT version, ` + keyColumns + ` FROM streams
+const streamRowSQL = `SELECT version, ` + keyColumns + `, shredded_at FROM streams
 	WHERE tenant_id = $1 AND name = $2`
 
 const eventColumns = `id, stream, type, position, global_position, recorded_at, content_mac, payload`
@@ -38,10 +38,10 @@ const readAllSQL = `SELECT ` + eventColumns + ` FROM events
 	ORDER BY global_position
 	LIMIT $3`
 
-// pageKeysSQL returns the keys of the streams in the page readAllSQL reads;
-// both run on one snapshot.
+// pageKeysSQL returns the keys of the streams in the page readAllSQL reads
+// (NULL for a shredded stream); both run on one snapshot.
 const pageKeysSQL = `SELECT name, ` + keyColumns + ` FROM streams
-	WHERE tenant_id = $1 AND key_id IS NOT NULL AND name IN (
+	WHERE tenant_id = $1 AND name IN (
 		SELECT stream FROM events
 		WHERE tenant_id = $1 AND global_position >= $2
 		ORDER BY global_position
@@ -49,10 +49,13 @@ const pageKeysSQL = `SELECT name, ` + keyColumns + ` FROM streams
 
 // ReadStream returns up to opts.Limit events of one stream with the
 // stream's version and key, read on one snapshot in one round trip. A read
-// past the end is an empty page.
+// past the end is an empty page. A shredded stream's page has ShreddedAt, a
+// zero key and the envelopes of the events not purged; it is a page even
+// when none are left.
 //
-// Errors: ENOTFOUND if the stream has no events; EINVALID for a limit that
-// is not positive or a From below 0 (below -1 backward).
+// Errors: ENOTFOUND if the stream has no events and was never shredded;
+// EINVALID for a limit that is not positive or a From below 0 (below -1
+// backward).
 func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, opts eventvault.ReadOptions) (eventvault.StreamPage, error) {
 	const op = "postgres.ReadStream"
 	if err := validateRead(tenant, opts); err != nil {
@@ -75,7 +78,8 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 		b := &pgx.Batch{}
 		b.Queue(streamRowSQL, tenant, stream).QueryRow(func(r pgx.Row) error {
 			var k storedKey
-			err := r.Scan(&page.Version, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt)
+			var shreddedAt *time.Time
+			err := r.Scan(&page.Version, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt, &shreddedAt)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil
 			}
@@ -83,6 +87,9 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 				return err
 			}
 			page.Key, _ = k.wrappedKey()
+			if shreddedAt != nil {
+				page.ShreddedAt = *shreddedAt
+			}
 			return nil
 		})
 		b.Queue(query, tenant, stream, from, opts.Limit).Query(func(rows pgx.Rows) error {
@@ -98,17 +105,18 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 	if err != nil {
 		return eventvault.StreamPage{}, err
 	}
-	if page.Version == eventvault.NoStream {
+	if page.Version == eventvault.NoStream && page.ShreddedAt.IsZero() {
 		return eventvault.StreamPage{}, &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("stream %s has no events", stream)}
 	}
 	return page, nil
 }
 
 // ReadAll returns up to limit events of the tenant with global position >=
-// from, in global order, and the keys of their streams, read on one
-// snapshot in one round trip. Global positions are given in commit order
-// (see Append), so a snapshot never holds a position without every position
-// before it.
+// from, in global order, and the keys of their streams (the zero key for a
+// shredded stream), read on one snapshot in one round trip. Global
+// positions are given in commit order (see Append), so a snapshot never
+// holds a position without every position before it. The positions of
+// purged events are gone: a page skips them.
 //
 // Errors: EINVALID for a negative from or a limit that is not positive.
 func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int64, limit int) (eventvault.AllPage, error) {
@@ -135,9 +143,7 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 				if err := rows.Scan(&name, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt); err != nil {
 					return err
 				}
-				if wk, ok := k.wrappedKey(); ok {
-					page.Keys[name] = wk
-				}
+				page.Keys[name], _ = k.wrappedKey()
 			}
 			return rows.Err()
 		})
