@@ -203,7 +203,7 @@ func (s *Server) start() {
 	cmd := exec.Command(s.bin, "server", "-config="+filepath.Join(s.dir, "vault.hcl"))
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = append(os.Environ(), "VAULT_ADDR="+s.Addr)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		s.t.Fatalf("vaulttest: start %s: %v", s.bin, err)
