@@ -4,12 +4,14 @@ import (
 	"bytes"
 	crand "crypto/rand"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/eventvault/eventvault"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/crypto/cryptotest"
+	"github.com/eventvault/eventvault/store/bolt"
 	"github.com/eventvault/eventvault/vault"
 	"github.com/eventvault/eventvault/vault/vaulttest"
 )
@@ -222,3 +224,30 @@ func TestOperationsFailUnavailableWhileVaultIsSealedOrDown(t *testing.T) {
 }
 
 func errOf[T any](_ T, err error) error { return err }
+
+// The same attack through the real keyring and store: tenant A's wrapped
+// KEK row copied into tenant B's place does not give B a key.
+func TestKeyringRefusesATenantKeyRowCopiedFromAnotherTenant(t *testing.T) {
+	s := vaulttest.Start(t)
+	p := openChecked(t, s.Config())
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "eventvault.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx := t.Context()
+	if _, err := evcrypto.NewKeyring(p, store, evcrypto.KeyringOptions{}).StreamCipher(ctx, "tenant-a", "order-1"); err != nil {
+		t.Fatalf("StreamCipher for tenant A: %v", err)
+	}
+	row, err := store.TenantKey(ctx, "tenant-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.CreateTenantKey(ctx, "tenant-b", row); err != nil {
+		t.Fatal(err)
+	}
+	_, err = evcrypto.NewKeyring(p, store, evcrypto.KeyringOptions{}).StreamCipher(ctx, "tenant-b", "order-1")
+	if !errors.Is(err, evcrypto.ErrAuthentication) {
+		t.Fatalf("StreamCipher for tenant B over A's KEK row: %v; want an authentication failure", err)
+	}
+}
