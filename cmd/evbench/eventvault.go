@@ -26,8 +26,9 @@ import (
 // benchTenant is the tenant every EventVault request runs as.
 const benchTenant eventvault.TenantID = "bench"
 
-// evServer is the EventVault server stack as cmd/eventvault wires it, on a
-// loopback port, with a root key provider that counts its calls.
+// evServer is the EventVault server stack as cmd/eventvault wires it (keep
+// the two alike), on a loopback port, with a local root key behind a
+// provider that counts its calls.
 type evServer struct {
 	store  *postgres.DB
 	keys   *evcrypto.Keyring
@@ -58,6 +59,7 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) 
 	s.keys = evcrypto.NewKeyring(s.root, store, evcrypto.KeyringOptions{})
 	handler := api.New(api.Config{
 		Engine: engine.New(store, s.keys, logger),
+		Keys:   engine.NewRotation(s.keys, logger),
 		Tokens: &auth.Tokens{Store: store},
 		Ready:  store.Ping,
 		Logger: logger,
