@@ -11,18 +11,26 @@
 // advisory lock, and recorded in schema_migrations. Every table but
 // schema_migrations carries tenant_id:
 //
-//	tenants      (tenant_id PK, last_global_position)        -1 before the first event
+//	tenants      (tenant_id PK, last_global_position,        -1 before the first event;
+//	             shredded_at, shredded_key_ids)               shredded_at set once the tenant is shredded
 //	tenant_keys  (tenant_id, version) PK, key_id, wrapped     every KEK version
 //	streams      (tenant_id, name) PK, version, key_id,       version -1 without events;
-//	             key_version, kek_version, wrapped_key        the key lives on the row, so a read
-//	                                                          gets it with the events it protects;
-//	                                                          NULL key columns mean shredded
-//	events       (tenant_id, global_position) PK,             insert-only
+//	             key_version, kek_version, wrapped_key,       the key lives on the row, so a read
+//	             subject, shredded_at, shredded_key_id,       gets it with the events it protects;
+//	             purged_at                                    NULL key columns mean shredded (and
+//	                                                          shredded_at is then set); subject is
+//	                                                          the owner's pseudonym (indexed)
+//	events       (tenant_id, global_position) PK,             insert-only (but see Erasure)
 //	             UNIQUE (tenant_id, stream, position),
 //	             UNIQUE (tenant_id, id), type, recorded_at,
 //	             content_mac, payload
 //	api_tokens   id PK, token_hash UNIQUE, tenant_id, name,   tenant '' allowed for root tokens
 //	             root, rules jsonb
+//	legal_holds  (tenant_id, subject) PK, reason, placed_at,
+//	             placed_by
+//	erasure_requests (tenant_id, id) PK, subject, state,      never deleted
+//	             reason, requested_by, received_at,
+//	             completed_at, certificate
 //
 // # Row-level security
 //
@@ -52,6 +60,44 @@
 // like the tenant, guard against a bug in the store's own SQL (a missing
 // filter, a wrong tenant id), not against an attacker who runs arbitrary SQL
 // as eventvault_app: such an attacker could set them too.
+//
+// # Erasure
+//
+// Migration 0003. ShredStream empties a stream's key columns and stamps
+// shredded_at in one UPDATE; the row stays as the erasure fence. A trigger
+// makes emptying a key always a whole shred (every key column NULL, the
+// destroyed key's id and the time recorded), keeps a shred record, a purge
+// time and a stream's owner from ever changing, and lets a live key's id,
+// version and time change only by being shredded. Another trigger refuses
+// any new KEK version or stream key of a shredded tenant with SQLSTATE
+// EV410, which the store maps to EERASED; it takes a FOR SHARE lock on the
+// tenant's row, so a key created while ShredTenant runs is either refused
+// or shredded by it.
+//
+// eventvault_app still cannot DELETE events or tenant keys. Purging a
+// shredded stream's events and destroying a shredded tenant's KEK versions
+// go through two SECURITY DEFINER functions owned by the tables' owner
+// (eventvault_purge_stream, eventvault_destroy_tenant_keys), with a fixed
+// search_path, executable by eventvault_app only. They act on the tenant
+// set for the transaction, never on one passed as an argument, and refuse
+// anything not marked shredded first. We chose them over a DELETE grant
+// narrowed by policies because a grant would let any statement of the app
+// role delete (policies filter rows silently, they do not refuse), while a
+// function states the one deletion allowed and refuses the rest loudly.
+// Purged events' global positions are gone from ReadAll; they are never
+// reused.
+//
+// ShredStream and ShredTenant notify the channel eventvault_evict inside
+// their transactions ("<tenant>/<stream>" or "<tenant>"), so that
+// ListenEvictions on every node drops cached keys once the shred commits.
+// Reads fail closed whatever a cache holds: the key row is read on the
+// snapshot of the events.
+//
+// The destroyed key's old row version remains in the table's file until
+// VACUUM reclaims it, and in WAL and backups until they are recycled. It is
+// wrapped by the tenant KEK: rotating the KEK and retiring its old versions
+// (and the root key versions that wrapped them) bounds how long such a copy
+// stays decryptable.
 //
 // # Appends and global order
 //
