@@ -23,7 +23,7 @@
 //	    ids                        event id (16 bytes) → position + stream name
 //	erasure/<tenant>/
 //	    "tenant_shred"             the tenant's shred record (JSON), once shredded
-//	    subjects/<pseudonym>/      stream name → empty: the streams a subject owns
+//	    subjects/<pseudonym>/      stream name → 1: the streams a subject owns
 //	    holds                      pseudonym → legal hold (JSON)
 //	    requests                   request id (16 bytes) → erasure request (JSON)
 //
