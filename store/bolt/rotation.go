@@ -47,6 +47,9 @@ func (db *DB) AddTenantKey(ctx context.Context, tenant eventvault.TenantID, k ev
 		return eventvault.Errorf(eventvault.EINVALID, "a tenant key needs a ciphertext")
 	}
 	return db.update(ctx, op, func(tx *bbolt.Tx) error {
+		if err := checkTenantLive(tx, op, tenant); err != nil {
+			return err // the erasure fence: a shredded tenant never gets a KEK again
+		}
 		tb := readTenant(tx, tenant)
 		if tb == nil {
 			return noTenantKEK(op, tenant)
