@@ -44,7 +44,20 @@ func newTestAPI(t *testing.T) *testAPI {
 	if err != nil {
 		t.Fatalf("install root token: %v", err)
 	}
-	srv := New(Config{Engine: engine.New(store, keys, nil), Tokens: tokens, Ready: store.Ping})
+	pseud, err := evcrypto.OpenPseudonymizer(filepath.Join(dir, "pseudonym.key"))
+	if err != nil {
+		t.Fatalf("pseudonym key: %v", err)
+	}
+	signer, err := evcrypto.OpenSigningKey(filepath.Join(dir, "signing.key"))
+	if err != nil {
+		t.Fatalf("signing key: %v", err)
+	}
+	srv := New(Config{
+		Engine:  engine.New(store, keys, nil, engine.WithPseudonymizer(pseud)),
+		Erasure: engine.NewErasure(store, keys, pseud, signer, nil),
+		Tokens:  tokens,
+		Ready:   store.Ping,
+	})
 	return &testAPI{t: t, srv: srv, root: rootToken}
 }
 

@@ -38,7 +38,8 @@ type Server struct {
 }
 
 // Config holds what the server needs. Ready reports whether the store can
-// serve (for /readyz). Logger may be nil.
+// serve (for /readyz). Erasure and Keys may be nil in tests of other
+// resources: their endpoints are then absent. Logger may be nil.
 type Config struct {
 	Engine  *engine.Engine
 	Erasure *engine.Erasure

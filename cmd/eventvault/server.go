@@ -31,8 +31,10 @@ type Main struct {
 	Stdout io.Writer
 	Logger *slog.Logger
 
-	store    eventvault.Store
-	root     evcrypto.RootKeyProvider
+	store eventvault.Store
+	root  evcrypto.RootKeyProvider
+	// stop ends what runs beside the server (the eviction listener).
+	stop     func()
 	listener net.Listener
 	server   *http.Server
 	// RootToken is the dev root token, once Run has installed it.
@@ -75,6 +77,15 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.store = store
 	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{CacheSize: c.KeyCacheSize, TTL: c.KeyCacheTTL})
+	pseud, err := evcrypto.OpenPseudonymizer(c.PseudonymKeyFile)
+	if err != nil {
+		return fmt.Errorf("pseudonym key: %w", err)
+	}
+	signer, err := evcrypto.OpenSigningKey(c.SigningKeyFile)
+	if err != nil {
+		return fmt.Errorf("signing key: %w", err)
+	}
+	m.listenEvictions(keys)
 	tokens := &auth.Tokens{Store: store}
 	if c.Dev {
 		m.RootToken, err = tokens.InstallRoot(ctx, DevTenant, c.DevRootToken)
@@ -83,11 +94,12 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 	}
 	handler := api.New(api.Config{
-		Engine: engine.New(store, keys, m.Logger),
-		Keys:   engine.NewRotation(keys, m.Logger),
-		Tokens: tokens,
-		Ready:  store.Ping,
-		Logger: m.Logger,
+		Engine:  engine.New(store, keys, m.Logger, engine.WithPseudonymizer(pseud)),
+		Erasure: engine.NewErasure(store, keys, pseud, signer, m.Logger),
+		Keys:    engine.NewRotation(keys, m.Logger),
+		Tokens:  tokens,
+		Ready:   store.Ping,
+		Logger:  m.Logger,
 	})
 	m.listener, err = net.Listen("tcp", c.Listen)
 	if err != nil {
@@ -128,6 +140,26 @@ func (m *Main) openStore(ctx context.Context) (eventvault.Store, string, error) 
 	return db, "embedded (" + path + ")", nil
 }
 
+// listenEvictions drops a key from this node's cache as soon as another
+// node shreds it (PostgreSQL NOTIFY). Reads fail closed without it; it keeps
+// a shredded key from lingering in memory until its TTL.
+func (m *Main) listenEvictions(keys *evcrypto.Keyring) {
+	db, ok := m.store.(*postgres.DB)
+	if !ok {
+		return // the embedded store serves one process
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	m.stop = func() { cancel(); <-done }
+	go func() {
+		defer close(done)
+		err := db.ListenEvictions(ctx, keys.EvictStream, keys.EvictTenant)
+		if err != nil && ctx.Err() == nil {
+			m.Logger.Error("eviction listener stopped", slog.Any("err", err))
+		}
+	}()
+}
+
 // Addr is the address the server listens on, once Open has run.
 func (m *Main) Addr() string { return m.listener.Addr().String() }
 
@@ -160,8 +192,11 @@ func (m *Main) Serve(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the store.
+// Close stops the eviction listener and releases the store.
 func (m *Main) Close() error {
+	if m.stop != nil {
+		m.stop()
+	}
 	if m.store != nil {
 		return m.store.Close()
 	}

@@ -1,0 +1,235 @@
+package api
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/eventvault/eventvault"
+	evcrypto "github.com/eventvault/eventvault/crypto"
+)
+
+// eraser issues a token with append, read and erase on every stream.
+func (a *testAPI) eraser(tenant string) string {
+	a.t.Helper()
+	var out tokenResponse
+	a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{
+		"tenant": tenant, "name": "dpo",
+		"rules": []any{map[string]any{"capabilities": []string{"append", "read", "erase"}, "streams": "*"}},
+	}, http.StatusCreated, &out)
+	return out.Token
+}
+
+type allOut struct {
+	Events []struct {
+		Stream         string          `json:"stream"`
+		GlobalPosition int64           `json:"global_position"`
+		Data           json.RawMessage `json:"data"`
+		Erased         bool            `json:"erased"`
+	} `json:"events"`
+}
+
+func TestShredStream(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.eraser("acme")
+	a.doJSON(http.MethodPost, "/v1/streams/order-1/events", tok, map[string]any{"events": []any{event("A", 1), event("B", 2)}}, http.StatusCreated, nil)
+	a.doJSON(http.MethodPost, "/v1/streams/order-2/events", tok, map[string]any{"events": []any{event("C", 3)}}, http.StatusCreated, nil)
+
+	var sh shredResponse
+	a.doJSON(http.MethodDelete, "/v1/streams/order-1", tok, nil, http.StatusOK, &sh)
+	if !sh.Erased || sh.KeyID == "" || sh.ShreddedAt.IsZero() {
+		t.Fatalf("shred response %+v", sh)
+	}
+	p := wantProblem(t, a.do(http.MethodGet, "/v1/streams/order-1/events", tok, nil), http.StatusGone, "erased", "order-1", "erased at")
+	_ = p
+	// Read-all keeps the shredded events' envelopes, so global order holds.
+	var all allOut
+	a.doJSON(http.MethodGet, "/v1/events", tok, nil, http.StatusOK, &all)
+	if len(all.Events) != 3 {
+		t.Fatalf("read-all has %d events, want 3 envelopes", len(all.Events))
+	}
+	for i, e := range all.Events {
+		if e.GlobalPosition != int64(i) {
+			t.Fatalf("global positions %+v, want 0,1,2", all.Events)
+		}
+		if e.Stream == "order-1" && (!e.Erased || len(e.Data) != 0) {
+			t.Fatalf("shredded event %+v: want erased without data", e)
+		}
+		if e.Stream == "order-2" && (e.Erased || string(e.Data) != "3") {
+			t.Fatalf("untouched event %+v", e)
+		}
+	}
+	// The erasure fence: no new events under a fresh key.
+	b, _ := json.Marshal(map[string]any{"events": []any{event("D", 4)}})
+	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-1/events", tok, b), http.StatusConflict, "conflict", "erased")
+	// Idempotent: the same key id again.
+	var again shredResponse
+	a.doJSON(http.MethodDelete, "/v1/streams/order-1", tok, nil, http.StatusOK, &again)
+	if again.KeyID != sh.KeyID || !again.ShreddedAt.Equal(sh.ShreddedAt) {
+		t.Fatalf("second shred %+v, want the first %+v", again, sh)
+	}
+	// Purge removes the rows too; the stream still reads as erased.
+	a.doJSON(http.MethodDelete, "/v1/streams/order-1?purge=true", tok, nil, http.StatusOK, &again)
+	if !again.Purged {
+		t.Fatalf("purge: %+v", again)
+	}
+	wantProblem(t, a.do(http.MethodGet, "/v1/streams/order-1/events", tok, nil), http.StatusGone, "erased")
+	a.doJSON(http.MethodGet, "/v1/events", tok, nil, http.StatusOK, &all)
+	if len(all.Events) != 1 || all.Events[0].Stream != "order-2" {
+		t.Fatalf("after purge read-all %+v, want order-2 only", all.Events)
+	}
+
+	cases := []struct {
+		name, method, path, token string
+		status                    int
+		code                      string
+	}{
+		{"unknown stream", "DELETE", "/v1/streams/order-404", tok, 404, "not_found"},
+		{"bad purge", "DELETE", "/v1/streams/order-2?purge=maybe", tok, 400, "invalid"},
+		{"bad name", "DELETE", "/v1/streams/order", tok, 400, "invalid"},
+		{"no erase capability", "DELETE", "/v1/streams/order-2", a.tokenFor("acme"), 403, "forbidden"},
+		{"another tenant", "DELETE", "/v1/streams/order-2", a.eraser("globex"), 404, "not_found"},
+		{"tenant shred needs root", "POST", "/v1/admin/tenants/acme/shred", tok, 403, "forbidden"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			wantProblem(t, a.do(c.method, c.path, c.token, nil), c.status, c.code)
+		})
+	}
+	a.doJSON(http.MethodGet, "/v1/streams/order-2/events", tok, nil, http.StatusOK, nil)
+}
+
+func TestErasureRequestShredsTheSubjectsStreamsAndCertifiesIt(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.eraser("acme")
+	const subject = "customer-881@example.com"
+	for _, s := range []string{"order-1", "cart-1"} {
+		a.doJSON(http.MethodPost, "/v1/streams/"+s+"/events", tok, map[string]any{"subject": subject, "events": []any{event("A", 1)}}, http.StatusCreated, nil)
+	}
+	a.doJSON(http.MethodPost, "/v1/streams/order-2/events", tok, map[string]any{"subject": "someone-else", "events": []any{event("A", 1)}}, http.StatusCreated, nil)
+	// A stream belongs to one subject.
+	b, _ := json.Marshal(map[string]any{"subject": "someone-else", "events": []any{event("A", 1)}})
+	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-1/events", tok, b), http.StatusConflict, "conflict")
+
+	rec := a.do(http.MethodPost, "/v1/erasure-requests", tok, []byte(`{"subject":"`+subject+`"}`))
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("erasure request: %d %s", rec.Code, rec.Body)
+	}
+	if strings.Contains(rec.Body.String(), "customer-881") {
+		t.Fatalf("the response echoes the subject id: %s", rec.Body)
+	}
+	var er erasureResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &er); err != nil {
+		t.Fatal(err)
+	}
+	if er.State != "completed" || er.CompletedAt == nil || len(er.Certificate) == 0 || rec.Header().Get("Location") != "/v1/erasure-requests/"+er.ID {
+		t.Fatalf("erasure response %+v", er)
+	}
+	for _, s := range []string{"order-1", "cart-1"} {
+		wantProblem(t, a.do(http.MethodGet, "/v1/streams/"+s+"/events", tok, nil), http.StatusGone, "erased")
+	}
+	a.doJSON(http.MethodGet, "/v1/streams/order-2/events", tok, nil, http.StatusOK, nil)
+
+	// The certificate verifies against the published key and says what was
+	// destroyed, without personal data.
+	var pub signingKeyResponse
+	a.doJSON(http.MethodGet, "/v1/keys/signing", "", nil, http.StatusOK, &pub)
+	key, _ := base64.StdEncoding.DecodeString(pub.PublicKey)
+	env, err := evcrypto.ParseEnvelope(er.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := evcrypto.VerifyEnvelope(key, eventvault.ErasureCertificateType, env)
+	if err != nil {
+		t.Fatalf("certificate: %v", err)
+	}
+	var cert eventvault.ErasureCertificate
+	if err := json.Unmarshal(payload, &cert); err != nil {
+		t.Fatal(err)
+	}
+	if cert.RequestID != er.ID || cert.StreamCount != 2 || len(cert.DestroyedKeys) != 2 || string(cert.SubjectPseudonym) != er.SubjectPseudonym || cert.Issuer != pub.KeyID {
+		t.Fatalf("certificate %+v for request %+v", cert, er)
+	}
+	if strings.Contains(string(payload), "customer-881") {
+		t.Fatalf("the certificate holds the subject id: %s", payload)
+	}
+
+	// Asking again returns the completed request; so does GET.
+	var again, got erasureResponse
+	a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": subject}, http.StatusAccepted, &again)
+	a.doJSON(http.MethodGet, "/v1/erasure-requests/"+er.ID, tok, nil, http.StatusOK, &got)
+	if again.ID != er.ID || got.ID != er.ID || got.State != "completed" || string(got.Certificate) != string(er.Certificate) {
+		t.Fatalf("repeat %+v / get %+v, want the completed request %s", again, got, er.ID)
+	}
+
+	cases := []struct {
+		name, method, path, token, body string
+		status                          int
+		code                            string
+	}{
+		{"unknown request", "GET", "/v1/erasure-requests/3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55", tok, "", 404, "not_found"},
+		{"malformed request id", "GET", "/v1/erasure-requests/42", tok, "", 404, "not_found"},
+		{"another tenant's request", "GET", "/v1/erasure-requests/" + er.ID, a.eraser("globex"), "", 404, "not_found"},
+		{"empty subject", "POST", "/v1/erasure-requests", tok, `{"subject":""}`, 400, "invalid"},
+		{"unknown field", "POST", "/v1/erasure-requests", tok, `{"subjcet":"x"}`, 400, "invalid"},
+		{"no erase capability", "POST", "/v1/erasure-requests", a.tokenFor("acme"), `{"subject":"x"}`, 403, "forbidden"},
+		{"no token", "POST", "/v1/erasure-requests", "", `{"subject":"x"}`, 401, "unauthorized"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var body []byte
+			if c.body != "" {
+				body = []byte(c.body)
+			}
+			wantProblem(t, a.do(c.method, c.path, c.token, body), c.status, c.code)
+		})
+	}
+}
+
+func TestLegalHoldRejectsErasureUntilLifted(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.eraser("acme")
+	a.doJSON(http.MethodPost, "/v1/streams/loan-7/events", tok, map[string]any{"subject": "customer-7", "events": []any{event("LoanGranted", 1)}}, http.StatusCreated, nil)
+	a.doJSON(http.MethodPut, "/v1/subjects/customer-7/hold", tok, map[string]any{"reason": "open litigation 2026-114"}, http.StatusOK, nil)
+
+	var rejected erasureResponse
+	a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": "customer-7"}, http.StatusAccepted, &rejected)
+	if rejected.State != "rejected" || !strings.Contains(rejected.Reason, "open litigation 2026-114") || len(rejected.Certificate) != 0 {
+		t.Fatalf("under hold: %+v", rejected)
+	}
+	a.doJSON(http.MethodGet, "/v1/streams/loan-7/events", tok, nil, http.StatusOK, nil)
+
+	rec := a.do(http.MethodDelete, "/v1/subjects/customer-7/hold", tok, nil)
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("lift hold: %d %s", rec.Code, rec.Body)
+	}
+	var done erasureResponse
+	a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": "customer-7"}, http.StatusAccepted, &done)
+	if done.State != "completed" || done.ID == rejected.ID {
+		t.Fatalf("after lifting the hold: %+v", done)
+	}
+	wantProblem(t, a.do(http.MethodGet, "/v1/streams/loan-7/events", tok, nil), http.StatusGone, "erased")
+	wantProblem(t, a.do(http.MethodDelete, "/v1/subjects/customer-7/hold", tok, nil), http.StatusNotFound, "not_found")
+	b := []byte(`{"reason":""}`)
+	wantProblem(t, a.do(http.MethodPut, "/v1/subjects/customer-7/hold", tok, b), http.StatusBadRequest, "invalid", "reason")
+}
+
+func TestTenantShredMakesEverythingUnreadable(t *testing.T) {
+	a := newTestAPI(t)
+	acme, globex := a.eraser("acme"), a.eraser("globex")
+	a.doJSON(http.MethodPost, "/v1/streams/order-1/events", acme, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
+	a.doJSON(http.MethodPost, "/v1/streams/order-1/events", globex, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
+
+	var sh tenantShredResponse
+	a.doJSON(http.MethodPost, "/v1/admin/tenants/acme/shred", a.root, nil, http.StatusOK, &sh)
+	if !sh.Erased || len(sh.KeyIDs) == 0 {
+		t.Fatalf("tenant shred %+v", sh)
+	}
+	wantProblem(t, a.do(http.MethodGet, "/v1/streams/order-1/events", acme, nil), http.StatusGone, "erased")
+	b, _ := json.Marshal(map[string]any{"events": []any{event("A", 1)}})
+	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-9/events", acme, b), http.StatusConflict, "conflict")
+	// The other tenant is untouched.
+	a.doJSON(http.MethodGet, "/v1/streams/order-1/events", globex, nil, http.StatusOK, nil)
+}
