@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/eventvault/eventvault/store/postgres/pgtest"
+)
+
+// lockedBuffer collects a process's log while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// node is a real eventvault server process.
+type node struct {
+	cmd  *exec.Cmd
+	base string
+}
+
+var listeningRE = regexp.MustCompile(`EventVault listening on (http://\S+)`)
+
+// buildServer compiles the command once per test.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "eventvault")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build eventvault: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startNode runs `eventvault server -dev` on PostgreSQL, sharing dataDir (and
+// so the root, signing and pseudonym keys) with the other nodes.
+func startNode(t *testing.T, bin, dbURL, dataDir, rootToken string) *node {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "server", "-dev", "-listen", "127.0.0.1:0", "-data-dir", dataDir, "-database-url", dbURL)
+	cmd.Env = append(os.Environ(), "EVENTVAULT_DEV_ROOT_TOKEN="+rootToken)
+	logs := &lockedBuffer{}
+	cmd.Stderr = logs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start node: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("log of node %s:\n%s", cmd.Path, logs.String())
+		}
+	})
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+	}()
+	select {
+	case base := <-found:
+		return &node{cmd: cmd, base: base}
+	case <-time.After(60 * time.Second):
+		t.Fatal("node did not start listening within 60 s")
+	}
+	return nil
+}
+
+// TestShredOnOneNodeIsHonouredByAnotherAtOnce runs two server processes on
+// one PostgreSQL. Both have read the stream, so both hold its key in their
+// caches; after a shred on the first, the second's very next read must not
+// return the data, nor may it take an append.
+func TestShredOnOneNodeIsHonouredByAnotherAtOnce(t *testing.T) {
+	dbURL := pgtest.URL(t)
+	bin := buildServer(t)
+	dataDir := t.TempDir()
+	const root = "two-nodes-root"
+	first := startNode(t, bin, dbURL, dataDir, root)
+	second := startNode(t, bin, dbURL, dataDir, root)
+
+	body := fmt.Sprintf(`{"events":[{"id":%q,"type":"Noted","data":{"secret":"s-1"}},{"id":%q,"type":"Noted","data":{"secret":"s-2"}}]}`, uuid.NewString(), uuid.NewString())
+	if code, b := call(t, "POST", first.base+"/v1/streams/note-1/events", root, body); code != 201 {
+		t.Fatalf("append on the first node: %d %s", code, b)
+	}
+	for _, n := range []*node{first, second} {
+		if code, b := call(t, "GET", n.base+"/v1/streams/note-1/events", root, ""); code != 200 || !strings.Contains(b, "s-2") {
+			t.Fatalf("warm read on %s: %d %s", n.base, code, b)
+		}
+	}
+
+	if code, b := call(t, "DELETE", first.base+"/v1/streams/note-1", root, ""); code != 200 {
+		t.Fatalf("shred on the first node: %d %s", code, b)
+	}
+
+	code, b := call(t, "GET", second.base+"/v1/streams/note-1/events", root, "")
+	if code != 410 || strings.Contains(b, "s-1") || !strings.Contains(b, "erased_at") {
+		t.Fatalf("the second node's next read after the shred: %d %s; want 410 with erased_at and no data", code, b)
+	}
+	append2 := fmt.Sprintf(`{"events":[{"id":%q,"type":"Noted","data":{}}]}`, uuid.NewString())
+	if code, b := call(t, "POST", second.base+"/v1/streams/note-1/events", root, append2); code != 409 {
+		t.Fatalf("append on the second node after the shred: %d %s; want 409", code, b)
+	}
+	code, b = call(t, "GET", second.base+"/v1/events", root, "")
+	var all struct {
+		Events []struct {
+			Erased bool            `json:"erased"`
+			Data   json.RawMessage `json:"data"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(b), &all); code != 200 || err != nil || len(all.Events) != 2 || !all.Events[0].Erased || all.Events[1].Data != nil {
+		t.Fatalf("read-all on the second node: %d %s", code, b)
+	}
+}
