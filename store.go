@@ -256,3 +256,18 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Close() error
 }
+
+// KEKRetirer destroys old tenant KEK versions. Every store implements it;
+// it joins KeyStore once both engines do.
+type KEKRetirer interface {
+	// DestroyTenantKeysBefore destroys every version of the tenant's KEK
+	// older than version, for good, and returns how many it destroyed. It
+	// is how erasure reaches backups: once the old versions are gone from
+	// the live database and the root versions that wrapped them are
+	// retired, a backup that still holds them can no longer be decrypted.
+	// Destroying nothing (no older version is left) returns 0.
+	// Errors: ECONFLICT while a stream key is still wrapped under one of
+	// them (re-wrap first); ENOTFOUND if the tenant has no KEK version >=
+	// version, so the newest version always stays; EINVALID for version 0.
+	DestroyTenantKeysBefore(ctx context.Context, tenant TenantID, version uint32) (int, error)
+}
