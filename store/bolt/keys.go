@@ -112,8 +112,9 @@ func (db *DB) StreamKey(ctx context.Context, tenant eventvault.TenantID, stream 
 // CreateStreamKey stores k as the stream's key unless one exists, and
 // returns the one that is stored. A shredded stream, or any stream of a
 // shredded tenant, never gets a key again.
-// Errors: EERASED if the stream or its tenant was shredded; EINVALID for a
-// malformed tenant or stream name.
+// Errors: EERASED if the stream or its tenant was shredded; ECONFLICT if
+// k is wrapped under a KEK version DestroyTenantKeysBefore destroyed;
+// EINVALID for a malformed tenant or stream name.
 func (db *DB) CreateStreamKey(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, k eventvault.WrappedKey) (eventvault.WrappedKey, error) {
 	const op = "bolt.CreateStreamKey"
 	if err := validateStream(tenant, stream); err != nil {
@@ -122,6 +123,9 @@ func (db *DB) CreateStreamKey(ctx context.Context, tenant eventvault.TenantID, s
 	stored := k
 	err := db.update(ctx, op, func(tx *bbolt.Tx) error {
 		if err := checkTenantLive(tx, op, tenant); err != nil {
+			return err
+		}
+		if err := checkKEKLive(tx, op, tenant, k.KEKVersion); err != nil {
 			return err
 		}
 		tb, err := writeTenant(tx, tenant)

@@ -23,6 +23,10 @@ const (
 	// sqlErased is raised by migration 0003's erasure fence: a key for a
 	// shredded tenant. Its message is written for clients.
 	sqlErased = "EV410"
+	// sqlConflict is raised by migration 0004: KEK versions still in use,
+	// or a stream key under a destroyed one. Its message is written for
+	// clients.
+	sqlConflict = "EV409"
 )
 
 // connLostError marks an error after which the connection is gone: the
@@ -117,6 +121,9 @@ func mapPgError(op string, err error, pgErr *pgconn.PgError) error {
 	}
 	if pgErr.Code == sqlErased {
 		return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: pgErr.Message, Err: cause}
+	}
+	if pgErr.Code == sqlConflict {
+		return &eventvault.Error{Code: eventvault.ECONFLICT, Op: op, Message: pgErr.Message, Err: cause}
 	}
 	return mapCode(op, pgErr.Code, cause)
 }

@@ -77,6 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) eventvault.Store) {
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
 	t.Run("Rotation", func(t *testing.T) { testRotation(t, open) })
+	t.Run("KEKRetire", func(t *testing.T) { testKEKRetire(t, open) })
 	t.Run("Erasure", func(t *testing.T) { testErasure(t, open) })
 }
 
