@@ -1,17 +1,8 @@
 package api
 
 import (
-	"net/http"
-
 	"github.com/gin-gonic/gin"
 )
-
-type allResponse struct {
-	Events []eventOut `json:"events"`
-	// Next is the from of the following page: the global position after
-	// the last event returned, or from itself when the page was empty.
-	Next int64 `json:"next"`
-}
 
 // readAll reads the tenant's events in global order: ?from=&limit=.
 // Paging with next never skips an event that commits later.
@@ -31,11 +22,13 @@ func (s *Server) readAll(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	out := allResponse{Events: make([]eventOut, len(events)), Next: from}
-	for i, e := range events {
-		out.Events[i] = toEventOut(e)
-		out.Next = e.GlobalPosition + 1
+	// next is the from of the following page: the global position after
+	// the last event returned, or from itself when the page was empty.
+	next := from
+	if n := len(events); n > 0 {
+		next = events[n-1].GlobalPosition + 1
 	}
-	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, out)
+	s.writeEvents(c, func(b []byte) ([]byte, error) {
+		return appendAllJSON(b, events, next)
+	})
 }

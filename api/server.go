@@ -35,6 +35,8 @@ type Server struct {
 	ready   func(context.Context) error
 	logger  *slog.Logger
 	router  *gin.Engine
+	// bodies lends the buffers read responses are rendered into.
+	bodies bodyPool
 }
 
 // Config holds what the server needs. Ready reports whether the store can

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -125,43 +124,6 @@ func compactJSON(raw json.RawMessage) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// eventOut is an event as the API shows it.
-type eventOut struct {
-	ID             string          `json:"id"`
-	Stream         string          `json:"stream"`
-	Type           string          `json:"type"`
-	Position       int64           `json:"position"`
-	GlobalPosition int64           `json:"global_position"`
-	RecordedAt     time.Time       `json:"recorded_at"`
-	Data           json.RawMessage `json:"data,omitempty"`
-	Metadata       json.RawMessage `json:"metadata,omitempty"`
-	// Erased marks an event whose key was shredded: no data, ever again.
-	Erased bool `json:"erased,omitempty"`
-}
-
-func toEventOut(e eventvault.Event) eventOut {
-	return eventOut{
-		ID:             e.ID.String(),
-		Stream:         string(e.Stream),
-		Type:           e.Type,
-		Position:       e.Position,
-		GlobalPosition: e.GlobalPosition,
-		RecordedAt:     e.RecordedAt.UTC(),
-		Data:           e.Data,
-		Metadata:       e.Metadata,
-		Erased:         e.Erased,
-	}
-}
-
-type streamResponse struct {
-	Stream    string     `json:"stream"`
-	Version   int64      `json:"version"`
-	Direction string     `json:"direction"`
-	Events    []eventOut `json:"events"`
-	// Next is the from of the following page, absent at the end.
-	Next *int64 `json:"next,omitempty"`
-}
-
 // readStream reads one stream: ?from=&limit=&direction=forward|backward.
 // Forward reads start at 0 by default; backward reads at the last event.
 func (s *Server) readStream(c *gin.Context) {
@@ -195,19 +157,18 @@ func (s *Server) readStream(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	out := streamResponse{Stream: string(stream), Version: slice.Version, Direction: direction, Events: make([]eventOut, len(slice.Events))}
-	for i, e := range slice.Events {
-		out.Events[i] = toEventOut(e)
-	}
+	// next is the from of the following page, absent at the end.
+	var next *int64
 	if n := len(slice.Events); n == limit {
-		next := slice.Events[n-1].Position + 1
+		p := slice.Events[n-1].Position + 1
 		if backward {
-			next = slice.Events[n-1].Position - 1
+			p = slice.Events[n-1].Position - 1
 		}
-		if next >= 0 && next <= slice.Version {
-			out.Next = &next
+		if p >= 0 && p <= slice.Version {
+			next = &p
 		}
 	}
-	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, out)
+	s.writeEvents(c, func(b []byte) ([]byte, error) {
+		return appendStreamJSON(b, stream, slice.Version, direction, slice.Events, next)
+	})
 }
