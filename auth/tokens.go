@@ -26,10 +26,40 @@ const TokenPrefix = "evt_"
 const MaxTokenLength = 512
 
 // Tokens issues and verifies API tokens.
+//
+// Built with NewTokens and a positive cache TTL, it remembers the principal
+// of each token that authenticated (by the token's hash) for that long, so
+// that most requests make no store call. The price is a revocation delay:
+// a token deleted from the store by another process sharing the database
+// keeps authenticating here for up to the TTL. Revocations made through
+// this Tokens (InstallRoot's retirement of earlier root tokens) purge the
+// cache and take effect at once; any future revocation must call Purge
+// too. Tokens that fail to authenticate are never cached. A Tokens built
+// as a literal has no cache.
 type Tokens struct {
 	Store eventvault.TokenStore
 	Rand  io.Reader        // crypto/rand.Reader when nil
 	Now   func() time.Time // time.Now when nil
+	cache *tokenCache      // nil: no cache
+}
+
+// NewTokens returns Tokens over store that remember authenticated tokens
+// for cacheTTL (DefaultTokenCacheTTL is the server's default); 0 or less
+// disables the cache.
+func NewTokens(store eventvault.TokenStore, cacheTTL time.Duration) *Tokens {
+	t := &Tokens{Store: store}
+	if cacheTTL > 0 {
+		t.cache = newTokenCache(cacheTTL)
+	}
+	return t
+}
+
+// Purge forgets every cached token, so that the next request with any
+// token looks it up in the store. Call it after revoking a token.
+func (s *Tokens) Purge() {
+	if s.cache != nil {
+		s.cache.purge()
+	}
 }
 
 // NewTokenRequest describes a token to issue.
@@ -90,7 +120,10 @@ func (s *Tokens) InstallRoot(ctx context.Context, tenant eventvault.TenantID, se
 	if len(secret) > MaxTokenLength {
 		return "", eventvault.Errorf(eventvault.EINVALID, "the root token is longer than %d bytes", MaxTokenLength)
 	}
-	if err := s.Store.DeleteRootTokens(ctx); err != nil {
+	err := s.Store.DeleteRootTokens(ctx)
+	// Purged even on an error, which may hide a delete that committed.
+	s.Purge()
+	if err != nil {
 		return "", fmt.Errorf("retire earlier root tokens: %w", err)
 	}
 	rules := []eventvault.Rule{{Capabilities: []eventvault.Capability{eventvault.CapAdmin}, Streams: "*"}}
@@ -100,20 +133,35 @@ func (s *Tokens) InstallRoot(ctx context.Context, tenant eventvault.TenantID, se
 	return secret, nil
 }
 
-// Authenticate returns the principal of a token.
+// Authenticate returns the principal of a token, from the cache when it
+// authenticated less than the cache TTL ago. The principal's Rules may be
+// shared with other calls: read them, never modify them.
 // Errors: EUNAUTHORIZED for an empty, over-long or unknown token.
 func (s *Tokens) Authenticate(ctx context.Context, secret string) (eventvault.Principal, error) {
 	if secret == "" || len(secret) > MaxTokenLength {
 		return eventvault.Principal{}, errBadToken
 	}
-	t, err := s.Store.TokenByHash(ctx, Hash(secret))
+	hash := sha256.Sum256([]byte(secret))
+	now := s.now()
+	var gen uint64
+	if s.cache != nil {
+		if p, ok := s.cache.get(hash, now); ok {
+			return p, nil
+		}
+		gen = s.cache.generation()
+	}
+	t, err := s.Store.TokenByHash(ctx, hash[:])
 	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
 		return eventvault.Principal{}, errBadToken
 	}
 	if err != nil {
 		return eventvault.Principal{}, fmt.Errorf("look up token: %w", err)
 	}
-	return eventvault.Principal{Tenant: t.Tenant, TokenID: t.ID, Name: t.Name, Root: t.Root, Rules: t.Rules}, nil
+	p := eventvault.Principal{Tenant: t.Tenant, TokenID: t.ID, Name: t.Name, Root: t.Root, Rules: t.Rules}
+	if s.cache != nil {
+		s.cache.add(hash, p, now, gen)
+	}
+	return p, nil
 }
 
 var errBadToken = eventvault.Errorf(eventvault.EUNAUTHORIZED, "the bearer token is not valid: check it was copied whole, or ask an admin for a new one")

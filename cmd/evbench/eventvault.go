@@ -60,7 +60,7 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) 
 	handler := api.New(api.Config{
 		Engine: engine.New(store, s.keys, logger),
 		Keys:   engine.NewRotation(s.keys, logger),
-		Tokens: &auth.Tokens{Store: store},
+		Tokens: auth.NewTokens(store, auth.DefaultTokenCacheTTL), // as the server's default
 		Ready:  store.Ping,
 		Logger: logger,
 	})

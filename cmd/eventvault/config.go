@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/eventvault/eventvault/auth"
 	"github.com/eventvault/eventvault/vault"
 )
 
@@ -31,6 +32,10 @@ type Config struct {
 	KeyCacheTTL      time.Duration
 	KeyCacheSize     int
 	LogFormat        string
+	// TokenCacheTTL is how long an authenticated token is remembered, and
+	// so how late another server on the same database may notice its
+	// revocation; 0 disables the cache.
+	TokenCacheTTL time.Duration
 	// Vault is the Vault Transit root key; Vault.Address empty means none.
 	Vault vault.Config
 	// InsecureLocalRootKey lets production mode run on the local root key
@@ -80,6 +85,7 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", env("EVENTVAULT_TLS_KEY", ""), "TLS private key file (EVENTVAULT_TLS_KEY)")
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", envDuration("EVENTVAULT_KEY_CACHE_TTL", 5*time.Minute), "how long unwrapped keys stay cached (EVENTVAULT_KEY_CACHE_TTL)")
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", envInt("EVENTVAULT_KEY_CACHE_SIZE", 10000), "how many unwrapped keys may be cached (EVENTVAULT_KEY_CACHE_SIZE)")
+	fs.DurationVar(&c.TokenCacheTTL, "token-cache-ttl", envDuration("EVENTVAULT_TOKEN_CACHE_TTL", auth.DefaultTokenCacheTTL), "how long an authenticated token is remembered, sparing a database lookup per request; a token revoked by another server on the same database still works here for up to this long; 0 disables (EVENTVAULT_TOKEN_CACHE_TTL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("EVENTVAULT_LOG_FORMAT", "text"), "log format: text or json (EVENTVAULT_LOG_FORMAT)")
 	fs.BoolVar(&c.InsecureLocalRootKey, "insecure-local-root-key", envBool("EVENTVAULT_INSECURE_LOCAL_ROOT_KEY"), "production mode without Vault: use -root-key-file as the root key (EVENTVAULT_INSECURE_LOCAL_ROOT_KEY); a copy of that file and the database reads everything")
 	vaultFlags(fs, &c.Vault)
@@ -122,6 +128,9 @@ func (c *Config) validate() error {
 	}
 	if c.KeyCacheTTL <= 0 || c.KeyCacheSize <= 0 {
 		return fmt.Errorf("-key-cache-ttl and -key-cache-size must be positive")
+	}
+	if c.TokenCacheTTL < 0 {
+		return fmt.Errorf("-token-cache-ttl must be 0 (no cache) or positive, not %s", c.TokenCacheTTL)
 	}
 	return nil
 }

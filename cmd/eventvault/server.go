@@ -86,7 +86,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("signing key: %w", err)
 	}
 	m.listenEvictions(keys)
-	tokens := &auth.Tokens{Store: store}
+	tokens := auth.NewTokens(store, c.TokenCacheTTL)
 	if c.Dev {
 		m.RootToken, err = tokens.InstallRoot(ctx, DevTenant, c.DevRootToken)
 		if err != nil {
