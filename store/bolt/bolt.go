@@ -23,6 +23,8 @@
 //	    ids                        event id (16 bytes) → position + stream name
 //	erasure/<tenant>/
 //	    "tenant_shred"             the tenant's shred record (JSON), once shredded
+//	    "kek_retired_before"       KEK version (uint32) below which every version was
+//	                               destroyed; no stream key is stored under one
 //	    subjects/<pseudonym>/      stream name → 1: the streams a subject owns
 //	    holds                      pseudonym → legal hold (JSON)
 //	    requests                   request id (16 bytes) → erasure request (JSON)

@@ -12,7 +12,8 @@
 // schema_migrations carries tenant_id:
 //
 //	tenants      (tenant_id PK, last_global_position,        -1 before the first event;
-//	             shredded_at, shredded_key_ids)               shredded_at set once the tenant is shredded
+//	             shredded_at, shredded_key_ids,               shredded_at set once the tenant is shredded;
+//	             kek_retired_before)                          KEK versions below it are destroyed
 //	tenant_keys  (tenant_id, version) PK, key_id, wrapped     every KEK version
 //	streams      (tenant_id, name) PK, version, key_id,       version -1 without events;
 //	             key_version, kek_version, wrapped_key,       the key lives on the row, so a read
@@ -98,6 +99,23 @@
 // wrapped by the tenant KEK: rotating the KEK and retiring its old versions
 // (and the root key versions that wrapped them) bounds how long such a copy
 // stays decryptable.
+//
+// # Destroying old KEK versions
+//
+// Migration 0004. DestroyTenantKeysBefore deletes a tenant's KEK versions
+// older than a given one through a third SECURITY DEFINER function,
+// eventvault_destroy_tenant_keys_before, like 0003's: transaction's tenant
+// only, fixed search_path, app role only. It locks the tenant's row FOR
+// UPDATE, never deletes the newest version, and refuses with SQLSTATE
+// EV409 (ECONFLICT) while a live stream key is wrapped under a version it
+// would delete. It then raises tenants.kek_retired_before, a fence that a
+// trigger on streams reads under FOR KEY SHARE: a stream key wrapped under
+// a destroyed version (from a node whose cache still holds one) is refused
+// with EV409, whichever of the two transactions commits first. The app role
+// can neither delete a KEK version nor move the fence. A destruction
+// notifies the tenant on the eviction channel. 0004 also fixes the
+// search_path of 0003's erasure-fence trigger function, which a temporary
+// tenants table could otherwise stand in for.
 //
 // # Appends and global order
 //

@@ -24,12 +24,14 @@ CREATE INDEX streams_kek_version ON streams (tenant_id, kek_version) WHERE wrapp
 -- eventvault_refuse_retired_kek refuses a new stream key wrapped under a
 -- destroyed KEK version, with SQLSTATE EV409 (EventVault's "conflict",
 -- which the store maps to ECONFLICT; the message is written for clients).
--- The FOR KEY SHARE lock on the tenant's row is what makes it hold under
--- concurrency: eventvault_destroy_tenant_keys_before takes that row FOR
--- UPDATE first, so either the destruction commits first and this sees its
--- fence, or the stream key commits first and the destruction sees the key
--- (and refuses). FOR KEY SHARE does not wait for appends, which take the
--- row FOR NO KEY UPDATE.
+-- It reads the fence under a FOR KEY SHARE lock on the tenant's row, held
+-- until the insert commits, and eventvault_destroy_tenant_keys_before takes
+-- that row FOR UPDATE before it looks: so either the destruction commits
+-- first and this sees its fence, or the stream key commits first and the
+-- destruction sees the key (and refuses). 0003's streams_fence, which runs
+-- first, holds FOR SHARE on the row already; this trigger does not rely on
+-- it. FOR KEY SHARE does not wait for appends, which take the row FOR NO
+-- KEY UPDATE.
 --
 -- Only inserts need it. An update of a stream key can only move it to a
 -- newer KEK version (0002's trigger), from a row that was under a live
@@ -106,12 +108,15 @@ $$;
 -- As 0003's functions: a fixed search_path, so that no object the caller
 -- creates (a temporary table named streams, empty, or tenants, with no
 -- fence) can stand in for the real ones; and only the app role may call
--- the function. The trigger function runs as the caller, so it gets a
--- fixed search_path too.
+-- the function. The trigger functions run as the caller, who could create
+-- such a table (temporary tables come first in the default search_path):
+-- they get a fixed search_path too, 0003's erasure fence included, which
+-- a temporary tenants table with no shred record got past until now.
 DO $$
 BEGIN
 	EXECUTE format('ALTER FUNCTION eventvault_destroy_tenant_keys_before(bigint) SET search_path = %I, pg_temp', current_schema());
 	EXECUTE format('ALTER FUNCTION eventvault_refuse_retired_kek() SET search_path = %I, pg_temp', current_schema());
+	EXECUTE format('ALTER FUNCTION eventvault_refuse_shredded_tenant() SET search_path = %I, pg_temp', current_schema());
 END
 $$;
 REVOKE ALL ON FUNCTION eventvault_destroy_tenant_keys_before(bigint) FROM PUBLIC;

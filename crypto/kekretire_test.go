@@ -1,0 +1,180 @@
+package crypto_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/eventvault/eventvault"
+	evcrypto "github.com/eventvault/eventvault/crypto"
+)
+
+// The KEK retirement tests run the keyring on the real stores, as the
+// rotation tests do: bbolt and PostgreSQL.
+
+// TestDestroyOldKEKsMakesKeyRowsFromBeforeTheRewrapUndecryptable plays a
+// backup taken before a crypto-period: it holds every stream key row as it
+// was under KEK version 1. After the rotation, the re-wrap and the
+// destruction of version 1, every stream still reads through the live rows,
+// and no backed-up row opens: not through a cold keyring, and not through
+// the warm one that had opened those very rows.
+func TestDestroyOldKEKsMakesKeyRowsFromBeforeTheRewrapUndecryptable(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store eventvault.Store) {
+		ctx := t.Context()
+		root := localRoot(t)
+		warm := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+		events := sealStreams(t, warm, 5)
+		backup := streamRows(t, store, events)
+		for stream, wk := range backup {
+			if _, err := warm.OpenStreamCipher(ctx, "acme", stream, wk); err != nil {
+				t.Fatalf("positive control: OpenStreamCipher %s through the row a backup holds: %v", stream, err)
+			}
+		}
+
+		if _, err := warm.RotateTenantKEK(ctx, "acme"); err != nil {
+			t.Fatalf("RotateTenantKEK: %v", err)
+		}
+		if n, err := warm.RewrapStreamKeys(ctx, "acme", nil); err != nil || n != len(events) {
+			t.Fatalf("RewrapStreamKeys: %d, %v; want %d", n, err, len(events))
+		}
+		n, err := warm.DestroyOldKEKs(ctx, "acme")
+		if err != nil || n != 1 {
+			t.Fatalf("DestroyOldKEKs: %d, %v; want 1", n, err)
+		}
+		if _, err := store.TenantKeyVersion(ctx, "acme", 1); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+			t.Fatalf("TenantKeyVersion 1 after DestroyOldKEKs = %v, want ENOTFOUND", err)
+		}
+		if newest, err := store.TenantKey(ctx, "acme"); err != nil || newest.Version != 2 {
+			t.Fatalf("TenantKey after DestroyOldKEKs: version %d, %v; want 2", newest.Version, err)
+		}
+
+		// The warm keyring first: its cache was filled from the backed-up rows.
+		cold := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+		for _, ring := range []struct {
+			name string
+			ring *evcrypto.Keyring
+		}{{"warm", warm}, {"cold", cold}} {
+			for stream, wk := range backup {
+				c, err := ring.ring.OpenStreamCipher(ctx, "acme", stream, wk)
+				if err == nil {
+					if data, _, err := c.OpenEvent(events[stream].ref, events[stream].payload); err == nil {
+						t.Fatalf("the %s keyring opened %s through a row from before the re-wrap and read %d bytes of its event", ring.name, stream, len(data))
+					}
+					t.Fatalf("the %s keyring unwrapped the key of %s from a row from before the re-wrap", ring.name, stream)
+				}
+				if eventvault.ErrorCode(err) != eventvault.EERASED {
+					t.Errorf("the %s keyring on %s's row from before the re-wrap: %v, want EERASED", ring.name, stream, err)
+				}
+			}
+		}
+
+		checkOpens(t, root, store, events)
+		for stream, ev := range events {
+			wk, err := store.StreamKey(ctx, "acme", stream)
+			if err != nil {
+				t.Fatalf("StreamKey %s: %v", stream, err)
+			}
+			c, err := warm.OpenStreamCipher(ctx, "acme", stream, wk)
+			if err != nil {
+				t.Fatalf("the warm keyring on the live row of %s: %v", stream, err)
+			}
+			if data, _, err := c.OpenEvent(ev.ref, ev.payload); err != nil || !bytes.Equal(data, ev.data) {
+				t.Fatalf("the warm keyring reads %s: %v", stream, err)
+			}
+		}
+
+		if n, err := warm.DestroyOldKEKs(ctx, "acme"); err != nil || n != 0 {
+			t.Fatalf("a second DestroyOldKEKs: %d, %v; want 0 and no error", n, err)
+		}
+		if _, err := warm.DestroyOldKEKs(ctx, "globex"); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+			t.Fatalf("DestroyOldKEKs of a tenant without a key = %v, want ENOTFOUND", err)
+		}
+		if _, err := warm.DestroyOldKEKs(ctx, "Not A Tenant"); eventvault.ErrorCode(err) != eventvault.EINVALID {
+			t.Fatalf("DestroyOldKEKs of a malformed tenant = %v, want EINVALID", err)
+		}
+	})
+}
+
+// TestDestroyOldKEKsBeforeTheRewrapIsRefused: while stream keys are still
+// under the old version, nothing is destroyed and everything still reads.
+func TestDestroyOldKEKsBeforeTheRewrapIsRefused(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store eventvault.Store) {
+		ctx := t.Context()
+		root := localRoot(t)
+		ring := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+		events := sealStreams(t, ring, 3)
+		first, err := store.TenantKey(ctx, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ring.RotateTenantKEK(ctx, "acme"); err != nil {
+			t.Fatalf("RotateTenantKEK: %v", err)
+		}
+		n, err := ring.DestroyOldKEKs(ctx, "acme")
+		if eventvault.ErrorCode(err) != eventvault.ECONFLICT || n != 0 {
+			t.Fatalf("DestroyOldKEKs before the re-wrap: %d, %v; want 0 and ECONFLICT", n, err)
+		}
+		still, err := store.TenantKeyVersion(ctx, "acme", 1)
+		if err != nil || !eventvault.SameKeyRow(still, first) {
+			t.Fatalf("KEK version 1 after a refused DestroyOldKEKs: %v; want it unchanged", err)
+		}
+		checkOpens(t, root, store, events)
+
+		// A tenant whose only version is the newest has nothing to destroy.
+		if _, err := ring.StreamCipher(ctx, "globex", "order-1"); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := ring.DestroyOldKEKs(ctx, "globex"); err != nil || n != 0 {
+			t.Fatalf("DestroyOldKEKs of a tenant with one version: %d, %v; want 0", n, err)
+		}
+	})
+}
+
+// TestStaleKeyringCannotWrapUnderADestroyedKEK plays a node whose cache
+// still holds KEK version 1 when another node has rotated, re-wrapped and
+// destroyed it: whatever it does with a new stream, it never stores a key
+// under version 1, which nobody could unwrap.
+func TestStaleKeyringCannotWrapUnderADestroyedKEK(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store eventvault.Store) {
+		ctx := t.Context()
+		root := localRoot(t)
+		admin := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+		stale := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+		events := sealStreams(t, admin, 2)
+		// The stale node creates a stream: it caches KEK version 1.
+		if _, err := stale.StreamCipher(ctx, "acme", "order-stale-1"); err != nil {
+			t.Fatalf("StreamCipher on the stale node: %v", err)
+		}
+		if _, err := admin.RotateTenantKEK(ctx, "acme"); err != nil {
+			t.Fatalf("RotateTenantKEK: %v", err)
+		}
+		if _, err := admin.RewrapStreamKeys(ctx, "acme", nil); err != nil {
+			t.Fatalf("RewrapStreamKeys: %v", err)
+		}
+		if n, err := admin.DestroyOldKEKs(ctx, "acme"); err != nil || n != 1 {
+			t.Fatalf("DestroyOldKEKs: %d, %v; want 1", n, err)
+		}
+
+		_, err := stale.StreamCipher(ctx, "acme", "order-stale-2")
+		wk, rowErr := store.StreamKey(ctx, "acme", "order-stale-2")
+		switch {
+		case err != nil:
+			if eventvault.ErrorCode(rowErr) != eventvault.ENOTFOUND {
+				t.Fatalf("the stale node's StreamCipher failed (%v), but the store holds a key row for the stream: %v", err, rowErr)
+			}
+		case rowErr != nil:
+			t.Fatalf("the stale node's StreamCipher succeeded, but StreamKey: %v", rowErr)
+		case wk.KEKVersion < 2:
+			t.Fatalf("the stale node stored a stream key under the destroyed KEK version %d", wk.KEKVersion)
+		}
+		// A node that reads the newest version creates the stream.
+		fresh := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+		if _, err := fresh.StreamCipher(ctx, "acme", "order-stale-2"); err != nil {
+			t.Fatalf("StreamCipher on a fresh node: %v", err)
+		}
+		wk, err = store.StreamKey(ctx, "acme", "order-stale-2")
+		if err != nil || wk.KEKVersion != 2 {
+			t.Fatalf("the fresh node's stream key: KEK version %d, %v; want 2", wk.KEKVersion, err)
+		}
+		checkOpens(t, root, store, events)
+	})
+}
