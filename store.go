@@ -37,6 +37,8 @@ type KeyStore interface {
 	StreamKey(ctx context.Context, tenant TenantID, stream StreamName) (WrappedKey, error)
 	// CreateStreamKey stores k as the stream's key unless one exists, and
 	// returns the one that is stored (k, or the one that won a race).
+	// ECONFLICT if k is wrapped under a KEK version that
+	// DestroyTenantKeysBefore destroyed (the caller's KEK is stale).
 	CreateStreamKey(ctx context.Context, tenant TenantID, stream StreamName, k WrappedKey) (WrappedKey, error)
 
 	// TenantKeyVersion returns one version of the tenant's wrapped KEK: the

@@ -170,7 +170,16 @@ func (k *Keyring) loadStreamCipher(ctx context.Context, tenant eventvault.Tenant
 	switch {
 	case err == nil:
 	case eventvault.ErrorCode(err) == eventvault.ENOTFOUND:
-		if wk, err = k.createStreamKey(ctx, tenant, stream); err != nil {
+		wk, err = k.createStreamKey(ctx, tenant, stream)
+		if eventvault.ErrorCode(err) == eventvault.ECONFLICT {
+			// This node's newest KEK was destroyed by a crypto-period
+			// another node ran (the store refuses keys under it): forget
+			// the tenant's keys and wrap under the KEK that is newest now.
+			k.EvictTenant(tenant)
+			gen = k.generation()
+			wk, err = k.createStreamKey(ctx, tenant, stream)
+		}
+		if err != nil {
 			return nil, err
 		}
 	default:

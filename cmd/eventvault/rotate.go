@@ -22,6 +22,14 @@ const rotateUsage = `usage:
       KEK under it; -resume only re-wraps; -retire then makes older root key
       versions unusable (min_decryption_version), so that KEK rows in old
       backups no longer unwrap
+  eventvault rotate cycle [flags]
+      end a crypto-period: rotate every tenant's KEK, re-wrap its stream
+      keys, destroy the old KEK versions, rotate the root key, re-wrap the
+      KEKs and retire the old root versions. Nothing in a backup taken before
+      the cycle can be decrypted afterwards, so erased data no longer lives
+      on in backups. Run it on a schedule (daily, from cron): the interval
+      bounds how long erased data stays readable in backups, and how long a
+      backup stays restorable. Needs Vault Transit.
 
 Events are never re-encrypted; reads and appends go on during a rotation.
 Every run is safe to repeat: an interrupted one is finished by running it
@@ -32,7 +40,7 @@ them (same flags and EVENTVAULT_* variables). With the embedded store
 
 // rotateOptions are the flags of 'eventvault rotate'.
 type rotateOptions struct {
-	what          string // "tenant" or "root"
+	what          string // "tenant", "root" or "cycle"
 	tenant        eventvault.TenantID
 	resume        bool
 	retire        bool
@@ -57,10 +65,28 @@ func runRotate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer store.Close()
 	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
 	r := &rotation{keys: keys, store: store, opts: opts, stdout: stdout, stderr: stderr}
-	if opts.what == "tenant" {
+	switch opts.what {
+	case "tenant":
 		return r.tenant(ctx)
+	case "cycle":
+		return r.cycle(ctx)
 	}
 	return r.root(ctx)
+}
+
+func (r *rotation) cycle(ctx context.Context) error {
+	start := time.Now()
+	p, err := r.keys.EndCryptoPeriod(ctx, func(step string, done int) {
+		if done%r.opts.progressEvery == 0 {
+			fmt.Fprintf(r.stderr, "%s: %d done\n", step, done)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("%w\nthe cycle is safe to run again: 'eventvault rotate cycle' finishes it", err)
+	}
+	fmt.Fprintf(r.stdout, "crypto-period ended in %s: %d tenants rotated (%d skipped), %d stream keys re-wrapped, %d old KEK versions destroyed, root key version %d, root versions before it retired\n",
+		time.Since(start).Round(time.Millisecond), p.Tenants, p.SkippedTenants, p.StreamKeys, p.DestroyedKEKs, p.RootVersion)
+	return nil
 }
 
 // rotation runs one 'eventvault rotate' command.
@@ -135,12 +161,12 @@ func (r *rotation) progress(what string) func(int) {
 
 func parseRotateFlags(args []string, stderr io.Writer) (rotateOptions, Config, error) {
 	var o rotateOptions
-	if len(args) == 0 || (args[0] != "tenant" && args[0] != "root") {
+	if len(args) == 0 || (args[0] != "tenant" && args[0] != "root" && args[0] != "cycle") {
 		fmt.Fprint(stderr, rotateUsage)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 			return o, Config{}, flag.ErrHelp
 		}
-		return o, Config{}, errors.New("say what to rotate: tenant or root")
+		return o, Config{}, errors.New("say what to rotate: tenant, root or cycle")
 	}
 	o.what = args[0]
 	c := Config{LogFormat: "text", KeyCacheTTL: evcrypto.DefaultTTL, KeyCacheSize: evcrypto.DefaultCacheSize}
@@ -153,10 +179,12 @@ func parseRotateFlags(args []string, stderr io.Writer) (rotateOptions, Config, e
 	var tenant string
 	if o.what == "tenant" {
 		fs.StringVar(&tenant, "tenant", "", "the tenant whose KEK rotates (required)")
-	} else {
+	} else if o.what == "root" {
 		fs.BoolVar(&o.retire, "retire", false, "after the re-wrap, retire every root key version before the newest")
 	}
-	fs.BoolVar(&o.resume, "resume", false, "only finish the re-wrap of an earlier run; add no version")
+	if o.what != "cycle" {
+		fs.BoolVar(&o.resume, "resume", false, "only finish the re-wrap of an earlier run; add no version")
+	}
 	fs.IntVar(&o.progressEvery, "progress-every", 1000, "print progress on stderr every this many keys")
 	fs.BoolVar(&c.Dev, "dev", envBool("EVENTVAULT_DEV"), "the dev server's embedded store and local root key in -data-dir (EVENTVAULT_DEV)")
 	fs.StringVar(&c.DataDir, "data-dir", env("EVENTVAULT_DATA_DIR", "data"), "dev mode: folder of the embedded store and the local root key (EVENTVAULT_DATA_DIR)")

@@ -282,3 +282,54 @@ func TestServerServesTheKeyRotationEndpoints(t *testing.T) {
 		t.Fatalf("rotate a local root key: %d %s", code, b)
 	}
 }
+
+// TestRotateCycleCommandEndsACryptoPeriod runs 'eventvault rotate cycle'
+// over two tenants and checks what it leaves: every stream key under a new
+// KEK version, only that version left, the root rotated and older root
+// versions retired, every stream still readable through a cold cache.
+func TestRotateCycleCommandEndsACryptoPeriod(t *testing.T) {
+	v := vaulttest.Start(t)
+	url := pgtest.URL(t)
+	if err := postgres.Migrate(t.Context(), url); err != nil {
+		t.Fatal(err)
+	}
+	store, err := postgres.Open(t.Context(), url, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	transit, err := vault.New(t.Context(), v.Config(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := evcrypto.NewKeyring(transit, store, evcrypto.KeyringOptions{})
+	events := map[eventvault.TenantID]map[eventvault.StreamName]sealedEvent{}
+	for _, tenant := range []eventvault.TenantID{"acme", "globex"} {
+		events[tenant] = seedStreams(t, keys, tenant, 3)
+	}
+
+	t.Setenv("EVENTVAULT_VAULT_TOKEN", v.RootToken)
+	code, stdout, stderr := runCLI(t, "rotate", "cycle", "-database-url", url, "-vault-addr", v.Addr)
+	if code != 0 {
+		t.Fatalf("exit %d; stderr: %s", code, stderr)
+	}
+	want := "2 tenants rotated (0 skipped), 6 stream keys re-wrapped, 2 old KEK versions destroyed, root key version 2"
+	if !strings.Contains(stdout, want) {
+		t.Fatalf("stdout lacks %q:\n%s", want, stdout)
+	}
+	if got := v.Read("transit/keys/" + vaulttest.Key)["min_decryption_version"]; fmt.Sprint(got) != "2" {
+		t.Fatalf("Vault's min_decryption_version is %v, want 2", got)
+	}
+	for tenant, evs := range events {
+		if _, err := store.TenantKeyVersion(t.Context(), tenant, 1); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+			t.Fatalf("KEK version 1 of %s survived the cycle: %v", tenant, err)
+		}
+		checkStreams(t, transit, store, tenant, evs, 2)
+	}
+	// With the local root key, the cycle is refused: it cannot rotate.
+	t.Setenv("EVENTVAULT_VAULT_TOKEN", "")
+	code, _, stderr = runCLI(t, "rotate", "cycle", "-database-url", url, "-insecure-local-root-key", "-root-key-file", filepath.Join(t.TempDir(), "root.key"))
+	if code == 0 || !strings.Contains(stderr, "cannot rotate") {
+		t.Fatalf("cycle with the local root key: exit %d, %s", code, stderr)
+	}
+}

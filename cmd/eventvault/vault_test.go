@@ -36,7 +36,7 @@ type server struct {
 // it returns the error of Open instead of failing.
 func openServer(t *testing.T, args ...string) (*server, error) {
 	t.Helper()
-	cfg, err := parseServerFlags(append([]string{"-listen", "127.0.0.1:0"}, args...), io.Discard)
+	cfg, err := parseServerFlags(append([]string{"-listen", "127.0.0.1:0", "-data-dir", t.TempDir()}, args...), io.Discard)
 	if err != nil {
 		t.Fatalf("flags %q: %v", args, err)
 	}
