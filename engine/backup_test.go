@@ -69,14 +69,7 @@ func TestErasureReachesBackupsAfterACryptoPeriod(t *testing.T) {
 	liveURL := pgtest.URL(t)
 	live := openPostgresAt(t, liveURL)
 	dir := t.TempDir()
-	pseud, err := evcrypto.OpenPseudonymizer(filepath.Join(dir, "pseudonym.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := evcrypto.OpenSigningKey(filepath.Join(dir, "signing.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pseud, signer := erasureKeys(t, dir)
 	keys := evcrypto.NewKeyring(transit, live, evcrypto.KeyringOptions{})
 	e := engine.New(live, keys, nil, engine.WithPseudonymizer(pseud))
 

@@ -14,6 +14,20 @@ import (
 	"github.com/eventvault/eventvault/engine"
 )
 
+// erasureKeys opens a pseudonym key and a signing key in dir.
+func erasureKeys(t *testing.T, dir string) (*evcrypto.Pseudonymizer, *evcrypto.SigningKey) {
+	t.Helper()
+	pseud, err := evcrypto.OpenPseudonymizer(filepath.Join(dir, "pseudonym.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := evcrypto.OpenSigningKey(filepath.Join(dir, "signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pseud, signer
+}
+
 var dpo = eventvault.Principal{Tenant: "acme", TokenID: "tok_dpo", Rules: []eventvault.Rule{
 	{Capabilities: []eventvault.Capability{eventvault.CapAppend, eventvault.CapRead, eventvault.CapErase}, Streams: "*"},
 }}
@@ -29,14 +43,7 @@ func TestErasedDataCannotBeRecovered(t *testing.T) {
 			dir := t.TempDir()
 			store := b.open(t)
 			root := newRoot(t)
-			pseud, err := evcrypto.OpenPseudonymizer(filepath.Join(dir, "pseudonym.key"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			signer, err := evcrypto.OpenSigningKey(filepath.Join(dir, "signing.key"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			pseud, signer := erasureKeys(t, dir)
 			keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
 			e := engine.New(store, keys, nil, engine.WithPseudonymizer(pseud))
 			er := engine.NewErasure(store, keys, pseud, signer, nil)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +18,6 @@ import (
 
 	"github.com/eventvault/eventvault/store/postgres/pgtest"
 )
-
-// lockedBuffer collects a process's log while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // node is a real eventvault server process.
 type node struct {
@@ -64,8 +45,8 @@ func startNode(t *testing.T, bin, dbURL, dataDir, rootToken string) *node {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "server", "-dev", "-listen", "127.0.0.1:0", "-data-dir", dataDir, "-database-url", dbURL)
 	cmd.Env = append(os.Environ(), "EVENTVAULT_DEV_ROOT_TOKEN="+rootToken)
-	logs := &lockedBuffer{}
-	cmd.Stderr = logs
+	var logs bytes.Buffer
+	cmd.Stderr = &syncWriter{w: &logs}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +56,7 @@ func startNode(t *testing.T, bin, dbURL, dataDir, rootToken string) *node {
 	}
 	t.Cleanup(func() {
 		cancel()
-		cmd.Wait()
+		cmd.Wait() // the process has stopped writing to logs
 		if t.Failed() {
 			t.Logf("log of node %s:\n%s", cmd.Path, logs.String())
 		}

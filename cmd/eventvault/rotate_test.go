@@ -203,25 +203,7 @@ func TestRotateCommandRefusesBadInput(t *testing.T) {
 }
 
 func TestRotateRootCommandOverVault(t *testing.T) {
-	v := vaulttest.Start(t)
-	url := pgtest.URL(t)
-	if err := postgres.Migrate(t.Context(), url); err != nil {
-		t.Fatal(err)
-	}
-	store, err := postgres.Open(t.Context(), url, postgres.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	transit, err := vault.New(t.Context(), v.Config(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := evcrypto.NewKeyring(transit, store, evcrypto.KeyringOptions{})
-	events := map[eventvault.TenantID]map[eventvault.StreamName]sealedEvent{}
-	for _, tenant := range []eventvault.TenantID{"acme", "globex"} {
-		events[tenant] = seedStreams(t, keys, tenant, 3)
-	}
+	v, url, store, transit, keys, events := seedOverVault(t)
 	if _, err := keys.RotateTenantKEK(t.Context(), "acme"); err != nil {
 		t.Fatal(err)
 	}
@@ -283,11 +265,10 @@ func TestServerServesTheKeyRotationEndpoints(t *testing.T) {
 	}
 }
 
-// TestRotateCycleCommandEndsACryptoPeriod runs 'eventvault rotate cycle'
-// over two tenants and checks what it leaves: every stream key under a new
-// KEK version, only that version left, the root rotated and older root
-// versions retired, every stream still readable through a cold cache.
-func TestRotateCycleCommandEndsACryptoPeriod(t *testing.T) {
+// seedOverVault starts a real Vault and a fresh PostgreSQL database, and
+// seeds three streams in each of two tenants through a keyring over them.
+func seedOverVault(t *testing.T) (*vaulttest.Server, string, *postgres.DB, *vault.Transit, *evcrypto.Keyring, map[eventvault.TenantID]map[eventvault.StreamName]sealedEvent) {
+	t.Helper()
 	v := vaulttest.Start(t)
 	url := pgtest.URL(t)
 	if err := postgres.Migrate(t.Context(), url); err != nil {
@@ -297,7 +278,7 @@ func TestRotateCycleCommandEndsACryptoPeriod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	t.Cleanup(func() { store.Close() })
 	transit, err := vault.New(t.Context(), v.Config(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -307,6 +288,15 @@ func TestRotateCycleCommandEndsACryptoPeriod(t *testing.T) {
 	for _, tenant := range []eventvault.TenantID{"acme", "globex"} {
 		events[tenant] = seedStreams(t, keys, tenant, 3)
 	}
+	return v, url, store, transit, keys, events
+}
+
+// TestRotateCycleCommandEndsACryptoPeriod runs 'eventvault rotate cycle'
+// over two tenants and checks what it leaves: every stream key under a new
+// KEK version, only that version left, the root rotated and older root
+// versions retired, every stream still readable through a cold cache.
+func TestRotateCycleCommandEndsACryptoPeriod(t *testing.T) {
+	v, url, store, transit, _, events := seedOverVault(t)
 
 	t.Setenv("EVENTVAULT_VAULT_TOKEN", v.RootToken)
 	code, stdout, stderr := runCLI(t, "rotate", "cycle", "-database-url", url, "-vault-addr", v.Addr)
