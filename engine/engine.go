@@ -6,6 +6,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -163,6 +164,14 @@ func validateBatch(events []eventvault.NewEvent) error {
 		}
 		if len(ev.Data) == 0 {
 			return eventvault.Errorf(eventvault.EINVALID, "events[%d].data is missing: send a JSON value", i)
+		}
+		// Reads copy data and metadata into responses as they are, so
+		// only valid JSON may be stored, whoever calls.
+		if !json.Valid(ev.Data) {
+			return eventvault.Errorf(eventvault.EINVALID, "events[%d].data is not valid JSON", i)
+		}
+		if ev.Metadata != nil && !json.Valid(ev.Metadata) {
+			return eventvault.Errorf(eventvault.EINVALID, "events[%d].metadata is not valid JSON", i)
 		}
 	}
 	return nil

@@ -259,3 +259,29 @@ func TestMovedCiphertextFailsToOpen(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendRefusesDataThatIsNotJSON: reads copy stored data into JSON
+// responses as it is, so the engine refuses non-JSON whoever calls it.
+func TestAppendRefusesDataThatIsNotJSON(t *testing.T) {
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "ev.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	e := engine.New(store, evcrypto.NewKeyring(newRoot(t), store, evcrypto.KeyringOptions{}), nil)
+	for _, c := range []struct{ data, md string }{
+		{`{"a":`, ""}, {`not json`, ""}, {`{}`, `{"b"`}, {`1 2`, ""},
+	} {
+		ev := eventvault.NewEvent{ID: uuid.New(), Type: "Noted", Data: []byte(c.data)}
+		if c.md != "" {
+			ev.Metadata = []byte(c.md)
+		}
+		_, err := e.Append(context.Background(), acme, "order-1", eventvault.ExpectAny, []eventvault.NewEvent{ev})
+		if eventvault.ErrorCode(err) != eventvault.EINVALID {
+			t.Errorf("data %q metadata %q: %v, want EINVALID", c.data, c.md, err)
+		}
+	}
+	if _, err := e.ReadStream(context.Background(), acme, "order-1", eventvault.ReadOptions{}); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+		t.Fatalf("refused appends wrote something: %v", err)
+	}
+}
