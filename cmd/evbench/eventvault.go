@@ -16,19 +16,18 @@ import (
 	"time"
 
 	"github.com/eventvault/eventvault"
-	"github.com/eventvault/eventvault/api"
 	"github.com/eventvault/eventvault/auth"
+	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
-	"github.com/eventvault/eventvault/engine"
 	"github.com/eventvault/eventvault/store/postgres"
 )
 
 // benchTenant is the tenant every EventVault request runs as.
 const benchTenant eventvault.TenantID = "bench"
 
-// evServer is the EventVault server stack as cmd/eventvault wires it (keep
-// the two alike), on a loopback port, with a local root key behind a
-// provider that counts its calls.
+// evServer is the EventVault server stack, built by cmd/internal/wiring as
+// cmd/eventvault builds it, on a loopback port, with a local root key behind
+// a provider that counts its calls.
 type evServer struct {
 	store  *postgres.DB
 	keys   *evcrypto.Keyring
@@ -55,29 +54,34 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) 
 		store.Close()
 		return nil, fmt.Errorf("root key: %w", err)
 	}
+	pseud, err := evcrypto.OpenPseudonymizer(filepath.Join(keyDir, "pseudonym.key"))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("pseudonym key: %w", err)
+	}
+	signer, err := evcrypto.OpenSigningKey(filepath.Join(keyDir, "signing.key"))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
 	s := &evServer{store: store, root: &countingRoot{inner: local}, served: make(chan error, 1)}
-	s.keys = evcrypto.NewKeyring(s.root, store, evcrypto.KeyringOptions{})
-	handler := api.New(api.Config{
-		Engine: engine.New(store, s.keys, logger),
-		Keys:   engine.NewRotation(s.keys, logger),
-		Tokens: auth.NewTokens(store, auth.DefaultTokenCacheTTL), // as the server's default
-		Ready:  store.Ping,
-		Logger: logger,
+	// The server's own wiring and defaults, so that what is measured is
+	// what is served.
+	stack := wiring.Build(wiring.Parts{
+		Store:         store,
+		Root:          s.root,
+		Pseudonyms:    pseud,
+		Signer:        signer,
+		TokenCacheTTL: auth.DefaultTokenCacheTTL,
+		Logger:        logger,
 	})
+	s.keys = stack.Keys
 	s.ln, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	// The timeouts of cmd/eventvault.
-	s.server = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
+	s.server = wiring.HTTPServer(stack.Handler)
 	go func() { s.served <- s.server.Serve(s.ln) }()
 	return s, nil
 }

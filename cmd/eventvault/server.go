@@ -13,10 +13,8 @@ import (
 	"time"
 
 	"github.com/eventvault/eventvault"
-	"github.com/eventvault/eventvault/api"
-	"github.com/eventvault/eventvault/auth"
+	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
-	"github.com/eventvault/eventvault/engine"
 	"github.com/eventvault/eventvault/store/bolt"
 	"github.com/eventvault/eventvault/store/postgres"
 )
@@ -76,7 +74,6 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.store = store
-	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{CacheSize: c.KeyCacheSize, TTL: c.KeyCacheTTL})
 	pseud, err := evcrypto.OpenPseudonymizer(c.PseudonymKeyFile)
 	if err != nil {
 		return fmt.Errorf("pseudonym key: %w", err)
@@ -85,34 +82,27 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("signing key: %w", err)
 	}
-	m.listenEvictions(keys)
-	tokens := auth.NewTokens(store, c.TokenCacheTTL)
+	stack := wiring.Build(wiring.Parts{
+		Store:         store,
+		Root:          root,
+		Pseudonyms:    pseud,
+		Signer:        signer,
+		KeyCache:      evcrypto.KeyringOptions{CacheSize: c.KeyCacheSize, TTL: c.KeyCacheTTL},
+		TokenCacheTTL: c.TokenCacheTTL,
+		Logger:        m.Logger,
+	})
+	m.listenEvictions(stack.Keys)
 	if c.Dev {
-		m.RootToken, err = tokens.InstallRoot(ctx, DevTenant, c.DevRootToken)
+		m.RootToken, err = stack.Tokens.InstallRoot(ctx, DevTenant, c.DevRootToken)
 		if err != nil {
 			return fmt.Errorf("install dev root token: %w", err)
 		}
 	}
-	handler := api.New(api.Config{
-		Engine:  engine.New(store, keys, m.Logger, engine.WithPseudonymizer(pseud)),
-		Erasure: engine.NewErasure(store, keys, pseud, signer, m.Logger),
-		Keys:    engine.NewRotation(keys, m.Logger),
-		Tokens:  tokens,
-		Ready:   store.Ping,
-		Logger:  m.Logger,
-	})
 	m.listener, err = net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
 	}
-	m.server = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
+	m.server = wiring.HTTPServer(stack.Handler)
 	m.printBanner(where)
 	return nil
 }
