@@ -12,7 +12,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/policies"
@@ -85,6 +87,9 @@ func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req New
 	}
 	if len(req.Name) > MaxTokenNameLength {
 		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "token name is %d bytes long; the limit is %d", len(req.Name), MaxTokenNameLength)
+	}
+	if !utf8.ValidString(req.Name) || strings.ContainsRune(req.Name, 0) {
+		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "token name must be UTF-8 text without NUL characters")
 	}
 	rules := req.Rules
 	if len(rules) == 0 {

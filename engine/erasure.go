@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -96,6 +98,9 @@ func (e *Erasure) PutHold(ctx context.Context, p eventvault.Principal, subject, 
 	if reason == "" || len(reason) > MaxHoldReasonLength {
 		return eventvault.Hold{}, eventvault.Errorf(eventvault.EINVALID, "reason must be 1 to %d bytes: say why the data must be kept (it is shown on rejected erasure requests, so keep personal data out of it)", MaxHoldReasonLength)
 	}
+	if !utf8.ValidString(reason) || strings.ContainsRune(reason, 0) {
+		return eventvault.Hold{}, eventvault.Errorf(eventvault.EINVALID, "reason must be UTF-8 text without NUL characters")
+	}
 	h := eventvault.Hold{Subject: ps, Reason: reason, PlacedAt: e.now().UTC(), PlacedBy: p.TokenID}
 	if err := e.store.PutHold(ctx, p.Tenant, h); err != nil {
 		return eventvault.Hold{}, fmt.Errorf("place hold: %w", err)
@@ -168,6 +173,19 @@ func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, su
 	return e.execute(ctx, req, streams)
 }
 
+// maxErasurePasses bounds how often an erasure lists the subject's streams
+// again because appends keep giving it new ones.
+const maxErasurePasses = 5
+
+func allIn(streams []eventvault.StreamName, set map[eventvault.StreamName]bool) bool {
+	for _, s := range streams {
+		if !set[s] {
+			return false
+		}
+	}
+	return true
+}
+
 // allShredded reports whether the completed request covered every stream
 // the subject owns now, so that nothing was added since.
 func (e *Erasure) allShredded(done eventvault.ErasureRequest, streams []eventvault.StreamName) bool {
@@ -189,16 +207,39 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 		ErasedBy:         req.RequestedBy,
 		Issuer:           e.signer.KeyID(),
 	}
-	for _, stream := range streams {
-		s, err := e.store.ShredStream(ctx, req.Tenant, stream, false, e.now().UTC())
+	// An append may give the subject a new stream while this runs: list
+	// the streams again after each pass, and complete only once a pass
+	// finds nothing new, so a completed certificate leaves no stream of
+	// the subject (as listed after its last shred) readable.
+	shredded := make(map[eventvault.StreamName]bool, len(streams))
+	for pass := 0; ; pass++ {
+		for _, stream := range streams {
+			if shredded[stream] {
+				continue
+			}
+			s, err := e.store.ShredStream(ctx, req.Tenant, stream, false, e.now().UTC())
+			if err != nil {
+				return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: shred %s: %w", req.ID, stream, err)
+			}
+			e.keys.EvictStream(req.Tenant, stream)
+			shredded[stream] = true
+			if s.KeyID != uuid.Nil {
+				cert.DestroyedKeys = append(cert.DestroyedKeys, eventvault.DestroyedKey{Kind: "stream", KeyID: s.KeyID})
+			}
+			cert.StreamCount++
+		}
+		again, err := e.store.StreamsOfSubject(ctx, req.Tenant, req.Subject)
 		if err != nil {
-			return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: shred %s: %w", req.ID, stream, err)
+			return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: streams of subject: %w", req.ID, err)
 		}
-		e.keys.EvictStream(req.Tenant, stream)
-		if s.KeyID != uuid.Nil {
-			cert.DestroyedKeys = append(cert.DestroyedKeys, eventvault.DestroyedKey{Kind: "stream", KeyID: s.KeyID})
+		if allIn(again, shredded) {
+			break
 		}
-		cert.StreamCount++
+		if pass+1 >= maxErasurePasses {
+			return eventvault.ErasureRequest{}, eventvault.Errorf(eventvault.ECONFLICT,
+				"erasure request %s: the subject keeps gaining new streams while it is erased; stop the appends that name it and ask again (the request stays received and resumes)", req.ID)
+		}
+		streams = again
 	}
 	cert.ErasedAt = e.now().UTC()
 	payload, err := json.Marshal(cert)

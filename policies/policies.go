@@ -9,6 +9,7 @@ package policies
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/eventvault/eventvault"
@@ -33,8 +34,14 @@ var known = map[eventvault.Capability]bool{
 // MaxRules bounds the rules of one token.
 const MaxRules = 64
 
+// patternRE is the alphabet of stream names plus '*': a pattern with any
+// other byte could never match a stream, and a NUL byte could not even be
+// stored by PostgreSQL.
+var patternRE = regexp.MustCompile(`^[A-Za-z0-9_.:*-]+$`)
+
 // ValidateRules returns EINVALID for an unknown capability, an empty or
-// over-long pattern, or too many rules.
+// over-long pattern, a pattern with a byte no stream name holds, or too
+// many rules.
 func ValidateRules(rules []eventvault.Rule) error {
 	if len(rules) > MaxRules {
 		return eventvault.Errorf(eventvault.EINVALID, "%d rules given; the limit is %d", len(rules), MaxRules)
@@ -42,6 +49,9 @@ func ValidateRules(rules []eventvault.Rule) error {
 	for i, r := range rules {
 		if r.Streams == "" || len(r.Streams) > eventvault.MaxStreamNameLength {
 			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].streams must be a pattern of 1 to %d characters, such as \"order-*\" or \"*\"", i, eventvault.MaxStreamNameLength)
+		}
+		if !patternRE.MatchString(r.Streams) {
+			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].streams %q holds a character no stream name has: use letters, digits, '_', '.', ':', '-' and '*'", i, truncate(r.Streams, 40))
 		}
 		if len(r.Capabilities) == 0 {
 			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].capabilities is empty: name at least one of append, read, read_pii, erase, audit_export, admin", i)

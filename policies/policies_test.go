@@ -80,6 +80,8 @@ func TestValidateRules(t *testing.T) {
 		{{Capabilities: []eventvault.Capability{"fly"}, Streams: "*"}},
 		{{Capabilities: nil, Streams: "*"}},
 		{{Capabilities: []eventvault.Capability{eventvault.CapRead}, Streams: ""}},
+		{{Capabilities: []eventvault.Capability{eventvault.CapRead}, Streams: "order-\x00*"}},
+		{{Capabilities: []eventvault.Capability{eventvault.CapRead}, Streams: "order-é*"}},
 	}
 	for i, rules := range bad {
 		if err := ValidateRules(rules); eventvault.ErrorCode(err) != eventvault.EINVALID {
