@@ -5,8 +5,10 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -30,6 +32,11 @@ type Erasure struct {
 	signer *evcrypto.SigningKey
 	now    func() time.Time
 	logger *slog.Logger
+	// subjects serialises this node's erasure requests per subject (by a
+	// stripe of its pseudonym), so that concurrent requests for one
+	// subject share one request and one certificate instead of racing to
+	// create several, or to sign the same request twice.
+	subjects [64]sync.Mutex
 }
 
 // NewErasure returns an Erasure. logger may be nil.
@@ -139,6 +146,9 @@ func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, su
 	if err != nil {
 		return eventvault.ErasureRequest{}, err
 	}
+	lock := &e.subjects[stripe(ps)%uint32(len(e.subjects))]
+	lock.Lock()
+	defer lock.Unlock()
 	streams, err := e.store.StreamsOfSubject(ctx, p.Tenant, ps)
 	if err != nil {
 		return eventvault.ErasureRequest{}, fmt.Errorf("streams of subject: %w", err)
@@ -171,6 +181,13 @@ func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, su
 		return eventvault.ErasureRequest{}, fmt.Errorf("look up hold: %w", err)
 	}
 	return e.execute(ctx, req, streams)
+}
+
+// stripe hashes a pseudonym (already a keyed hash) to pick a lock.
+func stripe(ps eventvault.Pseudonym) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(ps))
+	return h.Sum32()
 }
 
 // maxErasurePasses bounds how often an erasure lists the subject's streams

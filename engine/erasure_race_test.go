@@ -75,3 +75,49 @@ func TestErasureShredsAStreamTheSubjectGainsWhileItRuns(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentErasureRequestsShareOneRequest: clients retrying an
+// erasure request at once all get the same request and the same signed
+// certificate; the subject has exactly one completed request.
+func TestConcurrentErasureRequestsShareOneRequest(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			store := b.open(t)
+			pseud, signer := erasureKeys(t, t.TempDir())
+			keys := evcrypto.NewKeyring(newRoot(t), store, evcrypto.KeyringOptions{})
+			e := engine.New(store, keys, nil, engine.WithPseudonymizer(pseud))
+			er := engine.NewErasure(store, keys, pseud, signer, nil)
+			for _, s := range []eventvault.StreamName{"order-1", "order-2", "profile-1"} {
+				ev := eventvault.NewEvent{ID: uuid.New(), Type: "Noted", Data: []byte(`1`)}
+				if _, err := e.AppendForSubject(ctx, dpo, s, "customer-881", eventvault.ExpectAny, []eventvault.NewEvent{ev}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			const clients = 8
+			got := make([]eventvault.ErasureRequest, clients)
+			var wg sync.WaitGroup
+			for i := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r, err := er.RequestErasure(ctx, dpo, "customer-881")
+					if err != nil {
+						t.Errorf("erasure: %v", err)
+					}
+					got[i] = r
+				}()
+			}
+			wg.Wait()
+			stored, err := er.ErasureRequest(ctx, dpo, got[0].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range got {
+				if r.ID != got[0].ID || r.State != eventvault.ErasureCompleted || string(r.Certificate) != string(stored.Certificate) {
+					t.Errorf("client %d got request %s (%s), want the one stored request %s and its certificate", i, r.ID, r.State, stored.ID)
+				}
+			}
+		})
+	}
+}
