@@ -213,7 +213,11 @@ func TestLegalHoldRejectsErasureUntilLifted(t *testing.T) {
 	wantProblem(t, a.do(http.MethodGet, "/v1/streams/loan-7/events", tok, nil), http.StatusGone, "erased")
 	wantProblem(t, a.do(http.MethodDelete, "/v1/subjects/customer-7/hold", tok, nil), http.StatusNotFound, "not_found")
 	b := []byte(`{"reason":""}`)
-	wantProblem(t, a.do(http.MethodPut, "/v1/subjects/customer-7/hold", tok, b), http.StatusBadRequest, "invalid", "reason")
+	rec = a.do(http.MethodPut, "/v1/subjects/customer-7/hold", tok, b)
+	wantProblem(t, rec, http.StatusBadRequest, "invalid", "reason")
+	if strings.Contains(rec.Body.String(), "customer-7") {
+		t.Fatalf("the problem body echoes the subject id: %s", rec.Body)
+	}
 }
 
 func TestTenantShredMakesEverythingUnreadable(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -65,7 +66,7 @@ func writeProblem(c *gin.Context, status int, code, detail string, fields map[st
 		"title":    http.StatusText(status),
 		"status":   status,
 		"detail":   detail,
-		"instance": c.Request.URL.Path,
+		"instance": instance(c),
 		"code":     code,
 	}
 	for k, v := range fields {
@@ -80,4 +81,13 @@ func writeProblem(c *gin.Context, status int, code, detail string, fields map[st
 	}
 	c.Abort()
 	c.Data(status, ProblemContentType, b)
+}
+
+// instance is the request path, except on routes whose path holds a subject
+// id: personal data is not echoed into bodies that proxies and clients log.
+func instance(c *gin.Context) string {
+	if strings.Contains(c.FullPath(), ":subject") {
+		return c.FullPath()
+	}
+	return c.Request.URL.Path
 }

@@ -101,7 +101,7 @@ func (e *Engine) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 			// The erasure fence: an erased stream never takes new events
 			// under a fresh key.
 			return eventvault.AppendResult{}, &eventvault.Error{Code: eventvault.ECONFLICT, Err: err,
-				Message: fmt.Sprintf("stream %s was erased: it takes no new events; append to a new stream", stream),
+				Message: fmt.Sprintf("stream %s, or its tenant, was erased: it takes no new events; an erased stream stays closed, so append to a new one", stream),
 				Fields:  map[string]any{"stream": string(stream), "erased": true}}
 		}
 		return res, err
