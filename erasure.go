@@ -157,6 +157,7 @@ type ErasureStore interface {
 	// Errors: ENOTFOUND for a tenant the store has never held (so that a
 	// mistyped id fences nothing).
 	ShredTenant(ctx context.Context, tenant TenantID, at time.Time) (TenantShred, error)
+	StreamOwners
 
 	// PutHold places or replaces a legal hold.
 	PutHold(ctx context.Context, tenant TenantID, h Hold) error
@@ -176,4 +177,13 @@ type ErasureStore interface {
 	// LatestErasureRequest returns the subject's most recent request.
 	// Errors: ENOTFOUND if it has none.
 	LatestErasureRequest(ctx context.Context, tenant TenantID, subject Pseudonym) (ErasureRequest, error)
+}
+
+// StreamOwners tells whom a stream belongs to.
+type StreamOwners interface {
+	// StreamOwner returns the pseudonym of the stream's owner, or an empty
+	// pseudonym if it has none. A shredded (or purged) stream keeps its
+	// owner. Errors: ENOTFOUND for a stream that has never existed;
+	// EINVALID for a malformed tenant or stream name.
+	StreamOwner(ctx context.Context, tenant TenantID, stream StreamName) (Pseudonym, error)
 }

@@ -246,6 +246,11 @@ type TokenStore interface {
 	// DeleteRootTokens removes every root token, so that a dev server's
 	// restart retires the previous root token.
 	DeleteRootTokens(ctx context.Context) error
+	// DeleteTenantTokens removes every token of the tenant that is not a
+	// root token (a root token is admin over every tenant, whatever tenant
+	// it names), and returns how many it removed: a tenant shred revokes
+	// its tokens with it. Errors: EINVALID for a malformed tenant.
+	DeleteTenantTokens(ctx context.Context, tenant TenantID) (int, error)
 }
 
 // Store is everything a storage engine provides.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/auth"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/engine"
@@ -54,11 +55,21 @@ func newTestAPI(t *testing.T) *testAPI {
 	}
 	srv := New(Config{
 		Engine:  engine.New(store, keys, nil, engine.WithPseudonymizer(pseud)),
-		Erasure: engine.NewErasure(store, keys, pseud, signer, nil),
+		Erasure: engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens)),
 		Tokens:  tokens,
 		Ready:   store.Ping,
 	})
 	return &testAPI{t: t, srv: srv, root: rootToken}
+}
+
+// revokeTokens makes a tenant shred revoke the tenant's tokens, as
+// wiring.Build has it (which the api package cannot import).
+func revokeTokens(store eventvault.TokenStore, tokens *auth.Tokens) engine.ErasureOption {
+	return engine.WithTokenRevoker(func(ctx context.Context, tenant eventvault.TenantID) error {
+		_, err := store.DeleteTenantTokens(ctx, tenant)
+		tokens.Purge()
+		return err
+	})
 }
 
 // do sends a request with a raw body and returns the recorded response.

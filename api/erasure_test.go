@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/eventvault/eventvault"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 )
@@ -220,20 +222,127 @@ func TestLegalHoldRejectsErasureUntilLifted(t *testing.T) {
 	}
 }
 
+// TestTenantShredMakesEverythingUnreadable shreds a tenant: every token of
+// it stops working on every endpoint, and a token issued to it afterwards
+// reads nothing and writes nothing; the other tenant is untouched.
 func TestTenantShredMakesEverythingUnreadable(t *testing.T) {
-	a := newTestAPI(t)
-	acme, globex := a.eraser("acme"), a.eraser("globex")
-	a.doJSON(http.MethodPost, "/v1/streams/order-1/events", acme, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
-	a.doJSON(http.MethodPost, "/v1/streams/order-1/events", globex, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
+	onBothStores(t, testTenantShredMakesEverythingUnreadable)
+}
+
+// onBothStores runs test against the whole server over the embedded store
+// and over PostgreSQL.
+func onBothStores(t *testing.T, test func(t *testing.T, a *testAPI)) {
+	t.Run("bolt", func(t *testing.T) { test(t, newTestAPI(t)) })
+	t.Run("postgres", func(t *testing.T) { test(t, newPostgresAPI(t)) })
+}
+
+func testTenantShredMakesEverythingUnreadable(t *testing.T, a *testAPI) {
+	acme, acmeApp, globex := a.eraser("acme"), a.tokenFor("acme"), a.eraser("globex")
+	var admin tokenResponse
+	a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{
+		"tenant": "acme", "name": "acme-admin", "rules": []any{map[string]any{"capabilities": []string{"admin"}, "streams": "*"}},
+	}, http.StatusCreated, &admin)
+	for _, tok := range []string{acme, globex} {
+		a.doJSON(http.MethodPost, "/v1/streams/order-1/events", tok, map[string]any{"subject": "customer-1", "events": []any{event("A", 1)}}, http.StatusCreated, nil)
+	}
+	var er erasureResponse
+	a.doJSON(http.MethodPost, "/v1/erasure-requests", acme, map[string]any{"subject": "customer-2"}, http.StatusAccepted, &er)
 
 	var sh tenantShredResponse
 	a.doJSON(http.MethodPost, "/v1/admin/tenants/acme/shred", a.root, nil, http.StatusOK, &sh)
 	if !sh.Erased || len(sh.KeyIDs) == 0 {
 		t.Fatalf("tenant shred %+v", sh)
 	}
-	wantProblem(t, a.do(http.MethodGet, "/v1/streams/order-1/events", acme, nil), http.StatusGone, "erased")
+
+	// Every endpoint refuses every token of the shredded tenant.
+	endpoints := []struct{ method, path, body string }{
+		{"POST", "/v1/streams/order-2/events", `{"events":[{"id":"` + uuid.NewString() + `","type":"A","data":1}]}`},
+		{"GET", "/v1/streams/order-1/events", ""},
+		{"GET", "/v1/events", ""},
+		{"POST", "/v1/tokens", `{"tenant":"acme","name":"escape"}`},
+		{"DELETE", "/v1/streams/order-1", ""},
+		{"POST", "/v1/erasure-requests", `{"subject":"customer-1"}`},
+		{"GET", "/v1/erasure-requests/" + er.ID, ""},
+		{"PUT", "/v1/subjects/customer-1/hold", `{"reason":"keep it"}`},
+		{"DELETE", "/v1/subjects/customer-1/hold", ""},
+		{"POST", "/v1/admin/tenants/acme/shred", ""},
+	}
+	for _, tok := range []struct{ name, secret string }{{"eraser", acme}, {"app", acmeApp}, {"admin", admin.Token}} {
+		for _, e := range endpoints {
+			t.Run(tok.name+" "+e.method+" "+e.path, func(t *testing.T) {
+				var body []byte
+				if e.body != "" {
+					body = []byte(e.body)
+				}
+				wantProblem(t, a.do(e.method, e.path, tok.secret, body), http.StatusUnauthorized, "unauthorized")
+			})
+		}
+	}
+	// A token the root issues to the tenant afterwards finds nothing to
+	// read and cannot write.
+	fresh := a.eraser("acme")
+	wantProblem(t, a.do(http.MethodGet, "/v1/streams/order-1/events", fresh, nil), http.StatusGone, "erased")
 	b, _ := json.Marshal(map[string]any{"events": []any{event("A", 1)}})
-	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-9/events", acme, b), http.StatusConflict, "conflict")
-	// The other tenant is untouched.
+	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-9/events", fresh, b), http.StatusConflict, "conflict")
+	// The other tenant's token still works, and the root token too.
 	a.doJSON(http.MethodGet, "/v1/streams/order-1/events", globex, nil, http.StatusOK, nil)
+	a.doJSON(http.MethodPut, "/v1/subjects/customer-1/hold", globex, map[string]any{"reason": "audit"}, http.StatusOK, nil)
+	a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{"tenant": "globex", "name": "more"}, http.StatusCreated, nil)
+	// Shredding again (as a retry would) is still fine.
+	a.doJSON(http.MethodPost, "/v1/admin/tenants/acme/shred", a.root, nil, http.StatusOK, nil)
+}
+
+// TestShredStreamHonoursALegalHold: a direct shred of a stream whose owner
+// is under a legal hold is refused, even for a token with erase on the
+// stream only, and works once the hold is lifted.
+func TestShredStreamHonoursALegalHold(t *testing.T) {
+	onBothStores(t, testShredStreamHonoursALegalHold)
+}
+
+func testShredStreamHonoursALegalHold(t *testing.T, a *testAPI) {
+	tok := a.eraser("acme")
+	// A token that may erase order-* streams only, and nothing else.
+	var narrow tokenResponse
+	a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{
+		"tenant": "acme", "name": "order-eraser", "rules": []any{map[string]any{"capabilities": []string{"erase"}, "streams": "order-*"}},
+	}, http.StatusCreated, &narrow)
+	const subject = "customer-7@example.com"
+	a.doJSON(http.MethodPost, "/v1/streams/order-7/events", tok, map[string]any{"subject": subject, "events": []any{event("OrderPlaced", 1)}}, http.StatusCreated, nil)
+	a.doJSON(http.MethodPost, "/v1/streams/order-8/events", tok, map[string]any{"subject": "someone-else", "events": []any{event("OrderPlaced", 2)}}, http.StatusCreated, nil)
+	a.doJSON(http.MethodPut, "/v1/subjects/"+subject+"/hold", tok, map[string]any{"reason": "open litigation 2026-114"}, http.StatusOK, nil)
+
+	for _, c := range []struct{ name, token, path string }{
+		{"eraser", tok, "/v1/streams/order-7"},
+		{"eraser, purge", tok, "/v1/streams/order-7?purge=true"},
+		{"erase on order-* only", narrow.Token, "/v1/streams/order-7"},
+		{"erase on order-* only, purge", narrow.Token, "/v1/streams/order-7?purge=true"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec := a.do(http.MethodDelete, c.path, c.token, nil)
+			wantProblem(t, rec, http.StatusConflict, "conflict", "legal hold", "refused", "open litigation 2026-114")
+			if strings.Contains(rec.Body.String(), "customer-7") {
+				t.Fatalf("the problem body names the subject: %s", rec.Body)
+			}
+			var s streamOut
+			a.doJSON(http.MethodGet, "/v1/streams/order-7/events", tok, nil, http.StatusOK, &s)
+			if len(s.Events) != 1 {
+				t.Fatalf("the held stream has %d events after the refused shred, want 1", len(s.Events))
+			}
+		})
+	}
+	// A stream of another subject, and one without an owner, still shred.
+	a.doJSON(http.MethodDelete, "/v1/streams/order-8", narrow.Token, nil, http.StatusOK, nil)
+	a.doJSON(http.MethodPost, "/v1/streams/order-9/events", tok, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
+	a.doJSON(http.MethodDelete, "/v1/streams/order-9", tok, nil, http.StatusOK, nil)
+
+	rec := a.do(http.MethodDelete, "/v1/subjects/"+subject+"/hold", tok, nil)
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("lift hold: %d %s", rec.Code, rec.Body)
+	}
+	var sh shredResponse
+	a.doJSON(http.MethodDelete, "/v1/streams/order-7", narrow.Token, nil, http.StatusOK, &sh)
+	if !sh.Erased {
+		t.Fatalf("shred after lifting the hold: %+v", sh)
+	}
+	wantProblem(t, a.do(http.MethodGet, "/v1/streams/order-7/events", tok, nil), http.StatusGone, "erased")
 }

@@ -49,7 +49,7 @@ func newPostgresAPI(t *testing.T) *testAPI {
 	}
 	srv := New(Config{
 		Engine:  engine.New(store, keys, nil, engine.WithPseudonymizer(pseud)),
-		Erasure: engine.NewErasure(store, keys, pseud, signer, nil),
+		Erasure: engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens)),
 		Keys:    engine.NewRotation(keys, nil),
 		Tokens:  tokens,
 		Ready:   store.Ping,

@@ -37,14 +37,35 @@ type Erasure struct {
 	// subject share one request and one certificate instead of racing to
 	// create several, or to sign the same request twice.
 	subjects [64]sync.Mutex
+	// revokeTokens, when set, revokes a shredded tenant's tokens.
+	revokeTokens TokenRevoker
+}
+
+// TokenRevoker revokes every token of a tenant and makes the revocation
+// take effect at once on this node (deleting them from the store and
+// purging any cache of authenticated tokens).
+type TokenRevoker func(ctx context.Context, tenant eventvault.TenantID) error
+
+// ErasureOption configures an Erasure.
+type ErasureOption func(*Erasure)
+
+// WithTokenRevoker makes ShredTenant revoke the shredded tenant's tokens
+// with revoke, after the shred. Without it a tenant shred leaves the
+// tenant's tokens in place.
+func WithTokenRevoker(revoke TokenRevoker) ErasureOption {
+	return func(e *Erasure) { e.revokeTokens = revoke }
 }
 
 // NewErasure returns an Erasure. logger may be nil.
-func NewErasure(store eventvault.ErasureStore, keys *evcrypto.Keyring, pseud *evcrypto.Pseudonymizer, signer *evcrypto.SigningKey, logger *slog.Logger) *Erasure {
+func NewErasure(store eventvault.ErasureStore, keys *evcrypto.Keyring, pseud *evcrypto.Pseudonymizer, signer *evcrypto.SigningKey, logger *slog.Logger, opts ...ErasureOption) *Erasure {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Erasure{store: store, keys: keys, pseud: pseud, signer: signer, now: time.Now, logger: logger}
+	e := &Erasure{store: store, keys: keys, pseud: pseud, signer: signer, now: time.Now, logger: logger}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
 }
 
 // Pseudonym returns the pseudonym of a subject id within the tenant.
@@ -56,14 +77,25 @@ func (e *Erasure) Pseudonym(tenant eventvault.TenantID, subject string) (eventva
 	return e.pseud.Pseudonym(tenant, subject), nil
 }
 
-// ShredStream destroys a stream's key (and with purge its rows).
-// Errors: EFORBIDDEN without erase on the stream; ENOTFOUND for a stream
-// that never existed; EINVALID for a bad name.
+// ShredStream destroys a stream's key (and with purge its rows), unless
+// the stream's owner is under a legal hold: a hold keeps the subject's data
+// from a direct shred as it does from an erasure request.
+// Errors: EFORBIDDEN without erase on the stream; ECONFLICT when the
+// stream's owner is under a legal hold; ENOTFOUND for a stream that never
+// existed; EINVALID for a bad name.
 func (e *Erasure) ShredStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, purge bool) (eventvault.Shred, error) {
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return eventvault.Shred{}, err
 	}
 	if err := policies.Authorize(p, p.Tenant, eventvault.CapErase, stream); err != nil {
+		return eventvault.Shred{}, err
+	}
+	// The hold is checked before the shred, not inside its transaction: a
+	// hold placed between the check and the shred does not stop it. A hold
+	// is an administrative state, placed ahead of litigation rather than
+	// raced against a shred; a check inside each store's shred transaction
+	// would close the window.
+	if err := e.checkNoHold(ctx, p.Tenant, stream); err != nil {
 		return eventvault.Shred{}, err
 	}
 	s, err := e.store.ShredStream(ctx, p.Tenant, stream, purge, e.now().UTC())
@@ -76,7 +108,36 @@ func (e *Erasure) ShredStream(ctx context.Context, p eventvault.Principal, strea
 	return s, nil
 }
 
-// ShredTenant destroys a tenant's KEK. Only the root token may.
+// checkNoHold returns ECONFLICT if the stream's owner is under a legal
+// hold. The message names the stream and the hold's reason, never the
+// subject.
+func (e *Erasure) checkNoHold(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) error {
+	owner, err := e.store.StreamOwner(ctx, tenant, stream)
+	if err != nil {
+		return fmt.Errorf("shred %s: owner: %w", stream, err)
+	}
+	if owner == "" {
+		return nil
+	}
+	hold, err := e.store.Hold(ctx, tenant, owner)
+	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("shred %s: look up hold: %w", stream, err)
+	}
+	return &eventvault.Error{
+		Code: eventvault.ECONFLICT,
+		Message: fmt.Sprintf("stream %s belongs to a data subject under a legal hold (%s): the shred was refused; lift the hold first (DELETE /v1/subjects/{subject}/hold)",
+			stream, hold.Reason),
+		Fields: map[string]any{"stream": string(stream)},
+	}
+}
+
+// ShredTenant destroys a tenant's KEK, then revokes the tenant's tokens
+// (with the TokenRevoker, if one was given). Only the root token may.
+// Shredding again revokes again, so a failed revocation is retried by
+// asking again.
 // Errors: EFORBIDDEN; EINVALID for a bad tenant id.
 func (e *Erasure) ShredTenant(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID) (eventvault.TenantShred, error) {
 	if err := eventvault.ValidateTenant(tenant); err != nil {
@@ -91,6 +152,11 @@ func (e *Erasure) ShredTenant(ctx context.Context, p eventvault.Principal, tenan
 	}
 	e.keys.EvictTenant(tenant)
 	e.logger.InfoContext(ctx, "tenant shredded", slog.String("tenant", string(tenant)), slog.Int("keks", len(s.KeyIDs)), slog.String("by", p.TokenID))
+	if e.revokeTokens != nil {
+		if err := e.revokeTokens(ctx, tenant); err != nil {
+			return eventvault.TenantShred{}, fmt.Errorf("tenant %s is shredded, but revoking its tokens failed (shred it again to retry): %w", tenant, err)
+		}
+	}
 	return s, nil
 }
 

@@ -79,6 +79,8 @@ func Run(t *testing.T, open func(t *testing.T) eventvault.Store) {
 	t.Run("Rotation", func(t *testing.T) { testRotation(t, open) })
 	t.Run("KEKRetire", func(t *testing.T) { testKEKRetire(t, open) })
 	t.Run("Erasure", func(t *testing.T) { testErasure(t, open) })
+	t.Run("StreamOwner", func(t *testing.T) { testStreamOwner(t, open) })
+	t.Run("DeleteTenantTokens", func(t *testing.T) { testDeleteTenantTokens(t, open) })
 }
 
 func testPing(t *testing.T, open opener) {

@@ -5,6 +5,8 @@
 package wiring
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -45,13 +47,30 @@ func Build(p Parts) *Stack {
 	tokens := auth.NewTokens(p.Store, p.TokenCacheTTL)
 	handler := api.New(api.Config{
 		Engine:  engine.New(p.Store, keys, logger, engine.WithPseudonymizer(p.Pseudonyms)),
-		Erasure: engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger),
+		Erasure: engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger))),
 		Keys:    engine.NewRotation(keys, logger),
 		Tokens:  tokens,
 		Ready:   p.Store.Ping,
 		Logger:  logger,
 	})
 	return &Stack{Keys: keys, Tokens: tokens, Handler: handler}
+}
+
+// RevokeTenantTokens returns the revoker a tenant shred calls: it deletes
+// the tenant's tokens from the store, then purges tokens' cache so that the
+// revocation takes effect on this node at once (even when the delete
+// failed, which may hide a delete that committed). Other processes on the
+// same database notice within their token cache TTL.
+func RevokeTenantTokens(store eventvault.TokenStore, tokens *auth.Tokens, logger *slog.Logger) engine.TokenRevoker {
+	return func(ctx context.Context, tenant eventvault.TenantID) error {
+		n, err := store.DeleteTenantTokens(ctx, tenant)
+		tokens.Purge()
+		if err != nil {
+			return fmt.Errorf("revoke tokens of tenant %s: %w", tenant, err)
+		}
+		logger.InfoContext(ctx, "tenant tokens revoked", slog.String("tenant", string(tenant)), slog.Int("tokens", n))
+		return nil
+	}
 }
 
 // HTTPServer returns the http.Server EventVault serves h with: bounded
