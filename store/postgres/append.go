@@ -61,11 +61,17 @@ type storedEnvelope struct {
 	contentMAC     []byte
 }
 
-// Append writes a batch atomically, in two round trips: the first locks the
-// stream and looks the batch's ids up (with BEGIN and the tenant context),
-// the second writes the events and commits. Between the two, Seal runs once
-// the positions are fixed. An append that ends early (a conflict, a replay)
-// costs a third, for ROLLBACK.
+// Append writes a batch atomically. In the common case it takes one round
+// trip: if this process knows the stream's version (from its own earlier
+// appends, see versionCache) and the expected version holds there, Seal
+// runs at that version and one pipeline locks the stream, checks the guess
+// and that no id of the batch exists, writes and commits (appendGuessed).
+// Otherwise, or if the guess does not hold, it takes two: the first locks
+// the stream and looks the batch's ids up (with BEGIN and the tenant
+// context), the second writes the events and commits; between the two, the
+// store decides replay or conflict and Seal runs once the positions are
+// fixed. An append that ends early (a conflict, a replay) costs a third,
+// for ROLLBACK. Seal is called at most once per first position.
 //
 // Errors: ECONFLICT for an expected version that does not hold, an event id
 // reused with other content, in another stream, or partly, or a subject
@@ -81,12 +87,20 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 	if err := validateOwner(req.Subject); err != nil {
 		return eventvault.AppendResult{}, err
 	}
-	n := len(req.Events)
-	ids := make([]uuid.UUID, n)
-	types := make([]string, n)
-	macs := make([][]byte, n)
-	for i, e := range req.Events {
-		ids[i], types[i], macs[i] = e.ID, e.Type, e.ContentMAC
+	w := newBatchWrite(req)
+
+	if guess, ok := db.versions.get(tenant, req.Stream); ok && guess.keyID == req.KeyID &&
+		req.Expected.Check(guess.version) && (req.Subject == "" || req.Subject == guess.owner) &&
+		!db.recent.any(w.ids) {
+		res, done, err := db.appendGuessed(ctx, tenant, req, w, guess)
+		if err != nil {
+			return eventvault.AppendResult{}, mapError(op, err)
+		}
+		if done {
+			db.versions.saw(tenant, req.Stream, streamGuess{version: res.Version, keyID: req.KeyID, owner: req.Subject})
+			db.recent.add(w.ids)
+			return res, nil
+		}
 	}
 
 	var res eventvault.AppendResult
@@ -107,7 +121,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			found = err == nil
 			return err
 		})
-		b.Queue(findEventsSQL, tenant, ids).Query(func(rows pgx.Rows) error {
+		b.Queue(findEventsSQL, tenant, w.ids).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id uuid.UUID
 				var e storedEnvelope
@@ -120,6 +134,15 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		})
 		if err := t.send(ctx, b, false); err != nil {
 			return fmt.Errorf("lock stream %s: %w", req.Stream, err)
+		}
+		if found && keyID != nil {
+			seen := streamGuess{version: version, keyID: *keyID}
+			if owner != nil {
+				seen.owner = eventvault.Pseudonym(*owner)
+			}
+			db.versions.saw(tenant, req.Stream, seen)
+		} else {
+			db.versions.forget(tenant, req.Stream)
 		}
 
 		switch {
@@ -142,12 +165,9 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		}
 
 		first := version + 1
-		payloads, err := req.Seal(first)
+		payloads, err := w.seal(first)
 		if err != nil {
-			return fmt.Errorf("seal events of stream %s: %w", req.Stream, err)
-		}
-		if len(payloads) != n {
-			return fmt.Errorf("seal events of stream %s: %d payloads for %d events", req.Stream, len(payloads), n)
+			return err
 		}
 
 		var firstGlobal int64
@@ -155,22 +175,77 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		if req.Subject != "" && owner == nil {
 			b.Queue(setOwnerSQL, tenant, req.Stream, string(req.Subject))
 		}
-		b.Queue(writeEventsSQL, tenant, req.Stream, n, first, ids, types, macs, payloads).QueryRow(func(r pgx.Row) error {
+		b.Queue(writeEventsSQL, tenant, req.Stream, w.n, first, w.ids, w.types, w.macs, payloads).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&firstGlobal)
 		})
 		if err := t.send(ctx, b, true); err != nil {
 			return fmt.Errorf("write events of stream %s: %w", req.Stream, err)
 		}
-		res = eventvault.AppendResult{Stream: req.Stream, Events: make([]eventvault.Positions, n), Version: first + int64(n) - 1}
-		for i := range res.Events {
-			res.Events[i] = eventvault.Positions{Position: first + int64(i), GlobalPosition: firstGlobal + int64(i)}
-		}
+		res = w.result(req.Stream, first, firstGlobal)
 		return nil
 	})
 	if err != nil {
 		return eventvault.AppendResult{}, err
 	}
+	if !res.Replayed {
+		seen := streamGuess{version: res.Version, keyID: req.KeyID, owner: req.Subject}
+		db.versions.saw(tenant, req.Stream, seen)
+	}
+	db.recent.add(w.ids)
 	return res, nil
+}
+
+// batchWrite is a batch in the columns the write statements take, and its
+// Seal, called at most once per first position.
+type batchWrite struct {
+	stream eventvault.StreamName
+	n      int
+	ids    []uuid.UUID
+	types  []string
+	macs   [][]byte
+
+	sealFn   eventvault.SealFunc
+	sealed   bool
+	first    int64
+	payloads [][]byte
+	sealErr  error
+}
+
+func newBatchWrite(req eventvault.AppendRequest) *batchWrite {
+	n := len(req.Events)
+	w := &batchWrite{stream: req.Stream, n: n, ids: make([]uuid.UUID, n), types: make([]string, n), macs: make([][]byte, n), sealFn: req.Seal}
+	for i, e := range req.Events {
+		w.ids[i], w.types[i], w.macs[i] = e.ID, e.Type, e.ContentMAC
+	}
+	return w
+}
+
+// seal returns the batch's payloads sealed at first, calling Seal only if
+// the last call was at another position: an append that falls back from
+// its guess, or a transaction run again, reuses what was sealed (payloads
+// that were never committed) or the error Seal gave.
+func (w *batchWrite) seal(first int64) ([][]byte, error) {
+	if w.sealed && w.first == first {
+		return w.payloads, w.sealErr
+	}
+	w.sealed, w.first = true, first
+	w.payloads, w.sealErr = w.sealFn(first)
+	switch {
+	case w.sealErr != nil:
+		w.sealErr = fmt.Errorf("seal events of stream %s: %w", w.stream, w.sealErr)
+	case len(w.payloads) != w.n:
+		w.sealErr = fmt.Errorf("seal events of stream %s: %d payloads for %d events", w.stream, len(w.payloads), w.n)
+	}
+	return w.payloads, w.sealErr
+}
+
+// result is the answer to a batch written at first and firstGlobal.
+func (w *batchWrite) result(stream eventvault.StreamName, first, firstGlobal int64) eventvault.AppendResult {
+	res := eventvault.AppendResult{Stream: stream, Events: make([]eventvault.Positions, w.n), Version: first + int64(w.n) - 1}
+	for i := range res.Events {
+		res.Events[i] = eventvault.Positions{Position: first + int64(i), GlobalPosition: firstGlobal + int64(i)}
+	}
+	return res
 }
 
 // replay decides an append some of whose ids exist already. It is a replay

@@ -27,6 +27,12 @@ type Options struct {
 type DB struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// versions is this process's guess of each stream's version, which
+	// lets most appends take one round trip (see Append).
+	versions versionCache
+	// recent holds the ids this process appended last: a retry of one of
+	// them takes the locking path, which does not seal it.
+	recent recentIDs
 }
 
 var _ eventvault.Store = (*DB)(nil)

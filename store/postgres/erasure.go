@@ -107,6 +107,8 @@ func (db *DB) ShredStream(ctx context.Context, tenant eventvault.TenantID, strea
 		b.Queue(notifyStreamSQL, tenant, stream)
 		return t.send(ctx, b, true)
 	})
+	// An append guessing at the stream's old key would seal for nothing.
+	db.versions.forget(tenant, stream)
 	if err != nil {
 		return eventvault.Shred{}, fmt.Errorf("shred stream %s: %w", stream, err)
 	}
@@ -163,6 +165,7 @@ func (db *DB) ShredTenant(ctx context.Context, tenant eventvault.TenantID, at ti
 		b.Queue(notifyTenantSQL, tenant)
 		return t.send(ctx, b, true)
 	})
+	db.versions.forgetTenant(tenant)
 	if err != nil {
 		return eventvault.TenantShred{}, fmt.Errorf("shred tenant %s: %w", tenant, err)
 	}
