@@ -45,16 +45,9 @@ func (db *DB) ShredStream(ctx context.Context, tenant eventvault.TenantID, strea
 	at = db.stamp(at)
 	var s eventvault.Shred
 	err := db.update(ctx, op, func(tx *bbolt.Tx) error {
-		tb := readTenant(tx, tenant)
-		if tb == nil {
-			return noStream(op, stream)
-		}
-		rec, found, err := tb.stream(stream)
+		tb, rec, err := existingStream(tx, op, tenant, stream)
 		if err != nil {
 			return err
-		}
-		if !found {
-			return noStream(op, stream)
 		}
 		changed := shredRec(&rec, at)
 		if purge && !rec.Shred.Purged {
@@ -356,6 +349,23 @@ func ownerConflict(op string, stream eventvault.StreamName) error {
 		Message: fmt.Sprintf("stream %s belongs to another data subject: a stream's owner is set by the first append that names one and never changes; append to a stream of this subject instead", stream),
 		Fields:  map[string]any{"stream": string(stream)},
 	}
+}
+
+// existingStream returns the tenant's buckets and the stream's record.
+// Errors: ENOTFOUND for a stream that never existed.
+func existingStream(tx *bbolt.Tx, op string, tenant eventvault.TenantID, stream eventvault.StreamName) (*tenantBuckets, streamRecord, error) {
+	tb := readTenant(tx, tenant)
+	if tb == nil {
+		return nil, streamRecord{}, noStream(op, stream)
+	}
+	rec, found, err := tb.stream(stream)
+	if err != nil {
+		return nil, streamRecord{}, err
+	}
+	if !found {
+		return nil, streamRecord{}, noStream(op, stream)
+	}
+	return tb, rec, nil
 }
 
 func noStream(op string, stream eventvault.StreamName) error {

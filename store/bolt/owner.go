@@ -23,16 +23,9 @@ func (db *DB) StreamOwner(ctx context.Context, tenant eventvault.TenantID, strea
 	}
 	var owner eventvault.Pseudonym
 	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
-		tb := readTenant(tx, tenant)
-		if tb == nil {
-			return noStream(op, stream)
-		}
-		rec, found, err := tb.stream(stream)
+		_, rec, err := existingStream(tx, op, tenant, stream)
 		if err != nil {
 			return err
-		}
-		if !found {
-			return noStream(op, stream)
 		}
 		owner = rec.Subject
 		return nil
