@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/eventvault/eventvault"
-	"github.com/eventvault/eventvault/engine"
 )
 
 // appendRequest is the body of POST /v1/streams/{stream}/events.
@@ -83,10 +82,9 @@ func (s *Server) appendEvents(c *gin.Context) {
 	c.JSON(status, out)
 }
 
+// newEvents turns the decoded events into the engine's, which checks the
+// batch (size, types, JSON) and compacts data and metadata.
 func newEvents(in []eventIn) ([]eventvault.NewEvent, error) {
-	if len(in) > engine.MaxBatchEvents {
-		return nil, eventvault.Errorf(eventvault.ETOOLARGE, "the batch holds %d events; the limit is %d per request: split it", len(in), engine.MaxBatchEvents)
-	}
 	out := make([]eventvault.NewEvent, len(in))
 	for i, e := range in {
 		if e.ID == "" {
@@ -96,32 +94,19 @@ func newEvents(in []eventIn) ([]eventvault.NewEvent, error) {
 		if err != nil || len(e.ID) != 36 {
 			return nil, eventvault.Errorf(eventvault.EINVALID, "events[%d].id %q is not a UUID such as 3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55", i, truncate(e.ID, 40))
 		}
-		data, err := compactJSON(e.Data)
-		if err != nil || data == nil {
-			return nil, eventvault.Errorf(eventvault.EINVALID, "events[%d].data is missing or null: send a JSON value, usually an object", i)
-		}
-		md, err := compactJSON(e.Metadata)
-		if err != nil {
-			return nil, eventvault.Errorf(eventvault.EINVALID, "events[%d].metadata is not valid JSON", i)
-		}
-		out[i] = eventvault.NewEvent{ID: id, Type: e.Type, Data: data, Metadata: md}
+		out[i] = eventvault.NewEvent{ID: id, Type: e.Type, Data: jsonValue(e.Data), Metadata: jsonValue(e.Metadata)}
 	}
 	return out, nil
 }
 
-// compactJSON removes insignificant white space, so that a retried append
-// with other formatting is still recognised as the same event. It returns
-// nil for an absent value or JSON null.
-func compactJSON(raw json.RawMessage) ([]byte, error) {
+// jsonValue returns raw, or nil for an absent value or JSON null. The
+// decoder has checked it is valid JSON.
+func jsonValue(raw json.RawMessage) []byte {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return nil, nil
+		return nil
 	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, raw); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return raw
 }
 
 // readStream reads one stream: ?from=&limit=&direction=forward|backward.

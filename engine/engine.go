@@ -5,6 +5,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -55,6 +56,7 @@ func New(store eventvault.EventStore, keys *evcrypto.Keyring, logger *slog.Logge
 }
 
 // Append seals events under the stream's key and appends them atomically.
+// Data and metadata must be JSON; they are stored compacted.
 // Errors: EINVALID for a bad stream name, batch or event; ETOOLARGE for a
 // batch over MaxBatchEvents; EFORBIDDEN without the append capability;
 // ECONFLICT for an expected version that does not hold or a reused id.
@@ -163,18 +165,34 @@ func validateBatch(events []eventvault.NewEvent) error {
 			return fmt.Errorf("events[%d]: %w", i, err)
 		}
 		if len(ev.Data) == 0 {
-			return eventvault.Errorf(eventvault.EINVALID, "events[%d].data is missing: send a JSON value", i)
+			return eventvault.Errorf(eventvault.EINVALID, "events[%d].data is missing or null: send a JSON value, usually an object", i)
 		}
-		// Reads copy data and metadata into responses as they are, so
-		// only valid JSON may be stored, whoever calls.
-		if !json.Valid(ev.Data) {
+		// Reads copy data and metadata into responses as they are, so only
+		// valid JSON may be stored, whoever calls; compacting checks that
+		// in the same pass, and lets a retry with other white space be
+		// recognised as the same event.
+		var err error
+		if events[i].Data, err = compactJSON(ev.Data); err != nil {
 			return eventvault.Errorf(eventvault.EINVALID, "events[%d].data is not valid JSON", i)
 		}
-		if ev.Metadata != nil && !json.Valid(ev.Metadata) {
-			return eventvault.Errorf(eventvault.EINVALID, "events[%d].metadata is not valid JSON", i)
+		if ev.Metadata != nil {
+			if events[i].Metadata, err = compactJSON(ev.Metadata); err != nil {
+				return eventvault.Errorf(eventvault.EINVALID, "events[%d].metadata is not valid JSON", i)
+			}
 		}
 	}
 	return nil
+}
+
+// compactJSON returns raw without insignificant white space, or an error if
+// raw is not one valid JSON value.
+func compactJSON(raw []byte) ([]byte, error) {
+	var b bytes.Buffer
+	b.Grow(len(raw))
+	if err := json.Compact(&b, raw); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // StreamSlice is what ReadStream returns.
