@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,49 +18,16 @@ import (
 // returns its base URL, what it printed, and a stop function.
 func startDev(t *testing.T, dataDir string, extra ...string) (string, string, func()) {
 	t.Helper()
-	args := append([]string{"-dev", "-listen", "127.0.0.1:0", "-data-dir", dataDir}, extra...)
-	cfg, err := parseServerFlags(args, io.Discard)
-	if err != nil {
-		t.Fatalf("flags: %v", err)
-	}
-	var out bytes.Buffer
-	m := &Main{Config: cfg, Stdout: &out, Logger: slog.New(slog.DiscardHandler)}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := m.Open(ctx); err != nil {
-		cancel()
-		t.Fatalf("open: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- m.Serve(ctx) }()
-	stop := func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if err := m.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}
-	return "http://" + m.Addr(), out.String(), stop
+	s := startServer(t, append([]string{"-dev", "-data-dir", dataDir}, extra...)...)
+	return s.base, s.banner, s.stop
 }
 
 var rootTokenRE = regexp.MustCompile(`Root Token: (\S+)`)
 
 func call(t *testing.T, method, url, token, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	code, _, b := do(t, method, url, token, body)
+	return code, b
 }
 
 func TestDevServerPrintsRootTokenAndKeepsDataAcrossRestart(t *testing.T) {

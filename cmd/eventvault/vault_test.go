@@ -30,6 +30,9 @@ type server struct {
 	base   string
 	banner string
 	log    *bytes.Buffer
+	// stop shuts the server down and closes its store; it runs once, by
+	// the test or at its end.
+	stop func()
 }
 
 // openServer opens a server with args (flags) over a free loopback port;
@@ -50,14 +53,17 @@ func openServer(t *testing.T, args ...string) (*server, error) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- m.Serve(ctx) }()
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-		m.Close()
+		if err := m.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
 	})
-	return &server{m: m, base: "http://" + m.Addr(), banner: out.String(), log: &log}, nil
+	t.Cleanup(stop)
+	return &server{m: m, base: "http://" + m.Addr(), banner: out.String(), log: &log, stop: stop}, nil
 }
 
 func startServer(t *testing.T, args ...string) *server {
