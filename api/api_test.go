@@ -29,21 +29,25 @@ type testAPI struct {
 
 func newTestAPI(t *testing.T) *testAPI {
 	t.Helper()
-	dir := t.TempDir()
-	store, err := bolt.Open(filepath.Join(dir, "eventvault.db"))
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "eventvault.db"))
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { store.Close() })
-	root, err := evcrypto.OpenLocalRootKey(filepath.Join(dir, "root.key"))
-	if err != nil {
-		t.Fatalf("root key: %v", err)
-	}
-	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
-	tokens := &auth.Tokens{Store: store}
-	rootToken, err := tokens.InstallRoot(context.Background(), "default", "")
-	if err != nil {
-		t.Fatalf("install root token: %v", err)
+	return newTestAPIOver(t, store, nil)
+}
+
+// newTestAPIOver is the whole server (events, erasure, key rotation,
+// tokens) over store and root, a local root key in a temporary folder when
+// root is nil, as wiring.Build has it (which the api package cannot import).
+func newTestAPIOver(t *testing.T, store eventvault.Store, root evcrypto.RootKeyProvider) *testAPI {
+	t.Helper()
+	dir := t.TempDir()
+	var err error
+	if root == nil {
+		if root, err = evcrypto.OpenLocalRootKey(filepath.Join(dir, "root.key")); err != nil {
+			t.Fatalf("root key: %v", err)
+		}
 	}
 	pseud, err := evcrypto.OpenPseudonymizer(filepath.Join(dir, "pseudonym.key"))
 	if err != nil {
@@ -53,9 +57,16 @@ func newTestAPI(t *testing.T) *testAPI {
 	if err != nil {
 		t.Fatalf("signing key: %v", err)
 	}
+	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+	tokens := &auth.Tokens{Store: store}
+	rootToken, err := tokens.InstallRoot(context.Background(), "default", "")
+	if err != nil {
+		t.Fatalf("install root token: %v", err)
+	}
 	srv := New(Config{
 		Engine:  engine.New(store, keys, nil, engine.WithPseudonymizer(pseud)),
 		Erasure: engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens)),
+		Keys:    engine.NewRotation(keys, nil),
 		Tokens:  tokens,
 		Ready:   store.Ping,
 	})

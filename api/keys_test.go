@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -35,19 +34,7 @@ func newKeysAPI(t *testing.T, root evcrypto.RootKeyProvider) *keysAPI {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { store.Close() })
-	if root == nil {
-		if root, err = evcrypto.OpenLocalRootKey(filepath.Join(dir, "root.key")); err != nil {
-			t.Fatalf("root key: %v", err)
-		}
-	}
-	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
-	tokens := &auth.Tokens{Store: store}
-	rootToken, err := tokens.InstallRoot(context.Background(), "default", "")
-	if err != nil {
-		t.Fatalf("install root token: %v", err)
-	}
-	srv := New(Config{Engine: engine.New(store, keys, nil), Keys: engine.NewRotation(keys, nil), Tokens: tokens, Ready: store.Ping})
-	return &keysAPI{testAPI: &testAPI{t: t, srv: srv, root: rootToken}, store: store}
+	return &keysAPI{testAPI: newTestAPIOver(t, store, root), store: store}
 }
 
 // token issues a token for tenant with the capabilities on every stream.

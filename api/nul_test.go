@@ -3,13 +3,9 @@ package api
 import (
 	"context"
 	"net/http"
-	"path/filepath"
 	"testing"
 
 	"github.com/eventvault/eventvault"
-	"github.com/eventvault/eventvault/auth"
-	evcrypto "github.com/eventvault/eventvault/crypto"
-	"github.com/eventvault/eventvault/engine"
 	"github.com/eventvault/eventvault/store/postgres"
 	"github.com/eventvault/eventvault/store/postgres/pgtest"
 )
@@ -28,33 +24,7 @@ func newPostgresAPI(t *testing.T) *testAPI {
 		t.Fatalf("open postgres: %v", err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	dir := t.TempDir()
-	root, err := evcrypto.OpenLocalRootKey(filepath.Join(dir, "root.key"))
-	if err != nil {
-		t.Fatalf("root key: %v", err)
-	}
-	pseud, err := evcrypto.OpenPseudonymizer(filepath.Join(dir, "pseudonym.key"))
-	if err != nil {
-		t.Fatalf("pseudonym key: %v", err)
-	}
-	signer, err := evcrypto.OpenSigningKey(filepath.Join(dir, "signing.key"))
-	if err != nil {
-		t.Fatalf("signing key: %v", err)
-	}
-	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
-	tokens := &auth.Tokens{Store: store}
-	rootToken, err := tokens.InstallRoot(ctx, "default", "")
-	if err != nil {
-		t.Fatalf("install root token: %v", err)
-	}
-	srv := New(Config{
-		Engine:  engine.New(store, keys, nil, engine.WithPseudonymizer(pseud)),
-		Erasure: engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens)),
-		Keys:    engine.NewRotation(keys, nil),
-		Tokens:  tokens,
-		Ready:   store.Ping,
-	})
-	return &testAPI{t: t, srv: srv, root: rootToken}
+	return newTestAPIOver(t, store, nil)
 }
 
 // TestTextWithNULIsAClientError: PostgreSQL text cannot hold a NUL
