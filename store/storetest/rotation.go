@@ -107,36 +107,12 @@ func testAddTenantKeyRace(t *testing.T, open opener) {
 	}
 	const n = 8
 	proposed := make([]eventvault.WrappedKey, n)
-	errs := make([]error, n)
 	for i := range proposed {
 		proposed[i] = kekVersion(first.ID, 2)
 	}
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			errs[i] = h.store.AddTenantKey(h.ctx, tenantA, proposed[i])
-		})
-	}
-	close(start)
-	wg.Wait()
-	winner := -1
-	for i, err := range errs {
-		switch eventvault.ErrorCode(err) {
-		case "":
-			if winner >= 0 {
-				t.Fatalf("two rotations both added version 2")
-			}
-			winner = i
-		case eventvault.ECONFLICT:
-		default:
-			t.Fatalf("AddTenantKey %d: %v, want success or ECONFLICT", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatal("no rotation added version 2")
-	}
+	winner := onlyOneWins(t, "AddTenantKey of version 2", n, func(i int) error {
+		return h.store.AddTenantKey(h.ctx, tenantA, proposed[i])
+	})
 	got, err := h.store.TenantKey(h.ctx, tenantA)
 	if err != nil {
 		t.Fatalf("TenantKey: %v", err)
@@ -302,36 +278,12 @@ func testRewrapStreamKeyRace(t *testing.T, open opener) {
 	old := h.streamKey(tenantA, "order-1")
 	const n = 8
 	proposed := make([]eventvault.WrappedKey, n)
-	errs := make([]error, n)
 	for i := range proposed {
 		proposed[i] = rewrapped(old, 2)
 	}
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			errs[i] = h.store.RewrapStreamKey(h.ctx, tenantA, "order-1", old, proposed[i])
-		})
-	}
-	close(start)
-	wg.Wait()
-	winner := -1
-	for i, err := range errs {
-		switch eventvault.ErrorCode(err) {
-		case "":
-			if winner >= 0 {
-				t.Fatal("two compare-and-swaps from the same row both succeeded")
-			}
-			winner = i
-		case eventvault.ECONFLICT:
-		default:
-			t.Fatalf("RewrapStreamKey %d: %v, want success or ECONFLICT", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatal("no re-wrap succeeded")
-	}
+	winner := onlyOneWins(t, "RewrapStreamKey from one row", n, func(i int) error {
+		return h.store.RewrapStreamKey(h.ctx, tenantA, "order-1", old, proposed[i])
+	})
 	got, err := h.store.StreamKey(h.ctx, tenantA, "order-1")
 	if err != nil {
 		t.Fatalf("StreamKey: %v", err)
@@ -391,16 +343,28 @@ func testRewrapTenantKey(t *testing.T, open opener) {
 	// Concurrent re-wraps of version 2: one wins.
 	const n = 8
 	proposed := make([]eventvault.WrappedKey, n)
-	errs := make([]error, n)
 	for i := range proposed {
 		proposed[i] = rewrap(second)
 	}
+	winner := onlyOneWins(t, "RewrapTenantKey of version 2", n, func(i int) error {
+		return h.store.RewrapTenantKey(h.ctx, tenantA, second, proposed[i])
+	})
+	got, _ = h.store.TenantKey(h.ctx, tenantA)
+	wantKey(t, "version 2 after the race", got, proposed[winner])
+}
+
+// onlyOneWins runs try(0..n-1) at once and returns the one index that
+// succeeded; it fails t unless exactly one did and every other got
+// ECONFLICT.
+func onlyOneWins(t *testing.T, what string, n int, try func(i int) error) int {
+	t.Helper()
+	errs := make([]error, n)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			errs[i] = h.store.RewrapTenantKey(h.ctx, tenantA, second, proposed[i])
+			errs[i] = try(i)
 		})
 	}
 	close(start)
@@ -410,17 +374,16 @@ func testRewrapTenantKey(t *testing.T, open opener) {
 		switch eventvault.ErrorCode(err) {
 		case "":
 			if winner >= 0 {
-				t.Fatal("two compare-and-swaps of version 2 both succeeded")
+				t.Fatalf("%s: two of %d racing calls succeeded", what, n)
 			}
 			winner = i
 		case eventvault.ECONFLICT:
 		default:
-			t.Fatalf("RewrapTenantKey %d: %v, want success or ECONFLICT", i, err)
+			t.Fatalf("%s, call %d: %v, want success or ECONFLICT", what, i, err)
 		}
 	}
 	if winner < 0 {
-		t.Fatal("no re-wrap of version 2 succeeded")
+		t.Fatalf("%s: none of %d racing calls succeeded", what, n)
 	}
-	got, _ = h.store.TenantKey(h.ctx, tenantA)
-	wantKey(t, "version 2 after the race", got, proposed[winner])
+	return winner
 }
