@@ -73,22 +73,16 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.BoolVar(&c.Dev, "dev", envBool("EVENTVAULT_DEV"), "dev mode: embedded store and local root key in -data-dir, a root token printed at start (EVENTVAULT_DEV)")
 	fs.StringVar(&c.Listen, "listen", env("EVENTVAULT_LISTEN", "127.0.0.1:8080"), "address to listen on (EVENTVAULT_LISTEN)")
-	fs.StringVar(&c.DataDir, "data-dir", env("EVENTVAULT_DATA_DIR", "data"), "folder of the embedded store (dev), the local root key (dev) and the default signing and pseudonym key files (EVENTVAULT_DATA_DIR)")
 	fs.StringVar(&c.SigningKeyFile, "signing-key-file", env("EVENTVAULT_SIGNING_KEY_FILE", ""), "Ed25519 seed that signs erasure certificates, created when missing (EVENTVAULT_SIGNING_KEY_FILE; default <data-dir>/signing.key)")
 	fs.StringVar(&c.PseudonymKeyFile, "pseudonym-key-file", env("EVENTVAULT_PSEUDONYM_KEY_FILE", ""), "key of subject pseudonyms, created when missing; back it up with the database (EVENTVAULT_PSEUDONYM_KEY_FILE; default <data-dir>/pseudonym.key)")
-	fs.StringVar(&c.DatabaseURL, "database-url", env("EVENTVAULT_DATABASE_URL", ""), "PostgreSQL URL; required in production, optional in dev mode (EVENTVAULT_DATABASE_URL)")
-	fs.StringVar(&c.RootKeyFile, "root-key-file", env("EVENTVAULT_ROOT_KEY_FILE", ""), "local root key file, created when missing (EVENTVAULT_ROOT_KEY_FILE; dev default <data-dir>/root.key)")
 	fs.StringVar(&c.DevRootToken, "dev-root-token", env("EVENTVAULT_DEV_ROOT_TOKEN", ""), "dev mode: use this root token instead of a random one (EVENTVAULT_DEV_ROOT_TOKEN)")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("EVENTVAULT_TLS_CERT", ""), "TLS certificate file (EVENTVAULT_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("EVENTVAULT_TLS_KEY", ""), "TLS private key file (EVENTVAULT_TLS_KEY)")
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", envDuration("EVENTVAULT_KEY_CACHE_TTL", 5*time.Minute), "how long unwrapped keys stay cached (EVENTVAULT_KEY_CACHE_TTL)")
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", envInt("EVENTVAULT_KEY_CACHE_SIZE", 10000), "how many unwrapped keys may be cached (EVENTVAULT_KEY_CACHE_SIZE)")
 	fs.DurationVar(&c.TokenCacheTTL, "token-cache-ttl", envDuration("EVENTVAULT_TOKEN_CACHE_TTL", auth.DefaultTokenCacheTTL), "how long an authenticated token is remembered, sparing a database lookup per request; a token revoked by another server on the same database still works here for up to this long; 0 disables (EVENTVAULT_TOKEN_CACHE_TTL)")
-	fs.StringVar(&c.LogFormat, "log-format", env("EVENTVAULT_LOG_FORMAT", "text"), "log format: text or json (EVENTVAULT_LOG_FORMAT)")
-	fs.BoolVar(&c.InsecureLocalRootKey, "insecure-local-root-key", envBool("EVENTVAULT_INSECURE_LOCAL_ROOT_KEY"), "production mode without Vault: use -root-key-file as the root key (EVENTVAULT_INSECURE_LOCAL_ROOT_KEY); a copy of that file and the database reads everything")
-	vaultFlags(fs, &c.Vault)
+	storeAndRootFlags(fs, &c)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -133,4 +127,16 @@ func (c *Config) validate() error {
 		return fmt.Errorf("-token-cache-ttl must be 0 (no cache) or positive, not %s", c.TokenCacheTTL)
 	}
 	return nil
+}
+
+// storeAndRootFlags registers the flags that say where the store and the
+// root key are, shared by every command that opens them (server, rotate).
+func storeAndRootFlags(fs *flag.FlagSet, c *Config) {
+	fs.BoolVar(&c.Dev, "dev", envBool("EVENTVAULT_DEV"), "dev mode: embedded store and local root key in -data-dir, a root token printed at start (EVENTVAULT_DEV)")
+	fs.StringVar(&c.DataDir, "data-dir", env("EVENTVAULT_DATA_DIR", "data"), "folder of the embedded store (dev), the local root key (dev) and the default signing and pseudonym key files (EVENTVAULT_DATA_DIR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", env("EVENTVAULT_DATABASE_URL", ""), "PostgreSQL URL; required in production, optional in dev mode (EVENTVAULT_DATABASE_URL)")
+	fs.StringVar(&c.RootKeyFile, "root-key-file", env("EVENTVAULT_ROOT_KEY_FILE", ""), "local root key file, created when missing (EVENTVAULT_ROOT_KEY_FILE; dev default <data-dir>/root.key)")
+	fs.StringVar(&c.LogFormat, "log-format", env("EVENTVAULT_LOG_FORMAT", "text"), "log format: text or json (EVENTVAULT_LOG_FORMAT)")
+	fs.BoolVar(&c.InsecureLocalRootKey, "insecure-local-root-key", envBool("EVENTVAULT_INSECURE_LOCAL_ROOT_KEY"), "production mode without Vault: use -root-key-file as the root key (EVENTVAULT_INSECURE_LOCAL_ROOT_KEY); a copy of that file and the database reads everything")
+	vaultFlags(fs, &c.Vault)
 }

@@ -186,13 +186,7 @@ func parseRotateFlags(args []string, stderr io.Writer) (rotateOptions, Config, e
 		fs.BoolVar(&o.resume, "resume", false, "only finish the re-wrap of an earlier run; add no version")
 	}
 	fs.IntVar(&o.progressEvery, "progress-every", 1000, "print progress on stderr every this many keys")
-	fs.BoolVar(&c.Dev, "dev", envBool("EVENTVAULT_DEV"), "the dev server's embedded store and local root key in -data-dir (EVENTVAULT_DEV)")
-	fs.StringVar(&c.DataDir, "data-dir", env("EVENTVAULT_DATA_DIR", "data"), "dev mode: folder of the embedded store and the local root key (EVENTVAULT_DATA_DIR)")
-	fs.StringVar(&c.DatabaseURL, "database-url", env("EVENTVAULT_DATABASE_URL", ""), "PostgreSQL URL (EVENTVAULT_DATABASE_URL)")
-	fs.StringVar(&c.RootKeyFile, "root-key-file", env("EVENTVAULT_ROOT_KEY_FILE", ""), "local root key file (EVENTVAULT_ROOT_KEY_FILE; dev default <data-dir>/root.key)")
-	fs.BoolVar(&c.InsecureLocalRootKey, "insecure-local-root-key", envBool("EVENTVAULT_INSECURE_LOCAL_ROOT_KEY"), "production mode without Vault: -root-key-file is the root key (EVENTVAULT_INSECURE_LOCAL_ROOT_KEY)")
-	fs.StringVar(&c.LogFormat, "log-format", env("EVENTVAULT_LOG_FORMAT", "text"), "log format: text or json (EVENTVAULT_LOG_FORMAT)")
-	vaultFlags(fs, &c.Vault)
+	storeAndRootFlags(fs, &c)
 	if err := fs.Parse(args[1:]); err != nil {
 		return o, Config{}, err
 	}
