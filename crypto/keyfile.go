@@ -17,6 +17,20 @@ import (
 // the local root key (dev) and the certificate signing key's seed. what names
 // the file's purpose in messages.
 
+// openKeyFile reads the key file at path, creating it with random bytes
+// first when it does not exist. Errors: EINVALID for a file it refuses;
+// EUNAVAILABLE if the file cannot be read or created.
+func openKeyFile(op, what, path string) ([]byte, error) {
+	key, err := readKeyFile(op, what, path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := createKeyFile(op, path); err != nil {
+			return nil, err
+		}
+		key, err = readKeyFile(op, what, path)
+	}
+	return key, err
+}
+
 func readKeyFile(op, what, path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {

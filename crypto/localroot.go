@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/cipher"
 	crand "crypto/rand"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 
 	"github.com/eventvault/eventvault"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -31,13 +29,7 @@ type LocalRootKey struct {
 // read or created.
 func OpenLocalRootKey(path string) (*LocalRootKey, error) {
 	const op = "crypto.OpenLocalRootKey"
-	key, err := readKeyFile(op, "root key", path)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := createKeyFile(op, path); err != nil {
-			return nil, err
-		}
-		key, err = readKeyFile(op, "root key", path)
-	}
+	key, err := openKeyFile(op, "root key", path)
 	if err != nil {
 		return nil, err
 	}

@@ -4,9 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 
 	"github.com/eventvault/eventvault"
 )
@@ -29,13 +27,7 @@ type Pseudonymizer struct {
 // random bytes when missing, under the same rules as OpenLocalRootKey.
 func OpenPseudonymizer(path string) (*Pseudonymizer, error) {
 	const op = "crypto.OpenPseudonymizer"
-	key, err := readKeyFile(op, "pseudonym key", path)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := createKeyFile(op, path); err != nil {
-			return nil, err
-		}
-		key, err = readKeyFile(op, "pseudonym key", path)
-	}
+	key, err := openKeyFile(op, "pseudonym key", path)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strconv"
 
 	"github.com/eventvault/eventvault"
@@ -30,13 +29,7 @@ type SigningKey struct {
 // if the file cannot be read or created.
 func OpenSigningKey(path string) (*SigningKey, error) {
 	const op = "crypto.OpenSigningKey"
-	seed, err := readKeyFile(op, "signing key", path)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := createKeyFile(op, path); err != nil {
-			return nil, err
-		}
-		seed, err = readKeyFile(op, "signing key", path)
-	}
+	seed, err := openKeyFile(op, "signing key", path)
 	if err != nil {
 		return nil, err
 	}
