@@ -45,7 +45,7 @@ func (db *DB) ShredStream(ctx context.Context, tenant eventvault.TenantID, strea
 	at = db.stamp(at)
 	var s eventvault.Shred
 	err := db.update(ctx, op, func(tx *bbolt.Tx) error {
-		tb, rec, err := existingStream(tx, op, tenant, stream)
+		tb, rec, err := existingStream(tx, op, tenant, stream, noStream)
 		if err != nil {
 			return err
 		}
@@ -351,19 +351,19 @@ func ownerConflict(op string, stream eventvault.StreamName) error {
 	}
 }
 
-// existingStream returns the tenant's buckets and the stream's record.
-// Errors: ENOTFOUND for a stream that never existed.
-func existingStream(tx *bbolt.Tx, op string, tenant eventvault.TenantID, stream eventvault.StreamName) (*tenantBuckets, streamRecord, error) {
+// existingStream returns the tenant's buckets and the stream's record, or
+// missing(op, stream) when the stream has never existed.
+func existingStream(tx *bbolt.Tx, op string, tenant eventvault.TenantID, stream eventvault.StreamName, missing func(string, eventvault.StreamName) error) (*tenantBuckets, streamRecord, error) {
 	tb := readTenant(tx, tenant)
 	if tb == nil {
-		return nil, streamRecord{}, noStream(op, stream)
+		return nil, streamRecord{}, missing(op, stream)
 	}
 	rec, found, err := tb.stream(stream)
 	if err != nil {
 		return nil, streamRecord{}, err
 	}
 	if !found {
-		return nil, streamRecord{}, noStream(op, stream)
+		return nil, streamRecord{}, missing(op, stream)
 	}
 	return tb, rec, nil
 }

@@ -34,16 +34,9 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 	}
 	var res eventvault.AppendResult
 	err := db.update(ctx, op, func(tx *bbolt.Tx) error {
-		tb := readTenant(tx, tenant)
-		if tb == nil {
-			return noStreamKey(op, req.Stream)
-		}
-		head, found, err := tb.stream(req.Stream)
+		tb, head, err := existingStream(tx, op, tenant, req.Stream, noStreamKey)
 		if err != nil {
 			return err
-		}
-		if !found {
-			return noStreamKey(op, req.Stream)
 		}
 		if head.Shred != nil {
 			return streamShredded(op, req.Stream)

@@ -89,16 +89,9 @@ func (db *DB) StreamKey(ctx context.Context, tenant eventvault.TenantID, stream 
 	}
 	var k eventvault.WrappedKey
 	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
-		tb := readTenant(tx, tenant)
-		if tb == nil {
-			return noStreamKey(op, stream)
-		}
-		rec, found, err := tb.stream(stream)
+		_, rec, err := existingStream(tx, op, tenant, stream, noStreamKey)
 		if err != nil {
 			return err
-		}
-		if !found {
-			return noStreamKey(op, stream)
 		}
 		if rec.Shred != nil {
 			return streamShredded(op, stream)

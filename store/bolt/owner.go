@@ -23,7 +23,7 @@ func (db *DB) StreamOwner(ctx context.Context, tenant eventvault.TenantID, strea
 	}
 	var owner eventvault.Pseudonym
 	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
-		_, rec, err := existingStream(tx, op, tenant, stream)
+		_, rec, err := existingStream(tx, op, tenant, stream, noStream)
 		if err != nil {
 			return err
 		}

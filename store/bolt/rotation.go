@@ -176,16 +176,9 @@ func (db *DB) RewrapStreamKey(ctx context.Context, tenant eventvault.TenantID, s
 		return eventvault.Errorf(eventvault.EINVALID, "the key of stream %s can only be re-wrapped under a newer KEK version than %d, not %d", stream, old.KEKVersion, next.KEKVersion)
 	}
 	return db.update(ctx, op, func(tx *bbolt.Tx) error {
-		tb := readTenant(tx, tenant)
-		if tb == nil {
-			return noStreamKey(op, stream)
-		}
-		rec, found, err := tb.stream(stream)
+		tb, rec, err := existingStream(tx, op, tenant, stream, noStreamKey)
 		if err != nil {
 			return err
-		}
-		if !found {
-			return noStreamKey(op, stream)
 		}
 		if len(rec.Key.Ciphertext) == 0 {
 			return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: fmt.Sprintf("stream %s was shredded", stream)}
