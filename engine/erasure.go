@@ -224,7 +224,7 @@ func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, su
 	switch {
 	case err == nil && latest.State == eventvault.ErasureReceived:
 		req = latest // resume
-	case err == nil && latest.State == eventvault.ErasureCompleted && e.allShredded(latest, streams):
+	case err == nil && latest.State == eventvault.ErasureCompleted && certificateCoversAll(latest, streams):
 		return latest, nil
 	case err != nil && eventvault.ErrorCode(err) != eventvault.ENOTFOUND:
 		return eventvault.ErasureRequest{}, fmt.Errorf("earlier requests: %w", err)
@@ -269,9 +269,11 @@ func allIn(streams []eventvault.StreamName, set map[eventvault.StreamName]bool) 
 	return true
 }
 
-// allShredded reports whether the completed request covered every stream
-// the subject owns now, so that nothing was added since.
-func (e *Erasure) allShredded(done eventvault.ErasureRequest, streams []eventvault.StreamName) bool {
+// certificateCoversAll reports whether the completed request's certificate
+// counted as many streams as the subject owns now. A subject's streams are
+// never removed (a purge keeps the stream row), so equal counts mean no
+// stream was added since.
+func certificateCoversAll(done eventvault.ErasureRequest, streams []eventvault.StreamName) bool {
 	var cert eventvault.ErasureCertificate
 	if env, err := evcrypto.ParseEnvelope(done.Certificate); err == nil {
 		_ = json.Unmarshal(env.Payload, &cert)
