@@ -6,6 +6,7 @@
 //	eventvault migrate            apply PostgreSQL schema migrations and exit
 //	eventvault certificate verify check an erasure certificate offline
 //	eventvault rotate tenant|root rotate a tenant's KEK or the root key, re-wrapping what they wrap
+//	eventvault rotate cycle       end a crypto-period, so that backups from before it can no longer be decrypted
 //
 // Every flag has an EVENTVAULT_* environment variable; a flag given on the
 // command line wins.
@@ -35,6 +36,10 @@ commands:
   migrate   apply the PostgreSQL schema migrations and exit
   rotate tenant -tenant <tenant> | rotate root [-retire]
             rotate a tenant's KEK or the root key and re-wrap what it wraps
+  rotate cycle
+            end a crypto-period: new KEK and root versions, old ones destroyed
+            or retired, so that backups from before it can no longer be
+            decrypted (run it on a schedule; needs Vault Transit)
   certificate verify -public-key <file> <file>
             check an erasure certificate offline
 
