@@ -213,7 +213,7 @@ type AppendResult struct {
 // Capability is something a principal may do, granted by a policy.
 type Capability string
 
-// The capabilities of DESIGN.md.
+// The capabilities of docs/design.md ("Access").
 const (
 	CapAppend      Capability = "append"
 	CapRead        Capability = "read"

@@ -54,7 +54,7 @@ func restore(t *testing.T, dump string) *postgres.DB {
 }
 
 // TestErasureReachesBackupsAfterACryptoPeriod is the backup story of
-// DESIGN.md, tried as it happens: a pg_dump taken before an erasure is
+// docs/design.md, tried as it happens: a pg_dump taken before an erasure is
 // restored afterwards. Before the crypto-period ends, the restored backup
 // still brings the erased data back (that is the window); once it has
 // ended, nothing in that backup can be decrypted, while the live database

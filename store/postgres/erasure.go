@@ -69,7 +69,7 @@ const streamsOfSubjectSQL = `SELECT name FROM streams
 // the old row version on disk until VACUUM reclaims its space, and in WAL
 // and backups until they are recycled: that copy is wrapped by the tenant
 // KEK, and becomes undecryptable once the KEK version that wraps it is
-// rotated out and retired (see DESIGN.md, "Backups").
+// rotated out and retired (see docs/design.md, "Backups").
 //
 // Errors: ENOTFOUND for a stream that never existed; EINVALID for a
 // malformed tenant or stream name.
