@@ -186,6 +186,32 @@ type ReadOptions struct {
 	Backward bool
 }
 
+// Validate refuses options no store can serve: a limit that is not
+// positive, or a negative first position other than -1 read backward.
+// Errors: EINVALID.
+func (o ReadOptions) Validate() error {
+	if o.Limit <= 0 {
+		return Errorf(EINVALID, "read limit is %d; it must be positive", o.Limit)
+	}
+	if o.From < 0 && !(o.Backward && o.From == -1) {
+		return Errorf(EINVALID, "cannot read from position %d; use a position >= 0, or -1 backward for the end", o.From)
+	}
+	return nil
+}
+
+// ValidateReadAll refuses a read of a tenant's events in global order that
+// no store can serve: a negative first global position or a limit that is
+// not positive. Errors: EINVALID.
+func ValidateReadAll(from int64, limit int) error {
+	if limit <= 0 {
+		return Errorf(EINVALID, "read limit is %d; it must be positive", limit)
+	}
+	if from < 0 {
+		return Errorf(EINVALID, "cannot read from global position %d; use a position >= 0", from)
+	}
+	return nil
+}
+
 // StreamPage is a slice of one stream with the key that protects it, read
 // together so that a shredded key is noticed at once.
 type StreamPage struct {

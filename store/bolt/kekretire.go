@@ -34,7 +34,7 @@ var keyKEKRetiredBefore = []byte("kek_retired_before")
 // scrubbed (a retry, or the next Open, scrubs again).
 func (db *DB) DestroyTenantKeysBefore(ctx context.Context, tenant eventvault.TenantID, version uint32) (int, error) {
 	const op = "bolt.DestroyTenantKeysBefore"
-	if err := validateKEKVersion(tenant, version); err != nil {
+	if err := eventvault.ValidateKEKVersion(tenant, version); err != nil {
 		return 0, err
 	}
 	var destroyed int

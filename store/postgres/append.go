@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/hmac"
 	"errors"
 	"fmt"
 
@@ -53,14 +52,6 @@ const writeEventsSQL = `WITH g AS (
 )
 SELECT first_global FROM g`
 
-// storedEnvelope is an event found by id during an append.
-type storedEnvelope struct {
-	stream         eventvault.StreamName
-	position       int64
-	globalPosition int64
-	contentMAC     []byte
-}
-
 // Append writes a batch atomically. In the common case it takes one round
 // trip: if this process knows the stream's version (from its own earlier
 // appends, see versionCache) and the expected version holds there, Seal
@@ -110,7 +101,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			version int64
 			keyID   *uuid.UUID
 			owner   *string
-			before  = make(map[uuid.UUID]storedEnvelope)
+			prior   = make(map[uuid.UUID]eventvault.PriorEvent)
 		)
 		b := &pgx.Batch{}
 		b.Queue(lockStreamSQL, tenant, req.Stream).QueryRow(func(r pgx.Row) error {
@@ -124,11 +115,11 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		b.Queue(findEventsSQL, tenant, w.ids).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id uuid.UUID
-				var e storedEnvelope
-				if err := rows.Scan(&id, &e.stream, &e.position, &e.globalPosition, &e.contentMAC); err != nil {
+				var e eventvault.PriorEvent
+				if err := rows.Scan(&id, &e.Stream, &e.Position, &e.GlobalPosition, &e.ContentMAC); err != nil {
 					return err
 				}
-				before[id] = e
+				prior[id] = e
 			}
 			return rows.Err()
 		})
@@ -147,21 +138,20 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 
 		switch {
 		case !found:
-			return eventvault.Errorf(eventvault.ENOTFOUND, "stream %s has no key: create the stream's key before appending", req.Stream)
+			return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("stream %s has no key: create the stream's key before appending", req.Stream)}
 		case keyID == nil:
-			return eventvault.Errorf(eventvault.EERASED, "stream %s was shredded", req.Stream)
+			return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: fmt.Sprintf("stream %s was shredded", req.Stream)}
 		case *keyID != req.KeyID:
-			return eventvault.Errorf(eventvault.EERASED, "the key of stream %s changed while the append was prepared; retry", req.Stream)
+			return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: fmt.Sprintf("the key of stream %s changed while the append was prepared; retry", req.Stream)}
 		case req.Subject != "" && owner != nil && *owner != string(req.Subject):
-			return ownerConflict(req.Stream)
+			return eventvault.OwnerConflictError(op, req.Stream)
 		}
-		if len(before) > 0 {
-			r, err := replay(req, before)
+		if r, ok, err := eventvault.Replay(op, req, prior); err != nil || ok {
 			res = r
 			return err
 		}
 		if !req.Expected.Check(version) {
-			return eventvault.ConflictError(req.Stream, req.Expected, version)
+			return eventvault.ConflictError(op, req.Stream, req.Expected, version)
 		}
 
 		first := version + 1
@@ -246,44 +236,4 @@ func (w *batchWrite) result(stream eventvault.StreamName, first, firstGlobal int
 		res.Events[i] = eventvault.Positions{Position: first + int64(i), GlobalPosition: firstGlobal + int64(i)}
 	}
 	return res
-}
-
-// replay decides an append some of whose ids exist already. It is a replay
-// if every event exists in this stream with the same content, at consecutive
-// positions in the order of the batch; anything else is a conflict that
-// names the first offending event.
-func replay(req eventvault.AppendRequest, before map[uuid.UUID]storedEnvelope) (eventvault.AppendResult, error) {
-	res := eventvault.AppendResult{Stream: req.Stream, Replayed: true, Events: make([]eventvault.Positions, len(req.Events))}
-	for i, e := range req.Events {
-		s, ok := before[e.ID]
-		switch {
-		case !ok:
-			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.ECONFLICT,
-				"event %s was appended before, but event %s of the same batch was not: a retry must resend exactly the batch it retries", firstFound(req, before), e.ID)
-		case s.stream != req.Stream:
-			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.ECONFLICT,
-				"event id %s is used already, in stream %s: choose a new id for a new event", e.ID, s.stream)
-		case !hmac.Equal(s.contentMAC, e.ContentMAC):
-			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.ECONFLICT,
-				"event %s was appended before with other content: choose a new id for a new event", e.ID)
-		case i > 0 && s.position != res.Events[i-1].Position+1:
-			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.ECONFLICT,
-				"event %s was appended before, but not in the same batch as event %s: a retry must resend exactly the batch it retries", e.ID, req.Events[i-1].ID)
-		}
-		res.Events[i] = eventvault.Positions{Position: s.position, GlobalPosition: s.globalPosition}
-	}
-	// The version the original append left (the positions are consecutive,
-	// so the last is the highest), not the stream's current version: a
-	// client continuing from it still notices writes it has not seen.
-	res.Version = res.Events[len(res.Events)-1].Position
-	return res, nil
-}
-
-func firstFound(req eventvault.AppendRequest, before map[uuid.UUID]storedEnvelope) uuid.UUID {
-	for _, e := range req.Events {
-		if _, ok := before[e.ID]; ok {
-			return e.ID
-		}
-	}
-	return uuid.Nil
 }

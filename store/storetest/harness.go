@@ -362,7 +362,7 @@ func wantKey(t *testing.T, what string, got, want eventvault.WrappedKey) {
 	}
 }
 
-func wantCode(t *testing.T, err error, code string) {
+func wantCode(t *testing.T, err error, code eventvault.Code) {
 	t.Helper()
 	if got := eventvault.ErrorCode(err); got != code {
 		t.Fatalf("error code = %q (error: %v), want %q", got, err, code)

@@ -239,7 +239,7 @@ func testDestroyBadInput(t *testing.T, open opener) {
 		name    string
 		tenant  eventvault.TenantID
 		version uint32
-		code    string
+		code    eventvault.Code
 	}{
 		{"version 0", tenantA, 0, eventvault.EINVALID},
 		{"a malformed tenant", "Not A Tenant", 2, eventvault.EINVALID},
