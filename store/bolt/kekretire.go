@@ -11,8 +11,6 @@ import (
 	"github.com/eventvault/eventvault"
 )
 
-var _ eventvault.KEKRetirer = (*DB)(nil)
-
 // keyKEKRetiredBefore in a tenant's erasure bucket holds (uint32) the
 // version below which DestroyTenantKeysBefore destroyed every KEK version.
 // It is a fence, as a shred record is: CreateStreamKey refuses a key

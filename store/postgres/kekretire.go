@@ -9,8 +9,6 @@ import (
 	"github.com/eventvault/eventvault"
 )
 
-var _ eventvault.KEKRetirer = (*DB)(nil)
-
 // destroyKEKsBeforeSQL calls the SECURITY DEFINER function of migration
 // 0004 (the app role cannot delete tenant keys). It acts on the tenant set
 // for the transaction and answers NULL if that tenant has no KEK version
