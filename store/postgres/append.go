@@ -53,11 +53,12 @@ const writeEventsSQL = `WITH g AS (
 SELECT first_global FROM g`
 
 // Append writes a batch atomically. In the common case it takes one round
-// trip: if this process knows the stream's version (from its own earlier
-// appends, see versionCache) and the expected version holds there, Seal
-// runs at that version and one pipeline locks the stream, checks the guess
-// and that no id of the batch exists, writes and commits (appendGuessed).
-// Otherwise, or if the guess does not hold, it takes two: the first locks
+// trip, the fast append: if this process knows the stream's row (from its
+// own earlier appends, see versionCache) and the expected version holds
+// there, Seal runs at that version and one pipeline locks the stream,
+// checks that the row is still the cached one and that no id of the batch
+// exists, writes and commits (appendFast). Otherwise, or if the cached row
+// is stale, it takes the locking path, two round trips: the first locks
 // the stream and looks the batch's ids up (with BEGIN and the tenant
 // context), the second writes the events and commits; between the two, the
 // store decides replay or conflict and Seal runs once the positions are
@@ -80,15 +81,15 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 	}
 	w := newBatchWrite(req)
 
-	if guess, ok := db.versions.get(tenant, req.Stream); ok && guess.keyID == req.KeyID &&
-		req.Expected.Check(guess.version) && (req.Subject == "" || req.Subject == guess.owner) &&
+	if cached, ok := db.versions.get(tenant, req.Stream); ok && cached.keyID == req.KeyID &&
+		req.Expected.Check(cached.version) && (req.Subject == "" || req.Subject == cached.owner) &&
 		!db.recent.any(w.ids) {
-		res, done, err := db.appendGuessed(ctx, tenant, req, w, guess)
+		res, done, err := db.appendFast(ctx, tenant, req, w, cached)
 		if err != nil {
 			return eventvault.AppendResult{}, mapError(op, err)
 		}
 		if done {
-			db.versions.saw(tenant, req.Stream, streamGuess{version: res.Version, keyID: req.KeyID, owner: req.Subject})
+			db.versions.saw(tenant, req.Stream, streamRow{version: res.Version, keyID: req.KeyID, owner: req.Subject})
 			db.recent.add(w.ids)
 			return res, nil
 		}
@@ -127,7 +128,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			return fmt.Errorf("lock stream %s: %w", req.Stream, err)
 		}
 		if found && keyID != nil {
-			seen := streamGuess{version: version, keyID: *keyID}
+			seen := streamRow{version: version, keyID: *keyID}
 			if owner != nil {
 				seen.owner = eventvault.Pseudonym(*owner)
 			}
@@ -178,7 +179,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		return eventvault.AppendResult{}, err
 	}
 	if !res.Replayed {
-		seen := streamGuess{version: res.Version, keyID: req.KeyID, owner: req.Subject}
+		seen := streamRow{version: res.Version, keyID: req.KeyID, owner: req.Subject}
 		db.versions.saw(tenant, req.Stream, seen)
 	}
 	db.recent.add(w.ids)
@@ -212,7 +213,7 @@ func newBatchWrite(req eventvault.AppendRequest) *batchWrite {
 
 // seal returns the batch's payloads sealed at first, calling Seal only if
 // the last call was at another position: an append that falls back from
-// its guess, or a transaction run again, reuses what was sealed (payloads
+// the fast append, or a transaction run again, reuses what was sealed (payloads
 // that were never committed) or the error Seal gave.
 func (w *batchWrite) seal(first int64) ([][]byte, error) {
 	if w.sealed && w.first == first {

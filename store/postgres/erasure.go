@@ -107,7 +107,7 @@ func (db *DB) ShredStream(ctx context.Context, tenant eventvault.TenantID, strea
 		b.Queue(notifyStreamSQL, tenant, stream)
 		return t.send(ctx, b, true)
 	})
-	// An append guessing at the stream's old key would seal for nothing.
+	// A fast append at the stream's old key would seal for nothing.
 	db.versions.forget(tenant, stream)
 	if err != nil {
 		return eventvault.Shred{}, fmt.Errorf("shred stream %s: %w", stream, err)
