@@ -1,8 +1,8 @@
 // Package eventvault holds the words of EventVault's design (tenant, stream,
 // event, expected version, principal, the errors) and the interfaces between
-// its parts. It imports nothing of EventVault's own: store engines, the key
-// hierarchy (crypto), the HTTP API and the command all depend on it, never the
-// other way round.
+// its parts. It imports nothing of EventVault's own: the stores, the key
+// hierarchy (crypto), the engine, the HTTP API and the command all depend on
+// it, never the other way round.
 //
 // The store interfaces here carry only ciphertext and wrapped keys. Plaintext
 // and unwrapped keys never cross them.
