@@ -5,25 +5,32 @@ import (
 	"fmt"
 )
 
-// Error codes. They are stable: clients and the HTTP layer depend on them.
-// Each interface method's doc names the codes it returns.
+// Code is the stable kind of an *Error: clients and the HTTP layer depend
+// on it. Each interface method's doc names the codes it returns.
+type Code string
+
+// Error codes.
 const (
-	EINVALID      = "invalid"      // the caller sent something malformed
-	EUNAUTHORIZED = "unauthorized" // no credentials, or credentials that do not verify
-	EFORBIDDEN    = "forbidden"    // authenticated, but a policy denies the action
-	ENOTFOUND     = "not_found"    // the stream, key or record does not exist
-	ECONFLICT     = "conflict"     // expected version or idempotency mismatch
-	ETOOLARGE     = "too_large"    // a body or batch over a documented limit
-	EERASED       = "erased"       // the key that protected the data was shredded
-	EUNAVAILABLE  = "unavailable"  // a dependency (database, root key) is unreachable; retry later
-	EINTERNAL     = "internal"     // a bug or an integrity failure; never a client's fault
+	EINVALID      Code = "invalid"      // the caller sent something malformed
+	EUNAUTHORIZED Code = "unauthorized" // no credentials, or credentials that do not verify
+	EFORBIDDEN    Code = "forbidden"    // authenticated, but a policy denies the action
+	ENOTFOUND     Code = "not_found"    // the stream, key or record does not exist
+	ECONFLICT     Code = "conflict"     // expected version or idempotency mismatch
+	ETOOLARGE     Code = "too_large"    // a body or batch over a documented limit
+	EERASED       Code = "erased"       // the key that protected the data was shredded
+	EUNAVAILABLE  Code = "unavailable"  // a dependency (database, root key) is unreachable; retry later
+	EINTERNAL     Code = "internal"     // a bug or an integrity failure; never a client's fault
 )
 
 // Error is the one error type of EventVault's domain. Message is safe to show
 // to a client: it never holds a secret, a key or a personal value. Err is the
 // cause for logs and errors.Is; it is never shown to clients.
+//
+// Op names the function that builds the error ("postgres.Append"), set
+// where the error is built and never patched afterwards; it goes only to
+// logs. Errors of pure checks (the Validate functions) have none.
 type Error struct {
-	Code    string
+	Code    Code
 	Message string
 	// Fields are extra members a client can act on, such as the actual
 	// version of a stream after a conflict. Only non-sensitive values.
@@ -33,7 +40,7 @@ type Error struct {
 }
 
 // Errorf returns an *Error with the given code and a client-safe message.
-func Errorf(code, format string, args ...any) *Error {
+func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
@@ -46,7 +53,7 @@ func (e *Error) Error() string {
 	if e.Message != "" {
 		s += e.Message
 	} else {
-		s += e.Code
+		s += string(e.Code)
 	}
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
@@ -59,7 +66,7 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // ErrorCode returns the code of the first *Error in err's chain, EINTERNAL
 // for any other non-nil error, and "" for nil.
-func ErrorCode(err error) string {
+func ErrorCode(err error) Code {
 	if err == nil {
 		return ""
 	}

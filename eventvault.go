@@ -1,8 +1,8 @@
 // Package eventvault holds the words of EventVault's design (tenant, stream,
 // event, expected version, principal, the errors) and the interfaces between
-// its parts. It imports nothing of EventVault's own: store engines, the key
-// hierarchy (crypto), the HTTP API and the command all depend on it, never the
-// other way round.
+// its parts. It imports nothing of EventVault's own: the stores, the key
+// hierarchy (crypto), the engine, the HTTP API and the command all depend on
+// it, never the other way round.
 //
 // The store interfaces here carry only ciphertext and wrapped keys. Plaintext
 // and unwrapped keys never cross them.
@@ -25,7 +25,7 @@ var tenantRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 // letters, digits, '_' and '-', starting with a letter or digit.
 func ValidateTenant(t TenantID) error {
 	if !tenantRE.MatchString(string(t)) {
-		return Errorf(EINVALID, "invalid tenant %q: use 1 to 63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit", truncate(string(t), 70))
+		return Errorf(EINVALID, "invalid tenant %q: use 1 to 63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit", Truncate(string(t), 70))
 	}
 	return nil
 }
@@ -47,7 +47,7 @@ func ValidateStream(s StreamName) error {
 		return Errorf(EINVALID, "stream name is %d bytes long; the limit is %d", len(s), MaxStreamNameLength)
 	}
 	if !streamRE.MatchString(string(s)) {
-		return Errorf(EINVALID, "invalid stream name %q: use category-id, such as order-42 (category: letters, digits, '_'; id: letters, digits, '_', '.', ':', '-')", truncate(string(s), 70))
+		return Errorf(EINVALID, "invalid stream name %q: use category-id, such as order-42 (category: letters, digits, '_'; id: letters, digits, '_', '.', ':', '-')", Truncate(string(s), 70))
 	}
 	return nil
 }
@@ -78,12 +78,14 @@ func ValidateEventType(t string) error {
 		return Errorf(EINVALID, "event type is %d bytes long; the limit is %d", len(t), MaxEventTypeLength)
 	}
 	if !typeRE.MatchString(t) {
-		return Errorf(EINVALID, "invalid event type %q: use letters, digits, '_', '.', ':', '-', starting with a letter", truncate(t, 70))
+		return Errorf(EINVALID, "invalid event type %q: use letters, digits, '_', '.', ':', '-', starting with a letter", Truncate(t, 70))
 	}
 	return nil
 }
 
-func truncate(s string, n int) string {
+// Truncate returns s cut to its first n bytes, marked with "…" when cut, so
+// that a message quoting what a client sent stays short.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
@@ -159,10 +161,12 @@ func (v ExpectedVersion) String() string {
 }
 
 // ConflictError returns the ECONFLICT error for an append whose expected
-// version does not hold; the actual version goes to the client.
-func ConflictError(stream StreamName, expected ExpectedVersion, actual int64) *Error {
+// version does not hold; the actual version goes to the client. op names
+// the store method that builds it.
+func ConflictError(op string, stream StreamName, expected ExpectedVersion, actual int64) *Error {
 	return &Error{
 		Code:    ECONFLICT,
+		Op:      op,
 		Message: fmt.Sprintf("stream %s is at version %d; the append expected %s. Read the stream, then retry with expected_version %d", stream, actual, expected, actual),
 		Fields:  map[string]any{"stream": string(stream), "expected_version": expected.String(), "actual_version": actual},
 	}

@@ -88,7 +88,7 @@ func TestErrorCodesSurviveWrapping(t *testing.T) {
 	if ErrorCode(nil) != "" {
 		t.Fatal("nil has a code")
 	}
-	c := ConflictError("order-1", ExpectNoStream, 4)
+	c := ConflictError("test.Append", "order-1", ExpectNoStream, 4)
 	if c.Fields["actual_version"] != int64(4) || !strings.Contains(c.Message, "expected_version 4") {
 		t.Fatalf("conflict %+v", c)
 	}

@@ -25,20 +25,33 @@ type WrappedKey struct {
 }
 
 // KeyStore keeps wrapped keys. Implementations never see an unwrapped key.
+//
+// It enforces the erasure fence that the keyring relies on: a shredded
+// stream, or any stream of a shredded tenant, and a shredded tenant never
+// get a key again (EERASED below), so old ciphertext never meets a new key
+// under the same id.
 type KeyStore interface {
 	// TenantKey returns the newest version of the tenant's wrapped KEK.
-	// Errors: ENOTFOUND if the tenant has none yet.
+	// Errors: ENOTFOUND if the tenant has none yet (or was shredded: its
+	// versions are destroyed); EINVALID for a malformed tenant.
 	TenantKey(ctx context.Context, tenant TenantID) (WrappedKey, error)
 	// CreateTenantKey stores k as the tenant's KEK unless one exists, and
 	// returns the one that is stored (k, or the one that won a race).
+	// Errors: EERASED if the tenant was shredded (nothing is stored);
+	// EINVALID for a malformed tenant.
 	CreateTenantKey(ctx context.Context, tenant TenantID, k WrappedKey) (WrappedKey, error)
 	// StreamKey returns the stream's wrapped data key.
-	// Errors: ENOTFOUND if the stream has no key yet.
+	// Errors: ENOTFOUND if the stream has no key yet (including a stream
+	// that a shredded tenant never created); EERASED if the stream was
+	// shredded, alone or with its tenant; EINVALID for a malformed tenant
+	// or stream name.
 	StreamKey(ctx context.Context, tenant TenantID, stream StreamName) (WrappedKey, error)
 	// CreateStreamKey stores k as the stream's key unless one exists, and
 	// returns the one that is stored (k, or the one that won a race).
-	// ECONFLICT if k is wrapped under a KEK version that
-	// DestroyTenantKeysBefore destroyed (the caller's KEK is stale).
+	// Errors: EERASED if the stream or its tenant was shredded (nothing is
+	// stored); ECONFLICT if k is wrapped under a KEK version that
+	// DestroyTenantKeysBefore destroyed (the caller's KEK is stale);
+	// EINVALID for a malformed tenant or stream name.
 	CreateStreamKey(ctx context.Context, tenant TenantID, stream StreamName, k WrappedKey) (WrappedKey, error)
 
 	// TenantKeyVersion returns one version of the tenant's wrapped KEK: the
@@ -79,6 +92,18 @@ type KeyStore interface {
 	// the stream has no key; EERASED if it was shredded; EINVALID if next
 	// changes the id or version, or is not under a newer KEK version.
 	RewrapStreamKey(ctx context.Context, tenant TenantID, stream StreamName, old, next WrappedKey) error
+	// DestroyTenantKeysBefore destroys every version of the tenant's KEK
+	// older than version, for good, and returns how many it destroyed. It
+	// is how erasure reaches backups: once the old versions are gone from
+	// the live database and the root versions that wrapped them are
+	// retired, a backup that still holds them can no longer be decrypted.
+	// Destroying nothing (no older version is left) returns 0. Afterwards
+	// CreateStreamKey refuses a key wrapped under a destroyed version.
+	// Errors: ECONFLICT while a stream key is still wrapped under one of
+	// them (re-wrap first); ENOTFOUND if the tenant has no KEK version >=
+	// version, so the newest version always stays; EINVALID for a malformed
+	// tenant or version 0.
+	DestroyTenantKeysBefore(ctx context.Context, tenant TenantID, version uint32) (int, error)
 }
 
 // StreamKeyRow is a stream's wrapped data key with the stream it belongs to.
@@ -186,6 +211,32 @@ type ReadOptions struct {
 	Backward bool
 }
 
+// Validate refuses options no store can serve: a limit that is not
+// positive, or a negative first position other than -1 read backward.
+// Errors: EINVALID.
+func (o ReadOptions) Validate() error {
+	if o.Limit <= 0 {
+		return Errorf(EINVALID, "read limit is %d; it must be positive", o.Limit)
+	}
+	if o.From < 0 && !(o.Backward && o.From == -1) {
+		return Errorf(EINVALID, "cannot read from position %d; use a position >= 0, or -1 backward for the end", o.From)
+	}
+	return nil
+}
+
+// ValidateReadAll refuses a read of a tenant's events in global order that
+// no store can serve: a negative first global position or a limit that is
+// not positive. Errors: EINVALID.
+func ValidateReadAll(from int64, limit int) error {
+	if limit <= 0 {
+		return Errorf(EINVALID, "read limit is %d; it must be positive", limit)
+	}
+	if from < 0 {
+		return Errorf(EINVALID, "cannot read from global position %d; use a position >= 0", from)
+	}
+	return nil
+}
+
 // StreamPage is a slice of one stream with the key that protects it, read
 // together so that a shredded key is noticed at once.
 type StreamPage struct {
@@ -253,7 +304,9 @@ type TokenStore interface {
 	DeleteTenantTokens(ctx context.Context, tenant TenantID) (int, error)
 }
 
-// Store is everything a storage engine provides.
+// Store is everything a store provides. Only the command's wiring and
+// storetest need all of it; every other part asks for the interfaces it
+// uses.
 type Store interface {
 	KeyStore
 	EventStore
@@ -262,19 +315,4 @@ type Store interface {
 	// Ping reports whether the store can serve. Errors: EUNAVAILABLE.
 	Ping(ctx context.Context) error
 	Close() error
-}
-
-// KEKRetirer destroys old tenant KEK versions. Every store implements it;
-// it joins KeyStore once both engines do.
-type KEKRetirer interface {
-	// DestroyTenantKeysBefore destroys every version of the tenant's KEK
-	// older than version, for good, and returns how many it destroyed. It
-	// is how erasure reaches backups: once the old versions are gone from
-	// the live database and the root versions that wrapped them are
-	// retired, a backup that still holds them can no longer be decrypted.
-	// Destroying nothing (no older version is left) returns 0.
-	// Errors: ECONFLICT while a stream key is still wrapped under one of
-	// them (re-wrap first); ENOTFOUND if the tenant has no KEK version >=
-	// version, so the newest version always stays; EINVALID for version 0.
-	DestroyTenantKeysBefore(ctx context.Context, tenant TenantID, version uint32) (int, error)
 }

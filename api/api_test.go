@@ -141,7 +141,7 @@ type problem struct {
 
 // wantProblem checks rec is an application/problem+json body with status
 // and code, whose detail holds every one of details.
-func wantProblem(t *testing.T, rec *httptest.ResponseRecorder, status int, code string, details ...string) problem {
+func wantProblem(t *testing.T, rec *httptest.ResponseRecorder, status int, code eventvault.Code, details ...string) problem {
 	t.Helper()
 	if rec.Code != status {
 		t.Fatalf("status %d, want %d; body %s", rec.Code, status, rec.Body)
@@ -153,7 +153,7 @@ func wantProblem(t *testing.T, rec *httptest.ResponseRecorder, status int, code 
 	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
 		t.Fatalf("problem body %q: %v", rec.Body, err)
 	}
-	if p.Status != status || p.Code != code || p.Title == "" || p.Type == "" {
+	if p.Status != status || p.Code != string(code) || p.Title == "" || p.Type == "" {
 		t.Fatalf("problem %+v, want status %d code %s with a title and type", p, status, code)
 	}
 	for _, d := range details {

@@ -136,14 +136,7 @@ func queryInt(c *gin.Context, name string, def int64) (int64, error) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
-		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be an integer, not %q", name, truncate(v, 40))
+		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be an integer, not %q", name, eventvault.Truncate(v, 40))
 	}
 	return n, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

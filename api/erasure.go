@@ -33,7 +33,7 @@ func (s *Server) shredStream(c *gin.Context) {
 	if v, ok := c.GetQuery("purge"); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "purge must be true or false, not %q", truncate(v, 20)))
+			s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "purge must be true or false, not %q", eventvault.Truncate(v, 20)))
 			return
 		}
 		purge = b
@@ -119,7 +119,7 @@ func (s *Server) requestErasure(c *gin.Context) {
 func (s *Server) erasureRequest(c *gin.Context) {
 	id, err := uuid.Parse(c.Param("id"))
 	if err != nil {
-		s.writeError(c, eventvault.Errorf(eventvault.ENOTFOUND, "no erasure request %q: ids are UUIDs, as returned by POST /v1/erasure-requests", truncate(c.Param("id"), 40)))
+		s.writeError(c, eventvault.Errorf(eventvault.ENOTFOUND, "no erasure request %q: ids are UUIDs, as returned by POST /v1/erasure-requests", eventvault.Truncate(c.Param("id"), 40)))
 		return
 	}
 	r, err := s.erasure.ErasureRequest(c.Request.Context(), principal(c), id)

@@ -86,7 +86,7 @@ func TestShredStream(t *testing.T) {
 	cases := []struct {
 		name, method, path, token string
 		status                    int
-		code                      string
+		code                      eventvault.Code
 	}{
 		{"unknown stream", "DELETE", "/v1/streams/order-404", tok, 404, "not_found"},
 		{"bad purge", "DELETE", "/v1/streams/order-2?purge=maybe", tok, 400, "invalid"},
@@ -169,7 +169,7 @@ func TestErasureRequestShredsTheSubjectsStreamsAndCertifiesIt(t *testing.T) {
 	cases := []struct {
 		name, method, path, token, body string
 		status                          int
-		code                            string
+		code                            eventvault.Code
 	}{
 		{"unknown request", "GET", "/v1/erasure-requests/3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55", tok, "", 404, "not_found"},
 		{"malformed request id", "GET", "/v1/erasure-requests/42", tok, "", 404, "not_found"},

@@ -77,7 +77,7 @@ func (a *keysAPI) readData(token, stream string) []string {
 // detail.
 func wantKeyProblem(t *testing.T, what string, rec interface {
 	Result() *http.Response
-}, status int, code string, detail ...string) map[string]any {
+}, status int, code eventvault.Code, detail ...string) map[string]any {
 	t.Helper()
 	res := rec.Result()
 	defer res.Body.Close()
@@ -85,7 +85,7 @@ func wantKeyProblem(t *testing.T, what string, rec interface {
 	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
 		t.Fatalf("%s: body is not JSON: %v", what, err)
 	}
-	if res.StatusCode != status || body["code"] != code {
+	if res.StatusCode != status || body["code"] != string(code) {
 		t.Fatalf("%s: status %d code %v (%v), want %d %s", what, res.StatusCode, body["code"], body["detail"], status, code)
 	}
 	if ct := res.Header.Get("Content-Type"); ct != ProblemContentType {

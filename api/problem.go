@@ -12,7 +12,7 @@ import (
 )
 
 // statusOf is the one table from error codes to HTTP statuses.
-var statusOf = map[string]int{
+var statusOf = map[eventvault.Code]int{
 	eventvault.EINVALID:      http.StatusBadRequest,
 	eventvault.EUNAUTHORIZED: http.StatusUnauthorized,
 	eventvault.EFORBIDDEN:    http.StatusForbidden,
@@ -49,7 +49,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if status >= 500 {
 		s.logger.ErrorContext(c.Request.Context(), "request failed",
 			slog.String("method", c.Request.Method), slog.String("route", c.FullPath()),
-			slog.String("code", code), slog.Any("err", err))
+			slog.String("code", string(code)), slog.Any("err", err))
 	}
 	if code == eventvault.EUNAUTHORIZED {
 		c.Header("WWW-Authenticate", `Bearer realm="eventvault"`)
@@ -60,7 +60,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	writeProblem(c, status, code, eventvault.ErrorMessage(err), eventvault.ErrorFields(err))
 }
 
-func writeProblem(c *gin.Context, status int, code, detail string, fields map[string]any) {
+func writeProblem(c *gin.Context, status int, code eventvault.Code, detail string, fields map[string]any) {
 	body := map[string]any{
 		"type":     "urn:eventvault:problem:" + code,
 		"title":    http.StatusText(status),

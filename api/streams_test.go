@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/eventvault/eventvault"
 )
 
 func TestAppendThenReadRoundTrip(t *testing.T) {
@@ -109,7 +111,7 @@ func TestBadInput(t *testing.T) {
 		token   string
 		body    string
 		status  int
-		code    string
+		code    eventvault.Code
 		details []string
 	}{
 		{"malformed JSON", "POST", path, tok, `{"events": [`, 400, "invalid", []string{"JSON"}},

@@ -24,17 +24,12 @@ import (
 // notifies them (PostgreSQL's eviction channel) or at the cache TTL.
 //
 // Errors: EINVALID for a malformed tenant; ENOTFOUND if the tenant has no
-// KEK; ECONFLICT while a stream key is under an older version; EINTERNAL
-// if the key store cannot destroy KEK versions; the store's codes, wrapped
-// with context.
+// KEK; ECONFLICT while a stream key is under an older version; the
+// store's codes, wrapped with context.
 func (k *Keyring) DestroyOldKEKs(ctx context.Context, tenant eventvault.TenantID) (int, error) {
 	const op = "crypto.Keyring.DestroyOldKEKs"
 	if err := eventvault.ValidateTenant(tenant); err != nil {
 		return 0, err
-	}
-	retirer, ok := k.keys.(eventvault.KEKRetirer)
-	if !ok {
-		return 0, internalError(op, nil, "the key store cannot destroy KEK versions")
 	}
 	newest, err := k.keys.TenantKey(ctx, tenant)
 	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
@@ -43,7 +38,7 @@ func (k *Keyring) DestroyOldKEKs(ctx context.Context, tenant eventvault.TenantID
 	if err != nil {
 		return 0, fmt.Errorf("read key of tenant %s: %w", tenant, err)
 	}
-	n, err := retirer.DestroyTenantKeysBefore(ctx, tenant, newest.Version)
+	n, err := k.keys.DestroyTenantKeysBefore(ctx, tenant, newest.Version)
 	if err != nil {
 		return 0, fmt.Errorf("destroy the key versions of tenant %s older than %d: %w", tenant, newest.Version, err)
 	}

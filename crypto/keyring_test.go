@@ -411,7 +411,7 @@ func TestKeyringKeepsTheCodesOfStoreAndRootErrors(t *testing.T) {
 		name    string
 		setup   func(*keyringFixture)
 		call    func(*testing.T, *Keyring) error
-		code    string
+		code    eventvault.Code
 		context string
 	}{
 		{

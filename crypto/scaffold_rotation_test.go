@@ -120,3 +120,28 @@ func (s *memKeyStore) RewrapStreamKey(_ context.Context, tenant eventvault.Tenan
 	s.streams[streamRef{tenant, stream}] = cloneKey(next)
 	return nil
 }
+
+func (s *memKeyStore) DestroyTenantKeysBefore(_ context.Context, tenant eventvault.TenantID, version uint32) (int, error) {
+	s.calls.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return 0, s.fail
+	}
+	if newest, ok := s.newest(tenant); !ok || newest.Version < version {
+		return 0, eventvault.Errorf(eventvault.ENOTFOUND, "tenant %s has no key version %d or newer", tenant, version)
+	}
+	for ref, k := range s.streams {
+		if ref.tenant == tenant && k.KEKVersion < version {
+			return 0, eventvault.Errorf(eventvault.ECONFLICT, "stream %s is under KEK version %d", ref.stream, k.KEKVersion)
+		}
+	}
+	n := 0
+	for v := range s.keks[tenant] {
+		if v < version {
+			delete(s.keks[tenant], v)
+			n++
+		}
+	}
+	return n, nil
+}

@@ -204,7 +204,7 @@ func randomBytes(t testing.TB, n int) []byte {
 }
 
 // checkCode fails unless err carries the code.
-func checkCode(t *testing.T, err error, code string) {
+func checkCode(t *testing.T, err error, code eventvault.Code) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("got no error; want code %q", code)

@@ -219,8 +219,8 @@ func (e *Engine) ReadStream(ctx context.Context, p eventvault.Principal, stream 
 		return StreamSlice{}, err
 	}
 	opts.Limit = limit
-	if opts.From < 0 && !(opts.Backward && opts.From == -1) {
-		return StreamSlice{}, eventvault.Errorf(eventvault.EINVALID, "from must be a position >= 0 (or -1 reading backward from the end)")
+	if err := opts.Validate(); err != nil {
+		return StreamSlice{}, err
 	}
 	page, err := e.store.ReadStream(ctx, p.Tenant, stream, opts)
 	if err != nil {
@@ -261,8 +261,8 @@ func (e *Engine) ReadAll(ctx context.Context, p eventvault.Principal, from int64
 	if err != nil {
 		return nil, err
 	}
-	if from < 0 {
-		return nil, eventvault.Errorf(eventvault.EINVALID, "from must be a global position >= 0")
+	if err := eventvault.ValidateReadAll(from, limit); err != nil {
+		return nil, err
 	}
 	page, err := e.store.ReadAll(ctx, p.Tenant, from, limit)
 	if err != nil {
@@ -312,11 +312,15 @@ func open(c *evcrypto.StreamCipher, tenant eventvault.TenantID, se eventvault.St
 	}, nil
 }
 
+// readLimit applies the engine's bounds on top of the stores' rule
+// (ReadOptions.Validate and ValidateReadAll, which refuse a negative limit):
+// 0 means DefaultReadLimit, and no read returns more than MaxReadLimit
+// events.
 func readLimit(limit int) (int, error) {
 	switch {
 	case limit == 0:
 		return DefaultReadLimit, nil
-	case limit < 0 || limit > MaxReadLimit:
+	case limit > MaxReadLimit:
 		return 0, eventvault.Errorf(eventvault.EINVALID, "limit must be between 1 and %d", MaxReadLimit)
 	}
 	return limit, nil

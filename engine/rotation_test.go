@@ -47,7 +47,7 @@ func TestRotationChecksWhoAsks(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		call func() error
-		code string
+		code eventvault.Code
 	}{
 		{"a reader rotates its tenant's key", func() error { _, err := rot.RotateTenantKEK(t.Context(), acme, "acme"); return err }, eventvault.EFORBIDDEN},
 		{"an admin rotates another tenant's key", func() error { _, err := rot.RotateTenantKEK(t.Context(), admin, "globex"); return err }, eventvault.EFORBIDDEN},

@@ -51,14 +51,14 @@ func ValidateRules(rules []eventvault.Rule) error {
 			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].streams must be a pattern of 1 to %d characters, such as \"order-*\" or \"*\"", i, eventvault.MaxStreamNameLength)
 		}
 		if !patternRE.MatchString(r.Streams) {
-			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].streams %q holds a character no stream name has: use letters, digits, '_', '.', ':', '-' and '*'", i, truncate(r.Streams, 40))
+			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].streams %q holds a character no stream name has: use letters, digits, '_', '.', ':', '-' and '*'", i, eventvault.Truncate(r.Streams, 40))
 		}
 		if len(r.Capabilities) == 0 {
 			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].capabilities is empty: name at least one of append, read, read_pii, erase, audit_export, admin", i)
 		}
 		for _, c := range r.Capabilities {
 			if !known[c] {
-				return eventvault.Errorf(eventvault.EINVALID, "rules[%d]: unknown capability %q: use append, read, read_pii, erase, audit_export or admin", i, truncate(string(c), 40))
+				return eventvault.Errorf(eventvault.EINVALID, "rules[%d]: unknown capability %q: use append, read, read_pii, erase, audit_export or admin", i, eventvault.Truncate(string(c), 40))
 			}
 		}
 	}
@@ -133,11 +133,4 @@ func Match(pattern, name string) bool {
 		name = name[i+len(part):]
 	}
 	return strings.HasSuffix(name, last)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

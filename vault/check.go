@@ -28,7 +28,7 @@ var keyTypes = []string{"aes256-gcm96", "chacha20-poly1305"}
 func (t *Transit) Check(ctx context.Context) error {
 	const op = "vault.Transit.Check"
 	at := "Vault at " + t.cfg.Address
-	fail := func(code, detail string, cause error) error {
+	fail := func(code eventvault.Code, detail string, cause error) error {
 		return &eventvault.Error{Code: code, Op: op, Message: detail, Err: cause}
 	}
 	lift := func(err error) error { return lift(op, err) }

@@ -55,7 +55,7 @@ path "transit/keys/eventvault-root"    { capabilities = ["read"] }
 	cases := []struct {
 		name string
 		cfg  vault.Config
-		code string
+		code eventvault.Code
 		want []string
 	}{
 		{"WrongToken", with(func(c *vault.Config) { c.Token = wrongToken }), eventvault.EINVALID,

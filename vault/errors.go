@@ -61,7 +61,7 @@ func hasVaultError(re *api.ResponseError, substr string) bool {
 // it is an outage (EUNAVAILABLE: unreachable, sealed, 5xx, refused by
 // policy, mount or key missing) or something else (EINTERNAL).
 // capability is what the token's policy needs on path.
-func (t *Transit) explain(path, capability string, err error) (code, detail string) {
+func (t *Transit) explain(path, capability string, err error) (code eventvault.Code, detail string) {
 	at := "Vault at " + t.cfg.Address
 	var re *api.ResponseError
 	if !errors.As(err, &re) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 )
 
@@ -57,8 +58,7 @@ func runRotate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	m := &Main{Config: cfg, Logger: logger}
-	store, _, err := m.openStore(ctx)
+	store, _, err := wiring.OpenStore(ctx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func (r *rotation) cycle(ctx context.Context) error {
 // rotation runs one 'eventvault rotate' command.
 type rotation struct {
 	keys   *evcrypto.Keyring
-	store  eventvault.Store
+	store  eventvault.KeyStore
 	opts   rotateOptions
 	stdout io.Writer
 	stderr io.Writer

@@ -8,14 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
-	"github.com/eventvault/eventvault/store/bolt"
 	"github.com/eventvault/eventvault/store/postgres"
 )
 
@@ -29,7 +26,9 @@ type Main struct {
 	Stdout io.Writer
 	Logger *slog.Logger
 
-	store eventvault.Store
+	// store is the store wiring.OpenStore opened; Main only closes it
+	// (and listens to its evictions when it is PostgreSQL).
+	store io.Closer
 	root  evcrypto.RootKeyProvider
 	// stop ends what runs beside the server (the eviction listener).
 	stop     func()
@@ -69,7 +68,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.root = root
-	store, where, err := m.openStore(ctx)
+	store, where, err := wiring.OpenStore(ctx, c.DatabaseURL, c.DataDir)
 	if err != nil {
 		return err
 	}
@@ -105,29 +104,6 @@ func (m *Main) Open(ctx context.Context) error {
 	m.server = wiring.HTTPServer(stack.Handler)
 	m.printBanner(where)
 	return nil
-}
-
-func (m *Main) openStore(ctx context.Context) (eventvault.Store, string, error) {
-	c := m.Config
-	if c.DatabaseURL != "" {
-		if err := postgres.Migrate(ctx, c.DatabaseURL); err != nil {
-			return nil, "", fmt.Errorf("migrate: %w", err)
-		}
-		db, err := postgres.Open(ctx, c.DatabaseURL, postgres.Options{})
-		if err != nil {
-			return nil, "", fmt.Errorf("open PostgreSQL: %w", err)
-		}
-		return db, "PostgreSQL", nil
-	}
-	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-		return nil, "", fmt.Errorf("create data folder: %w", err)
-	}
-	path := filepath.Join(c.DataDir, "eventvault.db")
-	db, err := bolt.Open(path)
-	if err != nil {
-		return nil, "", fmt.Errorf("open embedded store: %w", err)
-	}
-	return db, "embedded (" + path + ")", nil
 }
 
 // listenEvictions drops a key from this node's cache as soon as another

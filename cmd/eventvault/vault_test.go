@@ -150,7 +150,7 @@ func expectUnavailable(t *testing.T, what string, code int, h http.Header, body 
 		Code   string `json:"code"`
 		Detail string `json:"detail"`
 	}
-	if err := json.Unmarshal([]byte(body), &p); err != nil || p.Code != eventvault.EUNAVAILABLE {
+	if err := json.Unmarshal([]byte(body), &p); err != nil || p.Code != string(eventvault.EUNAVAILABLE) {
 		t.Errorf("%s: body %s; want code %q", what, body, eventvault.EUNAVAILABLE)
 	}
 }

@@ -244,7 +244,7 @@ func (tb *tenantBuckets) shredStreams(at time.Time) (int, error) {
 // pseudonym.
 func (db *DB) StreamsOfSubject(ctx context.Context, tenant eventvault.TenantID, subject eventvault.Pseudonym) ([]eventvault.StreamName, error) {
 	const op = "bolt.StreamsOfSubject"
-	if err := validateSubject(tenant, subject); err != nil {
+	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
 		return nil, err
 	}
 	out := []eventvault.StreamName{}
@@ -330,25 +330,6 @@ func nested(b *bbolt.Bucket, path ...[]byte) *bbolt.Bucket {
 		b = b.Bucket(name)
 	}
 	return b
-}
-
-// validateSubject checks a tenant and a pseudonym that must be set.
-// Errors: EINVALID.
-func validateSubject(tenant eventvault.TenantID, subject eventvault.Pseudonym) error {
-	if err := validateTenant(tenant); err != nil {
-		return err
-	}
-	return eventvault.ValidatePseudonym(subject)
-}
-
-// ownerConflict is the error for an append that names a subject other than
-// the stream's owner. It names neither pseudonym.
-func ownerConflict(op string, stream eventvault.StreamName) error {
-	return &eventvault.Error{
-		Code: eventvault.ECONFLICT, Op: op,
-		Message: fmt.Sprintf("stream %s belongs to another data subject: a stream's owner is set by the first append that names one and never changes; append to a stream of this subject instead", stream),
-		Fields:  map[string]any{"stream": string(stream)},
-	}
 }
 
 // existingStream returns the tenant's buckets and the stream's record, or

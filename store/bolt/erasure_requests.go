@@ -43,7 +43,7 @@ func (r requestRecord) request(tenant eventvault.TenantID) eventvault.ErasureReq
 // Errors: EINVALID for a malformed tenant or an empty pseudonym.
 func (db *DB) PutHold(ctx context.Context, tenant eventvault.TenantID, h eventvault.Hold) error {
 	const op = "bolt.PutHold"
-	if err := validateSubject(tenant, h.Subject); err != nil {
+	if err := eventvault.ValidateTenantSubject(tenant, h.Subject); err != nil {
 		return err
 	}
 	v, err := json.Marshal(holdRecord{Reason: h.Reason, PlacedAt: db.stamp(h.PlacedAt), PlacedBy: h.PlacedBy})
@@ -64,13 +64,13 @@ func (db *DB) PutHold(ctx context.Context, tenant eventvault.TenantID, h eventva
 // empty pseudonym.
 func (db *DB) DeleteHold(ctx context.Context, tenant eventvault.TenantID, subject eventvault.Pseudonym) error {
 	const op = "bolt.DeleteHold"
-	if err := validateSubject(tenant, subject); err != nil {
+	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
 		return err
 	}
 	return db.update(ctx, op, func(tx *bbolt.Tx) error {
 		b := nested(tx.Bucket(bucketErasure), []byte(tenant), bucketHolds)
 		if b == nil || b.Get([]byte(subject)) == nil {
-			return noHold(op)
+			return eventvault.NoHoldError(op)
 		}
 		return b.Delete([]byte(subject))
 	})
@@ -81,7 +81,7 @@ func (db *DB) DeleteHold(ctx context.Context, tenant eventvault.TenantID, subjec
 // empty pseudonym.
 func (db *DB) Hold(ctx context.Context, tenant eventvault.TenantID, subject eventvault.Pseudonym) (eventvault.Hold, error) {
 	const op = "bolt.Hold"
-	if err := validateSubject(tenant, subject); err != nil {
+	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
 		return eventvault.Hold{}, err
 	}
 	var h eventvault.Hold
@@ -91,7 +91,7 @@ func (db *DB) Hold(ctx context.Context, tenant eventvault.TenantID, subject even
 			v = b.Get([]byte(subject))
 		}
 		if v == nil {
-			return noHold(op)
+			return eventvault.NoHoldError(op)
 		}
 		var r holdRecord
 		if err := json.Unmarshal(v, &r); err != nil {
@@ -145,7 +145,7 @@ func (db *DB) UpdateErasureRequest(ctx context.Context, r eventvault.ErasureRequ
 			v = b.Get(r.ID[:])
 		}
 		if v == nil {
-			return noErasureRequest(op, r.ID)
+			return eventvault.NoErasureRequestError(op, r.ID)
 		}
 		stored, err := decodeRequest(v)
 		if err != nil {
@@ -171,7 +171,7 @@ func (db *DB) ErasureRequest(ctx context.Context, tenant eventvault.TenantID, id
 			v = b.Get(id[:])
 		}
 		if v == nil {
-			return noErasureRequest(op, id)
+			return eventvault.NoErasureRequestError(op, id)
 		}
 		r, err := decodeRequest(v)
 		out = r.request(tenant)
@@ -187,7 +187,7 @@ func (db *DB) ErasureRequest(ctx context.Context, tenant eventvault.TenantID, id
 // empty pseudonym.
 func (db *DB) LatestErasureRequest(ctx context.Context, tenant eventvault.TenantID, subject eventvault.Pseudonym) (eventvault.ErasureRequest, error) {
 	const op = "bolt.LatestErasureRequest"
-	if err := validateSubject(tenant, subject); err != nil {
+	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
 		return eventvault.ErasureRequest{}, err
 	}
 	var latest *requestRecord
@@ -254,12 +254,4 @@ func stampOrZero(t time.Time) time.Time {
 		return time.Time{}
 	}
 	return t.UTC().Truncate(time.Microsecond)
-}
-
-func noHold(op string) error {
-	return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: "the subject is not under a legal hold"}
-}
-
-func noErasureRequest(op string, id uuid.UUID) error {
-	return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("erasure request %s does not exist", id)}
 }

@@ -1,11 +1,11 @@
 package bolt
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/eventvault/eventvault"
@@ -48,16 +48,14 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			}
 		}
 		if req.Subject != "" && head.Subject != "" && head.Subject != req.Subject {
-			return ownerConflict(op, req.Stream)
+			return eventvault.OwnerConflictError(op, req.Stream)
 		}
 		if replay, ok, err := tb.replay(op, req); err != nil || ok {
 			res = replay
 			return err
 		}
 		if !req.Expected.Check(head.Version) {
-			e := eventvault.ConflictError(req.Stream, req.Expected, head.Version)
-			e.Op = op
-			return e
+			return eventvault.ConflictError(op, req.Stream, req.Expected, head.Version)
 		}
 		if req.Subject != "" && head.Subject == "" {
 			head.Subject = req.Subject
@@ -74,56 +72,31 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 	return res, nil
 }
 
-// replay looks the batch's ids up. It returns true with the original
-// result if every id is stored in this stream with the same MAC, false if
-// none is stored, and ECONFLICT for any other reuse of an id.
+// replay looks the batch's ids up in the tenant's id index and lets
+// eventvault.Replay decide. An event of another stream is not read: Replay
+// refuses it on the stream alone.
 func (tb *tenantBuckets) replay(op string, req eventvault.AppendRequest) (eventvault.AppendResult, bool, error) {
-	res := eventvault.AppendResult{Stream: req.Stream, Version: eventvault.NoStream, Replayed: true}
-	stored := 0
+	prior := make(map[uuid.UUID]eventvault.PriorEvent)
 	for _, ev := range req.Events {
 		loc := tb.ids.Get(ev.ID[:])
 		if loc == nil {
 			continue
 		}
-		stored++
 		stream, pos, err := decodeLocator(loc)
 		if err != nil {
-			return res, false, fmt.Errorf("event %s: %w", ev.ID, err)
+			return eventvault.AppendResult{}, false, fmt.Errorf("event %s: %w", ev.ID, err)
 		}
-		if stream != req.Stream {
-			// The other stream is not named: the caller may not be
-			// allowed to know it exists.
-			return res, false, &eventvault.Error{
-				Code: eventvault.ECONFLICT, Op: op,
-				Message: fmt.Sprintf("event id %s is already used by another stream; choose a new id", ev.ID),
-				Fields:  map[string]any{"event_id": ev.ID.String()},
+		p := eventvault.PriorEvent{Stream: stream, Position: pos}
+		if stream == req.Stream {
+			rec, err := tb.event(stream, pos)
+			if err != nil {
+				return eventvault.AppendResult{}, false, err
 			}
+			p.GlobalPosition, p.ContentMAC = rec.GlobalPosition, rec.ContentMAC
 		}
-		rec, err := tb.event(stream, pos)
-		if err != nil {
-			return res, false, err
-		}
-		if !bytes.Equal(rec.ContentMAC, ev.ContentMAC) {
-			return res, false, &eventvault.Error{
-				Code: eventvault.ECONFLICT, Op: op,
-				Message: fmt.Sprintf("event %s was appended before with other content; an event id cannot be reused", ev.ID),
-				Fields:  map[string]any{"event_id": ev.ID.String()},
-			}
-		}
-		res.Events = append(res.Events, eventvault.Positions{Position: pos, GlobalPosition: rec.GlobalPosition})
-		res.Version = max(res.Version, pos)
+		prior[ev.ID] = p
 	}
-	switch stored {
-	case 0:
-		return eventvault.AppendResult{}, false, nil
-	case len(req.Events):
-		return res, true, nil
-	default:
-		return res, false, &eventvault.Error{
-			Code: eventvault.ECONFLICT, Op: op,
-			Message: fmt.Sprintf("%d of the batch's %d events were appended before and the others not; retry the original batch unchanged, or use new ids", stored, len(req.Events)),
-		}
-	}
+	return eventvault.Replay(op, req, prior)
 }
 
 // write seals the batch at the stream's next position and stores it.
@@ -208,11 +181,8 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 	if err := validateStream(tenant, stream); err != nil {
 		return eventvault.StreamPage{}, err
 	}
-	if opts.Limit <= 0 {
-		return eventvault.StreamPage{}, eventvault.Errorf(eventvault.EINVALID, "read limit is %d; it must be positive", opts.Limit)
-	}
-	if opts.From < 0 && !(opts.Backward && opts.From == -1) {
-		return eventvault.StreamPage{}, eventvault.Errorf(eventvault.EINVALID, "cannot read from position %d; use a position >= 0, or -1 backward for the end", opts.From)
+	if err := opts.Validate(); err != nil {
+		return eventvault.StreamPage{}, err
 	}
 	var page eventvault.StreamPage
 	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
@@ -285,11 +255,8 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 	if err := validateTenant(tenant); err != nil {
 		return eventvault.AllPage{}, err
 	}
-	if limit <= 0 {
-		return eventvault.AllPage{}, eventvault.Errorf(eventvault.EINVALID, "read limit is %d; it must be positive", limit)
-	}
-	if from < 0 {
-		return eventvault.AllPage{}, eventvault.Errorf(eventvault.EINVALID, "cannot read from global position %d; use a position >= 0", from)
+	if err := eventvault.ValidateReadAll(from, limit); err != nil {
+		return eventvault.AllPage{}, err
 	}
 	page := eventvault.AllPage{Keys: map[eventvault.StreamName]eventvault.WrappedKey{}}
 	err := db.view(ctx, op, func(tx *bbolt.Tx) error {

@@ -11,8 +11,6 @@ import (
 	"github.com/eventvault/eventvault"
 )
 
-var _ eventvault.KEKRetirer = (*DB)(nil)
-
 // keyKEKRetiredBefore in a tenant's erasure bucket holds (uint32) the
 // version below which DestroyTenantKeysBefore destroyed every KEK version.
 // It is a fence, as a shred record is: CreateStreamKey refuses a key
@@ -34,7 +32,7 @@ var keyKEKRetiredBefore = []byte("kek_retired_before")
 // scrubbed (a retry, or the next Open, scrubs again).
 func (db *DB) DestroyTenantKeysBefore(ctx context.Context, tenant eventvault.TenantID, version uint32) (int, error) {
 	const op = "bolt.DestroyTenantKeysBefore"
-	if err := validateKEKVersion(tenant, version); err != nil {
+	if err := eventvault.ValidateKEKVersion(tenant, version); err != nil {
 		return 0, err
 	}
 	var destroyed int

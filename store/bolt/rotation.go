@@ -15,7 +15,7 @@ import (
 // malformed tenant or version 0.
 func (db *DB) TenantKeyVersion(ctx context.Context, tenant eventvault.TenantID, version uint32) (eventvault.WrappedKey, error) {
 	const op = "bolt.TenantKeyVersion"
-	if err := validateKEKVersion(tenant, version); err != nil {
+	if err := eventvault.ValidateKEKVersion(tenant, version); err != nil {
 		return eventvault.WrappedKey{}, err
 	}
 	var k eventvault.WrappedKey
@@ -25,7 +25,7 @@ func (db *DB) TenantKeyVersion(ctx context.Context, tenant eventvault.TenantID, 
 			v = tb.keks.Get(be32(version))
 		}
 		if v == nil {
-			return noKEKVersion(op, tenant, version)
+			return eventvault.NoKEKVersionError(op, tenant, version)
 		}
 		var err error
 		k, err = decodeKey(v)
@@ -40,7 +40,7 @@ func (db *DB) TenantKeyVersion(ctx context.Context, tenant eventvault.TenantID, 
 // the newest plus one; EINVALID for a malformed tenant, version or key.
 func (db *DB) AddTenantKey(ctx context.Context, tenant eventvault.TenantID, k eventvault.WrappedKey) error {
 	const op = "bolt.AddTenantKey"
-	if err := validateKEKVersion(tenant, k.Version); err != nil {
+	if err := eventvault.ValidateKEKVersion(tenant, k.Version); err != nil {
 		return err
 	}
 	if len(k.Ciphertext) == 0 {
@@ -78,7 +78,7 @@ func (db *DB) AddTenantKey(ctx context.Context, tenant eventvault.TenantID, k ev
 // EINVALID if next changes the id or version.
 func (db *DB) RewrapTenantKey(ctx context.Context, tenant eventvault.TenantID, old, next eventvault.WrappedKey) error {
 	const op = "bolt.RewrapTenantKey"
-	if err := validateKEKVersion(tenant, old.Version); err != nil {
+	if err := eventvault.ValidateKEKVersion(tenant, old.Version); err != nil {
 		return err
 	}
 	if err := eventvault.CheckRewrap(old, next); err != nil {
@@ -91,14 +91,14 @@ func (db *DB) RewrapTenantKey(ctx context.Context, tenant eventvault.TenantID, o
 			v = tb.keks.Get(be32(old.Version))
 		}
 		if v == nil {
-			return noKEKVersion(op, tenant, old.Version)
+			return eventvault.NoKEKVersionError(op, tenant, old.Version)
 		}
 		stored, err := decodeKey(v)
 		if err != nil {
 			return err
 		}
 		if !eventvault.SameKeyRow(stored, old) {
-			return rowChanged(op, fmt.Sprintf("version %d of the key of tenant %s", old.Version, tenant))
+			return eventvault.RowChangedError(op, fmt.Sprintf("version %d of the key of tenant %s", old.Version, tenant))
 		}
 		next.KEKVersion = 0
 		next.CreatedAt = stored.CreatedAt
@@ -184,7 +184,7 @@ func (db *DB) RewrapStreamKey(ctx context.Context, tenant eventvault.TenantID, s
 			return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: fmt.Sprintf("stream %s was shredded", stream)}
 		}
 		if !eventvault.SameKeyRow(rec.Key.wrappedKey(), old) {
-			return rowChanged(op, "the key of stream "+string(stream))
+			return eventvault.RowChangedError(op, "the key of stream "+string(stream))
 		}
 		next.CreatedAt = rec.Key.CreatedAt
 		rec.Key = toKeyRecord(next)
@@ -192,22 +192,8 @@ func (db *DB) RewrapStreamKey(ctx context.Context, tenant eventvault.TenantID, s
 	})
 }
 
-func validateKEKVersion(tenant eventvault.TenantID, version uint32) error {
-	if err := validateTenant(tenant); err != nil {
-		return err
-	}
-	if version == 0 {
-		return eventvault.Errorf(eventvault.EINVALID, "tenant key versions start at 1")
-	}
-	return nil
-}
-
 func noTenantKEK(op string, tenant eventvault.TenantID) error {
 	return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("tenant %s has no key yet", tenant)}
-}
-
-func noKEKVersion(op string, tenant eventvault.TenantID, version uint32) error {
-	return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("tenant %s has no key version %d", tenant, version)}
 }
 
 func kekVersionTaken(op string, tenant eventvault.TenantID, version, newest uint32) error {
@@ -216,8 +202,4 @@ func kekVersionTaken(op string, tenant eventvault.TenantID, version, newest uint
 		Message: fmt.Sprintf("cannot add version %d of the key of tenant %s: its newest version is %d (another rotation ran meanwhile)", version, tenant, newest),
 		Fields:  map[string]any{"newest_version": newest},
 	}
-}
-
-func rowChanged(op, what string) error {
-	return &eventvault.Error{Code: eventvault.ECONFLICT, Op: op, Message: what + " changed since it was read; read it again"}
 }

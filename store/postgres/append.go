@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/hmac"
 	"errors"
 	"fmt"
 
@@ -53,20 +52,13 @@ const writeEventsSQL = `WITH g AS (
 )
 SELECT first_global FROM g`
 
-// storedEnvelope is an event found by id during an append.
-type storedEnvelope struct {
-	stream         eventvault.StreamName
-	position       int64
-	globalPosition int64
-	contentMAC     []byte
-}
-
 // Append writes a batch atomically. In the common case it takes one round
-// trip: if this process knows the stream's version (from its own earlier
-// appends, see versionCache) and the expected version holds there, Seal
-// runs at that version and one pipeline locks the stream, checks the guess
-// and that no id of the batch exists, writes and commits (appendGuessed).
-// Otherwise, or if the guess does not hold, it takes two: the first locks
+// trip, the fast append: if this process knows the stream's row (from its
+// own earlier appends, see versionCache) and the expected version holds
+// there, Seal runs at that version and one pipeline locks the stream,
+// checks that the row is still the cached one and that no id of the batch
+// exists, writes and commits (appendFast). Otherwise, or if the cached row
+// is stale, it takes the locking path, two round trips: the first locks
 // the stream and looks the batch's ids up (with BEGIN and the tenant
 // context), the second writes the events and commits; between the two, the
 // store decides replay or conflict and Seal runs once the positions are
@@ -89,15 +81,15 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 	}
 	w := newBatchWrite(req)
 
-	if guess, ok := db.versions.get(tenant, req.Stream); ok && guess.keyID == req.KeyID &&
-		req.Expected.Check(guess.version) && (req.Subject == "" || req.Subject == guess.owner) &&
+	if cached, ok := db.versions.get(tenant, req.Stream); ok && cached.keyID == req.KeyID &&
+		req.Expected.Check(cached.version) && (req.Subject == "" || req.Subject == cached.owner) &&
 		!db.recent.any(w.ids) {
-		res, done, err := db.appendGuessed(ctx, tenant, req, w, guess)
+		res, done, err := db.appendFast(ctx, tenant, req, w, cached)
 		if err != nil {
 			return eventvault.AppendResult{}, mapError(op, err)
 		}
 		if done {
-			db.versions.saw(tenant, req.Stream, streamGuess{version: res.Version, keyID: req.KeyID, owner: req.Subject})
+			db.versions.saw(tenant, req.Stream, streamRow{version: res.Version, keyID: req.KeyID, owner: req.Subject})
 			db.recent.add(w.ids)
 			return res, nil
 		}
@@ -110,7 +102,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			version int64
 			keyID   *uuid.UUID
 			owner   *string
-			before  = make(map[uuid.UUID]storedEnvelope)
+			prior   = make(map[uuid.UUID]eventvault.PriorEvent)
 		)
 		b := &pgx.Batch{}
 		b.Queue(lockStreamSQL, tenant, req.Stream).QueryRow(func(r pgx.Row) error {
@@ -124,11 +116,11 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		b.Queue(findEventsSQL, tenant, w.ids).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id uuid.UUID
-				var e storedEnvelope
-				if err := rows.Scan(&id, &e.stream, &e.position, &e.globalPosition, &e.contentMAC); err != nil {
+				var e eventvault.PriorEvent
+				if err := rows.Scan(&id, &e.Stream, &e.Position, &e.GlobalPosition, &e.ContentMAC); err != nil {
 					return err
 				}
-				before[id] = e
+				prior[id] = e
 			}
 			return rows.Err()
 		})
@@ -136,7 +128,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			return fmt.Errorf("lock stream %s: %w", req.Stream, err)
 		}
 		if found && keyID != nil {
-			seen := streamGuess{version: version, keyID: *keyID}
+			seen := streamRow{version: version, keyID: *keyID}
 			if owner != nil {
 				seen.owner = eventvault.Pseudonym(*owner)
 			}
@@ -147,21 +139,20 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 
 		switch {
 		case !found:
-			return eventvault.Errorf(eventvault.ENOTFOUND, "stream %s has no key: create the stream's key before appending", req.Stream)
+			return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("stream %s has no key: create the stream's key before appending", req.Stream)}
 		case keyID == nil:
-			return eventvault.Errorf(eventvault.EERASED, "stream %s was shredded", req.Stream)
+			return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: fmt.Sprintf("stream %s was shredded", req.Stream)}
 		case *keyID != req.KeyID:
-			return eventvault.Errorf(eventvault.EERASED, "the key of stream %s changed while the append was prepared; retry", req.Stream)
+			return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: fmt.Sprintf("the key of stream %s changed while the append was prepared; retry", req.Stream)}
 		case req.Subject != "" && owner != nil && *owner != string(req.Subject):
-			return ownerConflict(req.Stream)
+			return eventvault.OwnerConflictError(op, req.Stream)
 		}
-		if len(before) > 0 {
-			r, err := replay(req, before)
+		if r, ok, err := eventvault.Replay(op, req, prior); err != nil || ok {
 			res = r
 			return err
 		}
 		if !req.Expected.Check(version) {
-			return eventvault.ConflictError(req.Stream, req.Expected, version)
+			return eventvault.ConflictError(op, req.Stream, req.Expected, version)
 		}
 
 		first := version + 1
@@ -188,7 +179,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		return eventvault.AppendResult{}, err
 	}
 	if !res.Replayed {
-		seen := streamGuess{version: res.Version, keyID: req.KeyID, owner: req.Subject}
+		seen := streamRow{version: res.Version, keyID: req.KeyID, owner: req.Subject}
 		db.versions.saw(tenant, req.Stream, seen)
 	}
 	db.recent.add(w.ids)
@@ -222,7 +213,7 @@ func newBatchWrite(req eventvault.AppendRequest) *batchWrite {
 
 // seal returns the batch's payloads sealed at first, calling Seal only if
 // the last call was at another position: an append that falls back from
-// its guess, or a transaction run again, reuses what was sealed (payloads
+// the fast append, or a transaction run again, reuses what was sealed (payloads
 // that were never committed) or the error Seal gave.
 func (w *batchWrite) seal(first int64) ([][]byte, error) {
 	if w.sealed && w.first == first {
@@ -246,44 +237,4 @@ func (w *batchWrite) result(stream eventvault.StreamName, first, firstGlobal int
 		res.Events[i] = eventvault.Positions{Position: first + int64(i), GlobalPosition: firstGlobal + int64(i)}
 	}
 	return res
-}
-
-// replay decides an append some of whose ids exist already. It is a replay
-// if every event exists in this stream with the same content, at consecutive
-// positions in the order of the batch; anything else is a conflict that
-// names the first offending event.
-func replay(req eventvault.AppendRequest, before map[uuid.UUID]storedEnvelope) (eventvault.AppendResult, error) {
-	res := eventvault.AppendResult{Stream: req.Stream, Replayed: true, Events: make([]eventvault.Positions, len(req.Events))}
-	for i, e := range req.Events {
-		s, ok := before[e.ID]
-		switch {
-		case !ok:
-			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.ECONFLICT,
-				"event %s was appended before, but event %s of the same batch was not: a retry must resend exactly the batch it retries", firstFound(req, before), e.ID)
-		case s.stream != req.Stream:
-			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.ECONFLICT,
-				"event id %s is used already, in stream %s: choose a new id for a new event", e.ID, s.stream)
-		case !hmac.Equal(s.contentMAC, e.ContentMAC):
-			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.ECONFLICT,
-				"event %s was appended before with other content: choose a new id for a new event", e.ID)
-		case i > 0 && s.position != res.Events[i-1].Position+1:
-			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.ECONFLICT,
-				"event %s was appended before, but not in the same batch as event %s: a retry must resend exactly the batch it retries", e.ID, req.Events[i-1].ID)
-		}
-		res.Events[i] = eventvault.Positions{Position: s.position, GlobalPosition: s.globalPosition}
-	}
-	// The version the original append left (the positions are consecutive,
-	// so the last is the highest), not the stream's current version: a
-	// client continuing from it still notices writes it has not seen.
-	res.Version = res.Events[len(res.Events)-1].Position
-	return res, nil
-}
-
-func firstFound(req eventvault.AppendRequest, before map[uuid.UUID]storedEnvelope) uuid.UUID {
-	for _, e := range req.Events {
-		if _, ok := before[e.ID]; ok {
-			return e.ID
-		}
-	}
-	return uuid.Nil
 }

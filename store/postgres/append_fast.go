@@ -10,12 +10,13 @@ import (
 	"github.com/eventvault/eventvault"
 )
 
-// guessedWriteSQL is an append in one statement, for a stream whose row the
-// store guesses: it locks the stream's row, and only if the row still has
-// the guessed version and key (and owner, when the append names one) and
-// none of the batch's ids exists in the tenant, takes the global positions,
-// inserts the events and moves the version, as writeEventsSQL does. It
-// returns NULL when the guess does not hold, having written nothing.
+// fastAppendSQL is the fast append's one statement, for a stream whose row
+// the store has cached: it locks the stream's row, and only if the row
+// still has the cached version and key (and owner, when the append names
+// one) and none of the batch's ids exists in the tenant, takes the global
+// positions, inserts the events and moves the version, as writeEventsSQL
+// does. It returns NULL when the cached row is stale, having written
+// nothing.
 //
 // The stream's lock comes first: g reads ok, which reads s. The tenant row's
 // lock, in g, is the last taken before COMMIT, as in writeEventsSQL. A
@@ -23,12 +24,12 @@ import (
 // for the lock shows in the version (FOR UPDATE returns the latest row). An
 // id inserted meanwhile by an append to another stream is not seen by the
 // NOT EXISTS (it reads the statement's snapshot), but the insert then fails
-// on the unique index, and the store falls back to the precise path.
+// on the unique index, and the store falls back to the locking path.
 //
 // $1 tenant, $2 stream, $3 number of events, $4 first stream position (the
-// guessed version + 1), $5 ids, $6 types, $7 content MACs, $8 payloads,
+// cached version + 1), $5 ids, $6 types, $7 content MACs, $8 payloads,
 // $9 the request's key id, $10 the request's subject (empty for none).
-const guessedWriteSQL = `WITH s AS (
+const fastAppendSQL = `WITH s AS (
 	SELECT version, key_id, subject FROM streams
 	WHERE tenant_id = $1::text AND name = $2::text
 	FOR UPDATE
@@ -51,39 +52,39 @@ const guessedWriteSQL = `WITH s AS (
 )
 SELECT (SELECT first_global FROM g)`
 
-// appendGuessed tries an append in one round trip (BEGIN, the scope,
-// guessedWriteSQL and COMMIT in one pipeline), sealed at the version guess
-// holds. It reports whether the append was written; when it was not, or
-// when it failed in a way the two-round-trip path answers precisely (any
+// appendFast is the fast append: it tries an append in one round trip
+// (BEGIN, the scope, fastAppendSQL and COMMIT in one pipeline), sealed at
+// the cached row's version. It reports whether the append was written; when it was not, or
+// when it failed in a way the locking path answers precisely (any
 // error from the database, or one from before the batch was sent), the
 // caller falls back to that path, with done false and err nil. Only an
 // error after which the outcome is unknown (the connection was lost, the
 // context ended) is returned.
-func (db *DB) appendGuessed(ctx context.Context, tenant eventvault.TenantID, req eventvault.AppendRequest, w *batchWrite, guess streamGuess) (res eventvault.AppendResult, done bool, err error) {
-	first := guess.version + 1
+func (db *DB) appendFast(ctx context.Context, tenant eventvault.TenantID, req eventvault.AppendRequest, w *batchWrite, cached streamRow) (res eventvault.AppendResult, done bool, err error) {
+	first := cached.version + 1
 	payloads, err := w.seal(first)
 	if err != nil {
-		// The two-round-trip path decides whether the append could be
+		// The locking path decides whether the append could be
 		// sealed at all (a conflict comes first) and returns this error
 		// without sealing again.
 		return res, false, nil
 	}
 	var firstGlobal *int64
-	spec := txSpec{op: "postgres.Append", scope: scope{tenant: tenant}}
+	spec := txSpec{op: "postgres.appendFast", scope: scope{tenant: tenant}}
 	err = db.attempt(ctx, spec, func(ctx context.Context, t *txn) error {
 		b := &pgx.Batch{}
-		b.Queue(guessedWriteSQL, string(tenant), string(req.Stream), w.n, first, w.ids, w.types, w.macs, payloads,
+		b.Queue(fastAppendSQL, string(tenant), string(req.Stream), w.n, first, w.ids, w.types, w.macs, payloads,
 			req.KeyID, string(req.Subject)).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&firstGlobal)
 		})
 		if err := t.send(ctx, b, true); err != nil {
-			return fmt.Errorf("write events of stream %s at guessed version %d: %w", req.Stream, guess.version, err)
+			return fmt.Errorf("fast append to stream %s at cached version %d: %w", req.Stream, cached.version, err)
 		}
 		return nil
 	})
 	switch {
 	case err != nil && (isPgError(err) || pgconn.SafeToRetry(err)):
-		db.log.DebugContext(ctx, "append at guessed version failed; taking the locking path", "reason", sqlState(err))
+		db.log.DebugContext(ctx, "fast append failed; taking the locking path", "reason", sqlState(err))
 		return res, false, nil
 	case err != nil:
 		return res, false, err

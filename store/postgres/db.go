@@ -27,8 +27,8 @@ type Options struct {
 type DB struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
-	// versions is this process's guess of each stream's version, which
-	// lets most appends take one round trip (see Append).
+	// versions is the row this process last saw of each stream, which
+	// lets most appends take the fast append, one round trip (see Append).
 	versions versionCache
 	// recent holds the ids this process appended last: a retry of one of
 	// them takes the locking path, which does not seal it.
@@ -75,7 +75,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 
 // checkSchema fails unless every migration this package knows is applied.
 func (db *DB) checkSchema(ctx context.Context) error {
-	const op = "postgres.Open"
+	const op = "postgres.checkSchema"
 	want := latestVersion()
 	var have int
 	err := db.run(ctx, txSpec{op: op, readOnly: true}, func(ctx context.Context, t *txn) error {

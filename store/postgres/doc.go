@@ -119,27 +119,29 @@
 //
 // # Appends and global order
 //
-// An append runs at READ COMMITTED, in one round trip when the store can
-// guess the stream's row and in two otherwise. Each *DB remembers the
+// An append runs at READ COMMITTED, by one of two paths: the fast append,
+// one round trip, when the store has the stream's row cached, and the
+// locking path, two round trips, otherwise. Each *DB remembers the
 // version, key and owner it last saw of each stream (versionCache, bounded)
-// and the ids it appended last (recentIDs). If the guess satisfies the
+// and the ids it appended last (recentIDs). If the cached row satisfies the
 // expected version, the key and owner match the request and no id of the
-// batch is a recent one, Seal runs at the guessed version and one pipeline
-// sends BEGIN, the scope, one statement and COMMIT: the statement locks the
-// stream's row, and only if its version, key and owner are still the
-// guessed ones and none of the batch's ids exists, takes the global
-// positions, inserts the events and moves the version. Otherwise it writes
-// nothing and the store takes the two-round-trip path, as it does for any
-// database error of the guessed write (a unique violation when another
-// stream took an id meanwhile): the guess is a hint, the row lock and the
-// checks in the database are the authority, and a stale guess costs a
-// round trip and a discarded seal, never a wrong answer.
+// batch is a recent one, the fast append (append_fast.go) seals at the
+// cached version and one pipeline sends BEGIN, the scope, one statement and
+// COMMIT: the statement locks the stream's row, and only if its version,
+// key and owner are still the cached ones and none of the batch's ids
+// exists, takes the global positions, inserts the events and moves the
+// version. Otherwise it writes nothing and the store takes the locking
+// path, as it does for any database error of the fast append (a unique
+// violation when another stream took an id meanwhile): the cached row is a
+// hint, the row lock and the checks in the database are the authority, and
+// a stale cached row costs a round trip and a discarded seal, never a wrong
+// answer.
 //
-// The two-round-trip path is the precise one. The first round trip, with
+// The locking path is the precise one. The first round trip, with
 // BEGIN and the scope, locks the stream's row (SELECT ... FOR UPDATE) and
 // looks up the batch's event ids. The store then decides replay or
-// conflict, checks the expected version and calls Seal (again only if the
-// position differs from the guessed one). The second round trip takes the
+// conflict (eventvault.Replay, the rule every store shares), checks the expected version and calls Seal (again only if the
+// position differs from the cached one). The second round trip takes the
 // batch's global positions by bumping tenants.last_global_position, inserts
 // the events, moves the stream's version, and commits: all in one statement
 // followed by COMMIT in the same pipeline. In both paths the stream's row

@@ -107,7 +107,7 @@ func (db *DB) ShredStream(ctx context.Context, tenant eventvault.TenantID, strea
 		b.Queue(notifyStreamSQL, tenant, stream)
 		return t.send(ctx, b, true)
 	})
-	// An append guessing at the stream's old key would seal for nothing.
+	// A fast append at the stream's old key would seal for nothing.
 	db.versions.forget(tenant, stream)
 	if err != nil {
 		return eventvault.Shred{}, fmt.Errorf("shred stream %s: %w", stream, err)
@@ -185,7 +185,7 @@ func (db *DB) ShredTenant(ctx context.Context, tenant eventvault.TenantID, at ti
 // pseudonym.
 func (db *DB) StreamsOfSubject(ctx context.Context, tenant eventvault.TenantID, subject eventvault.Pseudonym) ([]eventvault.StreamName, error) {
 	const op = "postgres.StreamsOfSubject"
-	if err := validateSubject(tenant, subject); err != nil {
+	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
 		return nil, err
 	}
 	var out []eventvault.StreamName
@@ -217,25 +217,6 @@ func validateOwner(subject eventvault.Pseudonym) error {
 		return nil
 	}
 	return eventvault.ValidatePseudonym(subject)
-}
-
-// validateSubject checks a tenant and a pseudonym that must be set.
-// Errors: EINVALID.
-func validateSubject(tenant eventvault.TenantID, subject eventvault.Pseudonym) error {
-	if err := eventvault.ValidateTenant(tenant); err != nil {
-		return err
-	}
-	return eventvault.ValidatePseudonym(subject)
-}
-
-// ownerConflict is the error for an append that names a subject other than
-// the stream's owner. It names neither pseudonym.
-func ownerConflict(stream eventvault.StreamName) error {
-	return &eventvault.Error{
-		Code:    eventvault.ECONFLICT,
-		Message: fmt.Sprintf("stream %s belongs to another data subject: a stream's owner is set by the first append that names one and never changes; append to a stream of this subject instead", stream),
-		Fields:  map[string]any{"stream": string(stream)},
-	}
 }
 
 // stampOrNow is t truncated to the database's precision, or now for the

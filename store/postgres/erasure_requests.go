@@ -44,7 +44,7 @@ const latestErasureRequestSQL = `SELECT ` + erasureRequestColumns + ` FROM erasu
 // Errors: EINVALID for a malformed tenant or an empty pseudonym.
 func (db *DB) PutHold(ctx context.Context, tenant eventvault.TenantID, h eventvault.Hold) error {
 	const op = "postgres.PutHold"
-	if err := validateSubject(tenant, h.Subject); err != nil {
+	if err := eventvault.ValidateTenantSubject(tenant, h.Subject); err != nil {
 		return err
 	}
 	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
@@ -63,7 +63,7 @@ func (db *DB) PutHold(ctx context.Context, tenant eventvault.TenantID, h eventva
 // empty pseudonym.
 func (db *DB) DeleteHold(ctx context.Context, tenant eventvault.TenantID, subject eventvault.Pseudonym) error {
 	const op = "postgres.DeleteHold"
-	if err := validateSubject(tenant, subject); err != nil {
+	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
 		return err
 	}
 	var deleted int64
@@ -76,7 +76,7 @@ func (db *DB) DeleteHold(ctx context.Context, tenant eventvault.TenantID, subjec
 		return fmt.Errorf("lift legal hold: %w", err)
 	}
 	if deleted == 0 {
-		return noHold(op)
+		return eventvault.NoHoldError(op)
 	}
 	return nil
 }
@@ -86,7 +86,7 @@ func (db *DB) DeleteHold(ctx context.Context, tenant eventvault.TenantID, subjec
 // empty pseudonym.
 func (db *DB) Hold(ctx context.Context, tenant eventvault.TenantID, subject eventvault.Pseudonym) (eventvault.Hold, error) {
 	const op = "postgres.Hold"
-	if err := validateSubject(tenant, subject); err != nil {
+	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
 		return eventvault.Hold{}, err
 	}
 	var h eventvault.Hold
@@ -108,7 +108,7 @@ func (db *DB) Hold(ctx context.Context, tenant eventvault.TenantID, subject even
 		return eventvault.Hold{}, fmt.Errorf("read legal hold: %w", err)
 	}
 	if !found {
-		return eventvault.Hold{}, noHold(op)
+		return eventvault.Hold{}, eventvault.NoHoldError(op)
 	}
 	h.PlacedAt = h.PlacedAt.UTC()
 	return h, nil
@@ -161,7 +161,7 @@ func (db *DB) UpdateErasureRequest(ctx context.Context, r eventvault.ErasureRequ
 		return fmt.Errorf("update erasure request %s: %w", r.ID, err)
 	}
 	if updated == 0 {
-		return noErasureRequest(op, r.ID)
+		return eventvault.NoErasureRequestError(op, r.ID)
 	}
 	return nil
 }
@@ -178,7 +178,7 @@ func (db *DB) ErasureRequest(ctx context.Context, tenant eventvault.TenantID, id
 		return eventvault.ErasureRequest{}, fmt.Errorf("read erasure request %s: %w", id, err)
 	}
 	if !found {
-		return eventvault.ErasureRequest{}, noErasureRequest(op, id)
+		return eventvault.ErasureRequest{}, eventvault.NoErasureRequestError(op, id)
 	}
 	return r, nil
 }
@@ -189,7 +189,7 @@ func (db *DB) ErasureRequest(ctx context.Context, tenant eventvault.TenantID, id
 // empty pseudonym.
 func (db *DB) LatestErasureRequest(ctx context.Context, tenant eventvault.TenantID, subject eventvault.Pseudonym) (eventvault.ErasureRequest, error) {
 	const op = "postgres.LatestErasureRequest"
-	if err := validateSubject(tenant, subject); err != nil {
+	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
 		return eventvault.ErasureRequest{}, err
 	}
 	r, found, err := db.readErasureRequest(ctx, op, tenant, latestErasureRequestSQL, string(subject))
@@ -229,14 +229,6 @@ func (db *DB) readErasureRequest(ctx context.Context, op string, tenant eventvau
 		return t.send(ctx, b, true)
 	})
 	return r, found, err
-}
-
-func noHold(op string) error {
-	return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: "the subject is not under a legal hold"}
-}
-
-func noErasureRequest(op string, id uuid.UUID) error {
-	return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("erasure request %s does not exist", id)}
 }
 
 // nullStamp is nil for the zero time, otherwise t at the database's

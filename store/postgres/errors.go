@@ -85,16 +85,13 @@ func retryable(err error, unique bool) bool {
 // mapError turns what a transaction returned into an *eventvault.Error with
 // op, so that no caller sees a SQLSTATE or a driver error. Errors that carry
 // an *eventvault.Error already (from the store's own checks or from a
-// SealFunc) keep their code.
+// SealFunc) pass unchanged: their Op names the function that built them.
 func mapError(op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	var domain *eventvault.Error
 	if errors.As(err, &domain) {
-		if domain.Op == "" && domain == err {
-			domain.Op = op
-		}
 		return err
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

@@ -9,8 +9,6 @@ import (
 	"github.com/eventvault/eventvault"
 )
 
-var _ eventvault.KEKRetirer = (*DB)(nil)
-
 // destroyKEKsBeforeSQL calls the SECURITY DEFINER function of migration
 // 0004 (the app role cannot delete tenant keys). It acts on the tenant set
 // for the transaction and answers NULL if that tenant has no KEK version
@@ -37,7 +35,7 @@ const destroyKEKsBeforeSQL = `SELECT eventvault_destroy_tenant_keys_before($1::b
 // KEK version >= version; EINVALID for a malformed tenant or version 0.
 func (db *DB) DestroyTenantKeysBefore(ctx context.Context, tenant eventvault.TenantID, version uint32) (int, error) {
 	const op = "postgres.DestroyTenantKeysBefore"
-	if err := validateKEKVersion(tenant, version); err != nil {
+	if err := eventvault.ValidateKEKVersion(tenant, version); err != nil {
 		return 0, err
 	}
 	var destroyed *int32

@@ -114,7 +114,7 @@ func Migrate(ctx context.Context, url string) error {
 		return mapError(op, fmt.Errorf("read schema version: %w", err))
 	}
 	if newest > len(ms) {
-		return eventvault.Errorf(eventvault.EINTERNAL, "the database schema is at version %d, newer than this server knows (%d): upgrade the server", newest, len(ms))
+		return &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("the database schema is at version %d, newer than this server knows (%d): upgrade the server", newest, len(ms))}
 	}
 	return nil
 }

@@ -58,7 +58,10 @@ const pageKeysSQL = `SELECT name, ` + keyColumns + ` FROM streams
 // backward).
 func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, opts eventvault.ReadOptions) (eventvault.StreamPage, error) {
 	const op = "postgres.ReadStream"
-	if err := validateRead(tenant, opts); err != nil {
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return eventvault.StreamPage{}, err
+	}
+	if err := opts.Validate(); err != nil {
 		return eventvault.StreamPage{}, err
 	}
 	if err := eventvault.ValidateStream(stream); err != nil {
@@ -124,8 +127,8 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 	if err := eventvault.ValidateTenant(tenant); err != nil {
 		return eventvault.AllPage{}, err
 	}
-	if from < 0 || limit <= 0 {
-		return eventvault.AllPage{}, eventvault.Errorf(eventvault.EINVALID, "read all from %d with limit %d: from must be at least 0 and the limit positive", from, limit)
+	if err := eventvault.ValidateReadAll(from, limit); err != nil {
+		return eventvault.AllPage{}, err
 	}
 	var page eventvault.AllPage
 	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
@@ -156,19 +159,6 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 		return eventvault.AllPage{}, err
 	}
 	return page, nil
-}
-
-func validateRead(tenant eventvault.TenantID, opts eventvault.ReadOptions) error {
-	if err := eventvault.ValidateTenant(tenant); err != nil {
-		return err
-	}
-	if opts.Limit <= 0 {
-		return eventvault.Errorf(eventvault.EINVALID, "read limit %d: the limit must be positive", opts.Limit)
-	}
-	if opts.From < 0 && !(opts.Backward && opts.From == -1) {
-		return eventvault.Errorf(eventvault.EINVALID, "read from %d: start at 0 or later (or at -1, the end, reading backward)", opts.From)
-	}
-	return nil
 }
 
 func scanEvents(rows pgx.Rows) ([]eventvault.StoredEvent, error) {

@@ -46,7 +46,7 @@ const rewrapStreamKeySQL = `UPDATE streams SET kek_version = $7, wrapped_key = $
 // malformed tenant or version 0.
 func (db *DB) TenantKeyVersion(ctx context.Context, tenant eventvault.TenantID, version uint32) (eventvault.WrappedKey, error) {
 	const op = "postgres.TenantKeyVersion"
-	if err := validateKEKVersion(tenant, version); err != nil {
+	if err := eventvault.ValidateKEKVersion(tenant, version); err != nil {
 		return eventvault.WrappedKey{}, err
 	}
 	var k eventvault.WrappedKey
@@ -60,7 +60,7 @@ func (db *DB) TenantKeyVersion(ctx context.Context, tenant eventvault.TenantID, 
 		return eventvault.WrappedKey{}, fmt.Errorf("key version %d of tenant %s: %w", version, tenant, err)
 	}
 	if !found {
-		return eventvault.WrappedKey{}, noKEKVersion(op, tenant, version)
+		return eventvault.WrappedKey{}, eventvault.NoKEKVersionError(op, tenant, version)
 	}
 	return k, nil
 }
@@ -71,7 +71,7 @@ func (db *DB) TenantKeyVersion(ctx context.Context, tenant eventvault.TenantID, 
 // the newest plus one; EINVALID for a malformed tenant, version or key.
 func (db *DB) AddTenantKey(ctx context.Context, tenant eventvault.TenantID, k eventvault.WrappedKey) error {
 	const op = "postgres.AddTenantKey"
-	if err := validateKEKVersion(tenant, k.Version); err != nil {
+	if err := eventvault.ValidateKEKVersion(tenant, k.Version); err != nil {
 		return err
 	}
 	if len(k.Ciphertext) == 0 {
@@ -108,7 +108,7 @@ func (db *DB) AddTenantKey(ctx context.Context, tenant eventvault.TenantID, k ev
 // EINVALID if next changes the id or version.
 func (db *DB) RewrapTenantKey(ctx context.Context, tenant eventvault.TenantID, old, next eventvault.WrappedKey) error {
 	const op = "postgres.RewrapTenantKey"
-	if err := validateKEKVersion(tenant, old.Version); err != nil {
+	if err := eventvault.ValidateKEKVersion(tenant, old.Version); err != nil {
 		return err
 	}
 	if err := eventvault.CheckRewrap(old, next); err != nil {
@@ -128,9 +128,9 @@ func (db *DB) RewrapTenantKey(ctx context.Context, tenant eventvault.TenantID, o
 	case updated == 1:
 		return nil
 	case !exists:
-		return noKEKVersion(op, tenant, old.Version)
+		return eventvault.NoKEKVersionError(op, tenant, old.Version)
 	default:
-		return rowChanged(op, fmt.Sprintf("version %d of the key of tenant %s", old.Version, tenant))
+		return eventvault.RowChangedError(op, fmt.Sprintf("version %d of the key of tenant %s", old.Version, tenant))
 	}
 }
 
@@ -234,7 +234,7 @@ func (db *DB) RewrapStreamKey(ctx context.Context, tenant eventvault.TenantID, s
 	if _, err := streamKeyResult(op, stream, stored, found); err != nil {
 		return err
 	}
-	return rowChanged(op, "the key of stream "+string(stream))
+	return eventvault.RowChangedError(op, "the key of stream "+string(stream))
 }
 
 func rowsAffected(n *int64) func(pgconn.CommandTag) error {
@@ -242,22 +242,4 @@ func rowsAffected(n *int64) func(pgconn.CommandTag) error {
 		*n = ct.RowsAffected()
 		return nil
 	}
-}
-
-func validateKEKVersion(tenant eventvault.TenantID, version uint32) error {
-	if err := eventvault.ValidateTenant(tenant); err != nil {
-		return err
-	}
-	if version == 0 {
-		return eventvault.Errorf(eventvault.EINVALID, "tenant key versions start at 1")
-	}
-	return nil
-}
-
-func noKEKVersion(op string, tenant eventvault.TenantID, version uint32) error {
-	return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("tenant %s has no key version %d", tenant, version)}
-}
-
-func rowChanged(op, what string) error {
-	return &eventvault.Error{Code: eventvault.ECONFLICT, Op: op, Message: what + " changed since it was read; read it again"}
 }

@@ -109,7 +109,7 @@ func TestErrorClassification(t *testing.T) {
 		sqlstate    string
 		retry       bool
 		retryUnique bool
-		code        string
+		code        eventvault.Code
 	}{
 		{"40001", true, true, eventvault.EUNAVAILABLE},   // serialization_failure
 		{"40P01", true, true, eventvault.EUNAVAILABLE},   // deadlock_detected

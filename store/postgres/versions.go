@@ -18,26 +18,27 @@ type streamRef struct {
 	stream eventvault.StreamName
 }
 
-// streamGuess is what this process last saw of a stream's row: its version,
+// streamRow is what this process last saw of a stream's row: its version,
 // its key and its owner ("" for none).
-type streamGuess struct {
+type streamRow struct {
 	version int64
 	keyID   uuid.UUID
 	owner   eventvault.Pseudonym
 }
 
 // versionCache remembers each stream's last known row, so that an append
-// can seal at the version it guesses and write in one round trip. It is a
-// hint only: the write checks the guess under the stream's row lock, and a
-// stale guess costs the two-round-trip append, never a wrong answer. Its
+// can seal at the cached version and write in one round trip (the fast
+// append). It is a hint only: the fast append checks the row under the
+// stream's row lock, and a stale entry costs the locking path, never a
+// wrong answer. Its
 // zero value is ready for use; it is safe for concurrent use.
 type versionCache struct {
 	mu      sync.Mutex
-	streams map[streamRef]streamGuess
+	streams map[streamRef]streamRow
 }
 
-// get returns the guess for a stream, if any.
-func (c *versionCache) get(tenant eventvault.TenantID, stream eventvault.StreamName) (streamGuess, bool) {
+// get returns the cached row of a stream, if any.
+func (c *versionCache) get(tenant eventvault.TenantID, stream eventvault.StreamName) (streamRow, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g, ok := c.streams[streamRef{tenant, stream}]
@@ -47,7 +48,7 @@ func (c *versionCache) get(tenant eventvault.TenantID, stream eventvault.StreamN
 // saw records a stream row read or written by a transaction. A stream's
 // versions only grow under one key, so a sighting older than the entry
 // (appends that finished out of order) leaves it as it is.
-func (c *versionCache) saw(tenant eventvault.TenantID, stream eventvault.StreamName, g streamGuess) {
+func (c *versionCache) saw(tenant eventvault.TenantID, stream eventvault.StreamName, g streamRow) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ref := streamRef{tenant, stream}
@@ -59,7 +60,7 @@ func (c *versionCache) saw(tenant eventvault.TenantID, stream eventvault.StreamN
 		g.owner = old.owner
 	}
 	if c.streams == nil {
-		c.streams = make(map[streamRef]streamGuess)
+		c.streams = make(map[streamRef]streamRow)
 	}
 	if !ok && len(c.streams) >= maxCachedStreams {
 		for k := range c.streams {
@@ -95,7 +96,7 @@ const maxRecentIDs = 1 << 15
 // replayed last, so that a retry through the same node goes straight to
 // the locking path, which answers it without sealing the batch again. A
 // retry it does not catch (through another node, or older than the window)
-// is still answered exactly: the guessed write finds its ids and falls
+// is still answered exactly: the fast append finds its ids and falls
 // back, having sealed for nothing. Its zero value is ready for use; it is
 // safe for concurrent use.
 type recentIDs struct {

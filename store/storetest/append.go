@@ -164,7 +164,7 @@ func testSealFailure(t *testing.T, open opener) {
 	cases := []struct {
 		name   string
 		seal   eventvault.SealFunc
-		code   string
+		code   eventvault.Code
 		wantIs error
 	}{
 		{"error", func(int64) ([][]byte, error) { return nil, errSeal }, eventvault.EINTERNAL, errSeal},
@@ -212,7 +212,7 @@ func testAppendStreamKey(t *testing.T, open opener) {
 	cases := []struct {
 		name  string
 		keyID func(h *harness) uuid.UUID
-		code  string
+		code  eventvault.Code
 	}{
 		{"stream without a key", func(h *harness) uuid.UUID {
 			return uuid.New()

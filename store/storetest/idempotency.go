@@ -2,15 +2,18 @@ package storetest
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/eventvault/eventvault"
 )
 
-// testIdempotency checks retried appends. A batch whose every id is stored
-// in this stream with the same MAC is replayed, whatever its expected
-// version says; any other reuse of a stored id is ECONFLICT; an id twice in
-// one batch is EINVALID.
+// testIdempotency checks retried appends, as eventvault.Replay decides
+// them. A batch whose every id is stored in this stream with the same MAC
+// is replayed, whatever its expected version says and whatever its order
+// (a part of a batch too), with the original positions in the request's
+// order; any other reuse of a stored id is ECONFLICT, whose message never
+// names another stream; an id twice in one batch is EINVALID.
 func testIdempotency(t *testing.T, open opener) {
 	type batches struct{ first, second, other []eventvault.ProposedEvent }
 	fresh := newEvents(1)[0]
@@ -20,7 +23,7 @@ func testIdempotency(t *testing.T, open opener) {
 		stream   eventvault.StreamName
 		events   func(b batches) []eventvault.ProposedEvent
 		expected eventvault.ExpectedVersion
-		code     string // "" for a replay
+		code     eventvault.Code // "" for a replay
 	}{
 		{"same batch with stale no_stream", "order-1",
 			func(b batches) []eventvault.ProposedEvent { return b.first }, eventvault.ExpectNoStream, ""},
@@ -32,6 +35,18 @@ func testIdempotency(t *testing.T, open opener) {
 			func(b batches) []eventvault.ProposedEvent { return b.second }, eventvault.ExpectPosition(2), ""},
 		{"part of a batch", "order-1",
 			func(b batches) []eventvault.ProposedEvent { return b.first[1:] }, eventvault.ExpectAny, ""},
+		{"part of a batch with a gap", "order-1",
+			func(b batches) []eventvault.ProposedEvent {
+				return []eventvault.ProposedEvent{b.first[0], b.first[2]}
+			}, eventvault.ExpectAny, ""},
+		{"same batch in another order", "order-1",
+			func(b batches) []eventvault.ProposedEvent {
+				return []eventvault.ProposedEvent{b.first[2], b.first[0], b.first[1]}
+			}, eventvault.ExpectNoStream, ""},
+		{"two batches in another order", "order-1",
+			func(b batches) []eventvault.ProposedEvent {
+				return []eventvault.ProposedEvent{b.second[1], b.first[0]}
+			}, eventvault.ExpectAny, ""},
 		{"events of two batches", "order-1",
 			func(b batches) []eventvault.ProposedEvent {
 				return []eventvault.ProposedEvent{b.first[2], b.second[0]}
@@ -52,6 +67,12 @@ func testIdempotency(t *testing.T, open opener) {
 			}, eventvault.ExpectPosition(4), eventvault.ECONFLICT},
 		{"same ids in another stream", "order-2",
 			func(b batches) []eventvault.ProposedEvent { return b.first }, eventvault.ExpectAny, eventvault.ECONFLICT},
+		{"an id of another stream", "order-1",
+			func(b batches) []eventvault.ProposedEvent { return b.other }, eventvault.ExpectAny, eventvault.ECONFLICT},
+		{"an id of another stream after new ones", "order-1",
+			func(b batches) []eventvault.ProposedEvent {
+				return []eventvault.ProposedEvent{fresh, b.other[0]}
+			}, eventvault.ExpectAny, eventvault.ECONFLICT},
 		{"new id twice in the batch", "order-1",
 			func(b batches) []eventvault.ProposedEvent {
 				return []eventvault.ProposedEvent{fresh, fresh}
@@ -82,6 +103,11 @@ func testIdempotency(t *testing.T, open opener) {
 			h.unchanged(tenantA, before)
 			if tc.code != "" {
 				wantCode(t, err, tc.code)
+				// The caller may not be allowed to know the other stream.
+				other := map[eventvault.StreamName]string{"order-1": "order-2", "order-2": "order-1"}[tc.stream]
+				if msg := eventvault.ErrorMessage(err); strings.Contains(msg, other) {
+					t.Errorf("the conflict names the other stream %s: %q", other, msg)
+				}
 				return
 			}
 

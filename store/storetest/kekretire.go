@@ -9,7 +9,7 @@ import (
 	"github.com/eventvault/eventvault"
 )
 
-// testKEKRetire checks DestroyTenantKeysBefore (eventvault.KEKRetirer):
+// testKEKRetire checks KeyStore.DestroyTenantKeysBefore:
 // old KEK versions are destroyed for good, never while a live stream key
 // needs one, never the newest, and never another tenant's.
 //
@@ -27,20 +27,10 @@ func testKEKRetire(t *testing.T, open opener) {
 	t.Run("RaceWithCreateStreamKey", func(t *testing.T) { testDestroyRaceWithCreate(t, open) })
 }
 
-// retirer returns the store under test as a KEKRetirer.
-func (h *harness) retirer() eventvault.KEKRetirer {
-	h.t.Helper()
-	r, ok := h.store.(eventvault.KEKRetirer)
-	if !ok {
-		h.t.Fatalf("the store (%T) does not implement eventvault.KEKRetirer", h.store)
-	}
-	return r
-}
-
 // destroy calls DestroyTenantKeysBefore and returns its results.
 func (h *harness) destroy(tenant eventvault.TenantID, version uint32) (int, error) {
 	h.t.Helper()
-	return h.retirer().DestroyTenantKeysBefore(h.ctx, tenant, version)
+	return h.store.DestroyTenantKeysBefore(h.ctx, tenant, version)
 }
 
 // mustDestroy destroys the tenant's versions below version and checks how
@@ -239,7 +229,7 @@ func testDestroyBadInput(t *testing.T, open opener) {
 		name    string
 		tenant  eventvault.TenantID
 		version uint32
-		code    string
+		code    eventvault.Code
 	}{
 		{"version 0", tenantA, 0, eventvault.EINVALID},
 		{"a malformed tenant", "Not A Tenant", 2, eventvault.EINVALID},
@@ -288,7 +278,7 @@ func testDestroyRaceWithCreate(t *testing.T, open opener) {
 		})
 		wg.Go(func() {
 			<-start
-			destroyed, destroyErr = h.retirer().DestroyTenantKeysBefore(h.ctx, tenant, 2)
+			destroyed, destroyErr = h.store.DestroyTenantKeysBefore(h.ctx, tenant, 2)
 		})
 		close(start)
 		wg.Wait()

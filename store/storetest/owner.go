@@ -45,7 +45,7 @@ func testStreamOwner(t *testing.T, open opener) {
 		name   string
 		tenant eventvault.TenantID
 		stream eventvault.StreamName
-		code   string
+		code   eventvault.Code
 	}{
 		{"a stream that never existed", tenantA, "order-404", eventvault.ENOTFOUND},
 		{"another tenant's stream", tenantB, "order-1", eventvault.ENOTFOUND},

@@ -1,7 +1,9 @@
 // Package wiring builds EventVault's HTTP server from its parts, once, for
 // every command that serves it: `eventvault server` and the benchmark, so
-// that what `make bench` measures is what is served. Only commands import
-// it; it is where the parts meet.
+// that what `make bench` measures is what is served. It also opens the
+// store those commands and `eventvault rotate` use. Only commands import
+// it; it is where the parts meet, and with storetest the one place that
+// needs the whole eventvault.Store.
 package wiring
 
 import (
@@ -9,6 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/eventvault/eventvault"
@@ -16,6 +20,8 @@ import (
 	"github.com/eventvault/eventvault/auth"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/engine"
+	"github.com/eventvault/eventvault/store/bolt"
+	"github.com/eventvault/eventvault/store/postgres"
 )
 
 // Parts are what the server is built from. Logger may be nil.
@@ -54,6 +60,32 @@ func Build(p Parts) *Stack {
 		Logger:  logger,
 	})
 	return &Stack{Keys: keys, Tokens: tokens, Handler: handler}
+}
+
+// OpenStore opens the store a command serves from: PostgreSQL at
+// databaseURL, migrated first, or else the embedded store in dataDir
+// (created if missing). It also returns a phrase saying which, for the
+// start-up banner.
+func OpenStore(ctx context.Context, databaseURL, dataDir string) (eventvault.Store, string, error) {
+	if databaseURL != "" {
+		if err := postgres.Migrate(ctx, databaseURL); err != nil {
+			return nil, "", fmt.Errorf("migrate: %w", err)
+		}
+		db, err := postgres.Open(ctx, databaseURL, postgres.Options{})
+		if err != nil {
+			return nil, "", fmt.Errorf("open PostgreSQL: %w", err)
+		}
+		return db, "PostgreSQL", nil
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("create data folder: %w", err)
+	}
+	path := filepath.Join(dataDir, "eventvault.db")
+	db, err := bolt.Open(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("open embedded store: %w", err)
+	}
+	return db, "embedded (" + path + ")", nil
 }
 
 // RevokeTenantTokens returns the revoker a tenant shred calls: it deletes

@@ -12,13 +12,13 @@ import (
 	"github.com/eventvault/eventvault/store/postgres"
 )
 
-// TestGuessedAppendLosesAnIDRace pins the one case the guessed write cannot
-// see in its own snapshot: node a's guess of order-1 holds, but while its
+// TestFastAppendLosesAnIDRace pins the one case the fast append cannot see
+// in its own snapshot: node a's cached row of order-1 holds, but while its
 // statement waits for the stream's lock, node b appends one of the batch's
 // ids to order-2. The unique index refuses a's insert, a falls back to the
-// locking path, and the answer is the ECONFLICT a sequential reuse gets,
-// with nothing of a's batch written.
-func TestGuessedAppendLosesAnIDRace(t *testing.T) {
+// locking path, and the answer is the ECONFLICT a sequential reuse gets
+// (which does not name order-2), with nothing of a's batch written.
+func TestFastAppendLosesAnIDRace(t *testing.T) {
 	a, url := openDB(t)
 	ctx := t.Context()
 	b, err := postgres.Open(ctx, url, postgres.Options{})
@@ -38,7 +38,7 @@ func TestGuessedAppendLosesAnIDRace(t *testing.T) {
 		t.Fatalf("first append: %v", err)
 	}
 
-	// Hold order-1's row, so that a's guessed write waits for it.
+	// Hold order-1's row, so that a's fast append waits for it.
 	holder, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
@@ -82,13 +82,13 @@ func TestGuessedAppendLosesAnIDRace(t *testing.T) {
 	select {
 	case got = <-done:
 	case <-time.After(30 * time.Second):
-		t.Fatal("the guessed append did not finish once the lock was released")
+		t.Fatal("the fast append did not finish once the lock was released")
 	}
-	if eventvault.ErrorCode(got.err) != eventvault.ECONFLICT || !strings.Contains(got.err.Error(), "order-2") {
-		t.Fatalf("append = %+v, %v; want ECONFLICT naming order-2", got.res, got.err)
+	if eventvault.ErrorCode(got.err) != eventvault.ECONFLICT || strings.Contains(eventvault.ErrorMessage(got.err), "order-2") {
+		t.Fatalf("append = %+v, %v; want ECONFLICT that does not name order-2", got.res, got.err)
 	}
 	if len(seals) != 1 || seals[0] != 1 {
-		t.Errorf("Seal called with %v, want once at the guessed position 1", seals)
+		t.Errorf("Seal called with %v, want once at the cached position 1", seals)
 	}
 	page, err := a.ReadStream(ctx, tenantA, "order-1", eventvault.ReadOptions{Limit: 10})
 	if err != nil {
