@@ -27,16 +27,16 @@ import (
 // KEK; ECONFLICT while a stream key is under an older version; EINTERNAL
 // if the key store cannot destroy KEK versions; the store's codes, wrapped
 // with context.
-func (k *Keyring) DestroyOldKEKs(ctx context.Context, tenant eventvault.TenantID) (int, error) {
-	const op = "crypto.Keyring.DestroyOldKEKs"
+func (m *KeyManager) DestroyOldKEKs(ctx context.Context, tenant eventvault.TenantID) (int, error) {
+	const op = "crypto.KeyManager.DestroyOldKEKs"
 	if err := eventvault.ValidateTenant(tenant); err != nil {
 		return 0, err
 	}
-	retirer, ok := k.keys.(eventvault.KEKRetirer)
+	retirer, ok := m.keys.(eventvault.KEKRetirer)
 	if !ok {
 		return 0, internalError(op, nil, "the key store cannot destroy KEK versions")
 	}
-	newest, err := k.keys.TenantKey(ctx, tenant)
+	newest, err := m.keys.TenantKey(ctx, tenant)
 	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
 		return 0, &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("tenant %s has no key: there is nothing to destroy", tenant), Err: err}
 	}
@@ -49,6 +49,6 @@ func (k *Keyring) DestroyOldKEKs(ctx context.Context, tenant eventvault.TenantID
 	}
 	// Evict even when this call destroyed nothing: another node may have
 	// destroyed the versions this cache still holds.
-	k.EvictTenant(tenant)
+	m.ring.EvictTenant(tenant)
 	return n, nil
 }

@@ -109,7 +109,7 @@ func TestErasureReachesBackupsAfterACryptoPeriod(t *testing.T) {
 		t.Fatalf("before the crypto-period ends, the backup should still read (the window): %v, %d events", err, len(got))
 	}
 
-	period, err := keys.EndCryptoPeriod(ctx, nil)
+	period, err := evcrypto.NewKeyManager(keys).EndCryptoPeriod(ctx, nil)
 	if err != nil {
 		t.Fatalf("end the crypto-period: %v", err)
 	}

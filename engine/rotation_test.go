@@ -38,7 +38,7 @@ func TestRotationChecksWhoAsks(t *testing.T) {
 	store := openPostgres(t)
 	keys := evcrypto.NewKeyring(newRoot(t), store, evcrypto.KeyringOptions{})
 	appendOne(t, engine.New(store, keys, nil), "order-1", `{"n":1}`, "")
-	rot := engine.NewRotation(keys, nil)
+	rot := engine.NewRotation(evcrypto.NewKeyManager(keys), nil)
 	admin := eventvault.Principal{Tenant: "acme", TokenID: "tok_admin", Rules: []eventvault.Rule{
 		{Capabilities: []eventvault.Capability{eventvault.CapAdmin}, Streams: "*"},
 	}}
@@ -181,7 +181,7 @@ func TestReadsAndAppendsKeepWorkingDuringARotation(t *testing.T) {
 		})
 	}
 
-	rot := engine.NewRotation(keysA, nil)
+	rot := engine.NewRotation(evcrypto.NewKeyManager(keysA), nil)
 	admin := eventvault.Principal{Tenant: "acme", TokenID: "tok_admin", Rules: []eventvault.Rule{
 		{Capabilities: []eventvault.Capability{eventvault.CapAdmin}, Streams: "*"},
 	}}
@@ -212,7 +212,7 @@ func TestReadsAndAppendsKeepWorkingDuringARotation(t *testing.T) {
 
 	// Keys node B made under version 1 or 2 while its cache was stale:
 	// running the re-wrap again moves them (it is resumable).
-	if _, err := keysA.RewrapStreamKeys(ctx, "acme", nil); err != nil {
+	if _, err := evcrypto.NewKeyManager(keysA).RewrapStreamKeys(ctx, "acme", nil); err != nil {
 		t.Fatalf("RewrapStreamKeys after the traffic: %v", err)
 	}
 	if rows, err := store.StreamKeysBefore(ctx, "acme", 3, "", 10); err != nil || len(rows) != 0 {
@@ -264,7 +264,7 @@ func TestAnInterruptedTenantRotationSaysHowToFinish(t *testing.T) {
 	e := engine.New(store, keys, nil)
 	appendOne(t, e, "order-1", `{"n":1}`, "")
 	appendOne(t, e, "order-2", `{"n":2}`, "")
-	rot := engine.NewRotation(keys, nil)
+	rot := engine.NewRotation(evcrypto.NewKeyManager(keys), nil)
 	rootP := eventvault.Principal{Tenant: "default", TokenID: "tok_root", Root: true}
 
 	store.down.Store(true)
@@ -290,7 +290,7 @@ func TestAnInterruptedTenantRotationSaysHowToFinish(t *testing.T) {
 	appendOne(t, e, "order-1", `{"n":3}`, "")
 
 	store.down.Store(false)
-	if n, err := keys.RewrapStreamKeys(t.Context(), "acme", nil); err != nil || n != 2 {
+	if n, err := evcrypto.NewKeyManager(keys).RewrapStreamKeys(t.Context(), "acme", nil); err != nil || n != 2 {
 		t.Fatalf("finishing the re-wrap: %d, %v; want 2", n, err)
 	}
 }

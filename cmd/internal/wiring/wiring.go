@@ -48,7 +48,7 @@ func Build(p Parts) *Stack {
 	handler := api.New(api.Config{
 		Engine:  engine.New(p.Store, keys, logger, engine.WithPseudonymizer(p.Pseudonyms)),
 		Erasure: engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger))),
-		Keys:    engine.NewRotation(keys, logger),
+		Keys:    engine.NewRotation(evcrypto.NewKeyManager(keys), logger),
 		Tokens:  tokens,
 		Ready:   p.Store.Ping,
 		Logger:  logger,

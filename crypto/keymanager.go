@@ -1,6 +1,35 @@
 package crypto
 
-import "context"
+import (
+	"context"
+	"io"
+
+	"github.com/eventvault/eventvault"
+)
+
+// KeyManager rotates, re-wraps and destroys the keys a Keyring uses, as
+// Tink's keyset.Manager manages what a keyset.Handle only uses: it adds
+// tenant KEK versions and moves stream keys to them, destroys old KEK
+// versions, rotates and retires root key versions, and ends crypto-periods.
+// The Keyring keeps the hot path (sealing and opening); the manager shares
+// its cache, so a rotation here is seen at once by appends and reads on
+// this node, and on other nodes within the cache TTL or on their eviction.
+// It is safe for concurrent use.
+type KeyManager struct {
+	ring *Keyring
+	root RootKeyProvider
+	keys eventvault.KeyStore
+	rand io.Reader
+}
+
+// NewKeyManager returns the manager of the keyring's keys.
+func NewKeyManager(ring *Keyring) *KeyManager {
+	return &KeyManager{ring: ring, root: ring.root, keys: ring.keys, rand: ring.rand}
+}
+
+// String names the manager; it holds unwrapped keys (through its keyring's
+// cache) and prints none of them.
+func (m KeyManager) String() string { return "crypto.KeyManager" }
 
 // RootRewrapper is a root key provider that can re-encrypt a wrapped key
 // under its newest root key version without the key ever leaving the
