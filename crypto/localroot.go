@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/crypto/internal/keyfile"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -29,7 +29,7 @@ type LocalRootKey struct {
 // read or created.
 func OpenLocalRootKey(path string) (*LocalRootKey, error) {
 	const op = "crypto.OpenLocalRootKey"
-	key, err := openKeyFile(op, "root key", path)
+	key, err := keyfile.Open(op, "root key", path)
 	if err != nil {
 		return nil, err
 	}
@@ -48,19 +48,6 @@ func newLocalRootKey(path string, key []byte, rand io.Reader) (*LocalRootKey, er
 		return nil, err
 	}
 	return &LocalRootKey{path: path, aead: aead, rand: rand}, nil
-}
-
-// refused is a key file that will not be used.
-func refused(op, format string, args ...any) *eventvault.Error {
-	return &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: fmt.Sprintf(format, args...)}
-}
-
-func allZero(b []byte) bool {
-	var acc byte
-	for _, c := range b {
-		acc |= c
-	}
-	return acc == 0
 }
 
 // String names the key file; it prints no key bytes.

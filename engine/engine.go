@@ -16,6 +16,7 @@ import (
 
 	"github.com/eventvault/eventvault"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/policies"
 )
 
@@ -30,7 +31,7 @@ const (
 type Engine struct {
 	store  eventvault.EventStore
 	keys   *evcrypto.Keyring
-	pseud  *evcrypto.Pseudonymizer
+	pseud  *pseudonym.Key
 	logger *slog.Logger
 }
 
@@ -39,7 +40,7 @@ type Option func(*Engine)
 
 // WithPseudonymizer lets appends name the data subject who owns a stream;
 // without it, an append that names one is refused.
-func WithPseudonymizer(p *evcrypto.Pseudonymizer) Option {
+func WithPseudonymizer(p *pseudonym.Key) Option {
 	return func(e *Engine) { e.pseud = p }
 }
 

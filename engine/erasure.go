@@ -16,6 +16,8 @@ import (
 
 	"github.com/eventvault/eventvault"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
+	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/policies"
 )
 
@@ -28,8 +30,8 @@ const MaxHoldReasonLength = 500
 type Erasure struct {
 	store  eventvault.ErasureStore
 	keys   *evcrypto.Keyring
-	pseud  *evcrypto.Pseudonymizer
-	signer *evcrypto.SigningKey
+	pseud  *pseudonym.Key
+	signer *dsse.SigningKey
 	now    func() time.Time
 	logger *slog.Logger
 	// subjects serialises this node's erasure requests per subject (by a
@@ -57,7 +59,7 @@ func WithTokenRevoker(revoke TokenRevoker) ErasureOption {
 }
 
 // NewErasure returns an Erasure. logger may be nil.
-func NewErasure(store eventvault.ErasureStore, keys *evcrypto.Keyring, pseud *evcrypto.Pseudonymizer, signer *evcrypto.SigningKey, logger *slog.Logger, opts ...ErasureOption) *Erasure {
+func NewErasure(store eventvault.ErasureStore, keys *evcrypto.Keyring, pseud *pseudonym.Key, signer *dsse.SigningKey, logger *slog.Logger, opts ...ErasureOption) *Erasure {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -275,7 +277,7 @@ func allIn(streams []eventvault.StreamName, set map[eventvault.StreamName]bool) 
 // stream was added since.
 func certificateCoversAll(done eventvault.ErasureRequest, streams []eventvault.StreamName) bool {
 	var cert eventvault.ErasureCertificate
-	if env, err := evcrypto.ParseEnvelope(done.Certificate); err == nil {
+	if env, err := dsse.Parse(done.Certificate); err == nil {
 		_ = json.Unmarshal(env.Payload, &cert)
 	}
 	return cert.StreamCount == len(streams)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/eventvault/eventvault"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
 	"github.com/eventvault/eventvault/engine"
 )
 
@@ -61,7 +62,7 @@ func TestErasureShredsAStreamTheSubjectGainsWhileItRuns(t *testing.T) {
 					t.Errorf("read %s after a completed erasure: %v, want EERASED", s, err)
 				}
 			}
-			env, err := evcrypto.ParseEnvelope(req.Certificate)
+			env, err := dsse.Parse(req.Certificate)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,6 +15,8 @@ import (
 	"github.com/eventvault/eventvault/api"
 	"github.com/eventvault/eventvault/auth"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
+	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/engine"
 )
 
@@ -22,8 +24,8 @@ import (
 type Parts struct {
 	Store         eventvault.Store
 	Root          evcrypto.RootKeyProvider
-	Pseudonyms    *evcrypto.Pseudonymizer
-	Signer        *evcrypto.SigningKey
+	Pseudonyms    *pseudonym.Key
+	Signer        *dsse.SigningKey
 	KeyCache      evcrypto.KeyringOptions
 	TokenCacheTTL time.Duration
 	Logger        *slog.Logger

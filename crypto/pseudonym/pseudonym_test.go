@@ -1,4 +1,4 @@
-package crypto
+package pseudonym
 
 import (
 	"encoding/hex"
@@ -10,15 +10,15 @@ import (
 
 func TestPseudonymsAreStableKeyedAndPerTenant(t *testing.T) {
 	dir := t.TempDir()
-	p, err := OpenPseudonymizer(filepath.Join(dir, "pseudonym.key"))
+	p, err := OpenKey(filepath.Join(dir, "pseudonym.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := OpenPseudonymizer(filepath.Join(dir, "pseudonym.key"))
+	again, err := OpenKey(filepath.Join(dir, "pseudonym.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := OpenPseudonymizer(filepath.Join(dir, "other.key"))
+	other, err := OpenKey(filepath.Join(dir, "other.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,21 @@ func TestPseudonymsAreStableKeyedAndPerTenant(t *testing.T) {
 			t.Errorf("%s gives the same pseudonym", name)
 		}
 	}
-	if s := fmt.Sprintf("%v %#v", p, p); strings.Contains(s, string(p.key)) {
+	if s := fmt.Sprintf("%v %#v", p, p); strings.Contains(s, string(p.key[:])) {
 		t.Fatal("pseudonymizer printed its key")
+	}
+}
+
+// TestPseudonymOfAKnownKey pins the pseudonym's bytes: HMAC-SHA256 over
+// the length-prefixed label, tenant and subject. Every pseudonym stored in
+// a deployment depends on them.
+func TestPseudonymOfAKnownKey(t *testing.T) {
+	k := &Key{key: new([32]byte)}
+	for i := range k.key {
+		k.key[i] = byte(i + 1)
+	}
+	const want = "2e59b14c79dc4fbf06af5e7ac13d2835c5d9131405d74b3165a7300fc9410bdc"
+	if got := k.Pseudonym("acme", "customer-881"); got != want {
+		t.Fatalf("pseudonym %s, want %s", got, want)
 	}
 }
