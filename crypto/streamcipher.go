@@ -113,7 +113,7 @@ func (c *StreamCipher) SealEvent(ref EventRef, data, metadata []byte) ([]byte, e
 	}
 	pt := appendPlaintext(out[headerSize+nonceSize:], data, metadata)
 	// Seal in place: pt starts where the sealed bytes go.
-	return c.aead.Seal(out, nonce, pt, eventAD(h, ref)), nil
+	return c.aead.Seal(out, nonce, pt, eventAAD(h, ref)), nil
 }
 
 // OpenEvent authenticates and decrypts a payload sealed for ref.
@@ -141,7 +141,7 @@ func (c *StreamCipher) OpenEvent(ref EventRef, payload []byte) (data, metadata [
 		return nil, nil, failed("truncated envelope")
 	}
 	nonce := payload[headerSize : headerSize+nonceSize]
-	pt, err := c.aead.Open(nil, nonce, payload[headerSize+nonceSize:], eventAD(h, ref))
+	pt, err := c.aead.Open(nil, nonce, payload[headerSize+nonceSize:], eventAAD(h, ref))
 	if err != nil {
 		return nil, nil, failed("altered, moved or sealed with another key")
 	}

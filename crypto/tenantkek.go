@@ -50,7 +50,7 @@ func (k *tenantKEK) wrapStreamKey(stream eventvault.StreamName, streamKeyID uuid
 	if _, err := io.ReadFull(rand, nonce); err != nil {
 		return nil, err
 	}
-	return k.aead.Seal(out, nonce, key, streamKeyAD(h, k.tenant, stream, streamKeyID)), nil
+	return k.aead.Seal(out, nonce, key, streamKeyAAD(h, k.tenant, stream, streamKeyID)), nil
 }
 
 // unwrapStreamKey opens a stream key row wrapped by this KEK (version
@@ -61,8 +61,8 @@ func (k *tenantKEK) unwrapStreamKey(stream eventvault.StreamName, wk eventvault.
 	if len(wk.Ciphertext) < sealedMin {
 		return nil, authError(op, "the key row of stream %s is truncated", stream)
 	}
-	ad := streamKeyAD(k.header(), k.tenant, stream, wk.ID)
-	key, err := k.aead.Open(nil, wk.Ciphertext[headerSize:headerSize+nonceSize], wk.Ciphertext[headerSize+nonceSize:], ad)
+	aad := streamKeyAAD(k.header(), k.tenant, stream, wk.ID)
+	key, err := k.aead.Open(nil, wk.Ciphertext[headerSize:headerSize+nonceSize], wk.Ciphertext[headerSize+nonceSize:], aad)
 	if err != nil {
 		return nil, authError(op, "the key %s of stream %s failed authentication: the key row was altered or belongs to another stream or tenant", wk.ID, stream)
 	}
