@@ -3,6 +3,9 @@ package crypto
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
 
 	"github.com/eventvault/eventvault"
 )
@@ -35,6 +38,23 @@ type cacheEntry struct {
 	// cache.
 	fingerprint [sha256.Size]byte
 }
+
+// String names what the entry holds; it prints no key bytes.
+func (e cacheEntry) String() string {
+	switch {
+	case e.kek != nil:
+		return "cacheEntry(" + e.kek.String() + ")"
+	case e.cipher != nil:
+		return "cacheEntry(" + e.cipher.String() + ")"
+	}
+	return "cacheEntry(empty)"
+}
+
+// Format prints String whatever the verb, so that no verb reaches a key.
+func (e cacheEntry) Format(f fmt.State, _ rune) { io.WriteString(f, e.String()) }
+
+// LogValue logs String, so that slog prints no key bytes either.
+func (e cacheEntry) LogValue() slog.Value { return slog.StringValue(e.String()) }
 
 // rowFingerprint is SHA-256 over every field of a key row but its time:
 // id || version || KEK version || ciphertext.

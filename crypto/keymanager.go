@@ -2,7 +2,9 @@ package crypto
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/eventvault/eventvault"
 )
@@ -30,6 +32,15 @@ func NewKeyManager(ring *Keyring) *KeyManager {
 // String names the manager; it holds unwrapped keys (through its keyring's
 // cache) and prints none of them.
 func (m KeyManager) String() string { return "crypto.KeyManager" }
+
+// GoString is String, so that %#v prints no key bytes either.
+func (m KeyManager) GoString() string { return m.String() }
+
+// Format prints String whatever the verb, so that no verb reaches a key.
+func (m KeyManager) Format(f fmt.State, _ rune) { io.WriteString(f, m.String()) }
+
+// LogValue logs String, so that slog prints no key bytes either.
+func (m KeyManager) LogValue() slog.Value { return slog.StringValue(m.String()) }
 
 // RootRewrapper is a root key provider that can re-encrypt a wrapped key
 // under its newest root key version without the key ever leaving the

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -67,6 +68,21 @@ type Keyring struct {
 	kekLoads    flight[*tenantKEK]
 	streamLoads flight[*StreamCipher]
 }
+
+// String names the keyring and how many keys it caches; it prints no key
+// bytes.
+func (k *Keyring) String() string {
+	return fmt.Sprintf("crypto.Keyring(%d cached keys)", k.cache.Len())
+}
+
+// GoString is String, so that %#v prints no key bytes either.
+func (k *Keyring) GoString() string { return k.String() }
+
+// Format prints String whatever the verb, so that no verb reaches a key.
+func (k *Keyring) Format(f fmt.State, _ rune) { io.WriteString(f, k.String()) }
+
+// LogValue logs String, so that slog prints no key bytes either.
+func (k *Keyring) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 // NewKeyring returns a Keyring over the root key provider and the store of
 // wrapped keys.

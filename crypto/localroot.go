@@ -6,6 +6,7 @@ import (
 	crand "crypto/rand"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/eventvault/eventvault/crypto/internal/keyfile"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -55,6 +56,12 @@ func (k LocalRootKey) String() string { return fmt.Sprintf("LocalRootKey(%s)", k
 
 // GoString is String.
 func (k LocalRootKey) GoString() string { return k.String() }
+
+// Format prints String whatever the verb, so that no verb reaches the key.
+func (k LocalRootKey) Format(f fmt.State, _ rune) { io.WriteString(f, k.String()) }
+
+// LogValue logs String, so that slog prints no key bytes either.
+func (k LocalRootKey) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 // WrapKey returns nonce || XChaCha20-Poly1305(root key, nonce, key, aad).
 // Errors: EINTERNAL if the random source fails.

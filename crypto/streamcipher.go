@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/eventvault/eventvault"
 	"github.com/google/uuid"
@@ -68,6 +69,13 @@ func (c StreamCipher) String() string {
 
 // GoString is String, so that %#v prints no key state either.
 func (c StreamCipher) GoString() string { return c.String() }
+
+// Format prints String whatever the verb, so that no verb reaches the key
+// state.
+func (c StreamCipher) Format(f fmt.State, _ rune) { io.WriteString(f, c.String()) }
+
+// LogValue logs String, so that slog prints no key state either.
+func (c StreamCipher) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // ContentMAC returns HMAC-SHA256, under a key derived from the stream key,
 // of an unambiguous encoding of the event's type, data and metadata. Equal

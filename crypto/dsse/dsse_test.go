@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/eventvault/eventvault/crypto/internal/secrettest"
+
 	"github.com/eventvault/eventvault"
 )
 
@@ -108,5 +110,17 @@ func TestOpenSigningKeyRefusesAnUnsafeFile(t *testing.T) {
 	}
 	if _, err := OpenSigningKey(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("world-readable file: %v", err)
+	}
+}
+
+// TestSigningKeyPrintsNoKeyBytesWithAnyVerb formats the key by pointer and
+// by value with every fmt verb and through slog: neither the seed nor the
+// private key shows, in any encoding.
+func TestSigningKeyPrintsNoKeyBytesWithAnyVerb(t *testing.T) {
+	k := newTestSigningKey(t)
+	for name, v := range map[string]any{"*SigningKey": k, "SigningKey": *k} {
+		t.Run(name, func(t *testing.T) {
+			secrettest.CheckPrintsNoSecret(t, v, k.priv.Seed(), k.priv)
+		})
 	}
 }

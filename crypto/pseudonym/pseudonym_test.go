@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/eventvault/eventvault/crypto/internal/secrettest"
 )
 
 func TestPseudonymsAreStableKeyedAndPerTenant(t *testing.T) {
@@ -55,5 +57,19 @@ func TestPseudonymOfAKnownKey(t *testing.T) {
 	const want = "2e59b14c79dc4fbf06af5e7ac13d2835c5d9131405d74b3165a7300fc9410bdc"
 	if got := k.Pseudonym("acme", "customer-881"); got != want {
 		t.Fatalf("pseudonym %s, want %s", got, want)
+	}
+}
+
+// TestKeyPrintsNoKeyBytes formats the key by pointer and by value with
+// every fmt verb and through slog: no key byte shows, in any encoding.
+func TestKeyPrintsNoKeyBytes(t *testing.T) {
+	k, err := OpenKey(filepath.Join(t.TempDir(), "pseudonym.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]any{"*Key": k, "Key": *k} {
+		t.Run(name, func(t *testing.T) {
+			secrettest.CheckPrintsNoSecret(t, v, k.key[:])
+		})
 	}
 }
