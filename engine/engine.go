@@ -16,7 +16,6 @@ import (
 
 	"github.com/eventvault/eventvault"
 	evcrypto "github.com/eventvault/eventvault/crypto"
-	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/policies"
 )
 
@@ -30,9 +29,31 @@ const (
 // Engine appends and reads events on behalf of a principal.
 type Engine struct {
 	store  eventvault.EventStore
-	keys   *evcrypto.Keyring
-	pseud  *pseudonym.Key
+	keys   StreamKeys
+	pseud  Pseudonymizer
 	logger *slog.Logger
+}
+
+// StreamKeys is what appends and reads need of the keyring:
+// crypto.Keyring implements it. Unwrapped keys stay behind it; a
+// StreamCipher seals and opens without handing out its key.
+type StreamKeys interface {
+	// StreamCipher returns the cipher of the stream's key for an append,
+	// creating the key if the stream has none. Errors: EERASED for a
+	// shredded stream or tenant; the store's and root key's codes.
+	StreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (*evcrypto.StreamCipher, error)
+	// OpenStreamCipher returns the cipher of wk, the key row read with the
+	// events it opens. Errors: EERASED for a shredded key; EINTERNAL for a
+	// row that does not authenticate.
+	OpenStreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, wk eventvault.WrappedKey) (*evcrypto.StreamCipher, error)
+	// EvictStream forgets a cached stream key the store no longer holds.
+	EvictStream(tenant eventvault.TenantID, stream eventvault.StreamName)
+}
+
+// Pseudonymizer turns a subject id into its pseudonym within a tenant:
+// pseudonym.Key implements it.
+type Pseudonymizer interface {
+	Pseudonym(tenant eventvault.TenantID, subject string) eventvault.Pseudonym
 }
 
 // Option configures an Engine.
@@ -40,12 +61,12 @@ type Option func(*Engine)
 
 // WithPseudonymizer lets appends name the data subject who owns a stream;
 // without it, an append that names one is refused.
-func WithPseudonymizer(p *pseudonym.Key) Option {
+func WithPseudonymizer(p Pseudonymizer) Option {
 	return func(e *Engine) { e.pseud = p }
 }
 
 // New returns an Engine over store and keys. logger may be nil.
-func New(store eventvault.EventStore, keys *evcrypto.Keyring, logger *slog.Logger, opts ...Option) *Engine {
+func New(store eventvault.EventStore, keys StreamKeys, logger *slog.Logger, opts ...Option) *Engine {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

@@ -47,8 +47,12 @@ func Build(p Parts) *Stack {
 	}
 	keys := evcrypto.NewKeyring(p.Root, p.Store, p.KeyCache)
 	tokens := auth.NewTokens(p.Store, p.TokenCacheTTL)
+	var opts []engine.Option
+	if p.Pseudonyms != nil { // no typed nil in the interface
+		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms))
+	}
 	handler := api.New(api.Config{
-		Engine:  engine.New(p.Store, keys, logger, engine.WithPseudonymizer(p.Pseudonyms)),
+		Engine:  engine.New(p.Store, keys, logger, opts...),
 		Erasure: engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger))),
 		Keys:    engine.NewRotation(evcrypto.NewKeyManager(keys), logger),
 		Tokens:  tokens,
