@@ -28,7 +28,7 @@ const MaxBodyBytes = 4 << 20
 
 // Server serves the HTTP API.
 type Server struct {
-	engine  *engine.Engine
+	engine  *engine.Events
 	erasure *engine.Erasure
 	keys    KeyRotation
 	tokens  *auth.Tokens
@@ -43,7 +43,7 @@ type Server struct {
 // serve (for /readyz). Erasure and Keys may be nil in tests of other
 // resources: their endpoints are then absent. Logger may be nil.
 type Config struct {
-	Engine  *engine.Engine
+	Engine  *engine.Events
 	Erasure *engine.Erasure
 	// Keys serves the key rotation endpoints under /v1/admin; nil leaves
 	// them out.

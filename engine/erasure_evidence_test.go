@@ -47,7 +47,7 @@ func TestErasedDataCannotBeRecovered(t *testing.T) {
 			root := newRoot(t)
 			pseud, signer := erasureKeys(t, dir)
 			keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
-			e := engine.New(store, keys, nil, engine.WithPseudonymizer(pseud))
+			e := engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud))
 			er := engine.NewErasure(store, keys, pseud, signer, nil)
 
 			marker := []byte("EVMARKER-" + uuid.NewString())

@@ -47,12 +47,12 @@ func Build(p Parts) *Stack {
 	}
 	keys := evcrypto.NewKeyring(p.Root, p.Store, p.KeyCache)
 	tokens := auth.NewTokens(p.Store, p.TokenCacheTTL)
-	var opts []engine.Option
+	var opts []engine.EventsOption
 	if p.Pseudonyms != nil { // no typed nil in the interface
 		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms))
 	}
 	handler := api.New(api.Config{
-		Engine:  engine.New(p.Store, keys, logger, opts...),
+		Engine:  engine.NewEvents(p.Store, keys, logger, opts...),
 		Erasure: engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger))),
 		Keys:    engine.NewRotation(evcrypto.NewKeyManager(keys), logger),
 		Tokens:  tokens,
