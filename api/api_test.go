@@ -66,7 +66,7 @@ func newTestAPIOver(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 		t.Fatalf("install root token: %v", err)
 	}
 	srv := New(Config{
-		Engine:  engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud)),
+		Events:  engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud)),
 		Erasure: engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens)),
 		Keys:    engine.NewRotation(evcrypto.NewKeyManager(keys), nil),
 		Tokens:  tokens,

@@ -52,7 +52,7 @@ func Build(p Parts) *Stack {
 		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms))
 	}
 	handler := api.New(api.Config{
-		Engine:  engine.NewEvents(p.Store, keys, logger, opts...),
+		Events:  engine.NewEvents(p.Store, keys, logger, opts...),
 		Erasure: engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger))),
 		Keys:    engine.NewRotation(evcrypto.NewKeyManager(keys), logger),
 		Tokens:  tokens,
