@@ -53,7 +53,11 @@ const (
 // A tenant KEK is unwrapped by the root provider at most once per tenant per
 // TTL (concurrent loads are merged); a stream key is unwrapped locally by the
 // KEK. Both stay in one bounded LRU cache for at most the TTL from when they
-// were loaded.
+// were loaded (keycache.go).
+//
+// A Keyring only uses keys, on the hot path of every append and read;
+// rotating, re-wrapping and destroying them is a KeyManager's
+// (NewKeyManager), which builds on it.
 type Keyring struct {
 	root  RootKeyProvider
 	keys  eventvault.KeyStore
