@@ -15,6 +15,8 @@ import (
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/auth"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
+	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/engine"
 	"github.com/eventvault/eventvault/store/bolt"
 )
@@ -49,11 +51,11 @@ func newTestAPIOver(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 			t.Fatalf("root key: %v", err)
 		}
 	}
-	pseud, err := evcrypto.OpenPseudonymizer(filepath.Join(dir, "pseudonym.key"))
+	pseud, err := pseudonym.OpenKey(filepath.Join(dir, "pseudonym.key"))
 	if err != nil {
 		t.Fatalf("pseudonym key: %v", err)
 	}
-	signer, err := evcrypto.OpenSigningKey(filepath.Join(dir, "signing.key"))
+	signer, err := dsse.OpenSigningKey(filepath.Join(dir, "signing.key"))
 	if err != nil {
 		t.Fatalf("signing key: %v", err)
 	}
@@ -64,9 +66,9 @@ func newTestAPIOver(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 		t.Fatalf("install root token: %v", err)
 	}
 	srv := New(Config{
-		Engine:  engine.New(store, keys, nil, engine.WithPseudonymizer(pseud)),
+		Events:  engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud)),
 		Erasure: engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens)),
-		Keys:    engine.NewRotation(keys, nil),
+		Keys:    engine.NewRotation(evcrypto.NewKeyManager(keys), nil),
 		Tokens:  tokens,
 		Ready:   store.Ping,
 	})

@@ -10,7 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/eventvault/eventvault"
-	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
 )
 
 // eraser issues a token with append, read and erase on every stream.
@@ -139,11 +139,11 @@ func TestErasureRequestShredsTheSubjectsStreamsAndCertifiesIt(t *testing.T) {
 	var pub signingKeyResponse
 	a.doJSON(http.MethodGet, "/v1/keys/signing", "", nil, http.StatusOK, &pub)
 	key, _ := base64.StdEncoding.DecodeString(pub.PublicKey)
-	env, err := evcrypto.ParseEnvelope(er.Certificate)
+	env, err := dsse.Parse(er.Certificate)
 	if err != nil {
 		t.Fatal(err)
 	}
-	payload, err := evcrypto.VerifyEnvelope(key, eventvault.ErasureCertificateType, env)
+	payload, err := dsse.Verify(key, eventvault.ErasureCertificateType, env)
 	if err != nil {
 		t.Fatalf("certificate: %v", err)
 	}

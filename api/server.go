@@ -10,6 +10,7 @@ package api
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/auth"
@@ -26,12 +28,55 @@ import (
 // MaxBodyBytes bounds a request body.
 const MaxBodyBytes = 4 << 20
 
+// Events appends and reads events on behalf of a principal and decides
+// who may: engine.Events implements it.
+type Events interface {
+	AppendForSubject(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, subject string, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error)
+	ReadStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, opts eventvault.ReadOptions) (engine.StreamSlice, error)
+	ReadAll(ctx context.Context, p eventvault.Principal, from int64, limit int) ([]eventvault.Event, error)
+}
+
+// Shredder destroys the keys of a stream or a whole tenant.
+type Shredder interface {
+	ShredStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, purge bool) (eventvault.Shred, error)
+	ShredTenant(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID) (eventvault.TenantShred, error)
+}
+
+// ErasureRequests carries out a subject's erasure requests and reports on
+// them; SigningKey names the key that verifies their certificates.
+type ErasureRequests interface {
+	RequestErasure(ctx context.Context, p eventvault.Principal, subject string) (eventvault.ErasureRequest, error)
+	ErasureRequest(ctx context.Context, p eventvault.Principal, id uuid.UUID) (eventvault.ErasureRequest, error)
+	SigningKey() (keyID string, pub ed25519.PublicKey)
+}
+
+// Holds places and lifts legal holds on subjects.
+type Holds interface {
+	PutHold(ctx context.Context, p eventvault.Principal, subject, reason string) (eventvault.Hold, error)
+	DeleteHold(ctx context.Context, p eventvault.Principal, subject string) error
+}
+
+// Erasure serves the erasure endpoints and decides who may:
+// engine.Erasure implements it.
+type Erasure interface {
+	Shredder
+	ErasureRequests
+	Holds
+}
+
+// Tokens authenticates bearer tokens and issues new ones: auth.Tokens
+// implements it.
+type Tokens interface {
+	Authenticate(ctx context.Context, secret string) (eventvault.Principal, error)
+	Issue(ctx context.Context, issuer eventvault.Principal, req auth.NewTokenRequest) (string, eventvault.Token, error)
+}
+
 // Server serves the HTTP API.
 type Server struct {
-	engine  *engine.Engine
-	erasure *engine.Erasure
+	engine  Events
+	erasure Erasure
 	keys    KeyRotation
-	tokens  *auth.Tokens
+	tokens  Tokens
 	ready   func(context.Context) error
 	logger  *slog.Logger
 	router  *gin.Engine
@@ -43,19 +88,19 @@ type Server struct {
 // serve (for /readyz). Erasure and Keys may be nil in tests of other
 // resources: their endpoints are then absent. Logger may be nil.
 type Config struct {
-	Engine  *engine.Engine
-	Erasure *engine.Erasure
+	Events  Events
+	Erasure Erasure
 	// Keys serves the key rotation endpoints under /v1/admin; nil leaves
 	// them out.
 	Keys   KeyRotation
-	Tokens *auth.Tokens
+	Tokens Tokens
 	Ready  func(context.Context) error
 	Logger *slog.Logger
 }
 
 // New returns a Server; it is an http.Handler.
 func New(cfg Config) *Server {
-	s := &Server{engine: cfg.Engine, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, ready: cfg.Ready, logger: cfg.Logger}
+	s := &Server{engine: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, ready: cfg.Ready, logger: cfg.Logger}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}

@@ -16,9 +16,16 @@
 // to unwrap a tenant KEK at most once per tenant per cache TTL; appends and
 // reads of a cached stream make no root-provider call and no store call.
 //
+// The keys of a deployment that sit beside the hierarchy have packages of
+// their own: crypto/dsse signs erasure certificates, crypto/pseudonym turns
+// subject ids into pseudonyms. Their key files, like the local root key's,
+// are read and created in one place (crypto/internal/keyfile).
+//
 // # Rotation
 //
-// A tenant KEK has versions (1, 2, …) under one key id. RotateTenantKEK adds
+// A Keyring only uses keys; a KeyManager, built on it as Tink's
+// keyset.Manager is on a keyset.Handle, rotates, re-wraps and destroys
+// them. A tenant KEK has versions (1, 2, …) under one key id. RotateTenantKEK adds
 // one; new stream keys are wrapped by the newest, and a stream key row names
 // the KEK version that wraps it, which is fetched and cached on its own, so
 // rows under older versions keep opening. RewrapStreamKeys moves the rows
@@ -27,7 +34,8 @@
 // RootRotator and RootRewrapper (Vault Transit), RotateRoot adds a root
 // version, RewrapRootWrapped re-wraps every KEK version under it inside the
 // provider, and RetireRootVersionsBefore retires older root versions once no
-// KEK row needs them.
+// KEK row needs them. DestroyOldKEKs and EndCryptoPeriod take old versions
+// away for good, so that backups from before them no longer decrypt.
 //
 // # Security contract
 //

@@ -116,52 +116,52 @@ func describeHeaderError(err error) string {
 	}
 }
 
-// associatedData builds header || field(label) || field(f)... where
+// aadBuilder builds header || field(label) || field(f)... where
 // field(b) = uint32 big-endian len(b) || b. Each field is length-prefixed, so
 // no two different lists of fields give the same bytes.
-type associatedData []byte
+type aadBuilder []byte
 
-func newAssociatedData(h header, label string, size int) associatedData {
-	ad := make(associatedData, 0, headerSize+4+len(label)+size)
-	ad = h.appendTo(ad)
-	return ad.string(label)
+func newAAD(h header, label string, size int) aadBuilder {
+	a := make(aadBuilder, 0, headerSize+4+len(label)+size)
+	a = h.appendTo(a)
+	return a.string(label)
 }
 
-func (ad associatedData) bytes(f []byte) associatedData {
-	ad = binary.BigEndian.AppendUint32(ad, uint32(len(f)))
-	return append(ad, f...)
+func (a aadBuilder) bytes(f []byte) aadBuilder {
+	a = binary.BigEndian.AppendUint32(a, uint32(len(f)))
+	return append(a, f...)
 }
 
-func (ad associatedData) string(f string) associatedData {
-	ad = binary.BigEndian.AppendUint32(ad, uint32(len(f)))
-	return append(ad, f...)
+func (a aadBuilder) string(f string) aadBuilder {
+	a = binary.BigEndian.AppendUint32(a, uint32(len(f)))
+	return append(a, f...)
 }
 
-func (ad associatedData) uint32(v uint32) associatedData {
-	ad = binary.BigEndian.AppendUint32(ad, 4)
-	return binary.BigEndian.AppendUint32(ad, v)
+func (a aadBuilder) uint32(v uint32) aadBuilder {
+	a = binary.BigEndian.AppendUint32(a, 4)
+	return binary.BigEndian.AppendUint32(a, v)
 }
 
-func (ad associatedData) int64(v int64) associatedData {
-	ad = binary.BigEndian.AppendUint32(ad, 8)
-	return binary.BigEndian.AppendUint64(ad, uint64(v))
+func (a aadBuilder) int64(v int64) aadBuilder {
+	a = binary.BigEndian.AppendUint32(a, 8)
+	return binary.BigEndian.AppendUint64(a, uint64(v))
 }
 
 // tenantKEKAAD is what a tenant KEK is bound to under the root key.
 func tenantKEKAAD(h header, tenant eventvault.TenantID) []byte {
-	return newAssociatedData(h, labelTenantKEK, 4*3+len(tenant)+16+4).
+	return newAAD(h, labelTenantKEK, 4*3+len(tenant)+16+4).
 		string(string(tenant)).bytes(h.keyID[:]).uint32(h.keyVersion)
 }
 
-// streamKeyAD is what a stream key is bound to under the tenant KEK; h names
+// streamKeyAAD is what a stream key is bound to under the tenant KEK; h names
 // the KEK.
-func streamKeyAD(h header, tenant eventvault.TenantID, stream eventvault.StreamName, streamKeyID uuid.UUID) []byte {
-	return newAssociatedData(h, labelStreamKey, 4*4+len(tenant)+len(stream)+16+4).
+func streamKeyAAD(h header, tenant eventvault.TenantID, stream eventvault.StreamName, streamKeyID uuid.UUID) []byte {
+	return newAAD(h, labelStreamKey, 4*4+len(tenant)+len(stream)+16+4).
 		string(string(tenant)).string(string(stream)).bytes(streamKeyID[:]).uint32(h.keyVersion)
 }
 
-// eventAD is what an event payload is bound to: its place in the store.
-func eventAD(h header, ref EventRef) []byte {
-	return newAssociatedData(h, labelEvent, 4*5+len(ref.Tenant)+len(ref.Stream)+16+8+len(ref.Type)).
+// eventAAD is what an event payload is bound to: its place in the store.
+func eventAAD(h header, ref EventRef) []byte {
+	return newAAD(h, labelEvent, 4*5+len(ref.Tenant)+len(ref.Stream)+16+8+len(ref.Type)).
 		string(string(ref.Tenant)).string(string(ref.Stream)).bytes(ref.ID[:]).int64(ref.Position).string(ref.Type)
 }

@@ -57,14 +57,14 @@ func TestParseHeaderRefusesMalformedHeaders(t *testing.T) {
 	}
 }
 
-func TestAssociatedDataTellsFieldBoundariesApart(t *testing.T) {
+func TestAADTellsFieldBoundariesApart(t *testing.T) {
 	h := header{kind: kindEvent, keyID: uuid.New(), keyVersion: 1}
 	a := EventRef{Tenant: "ab", Stream: "c-1", ID: testRef.ID, Type: "T"}
 	b := EventRef{Tenant: "a", Stream: "bc-1", ID: testRef.ID, Type: "T"}
-	if bytes.Equal(eventAD(h, a), eventAD(h, b)) {
+	if bytes.Equal(eventAAD(h, a), eventAAD(h, b)) {
 		t.Fatal("two events in different places share associated data")
 	}
-	if bytes.Equal(streamKeyAD(h, "ab", "c-1", testRef.ID), streamKeyAD(h, "a", "bc-1", testRef.ID)) {
+	if bytes.Equal(streamKeyAAD(h, "ab", "c-1", testRef.ID), streamKeyAAD(h, "a", "bc-1", testRef.ID)) {
 		t.Fatal("two stream keys in different places share associated data")
 	}
 }

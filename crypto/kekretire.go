@@ -26,24 +26,24 @@ import (
 // Errors: EINVALID for a malformed tenant; ENOTFOUND if the tenant has no
 // KEK; ECONFLICT while a stream key is under an older version; the
 // store's codes, wrapped with context.
-func (k *Keyring) DestroyOldKEKs(ctx context.Context, tenant eventvault.TenantID) (int, error) {
-	const op = "crypto.Keyring.DestroyOldKEKs"
+func (m *KeyManager) DestroyOldKEKs(ctx context.Context, tenant eventvault.TenantID) (int, error) {
+	const op = "crypto.KeyManager.DestroyOldKEKs"
 	if err := eventvault.ValidateTenant(tenant); err != nil {
 		return 0, err
 	}
-	newest, err := k.keys.TenantKey(ctx, tenant)
+	newest, err := m.keys.TenantKey(ctx, tenant)
 	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
 		return 0, &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("tenant %s has no key: there is nothing to destroy", tenant), Err: err}
 	}
 	if err != nil {
 		return 0, fmt.Errorf("read key of tenant %s: %w", tenant, err)
 	}
-	n, err := k.keys.DestroyTenantKeysBefore(ctx, tenant, newest.Version)
+	n, err := m.keys.DestroyTenantKeysBefore(ctx, tenant, newest.Version)
 	if err != nil {
 		return 0, fmt.Errorf("destroy the key versions of tenant %s older than %d: %w", tenant, newest.Version, err)
 	}
 	// Evict even when this call destroyed nothing: another node may have
 	// destroyed the versions this cache still holds.
-	k.EvictTenant(tenant)
+	m.ring.EvictTenant(tenant)
 	return n, nil
 }

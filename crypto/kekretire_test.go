@@ -22,6 +22,7 @@ func TestDestroyOldKEKsMakesKeyRowsFromBeforeTheRewrapUndecryptable(t *testing.T
 		ctx := t.Context()
 		root := localRoot(t)
 		warm := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+		warmMgr := evcrypto.NewKeyManager(warm)
 		events := sealStreams(t, warm, 5)
 		backup := streamRows(t, store, events)
 		for stream, wk := range backup {
@@ -30,13 +31,13 @@ func TestDestroyOldKEKsMakesKeyRowsFromBeforeTheRewrapUndecryptable(t *testing.T
 			}
 		}
 
-		if _, err := warm.RotateTenantKEK(ctx, "acme"); err != nil {
+		if _, err := warmMgr.RotateTenantKEK(ctx, "acme"); err != nil {
 			t.Fatalf("RotateTenantKEK: %v", err)
 		}
-		if n, err := warm.RewrapStreamKeys(ctx, "acme", nil); err != nil || n != len(events) {
+		if n, err := warmMgr.RewrapStreamKeys(ctx, "acme", nil); err != nil || n != len(events) {
 			t.Fatalf("RewrapStreamKeys: %d, %v; want %d", n, err, len(events))
 		}
-		n, err := warm.DestroyOldKEKs(ctx, "acme")
+		n, err := warmMgr.DestroyOldKEKs(ctx, "acme")
 		if err != nil || n != 1 {
 			t.Fatalf("DestroyOldKEKs: %d, %v; want 1", n, err)
 		}
@@ -82,13 +83,13 @@ func TestDestroyOldKEKsMakesKeyRowsFromBeforeTheRewrapUndecryptable(t *testing.T
 			}
 		}
 
-		if n, err := warm.DestroyOldKEKs(ctx, "acme"); err != nil || n != 0 {
+		if n, err := warmMgr.DestroyOldKEKs(ctx, "acme"); err != nil || n != 0 {
 			t.Fatalf("a second DestroyOldKEKs: %d, %v; want 0 and no error", n, err)
 		}
-		if _, err := warm.DestroyOldKEKs(ctx, "globex"); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+		if _, err := warmMgr.DestroyOldKEKs(ctx, "globex"); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
 			t.Fatalf("DestroyOldKEKs of a tenant without a key = %v, want ENOTFOUND", err)
 		}
-		if _, err := warm.DestroyOldKEKs(ctx, "Not A Tenant"); eventvault.ErrorCode(err) != eventvault.EINVALID {
+		if _, err := warmMgr.DestroyOldKEKs(ctx, "Not A Tenant"); eventvault.ErrorCode(err) != eventvault.EINVALID {
 			t.Fatalf("DestroyOldKEKs of a malformed tenant = %v, want EINVALID", err)
 		}
 	})
@@ -101,15 +102,16 @@ func TestDestroyOldKEKsBeforeTheRewrapIsRefused(t *testing.T) {
 		ctx := t.Context()
 		root := localRoot(t)
 		ring := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+		mgr := evcrypto.NewKeyManager(ring)
 		events := sealStreams(t, ring, 3)
 		first, err := store.TenantKey(ctx, "acme")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ring.RotateTenantKEK(ctx, "acme"); err != nil {
+		if _, err := mgr.RotateTenantKEK(ctx, "acme"); err != nil {
 			t.Fatalf("RotateTenantKEK: %v", err)
 		}
-		n, err := ring.DestroyOldKEKs(ctx, "acme")
+		n, err := mgr.DestroyOldKEKs(ctx, "acme")
 		if eventvault.ErrorCode(err) != eventvault.ECONFLICT || n != 0 {
 			t.Fatalf("DestroyOldKEKs before the re-wrap: %d, %v; want 0 and ECONFLICT", n, err)
 		}
@@ -123,7 +125,7 @@ func TestDestroyOldKEKsBeforeTheRewrapIsRefused(t *testing.T) {
 		if _, err := ring.StreamCipher(ctx, "globex", "order-1"); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := ring.DestroyOldKEKs(ctx, "globex"); err != nil || n != 0 {
+		if n, err := mgr.DestroyOldKEKs(ctx, "globex"); err != nil || n != 0 {
 			t.Fatalf("DestroyOldKEKs of a tenant with one version: %d, %v; want 0", n, err)
 		}
 	})
@@ -138,19 +140,20 @@ func TestStaleKeyringCannotWrapUnderADestroyedKEK(t *testing.T) {
 		ctx := t.Context()
 		root := localRoot(t)
 		admin := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+		adminMgr := evcrypto.NewKeyManager(admin)
 		stale := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
 		events := sealStreams(t, admin, 2)
 		// The stale node creates a stream: it caches KEK version 1.
 		if _, err := stale.StreamCipher(ctx, "acme", "order-stale-1"); err != nil {
 			t.Fatalf("StreamCipher on the stale node: %v", err)
 		}
-		if _, err := admin.RotateTenantKEK(ctx, "acme"); err != nil {
+		if _, err := adminMgr.RotateTenantKEK(ctx, "acme"); err != nil {
 			t.Fatalf("RotateTenantKEK: %v", err)
 		}
-		if _, err := admin.RewrapStreamKeys(ctx, "acme", nil); err != nil {
+		if _, err := adminMgr.RewrapStreamKeys(ctx, "acme", nil); err != nil {
 			t.Fatalf("RewrapStreamKeys: %v", err)
 		}
-		if n, err := admin.DestroyOldKEKs(ctx, "acme"); err != nil || n != 1 {
+		if n, err := adminMgr.DestroyOldKEKs(ctx, "acme"); err != nil || n != 1 {
 			t.Fatalf("DestroyOldKEKs: %d, %v; want 1", n, err)
 		}
 

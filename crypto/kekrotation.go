@@ -31,13 +31,13 @@ const casAttempts = 8
 // Errors: EINVALID for a malformed tenant; ENOTFOUND if the tenant has no
 // KEK; ECONFLICT if another rotation added the version first; the codes of
 // the store and the root provider, wrapped with context.
-func (k *Keyring) RotateTenantKEK(ctx context.Context, tenant eventvault.TenantID) (uint32, error) {
-	const op = "crypto.Keyring.RotateTenantKEK"
+func (m *KeyManager) RotateTenantKEK(ctx context.Context, tenant eventvault.TenantID) (uint32, error) {
+	const op = "crypto.KeyManager.RotateTenantKEK"
 	if err := eventvault.ValidateTenant(tenant); err != nil {
 		return 0, err
 	}
-	gen := k.generation()
-	current, err := k.keys.TenantKey(ctx, tenant)
+	gen := m.ring.generation()
+	current, err := m.keys.TenantKey(ctx, tenant)
 	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
 		return 0, &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("tenant %s has no key yet: there is nothing to rotate", tenant), Err: err}
 	}
@@ -50,14 +50,14 @@ func (k *Keyring) RotateTenantKEK(ctx context.Context, tenant eventvault.TenantI
 	h := header{kind: kindTenantKEK, keyID: current.ID, keyVersion: current.Version + 1}
 	key := make([]byte, keySize)
 	defer clear(key)
-	if _, err := io.ReadFull(k.rand, key); err != nil {
+	if _, err := io.ReadFull(m.rand, key); err != nil {
 		return 0, internalError(op, err, "could not read random bytes for the key of tenant %s", tenant)
 	}
-	wrapped, err := k.root.WrapKey(ctx, key, tenantKEKAAD(h, tenant))
+	wrapped, err := m.root.WrapKey(ctx, key, tenantKEKAAD(h, tenant))
 	if err != nil {
 		return 0, fmt.Errorf("wrap version %d of the key of tenant %s: %w", h.keyVersion, tenant, err)
 	}
-	err = k.keys.AddTenantKey(ctx, tenant, eventvault.WrappedKey{
+	err = m.keys.AddTenantKey(ctx, tenant, eventvault.WrappedKey{
 		ID:         h.keyID,
 		Version:    h.keyVersion,
 		Ciphertext: append(h.appendTo(make([]byte, 0, headerSize+len(wrapped))), wrapped...),
@@ -70,7 +70,7 @@ func (k *Keyring) RotateTenantKEK(ctx context.Context, tenant eventvault.TenantI
 	if err != nil {
 		return 0, internalError(op, err, "could not use the key of tenant %s", tenant)
 	}
-	k.fillKEK(gen, kek, true)
+	m.ring.fillKEK(gen, kek, true)
 	return h.keyVersion, nil
 }
 
@@ -91,19 +91,19 @@ func (k *Keyring) RotateTenantKEK(ctx context.Context, tenant eventvault.TenantI
 // passes (a node still caching the previous KEK version: run again after
 // the key cache TTL); EINTERNAL wrapping ErrAuthentication for a key row
 // that does not open; the codes of the store and the root provider.
-func (k *Keyring) RewrapStreamKeys(ctx context.Context, tenant eventvault.TenantID, progress func(done int)) (int, error) {
-	const op = "crypto.Keyring.RewrapStreamKeys"
+func (m *KeyManager) RewrapStreamKeys(ctx context.Context, tenant eventvault.TenantID, progress func(done int)) (int, error) {
+	const op = "crypto.KeyManager.RewrapStreamKeys"
 	if err := eventvault.ValidateTenant(tenant); err != nil {
 		return 0, err
 	}
-	newest, err := k.keys.TenantKey(ctx, tenant)
+	newest, err := m.keys.TenantKey(ctx, tenant)
 	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
 		return 0, &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("tenant %s has no key yet: there is nothing to re-wrap", tenant), Err: err}
 	}
 	if err != nil {
 		return 0, fmt.Errorf("read key of tenant %s: %w", tenant, err)
 	}
-	target, err := k.kekVersion(ctx, tenant, newest.Version)
+	target, err := m.ring.kekVersion(ctx, tenant, newest.Version)
 	if err != nil {
 		return 0, err
 	}
@@ -111,13 +111,13 @@ func (k *Keyring) RewrapStreamKeys(ctx context.Context, tenant eventvault.Tenant
 	for range rewrapPasses {
 		found := 0
 		for after := eventvault.StreamName(""); ; {
-			rows, err := k.keys.StreamKeysBefore(ctx, tenant, target.version, after, rewrapPageSize)
+			rows, err := m.keys.StreamKeysBefore(ctx, tenant, target.version, after, rewrapPageSize)
 			if err != nil {
 				return done, fmt.Errorf("list stream keys of tenant %s under KEK versions before %d: %w", tenant, target.version, err)
 			}
 			for _, row := range rows {
 				found++
-				ok, err := k.rewrapStreamKey(ctx, tenant, target, row)
+				ok, err := m.rewrapStreamKey(ctx, tenant, target, row)
 				if err != nil {
 					return done, err
 				}
@@ -148,18 +148,18 @@ func (k *Keyring) RewrapStreamKeys(ctx context.Context, tenant eventvault.Tenant
 // rewrapStreamKey moves one stream key row to the KEK target. It returns
 // false if there was nothing to do: the row is gone, shredded, or already
 // under target or a newer version.
-func (k *Keyring) rewrapStreamKey(ctx context.Context, tenant eventvault.TenantID, target *tenantKEK, row eventvault.StreamKeyRow) (bool, error) {
-	const op = "crypto.Keyring.RewrapStreamKeys"
+func (m *KeyManager) rewrapStreamKey(ctx context.Context, tenant eventvault.TenantID, target *tenantKEK, row eventvault.StreamKeyRow) (bool, error) {
+	const op = "crypto.KeyManager.RewrapStreamKeys"
 	stream, wk := row.Stream, row.Key
 	for range casAttempts {
 		if wk.KEKVersion >= target.version {
 			return false, nil
 		}
-		next, err := k.rewrappedStreamKey(ctx, tenant, target, stream, wk)
+		next, err := m.rewrappedStreamKey(ctx, tenant, target, stream, wk)
 		if err != nil {
 			return false, err
 		}
-		err = k.keys.RewrapStreamKey(ctx, tenant, stream, wk, next)
+		err = m.keys.RewrapStreamKey(ctx, tenant, stream, wk, next)
 		switch eventvault.ErrorCode(err) {
 		case "":
 			return true, nil
@@ -170,7 +170,7 @@ func (k *Keyring) rewrapStreamKey(ctx context.Context, tenant eventvault.TenantI
 			return false, fmt.Errorf("store the re-wrapped key of stream %s: %w", stream, err)
 		}
 		// Lost the compare-and-swap: read the row as it is now.
-		wk, err = k.keys.StreamKey(ctx, tenant, stream)
+		wk, err = m.keys.StreamKey(ctx, tenant, stream)
 		switch eventvault.ErrorCode(err) {
 		case "":
 		case eventvault.ENOTFOUND, eventvault.EERASED:
@@ -184,13 +184,13 @@ func (k *Keyring) rewrapStreamKey(ctx context.Context, tenant eventvault.TenantI
 
 // rewrappedStreamKey returns wk re-wrapped under target: the same key id,
 // version and time, target's KEK version and a fresh ciphertext.
-func (k *Keyring) rewrappedStreamKey(ctx context.Context, tenant eventvault.TenantID, target *tenantKEK, stream eventvault.StreamName, wk eventvault.WrappedKey) (eventvault.WrappedKey, error) {
-	const op = "crypto.Keyring.RewrapStreamKeys"
+func (m *KeyManager) rewrappedStreamKey(ctx context.Context, tenant eventvault.TenantID, target *tenantKEK, stream eventvault.StreamName, wk eventvault.WrappedKey) (eventvault.WrappedKey, error) {
+	const op = "crypto.KeyManager.RewrapStreamKeys"
 	h, err := streamKeyHeader(op, stream, wk)
 	if err != nil {
 		return eventvault.WrappedKey{}, err
 	}
-	old, err := k.kekVersion(ctx, tenant, h.keyVersion)
+	old, err := m.ring.kekVersion(ctx, tenant, h.keyVersion)
 	if err != nil {
 		return eventvault.WrappedKey{}, err
 	}
@@ -202,7 +202,7 @@ func (k *Keyring) rewrappedStreamKey(ctx context.Context, tenant eventvault.Tena
 		return eventvault.WrappedKey{}, err
 	}
 	defer clear(key)
-	ct, err := target.wrapStreamKey(stream, wk.ID, key, k.rand)
+	ct, err := target.wrapStreamKey(stream, wk.ID, key, m.rand)
 	if err != nil {
 		return eventvault.WrappedKey{}, internalError(op, err, "could not read a random nonce for the key of stream %s", stream)
 	}

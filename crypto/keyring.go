@@ -1,15 +1,12 @@
 package crypto
 
 import (
-	"bytes"
 	"context"
 	crand "crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -56,7 +53,11 @@ const (
 // A tenant KEK is unwrapped by the root provider at most once per tenant per
 // TTL (concurrent loads are merged); a stream key is unwrapped locally by the
 // KEK. Both stay in one bounded LRU cache for at most the TTL from when they
-// were loaded.
+// were loaded (keycache.go).
+//
+// A Keyring only uses keys, on the hot path of every append and read;
+// rotating, re-wrapping and destroying them is a KeyManager's
+// (NewKeyManager), which builds on it.
 type Keyring struct {
 	root  RootKeyProvider
 	keys  eventvault.KeyStore
@@ -72,45 +73,20 @@ type Keyring struct {
 	streamLoads flight[*StreamCipher]
 }
 
-type cacheKind uint8
-
-const (
-	cacheTenantKEK cacheKind = iota + 1 // the tenant's newest KEK, which wraps new stream keys
-	cacheStream
-	cacheKEKVersion // one version of the tenant's KEK, which unwraps the stream keys it wrapped
-)
-
-type cacheKey struct {
-	kind   cacheKind
-	tenant eventvault.TenantID
-	stream eventvault.StreamName
-	// version is, for cacheKEKVersion, the KEK version.
-	version uint32
+// String names the keyring and how many keys it caches; it prints no key
+// bytes.
+func (k *Keyring) String() string {
+	return fmt.Sprintf("crypto.Keyring(%d cached keys)", k.cache.Len())
 }
 
-type cacheEntry struct {
-	kek    *tenantKEK
-	cipher *StreamCipher
-	// fingerprint is, for a stream, the rowFingerprint of the wrapped key
-	// row the cipher came from: a read presenting any other row misses the
-	// cache.
-	fingerprint [sha256.Size]byte
-}
+// GoString is String, so that %#v prints no key bytes either.
+func (k *Keyring) GoString() string { return k.String() }
 
-// rowFingerprint is SHA-256 over every field of a key row but its time:
-// id || version || KEK version || ciphertext.
-func rowFingerprint(wk eventvault.WrappedKey) [sha256.Size]byte {
-	h := sha256.New()
-	h.Write(wk.ID[:])
-	var v [8]byte
-	binary.BigEndian.PutUint32(v[:4], wk.Version)
-	binary.BigEndian.PutUint32(v[4:], wk.KEKVersion)
-	h.Write(v[:])
-	h.Write(wk.Ciphertext)
-	var fp [sha256.Size]byte
-	h.Sum(fp[:0])
-	return fp
-}
+// Format prints String whatever the verb, so that no verb reaches a key.
+func (k *Keyring) Format(f fmt.State, _ rune) { io.WriteString(f, k.String()) }
+
+// LogValue logs String, so that slog prints no key bytes either.
+func (k *Keyring) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 // NewKeyring returns a Keyring over the root key provider and the store of
 // wrapped keys.
@@ -298,157 +274,6 @@ func streamKeyHeader(op string, stream eventvault.StreamName, wk eventvault.Wrap
 		return header{}, authError(op, "the key row of stream %s says KEK version %d but its envelope says %d", stream, wk.KEKVersion, h.keyVersion)
 	}
 	return h, nil
-}
-
-// tenantKEK returns the tenant's unwrapped KEK from the cache or the store,
-// creating it if create is set and the tenant has none.
-func (k *Keyring) tenantKEK(ctx context.Context, tenant eventvault.TenantID, create bool) (*tenantKEK, error) {
-	ck := cacheKey{kind: cacheTenantKEK, tenant: tenant}
-	if e, ok := k.cache.Get(ck); ok {
-		return e.kek, nil
-	}
-	flightKey := "open\x00" + string(tenant)
-	if create {
-		flightKey = "create\x00" + string(tenant)
-	}
-	return k.kekLoads.do(ctx, flightKey, func() (*tenantKEK, error) {
-		if e, ok := k.cache.Get(ck); ok {
-			return e.kek, nil
-		}
-		gen := k.generation()
-		kek, err := k.loadTenantKEK(ctx, tenant, create)
-		if err != nil {
-			return nil, err
-		}
-		k.fillKEK(gen, kek, true)
-		return kek, nil
-	})
-}
-
-func (k *Keyring) loadTenantKEK(ctx context.Context, tenant eventvault.TenantID, create bool) (*tenantKEK, error) {
-	const op = "crypto.Keyring.tenantKEK"
-	wk, err := k.keys.TenantKey(ctx, tenant)
-	switch {
-	case err == nil:
-	case eventvault.ErrorCode(err) == eventvault.ENOTFOUND && create:
-		return k.createTenantKEK(ctx, tenant)
-	case eventvault.ErrorCode(err) == eventvault.ENOTFOUND:
-		// A stream key exists but the KEK that wrapped it does not.
-		return nil, tenantErasedError(op, tenant, err)
-	default:
-		return nil, fmt.Errorf("read key of tenant %s: %w", tenant, err)
-	}
-	// A read may have unwrapped this version already.
-	if e, ok := k.cache.Get(cacheKey{kind: cacheKEKVersion, tenant: tenant, version: wk.Version}); ok && e.kek.id == wk.ID {
-		return e.kek, nil
-	}
-	return k.unwrapTenantKEK(ctx, tenant, wk)
-}
-
-func (k *Keyring) createTenantKEK(ctx context.Context, tenant eventvault.TenantID) (*tenantKEK, error) {
-	const op = "crypto.Keyring.tenantKEK"
-	key := make([]byte, keySize)
-	defer clear(key)
-	if _, err := io.ReadFull(k.rand, key); err != nil {
-		return nil, internalError(op, err, "could not read random bytes for the key of tenant %s", tenant)
-	}
-	id, err := uuid.NewRandomFromReader(k.rand)
-	if err != nil {
-		return nil, internalError(op, err, "could not read random bytes for the key id of tenant %s", tenant)
-	}
-	h := header{kind: kindTenantKEK, keyID: id, keyVersion: 1}
-	wrapped, err := k.root.WrapKey(ctx, key, tenantKEKAAD(h, tenant))
-	if err != nil {
-		return nil, fmt.Errorf("wrap key %s of tenant %s: %w", id, tenant, err)
-	}
-	ct := append(h.appendTo(make([]byte, 0, headerSize+len(wrapped))), wrapped...)
-	stored, err := k.keys.CreateTenantKey(ctx, tenant, eventvault.WrappedKey{
-		ID:         id,
-		Version:    h.keyVersion,
-		Ciphertext: ct,
-		CreatedAt:  time.Now().UTC(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store key of tenant %s: %w", tenant, err)
-	}
-	if stored.ID != id || !bytes.Equal(stored.Ciphertext, ct) {
-		// Another node won the race: use its key.
-		return k.unwrapTenantKEK(ctx, tenant, stored)
-	}
-	kek, err := newTenantKEK(tenant, id, h.keyVersion, key)
-	if err != nil {
-		return nil, internalError(op, err, "could not use the key of tenant %s", tenant)
-	}
-	return kek, nil
-}
-
-func (k *Keyring) unwrapTenantKEK(ctx context.Context, tenant eventvault.TenantID, wk eventvault.WrappedKey) (*tenantKEK, error) {
-	const op = "crypto.Keyring.tenantKEK"
-	if len(wk.Ciphertext) == 0 {
-		return nil, tenantErasedError(op, tenant, nil)
-	}
-	h, err := kekHeader(op, tenant, wk)
-	if err != nil {
-		return nil, err
-	}
-	key, err := k.root.UnwrapKey(ctx, wk.Ciphertext[headerSize:], tenantKEKAAD(h, tenant))
-	if err != nil {
-		if errors.Is(err, ErrAuthentication) {
-			return nil, &eventvault.Error{
-				Code:    eventvault.EINTERNAL,
-				Op:      op,
-				Message: fmt.Sprintf("the key %s of tenant %s failed authentication under the root key: the key row was altered or moved, or the root key is not the one it was wrapped with", h.keyID, tenant),
-				Err:     err,
-			}
-		}
-		return nil, fmt.Errorf("unwrap key %s of tenant %s: %w", h.keyID, tenant, err)
-	}
-	defer clear(key)
-	if len(key) != keySize {
-		return nil, authError(op, "the key %s of tenant %s unwrapped to %d bytes, not %d", h.keyID, tenant, len(key), keySize)
-	}
-	kek, err := newTenantKEK(tenant, h.keyID, h.keyVersion, key)
-	if err != nil {
-		return nil, internalError(op, err, "could not use the key of tenant %s", tenant)
-	}
-	return kek, nil
-}
-
-// EvictStream drops the cached key of one stream, so that the next use reads
-// the store. Call it when the stream is shredded, here or on another node.
-func (k *Keyring) EvictStream(tenant eventvault.TenantID, stream eventvault.StreamName) {
-	k.evictMu.Lock()
-	defer k.evictMu.Unlock()
-	k.gen++
-	k.cache.Remove(cacheKey{kind: cacheStream, tenant: tenant, stream: stream})
-}
-
-// EvictTenant drops every cached key of the tenant, its KEK included. Call it
-// when the tenant's KEK is shredded or rotated, here or on another node.
-func (k *Keyring) EvictTenant(tenant eventvault.TenantID) {
-	k.evictMu.Lock()
-	defer k.evictMu.Unlock()
-	k.gen++
-	for _, key := range k.cache.Keys() {
-		if key.tenant == tenant {
-			k.cache.Remove(key)
-		}
-	}
-}
-
-func (k *Keyring) generation() uint64 {
-	k.evictMu.RLock()
-	defer k.evictMu.RUnlock()
-	return k.gen
-}
-
-// fill caches e unless an eviction happened since the load began at gen.
-func (k *Keyring) fill(gen uint64, key cacheKey, e cacheEntry) {
-	k.evictMu.RLock()
-	defer k.evictMu.RUnlock()
-	if k.gen == gen {
-		k.cache.Add(key, e)
-	}
 }
 
 // lockedReader serializes reads from an injected random source, which need

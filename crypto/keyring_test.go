@@ -545,10 +545,11 @@ func TestKeyTypesPrintNoKeyBytes(t *testing.T) {
 func rotateTenantKEK(t *testing.T, f *keyringFixture, tenant eventvault.TenantID) {
 	t.Helper()
 	other, _ := f.freshKeyring(KeyringOptions{})
-	if _, err := other.RotateTenantKEK(t.Context(), tenant); err != nil {
+	otherMgr := NewKeyManager(other)
+	if _, err := otherMgr.RotateTenantKEK(t.Context(), tenant); err != nil {
 		t.Fatalf("RotateTenantKEK: %v", err)
 	}
-	if _, err := other.RewrapStreamKeys(t.Context(), tenant, nil); err != nil {
+	if _, err := otherMgr.RewrapStreamKeys(t.Context(), tenant, nil); err != nil {
 		t.Fatalf("RewrapStreamKeys: %v", err)
 	}
 }

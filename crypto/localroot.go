@@ -6,8 +6,9 @@ import (
 	crand "crypto/rand"
 	"fmt"
 	"io"
+	"log/slog"
 
-	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/crypto/internal/keyfile"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -29,7 +30,7 @@ type LocalRootKey struct {
 // read or created.
 func OpenLocalRootKey(path string) (*LocalRootKey, error) {
 	const op = "crypto.OpenLocalRootKey"
-	key, err := openKeyFile(op, "root key", path)
+	key, err := keyfile.Open(op, "root key", path)
 	if err != nil {
 		return nil, err
 	}
@@ -50,24 +51,17 @@ func newLocalRootKey(path string, key []byte, rand io.Reader) (*LocalRootKey, er
 	return &LocalRootKey{path: path, aead: aead, rand: rand}, nil
 }
 
-// refused is a key file that will not be used.
-func refused(op, format string, args ...any) *eventvault.Error {
-	return &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: fmt.Sprintf(format, args...)}
-}
-
-func allZero(b []byte) bool {
-	var acc byte
-	for _, c := range b {
-		acc |= c
-	}
-	return acc == 0
-}
-
 // String names the key file; it prints no key bytes.
 func (k LocalRootKey) String() string { return fmt.Sprintf("LocalRootKey(%s)", k.path) }
 
 // GoString is String.
 func (k LocalRootKey) GoString() string { return k.String() }
+
+// Format prints String whatever the verb, so that no verb reaches the key.
+func (k LocalRootKey) Format(f fmt.State, _ rune) { io.WriteString(f, k.String()) }
+
+// LogValue logs String, so that slog prints no key bytes either.
+func (k LocalRootKey) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 // WrapKey returns nonce || XChaCha20-Poly1305(root key, nonce, key, aad).
 // Errors: EINTERNAL if the random source fails.

@@ -39,20 +39,20 @@ type CryptoPeriod struct {
 //
 // Errors: EINVALID if the root key provider cannot rotate (the local root
 // key); the codes of the steps, wrapped with what was done.
-func (k *Keyring) EndCryptoPeriod(ctx context.Context, progress func(step string, done int)) (CryptoPeriod, error) {
+func (m *KeyManager) EndCryptoPeriod(ctx context.Context, progress func(step string, done int)) (CryptoPeriod, error) {
 	var out CryptoPeriod
-	if _, err := k.rootRotator(); err != nil {
+	if _, err := m.rootRotator(); err != nil {
 		return out, err
 	}
 	if progress == nil {
 		progress = func(string, int) {}
 	}
-	tenants, err := k.keys.Tenants(ctx)
+	tenants, err := m.keys.Tenants(ctx)
 	if err != nil {
 		return out, fmt.Errorf("list tenants: %w", err)
 	}
 	for _, t := range tenants {
-		if _, err := k.keys.TenantKey(ctx, t); err != nil {
+		if _, err := m.keys.TenantKey(ctx, t); err != nil {
 			switch eventvault.ErrorCode(err) {
 			case eventvault.ENOTFOUND, eventvault.EERASED:
 				out.SkippedTenants++
@@ -60,15 +60,15 @@ func (k *Keyring) EndCryptoPeriod(ctx context.Context, progress func(step string
 			}
 			return out, fmt.Errorf("key of tenant %s: %w", t, err)
 		}
-		if _, err := k.RotateTenantKEK(ctx, t); err != nil {
+		if _, err := m.RotateTenantKEK(ctx, t); err != nil {
 			return out, fmt.Errorf("crypto-period: rotate the KEK of tenant %s: %w", t, err)
 		}
-		n, err := k.RewrapStreamKeys(ctx, t, nil)
+		n, err := m.RewrapStreamKeys(ctx, t, nil)
 		out.StreamKeys += n
 		if err != nil {
 			return out, fmt.Errorf("crypto-period: re-wrap the stream keys of tenant %s: %w", t, err)
 		}
-		d, err := k.DestroyOldKEKs(ctx, t)
+		d, err := m.DestroyOldKEKs(ctx, t)
 		out.DestroyedKEKs += d
 		if err != nil {
 			return out, fmt.Errorf("crypto-period: destroy old KEK versions of tenant %s: %w", t, err)
@@ -76,13 +76,13 @@ func (k *Keyring) EndCryptoPeriod(ctx context.Context, progress func(step string
 		out.Tenants++
 		progress("tenants", out.Tenants)
 	}
-	if out.RootVersion, err = k.RotateRoot(ctx); err != nil {
+	if out.RootVersion, err = m.RotateRoot(ctx); err != nil {
 		return out, fmt.Errorf("crypto-period: rotate the root key: %w", err)
 	}
-	if out.RewrappedKEKs, err = k.RewrapRootWrapped(ctx, func(n int) { progress("tenant KEKs", n) }); err != nil {
+	if out.RewrappedKEKs, err = m.RewrapRootWrapped(ctx, func(n int) { progress("tenant KEKs", n) }); err != nil {
 		return out, fmt.Errorf("crypto-period: re-wrap tenant KEKs under root version %d: %w", out.RootVersion, err)
 	}
-	if err := k.RetireRootVersionsBefore(ctx, out.RootVersion); err != nil {
+	if err := m.RetireRootVersionsBefore(ctx, out.RootVersion); err != nil {
 		return out, fmt.Errorf("crypto-period: retire root versions before %d: %w", out.RootVersion, err)
 	}
 	out.RetiredBefore = out.RootVersion

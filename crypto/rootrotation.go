@@ -17,8 +17,8 @@ const labelRootProbe = "eventvault/v1/root-version-probe"
 // it at once; existing ones move to it with RewrapRootWrapped.
 // Errors: EINVALID if the provider cannot rotate (the local root key); the
 // provider's codes (EUNAVAILABLE, …) wrapped with context.
-func (k *Keyring) RotateRoot(ctx context.Context) (int, error) {
-	rr, err := k.rootRotator()
+func (m *KeyManager) RotateRoot(ctx context.Context) (int, error) {
+	rr, err := m.rootRotator()
 	if err != nil {
 		return 0, err
 	}
@@ -40,14 +40,14 @@ func (k *Keyring) RotateRoot(ctx context.Context) (int, error) {
 // Errors: EINVALID if the provider cannot rewrap; EINTERNAL wrapping
 // ErrAuthentication for a KEK row that is not what it claims; the codes of
 // the store and the provider, wrapped with context.
-func (k *Keyring) RewrapRootWrapped(ctx context.Context, progress func(done int)) (int, error) {
-	rw, ok := k.root.(RootRewrapper)
+func (m *KeyManager) RewrapRootWrapped(ctx context.Context, progress func(done int)) (int, error) {
+	rw, ok := m.root.(RootRewrapper)
 	if !ok {
 		return 0, cannotRotate("rewrap")
 	}
 	done := 0
-	err := k.forEachKEK(ctx, func(tenant eventvault.TenantID, wk eventvault.WrappedKey) error {
-		stored, err := k.rewrapKEK(ctx, rw, tenant, wk)
+	err := m.forEachKEK(ctx, func(tenant eventvault.TenantID, wk eventvault.WrappedKey) error {
+		stored, err := m.rewrapKEK(ctx, rw, tenant, wk)
 		if err != nil || !stored {
 			return err
 		}
@@ -62,8 +62,8 @@ func (k *Keyring) RewrapRootWrapped(ctx context.Context, progress func(done int)
 
 // rewrapKEK re-wraps one KEK version by compare-and-swap. It returns false
 // if the version is gone.
-func (k *Keyring) rewrapKEK(ctx context.Context, rw RootRewrapper, tenant eventvault.TenantID, wk eventvault.WrappedKey) (bool, error) {
-	const op = "crypto.Keyring.RewrapRootWrapped"
+func (m *KeyManager) rewrapKEK(ctx context.Context, rw RootRewrapper, tenant eventvault.TenantID, wk eventvault.WrappedKey) (bool, error) {
+	const op = "crypto.KeyManager.RewrapRootWrapped"
 	for range casAttempts {
 		h, err := kekHeader(op, tenant, wk)
 		if err != nil {
@@ -75,7 +75,7 @@ func (k *Keyring) rewrapKEK(ctx context.Context, rw RootRewrapper, tenant eventv
 		}
 		next := wk
 		next.Ciphertext = append(h.appendTo(make([]byte, 0, headerSize+len(out))), out...)
-		err = k.keys.RewrapTenantKey(ctx, tenant, wk, next)
+		err = m.keys.RewrapTenantKey(ctx, tenant, wk, next)
 		switch eventvault.ErrorCode(err) {
 		case "":
 			return true, nil
@@ -85,7 +85,7 @@ func (k *Keyring) rewrapKEK(ctx context.Context, rw RootRewrapper, tenant eventv
 		default:
 			return false, fmt.Errorf("store the re-wrapped version %d of the key of tenant %s: %w", h.keyVersion, tenant, err)
 		}
-		wk, err = k.keys.TenantKeyVersion(ctx, tenant, h.keyVersion)
+		wk, err = m.keys.TenantKeyVersion(ctx, tenant, h.keyVersion)
 		if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
 			return false, nil
 		}
@@ -107,23 +107,23 @@ func (k *Keyring) rewrapKEK(ctx context.Context, rw RootRewrapper, tenant eventv
 // wrapped under an older version (Fields: remaining_keks,
 // oldest_root_version): run RewrapRootWrapped first; the codes of the store
 // and the provider.
-func (k *Keyring) RetireRootVersionsBefore(ctx context.Context, version int) error {
-	const op = "crypto.Keyring.RetireRootVersionsBefore"
-	rr, err := k.rootRotator()
+func (m *KeyManager) RetireRootVersionsBefore(ctx context.Context, version int) error {
+	const op = "crypto.KeyManager.RetireRootVersionsBefore"
+	rr, err := m.rootRotator()
 	if err != nil {
 		return err
 	}
 	if version < 1 {
 		return eventvault.Errorf(eventvault.EINVALID, "before_version must be a root key version, 1 or more, not %d", version)
 	}
-	newest, err := k.NewestRootVersion(ctx)
+	newest, err := m.NewestRootVersion(ctx)
 	if err != nil {
 		return err
 	}
 	if version > newest {
 		return eventvault.Errorf(eventvault.EINVALID, "cannot retire root key versions before %d: the root key's versions are 1 to %d", version, newest)
 	}
-	remaining, oldest, err := k.kekRowsBefore(ctx, rr, version)
+	remaining, oldest, err := m.kekRowsBefore(ctx, rr, version)
 	if err != nil {
 		return err
 	}
@@ -146,17 +146,17 @@ func (k *Keyring) RetireRootVersionsBefore(ctx context.Context, version int) err
 // wraps a throwaway random key, bound to a label that nothing unwraps. It
 // costs one call to the provider.
 // Errors: EINVALID if the provider has no versions; the provider's codes.
-func (k *Keyring) NewestRootVersion(ctx context.Context) (int, error) {
-	rr, err := k.rootRotator()
+func (m *KeyManager) NewestRootVersion(ctx context.Context) (int, error) {
+	rr, err := m.rootRotator()
 	if err != nil {
 		return 0, err
 	}
 	probe := make([]byte, keySize)
 	defer clear(probe)
-	if _, err := io.ReadFull(k.rand, probe); err != nil {
-		return 0, internalError("crypto.Keyring.NewestRootVersion", err, "could not read random bytes")
+	if _, err := io.ReadFull(m.rand, probe); err != nil {
+		return 0, internalError("crypto.KeyManager.NewestRootVersion", err, "could not read random bytes")
 	}
-	wrapped, err := k.root.WrapKey(ctx, probe, []byte(labelRootProbe))
+	wrapped, err := m.root.WrapKey(ctx, probe, []byte(labelRootProbe))
 	if err != nil {
 		return 0, fmt.Errorf("wrap a probe under the newest root key version: %w", err)
 	}
@@ -172,12 +172,12 @@ func (k *Keyring) NewestRootVersion(ctx context.Context) (int, error) {
 // without KEKs.
 // Errors: EINVALID if the provider has no versions; the codes of the store
 // and the provider.
-func (k *Keyring) RootVersions(ctx context.Context) (oldest, newest, keks int, err error) {
-	rr, err := k.rootRotator()
+func (m *KeyManager) RootVersions(ctx context.Context) (oldest, newest, keks int, err error) {
+	rr, err := m.rootRotator()
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	err = k.forEachKEK(ctx, func(tenant eventvault.TenantID, wk eventvault.WrappedKey) error {
+	err = m.forEachKEK(ctx, func(tenant eventvault.TenantID, wk eventvault.WrappedKey) error {
 		v, err := rootVersionOf(rr, tenant, wk)
 		if err != nil {
 			return err
@@ -194,8 +194,8 @@ func (k *Keyring) RootVersions(ctx context.Context) (oldest, newest, keks int, e
 
 // kekRowsBefore counts the KEK versions wrapped under a root version older
 // than version, and returns the oldest root version found.
-func (k *Keyring) kekRowsBefore(ctx context.Context, rr RootRotator, version int) (n, oldest int, err error) {
-	err = k.forEachKEK(ctx, func(tenant eventvault.TenantID, wk eventvault.WrappedKey) error {
+func (m *KeyManager) kekRowsBefore(ctx context.Context, rr RootRotator, version int) (n, oldest int, err error) {
+	err = m.forEachKEK(ctx, func(tenant eventvault.TenantID, wk eventvault.WrappedKey) error {
 		v, err := rootVersionOf(rr, tenant, wk)
 		if err != nil {
 			return err
@@ -212,7 +212,7 @@ func (k *Keyring) kekRowsBefore(ctx context.Context, rr RootRotator, version int
 }
 
 func rootVersionOf(rr RootRotator, tenant eventvault.TenantID, wk eventvault.WrappedKey) (int, error) {
-	const op = "crypto.Keyring.RootVersions"
+	const op = "crypto.KeyManager.RootVersions"
 	h, err := kekHeader(op, tenant, wk)
 	if err != nil {
 		return 0, err
@@ -225,13 +225,13 @@ func rootVersionOf(rr RootRotator, tenant eventvault.TenantID, wk eventvault.Wra
 }
 
 // forEachKEK calls fn with every version of every tenant's KEK in the store.
-func (k *Keyring) forEachKEK(ctx context.Context, fn func(eventvault.TenantID, eventvault.WrappedKey) error) error {
-	tenants, err := k.keys.Tenants(ctx)
+func (m *KeyManager) forEachKEK(ctx context.Context, fn func(eventvault.TenantID, eventvault.WrappedKey) error) error {
+	tenants, err := m.keys.Tenants(ctx)
 	if err != nil {
 		return fmt.Errorf("list tenants: %w", err)
 	}
 	for _, tenant := range tenants {
-		newest, err := k.keys.TenantKey(ctx, tenant)
+		newest, err := m.keys.TenantKey(ctx, tenant)
 		if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
 			continue // a tenant without a KEK, or a shredded one
 		}
@@ -241,7 +241,7 @@ func (k *Keyring) forEachKEK(ctx context.Context, fn func(eventvault.TenantID, e
 		for v := uint32(1); v <= newest.Version; v++ {
 			wk := newest
 			if v < newest.Version {
-				wk, err = k.keys.TenantKeyVersion(ctx, tenant, v)
+				wk, err = m.keys.TenantKeyVersion(ctx, tenant, v)
 				if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
 					continue
 				}
@@ -257,24 +257,8 @@ func (k *Keyring) forEachKEK(ctx context.Context, fn func(eventvault.TenantID, e
 	return nil
 }
 
-// kekHeader checks a KEK row's envelope header against the row.
-func kekHeader(op string, tenant eventvault.TenantID, wk eventvault.WrappedKey) (header, error) {
-	h, err := parseHeader(wk.Ciphertext)
-	switch {
-	case err != nil:
-		return header{}, authError(op, "the key row of tenant %s failed authentication: %s", tenant, describeHeaderError(err))
-	case h.kind != kindTenantKEK:
-		return header{}, authError(op, "the key row of tenant %s holds a %s, not a tenant key", tenant, h.kind)
-	case h.keyID != wk.ID || h.keyVersion != wk.Version:
-		return header{}, authError(op, "the key row of tenant %s names key %s v%d but its envelope holds key %s v%d", tenant, wk.ID, wk.Version, h.keyID, h.keyVersion)
-	case len(wk.Ciphertext) == headerSize:
-		return header{}, authError(op, "the key row of tenant %s is truncated", tenant)
-	}
-	return h, nil
-}
-
-func (k *Keyring) rootRotator() (RootRotator, error) {
-	rr, ok := k.root.(RootRotator)
+func (m *KeyManager) rootRotator() (RootRotator, error) {
+	rr, ok := m.root.(RootRotator)
 	if !ok {
 		return nil, cannotRotate("rotate")
 	}

@@ -32,7 +32,7 @@ func kekRows(t *testing.T, store eventvault.Store, tenants ...eventvault.TenantI
 
 func wantRootVersions(t *testing.T, ring *evcrypto.Keyring, oldest, newest, keks int) {
 	t.Helper()
-	o, n, k, err := ring.RootVersions(t.Context())
+	o, n, k, err := evcrypto.NewKeyManager(ring).RootVersions(t.Context())
 	if err != nil {
 		t.Fatalf("RootVersions: %v", err)
 	}
@@ -53,32 +53,33 @@ func TestRootRotationOverVault(t *testing.T) {
 			t.Fatalf("vault.New: %v", err)
 		}
 		ring := evcrypto.NewKeyring(transit, store, evcrypto.KeyringOptions{})
+		mgr := evcrypto.NewKeyManager(ring)
 		events := sealStreams(t, ring, 4)
 		if _, err := ring.StreamCipher(t.Context(), "globex", "invoice-1"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ring.RotateTenantKEK(t.Context(), "acme"); err != nil {
+		if _, err := mgr.RotateTenantKEK(t.Context(), "acme"); err != nil {
 			t.Fatal(err)
 		}
 		const keks = 3 // acme v1 and v2, globex v1
 		backup := kekRows(t, store, "acme", "globex")
 		wantRootVersions(t, ring, 1, 1, keks)
 
-		rv, err := ring.RotateRoot(t.Context())
+		rv, err := mgr.RotateRoot(t.Context())
 		if err != nil || rv != 2 {
 			t.Fatalf("RotateRoot = %d, %v; want 2", rv, err)
 		}
-		err = ring.RetireRootVersionsBefore(t.Context(), 2)
+		err = mgr.RetireRootVersionsBefore(t.Context(), 2)
 		if eventvault.ErrorCode(err) != eventvault.ECONFLICT || eventvault.ErrorFields(err)["remaining_keks"] != keks {
 			t.Fatalf("retire while every KEK is under version 1 = %v (fields %v), want ECONFLICT with %d remaining", err, eventvault.ErrorFields(err), keks)
 		}
-		if err := ring.RetireRootVersionsBefore(t.Context(), 3); eventvault.ErrorCode(err) != eventvault.EINVALID {
+		if err := mgr.RetireRootVersionsBefore(t.Context(), 3); eventvault.ErrorCode(err) != eventvault.EINVALID {
 			t.Fatalf("retire beyond the newest version = %v, want EINVALID", err)
 		}
 
 		// An interrupted re-wrap leaves a mix; retiring is still refused.
 		ctx, cancel := context.WithCancel(t.Context())
-		n, err := ring.RewrapRootWrapped(ctx, func(done int) {
+		n, err := mgr.RewrapRootWrapped(ctx, func(done int) {
 			if done == 1 {
 				cancel()
 			}
@@ -87,11 +88,11 @@ func TestRootRotationOverVault(t *testing.T) {
 			t.Fatalf("interrupted RewrapRootWrapped: %d, %v; want 1 and an error", n, err)
 		}
 		wantRootVersions(t, ring, 1, 2, keks)
-		if err := ring.RetireRootVersionsBefore(t.Context(), 2); eventvault.ErrorCode(err) != eventvault.ECONFLICT || eventvault.ErrorFields(err)["remaining_keks"] != keks-1 {
+		if err := mgr.RetireRootVersionsBefore(t.Context(), 2); eventvault.ErrorCode(err) != eventvault.ECONFLICT || eventvault.ErrorFields(err)["remaining_keks"] != keks-1 {
 			t.Fatalf("retire after a partial re-wrap = %v, want ECONFLICT with %d remaining", err, keks-1)
 		}
 		// Running it again finishes (it re-wraps all: that is harmless).
-		if n, err := ring.RewrapRootWrapped(t.Context(), nil); err != nil || n != keks {
+		if n, err := mgr.RewrapRootWrapped(t.Context(), nil); err != nil || n != keks {
 			t.Fatalf("RewrapRootWrapped again: %d, %v; want %d", n, err, keks)
 		}
 		wantRootVersions(t, ring, 2, 2, keks)
@@ -109,13 +110,13 @@ func TestRootRotationOverVault(t *testing.T) {
 		restore(t, store, "acme", acme1)
 		checkOpens(t, transit, store, events)
 
-		if err := ring.RetireRootVersionsBefore(t.Context(), 2); eventvault.ErrorCode(err) != eventvault.ECONFLICT {
+		if err := mgr.RetireRootVersionsBefore(t.Context(), 2); eventvault.ErrorCode(err) != eventvault.ECONFLICT {
 			t.Fatalf("retire with a restored version-1 row in the store = %v, want ECONFLICT", err)
 		}
-		if _, err := ring.RewrapRootWrapped(t.Context(), nil); err != nil {
+		if _, err := mgr.RewrapRootWrapped(t.Context(), nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := ring.RetireRootVersionsBefore(t.Context(), 2); err != nil {
+		if err := mgr.RetireRootVersionsBefore(t.Context(), 2); err != nil {
 			t.Fatalf("RetireRootVersionsBefore(2): %v", err)
 		}
 		if got := v.Read("transit/keys/" + vaulttest.Key)["min_decryption_version"]; fmt.Sprint(got) != "2" {

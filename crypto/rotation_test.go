@@ -155,13 +155,14 @@ func TestRotateTenantKEKAddsAVersionAndKeepsOldKeysReadable(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store eventvault.Store) {
 		root := localRoot(t)
 		ring := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+		mgr := evcrypto.NewKeyManager(ring)
 		events := sealStreams(t, ring, 3)
 		first, err := store.TenantKey(t.Context(), "acme")
 		if err != nil {
 			t.Fatal(err)
 		}
 
-		v, err := ring.RotateTenantKEK(t.Context(), "acme")
+		v, err := mgr.RotateTenantKEK(t.Context(), "acme")
 		if err != nil {
 			t.Fatalf("RotateTenantKEK: %v", err)
 		}
@@ -189,10 +190,10 @@ func TestRotateTenantKEKAddsAVersionAndKeepsOldKeysReadable(t *testing.T) {
 			t.Fatalf("a stream key made after the rotation: KEK version %d, %v; want 2", wk.KEKVersion, err)
 		}
 
-		if _, err := ring.RotateTenantKEK(t.Context(), "globex"); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+		if _, err := mgr.RotateTenantKEK(t.Context(), "globex"); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
 			t.Fatalf("RotateTenantKEK of a tenant without a key = %v, want ENOTFOUND", err)
 		}
-		if _, err := ring.RotateTenantKEK(t.Context(), "Not A Tenant"); eventvault.ErrorCode(err) != eventvault.EINVALID {
+		if _, err := mgr.RotateTenantKEK(t.Context(), "Not A Tenant"); eventvault.ErrorCode(err) != eventvault.EINVALID {
 			t.Fatalf("RotateTenantKEK of a malformed tenant = %v, want EINVALID", err)
 		}
 	})
@@ -208,7 +209,7 @@ func TestConcurrentRotationsAddDistinctVersions(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range n {
 			ring := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
-			wg.Go(func() { versions[i], errs[i] = ring.RotateTenantKEK(t.Context(), "acme") })
+			wg.Go(func() { versions[i], errs[i] = evcrypto.NewKeyManager(ring).RotateTenantKEK(t.Context(), "acme") })
 		}
 		wg.Wait()
 		var added []uint32
@@ -236,14 +237,15 @@ func TestRewrapStreamKeysMovesEveryKeyWithoutChangingIt(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store eventvault.Store) {
 		root := localRoot(t)
 		ring := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+		mgr := evcrypto.NewKeyManager(ring)
 		const n = 300 // more than one page
 		events := sealStreams(t, ring, n)
 		before := streamRows(t, store, events)
-		if _, err := ring.RotateTenantKEK(t.Context(), "acme"); err != nil {
+		if _, err := mgr.RotateTenantKEK(t.Context(), "acme"); err != nil {
 			t.Fatal(err)
 		}
 		var calls []int
-		done, err := ring.RewrapStreamKeys(t.Context(), "acme", func(d int) { calls = append(calls, d) })
+		done, err := mgr.RewrapStreamKeys(t.Context(), "acme", func(d int) { calls = append(calls, d) })
 		if err != nil {
 			t.Fatalf("RewrapStreamKeys: %v", err)
 		}
@@ -255,11 +257,11 @@ func TestRewrapStreamKeysMovesEveryKeyWithoutChangingIt(t *testing.T) {
 		}
 		checkOpens(t, root, store, events)
 
-		again, err := ring.RewrapStreamKeys(t.Context(), "acme", nil)
+		again, err := mgr.RewrapStreamKeys(t.Context(), "acme", nil)
 		if err != nil || again != 0 {
 			t.Fatalf("a second RewrapStreamKeys: %d, %v; want 0 and no error", again, err)
 		}
-		if _, err := ring.RewrapStreamKeys(t.Context(), "globex", nil); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+		if _, err := mgr.RewrapStreamKeys(t.Context(), "globex", nil); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
 			t.Fatalf("RewrapStreamKeys of a tenant without a key = %v, want ENOTFOUND", err)
 		}
 	})
@@ -269,14 +271,15 @@ func TestRewrapStreamKeysResumesAfterAnInterruption(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store eventvault.Store) {
 		root := localRoot(t)
 		ring := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+		mgr := evcrypto.NewKeyManager(ring)
 		const n, stopAt = 300, 120
 		events := sealStreams(t, ring, n)
 		before := streamRows(t, store, events)
-		if _, err := ring.RotateTenantKEK(t.Context(), "acme"); err != nil {
+		if _, err := mgr.RotateTenantKEK(t.Context(), "acme"); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(t.Context())
-		first, err := ring.RewrapStreamKeys(ctx, "acme", func(d int) {
+		first, err := mgr.RewrapStreamKeys(ctx, "acme", func(d int) {
 			if d == stopAt {
 				cancel()
 			}
@@ -291,7 +294,7 @@ func TestRewrapStreamKeysResumesAfterAnInterruption(t *testing.T) {
 		// Half-way, every stream still opens: each row under its own version.
 		checkOpens(t, root, store, events)
 
-		rest, err := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{}).RewrapStreamKeys(t.Context(), "acme", nil)
+		rest, err := evcrypto.NewKeyManager(evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})).RewrapStreamKeys(t.Context(), "acme", nil)
 		if err != nil {
 			t.Fatalf("RewrapStreamKeys again: %v", err)
 		}
@@ -311,7 +314,7 @@ func TestConcurrentRewrapsShareTheWork(t *testing.T) {
 		ring := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
 		const n = 100
 		events := sealStreams(t, ring, n)
-		if _, err := ring.RotateTenantKEK(t.Context(), "acme"); err != nil {
+		if _, err := evcrypto.NewKeyManager(ring).RotateTenantKEK(t.Context(), "acme"); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
@@ -319,7 +322,7 @@ func TestConcurrentRewrapsShareTheWork(t *testing.T) {
 		errs := make([]error, 3)
 		for i := range done {
 			other := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
-			wg.Go(func() { done[i], errs[i] = other.RewrapStreamKeys(t.Context(), "acme", nil) })
+			wg.Go(func() { done[i], errs[i] = evcrypto.NewKeyManager(other).RewrapStreamKeys(t.Context(), "acme", nil) })
 		}
 		wg.Wait()
 		for _, err := range errs {
@@ -368,7 +371,7 @@ func TestRewrapStreamKeysRetriesALostCompareAndSwap(t *testing.T) {
 		events := sealStreams(t, ring, n)
 		before := streamRows(t, store, events)
 		for range 2 {
-			if _, err := ring.RotateTenantKEK(t.Context(), "acme"); err != nil {
+			if _, err := evcrypto.NewKeyManager(ring).RotateTenantKEK(t.Context(), "acme"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -379,9 +382,9 @@ func TestRewrapStreamKeysRetriesALostCompareAndSwap(t *testing.T) {
 		var staleDone int
 		var staleErr error
 		racing := &racingStore{Store: store, race: func() {
-			staleDone, staleErr = stale.RewrapStreamKeys(t.Context(), "acme", nil)
+			staleDone, staleErr = evcrypto.NewKeyManager(stale).RewrapStreamKeys(t.Context(), "acme", nil)
 		}}
-		done, err := evcrypto.NewKeyring(root, racing, evcrypto.KeyringOptions{}).RewrapStreamKeys(t.Context(), "acme", nil)
+		done, err := evcrypto.NewKeyManager(evcrypto.NewKeyring(root, racing, evcrypto.KeyringOptions{})).RewrapStreamKeys(t.Context(), "acme", nil)
 		if staleErr != nil || staleDone != n {
 			t.Fatalf("the racing node re-wrapped %d keys, %v; want %d", staleDone, staleErr, n)
 		}
@@ -401,7 +404,7 @@ func TestANodeLearnsOfARotationFromTheFirstNewerRow(t *testing.T) {
 		a := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
 		b := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
 		sealStreams(t, b, 1) // b caches version 1 as the newest
-		if _, err := a.RotateTenantKEK(t.Context(), "acme"); err != nil {
+		if _, err := evcrypto.NewKeyManager(a).RotateTenantKEK(t.Context(), "acme"); err != nil {
 			t.Fatal(err)
 		}
 		kekOf := func(ring *evcrypto.Keyring, stream eventvault.StreamName) uint32 {
@@ -437,16 +440,17 @@ func TestANodeLearnsOfARotationFromTheFirstNewerRow(t *testing.T) {
 func TestRootRotationNeedsAProviderWithVersions(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store eventvault.Store) {
 		ring := evcrypto.NewKeyring(localRoot(t), store, evcrypto.KeyringOptions{})
+		mgr := evcrypto.NewKeyManager(ring)
 		sealStreams(t, ring, 1)
 		const want = "the root key provider cannot rewrap (the local root key cannot rotate; use Vault Transit)"
-		_, err := ring.RewrapRootWrapped(t.Context(), nil)
+		_, err := mgr.RewrapRootWrapped(t.Context(), nil)
 		if eventvault.ErrorCode(err) != eventvault.EINVALID || eventvault.ErrorMessage(err) != want {
 			t.Fatalf("RewrapRootWrapped with the local root key = %v, want EINVALID %q", err, want)
 		}
-		if _, err := ring.RotateRoot(t.Context()); eventvault.ErrorCode(err) != eventvault.EINVALID {
+		if _, err := mgr.RotateRoot(t.Context()); eventvault.ErrorCode(err) != eventvault.EINVALID {
 			t.Fatalf("RotateRoot with the local root key = %v, want EINVALID", err)
 		}
-		if err := ring.RetireRootVersionsBefore(t.Context(), 2); eventvault.ErrorCode(err) != eventvault.EINVALID {
+		if err := mgr.RetireRootVersionsBefore(t.Context(), 2); eventvault.ErrorCode(err) != eventvault.EINVALID {
 			t.Fatalf("RetireRootVersionsBefore with the local root key = %v, want EINVALID", err)
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/eventvault/eventvault"
 	"github.com/google/uuid"
@@ -69,6 +70,13 @@ func (c StreamCipher) String() string {
 // GoString is String, so that %#v prints no key state either.
 func (c StreamCipher) GoString() string { return c.String() }
 
+// Format prints String whatever the verb, so that no verb reaches the key
+// state.
+func (c StreamCipher) Format(f fmt.State, _ rune) { io.WriteString(f, c.String()) }
+
+// LogValue logs String, so that slog prints no key state either.
+func (c StreamCipher) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
 // ContentMAC returns HMAC-SHA256, under a key derived from the stream key,
 // of an unambiguous encoding of the event's type, data and metadata. Equal
 // content gives equal MACs within a stream, so the store can decide an
@@ -113,7 +121,7 @@ func (c *StreamCipher) SealEvent(ref EventRef, data, metadata []byte) ([]byte, e
 	}
 	pt := appendPlaintext(out[headerSize+nonceSize:], data, metadata)
 	// Seal in place: pt starts where the sealed bytes go.
-	return c.aead.Seal(out, nonce, pt, eventAD(h, ref)), nil
+	return c.aead.Seal(out, nonce, pt, eventAAD(h, ref)), nil
 }
 
 // OpenEvent authenticates and decrypts a payload sealed for ref.
@@ -141,7 +149,7 @@ func (c *StreamCipher) OpenEvent(ref EventRef, payload []byte) (data, metadata [
 		return nil, nil, failed("truncated envelope")
 	}
 	nonce := payload[headerSize : headerSize+nonceSize]
-	pt, err := c.aead.Open(nil, nonce, payload[headerSize+nonceSize:], eventAD(h, ref))
+	pt, err := c.aead.Open(nil, nonce, payload[headerSize+nonceSize:], eventAAD(h, ref))
 	if err != nil {
 		return nil, nil, failed("altered, moved or sealed with another key")
 	}

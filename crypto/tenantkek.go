@@ -4,6 +4,7 @@ import (
 	"crypto/cipher"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/eventvault/eventvault"
 	"github.com/google/uuid"
@@ -36,6 +37,12 @@ func (k tenantKEK) String() string {
 // GoString is String.
 func (k tenantKEK) GoString() string { return k.String() }
 
+// Format prints String whatever the verb, so that no verb reaches the key.
+func (k tenantKEK) Format(f fmt.State, _ rune) { io.WriteString(f, k.String()) }
+
+// LogValue logs String, so that slog prints no key bytes either.
+func (k tenantKEK) LogValue() slog.Value { return slog.StringValue(k.String()) }
+
 func (k *tenantKEK) header() header {
 	return header{kind: kindStreamKey, keyID: k.id, keyVersion: k.version}
 }
@@ -50,7 +57,7 @@ func (k *tenantKEK) wrapStreamKey(stream eventvault.StreamName, streamKeyID uuid
 	if _, err := io.ReadFull(rand, nonce); err != nil {
 		return nil, err
 	}
-	return k.aead.Seal(out, nonce, key, streamKeyAD(h, k.tenant, stream, streamKeyID)), nil
+	return k.aead.Seal(out, nonce, key, streamKeyAAD(h, k.tenant, stream, streamKeyID)), nil
 }
 
 // unwrapStreamKey opens a stream key row wrapped by this KEK (version
@@ -61,8 +68,8 @@ func (k *tenantKEK) unwrapStreamKey(stream eventvault.StreamName, wk eventvault.
 	if len(wk.Ciphertext) < sealedMin {
 		return nil, authError(op, "the key row of stream %s is truncated", stream)
 	}
-	ad := streamKeyAD(k.header(), k.tenant, stream, wk.ID)
-	key, err := k.aead.Open(nil, wk.Ciphertext[headerSize:headerSize+nonceSize], wk.Ciphertext[headerSize+nonceSize:], ad)
+	aad := streamKeyAAD(k.header(), k.tenant, stream, wk.ID)
+	key, err := k.aead.Open(nil, wk.Ciphertext[headerSize:headerSize+nonceSize], wk.Ciphertext[headerSize+nonceSize:], aad)
 	if err != nil {
 		return nil, authError(op, "the key %s of stream %s failed authentication: the key row was altered or belongs to another stream or tenant", wk.ID, stream)
 	}

@@ -71,7 +71,7 @@ func TestErasureReachesBackupsAfterACryptoPeriod(t *testing.T) {
 	dir := t.TempDir()
 	pseud, signer := erasureKeys(t, dir)
 	keys := evcrypto.NewKeyring(transit, live, evcrypto.KeyringOptions{})
-	e := engine.New(live, keys, nil, engine.WithPseudonymizer(pseud))
+	e := engine.NewEvents(live, keys, nil, engine.WithPseudonymizer(pseud))
 
 	marker := []byte("EVMARKER-" + uuid.NewString())
 	ev := func(data string) []eventvault.NewEvent {
@@ -96,7 +96,7 @@ func TestErasureReachesBackupsAfterACryptoPeriod(t *testing.T) {
 	readFromBackup := func(t *testing.T, stream eventvault.StreamName) ([]eventvault.Event, error) {
 		t.Helper()
 		db := restore(t, dump)
-		cold := engine.New(db, evcrypto.NewKeyring(transit, db, evcrypto.KeyringOptions{}), nil)
+		cold := engine.NewEvents(db, evcrypto.NewKeyring(transit, db, evcrypto.KeyringOptions{}), nil)
 		s, err := cold.ReadStream(ctx, dpo, stream, eventvault.ReadOptions{})
 		return s.Events, err
 	}
@@ -109,7 +109,7 @@ func TestErasureReachesBackupsAfterACryptoPeriod(t *testing.T) {
 		t.Fatalf("before the crypto-period ends, the backup should still read (the window): %v, %d events", err, len(got))
 	}
 
-	period, err := keys.EndCryptoPeriod(ctx, nil)
+	period, err := evcrypto.NewKeyManager(keys).EndCryptoPeriod(ctx, nil)
 	if err != nil {
 		t.Fatalf("end the crypto-period: %v", err)
 	}
@@ -132,7 +132,7 @@ func TestErasureReachesBackupsAfterACryptoPeriod(t *testing.T) {
 	}
 
 	// The live database reads as before, through a cold keyring.
-	cold := engine.New(live, evcrypto.NewKeyring(transit, live, evcrypto.KeyringOptions{}), nil)
+	cold := engine.NewEvents(live, evcrypto.NewKeyring(transit, live, evcrypto.KeyringOptions{}), nil)
 	if s, err := cold.ReadStream(ctx, dpo, "order-2", eventvault.ReadOptions{}); err != nil || string(s.Events[0].Data) != `{"kept":true}` {
 		t.Fatalf("live read after the crypto-period: %+v, %v", s, err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/eventvault/eventvault"
-	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
 	"github.com/eventvault/eventvault/policies"
 )
 
@@ -27,9 +27,9 @@ const MaxHoldReasonLength = 500
 // and leave this type only as pseudonyms.
 type Erasure struct {
 	store  eventvault.ErasureStore
-	keys   *evcrypto.Keyring
-	pseud  *evcrypto.Pseudonymizer
-	signer *evcrypto.SigningKey
+	keys   KeyEvictor
+	pseud  Pseudonymizer
+	signer Signer
 	now    func() time.Time
 	logger *slog.Logger
 	// subjects serialises this node's erasure requests per subject (by a
@@ -39,6 +39,21 @@ type Erasure struct {
 	subjects [64]sync.Mutex
 	// revokeTokens, when set, revokes a shredded tenant's tokens.
 	revokeTokens TokenRevoker
+}
+
+// KeyEvictor forgets cached keys once the store has destroyed them, so
+// that this node honours a shred at once: crypto.Keyring implements it.
+type KeyEvictor interface {
+	EvictStream(tenant eventvault.TenantID, stream eventvault.StreamName)
+	EvictTenant(tenant eventvault.TenantID)
+}
+
+// Signer signs erasure certificates and names the key that verifies them:
+// dsse.SigningKey implements it. The private key stays behind it.
+type Signer interface {
+	Sign(payloadType string, payload []byte) dsse.Envelope
+	KeyID() string
+	PublicKey() ed25519.PublicKey
 }
 
 // TokenRevoker revokes every token of a tenant and makes the revocation
@@ -57,7 +72,7 @@ func WithTokenRevoker(revoke TokenRevoker) ErasureOption {
 }
 
 // NewErasure returns an Erasure. logger may be nil.
-func NewErasure(store eventvault.ErasureStore, keys *evcrypto.Keyring, pseud *evcrypto.Pseudonymizer, signer *evcrypto.SigningKey, logger *slog.Logger, opts ...ErasureOption) *Erasure {
+func NewErasure(store eventvault.ErasureStore, keys KeyEvictor, pseud Pseudonymizer, signer Signer, logger *slog.Logger, opts ...ErasureOption) *Erasure {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -275,7 +290,7 @@ func allIn(streams []eventvault.StreamName, set map[eventvault.StreamName]bool) 
 // stream was added since.
 func certificateCoversAll(done eventvault.ErasureRequest, streams []eventvault.StreamName) bool {
 	var cert eventvault.ErasureCertificate
-	if env, err := evcrypto.ParseEnvelope(done.Certificate); err == nil {
+	if env, err := dsse.Parse(done.Certificate); err == nil {
 		_ = json.Unmarshal(env.Payload, &cert)
 	}
 	return cert.StreamCount == len(streams)

@@ -11,17 +11,19 @@ import (
 
 	"github.com/eventvault/eventvault"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
+	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/engine"
 )
 
 // erasureKeys opens a pseudonym key and a signing key in dir.
-func erasureKeys(t *testing.T, dir string) (*evcrypto.Pseudonymizer, *evcrypto.SigningKey) {
+func erasureKeys(t *testing.T, dir string) (*pseudonym.Key, *dsse.SigningKey) {
 	t.Helper()
-	pseud, err := evcrypto.OpenPseudonymizer(filepath.Join(dir, "pseudonym.key"))
+	pseud, err := pseudonym.OpenKey(filepath.Join(dir, "pseudonym.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := evcrypto.OpenSigningKey(filepath.Join(dir, "signing.key"))
+	signer, err := dsse.OpenSigningKey(filepath.Join(dir, "signing.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,7 @@ func TestErasedDataCannotBeRecovered(t *testing.T) {
 			root := newRoot(t)
 			pseud, signer := erasureKeys(t, dir)
 			keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
-			e := engine.New(store, keys, nil, engine.WithPseudonymizer(pseud))
+			e := engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud))
 			er := engine.NewErasure(store, keys, pseud, signer, nil)
 
 			marker := []byte("EVMARKER-" + uuid.NewString())

@@ -10,6 +10,7 @@ import (
 
 	"github.com/eventvault/eventvault"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
 	"github.com/eventvault/eventvault/engine"
 )
 
@@ -40,7 +41,7 @@ func TestErasureShredsAStreamTheSubjectGainsWhileItRuns(t *testing.T) {
 			real := b.open(t)
 			pseud, signer := erasureKeys(t, t.TempDir())
 			keys := evcrypto.NewKeyring(newRoot(t), real, evcrypto.KeyringOptions{})
-			e := engine.New(real, keys, nil, engine.WithPseudonymizer(pseud))
+			e := engine.NewEvents(real, keys, nil, engine.WithPseudonymizer(pseud))
 			add := func(stream eventvault.StreamName) {
 				t.Helper()
 				ev := eventvault.NewEvent{ID: uuid.New(), Type: "Noted", Data: []byte(`{"pii":"yes"}`)}
@@ -61,7 +62,7 @@ func TestErasureShredsAStreamTheSubjectGainsWhileItRuns(t *testing.T) {
 					t.Errorf("read %s after a completed erasure: %v, want EERASED", s, err)
 				}
 			}
-			env, err := evcrypto.ParseEnvelope(req.Certificate)
+			env, err := dsse.Parse(req.Certificate)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +87,7 @@ func TestConcurrentErasureRequestsShareOneRequest(t *testing.T) {
 			store := b.open(t)
 			pseud, signer := erasureKeys(t, t.TempDir())
 			keys := evcrypto.NewKeyring(newRoot(t), store, evcrypto.KeyringOptions{})
-			e := engine.New(store, keys, nil, engine.WithPseudonymizer(pseud))
+			e := engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud))
 			er := engine.NewErasure(store, keys, pseud, signer, nil)
 			for _, s := range []eventvault.StreamName{"order-1", "order-2", "profile-1"} {
 				ev := eventvault.NewEvent{ID: uuid.New(), Type: "Noted", Data: []byte(`1`)}

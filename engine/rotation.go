@@ -6,7 +6,6 @@ import (
 	"log/slog"
 
 	"github.com/eventvault/eventvault"
-	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/policies"
 )
 
@@ -15,12 +14,43 @@ import (
 // only. Nothing is re-encrypted but wrapped keys: events stay as they are,
 // and appends and reads go on meanwhile.
 type Rotation struct {
-	keys   *evcrypto.Keyring
+	keys   KeyRotator
 	logger *slog.Logger
 }
 
-// NewRotation returns a Rotation over the keyring. logger may be nil.
-func NewRotation(keys *evcrypto.Keyring, logger *slog.Logger) *Rotation {
+// TenantKeyRotator adds versions of a tenant's KEK and moves the tenant's
+// stream keys to the newest: crypto.KeyManager implements it.
+type TenantKeyRotator interface {
+	// RotateTenantKEK adds a KEK version and returns it. Errors: EINVALID,
+	// ENOTFOUND without a KEK, ECONFLICT if another rotation won.
+	RotateTenantKEK(ctx context.Context, tenant eventvault.TenantID) (uint32, error)
+	// RewrapStreamKeys moves every stream key to the newest KEK version and
+	// returns how many it moved; it is resumable.
+	RewrapStreamKeys(ctx context.Context, tenant eventvault.TenantID, progress func(done int)) (int, error)
+}
+
+// RootKeyRotator adds and retires root key versions and moves tenant KEKs
+// to the newest: crypto.KeyManager implements it.
+type RootKeyRotator interface {
+	// RotateRoot adds a root key version and returns it. Errors: EINVALID
+	// for a provider that cannot rotate.
+	RotateRoot(ctx context.Context) (int, error)
+	// RewrapRootWrapped moves every KEK version to the newest root version
+	// and returns how many it moved; it is resumable.
+	RewrapRootWrapped(ctx context.Context, progress func(done int)) (int, error)
+	// RetireRootVersionsBefore makes older root versions unusable.
+	// Errors: EINVALID, ECONFLICT while a KEK still needs one.
+	RetireRootVersionsBefore(ctx context.Context, version int) error
+}
+
+// KeyRotator is what a Rotation needs of the key manager.
+type KeyRotator interface {
+	TenantKeyRotator
+	RootKeyRotator
+}
+
+// NewRotation returns a Rotation over the key manager. logger may be nil.
+func NewRotation(keys KeyRotator, logger *slog.Logger) *Rotation {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

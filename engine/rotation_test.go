@@ -37,8 +37,8 @@ func openPostgres(t *testing.T) *postgres.DB {
 func TestRotationChecksWhoAsks(t *testing.T) {
 	store := openPostgres(t)
 	keys := evcrypto.NewKeyring(newRoot(t), store, evcrypto.KeyringOptions{})
-	appendOne(t, engine.New(store, keys, nil), "order-1", `{"n":1}`, "")
-	rot := engine.NewRotation(keys, nil)
+	appendOne(t, engine.NewEvents(store, keys, nil), "order-1", `{"n":1}`, "")
+	rot := engine.NewRotation(evcrypto.NewKeyManager(keys), nil)
 	admin := eventvault.Principal{Tenant: "acme", TokenID: "tok_admin", Rules: []eventvault.Rule{
 		{Capabilities: []eventvault.Capability{eventvault.CapAdmin}, Streams: "*"},
 	}}
@@ -96,13 +96,13 @@ func TestReadsAndAppendsKeepWorkingDuringARotation(t *testing.T) {
 	root := newRoot(t)
 	keysA := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
 	keysB := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
-	nodeA, nodeB := engine.New(store, keysA, nil), engine.New(store, keysB, nil)
+	nodeA, nodeB := engine.NewEvents(store, keysA, nil), engine.NewEvents(store, keysB, nil)
 	ctx := t.Context()
 
 	// ledger[stream][position] is the data appended there.
 	var mu sync.Mutex
 	ledger := map[eventvault.StreamName]map[int64][]byte{}
-	appendTo := func(e *engine.Engine, stream eventvault.StreamName) error {
+	appendTo := func(e *engine.Events, stream eventvault.StreamName) error {
 		data := fmt.Appendf(nil, `{"stream":%q,"n":%q}`, stream, uuid.NewString())
 		res, err := e.Append(ctx, acme, stream, eventvault.ExpectAny, []eventvault.NewEvent{{ID: uuid.New(), Type: "Noted", Data: data}})
 		if err != nil {
@@ -151,7 +151,7 @@ func TestReadsAndAppendsKeepWorkingDuringARotation(t *testing.T) {
 		})
 	}
 	for i := range 4 {
-		e := []*engine.Engine{nodeA, nodeB}[i%2]
+		e := []*engine.Events{nodeA, nodeB}[i%2]
 		worker(func(r *rand.Rand) error {
 			stream := streams[r.IntN(seeded)]
 			if r.IntN(10) == 0 { // now and then a new stream, whose key is made under the newest KEK the node knows
@@ -161,7 +161,7 @@ func TestReadsAndAppendsKeepWorkingDuringARotation(t *testing.T) {
 		})
 	}
 	for i := range 4 {
-		e := []*engine.Engine{nodeA, nodeB}[i%2]
+		e := []*engine.Events{nodeA, nodeB}[i%2]
 		worker(func(r *rand.Rand) error {
 			stream := streams[r.IntN(seeded)]
 			got, err := e.ReadStream(ctx, acme, stream, eventvault.ReadOptions{Limit: 1})
@@ -181,7 +181,7 @@ func TestReadsAndAppendsKeepWorkingDuringARotation(t *testing.T) {
 		})
 	}
 
-	rot := engine.NewRotation(keysA, nil)
+	rot := engine.NewRotation(evcrypto.NewKeyManager(keysA), nil)
 	admin := eventvault.Principal{Tenant: "acme", TokenID: "tok_admin", Rules: []eventvault.Rule{
 		{Capabilities: []eventvault.Capability{eventvault.CapAdmin}, Streams: "*"},
 	}}
@@ -212,14 +212,14 @@ func TestReadsAndAppendsKeepWorkingDuringARotation(t *testing.T) {
 
 	// Keys node B made under version 1 or 2 while its cache was stale:
 	// running the re-wrap again moves them (it is resumable).
-	if _, err := keysA.RewrapStreamKeys(ctx, "acme", nil); err != nil {
+	if _, err := evcrypto.NewKeyManager(keysA).RewrapStreamKeys(ctx, "acme", nil); err != nil {
 		t.Fatalf("RewrapStreamKeys after the traffic: %v", err)
 	}
 	if rows, err := store.StreamKeysBefore(ctx, "acme", 3, "", 10); err != nil || len(rows) != 0 {
 		t.Fatalf("%d stream keys still under KEK versions before 3 (%v)", len(rows), err)
 	}
 
-	cold := engine.New(store, evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{}), nil)
+	cold := engine.NewEvents(store, evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{}), nil)
 	events := 0
 	for stream, want := range ledger {
 		got, err := cold.ReadStream(ctx, acme, stream, eventvault.ReadOptions{Limit: engine.MaxReadLimit})
@@ -261,10 +261,10 @@ func TestAnInterruptedTenantRotationSaysHowToFinish(t *testing.T) {
 	store := &outageStore{Store: openPostgres(t)}
 	root := newRoot(t)
 	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
-	e := engine.New(store, keys, nil)
+	e := engine.NewEvents(store, keys, nil)
 	appendOne(t, e, "order-1", `{"n":1}`, "")
 	appendOne(t, e, "order-2", `{"n":2}`, "")
-	rot := engine.NewRotation(keys, nil)
+	rot := engine.NewRotation(evcrypto.NewKeyManager(keys), nil)
 	rootP := eventvault.Principal{Tenant: "default", TokenID: "tok_root", Root: true}
 
 	store.down.Store(true)
@@ -290,7 +290,7 @@ func TestAnInterruptedTenantRotationSaysHowToFinish(t *testing.T) {
 	appendOne(t, e, "order-1", `{"n":3}`, "")
 
 	store.down.Store(false)
-	if n, err := keys.RewrapStreamKeys(t.Context(), "acme", nil); err != nil || n != 2 {
+	if n, err := evcrypto.NewKeyManager(keys).RewrapStreamKeys(t.Context(), "acme", nil); err != nil || n != 2 {
 		t.Fatalf("finishing the re-wrap: %d, %v; want 2", n, err)
 	}
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/eventvault/eventvault/auth"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
+	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/store/postgres"
 )
 
@@ -54,12 +56,12 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) 
 		store.Close()
 		return nil, fmt.Errorf("root key: %w", err)
 	}
-	pseud, err := evcrypto.OpenPseudonymizer(filepath.Join(keyDir, "pseudonym.key"))
+	pseud, err := pseudonym.OpenKey(filepath.Join(keyDir, "pseudonym.key"))
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("pseudonym key: %w", err)
 	}
-	signer, err := evcrypto.OpenSigningKey(filepath.Join(keyDir, "signing.key"))
+	signer, err := dsse.OpenSigningKey(filepath.Join(keyDir, "signing.key"))
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("signing key: %w", err)

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/eventvault/eventvault"
-	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
 )
 
 const certificateUsage = `usage: eventvault certificate verify -public-key <file> <certificate file>
@@ -50,7 +50,7 @@ func runCertificate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "OK: erasure certificate signed by %s\n", evcrypto.SigningKeyID(pub))
+	fmt.Fprintf(stdout, "OK: erasure certificate signed by %s\n", dsse.KeyID(pub))
 	fmt.Fprintf(stdout, "  request:           %s\n", cert.RequestID)
 	fmt.Fprintf(stdout, "  tenant:            %s\n", cert.Tenant)
 	fmt.Fprintf(stdout, "  subject pseudonym: %s\n", cert.SubjectPseudonym)
@@ -70,11 +70,11 @@ func verifyCertificate(pub ed25519.PublicKey, raw []byte) (eventvault.ErasureCer
 	if json.Unmarshal(raw, &wrapper) == nil && len(wrapper.Certificate) > 0 {
 		raw = wrapper.Certificate
 	}
-	env, err := evcrypto.ParseEnvelope(raw)
+	env, err := dsse.Parse(raw)
 	if err != nil {
 		return eventvault.ErasureCertificate{}, fmt.Errorf("certificate: %s", eventvault.ErrorMessage(err))
 	}
-	payload, err := evcrypto.VerifyEnvelope(pub, eventvault.ErasureCertificateType, env)
+	payload, err := dsse.Verify(pub, eventvault.ErasureCertificateType, env)
 	if err != nil {
 		return eventvault.ErasureCertificate{}, fmt.Errorf("certificate does not verify: %s", eventvault.ErrorMessage(err))
 	}

@@ -14,12 +14,12 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/eventvault/eventvault"
-	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
 )
 
 // signedCertificate returns a certificate file and the matching public key
 // file, as a client would save them from the API.
-func signedCertificate(t *testing.T, dir string, key *evcrypto.SigningKey) (certFile, keyFile string, env evcrypto.Envelope) {
+func signedCertificate(t *testing.T, dir string, key *dsse.SigningKey) (certFile, keyFile string, env dsse.Envelope) {
 	t.Helper()
 	cert := eventvault.ErasureCertificate{
 		Version: 1, RequestID: uuid.NewString(), Tenant: "acme", SubjectPseudonym: "ab12",
@@ -42,11 +42,11 @@ func signedCertificate(t *testing.T, dir string, key *evcrypto.SigningKey) (cert
 
 func TestCertificateVerify(t *testing.T) {
 	dir := t.TempDir()
-	key, err := evcrypto.OpenSigningKey(filepath.Join(dir, "signing.key"))
+	key, err := dsse.OpenSigningKey(filepath.Join(dir, "signing.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := evcrypto.OpenSigningKey(filepath.Join(dir, "other.key"))
+	other, err := dsse.OpenSigningKey(filepath.Join(dir, "other.key"))
 	if err != nil {
 		t.Fatal(err)
 	}

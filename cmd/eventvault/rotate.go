@@ -63,7 +63,7 @@ func runRotate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer store.Close()
-	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
+	keys := evcrypto.NewKeyManager(evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{}))
 	r := &rotation{keys: keys, store: store, opts: opts, stdout: stdout, stderr: stderr}
 	switch opts.what {
 	case "tenant":
@@ -91,7 +91,7 @@ func (r *rotation) cycle(ctx context.Context) error {
 
 // rotation runs one 'eventvault rotate' command.
 type rotation struct {
-	keys   *evcrypto.Keyring
+	keys   *evcrypto.KeyManager
 	store  eventvault.KeyStore
 	opts   rotateOptions
 	stdout io.Writer

@@ -135,11 +135,11 @@ func TestRotateTenantResumeFinishesAnInterruptedRun(t *testing.T) {
 	const n, stopAt = 40, 15
 	events := seedStreams(t, keys, "acme", n)
 	// A run that stopped half-way: the new version is there, 15 keys moved.
-	if _, err := keys.RotateTenantKEK(t.Context(), "acme"); err != nil {
+	if _, err := evcrypto.NewKeyManager(keys).RotateTenantKEK(t.Context(), "acme"); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	done, _ := keys.RewrapStreamKeys(ctx, "acme", func(d int) {
+	done, _ := evcrypto.NewKeyManager(keys).RewrapStreamKeys(ctx, "acme", func(d int) {
 		if d == stopAt {
 			cancel()
 		}
@@ -204,7 +204,7 @@ func TestRotateCommandRefusesBadInput(t *testing.T) {
 
 func TestRotateRootCommandOverVault(t *testing.T) {
 	v, url, store, transit, keys, events := seedOverVault(t)
-	if _, err := keys.RotateTenantKEK(t.Context(), "acme"); err != nil {
+	if _, err := evcrypto.NewKeyManager(keys).RotateTenantKEK(t.Context(), "acme"); err != nil {
 		t.Fatal(err)
 	}
 

@@ -13,6 +13,8 @@ import (
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
+	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/store/postgres"
 )
 
@@ -73,11 +75,11 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.store = store
-	pseud, err := evcrypto.OpenPseudonymizer(c.PseudonymKeyFile)
+	pseud, err := pseudonym.OpenKey(c.PseudonymKeyFile)
 	if err != nil {
 		return fmt.Errorf("pseudonym key: %w", err)
 	}
-	signer, err := evcrypto.OpenSigningKey(c.SigningKeyFile)
+	signer, err := dsse.OpenSigningKey(c.SigningKeyFile)
 	if err != nil {
 		return fmt.Errorf("signing key: %w", err)
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/eventvault/eventvault/api"
 	"github.com/eventvault/eventvault/auth"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
+	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/engine"
 	"github.com/eventvault/eventvault/store/bolt"
 	"github.com/eventvault/eventvault/store/postgres"
@@ -28,8 +30,8 @@ import (
 type Parts struct {
 	Store         eventvault.Store
 	Root          evcrypto.RootKeyProvider
-	Pseudonyms    *evcrypto.Pseudonymizer
-	Signer        *evcrypto.SigningKey
+	Pseudonyms    *pseudonym.Key
+	Signer        *dsse.SigningKey
 	KeyCache      evcrypto.KeyringOptions
 	TokenCacheTTL time.Duration
 	Logger        *slog.Logger
@@ -51,10 +53,14 @@ func Build(p Parts) *Stack {
 	}
 	keys := evcrypto.NewKeyring(p.Root, p.Store, p.KeyCache)
 	tokens := auth.NewTokens(p.Store, p.TokenCacheTTL)
+	var opts []engine.EventsOption
+	if p.Pseudonyms != nil { // no typed nil in the interface
+		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms))
+	}
 	handler := api.New(api.Config{
-		Engine:  engine.New(p.Store, keys, logger, engine.WithPseudonymizer(p.Pseudonyms)),
+		Events:  engine.NewEvents(p.Store, keys, logger, opts...),
 		Erasure: engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger))),
-		Keys:    engine.NewRotation(keys, logger),
+		Keys:    engine.NewRotation(evcrypto.NewKeyManager(keys), logger),
 		Tokens:  tokens,
 		Ready:   p.Store.Ping,
 		Logger:  logger,

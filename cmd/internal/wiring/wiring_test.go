@@ -12,6 +12,8 @@ import (
 	"github.com/google/uuid"
 
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/dsse"
+	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/store/bolt"
 )
 
@@ -29,11 +31,11 @@ func TestTenantShredRevokesCachedTokens(t *testing.T) {
 	if err != nil {
 		t.Fatalf("root key: %v", err)
 	}
-	pseud, err := evcrypto.OpenPseudonymizer(filepath.Join(dir, "pseudonym.key"))
+	pseud, err := pseudonym.OpenKey(filepath.Join(dir, "pseudonym.key"))
 	if err != nil {
 		t.Fatalf("pseudonym key: %v", err)
 	}
-	signer, err := evcrypto.OpenSigningKey(filepath.Join(dir, "signing.key"))
+	signer, err := dsse.OpenSigningKey(filepath.Join(dir, "signing.key"))
 	if err != nil {
 		t.Fatalf("signing key: %v", err)
 	}

@@ -1,4 +1,9 @@
-package crypto
+// Package keyfile reads and creates the key files of one deployment: the
+// local root key (dev), the signing key's seed and the pseudonym key. A key
+// file holds exactly Size random bytes, raw, and is readable by its owner
+// only; it is created with crypto/rand when missing, and never holds a
+// partial key. The bytes it returns are the caller's to use and zero.
+package keyfile
 
 import (
 	crand "crypto/rand"
@@ -13,14 +18,16 @@ import (
 	"github.com/eventvault/eventvault"
 )
 
-// Key files hold exactly keySize random bytes, readable by their owner only:
-// the local root key (dev) and the certificate signing key's seed. what names
-// the file's purpose in messages.
+// Size is the length of every key file: one 256-bit key.
+const Size = 32
 
-// openKeyFile reads the key file at path, creating it with random bytes
-// first when it does not exist. Errors: EINVALID for a file it refuses;
-// EUNAVAILABLE if the file cannot be read or created.
-func openKeyFile(op, what, path string) ([]byte, error) {
+// Open reads the key file at path, creating it with random bytes first
+// when it does not exist. op names the caller in errors and what names the
+// file's purpose in messages ("root key", "signing key").
+// Errors: EINVALID for a file it refuses (not a regular file, group or
+// others may read or write it, not Size bytes, all zero); EUNAVAILABLE if
+// the file cannot be read or created.
+func Open(op, what, path string) ([]byte, error) {
 	key, err := readKeyFile(op, what, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := createKeyFile(op, path); err != nil {
@@ -50,16 +57,16 @@ func readKeyFile(op, what, path string) ([]byte, error) {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
 		return nil, refused(op, "the %s file %s has mode %04o, so group or others may read or write it; run chmod 600 %s", what, path, perm, path)
 	}
-	if fi.Size() != keySize {
-		return nil, refused(op, "the %s file %s is %d bytes long; it must hold exactly %d random bytes (raw, not hex or base64)", what, path, fi.Size(), keySize)
+	if fi.Size() != Size {
+		return nil, refused(op, "the %s file %s is %d bytes long; it must hold exactly %d random bytes (raw, not hex or base64)", what, path, fi.Size(), Size)
 	}
-	key := make([]byte, keySize+1) // one more, to notice a file that grew since Stat
+	key := make([]byte, Size+1) // one more, to notice a file that grew since Stat
 	n, err := io.ReadFull(f, key)
-	if n != keySize || !errors.Is(err, io.ErrUnexpectedEOF) {
+	if n != Size || !errors.Is(err, io.ErrUnexpectedEOF) {
 		clear(key)
-		return nil, refused(op, "the %s file %s changed while it was read; it must hold exactly %d random bytes", what, path, keySize)
+		return nil, refused(op, "the %s file %s changed while it was read; it must hold exactly %d random bytes", what, path, Size)
 	}
-	key = key[:keySize]
+	key = key[:Size]
 	if allZero(key) {
 		return nil, refused(op, "the %s file %s holds only zero bytes; remove it to have a random key created", what, path)
 	}
@@ -82,7 +89,7 @@ func createKeyFile(op, path string) error {
 		return fail(err)
 	}
 	defer os.Remove(tmp.Name())
-	key := make([]byte, keySize)
+	key := make([]byte, Size)
 	defer clear(key)
 	if _, err := io.ReadFull(crand.Reader, key); err != nil {
 		tmp.Close()
@@ -102,4 +109,17 @@ func createKeyFile(op, path string) error {
 		return fail(err)
 	}
 	return nil
+}
+
+// refused is a key file that will not be used.
+func refused(op, format string, args ...any) *eventvault.Error {
+	return &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: fmt.Sprintf(format, args...)}
+}
+
+func allZero(b []byte) bool {
+	var acc byte
+	for _, c := range b {
+		acc |= c
+	}
+	return acc == 0
 }

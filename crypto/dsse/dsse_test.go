@@ -1,4 +1,4 @@
-package crypto
+package dsse
 
 import (
 	"encoding/json"
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/eventvault/eventvault/crypto/internal/secrettest"
 
 	"github.com/eventvault/eventvault"
 )
@@ -34,7 +36,7 @@ func TestSignedEnvelopeVerifiesAndSurvivesJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parsed, err := ParseEnvelope(b)
+	parsed, err := Parse(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +44,7 @@ func TestSignedEnvelopeVerifiesAndSurvivesJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	payload, err := VerifyEnvelope(again.PublicKey(), testType, parsed)
+	payload, err := Verify(again.PublicKey(), testType, parsed)
 	if err != nil || string(payload) != `{"erased":true}` {
 		t.Fatalf("verify: %q, %v", payload, err)
 	}
@@ -70,16 +72,16 @@ func TestTamperedEnvelopeFailsToVerify(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			env := good
 			env.Payload = append([]byte(nil), good.Payload...)
-			env.Signatures = []EnvelopeSignature{{KeyID: good.Signatures[0].KeyID, Sig: append([]byte(nil), good.Signatures[0].Sig...)}}
+			env.Signatures = []Signature{{KeyID: good.Signatures[0].KeyID, Sig: append([]byte(nil), good.Signatures[0].Sig...)}}
 			tamper(&env)
-			_, err := VerifyEnvelope(k.PublicKey(), testType, env)
+			_, err := Verify(k.PublicKey(), testType, env)
 			if !errors.Is(err, ErrBadSignature) || eventvault.ErrorCode(err) != eventvault.EINVALID {
 				t.Fatalf("tampered envelope: %v, want ErrBadSignature", err)
 			}
 		})
 	}
-	if _, err := ParseEnvelope([]byte("not json")); eventvault.ErrorCode(err) != eventvault.EINVALID {
-		t.Fatalf("ParseEnvelope(garbage) = %v", err)
+	if _, err := Parse([]byte("not json")); eventvault.ErrorCode(err) != eventvault.EINVALID {
+		t.Fatalf("Parse(garbage) = %v", err)
 	}
 }
 
@@ -108,5 +110,17 @@ func TestOpenSigningKeyRefusesAnUnsafeFile(t *testing.T) {
 	}
 	if _, err := OpenSigningKey(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("world-readable file: %v", err)
+	}
+}
+
+// TestSigningKeyPrintsNoKeyBytesWithAnyVerb formats the key by pointer and
+// by value with every fmt verb and through slog: neither the seed nor the
+// private key shows, in any encoding.
+func TestSigningKeyPrintsNoKeyBytesWithAnyVerb(t *testing.T) {
+	k := newTestSigningKey(t)
+	for name, v := range map[string]any{"*SigningKey": k, "SigningKey": *k} {
+		t.Run(name, func(t *testing.T) {
+			secrettest.CheckPrintsNoSecret(t, v, k.priv.Seed(), k.priv)
+		})
 	}
 }

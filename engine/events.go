@@ -1,7 +1,3 @@
-// Package engine is EventVault's use-case layer: it checks policy, seals
-// events with their stream's key on append and opens them on read. It joins
-// a store (which sees only ciphertext) and the keyring (which alone holds
-// unwrapped keys); neither knows the other.
 package engine
 
 import (
@@ -26,29 +22,51 @@ const (
 	MaxReadLimit     = 1000
 )
 
-// Engine appends and reads events on behalf of a principal.
-type Engine struct {
+// Events appends and reads events on behalf of a principal.
+type Events struct {
 	store  eventvault.EventStore
-	keys   *evcrypto.Keyring
-	pseud  *evcrypto.Pseudonymizer
+	keys   StreamKeys
+	pseud  Pseudonymizer
 	logger *slog.Logger
 }
 
-// Option configures an Engine.
-type Option func(*Engine)
+// StreamKeys is what appends and reads need of the keyring:
+// crypto.Keyring implements it. Unwrapped keys stay behind it; a
+// StreamCipher seals and opens without handing out its key.
+type StreamKeys interface {
+	// StreamCipher returns the cipher of the stream's key for an append,
+	// creating the key if the stream has none. Errors: EERASED for a
+	// shredded stream or tenant; the store's and root key's codes.
+	StreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (*evcrypto.StreamCipher, error)
+	// OpenStreamCipher returns the cipher of wk, the key row read with the
+	// events it opens. Errors: EERASED for a shredded key; EINTERNAL for a
+	// row that does not authenticate.
+	OpenStreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, wk eventvault.WrappedKey) (*evcrypto.StreamCipher, error)
+	// EvictStream forgets a cached stream key the store no longer holds.
+	EvictStream(tenant eventvault.TenantID, stream eventvault.StreamName)
+}
+
+// Pseudonymizer turns a subject id into its pseudonym within a tenant:
+// pseudonym.Key implements it.
+type Pseudonymizer interface {
+	Pseudonym(tenant eventvault.TenantID, subject string) eventvault.Pseudonym
+}
+
+// EventsOption configures Events.
+type EventsOption func(*Events)
 
 // WithPseudonymizer lets appends name the data subject who owns a stream;
 // without it, an append that names one is refused.
-func WithPseudonymizer(p *evcrypto.Pseudonymizer) Option {
-	return func(e *Engine) { e.pseud = p }
+func WithPseudonymizer(p Pseudonymizer) EventsOption {
+	return func(e *Events) { e.pseud = p }
 }
 
-// New returns an Engine over store and keys. logger may be nil.
-func New(store eventvault.EventStore, keys *evcrypto.Keyring, logger *slog.Logger, opts ...Option) *Engine {
+// NewEvents returns Events over store and keys. logger may be nil.
+func NewEvents(store eventvault.EventStore, keys StreamKeys, logger *slog.Logger, opts ...EventsOption) *Events {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{store: store, keys: keys, logger: logger}
+	e := &Events{store: store, keys: keys, logger: logger}
 	for _, o := range opts {
 		o(e)
 	}
@@ -60,7 +78,7 @@ func New(store eventvault.EventStore, keys *evcrypto.Keyring, logger *slog.Logge
 // Errors: EINVALID for a bad stream name, batch or event; ETOOLARGE for a
 // batch over MaxBatchEvents; EFORBIDDEN without the append capability;
 // ECONFLICT for an expected version that does not hold or a reused id.
-func (e *Engine) Append(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
+func (e *Events) Append(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
 	return e.AppendForSubject(ctx, p, stream, "", expected, events)
 }
 
@@ -70,7 +88,7 @@ func (e *Engine) Append(ctx context.Context, p eventvault.Principal, stream even
 // Errors: as Append; ECONFLICT if the stream is owned by another subject
 // or was erased; EINVALID for a bad subject id or a server without a
 // pseudonym key.
-func (e *Engine) AppendForSubject(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, subject string, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
+func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, subject string, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return eventvault.AppendResult{}, err
 	}
@@ -110,7 +128,7 @@ func (e *Engine) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 	}
 }
 
-func (e *Engine) appendOnce(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, owner eventvault.Pseudonym, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
+func (e *Events) appendOnce(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, owner eventvault.Pseudonym, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
 	c, err := e.keys.StreamCipher(ctx, tenant, stream)
 	if err != nil {
 		return eventvault.AppendResult{}, fmt.Errorf("key of stream %s: %w", stream, err)
@@ -207,7 +225,7 @@ type StreamSlice struct {
 // Errors: EINVALID for a bad stream name or limit; EFORBIDDEN without read;
 // ENOTFOUND for a stream without events; EERASED when its key is destroyed;
 // EINTERNAL when a payload fails authentication (it was moved or altered).
-func (e *Engine) ReadStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, opts eventvault.ReadOptions) (StreamSlice, error) {
+func (e *Events) ReadStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, opts eventvault.ReadOptions) (StreamSlice, error) {
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return StreamSlice{}, err
 	}
@@ -253,7 +271,7 @@ func (e *Engine) ReadStream(ctx context.Context, p eventvault.Principal, stream 
 // ReadAll reads and opens the tenant's events from global position from.
 // It needs read on every stream ("*"). Limit 0 means DefaultReadLimit.
 // Errors: as ReadStream.
-func (e *Engine) ReadAll(ctx context.Context, p eventvault.Principal, from int64, limit int) ([]eventvault.Event, error) {
+func (e *Events) ReadAll(ctx context.Context, p eventvault.Principal, from int64, limit int) ([]eventvault.Event, error) {
 	if err := policies.Authorize(p, p.Tenant, eventvault.CapRead, ""); err != nil {
 		return nil, err
 	}

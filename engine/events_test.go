@@ -124,7 +124,7 @@ var acme = eventvault.Principal{Tenant: "acme", TokenID: "tok_test", Rules: []ev
 	{Capabilities: []eventvault.Capability{eventvault.CapAppend, eventvault.CapRead}, Streams: "*"},
 }}
 
-func appendOne(t *testing.T, e *engine.Engine, stream eventvault.StreamName, data, md string) eventvault.AppendResult {
+func appendOne(t *testing.T, e *engine.Events, stream eventvault.StreamName, data, md string) eventvault.AppendResult {
 	t.Helper()
 	ev := eventvault.NewEvent{ID: uuid.New(), Type: "Noted", Data: []byte(data)}
 	if md != "" {
@@ -145,7 +145,7 @@ func TestNoPlaintextAtRest(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			marker := []byte("EVMARKER-" + uuid.NewString())
 			store := b.open(t)
-			e := engine.New(store, evcrypto.NewKeyring(newRoot(t), store, evcrypto.KeyringOptions{}), nil)
+			e := engine.NewEvents(store, evcrypto.NewKeyring(newRoot(t), store, evcrypto.KeyringOptions{}), nil)
 			for i := 0; i < 20; i++ {
 				stream := eventvault.StreamName(fmt.Sprintf("note-%d", i%4))
 				appendOne(t, e, stream, fmt.Sprintf(`{"text":"%s","n":%d}`, marker, i), fmt.Sprintf(`{"why":"%s"}`, marker))
@@ -173,7 +173,7 @@ func TestKnownStreamMakesNoRootKeyCalls(t *testing.T) {
 			store := b.open(t)
 			defer store.Close()
 			root := newRoot(t)
-			e := engine.New(store, evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{}), nil)
+			e := engine.NewEvents(store, evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{}), nil)
 			appendOne(t, e, "order-1", `{}`, "")
 			if w, u := root.wraps.Load(), root.unwraps.Load(); w != 1 || u != 0 {
 				t.Fatalf("first append: %d wraps, %d unwraps; want 1 wrap (the new tenant KEK)", w, u)
@@ -188,7 +188,7 @@ func TestKnownStreamMakesNoRootKeyCalls(t *testing.T) {
 				t.Fatalf("after 100 appends and reads on 10 streams: %d wraps, %d unwraps; want 1 and 0", w, u)
 			}
 			// A restarted node unwraps the tenant KEK once, then no more.
-			restarted := engine.New(store, evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{}), nil)
+			restarted := engine.NewEvents(store, evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{}), nil)
 			for i := 0; i < 10; i++ {
 				if _, err := restarted.ReadStream(ctx, acme, eventvault.StreamName(fmt.Sprintf("order-%d", i)), eventvault.ReadOptions{}); err != nil {
 					t.Fatal(err)
@@ -230,7 +230,7 @@ func TestMovedCiphertextFailsToOpen(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer store.Close()
-			e := engine.New(store, evcrypto.NewKeyring(newRoot(t), store, evcrypto.KeyringOptions{}), nil)
+			e := engine.NewEvents(store, evcrypto.NewKeyring(newRoot(t), store, evcrypto.KeyringOptions{}), nil)
 			appendOne(t, e, "order-a", `{"n":"a0"}`, "")
 			appendOne(t, e, "order-a", `{"n":"a1"}`, "")
 			appendOne(t, e, "order-b", `{"n":"b0"}`, "")
@@ -268,7 +268,7 @@ func TestAppendRefusesDataThatIsNotJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	e := engine.New(store, evcrypto.NewKeyring(newRoot(t), store, evcrypto.KeyringOptions{}), nil)
+	e := engine.NewEvents(store, evcrypto.NewKeyring(newRoot(t), store, evcrypto.KeyringOptions{}), nil)
 	for _, c := range []struct{ data, md string }{
 		{`{"a":`, ""}, {`not json`, ""}, {`{}`, `{"b"`}, {`1 2`, ""},
 	} {

@@ -1,0 +1,77 @@
+// Package pseudonym turns data subject ids into pseudonyms: keyed hashes
+// that find a subject's streams, holds and erasure requests, and stand for
+// the subject in audit records and certificates, without the id.
+package pseudonym
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/crypto/internal/keyfile"
+)
+
+// label is the first field of what a pseudonym is computed over.
+const label = "eventvault/v1/subject"
+
+// Key makes pseudonyms: HMAC-SHA256 under a deployment-wide key, over the
+// length-prefixed label, tenant and subject id, in hex. The key lives in a
+// key file like the root key's; it is deliberately not wrapped by a tenant
+// KEK, because a KEK rotates and its old versions are destroyed to bound
+// how long erased data survives in backups, and pseudonyms must stay the
+// same for the life of the deployment. Losing the file loses the link
+// between subject ids and their pseudonyms: back it up with the database.
+// A Key prints no key bytes.
+type Key struct {
+	path string
+	// key is behind a pointer so that no formatting of a copy of the
+	// struct, with or without the methods below, reaches the bytes.
+	key *[keyfile.Size]byte
+}
+
+// OpenKey reads the key file at path, creating it (0600) with 32 random
+// bytes when missing, under the same rules as the local root key's file.
+// Errors: EINVALID for a file it refuses; EUNAVAILABLE if the file cannot
+// be read or created.
+func OpenKey(path string) (*Key, error) {
+	b, err := keyfile.Open("pseudonym.OpenKey", "pseudonym key", path)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(b)
+	k := &Key{path: path, key: new([keyfile.Size]byte)}
+	copy(k.key[:], b)
+	return k, nil
+}
+
+// Pseudonym returns the pseudonym of subject within tenant. The same
+// subject id in two tenants has two unrelated pseudonyms.
+func (k *Key) Pseudonym(tenant eventvault.TenantID, subject string) eventvault.Pseudonym {
+	m := hmac.New(sha256.New, k.key[:])
+	m.Write(field(field(field(nil, label), string(tenant)), subject))
+	return eventvault.Pseudonym(hex.EncodeToString(m.Sum(nil)))
+}
+
+// field appends uint32 big-endian len(f) || f, so that no two lists of
+// fields give the same bytes (the encoding of crypto's AAD).
+func field(b []byte, f string) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+	return append(b, f...)
+}
+
+// String names the key file; it prints no key bytes.
+func (k Key) String() string { return fmt.Sprintf("pseudonym.Key(%s)", k.path) }
+
+// GoString is String, so that %#v prints no key bytes either.
+func (k Key) GoString() string { return k.String() }
+
+// Format prints String whatever the verb, so that no verb reaches the key.
+func (k Key) Format(f fmt.State, _ rune) { io.WriteString(f, k.String()) }
+
+// LogValue logs String, so that slog prints no key bytes either.
+func (k Key) LogValue() slog.Value { return slog.StringValue(k.String()) }
