@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -25,6 +27,26 @@ type testAPI struct {
 	t    *testing.T
 	srv  *Server
 	root string // the root token
+	// logs holds every line the server logged.
+	logs *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newTestAPI(t *testing.T) *testAPI {
@@ -63,14 +85,17 @@ func newTestAPIOver(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 	if err != nil {
 		t.Fatalf("install root token: %v", err)
 	}
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := New(Config{
 		Engine:  engine.New(store, keys, nil, engine.WithPseudonymizer(pseud)),
 		Erasure: engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens)),
 		Keys:    engine.NewRotation(keys, nil),
 		Tokens:  tokens,
 		Ready:   store.Ping,
+		Logger:  logger,
 	})
-	return &testAPI{t: t, srv: srv, root: rootToken}
+	return &testAPI{t: t, srv: srv, root: rootToken, logs: logs}
 }
 
 // revokeTokens makes a tenant shred revoke the tenant's tokens, as
@@ -93,6 +118,13 @@ func (a *testAPI) do(method, path, token string, body []byte) *httptest.Response
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	return a.serve(req)
+}
+
+// serve sends req to the server; every request of the API tests goes
+// through it.
+func (a *testAPI) serve(req *http.Request) *httptest.ResponseRecorder {
+	a.t.Helper()
 	rec := httptest.NewRecorder()
 	a.srv.ServeHTTP(rec, req)
 	return rec

@@ -184,9 +184,7 @@ func (a *testAPI) doContentType(path, token, ct string, body []byte) *httptest.R
 	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", ct)
 	req.Header.Set("Authorization", "Bearer "+token)
-	rec := httptest.NewRecorder()
-	a.srv.ServeHTTP(rec, req)
-	return rec
+	return a.serve(req)
 }
 
 func TestTenantsCannotReachEachOther(t *testing.T) {
