@@ -24,8 +24,8 @@ type shredResponse struct {
 // shredStream destroys a stream's key: DELETE /v1/streams/{stream}[?purge=true].
 // Its events can never be decrypted again; with purge their rows go too.
 func (s *Server) shredStream(c *gin.Context) {
-	stream := eventvault.StreamName(c.Param("stream"))
-	if err := eventvault.ValidateStream(stream); err != nil {
+	stream, err := streamParam(c)
+	if err != nil {
 		s.writeError(c, err)
 		return
 	}

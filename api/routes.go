@@ -80,3 +80,18 @@ func (w headWriter) WriteString(s string) (int, error) {
 	w.WriteHeaderNow()
 	return len(s), nil
 }
+
+// streamParam returns the path's stream name, checked. The problem for an
+// invalid one does not echo it: a path that is not a stream name may be a
+// near miss that holds a subject id.
+func streamParam(c *gin.Context) (eventvault.StreamName, error) {
+	stream := eventvault.StreamName(c.Param("stream"))
+	if err := eventvault.ValidateStream(stream); err != nil {
+		if len(stream) > eventvault.MaxStreamNameLength {
+			return "", err // says the length only
+		}
+		return "", &eventvault.Error{Code: eventvault.EINVALID, Err: err,
+			Message: "invalid stream name: use category-id, such as order-42 (category: letters, digits, '_'; id: letters, digits, '_', '.', ':', '-')"}
+	}
+	return stream, nil
+}
