@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -122,11 +123,17 @@ func (a *testAPI) do(method, path, token string, body []byte) *httptest.Response
 }
 
 // serve sends req to the server; every request of the API tests goes
-// through it.
+// through it, and is checked against the OpenAPI document.
 func (a *testAPI) serve(req *http.Request) *httptest.ResponseRecorder {
 	a.t.Helper()
+	var body []byte
+	if req.Body != nil {
+		body, _ = io.ReadAll(req.Body)
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
 	rec := httptest.NewRecorder()
 	a.srv.ServeHTTP(rec, req)
+	checkContract(a.t, req, body, rec)
 	return rec
 }
 
