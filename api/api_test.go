@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -27,6 +30,26 @@ type testAPI struct {
 	t    *testing.T
 	srv  *Server
 	root string // the root token
+	// logs holds every line the server logged.
+	logs *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newTestAPI(t *testing.T) *testAPI {
@@ -65,14 +88,17 @@ func newTestAPIOver(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 	if err != nil {
 		t.Fatalf("install root token: %v", err)
 	}
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := New(Config{
 		Events:  engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud)),
 		Erasure: engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens)),
 		Keys:    engine.NewRotation(evcrypto.NewKeyManager(keys), nil),
 		Tokens:  tokens,
 		Ready:   store.Ping,
+		Logger:  logger,
 	})
-	return &testAPI{t: t, srv: srv, root: rootToken}
+	return &testAPI{t: t, srv: srv, root: rootToken, logs: logs}
 }
 
 // revokeTokens makes a tenant shred revoke the tenant's tokens, as
@@ -95,8 +121,21 @@ func (a *testAPI) do(method, path, token string, body []byte) *httptest.Response
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	return a.serve(req)
+}
+
+// serve sends req to the server; every request of the API tests goes
+// through it, and is checked against the OpenAPI document.
+func (a *testAPI) serve(req *http.Request) *httptest.ResponseRecorder {
+	a.t.Helper()
+	var body []byte
+	if req.Body != nil {
+		body, _ = io.ReadAll(req.Body)
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
 	rec := httptest.NewRecorder()
 	a.srv.ServeHTTP(rec, req)
+	checkContract(a.t, req, body, rec)
 	return rec
 }
 
@@ -133,12 +172,12 @@ func (a *testAPI) tokenFor(tenant string) string {
 }
 
 type problem struct {
-	Type          string `json:"type"`
-	Title         string `json:"title"`
-	Status        int    `json:"status"`
-	Detail        string `json:"detail"`
-	Code          string `json:"code"`
-	ActualVersion *int64 `json:"actual_version"`
+	Type          string          `json:"type"`
+	Title         string          `json:"title"`
+	Status        int             `json:"status"`
+	Detail        string          `json:"detail"`
+	Code          string          `json:"code"`
+	ActualVersion json.RawMessage `json:"actual_version"`
 }
 
 // wantProblem checks rec is an application/problem+json body with status

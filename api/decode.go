@@ -16,29 +16,6 @@ import (
 	"github.com/eventvault/eventvault/engine"
 )
 
-// decodeBody decodes the request's JSON body into v: at most MaxBodyBytes,
-// no unknown fields, nothing after the value. Every failure is a client
-// error with a message naming what to fix.
-func decodeBody(c *gin.Context, v any) error {
-	if ct := c.ContentType(); ct != "" && ct != "application/json" {
-		return eventvault.Errorf(eventvault.EINVALID, "Content-Type is %q: send application/json", ct)
-	}
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return jsonError(err)
-		}
-		return eventvault.Errorf(eventvault.EINVALID, "the body holds more than one JSON value: send a single object")
-	}
-	return nil
-}
-
 func jsonError(err error) error {
 	var (
 		syntax  *json.SyntaxError

@@ -24,8 +24,8 @@ type shredResponse struct {
 // shredStream destroys a stream's key: DELETE /v1/streams/{stream}[?purge=true].
 // Its events can never be decrypted again; with purge their rows go too.
 func (s *Server) shredStream(c *gin.Context) {
-	stream := eventvault.StreamName(c.Param("stream"))
-	if err := eventvault.ValidateStream(stream); err != nil {
+	stream, err := streamParam(c)
+	if err != nil {
 		s.writeError(c, err)
 		return
 	}
@@ -56,6 +56,10 @@ type tenantShredResponse struct {
 // shredTenant destroys a tenant's KEK: POST /v1/admin/tenants/{tenant}/shred.
 // Root token only.
 func (s *Server) shredTenant(c *gin.Context) {
+	if err := noBody(c); err != nil {
+		s.writeError(c, err)
+		return
+	}
 	sh, err := s.erasure.ShredTenant(c.Request.Context(), principal(c), eventvault.TenantID(c.Param("tenant")))
 	if err != nil {
 		s.writeError(c, err)
@@ -99,27 +103,55 @@ func toErasureResponse(r eventvault.ErasureRequest) erasureResponse {
 }
 
 // requestErasure records and carries out an erasure request:
-// POST /v1/erasure-requests {"subject": "..."} → 202 with its state.
+// POST /v1/erasure-requests {"subject": "..."}. The status says what
+// happened (RFC 9110):
+//
+//   - 201 Created, with Location: a new request, completed inline;
+//   - 200 OK, with Content-Location: the subject's existing request, which
+//     was already completed (or was received earlier and is completed now);
+//   - 409 Conflict, a problem with the request's id: rejected under a legal
+//     hold (the rejected request is kept, and GET returns it);
+//   - 202 Accepted, with Location: received and still running.
 func (s *Server) requestErasure(c *gin.Context) {
 	var in erasureRequestIn
 	if err := decodeBody(c, &in); err != nil {
 		s.writeError(c, err)
 		return
 	}
+	start := time.Now()
 	r, err := s.erasure.RequestErasure(c.Request.Context(), principal(c), in.Subject)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	c.Header("Location", "/v1/erasure-requests/"+r.ID.String())
-	c.JSON(http.StatusAccepted, toErasureResponse(r))
+	location := "/v1/erasure-requests/" + r.ID.String()
+	// The engine stamps a request it creates with the time it received
+	// it: one received before this call began existed already.
+	existing := r.ReceivedAt.Before(start)
+	switch {
+	case r.State == eventvault.ErasureRejected:
+		writeProblem(c, http.StatusConflict, eventvault.ECONFLICT,
+			"the erasure request is rejected under a "+r.Reason+". Lift the hold (DELETE /v1/holds), then ask again",
+			map[string]any{"request_id": r.ID.String(), "state": string(r.State), "reason": r.Reason, "request": location})
+		return
+	case r.State == eventvault.ErasureReceived:
+		c.Header("Location", location)
+		c.JSON(http.StatusAccepted, toErasureResponse(r))
+	case existing:
+		c.Header("Content-Location", location)
+		c.JSON(http.StatusOK, toErasureResponse(r))
+	default:
+		c.Header("Location", location)
+		c.JSON(http.StatusCreated, toErasureResponse(r))
+	}
 }
 
 // erasureRequest returns a request: GET /v1/erasure-requests/{id}.
 func (s *Server) erasureRequest(c *gin.Context) {
 	id, err := uuid.Parse(c.Param("id"))
 	if err != nil {
-		s.writeError(c, eventvault.Errorf(eventvault.ENOTFOUND, "no erasure request %q: ids are UUIDs, as returned by POST /v1/erasure-requests", eventvault.Truncate(c.Param("id"), 40)))
+		// The id is not echoed: a near-miss path may hold a subject id.
+		s.writeError(c, eventvault.Errorf(eventvault.ENOTFOUND, "no such erasure request: ids are UUIDs, as returned by POST /v1/erasure-requests"))
 		return
 	}
 	r, err := s.erasure.ErasureRequest(c.Request.Context(), principal(c), id)
@@ -130,8 +162,17 @@ func (s *Server) erasureRequest(c *gin.Context) {
 	c.JSON(http.StatusOK, toErasureResponse(r))
 }
 
+// holdIn is the body of PUT /v1/holds; DELETE /v1/holds takes subject
+// only. The subject goes in the body, never in the path: a subject id may
+// hold any character (a '/' would route as a separator), and paths end up
+// in the logs of every proxy on the way.
 type holdIn struct {
-	Reason string `json:"reason"`
+	Subject string `json:"subject"`
+	Reason  string `json:"reason"`
+}
+
+type holdSubjectIn struct {
+	Subject string `json:"subject"`
 }
 
 type holdResponse struct {
@@ -140,14 +181,15 @@ type holdResponse struct {
 	PlacedAt         time.Time `json:"placed_at"`
 }
 
-// putHold places a legal hold: PUT /v1/subjects/{subject}/hold {"reason"}.
+// putHold places (or replaces) a legal hold: PUT /v1/holds
+// {"subject", "reason"} → 200 with the hold.
 func (s *Server) putHold(c *gin.Context) {
 	var in holdIn
 	if err := decodeBody(c, &in); err != nil {
 		s.writeError(c, err)
 		return
 	}
-	h, err := s.erasure.PutHold(c.Request.Context(), principal(c), c.Param("subject"), in.Reason)
+	h, err := s.erasure.PutHold(c.Request.Context(), principal(c), in.Subject, in.Reason)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -155,9 +197,14 @@ func (s *Server) putHold(c *gin.Context) {
 	c.JSON(http.StatusOK, holdResponse{SubjectPseudonym: string(h.Subject), Reason: h.Reason, PlacedAt: h.PlacedAt})
 }
 
-// deleteHold lifts a legal hold: DELETE /v1/subjects/{subject}/hold.
+// deleteHold lifts a legal hold: DELETE /v1/holds {"subject"} → 204.
 func (s *Server) deleteHold(c *gin.Context) {
-	if err := s.erasure.DeleteHold(c.Request.Context(), principal(c), c.Param("subject")); err != nil {
+	var in holdSubjectIn
+	if err := decodeBody(c, &in); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	if err := s.erasure.DeleteHold(c.Request.Context(), principal(c), in.Subject); err != nil {
 		s.writeError(c, err)
 		return
 	}

@@ -116,7 +116,7 @@ func TestErasureRequestShredsTheSubjectsStreamsAndCertifiesIt(t *testing.T) {
 	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-1/events", tok, b), http.StatusConflict, "conflict")
 
 	rec := a.do(http.MethodPost, "/v1/erasure-requests", tok, []byte(`{"subject":"`+subject+`"}`))
-	if rec.Code != http.StatusAccepted {
+	if rec.Code != http.StatusCreated {
 		t.Fatalf("erasure request: %d %s", rec.Code, rec.Body)
 	}
 	if strings.Contains(rec.Body.String(), "customer-881") {
@@ -160,7 +160,7 @@ func TestErasureRequestShredsTheSubjectsStreamsAndCertifiesIt(t *testing.T) {
 
 	// Asking again returns the completed request; so does GET.
 	var again, got erasureResponse
-	a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": subject}, http.StatusAccepted, &again)
+	a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": subject}, http.StatusOK, &again)
 	a.doJSON(http.MethodGet, "/v1/erasure-requests/"+er.ID, tok, nil, http.StatusOK, &got)
 	if again.ID != er.ID || got.ID != er.ID || got.State != "completed" || string(got.Certificate) != string(er.Certificate) {
 		t.Fatalf("repeat %+v / get %+v, want the completed request %s", again, got, er.ID)
@@ -194,28 +194,38 @@ func TestLegalHoldRejectsErasureUntilLifted(t *testing.T) {
 	a := newTestAPI(t)
 	tok := a.eraser("acme")
 	a.doJSON(http.MethodPost, "/v1/streams/loan-7/events", tok, map[string]any{"subject": "customer-7", "events": []any{event("LoanGranted", 1)}}, http.StatusCreated, nil)
-	a.doJSON(http.MethodPut, "/v1/subjects/customer-7/hold", tok, map[string]any{"reason": "open litigation 2026-114"}, http.StatusOK, nil)
+	a.doJSON(http.MethodPut, "/v1/holds", tok, map[string]any{"subject": "customer-7", "reason": "open litigation 2026-114"}, http.StatusOK, nil)
 
+	// Rejected under the hold: 409, a problem naming the kept request.
+	rec := a.do(http.MethodPost, "/v1/erasure-requests", tok, []byte(`{"subject":"customer-7"}`))
+	wantProblem(t, rec, http.StatusConflict, "conflict", "legal hold", "open litigation 2026-114")
+	var p struct {
+		RequestID string `json:"request_id"`
+		State     string `json:"state"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.State != "rejected" || p.RequestID == "" {
+		t.Fatalf("rejected problem %s", rec.Body)
+	}
 	var rejected erasureResponse
-	a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": "customer-7"}, http.StatusAccepted, &rejected)
+	a.doJSON(http.MethodGet, "/v1/erasure-requests/"+p.RequestID, tok, nil, http.StatusOK, &rejected)
 	if rejected.State != "rejected" || !strings.Contains(rejected.Reason, "open litigation 2026-114") || len(rejected.Certificate) != 0 {
 		t.Fatalf("under hold: %+v", rejected)
 	}
 	a.doJSON(http.MethodGet, "/v1/streams/loan-7/events", tok, nil, http.StatusOK, nil)
 
-	rec := a.do(http.MethodDelete, "/v1/subjects/customer-7/hold", tok, nil)
+	rec = a.do(http.MethodDelete, "/v1/holds", tok, []byte(`{"subject":"customer-7"}`))
 	if rec.Code != http.StatusNoContent {
 		t.Fatalf("lift hold: %d %s", rec.Code, rec.Body)
 	}
 	var done erasureResponse
-	a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": "customer-7"}, http.StatusAccepted, &done)
+	a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": "customer-7"}, http.StatusCreated, &done)
 	if done.State != "completed" || done.ID == rejected.ID {
 		t.Fatalf("after lifting the hold: %+v", done)
 	}
 	wantProblem(t, a.do(http.MethodGet, "/v1/streams/loan-7/events", tok, nil), http.StatusGone, "erased")
-	wantProblem(t, a.do(http.MethodDelete, "/v1/subjects/customer-7/hold", tok, nil), http.StatusNotFound, "not_found")
-	b := []byte(`{"reason":""}`)
-	rec = a.do(http.MethodPut, "/v1/subjects/customer-7/hold", tok, b)
+	wantProblem(t, a.do(http.MethodDelete, "/v1/holds", tok, []byte(`{"subject":"customer-7"}`)), http.StatusNotFound, "not_found")
+	b := []byte(`{"subject":"customer-7","reason":""}`)
+	rec = a.do(http.MethodPut, "/v1/holds", tok, b)
 	wantProblem(t, rec, http.StatusBadRequest, "invalid", "reason")
 	if strings.Contains(rec.Body.String(), "customer-7") {
 		t.Fatalf("the problem body echoes the subject id: %s", rec.Body)
@@ -246,7 +256,7 @@ func testTenantShredMakesEverythingUnreadable(t *testing.T, a *testAPI) {
 		a.doJSON(http.MethodPost, "/v1/streams/order-1/events", tok, map[string]any{"subject": "customer-1", "events": []any{event("A", 1)}}, http.StatusCreated, nil)
 	}
 	var er erasureResponse
-	a.doJSON(http.MethodPost, "/v1/erasure-requests", acme, map[string]any{"subject": "customer-2"}, http.StatusAccepted, &er)
+	a.doJSON(http.MethodPost, "/v1/erasure-requests", acme, map[string]any{"subject": "customer-2"}, http.StatusCreated, &er)
 
 	var sh tenantShredResponse
 	a.doJSON(http.MethodPost, "/v1/admin/tenants/acme/shred", a.root, nil, http.StatusOK, &sh)
@@ -263,8 +273,8 @@ func testTenantShredMakesEverythingUnreadable(t *testing.T, a *testAPI) {
 		{"DELETE", "/v1/streams/order-1", ""},
 		{"POST", "/v1/erasure-requests", `{"subject":"customer-1"}`},
 		{"GET", "/v1/erasure-requests/" + er.ID, ""},
-		{"PUT", "/v1/subjects/customer-1/hold", `{"reason":"keep it"}`},
-		{"DELETE", "/v1/subjects/customer-1/hold", ""},
+		{"PUT", "/v1/holds", `{"subject":"customer-1","reason":"keep it"}`},
+		{"DELETE", "/v1/holds", `{"subject":"customer-1"}`},
 		{"POST", "/v1/admin/tenants/acme/shred", ""},
 	}
 	for _, tok := range []struct{ name, secret string }{{"eraser", acme}, {"app", acmeApp}, {"admin", admin.Token}} {
@@ -286,7 +296,7 @@ func testTenantShredMakesEverythingUnreadable(t *testing.T, a *testAPI) {
 	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-9/events", fresh, b), http.StatusConflict, "conflict")
 	// The other tenant's token still works, and the root token too.
 	a.doJSON(http.MethodGet, "/v1/streams/order-1/events", globex, nil, http.StatusOK, nil)
-	a.doJSON(http.MethodPut, "/v1/subjects/customer-1/hold", globex, map[string]any{"reason": "audit"}, http.StatusOK, nil)
+	a.doJSON(http.MethodPut, "/v1/holds", globex, map[string]any{"subject": "customer-1", "reason": "audit"}, http.StatusOK, nil)
 	a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{"tenant": "globex", "name": "more"}, http.StatusCreated, nil)
 	// Shredding again (as a retry would) is still fine.
 	a.doJSON(http.MethodPost, "/v1/admin/tenants/acme/shred", a.root, nil, http.StatusOK, nil)
@@ -309,7 +319,7 @@ func testShredStreamHonoursALegalHold(t *testing.T, a *testAPI) {
 	const subject = "customer-7@example.com"
 	a.doJSON(http.MethodPost, "/v1/streams/order-7/events", tok, map[string]any{"subject": subject, "events": []any{event("OrderPlaced", 1)}}, http.StatusCreated, nil)
 	a.doJSON(http.MethodPost, "/v1/streams/order-8/events", tok, map[string]any{"subject": "someone-else", "events": []any{event("OrderPlaced", 2)}}, http.StatusCreated, nil)
-	a.doJSON(http.MethodPut, "/v1/subjects/"+subject+"/hold", tok, map[string]any{"reason": "open litigation 2026-114"}, http.StatusOK, nil)
+	a.doJSON(http.MethodPut, "/v1/holds", tok, map[string]any{"subject": subject, "reason": "open litigation 2026-114"}, http.StatusOK, nil)
 
 	for _, c := range []struct{ name, token, path string }{
 		{"eraser", tok, "/v1/streams/order-7"},
@@ -335,7 +345,7 @@ func testShredStreamHonoursALegalHold(t *testing.T, a *testAPI) {
 	a.doJSON(http.MethodPost, "/v1/streams/order-9/events", tok, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
 	a.doJSON(http.MethodDelete, "/v1/streams/order-9", tok, nil, http.StatusOK, nil)
 
-	rec := a.do(http.MethodDelete, "/v1/subjects/"+subject+"/hold", tok, nil)
+	rec := a.do(http.MethodDelete, "/v1/holds", tok, []byte(`{"subject":"`+subject+`"}`))
 	if rec.Code != http.StatusNoContent {
 		t.Fatalf("lift hold: %d %s", rec.Code, rec.Body)
 	}

@@ -95,9 +95,10 @@ func (s *Server) retireRoot(c *gin.Context) {
 // endpoints take no parameters, and a body that means something else must
 // not be ignored.
 func noBody(c *gin.Context) error {
-	if c.Request.ContentLength == 0 {
-		return nil
+	body, err := readBody(c)
+	if err != nil || isEmpty(body) {
+		return err
 	}
 	var empty struct{}
-	return decodeBody(c, &empty)
+	return decodeStrict(body, &empty)
 }

@@ -42,7 +42,7 @@ func TestTextWithNULIsAClientError(t *testing.T) {
 			for _, c := range []struct {
 				name, method, path, token, body, detail string
 			}{
-				{"hold reason", http.MethodPut, "/v1/subjects/customer-1/hold", dpo, `{"reason":"court order a\u0000b"}`, "reason"},
+				{"hold reason", http.MethodPut, "/v1/holds", dpo, `{"subject":"customer-1","reason":"court order a\u0000b"}`, "reason"},
 				{"token name", http.MethodPost, "/v1/tokens", a.root, `{"tenant":"acme","name":"app\u0000"}`, "name"},
 				{"rule pattern", http.MethodPost, "/v1/tokens", a.root, `{"tenant":"acme","name":"app","rules":[{"capabilities":["read"],"streams":"order-\u0000*"}]}`, "rules[0].streams"},
 			} {
@@ -51,7 +51,7 @@ func TestTextWithNULIsAClientError(t *testing.T) {
 				})
 			}
 			// Nothing was stored: the subject has no hold to lift.
-			wantProblem(t, a.do(http.MethodDelete, "/v1/subjects/customer-1/hold", dpo, nil), http.StatusNotFound, eventvault.ENOTFOUND)
+			wantProblem(t, a.do(http.MethodDelete, "/v1/holds", dpo, []byte(`{"subject":"customer-1"}`)), http.StatusNotFound, eventvault.ENOTFOUND)
 		})
 	}
 }

@@ -2,9 +2,9 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -22,6 +22,7 @@ var statusOf = map[eventvault.Code]int{
 	eventvault.EERASED:       http.StatusGone,
 	eventvault.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	eventvault.EINTERNAL:     http.StatusInternalServerError,
+	codeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 }
 
 // ProblemContentType is the media type of every error body (RFC 9457).
@@ -30,12 +31,11 @@ const ProblemContentType = "application/problem+json"
 // Problem is an RFC 9457 problem body. Code is EventVault's stable error
 // code; Fields adds members a client can act on, such as actual_version.
 type Problem struct {
-	Type     string `json:"type"`
-	Title    string `json:"title"`
-	Status   int    `json:"status"`
-	Detail   string `json:"detail"`
-	Instance string `json:"instance,omitempty"`
-	Code     string `json:"code"`
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Code   string `json:"code"`
 }
 
 // writeError answers with the problem for err. Internal errors are logged
@@ -57,17 +57,46 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if code == eventvault.EUNAVAILABLE {
 		c.Header("Retry-After", "5")
 	}
-	writeProblem(c, status, code, eventvault.ErrorMessage(err), eventvault.ErrorFields(err))
+	if code == codeUnsupportedMediaType {
+		c.Header("Accept-Encoding", acceptedEncodings)
+	}
+	detail, fields := eventvault.ErrorMessage(err), eventvault.ErrorFields(err)
+	if code == eventvault.ECONFLICT {
+		detail, fields = versionConflict(detail, fields)
+	}
+	writeProblem(c, status, code, detail, fields)
+}
+
+// versionConflict words an expected-version conflict in the API's terms:
+// the core reports a stream without events as version -1, which the API
+// neither shows nor takes; it is "no_stream" here, and the advice is
+// always an expected_version the API accepts. Other conflicts pass as
+// they are.
+func versionConflict(detail string, fields map[string]any) (string, map[string]any) {
+	actual, ok := fields["actual_version"].(int64)
+	stream, _ := fields["stream"].(string)
+	expected, _ := fields["expected_version"].(string)
+	if !ok || stream == "" || expected == "" {
+		return detail, fields
+	}
+	out := make(map[string]any, len(fields))
+	for k, v := range fields {
+		out[k] = v
+	}
+	if actual < 0 {
+		out["actual_version"] = "no_stream"
+		return fmt.Sprintf("stream %s has no events; the append expected %s. Retry with expected_version \"no_stream\" (or \"any\")", stream, expected), out
+	}
+	return fmt.Sprintf("stream %s is at version %d; the append expected %s. Read the stream, then retry with expected_version %d", stream, actual, expected, actual), out
 }
 
 func writeProblem(c *gin.Context, status int, code eventvault.Code, detail string, fields map[string]any) {
 	body := map[string]any{
-		"type":     "urn:eventvault:problem:" + code,
-		"title":    http.StatusText(status),
-		"status":   status,
-		"detail":   detail,
-		"instance": instance(c),
-		"code":     code,
+		"type":   "urn:eventvault:problem:" + code,
+		"title":  http.StatusText(status),
+		"status": status,
+		"detail": detail,
+		"code":   code,
 	}
 	for k, v := range fields {
 		if _, taken := body[k]; !taken {
@@ -81,13 +110,4 @@ func writeProblem(c *gin.Context, status int, code eventvault.Code, detail strin
 	}
 	c.Abort()
 	c.Data(status, ProblemContentType, b)
-}
-
-// instance is the request path, except on routes whose path holds a subject
-// id: personal data is not echoed into bodies that proxies and clients log.
-func instance(c *gin.Context) string {
-	if strings.Contains(c.FullPath(), ":subject") {
-		return c.FullPath()
-	}
-	return c.Request.URL.Path
 }

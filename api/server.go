@@ -106,34 +106,41 @@ func New(cfg Config) *Server {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	// No redirects: gin would answer a trailing slash or a fixable path
+	// with 301 text/html, before authentication.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
-	r.Use(s.accessLog, gin.CustomRecoveryWithWriter(nil, s.recovered))
+	r.Use(s.accessLog, gin.CustomRecoveryWithWriter(nil, s.recovered), headerLimit, headWithoutBody)
+	// Neither answer echoes the path: a near-miss route may hold a
+	// subject id (/v1/subjects/alice@example.com/hold).
 	r.NoRoute(func(c *gin.Context) {
-		writeProblem(c, http.StatusNotFound, eventvault.ENOTFOUND, fmt.Sprintf("no such endpoint: %s %s", c.Request.Method, c.Request.URL.Path), nil)
+		writeProblem(c, http.StatusNotFound, eventvault.ENOTFOUND, noRouteDetail(c.Request.URL.Path), nil)
 	})
 	r.NoMethod(func(c *gin.Context) {
-		writeProblem(c, http.StatusMethodNotAllowed, eventvault.EINVALID, fmt.Sprintf("method %s is not allowed on %s", c.Request.Method, c.Request.URL.Path), nil)
+		writeProblem(c, http.StatusMethodNotAllowed, eventvault.EINVALID, fmt.Sprintf("method %s is not allowed on this endpoint: the Allow header lists those that are", eventvault.Truncate(c.Request.Method, 20)), nil)
 	})
-	r.GET("/healthz", s.healthz)
-	r.GET("/readyz", s.readyz)
+	get(r.Group(""), "/healthz", nil, s.healthz)
+	get(r.Group(""), "/readyz", nil, s.readyz)
+	get(r.Group(""), "/v1/openapi.json", nil, serveOpenAPI)
 	v1 := r.Group("/v1", s.authenticate)
-	v1.POST("/streams/:stream/events", s.appendEvents)
-	v1.GET("/streams/:stream/events", s.readStream)
-	v1.GET("/events", s.readAll)
-	v1.POST("/tokens", s.createToken)
+	v1.POST("/streams/:stream/events", onlyQuery(), s.appendEvents)
+	get(v1, "/streams/:stream/events", []string{"from", "limit", "direction"}, s.readStream)
+	get(v1, "/events", []string{"from", "limit"}, s.readAll)
+	v1.POST("/tokens", onlyQuery(), s.createToken)
 	if s.keys != nil {
-		v1.POST("/admin/tenants/:tenant/kek/rotate", s.rotateTenantKEK)
-		v1.POST("/admin/root/rotate", s.rotateRoot)
-		v1.POST("/admin/root/retire", s.retireRoot)
+		v1.POST("/admin/tenants/:tenant/kek/rotate", onlyQuery(), s.rotateTenantKEK)
+		v1.POST("/admin/root/rotate", onlyQuery(), s.rotateRoot)
+		v1.POST("/admin/root/retire", onlyQuery(), s.retireRoot)
 	}
 	if s.erasure != nil {
-		r.GET("/v1/keys/signing", s.signingKey)
-		v1.DELETE("/streams/:stream", s.shredStream)
-		v1.POST("/erasure-requests", s.requestErasure)
-		v1.GET("/erasure-requests/:id", s.erasureRequest)
-		v1.PUT("/subjects/:subject/hold", s.putHold)
-		v1.DELETE("/subjects/:subject/hold", s.deleteHold)
-		v1.POST("/admin/tenants/:tenant/shred", s.shredTenant)
+		get(r.Group(""), "/v1/keys/signing", nil, s.signingKey)
+		v1.DELETE("/streams/:stream", onlyQuery("purge"), s.shredStream)
+		v1.POST("/erasure-requests", onlyQuery(), s.requestErasure)
+		get(v1, "/erasure-requests/:id", nil, s.erasureRequest)
+		v1.PUT("/holds", onlyQuery(), s.putHold)
+		v1.DELETE("/holds", onlyQuery(), s.deleteHold)
+		v1.POST("/admin/tenants/:tenant/shred", onlyQuery(), s.shredTenant)
 	}
 	s.router = r
 	return s

@@ -42,8 +42,8 @@ type appendedEvent struct {
 // appendEvents appends a batch: 201 with the positions written, or 200 with
 // the original positions when the same batch was appended before.
 func (s *Server) appendEvents(c *gin.Context) {
-	stream := eventvault.StreamName(c.Param("stream"))
-	if err := eventvault.ValidateStream(stream); err != nil {
+	stream, err := streamParam(c)
+	if err != nil {
 		s.writeError(c, err)
 		return
 	}
@@ -112,8 +112,8 @@ func jsonValue(raw json.RawMessage) []byte {
 // readStream reads one stream: ?from=&limit=&direction=forward|backward.
 // Forward reads start at 0 by default; backward reads at the last event.
 func (s *Server) readStream(c *gin.Context) {
-	stream := eventvault.StreamName(c.Param("stream"))
-	if err := eventvault.ValidateStream(stream); err != nil {
+	stream, err := streamParam(c)
+	if err != nil {
 		s.writeError(c, err)
 		return
 	}

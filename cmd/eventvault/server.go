@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/api"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/crypto/dsse"
@@ -103,6 +104,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
 	}
+	m.listener = api.ProblemListener(m.listener)
 	m.server = wiring.HTTPServer(stack.Handler)
 	m.printBanner(where)
 	return nil

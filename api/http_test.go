@@ -1,0 +1,294 @@
+package api
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/eventvault/eventvault"
+)
+
+// getResource is a GET endpoint, with what it answers the root token.
+type getResource struct{ path, token string }
+
+// TestUnknownQueryParametersAreRefused: on every endpoint, a parameter
+// the endpoint does not take, one given twice, or a malformed query is
+// 400 naming the parameter; nothing happens.
+func TestUnknownQueryParametersAreRefused(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.eraser("acme")
+	a.doJSON("POST", "/v1/streams/order-1/events", tok, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
+	var er erasureResponse
+	a.doJSON("POST", "/v1/erasure-requests", tok, map[string]any{"subject": "customer-1"}, http.StatusCreated, &er)
+	endpoints := []struct{ method, path, body string }{
+		{"GET", "/healthz", ""},
+		{"GET", "/readyz", ""},
+		{"GET", "/v1/openapi.json", ""},
+		{"GET", "/v1/keys/signing", ""},
+		{"POST", "/v1/streams/order-1/events", `{"events":[{"id":"` + uuid.NewString() + `","type":"A","data":1}]}`},
+		{"GET", "/v1/streams/order-1/events", ""},
+		{"GET", "/v1/events", ""},
+		{"POST", "/v1/tokens", `{"tenant":"acme","name":"x"}`},
+		{"POST", "/v1/admin/tenants/acme/kek/rotate", ""},
+		{"POST", "/v1/admin/root/rotate", ""},
+		{"POST", "/v1/admin/root/retire", `{"before_version":1}`},
+		{"DELETE", "/v1/streams/order-1", ""},
+		{"POST", "/v1/erasure-requests", `{"subject":"customer-2"}`},
+		{"GET", "/v1/erasure-requests/" + er.ID, ""},
+		{"PUT", "/v1/holds", `{"subject":"customer-2","reason":"r"}`},
+		{"DELETE", "/v1/holds", `{"subject":"customer-2"}`},
+		{"POST", "/v1/admin/tenants/acme/shred", ""},
+	}
+	for _, e := range endpoints {
+		for _, q := range []struct{ query, detail string }{
+			{"subject=customer-881", `unknown query parameter "subject"`},
+			{"Limit=5", `unknown query parameter "Limit"`},
+			{"x", `unknown query parameter "x"`},
+			{"%zz=1", "malformed"},
+		} {
+			t.Run(e.method+" "+e.path+"?"+q.query, func(t *testing.T) {
+				var body []byte
+				if e.body != "" {
+					body = []byte(e.body)
+				}
+				rec := a.do(e.method, e.path+"?"+q.query, a.root, body)
+				wantProblem(t, rec, http.StatusBadRequest, eventvault.EINVALID, q.detail)
+				if strings.Contains(rec.Body.String(), "customer-881") {
+					t.Fatalf("the problem echoes the value: %s", rec.Body)
+				}
+			})
+		}
+	}
+	for _, r := range []struct{ path, detail string }{
+		{"/v1/events?limit=1&limit=1000", `"limit" is given 2 times`},
+		{"/v1/streams/order-1/events?direction=forward&direction=backward", `"direction" is given 2 times`},
+		{"/v1/streams/order-1/events?from=0&subject=x", `"subject"`},
+	} {
+		t.Run(r.path, func(t *testing.T) {
+			wantProblem(t, a.do("GET", r.path, a.root, nil), http.StatusBadRequest, eventvault.EINVALID, r.detail)
+		})
+	}
+	// Nothing happened: the stream is not shredded, the tenant not either.
+	a.doJSON("GET", "/v1/streams/order-1/events?from=0&limit=10&direction=forward", tok, nil, http.StatusOK, nil)
+	a.doJSON("DELETE", "/v1/streams/order-1?purge=false", tok, nil, http.StatusOK, nil)
+}
+
+// TestHEADIsGETWithoutBody: every GET resource answers HEAD with the GET's
+// status and headers and no body; a 405 lists HEAD in Allow.
+func TestHEADIsGETWithoutBody(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.eraser("acme")
+	a.doJSON("POST", "/v1/streams/order-1/events", tok, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
+	var er erasureResponse
+	a.doJSON("POST", "/v1/erasure-requests", tok, map[string]any{"subject": "customer-1"}, http.StatusCreated, &er)
+	for _, r := range []getResource{
+		{"/healthz", ""}, {"/readyz", ""}, {"/v1/openapi.json", ""}, {"/v1/keys/signing", ""},
+		{"/v1/streams/order-1/events", tok}, {"/v1/streams/order-1/events?limit=1&direction=backward", tok},
+		{"/v1/events", tok}, {"/v1/events?from=1", tok},
+		{"/v1/erasure-requests/" + er.ID, tok},
+		// Errors too: HEAD answers what GET answers.
+		{"/v1/streams/order-404/events", tok}, {"/v1/events", ""}, {"/v1/events?limit=0", tok},
+		{"/v1/erasure-requests/" + uuid.NewString(), tok},
+	} {
+		t.Run(r.path, func(t *testing.T) {
+			get, head := a.do("GET", r.path, r.token, nil), a.do("HEAD", r.path, r.token, nil)
+			if head.Code != get.Code || head.Header().Get("Content-Type") != get.Header().Get("Content-Type") {
+				t.Fatalf("HEAD %d %q, GET %d %q", head.Code, head.Header().Get("Content-Type"), get.Code, get.Header().Get("Content-Type"))
+			}
+			if head.Body.Len() != 0 || get.Body.Len() == 0 {
+				t.Fatalf("HEAD body %d bytes, GET body %d bytes", head.Body.Len(), get.Body.Len())
+			}
+			if cl := head.Header().Get("Content-Length"); cl != "" && cl != fmt.Sprint(get.Body.Len()) {
+				t.Fatalf("HEAD Content-Length %s, GET body %d bytes", cl, get.Body.Len())
+			}
+		})
+	}
+	for _, r := range []struct{ method, path, allow string }{
+		{"DELETE", "/healthz", "GET, HEAD"},
+		{"POST", "/readyz", "GET, HEAD"},
+		{"PUT", "/v1/events", "GET, HEAD"},
+		{"PATCH", "/v1/streams/order-1/events", "POST, GET, HEAD"},
+		{"HEAD", "/v1/tokens", "POST"},
+		{"HEAD", "/v1/holds", "PUT, DELETE"},
+		{"POST", "/v1/keys/signing", "GET, HEAD"},
+	} {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			rec := a.do(r.method, r.path, tok, nil)
+			if r.method == "HEAD" {
+				if rec.Code != http.StatusMethodNotAllowed || rec.Body.Len() != 0 {
+					t.Fatalf("HEAD: %d with %d bytes", rec.Code, rec.Body.Len())
+				}
+			} else {
+				wantProblem(t, rec, http.StatusMethodNotAllowed, eventvault.EINVALID, r.method)
+			}
+			if got := rec.Header().Get("Allow"); !sameMethods(got, r.allow) {
+				t.Fatalf("Allow %q, want %q", got, r.allow)
+			}
+		})
+	}
+}
+
+func sameMethods(a, b string) bool {
+	set := func(s string) map[string]bool {
+		m := map[string]bool{}
+		for _, x := range strings.Split(s, ",") {
+			m[strings.TrimSpace(x)] = true
+		}
+		return m
+	}
+	x, y := set(a), set(b)
+	if len(x) != len(y) {
+		return false
+	}
+	for k := range x {
+		if !y[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestAnswersBeforeTheRouterAreProblems: a trailing slash, a path gin
+// would "fix", an unknown path or method: each is a problem, never a
+// redirect, before authentication as after.
+func TestAnswersBeforeTheRouterAreProblems(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.tokenFor("acme")
+	for _, r := range []struct{ method, path, token string }{
+		{"GET", "/healthz/", ""},
+		{"GET", "/v1/events/", ""},
+		{"GET", "/v1/events/", tok},
+		{"POST", "/v1/streams/order-1/events/", tok},
+		{"GET", "/V1/EVENTS", tok},
+		{"GET", "//v1/events", tok},
+		{"GET", "/v1/../v1/events", ""},
+		{"GET", "/v1/nothing", ""},
+		{"GET", "/", ""},
+		{"DELETE", "/v1/erasure-requests/", tok},
+	} {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			rec := a.do(r.method, r.path, r.token, nil)
+			wantProblem(t, rec, http.StatusNotFound, eventvault.ENOTFOUND, "no endpoint")
+			if rec.Header().Get("Location") != "" {
+				t.Fatalf("a redirect to %s", rec.Header().Get("Location"))
+			}
+		})
+	}
+}
+
+// TestOversizedHeadersAreProblemsOnARealListener sends header fields over
+// the limits to a real listener: over MaxHeaderBytes the handler answers,
+// over ServerMaxHeaderBytes net/http itself does, and ProblemListener
+// turns its text/plain into a problem. So does a request net/http cannot
+// parse.
+func TestOversizedHeadersAreProblemsOnARealListener(t *testing.T) {
+	a := newTestAPI(t)
+	srv := httptest.NewUnstartedServer(a.srv)
+	srv.Config.MaxHeaderBytes = ServerMaxHeaderBytes
+	srv.Listener = ProblemListener(srv.Listener)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	for _, r := range []struct {
+		name   string
+		req    string
+		status int
+		code   eventvault.Code
+	}{
+		{"over MaxHeaderBytes", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", MaxHeaderBytes) + "\r\n\r\n", 431, eventvault.ETOOLARGE},
+		{"over the server's limit", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2*ServerMaxHeaderBytes) + "\r\n\r\n", 431, eventvault.ETOOLARGE},
+		{"many headers", "GET /v1/events HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: "+strings.Repeat("b", 1000)+"\r\n", 300) + "\r\n", 431, eventvault.ETOOLARGE},
+		{"no Host", "GET /healthz HTTP/1.1\r\n\r\n", 400, eventvault.EINVALID},
+		{"malformed header", "GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400, eventvault.EINVALID},
+		{"unknown transfer coding", "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: rot13\r\n\r\n", 501, eventvault.EINVALID},
+	} {
+		t.Run(r.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			go io.WriteString(conn, r.req)
+			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("read answer: %v", err)
+			}
+			defer res.Body.Close()
+			body, _ := io.ReadAll(res.Body)
+			if res.StatusCode != r.status || res.Header.Get("Content-Type") != ProblemContentType {
+				t.Fatalf("%d %q: %s", res.StatusCode, res.Header.Get("Content-Type"), body)
+			}
+			var p problem
+			if err := json.Unmarshal(body, &p); err != nil || p.Status != r.status || p.Code != string(r.code) || p.Detail == "" {
+				t.Fatalf("problem %s (%v)", body, err)
+			}
+		})
+	}
+	// A normal request on the same listener passes untouched.
+	res, err := http.Get(srv.URL + "/healthz")
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("GET /healthz: %v %v", res, err)
+	}
+	res.Body.Close()
+}
+
+// TestSubjectIDsNeverLeak: near-miss routes, malformed ids and refused
+// bodies that carry a subject id answer without it, in the body and in
+// the log, before authentication as after.
+func TestSubjectIDsNeverLeak(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.eraser("acme")
+	const subject = "alice@example.com"
+	const enc = "alice%40example.com"
+	for _, r := range []struct{ method, path, token, body string }{
+		{"GET", "/v1/subjects/" + subject + "/hold", "", ""},
+		{"PUT", "/v1/subjects/" + subject + "/hold", "", `{"reason":"x"}`},
+		{"PUT", "/v1/subjects/" + subject + "/holds", tok, `{"reason":"x"}`},
+		{"DELETE", "/v1/subjects/" + enc + "/hold", tok, ""},
+		{"GET", "/v1/holds/" + subject, tok, ""},
+		{"GET", "/v1/holds", tok, ""},
+		{"PUT", "/v1/holds/" + subject, "", ""},
+		{"GET", "/v1/erasure-requests/" + subject, tok, ""},
+		{"GET", "/v1/erasure-requests/" + subject, "", ""},
+		{"HEAD", "/v1/erasure-requests/" + subject, tok, ""},
+		{"POST", "/v1/erasure-requests/" + subject, tok, ""},
+		{"GET", "/v1/streams/" + subject + "/events", tok, ""},
+		{"POST", "/v1/streams/" + subject + "/events", tok, `{"events":[]}`},
+		{"DELETE", "/v1/streams/" + subject, tok, ""},
+		{"GET", "/" + subject, "", ""},
+		{"GET", "/v1/events?subject=" + subject, tok, ""},
+		{"POST", "/v1/erasure-requests", tok, `{"subject":"` + subject + `","subject":"` + subject + `"}`},
+		{"POST", "/v1/erasure-requests", tok, `{"Subject":"` + subject + `"}`},
+		{"PUT", "/v1/holds", tok, `{"subject":"` + subject + `","reason":""}`},
+		{"DELETE", "/v1/holds", tok, `{"subject":"` + subject + `"}`},
+		{"POST", "/v1/erasure-requests", a.tokenFor("acme"), `{"subject":"` + subject + `"}`},
+	} {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			var body []byte
+			if r.body != "" {
+				body = []byte(r.body)
+			}
+			rec := a.do(r.method, r.path, r.token, body)
+			if rec.Code < 400 {
+				t.Fatalf("status %d", rec.Code)
+			}
+			for _, s := range []string{"alice", enc} {
+				if strings.Contains(rec.Body.String(), s) || strings.Contains(fmt.Sprint(rec.Header()), s) {
+					t.Fatalf("the answer holds %q: %v %s", s, rec.Header(), rec.Body)
+				}
+			}
+		})
+	}
+	if logs := a.logs.String(); strings.Contains(logs, "alice") || logs == "" {
+		t.Fatalf("the log holds the subject id (or nothing):\n%s", logs)
+	}
+}

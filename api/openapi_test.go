@@ -1,0 +1,168 @@
+package api
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/eventvault/eventvault"
+)
+
+// contract is the embedded OpenAPI document, loaded and validated once.
+var contract = sync.OnceValues(func() (*contractDoc, error) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(openAPIDocument)
+	if err != nil {
+		return nil, err
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		return nil, err
+	}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		return nil, err
+	}
+	return &contractDoc{doc: doc, router: router}, nil
+})
+
+type contractDoc struct {
+	doc    *openapi3.T
+	router routers.Router
+}
+
+// checkContract checks one exchange of the API test suite against the
+// OpenAPI document: the answer's status, headers and body always; the
+// request too when the server accepted it (a refused request is often
+// outside the contract on purpose). An exchange on a path or method the
+// document does not list must be a problem: 404, 405 with Allow, or 400.
+func checkContract(t testing.TB, req *http.Request, reqBody []byte, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	c, err := contract()
+	if err != nil {
+		t.Fatalf("the OpenAPI document: %v", err)
+	}
+	ctx := context.Background()
+	if strings.Contains(strings.ToLower(req.Header.Get("Content-Encoding")), "gzip") && rec.Code < 300 {
+		zr, err := gzip.NewReader(bytes.NewReader(reqBody))
+		if err == nil {
+			reqBody, _ = io.ReadAll(zr)
+		}
+	}
+	vreq := req.Clone(ctx)
+	vreq.Header.Del("Content-Encoding")
+	if len(reqBody) > 0 && vreq.Header.Get("Content-Type") == "" {
+		vreq.Header.Set("Content-Type", "application/json") // the server takes an unlabelled body as JSON
+	}
+	vreq.Body = io.NopCloser(bytes.NewReader(reqBody))
+	route, params, err := c.router.FindRoute(vreq)
+	if err != nil {
+		if rec.Code != http.StatusNotFound && rec.Code != http.StatusMethodNotAllowed && rec.Code != http.StatusBadRequest {
+			t.Errorf("contract: %s %s is not in the document, and answered %d", req.Method, req.URL.Path, rec.Code)
+		}
+		if rec.Code == http.StatusMethodNotAllowed && rec.Header().Get("Allow") == "" {
+			t.Errorf("contract: 405 without Allow for %s %s", req.Method, req.URL.Path)
+		}
+		if req.Method != http.MethodHead {
+			checkProblemSchema(t, c, req, rec)
+		}
+		return
+	}
+	opts := &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, IncludeResponseStatus: true, MultiError: true}
+	in := &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route, Options: opts}
+	if rec.Code < 300 {
+		if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
+			t.Errorf("contract: %s %s was accepted (%d) but the document refuses the request: %v", req.Method, req.URL, rec.Code, err)
+		}
+	}
+	outOpts := *opts
+	outOpts.ExcludeResponseBody = req.Method == http.MethodHead
+	out := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route, Options: &outOpts},
+		Status:                 rec.Code,
+		Header:                 rec.Header(),
+		Body:                   io.NopCloser(bytes.NewReader(rec.Body.Bytes())),
+		Options:                &outOpts,
+	}
+	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
+		t.Errorf("contract: %s %s answered %d %s, which the document does not allow: %v", req.Method, req.URL.Path, rec.Code, eventvault.Truncate(rec.Body.String(), 300), err)
+	}
+}
+
+func checkProblemSchema(t testing.TB, c *contractDoc, req *http.Request, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	if ct := rec.Header().Get("Content-Type"); ct != ProblemContentType {
+		t.Errorf("contract: %s %s answered %d as %q", req.Method, req.URL.Path, rec.Code, ct)
+		return
+	}
+	var v any
+	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
+		t.Errorf("contract: problem body %q: %v", rec.Body, err)
+		return
+	}
+	if err := c.doc.Components.Schemas["Problem"].Value.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
+		t.Errorf("contract: %s %s answered a problem the document does not allow: %v", req.Method, req.URL.Path, err)
+	}
+}
+
+// TestOpenAPIDocumentIsServedAndComplete: GET /v1/openapi.json serves the
+// embedded document without a token; it is OpenAPI 3.1, lists every route
+// the server has, and every error code of the API.
+func TestOpenAPIDocumentIsServedAndComplete(t *testing.T) {
+	a := newTestAPI(t)
+	rec := a.do("GET", "/v1/openapi.json", "", nil)
+	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), openAPIDocument) {
+		t.Fatalf("GET /v1/openapi.json: %d", rec.Code)
+	}
+	c, err := contract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.doc.IsOpenAPI31OrLater() || c.doc.IsOpenAPI32OrLater() {
+		t.Fatalf("openapi %q, want 3.1", c.doc.OpenAPI)
+	}
+	// Every route of the server is in the document, and the other way.
+	var inServer, inDoc []string
+	for _, r := range a.srv.router.Routes() {
+		path := r.Path
+		for _, p := range []string{"stream", "tenant", "id"} {
+			path = strings.ReplaceAll(path, ":"+p, "{"+p+"}")
+		}
+		inServer = append(inServer, r.Method+" "+path)
+	}
+	for path, item := range c.doc.Paths.Map() {
+		for method := range item.Operations() {
+			inDoc = append(inDoc, method+" "+path)
+		}
+	}
+	sort.Strings(inServer)
+	sort.Strings(inDoc)
+	if !slices.Equal(inServer, inDoc) {
+		t.Fatalf("routes\n server:   %v\n document: %v", inServer, inDoc)
+	}
+	codes := c.doc.Components.Schemas["Problem"].Value.Properties["code"].Value.Enum
+	for _, code := range []eventvault.Code{eventvault.EINVALID, eventvault.EUNAUTHORIZED, eventvault.EFORBIDDEN, eventvault.ENOTFOUND, eventvault.ECONFLICT,
+		eventvault.ETOOLARGE, eventvault.EERASED, eventvault.EUNAVAILABLE, eventvault.EINTERNAL, codeUnsupportedMediaType} {
+		if !slices.Contains(codes, any(string(code))) {
+			t.Errorf("error code %s is not in the document", code)
+		}
+	}
+	for code := range statusOf {
+		if !slices.Contains(codes, any(string(code))) {
+			t.Errorf("error code %s (problem.go) is not in the document", code)
+		}
+	}
+}

@@ -1,0 +1,97 @@
+package api
+
+import (
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/eventvault/eventvault"
+)
+
+// get serves h for GET and HEAD on path (RFC 9110, section 9.3.2: HEAD is
+// GET without the body), taking the query parameters named in query.
+func get(g *gin.RouterGroup, path string, query []string, h gin.HandlerFunc) {
+	g.GET(path, onlyQuery(query...), h)
+	g.HEAD(path, onlyQuery(query...), h)
+}
+
+// onlyQuery refuses a query string that is malformed, names a parameter
+// the endpoint does not take, or names one twice: a parameter that is
+// ignored (GET /v1/events?subject=x) reads as a filter that was applied.
+// It names the parameter, never its value.
+func onlyQuery(allowed ...string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		values, err := url.ParseQuery(c.Request.URL.RawQuery)
+		if err != nil {
+			writeProblem(c, http.StatusBadRequest, eventvault.EINVALID, "the query string is malformed: percent-encode its names and values", nil)
+			return
+		}
+		for _, name := range slices.Sorted(maps.Keys(values)) {
+			if !slices.Contains(allowed, name) {
+				takes := "takes no query parameters"
+				if len(allowed) > 0 {
+					takes = "takes only " + strings.Join(allowed, ", ")
+				}
+				writeProblem(c, http.StatusBadRequest, eventvault.EINVALID, fmt.Sprintf("unknown query parameter %q: this endpoint %s", eventvault.Truncate(name, 40), takes), nil)
+				return
+			}
+			if n := len(values[name]); n > 1 {
+				writeProblem(c, http.StatusBadRequest, eventvault.EINVALID, fmt.Sprintf("query parameter %q is given %d times: give it once", name, n), nil)
+				return
+			}
+		}
+		c.Next()
+	}
+}
+
+// noRouteDetail says what to do about a path no endpoint has, without
+// echoing it: a near-miss path may hold a subject id.
+func noRouteDetail(path string) string {
+	if strings.HasPrefix(path, "/v1/subjects/") {
+		return "no endpoint has this path: a subject id never goes in a path; place and lift legal holds with PUT and DELETE /v1/holds and {\"subject\": ...} in the body"
+	}
+	return "no endpoint has this path (paths take no trailing slash): the endpoints are listed at GET /v1/openapi.json"
+}
+
+// headWithoutBody makes a HEAD answer a GET's status and headers without
+// its body: net/http drops the body of a HEAD answer on the wire, but the
+// handler's writer is also used without net/http (in tests, behind other
+// handlers).
+func headWithoutBody(c *gin.Context) {
+	if c.Request.Method == http.MethodHead {
+		c.Writer = headWriter{c.Writer}
+	}
+	c.Next()
+}
+
+type headWriter struct{ gin.ResponseWriter }
+
+func (w headWriter) Write(b []byte) (int, error) {
+	w.WriteHeaderNow()
+	return len(b), nil
+}
+
+func (w headWriter) WriteString(s string) (int, error) {
+	w.WriteHeaderNow()
+	return len(s), nil
+}
+
+// streamParam returns the path's stream name, checked. The problem for an
+// invalid one does not echo it: a path that is not a stream name may be a
+// near miss that holds a subject id.
+func streamParam(c *gin.Context) (eventvault.StreamName, error) {
+	stream := eventvault.StreamName(c.Param("stream"))
+	if err := eventvault.ValidateStream(stream); err != nil {
+		if len(stream) > eventvault.MaxStreamNameLength {
+			return "", err // says the length only
+		}
+		return "", &eventvault.Error{Code: eventvault.EINVALID, Err: err,
+			Message: "invalid stream name: use category-id, such as order-42 (category: letters, digits, '_'; id: letters, digits, '_', '.', ':', '-')"}
+	}
+	return stream, nil
+}

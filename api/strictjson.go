@@ -1,0 +1,255 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/eventvault/eventvault"
+)
+
+// decodeStrict decodes body, one JSON value, into v, and refuses what
+// encoding/json would let through, so that every reader of a request (a
+// gateway, a log, a client in another language, this server) sees the same
+// request:
+//
+//   - a key that appears twice in one object, anywhere (event data and
+//     metadata included): I-JSON (RFC 7493, section 2.3) forbids it, and
+//     parsers disagree on which one wins;
+//   - a key that matches a field of the request only case-insensitively
+//     (encoding/json would honour "EXPECTED_VERSION"), or no field at all;
+//   - bytes that are not UTF-8, and escaped lone surrogates such as
+//     "\ud800", in any string (I-JSON, section 2.1): they would be stored
+//     for ever and fail strict parsers on every read.
+//
+// Every failure is an EINVALID that names the key and its JSON pointer
+// (RFC 6901), or the byte offset.
+func decodeStrict(body []byte, v any) error {
+	if isEmpty(body) {
+		return eventvault.Errorf(eventvault.EINVALID, "the body is empty: send a JSON object")
+	}
+	if !json.Valid(body) {
+		// encoding/json's decoder says why, or the value is followed by
+		// more.
+		var first json.RawMessage
+		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&first); err != nil {
+			return jsonError(err)
+		}
+		return eventvault.Errorf(eventvault.EINVALID, "the body holds more than one JSON value: send a single object")
+	}
+	if err := checkText(body); err != nil {
+		return err
+	}
+	w := keyWalker{dec: json.NewDecoder(bytes.NewReader(body))}
+	if err := w.value(reflect.TypeOf(v)); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	return nil
+}
+
+// checkText refuses invalid UTF-8 and escaped lone surrogates. body is
+// valid JSON, so every byte above 0x7F and every backslash is inside a
+// string.
+func checkText(body []byte) error {
+	if !utf8.Valid(body) {
+		off := 0
+		for off < len(body) {
+			r, size := utf8.DecodeRune(body[off:])
+			if r == utf8.RuneError && size <= 1 {
+				break
+			}
+			off += size
+		}
+		return eventvault.Errorf(eventvault.EINVALID, "the body is not UTF-8 (at byte %d): every string must be UTF-8 text; encode binary data, for example as base64", off)
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		i++
+		if body[i] != 'u' {
+			continue
+		}
+		r := hex4(body[i+1 : i+5])
+		i += 4
+		if !utf16.IsSurrogate(r) {
+			continue
+		}
+		if r < 0xDC00 && i+6 < len(body) && body[i+1] == '\\' && body[i+2] == 'u' {
+			if low := hex4(body[i+3 : i+7]); low >= 0xDC00 && low <= 0xDFFF {
+				i += 6
+				continue
+			}
+		}
+		return eventvault.Errorf(eventvault.EINVALID, "the body holds an escaped lone surrogate %s (at byte %d): I-JSON (RFC 7493) strings must be Unicode text; escape a character outside the BMP as a surrogate pair, or send it as UTF-8", body[i-5:i+1], i-5)
+	}
+	return nil
+}
+
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		}
+	}
+	return r
+}
+
+// keyWalker walks one valid JSON value token by token, beside the Go type
+// it will be decoded into, and checks every object's keys.
+type keyWalker struct {
+	dec  *json.Decoder
+	path []string
+}
+
+// value walks the next value; t is the Go type it decodes into, or nil
+// where any JSON goes (json.RawMessage, maps, interfaces).
+func (w *keyWalker) value(t reflect.Type) error {
+	t = shapeOf(t)
+	tok, err := w.dec.Token()
+	if err != nil {
+		return jsonError(err)
+	}
+	switch tok {
+	case json.Delim('{'):
+		return w.object(t)
+	case json.Delim('['):
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; w.dec.More(); i++ {
+			w.path = append(w.path, fmt.Sprint(i))
+			if err := w.value(elem); err != nil {
+				return err
+			}
+			w.path = w.path[:len(w.path)-1]
+		}
+		_, err := w.dec.Token() // ']'
+		return err
+	}
+	return nil
+}
+
+func (w *keyWalker) object(t reflect.Type) error {
+	var fields map[string]reflect.Type
+	var elem reflect.Type
+	if t != nil {
+		switch t.Kind() {
+		case reflect.Struct:
+			fields = jsonFields(t)
+		case reflect.Map:
+			elem = t.Elem()
+		}
+	}
+	seen := make(map[string]bool)
+	for w.dec.More() {
+		tok, err := w.dec.Token()
+		if err != nil {
+			return jsonError(err)
+		}
+		key, _ := tok.(string)
+		pointer := w.pointer(key)
+		if seen[key] {
+			return &eventvault.Error{Code: eventvault.EINVALID,
+				Message: fmt.Sprintf("key %q appears twice in one object (at %s): I-JSON (RFC 7493) forbids duplicate keys; send each key once", eventvault.Truncate(key, 60), eventvault.Truncate(pointer, 120)),
+				Fields:  map[string]any{"pointer": eventvault.Truncate(pointer, 120)}}
+		}
+		seen[key] = true
+		next := elem
+		if fields != nil {
+			ft, ok := fields[key]
+			if !ok {
+				return unknownField(key, pointer, fields)
+			}
+			next = ft
+		}
+		w.path = append(w.path, key)
+		if err := w.value(next); err != nil {
+			return err
+		}
+		w.path = w.path[:len(w.path)-1]
+	}
+	_, err := w.dec.Token() // '}'
+	return err
+}
+
+// pointer is the JSON pointer (RFC 6901) of key in the current object.
+func (w *keyWalker) pointer(key string) string {
+	var b strings.Builder
+	esc := strings.NewReplacer("~", "~0", "/", "~1")
+	for _, p := range append(w.path, key) {
+		b.WriteByte('/')
+		b.WriteString(esc.Replace(p))
+	}
+	return b.String()
+}
+
+func unknownField(key, pointer string, fields map[string]reflect.Type) error {
+	for name := range fields {
+		if strings.EqualFold(name, key) {
+			return &eventvault.Error{Code: eventvault.EINVALID,
+				Message: fmt.Sprintf("unknown field %q (at %s): keys are case-sensitive; did you mean %q?", eventvault.Truncate(key, 60), eventvault.Truncate(pointer, 120), name),
+				Fields:  map[string]any{"pointer": eventvault.Truncate(pointer, 120)}}
+		}
+	}
+	return &eventvault.Error{Code: eventvault.EINVALID,
+		Message: fmt.Sprintf("unknown field %q (at %s): check the spelling against the API reference", eventvault.Truncate(key, 60), eventvault.Truncate(pointer, 120)),
+		Fields:  map[string]any{"pointer": eventvault.Truncate(pointer, 120)}}
+}
+
+var (
+	rawMessageType  = reflect.TypeFor[json.RawMessage]()
+	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+)
+
+// shapeOf returns the type whose keys the walker checks: pointers are
+// followed; a type that decodes itself (json.RawMessage, any
+// json.Unmarshaler) and an interface take any keys, and give nil.
+func shapeOf(t reflect.Type) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t == rawMessageType || t.Kind() == reflect.Interface || reflect.PointerTo(t).Implements(unmarshalerType) {
+		return nil
+	}
+	return t
+}
+
+// jsonFields maps the JSON names of t's fields, as encoding/json names
+// them, to their types. The request types have neither embedded nor
+// ignored fields beyond "-".
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	out := make(map[string]reflect.Type, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
+}
