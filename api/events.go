@@ -17,7 +17,7 @@ func (s *Server) readAll(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	events, err := s.engine.ReadAll(c.Request.Context(), principal(c), from, limit)
+	events, err := s.events.ReadAll(c.Request.Context(), principal(c), from, limit)
 	if err != nil {
 		s.writeError(c, err)
 		return

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -126,10 +125,7 @@ func rewriteServerError(b []byte) ([]byte, bool) {
 }
 
 func problemAnswer(status int, code eventvault.Code, detail string) []byte {
-	body, _ := json.Marshal(map[string]any{
-		"type": "urn:eventvault:problem:" + string(code), "title": http.StatusText(status),
-		"status": status, "detail": detail, "code": code,
-	})
+	body, status := problemBody(status, code, detail, nil)
 	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		status, http.StatusText(status), ProblemContentType, len(body), body)
 }

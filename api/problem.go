@@ -28,16 +28,6 @@ var statusOf = map[eventvault.Code]int{
 // ProblemContentType is the media type of every error body (RFC 9457).
 const ProblemContentType = "application/problem+json"
 
-// Problem is an RFC 9457 problem body. Code is EventVault's stable error
-// code; Fields adds members a client can act on, such as actual_version.
-type Problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-	Code   string `json:"code"`
-}
-
 // writeError answers with the problem for err. Internal errors are logged
 // with their cause and shown to the client only as "Internal error.".
 func (s *Server) writeError(c *gin.Context, err error) {
@@ -91,6 +81,17 @@ func versionConflict(detail string, fields map[string]any) (string, map[string]a
 }
 
 func writeProblem(c *gin.Context, status int, code eventvault.Code, detail string, fields map[string]any) {
+	body, status := problemBody(status, code, detail, fields)
+	c.Abort()
+	c.Data(status, ProblemContentType, body)
+}
+
+// problemBody renders an RFC 9457 problem: type, title, status, detail and
+// EventVault's stable code, then fields a client can act on (such as
+// actual_version), which never replace those five members. Every problem
+// the server emits, in a handler or before the router, is rendered here.
+// It returns the body and its status: 500 if fields did not marshal.
+func problemBody(status int, code eventvault.Code, detail string, fields map[string]any) ([]byte, int) {
 	body := map[string]any{
 		"type":   "urn:eventvault:problem:" + code,
 		"title":  http.StatusText(status),
@@ -105,9 +106,10 @@ func writeProblem(c *gin.Context, status int, code eventvault.Code, detail strin
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
-		b = []byte(`{"type":"urn:eventvault:problem:internal","title":"Internal Server Error","status":500,"detail":"Internal error.","code":"internal"}`)
-		status = http.StatusInternalServerError
+		// Fields are the core's own values (numbers, strings, times);
+		// one that does not marshal is a bug, and the client is told only
+		// that.
+		return []byte(`{"type":"urn:eventvault:problem:internal","title":"Internal Server Error","status":500,"detail":"Internal error.","code":"internal"}`), http.StatusInternalServerError
 	}
-	c.Abort()
-	c.Data(status, ProblemContentType, b)
+	return b, status
 }

@@ -73,7 +73,7 @@ type Tokens interface {
 
 // Server serves the HTTP API.
 type Server struct {
-	engine  Events
+	events  Events
 	erasure Erasure
 	keys    KeyRotation
 	tokens  Tokens
@@ -100,7 +100,7 @@ type Config struct {
 
 // New returns a Server; it is an http.Handler.
 func New(cfg Config) *Server {
-	s := &Server{engine: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, ready: cfg.Ready, logger: cfg.Logger}
+	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, ready: cfg.Ready, logger: cfg.Logger}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}

@@ -66,7 +66,7 @@ func (s *Server) appendEvents(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	res, err := s.engine.AppendForSubject(c.Request.Context(), principal(c), stream, req.Subject, expected, events)
+	res, err := s.events.AppendForSubject(c.Request.Context(), principal(c), stream, req.Subject, expected, events)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -137,7 +137,7 @@ func (s *Server) readStream(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	slice, err := s.engine.ReadStream(c.Request.Context(), principal(c), stream, eventvault.ReadOptions{From: from, Limit: limit, Backward: backward})
+	slice, err := s.events.ReadStream(c.Request.Context(), principal(c), stream, eventvault.ReadOptions{From: from, Limit: limit, Backward: backward})
 	if err != nil {
 		s.writeError(c, err)
 		return
