@@ -161,15 +161,21 @@ func (v ExpectedVersion) String() string {
 }
 
 // ConflictError returns the ECONFLICT error for an append whose expected
-// version does not hold; the actual version goes to the client. op names
-// the store method that builds it.
+// version does not hold. It speaks the API's words: Fields["actual_version"]
+// is the stream's last position (an int64), or the string "no_stream" for a
+// stream without events (actual is NoStream), and the message's advice is
+// always an expected_version the API takes. op names the function that
+// builds it.
 func ConflictError(op string, stream StreamName, expected ExpectedVersion, actual int64) *Error {
-	return &Error{
-		Code:    ECONFLICT,
-		Op:      op,
-		Message: fmt.Sprintf("stream %s is at version %d; the append expected %s. Read the stream, then retry with expected_version %d", stream, actual, expected, actual),
-		Fields:  map[string]any{"stream": string(stream), "expected_version": expected.String(), "actual_version": actual},
+	e := &Error{Code: ECONFLICT, Op: op,
+		Fields: map[string]any{"stream": string(stream), "expected_version": expected.String(), "actual_version": actual}}
+	if actual == NoStream {
+		e.Fields["actual_version"] = ExpectNoStream.String()
+		e.Message = fmt.Sprintf("stream %s has no events; the append expected %s. Retry with expected_version \"no_stream\" (or \"any\")", stream, expected)
+		return e
 	}
+	e.Message = fmt.Sprintf("stream %s is at version %d; the append expected %s. Read the stream, then retry with expected_version %d", stream, actual, expected, actual)
+	return e
 }
 
 // Event is a decrypted event as the API shows it.

@@ -92,4 +92,10 @@ func TestErrorCodesSurviveWrapping(t *testing.T) {
 	if c.Fields["actual_version"] != int64(4) || !strings.Contains(c.Message, "expected_version 4") {
 		t.Fatalf("conflict %+v", c)
 	}
+	// A stream without events is "no_stream" in the API's words, and the
+	// advice is a request the API takes (never "-1").
+	c = ConflictError("test.Append", "order-a", ExpectExists, NoStream)
+	if c.Fields["actual_version"] != "no_stream" || !strings.Contains(c.Message, `expected_version "no_stream"`) || strings.Contains(c.Message, "-1") {
+		t.Fatalf("conflict on a stream without events %+v", c)
+	}
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -50,34 +49,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if code == codeUnsupportedMediaType {
 		c.Header("Accept-Encoding", acceptedEncodings)
 	}
-	detail, fields := eventvault.ErrorMessage(err), eventvault.ErrorFields(err)
-	if code == eventvault.ECONFLICT {
-		detail, fields = versionConflict(detail, fields)
-	}
-	writeProblem(c, status, code, detail, fields)
-}
-
-// versionConflict words an expected-version conflict in the API's terms:
-// the core reports a stream without events as version -1, which the API
-// neither shows nor takes; it is "no_stream" here, and the advice is
-// always an expected_version the API accepts. Other conflicts pass as
-// they are.
-func versionConflict(detail string, fields map[string]any) (string, map[string]any) {
-	actual, ok := fields["actual_version"].(int64)
-	stream, _ := fields["stream"].(string)
-	expected, _ := fields["expected_version"].(string)
-	if !ok || stream == "" || expected == "" {
-		return detail, fields
-	}
-	out := make(map[string]any, len(fields))
-	for k, v := range fields {
-		out[k] = v
-	}
-	if actual < 0 {
-		out["actual_version"] = "no_stream"
-		return fmt.Sprintf("stream %s has no events; the append expected %s. Retry with expected_version \"no_stream\" (or \"any\")", stream, expected), out
-	}
-	return fmt.Sprintf("stream %s is at version %d; the append expected %s. Read the stream, then retry with expected_version %d", stream, actual, expected, actual), out
+	writeProblem(c, status, code, eventvault.ErrorMessage(err), eventvault.ErrorFields(err))
 }
 
 func writeProblem(c *gin.Context, status int, code eventvault.Code, detail string, fields map[string]any) {

@@ -43,8 +43,12 @@ func wantActualVersion(t *testing.T, err error, want int64) {
 	if !ok {
 		t.Fatalf("conflict error has no actual_version field (error: %v)", err)
 	}
-	if got != any(want) {
-		t.Errorf("actual_version = %v (%T), want %d (int64, as eventvault.ConflictError builds it)", got, got, want)
+	wantField := any(want)
+	if want == eventvault.NoStream {
+		wantField = "no_stream"
+	}
+	if got != wantField {
+		t.Errorf("actual_version = %v (%T), want %v (%T, as eventvault.ConflictError builds it)", got, got, wantField, wantField)
 	}
 }
 

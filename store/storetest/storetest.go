@@ -25,7 +25,8 @@
 //     for a retry); idempotency (all ids present in this stream with the
 //     same MACs: a replay; any other reuse of an id: ECONFLICT); the expected
 //     version (ECONFLICT built by eventvault.ConflictError, so that
-//     Fields["actual_version"] is the actual version as an int64); then Seal.
+//     Fields["actual_version"] is the actual version as an int64, or
+//     "no_stream" for a stream without events); then Seal.
 //     A retried append is therefore replayed even when its expected version
 //     no longer holds, and Seal is called only for an append that writes.
 //   - A replay returns the original result: each event's original
