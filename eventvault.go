@@ -167,6 +167,7 @@ func ConflictError(op string, stream StreamName, expected ExpectedVersion, actua
 	return &Error{
 		Code:    ECONFLICT,
 		Op:      op,
+		Err:     ErrVersionConflict,
 		Message: fmt.Sprintf("stream %s is at version %d; the append expected %s. Read the stream, then retry with expected_version %d", stream, actual, expected, actual),
 		Fields:  map[string]any{"stream": string(stream), "expected_version": expected.String(), "actual_version": actual},
 	}
