@@ -99,6 +99,10 @@ func (e *Events) Append(ctx context.Context, p eventvault.Principal, stream even
 // AppendForSubject is Append naming the data subject who owns the stream
 // (empty for none). The subject id is kept only as its pseudonym; erasing
 // the subject shreds the stream.
+// A refused append writes nothing, not even the stream's first key (see
+// appendOnce). To a principal without read on the stream, a version
+// conflict and an owner conflict are one ECONFLICT with
+// StateConflictMessage and no fields; with read, each is told.
 // Errors: as Append; ECONFLICT if the stream is owned by another subject
 // or was erased; EINVALID for a bad subject id or a server without a
 // pseudonym key.
