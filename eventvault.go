@@ -167,7 +167,7 @@ func (v ExpectedVersion) String() string {
 // always an expected_version the API takes. op names the function that
 // builds it.
 func ConflictError(op string, stream StreamName, expected ExpectedVersion, actual int64) *Error {
-	e := &Error{Code: ECONFLICT, Op: op,
+	e := &Error{Code: ECONFLICT, Op: op, Err: ErrVersionConflict,
 		Fields: map[string]any{"stream": string(stream), "expected_version": expected.String(), "actual_version": actual}}
 	if actual == NoStream {
 		e.Fields["actual_version"] = ExpectNoStream.String()

@@ -3,6 +3,7 @@ package eventvault
 import (
 	"bytes"
 	"context"
+	"errors"
 	"time"
 
 	"github.com/google/uuid"
@@ -160,8 +161,45 @@ type AppendRequest struct {
 	// stream. The first append that names one makes it the owner; naming
 	// another owner later is ECONFLICT; appends that name none are fine.
 	Subject Pseudonym
-	Events  []ProposedEvent
-	Seal    SealFunc
+	// NewKey, when set, is the first key of a stream that has no key row:
+	// made for this append and stored by nobody yet. The store stores it as
+	// the stream's key row in the append's own transaction, so that the key
+	// row exists only if the append commits, and a refused append leaves
+	// nothing behind (no key row, no stream). KeyID must be NewKey.ID.
+	// The store refuses it, writing nothing, with ECONFLICT wrapping
+	// ErrStreamKeyExists if the stream has a key row (another writer's,
+	// stored meanwhile: load it and retry); EERASED if the stream or its
+	// tenant was shredded; ECONFLICT wrapping ErrKEKRetired if NewKey is
+	// wrapped under a KEK version DestroyTenantKeysBefore destroyed (reload
+	// the tenant's newest KEK and retry). A stream with a key row never
+	// needs it: the hot path of a known stream is unchanged.
+	NewKey *WrappedKey
+	Events []ProposedEvent
+	Seal   SealFunc
+}
+
+// Sentinels of the append errors a caller acts on (errors.Is).
+var (
+	// ErrStreamKeyExists is wrapped by the ECONFLICT an append carrying
+	// AppendRequest.NewKey gets when the stream has a key row already.
+	ErrStreamKeyExists = errors.New("the stream has a key already")
+	// ErrKEKRetired is wrapped by the ECONFLICT an append carrying
+	// AppendRequest.NewKey gets when NewKey is wrapped under a destroyed
+	// KEK version.
+	ErrKEKRetired = errors.New("the key is wrapped under a destroyed KEK version")
+	// ErrVersionConflict is wrapped by the ECONFLICT of ConflictError: the
+	// expected version does not hold.
+	ErrVersionConflict = errors.New("expected version conflict")
+	// ErrOwnerConflict is wrapped by the ECONFLICT of OwnerConflictError:
+	// the append names a subject other than the stream's owner.
+	ErrOwnerConflict = errors.New("owner conflict")
+)
+
+// StreamKeyExistsError returns the ECONFLICT error for an append carrying
+// NewKey to a stream that has a key row.
+func StreamKeyExistsError(op string, stream StreamName) *Error {
+	return &Error{Code: ECONFLICT, Op: op, Err: ErrStreamKeyExists,
+		Message: "stream " + string(stream) + " got its key from another writer while this append was prepared; nothing was appended: retry"}
 }
 
 // Validate refuses an append that can never succeed: an invalid tenant or
@@ -179,6 +217,9 @@ func (r AppendRequest) Validate(tenant TenantID) error {
 	}
 	if r.Seal == nil {
 		return Errorf(EINVALID, "append to stream %s without a seal function", r.Stream)
+	}
+	if r.NewKey != nil && (r.NewKey.ID != r.KeyID || len(r.NewKey.Ciphertext) == 0) {
+		return Errorf(EINVALID, "append to stream %s with a new key that is not the key its events are sealed with, or has no ciphertext", r.Stream)
 	}
 	seen := make(map[uuid.UUID]bool, len(r.Events))
 	for _, e := range r.Events {
@@ -265,9 +306,11 @@ type EventStore interface {
 	// original positions come back with Replayed set.
 	// Errors: ECONFLICT for an expected version that does not hold (with
 	// the actual version) or an event id reused with other content or in
-	// another stream; ENOTFOUND if the stream has no key; EERASED if
-	// req.KeyID is no longer the stream's key; EINVALID for an empty batch or
-	// a duplicate id within it; the code of an error returned by Seal.
+	// another stream; ENOTFOUND if the stream has no key and req.NewKey is
+	// nil; EERASED if req.KeyID is no longer the stream's key; EINVALID for
+	// an empty batch or a duplicate id within it; the code of an error
+	// returned by Seal; for req.NewKey, the errors its doc names. Whatever
+	// the error, nothing is written: no event, no key row, no stream.
 	Append(ctx context.Context, tenant TenantID, req AppendRequest) (AppendResult, error)
 	// ReadStream returns up to opts.Limit events of one stream.
 	// Errors: ENOTFOUND if the stream has no events.

@@ -35,7 +35,7 @@ func ValidateKEKVersion(tenant TenantID, version uint32) error {
 // subject other than the stream's owner. It names neither pseudonym.
 func OwnerConflictError(op string, stream StreamName) *Error {
 	return &Error{
-		Code: ECONFLICT, Op: op,
+		Code: ECONFLICT, Op: op, Err: ErrOwnerConflict,
 		Message: fmt.Sprintf("stream %s belongs to another data subject: a stream's owner is set by the first append that names one and never changes; append to a stream of this subject instead", stream),
 		Fields:  map[string]any{"stream": string(stream)},
 	}

@@ -132,11 +132,77 @@ func (k *Keyring) StreamCipher(ctx context.Context, tenant eventvault.TenantID, 
 		return nil, err
 	}
 	return k.streamLoads.do(ctx, string(tenant)+"\x00"+string(stream), func() (*StreamCipher, error) {
-		return k.loadStreamCipher(ctx, tenant, stream)
+		return k.loadStreamCipher(ctx, tenant, stream, true)
 	})
 }
 
-func (k *Keyring) loadStreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (*StreamCipher, error) {
+// LoadStreamCipher returns the cipher of the stream's stored key, and
+// creates nothing: it is StreamCipher for a stream that has a key row.
+// Errors: ENOTFOUND if the stream has no key row (the store's error); the
+// others of StreamCipher.
+func (k *Keyring) LoadStreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (*StreamCipher, error) {
+	if e, ok := k.cache.Get(cacheKey{kind: cacheStream, tenant: tenant, stream: stream}); ok {
+		return e.cipher, nil
+	}
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return nil, err
+	}
+	if err := eventvault.ValidateStream(stream); err != nil {
+		return nil, err
+	}
+	return k.streamLoads.do(ctx, "load\x00"+string(tenant)+"\x00"+string(stream), func() (*StreamCipher, error) {
+		return k.loadStreamCipher(ctx, tenant, stream, false)
+	})
+}
+
+// NewStreamKey is a stream key made for the first append to a stream that
+// has no key row: a fresh key wrapped under the tenant's newest KEK, and
+// its cipher. It is stored nowhere: the append carries Wrapped
+// (eventvault.AppendRequest.NewKey) and the store stores it with the
+// events, or not at all; KeepStreamKey then caches it.
+type NewStreamKey struct {
+	Cipher  *StreamCipher
+	Wrapped eventvault.WrappedKey
+	gen     uint64 // the cache generation when it was made
+}
+
+// NewStreamKey makes a new key for the stream, stores nothing of it and
+// caches nothing of it. The tenant's KEK is created if the tenant has none
+// (a KEK with no data, as every tenant's first key is until its first
+// event commits: see docs/design.md).
+// Errors: EINVALID for an invalid tenant or stream name; EERASED for a
+// shredded tenant; the store's and the root provider's codes.
+func (k *Keyring) NewStreamKey(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (NewStreamKey, error) {
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return NewStreamKey{}, err
+	}
+	if err := eventvault.ValidateStream(stream); err != nil {
+		return NewStreamKey{}, err
+	}
+	gen := k.generation()
+	wk, key, err := k.makeStreamKey(ctx, tenant, stream)
+	if err != nil {
+		return NewStreamKey{}, err
+	}
+	defer clear(key)
+	c, err := newStreamCipher(tenant, stream, wk.ID, wk.Version, key, k.rand)
+	if err != nil {
+		return NewStreamKey{}, internalError("crypto.Keyring.NewStreamKey", err, "could not use the key of stream %s", stream)
+	}
+	return NewStreamKey{Cipher: c, Wrapped: wk, gen: gen}, nil
+}
+
+// KeepStreamKey caches nk once the append that stored it committed, unless
+// a key of the tenant or stream was evicted since nk was made.
+func (k *Keyring) KeepStreamKey(tenant eventvault.TenantID, stream eventvault.StreamName, nk NewStreamKey) {
+	if nk.Cipher == nil {
+		return
+	}
+	k.fill(nk.gen, cacheKey{kind: cacheStream, tenant: tenant, stream: stream},
+		cacheEntry{cipher: nk.Cipher, fingerprint: rowFingerprint(nk.Wrapped)})
+}
+
+func (k *Keyring) loadStreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, create bool) (*StreamCipher, error) {
 	ck := cacheKey{kind: cacheStream, tenant: tenant, stream: stream}
 	if e, ok := k.cache.Get(ck); ok {
 		return e.cipher, nil
@@ -145,6 +211,8 @@ func (k *Keyring) loadStreamCipher(ctx context.Context, tenant eventvault.Tenant
 	wk, err := k.keys.StreamKey(ctx, tenant, stream)
 	switch {
 	case err == nil:
+	case eventvault.ErrorCode(err) == eventvault.ENOTFOUND && !create:
+		return nil, err
 	case eventvault.ErrorCode(err) == eventvault.ENOTFOUND:
 		wk, err = k.createStreamKey(ctx, tenant, stream)
 		if eventvault.ErrorCode(err) == eventvault.ECONFLICT {
@@ -170,35 +238,49 @@ func (k *Keyring) loadStreamCipher(ctx context.Context, tenant eventvault.Tenant
 }
 
 func (k *Keyring) createStreamKey(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (eventvault.WrappedKey, error) {
-	const op = "crypto.Keyring.StreamCipher"
-	kek, err := k.tenantKEK(ctx, tenant, true)
+	wk, key, err := k.makeStreamKey(ctx, tenant, stream)
 	if err != nil {
 		return eventvault.WrappedKey{}, err
 	}
+	clear(key)
+	stored, err := k.keys.CreateStreamKey(ctx, tenant, stream, wk)
+	if err != nil {
+		return eventvault.WrappedKey{}, fmt.Errorf("store key of stream %s: %w", stream, err)
+	}
+	return stored, nil
+}
+
+// makeStreamKey returns a fresh stream key wrapped under the tenant's
+// newest KEK (created if the tenant has none), and the key itself, which
+// the caller zeroes.
+func (k *Keyring) makeStreamKey(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (eventvault.WrappedKey, []byte, error) {
+	const op = "crypto.Keyring.StreamCipher"
+	kek, err := k.tenantKEK(ctx, tenant, true)
+	if err != nil {
+		return eventvault.WrappedKey{}, nil, err
+	}
 	key := make([]byte, keySize)
-	defer clear(key)
 	if _, err := io.ReadFull(k.rand, key); err != nil {
-		return eventvault.WrappedKey{}, internalError(op, err, "could not read random bytes for the key of stream %s", stream)
+		clear(key)
+		return eventvault.WrappedKey{}, nil, internalError(op, err, "could not read random bytes for the key of stream %s", stream)
 	}
 	id, err := uuid.NewRandomFromReader(k.rand)
 	if err != nil {
-		return eventvault.WrappedKey{}, internalError(op, err, "could not read random bytes for the key id of stream %s", stream)
+		clear(key)
+		return eventvault.WrappedKey{}, nil, internalError(op, err, "could not read random bytes for the key id of stream %s", stream)
 	}
 	ct, err := kek.wrapStreamKey(stream, id, key, k.rand)
 	if err != nil {
-		return eventvault.WrappedKey{}, internalError(op, err, "could not read a random nonce for the key of stream %s", stream)
+		clear(key)
+		return eventvault.WrappedKey{}, nil, internalError(op, err, "could not read a random nonce for the key of stream %s", stream)
 	}
-	stored, err := k.keys.CreateStreamKey(ctx, tenant, stream, eventvault.WrappedKey{
+	return eventvault.WrappedKey{
 		ID:         id,
 		Version:    streamKeyVersion,
 		KEKVersion: kek.version,
 		Ciphertext: ct,
 		CreatedAt:  time.Now().UTC(),
-	})
-	if err != nil {
-		return eventvault.WrappedKey{}, fmt.Errorf("store key of stream %s: %w", stream, err)
-	}
-	return stored, nil
+	}, key, nil
 }
 
 // OpenStreamCipher returns the cipher of wk, the key row the caller read

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -34,16 +35,29 @@ type Events struct {
 // crypto.Keyring implements it. Unwrapped keys stay behind it; a
 // StreamCipher seals and opens without handing out its key.
 type StreamKeys interface {
-	// StreamCipher returns the cipher of the stream's key for an append,
-	// creating the key if the stream has none. Errors: EERASED for a
-	// shredded stream or tenant; the store's and root key's codes.
-	StreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (*evcrypto.StreamCipher, error)
+	// LoadStreamCipher returns the cipher of the stream's stored key for
+	// an append, creating nothing. Errors: ENOTFOUND for a stream without
+	// a key row; EERASED for a shredded stream or tenant; the store's and
+	// root key's codes.
+	LoadStreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (*evcrypto.StreamCipher, error)
+	// NewStreamKey makes a key for the first append to a stream without a
+	// key row, storing nothing of it (the append carries it: see
+	// eventvault.AppendRequest.NewKey). It creates the tenant's KEK if the
+	// tenant has none. Errors: EERASED for a shredded tenant; the store's
+	// and root key's codes.
+	NewStreamKey(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (evcrypto.NewStreamKey, error)
+	// KeepStreamKey caches a new key once the append that stored it
+	// committed.
+	KeepStreamKey(tenant eventvault.TenantID, stream eventvault.StreamName, nk evcrypto.NewStreamKey)
 	// OpenStreamCipher returns the cipher of wk, the key row read with the
 	// events it opens. Errors: EERASED for a shredded key; EINTERNAL for a
 	// row that does not authenticate.
 	OpenStreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, wk eventvault.WrappedKey) (*evcrypto.StreamCipher, error)
 	// EvictStream forgets a cached stream key the store no longer holds.
 	EvictStream(tenant eventvault.TenantID, stream eventvault.StreamName)
+	// EvictTenant forgets every cached key of the tenant, its KEK included:
+	// a crypto-period on another node destroyed the KEK version it holds.
+	EvictTenant(tenant eventvault.TenantID)
 }
 
 // Pseudonymizer turns a subject id into its pseudonym within a tenant:
@@ -85,6 +99,10 @@ func (e *Events) Append(ctx context.Context, p eventvault.Principal, stream even
 // AppendForSubject is Append naming the data subject who owns the stream
 // (empty for none). The subject id is kept only as its pseudonym; erasing
 // the subject shreds the stream.
+// A refused append writes nothing, not even the stream's first key (see
+// appendOnce). To a principal without read on the stream, a version
+// conflict and an owner conflict are one ECONFLICT with
+// StateConflictMessage and no fields; with read, each is told.
 // Errors: as Append; ECONFLICT if the stream is owned by another subject
 // or was erased; EINVALID for a bad subject id or a server without a
 // pseudonym key.
@@ -110,26 +128,74 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 	}
 	// A stream key cached here may have been replaced by another node; the
 	// store refuses a payload sealed under a key that is no longer the
-	// stream's (EERASED), and one retry with a fresh key settles it.
+	// stream's (EERASED), and one retry with a fresh key settles it. A new
+	// stream's first key may lose to another writer's (ErrStreamKeyExists)
+	// or be wrapped under a KEK version another node destroyed
+	// (ErrKEKRetired): a retry loads the stored key, or the newest KEK.
+	var err error
+	var res eventvault.AppendResult
 	for attempt := 0; ; attempt++ {
-		res, err := e.appendOnce(ctx, p.Tenant, stream, owner, expected, events)
+		res, err = e.appendOnce(ctx, p.Tenant, stream, owner, expected, events)
+		if attempt < 2 && errors.Is(err, eventvault.ErrStreamKeyExists) {
+			e.keys.EvictStream(p.Tenant, stream)
+			continue
+		}
+		if attempt < 2 && errors.Is(err, eventvault.ErrKEKRetired) {
+			e.keys.EvictTenant(p.Tenant)
+			continue
+		}
 		if eventvault.ErrorCode(err) == eventvault.EERASED && attempt == 0 {
 			e.keys.EvictStream(p.Tenant, stream)
 			continue
 		}
-		if eventvault.ErrorCode(err) == eventvault.EERASED {
-			// The erasure fence: an erased stream never takes new events
-			// under a fresh key.
-			return eventvault.AppendResult{}, &eventvault.Error{Code: eventvault.ECONFLICT, Err: err,
-				Message: fmt.Sprintf("stream %s, or its tenant, was erased: it takes no new events; an erased stream stays closed, so append to a new one", stream),
-				Fields:  map[string]any{"stream": string(stream), "erased": true}}
-		}
-		return res, err
+		break
 	}
+	switch {
+	case err == nil:
+		return res, nil
+	case eventvault.ErrorCode(err) == eventvault.EERASED:
+		// The erasure fence: an erased stream never takes new events
+		// under a fresh key.
+		return eventvault.AppendResult{}, &eventvault.Error{Code: eventvault.ECONFLICT, Err: err,
+			Message: fmt.Sprintf("stream %s, or its tenant, was erased: it takes no new events; an erased stream stays closed, so append to a new one", stream),
+			Fields:  map[string]any{"stream": string(stream), "erased": true}}
+	case errors.Is(err, eventvault.ErrVersionConflict) || errors.Is(err, eventvault.ErrOwnerConflict):
+		if policies.Authorize(p, p.Tenant, eventvault.CapRead, stream) != nil {
+			return eventvault.AppendResult{}, stateConflict(err)
+		}
+	}
+	return eventvault.AppendResult{}, err
 }
 
+// StateConflictMessage is the one answer to a refused append's version or
+// owner conflict for a caller without read on the stream.
+const StateConflictMessage = "the append conflicts with the stream's current state: its version or its owning subject; a token with read on the stream is told which"
+
+// stateConflict is the ECONFLICT a caller without read on the stream gets
+// for a version conflict and for an owner conflict alike: one message, no
+// fields. Told apart, the two would let an append-only token learn who
+// owns a stream it cannot read (the right subject with a version far
+// ahead gets a version conflict, a wrong one an owner conflict), and
+// the actual version would tell it how long the stream is.
+func stateConflict(cause error) error {
+	return &eventvault.Error{Code: eventvault.ECONFLICT, Op: "engine.Append", Message: StateConflictMessage, Err: cause}
+}
+
+// appendOnce seals and appends the batch under the stream's key. A stream
+// without a key row has no events, so an expected version that needs
+// events is refused at once, with the store's conflict, and no key is
+// made; otherwise a new key rides with the append (AppendRequest.NewKey),
+// stored only if the append commits, and cached only then.
 func (e *Events) appendOnce(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, owner eventvault.Pseudonym, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
-	c, err := e.keys.StreamCipher(ctx, tenant, stream)
+	var newKey *evcrypto.NewStreamKey
+	c, err := e.keys.LoadStreamCipher(ctx, tenant, stream)
+	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
+		if !expected.Check(eventvault.NoStream) {
+			return eventvault.AppendResult{}, eventvault.ConflictError("engine.Append", stream, expected, eventvault.NoStream)
+		}
+		nk, nerr := e.keys.NewStreamKey(ctx, tenant, stream)
+		c, err, newKey = nk.Cipher, nerr, &nk
+	}
 	if err != nil {
 		return eventvault.AppendResult{}, fmt.Errorf("key of stream %s: %w", stream, err)
 	}
@@ -149,16 +215,23 @@ func (e *Events) appendOnce(ctx context.Context, tenant eventvault.TenantID, str
 		}
 		return out, nil
 	}
-	res, err := e.store.Append(ctx, tenant, eventvault.AppendRequest{
+	req := eventvault.AppendRequest{
 		Stream:   stream,
 		Expected: expected,
 		KeyID:    c.KeyID(),
 		Subject:  owner,
 		Events:   proposed,
 		Seal:     seal,
-	})
+	}
+	if newKey != nil {
+		req.NewKey = &newKey.Wrapped
+	}
+	res, err := e.store.Append(ctx, tenant, req)
 	if err != nil {
 		return eventvault.AppendResult{}, fmt.Errorf("append to %s: %w", stream, err)
+	}
+	if newKey != nil {
+		e.keys.KeepStreamKey(tenant, stream, *newKey)
 	}
 	return res, nil
 }

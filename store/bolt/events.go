@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,8 +18,12 @@ import (
 // idempotency, the expected version; Seal runs last, once the positions are
 // fixed, and only for a batch that will be written.
 // The first append that names a subject makes it the stream's owner.
+// With req.NewKey the stream's key record is written by the same
+// transaction, and only if the append writes (see newStream); any refusal
+// rolls the transaction back, so it leaves no record behind.
 // Errors: EINVALID for a malformed request; ENOTFOUND if the stream has no
-// key; EERASED if the stream was shredded or req.KeyID is not its key;
+// key and req.NewKey is nil; ECONFLICT wrapping ErrStreamKeyExists or
+// ErrKEKRetired for a req.NewKey the store cannot take; EERASED if the stream was shredded or req.KeyID is not its key;
 // ECONFLICT for a subject other than the stream's owner, an expected
 // version that does not hold or an event id reused; the Seal's error;
 // EINTERNAL if Seal returns the wrong number of payloads.
@@ -34,7 +39,14 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 	}
 	var res eventvault.AppendResult
 	err := db.update(ctx, op, func(tx *bbolt.Tx) error {
-		tb, head, err := existingStream(tx, op, tenant, req.Stream, noStreamKey)
+		var tb *tenantBuckets
+		var head streamRecord
+		var err error
+		if req.NewKey != nil {
+			tb, head, err = newStream(tx, op, tenant, req.Stream, *req.NewKey)
+		} else {
+			tb, head, err = existingStream(tx, op, tenant, req.Stream, noStreamKey)
+		}
 		if err != nil {
 			return err
 		}
@@ -70,6 +82,37 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		return eventvault.AppendResult{}, err
 	}
 	return res, nil
+}
+
+// newStream is the record of a stream that gets its first key, k, with
+// the append: checked as CreateStreamKey checks it (the tenant's and the
+// KEK's fences), and not yet put: write puts it with the events, so that a
+// refused append leaves no record.
+func newStream(tx *bbolt.Tx, op string, tenant eventvault.TenantID, stream eventvault.StreamName, k eventvault.WrappedKey) (*tenantBuckets, streamRecord, error) {
+	if err := checkTenantLive(tx, op, tenant); err != nil {
+		return nil, streamRecord{}, err
+	}
+	if err := checkKEKLive(tx, op, tenant, k.KEKVersion); err != nil {
+		var e *eventvault.Error
+		if errors.As(err, &e) {
+			e.Err = eventvault.ErrKEKRetired
+		}
+		return nil, streamRecord{}, err
+	}
+	tb, err := writeTenant(tx, tenant)
+	if err != nil {
+		return nil, streamRecord{}, err
+	}
+	rec, found, err := tb.stream(stream)
+	switch {
+	case err != nil:
+		return nil, streamRecord{}, err
+	case found && rec.Shred != nil:
+		return nil, streamRecord{}, streamShredded(op, stream)
+	case found:
+		return nil, streamRecord{}, eventvault.StreamKeyExistsError(op, stream)
+	}
+	return tb, streamRecord{Version: eventvault.NoStream, Key: toKeyRecord(k)}, nil
 }
 
 // replay looks the batch's ids up in the tenant's id index and lets

@@ -65,9 +65,16 @@ SELECT first_global FROM g`
 // fixed. An append that ends early (a conflict, a replay) costs a third,
 // for ROLLBACK. Seal is called at most once per first position.
 //
+// An append carrying req.NewKey (a stream without a key row, never on the
+// fast append) inserts the key row in the first round trip of the locking
+// path, after locking the tenant's row: the row commits with the events or
+// not at all.
+//
 // Errors: ECONFLICT for an expected version that does not hold, an event id
 // reused with other content, in another stream, or partly, or a subject
-// other than the stream's owner; ENOTFOUND if the stream has no key; EERASED
+// other than the stream's owner; ENOTFOUND if the stream has no key and
+// req.NewKey is nil; ECONFLICT wrapping ErrStreamKeyExists or ErrKEKRetired
+// for a req.NewKey the store cannot take; EERASED
 // if the stream was shredded or its key is not req.KeyID (replaced
 // meanwhile; retry); EINVALID for an empty batch, an id that appears twice
 // in it, or an over-long subject; EUNAVAILABLE if the database is.
@@ -81,7 +88,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 	}
 	w := newBatchWrite(req)
 
-	if cached, ok := db.versions.get(tenant, req.Stream); ok && cached.keyID == req.KeyID &&
+	if cached, ok := db.versions.get(tenant, req.Stream); ok && req.NewKey == nil && cached.keyID == req.KeyID &&
 		req.Expected.Check(cached.version) && (req.Subject == "" || req.Subject == cached.owner) &&
 		!db.recent.any(w.ids) {
 		res, done, err := db.appendFast(ctx, tenant, req, w, cached)
@@ -105,6 +112,16 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			prior   = make(map[uuid.UUID]eventvault.PriorEvent)
 		)
 		b := &pgx.Batch{}
+		if k := req.NewKey; k != nil {
+			// The stream's first key, in this transaction: it commits
+			// only with the events. The tenant's row is locked first, as
+			// the append's last statement would lock it, so that two
+			// first appends to one tenant queue there rather than
+			// deadlock on the fence triggers' share locks.
+			b.Queue(ensureTenantSQL, tenant)
+			b.Queue(lockTenantSQL, tenant)
+			b.Queue(insertStreamKeySQL, tenant, req.Stream, k.ID, int64(k.Version), int64(k.KEKVersion), k.Ciphertext, nullTime(k.CreatedAt))
+		}
 		b.Queue(lockStreamSQL, tenant, req.Stream).QueryRow(func(r pgx.Row) error {
 			err := r.Scan(&version, &keyID, &owner)
 			if errors.Is(err, pgx.ErrNoRows) {
@@ -125,9 +142,15 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			return rows.Err()
 		})
 		if err := t.send(ctx, b, false); err != nil {
+			if req.NewKey != nil && sqlState(err) == sqlConflict {
+				// The KEK fence refused the new key (migration 0004).
+				e := mapError(op, err).(*eventvault.Error)
+				e.Err = fmt.Errorf("%w: %w", eventvault.ErrKEKRetired, e.Err)
+				return e
+			}
 			return fmt.Errorf("lock stream %s: %w", req.Stream, err)
 		}
-		if found && keyID != nil {
+		if found && keyID != nil && req.NewKey == nil {
 			seen := streamRow{version: version, keyID: *keyID}
 			if owner != nil {
 				seen.owner = eventvault.Pseudonym(*owner)
@@ -142,6 +165,8 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("stream %s has no key: create the stream's key before appending", req.Stream)}
 		case keyID == nil:
 			return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: fmt.Sprintf("stream %s was shredded", req.Stream)}
+		case *keyID != req.KeyID && req.NewKey != nil:
+			return eventvault.StreamKeyExistsError(op, req.Stream)
 		case *keyID != req.KeyID:
 			return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: fmt.Sprintf("the key of stream %s changed while the append was prepared; retry", req.Stream)}
 		case req.Subject != "" && owner != nil && *owner != string(req.Subject):

@@ -16,6 +16,7 @@ func testAppend(t *testing.T, open opener) {
 	t.Run("ExpectedVersion", func(t *testing.T) { testExpectedVersion(t, open) })
 	t.Run("SealFailure", func(t *testing.T) { testSealFailure(t, open) })
 	t.Run("StreamKey", func(t *testing.T) { testAppendStreamKey(t, open) })
+	t.Run("NewKey", func(t *testing.T) { testAppendNewKey(t, open) })
 }
 
 func testAppendNewStream(t *testing.T, open opener) {

@@ -22,13 +22,19 @@
 //   - Append checks, in this order: the request (EINVALID for an empty
 //     batch, an event id twice in one batch, or a nil Seal); the stream's
 //     key (ENOTFOUND if it has none, EERASED if KeyID is not that key, even
-//     for a retry); idempotency (all ids present in this stream with the
+//     for a retry; with NewKey: EERASED for a shredded stream or tenant,
+//     ECONFLICT wrapping ErrStreamKeyExists if it has a key, ECONFLICT
+//     wrapping ErrKEKRetired under a destroyed KEK version); idempotency (all ids present in this stream with the
 //     same MACs: a replay; any other reuse of an id: ECONFLICT); the expected
 //     version (ECONFLICT built by eventvault.ConflictError, so that
 //     Fields["actual_version"] is the actual version as an int64, or
 //     "no_stream" for a stream without events); then Seal.
 //     A retried append is therefore replayed even when its expected version
 //     no longer holds, and Seal is called only for an append that writes.
+//   - An append carrying NewKey stores the key row with the events, in
+//     one transaction: whatever refuses the append (a conflict, a Seal
+//     error), the stream is left without a key row, events or owner, and
+//     takes its first append afterwards as a new stream.
 //   - A replay returns the original result: each event's original
 //     positions, and as Version the highest of them rather than the
 //     stream's current version, so that a client continuing from that
