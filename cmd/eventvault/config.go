@@ -134,7 +134,8 @@ func (c *Config) validate() error {
 func storeAndRootFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.Dev, "dev", envBool("EVENTVAULT_DEV"), "dev mode: embedded store and local root key in -data-dir, a root token printed at start (EVENTVAULT_DEV)")
 	fs.StringVar(&c.DataDir, "data-dir", env("EVENTVAULT_DATA_DIR", "data"), "folder of the embedded store (dev), the local root key (dev) and the default signing and pseudonym key files (EVENTVAULT_DATA_DIR)")
-	fs.StringVar(&c.DatabaseURL, "database-url", env("EVENTVAULT_DATABASE_URL", ""), "PostgreSQL URL; required in production, optional in dev mode (EVENTVAULT_DATABASE_URL)")
+	c.DatabaseURL = env("EVENTVAULT_DATABASE_URL", "")
+	fs.Var(urlFlag{&c.DatabaseURL}, "database-url", "PostgreSQL `URL`; required in production, optional in dev mode (EVENTVAULT_DATABASE_URL; -h shows it without its password)")
 	fs.StringVar(&c.RootKeyFile, "root-key-file", env("EVENTVAULT_ROOT_KEY_FILE", ""), "local root key file, created when missing (EVENTVAULT_ROOT_KEY_FILE; dev default <data-dir>/root.key)")
 	fs.StringVar(&c.LogFormat, "log-format", env("EVENTVAULT_LOG_FORMAT", "text"), "log format: text or json (EVENTVAULT_LOG_FORMAT)")
 	fs.BoolVar(&c.InsecureLocalRootKey, "insecure-local-root-key", envBool("EVENTVAULT_INSECURE_LOCAL_ROOT_KEY"), "production mode without Vault: use -root-key-file as the root key (EVENTVAULT_INSECURE_LOCAL_ROOT_KEY); a copy of that file and the database reads everything")

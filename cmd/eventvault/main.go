@@ -72,7 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "eventvault %s: %v\n", args[0], err)
+		// No error shows a secret, even one a library quoted.
+		fmt.Fprintf(stderr, "eventvault %s: %s\n", args[0], scrub(err.Error(), secretsIn(args)))
 		return 1
 	}
 	return 0

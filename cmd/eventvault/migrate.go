@@ -12,7 +12,9 @@ import (
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("database-url", env("EVENTVAULT_DATABASE_URL", ""), "PostgreSQL URL of a role that may create tables and roles (EVENTVAULT_DATABASE_URL)")
+	dbURL := env("EVENTVAULT_DATABASE_URL", "")
+	url := &dbURL
+	fs.Var(urlFlag{url}, "database-url", "PostgreSQL `URL` of a role that may create tables and roles (EVENTVAULT_DATABASE_URL; -h shows it without its password)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
