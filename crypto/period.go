@@ -38,11 +38,19 @@ type CryptoPeriod struct {
 // repeat, so an interrupted run is finished by running it again.
 //
 // Errors: EINVALID if the root key provider cannot rotate (the local root
-// key); the codes of the steps, wrapped with what was done.
+// key); EFORBIDDEN, before any step, if the root key provider's
+// credentials lack a permission a step needs (RootPermissionChecker); the
+// codes of the steps, wrapped with what was done.
 func (m *KeyManager) EndCryptoPeriod(ctx context.Context, progress func(step string, done int)) (CryptoPeriod, error) {
 	var out CryptoPeriod
 	if _, err := m.rootRotator(); err != nil {
 		return out, err
+	}
+	// Every permission the steps need, before the first one destroys
+	// anything: a token without the rotate policy must not get as far as
+	// destroying the old KEK versions.
+	if err := m.CheckRootPermissions(ctx, RootWrap, RootUnwrap, RootRewrap, RootRotate, RootRetire); err != nil {
+		return out, fmt.Errorf("crypto-period: nothing done: %w", err)
 	}
 	if progress == nil {
 		progress = func(string, int) {}

@@ -142,6 +142,14 @@ func TestTokenWithoutDecryptGetsThePermissionMessageAtRuntime(t *testing.T) {
 	if !strings.Contains(err.Error(), `permission denied for transit/decrypt/eventvault-root: the token's policy needs the "update" capability`) {
 		t.Fatalf("UnwrapKey error %q does not name the missing permission", err)
 	}
+	// A permission problem is reported as one: the client's message does
+	// not say "retry later", the log's names the policy.
+	if msg := eventvault.ErrorMessage(err); strings.Contains(msg, "retry later") || !strings.Contains(msg, "Vault policy") {
+		t.Fatalf("client message %q; want one saying an operator must fix the Vault policy", msg)
+	}
+	if !strings.Contains(err.Error(), "Vault policy eventvault ") {
+		t.Fatalf("UnwrapKey error %q does not name the policy", err)
+	}
 }
 
 func TestAppRoleLogin(t *testing.T) {

@@ -41,8 +41,9 @@
 //     wrapping ErrRootVersionRetired; retiring versions is how old backups
 //     are made unreadable.
 //
-// Clients see "the root key (Vault Transit) is unavailable; retry later";
-// the log gets Vault's address, the path and Vault's own words. No error
+// Clients see "the root key (Vault Transit) is unavailable; retry later",
+// or, for a permission denied, that an operator must fix the server's Vault
+// policy (never "retry later"); the log gets Vault's address, the path and Vault's own words. No error
 // or log line holds a token, a secret id, a key, a plaintext or a
 // ciphertext.
 //

@@ -24,6 +24,12 @@ var ErrRootVersionRetired = errors.New("the root key version was retired")
 // outage; the details (address, path, Vault's words) go to the log.
 const unavailableMessage = "the root key (Vault Transit) is unavailable; retry later"
 
+// deniedMessage is what a client learns when Vault refuses the server's
+// token (HTTP 403): not "retry later", since it does not heal by itself.
+// The log, and a command's error, name the policy, the path and the
+// capability.
+const deniedMessage = "the root key (Vault Transit) refused this server's request: its Vault token lacks a permission or expired; an operator must fix its Vault policy (the server log names the policy and the path)"
+
 func invalid(op string, err error) *eventvault.Error {
 	return &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: err.Error()}
 }
@@ -78,8 +84,8 @@ func (t *Transit) explain(path, capability string, err error) (code eventvault.C
 	}
 	switch {
 	case re.StatusCode == http.StatusForbidden:
-		return eventvault.EUNAVAILABLE, fmt.Sprintf("%s: permission denied for %s: the token's policy needs the %q capability on %s, or the token expired or was revoked",
-			at, path, capability, path)
+		return eventvault.EUNAVAILABLE, fmt.Sprintf("%s: permission denied for %s: the token's policy needs the %q capability on %s (Vault policy %s in docs/operations.md), or the token expired or was revoked",
+			at, path, capability, path, t.policyFor(path))
 	case hasVaultError(re, "no handler for route"):
 		return eventvault.EUNAVAILABLE, fmt.Sprintf("%s: no transit mount at '%s/' (enable it: vault secrets enable -path=%s transit)", at, t.cfg.mount(), t.cfg.mount())
 	case hasVaultError(re, "encryption key not found"):
@@ -106,6 +112,10 @@ func (t *Transit) fail(op, path, capability string, err error) error {
 	}
 	code, detail := t.explain(path, capability, err)
 	cause := &vaultFailure{detail: detail, err: err}
+	if isStatus(err, http.StatusForbidden) {
+		// A permission problem is reported as one, never as "retry later".
+		return &eventvault.Error{Code: eventvault.EUNAVAILABLE, Op: op, Message: deniedMessage, Err: cause}
+	}
 	if code == eventvault.EUNAVAILABLE {
 		return unavailable(op, cause)
 	}

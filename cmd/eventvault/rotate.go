@@ -81,6 +81,9 @@ func (r *rotation) cycle(ctx context.Context) error {
 			fmt.Fprintf(r.stderr, "%s: %d done\n", step, done)
 		}
 	})
+	if eventvault.ErrorCode(err) == eventvault.EFORBIDDEN {
+		return err // checked before the first step: nothing to finish
+	}
 	if err != nil {
 		return fmt.Errorf("%w\nthe cycle is safe to run again: 'eventvault rotate cycle' finishes it", err)
 	}
@@ -100,6 +103,9 @@ type rotation struct {
 
 func (r *rotation) tenant(ctx context.Context) error {
 	t := r.opts.tenant
+	if err := r.keys.CheckRootPermissions(ctx, evcrypto.RootWrap, evcrypto.RootUnwrap); err != nil {
+		return err
+	}
 	if !r.opts.resume {
 		v, err := r.keys.RotateTenantKEK(ctx, t)
 		if err != nil {
@@ -120,6 +126,17 @@ func (r *rotation) tenant(ctx context.Context) error {
 }
 
 func (r *rotation) root(ctx context.Context) error {
+	// Every permission the run needs, before it changes anything.
+	need := []evcrypto.RootOperation{evcrypto.RootRewrap}
+	if !r.opts.resume {
+		need = append(need, evcrypto.RootRotate)
+	}
+	if r.opts.retire {
+		need = append(need, evcrypto.RootRetire)
+	}
+	if err := r.keys.CheckRootPermissions(ctx, need...); err != nil {
+		return err
+	}
 	if !r.opts.resume {
 		v, err := r.keys.RotateRoot(ctx)
 		if err != nil {

@@ -323,3 +323,65 @@ func TestRotateCycleCommandEndsACryptoPeriod(t *testing.T) {
 		t.Fatalf("cycle with the local root key: exit %d, %s", code, stderr)
 	}
 }
+
+// serverPolicyHCL is the eventvault policy of docs/operations.md: what the
+// server needs, without the eventvault-rotate policy.
+const serverPolicyHCL = `
+path "transit/encrypt/eventvault-root" { capabilities = ["update"] }
+path "transit/decrypt/eventvault-root" { capabilities = ["update"] }
+path "transit/rewrap/eventvault-root"  { capabilities = ["update"] }
+path "transit/keys/eventvault-root"    { capabilities = ["read"] }
+`
+
+// TestRotateWithoutTheRotatePolicyChangesNothing runs the rotations with a
+// token that has the server's policy but not eventvault-rotate: each fails
+// before its first step, naming the policy and the path, not as an outage,
+// and every KEK version and the root key are as before.
+func TestRotateWithoutTheRotatePolicyChangesNothing(t *testing.T) {
+	v, url, store, transit, _, events := seedOverVault(t)
+	v.Policy("eventvault", serverPolicyHCL)
+	t.Setenv("EVENTVAULT_VAULT_TOKEN", v.Token("default", "eventvault"))
+
+	for _, args := range [][]string{
+		{"rotate", "cycle"},
+		{"rotate", "root"},
+		{"rotate", "root", "-resume", "-retire"},
+	} {
+		code, stdout, stderr := runCLI(t, append(args, "-database-url", url, "-vault-addr", v.Addr)...)
+		if code == 0 {
+			t.Fatalf("%q: exit 0 without the rotate policy; stdout %s", args, stdout)
+		}
+		t.Logf("%q: %s", args, stderr)
+		for _, want := range []string{"eventvault-rotate", "transit/keys/eventvault-root/"} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("%q: error does not name %q:\n%s", args, want, stderr)
+			}
+		}
+		if strings.Contains(stderr, "retry later") {
+			t.Errorf("%q: a permission problem reads as an outage:\n%s", args, stderr)
+		}
+	}
+	for tenant, evs := range events {
+		if wk, err := store.TenantKey(t.Context(), tenant); err != nil || wk.Version != 1 {
+			t.Fatalf("%s: newest KEK version %d (%v); want 1, untouched", tenant, wk.Version, err)
+		}
+		if _, err := store.TenantKeyVersion(t.Context(), tenant, 1); err != nil {
+			t.Fatalf("KEK version 1 of %s was destroyed: %v", tenant, err)
+		}
+		checkStreams(t, transit, store, tenant, evs, 1)
+	}
+	k := v.Read("transit/keys/" + vaulttest.Key)
+	if fmt.Sprint(k["latest_version"]) != "1" || fmt.Sprint(k["min_decryption_version"]) != "1" {
+		t.Fatalf("root key: latest_version %v, min_decryption_version %v; want 1, 1", k["latest_version"], k["min_decryption_version"])
+	}
+
+	// With the rotate policy too, the cycle runs.
+	v.Policy("eventvault-rotate", `
+path "transit/keys/eventvault-root/rotate" { capabilities = ["update"] }
+path "transit/keys/eventvault-root/config" { capabilities = ["update"] }
+`)
+	t.Setenv("EVENTVAULT_VAULT_TOKEN", v.Token("default", "eventvault", "eventvault-rotate"))
+	if code, _, stderr := runCLI(t, "rotate", "cycle", "-database-url", url, "-vault-addr", v.Addr); code != 0 {
+		t.Fatalf("cycle with both policies: %s", stderr)
+	}
+}
