@@ -38,6 +38,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if status >= 500 {
 		s.logger.ErrorContext(c.Request.Context(), "request failed",
 			slog.String("method", c.Request.Method), slog.String("route", c.FullPath()),
+			slog.String("http_request_id", requestIDOf(c)),
 			slog.String("code", string(code)), slog.Any("err", err))
 	}
 	if code == eventvault.EUNAUTHORIZED {
@@ -53,6 +54,14 @@ func (s *Server) writeError(c *gin.Context, err error) {
 }
 
 func writeProblem(c *gin.Context, status int, code eventvault.Code, detail string, fields map[string]any) {
+	if id := requestIDOf(c); id != "" {
+		with := make(map[string]any, len(fields)+1)
+		for k, v := range fields {
+			with[k] = v
+		}
+		with["http_request_id"] = id
+		fields = with
+	}
 	body, status := problemBody(status, code, detail, fields)
 	c.Abort()
 	c.Data(status, ProblemContentType, body)

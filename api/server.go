@@ -179,6 +179,7 @@ func principal(c *gin.Context) eventvault.Principal {
 
 func (s *Server) accessLog(c *gin.Context) {
 	start := time.Now()
+	id := setRequestID(c)
 	c.Next()
 	route := c.FullPath() // the template: a raw path may hold a subject id
 	if route == "" {
@@ -189,6 +190,7 @@ func (s *Server) accessLog(c *gin.Context) {
 		slog.String("route", route),
 		slog.Int("status", c.Writer.Status()),
 		slog.Duration("duration", time.Since(start)),
+		slog.String("http_request_id", id),
 	}
 	if p := principal(c); p.TokenID != "" {
 		attrs = append(attrs, slog.String("tenant", string(p.Tenant)), slog.String("token_id", p.TokenID))
@@ -198,6 +200,6 @@ func (s *Server) accessLog(c *gin.Context) {
 
 func (s *Server) recovered(c *gin.Context, err any) {
 	s.logger.ErrorContext(c.Request.Context(), "panic serving request",
-		slog.String("method", c.Request.Method), slog.String("route", c.FullPath()), slog.Any("panic", err))
+		slog.String("method", c.Request.Method), slog.String("route", c.FullPath()), slog.String("http_request_id", requestIDOf(c)), slog.Any("panic", err))
 	writeProblem(c, http.StatusInternalServerError, eventvault.EINTERNAL, "Internal error.", nil)
 }

@@ -106,7 +106,10 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.listener = api.ProblemListener(m.listener)
 	m.server = wiring.HTTPServer(stack.Handler)
-	m.printBanner(where)
+	// The server's own errors (TLS handshakes, broken requests) go
+	// through the logger, in its format, not as plain text on stderr.
+	m.server.ErrorLog = slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)
+	m.printBanner(where, m.Addr())
 	return nil
 }
 
@@ -173,12 +176,24 @@ func (m *Main) Close() error {
 	return nil
 }
 
-func (m *Main) printBanner(where string) {
+// printBanner says where the server listens. With -log-format json it is
+// a log record (and, in dev mode, the root token alone on stdout, never in
+// the log); with text, the human-readable banner on stdout.
+func (m *Main) printBanner(where, hostport string) {
 	scheme := "http"
 	if m.Config.TLSCert != "" {
 		scheme = "https"
 	}
-	addr := scheme + "://" + m.Addr()
+	addr := scheme + "://" + hostport
+	if m.Config.LogFormat == "json" {
+		m.Logger.Info("EventVault listening", slog.String("addr", addr), slog.String("store", where),
+			slog.String("root_key", rootKeyDescription(m.Config)), slog.Bool("dev", m.Config.Dev))
+		if m.Config.Dev {
+			m.Logger.Warn("dev mode: do not keep real personal data here; the root token is printed on stdout", slog.String("root_token_tenant", string(DevTenant)))
+			fmt.Fprintf(m.Stdout, "Root Token: %s\n", m.RootToken)
+		}
+		return
+	}
 	w := m.Stdout
 	fmt.Fprintf(w, "EventVault listening on %s\n", addr)
 	fmt.Fprintf(w, "  store:    %s\n", where)
