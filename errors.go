@@ -18,8 +18,13 @@ const (
 	ECONFLICT     Code = "conflict"     // expected version or idempotency mismatch
 	ETOOLARGE     Code = "too_large"    // a body or batch over a documented limit
 	EERASED       Code = "erased"       // the key that protected the data was shredded
-	EUNAVAILABLE  Code = "unavailable"  // a dependency (database, root key) is unreachable; retry later
-	EINTERNAL     Code = "internal"     // a bug or an integrity failure; never a client's fault
+	// EKEYRETIRED: the root key version that wrapped the data's key was
+	// retired (a crypto-period ended after this copy of the database was
+	// taken: a restored backup). Not an erasure anyone asked for; this
+	// node cannot read the data.
+	EKEYRETIRED  Code = "key_retired"
+	EUNAVAILABLE Code = "unavailable" // a dependency (database, root key) is unreachable; retry later
+	EINTERNAL    Code = "internal"    // a bug or an integrity failure; never a client's fault
 )
 
 // Error is the one error type of EventVault's domain. Message is safe to show

@@ -19,6 +19,9 @@ var statusOf = map[eventvault.Code]int{
 	eventvault.ECONFLICT:     http.StatusConflict,
 	eventvault.ETOOLARGE:     http.StatusRequestEntityTooLarge,
 	eventvault.EERASED:       http.StatusGone,
+	// Not erased by a request: this node's data is older than the root
+	// key versions still in use (a backup restored after a crypto-period).
+	eventvault.EKEYRETIRED:   http.StatusServiceUnavailable,
 	eventvault.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	eventvault.EINTERNAL:     http.StatusInternalServerError,
 	codeUnsupportedMediaType: http.StatusUnsupportedMediaType,

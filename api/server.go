@@ -77,15 +77,15 @@ type Server struct {
 	erasure Erasure
 	keys    KeyRotation
 	tokens  Tokens
-	ready   func(context.Context) error
+	checks  []ReadyCheck
 	logger  *slog.Logger
 	router  *gin.Engine
 	// bodies lends the buffers read responses are rendered into.
 	bodies bodyPool
 }
 
-// Config holds what the server needs. Ready reports whether the store can
-// serve (for /readyz). Erasure and Keys may be nil in tests of other
+// Config holds what the server needs. Checks are what /readyz checks;
+// without them, Ready alone, as the check named "store". Erasure and Keys may be nil in tests of other
 // resources: their endpoints are then absent. Logger may be nil.
 type Config struct {
 	Events  Events
@@ -95,12 +95,16 @@ type Config struct {
 	Keys   KeyRotation
 	Tokens Tokens
 	Ready  func(context.Context) error
+	Checks []ReadyCheck
 	Logger *slog.Logger
 }
 
 // New returns a Server; it is an http.Handler.
 func New(cfg Config) *Server {
-	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, ready: cfg.Ready, logger: cfg.Logger}
+	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, checks: cfg.Checks, logger: cfg.Logger}
+	if len(s.checks) == 0 && cfg.Ready != nil {
+		s.checks = []ReadyCheck{{Name: "store", Check: cfg.Ready}}
+	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}

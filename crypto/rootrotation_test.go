@@ -132,8 +132,8 @@ func TestRootRotationOverVault(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = evcrypto.NewKeyring(transit, store, evcrypto.KeyringOptions{}).OpenStreamCipher(t.Context(), "acme", "order-0000", wk)
-		if eventvault.ErrorCode(err) != eventvault.EERASED {
-			t.Fatalf("open a stream through a KEK row restored from before the re-wrap = %v, want EERASED (retired root version)", err)
+		if eventvault.ErrorCode(err) != eventvault.EKEYRETIRED {
+			t.Fatalf("open a stream through a KEK row restored from before the re-wrap = %v, want EKEYRETIRED (retired root version)", err)
 		}
 	})
 }

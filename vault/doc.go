@@ -37,8 +37,8 @@
 //   - A ciphertext Vault refuses to decrypt (altered, moved, wrapped for
 //     another aad or by another key): EINTERNAL wrapping
 //     crypto.ErrAuthentication, as for the local root key.
-//   - A ciphertext under a version below min_decryption_version: EERASED
-//     wrapping ErrRootVersionRetired; retiring versions is how old backups
+//   - A ciphertext under a version below min_decryption_version:
+//     EKEYRETIRED (HTTP 503 key_retired) wrapping ErrRootVersionRetired; retiring versions is how old backups
 //     are made unreadable.
 //
 // Clients see "the root key (Vault Transit) is unavailable; retry later",

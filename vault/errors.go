@@ -15,7 +15,8 @@ import (
 
 // ErrRootVersionRetired is the cause of the error for a key wrapped by a
 // Transit key version below the key's min_decryption_version: retired on
-// purpose (RetireRootVersionsBefore), so what it protected is erased.
+// purpose (RetireRootVersionsBefore): what it protected is unreadable
+// (eventvault.EKEYRETIRED), which is not an erasure a subject asked for.
 // Lowering min_decryption_version in Vault again brings it back, until the
 // key is trimmed.
 var ErrRootVersionRetired = errors.New("the root key version was retired")
@@ -130,9 +131,9 @@ func (t *Transit) failOpen(op, path string, version int, err error) error {
 	if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest && !hasVaultError(re, "encryption key not found") {
 		if hasVaultError(re, "too old") {
 			return &eventvault.Error{
-				Code:    eventvault.EERASED,
+				Code:    eventvault.EKEYRETIRED,
 				Op:      op,
-				Message: fmt.Sprintf("the key was wrapped by version %d of the root key, which has been retired; what it protected can no longer be read", version),
+				Message: fmt.Sprintf("the key was wrapped by version %d of the root key, which has been retired (a crypto-period ended after this copy of the data was taken, as when a backup from before it is restored): what it protected cannot be read here, though no erasure of it was requested", version),
 				Err:     fmt.Errorf("%w (Vault: %s)", ErrRootVersionRetired, vaultErrors(re)),
 			}
 		}

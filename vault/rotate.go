@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/eventvault/eventvault"
+	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -90,7 +91,7 @@ func (t *Transit) RotateRoot(ctx context.Context) (int, error) {
 
 // RetireRootVersionsBefore sets the Transit key's min_decryption_version to
 // version, so that Vault refuses to unwrap what older versions wrapped
-// (UnwrapKey then answers EERASED). It never lowers the setting: a version
+// (UnwrapKey then answers EKEYRETIRED). It never lowers the setting: a version
 // at or below the current minimum changes nothing, so running it again is
 // safe. Vault keeps the retired versions until an operator trims them
 // (transit/keys/:name/trim); until then lowering min_decryption_version in
@@ -130,4 +131,17 @@ func (t *Transit) RootVersionOf(wrapped []byte) (int, error) {
 		return 0, authError("vault.Transit.RootVersionOf", err.Error())
 	}
 	return ct.version, nil
+}
+
+// ProbeRoot reads the Transit key (transit/keys/:name, which the server's
+// policy allows): one request that proves Vault answers, is unsealed, takes
+// the token and holds the key, and says which versions still unwrap. It
+// implements crypto.RootProber; readiness calls it, through a cache.
+// Errors: EUNAVAILABLE as for WrapKey.
+func (t *Transit) ProbeRoot(ctx context.Context) (evcrypto.RootStatus, error) {
+	k, err := t.keyInfo(ctx, "vault.Transit.ProbeRoot")
+	if err != nil {
+		return evcrypto.RootStatus{}, err
+	}
+	return evcrypto.RootStatus{LatestVersion: k.LatestVersion, MinDecryptionVersion: k.MinDecryptionVersion}, nil
 }

@@ -223,7 +223,7 @@ func (t *Transit) WrapKey(ctx context.Context, key, aad []byte) ([]byte, error) 
 // UnwrapKey decrypts what WrapKey returned for the same aad.
 // Errors: EINTERNAL wrapping crypto.ErrAuthentication if wrapped is not a
 // Transit ciphertext, was altered, or was wrapped for another aad or by
-// another key; EERASED (wrapping ErrRootVersionRetired) if the root key
+// another key; EKEYRETIRED (wrapping ErrRootVersionRetired) if the root key
 // version that wrapped it was retired; EUNAVAILABLE as for WrapKey.
 func (t *Transit) UnwrapKey(ctx context.Context, wrapped, aad []byte) ([]byte, error) {
 	const op = "vault.Transit.UnwrapKey"

@@ -166,11 +166,11 @@ func TestWrapAndUnwrapAcrossRootRotationAndRetirement(t *testing.T) {
 		t.Fatalf("RetireRootVersionsBefore(2): %v", err)
 	}
 	_, err = p.UnwrapKey(ctx, w1, aad)
-	if !errors.Is(err, vault.ErrRootVersionRetired) || eventvault.ErrorCode(err) != eventvault.EERASED {
-		t.Fatalf("UnwrapKey of a key under a retired version: %v; want EERASED wrapping ErrRootVersionRetired", err)
+	if !errors.Is(err, vault.ErrRootVersionRetired) || eventvault.ErrorCode(err) != eventvault.EKEYRETIRED {
+		t.Fatalf("UnwrapKey of a key under a retired version: %v; want EKEYRETIRED wrapping ErrRootVersionRetired", err)
 	}
-	if _, err := p.RewrapKey(ctx, w1, aad); eventvault.ErrorCode(err) != eventvault.EERASED {
-		t.Fatalf("RewrapKey of a key under a retired version: %v; want EERASED", err)
+	if _, err := p.RewrapKey(ctx, w1, aad); eventvault.ErrorCode(err) != eventvault.EKEYRETIRED {
+		t.Fatalf("RewrapKey of a key under a retired version: %v; want EKEYRETIRED", err)
 	}
 	unwrapEquals(t, p, rw, aad, rewrapped)
 	unwrapEquals(t, p, w2, aad, fresh)

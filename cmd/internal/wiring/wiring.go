@@ -57,12 +57,13 @@ func Build(p Parts) *Stack {
 	if p.Pseudonyms != nil { // no typed nil in the interface
 		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms))
 	}
+	manager := evcrypto.NewKeyManager(keys)
 	handler := api.New(api.Config{
 		Events:  engine.NewEvents(p.Store, keys, logger, opts...),
 		Erasure: engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger))),
-		Keys:    engine.NewRotation(evcrypto.NewKeyManager(keys), logger),
+		Keys:    engine.NewRotation(manager, logger),
 		Tokens:  tokens,
-		Ready:   p.Store.Ping,
+		Checks:  ReadyChecks(p.Store, manager),
 		Logger:  logger,
 	})
 	return &Stack{Keys: keys, Tokens: tokens, Handler: handler}
