@@ -32,6 +32,7 @@ import (
 	"github.com/eventvault/eventvault"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/crypto/dsse"
+	"github.com/eventvault/eventvault/crypto/internal/keyfile"
 	"github.com/eventvault/eventvault/crypto/pseudonym"
 )
 
@@ -315,4 +316,12 @@ func known(name string) bool {
 		}
 	}
 	return false
+}
+
+// ReadKeyFile reads a key file of the kind servers used before deployment
+// keys (32 raw bytes, readable by its owner only), to import it as the
+// named key. It never creates the file. The caller zeroes the bytes.
+// Errors: EINVALID for a file it refuses; ENOTFOUND; EUNAVAILABLE.
+func ReadKeyFile(name, path string) ([]byte, error) {
+	return keyfile.Read("deploykeys.ReadKeyFile", name+" key", path)
 }
