@@ -372,6 +372,15 @@ type DeploymentKeyStore interface {
 	// returns the one stored (k, or the one that was there or won a race).
 	// Errors: EINVALID for an empty name, a zero version or no wrapped key.
 	CreateDeploymentKey(ctx context.Context, k DeploymentKey) (DeploymentKey, error)
+	// DeploymentKeys returns every stored deployment key, for the root's
+	// rotation to re-wrap them.
+	DeploymentKeys(ctx context.Context) ([]DeploymentKey, error)
+	// RewrapDeploymentKey replaces the wrapped bytes of old (same name and
+	// version) by wrapped if old's are still the ones stored: the same key,
+	// re-wrapped under a newer root key version (compare-and-swap).
+	// Errors: ECONFLICT if the stored bytes are not old's; ENOTFOUND if
+	// there is no such key; EINVALID for an empty wrapped.
+	RewrapDeploymentKey(ctx context.Context, old DeploymentKey, wrapped []byte) error
 }
 
 // Store is everything a store provides. Only the command's wiring and

@@ -22,7 +22,7 @@ import (
 	crand "crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -53,20 +53,10 @@ const Size = 32
 // of deployment keys yet.
 const version = 1
 
-const aadLabel = "eventvault/v1/deployment-key"
-
 // AAD returns the associated data that binds a wrapped deployment key to
-// its name and version.
-func AAD(name string, version uint32) []byte {
-	b := field(nil, aadLabel)
-	b = field(b, name)
-	return binary.BigEndian.AppendUint32(b, version)
-}
-
-func field(b []byte, f string) []byte {
-	b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
-	return append(b, f...)
-}
+// its name and version (crypto.DeploymentKeyAAD, which the root's rotation
+// re-wraps with).
+func AAD(name string, version uint32) []byte { return evcrypto.DeploymentKeyAAD(name, version) }
 
 // Keys are a deployment's keys, unwrapped. They print no key bytes.
 type Keys struct {
@@ -187,6 +177,9 @@ func Load(ctx context.Context, root evcrypto.RootKeyProvider, store eventvault.D
 
 func unwrap(ctx context.Context, root evcrypto.RootKeyProvider, k eventvault.DeploymentKey) ([]byte, error) {
 	b, err := root.UnwrapKey(ctx, k.Wrapped, AAD(k.Name, k.Version))
+	if errors.Is(err, evcrypto.ErrAuthentication) {
+		return nil, fmt.Errorf("unwrap deployment key %s version %d (was it created under another root key, or moved from another row?): %w", k.Name, k.Version, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("unwrap deployment key %s version %d: %w", k.Name, k.Version, err)
 	}

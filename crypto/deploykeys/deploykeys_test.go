@@ -168,5 +168,3 @@ func TestInitRefusesBadImports(t *testing.T) {
 		t.Fatalf("import of the stored key again: %+v, %v", res, err)
 	}
 }
-
-

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -84,4 +85,55 @@ func decodeDeploymentKey(name string, v []byte) (eventvault.DeploymentKey, error
 		return eventvault.DeploymentKey{}, fmt.Errorf("decode deployment key %s: %w", name, err)
 	}
 	return eventvault.DeploymentKey{Name: name, Version: r.Version, Wrapped: r.Wrapped, CreatedAt: r.CreatedAt}, nil
+}
+
+// DeploymentKeys returns every stored deployment key, by name.
+func (db *DB) DeploymentKeys(ctx context.Context) ([]eventvault.DeploymentKey, error) {
+	const op = "bolt.DeploymentKeys"
+	var keys []eventvault.DeploymentKey
+	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketDeploymentKeys).ForEach(func(name, v []byte) error {
+			k, err := decodeDeploymentKey(string(name), v)
+			if err != nil {
+				return err
+			}
+			keys = append(keys, k)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// RewrapDeploymentKey swaps old's wrapped bytes for wrapped.
+// Errors: ECONFLICT; ENOTFOUND; EINVALID.
+func (db *DB) RewrapDeploymentKey(ctx context.Context, old eventvault.DeploymentKey, wrapped []byte) error {
+	const op = "bolt.RewrapDeploymentKey"
+	if old.Name == "" || old.Version == 0 || len(wrapped) == 0 {
+		return &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: "a re-wrap needs a name, a version and a wrapped key"}
+	}
+	return db.update(ctx, op, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketDeploymentKeys)
+		v := b.Get([]byte(old.Name))
+		var cur eventvault.DeploymentKey
+		if v != nil {
+			var err error
+			if cur, err = decodeDeploymentKey(old.Name, v); err != nil {
+				return err
+			}
+		}
+		if v == nil || cur.Version != old.Version {
+			return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("no deployment key %s version %d", old.Name, old.Version)}
+		}
+		if !bytes.Equal(cur.Wrapped, old.Wrapped) {
+			return &eventvault.Error{Code: eventvault.ECONFLICT, Op: op, Message: fmt.Sprintf("deployment key %s version %d changed since it was read", old.Name, old.Version)}
+		}
+		next, err := json.Marshal(deploymentKeyRecord{Version: cur.Version, Wrapped: wrapped, CreatedAt: cur.CreatedAt})
+		if err != nil {
+			return internal(op, err)
+		}
+		return b.Put([]byte(old.Name), next)
+	})
 }

@@ -96,3 +96,68 @@ func scanDeploymentKey(r pgx.Row, k *eventvault.DeploymentKey) (bool, error) {
 	k.Version = uint32(version)
 	return true, nil
 }
+
+const allDeploymentKeysSQL = `SELECT name, version, wrapped_key, created_at FROM deployment_keys ORDER BY name, version`
+
+const rewrapDeploymentKeySQL = `UPDATE deployment_keys SET wrapped_key = $4
+	WHERE name = $1 AND version = $2 AND wrapped_key = $3 RETURNING 1`
+
+const deploymentKeyExistsSQL = `SELECT EXISTS (SELECT 1 FROM deployment_keys WHERE name = $1 AND version = $2)`
+
+// DeploymentKeys returns every version of every deployment key.
+func (db *DB) DeploymentKeys(ctx context.Context) ([]eventvault.DeploymentKey, error) {
+	const op = "postgres.DeploymentKeys"
+	var keys []eventvault.DeploymentKey
+	err := db.run(ctx, txSpec{op: op, readOnly: true}, func(ctx context.Context, t *txn) error {
+		keys = nil
+		b := &pgx.Batch{}
+		b.Queue(allDeploymentKeysSQL).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k eventvault.DeploymentKey
+				if _, err := scanDeploymentKey(rows, &k); err != nil {
+					return err
+				}
+				keys = append(keys, k)
+			}
+			return rows.Err()
+		})
+		return t.send(ctx, b, true)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list deployment keys: %w", err)
+	}
+	return keys, nil
+}
+
+// RewrapDeploymentKey swaps old's wrapped bytes for wrapped.
+// Errors: ECONFLICT; ENOTFOUND; EINVALID.
+func (db *DB) RewrapDeploymentKey(ctx context.Context, old eventvault.DeploymentKey, wrapped []byte) error {
+	const op = "postgres.RewrapDeploymentKey"
+	if old.Name == "" || old.Version == 0 || len(wrapped) == 0 {
+		return &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: "a re-wrap needs a name, a version and a wrapped key"}
+	}
+	var swapped, exists bool
+	err := db.run(ctx, txSpec{op: op}, func(ctx context.Context, t *txn) error {
+		swapped, exists = false, false
+		b := &pgx.Batch{}
+		b.Queue(rewrapDeploymentKeySQL, old.Name, int64(old.Version), old.Wrapped, wrapped).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				swapped = true
+			}
+			return rows.Err()
+		})
+		b.Queue(deploymentKeyExistsSQL, old.Name, int64(old.Version)).QueryRow(func(r pgx.Row) error {
+			return r.Scan(&exists)
+		})
+		return t.send(ctx, b, true)
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("re-wrap deployment key %s version %d: %w", old.Name, old.Version, err)
+	case swapped:
+		return nil
+	case !exists:
+		return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("no deployment key %s version %d", old.Name, old.Version)}
+	}
+	return &eventvault.Error{Code: eventvault.ECONFLICT, Op: op, Message: fmt.Sprintf("deployment key %s version %d changed since it was read", old.Name, old.Version)}
+}

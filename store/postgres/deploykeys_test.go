@@ -8,8 +8,9 @@ import (
 )
 
 // TestAppRoleCannotChangeADeploymentKey: the server's role reads and adds
-// deployment keys but can neither change nor delete one, whatever tenant
-// or admin scope its transaction claims.
+// deployment keys, and may re-wrap one (the root's rotation), but can
+// neither rename, renumber nor delete one, whatever tenant or admin scope
+// its transaction claims.
 func TestAppRoleCannotChangeADeploymentKey(t *testing.T) {
 	db, url := openDB(t)
 	ctx := t.Context()
@@ -17,7 +18,9 @@ func TestAppRoleCannotChangeADeploymentKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, sql := range []string{
-		`UPDATE deployment_keys SET wrapped_key = '\x01'`,
+		`UPDATE deployment_keys SET name = 'signing'`,
+		`UPDATE deployment_keys SET version = 2`,
+		`UPDATE deployment_keys SET created_at = now()`,
 		`DELETE FROM deployment_keys`,
 		`TRUNCATE deployment_keys`,
 	} {

@@ -93,3 +93,52 @@ func wantDeploymentKey(t *testing.T, what string, got, want eventvault.Deploymen
 			got.Name, got.Version, got.Wrapped, got.CreatedAt, want.Name, want.Version, want.Wrapped, want.CreatedAt)
 	}
 }
+
+// testDeploymentKeyRewrap: the root's rotation lists every deployment key
+// and swaps its wrapped bytes, compare-and-swap; nothing else changes.
+func testDeploymentKeyRewrap(t *testing.T, open opener) {
+	h := setup(t, open)
+	ctx, s := h.ctx, h.store
+	if keys, err := s.DeploymentKeys(ctx); err != nil || len(keys) != 0 {
+		t.Fatalf("DeploymentKeys of a fresh store: %v, %v", keys, err)
+	}
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	for _, name := range []string{"signing", "pseudonym"} {
+		if _, err := s.CreateDeploymentKey(ctx, eventvault.DeploymentKey{Name: name, Version: 1, Wrapped: []byte("w-" + name), CreatedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := s.DeploymentKeys(ctx)
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("DeploymentKeys: %v, %v; want 2", keys, err)
+	}
+	old, err := s.DeploymentKey(ctx, "pseudonym")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RewrapDeploymentKey(ctx, old, nil); eventvault.ErrorCode(err) != eventvault.EINVALID {
+		t.Fatalf("re-wrap to nothing: %v; want EINVALID", err)
+	}
+	if err := s.RewrapDeploymentKey(ctx, eventvault.DeploymentKey{Name: "token-verifier", Version: 1, Wrapped: []byte("x")}, []byte("y")); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+		t.Fatalf("re-wrap of a missing key: %v; want ENOTFOUND", err)
+	}
+	if err := s.RewrapDeploymentKey(ctx, old, []byte("w-pseudonym-2")); err != nil {
+		t.Fatalf("RewrapDeploymentKey: %v", err)
+	}
+	// The swap lost by a second writer that read before it.
+	if err := s.RewrapDeploymentKey(ctx, old, []byte("w-pseudonym-3")); eventvault.ErrorCode(err) != eventvault.ECONFLICT {
+		t.Fatalf("re-wrap from stale bytes: %v; want ECONFLICT", err)
+	}
+	want := old
+	want.Wrapped = []byte("w-pseudonym-2")
+	got, err := s.DeploymentKey(ctx, "pseudonym")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDeploymentKey(t, "after the re-wrap", got, want)
+	got, err = s.DeploymentKey(ctx, "signing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDeploymentKey(t, "the other key", got, eventvault.DeploymentKey{Name: "signing", Version: 1, Wrapped: []byte("w-signing"), CreatedAt: at})
+}

@@ -10,10 +10,12 @@
 --
 -- The table belongs to no tenant, so it has no tenant_id and no row-level
 -- security: every node reads every row at start. eventvault_app may read
--- and insert but never update or delete: a deployment key, once written,
--- stays (a changed pseudonym key would erase other subjects; a changed
--- signing key would break published certificates). Replacing one is an
--- operator's act as the schema owner.
+-- and insert, and update wrapped_key only (a root rotation re-wraps the
+-- same key under the newest root version, as it does tenant KEKs: without
+-- it, retiring old root versions would leave no node able to start); it
+-- may never delete a key or change its name, version or time. A wrapped
+-- key it writes opens only if the root wrapped it for that name and
+-- version. Replacing a key is an operator's act as the schema owner.
 CREATE TABLE deployment_keys (
 	name text NOT NULL CHECK (name <> ''),
 	version bigint NOT NULL CHECK (version > 0),
@@ -23,3 +25,4 @@ CREATE TABLE deployment_keys (
 );
 
 GRANT SELECT, INSERT ON deployment_keys TO eventvault_app;
+GRANT UPDATE (wrapped_key) ON deployment_keys TO eventvault_app;
