@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/auth"
+	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/crypto/deploykeys"
 	"github.com/eventvault/eventvault/crypto/dsse"
 	"github.com/eventvault/eventvault/crypto/pseudonym"
@@ -293,4 +295,50 @@ func decodePayload(t *testing.T, body string) []byte {
 		t.Fatalf("erasure request body: %v: %s", err, body)
 	}
 	return r.Certificate.Payload
+}
+
+// TestRetiringARootVersionWaitsForTheDeploymentKeys: a deployment key still
+// wrapped under an old root version stops the retirement of that version
+// (or no node could start), and a re-wrap lets it through.
+func TestRetiringARootVersionWaitsForTheDeploymentKeys(t *testing.T) {
+	_, _, store, transit, keys, _ := seedOverVault(t)
+	ctx := t.Context()
+	if _, err := deploykeys.Init(ctx, transit, store, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	old, err := store.DeploymentKey(ctx, deploykeys.Pseudonym)
+	if err != nil {
+		t.Fatal(err)
+	}
+	km := evcrypto.NewKeyManager(keys)
+	v, err := km.RotateRoot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := km.RewrapRootWrapped(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Put back the pseudonym key as wrapped under version 1, as a node
+	// whose re-wrap was interrupted would leave it.
+	cur, err := store.DeploymentKey(ctx, deploykeys.Pseudonym)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.RewrapDeploymentKey(ctx, cur, old.Wrapped); err != nil {
+		t.Fatal(err)
+	}
+	err = km.RetireRootVersionsBefore(ctx, v)
+	var e *eventvault.Error
+	if !errors.As(err, &e) || e.Code != eventvault.ECONFLICT || e.Fields["remaining_deployment_keys"] != 1 {
+		t.Fatalf("retire with a deployment key under version 1: %v; want ECONFLICT with remaining_deployment_keys 1", err)
+	}
+	if _, err := km.RewrapRootWrapped(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := km.RetireRootVersionsBefore(ctx, v); err != nil {
+		t.Fatalf("retire after the re-wrap: %v", err)
+	}
+	if _, err := deploykeys.Load(ctx, transit, store); err != nil {
+		t.Fatalf("load after the retirement: %v", err)
+	}
 }
