@@ -342,3 +342,29 @@ func TestRetiringARootVersionWaitsForTheDeploymentKeys(t *testing.T) {
 		t.Fatalf("load after the retirement: %v", err)
 	}
 }
+
+// TestServerRefusesKeyFilesNotImported: a dev data folder of an earlier
+// EventVault holds pseudonym.key and signing.key; a new server does not
+// silently make other keys, it names the import, and starts once the files
+// are imported.
+func TestServerRefusesKeyFilesNotImported(t *testing.T) {
+	data := t.TempDir()
+	for i, f := range []string{"pseudonym.key", "signing.key"} {
+		b := make([]byte, 32)
+		for j := range b {
+			b[j] = byte(i*32 + j + 1)
+		}
+		if err := os.WriteFile(filepath.Join(data, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := openServer(t, "-dev", "-data-dir", data); err == nil || !strings.Contains(err.Error(), "eventvault init -import-pseudonym-key-file") {
+		t.Fatalf("dev server over unimported key files: %v; want a refusal naming the import", err)
+	}
+	code, out, errOut := runCLI(t, "init", "-dev", "-data-dir", data,
+		"-import-pseudonym-key-file", filepath.Join(data, "pseudonym.key"), "-import-signing-key-file", filepath.Join(data, "signing.key"))
+	if code != 0 || strings.Count(out, ": imported") != 2 {
+		t.Fatalf("init with the imports: %d\n%s%s", code, out, errOut)
+	}
+	startServer(t, "-dev", "-data-dir", data)
+}

@@ -5,6 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/eventvault/eventvault"
 
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
@@ -110,4 +114,32 @@ func parseInitFlags(args []string, stderr io.Writer) (initOptions, Config, error
 		return o, Config{}, err
 	}
 	return o, c, nil
+}
+
+// legacyKeyFiles are the key files servers kept in -data-dir before
+// deployment keys, by the deployment key they become.
+var legacyKeyFiles = []struct{ name, file, flag string }{
+	{deploykeys.Pseudonym, "pseudonym.key", "-import-pseudonym-key-file"},
+	{deploykeys.Signing, "signing.key", "-import-signing-key-file"},
+}
+
+// refuseUnimportedKeyFiles stops a server (dev mode included) that finds
+// in dataDir a key file of an earlier EventVault whose deployment key the
+// store does not hold yet: creating a new key would silently change every
+// pseudonym, or the key certificates verify against. It names the import.
+func refuseUnimportedKeyFiles(ctx context.Context, store eventvault.DeploymentKeyStore, dataDir string) error {
+	for _, l := range legacyKeyFiles {
+		path := filepath.Join(dataDir, l.file)
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		_, err := store.DeploymentKey(ctx, l.name)
+		if eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+			continue // present (or unreadable: loading will say so)
+		}
+		return fmt.Errorf("found %s, the %s key file of an earlier EventVault, but the database holds no %s deployment key: "+
+			"import it once with 'eventvault init %s %s' (and the other key files; same database and root key flags), so that existing pseudonyms and certificates stay valid, "+
+			"or remove the file to start with new keys", path, l.name, l.name, l.flag, path)
+	}
+	return nil
 }

@@ -78,6 +78,9 @@ func (m *Main) Open(ctx context.Context) error {
 	// that every node uses the same ones. Only dev mode creates them; a
 	// production node without them refuses to start, naming
 	// 'eventvault init'.
+	if err := refuseUnimportedKeyFiles(ctx, store, c.DataDir); err != nil {
+		return err
+	}
 	dk, err := wiring.DeploymentKeys(ctx, root, store, c.Dev, m.Logger)
 	if err != nil {
 		return err
