@@ -88,7 +88,7 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("deployment keys: %w", err)
 	}
 	fmt.Fprintf(stdout, "Deployment keys are in the %s store, wrapped by %s.\n", where, rootKeyDescription(cfg))
-	fmt.Fprintln(stdout, "Back up the database with the root key: without the root key the deployment keys cannot be unwrapped.")
+	fmt.Fprintln(stdout, "Back up the database, and keep the root key: without it the deployment keys cannot be unwrapped.")
 	return nil
 }
 
