@@ -320,10 +320,10 @@ type EventStore interface {
 	ReadAll(ctx context.Context, tenant TenantID, from int64, limit int) (AllPage, error)
 }
 
-// Token is an API token as stored: its hash, never the token.
+// Token is an API token as stored: its verifier, never the token.
 type Token struct {
 	ID        string // public id, safe to log
-	Hash      []byte // SHA-256 of the secret token
+	Hash      []byte // verifier of the secret token: HMAC-SHA256 under the token-verifier key (auth)
 	Tenant    TenantID
 	Name      string
 	Root      bool
@@ -347,6 +347,42 @@ type TokenStore interface {
 	DeleteTenantTokens(ctx context.Context, tenant TenantID) (int, error)
 }
 
+// DeploymentKey is a key every node of a deployment shares (the pseudonym
+// key, the certificate signing key, the token-verifier key), as stored:
+// wrapped by the root key, never in clear. It belongs to no tenant.
+type DeploymentKey struct {
+	// Name says what the key is for ("pseudonym", "signing",
+	// "token-verifier"); it is bound into the wrapping's associated data
+	// with Version, so a wrapped key moved to another name or version does
+	// not unwrap.
+	Name    string
+	Version uint32
+	// Wrapped is the key wrapped by the root key.
+	Wrapped   []byte
+	CreatedAt time.Time
+}
+
+// DeploymentKeyStore keeps the wrapped deployment keys. A key is written
+// once and never changed or deleted through it.
+type DeploymentKeyStore interface {
+	// DeploymentKey returns the newest version of the named key.
+	// Errors: ENOTFOUND if there is none; EINVALID for an empty name.
+	DeploymentKey(ctx context.Context, name string) (DeploymentKey, error)
+	// CreateDeploymentKey stores k unless a key of that name exists, and
+	// returns the one stored (k, or the one that was there or won a race).
+	// Errors: EINVALID for an empty name, a zero version or no wrapped key.
+	CreateDeploymentKey(ctx context.Context, k DeploymentKey) (DeploymentKey, error)
+	// DeploymentKeys returns every stored deployment key, for the root's
+	// rotation to re-wrap them.
+	DeploymentKeys(ctx context.Context) ([]DeploymentKey, error)
+	// RewrapDeploymentKey replaces the wrapped bytes of old (same name and
+	// version) by wrapped if old's are still the ones stored: the same key,
+	// re-wrapped under a newer root key version (compare-and-swap).
+	// Errors: ECONFLICT if the stored bytes are not old's; ENOTFOUND if
+	// there is no such key; EINVALID for an empty wrapped.
+	RewrapDeploymentKey(ctx context.Context, old DeploymentKey, wrapped []byte) error
+}
+
 // Store is everything a store provides. Only the command's wiring and
 // storetest need all of it; every other part asks for the interfaces it
 // uses.
@@ -355,6 +391,7 @@ type Store interface {
 	EventStore
 	TokenStore
 	ErasureStore
+	DeploymentKeyStore
 	// Ping reports whether the store can serve. Errors: EUNAVAILABLE.
 	Ping(ctx context.Context) error
 	Close() error

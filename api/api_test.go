@@ -18,11 +18,22 @@ import (
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/auth"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/deploykeys"
 	"github.com/eventvault/eventvault/crypto/dsse"
 	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/engine"
 	"github.com/eventvault/eventvault/store/bolt"
 )
+
+// testTokenKey is the token-verifier key the test servers share, as the
+// nodes of a deployment do.
+var testTokenKey = func() auth.VerifierKey {
+	k, err := deploykeys.NewTokenKey([]byte("api tests' token-verifier key 32"))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
 
 // testAPI is the whole server over the embedded store and a local root key
 // in a temporary folder: real parts, no fakes.
@@ -83,7 +94,7 @@ func newTestAPIOver(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 		t.Fatalf("signing key: %v", err)
 	}
 	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
-	tokens := &auth.Tokens{Store: store}
+	tokens := &auth.Tokens{Store: store, Key: testTokenKey}
 	rootToken, err := tokens.InstallRoot(context.Background(), "default", "")
 	if err != nil {
 		t.Fatalf("install root token: %v", err)

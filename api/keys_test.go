@@ -229,6 +229,6 @@ func TestRootRotationOverVault(t *testing.T) {
 func newKeysAPIOn(t *testing.T, store eventvault.Store, root evcrypto.RootKeyProvider) *keysAPI {
 	t.Helper()
 	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
-	srv := New(Config{Events: engine.NewEvents(store, keys, nil), Keys: engine.NewRotation(evcrypto.NewKeyManager(keys), nil), Tokens: &auth.Tokens{Store: store}, Ready: store.Ping})
+	srv := New(Config{Events: engine.NewEvents(store, keys, nil), Keys: engine.NewRotation(evcrypto.NewKeyManager(keys), nil), Tokens: &auth.Tokens{Store: store, Key: testTokenKey}, Ready: store.Ping})
 	return &keysAPI{testAPI: &testAPI{t: t, srv: srv}, store: store}
 }

@@ -56,6 +56,7 @@ func (c *clock) advance(d time.Duration) {
 // cachedTokens returns Tokens with a cache of ttl over store, on clk.
 func cachedTokens(store eventvault.TokenStore, ttl time.Duration, clk *clock) *Tokens {
 	tok := NewTokens(store, ttl)
+	tok.Key = testDeploymentKey // servers of one deployment share it
 	tok.Now = clk.Now
 	return tok
 }

@@ -1,11 +1,15 @@
 // Package auth turns API tokens into principals. A token is 32 random bytes
-// shown once at creation; the store keeps only its SHA-256 hash (a fast hash
-// is enough for a 256-bit random secret: there is nothing to brute-force).
+// shown once at creation; the store keeps only its verifier: HMAC-SHA256 of
+// the token under the deployment's token-verifier key, which the database
+// does not hold (it is wrapped by the root key), so that a row written into
+// the database by anyone but a server authenticates nothing. (A fast MAC is
+// enough for a 256-bit random secret: there is nothing to brute-force.)
 // Tokens never appear in logs or errors; each has a public id that may.
 package auth
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -13,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -38,11 +43,61 @@ const MaxTokenLength = 512
 // cache and take effect at once; any future revocation must call Purge
 // too. Tokens that fail to authenticate are never cached. A Tokens built
 // as a literal has no cache.
+//
+// Key computes the verifiers the store keeps. Every server of a deployment
+// must use the same key (the deployment's token-verifier key); a Tokens
+// without one binds its verifiers to a random key of its own, so that the
+// tokens it issues authenticate through it only. Never SHA-256 alone.
 type Tokens struct {
 	Store eventvault.TokenStore
+	Key   VerifierKey      // a random key of this Tokens when nil
 	Rand  io.Reader        // crypto/rand.Reader when nil
 	Now   func() time.Time // time.Now when nil
 	cache *tokenCache      // nil: no cache
+
+	ownKeyOnce sync.Once
+	ownKey     VerifierKey
+}
+
+// VerifierKey computes what the store keeps of a token: a MAC of the
+// secret under a key the database does not hold. The deployment's
+// token-verifier key (crypto/deploykeys) is one.
+type VerifierKey interface {
+	// TokenVerifier returns the 32-byte verifier of secret.
+	TokenVerifier(secret string) [sha256.Size]byte
+}
+
+// hmacKey is the VerifierKey of a Tokens given none: 32 random bytes that
+// live as long as it does.
+type hmacKey struct{ key *[32]byte }
+
+func (k hmacKey) TokenVerifier(secret string) [sha256.Size]byte {
+	m := hmac.New(sha256.New, k.key[:])
+	m.Write([]byte(secret))
+	var v [sha256.Size]byte
+	m.Sum(v[:0])
+	return v
+}
+
+func (k hmacKey) String() string { return "auth.hmacKey" }
+
+func (k hmacKey) GoString() string { return k.String() }
+
+func (k hmacKey) Format(f fmt.State, _ rune) { io.WriteString(f, k.String()) }
+
+// verifier is what the store keeps of secret.
+func (s *Tokens) verifier(secret string) [sha256.Size]byte {
+	if s.Key != nil {
+		return s.Key.TokenVerifier(secret)
+	}
+	s.ownKeyOnce.Do(func() {
+		k := new([32]byte)
+		if _, err := io.ReadFull(rand.Reader, k[:]); err != nil {
+			panic(fmt.Sprintf("auth: no random key for token verifiers: %v", err))
+		}
+		s.ownKey = hmacKey{key: k}
+	})
+	return s.ownKey.TokenVerifier(secret)
 }
 
 // NewTokens returns Tokens over store that remember authenticated tokens
@@ -146,7 +201,7 @@ func (s *Tokens) Authenticate(ctx context.Context, secret string) (eventvault.Pr
 	if secret == "" || len(secret) > MaxTokenLength {
 		return eventvault.Principal{}, errBadToken
 	}
-	hash := sha256.Sum256([]byte(secret))
+	hash := s.verifier(secret)
 	now := s.now()
 	var gen uint64
 	if s.cache != nil {
@@ -171,10 +226,11 @@ func (s *Tokens) Authenticate(ctx context.Context, secret string) (eventvault.Pr
 
 var errBadToken = eventvault.Errorf(eventvault.EUNAUTHORIZED, "the bearer token is not valid: check it was copied whole, or ask an admin for a new one")
 
-// Hash is what the store keeps of a token.
-func Hash(secret string) []byte {
-	h := sha256.Sum256([]byte(secret))
-	return h[:]
+// Verifier is what the store keeps of a token: its verifier under the
+// Tokens' key (see Tokens.Key).
+func (s *Tokens) Verifier(secret string) []byte {
+	v := s.verifier(secret)
+	return v[:]
 }
 
 func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.TenantID, name string, root bool, rules []eventvault.Rule) (eventvault.Token, error) {
@@ -184,7 +240,7 @@ func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.Ten
 	}
 	t := eventvault.Token{
 		ID:        "tok_" + hex.EncodeToString(id),
-		Hash:      Hash(secret),
+		Hash:      s.Verifier(secret),
 		Tenant:    tenant,
 		Name:      name,
 		Root:      root,

@@ -34,8 +34,8 @@ func TestIssuedTokenAuthenticatesAndIsStoredOnlyAsHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, err := s.Store.TokenByHash(ctx, Hash(secret))
-	if err != nil || string(stored.Hash) != string(Hash(secret)) || stored.ID != rec.ID {
+	stored, err := s.Store.TokenByHash(ctx, s.Verifier(secret))
+	if err != nil || string(stored.Hash) != string(s.Verifier(secret)) || stored.ID != rec.ID {
 		t.Fatalf("stored %+v, %v", stored, err)
 	}
 	p, err := s.Authenticate(ctx, secret)

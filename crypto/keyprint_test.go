@@ -14,7 +14,8 @@ import (
 // TestNoKeyTypePrintsKeyBytes formats every type of this package that
 // holds key bytes, by value and by pointer where both exist, with every
 // fmt verb and through slog, and checks that no key byte shows (raw, hex,
-// base64, decimal). dsse and pseudonym test their key types the same way.
+// base64, decimal). dsse, pseudonym and deploykeys test their key types the
+// same way.
 func TestNoKeyTypePrintsKeyBytes(t *testing.T) {
 	key := randomBytes(t, keySize)
 	cipher := newTestCipher(t, testRef.Tenant, testRef.Stream, uuid.New(), key)

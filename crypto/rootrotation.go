@@ -29,8 +29,9 @@ func (m *KeyManager) RotateRoot(ctx context.Context) (int, error) {
 	return v, nil
 }
 
-// RewrapRootWrapped re-wraps every version of every tenant's KEK under the
-// root key's newest version, through the provider's RootRewrapper, so that
+// RewrapRootWrapped re-wraps every version of every tenant's KEK, then
+// every deployment key (when the store keeps them), under the root key's
+// newest version, through the provider's RootRewrapper, so that
 // the KEK never leaves the provider in clear, and stores each by
 // compare-and-swap (a lost swap is read again and retried). The KEK bytes do
 // not change: stream keys, events and cached keys stay valid. It is
@@ -57,7 +58,11 @@ func (m *KeyManager) RewrapRootWrapped(ctx context.Context, progress func(done i
 		}
 		return nil
 	})
-	return done, err
+	if err != nil {
+		return done, err
+	}
+	// The deployment keys too (not counted: done counts KEK versions).
+	return done, m.rewrapDeploymentKeys(ctx, rw)
 }
 
 // rewrapKEK re-wraps one KEK version by compare-and-swap. It returns false
@@ -99,9 +104,10 @@ func (m *KeyManager) rewrapKEK(ctx context.Context, rw RootRewrapper, tenant eve
 // RetireRootVersionsBefore makes the provider refuse, from now on, what
 // root key versions older than version wrapped (Vault Transit's
 // min_decryption_version), so that KEK rows in old backups no longer
-// unwrap. It first checks every KEK version in the store and refuses while
-// any is still wrapped under an older root version, since retiring then
-// would make that tenant's data unreadable.
+// unwrap. It first checks every KEK version and deployment key in the
+// store and refuses while any is still wrapped under an older root version,
+// since retiring then would make that tenant's data unreadable, or leave
+// no node able to load the deployment keys.
 // Errors: EINVALID if the provider cannot rotate, or for a version that is
 // not positive or newer than the newest; ECONFLICT while a KEK is still
 // wrapped under an older version (Fields: remaining_keks,
@@ -134,6 +140,19 @@ func (m *KeyManager) RetireRootVersionsBefore(ctx context.Context, version int) 
 			Message: fmt.Sprintf("%d tenant key versions are still wrapped under root key versions older than %d (the oldest under version %d); retiring now would make them unreadable: re-wrap them first (eventvault rotate root, or POST /v1/admin/root/rotate)",
 				remaining, version, oldest),
 			Fields: map[string]any{"remaining_keks": remaining, "oldest_root_version": oldest},
+		}
+	}
+	remaining, oldest, err = m.deploymentKeysBefore(ctx, rr, version)
+	if err != nil {
+		return err
+	}
+	if remaining > 0 {
+		return &eventvault.Error{
+			Code: eventvault.ECONFLICT,
+			Op:   op,
+			Message: fmt.Sprintf("%d deployment keys are still wrapped under root key versions older than %d (the oldest under version %d); retiring now would leave no node able to start: re-wrap them first (eventvault rotate root, or POST /v1/admin/root/rotate)",
+				remaining, version, oldest),
+			Fields: map[string]any{"remaining_deployment_keys": remaining, "oldest_root_version": oldest},
 		}
 	}
 	if err := rr.RetireRootVersionsBefore(ctx, version); err != nil {

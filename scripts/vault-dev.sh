@@ -121,6 +121,7 @@ eventvault and eventvault-rotate only, and lives 32 days):
 Then start EventVault in production mode against a local PostgreSQL:
 
   export EVENTVAULT_DATABASE_URL='postgres://postgres@127.0.0.1:5432/eventvault?sslmode=disable'
+  go run ./cmd/eventvault init      # once: creates the deployment keys
   go run ./cmd/eventvault server
 
 Ctrl-C stops Vault; run make vault-dev again to bring it back with the same key.

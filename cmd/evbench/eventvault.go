@@ -19,8 +19,6 @@ import (
 	"github.com/eventvault/eventvault/auth"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
-	"github.com/eventvault/eventvault/crypto/dsse"
-	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/store/postgres"
 )
 
@@ -33,6 +31,7 @@ const benchTenant eventvault.TenantID = "bench"
 type evServer struct {
 	store  *postgres.DB
 	keys   *evcrypto.Keyring
+	tokens *auth.Tokens
 	root   *countingRoot
 	ln     net.Listener
 	server *http.Server
@@ -56,28 +55,27 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) 
 		store.Close()
 		return nil, fmt.Errorf("root key: %w", err)
 	}
-	pseud, err := pseudonym.OpenKey(filepath.Join(keyDir, "pseudonym.key"))
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("pseudonym key: %w", err)
-	}
-	signer, err := dsse.OpenSigningKey(filepath.Join(keyDir, "signing.key"))
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("signing key: %w", err)
-	}
 	s := &evServer{store: store, root: &countingRoot{inner: local}, served: make(chan error, 1)}
+	// Created in the database as a dev-mode server creates them, with the
+	// root uncounted: the bench counts the root calls of the hot path.
+	dk, err := wiring.DeploymentKeys(ctx, local, store, true, nil)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	// The server's own wiring and defaults, so that what is measured is
 	// what is served.
 	stack := wiring.Build(wiring.Parts{
 		Store:         store,
 		Root:          s.root,
-		Pseudonyms:    pseud,
-		Signer:        signer,
+		Pseudonyms:    dk.Pseudonyms,
+		Signer:        dk.Signer,
+		TokenVerifier: dk.TokenVerifier,
 		TokenCacheTTL: auth.DefaultTokenCacheTTL,
 		Logger:        logger,
 	})
 	s.keys = stack.Keys
+	s.tokens = stack.Tokens
 	s.ln, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		store.Close()
@@ -106,7 +104,7 @@ func (s *evServer) close(ctx context.Context) error {
 // tenantToken installs a root token and has the API issue a token for the
 // bench tenant with the default rules (append and read on every stream).
 func (s *evServer) tenantToken(ctx context.Context, client *http.Client) (string, error) {
-	root, err := (&auth.Tokens{Store: s.store}).InstallRoot(ctx, benchTenant, "")
+	root, err := s.tokens.InstallRoot(ctx, benchTenant, "")
 	if err != nil {
 		return "", fmt.Errorf("install a root token: %w", err)
 	}

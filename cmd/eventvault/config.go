@@ -21,17 +21,14 @@ type Config struct {
 	DataDir     string
 	DatabaseURL string
 	RootKeyFile string
-	// SigningKeyFile holds the seed of the key that signs erasure
-	// certificates; PseudonymKeyFile the key of subject pseudonyms. Both
-	// are created when missing; back them up with the database.
-	SigningKeyFile   string
-	PseudonymKeyFile string
-	DevRootToken     string
-	TLSCert          string
-	TLSKey           string
-	KeyCacheTTL      time.Duration
-	KeyCacheSize     int
-	LogFormat        string
+	// The pseudonym, signing and token-verifier keys are deployment keys,
+	// in the store wrapped by the root key ('eventvault init'), not files.
+	DevRootToken string
+	TLSCert      string
+	TLSKey       string
+	KeyCacheTTL  time.Duration
+	KeyCacheSize int
+	LogFormat    string
 	// TokenCacheTTL is how long an authenticated token is remembered, and
 	// so how late another server on the same database may notice its
 	// revocation; 0 disables the cache.
@@ -74,8 +71,6 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Listen, "listen", env("EVENTVAULT_LISTEN", "127.0.0.1:8080"), "address to listen on (EVENTVAULT_LISTEN)")
-	fs.StringVar(&c.SigningKeyFile, "signing-key-file", env("EVENTVAULT_SIGNING_KEY_FILE", ""), "Ed25519 seed that signs erasure certificates, created when missing (EVENTVAULT_SIGNING_KEY_FILE; default <data-dir>/signing.key)")
-	fs.StringVar(&c.PseudonymKeyFile, "pseudonym-key-file", env("EVENTVAULT_PSEUDONYM_KEY_FILE", ""), "key of subject pseudonyms, created when missing; back it up with the database (EVENTVAULT_PSEUDONYM_KEY_FILE; default <data-dir>/pseudonym.key)")
 	fs.StringVar(&c.DevRootToken, "dev-root-token", env("EVENTVAULT_DEV_ROOT_TOKEN", ""), "dev mode: use this root token instead of a random one (EVENTVAULT_DEV_ROOT_TOKEN)")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("EVENTVAULT_TLS_CERT", ""), "TLS certificate file (EVENTVAULT_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("EVENTVAULT_TLS_KEY", ""), "TLS private key file (EVENTVAULT_TLS_KEY)")
@@ -93,12 +88,6 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 }
 
 func (c *Config) validate() error {
-	if c.SigningKeyFile == "" {
-		c.SigningKeyFile = filepath.Join(c.DataDir, "signing.key")
-	}
-	if c.PseudonymKeyFile == "" {
-		c.PseudonymKeyFile = filepath.Join(c.DataDir, "pseudonym.key")
-	}
 	if c.Dev {
 		if c.RootKeyFile == "" && c.Vault.Address == "" {
 			c.RootKeyFile = filepath.Join(c.DataDir, "root.key")
@@ -133,7 +122,7 @@ func (c *Config) validate() error {
 // root key are, shared by every command that opens them (server, rotate).
 func storeAndRootFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.Dev, "dev", envBool("EVENTVAULT_DEV"), "dev mode: embedded store and local root key in -data-dir, a root token printed at start (EVENTVAULT_DEV)")
-	fs.StringVar(&c.DataDir, "data-dir", env("EVENTVAULT_DATA_DIR", "data"), "folder of the embedded store (dev), the local root key (dev) and the default signing and pseudonym key files (EVENTVAULT_DATA_DIR)")
+	fs.StringVar(&c.DataDir, "data-dir", env("EVENTVAULT_DATA_DIR", "data"), "folder of the embedded store (dev) and the local root key (dev) (EVENTVAULT_DATA_DIR)")
 	c.DatabaseURL = env("EVENTVAULT_DATABASE_URL", "")
 	fs.Var(urlFlag{&c.DatabaseURL}, "database-url", "PostgreSQL `URL`; required in production, optional in dev mode (EVENTVAULT_DATABASE_URL; -h shows it without its password)")
 	fs.StringVar(&c.RootKeyFile, "root-key-file", env("EVENTVAULT_ROOT_KEY_FILE", ""), "local root key file, created when missing (EVENTVAULT_ROOT_KEY_FILE; dev default <data-dir>/root.key)")

@@ -4,6 +4,7 @@
 //	eventvault server -dev        dev mode: embedded store and a local root key in ./data
 //	eventvault server             production: PostgreSQL (EVENTVAULT_DATABASE_URL) and Vault Transit (EVENTVAULT_VAULT_ADDR)
 //	eventvault migrate            apply PostgreSQL schema migrations and exit
+//	eventvault init               create the deployment keys, once per deployment
 //	eventvault certificate verify check an erasure certificate offline
 //	eventvault rotate tenant|root rotate a tenant's KEK or the root key, re-wrapping what they wrap
 //	eventvault rotate cycle       end a crypto-period, so that backups from before it can no longer be decrypted
@@ -34,6 +35,8 @@ const usage = `usage: eventvault <command> [flags]
 commands:
   server    run the HTTP API (add -dev for the embedded dev mode)
   migrate   apply the PostgreSQL schema migrations and exit
+  init      create the deployment keys (pseudonym, signing, token verifier)
+            in the database, once per deployment, before the first server
   rotate tenant -tenant <tenant> | rotate root [-retire]
             rotate a tenant's KEK or the root key and re-wrap what it wraps
   rotate cycle
@@ -61,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runCertificate(args[1:], stdout, stderr)
 	case "rotate":
 		err = runRotate(ctx, args[1:], stdout, stderr)
+	case "init":
+		err = runInit(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

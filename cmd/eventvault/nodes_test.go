@@ -39,12 +39,20 @@ func buildServer(t *testing.T) string {
 }
 
 // startNode runs `eventvault server -dev` on PostgreSQL, sharing dataDir (and
-// so the root, signing and pseudonym keys) with the other nodes.
+// so the root key) with the other nodes.
 func startNode(t *testing.T, bin, dbURL, dataDir, rootToken string) *node {
 	t.Helper()
+	return startProcess(t, bin, []string{"EVENTVAULT_DEV_ROOT_TOKEN=" + rootToken},
+		"server", "-dev", "-listen", "127.0.0.1:0", "-data-dir", dataDir, "-database-url", dbURL)
+}
+
+// startProcess runs bin with args and env added to the test's, and waits
+// until it says where it listens.
+func startProcess(t *testing.T, bin string, env []string, args ...string) *node {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "server", "-dev", "-listen", "127.0.0.1:0", "-data-dir", dataDir, "-database-url", dbURL)
-	cmd.Env = append(os.Environ(), "EVENTVAULT_DEV_ROOT_TOKEN="+rootToken)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	var logs bytes.Buffer
 	cmd.Stderr = &syncWriter{w: &logs}
 	stdout, err := cmd.StdoutPipe()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/eventvault/eventvault"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/deploykeys"
 	"github.com/eventvault/eventvault/store/bolt"
 	"github.com/eventvault/eventvault/store/postgres"
 	"github.com/eventvault/eventvault/store/postgres/pgtest"
@@ -297,6 +298,13 @@ func seedOverVault(t *testing.T) (*vaulttest.Server, string, *postgres.DB, *vaul
 // versions retired, every stream still readable through a cold cache.
 func TestRotateCycleCommandEndsACryptoPeriod(t *testing.T) {
 	v, url, store, transit, _, events := seedOverVault(t)
+	if _, err := deploykeys.Init(t.Context(), transit, store, nil, nil); err != nil {
+		t.Fatalf("create the deployment keys: %v", err)
+	}
+	before, err := deploykeys.Load(t.Context(), transit, store)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	t.Setenv("EVENTVAULT_VAULT_TOKEN", v.RootToken)
 	code, stdout, stderr := runCLI(t, "rotate", "cycle", "-database-url", url, "-vault-addr", v.Addr)
@@ -315,6 +323,25 @@ func TestRotateCycleCommandEndsACryptoPeriod(t *testing.T) {
 			t.Fatalf("KEK version 1 of %s survived the cycle: %v", tenant, err)
 		}
 		checkStreams(t, transit, store, tenant, evs, 2)
+	}
+	// The deployment keys were re-wrapped under the new root version, so
+	// that nodes still start once version 1 is retired, and are the same.
+	dks, err := store.DeploymentKeys(t.Context())
+	if err != nil || len(dks) != len(deploykeys.Names) {
+		t.Fatalf("deployment keys after the cycle: %v, %v", dks, err)
+	}
+	for _, k := range dks {
+		if v, err := transit.RootVersionOf(k.Wrapped); err != nil || v != 2 {
+			t.Fatalf("deployment key %s is wrapped under root version %d (%v), want 2", k.Name, v, err)
+		}
+	}
+	after, err := deploykeys.Load(t.Context(), transit, store)
+	if err != nil {
+		t.Fatalf("load the deployment keys after the cycle: %v", err)
+	}
+	if after.Signer.KeyID() != before.Signer.KeyID() || after.Pseudonyms.Pseudonym("acme", "alice") != before.Pseudonyms.Pseudonym("acme", "alice") ||
+		after.TokenVerifier.TokenVerifier("evt_x") != before.TokenVerifier.TokenVerifier("evt_x") {
+		t.Fatal("the cycle changed a deployment key")
 	}
 	// With the local root key, the cycle is refused: it cannot rotate.
 	t.Setenv("EVENTVAULT_VAULT_TOKEN", "")

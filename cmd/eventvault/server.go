@@ -14,8 +14,6 @@ import (
 	"github.com/eventvault/eventvault/api"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
-	"github.com/eventvault/eventvault/crypto/dsse"
-	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/store/postgres"
 )
 
@@ -76,19 +74,23 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.store = store
-	pseud, err := pseudonym.OpenKey(c.PseudonymKeyFile)
-	if err != nil {
-		return fmt.Errorf("pseudonym key: %w", err)
+	// The deployment keys come from the store, wrapped by the root, so
+	// that every node uses the same ones. Only dev mode creates them; a
+	// production node without them refuses to start, naming
+	// 'eventvault init'.
+	if err := refuseUnimportedKeyFiles(ctx, store, c.DataDir); err != nil {
+		return err
 	}
-	signer, err := dsse.OpenSigningKey(c.SigningKeyFile)
+	dk, err := wiring.DeploymentKeys(ctx, root, store, c.Dev, m.Logger)
 	if err != nil {
-		return fmt.Errorf("signing key: %w", err)
+		return err
 	}
 	stack := wiring.Build(wiring.Parts{
 		Store:         store,
 		Root:          root,
-		Pseudonyms:    pseud,
-		Signer:        signer,
+		Pseudonyms:    dk.Pseudonyms,
+		Signer:        dk.Signer,
+		TokenVerifier: dk.TokenVerifier,
 		KeyCache:      evcrypto.KeyringOptions{CacheSize: c.KeyCacheSize, TTL: c.KeyCacheTTL},
 		TokenCacheTTL: c.TokenCacheTTL,
 		Logger:        m.Logger,

@@ -66,6 +66,15 @@ func openServer(t *testing.T, args ...string) (*server, error) {
 	return &server{m: m, base: "http://" + m.Addr(), banner: out.String(), log: &log, stop: stop}, nil
 }
 
+// initDeployment runs 'eventvault init' with args (store and root flags),
+// as an operator does once before the first production server.
+func initDeployment(t *testing.T, args ...string) {
+	t.Helper()
+	if code, out, errOut := runCLI(t, append([]string{"init"}, args...)...); code != 0 {
+		t.Fatalf("eventvault init: %d\n%s%s", code, out, errOut)
+	}
+}
+
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
 	s, err := openServer(t, args...)
@@ -177,7 +186,9 @@ func TestProductionServerChecksVaultAtStart(t *testing.T) {
 		})
 	}
 
-	s := startServer(t, append(base, "-vault-token-file", tokenFile(t, v.RootToken))...)
+	good := append(base, "-vault-token-file", tokenFile(t, v.RootToken))
+	initDeployment(t, good...)
+	s := startServer(t, good...)
 	if want := "root key: Vault Transit key transit/keys/eventvault-root at " + v.Addr; !strings.Contains(s.banner, want) {
 		t.Fatalf("banner does not say %q:\n%s", want, s.banner)
 	}
@@ -189,7 +200,9 @@ func TestProductionServerChecksVaultAtStart(t *testing.T) {
 func TestProductionServerOnLocalRootKeyOnlyWithTheInsecureFlag(t *testing.T) {
 	pg := pgtest.URL(t)
 	keyFile := filepath.Join(t.TempDir(), "root.key")
-	s := startServer(t, "-database-url", pg, "-insecure-local-root-key", "-root-key-file", keyFile)
+	args := []string{"-database-url", pg, "-insecure-local-root-key", "-root-key-file", keyFile}
+	initDeployment(t, args...)
+	s := startServer(t, args...)
 	if !strings.Contains(s.log.String(), "level=WARN") || !strings.Contains(s.log.String(), "INSECURE") {
 		t.Fatalf("no loud warning logged for the local root key:\n%s", s.log.String())
 	}

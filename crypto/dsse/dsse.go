@@ -46,6 +46,19 @@ func OpenSigningKey(path string) (*SigningKey, error) {
 	return &SigningKey{path: path, priv: priv, pub: pub, id: KeyID(pub)}, nil
 }
 
+// NewSigningKey returns the SigningKey of the 32-byte Ed25519 seed (a
+// deployment key, unwrapped); source names where it came from in String.
+// It does not keep seed; the caller zeroes it.
+// Errors: EINVALID for a seed that is not 32 bytes.
+func NewSigningKey(source string, seed []byte) (*SigningKey, error) {
+	if len(seed) != ed25519.SeedSize {
+		return nil, eventvault.Errorf(eventvault.EINVALID, "a signing key seed is %d bytes, not %d", ed25519.SeedSize, len(seed))
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	pub := priv.Public().(ed25519.PublicKey)
+	return &SigningKey{path: source, priv: priv, pub: pub, id: KeyID(pub)}, nil
+}
+
 // KeyID names a public key: "ed25519:" and the first 16 bytes of its
 // SHA-256, base64url. It lets a verifier pick the right key after a change
 // of signing key.

@@ -49,6 +49,18 @@ func OpenKey(path string) (*Key, error) {
 	return k, nil
 }
 
+// NewKey returns the Key of the 32 bytes key (a deployment key, unwrapped);
+// source names where it came from in String. It copies key; the caller
+// zeroes its own copy. Errors: EINVALID for a key that is not 32 bytes.
+func NewKey(source string, key []byte) (*Key, error) {
+	if len(key) != keyfile.Size {
+		return nil, eventvault.Errorf(eventvault.EINVALID, "a pseudonym key is %d bytes, not %d", keyfile.Size, len(key))
+	}
+	k := &Key{path: source, key: new([keyfile.Size]byte)}
+	copy(k.key[:], key)
+	return k, nil
+}
+
 // Pseudonym returns the pseudonym of subject within tenant. The same
 // subject id in two tenants has two unrelated pseudonyms.
 func (k *Key) Pseudonym(tenant eventvault.TenantID, subject string) eventvault.Pseudonym {
@@ -64,7 +76,7 @@ func field(b []byte, f string) []byte {
 	return append(b, f...)
 }
 
-// String names the key file; it prints no key bytes.
+// String names the key's source; it prints no key bytes.
 func (k Key) String() string { return fmt.Sprintf("pseudonym.Key(%s)", k.path) }
 
 // GoString is String, so that %#v prints no key bytes either.

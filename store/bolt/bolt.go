@@ -74,6 +74,9 @@ var (
 	bucketTokenIDs = []byte("token_ids")
 	bucketTenants  = []byte("tenants")
 	bucketErasure  = []byte("erasure")
+	// bucketDeploymentKeys holds the wrapped deployment keys by name
+	// (deploykeys.go); created in files of any layout, as it is new.
+	bucketDeploymentKeys = []byte("deployment_keys")
 
 	bucketKEKs    = []byte("keks")
 	bucketStreams = []byte("streams")
@@ -158,7 +161,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 // init creates the top-level buckets and checks the layout version.
 func (db *DB) init() error {
 	return db.bolt.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketTokens, bucketTokenIDs, bucketTenants, bucketErasure} {
+		for _, name := range [][]byte{bucketMeta, bucketTokens, bucketTokenIDs, bucketTenants, bucketErasure, bucketDeploymentKeys} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}

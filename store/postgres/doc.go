@@ -9,7 +9,7 @@
 // Migrations live in migrations/NNNN_name.sql, embedded in the binary and
 // applied by Migrate (never by Open), each in its own transaction under an
 // advisory lock, and recorded in schema_migrations. Every table but
-// schema_migrations carries tenant_id:
+// schema_migrations and deployment_keys carries tenant_id:
 //
 //	tenants      (tenant_id PK, last_global_position,        -1 before the first event;
 //	             shredded_at, shredded_key_ids,               shredded_at set once the tenant is shredded;
@@ -25,8 +25,10 @@
 //	             UNIQUE (tenant_id, stream, position),
 //	             UNIQUE (tenant_id, id), type, recorded_at,
 //	             content_mac, payload
-//	api_tokens   id PK, token_hash UNIQUE, tenant_id, name,   tenant '' allowed for root tokens
-//	             root, rules jsonb
+//	api_tokens   id PK, token_hash UNIQUE, tenant_id, name,   tenant '' allowed for root tokens;
+//	             root, rules jsonb                            token_hash is HMAC-SHA256(token-verifier key, token)
+//	deployment_keys (name, version) PK, wrapped_key,          no tenant, no RLS (0005); wrapped by the root;
+//	             created_at                                   app role: SELECT, INSERT, UPDATE (wrapped_key)
 //	legal_holds  (tenant_id, subject) PK, reason, placed_at,
 //	             placed_by
 //	erasure_requests (tenant_id, id) PK, subject, state,      never deleted

@@ -55,6 +55,8 @@
 //     visits every matching row once. The re-wraps are compare-and-swaps
 //     on id, versions and ciphertext, keep the row's time, and lose with
 //     ECONFLICT to any change they did not see.
+//   - Deployment keys belong to no tenant; one per name, written once and
+//     never replaced: CreateDeploymentKey returns the key that is stored.
 //   - Tokens are global, since authentication looks one up before any tenant
 //     is known; a root token may have an empty tenant.
 //
@@ -88,6 +90,8 @@ func Run(t *testing.T, open func(t *testing.T) eventvault.Store) {
 	t.Run("Erasure", func(t *testing.T) { testErasure(t, open) })
 	t.Run("StreamOwner", func(t *testing.T) { testStreamOwner(t, open) })
 	t.Run("DeleteTenantTokens", func(t *testing.T) { testDeleteTenantTokens(t, open) })
+	t.Run("DeploymentKeys", func(t *testing.T) { testDeploymentKeys(t, open) })
+	t.Run("DeploymentKeyRewrap", func(t *testing.T) { testDeploymentKeyRewrap(t, open) })
 }
 
 func testPing(t *testing.T, open opener) {

@@ -19,6 +19,7 @@ import (
 	"github.com/eventvault/eventvault/api"
 	"github.com/eventvault/eventvault/auth"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/deploykeys"
 	"github.com/eventvault/eventvault/crypto/dsse"
 	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/engine"
@@ -35,6 +36,7 @@ type Parts struct {
 	KeyCache      evcrypto.KeyringOptions
 	TokenCacheTTL time.Duration
 	Logger        *slog.Logger
+	TokenVerifier auth.VerifierKey // the token-verifier deployment key; nil: a random key of the Tokens
 }
 
 // Stack is the built server: its HTTP handler, and the keyring and tokens
@@ -53,6 +55,9 @@ func Build(p Parts) *Stack {
 	}
 	keys := evcrypto.NewKeyring(p.Root, p.Store, p.KeyCache)
 	tokens := auth.NewTokens(p.Store, p.TokenCacheTTL)
+	if p.TokenVerifier != nil { // no typed nil in the interface
+		tokens.Key = p.TokenVerifier
+	}
 	var opts []engine.EventsOption
 	if p.Pseudonyms != nil { // no typed nil in the interface
 		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms))
@@ -93,6 +98,29 @@ func OpenStore(ctx context.Context, databaseURL, dataDir string) (eventvault.Sto
 		return nil, "", fmt.Errorf("open embedded store: %w", err)
 	}
 	return db, "embedded (" + path + ")", nil
+}
+
+// DeploymentKeys loads the deployment keys from the store, unwrapped by
+// root. With create (dev mode, or `eventvault init`), it first creates the
+// missing ones and logs what it created; without, a missing key fails with
+// ENOTFOUND naming `eventvault init`.
+func DeploymentKeys(ctx context.Context, root evcrypto.RootKeyProvider, store eventvault.DeploymentKeyStore, create bool, logger *slog.Logger) (*deploykeys.Keys, error) {
+	if create {
+		results, err := deploykeys.Init(ctx, root, store, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("create deployment keys: %w", err)
+		}
+		for _, r := range results {
+			if r.Outcome != deploykeys.Present && logger != nil {
+				logger.InfoContext(ctx, "deployment key created", slog.String("key", r.Name), slog.Int("version", int(r.Version)))
+			}
+		}
+	}
+	keys, err := deploykeys.Load(ctx, root, store)
+	if err != nil {
+		return nil, fmt.Errorf("deployment keys: %w", err)
+	}
+	return keys, nil
 }
 
 // RevokeTenantTokens returns the revoker a tenant shred calls: it deletes

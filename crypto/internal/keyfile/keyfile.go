@@ -38,6 +38,17 @@ func Open(op, what, path string) ([]byte, error) {
 	return key, err
 }
 
+// Read reads the key file at path under the rules of Open, and never
+// creates it. Errors: EINVALID for a file it refuses; ENOTFOUND if there is
+// no such file; EUNAVAILABLE if it cannot be read.
+func Read(op, what, path string) ([]byte, error) {
+	key, err := readKeyFile(op, what, path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("there is no %s file %s", what, path), Err: err}
+	}
+	return key, err
+}
+
 func readKeyFile(op, what, path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
