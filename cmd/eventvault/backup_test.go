@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/eventvault/eventvault/store/postgres/pgtest"
 )
@@ -38,6 +41,41 @@ func pgTool(t *testing.T, name string) string {
 	return p
 }
 
+// backupRole creates docs/operations.md's backup role (LOGIN BYPASSRLS,
+// a member of pg_read_all_data, nothing else), dropped when t ends, and
+// returns dbURL as that role.
+func backupRole(t *testing.T, dbURL string) string {
+	t.Helper()
+	name := "evbackup_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	conn, err := pgx.Connect(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, stmt := range []string{
+		"CREATE ROLE " + name + " LOGIN BYPASSRLS",
+		"GRANT pg_read_all_data TO " + name,
+	} {
+		if _, err := conn.Exec(t.Context(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), os.Getenv(pgtest.EnvURL))
+		if err != nil {
+			return
+		}
+		defer conn.Close(context.Background())
+		_, _ = conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+name)
+	})
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(name)
+	return u.String()
+}
+
 // appendSubject appends one event with a secret to stream, owned by
 // subject when it is not empty.
 func appendSubject(t *testing.T, base, token, stream, subject, secret string) {
@@ -53,7 +91,8 @@ func appendSubject(t *testing.T, base, token, stream, subject, secret string) {
 
 // TestBackupAndRestoreAsDocumented runs docs/operations.md's "Backup and
 // restore" on real parts, the server as its least-privileged login role:
-// the login role cannot pg_dump; pg_dump as the tables' owner, erasures on
+// the login role cannot pg_dump; pg_dump as a backup role (BYPASSRLS and
+// pg_read_all_data), erasures on
 // the live database after the dump, pg_restore into a new database,
 // `eventvault erasure reapply` (as the login role, twice: the second run
 // does nothing), then the server, with the same data directory (root key,
@@ -81,8 +120,9 @@ func TestBackupAndRestoreAsDocumented(t *testing.T) {
 	} else if !strings.Contains(string(out), "permission denied") {
 		t.Fatalf("pg_dump as the login role: %v\n%s; want permission denied", err, out)
 	}
-	if out, err := exec.Command(pgTool(t, "pg_dump"), "--format=custom", "-f", dump, "-d", live).CombinedOutput(); err != nil {
-		t.Fatalf("pg_dump as the owner: %v\n%s", err, out)
+	backup := backupRole(t, live)
+	if out, err := exec.Command(pgTool(t, "pg_dump"), "--format=custom", "-f", dump, "-d", backup).CombinedOutput(); err != nil {
+		t.Fatalf("pg_dump as the backup role: %v\n%s", err, out)
 	}
 
 	// After the backup: ann is erased, order-2 shredded; late-1 is born
