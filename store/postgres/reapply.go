@@ -167,6 +167,10 @@ func (db *DB) ReapplyErasures(ctx context.Context, from *DB, log func(format str
 			}
 			n.TenantsShredded++
 			log("tenant %s: shredded (as at %s)", tenant, src.ShreddedAt.Format(time.RFC3339))
+			// The tenant shred shredded its streams here too.
+			if here, err = db.Erasures(ctx, tenant); err != nil {
+				return n, err
+			}
 		}
 		done := map[eventvault.StreamName]ShreddedStream{}
 		for _, s := range here.Streams {
