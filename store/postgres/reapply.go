@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eventvault/eventvault"
@@ -30,16 +31,62 @@ type ShreddedStream struct {
 	Subject    eventvault.Pseudonym // '' for a stream without an owner
 	ShreddedAt time.Time
 	Purged     bool
+	KeyID      uuid.UUID // the destroyed stream key's id (uuid.Nil if none)
 }
 
 const tenantShredSQL = `SELECT shredded_at FROM tenants WHERE tenant_id = $1`
 
-const shreddedStreamsSQL = `SELECT name, coalesce(subject, ''), shredded_at, purged_at IS NOT NULL
+const shreddedStreamsSQL = `SELECT name, coalesce(subject, ''), shredded_at, purged_at IS NOT NULL, shredded_key_id
 	FROM streams WHERE tenant_id = $1 AND shredded_at IS NOT NULL ORDER BY name`
 
 const endedErasureRequestsSQL = `SELECT id, subject, state, reason, requested_by, received_at, completed_at, certificate
 	FROM erasure_requests WHERE tenant_id = $1 AND state IN ('completed', 'rejected')
 	ORDER BY received_at, id`
+
+// fenceStreamSQL writes the erasure fence of a stream this database never
+// held: its tenant's row if missing, and the stream's row as shredded (and
+// purged if it was, at its shred time), with no key and no events. The app role may insert
+// both (0001's grants); 0003's trigger refuses it for a shredded tenant.
+const fenceStreamSQL = `INSERT INTO streams (tenant_id, name, subject, shredded_at, shredded_key_id, purged_at)
+VALUES ($1, $2, nullif($3, ''), $4, $5, $6)
+ON CONFLICT (tenant_id, name) DO NOTHING`
+
+// fenceStream records s, shredded in another database, as shredded here
+// though this database never held it, so that its name stays fenced.
+func (db *DB) fenceStream(ctx context.Context, tenant eventvault.TenantID, s ShreddedStream) error {
+	const op = "postgres.fenceStream"
+	var keyID *uuid.UUID
+	if s.KeyID != uuid.Nil {
+		keyID = &s.KeyID
+	}
+	var purgedAt *time.Time
+	if s.Purged {
+		purgedAt = &s.ShreddedAt
+	}
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(ensureTenantSQL, tenant)
+		b.Queue(fenceStreamSQL, tenant, s.Name, string(s.Subject), s.ShreddedAt, keyID, purgedAt)
+		return t.send(ctx, b, true)
+	})
+	if err != nil {
+		return fmt.Errorf("fence stream %s: %w", s.Name, err)
+	}
+	return nil
+}
+
+// ensureTenant writes the tenant's row if it is missing.
+func (db *DB) ensureTenant(ctx context.Context, tenant eventvault.TenantID) error {
+	err := db.run(ctx, txSpec{op: "postgres.ensureTenant", scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(ensureTenantSQL, tenant)
+		return t.send(ctx, b, true)
+	})
+	if err != nil {
+		return fmt.Errorf("record tenant %s: %w", tenant, err)
+	}
+	return nil
+}
 
 // Erasures reads what the database records of the tenant's erasures, in
 // the tenant's scope, on one snapshot.
@@ -72,8 +119,12 @@ func (db *DB) Erasures(ctx context.Context, tenant eventvault.TenantID) (TenantE
 			for rows.Next() {
 				var s ShreddedStream
 				var name, subject string
-				if err := rows.Scan(&name, &subject, &s.ShreddedAt, &s.Purged); err != nil {
+				var keyID *uuid.UUID
+				if err := rows.Scan(&name, &subject, &s.ShreddedAt, &s.Purged, &keyID); err != nil {
 					return err
+				}
+				if keyID != nil {
+					s.KeyID = *keyID
 				}
 				s.Name, s.Subject, s.ShreddedAt = eventvault.StreamName(name), eventvault.Pseudonym(subject), s.ShreddedAt.UTC()
 				e.Streams = append(e.Streams, s)
@@ -109,9 +160,13 @@ type Reapplied struct {
 	TenantsShredded int // tenants shredded here as they are in the source
 	StreamsShredded int // streams shredded (or purged) here as they are in the source
 	// StreamsAbsent are shredded streams of the source this database never
-	// held (created after the backup): nothing of them is here to erase.
-	StreamsAbsent   int
-	TenantsAbsent   int // likewise, shredded tenants this database never held
+	// held (created after the backup): nothing of them is here to erase,
+	// and ReapplyErasures records them as shredded (a row with no key and
+	// no events), so that their names stay fenced.
+	StreamsAbsent int
+	// TenantsAbsent are tenants with erasures in the source that this
+	// database never held; they get a row, to carry their fences.
+	TenantsAbsent   int
 	RequestsWritten int // erasure requests recorded or brought to their end state
 }
 
@@ -126,7 +181,8 @@ type Reapplied struct {
 // request writes (so every node listening on db drops the keys), and
 // compares before it writes: running it again does nothing. Requests are
 // written after the shreds, so none reads as completed here before its
-// streams are shredded.
+// streams are shredded. A stream or tenant created after the backup and
+// erased since is recorded here as erased too (see Reapplied).
 //
 // It needs no root key: shredding destroys wrapped keys, it never unwraps
 // one. The role of each URL may be the server's login role.
@@ -152,11 +208,36 @@ func (db *DB) ReapplyErasures(ctx context.Context, from *DB, log func(format str
 			return n, err
 		}
 		if !here.Exists {
-			// Nothing of the tenant is here; its requests' records go
-			// with its row, which this database never had.
+			if err := db.ensureTenant(ctx, tenant); err != nil {
+				return n, err
+			}
 			n.TenantsAbsent++
-			log("tenant %s: not in this database (created after the backup): nothing to erase", tenant)
-			continue
+			log("tenant %s: not in this database (created after the backup): nothing of it to erase; its erasures are recorded as fences", tenant)
+		}
+		// Streams first, then the tenant: a shredded tenant takes no new
+		// stream row, not even a fence.
+		done := map[eventvault.StreamName]ShreddedStream{}
+		for _, s := range here.Streams {
+			done[s.Name] = s
+		}
+		for _, s := range src.Streams {
+			if d, ok := done[s.Name]; ok && (d.Purged || !s.Purged) {
+				continue
+			}
+			_, err := db.ShredStream(ctx, tenant, s.Name, s.Purged, s.ShreddedAt)
+			if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
+				if err := db.fenceStream(ctx, tenant, s); err != nil {
+					return n, err
+				}
+				n.StreamsAbsent++
+				log("tenant %s stream %s: not in this database (created after the backup): nothing to erase; recorded as shredded, so that the name stays fenced", tenant, s.Name)
+				continue
+			}
+			if err != nil {
+				return n, err
+			}
+			n.StreamsShredded++
+			log("tenant %s stream %s: shredded (as at %s)", tenant, s.Name, s.ShreddedAt.Format(time.RFC3339))
 		}
 		if !src.ShreddedAt.IsZero() && here.ShreddedAt.IsZero() {
 			if _, err := db.ShredTenant(ctx, tenant, src.ShreddedAt); err != nil {
@@ -167,29 +248,6 @@ func (db *DB) ReapplyErasures(ctx context.Context, from *DB, log func(format str
 			}
 			n.TenantsShredded++
 			log("tenant %s: shredded (as at %s)", tenant, src.ShreddedAt.Format(time.RFC3339))
-			// The tenant shred shredded its streams here too.
-			if here, err = db.Erasures(ctx, tenant); err != nil {
-				return n, err
-			}
-		}
-		done := map[eventvault.StreamName]ShreddedStream{}
-		for _, s := range here.Streams {
-			done[s.Name] = s
-		}
-		for _, s := range src.Streams {
-			if d, ok := done[s.Name]; ok && (d.Purged || !s.Purged) {
-				continue
-			}
-			if _, err := db.ShredStream(ctx, tenant, s.Name, s.Purged, s.ShreddedAt); err != nil {
-				if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
-					n.StreamsAbsent++
-					log("tenant %s stream %s: not in this database (created after the backup): nothing to erase", tenant, s.Name)
-					continue
-				}
-				return n, err
-			}
-			n.StreamsShredded++
-			log("tenant %s stream %s: shredded (as at %s)", tenant, s.Name, s.ShreddedAt.Format(time.RFC3339))
 		}
 		recorded := map[string]eventvault.ErasureRequest{}
 		for _, r := range here.Requests {

@@ -72,15 +72,36 @@ func TestReapplyErasuresToARestoredBackup(t *testing.T) {
 	if _, err := live.ShredTenant(ctx, tenantB, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
+	// Born after the backup and erased: a stream of A, and tenant C.
+	for _, tenant := range []eventvault.TenantID{tenantA, "tenant-c"} {
+		if tenant != tenantA {
+			if _, err := live.CreateTenantKey(ctx, tenant, wrappedKey("kek-c")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		k, err := live.CreateStreamKey(ctx, tenant, "late-1", wrappedKey("late-1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := live.Append(ctx, tenant, appendRequest("late-1", k.ID, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := live.ShredStream(ctx, tenantA, "late-1", false, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.ShredTenant(ctx, "tenant-c", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
 
 	n, err := restored.ReapplyErasures(ctx, live, t.Logf)
 	if err != nil {
 		t.Fatalf("ReapplyErasures: %v", err)
 	}
-	if want := (postgres.Reapplied{TenantsShredded: 1, StreamsShredded: 2, RequestsWritten: 1}); n != want {
+	if want := (postgres.Reapplied{TenantsShredded: 2, StreamsShredded: 3, StreamsAbsent: 2, TenantsAbsent: 1, RequestsWritten: 1}); n != want {
 		t.Errorf("ReapplyErasures did %+v, want %+v", n, want)
 	}
-	for _, tenant := range []eventvault.TenantID{tenantA, tenantB} {
+	for _, tenant := range []eventvault.TenantID{tenantA, tenantB, "tenant-c"} {
 		a, err := live.Erasures(ctx, tenant)
 		if err != nil {
 			t.Fatal(err)
@@ -107,8 +128,13 @@ func TestReapplyErasuresToARestoredBackup(t *testing.T) {
 	if err == nil && len(page.Events) != 0 {
 		t.Errorf("the restored order-1 still holds %d events after a purge was re-applied", len(page.Events))
 	}
-	if _, err := restored.CreateTenantKey(ctx, tenantB, wrappedKey("again")); eventvault.ErrorCode(err) != eventvault.EERASED {
-		t.Errorf("a new key for the re-shredded tenant B: %v; want EERASED", err)
+	for _, tenant := range []eventvault.TenantID{tenantB, "tenant-c"} {
+		if _, err := restored.CreateTenantKey(ctx, tenant, wrappedKey("again")); eventvault.ErrorCode(err) != eventvault.EERASED {
+			t.Errorf("a new key for the re-shredded tenant %s: %v; want EERASED", tenant, err)
+		}
+	}
+	if _, err := restored.CreateStreamKey(ctx, tenantA, "late-1", wrappedKey("again")); eventvault.ErrorCode(err) != eventvault.EERASED && eventvault.ErrorCode(err) != eventvault.ECONFLICT {
+		t.Errorf("a new key for the fenced stream late-1: %v; want it refused", err)
 	}
 
 	n, err = restored.ReapplyErasures(ctx, live, nil)
