@@ -197,3 +197,28 @@ func TestBackupAndRestoreAsDocumented(t *testing.T) {
 		t.Errorf("append to the restored order-2: %d %s; want 409 (erased)", code, b)
 	}
 }
+
+// TestErasureReapplyRefusesBadInput: both URLs are required and must
+// differ, and -h shows no URL from the environment.
+func TestErasureReapplyRefusesBadInput(t *testing.T) {
+	t.Setenv("EVENTVAULT_DATABASE_URL", "postgres://u:s3cret@127.0.0.1:1/x")
+	t.Setenv("EVENTVAULT_ERASURE_FROM_URL", "")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"erasure"}, "want reapply"},
+		{[]string{"erasure", "replay"}, "want reapply"},
+		{[]string{"erasure", "reapply"}, "-from (the live database) and -database-url (the restored one) are both required"},
+		{[]string{"erasure", "reapply", "-from", "postgres://u:s3cret@127.0.0.1:1/x"}, "name the same database"},
+	} {
+		code, _, stderr := runCLI(t, c.args...)
+		if code == 0 || !strings.Contains(stderr, c.want) || strings.Contains(stderr, "s3cret") {
+			t.Errorf("%q: exit %d, stderr %q; want a refusal saying %q, without the password", c.args, code, stderr, c.want)
+		}
+	}
+	code, stdout, stderr := runCLI(t, "erasure", "reapply", "-h")
+	if code != 0 || strings.Contains(stdout+stderr, "s3cret") || !strings.Contains(stderr, "-from") {
+		t.Errorf("-h: exit %d, %s%s; want the flags and no URL", code, stdout, stderr)
+	}
+}
