@@ -8,6 +8,7 @@
 //	eventvault certificate verify check an erasure certificate offline
 //	eventvault rotate tenant|root rotate a tenant's KEK or the root key, re-wrapping what they wrap
 //	eventvault rotate cycle       end a crypto-period, so that backups from before it can no longer be decrypted
+//	eventvault erasure reapply    re-apply to a restored backup the erasures the live database completed since
 //
 // Every flag has an EVENTVAULT_* environment variable; a flag given on the
 // command line wins.
@@ -45,6 +46,8 @@ commands:
             decrypted (run it on a schedule; needs Vault Transit)
   certificate verify -public-key <file> <file>
             check an erasure certificate offline
+  erasure reapply -from <live URL> -database-url <restored URL>
+            after restoring a backup, re-apply the erasures done since
 
 Run 'eventvault <command> -h' for the flags of a command.
 `
@@ -66,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runRotate(ctx, args[1:], stdout, stderr)
 	case "init":
 		err = runInit(ctx, args[1:], stdout, stderr)
+	case "erasure":
+		err = runErasure(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -69,6 +69,15 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.root = root
+	// Production never migrates: the server's login role may not create
+	// anything, and OpenStore refuses a schema that is behind, naming
+	// `eventvault migrate`. Dev mode on PostgreSQL migrates itself, as the
+	// quick path it is (its URL then names a role that may).
+	if c.Dev && c.DatabaseURL != "" {
+		if err := postgres.Migrate(ctx, c.DatabaseURL); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
 	store, where, err := wiring.OpenStore(ctx, c.DatabaseURL, c.DataDir)
 	if err != nil {
 		return err

@@ -166,7 +166,7 @@ func expectUnavailable(t *testing.T, what string, code int, h http.Header, body 
 
 func TestProductionServerChecksVaultAtStart(t *testing.T) {
 	v := vaulttest.Start(t)
-	pg := pgtest.URL(t)
+	pg := migratedURL(t)
 	base := []string{"-database-url", pg, "-vault-addr", v.Addr}
 	cases := []struct {
 		name string
@@ -198,7 +198,7 @@ func TestProductionServerChecksVaultAtStart(t *testing.T) {
 }
 
 func TestProductionServerOnLocalRootKeyOnlyWithTheInsecureFlag(t *testing.T) {
-	pg := pgtest.URL(t)
+	pg := migratedURL(t)
 	keyFile := filepath.Join(t.TempDir(), "root.key")
 	args := []string{"-database-url", pg, "-insecure-local-root-key", "-root-key-file", keyFile}
 	initDeployment(t, args...)

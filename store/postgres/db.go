@@ -39,11 +39,14 @@ var _ eventvault.Store = (*DB)(nil)
 
 // Open connects to the database at url (a postgres:// URL or a key=value
 // connection string) and checks that its schema is up to date. It does not
-// migrate: call Migrate first. The role in url must be able to switch to
-// eventvault_app (a superuser, or a member of eventvault_app).
+// migrate: call Migrate first (`eventvault migrate`). The role in url must
+// be able to switch to eventvault_app (a superuser, or a member of
+// eventvault_app); in production it is a login role that is a member of
+// eventvault_app and holds nothing itself (see the package documentation).
 //
 // Errors: EINVALID for a URL that does not parse; EUNAVAILABLE if the
-// database cannot be reached; EINTERNAL if the schema is not migrated.
+// database cannot be reached; EINTERNAL if the schema is not at this
+// package's version (behind or ahead).
 func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	const op = "postgres.Open"
 	cfg, err := pgxpool.ParseConfig(url)
@@ -73,28 +76,47 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// checkSchema fails unless every migration this package knows is applied.
+// checkSchema reads the schema version (goose's version table, as the app
+// role) and fails unless it is the version this package needs: behind, the
+// operator runs `eventvault migrate`; ahead, the server is older than the
+// schema and might miss a fence or a trigger's contract a newer migration
+// relies on, so it refuses too. It never migrates.
 func (db *DB) checkSchema(ctx context.Context) error {
 	const op = "postgres.checkSchema"
 	want := latestVersion()
 	var have int
 	err := db.run(ctx, txSpec{op: op, readOnly: true}, func(ctx context.Context, t *txn) error {
 		b := &pgx.Batch{}
-		b.Queue(`SELECT coalesce(max(version), 0) FROM schema_migrations`).QueryRow(func(r pgx.Row) error {
+		b.Queue(`SELECT coalesce(max(version_id), 0) FROM ` + versionTable).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&have)
 		})
 		return t.send(ctx, b, true)
 	})
 	var cause *dbError
-	if (errors.As(err, &cause) && cause.code == sqlUndefinedTable) || (err == nil && have < want) {
+	switch {
+	case errors.As(err, &cause) && cause.code == sqlUndefinedTable:
 		return &eventvault.Error{
 			Code:    eventvault.EINTERNAL,
 			Op:      op,
-			Message: fmt.Sprintf("the database schema is not up to date (this server needs version %d): apply the migrations first", want),
+			Message: fmt.Sprintf("the database is not migrated (this server needs schema version %d): run `eventvault migrate` as the schema's owner", want),
 			Err:     err,
 		}
+	case err != nil:
+		return err
+	case have < want:
+		return &eventvault.Error{
+			Code:    eventvault.EINTERNAL,
+			Op:      op,
+			Message: fmt.Sprintf("the database schema is at version %d, behind this server (%d): run `eventvault migrate` as the schema's owner", have, want),
+		}
+	case have > want:
+		return &eventvault.Error{
+			Code:    eventvault.EINTERNAL,
+			Op:      op,
+			Message: fmt.Sprintf("the database schema is at version %d, newer than this server knows (%d): upgrade the server", have, want),
+		}
 	}
-	return err
+	return nil
 }
 
 // Ping reports whether the database answers.

@@ -7,9 +7,45 @@
 // # Schema
 //
 // Migrations live in migrations/NNNN_name.sql, embedded in the binary and
-// applied by Migrate (never by Open), each in its own transaction under an
-// advisory lock, and recorded in schema_migrations. Every table but
-// schema_migrations and deployment_keys carries tenant_id:
+// applied by Migrate (never by Open) with goose (github.com/pressly/goose/v3,
+// its Provider over pgx's database/sql driver), each in its own transaction,
+// under a session-level advisory lock held for the whole run, and recorded
+// in goose's goose_db_version. Each file is one goose Up section wrapped
+// whole in StatementBegin/StatementEnd: goose sends it as one statement
+// without arguments, which pgx runs with the simple protocol, exactly as the
+// hand-written runner goose replaced did (a test compares pg_dump's schema
+// of both). New files follow the same pattern; there are no Down sections
+// (a schema is never rolled back: restore a backup). Versions start at 1
+// and have no gaps.
+//
+// Migrate takes over a database the old runner migrated: if
+// schema_migrations exists and goose_db_version does not, it records the
+// old runner's versions in goose_db_version, in one transaction, and runs
+// only what is missing. schema_migrations stays, as a mirror of goose's
+// versions that Migrate keeps (migration 0001 grants on it, and an older
+// binary reads it and refuses a newer schema). Migrate also grants
+// eventvault_app SELECT on goose_db_version: Open reads the version there,
+// as the app role, and refuses a schema behind this package (naming
+// `eventvault migrate`) or ahead of it (naming an upgrade).
+//
+// # Roles
+//
+// Migrate runs as the owner: it needs CREATE on the schema (and CREATEROLE
+// the first time, for eventvault_app). The server connects as a login role
+// that is NOINHERIT and only a member of eventvault_app. The store switches
+// every transaction to eventvault_app (below), which needs membership, not
+// inheritance; NOINHERIT keeps eventvault_app's grants from applying to the
+// login role itself, so that after RESET ROLE (which any session may run)
+// it reads no table, runs none of the SECURITY DEFINER functions, creates
+// nothing (on PostgreSQL 14 and older, revoke CREATE on schema public from
+// PUBLIC) and cannot become another role. What PUBLIC holds it keeps:
+// CONNECT and TEMP (the functions pin their search_path for that reason).
+// It cannot migrate and cannot pg_dump; backups are taken by a role with
+// BYPASSRLS (docs/operations.md). TestTheServersLoginRoleHoldsNothingOfItsOwn
+// checks all of this; pgtest.AppLogin makes such a role for tests.
+//
+// Every table but the two version tables and deployment_keys carries
+// tenant_id:
 //
 //	tenants      (tenant_id PK, last_global_position,        -1 before the first event;
 //	             shredded_at, shredded_key_ids,               shredded_at set once the tenant is shredded;

@@ -2,15 +2,21 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"path"
 	"regexp"
 	"slices"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
 
 	"github.com/eventvault/eventvault"
 )
@@ -18,11 +24,22 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migrationLockKey is the pg_advisory_xact_lock key that serialises
-// migrations of one database ("evvault" in ASCII).
+// migrationLockKey is the pg_advisory_lock key that serialises migrations
+// of one database ("evvault" in ASCII). Migrate holds it, at session level,
+// for the whole run: the takeover of the legacy table, goose's migrations,
+// the mirror and the grant.
 const migrationLockKey int64 = 0x65767661756c74
 
-const createMigrationsTableSQL = `CREATE TABLE IF NOT EXISTS schema_migrations (
+// versionTable is goose's version table: the schema version the server
+// checks at start (see DB.checkSchema).
+const versionTable = goose.DefaultTablename // goose_db_version
+
+// legacyTable is the version table of the runner goose replaced. Migration
+// 0001 grants SELECT on it, so it exists on every database; Migrate keeps
+// it as a mirror of goose's table (version, name), so that the schema of a
+// fresh database stays what it was and an older binary started against a
+// newer schema still sees that it is newer and refuses.
+const createLegacyTableSQL = `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version integer PRIMARY KEY,
 	name text NOT NULL,
 	applied_at timestamptz NOT NULL DEFAULT now()
@@ -31,7 +48,6 @@ const createMigrationsTableSQL = `CREATE TABLE IF NOT EXISTS schema_migrations (
 type migration struct {
 	version int
 	name    string
-	sql     string
 }
 
 var migrationNameRE = regexp.MustCompile(`^([0-9]{4})_([a-z0-9_]+)\.sql$`)
@@ -54,11 +70,7 @@ func parseMigrations(fsys fs.FS, dir string) ([]migration, error) {
 			return nil, fmt.Errorf("migration file %s: name it NNNN_name.sql", e.Name())
 		}
 		v, _ := strconv.Atoi(m[1])
-		body, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
-		}
-		ms = append(ms, migration{version: v, name: m[2], sql: string(body)})
+		ms = append(ms, migration{version: v, name: m[2]})
 	}
 	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
 	for i, m := range ms {
@@ -78,13 +90,28 @@ func latestVersion() int {
 	return len(ms)
 }
 
-// Migrate brings the database at url to the schema this package needs. It
-// applies each embedded migration not yet recorded in schema_migrations, in
-// its own transaction, under a transaction-level advisory lock: servers that
-// start at once wait for each other instead of racing. Applying twice is a
-// no-op. url must name a role allowed to create tables and roles (the first
-// migration creates the role eventvault_app); the server may then connect as
-// any role that is a member of eventvault_app.
+// LatestVersion is the schema version this package needs: the number of
+// its newest migration.
+func LatestVersion() int { return latestVersion() }
+
+// Migrate brings the database at url to the schema this package needs,
+// with goose (github.com/pressly/goose/v3) over the embedded SQL files:
+// each migration not yet recorded in goose_db_version runs in its own
+// transaction. Migrate holds a session-level advisory lock for the whole
+// run, so that commands that migrate at once wait for each other. Applying
+// twice is a no-op.
+//
+// A database migrated by the runner goose replaced (its versions are in
+// schema_migrations, goose_db_version does not exist) is taken over first:
+// its applied versions are recorded in goose_db_version, in one
+// transaction, and nothing is run again. Migrate then mirrors goose's
+// versions into schema_migrations, and grants eventvault_app SELECT on
+// goose_db_version, which Open reads to check the schema.
+//
+// url must name a role allowed to create tables and roles (the first
+// migration creates the role eventvault_app) and must own the tables (the
+// role that ran the first migration); the server then connects as a login
+// role that is only a member of eventvault_app, and never migrates.
 //
 // Errors: EUNAVAILABLE if the database cannot be reached; EINTERNAL if a
 // migration fails or the database is newer than this package.
@@ -98,51 +125,166 @@ func Migrate(ctx context.Context, url string) error {
 	if err != nil {
 		return &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: "the database URL does not parse", Err: err}
 	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+
+	lockConn, err := db.Conn(ctx)
 	if err != nil {
 		return mapError(op, fmt.Errorf("connect: %w", err))
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer lockConn.Close()
+	if _, err := lockConn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, migrationLockKey); err != nil {
+		return mapError(op, fmt.Errorf("take migration lock: %w", err))
+	}
+	defer func() {
+		_, _ = lockConn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, migrationLockKey)
+	}()
 
-	for _, m := range ms {
-		if err := applyMigration(ctx, conn, m); err != nil {
-			return mapError(op, fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err))
-		}
+	if err := takeOver(ctx, db, len(ms)); err != nil {
+		return mapError(op, err)
 	}
-	var newest int
-	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
-		return mapError(op, fmt.Errorf("read schema version: %w", err))
+	newest, err := gooseVersion(ctx, db)
+	if err != nil {
+		return mapError(op, err)
 	}
-	if newest > len(ms) {
+	if newest > int64(len(ms)) {
 		return &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("the database schema is at version %d, newer than this server knows (%d): upgrade the server", newest, len(ms))}
+	}
+
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Err: err}
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub,
+		goose.WithDisableGlobalRegistry(true),
+		goose.WithSlog(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Err: fmt.Errorf("goose: %w", err)}
+	}
+	if _, err := p.Up(ctx); err != nil {
+		var perr *goose.PartialError
+		if errors.As(err, &perr) && perr.Failed != nil && perr.Failed.Source != nil {
+			return mapError(op, fmt.Errorf("migration %s: %w", path.Base(perr.Failed.Source.Path), perr.Err))
+		}
+		return mapError(op, fmt.Errorf("goose up: %w", err))
+	}
+	if err := finish(ctx, db, ms); err != nil {
+		return mapError(op, err)
 	}
 	return nil
 }
 
-func applyMigration(ctx context.Context, conn *pgx.Conn, m migration) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockKey); err != nil {
-			return fmt.Errorf("take migration lock: %w", err)
-		}
-		if _, err := tx.Exec(ctx, createMigrationsTableSQL); err != nil {
+func tableExists(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, name string) (bool, error) {
+	var ok bool
+	err := q.QueryRowContext(ctx, `SELECT to_regclass(quote_ident(current_schema()) || '.' || $1) IS NOT NULL`, name).Scan(&ok)
+	return ok, err
+}
+
+// takeOver prepares the version tables, in one transaction. On a fresh
+// database it creates the legacy table (0001 grants on it). On a database
+// the old runner migrated, it creates goose's table with version 0 (as
+// goose does) and every version the old runner applied, in order.
+func takeOver(ctx context.Context, db *sql.DB, known int) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	hasGoose, err := tableExists(ctx, tx, versionTable)
+	if err != nil {
+		return fmt.Errorf("look for %s: %w", versionTable, err)
+	}
+	if hasGoose {
+		return nil
+	}
+	hasLegacy, err := tableExists(ctx, tx, "schema_migrations")
+	if err != nil {
+		return fmt.Errorf("look for schema_migrations: %w", err)
+	}
+	if !hasLegacy {
+		if _, err := tx.ExecContext(ctx, createLegacyTableSQL); err != nil {
 			return fmt.Errorf("create schema_migrations: %w", err)
 		}
-		var applied bool
-		err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.version).Scan(&applied)
-		if err != nil {
+		return tx.Commit()
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		return fmt.Errorf("read schema_migrations: %w", err)
+	}
+	var versions []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
 			return fmt.Errorf("read schema_migrations: %w", err)
 		}
-		if applied {
-			return nil
+		versions = append(versions, v)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read schema_migrations: %w", err)
+	}
+	for i, v := range versions {
+		if v != int64(i+1) {
+			return fmt.Errorf("schema_migrations holds versions %v: expected 1..n, cannot take it over", versions)
 		}
-		// Without arguments, Exec uses the simple protocol, which runs a
-		// file of several statements.
-		if _, err := tx.Exec(ctx, m.sql); err != nil {
-			return err
+	}
+	if len(versions) > known {
+		return fmt.Errorf("schema_migrations is at version %d, newer than this server knows (%d): upgrade the server", len(versions), known)
+	}
+	store, err := database.NewStore(goose.DialectPostgres, versionTable)
+	if err != nil {
+		return err
+	}
+	if err := store.CreateVersionTable(ctx, tx); err != nil {
+		return fmt.Errorf("create %s: %w", versionTable, err)
+	}
+	for _, v := range append([]int64{0}, versions...) {
+		if err := store.Insert(ctx, tx, database.InsertRequest{Version: v}); err != nil {
+			return fmt.Errorf("record version %d in %s: %w", v, versionTable, err)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
-			return fmt.Errorf("record migration: %w", err)
+	}
+	return tx.Commit()
+}
+
+// gooseVersion is the newest version recorded in goose's table, 0 without
+// one.
+func gooseVersion(ctx context.Context, db *sql.DB) (int64, error) {
+	ok, err := tableExists(ctx, db, versionTable)
+	if err != nil || !ok {
+		return 0, err
+	}
+	var v int64
+	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(version_id), 0) FROM `+versionTable).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read %s: %w", versionTable, err)
+	}
+	return v, nil
+}
+
+// finish mirrors goose's versions into the legacy table and lets the app
+// role read goose's table.
+func finish(ctx context.Context, db *sql.DB, ms []migration) error {
+	newest, err := gooseVersion(ctx, db)
+	if err != nil {
+		return err
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	for _, m := range ms {
+		if int64(m.version) > newest {
+			break
 		}
-		return nil
-	})
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING`, m.version, m.name); err != nil {
+			return fmt.Errorf("mirror version %d into schema_migrations: %w", m.version, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `GRANT SELECT ON `+versionTable+` TO `+appRole); err != nil {
+		return fmt.Errorf("grant SELECT on %s: %w", versionTable, err)
+	}
+	return tx.Commit()
 }

@@ -107,7 +107,7 @@ func TestOpenRefusesAnUnmigratedDatabase(t *testing.T) {
 	if got := eventvault.ErrorCode(err); got != eventvault.EINTERNAL {
 		t.Errorf("error code = %q, want %q", got, eventvault.EINTERNAL)
 	}
-	if msg := eventvault.ErrorMessage(err); !strings.Contains(msg, "migrations") {
+	if msg := eventvault.ErrorMessage(err); !strings.Contains(msg, "eventvault migrate") {
 		t.Errorf("message %q does not say to apply the migrations", msg)
 	}
 }

@@ -75,14 +75,13 @@ func Build(p Parts) *Stack {
 }
 
 // OpenStore opens the store a command serves from: PostgreSQL at
-// databaseURL, migrated first, or else the embedded store in dataDir
-// (created if missing). It also returns a phrase saying which, for the
-// start-up banner.
+// databaseURL, or else the embedded store in dataDir (created if missing).
+// It also returns a phrase saying which, for the start-up banner. It never
+// migrates PostgreSQL: it refuses a schema that is not at this binary's
+// version, naming `eventvault migrate` (only `eventvault server -dev`
+// migrates before it opens).
 func OpenStore(ctx context.Context, databaseURL, dataDir string) (eventvault.Store, string, error) {
 	if databaseURL != "" {
-		if err := postgres.Migrate(ctx, databaseURL); err != nil {
-			return nil, "", fmt.Errorf("migrate: %w", err)
-		}
 		db, err := postgres.Open(ctx, databaseURL, postgres.Options{})
 		if err != nil {
 			return nil, "", fmt.Errorf("open PostgreSQL: %w", err)

@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- 0001_init: tenants, keys, streams, events and API tokens, under row-level
 -- security, and the role the server's transactions run as.
 
@@ -140,3 +142,4 @@ GRANT SELECT, INSERT, DELETE ON api_tokens TO eventvault_app;
 -- schema_migrations holds no tenant data; the server reads it at start to
 -- check that the schema is up to date.
 GRANT SELECT ON schema_migrations TO eventvault_app;
+-- +goose StatementEnd

@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- 0002_key_rotation: re-wrapping keys in place, and the list of tenants.
 --
 -- A tenant KEK rotation re-wraps every stream key of the tenant under the
@@ -41,3 +43,4 @@ CREATE TRIGGER stream_key_update BEFORE UPDATE OF wrapped_key, kek_version ON st
 	FOR EACH ROW
 	WHEN (OLD.wrapped_key IS DISTINCT FROM NEW.wrapped_key OR OLD.kek_version IS DISTINCT FROM NEW.kek_version)
 	EXECUTE FUNCTION eventvault_check_stream_key_update();
+-- +goose StatementEnd

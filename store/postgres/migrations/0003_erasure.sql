@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- 0003_erasure: crypto-shredding, the data subjects who own streams, legal
 -- holds and erasure requests.
 --
@@ -272,3 +274,4 @@ GRANT SELECT, INSERT, DELETE ON legal_holds TO eventvault_app;
 GRANT UPDATE (reason, placed_at, placed_by) ON legal_holds TO eventvault_app;
 GRANT SELECT, INSERT ON erasure_requests TO eventvault_app;
 GRANT UPDATE (state, reason, completed_at, certificate) ON erasure_requests TO eventvault_app;
+-- +goose StatementEnd

@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- 0004_kek_retire: destroying a tenant's old KEK versions.
 --
 -- After a KEK rotation has re-wrapped every stream key under the newest
@@ -121,3 +123,4 @@ END
 $$;
 REVOKE ALL ON FUNCTION eventvault_destroy_tenant_keys_before(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION eventvault_destroy_tenant_keys_before(bigint) TO eventvault_app;
+-- +goose StatementEnd

@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- 0005_deployment_keys: the keys every node of a deployment shares.
 --
 -- The pseudonym key, the signing key of erasure certificates and the key
@@ -26,3 +28,4 @@ CREATE TABLE deployment_keys (
 
 GRANT SELECT, INSERT ON deployment_keys TO eventvault_app;
 GRANT UPDATE (wrapped_key) ON deployment_keys TO eventvault_app;
+-- +goose StatementEnd
