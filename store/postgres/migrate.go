@@ -61,9 +61,11 @@ func parseMigrations(fsys fs.FS, dir string) ([]migration, error) {
 		ms = append(ms, migration{version: v, name: m[2], sql: string(body)})
 	}
 	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
+	// Versions start at 1 and increase; a gap is allowed (branches number
+	// their migrations apart: 0006 may land before 0005), a duplicate is not.
 	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %04d_%s: expected version %d (versions start at 1 and have no gaps)", m.version, m.name, i+1)
+		if (i == 0 && m.version != 1) || (i > 0 && m.version <= ms[i-1].version) {
+			return nil, fmt.Errorf("migration %04d_%s: versions start at 1 and each is used once", m.version, m.name)
 		}
 	}
 	return ms, nil
@@ -75,7 +77,7 @@ func latestVersion() int {
 	if err != nil {
 		return 0
 	}
-	return len(ms)
+	return ms[len(ms)-1].version
 }
 
 // Migrate brings the database at url to the schema this package needs. It
@@ -113,8 +115,8 @@ func Migrate(ctx context.Context, url string) error {
 	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
 		return mapError(op, fmt.Errorf("read schema version: %w", err))
 	}
-	if newest > len(ms) {
-		return &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("the database schema is at version %d, newer than this server knows (%d): upgrade the server", newest, len(ms))}
+	if known := ms[len(ms)-1].version; newest > known {
+		return &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("the database schema is at version %d, newer than this server knows (%d): upgrade the server", newest, known)}
 	}
 	return nil
 }

@@ -88,6 +88,7 @@ func Run(t *testing.T, open func(t *testing.T) eventvault.Store) {
 	t.Run("Erasure", func(t *testing.T) { testErasure(t, open) })
 	t.Run("StreamOwner", func(t *testing.T) { testStreamOwner(t, open) })
 	t.Run("DeleteTenantTokens", func(t *testing.T) { testDeleteTenantTokens(t, open) })
+	t.Run("TokenLifecycle", func(t *testing.T) { testTokenLifecycle(t, open) })
 }
 
 func testPing(t *testing.T, open opener) {
