@@ -126,15 +126,11 @@ func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req New
 	if err := ValidateTTL(req.TTL); err != nil {
 		return "", eventvault.Token{}, err
 	}
-	var expires time.Time
-	if req.TTL > 0 {
-		expires = s.now().UTC().Add(req.TTL)
-	}
 	secret, err := s.newSecret()
 	if err != nil {
 		return "", eventvault.Token{}, err
 	}
-	t, err := s.store(ctx, secret, req.Tenant, req.Name, false, rules, expires)
+	t, err := s.store(ctx, secret, req.Tenant, req.Name, false, rules, req.TTL)
 	if err != nil {
 		return "", eventvault.Token{}, err
 	}
@@ -164,7 +160,7 @@ func (s *Tokens) InstallRoot(ctx context.Context, tenant eventvault.TenantID, se
 		return "", fmt.Errorf("retire earlier root tokens: %w", err)
 	}
 	rules := []eventvault.Rule{{Capabilities: []eventvault.Capability{eventvault.CapAdmin}, Streams: "*"}}
-	if _, err := s.store(ctx, secret, tenant, "root", true, rules, time.Time{}); err != nil {
+	if _, err := s.store(ctx, secret, tenant, "root", true, rules, 0); err != nil {
 		return "", err
 	}
 	return secret, nil
@@ -213,7 +209,7 @@ func Hash(secret string) []byte {
 	return h[:]
 }
 
-func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.TenantID, name string, root bool, rules []eventvault.Rule, expires time.Time) (eventvault.Token, error) {
+func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.TenantID, name string, root bool, rules []eventvault.Rule, ttl time.Duration) (eventvault.Token, error) {
 	id := make([]byte, 8)
 	if _, err := io.ReadFull(s.rand(), id); err != nil {
 		return eventvault.Token{}, fmt.Errorf("token id: %w", err)
@@ -226,7 +222,9 @@ func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.Ten
 		Root:      root,
 		Rules:     rules,
 		CreatedAt: s.now().UTC(),
-		ExpiresAt: expires,
+	}
+	if ttl > 0 {
+		t.ExpiresAt = t.CreatedAt.Add(ttl)
 	}
 	if err := s.Store.CreateToken(ctx, t); err != nil {
 		return eventvault.Token{}, fmt.Errorf("store token %s: %w", t.ID, err)
