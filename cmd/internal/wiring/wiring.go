@@ -34,7 +34,10 @@ type Parts struct {
 	Signer        *dsse.SigningKey
 	KeyCache      evcrypto.KeyringOptions
 	TokenCacheTTL time.Duration
-	Logger        *slog.Logger
+	// RefuseRootTokens makes authentication refuse (401) and log dev root
+	// tokens: a production server sets it.
+	RefuseRootTokens bool
+	Logger           *slog.Logger
 }
 
 // Stack is the built server: its HTTP handler, and the keyring and tokens
@@ -53,6 +56,7 @@ func Build(p Parts) *Stack {
 	}
 	keys := evcrypto.NewKeyring(p.Root, p.Store, p.KeyCache)
 	tokens := auth.NewTokens(p.Store, p.TokenCacheTTL)
+	tokens.RefuseRoot, tokens.Logger = p.RefuseRootTokens, logger
 	var opts []engine.EventsOption
 	if p.Pseudonyms != nil { // no typed nil in the interface
 		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms))
