@@ -91,7 +91,7 @@ const (
 // [MinTokenTTL, MaxTokenTTL].
 func ValidateTTL(ttl time.Duration) error {
 	if ttl != 0 && (ttl < MinTokenTTL || ttl > MaxTokenTTL) {
-		return eventvault.Errorf(eventvault.EINVALID, "ttl must be between %s and %s (8784h), or absent for a token that does not expire; not %s", MinTokenTTL, MaxTokenTTL, ttl)
+		return eventvault.Errorf(eventvault.EINVALID, "ttl must be between 1m and 8784h (366 days), or absent for a token that does not expire; not %s", ttl)
 	}
 	return nil
 }

@@ -141,7 +141,7 @@ func parseTokenFlags(args []string, stderr io.Writer) (tokenOptions, Config, err
 	case "create":
 		fs.StringVar(&o.name, "name", "", "the token's name, shown in lists and logs (required)")
 		fs.StringVar(&rules, "rules", "", `the rules it grants, as JSON: [{"capabilities":["admin"],"streams":"*"}]; default the default rules`)
-		fs.DurationVar(&o.ttl, "ttl", 0, fmt.Sprintf("how long it authenticates, %s to %s; 0: it does not expire", auth.MinTokenTTL, auth.MaxTokenTTL))
+		fs.DurationVar(&o.ttl, "ttl", 0, "how long it authenticates, 1m to 8784h (366 days); 0: it does not expire")
 	case "revoke":
 		fs.StringVar(&o.id, "id", "", "the token's id, tok_... (required; see 'eventvault token list')")
 	}
