@@ -104,6 +104,28 @@ type ErasureCertificate struct {
 	ErasedAt         time.Time      `json:"erased_at"`
 	ErasedBy         string         `json:"erased_by"` // token id of the requester
 	Issuer           string         `json:"issuer"`    // signing key id
+	// HeldNothing is true when no data was held under the pseudonym when
+	// the request was carried out: nothing was erased. A subject id the
+	// tenant never used, and a misspelt one, look the same.
+	HeldNothing bool `json:"held_nothing"`
+	// Statement says in words what the certificate attests.
+	Statement string `json:"statement"`
+}
+
+// Erasure outcomes, as the API reports them on a completed request.
+const (
+	OutcomeErased      = "erased"       // data held under the subject was erased
+	OutcomeNothingHeld = "nothing_held" // no data was held under the subject
+)
+
+// Outcome is OutcomeNothingHeld for a certificate that erased no stream
+// (certificates issued before held_nothing existed say so by their count),
+// else OutcomeErased.
+func (c ErasureCertificate) Outcome() string {
+	if c.HeldNothing || c.StreamCount == 0 {
+		return OutcomeNothingHeld
+	}
+	return OutcomeErased
 }
 
 // DestroyedKey is one key an erasure destroyed.

@@ -329,6 +329,8 @@ type Token struct {
 	Root      bool
 	Rules     []Rule
 	CreatedAt time.Time
+	// ExpiresAt is when the token stops authenticating; zero: never.
+	ExpiresAt time.Time
 }
 
 // TokenStore keeps API tokens by hash.
@@ -345,6 +347,14 @@ type TokenStore interface {
 	// it names), and returns how many it removed: a tenant shred revokes
 	// its tokens with it. Errors: EINVALID for a malformed tenant.
 	DeleteTenantTokens(ctx context.Context, tenant TenantID) (int, error)
+	// ListTokens returns the tenant's tokens that are not root tokens,
+	// oldest first (then by id). Errors: EINVALID for a malformed tenant.
+	ListTokens(ctx context.Context, tenant TenantID) ([]Token, error)
+	// DeleteToken removes the tenant's token with this id, unless it is a
+	// root token. Errors: ENOTFOUND if the tenant has no such token (one
+	// of another tenant, or a root token, is not found either); EINVALID
+	// for a malformed tenant.
+	DeleteToken(ctx context.Context, tenant TenantID, id string) error
 }
 
 // DeploymentKey is a key every node of a deployment shares (the pseudonym

@@ -44,6 +44,10 @@ func jsonError(err error) error {
 		// encoding/json has no typed error for this one.
 		return invalid("unknown field %s: check the spelling against the API reference", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
+	var own *eventvault.Error // from a field's own UnmarshalJSON (a token's ttl)
+	if errors.As(err, &own) {
+		return own
+	}
 	return invalid("the body could not be read as JSON")
 }
 

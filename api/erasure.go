@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/engine"
 )
 
 type shredResponse struct {
@@ -77,13 +78,17 @@ type erasureRequestIn struct {
 }
 
 type erasureResponse struct {
-	ID               string          `json:"id"`
-	State            string          `json:"state"`
-	SubjectPseudonym string          `json:"subject_pseudonym"`
-	Reason           string          `json:"reason,omitempty"`
-	ReceivedAt       time.Time       `json:"received_at"`
-	CompletedAt      *time.Time      `json:"completed_at,omitempty"`
-	Certificate      json.RawMessage `json:"certificate,omitempty"`
+	ID               string     `json:"id"`
+	State            string     `json:"state"`
+	SubjectPseudonym string     `json:"subject_pseudonym"`
+	Reason           string     `json:"reason,omitempty"`
+	ReceivedAt       time.Time  `json:"received_at"`
+	CompletedAt      *time.Time `json:"completed_at,omitempty"`
+	// Outcome and HeldNothing are set once completed: "nothing_held" (and
+	// true) when no data was held under the subject.
+	Outcome     string          `json:"outcome,omitempty"`
+	HeldNothing *bool           `json:"held_nothing,omitempty"`
+	Certificate json.RawMessage `json:"certificate,omitempty"`
 }
 
 func toErasureResponse(r eventvault.ErasureRequest) erasureResponse {
@@ -98,6 +103,11 @@ func toErasureResponse(r eventvault.ErasureRequest) erasureResponse {
 	if !r.CompletedAt.IsZero() {
 		t := r.CompletedAt
 		out.CompletedAt = &t
+	}
+	if cert, ok := engine.CertificateOf(r); ok {
+		out.Outcome = cert.Outcome()
+		held := out.Outcome == eventvault.OutcomeNothingHeld
+		out.HeldNothing = &held
 	}
 	return out
 }

@@ -98,6 +98,7 @@ func TestHEADIsGETWithoutBody(t *testing.T) {
 		// Errors too: HEAD answers what GET answers.
 		{"/v1/streams/order-404/events", tok}, {"/v1/events", ""}, {"/v1/events?limit=0", tok},
 		{"/v1/erasure-requests/" + uuid.NewString(), tok},
+		{"/v1/tokens", tok}, {"/v1/tokens", a.root},
 	} {
 		t.Run(r.path, func(t *testing.T) {
 			get, head := a.do("GET", r.path, r.token, nil), a.do("HEAD", r.path, r.token, nil)
@@ -117,7 +118,8 @@ func TestHEADIsGETWithoutBody(t *testing.T) {
 		{"POST", "/readyz", "GET, HEAD"},
 		{"PUT", "/v1/events", "GET, HEAD"},
 		{"PATCH", "/v1/streams/order-1/events", "POST, GET, HEAD"},
-		{"HEAD", "/v1/tokens", "POST"},
+		{"PUT", "/v1/tokens", "GET, HEAD, POST"},
+		{"GET", "/v1/tokens/tok_1", "DELETE"},
 		{"HEAD", "/v1/holds", "PUT, DELETE"},
 		{"POST", "/v1/keys/signing", "GET, HEAD"},
 	} {

@@ -69,6 +69,8 @@ type Erasure interface {
 type Tokens interface {
 	Authenticate(ctx context.Context, secret string) (eventvault.Principal, error)
 	Issue(ctx context.Context, issuer eventvault.Principal, req auth.NewTokenRequest) (string, eventvault.Token, error)
+	List(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID) ([]eventvault.Token, error)
+	Revoke(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, id string) error
 }
 
 // Server serves the HTTP API.
@@ -132,6 +134,8 @@ func New(cfg Config) *Server {
 	get(v1, "/streams/:stream/events", []string{"from", "limit", "direction"}, s.readStream)
 	get(v1, "/events", []string{"from", "limit"}, s.readAll)
 	v1.POST("/tokens", onlyQuery(), s.createToken)
+	get(v1, "/tokens", []string{"tenant"}, s.listTokens)
+	v1.DELETE("/tokens/:id", onlyQuery("tenant"), s.revokeToken)
 	if s.keys != nil {
 		v1.POST("/admin/tenants/:tenant/kek/rotate", onlyQuery(), s.rotateTenantKEK)
 		v1.POST("/admin/root/rotate", onlyQuery(), s.rotateRoot)

@@ -2,6 +2,8 @@ package api
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -14,6 +16,8 @@ type tokenRequest struct {
 	Tenant string            `json:"tenant"`
 	Name   string            `json:"name"`
 	Rules  []eventvault.Rule `json:"rules"`
+	// TTL is a Go duration ("720h") or a number of seconds.
+	TTL *ttlValue `json:"ttl"`
 }
 
 type tokenResponse struct {
@@ -23,6 +27,29 @@ type tokenResponse struct {
 	Name      string            `json:"name"`
 	Rules     []eventvault.Rule `json:"rules"`
 	CreatedAt time.Time         `json:"created_at"`
+	ExpiresAt *time.Time        `json:"expires_at,omitempty"`
+}
+
+// ttlValue decodes a token's ttl: a Go duration string ("720h", "90m") or
+// a whole number of seconds.
+type ttlValue time.Duration
+
+func (v *ttlValue) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if strings.HasPrefix(s, `"`) {
+		d, err := time.ParseDuration(strings.Trim(s, `"`))
+		if err != nil {
+			return eventvault.Errorf(eventvault.EINVALID, "ttl must be a duration such as \"720h\" or a number of seconds")
+		}
+		*v = ttlValue(d)
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > int64(auth.MaxTokenTTL/time.Second) {
+		return eventvault.Errorf(eventvault.EINVALID, "ttl must be a duration such as \"720h\" or a whole number of seconds up to %d", int64(auth.MaxTokenTTL/time.Second))
+	}
+	*v = ttlValue(time.Duration(n) * time.Second)
+	return nil
 }
 
 // createToken issues an API token. The root token may issue for any tenant;
@@ -38,11 +65,92 @@ func (s *Server) createToken(c *gin.Context) {
 	if tenant == "" {
 		tenant = p.Tenant
 	}
-	secret, t, err := s.tokens.Issue(c.Request.Context(), p, auth.NewTokenRequest{Tenant: tenant, Name: req.Name, Rules: req.Rules})
+	nr := auth.NewTokenRequest{Tenant: tenant, Name: req.Name, Rules: req.Rules}
+	if req.TTL != nil {
+		nr.TTL = time.Duration(*req.TTL)
+		if nr.TTL == 0 {
+			s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "ttl must be at least %s: leave it out for a token that does not expire", auth.MinTokenTTL))
+			return
+		}
+	}
+	secret, t, err := s.tokens.Issue(c.Request.Context(), p, nr)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
 	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusCreated, tokenResponse{Token: secret, ID: t.ID, Tenant: string(t.Tenant), Name: t.Name, Rules: t.Rules, CreatedAt: t.CreatedAt})
+	out := tokenResponse{Token: secret, ID: t.ID, Tenant: string(t.Tenant), Name: t.Name, Rules: t.Rules, CreatedAt: t.CreatedAt}
+	if !t.ExpiresAt.IsZero() {
+		e := t.ExpiresAt
+		out.ExpiresAt = &e
+	}
+	c.JSON(http.StatusCreated, out)
+}
+
+// tokenInfo is a token as listed: never its secret nor its hash.
+type tokenInfo struct {
+	ID        string            `json:"id"`
+	Tenant    string            `json:"tenant"`
+	Name      string            `json:"name"`
+	Rules     []eventvault.Rule `json:"rules"`
+	CreatedAt time.Time         `json:"created_at"`
+	ExpiresAt *time.Time        `json:"expires_at,omitempty"`
+	Expired   bool              `json:"expired"`
+}
+
+type tokenList struct {
+	Tenant string      `json:"tenant"`
+	Tokens []tokenInfo `json:"tokens"`
+}
+
+// tenantQuery is the tenant a token endpoint acts on: ?tenant= (for the
+// dev root token) or the caller's.
+func tenantQuery(c *gin.Context) eventvault.TenantID {
+	if t, ok := c.GetQuery("tenant"); ok {
+		return eventvault.TenantID(t)
+	}
+	return principal(c).Tenant
+}
+
+// listTokens lists a tenant's tokens: GET /v1/tokens[?tenant=]. Admin of
+// the tenant; root tokens are never listed.
+func (s *Server) listTokens(c *gin.Context) {
+	tenant := tenantQuery(c)
+	ts, err := s.tokens.List(c.Request.Context(), principal(c), tenant)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	now := time.Now()
+	out := tokenList{Tenant: string(tenant), Tokens: make([]tokenInfo, 0, len(ts))}
+	for _, t := range ts {
+		rules := t.Rules
+		if rules == nil {
+			rules = []eventvault.Rule{}
+		}
+		ti := tokenInfo{ID: t.ID, Tenant: string(t.Tenant), Name: t.Name, Rules: rules, CreatedAt: t.CreatedAt}
+		if !t.ExpiresAt.IsZero() {
+			e := t.ExpiresAt
+			ti.ExpiresAt, ti.Expired = &e, !now.Before(e)
+		}
+		out.Tokens = append(out.Tokens, ti)
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, out)
+}
+
+// revokeToken revokes a token: DELETE /v1/tokens/{id}[?tenant=]. Admin of
+// the tenant; 404 for a token of another tenant or a root token.
+func (s *Server) revokeToken(c *gin.Context) {
+	if err := noBody(c); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	tenant := tenantQuery(c)
+	id := c.Param("id")
+	if err := s.tokens.Revoke(c.Request.Context(), principal(c), tenant, id); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
 }

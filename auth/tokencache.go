@@ -60,10 +60,20 @@ func (c *tokenCache) generation() uint64 {
 
 // add remembers p unless the cache was purged since generation gen.
 func (c *tokenCache) add(hash [sha256.Size]byte, p eventvault.Principal, now time.Time, gen uint64) {
+	c.addUntil(hash, p, now, gen, time.Time{})
+}
+
+// addUntil is add for a token that expires at until (zero: never): the
+// entry lasts no longer than the token.
+func (c *tokenCache) addUntil(hash [sha256.Size]byte, p eventvault.Principal, now time.Time, gen uint64, until time.Time) {
+	expires := now.Add(c.ttl)
+	if !until.IsZero() && until.Before(expires) {
+		expires = until
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen == c.gen {
-		c.lru.Add(hash, cachedPrincipal{p: p, expires: now.Add(c.ttl)})
+		c.lru.Add(hash, cachedPrincipal{p: p, expires: expires})
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -53,7 +54,13 @@ type Tokens struct {
 	Key   VerifierKey      // a random key of this Tokens when nil
 	Rand  io.Reader        // crypto/rand.Reader when nil
 	Now   func() time.Time // time.Now when nil
-	cache *tokenCache      // nil: no cache
+	// RefuseRoot makes Authenticate refuse root tokens (401) and warn
+	// through Logger: a production server sets it, since a root token is
+	// the dev server's, admin over every tenant, and one left in a
+	// database that a dev server once used must not open it.
+	RefuseRoot bool
+	Logger     *slog.Logger // nil: no warnings
+	cache      *tokenCache  // nil: no cache
 
 	ownKeyOnce sync.Once
 	ownKey     VerifierKey
@@ -124,6 +131,24 @@ type NewTokenRequest struct {
 	Tenant eventvault.TenantID
 	Name   string
 	Rules  []eventvault.Rule // policies.DefaultRules when empty
+	// TTL is how long the token authenticates: 0 for ever, else between
+	// MinTokenTTL and MaxTokenTTL.
+	TTL time.Duration
+}
+
+// The bounds of a token's TTL.
+const (
+	MinTokenTTL = time.Minute
+	MaxTokenTTL = 366 * 24 * time.Hour
+)
+
+// ValidateTTL returns EINVALID unless ttl is 0 (no expiry) or within
+// [MinTokenTTL, MaxTokenTTL].
+func ValidateTTL(ttl time.Duration) error {
+	if ttl != 0 && (ttl < MinTokenTTL || ttl > MaxTokenTTL) {
+		return eventvault.Errorf(eventvault.EINVALID, "ttl must be between 1m and 8784h (366 days), or absent for a token that does not expire; not %s", ttl)
+	}
+	return nil
 }
 
 // MaxTokenNameLength bounds a token's name.
@@ -153,11 +178,14 @@ func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req New
 	if err := policies.ValidateRules(rules); err != nil {
 		return "", eventvault.Token{}, err
 	}
+	if err := ValidateTTL(req.TTL); err != nil {
+		return "", eventvault.Token{}, err
+	}
 	secret, err := s.newSecret()
 	if err != nil {
 		return "", eventvault.Token{}, err
 	}
-	t, err := s.store(ctx, secret, req.Tenant, req.Name, false, rules)
+	t, err := s.store(ctx, secret, req.Tenant, req.Name, false, rules, req.TTL)
 	if err != nil {
 		return "", eventvault.Token{}, err
 	}
@@ -187,7 +215,7 @@ func (s *Tokens) InstallRoot(ctx context.Context, tenant eventvault.TenantID, se
 		return "", fmt.Errorf("retire earlier root tokens: %w", err)
 	}
 	rules := []eventvault.Rule{{Capabilities: []eventvault.Capability{eventvault.CapAdmin}, Streams: "*"}}
-	if _, err := s.store(ctx, secret, tenant, "root", true, rules); err != nil {
+	if _, err := s.store(ctx, secret, tenant, "root", true, rules, 0); err != nil {
 		return "", err
 	}
 	return secret, nil
@@ -196,7 +224,8 @@ func (s *Tokens) InstallRoot(ctx context.Context, tenant eventvault.TenantID, se
 // Authenticate returns the principal of a token, from the cache when it
 // authenticated less than the cache TTL ago. The principal's Rules may be
 // shared with other calls: read them, never modify them.
-// Errors: EUNAUTHORIZED for an empty, over-long or unknown token.
+// Errors: EUNAUTHORIZED for an empty, over-long, unknown or expired token,
+// and for a root token when RefuseRoot is set.
 func (s *Tokens) Authenticate(ctx context.Context, secret string) (eventvault.Principal, error) {
 	if secret == "" || len(secret) > MaxTokenLength {
 		return eventvault.Principal{}, errBadToken
@@ -217,9 +246,12 @@ func (s *Tokens) Authenticate(ctx context.Context, secret string) (eventvault.Pr
 	if err != nil {
 		return eventvault.Principal{}, fmt.Errorf("look up token: %w", err)
 	}
+	if err := s.usable(ctx, t, now); err != nil {
+		return eventvault.Principal{}, err
+	}
 	p := eventvault.Principal{Tenant: t.Tenant, TokenID: t.ID, Name: t.Name, Root: t.Root, Rules: t.Rules}
 	if s.cache != nil {
-		s.cache.add(hash, p, now, gen)
+		s.cache.addUntil(hash, p, now, gen, t.ExpiresAt)
 	}
 	return p, nil
 }
@@ -233,7 +265,7 @@ func (s *Tokens) Verifier(secret string) []byte {
 	return v[:]
 }
 
-func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.TenantID, name string, root bool, rules []eventvault.Rule) (eventvault.Token, error) {
+func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.TenantID, name string, root bool, rules []eventvault.Rule, ttl time.Duration) (eventvault.Token, error) {
 	id := make([]byte, 8)
 	if _, err := io.ReadFull(s.rand(), id); err != nil {
 		return eventvault.Token{}, fmt.Errorf("token id: %w", err)
@@ -246,6 +278,9 @@ func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.Ten
 		Root:      root,
 		Rules:     rules,
 		CreatedAt: s.now().UTC(),
+	}
+	if ttl > 0 {
+		t.ExpiresAt = t.CreatedAt.Add(ttl)
 	}
 	if err := s.Store.CreateToken(ctx, t); err != nil {
 		return eventvault.Token{}, fmt.Errorf("store token %s: %w", t.ID, err)

@@ -342,6 +342,14 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 		streams = again
 	}
 	cert.ErasedAt = e.now().UTC()
+	if cert.StreamCount == 0 {
+		cert.HeldNothing = true
+		cert.Statement = fmt.Sprintf("No data was held under this subject pseudonym in tenant %s when this request was carried out: nothing was erased. "+
+			"EventVault cannot tell a subject id the tenant never used from a misspelt one: check the id as it was sent.", req.Tenant)
+	} else {
+		cert.Statement = fmt.Sprintf("Every stream held under this subject pseudonym in tenant %s was crypto-shredded: %d streams, %d keys destroyed.",
+			req.Tenant, cert.StreamCount, len(cert.DestroyedKeys))
+	}
 	payload, err := json.Marshal(cert)
 	if err != nil {
 		return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: certificate: %w", req.ID, err)
@@ -357,6 +365,21 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 	e.logger.InfoContext(ctx, "erasure completed", slog.String("tenant", string(req.Tenant)), slog.String("request_id", req.ID.String()),
 		slog.String("subject", string(req.Subject)), slog.Int("streams", cert.StreamCount))
 	return req, nil
+}
+
+// CertificateOf returns the certificate of a completed request, read from
+// its signed envelope without checking the signature (the server signed
+// it; clients check it with the published key). ok is false when there is
+// none.
+func CertificateOf(r eventvault.ErasureRequest) (cert eventvault.ErasureCertificate, ok bool) {
+	if r.State != eventvault.ErasureCompleted || len(r.Certificate) == 0 {
+		return cert, false
+	}
+	env, err := dsse.Parse(r.Certificate)
+	if err != nil || json.Unmarshal(env.Payload, &cert) != nil {
+		return cert, false
+	}
+	return cert, true
 }
 
 // ErasureRequest returns a request of the caller's tenant.

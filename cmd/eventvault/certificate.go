@@ -54,10 +54,14 @@ func runCertificate(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  request:           %s\n", cert.RequestID)
 	fmt.Fprintf(stdout, "  tenant:            %s\n", cert.Tenant)
 	fmt.Fprintf(stdout, "  subject pseudonym: %s\n", cert.SubjectPseudonym)
+	fmt.Fprintf(stdout, "  outcome:           %s\n", cert.Outcome())
 	fmt.Fprintf(stdout, "  streams erased:    %d (%d keys destroyed)\n", cert.StreamCount, len(cert.DestroyedKeys))
 	fmt.Fprintf(stdout, "  received:          %s\n", cert.ReceivedAt.Format("2006-01-02T15:04:05Z07:00"))
 	fmt.Fprintf(stdout, "  erased:            %s\n", cert.ErasedAt.Format("2006-01-02T15:04:05Z07:00"))
 	fmt.Fprintf(stdout, "  requested by:      %s\n", cert.ErasedBy)
+	if cert.Statement != "" {
+		fmt.Fprintf(stdout, "  statement:         %s\n", cert.Statement)
+	}
 	return nil
 }
 

@@ -56,7 +56,7 @@ func TestCertificateVerify(t *testing.T) {
 	if code := run(context.Background(), []string{"certificate", "verify", "-public-key", keyFile, certFile}, &out, &errOut); code != 0 {
 		t.Fatalf("verify a good certificate: exit %d, %s", code, errOut.String())
 	}
-	if !strings.Contains(out.String(), "OK: erasure certificate") || !strings.Contains(out.String(), "streams erased:    1") {
+	if !strings.Contains(out.String(), "OK: erasure certificate") || !strings.Contains(out.String(), "streams erased:    1") || !strings.Contains(out.String(), "outcome:           erased") {
 		t.Fatalf("output:\n%s", out.String())
 	}
 
@@ -98,5 +98,33 @@ func TestCertificateVerify(t *testing.T) {
 		if code := run(context.Background(), []string{"certificate", "verify", "-public-key", c.key, c.cert}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), c.want) {
 			t.Errorf("%s: exit %d, %q; want exit 1 mentioning %q", c.name, code, errOut.String(), c.want)
 		}
+	}
+}
+
+// TestCertificateVerifySaysNothingWasHeld: a certificate of an erasure
+// that found nothing under the subject prints outcome nothing_held and its
+// statement.
+func TestCertificateVerifySaysNothingWasHeld(t *testing.T) {
+	dir := t.TempDir()
+	key, err := dsse.OpenSigningKey(filepath.Join(dir, "signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := eventvault.ErasureCertificate{
+		Version: 1, RequestID: uuid.NewString(), Tenant: "acme", SubjectPseudonym: "ab12", DestroyedKeys: []eventvault.DestroyedKey{},
+		ReceivedAt: time.Now().UTC(), ErasedAt: time.Now().UTC(), ErasedBy: "tok_1", Issuer: key.KeyID(),
+		HeldNothing: true, Statement: "No data was held under this subject pseudonym",
+	}
+	payload, _ := json.Marshal(cert)
+	b, _ := json.Marshal(key.Sign(eventvault.ErasureCertificateType, payload))
+	certFile, keyFile := filepath.Join(dir, "cert.json"), filepath.Join(dir, "key.b64")
+	os.WriteFile(certFile, b, 0o600)
+	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key.PublicKey())), 0o600)
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"certificate", "verify", "-public-key", keyFile, certFile}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d, %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "outcome:           nothing_held") || !strings.Contains(out.String(), "No data was held") {
+		t.Fatalf("output:\n%s", out.String())
 	}
 }

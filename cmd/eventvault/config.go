@@ -97,7 +97,7 @@ func (c *Config) validate() error {
 			return fmt.Errorf("production mode needs -database-url (or EVENTVAULT_DATABASE_URL); for a local trial run 'eventvault server -dev'")
 		}
 		if c.DevRootToken != "" {
-			return fmt.Errorf("-dev-root-token is for dev mode only; issue tokens with the dev root token or an admin token")
+			return fmt.Errorf("-dev-root-token is for dev mode only: a production server never honours a root token; issue the first admin token with 'eventvault token create'")
 		}
 	}
 	if err := c.validateRootKey(); err != nil {

@@ -9,6 +9,8 @@
 //	eventvault rotate tenant|root rotate a tenant's KEK or the root key, re-wrapping what they wrap
 //	eventvault rotate cycle       end a crypto-period, so that backups from before it can no longer be decrypted
 //	eventvault erasure reapply    re-apply to a restored backup the erasures the live database completed since
+//	eventvault token create|list|revoke|revoke-root   manage API tokens as the operator
+//	eventvault tenant shred       offboard a tenant: destroy its keys, revoke its tokens
 //
 // Every flag has an EVENTVAULT_* environment variable; a flag given on the
 // command line wins.
@@ -44,6 +46,13 @@ commands:
             end a crypto-period: new KEK and root versions, old ones destroyed
             or retired, so that backups from before it can no longer be
             decrypted (run it on a schedule; needs Vault Transit)
+  token create -tenant <tenant> -name <name> [-rules <json>] [-ttl 720h]
+  token list -tenant <tenant> | token revoke -tenant <tenant> -id <id>
+  token revoke-root
+            manage API tokens as the operator (the first admin token of a
+            tenant; prints a new token once, on stdout)
+  tenant shred -tenant <tenant> [-yes]
+            offboard a tenant: destroy its keys and revoke its tokens
   certificate verify -public-key <file> <file>
             check an erasure certificate offline
   erasure reapply -from <live URL> -database-url <restored URL>
@@ -71,6 +80,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runInit(ctx, args[1:], stdout, stderr)
 	case "erasure":
 		err = runErasure(ctx, args[1:], stdout, stderr)
+	case "token":
+		err = runToken(ctx, args[1:], stdout, stderr)
+	case "tenant":
+		err = runTenant(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -102,7 +102,10 @@ func (m *Main) Open(ctx context.Context) error {
 		TokenVerifier: dk.TokenVerifier,
 		KeyCache:      evcrypto.KeyringOptions{CacheSize: c.KeyCacheSize, TTL: c.KeyCacheTTL},
 		TokenCacheTTL: c.TokenCacheTTL,
-		Logger:        m.Logger,
+		// A production server never honours a root token (one left by a
+		// dev start on this database gets 401 and a warning).
+		RefuseRootTokens: !c.Dev,
+		Logger:           m.Logger,
 	})
 	m.listenEvictions(stack.Keys)
 	if c.Dev {

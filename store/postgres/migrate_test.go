@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -41,8 +42,8 @@ func TestMigrateTwiceIsANoOp(t *testing.T) {
 	}
 	versions := appliedMigrations(t, url)
 	for i, v := range versions {
-		if v != i+1 {
-			t.Fatalf("schema_migrations holds versions %v, want 1..n once each", versions)
+		if (i == 0 && v != 1) || (i > 0 && v <= versions[i-1]) {
+			t.Fatalf("schema_migrations holds versions %v, want each once from 1", versions)
 		}
 	}
 	if len(versions) == 0 {
@@ -70,7 +71,7 @@ func TestConcurrentMigratesDoNotFail(t *testing.T) {
 		}
 	}
 	versions := appliedMigrations(t, url)
-	if len(versions) == 0 || versions[len(versions)-1] != len(versions) {
+	if len(versions) == 0 || versions[0] != 1 || !slices.IsSorted(versions) || len(slices.Compact(slices.Clone(versions))) != len(versions) {
 		t.Errorf("schema_migrations holds %v after concurrent migrations", versions)
 	}
 	db, err := postgres.Open(t.Context(), url, postgres.Options{})

@@ -5,16 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eventvault/eventvault"
 )
 
-const insertTokenSQL = `INSERT INTO api_tokens (id, token_hash, tenant_id, name, root, rules, created_at)
-	VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()))`
+const insertTokenSQL = `INSERT INTO api_tokens (id, token_hash, tenant_id, name, root, rules, created_at, expires_at)
+	VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8)`
 
-const tokenByHashSQL = `SELECT id, token_hash, tenant_id, name, root, rules, created_at FROM api_tokens
+const tokenByHashSQL = `SELECT id, token_hash, tenant_id, name, root, rules, created_at, expires_at FROM api_tokens
 	WHERE token_hash = $1`
 
 const deleteRootTokensSQL = `DELETE FROM api_tokens WHERE root`
@@ -43,7 +44,7 @@ func (db *DB) CreateToken(ctx context.Context, t eventvault.Token) error {
 	sc := scope{tenant: t.Tenant, admin: t.Root}
 	err = db.run(ctx, txSpec{op: op, scope: sc}, func(ctx context.Context, tx *txn) error {
 		b := &pgx.Batch{}
-		b.Queue(insertTokenSQL, t.ID, t.Hash, string(t.Tenant), t.Name, t.Root, string(rulesJSON), nullTime(t.CreatedAt))
+		b.Queue(insertTokenSQL, t.ID, t.Hash, string(t.Tenant), t.Name, t.Root, string(rulesJSON), nullTime(t.CreatedAt), nullTime(t.ExpiresAt))
 		return tx.send(ctx, b, true)
 	})
 	if eventvault.ErrorCode(err) == eventvault.ECONFLICT {
@@ -68,21 +69,13 @@ func (db *DB) TokenByHash(ctx context.Context, hash []byte) (eventvault.Token, e
 	err := db.run(ctx, txSpec{op: op, scope: scope{tokenHash: hash}, readOnly: true}, func(ctx context.Context, t *txn) error {
 		b := &pgx.Batch{}
 		b.Queue(tokenByHashSQL, hash).QueryRow(func(r pgx.Row) error {
-			var tenant string
-			var rules []byte
-			err := r.Scan(&tok.ID, &tok.Hash, &tenant, &tok.Name, &tok.Root, &rules, &tok.CreatedAt)
+			var err error
+			tok, err = scanToken(r)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil
 			}
 			if err != nil {
 				return err
-			}
-			tok.Tenant = eventvault.TenantID(tenant)
-			if err := json.Unmarshal(rules, &tok.Rules); err != nil {
-				return fmt.Errorf("decode rules of token %s: %w", tok.ID, err)
-			}
-			if len(tok.Rules) == 0 {
-				tok.Rules = nil
 			}
 			found = true
 			return nil
@@ -112,4 +105,26 @@ func (db *DB) DeleteRootTokens(ctx context.Context) error {
 		return fmt.Errorf("delete root tokens: %w", err)
 	}
 	return nil
+}
+
+// scanToken reads a row of tokenByHashSQL's columns.
+func scanToken(r pgx.Row) (eventvault.Token, error) {
+	var tok eventvault.Token
+	var tenant string
+	var rules []byte
+	var expires *time.Time
+	if err := r.Scan(&tok.ID, &tok.Hash, &tenant, &tok.Name, &tok.Root, &rules, &tok.CreatedAt, &expires); err != nil {
+		return eventvault.Token{}, err
+	}
+	tok.Tenant = eventvault.TenantID(tenant)
+	if expires != nil {
+		tok.ExpiresAt = *expires
+	}
+	if err := json.Unmarshal(rules, &tok.Rules); err != nil {
+		return eventvault.Token{}, fmt.Errorf("decode rules of token %s: %w", tok.ID, err)
+	}
+	if len(tok.Rules) == 0 {
+		tok.Rules = nil
+	}
+	return tok, nil
 }

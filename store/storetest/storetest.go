@@ -92,6 +92,7 @@ func Run(t *testing.T, open func(t *testing.T) eventvault.Store) {
 	t.Run("DeleteTenantTokens", func(t *testing.T) { testDeleteTenantTokens(t, open) })
 	t.Run("DeploymentKeys", func(t *testing.T) { testDeploymentKeys(t, open) })
 	t.Run("DeploymentKeyRewrap", func(t *testing.T) { testDeploymentKeyRewrap(t, open) })
+	t.Run("TokenLifecycle", func(t *testing.T) { testTokenLifecycle(t, open) })
 }
 
 func testPing(t *testing.T, open opener) {

@@ -37,6 +37,9 @@ type Parts struct {
 	TokenCacheTTL time.Duration
 	Logger        *slog.Logger
 	TokenVerifier auth.VerifierKey // the token-verifier deployment key; nil: a random key of the Tokens
+	// RefuseRootTokens makes authentication refuse (401) and log dev root
+	// tokens: a production server sets it.
+	RefuseRootTokens bool
 }
 
 // Stack is the built server: its HTTP handler, and the keyring and tokens
@@ -58,6 +61,7 @@ func Build(p Parts) *Stack {
 	if p.TokenVerifier != nil { // no typed nil in the interface
 		tokens.Key = p.TokenVerifier
 	}
+	tokens.RefuseRoot, tokens.Logger = p.RefuseRootTokens, logger
 	var opts []engine.EventsOption
 	if p.Pseudonyms != nil { // no typed nil in the interface
 		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms))
