@@ -102,9 +102,9 @@ func appendSubject(t *testing.T, base, token, stream, subject, secret string) {
 func TestBackupAndRestoreAsDocumented(t *testing.T) {
 	live := migratedURL(t)
 	login := pgtest.AppLogin(t, live)
-	token := issueToken(t, live, "acme")
-	bin := buildServer(t)
 	dataDir := t.TempDir()
+	token := issueToken(t, live, filepath.Join(dataDir, "root.key"), "acme")
+	bin := buildServer(t)
 	base := startProduction(t, bin, login, dataDir)
 
 	appendSubject(t, base, token, "order-1", "", "kept-order")

@@ -46,6 +46,9 @@ func TestTwoProductionNodesShareTheDeploymentKeys(t *testing.T) {
 		return append([]string{"server", "-listen", "127.0.0.1:0", "-data-dir", dataDir}, common...)
 	}
 
+	if code, stdout, stderr := runCLI(t, "migrate", "-database-url", pg); code != 0 {
+		t.Fatalf("eventvault migrate: exit %d\n%s%s", code, stdout, stderr)
+	}
 	// Before init: a production node refuses to start and makes no key.
 	early := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)

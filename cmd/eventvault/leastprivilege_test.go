@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/eventvault/eventvault"
-	"github.com/eventvault/eventvault/auth"
 	"github.com/eventvault/eventvault/store/postgres"
 	"github.com/eventvault/eventvault/store/postgres/pgtest"
 )
@@ -27,21 +26,22 @@ func migratedURL(t *testing.T) string {
 	return url
 }
 
-// issueToken stores an admin token of tenant in the database at url
-// (connecting as url's role) and returns its secret.
-func issueToken(t *testing.T, url string, tenant eventvault.TenantID) string {
+// issueToken creates the deployment keys of the database at url (as an
+// operator's `eventvault init` does once per deployment) and issues an admin
+// token of tenant with `eventvault token create`, on the local root key
+// file rootKey (the one the production server will use), and returns it.
+func issueToken(t *testing.T, url, rootKey string, tenant eventvault.TenantID) string {
 	t.Helper()
-	db, err := postgres.Open(t.Context(), url, postgres.Options{})
-	if err != nil {
-		t.Fatalf("open: %v", err)
+	root := []string{"-database-url", url, "-insecure-local-root-key", "-root-key-file", rootKey}
+	if code, stdout, stderr := runCLI(t, append([]string{"init"}, root...)...); code != 0 {
+		t.Fatalf("eventvault init: exit %d\n%s%s", code, stdout, stderr)
 	}
-	defer db.Close()
-	secret, _, err := auth.NewTokens(db, 0).Issue(t.Context(), eventvault.Principal{Root: true},
-		auth.NewTokenRequest{Tenant: tenant, Name: "test", Rules: []eventvault.Rule{{Capabilities: []eventvault.Capability{eventvault.CapAdmin}, Streams: "*"}}})
-	if err != nil {
-		t.Fatalf("issue a token: %v", err)
+	code, stdout, stderr := runCLI(t, append([]string{"token", "create", "-tenant", string(tenant), "-name", "test",
+		"-rules", `[{"capabilities":["admin"],"streams":"*"}]`}, root...)...)
+	if code != 0 {
+		t.Fatalf("eventvault token create: exit %d\n%s", code, stderr)
 	}
-	return secret
+	return strings.TrimSpace(stdout)
 }
 
 // startProduction runs `eventvault server` (not -dev) as a process on the
@@ -119,8 +119,9 @@ func TestServerRunsAsTheLeastPrivilegedLoginRole(t *testing.T) {
 		t.Errorf("the error shows the database URL: %s", stderr)
 	}
 
-	token := issueToken(t, url, "acme")
-	base := startProduction(t, buildServer(t), login, t.TempDir())
+	dataDir := t.TempDir()
+	token := issueToken(t, url, filepath.Join(dataDir, "root.key"), "acme")
+	base := startProduction(t, buildServer(t), login, dataDir)
 	code, _, body := appendEvents(t, base, token, "order-1", 3)
 	expectStatus(t, "append as the login role", 201, code, body)
 	code, _, body = do(t, "GET", base+"/v1/streams/order-1/events", token, "")

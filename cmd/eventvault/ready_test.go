@@ -88,11 +88,21 @@ func TestRetiredRootVersionIsNotErasure(t *testing.T) {
 	s.stop()
 
 	// The live database would be re-wrapped before the retirement; this
-	// one was not, as a backup taken before it.
+	// one was not, as a backup taken before it. Its deployment keys are
+	// under the retired version too, so a node refuses to start, saying
+	// that the root version was retired, not that anything was erased.
 	v.Write("transit/keys/"+vaulttest.Key+"/rotate", nil)
 	v.Write("transit/keys/"+vaulttest.Key+"/config", map[string]any{"min_decryption_version": 2})
+	if _, err := openServer(t, args...); err == nil || !strings.Contains(err.Error(), "retired") || strings.Contains(err.Error(), "erased") {
+		t.Fatalf("start on a database under a retired root version: %v; want a refusal saying the root version was retired", err)
+	}
 
+	// A node that loaded its deployment keys before the retirement (Vault's
+	// operator retired the version under running nodes) serves: what needs
+	// the retired version is key_retired, never erased.
+	v.Write("transit/keys/"+vaulttest.Key+"/config", map[string]any{"min_decryption_version": 1})
 	s = startServer(t, args...)
+	v.Write("transit/keys/"+vaulttest.Key+"/config", map[string]any{"min_decryption_version": 2})
 	r := readyz(t, s.base)
 	if r.status != http.StatusServiceUnavailable || r.Code != "key_retired" || r.Checks["keys"].Code != "key_retired" ||
 		r.Checks["store"].Status != "ok" || r.Checks["root_of_trust"].Status != "ok" {

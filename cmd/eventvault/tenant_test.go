@@ -20,6 +20,11 @@ func TestTenantShredCommand(t *testing.T) {
 	url := pgtest.URL(t)
 	rootFile := filepath.Join(t.TempDir(), "root.key")
 	storeFlags := []string{"-database-url", url, "-insecure-local-root-key", "-root-key-file", rootFile}
+	for _, cmd := range [][]string{{"migrate", "-database-url", url}, append([]string{"init"}, storeFlags...)} {
+		if code, stdout, stderr := runCLI(t, cmd...); code != 0 {
+			t.Fatalf("eventvault %s: exit %d\n%s%s", cmd[0], code, stdout, stderr)
+		}
+	}
 	prod := startServer(t, append([]string{"-token-cache-ttl", "0"}, storeFlags...)...)
 	tokens := map[string]string{}
 	for _, tenant := range []string{"acme", "globex"} {

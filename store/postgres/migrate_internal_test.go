@@ -20,7 +20,7 @@ func TestParseMigrationsRejectsGapsAndBadNames(t *testing.T) {
 		ok    bool
 	}{
 		{"in order", []string{"0001_init.sql", "0002_more.sql"}, true},
-		{"gap", []string{"0001_init.sql", "0003_more.sql"}, true},
+		{"gap", []string{"0001_init.sql", "0003_more.sql"}, false},
 		{"not from 1", []string{"0002_init.sql"}, false},
 		{"bad name", []string{"0001_init.sql", "2_more.sql"}, false},
 		{"duplicate version", []string{"0001_init.sql", "0001_again.sql"}, false},
