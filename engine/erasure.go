@@ -143,7 +143,7 @@ func (e *Erasure) checkNoHold(ctx context.Context, tenant eventvault.TenantID, s
 	}
 	return &eventvault.Error{
 		Code: eventvault.ECONFLICT,
-		Message: fmt.Sprintf("stream %s belongs to a data subject under a legal hold (%s): the shred was refused; lift the hold first (DELETE /v1/subjects/{subject}/hold)",
+		Message: fmt.Sprintf("stream %s belongs to a data subject under a legal hold (%s): the shred was refused; lift the hold first (DELETE /v1/holds with {\"subject\": ...} in the body)",
 			stream, hold.Reason),
 		Fields: map[string]any{"stream": string(stream)},
 	}
