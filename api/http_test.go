@@ -53,6 +53,9 @@ func TestUnknownQueryParametersAreRefused(t *testing.T) {
 			{"subject=customer-881", `unknown query parameter "subject"`},
 			{"Limit=5", `unknown query parameter "Limit"`},
 			{"x", `unknown query parameter "x"`},
+			{"customer-881", "an unknown query parameter"},
+			{"customer-881=1", "an unknown query parameter"},
+			{"a.customer-881@example.com", "an unknown query parameter"},
 			{"%zz=1", "malformed"},
 		} {
 			t.Run(e.method+" "+e.path+"?"+q.query, func(t *testing.T) {
@@ -290,5 +293,74 @@ func TestSubjectIDsNeverLeak(t *testing.T) {
 	}
 	if logs := a.logs.String(); strings.Contains(logs, "alice") || logs == "" {
 		t.Fatalf("the log holds the subject id (or nothing):\n%s", logs)
+	}
+}
+
+// TestProblemsNameNoValues: a problem about a query parameter or a body
+// field names the parameter or the field (by JSON pointer) and the type or
+// range it takes, never the value sent, which may be personal data.
+func TestProblemsNameNoValues(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.eraser("acme")
+	a.doJSON("POST", "/v1/streams/order-1/events", tok, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
+	const secret = "customer-secret"
+	id := uuid.NewString()
+	for _, r := range []struct{ name, method, path, body, detail string }{
+		{"from not an integer", "GET", "/v1/events?from=customer-secret-5", "", "query parameter from must be an integer"},
+		{"stream from not an integer", "GET", "/v1/streams/order-1/events?from=customer-secret-5", "", "query parameter from must be an integer"},
+		{"limit not an integer", "GET", "/v1/events?limit=customer-secret-5", "", "query parameter limit must be an integer"},
+		{"direction", "GET", "/v1/streams/order-1/events?direction=customer-secret-5", "", "query parameter direction must be forward or backward"},
+		{"purge", "DELETE", "/v1/streams/order-1?purge=customer-secret-5", "", "query parameter purge must be true or false"},
+		{"bare unknown key", "GET", "/v1/events?customer-secret-6", "", "an unknown query parameter"},
+		{"from too large", "GET", "/v1/events?from=99999999999999999999", "", "query parameter from is too large"},
+		{"limit too large", "GET", "/v1/events?limit=99999999999999999999", "", "query parameter limit is too large"},
+		{"from too small", "GET", "/v1/streams/order-1/events?from=-99999999999999999999", "", "query parameter from is too small"},
+		{"subject a huge number", "POST", "/v1/erasure-requests", `{"subject":881234e99999}`, `field "subject" (at /subject) must be a string`},
+		{"subject a number", "POST", "/v1/erasure-requests", `{"subject":8812345}`, `field "subject" (at /subject) must be a string`},
+		{"hold reason an object", "PUT", "/v1/holds", `{"subject":"x","reason":{"customer-secret":1}}`, `field "reason" (at /reason) must be a string`},
+		{"event type a number", "POST", "/v1/streams/order-1/events", `{"events":[{"id":"` + id + `","type":881234,"data":1}]}`, `field "type" (at /events/0/type) must be a string`},
+		{"events an object", "POST", "/v1/streams/order-1/events", `{"events":{"customer-secret":1}}`, `field "events" (at /events) must be an array`},
+		{"an event a string", "POST", "/v1/streams/order-1/events", `{"events":["customer-secret"]}`, `the value at /events/0 must be an object`},
+		{"expected_version 1e400", "POST", "/v1/streams/order-1/events", `{"expected_version":1e400,"events":[{"id":"` + id + `","type":"A","data":1}]}`, "expected_version must be"},
+		{"expected_version past int64", "POST", "/v1/streams/order-1/events", `{"expected_version":9223372036854775808,"events":[{"id":"` + id + `","type":"A","data":1}]}`, "expected_version is too large"},
+		{"event id not a UUID", "POST", "/v1/streams/order-1/events", `{"events":[{"id":"customer-secret","type":"A","data":1}]}`, "events[0].id (at /events/0/id) is not a UUID"},
+		{"the body a number", "POST", "/v1/erasure-requests", `881234`, "the body must be an object"},
+		{"before_version", "POST", "/v1/admin/root/retire", `{"before_version":"customer-secret"}`, `field "before_version" (at /before_version) must be an integer`},
+		{"a byte order mark", "POST", "/v1/erasure-requests", "\ufeff{\"subject\":\"customer-secret\"}", "the body starts with a byte order mark (U+FEFF): send JSON without it"},
+	} {
+		t.Run(r.name, func(t *testing.T) {
+			var body []byte
+			if r.body != "" {
+				body = []byte(r.body)
+			}
+			rec := a.do(r.method, r.path, a.root, body)
+			wantProblem(t, rec, http.StatusBadRequest, eventvault.EINVALID, r.detail)
+			for _, v := range []string{secret, "881234", "1e400", "9223372036854775808", "99999999999999999999"} {
+				if strings.Contains(rec.Body.String(), v) {
+					t.Fatalf("the problem echoes the value %q: %s", v, rec.Body)
+				}
+			}
+		})
+	}
+}
+
+// TestTooLargeBodySaysWhatToDo: only the append endpoint has a batch to
+// split; the others say to send a smaller body.
+func TestTooLargeBodySaysWhatToDo(t *testing.T) {
+	a := newTestAPI(t)
+	big := []byte(`{"subject":"` + strings.Repeat("a", MaxBodyBytes) + `"}`)
+	for _, r := range []struct{ method, path, detail string }{
+		{"POST", "/v1/streams/order-1/events", "split the batch"},
+		{"POST", "/v1/erasure-requests", "send a smaller body"},
+		{"PUT", "/v1/holds", "send a smaller body"},
+		{"POST", "/v1/tokens", "send a smaller body"},
+	} {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			rec := a.do(r.method, r.path, a.root, big)
+			p := wantProblem(t, rec, http.StatusRequestEntityTooLarge, eventvault.ETOOLARGE, r.detail)
+			if r.detail != "split the batch" && strings.Contains(p.Detail, "batch") {
+				t.Fatalf("detail %q speaks of a batch", p.Detail)
+			}
+		})
 	}
 }

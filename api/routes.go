@@ -23,7 +23,8 @@ func get(g *gin.RouterGroup, path string, query []string, h gin.HandlerFunc) {
 // onlyQuery refuses a query string that is malformed, names a parameter
 // the endpoint does not take, or names one twice: a parameter that is
 // ignored (GET /v1/events?subject=x) reads as a filter that was applied.
-// It names the parameter, never its value.
+// It names the parameter, never its value, and an unknown one only if
+// safeParamName.
 func onlyQuery(allowed ...string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		values, err := url.ParseQuery(c.Request.URL.RawQuery)
@@ -37,7 +38,11 @@ func onlyQuery(allowed ...string) gin.HandlerFunc {
 				if len(allowed) > 0 {
 					takes = "takes only " + strings.Join(allowed, ", ")
 				}
-				writeProblem(c, http.StatusBadRequest, eventvault.EINVALID, fmt.Sprintf("unknown query parameter %q: this endpoint %s", eventvault.Truncate(name, 40), takes), nil)
+				unknown := "an unknown query parameter"
+				if safeParamName(name) {
+					unknown = fmt.Sprintf("unknown query parameter %q", name)
+				}
+				writeProblem(c, http.StatusBadRequest, eventvault.EINVALID, fmt.Sprintf("%s: this endpoint %s", unknown, takes), nil)
 				return
 			}
 			if n := len(values[name]); n > 1 {
@@ -47,6 +52,26 @@ func onlyQuery(allowed ...string) gin.HandlerFunc {
 		}
 		c.Next()
 	}
+}
+
+// safeParamName reports whether an unknown query parameter's name may be
+// echoed: a short identifier (an ASCII letter, then letters, digits and
+// '_', at most 20 bytes), the shape of every parameter the API
+// takes. Anything else ("?customer-secret-6", "?alice@example.com") may
+// be a value sent without a name, and is called "an unknown query
+// parameter".
+func isLetter(b byte) bool { return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' }
+
+func safeParamName(name string) bool {
+	if name == "" || len(name) > 20 || !isLetter(name[0]) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if b := name[i]; !(isLetter(b) || b >= '0' && b <= '9' || b == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // noRouteDetail says what to do about a path no endpoint has, without
