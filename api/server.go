@@ -111,7 +111,7 @@ func New(cfg Config) *Server {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
-	r.Use(s.accessLog, gin.CustomRecoveryWithWriter(nil, s.recovered), headerLimit, headWithoutBody)
+	r.Use(s.accessLog, gin.CustomRecoveryWithWriter(nil, s.recovered), headerLimit, oneOfEach, headWithoutBody)
 	// Neither answer echoes the path: a near-miss route may hold a
 	// subject id (/v1/subjects/alice@example.com/hold).
 	r.NoRoute(func(c *gin.Context) {
@@ -135,7 +135,7 @@ func New(cfg Config) *Server {
 	}
 	if s.erasure != nil {
 		get(r.Group(""), "/v1/keys/signing", nil, s.signingKey)
-		v1.DELETE("/streams/:stream", onlyQuery("purge"), s.shredStream)
+		v1.DELETE("/streams/:stream", onlyQuery("purge"), takesNoBody("purge is a query parameter: DELETE /v1/streams/{stream}?purge=true"), s.shredStream)
 		v1.POST("/erasure-requests", onlyQuery(), s.requestErasure)
 		get(v1, "/erasure-requests/:id", nil, s.erasureRequest)
 		v1.PUT("/holds", onlyQuery(), s.putHold)
