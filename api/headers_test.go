@@ -132,3 +132,38 @@ func TestEndpointsWithoutABodyRefuseOne(t *testing.T) {
 		t.Fatalf("DELETE /v1/holds with its body: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestEncodedSlashInANameIsAnInvalidName: %2F in a stream or tenant name
+// is a character of the name, refused as invalid like %3F, not a path no
+// endpoint has; other escapes in a name are unescaped as before.
+func TestEncodedSlashInANameIsAnInvalidName(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.eraser("acme")
+	for _, r := range []struct{ method, path, detail string }{
+		{"GET", "/v1/streams/order%2F42-1/events", "invalid stream name"},
+		{"GET", "/v1/streams/order%2f42-1/events", "invalid stream name"},
+		{"GET", "/v1/streams/order%3F42-1/events", "invalid stream name"},
+		{"POST", "/v1/streams/order%2F42-1/events", "invalid stream name"},
+		{"DELETE", "/v1/streams/order%2F42-1", "invalid stream name"},
+		{"POST", "/v1/admin/tenants/a%2Fb/kek/rotate", "tenant"},
+		{"POST", "/v1/admin/tenants/a%2Fb/shred", "tenant"},
+	} {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			var body []byte
+			if r.method == "POST" && strings.Contains(r.path, "streams") {
+				body = []byte(`{"events":[{"id":"` + uuid.NewString() + `","type":"A","data":1}]}`)
+			}
+			wantProblem(t, a.do(r.method, r.path, a.root, body), http.StatusBadRequest, eventvault.EINVALID, r.detail)
+		})
+	}
+	// An escaped character that is allowed in a name is that character
+	// (served directly: the contract checker matches the raw path).
+	req := httptest.NewRequest("POST", "/v1/streams/order%2D7/events", strings.NewReader(`{"events":[{"id":"`+uuid.NewString()+`","type":"A","data":1}]}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	rec := httptest.NewRecorder()
+	a.srv.ServeHTTP(rec, req)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("order%%2D7: %d %s", rec.Code, rec.Body)
+	}
+	a.doJSON("GET", "/v1/streams/order-7/events", tok, nil, http.StatusOK, nil)
+}

@@ -111,6 +111,11 @@ func New(cfg Config) *Server {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
+	// Route on the path as sent, then unescape each parameter, so that an
+	// encoded '/' in a stream or tenant name (order%2F42-1) is that name,
+	// refused as invalid (400), not a path of more segments (404).
+	r.UseRawPath = true
+	r.UnescapePathValues = true
 	r.Use(s.accessLog, gin.CustomRecoveryWithWriter(nil, s.recovered), headerLimit, oneOfEach, headWithoutBody)
 	// Neither answer echoes the path: a near-miss route may hold a
 	// subject id (/v1/subjects/alice@example.com/hold).
