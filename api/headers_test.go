@@ -167,3 +167,27 @@ func TestEncodedSlashInANameIsAnInvalidName(t *testing.T) {
 	}
 	a.doJSON("GET", "/v1/streams/order-7/events", tok, nil, http.StatusOK, nil)
 }
+
+// TestTenantWideActionsSayStreamsStar: a token with erase on some streams
+// only is told that a tenant-wide action needs the capability on "*".
+func TestTenantWideActionsSayStreamsStar(t *testing.T) {
+	a := newTestAPI(t)
+	var narrow tokenResponse
+	a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{
+		"tenant": "acme", "name": "order-eraser", "rules": []any{map[string]any{"capabilities": []string{"erase", "read"}, "streams": "order-*"}},
+	}, http.StatusCreated, &narrow)
+	for _, r := range []struct{ method, path, body, capability string }{
+		{"POST", "/v1/erasure-requests", `{"subject":"x"}`, `"erase"`},
+		{"PUT", "/v1/holds", `{"subject":"x","reason":"r"}`, `"erase"`},
+		{"DELETE", "/v1/holds", `{"subject":"x"}`, `"erase"`},
+		{"GET", "/v1/events", "", `"read"`},
+	} {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			var body []byte
+			if r.body != "" {
+				body = []byte(r.body)
+			}
+			wantProblem(t, a.do(r.method, r.path, narrow.Token, body), http.StatusForbidden, eventvault.EFORBIDDEN, r.capability, `"streams": "*"`)
+		})
+	}
+}

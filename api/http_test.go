@@ -110,8 +110,13 @@ func TestHEADIsGETWithoutBody(t *testing.T) {
 			if head.Body.Len() != 0 || get.Body.Len() == 0 {
 				t.Fatalf("HEAD body %d bytes, GET body %d bytes", head.Body.Len(), get.Body.Len())
 			}
-			if cl := head.Header().Get("Content-Length"); cl != "" && cl != fmt.Sprint(get.Body.Len()) {
-				t.Fatalf("HEAD Content-Length %s, GET body %d bytes", cl, get.Body.Len())
+			if cl := head.Header().Get("Content-Length"); cl != fmt.Sprint(get.Body.Len()) || get.Header().Get("Content-Length") != cl {
+				t.Fatalf("HEAD Content-Length %q, GET Content-Length %q and body %d bytes", cl, get.Header().Get("Content-Length"), get.Body.Len())
+			}
+			for k := range get.Header() {
+				if head.Header().Get(k) != get.Header().Get(k) && k != "Date" {
+					t.Fatalf("header %s: HEAD %q, GET %q", k, head.Header().Get(k), get.Header().Get(k))
+				}
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -87,24 +88,52 @@ func noRouteDetail(path string) string {
 // headWithoutBody makes a HEAD answer a GET's status and headers without
 // its body: net/http drops the body of a HEAD answer on the wire, but the
 // handler's writer is also used without net/http (in tests, behind other
-// handlers).
+// handlers). Both GET and HEAD answers carry Content-Length: every answer
+// of theirs is written in one Write (c.JSON, c.Data), so its length is
+// known there; without it net/http would send it for a small GET answer
+// and not for the HEAD, whose body it never sees.
 func headWithoutBody(c *gin.Context) {
-	if c.Request.Method == http.MethodHead {
+	switch c.Request.Method {
+	case http.MethodHead:
 		c.Writer = headWriter{c.Writer}
+	case http.MethodGet:
+		c.Writer = lengthWriter{c.Writer}
 	}
 	c.Next()
+}
+
+// setLength sets Content-Length to n before the first write of an answer
+// that has none.
+func setLength(w gin.ResponseWriter, n int) {
+	if !w.Written() && w.Header().Get("Content-Length") == "" {
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+	}
 }
 
 type headWriter struct{ gin.ResponseWriter }
 
 func (w headWriter) Write(b []byte) (int, error) {
+	setLength(w.ResponseWriter, len(b))
 	w.WriteHeaderNow()
 	return len(b), nil
 }
 
 func (w headWriter) WriteString(s string) (int, error) {
+	setLength(w.ResponseWriter, len(s))
 	w.WriteHeaderNow()
 	return len(s), nil
+}
+
+type lengthWriter struct{ gin.ResponseWriter }
+
+func (w lengthWriter) Write(b []byte) (int, error) {
+	setLength(w.ResponseWriter, len(b))
+	return w.ResponseWriter.Write(b)
+}
+
+func (w lengthWriter) WriteString(s string) (int, error) {
+	setLength(w.ResponseWriter, len(s))
+	return w.ResponseWriter.WriteString(s)
 }
 
 // streamParam returns the path's stream name, checked. The problem for an
