@@ -217,6 +217,13 @@ func TestOversizedHeadersAreProblemsOnARealListener(t *testing.T) {
 		{"no Host", "GET /healthz HTTP/1.1\r\n\r\n", 400, eventvault.EINVALID},
 		{"malformed header", "GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400, eventvault.EINVALID},
 		{"unknown transfer coding", "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: rot13\r\n\r\n", 501, eventvault.EINVALID},
+		{"HTTP/9.9", "GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 505, eventvault.EINVALID},
+		{"two Content-Length that differ", "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, eventvault.EINVALID},
+		{"two Authorization", "GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n", 400, eventvault.EINVALID},
+		{"two Content-Type", "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}", 400, eventvault.EINVALID},
+		{"a chunked body on a GET", "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 400, eventvault.EINVALID},
+		{"a body on a DELETE of a stream", "DELETE /v1/streams/ct-1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + a.root + "\r\nContent-Length: 14\r\n\r\n{\"purge\":true}", 400, eventvault.EINVALID},
+		{"an encoded slash in a stream name", "GET /v1/streams/order%2F42-1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + a.root + "\r\n\r\n", 400, eventvault.EINVALID},
 	} {
 		t.Run(r.name, func(t *testing.T) {
 			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
@@ -247,6 +254,22 @@ func TestOversizedHeadersAreProblemsOnARealListener(t *testing.T) {
 		t.Fatalf("GET /healthz: %v %v", res, err)
 	}
 	res.Body.Close()
+	// HEAD and GET carry the same Content-Length on the wire.
+	for _, path := range []string{"/healthz", "/v1/keys/signing", "/v1/openapi.json"} {
+		get, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		get.Body.Close()
+		head, err := http.Head(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head.Body.Close()
+		if g, h := get.Header.Get("Content-Length"), head.Header.Get("Content-Length"); g == "" || g != h {
+			t.Errorf("%s: GET Content-Length %q, HEAD %q", path, g, h)
+		}
+	}
 }
 
 // TestSubjectIDsNeverLeak: near-miss routes, malformed ids and refused
