@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -300,18 +301,22 @@ func unknownField(key, pointer string, fields map[string]reflect.Type) error {
 }
 
 var (
-	rawMessageType  = reflect.TypeFor[json.RawMessage]()
-	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+	rawMessageType      = reflect.TypeFor[json.RawMessage]()
+	unmarshalerType     = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
 // shapeOf returns the type whose keys the walker checks: pointers are
 // followed; a type that decodes itself (json.RawMessage, any
-// json.Unmarshaler) and an interface take any keys, and give nil.
+// json.Unmarshaler or encoding.TextUnmarshaler, such as uuid.UUID), a
+// []byte (base64 text) and an interface take any keys and any JSON type
+// encoding/json would let through, and give nil.
 func shapeOf(t reflect.Type) reflect.Type {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if t == nil || t == rawMessageType || t.Kind() == reflect.Interface || reflect.PointerTo(t).Implements(unmarshalerType) {
+	if t == nil || t == rawMessageType || t.Kind() == reflect.Interface || reflect.PointerTo(t).Implements(unmarshalerType) ||
+		reflect.PointerTo(t).Implements(textUnmarshalerType) || t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
 		return nil
 	}
 	return t
