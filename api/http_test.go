@@ -354,6 +354,9 @@ func TestProblemsNameNoValues(t *testing.T) {
 		{"event id not a UUID", "POST", "/v1/streams/order-1/events", `{"events":[{"id":"customer-secret","type":"A","data":1}]}`, "events[0].id (at /events/0/id) is not a UUID"},
 		{"the body a number", "POST", "/v1/erasure-requests", `881234`, "the body must be an object"},
 		{"before_version", "POST", "/v1/admin/root/retire", `{"before_version":"customer-secret"}`, `field "before_version" (at /before_version) must be an integer`},
+		{"event type", "POST", "/v1/streams/order-1/events", `{"events":[{"id":"` + id + `","type":"customer-secret x","data":1}]}`, "events[0].type (at /events/0/type): invalid event type"},
+		{"tenant in the path", "POST", "/v1/admin/tenants/customer-secret@x/kek/rotate", "", "invalid tenant"},
+		{"tenant in a body", "POST", "/v1/tokens", `{"tenant":"customer-secret@x","name":"n"}`, "invalid tenant"},
 		{"a byte order mark", "POST", "/v1/erasure-requests", "\ufeff{\"subject\":\"customer-secret\"}", "the body starts with a byte order mark (U+FEFF): send JSON without it"},
 	} {
 		t.Run(r.name, func(t *testing.T) {

@@ -264,7 +264,9 @@ func validateBatch(events []eventvault.NewEvent) error {
 		}
 		seen[ev.ID] = i
 		if err := eventvault.ValidateEventType(ev.Type); err != nil {
-			return fmt.Errorf("events[%d]: %w", i, err)
+			// The type is not echoed (it may be anything); its place is.
+			return &eventvault.Error{Code: eventvault.ErrorCode(err), Err: err,
+				Message: fmt.Sprintf("events[%d].type (at /events/%d/type): %s", i, i, eventvault.ErrorMessage(err))}
 		}
 		if len(ev.Data) == 0 {
 			return eventvault.Errorf(eventvault.EINVALID, "events[%d].data is missing or null: send a JSON value, usually an object", i)
