@@ -25,7 +25,7 @@ var tenantRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 // letters, digits, '_' and '-', starting with a letter or digit.
 func ValidateTenant(t TenantID) error {
 	if !tenantRE.MatchString(string(t)) {
-		return Errorf(EINVALID, "invalid tenant %q: use 1 to 63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit", Truncate(string(t), 70))
+		return Errorf(EINVALID, "invalid tenant: use 1 to 63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit")
 	}
 	return nil
 }
@@ -47,7 +47,7 @@ func ValidateStream(s StreamName) error {
 		return Errorf(EINVALID, "stream name is %d bytes long; the limit is %d", len(s), MaxStreamNameLength)
 	}
 	if !streamRE.MatchString(string(s)) {
-		return Errorf(EINVALID, "invalid stream name %q: use category-id, such as order-42 (category: letters, digits, '_'; id: letters, digits, '_', '.', ':', '-')", Truncate(string(s), 70))
+		return Errorf(EINVALID, "invalid stream name: use category-id, such as order-42 (category: letters, digits, '_'; id: letters, digits, '_', '.', ':', '-')")
 	}
 	return nil
 }
@@ -78,7 +78,7 @@ func ValidateEventType(t string) error {
 		return Errorf(EINVALID, "event type is %d bytes long; the limit is %d", len(t), MaxEventTypeLength)
 	}
 	if !typeRE.MatchString(t) {
-		return Errorf(EINVALID, "invalid event type %q: use letters, digits, '_', '.', ':', '-', starting with a letter", Truncate(t, 70))
+		return Errorf(EINVALID, "invalid event type: use letters, digits, '_', '.', ':', '-', starting with a letter")
 	}
 	return nil
 }

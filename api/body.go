@@ -58,6 +58,9 @@ func readBody(c *gin.Context) ([]byte, error) {
 		r = zr
 	}
 	body, err := io.ReadAll(io.LimitReader(r, MaxBodyBytes+1))
+	if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+		return nil, &eventvault.Error{Code: eventvault.ETOOLARGE, Err: err, Message: fmt.Sprintf("the body is larger than %d bytes: %s", MaxBodyBytes, smallerBody(c))}
+	}
 	if err != nil {
 		if gzipped {
 			return nil, gzipError(err)
@@ -65,9 +68,18 @@ func readBody(c *gin.Context) ([]byte, error) {
 		return nil, jsonError(err)
 	}
 	if len(body) > MaxBodyBytes {
-		return nil, &eventvault.Error{Code: eventvault.ETOOLARGE, Message: fmt.Sprintf("the body is larger than %d bytes once decoded: split the batch", MaxBodyBytes)}
+		return nil, &eventvault.Error{Code: eventvault.ETOOLARGE, Message: fmt.Sprintf("the body is larger than %d bytes once decoded: %s", MaxBodyBytes, smallerBody(c))}
 	}
 	return body, nil
+}
+
+// smallerBody says what to do about a body over MaxBodyBytes: only the
+// append endpoint takes a batch to split.
+func smallerBody(c *gin.Context) string {
+	if c.FullPath() == "/v1/streams/:stream/events" {
+		return "split the batch"
+	}
+	return "send a smaller body"
 }
 
 // checkMediaType accepts application/json, with no charset or utf-8.
@@ -77,7 +89,7 @@ func checkMediaType(header string) error {
 	}
 	mt, params, err := mime.ParseMediaType(header)
 	if err != nil {
-		return eventvault.Errorf(eventvault.EINVALID, "Content-Type %q is not a media type: send application/json", eventvault.Truncate(header, 60))
+		return eventvault.Errorf(eventvault.EINVALID, "Content-Type is not a media type: send application/json")
 	}
 	if mt != "application/json" {
 		return unsupported("Content-Type is %q: send application/json", eventvault.Truncate(mt, 60))

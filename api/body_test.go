@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -365,4 +366,36 @@ func FuzzDecodeStrict(f *testing.F) {
 			t.Fatalf("accepted %q", body)
 		}
 	})
+}
+
+// TestStrictTypesLeaveSelfDecodingTypesAlone: the field type check takes
+// what encoding/json takes for types that decode themselves (a UUID from
+// a string, bytes from base64, a time), and refuses a wrong JSON type.
+func TestStrictTypesLeaveSelfDecodingTypesAlone(t *testing.T) {
+	type req struct {
+		ID    uuid.UUID  `json:"id"`
+		Bytes []byte     `json:"bytes"`
+		At    time.Time  `json:"at"`
+		N     int64      `json:"n"`
+		P     *string    `json:"p"`
+		List  []string   `json:"list"`
+		Opt   *time.Time `json:"opt"`
+	}
+	var r req
+	if err := decodeStrict([]byte(`{"id":"3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55","bytes":"AQI=","at":"2026-01-01T00:00:00Z","n":-3,"p":null,"list":["a"],"opt":null}`), &r); err != nil {
+		t.Fatalf("decodeStrict: %v", err)
+	}
+	for body, want := range map[string]string{
+		`{"n":1.5}`:                  `field "n" (at /n) must be an integer`,
+		`{"n":"1"}`:                  `field "n" (at /n) must be an integer`,
+		`{"n":99999999999999999999}`: `field "n" (at /n) is too large`,
+		`{"list":[1]}`:               `the value at /list/0 must be a string`,
+		`{"p":true}`:                 `field "p" (at /p) must be a string`,
+		`[]`:                         `the body must be an object`,
+	} {
+		err := decodeStrict([]byte(body), &r)
+		if eventvault.ErrorCode(err) != eventvault.EINVALID || !strings.Contains(eventvault.ErrorMessage(err), want) {
+			t.Errorf("%s: %v, want %q", body, err, want)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -27,7 +28,7 @@ func jsonError(err error) error {
 	)
 	switch {
 	case errors.As(err, &tooBig):
-		return &eventvault.Error{Code: eventvault.ETOOLARGE, Message: fmt.Sprintf("the body is larger than %d bytes: split the batch", MaxBodyBytes), Err: err}
+		return &eventvault.Error{Code: eventvault.ETOOLARGE, Message: fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes), Err: err}
 	case errors.Is(err, io.EOF):
 		return invalid("the body is empty: send a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -35,11 +36,13 @@ func jsonError(err error) error {
 	case errors.As(err, &syntax):
 		return invalid("the body is not valid JSON (at byte %d): %s", syntax.Offset, syntax.Error())
 	case errors.As(err, &typ):
+		// keyWalker checks every field's type first, by JSON pointer; this
+		// is a backstop. Neither names the value: it may be personal data.
 		field := typ.Field
 		if field == "" {
-			return invalid("the body must be a JSON object, not %s", typ.Value)
+			return invalid("the body does not have the shape this endpoint takes: check it against the API reference")
 		}
-		return invalid("field %q must be %s, not %s", field, jsonKind(typ.Type.Kind().String()), typ.Value)
+		return invalid("field %q must be %s", field, jsonKind(typ.Type.Kind().String()))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		// encoding/json has no typed error for this one.
 		return invalid("unknown field %s: check the spelling against the API reference", strings.TrimPrefix(err.Error(), "json: unknown field "))
@@ -90,6 +93,9 @@ func parseExpectedVersion(raw json.RawMessage) (eventvault.ExpectedVersion, erro
 		return eventvault.ExpectedVersion{}, bad
 	}
 	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if errors.Is(err, strconv.ErrRange) && raw[0] != '-' {
+		return eventvault.ExpectedVersion{}, eventvault.Errorf(eventvault.EINVALID, "expected_version is too large: a stream position is at most %d", int64(math.MaxInt64))
+	}
 	if err != nil || n < 0 {
 		return eventvault.ExpectedVersion{}, bad
 	}
@@ -116,8 +122,14 @@ func queryInt(c *gin.Context, name string, def int64) (int64, error) {
 		return def, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		if strings.HasPrefix(v, "-") {
+			return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s is too small", name)
+		}
+		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s is too large", name)
+	}
 	if err != nil {
-		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be an integer, not %q", name, eventvault.Truncate(v, 40))
+		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be an integer", name)
 	}
 	return n, nil
 }

@@ -34,7 +34,7 @@ func (s *Server) shredStream(c *gin.Context) {
 	if v, ok := c.GetQuery("purge"); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "purge must be true or false, not %q", eventvault.Truncate(v, 20)))
+			s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "query parameter purge must be true or false"))
 			return
 		}
 		purge = b

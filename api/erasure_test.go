@@ -329,8 +329,8 @@ func testShredStreamHonoursALegalHold(t *testing.T, a *testAPI) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rec := a.do(http.MethodDelete, c.path, c.token, nil)
-			wantProblem(t, rec, http.StatusConflict, "conflict", "legal hold", "refused", "open litigation 2026-114")
-			if strings.Contains(rec.Body.String(), "customer-7") {
+			wantProblem(t, rec, http.StatusConflict, "conflict", "legal hold", "refused", "open litigation 2026-114", "DELETE /v1/holds")
+			if strings.Contains(rec.Body.String(), "customer-7") || strings.Contains(rec.Body.String(), "/v1/subjects") {
 				t.Fatalf("the problem body names the subject: %s", rec.Body)
 			}
 			var s streamOut
@@ -355,4 +355,71 @@ func testShredStreamHonoursALegalHold(t *testing.T, a *testAPI) {
 		t.Fatalf("shred after lifting the hold: %+v", sh)
 	}
 	wantProblem(t, a.do(http.MethodGet, "/v1/streams/order-7/events", tok, nil), http.StatusGone, "erased")
+}
+
+// TestTimesAgreeOnEveryView: the times erasure stamps are cut to
+// microseconds where they are made, so the 201, the 200 of a repeat, a GET
+// and the signed certificate give the very same instants, on both stores
+// (PostgreSQL keeps microseconds).
+func TestTimesAgreeOnEveryView(t *testing.T) {
+	onBothStores(t, func(t *testing.T, a *testAPI) {
+		tok := a.eraser("acme")
+		a.doJSON(http.MethodPost, "/v1/streams/order-1/events", tok, map[string]any{"subject": "customer-1", "events": []any{event("A", 1)}}, http.StatusCreated, nil)
+		type times struct {
+			ReceivedAt  string          `json:"received_at"`
+			CompletedAt string          `json:"completed_at"`
+			Certificate json.RawMessage `json:"certificate"`
+		}
+		var created, repeat, got times
+		a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": "customer-1"}, http.StatusCreated, &created)
+		a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": "customer-1"}, http.StatusOK, &repeat)
+		var er erasureResponse
+		a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": "customer-1"}, http.StatusOK, &er)
+		a.doJSON(http.MethodGet, "/v1/erasure-requests/"+er.ID, tok, nil, http.StatusOK, &got)
+		env, err := dsse.Parse(created.Certificate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cert struct {
+			ReceivedAt string `json:"received_at"`
+			ErasedAt   string `json:"erased_at"`
+		}
+		if err := json.Unmarshal(env.Payload, &cert); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []struct{ name, received string }{{"repeat", repeat.ReceivedAt}, {"GET", got.ReceivedAt}, {"certificate", cert.ReceivedAt}} {
+			if v.received != created.ReceivedAt {
+				t.Errorf("received_at: 201 %s, %s %s", created.ReceivedAt, v.name, v.received)
+			}
+		}
+		if repeat.CompletedAt != created.CompletedAt || got.CompletedAt != created.CompletedAt {
+			t.Errorf("completed_at: 201 %s, repeat %s, GET %s", created.CompletedAt, repeat.CompletedAt, got.CompletedAt)
+		}
+		for _, s := range []string{created.ReceivedAt, created.CompletedAt, cert.ErasedAt} {
+			if _, frac, ok := strings.Cut(strings.TrimSuffix(s, "Z"), "."); ok && len(frac) > 6 {
+				t.Errorf("time %s is finer than microseconds", s)
+			}
+		}
+
+		// A shred's time: the 200 and the 410 of a later read agree.
+		a.doJSON(http.MethodPost, "/v1/streams/order-2/events", tok, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
+		var sh struct {
+			ShreddedAt string `json:"shredded_at"`
+		}
+		a.doJSON(http.MethodDelete, "/v1/streams/order-2", tok, nil, http.StatusOK, &sh)
+		var gone struct {
+			ErasedAt string `json:"erased_at"`
+		}
+		rec := a.do(http.MethodGet, "/v1/streams/order-2/events", tok, nil)
+		json.Unmarshal(rec.Body.Bytes(), &gone)
+		if _, frac, ok := strings.Cut(strings.TrimSuffix(sh.ShreddedAt, "Z"), "."); ok && len(frac) > 6 {
+			t.Errorf("shredded_at %s is finer than microseconds", sh.ShreddedAt)
+		}
+		if gone.ErasedAt == "" {
+			t.Fatalf("410 without erased_at: %s", rec.Body)
+		}
+		if sh.ShreddedAt != gone.ErasedAt {
+			t.Errorf("shredded_at %s, a later read's erased_at %s", sh.ShreddedAt, gone.ErasedAt)
+		}
+	})
 }

@@ -53,6 +53,9 @@ func TestUnknownQueryParametersAreRefused(t *testing.T) {
 			{"subject=customer-881", `unknown query parameter "subject"`},
 			{"Limit=5", `unknown query parameter "Limit"`},
 			{"x", `unknown query parameter "x"`},
+			{"customer-881", "an unknown query parameter"},
+			{"customer-881=1", "an unknown query parameter"},
+			{"a.customer-881@example.com", "an unknown query parameter"},
 			{"%zz=1", "malformed"},
 		} {
 			t.Run(e.method+" "+e.path+"?"+q.query, func(t *testing.T) {
@@ -108,8 +111,13 @@ func TestHEADIsGETWithoutBody(t *testing.T) {
 			if head.Body.Len() != 0 || get.Body.Len() == 0 {
 				t.Fatalf("HEAD body %d bytes, GET body %d bytes", head.Body.Len(), get.Body.Len())
 			}
-			if cl := head.Header().Get("Content-Length"); cl != "" && cl != fmt.Sprint(get.Body.Len()) {
-				t.Fatalf("HEAD Content-Length %s, GET body %d bytes", cl, get.Body.Len())
+			if cl := head.Header().Get("Content-Length"); cl != fmt.Sprint(get.Body.Len()) || get.Header().Get("Content-Length") != cl {
+				t.Fatalf("HEAD Content-Length %q, GET Content-Length %q and body %d bytes", cl, get.Header().Get("Content-Length"), get.Body.Len())
+			}
+			for k := range get.Header() {
+				if head.Header().Get(k) != get.Header().Get(k) && k != "Date" {
+					t.Fatalf("header %s: HEAD %q, GET %q", k, head.Header().Get(k), get.Header().Get(k))
+				}
 			}
 		})
 	}
@@ -211,6 +219,13 @@ func TestOversizedHeadersAreProblemsOnARealListener(t *testing.T) {
 		{"no Host", "GET /healthz HTTP/1.1\r\n\r\n", 400, eventvault.EINVALID},
 		{"malformed header", "GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400, eventvault.EINVALID},
 		{"unknown transfer coding", "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: rot13\r\n\r\n", 501, eventvault.EINVALID},
+		{"HTTP/9.9", "GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 505, eventvault.EINVALID},
+		{"two Content-Length that differ", "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, eventvault.EINVALID},
+		{"two Authorization", "GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n", 400, eventvault.EINVALID},
+		{"two Content-Type", "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}", 400, eventvault.EINVALID},
+		{"a chunked body on a GET", "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 400, eventvault.EINVALID},
+		{"a body on a DELETE of a stream", "DELETE /v1/streams/ct-1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + a.root + "\r\nContent-Length: 14\r\n\r\n{\"purge\":true}", 400, eventvault.EINVALID},
+		{"an encoded slash in a stream name", "GET /v1/streams/order%2F42-1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + a.root + "\r\n\r\n", 400, eventvault.EINVALID},
 	} {
 		t.Run(r.name, func(t *testing.T) {
 			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
@@ -241,6 +256,22 @@ func TestOversizedHeadersAreProblemsOnARealListener(t *testing.T) {
 		t.Fatalf("GET /healthz: %v %v", res, err)
 	}
 	res.Body.Close()
+	// HEAD and GET carry the same Content-Length on the wire.
+	for _, path := range []string{"/healthz", "/v1/keys/signing", "/v1/openapi.json"} {
+		get, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		get.Body.Close()
+		head, err := http.Head(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head.Body.Close()
+		if g, h := get.Header.Get("Content-Length"), head.Header.Get("Content-Length"); g == "" || g != h {
+			t.Errorf("%s: GET Content-Length %q, HEAD %q", path, g, h)
+		}
+	}
 }
 
 // TestSubjectIDsNeverLeak: near-miss routes, malformed ids and refused
@@ -292,5 +323,77 @@ func TestSubjectIDsNeverLeak(t *testing.T) {
 	}
 	if logs := a.logs.String(); strings.Contains(logs, "alice") || logs == "" {
 		t.Fatalf("the log holds the subject id (or nothing):\n%s", logs)
+	}
+}
+
+// TestProblemsNameNoValues: a problem about a query parameter or a body
+// field names the parameter or the field (by JSON pointer) and the type or
+// range it takes, never the value sent, which may be personal data.
+func TestProblemsNameNoValues(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.eraser("acme")
+	a.doJSON("POST", "/v1/streams/order-1/events", tok, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
+	const secret = "customer-secret"
+	id := uuid.NewString()
+	for _, r := range []struct{ name, method, path, body, detail string }{
+		{"from not an integer", "GET", "/v1/events?from=customer-secret-5", "", "query parameter from must be an integer"},
+		{"stream from not an integer", "GET", "/v1/streams/order-1/events?from=customer-secret-5", "", "query parameter from must be an integer"},
+		{"limit not an integer", "GET", "/v1/events?limit=customer-secret-5", "", "query parameter limit must be an integer"},
+		{"direction", "GET", "/v1/streams/order-1/events?direction=customer-secret-5", "", "query parameter direction must be forward or backward"},
+		{"purge", "DELETE", "/v1/streams/order-1?purge=customer-secret-5", "", "query parameter purge must be true or false"},
+		{"bare unknown key", "GET", "/v1/events?customer-secret-6", "", "an unknown query parameter"},
+		{"from too large", "GET", "/v1/events?from=99999999999999999999", "", "query parameter from is too large"},
+		{"limit too large", "GET", "/v1/events?limit=99999999999999999999", "", "query parameter limit is too large"},
+		{"from too small", "GET", "/v1/streams/order-1/events?from=-99999999999999999999", "", "query parameter from is too small"},
+		{"subject a huge number", "POST", "/v1/erasure-requests", `{"subject":881234e99999}`, `field "subject" (at /subject) must be a string`},
+		{"subject a number", "POST", "/v1/erasure-requests", `{"subject":8812345}`, `field "subject" (at /subject) must be a string`},
+		{"hold reason an object", "PUT", "/v1/holds", `{"subject":"x","reason":{"customer-secret":1}}`, `field "reason" (at /reason) must be a string`},
+		{"event type a number", "POST", "/v1/streams/order-1/events", `{"events":[{"id":"` + id + `","type":881234,"data":1}]}`, `field "type" (at /events/0/type) must be a string`},
+		{"events an object", "POST", "/v1/streams/order-1/events", `{"events":{"customer-secret":1}}`, `field "events" (at /events) must be an array`},
+		{"an event a string", "POST", "/v1/streams/order-1/events", `{"events":["customer-secret"]}`, `the value at /events/0 must be an object`},
+		{"expected_version 1e400", "POST", "/v1/streams/order-1/events", `{"expected_version":1e400,"events":[{"id":"` + id + `","type":"A","data":1}]}`, "expected_version must be"},
+		{"expected_version past int64", "POST", "/v1/streams/order-1/events", `{"expected_version":9223372036854775808,"events":[{"id":"` + id + `","type":"A","data":1}]}`, "expected_version is too large"},
+		{"event id not a UUID", "POST", "/v1/streams/order-1/events", `{"events":[{"id":"customer-secret","type":"A","data":1}]}`, "events[0].id (at /events/0/id) is not a UUID"},
+		{"the body a number", "POST", "/v1/erasure-requests", `881234`, "the body must be an object"},
+		{"before_version", "POST", "/v1/admin/root/retire", `{"before_version":"customer-secret"}`, `field "before_version" (at /before_version) must be an integer`},
+		{"event type", "POST", "/v1/streams/order-1/events", `{"events":[{"id":"` + id + `","type":"customer-secret x","data":1}]}`, "events[0].type (at /events/0/type): invalid event type"},
+		{"tenant in the path", "POST", "/v1/admin/tenants/customer-secret@x/kek/rotate", "", "invalid tenant"},
+		{"tenant in a body", "POST", "/v1/tokens", `{"tenant":"customer-secret@x","name":"n"}`, "invalid tenant"},
+		{"a byte order mark", "POST", "/v1/erasure-requests", "\ufeff{\"subject\":\"customer-secret\"}", "the body starts with a byte order mark (U+FEFF): send JSON without it"},
+	} {
+		t.Run(r.name, func(t *testing.T) {
+			var body []byte
+			if r.body != "" {
+				body = []byte(r.body)
+			}
+			rec := a.do(r.method, r.path, a.root, body)
+			wantProblem(t, rec, http.StatusBadRequest, eventvault.EINVALID, r.detail)
+			for _, v := range []string{secret, "881234", "1e400", "9223372036854775808", "99999999999999999999"} {
+				if strings.Contains(rec.Body.String(), v) {
+					t.Fatalf("the problem echoes the value %q: %s", v, rec.Body)
+				}
+			}
+		})
+	}
+}
+
+// TestTooLargeBodySaysWhatToDo: only the append endpoint has a batch to
+// split; the others say to send a smaller body.
+func TestTooLargeBodySaysWhatToDo(t *testing.T) {
+	a := newTestAPI(t)
+	big := []byte(`{"subject":"` + strings.Repeat("a", MaxBodyBytes) + `"}`)
+	for _, r := range []struct{ method, path, detail string }{
+		{"POST", "/v1/streams/order-1/events", "split the batch"},
+		{"POST", "/v1/erasure-requests", "send a smaller body"},
+		{"PUT", "/v1/holds", "send a smaller body"},
+		{"POST", "/v1/tokens", "send a smaller body"},
+	} {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			rec := a.do(r.method, r.path, a.root, big)
+			p := wantProblem(t, rec, http.StatusRequestEntityTooLarge, eventvault.ETOOLARGE, r.detail)
+			if r.detail != "split the batch" && strings.Contains(p.Detail, "batch") {
+				t.Fatalf("detail %q speaks of a batch", p.Detail)
+			}
+		})
 	}
 }

@@ -81,7 +81,7 @@ func (s *Server) retireRoot(c *gin.Context) {
 		return
 	}
 	if *req.BeforeVersion < 1 {
-		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "before_version must be a root key version, 1 or more, not %d", *req.BeforeVersion))
+		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "before_version must be a root key version, 1 or more"))
 		return
 	}
 	if err := s.keys.RetireRootVersions(c.Request.Context(), principal(c), *req.BeforeVersion); err != nil {

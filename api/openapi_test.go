@@ -166,3 +166,38 @@ func TestOpenAPIDocumentIsServedAndComplete(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAPIStatesTheServersLimits: where the document states a limit the
+// server enforces, the two agree on every row: the schema's verdict is the
+// server's validator's.
+func TestOpenAPIStatesTheServersLimits(t *testing.T) {
+	c, err := contract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemas := c.doc.Components.Schemas
+	check := func(name string, schema *openapi3.Schema, valid func(string) bool, rows []string) {
+		for _, v := range rows {
+			docOK := schema.VisitJSON(v) == nil
+			if srvOK := valid(v); docOK != srvOK {
+				t.Errorf("%s %q: document accepts %v, server accepts %v", name, v, docOK, srvOK)
+			}
+		}
+	}
+	check("event type", schemas["NewEvent"].Value.Properties["type"].Value,
+		func(v string) bool { return eventvault.ValidateEventType(v) == nil },
+		[]string{"", "A", "OrderPlaced", "order.placed:v2", "1Up", "Order Placed", "_x", "Ä", strings.Repeat("A", 200), strings.Repeat("A", 201)})
+	tenantRows := []string{"", "a", "acme", "acme-2", "a_b", "-a", "_a", "Acme", "a/b", "a.b", strings.Repeat("a", 63), strings.Repeat("a", 64)}
+	check("token tenant", schemas["TokenRequest"].Value.Properties["tenant"].Value,
+		func(v string) bool { return eventvault.ValidateTenant(eventvault.TenantID(v)) == nil }, tenantRows)
+	check("tenant path parameter", c.doc.Components.Parameters["Tenant"].Value.Schema.Value,
+		func(v string) bool { return eventvault.ValidateTenant(eventvault.TenantID(v)) == nil }, tenantRows)
+	for _, d := range []struct{ schema, field, says string }{
+		{"HoldIn", "reason", "500 bytes"},
+		{"TokenRequest", "name", "100 bytes"},
+	} {
+		if desc := schemas[d.schema].Value.Properties[d.field].Value.Description; !strings.Contains(desc, d.says) {
+			t.Errorf("%s.%s description %q does not say %q", d.schema, d.field, desc, d.says)
+		}
+	}
+}

@@ -141,3 +141,100 @@ func TestRefusedAppendTellsNoOwnerWithoutRead(t *testing.T) {
 
 // requestIDMember matches a problem body's http_request_id member.
 var requestIDMember = regexp.MustCompile(`"http_request_id":"[^"]*",?`)
+
+// TestRefusedAppendTellsNoIDOwnerWithoutRead: to a token without read on
+// the stream, every conflict of an append is the one generic answer with no
+// fields, event-id conflicts included, so an id the token wrote elsewhere
+// cannot serve as a probe of who owns a stream (the store checks the owner
+// before the ids). A token with read is told which conflict it is; a
+// replay stays a 200 for anyone.
+func TestRefusedAppendTellsNoIDOwnerWithoutRead(t *testing.T) {
+	onBothStores(t, func(t *testing.T, a *testAPI) {
+		reader := a.capToken("acme", eventvault.CapAppend, eventvault.CapRead)
+		victimEvent := event("V", 1)
+		a.doJSON(http.MethodPost, "/v1/streams/victim-1/events", reader, map[string]any{"subject": "alice", "events": []any{victimEvent}}, http.StatusCreated, nil)
+
+		appendOnly := a.capToken("acme", eventvault.CapAppend)
+		own := event("I", 1)
+		ownBody := map[string]any{"subject": "mallory", "events": []any{own}}
+		a.doJSON(http.MethodPost, "/v1/streams/mine-1/events", appendOnly, ownBody, http.StatusCreated, nil)
+		otherContent := map[string]any{"id": own["id"], "type": "I", "data": 2}
+		victimOther := map[string]any{"id": victimEvent["id"], "type": "V", "data": 2}
+
+		rows := []struct {
+			name   string
+			stream string
+			body   map[string]any
+		}{
+			{"own id, wrong subject guess, no_stream", "victim-1", map[string]any{"subject": "bob", "expected_version": "no_stream", "events": []any{own}}},
+			{"own id, right subject guess, no_stream", "victim-1", map[string]any{"subject": "alice", "expected_version": "no_stream", "events": []any{own}}},
+			{"own id, right subject guess, any", "victim-1", map[string]any{"subject": "alice", "events": []any{own}}},
+			{"own id, right subject guess, right version", "victim-1", map[string]any{"subject": "alice", "expected_version": 0, "events": []any{own}}},
+			{"own id, no subject", "victim-1", map[string]any{"events": []any{own}}},
+			{"own id with other content, right subject", "victim-1", map[string]any{"subject": "alice", "events": []any{otherContent}}},
+			{"the victim's id with other content, right subject", "victim-1", map[string]any{"subject": "alice", "events": []any{victimOther}}},
+			{"mixed batch: own id then a new one, right subject", "victim-1", map[string]any{"subject": "alice", "events": []any{own, event("N", 1)}}},
+			{"mixed batch: a new id then own, wrong subject", "victim-1", map[string]any{"subject": "bob", "events": []any{event("N", 1), own}}},
+			{"own id on a stream that does not exist", "victim-404", map[string]any{"subject": "alice", "expected_version": "no_stream", "events": []any{own}}},
+			{"own id with other content on its own stream", "mine-1", map[string]any{"subject": "mallory", "events": []any{otherContent}}},
+			{"mixed batch on its own stream", "mine-1", map[string]any{"subject": "mallory", "events": []any{own, event("N", 1)}}},
+		}
+		var first string
+		for _, row := range rows {
+			t.Run(row.name, func(t *testing.T) {
+				rec := a.do(http.MethodPost, "/v1/streams/"+row.stream+"/events", appendOnly, []byte(mustJSON(row.body)))
+				p := wantProblem(t, rec, http.StatusConflict, eventvault.ECONFLICT, engine.StateConflictMessage)
+				var fields map[string]any
+				json.Unmarshal(rec.Body.Bytes(), &fields)
+				for _, k := range []string{"type", "title", "status", "detail", "code", "http_request_id"} {
+					delete(fields, k)
+				}
+				if len(fields) != 0 {
+					t.Errorf("append-only token told fields %v; detail %q", fields, p.Detail)
+				}
+				body := requestIDMember.ReplaceAllString(rec.Body.String(), "")
+				if first == "" {
+					first = body
+				} else if body != first {
+					t.Errorf("body %s, want the same as the first row's %s", body, first)
+				}
+			})
+		}
+
+		// A replay is a replay, for an append-only token too.
+		var res appendOut
+		a.doJSON(http.MethodPost, "/v1/streams/mine-1/events", appendOnly, ownBody, http.StatusOK, &res)
+		if !res.Replayed {
+			t.Errorf("replay of the token's own batch: replayed false")
+		}
+		// With read, the conflict is told.
+		wantProblem(t, a.do(http.MethodPost, "/v1/streams/victim-1/events", reader, []byte(mustJSON(rows[1].body))), http.StatusConflict, eventvault.ECONFLICT, "is already used by another stream")
+		// Nothing was written.
+		var got streamOut
+		a.doJSON(http.MethodGet, "/v1/streams/victim-1/events", reader, nil, http.StatusOK, &got)
+		if got.Version != 0 || len(got.Events) != 1 {
+			t.Errorf("victim-1 after the refusals: version %d, %d events; want 0 and 1", got.Version, len(got.Events))
+		}
+	})
+}
+
+// TestErasedFenceIsToldWithoutRead: the erasure fence is its own conflict
+// for any caller (it says the stream is closed, nothing of its owner), and
+// the same whichever subject the append names.
+func TestErasedFenceIsToldWithoutRead(t *testing.T) {
+	onBothStores(t, func(t *testing.T, a *testAPI) {
+		tok := a.eraser("acme")
+		a.doJSON(http.MethodPost, "/v1/streams/gone-1/events", tok, map[string]any{"subject": "alice", "events": []any{event("A", 1)}}, http.StatusCreated, nil)
+		a.doJSON(http.MethodDelete, "/v1/streams/gone-1", tok, nil, http.StatusOK, nil)
+		appendOnly := a.capToken("acme", eventvault.CapAppend)
+		var bodies []string
+		for _, subject := range []string{"alice", "bob", ""} {
+			rec := a.do(http.MethodPost, "/v1/streams/gone-1/events", appendOnly, []byte(mustJSON(map[string]any{"subject": subject, "events": []any{event("B", 1)}})))
+			wantProblem(t, rec, http.StatusConflict, eventvault.ECONFLICT, "was erased")
+			bodies = append(bodies, requestIDMember.ReplaceAllString(rec.Body.String(), ""))
+		}
+		if bodies[0] != bodies[1] || bodies[1] != bodies[2] {
+			t.Errorf("the fence differs by subject: %v", bodies)
+		}
+	})
+}

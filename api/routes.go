@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -14,16 +15,18 @@ import (
 )
 
 // get serves h for GET and HEAD on path (RFC 9110, section 9.3.2: HEAD is
-// GET without the body), taking the query parameters named in query.
+// GET without the body), taking the query parameters named in query and
+// no body.
 func get(g *gin.RouterGroup, path string, query []string, h gin.HandlerFunc) {
-	g.GET(path, onlyQuery(query...), h)
-	g.HEAD(path, onlyQuery(query...), h)
+	g.GET(path, onlyQuery(query...), takesNoBody(""), h)
+	g.HEAD(path, onlyQuery(query...), takesNoBody(""), h)
 }
 
 // onlyQuery refuses a query string that is malformed, names a parameter
 // the endpoint does not take, or names one twice: a parameter that is
 // ignored (GET /v1/events?subject=x) reads as a filter that was applied.
-// It names the parameter, never its value.
+// It names the parameter, never its value, and an unknown one only if
+// safeParamName.
 func onlyQuery(allowed ...string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		values, err := url.ParseQuery(c.Request.URL.RawQuery)
@@ -37,7 +40,11 @@ func onlyQuery(allowed ...string) gin.HandlerFunc {
 				if len(allowed) > 0 {
 					takes = "takes only " + strings.Join(allowed, ", ")
 				}
-				writeProblem(c, http.StatusBadRequest, eventvault.EINVALID, fmt.Sprintf("unknown query parameter %q: this endpoint %s", eventvault.Truncate(name, 40), takes), nil)
+				unknown := "an unknown query parameter"
+				if safeParamName(name) {
+					unknown = fmt.Sprintf("unknown query parameter %q", name)
+				}
+				writeProblem(c, http.StatusBadRequest, eventvault.EINVALID, fmt.Sprintf("%s: this endpoint %s", unknown, takes), nil)
 				return
 			}
 			if n := len(values[name]); n > 1 {
@@ -47,6 +54,26 @@ func onlyQuery(allowed ...string) gin.HandlerFunc {
 		}
 		c.Next()
 	}
+}
+
+// safeParamName reports whether an unknown query parameter's name may be
+// echoed: a short identifier (an ASCII letter, then letters, digits and
+// '_', at most 20 bytes), the shape of every parameter the API
+// takes. Anything else ("?customer-secret-6", "?alice@example.com") may
+// be a value sent without a name, and is called "an unknown query
+// parameter".
+func isLetter(b byte) bool { return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' }
+
+func safeParamName(name string) bool {
+	if name == "" || len(name) > 20 || !isLetter(name[0]) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if b := name[i]; !(isLetter(b) || b >= '0' && b <= '9' || b == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // noRouteDetail says what to do about a path no endpoint has, without
@@ -61,24 +88,52 @@ func noRouteDetail(path string) string {
 // headWithoutBody makes a HEAD answer a GET's status and headers without
 // its body: net/http drops the body of a HEAD answer on the wire, but the
 // handler's writer is also used without net/http (in tests, behind other
-// handlers).
+// handlers). Both GET and HEAD answers carry Content-Length: every answer
+// of theirs is written in one Write (c.JSON, c.Data), so its length is
+// known there; without it net/http would send it for a small GET answer
+// and not for the HEAD, whose body it never sees.
 func headWithoutBody(c *gin.Context) {
-	if c.Request.Method == http.MethodHead {
+	switch c.Request.Method {
+	case http.MethodHead:
 		c.Writer = headWriter{c.Writer}
+	case http.MethodGet:
+		c.Writer = lengthWriter{c.Writer}
 	}
 	c.Next()
+}
+
+// setLength sets Content-Length to n before the first write of an answer
+// that has none.
+func setLength(w gin.ResponseWriter, n int) {
+	if !w.Written() && w.Header().Get("Content-Length") == "" {
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+	}
 }
 
 type headWriter struct{ gin.ResponseWriter }
 
 func (w headWriter) Write(b []byte) (int, error) {
+	setLength(w.ResponseWriter, len(b))
 	w.WriteHeaderNow()
 	return len(b), nil
 }
 
 func (w headWriter) WriteString(s string) (int, error) {
+	setLength(w.ResponseWriter, len(s))
 	w.WriteHeaderNow()
 	return len(s), nil
+}
+
+type lengthWriter struct{ gin.ResponseWriter }
+
+func (w lengthWriter) Write(b []byte) (int, error) {
+	setLength(w.ResponseWriter, len(b))
+	return w.ResponseWriter.Write(b)
+}
+
+func (w lengthWriter) WriteString(s string) (int, error) {
+	setLength(w.ResponseWriter, len(s))
+	return w.ResponseWriter.WriteString(s)
 }
 
 // streamParam returns the path's stream name, checked. The problem for an

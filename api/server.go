@@ -117,7 +117,12 @@ func New(cfg Config) *Server {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
-	r.Use(s.accessLog, gin.CustomRecoveryWithWriter(nil, s.recovered), headerLimit, headWithoutBody)
+	// Route on the path as sent, then unescape each parameter, so that an
+	// encoded '/' in a stream or tenant name (order%2F42-1) is that name,
+	// refused as invalid (400), not a path of more segments (404).
+	r.UseRawPath = true
+	r.UnescapePathValues = true
+	r.Use(s.accessLog, gin.CustomRecoveryWithWriter(nil, s.recovered), headerLimit, oneOfEach, headWithoutBody)
 	// Neither answer echoes the path: a near-miss route may hold a
 	// subject id (/v1/subjects/alice@example.com/hold).
 	r.NoRoute(func(c *gin.Context) {
@@ -143,7 +148,7 @@ func New(cfg Config) *Server {
 	}
 	if s.erasure != nil {
 		get(r.Group(""), "/v1/keys/signing", nil, s.signingKey)
-		v1.DELETE("/streams/:stream", onlyQuery("purge"), s.shredStream)
+		v1.DELETE("/streams/:stream", onlyQuery("purge"), takesNoBody("purge is a query parameter: DELETE /v1/streams/{stream}?purge=true"), s.shredStream)
 		v1.POST("/erasure-requests", onlyQuery(), s.requestErasure)
 		get(v1, "/erasure-requests/:id", nil, s.erasureRequest)
 		v1.PUT("/holds", onlyQuery(), s.putHold)

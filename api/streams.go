@@ -92,7 +92,7 @@ func newEvents(in []eventIn) ([]eventvault.NewEvent, error) {
 		}
 		id, err := uuid.Parse(e.ID)
 		if err != nil || len(e.ID) != 36 {
-			return nil, eventvault.Errorf(eventvault.EINVALID, "events[%d].id %q is not a UUID such as 3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55", i, eventvault.Truncate(e.ID, 40))
+			return nil, eventvault.Errorf(eventvault.EINVALID, "events[%d].id (at /events/%d/id) is not a UUID such as 3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55", i, i)
 		}
 		out[i] = eventvault.NewEvent{ID: id, Type: e.Type, Data: jsonValue(e.Data), Metadata: jsonValue(e.Metadata)}
 	}
@@ -119,7 +119,7 @@ func (s *Server) readStream(c *gin.Context) {
 	}
 	direction := c.DefaultQuery("direction", "forward")
 	if direction != "forward" && direction != "backward" {
-		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "direction must be forward or backward, not %q", eventvault.Truncate(direction, 40)))
+		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "query parameter direction must be forward or backward"))
 		return
 	}
 	backward := direction == "backward"

@@ -2,9 +2,13 @@ package api
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -29,6 +33,9 @@ import (
 // Every failure is an EINVALID that names the key and its JSON pointer
 // (RFC 6901), or the byte offset.
 func decodeStrict(body []byte, v any) error {
+	if bytes.HasPrefix(body, []byte("\xEF\xBB\xBF")) {
+		return eventvault.Errorf(eventvault.EINVALID, "the body starts with a byte order mark (U+FEFF): send JSON without it")
+	}
 	if isEmpty(body) {
 		return eventvault.Errorf(eventvault.EINVALID, "the body is empty: send a JSON object")
 	}
@@ -45,6 +52,7 @@ func decodeStrict(body []byte, v any) error {
 		return err
 	}
 	w := keyWalker{dec: json.NewDecoder(bytes.NewReader(body))}
+	w.dec.UseNumber() // a number out of float64's range is still a token
 	if err := w.value(reflect.TypeOf(v)); err != nil {
 		return err
 	}
@@ -126,6 +134,9 @@ func (w *keyWalker) value(t reflect.Type) error {
 	if err != nil {
 		return jsonError(err)
 	}
+	if err := w.checkType(t, tok); err != nil {
+		return err
+	}
 	switch tok {
 	case json.Delim('{'):
 		return w.object(t)
@@ -145,6 +156,81 @@ func (w *keyWalker) value(t reflect.Type) error {
 		return err
 	}
 	return nil
+}
+
+// checkType refuses a value whose JSON type t cannot take, naming the
+// field by its JSON pointer and the type it takes, never the value (it
+// may be personal data). null goes anywhere, as encoding/json has it.
+func (w *keyWalker) checkType(t reflect.Type, tok json.Token) error {
+	if t == nil || tok == nil {
+		return nil
+	}
+	var want string
+	switch k := t.Kind(); k {
+	case reflect.String:
+		want = "a string"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		want = "an integer"
+	case reflect.Float32, reflect.Float64:
+		want = "a number"
+	case reflect.Struct, reflect.Map:
+		want = "an object"
+	case reflect.Slice, reflect.Array:
+		want = "an array"
+	default:
+		return nil
+	}
+	ok := false
+	switch v := tok.(type) {
+	case string:
+		ok = want == "a string"
+	case bool:
+		ok = want == "true or false"
+	case json.Number:
+		switch want {
+		case "a number":
+			_, err := v.Float64()
+			ok = err == nil
+		case "an integer":
+			n, err := strconv.ParseInt(string(v), 10, 64)
+			if errors.Is(err, strconv.ErrRange) {
+				if strings.HasPrefix(string(v), "-") {
+					return w.typeError("is too small")
+				}
+				return w.typeError(fmt.Sprintf("is too large: the largest is %d", int64(math.MaxInt64)))
+			}
+			ok = err == nil // an integer literal, not 1.0 or 1e3
+			if ok && n < 0 && t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64 {
+				return w.typeError("must be 0 or more")
+			}
+		}
+	case json.Delim:
+		ok = v == '{' && want == "an object" || v == '[' && want == "an array"
+	}
+	if !ok {
+		return w.typeError("must be " + want)
+	}
+	return nil
+}
+
+func (w *keyWalker) typeError(what string) error {
+	if len(w.path) == 0 {
+		return eventvault.Errorf(eventvault.EINVALID, "the body %s", what)
+	}
+	key := w.path[len(w.path)-1]
+	w.path = w.path[:len(w.path)-1]
+	pointer := w.pointer(key)
+	w.path = append(w.path, key)
+	name := fmt.Sprintf("the value at %s", eventvault.Truncate(pointer, 120))
+	if _, err := strconv.Atoi(key); err != nil {
+		name = fmt.Sprintf("field %q (at %s)", eventvault.Truncate(key, 60), eventvault.Truncate(pointer, 120))
+	}
+	return &eventvault.Error{Code: eventvault.EINVALID,
+		Message: name + " " + what,
+		Fields:  map[string]any{"pointer": eventvault.Truncate(pointer, 120)}}
 }
 
 func (w *keyWalker) object(t reflect.Type) error {
@@ -215,18 +301,22 @@ func unknownField(key, pointer string, fields map[string]reflect.Type) error {
 }
 
 var (
-	rawMessageType  = reflect.TypeFor[json.RawMessage]()
-	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+	rawMessageType      = reflect.TypeFor[json.RawMessage]()
+	unmarshalerType     = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
 // shapeOf returns the type whose keys the walker checks: pointers are
 // followed; a type that decodes itself (json.RawMessage, any
-// json.Unmarshaler) and an interface take any keys, and give nil.
+// json.Unmarshaler or encoding.TextUnmarshaler, such as uuid.UUID), a
+// []byte (base64 text) and an interface take any keys and any JSON type
+// encoding/json would let through, and give nil.
 func shapeOf(t reflect.Type) reflect.Type {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if t == nil || t == rawMessageType || t.Kind() == reflect.Interface || reflect.PointerTo(t).Implements(unmarshalerType) {
+	if t == nil || t == rawMessageType || t.Kind() == reflect.Interface || reflect.PointerTo(t).Implements(unmarshalerType) ||
+		reflect.PointerTo(t).Implements(textUnmarshalerType) || t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
 		return nil
 	}
 	return t

@@ -113,7 +113,7 @@ func (e *Erasure) ShredStream(ctx context.Context, p eventvault.Principal, strea
 	if err := e.checkNoHold(ctx, p.Tenant, stream); err != nil {
 		return eventvault.Shred{}, err
 	}
-	s, err := e.store.ShredStream(ctx, p.Tenant, stream, purge, e.now().UTC())
+	s, err := e.store.ShredStream(ctx, p.Tenant, stream, purge, e.clock())
 	if err != nil {
 		return eventvault.Shred{}, fmt.Errorf("shred %s: %w", stream, err)
 	}
@@ -121,6 +121,14 @@ func (e *Erasure) ShredStream(ctx context.Context, p eventvault.Principal, strea
 	e.logger.InfoContext(ctx, "stream shredded", slog.String("tenant", string(p.Tenant)), slog.String("stream", string(stream)),
 		slog.String("key_id", s.KeyID.String()), slog.Bool("purged", s.Purged), slog.String("by", p.TokenID))
 	return s, nil
+}
+
+// clock is the time stamped on what erasure stores and answers: UTC, cut
+// to microseconds, the precision PostgreSQL keeps, so that the 201, a
+// later GET, a replay and the signed certificate give the same instant on
+// either store.
+func (e *Erasure) clock() time.Time {
+	return e.now().UTC().Truncate(time.Microsecond)
 }
 
 // checkNoHold returns ECONFLICT if the stream's owner is under a legal
@@ -143,7 +151,7 @@ func (e *Erasure) checkNoHold(ctx context.Context, tenant eventvault.TenantID, s
 	}
 	return &eventvault.Error{
 		Code: eventvault.ECONFLICT,
-		Message: fmt.Sprintf("stream %s belongs to a data subject under a legal hold (%s): the shred was refused; lift the hold first (DELETE /v1/subjects/{subject}/hold)",
+		Message: fmt.Sprintf("stream %s belongs to a data subject under a legal hold (%s): the shred was refused; lift the hold first (DELETE /v1/holds with {\"subject\": ...} in the body)",
 			stream, hold.Reason),
 		Fields: map[string]any{"stream": string(stream)},
 	}
@@ -161,7 +169,7 @@ func (e *Erasure) ShredTenant(ctx context.Context, p eventvault.Principal, tenan
 	if !p.Root {
 		return eventvault.TenantShred{}, eventvault.Errorf(eventvault.EFORBIDDEN, "only the root token may shred a tenant")
 	}
-	s, err := e.store.ShredTenant(ctx, tenant, e.now().UTC())
+	s, err := e.store.ShredTenant(ctx, tenant, e.clock())
 	if err != nil {
 		return eventvault.TenantShred{}, fmt.Errorf("shred tenant %s: %w", tenant, err)
 	}
@@ -189,7 +197,7 @@ func (e *Erasure) PutHold(ctx context.Context, p eventvault.Principal, subject, 
 	if !utf8.ValidString(reason) || strings.ContainsRune(reason, 0) {
 		return eventvault.Hold{}, eventvault.Errorf(eventvault.EINVALID, "reason must be UTF-8 text without NUL characters")
 	}
-	h := eventvault.Hold{Subject: ps, Reason: reason, PlacedAt: e.now().UTC(), PlacedBy: p.TokenID}
+	h := eventvault.Hold{Subject: ps, Reason: reason, PlacedAt: e.clock(), PlacedBy: p.TokenID}
 	if err := e.store.PutHold(ctx, p.Tenant, h); err != nil {
 		return eventvault.Hold{}, fmt.Errorf("place hold: %w", err)
 	}
@@ -245,14 +253,14 @@ func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, su
 		return eventvault.ErasureRequest{}, fmt.Errorf("earlier requests: %w", err)
 	}
 	if req.ID == uuid.Nil {
-		req = eventvault.ErasureRequest{ID: uuid.New(), Tenant: p.Tenant, Subject: ps, State: eventvault.ErasureReceived, RequestedBy: p.TokenID, ReceivedAt: e.now().UTC()}
+		req = eventvault.ErasureRequest{ID: uuid.New(), Tenant: p.Tenant, Subject: ps, State: eventvault.ErasureReceived, RequestedBy: p.TokenID, ReceivedAt: e.clock()}
 		if err := e.store.CreateErasureRequest(ctx, req); err != nil {
 			return eventvault.ErasureRequest{}, fmt.Errorf("record erasure request: %w", err)
 		}
 	}
 	hold, err := e.store.Hold(ctx, p.Tenant, ps)
 	if err == nil {
-		req.State, req.Reason, req.CompletedAt = eventvault.ErasureRejected, "legal hold: "+hold.Reason, e.now().UTC()
+		req.State, req.Reason, req.CompletedAt = eventvault.ErasureRejected, "legal hold: "+hold.Reason, e.clock()
 		if err := e.store.UpdateErasureRequest(ctx, req); err != nil {
 			return eventvault.ErasureRequest{}, fmt.Errorf("reject erasure request: %w", err)
 		}
@@ -317,7 +325,7 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 			if shredded[stream] {
 				continue
 			}
-			s, err := e.store.ShredStream(ctx, req.Tenant, stream, false, e.now().UTC())
+			s, err := e.store.ShredStream(ctx, req.Tenant, stream, false, e.clock())
 			if err != nil {
 				return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: shred %s: %w", req.ID, stream, err)
 			}
@@ -341,7 +349,7 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 		}
 		streams = again
 	}
-	cert.ErasedAt = e.now().UTC()
+	cert.ErasedAt = e.clock()
 	if cert.StreamCount == 0 {
 		cert.HeldNothing = true
 		cert.Statement = fmt.Sprintf("No data was held under this subject pseudonym in tenant %s when this request was carried out: nothing was erased. "+

@@ -100,9 +100,14 @@ func (e *Events) Append(ctx context.Context, p eventvault.Principal, stream even
 // (empty for none). The subject id is kept only as its pseudonym; erasing
 // the subject shreds the stream.
 // A refused append writes nothing, not even the stream's first key (see
-// appendOnce). To a principal without read on the stream, a version
-// conflict and an owner conflict are one ECONFLICT with
-// StateConflictMessage and no fields; with read, each is told.
+// appendOnce). To a principal without read on the stream, every conflict
+// of the append (version, owner, an event id used in another stream or
+// with other content, a batch mixing stored and new ids) is one ECONFLICT
+// with StateConflictMessage and no fields; with read, each is told. The
+// erasure fence (an erased stream or tenant) stays its own ECONFLICT: it
+// says the stream is closed, nothing about who owns it. A replay (the same
+// ids with the same content, on the same stream) is a replay for anyone:
+// only the writer holds them.
 // Errors: as Append; ECONFLICT if the stream is owned by another subject
 // or was erased; EINVALID for a bad subject id or a server without a
 // pseudonym key.
@@ -159,7 +164,10 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 		return eventvault.AppendResult{}, &eventvault.Error{Code: eventvault.ECONFLICT, Err: err,
 			Message: fmt.Sprintf("stream %s, or its tenant, was erased: it takes no new events; an erased stream stays closed, so append to a new one", stream),
 			Fields:  map[string]any{"stream": string(stream), "erased": true}}
-	case errors.Is(err, eventvault.ErrVersionConflict) || errors.Is(err, eventvault.ErrOwnerConflict):
+	case eventvault.ErrorCode(err) == eventvault.ECONFLICT:
+		// Every other conflict of an append (version, owner, an id used in
+		// another stream or with other content, a batch mixing stored and
+		// new ids) is the one answer to a caller without read.
 		if policies.Authorize(p, p.Tenant, eventvault.CapRead, stream) != nil {
 			return eventvault.AppendResult{}, stateConflict(err)
 		}
@@ -167,16 +175,19 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 	return eventvault.AppendResult{}, err
 }
 
-// StateConflictMessage is the one answer to a refused append's version or
-// owner conflict for a caller without read on the stream.
-const StateConflictMessage = "the append conflicts with the stream's current state: its version or its owning subject; a token with read on the stream is told which"
+// StateConflictMessage is the one answer to every conflict of a refused
+// append but the erasure fence, for a caller without read on the stream.
+const StateConflictMessage = "the append conflicts with the stream's current state or with events already stored: its version, its owning subject, or an event id used before; a token with read on the stream is told which"
 
 // stateConflict is the ECONFLICT a caller without read on the stream gets
 // for a version conflict and for an owner conflict alike: one message, no
 // fields. Told apart, the two would let an append-only token learn who
 // owns a stream it cannot read (the right subject with a version far
 // ahead gets a version conflict, a wrong one an owner conflict), and
-// the actual version would tell it how long the stream is.
+// the actual version would tell it how long the stream is. Event ids
+// count too: an id the caller wrote elsewhere, sent with a guessed
+// subject and no_stream, would otherwise be "used by another stream"
+// only once the guess passed the owner check.
 func stateConflict(cause error) error {
 	return &eventvault.Error{Code: eventvault.ECONFLICT, Op: "engine.Append", Message: StateConflictMessage, Err: cause}
 }
@@ -253,7 +264,9 @@ func validateBatch(events []eventvault.NewEvent) error {
 		}
 		seen[ev.ID] = i
 		if err := eventvault.ValidateEventType(ev.Type); err != nil {
-			return fmt.Errorf("events[%d]: %w", i, err)
+			// The type is not echoed (it may be anything); its place is.
+			return &eventvault.Error{Code: eventvault.ErrorCode(err), Err: err,
+				Message: fmt.Sprintf("events[%d].type (at /events/%d/type): %s", i, i, eventvault.ErrorMessage(err))}
 		}
 		if len(ev.Data) == 0 {
 			return eventvault.Errorf(eventvault.EINVALID, "events[%d].data is missing or null: send a JSON value, usually an object", i)

@@ -8,7 +8,6 @@
 package policies
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
 
@@ -97,11 +96,10 @@ func Authorize(p eventvault.Principal, tenant eventvault.TenantID, c eventvault.
 	if Allows(p, tenant, c, stream) {
 		return nil
 	}
-	what := "this tenant"
-	if stream != "" {
-		what = fmt.Sprintf("stream %s", stream)
+	if stream == "" {
+		return eventvault.Errorf(eventvault.EFORBIDDEN, "this token lacks the %q capability on this tenant: a tenant-wide action needs it on every stream, a rule with \"streams\": \"*\"", c)
 	}
-	return eventvault.Errorf(eventvault.EFORBIDDEN, "this token lacks the %q capability on %s", c, what)
+	return eventvault.Errorf(eventvault.EFORBIDDEN, "this token lacks the %q capability on stream %s", c, stream)
 }
 
 func grants(r eventvault.Rule, c eventvault.Capability) bool {
