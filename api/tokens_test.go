@@ -34,6 +34,10 @@ func TestTokenLifecycle(t *testing.T) {
 			rec := a.do(http.MethodPost, "/v1/tokens", ops.Token, []byte(`{"name":"x","ttl":`+jsonOf(t, bad)+`}`))
 			wantProblem(t, rec, http.StatusBadRequest, "invalid", "ttl")
 		}
+		// An explicit empty rules list grants nothing: 400, never the
+		// default (append and read on every stream), which only a request
+		// without rules gets.
+		wantProblem(t, a.do(http.MethodPost, "/v1/tokens", ops.Token, []byte(`{"name":"none","rules":[]}`)), http.StatusBadRequest, "invalid", "rules is an empty list")
 		a.tokenFor("other")
 
 		var list tokenList

@@ -130,7 +130,10 @@ func (s *Tokens) Purge() {
 type NewTokenRequest struct {
 	Tenant eventvault.TenantID
 	Name   string
-	Rules  []eventvault.Rule // policies.DefaultRules when empty
+	// Rules are what the token grants: policies.DefaultRules when nil
+	// (left out of the request); an empty, non-nil list is EINVALID, since
+	// a token that grants nothing is a mistake, not a default.
+	Rules []eventvault.Rule
 	// TTL is how long the token authenticates: 0 for ever, else between
 	// MinTokenTTL and MaxTokenTTL.
 	TTL time.Duration
@@ -172,8 +175,11 @@ func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req New
 		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "token name must be UTF-8 text without NUL characters")
 	}
 	rules := req.Rules
-	if len(rules) == 0 {
+	switch {
+	case rules == nil:
 		rules = policies.DefaultRules
+	case len(rules) == 0:
+		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "rules is an empty list, which would grant nothing: name at least one rule, or leave rules out for the default (append and read on every stream)")
 	}
 	if err := policies.ValidateRules(rules); err != nil {
 		return "", eventvault.Token{}, err

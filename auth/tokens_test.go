@@ -76,6 +76,9 @@ func TestIssueValidatesItsRequest(t *testing.T) {
 		{Tenant: "Not Valid"},
 		{Tenant: "acme", Name: string(make([]byte, MaxTokenNameLength+1))},
 		{Tenant: "acme", Rules: []eventvault.Rule{{Capabilities: []eventvault.Capability{"fly"}, Streams: "*"}}},
+		// An explicit empty list grants nothing: a mistake, never the
+		// default (which only a request without rules gets).
+		{Tenant: "acme", Rules: []eventvault.Rule{}},
 	}
 	for i, req := range bad {
 		if _, _, err := s.Issue(ctx, root, req); eventvault.ErrorCode(err) != eventvault.EINVALID {
