@@ -10,7 +10,6 @@ import (
 
 	"github.com/eventvault/eventvault"
 
-	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/crypto/deploykeys"
 )
@@ -62,11 +61,7 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		imports[name] = b
 	}
 	logger := newLogger(cfg.LogFormat, stderr)
-	root, err := openRootProvider(ctx, cfg, logger)
-	if err != nil {
-		return err
-	}
-	store, where, err := wiring.OpenStore(ctx, cfg.DatabaseURL, cfg.DataDir)
+	root, store, where, err := openOperator(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}

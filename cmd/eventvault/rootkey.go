@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/vault"
 )
@@ -57,4 +59,20 @@ func rootKeyDescription(cfg Config) string {
 		return cfg.RootKeyFile + " (local file)"
 	}
 	return cfg.RootKeyFile + " (local file, INSECURE: -insecure-local-root-key)"
+}
+
+// openOperator opens what an operator command (init, rotate, token,
+// tenant) acts on: the root of trust first, so that a Vault that is not
+// ready fails the command before the database is touched, then the store,
+// which the caller closes. where says which store it is, for messages.
+func openOperator(ctx context.Context, cfg Config, logger *slog.Logger) (root evcrypto.RootKeyProvider, store eventvault.Store, where string, err error) {
+	root, err = openRootProvider(ctx, cfg, logger)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	store, where, err = wiring.OpenStore(ctx, cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return root, store, where, nil
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/eventvault/eventvault"
-	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 )
 
@@ -54,11 +53,7 @@ func runRotate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	logger := newLogger(cfg.LogFormat, stderr)
-	root, err := openRootProvider(ctx, cfg, logger)
-	if err != nil {
-		return err
-	}
-	store, _, err := wiring.OpenStore(ctx, cfg.DatabaseURL, cfg.DataDir)
+	root, store, _, err := openOperator(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/auth"
-	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/engine"
 )
@@ -53,11 +52,7 @@ func runTenant(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	logger := newLogger(cfg.LogFormat, stderr)
-	root, err := openRootProvider(ctx, cfg, logger)
-	if err != nil {
-		return err
-	}
-	store, _, err := wiring.OpenStore(ctx, cfg.DatabaseURL, cfg.DataDir)
+	root, store, _, err := openOperator(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}

@@ -56,11 +56,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// The root of trust proves the caller an operator and unwraps the
 	// token-verifier deployment key, which binds what the store keeps of a
 	// token to a secret the database does not hold.
-	root, err := openRootProvider(ctx, cfg, logger)
-	if err != nil {
-		return err
-	}
-	store, _, err := wiring.OpenStore(ctx, cfg.DatabaseURL, cfg.DataDir)
+	root, store, _, err := openOperator(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
