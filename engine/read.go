@@ -1,0 +1,144 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/eventvault/eventvault"
+	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/policies"
+)
+
+// StreamSlice is what ReadStream returns.
+type StreamSlice struct {
+	Stream  eventvault.StreamName
+	Version int64
+	Events  []eventvault.Event
+}
+
+// ReadStream reads and opens a slice of one stream. Limit 0 means
+// DefaultReadLimit.
+// Errors: EINVALID for a bad stream name or limit; EFORBIDDEN without read;
+// ENOTFOUND for a stream without events; EERASED when its key is destroyed;
+// EINTERNAL when a payload fails authentication (it was moved or altered).
+func (e *Events) ReadStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, opts eventvault.ReadOptions) (StreamSlice, error) {
+	if err := eventvault.ValidateStream(stream); err != nil {
+		return StreamSlice{}, err
+	}
+	if err := policies.Authorize(p, p.Tenant, eventvault.CapRead, stream); err != nil {
+		return StreamSlice{}, err
+	}
+	limit, err := readLimit(opts.Limit)
+	if err != nil {
+		return StreamSlice{}, err
+	}
+	opts.Limit = limit
+	if err := opts.Validate(); err != nil {
+		return StreamSlice{}, err
+	}
+	page, err := e.store.ReadStream(ctx, p.Tenant, stream, opts)
+	if err != nil {
+		return StreamSlice{}, fmt.Errorf("read %s: %w", stream, err)
+	}
+	if !page.ShreddedAt.IsZero() {
+		at := page.ShreddedAt.UTC()
+		return StreamSlice{}, &eventvault.Error{Code: eventvault.EERASED,
+			Message: fmt.Sprintf("stream %s was erased at %s: its key was destroyed and its events can never be read again", stream, at.Format(time.RFC3339)),
+			Fields:  map[string]any{"stream": string(stream), "erased": true, "erased_at": at}}
+	}
+	out := StreamSlice{Stream: stream, Version: page.Version, Events: make([]eventvault.Event, 0, len(page.Events))}
+	if len(page.Events) == 0 {
+		return out, nil
+	}
+	c, err := e.keys.OpenStreamCipher(ctx, p.Tenant, stream, page.Key)
+	if err != nil {
+		return StreamSlice{}, fmt.Errorf("key of stream %s: %w", stream, err)
+	}
+	for _, se := range page.Events {
+		ev, err := open(c, p.Tenant, se)
+		if err != nil {
+			return StreamSlice{}, err
+		}
+		out.Events = append(out.Events, ev)
+	}
+	return out, nil
+}
+
+// ReadAll reads and opens the tenant's events from global position from.
+// It needs read on every stream ("*"). Limit 0 means DefaultReadLimit.
+// Errors: as ReadStream.
+func (e *Events) ReadAll(ctx context.Context, p eventvault.Principal, from int64, limit int) ([]eventvault.Event, error) {
+	if err := policies.Authorize(p, p.Tenant, eventvault.CapRead, ""); err != nil {
+		return nil, err
+	}
+	limit, err := readLimit(limit)
+	if err != nil {
+		return nil, err
+	}
+	if err := eventvault.ValidateReadAll(from, limit); err != nil {
+		return nil, err
+	}
+	page, err := e.store.ReadAll(ctx, p.Tenant, from, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read all: %w", err)
+	}
+	ciphers := make(map[eventvault.StreamName]*evcrypto.StreamCipher)
+	out := make([]eventvault.Event, 0, len(page.Events))
+	for _, se := range page.Events {
+		if page.Keys[se.Stream].ID == uuid.Nil {
+			// A shredded stream: the envelope keeps global order.
+			out = append(out, eventvault.Event{ID: se.ID, Stream: se.Stream, Type: se.Type, Position: se.Position,
+				GlobalPosition: se.GlobalPosition, RecordedAt: se.RecordedAt, Erased: true})
+			continue
+		}
+		c, ok := ciphers[se.Stream]
+		if !ok {
+			c, err = e.keys.OpenStreamCipher(ctx, p.Tenant, se.Stream, page.Keys[se.Stream])
+			if err != nil {
+				return nil, fmt.Errorf("key of stream %s: %w", se.Stream, err)
+			}
+			ciphers[se.Stream] = c
+		}
+		ev, err := open(c, p.Tenant, se)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+func open(c *evcrypto.StreamCipher, tenant eventvault.TenantID, se eventvault.StoredEvent) (eventvault.Event, error) {
+	ref := evcrypto.EventRef{Tenant: tenant, Stream: se.Stream, ID: se.ID, Position: se.Position, Type: se.Type}
+	data, md, err := c.OpenEvent(ref, se.Payload)
+	if err != nil {
+		return eventvault.Event{}, fmt.Errorf("open event %s: %w", se.ID, err)
+	}
+	return eventvault.Event{
+		ID:             se.ID,
+		Stream:         se.Stream,
+		Type:           se.Type,
+		Data:           data,
+		Metadata:       md,
+		Position:       se.Position,
+		GlobalPosition: se.GlobalPosition,
+		RecordedAt:     se.RecordedAt,
+	}, nil
+}
+
+// readLimit applies the engine's bounds on top of the stores' rule
+// (ReadOptions.Validate and ValidateReadAll, which refuse a negative limit):
+// 0 means DefaultReadLimit, and no read returns more than MaxReadLimit
+// events.
+func readLimit(limit int) (int, error) {
+	switch {
+	case limit == 0:
+		return DefaultReadLimit, nil
+	case limit > MaxReadLimit:
+		return 0, eventvault.Errorf(eventvault.EINVALID, "limit must be between 1 and %d", MaxReadLimit)
+	}
+	return limit, nil
+}
