@@ -4,8 +4,12 @@
 # builds and caches, keeps its data in files so that the Transit root key
 # survives a restart, initialises it once (one unseal key), unseals it at
 # each start, enables Transit, creates the root key, writes the policies
-# EventVault needs, makes a token with them and prints what to export. It
-# runs in the foreground until Ctrl-C.
+# EventVault needs, and makes two tokens, written 0600 into the data folder
+# and never printed: server.token with the policy eventvault only (the server
+# and every other command) and rotate.token with eventvault and
+# eventvault-rotate (eventvault rotate only). The tokens of the previous start
+# are revoked. It prints what to export and runs in the foreground until
+# Ctrl-C.
 #
 # Not for production: the unseal key and the root token sit in the data
 # folder beside Vault's storage.
@@ -104,7 +108,17 @@ HCL
 path "$mount/keys/$key/rotate" { capabilities = ["update"] }
 path "$mount/keys/$key/config" { capabilities = ["update"] }
 HCL
-token="$("$vault" token create -policy=eventvault -policy=eventvault-rotate -ttl=768h -display-name=eventvault-dev -field=token)"
+# Least privilege: the server gets the policy eventvault only; rotation
+# (eventvault rotate) gets another token that adds eventvault-rotate.
+for f in server.token rotate.token; do
+	if [[ -s "$dir/$f" ]]; then
+		"$vault" token revoke "$(cat "$dir/$f")" >/dev/null 2>&1 || true
+	fi
+done
+"$vault" token create -policy=eventvault -ttl=768h -display-name=eventvault-server \
+	-field=token >"$dir/server.token"
+"$vault" token create -policy=eventvault -policy=eventvault-rotate -ttl=768h \
+	-display-name=eventvault-rotate -field=token >"$dir/rotate.token"
 unset VAULT_TOKEN
 
 cat <<TXT
@@ -112,17 +126,23 @@ cat <<TXT
 Vault $("$vault" version | awk '{print $2}' | tr -d ,) is listening on $VAULT_ADDR (data in $dir, log in $dir/vault.log).
 Transit key: $mount/keys/$key (aes256-gcm96, derived). Unseal key and root token: $dir/init.json.
 
-Export these in the shell that runs EventVault (the token has the policies
-eventvault and eventvault-rotate only, and lives 32 days):
+Two Vault tokens (32 days; made anew, and the previous ones revoked, at each
+start), in files readable by their owner only, so that no token is printed:
+
+  $dir/server.token   policy eventvault: the server and every other command
+  $dir/rotate.token   policies eventvault and eventvault-rotate: eventvault rotate only
+
+Export these in the shell that runs EventVault:
 
   export EVENTVAULT_VAULT_ADDR=$VAULT_ADDR
-  export EVENTVAULT_VAULT_TOKEN=$token
+  export EVENTVAULT_VAULT_TOKEN_FILE=$dir/server.token
 
-Then start EventVault in production mode against a local PostgreSQL:
+and give 'eventvault rotate' the other token:
 
-  export EVENTVAULT_DATABASE_URL='postgres://postgres@127.0.0.1:5432/eventvault?sslmode=disable'
-  go run ./cmd/eventvault init      # once: creates the deployment keys
-  go run ./cmd/eventvault server
+  EVENTVAULT_VAULT_TOKEN_FILE=$dir/rotate.token eventvault rotate cycle
+
+Then follow docs/operations.md, "Production quick start": PostgreSQL roles
+and database, eventvault migrate (as the owner), eventvault init, server.
 
 Ctrl-C stops Vault; run make vault-dev again to bring it back with the same key.
 TXT
