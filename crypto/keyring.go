@@ -122,18 +122,7 @@ func NewKeyring(root RootKeyProvider, keys eventvault.KeyStore, opts KeyringOpti
 // root provider's codes (EUNAVAILABLE, …) wrapped with context; EINTERNAL
 // wrapping ErrAuthentication for a key row that does not authenticate.
 func (k *Keyring) StreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (*StreamCipher, error) {
-	if e, ok := k.cache.Get(cacheKey{kind: cacheStream, tenant: tenant, stream: stream}); ok {
-		return e.cipher, nil
-	}
-	if err := eventvault.ValidateTenant(tenant); err != nil {
-		return nil, err
-	}
-	if err := eventvault.ValidateStream(stream); err != nil {
-		return nil, err
-	}
-	return k.streamLoads.do(ctx, string(tenant)+"\x00"+string(stream), func() (*StreamCipher, error) {
-		return k.loadStreamCipher(ctx, tenant, stream, true)
-	})
+	return k.streamCipher(ctx, tenant, stream, true)
 }
 
 // LoadStreamCipher returns the cipher of the stream's stored key, and
@@ -141,6 +130,14 @@ func (k *Keyring) StreamCipher(ctx context.Context, tenant eventvault.TenantID, 
 // Errors: ENOTFOUND if the stream has no key row (the store's error); the
 // others of StreamCipher.
 func (k *Keyring) LoadStreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (*StreamCipher, error) {
+	return k.streamCipher(ctx, tenant, stream, false)
+}
+
+// streamCipher serves StreamCipher (create) and LoadStreamCipher: the
+// cached cipher, else one load per stream at a time on this node (loads
+// that create and loads that do not are kept apart, so that neither waits
+// for the other's answer).
+func (k *Keyring) streamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, create bool) (*StreamCipher, error) {
 	if e, ok := k.cache.Get(cacheKey{kind: cacheStream, tenant: tenant, stream: stream}); ok {
 		return e.cipher, nil
 	}
@@ -150,8 +147,12 @@ func (k *Keyring) LoadStreamCipher(ctx context.Context, tenant eventvault.Tenant
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return nil, err
 	}
-	return k.streamLoads.do(ctx, "load\x00"+string(tenant)+"\x00"+string(stream), func() (*StreamCipher, error) {
-		return k.loadStreamCipher(ctx, tenant, stream, false)
+	flight := string(tenant) + "\x00" + string(stream)
+	if !create {
+		flight = "load\x00" + flight
+	}
+	return k.streamLoads.do(ctx, flight, func() (*StreamCipher, error) {
+		return k.loadStreamCipher(ctx, tenant, stream, create)
 	})
 }
 
