@@ -128,16 +128,12 @@ func (s *Server) requestErasure(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	start := time.Now()
-	r, err := s.erasure.RequestErasure(c.Request.Context(), principal(c), in.Subject)
+	r, created, err := s.erasure.RequestErasure(c.Request.Context(), principal(c), in.Subject)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
 	location := "/v1/erasure-requests/" + r.ID.String()
-	// The engine stamps a request it creates with the time it received
-	// it: one received before this call began existed already.
-	existing := r.ReceivedAt.Before(start)
 	switch {
 	case r.State == eventvault.ErasureRejected:
 		writeProblem(c, http.StatusConflict, eventvault.ECONFLICT,
@@ -147,7 +143,7 @@ func (s *Server) requestErasure(c *gin.Context) {
 	case r.State == eventvault.ErasureReceived:
 		c.Header("Location", location)
 		c.JSON(http.StatusAccepted, toErasureResponse(r))
-	case existing:
+	case !created:
 		c.Header("Content-Location", location)
 		c.JSON(http.StatusOK, toErasureResponse(r))
 	default:

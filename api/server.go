@@ -45,7 +45,7 @@ type Shredder interface {
 // ErasureRequests carries out a subject's erasure requests and reports on
 // them; SigningKey names the key that verifies their certificates.
 type ErasureRequests interface {
-	RequestErasure(ctx context.Context, p eventvault.Principal, subject string) (eventvault.ErasureRequest, error)
+	RequestErasure(ctx context.Context, p eventvault.Principal, subject string) (req eventvault.ErasureRequest, created bool, err error)
 	ErasureRequest(ctx context.Context, p eventvault.Principal, id uuid.UUID) (eventvault.ErasureRequest, error)
 	SigningKey() (keyID string, pub ed25519.PublicKey)
 }

@@ -89,7 +89,7 @@ func TestErasureReachesBackupsAfterACryptoPeriod(t *testing.T) {
 		t.Fatalf("pg_dump: %v\n%s", err, out)
 	}
 
-	if _, err := engine.NewErasure(live, keys, pseud, signer, nil).RequestErasure(ctx, dpo, "customer-881"); err != nil {
+	if _, _, err := engine.NewErasure(live, keys, pseud, signer, nil).RequestErasure(ctx, dpo, "customer-881"); err != nil {
 		t.Fatal(err)
 	}
 

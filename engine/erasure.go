@@ -228,48 +228,50 @@ func (e *Erasure) authorizedSubject(p eventvault.Principal, subject string) (eve
 // again for a subject already erased (with nothing new since) returns the
 // completed request; a subject under legal hold gets a rejected request with
 // the hold's reason. A request interrupted by a failure stays received and
-// is resumed by asking again.
+// is resumed by asking again. created is true when this call recorded the
+// request (false when it returned or resumed the subject's existing one).
 // Errors: EFORBIDDEN without erase on every stream of the tenant.
-func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, subject string) (eventvault.ErasureRequest, error) {
+func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, subject string) (req eventvault.ErasureRequest, created bool, err error) {
 	ps, err := e.authorizedSubject(p, subject)
 	if err != nil {
-		return eventvault.ErasureRequest{}, err
+		return eventvault.ErasureRequest{}, false, err
 	}
 	lock := &e.subjects[stripe(ps)%uint32(len(e.subjects))]
 	lock.Lock()
 	defer lock.Unlock()
 	streams, err := e.store.StreamsOfSubject(ctx, p.Tenant, ps)
 	if err != nil {
-		return eventvault.ErasureRequest{}, fmt.Errorf("streams of subject: %w", err)
+		return eventvault.ErasureRequest{}, false, fmt.Errorf("streams of subject: %w", err)
 	}
-	var req eventvault.ErasureRequest
 	latest, err := e.store.LatestErasureRequest(ctx, p.Tenant, ps)
 	switch {
 	case err == nil && latest.State == eventvault.ErasureReceived:
 		req = latest // resume
 	case err == nil && latest.State == eventvault.ErasureCompleted && certificateCoversAll(latest, streams):
-		return latest, nil
+		return latest, false, nil
 	case err != nil && eventvault.ErrorCode(err) != eventvault.ENOTFOUND:
-		return eventvault.ErasureRequest{}, fmt.Errorf("earlier requests: %w", err)
+		return eventvault.ErasureRequest{}, false, fmt.Errorf("earlier requests: %w", err)
 	}
 	if req.ID == uuid.Nil {
+		created = true
 		req = eventvault.ErasureRequest{ID: uuid.New(), Tenant: p.Tenant, Subject: ps, State: eventvault.ErasureReceived, RequestedBy: p.TokenID, ReceivedAt: e.clock()}
 		if err := e.store.CreateErasureRequest(ctx, req); err != nil {
-			return eventvault.ErasureRequest{}, fmt.Errorf("record erasure request: %w", err)
+			return eventvault.ErasureRequest{}, false, fmt.Errorf("record erasure request: %w", err)
 		}
 	}
 	hold, err := e.store.Hold(ctx, p.Tenant, ps)
 	if err == nil {
 		req.State, req.Reason, req.CompletedAt = eventvault.ErasureRejected, "legal hold: "+hold.Reason, e.clock()
 		if err := e.store.UpdateErasureRequest(ctx, req); err != nil {
-			return eventvault.ErasureRequest{}, fmt.Errorf("reject erasure request: %w", err)
+			return eventvault.ErasureRequest{}, false, fmt.Errorf("reject erasure request: %w", err)
 		}
-		return req, nil
+		return req, created, nil
 	}
 	if eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
-		return eventvault.ErasureRequest{}, fmt.Errorf("look up hold: %w", err)
+		return eventvault.ErasureRequest{}, false, fmt.Errorf("look up hold: %w", err)
 	}
-	return e.execute(ctx, req, streams)
+	req, err = e.execute(ctx, req, streams)
+	return req, created, err
 }
 
 // stripe hashes a pseudonym (already a keyed hash) to pick a lock.

@@ -71,7 +71,7 @@ func TestErasedDataCannotBeRecovered(t *testing.T) {
 					t.Fatalf("before erasure %s: %v", s, err)
 				}
 			}
-			req, err := er.RequestErasure(ctx, dpo, "customer-881")
+			req, _, err := er.RequestErasure(ctx, dpo, "customer-881")
 			if err != nil || req.State != eventvault.ErasureCompleted {
 				t.Fatalf("erasure: %+v, %v", req, err)
 			}

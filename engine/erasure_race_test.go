@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"testing"
 
@@ -53,7 +54,7 @@ func TestErasureShredsAStreamTheSubjectGainsWhileItRuns(t *testing.T) {
 			store := &appendAfterListing{Store: real, during: func() { add("profile-1") }}
 			er := engine.NewErasure(store, keys, pseud, signer, nil)
 
-			req, err := er.RequestErasure(ctx, dpo, "customer-881")
+			req, _, err := er.RequestErasure(ctx, dpo, "customer-881")
 			if err != nil || req.State != eventvault.ErasureCompleted {
 				t.Fatalf("erasure: %+v, %v", req, err)
 			}
@@ -97,19 +98,25 @@ func TestConcurrentErasureRequestsShareOneRequest(t *testing.T) {
 			}
 			const clients = 8
 			got := make([]eventvault.ErasureRequest, clients)
+			created := make([]bool, clients)
 			var wg sync.WaitGroup
 			for i := range clients {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					r, err := er.RequestErasure(ctx, dpo, "customer-881")
+					r, c, err := er.RequestErasure(ctx, dpo, "customer-881")
 					if err != nil {
 						t.Errorf("erasure: %v", err)
 					}
-					got[i] = r
+					got[i], created[i] = r, c
 				}()
 			}
 			wg.Wait()
+			// Exactly one call recorded the request (the API answers it 201,
+			// the others 200).
+			if n := len(slices.DeleteFunc(slices.Clone(created), func(c bool) bool { return !c })); n != 1 {
+				t.Errorf("%d calls say they created the request, want 1", n)
+			}
 			stored, err := er.ErasureRequest(ctx, dpo, got[0].ID)
 			if err != nil {
 				t.Fatal(err)
