@@ -110,10 +110,12 @@ func TestEndpointsWithoutABodyRefuseOne(t *testing.T) {
 					wantProblem(t, rec, http.StatusBadRequest, eventvault.EINVALID, "this endpoint takes no body", r.detail)
 				})
 			}
+			if r.method == "DELETE" {
+				// An empty body is taken, so a DELETE would shred the
+				// stream the rows above need; the GET routes show the rule.
+				continue
+			}
 			t.Run(m+" "+r.path+" empty chunked body", func(t *testing.T) {
-				if r.method == "DELETE" {
-					t.Skip("would shred")
-				}
 				req := httptest.NewRequest(m, r.path, nil)
 				req.ContentLength = -1
 				req.Body = io.NopCloser(strings.NewReader(""))
