@@ -129,30 +129,29 @@ func (m *KeyManager) RetireRootVersionsBefore(ctx context.Context, version int) 
 	if version > newest {
 		return eventvault.Errorf(eventvault.EINVALID, "cannot retire root key versions before %d: the root key's versions are 1 to %d", version, newest)
 	}
-	remaining, oldest, err := m.kekRowsBefore(ctx, rr, version)
-	if err != nil {
-		return err
-	}
-	if remaining > 0 {
-		return &eventvault.Error{
-			Code: eventvault.ECONFLICT,
-			Op:   op,
-			Message: fmt.Sprintf("%d tenant key versions are still wrapped under root key versions older than %d (the oldest under version %d); retiring now would make them unreadable: re-wrap them first (eventvault rotate root, or POST /v1/admin/root/rotate)",
-				remaining, version, oldest),
-			Fields: map[string]any{"remaining_keks": remaining, "oldest_root_version": oldest},
+	// Nothing may still need a version about to be retired: a tenant's KEK
+	// (its data would become unreadable) or a deployment key (no node
+	// could start).
+	for _, c := range []struct {
+		count       func(context.Context, RootRotator, int) (int, int, error)
+		what, field string
+		consequence string
+	}{
+		{m.kekRowsBefore, "tenant key versions", "remaining_keks", "would make them unreadable"},
+		{m.deploymentKeysBefore, "deployment keys", "remaining_deployment_keys", "would leave no node able to start"},
+	} {
+		remaining, oldest, err := c.count(ctx, rr, version)
+		if err != nil {
+			return err
 		}
-	}
-	remaining, oldest, err = m.deploymentKeysBefore(ctx, rr, version)
-	if err != nil {
-		return err
-	}
-	if remaining > 0 {
-		return &eventvault.Error{
-			Code: eventvault.ECONFLICT,
-			Op:   op,
-			Message: fmt.Sprintf("%d deployment keys are still wrapped under root key versions older than %d (the oldest under version %d); retiring now would leave no node able to start: re-wrap them first (eventvault rotate root, or POST /v1/admin/root/rotate)",
-				remaining, version, oldest),
-			Fields: map[string]any{"remaining_deployment_keys": remaining, "oldest_root_version": oldest},
+		if remaining > 0 {
+			return &eventvault.Error{
+				Code: eventvault.ECONFLICT,
+				Op:   op,
+				Message: fmt.Sprintf("%d %s are still wrapped under root key versions older than %d (the oldest under version %d); retiring now %s: re-wrap them first (eventvault rotate root, or POST /v1/admin/root/rotate)",
+					remaining, c.what, version, oldest, c.consequence),
+				Fields: map[string]any{c.field: remaining, "oldest_root_version": oldest},
+			}
 		}
 	}
 	if err := rr.RetireRootVersionsBefore(ctx, version); err != nil {
