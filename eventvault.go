@@ -237,12 +237,33 @@ const (
 // tenant every action is confined to and the policy rules that grant
 // capabilities.
 type Principal struct {
-	Tenant  TenantID
-	TokenID string // the token's public id, never the token
+	Tenant TenantID
+	// TokenID is an API token's public id, never the token; "" for a
+	// principal from a JWT.
+	TokenID string
+	// Subject is a JWT's "iss" and "sub" claims, as "iss#sub"; "" for an
+	// API token. It names the caller in logs and audit records.
+	Subject string
 	Name    string
 	// Root is the dev root token: admin over every tenant.
-	Root  bool
+	Root bool
+	// Rules are an API token's inline rules (the form before policy
+	// documents), decided as the equivalent policy policies.FromRules
+	// writes.
 	Rules []Rule
+	// Policies name the tenant's policy documents that decide what the
+	// principal may do: attached to an API token, or mapped from a JWT's
+	// groups claim.
+	Policies []string
+}
+
+// Actor names the principal in logs and audit records: the API token's
+// public id, or the JWT's subject.
+func (p Principal) Actor() string {
+	if p.TokenID != "" {
+		return p.TokenID
+	}
+	return p.Subject
 }
 
 // Rule grants capabilities on the streams whose names match Streams, a glob
