@@ -255,6 +255,16 @@ type Principal struct {
 	// principal may do: attached to an API token, or mapped from a JWT's
 	// groups claim.
 	Policies []string
+	// Grants are the principal's policy documents compiled, attached after
+	// authentication (policies.Resolver); nil when they are not resolved,
+	// and then its Rules alone decide.
+	Grants Grants
+}
+
+// Grants are compiled policy documents: policies.Set implements it.
+type Grants interface {
+	// Documents names the documents and their versions, as "name@v3".
+	Documents() []string
 }
 
 // Actor names the principal in logs and audit records: the API token's

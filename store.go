@@ -322,12 +322,14 @@ type EventStore interface {
 
 // Token is an API token as stored: its verifier, never the token.
 type Token struct {
-	ID        string // public id, safe to log
-	Hash      []byte // verifier of the secret token: HMAC-SHA256 under the token-verifier key (auth)
-	Tenant    TenantID
-	Name      string
-	Root      bool
-	Rules     []Rule
+	ID     string // public id, safe to log
+	Hash   []byte // verifier of the secret token: HMAC-SHA256 under the token-verifier key (auth)
+	Tenant TenantID
+	Name   string
+	Root   bool
+	Rules  []Rule
+	// Policies name the tenant's policy documents attached to the token.
+	Policies  []string
 	CreatedAt time.Time
 	// ExpiresAt is when the token stops authenticating; zero: never.
 	ExpiresAt time.Time
@@ -355,6 +357,37 @@ type TokenStore interface {
 	// of another tenant, or a root token, is not found either); EINVALID
 	// for a malformed tenant.
 	DeleteToken(ctx context.Context, tenant TenantID, id string) error
+}
+
+// PolicyVersion is one version of a tenant's named policy document: each
+// write and each deletion makes the next version, and no version is ever
+// changed or removed, so the history of who could do what is kept.
+type PolicyVersion struct {
+	Tenant  TenantID
+	Name    string
+	Version int64 // 1, 2, 3, ... per name
+	// Body is the document's Cedar text; "" when Deleted.
+	Body    string
+	Deleted bool
+	// CreatedBy is the actor that wrote it (Principal.Actor).
+	CreatedBy string
+	CreatedAt time.Time
+}
+
+// PolicyStore keeps the versions of policy documents, per tenant.
+type PolicyStore interface {
+	// AddPolicyVersion stores v, whose Version must be one more than the
+	// name's latest (1 for a new name). Errors: ECONFLICT if that version
+	// exists (a concurrent write won); EINVALID for a malformed tenant.
+	AddPolicyVersion(ctx context.Context, v PolicyVersion) error
+	// LatestPolicyVersion returns the name's latest version, which may be
+	// a deletion. Errors: ENOTFOUND if the name never existed.
+	LatestPolicyVersion(ctx context.Context, tenant TenantID, name string) (PolicyVersion, error)
+	// PolicyVersion returns one version. Errors: ENOTFOUND.
+	PolicyVersion(ctx context.Context, tenant TenantID, name string, version int64) (PolicyVersion, error)
+	// ListPolicies returns the latest version of each of the tenant's
+	// names that is not deleted, by name.
+	ListPolicies(ctx context.Context, tenant TenantID) ([]PolicyVersion, error)
 }
 
 // DeploymentKey is a key every node of a deployment shares (the pseudonym
@@ -401,6 +434,7 @@ type Store interface {
 	EventStore
 	TokenStore
 	ErasureStore
+	PolicyStore
 	DeploymentKeyStore
 	// Ping reports whether the store can serve. Errors: EUNAVAILABLE.
 	Ping(ctx context.Context) error

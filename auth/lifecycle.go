@@ -42,7 +42,7 @@ func (s *Tokens) List(ctx context.Context, p eventvault.Principal, tenant eventv
 	if err := eventvault.ValidateTenant(tenant); err != nil {
 		return nil, err
 	}
-	if err := policies.Authorize(p, tenant, eventvault.CapAdmin, ""); err != nil {
+	if err := policies.Authorize(p, policies.Request{Tenant: tenant, Action: policies.ManageTokens}); err != nil {
 		return nil, err
 	}
 	ts, err := s.Store.ListTokens(ctx, tenant)
@@ -62,7 +62,7 @@ func (s *Tokens) Revoke(ctx context.Context, p eventvault.Principal, tenant even
 	if err := eventvault.ValidateTenant(tenant); err != nil {
 		return err
 	}
-	if err := policies.Authorize(p, tenant, eventvault.CapAdmin, ""); err != nil {
+	if err := policies.Authorize(p, policies.Request{Tenant: tenant, Action: policies.ManageTokens}); err != nil {
 		return err
 	}
 	err := s.Store.DeleteToken(ctx, tenant, id)

@@ -165,7 +165,7 @@ func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req New
 	if err := eventvault.ValidateTenant(req.Tenant); err != nil {
 		return "", eventvault.Token{}, err
 	}
-	if err := policies.Authorize(issuer, req.Tenant, eventvault.CapAdmin, ""); err != nil {
+	if err := policies.Authorize(issuer, policies.Request{Tenant: req.Tenant, Action: policies.ManageTokens}); err != nil {
 		return "", eventvault.Token{}, err
 	}
 	if len(req.Name) > MaxTokenNameLength {

@@ -102,7 +102,7 @@ func (e *Erasure) ShredStream(ctx context.Context, p eventvault.Principal, strea
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return eventvault.Shred{}, err
 	}
-	if err := policies.Authorize(p, p.Tenant, eventvault.CapErase, stream); err != nil {
+	if err := policies.Authorize(p, policies.Request{Tenant: p.Tenant, Action: policies.Shred, Stream: stream}); err != nil {
 		return eventvault.Shred{}, err
 	}
 	// The hold is checked before the shred, not inside its transaction: a
@@ -187,7 +187,7 @@ func (e *Erasure) ShredTenant(ctx context.Context, p eventvault.Principal, tenan
 // Errors: EFORBIDDEN without erase on the tenant; EINVALID for a bad
 // subject or reason.
 func (e *Erasure) PutHold(ctx context.Context, p eventvault.Principal, subject, reason string) (eventvault.Hold, error) {
-	ps, err := e.authorizedSubject(p, subject)
+	ps, err := e.authorizedSubject(p, policies.Hold, subject)
 	if err != nil {
 		return eventvault.Hold{}, err
 	}
@@ -206,7 +206,7 @@ func (e *Erasure) PutHold(ctx context.Context, p eventvault.Principal, subject, 
 
 // DeleteHold lifts a subject's legal hold. Errors: ENOTFOUND if none.
 func (e *Erasure) DeleteHold(ctx context.Context, p eventvault.Principal, subject string) error {
-	ps, err := e.authorizedSubject(p, subject)
+	ps, err := e.authorizedSubject(p, policies.Hold, subject)
 	if err != nil {
 		return err
 	}
@@ -216,8 +216,8 @@ func (e *Erasure) DeleteHold(ctx context.Context, p eventvault.Principal, subjec
 	return nil
 }
 
-func (e *Erasure) authorizedSubject(p eventvault.Principal, subject string) (eventvault.Pseudonym, error) {
-	if err := policies.Authorize(p, p.Tenant, eventvault.CapErase, ""); err != nil {
+func (e *Erasure) authorizedSubject(p eventvault.Principal, action policies.Action, subject string) (eventvault.Pseudonym, error) {
+	if err := policies.Authorize(p, policies.Request{Tenant: p.Tenant, Action: action}); err != nil {
 		return "", err
 	}
 	return e.Pseudonym(p.Tenant, subject)
@@ -232,7 +232,7 @@ func (e *Erasure) authorizedSubject(p eventvault.Principal, subject string) (eve
 // request (false when it returned or resumed the subject's existing one).
 // Errors: EFORBIDDEN without erase on every stream of the tenant.
 func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, subject string) (req eventvault.ErasureRequest, created bool, err error) {
-	ps, err := e.authorizedSubject(p, subject)
+	ps, err := e.authorizedSubject(p, policies.Erase, subject)
 	if err != nil {
 		return eventvault.ErasureRequest{}, false, err
 	}
@@ -395,7 +395,7 @@ func CertificateOf(r eventvault.ErasureRequest) (cert eventvault.ErasureCertific
 // ErasureRequest returns a request of the caller's tenant.
 // Errors: EFORBIDDEN without erase; ENOTFOUND.
 func (e *Erasure) ErasureRequest(ctx context.Context, p eventvault.Principal, id uuid.UUID) (eventvault.ErasureRequest, error) {
-	if err := policies.Authorize(p, p.Tenant, eventvault.CapErase, ""); err != nil {
+	if err := policies.Authorize(p, policies.Request{Tenant: p.Tenant, Action: policies.Erase}); err != nil {
 		return eventvault.ErasureRequest{}, err
 	}
 	r, err := e.store.ErasureRequest(ctx, p.Tenant, id)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/google/uuid"
 
@@ -114,10 +115,10 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return eventvault.AppendResult{}, err
 	}
-	if err := policies.Authorize(p, p.Tenant, eventvault.CapAppend, stream); err != nil {
+	if err := validateBatch(events); err != nil {
 		return eventvault.AppendResult{}, err
 	}
-	if err := validateBatch(events); err != nil {
+	if err := authorizeAppend(p, stream, events); err != nil {
 		return eventvault.AppendResult{}, err
 	}
 	var owner eventvault.Pseudonym
@@ -167,7 +168,7 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 		// Every other conflict of an append (version, owner, an id used in
 		// another stream or with other content, a batch mixing stored and
 		// new ids) is the one answer to a caller without read.
-		if policies.Authorize(p, p.Tenant, eventvault.CapRead, stream) != nil {
+		if policies.Authorize(p, policies.Request{Tenant: p.Tenant, Action: policies.Read, Stream: stream}) != nil {
 			return eventvault.AppendResult{}, stateConflict(err)
 		}
 	}
@@ -296,4 +297,20 @@ func compactJSON(raw []byte) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// authorizeAppend decides an append once per distinct event type of the
+// batch: a policy may permit some types on a stream and not others.
+func authorizeAppend(p eventvault.Principal, stream eventvault.StreamName, events []eventvault.NewEvent) error {
+	var seen []string
+	for _, ev := range events {
+		if slices.Contains(seen, ev.Type) {
+			continue
+		}
+		seen = append(seen, ev.Type)
+		if err := policies.Authorize(p, policies.Request{Tenant: p.Tenant, Action: policies.Append, Stream: stream, EventType: ev.Type}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -28,7 +28,7 @@ func (e *Events) ReadStream(ctx context.Context, p eventvault.Principal, stream 
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return StreamSlice{}, err
 	}
-	if err := policies.Authorize(p, p.Tenant, eventvault.CapRead, stream); err != nil {
+	if err := policies.Authorize(p, policies.Request{Tenant: p.Tenant, Action: policies.Read, Stream: stream}); err != nil {
 		return StreamSlice{}, err
 	}
 	limit, err := readLimit(opts.Limit)
@@ -71,7 +71,7 @@ func (e *Events) ReadStream(ctx context.Context, p eventvault.Principal, stream 
 // It needs read on every stream ("*"). Limit 0 means DefaultReadLimit.
 // Errors: as ReadStream.
 func (e *Events) ReadAll(ctx context.Context, p eventvault.Principal, from int64, limit int) ([]eventvault.Event, error) {
-	if err := policies.Authorize(p, p.Tenant, eventvault.CapRead, ""); err != nil {
+	if err := policies.Authorize(p, policies.Request{Tenant: p.Tenant, Action: policies.ReadAll}); err != nil {
 		return nil, err
 	}
 	limit, err := readLimit(limit)

@@ -81,7 +81,7 @@ func (r *Rotation) RotateTenantKEK(ctx context.Context, p eventvault.Principal, 
 	if err := eventvault.ValidateTenant(tenant); err != nil {
 		return TenantRotation{}, err
 	}
-	if err := policies.Authorize(p, tenant, eventvault.CapAdmin, ""); err != nil {
+	if err := policies.Authorize(p, policies.Request{Tenant: tenant, Action: policies.ManageKeys}); err != nil {
 		return TenantRotation{}, err
 	}
 	out := TenantRotation{Tenant: tenant}

@@ -1,134 +1,118 @@
-// Package policies decides what a principal may do. Deny by default: a
-// principal may exercise a capability on a stream only if one of its rules
-// grants that capability on a pattern the stream's name matches, and only
-// within its own tenant. The dev root token is admin over every tenant.
+// Package policies decides what a principal may do, by Cedar policy
+// documents (https://docs.cedarpolicy.com) validated against one schema
+// (schema.cedarschema). Deny by default: a request is allowed only if a
+// permit statement of one of the principal's documents matches it and no
+// forbid statement does; a forbid always overrides a permit, and a
+// statement that fails to evaluate denies. Nothing crosses tenants: a
+// principal acts only within its own tenant whatever its documents say,
+// and only the dev root token (and the operator at the command line)
+// acts on every tenant.
 //
-// This is the seam later issues refine (declarative policy documents, PII,
-// erasure and audit capabilities); today rules travel with the API token.
+// A principal's documents are the named documents of its tenant attached
+// to its API token or mapped from its JWT's groups claim, plus, for API
+// tokens made before documents existed, the statements FromRules writes
+// from the token's inline rules.
 package policies
 
 import (
-	"regexp"
+	"fmt"
 	"strings"
 
 	"github.com/eventvault/eventvault"
 )
 
-// DefaultRules are given to a token created without rules: append and read
-// on every stream of its tenant.
-var DefaultRules = []eventvault.Rule{{
-	Capabilities: []eventvault.Capability{eventvault.CapAppend, eventvault.CapRead},
-	Streams:      "*",
-}}
+// Action is what a request does; each is a Cedar action of the schema
+// (Action::"append", ...).
+type Action string
 
-var known = map[eventvault.Capability]bool{
-	eventvault.CapAppend:      true,
-	eventvault.CapRead:        true,
-	eventvault.CapReadPII:     true,
-	eventvault.CapErase:       true,
-	eventvault.CapAuditExport: true,
-	eventvault.CapAdmin:       true,
+// The actions. Stream actions take the stream as resource; the others the
+// tenant.
+const (
+	Append         Action = "append"          // append events to a stream (per event type)
+	Read           Action = "read"            // read one stream
+	Shred          Action = "shred"           // shred (and purge) one stream
+	ReadAll        Action = "read_all"        // read every stream in global order
+	Erase          Action = "erase"           // request a subject's erasure and read the requests
+	Hold           Action = "hold"            // place and lift legal holds
+	AuditExport    Action = "audit_export"    // export the audit log
+	ManageTokens   Action = "manage_tokens"   // issue, list and revoke API tokens
+	ManagePolicies Action = "manage_policies" // write, read and delete policy documents
+	ManageKeys     Action = "manage_keys"     // rotate the tenant's KEK
+	ReadPII        Action = "read_pii"        // resolve personal data (rules of old tokens)
+)
+
+// Actions lists every action, stream actions first.
+var Actions = []Action{Append, Read, Shred, ReadPII, ReadAll, Erase, Hold, AuditExport, ManageTokens, ManagePolicies, ManageKeys}
+
+// onStream reports whether a takes a stream as resource.
+func (a Action) onStream() bool { return a == Append || a == Read || a == Shred }
+
+// Request is one access decision to make: Action on Stream (stream
+// actions) or on the tenant (the others), within Tenant. EventType is the
+// type of the events appended, for Append only.
+type Request struct {
+	Tenant    eventvault.TenantID
+	Action    Action
+	Stream    eventvault.StreamName
+	EventType string
 }
 
-// MaxRules bounds the rules of one token.
-const MaxRules = 64
-
-// patternRE is the alphabet of stream names plus '*': a pattern with any
-// other byte could never match a stream, and a NUL byte could not even be
-// stored by PostgreSQL.
-var patternRE = regexp.MustCompile(`^[A-Za-z0-9_.:*-]+$`)
-
-// ValidateRules returns EINVALID for an unknown capability, an empty or
-// over-long pattern, a pattern with a byte no stream name holds, or too
-// many rules.
-func ValidateRules(rules []eventvault.Rule) error {
-	if len(rules) > MaxRules {
-		return eventvault.Errorf(eventvault.EINVALID, "%d rules given; the limit is %d", len(rules), MaxRules)
-	}
-	for i, r := range rules {
-		if r.Streams == "" || len(r.Streams) > eventvault.MaxStreamNameLength {
-			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].streams must be a pattern of 1 to %d characters, such as \"order-*\" or \"*\"", i, eventvault.MaxStreamNameLength)
-		}
-		if !patternRE.MatchString(r.Streams) {
-			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].streams %q holds a character no stream name has: use letters, digits, '_', '.', ':', '-' and '*'", i, eventvault.Truncate(r.Streams, 40))
-		}
-		if len(r.Capabilities) == 0 {
-			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].capabilities is empty: name at least one of append, read, read_pii, erase, audit_export, admin", i)
-		}
-		for _, c := range r.Capabilities {
-			if !known[c] {
-				return eventvault.Errorf(eventvault.EINVALID, "rules[%d]: unknown capability %q: use append, read, read_pii, erase, audit_export or admin", i, eventvault.Truncate(string(c), 40))
-			}
-		}
-	}
-	return nil
-}
-
-// Allows reports whether p may exercise c on stream within tenant. An empty
-// stream asks for a tenant-wide grant: a rule whose pattern is "*".
-func Allows(p eventvault.Principal, tenant eventvault.TenantID, c eventvault.Capability, stream eventvault.StreamName) bool {
-	if p.Root {
-		return true
-	}
-	if p.Tenant != tenant || p.Tenant == "" {
-		return false
-	}
-	for _, r := range p.Rules {
-		if !grants(r, c) {
-			continue
-		}
-		if stream == "" {
-			if r.Streams == "*" {
-				return true
-			}
-			continue
-		}
-		if Match(r.Streams, string(stream)) {
-			return true
-		}
-	}
-	return false
-}
-
-// Authorize returns nil if Allows, and otherwise EFORBIDDEN with a message
-// naming the missing capability (not the principal's other grants).
-func Authorize(p eventvault.Principal, tenant eventvault.TenantID, c eventvault.Capability, stream eventvault.StreamName) error {
-	if Allows(p, tenant, c, stream) {
+// Authorize returns nil if p may make r, and otherwise EFORBIDDEN with a
+// message naming the action and, when a forbid decided, the statement; it
+// never lists the principal's other grants. p's documents are those
+// Resolver.Resolve attached; a principal never resolved is decided by its
+// inline rules alone.
+func Authorize(p eventvault.Principal, r Request) error {
+	d := Decide(p, r)
+	if d.Allowed {
 		return nil
 	}
-	if stream == "" {
-		return eventvault.Errorf(eventvault.EFORBIDDEN, "this token lacks the %q capability on this tenant: a tenant-wide action needs it on every stream, a rule with \"streams\": \"*\"", c)
-	}
-	return eventvault.Errorf(eventvault.EFORBIDDEN, "this token lacks the %q capability on stream %s", c, stream)
+	return forbidden(r, d)
 }
 
-func grants(r eventvault.Rule, c eventvault.Capability) bool {
-	for _, have := range r.Capabilities {
-		if have == c || have == eventvault.CapAdmin {
-			return true
-		}
-	}
-	return false
+// Decision is the outcome of a request with the statements that decided
+// it: the permits that allowed it, or the forbids that denied it; none
+// when nothing permitted it (deny by default) or the tenant is another's.
+type Decision struct {
+	Allowed bool
+	By      []string // "document#statement"
+	// Errors are statements that failed to evaluate, which deny.
+	Errors []string
+	// Reason says why in words when no statement decided.
+	Reason string
 }
 
-// Match reports whether name matches pattern, where '*' matches any run of
-// characters (including none) and every other character matches itself.
-func Match(pattern, name string) bool {
-	parts := strings.Split(pattern, "*")
-	if len(parts) == 1 {
-		return pattern == name
+// Decide returns the decision on r for p.
+func Decide(p eventvault.Principal, r Request) Decision {
+	if p.Root {
+		return Decision{Allowed: true, Reason: "the root token acts on every tenant"}
 	}
-	if !strings.HasPrefix(name, parts[0]) {
-		return false
+	if p.Tenant == "" || p.Tenant != r.Tenant {
+		return Decision{Reason: "the caller's tenant is another: nothing crosses tenants"}
 	}
-	name = name[len(parts[0]):]
-	last := parts[len(parts)-1]
-	for _, part := range parts[1 : len(parts)-1] {
-		i := strings.Index(name, part)
-		if i < 0 {
-			return false
+	set, ok := p.Grants.(*Set)
+	if !ok || set == nil {
+		set = rulesSet(p.Rules)
+	}
+	return set.decide(p, r)
+}
+
+func forbidden(r Request, d Decision) error {
+	what := string(r.Action)
+	if r.Action.onStream() {
+		what += " on stream " + string(r.Stream)
+		if r.EventType != "" {
+			what += fmt.Sprintf(" (event type %q)", eventvault.Truncate(r.EventType, 60))
 		}
-		name = name[i+len(part):]
+	} else {
+		what += " on this tenant"
 	}
-	return strings.HasSuffix(name, last)
+	switch {
+	case len(d.Errors) > 0:
+		return eventvault.Errorf(eventvault.EFORBIDDEN, "%s is denied: policy statement %s failed to evaluate, and a failing statement denies", what, d.Errors[0])
+	case len(d.By) > 0:
+		return eventvault.Errorf(eventvault.EFORBIDDEN, "%s is denied by forbid statement %s", what, strings.Join(d.By, ", "))
+	default:
+		return eventvault.Errorf(eventvault.EFORBIDDEN, "%s is not permitted by any policy of this caller (deny by default)", what)
+	}
 }

@@ -1,77 +1,259 @@
 package policies
 
 import (
+	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/eventvault/eventvault"
 )
 
-func TestMatch(t *testing.T) {
-	cases := []struct {
-		pattern, name string
-		want          bool
-	}{
-		{"*", "order-42", true},
-		{"order-*", "order-42", true},
-		{"order-*", "orders-42", false},
-		{"order-42", "order-42", true},
-		{"order-42", "order-420", false},
-		{"*-42", "order-42", true},
-		{"*-42", "order-421", false},
-		{"a*b*c", "axxbyyc", true},
-		{"a*b*c", "axxcyyb", false},
-		{"ab*ba", "aba", false}, // prefix and suffix must not overlap
-		{"", "order-1", false},
+// legacyAllows is how inline rules decided before policy documents (the
+// code this package had), kept here as the oracle that FromRules must
+// match: a capability on a stream needs a rule granting it (or admin) on a
+// matching pattern; a tenant-wide capability (stream "") needs it on "*".
+func legacyAllows(p eventvault.Principal, tenant eventvault.TenantID, c eventvault.Capability, stream eventvault.StreamName) bool {
+	if p.Root {
+		return true
 	}
-	for _, c := range cases {
-		if got := Match(c.pattern, c.name); got != c.want {
-			t.Errorf("Match(%q, %q) = %v, want %v", c.pattern, c.name, got, c.want)
+	if p.Tenant != tenant || p.Tenant == "" {
+		return false
+	}
+	for _, r := range p.Rules {
+		granted := false
+		for _, have := range r.Capabilities {
+			if have == c || have == eventvault.CapAdmin {
+				granted = true
+			}
+		}
+		if !granted {
+			continue
+		}
+		if stream == "" {
+			if r.Streams == "*" {
+				return true
+			}
+			continue
+		}
+		if legacyMatch(r.Streams, string(stream)) {
+			return true
+		}
+	}
+	return false
+}
+
+func legacyMatch(pattern, name string) bool {
+	parts := strings.Split(pattern, "*")
+	if len(parts) == 1 {
+		return pattern == name
+	}
+	if !strings.HasPrefix(name, parts[0]) {
+		return false
+	}
+	name = name[len(parts[0]):]
+	last := parts[len(parts)-1]
+	for _, part := range parts[1 : len(parts)-1] {
+		i := strings.Index(name, part)
+		if i < 0 {
+			return false
+		}
+		name = name[i+len(part):]
+	}
+	return strings.HasSuffix(name, last)
+}
+
+// legacyRequests are the actions each old capability check became: the
+// same call sites now ask for these.
+var legacyRequests = []struct {
+	c      eventvault.Capability
+	stream bool
+	action Action
+}{
+	{eventvault.CapAppend, true, Append},
+	{eventvault.CapRead, true, Read},
+	{eventvault.CapErase, true, Shred},
+	{eventvault.CapReadPII, true, ReadPII},
+	{eventvault.CapRead, false, ReadAll},
+	{eventvault.CapErase, false, Erase},
+	{eventvault.CapErase, false, Hold},
+	{eventvault.CapAuditExport, false, AuditExport},
+	{eventvault.CapReadPII, false, ReadPII},
+	{eventvault.CapAdmin, false, ManageTokens},
+	{eventvault.CapAdmin, false, ManagePolicies},
+	{eventvault.CapAdmin, false, ManageKeys},
+}
+
+// TestRulesKeepTheirMeaning generates rule lists and requests and checks
+// that the policy FromRules writes decides every request as the rules did.
+func TestRulesKeepTheirMeaning(t *testing.T) {
+	caps := []eventvault.Capability{eventvault.CapAppend, eventvault.CapRead, eventvault.CapReadPII, eventvault.CapErase, eventvault.CapAuditExport, eventvault.CapAdmin}
+	patterns := []string{"*", "order-*", "order-42", "*-42", "a*b*c", "order-4*2", "inv*"}
+	streams := []eventvault.StreamName{"order-42", "order-1", "invoice-42", "axxbyyc", "axxcyyb", "order-4x2", "order", "inv"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	checked := 0
+	for i := 0; i < 300; i++ {
+		var rules []eventvault.Rule
+		for n := rng.IntN(3) + 1; n > 0; n-- {
+			var cs []eventvault.Capability
+			for m := rng.IntN(2) + 1; m > 0; m-- {
+				cs = append(cs, caps[rng.IntN(len(caps))])
+			}
+			rules = append(rules, eventvault.Rule{Capabilities: cs, Streams: patterns[rng.IntN(len(patterns))]})
+		}
+		if err := ValidateRules(rules); err != nil {
+			t.Fatalf("generated invalid rules %v: %v", rules, err)
+		}
+		p := eventvault.Principal{Tenant: "acme", TokenID: "tok", Rules: rules}
+		for _, tenant := range []eventvault.TenantID{"acme", "globex"} {
+			for _, lr := range legacyRequests {
+				targets := []eventvault.StreamName{""}
+				if lr.stream {
+					targets = streams
+				}
+				for _, s := range targets {
+					want := legacyAllows(p, tenant, lr.c, s)
+					got := Decide(p, Request{Tenant: tenant, Action: lr.action, Stream: s, EventType: "OrderPlaced"})
+					if got.Allowed != want {
+						t.Fatalf("rules %+v, %s on %q in %s: policy says %v, rules said %v\npolicy:\n%s", rules, lr.action, s, tenant, got.Allowed, want, FromRules(rules))
+					}
+					checked++
+				}
+			}
+		}
+	}
+	t.Logf("%d decisions compared", checked)
+}
+
+func TestFromRulesWritesAValidDocument(t *testing.T) {
+	rules := []eventvault.Rule{
+		{Capabilities: []eventvault.Capability{eventvault.CapAppend, eventvault.CapRead}, Streams: "order-*"},
+		{Capabilities: []eventvault.Capability{eventvault.CapAdmin}, Streams: "*"},
+	}
+	text := FromRules(rules)
+	if _, err := Parse("migrated", text); err != nil {
+		t.Fatalf("FromRules wrote a document that does not validate: %v\n%s", err, text)
+	}
+	for _, want := range []string{`resource.name like "order-*"`, `Action::"manage_tokens"`, `@id("rule-0")`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("FromRules lacks %s:\n%s", want, text)
 		}
 	}
 }
 
-func TestAllowsDeniesByDefaultAndAcrossTenants(t *testing.T) {
-	orders := eventvault.Principal{Tenant: "acme", Rules: []eventvault.Rule{
-		{Capabilities: []eventvault.Capability{eventvault.CapRead}, Streams: "order-*"},
-	}}
-	all := eventvault.Principal{Tenant: "acme", Rules: DefaultRules}
-	admin := eventvault.Principal{Tenant: "acme", Rules: []eventvault.Rule{
-		{Capabilities: []eventvault.Capability{eventvault.CapAdmin}, Streams: "*"},
-	}}
-	root := eventvault.Principal{Tenant: "default", Root: true}
+func mustParse(t *testing.T, name, body string) *Document {
+	t.Helper()
+	d, err := Parse(name, body)
+	if err != nil {
+		t.Fatalf("Parse %s: %v", name, err)
+	}
+	return d
+}
+
+func withDocs(t *testing.T, docs ...*Document) eventvault.Principal {
+	t.Helper()
+	return eventvault.Principal{Tenant: "acme", TokenID: "tok_1", Name: "app", Grants: NewSet(docs...)}
+}
+
+func TestDocumentsDecide(t *testing.T) {
+	app := mustParse(t, "app", `
+@id("orders")
+permit (principal, action in [Action::"append", Action::"read"], resource is Stream)
+when { resource.category == "order" };
+
+@id("no-refunds")
+forbid (principal, action == Action::"append", resource)
+when { context.event_type == "RefundIssued" };
+`)
+	analyst := mustParse(t, "analyst", `
+permit (principal, action == Action::"read", resource);
+`)
+	types := mustParse(t, "types", `
+permit (principal, action == Action::"append", resource is Stream)
+when { resource.name like "order-*" && context.event_type like "Order*" };
+`)
 	cases := []struct {
-		name   string
-		p      eventvault.Principal
-		tenant eventvault.TenantID
-		c      eventvault.Capability
-		stream eventvault.StreamName
-		want   bool
+		name string
+		p    eventvault.Principal
+		r    Request
+		want bool
+		by   string
 	}{
-		{"no rules", eventvault.Principal{Tenant: "acme"}, "acme", eventvault.CapRead, "order-1", false},
-		{"granted pattern", orders, "acme", eventvault.CapRead, "order-1", true},
-		{"other capability", orders, "acme", eventvault.CapAppend, "order-1", false},
-		{"other pattern", orders, "acme", eventvault.CapRead, "invoice-1", false},
-		{"tenant-wide needs *", orders, "acme", eventvault.CapRead, "", false},
-		{"tenant-wide with *", all, "acme", eventvault.CapRead, "", true},
-		{"other tenant", all, "globex", eventvault.CapRead, "order-1", false},
-		{"admin implies read", admin, "acme", eventvault.CapRead, "order-1", true},
-		{"admin stays in tenant", admin, "globex", eventvault.CapRead, "order-1", false},
-		{"root everywhere", root, "globex", eventvault.CapAdmin, "", true},
-		{"empty tenant never matches", eventvault.Principal{Rules: DefaultRules}, "", eventvault.CapRead, "order-1", false},
+		{"permit by category", withDocs(t, app), Request{Tenant: "acme", Action: Append, Stream: "order-1", EventType: "OrderPlaced"}, true, "app#orders"},
+		{"other category", withDocs(t, app), Request{Tenant: "acme", Action: Append, Stream: "invoice-1", EventType: "OrderPlaced"}, false, ""},
+		{"forbid overrides permit", withDocs(t, app), Request{Tenant: "acme", Action: Append, Stream: "order-1", EventType: "RefundIssued"}, false, "app#no-refunds"},
+		{"forbid does not touch read", withDocs(t, app), Request{Tenant: "acme", Action: Read, Stream: "order-1"}, true, "app#orders"},
+		{"read is not read_all", withDocs(t, analyst), Request{Tenant: "acme", Action: ReadAll}, false, ""},
+		{"read any stream", withDocs(t, analyst), Request{Tenant: "acme", Action: Read, Stream: "invoice-9"}, true, "analyst#0"},
+		{"analyst cannot append", withDocs(t, analyst), Request{Tenant: "acme", Action: Append, Stream: "order-1", EventType: "X"}, false, ""},
+		{"event type allowed", withDocs(t, types), Request{Tenant: "acme", Action: Append, Stream: "order-1", EventType: "OrderShipped"}, true, "types#0"},
+		{"event type refused", withDocs(t, types), Request{Tenant: "acme", Action: Append, Stream: "order-1", EventType: "Shipped"}, false, ""},
+		{"documents add up", withDocs(t, analyst, types), Request{Tenant: "acme", Action: Append, Stream: "order-1", EventType: "OrderShipped"}, true, "types#0"},
+		{"forbid of one document beats permit of another", withDocs(t, analyst, types, app), Request{Tenant: "acme", Action: Append, Stream: "order-1", EventType: "RefundIssued"}, false, "app#no-refunds"},
+		{"never another tenant", withDocs(t, analyst), Request{Tenant: "globex", Action: Read, Stream: "order-1"}, false, ""},
+		{"no documents: deny", withDocs(t), Request{Tenant: "acme", Action: Read, Stream: "order-1"}, false, ""},
+		{"no tenant: deny", eventvault.Principal{Grants: NewSet(analyst)}, Request{Tenant: "", Action: Read, Stream: "order-1"}, false, ""},
+		{"root everywhere", eventvault.Principal{Root: true}, Request{Tenant: "globex", Action: ManageKeys}, true, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := Allows(c.p, c.tenant, c.c, c.stream); got != c.want {
-				t.Errorf("Allows = %v, want %v", got, c.want)
+			d := Decide(c.p, c.r)
+			if d.Allowed != c.want {
+				t.Fatalf("Decide = %+v, want allowed=%v", d, c.want)
 			}
-			err := Authorize(c.p, c.tenant, c.c, c.stream)
+			if c.by != "" && (len(d.By) != 1 || d.By[0] != c.by) {
+				t.Errorf("decided by %v, want %s", d.By, c.by)
+			}
+			err := Authorize(c.p, c.r)
 			if c.want != (err == nil) {
-				t.Errorf("Authorize = %v, want allowed=%v", err, c.want)
+				t.Fatalf("Authorize = %v, want allowed=%v", err, c.want)
 			}
-			if err != nil && eventvault.ErrorCode(err) != eventvault.EFORBIDDEN {
-				t.Errorf("Authorize code = %s, want %s", eventvault.ErrorCode(err), eventvault.EFORBIDDEN)
+			if err != nil {
+				if eventvault.ErrorCode(err) != eventvault.EFORBIDDEN {
+					t.Errorf("code %s, want forbidden", eventvault.ErrorCode(err))
+				}
+				if c.by != "" && !strings.Contains(err.Error(), c.by) {
+					t.Errorf("the error %q does not name the forbid %s", err, c.by)
+				}
 			}
 		})
+	}
+}
+
+// TestParseRefusesBadDocuments: each input is 400 material, with the
+// line and a reason.
+func TestParseRefusesBadDocuments(t *testing.T) {
+	cases := []struct {
+		name, body string
+		want       []string
+	}{
+		{"syntax", "permit (principal, action, resource)\nwhen { resource.name == ", []string{"does not parse", "line 2"}},
+		{"empty", "  // nothing\n", []string{"holds no statement"}},
+		{"unknown action", `permit (principal, action == Action::"fly", resource);`, []string{"line 1", `unrecognized action`}},
+		{"event type on read", "\n\npermit (principal, action == Action::\"read\", resource)\nwhen { context.event_type == \"X\" };", []string{"line 3", "event_type"}},
+		{"stream attribute on a tenant action", `permit (principal, action == Action::"read_all", resource) when { resource.name == "x" };`, []string{"name", "Tenant"}},
+		{"unknown attribute", `permit (principal, action == Action::"read", resource) when { resource.owner == "x" };`, []string{"owner"}},
+		{"wrong type", `permit (principal, action == Action::"read", resource) when { resource.name == 1 };`, []string{"does not validate"}},
+		{"duplicate id", "@id(\"a\")\npermit (principal, action, resource);\n@id(\"a\")\nforbid (principal, action, resource);", []string{"used twice"}},
+		{"NUL", "permit (principal, action, resource);\x00", []string{"NUL"}},
+		{"too large", strings.Repeat("// padding\n", MaxDocumentBytes/10), []string{"limit"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("doc", c.body)
+			if eventvault.ErrorCode(err) != eventvault.EINVALID {
+				t.Fatalf("Parse = %v, want EINVALID", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+	for _, name := range []string{"", "App", "a b", "../x", strings.Repeat("a", MaxDocumentNameLength+1), "-x"} {
+		if _, err := Parse(name, `permit (principal, action, resource);`); eventvault.ErrorCode(err) != eventvault.EINVALID {
+			t.Errorf("Parse(name %q) = %v, want EINVALID", name, err)
+		}
 	}
 }
 
@@ -82,6 +264,7 @@ func TestValidateRules(t *testing.T) {
 		{{Capabilities: []eventvault.Capability{eventvault.CapRead}, Streams: ""}},
 		{{Capabilities: []eventvault.Capability{eventvault.CapRead}, Streams: "order-\x00*"}},
 		{{Capabilities: []eventvault.Capability{eventvault.CapRead}, Streams: "order-é*"}},
+		{{Capabilities: []eventvault.Capability{eventvault.CapRead}, Streams: `order-"*`}},
 	}
 	for i, rules := range bad {
 		if err := ValidateRules(rules); eventvault.ErrorCode(err) != eventvault.EINVALID {

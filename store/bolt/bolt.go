@@ -74,6 +74,9 @@ var (
 	bucketTokenIDs = []byte("token_ids")
 	bucketTenants  = []byte("tenants")
 	bucketErasure  = []byte("erasure")
+	// bucketPolicies holds a bucket per tenant, a bucket per document name
+	// in it, and each version under its number (8 bytes, big-endian).
+	bucketPolicies = []byte("policies")
 	// bucketDeploymentKeys holds the wrapped deployment keys by name
 	// (deploykeys.go); created in files of any layout, as it is new.
 	bucketDeploymentKeys = []byte("deployment_keys")
@@ -161,7 +164,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 // init creates the top-level buckets and checks the layout version.
 func (db *DB) init() error {
 	return db.bolt.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketTokens, bucketTokenIDs, bucketTenants, bucketErasure, bucketDeploymentKeys} {
+		for _, name := range [][]byte{bucketMeta, bucketTokens, bucketTokenIDs, bucketTenants, bucketErasure, bucketDeploymentKeys, bucketPolicies} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}

@@ -81,12 +81,13 @@ type tokenRecord struct {
 	Name      string            `json:"name"`
 	Root      bool              `json:"root,omitempty"`
 	Rules     []eventvault.Rule `json:"rules,omitempty"`
+	Policies  []string          `json:"policies,omitempty"`
 	CreatedAt time.Time         `json:"created_at"`
 	ExpiresAt time.Time         `json:"expires_at,omitzero"`
 }
 
 func encodeToken(t eventvault.Token) ([]byte, error) {
-	return json.Marshal(tokenRecord{ID: t.ID, Tenant: string(t.Tenant), Name: t.Name, Root: t.Root, Rules: t.Rules, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt})
+	return json.Marshal(tokenRecord{ID: t.ID, Tenant: string(t.Tenant), Name: t.Name, Root: t.Root, Rules: t.Rules, Policies: t.Policies, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt})
 }
 
 func decodeToken(hash, v []byte) (eventvault.Token, error) {
@@ -96,7 +97,7 @@ func decodeToken(hash, v []byte) (eventvault.Token, error) {
 	}
 	return eventvault.Token{
 		ID: r.ID, Hash: clone(hash), Tenant: eventvault.TenantID(r.Tenant), Name: r.Name,
-		Root: r.Root, Rules: r.Rules, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
+		Root: r.Root, Rules: r.Rules, Policies: r.Policies, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
 	}, nil
 }
 

@@ -12,10 +12,10 @@ import (
 	"github.com/eventvault/eventvault"
 )
 
-const insertTokenSQL = `INSERT INTO api_tokens (id, token_hash, tenant_id, name, root, rules, created_at, expires_at)
-	VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8)`
+const insertTokenSQL = `INSERT INTO api_tokens (id, token_hash, tenant_id, name, root, rules, created_at, expires_at, policies)
+	VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8, $9)`
 
-const tokenByHashSQL = `SELECT id, token_hash, tenant_id, name, root, rules, created_at, expires_at FROM api_tokens
+const tokenByHashSQL = `SELECT id, token_hash, tenant_id, name, root, rules, created_at, expires_at, policies FROM api_tokens
 	WHERE token_hash = $1`
 
 const deleteRootTokensSQL = `DELETE FROM api_tokens WHERE root`
@@ -44,7 +44,7 @@ func (db *DB) CreateToken(ctx context.Context, t eventvault.Token) error {
 	sc := scope{tenant: t.Tenant, admin: t.Root}
 	err = db.run(ctx, txSpec{op: op, scope: sc}, func(ctx context.Context, tx *txn) error {
 		b := &pgx.Batch{}
-		b.Queue(insertTokenSQL, t.ID, t.Hash, string(t.Tenant), t.Name, t.Root, string(rulesJSON), nullTime(t.CreatedAt), nullTime(t.ExpiresAt))
+		b.Queue(insertTokenSQL, t.ID, t.Hash, string(t.Tenant), t.Name, t.Root, string(rulesJSON), nullTime(t.CreatedAt), nullTime(t.ExpiresAt), policyNames(t.Policies))
 		return tx.send(ctx, b, true)
 	})
 	if eventvault.ErrorCode(err) == eventvault.ECONFLICT {
@@ -113,7 +113,7 @@ func scanToken(r pgx.Row) (eventvault.Token, error) {
 	var tenant string
 	var rules []byte
 	var expires *time.Time
-	if err := r.Scan(&tok.ID, &tok.Hash, &tenant, &tok.Name, &tok.Root, &rules, &tok.CreatedAt, &expires); err != nil {
+	if err := r.Scan(&tok.ID, &tok.Hash, &tenant, &tok.Name, &tok.Root, &rules, &tok.CreatedAt, &expires, &tok.Policies); err != nil {
 		return eventvault.Token{}, err
 	}
 	tok.Tenant = eventvault.TenantID(tenant)
@@ -126,5 +126,16 @@ func scanToken(r pgx.Row) (eventvault.Token, error) {
 	if len(tok.Rules) == 0 {
 		tok.Rules = nil
 	}
+	if len(tok.Policies) == 0 {
+		tok.Policies = nil
+	}
 	return tok, nil
+}
+
+// policyNames is names as a text[] that is never NULL.
+func policyNames(names []string) []string {
+	if names == nil {
+		return []string{}
+	}
+	return names
 }

@@ -41,7 +41,7 @@ func (db *DB) DeleteTenantTokens(ctx context.Context, tenant eventvault.TenantID
 
 // listTokensSQL and deleteTokenSQL run in the tenant's scope, like
 // deleteTenantTokensSQL: they never see a root token.
-const listTokensSQL = `SELECT id, token_hash, tenant_id, name, root, rules, created_at, expires_at FROM api_tokens
+const listTokensSQL = `SELECT id, token_hash, tenant_id, name, root, rules, created_at, expires_at, policies FROM api_tokens
 	WHERE tenant_id = $1 AND NOT root ORDER BY created_at, id`
 
 const deleteTokenSQL = `WITH d AS (
