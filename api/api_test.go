@@ -22,6 +22,7 @@ import (
 	"github.com/eventvault/eventvault/crypto/dsse"
 	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/engine"
+	"github.com/eventvault/eventvault/policies"
 	"github.com/eventvault/eventvault/store/bolt"
 )
 
@@ -95,6 +96,8 @@ func newTestAPIOver(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 	}
 	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{})
 	tokens := &auth.Tokens{Store: store, Key: testTokenKey}
+	docs := policies.NewResolver(store, policies.DefaultCacheTTL, nil)
+	tokens.Policies = docs
 	rootToken, err := tokens.InstallRoot(context.Background(), "default", "")
 	if err != nil {
 		t.Fatalf("install root token: %v", err)
@@ -102,12 +105,13 @@ func newTestAPIOver(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := New(Config{
-		Events:  engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud)),
-		Erasure: engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens)),
-		Keys:    engine.NewRotation(evcrypto.NewKeyManager(keys), nil),
-		Tokens:  tokens,
-		Ready:   store.Ping,
-		Logger:  logger,
+		Events:   engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud)),
+		Erasure:  engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens)),
+		Keys:     engine.NewRotation(evcrypto.NewKeyManager(keys), nil),
+		Tokens:   tokens,
+		Policies: docs,
+		Ready:    store.Ping,
+		Logger:   logger,
 	})
 	return &testAPI{t: t, srv: srv, root: rootToken, logs: logs}
 }

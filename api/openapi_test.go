@@ -138,7 +138,7 @@ func TestOpenAPIDocumentIsServedAndComplete(t *testing.T) {
 	var inServer, inDoc []string
 	for _, r := range a.srv.router.Routes() {
 		path := r.Path
-		for _, p := range []string{"stream", "tenant", "id"} {
+		for _, p := range []string{"stream", "tenant", "id", "name"} {
 			path = strings.ReplaceAll(path, ":"+p, "{"+p+"}")
 		}
 		inServer = append(inServer, r.Method+" "+path)

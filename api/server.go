@@ -79,9 +79,12 @@ type Server struct {
 	erasure Erasure
 	keys    KeyRotation
 	tokens  Tokens
-	checks  []ReadyCheck
-	logger  *slog.Logger
-	router  *gin.Engine
+	// policies attaches callers' documents and serves /v1/policies; nil
+	// leaves callers to their tokens' inline rules.
+	policies PolicyDocuments
+	checks   []ReadyCheck
+	logger   *slog.Logger
+	router   *gin.Engine
 	// bodies lends the buffers read responses are rendered into.
 	bodies bodyPool
 }
@@ -96,14 +99,18 @@ type Config struct {
 	// them out.
 	Keys   KeyRotation
 	Tokens Tokens
-	Ready  func(context.Context) error
-	Checks []ReadyCheck
-	Logger *slog.Logger
+	// Policies attaches each caller's policy documents and serves
+	// /v1/policies; nil leaves the endpoints out and callers to their
+	// tokens' inline rules.
+	Policies PolicyDocuments
+	Ready    func(context.Context) error
+	Checks   []ReadyCheck
+	Logger   *slog.Logger
 }
 
 // New returns a Server; it is an http.Handler.
 func New(cfg Config) *Server {
-	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, checks: cfg.Checks, logger: cfg.Logger}
+	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, checks: cfg.Checks, logger: cfg.Logger}
 	if len(s.checks) == 0 && cfg.Ready != nil {
 		s.checks = []ReadyCheck{{Name: "store", Check: cfg.Ready}}
 	}
@@ -141,6 +148,13 @@ func New(cfg Config) *Server {
 	v1.POST("/tokens", onlyQuery(), s.createToken)
 	get(v1, "/tokens", []string{"tenant"}, s.listTokens)
 	v1.DELETE("/tokens/:id", onlyQuery("tenant"), s.revokeToken)
+	if s.policies != nil {
+		get(r.Group(""), "/v1/policy-schema", nil, policySchema)
+		get(v1, "/policies", []string{"tenant"}, s.listPolicies)
+		v1.PUT("/policies/:name", onlyQuery("tenant"), s.putPolicy)
+		get(v1, "/policies/:name", []string{"tenant", "version"}, s.getPolicy)
+		v1.DELETE("/policies/:name", onlyQuery("tenant"), s.deletePolicy)
+	}
 	if s.keys != nil {
 		v1.POST("/admin/tenants/:tenant/kek/rotate", onlyQuery(), s.rotateTenantKEK)
 		v1.POST("/admin/root/rotate", onlyQuery(), s.rotateRoot)
@@ -179,6 +193,12 @@ func (s *Server) authenticate(c *gin.Context) {
 	if err != nil {
 		s.writeError(c, err)
 		return
+	}
+	if s.policies != nil {
+		if p, err = s.policies.Resolve(c.Request.Context(), p); err != nil {
+			s.writeError(c, err)
+			return
+		}
 	}
 	c.Set(principalKey, p)
 	c.Next()

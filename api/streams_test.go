@@ -218,7 +218,7 @@ func TestTenantsCannotReachEachOther(t *testing.T) {
 	// A tenant's token cannot mint tokens for another tenant, nor for itself
 	// without admin.
 	b, _ := json.Marshal(map[string]any{"tenant": "acme"})
-	wantProblem(t, a.do(http.MethodPost, "/v1/tokens", globex, b), http.StatusForbidden, "forbidden", "admin")
+	wantProblem(t, a.do(http.MethodPost, "/v1/tokens", globex, b), http.StatusForbidden, "forbidden", "its own tenant")
 }
 
 func TestPolicyLimitsTokenToItsStreams(t *testing.T) {

@@ -16,6 +16,8 @@ type tokenRequest struct {
 	Tenant string            `json:"tenant"`
 	Name   string            `json:"name"`
 	Rules  []eventvault.Rule `json:"rules"`
+	// Policies name documents of the tenant (PUT /v1/policies/{name}).
+	Policies []string `json:"policies"`
 	// TTL is a Go duration ("720h") or a number of seconds.
 	TTL *ttlValue `json:"ttl"`
 }
@@ -26,6 +28,7 @@ type tokenResponse struct {
 	Tenant    string            `json:"tenant"`
 	Name      string            `json:"name"`
 	Rules     []eventvault.Rule `json:"rules"`
+	Policies  []string          `json:"policies"`
 	CreatedAt time.Time         `json:"created_at"`
 	ExpiresAt *time.Time        `json:"expires_at,omitempty"`
 }
@@ -65,7 +68,7 @@ func (s *Server) createToken(c *gin.Context) {
 	if tenant == "" {
 		tenant = p.Tenant
 	}
-	nr := auth.NewTokenRequest{Tenant: tenant, Name: req.Name, Rules: req.Rules}
+	nr := auth.NewTokenRequest{Tenant: tenant, Name: req.Name, Rules: req.Rules, Policies: req.Policies}
 	if req.TTL != nil {
 		nr.TTL = time.Duration(*req.TTL)
 		if nr.TTL == 0 {
@@ -79,7 +82,7 @@ func (s *Server) createToken(c *gin.Context) {
 		return
 	}
 	c.Header("Cache-Control", "no-store")
-	out := tokenResponse{Token: secret, ID: t.ID, Tenant: string(t.Tenant), Name: t.Name, Rules: t.Rules, CreatedAt: t.CreatedAt}
+	out := tokenResponse{Token: secret, ID: t.ID, Tenant: string(t.Tenant), Name: t.Name, Rules: orEmpty(t.Rules), Policies: orEmpty(t.Policies), CreatedAt: t.CreatedAt}
 	if !t.ExpiresAt.IsZero() {
 		e := t.ExpiresAt
 		out.ExpiresAt = &e
@@ -93,6 +96,7 @@ type tokenInfo struct {
 	Tenant    string            `json:"tenant"`
 	Name      string            `json:"name"`
 	Rules     []eventvault.Rule `json:"rules"`
+	Policies  []string          `json:"policies"`
 	CreatedAt time.Time         `json:"created_at"`
 	ExpiresAt *time.Time        `json:"expires_at,omitempty"`
 	Expired   bool              `json:"expired"`
@@ -124,11 +128,7 @@ func (s *Server) listTokens(c *gin.Context) {
 	now := time.Now()
 	out := tokenList{Tenant: string(tenant), Tokens: make([]tokenInfo, 0, len(ts))}
 	for _, t := range ts {
-		rules := t.Rules
-		if rules == nil {
-			rules = []eventvault.Rule{}
-		}
-		ti := tokenInfo{ID: t.ID, Tenant: string(t.Tenant), Name: t.Name, Rules: rules, CreatedAt: t.CreatedAt}
+		ti := tokenInfo{ID: t.ID, Tenant: string(t.Tenant), Name: t.Name, Rules: orEmpty(t.Rules), Policies: orEmpty(t.Policies), CreatedAt: t.CreatedAt}
 		if !t.ExpiresAt.IsZero() {
 			e := t.ExpiresAt
 			ti.ExpiresAt, ti.Expired = &e, !now.Before(e)
@@ -153,4 +153,12 @@ func (s *Server) revokeToken(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// orEmpty is s, or an empty slice for nil: a list is [] in JSON, never null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

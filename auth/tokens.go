@@ -59,11 +59,21 @@ type Tokens struct {
 	// the dev server's, admin over every tenant, and one left in a
 	// database that a dev server once used must not open it.
 	RefuseRoot bool
+	// Policies checks that the documents a new token names exist
+	// (policies.Resolver); nil refuses tokens that name any.
+	Policies PolicyChecker
 	Logger     *slog.Logger // nil: no warnings
 	cache      *tokenCache  // nil: no cache
 
 	ownKeyOnce sync.Once
 	ownKey     VerifierKey
+}
+
+// PolicyChecker checks policy names: policies.Resolver implements it.
+type PolicyChecker interface {
+	// Exist returns EINVALID naming the first name that is not a current
+	// document of tenant.
+	Exist(ctx context.Context, tenant eventvault.TenantID, names []string) error
 }
 
 // VerifierKey computes what the store keeps of a token: a MAC of the
@@ -130,10 +140,14 @@ func (s *Tokens) Purge() {
 type NewTokenRequest struct {
 	Tenant eventvault.TenantID
 	Name   string
-	// Rules are what the token grants: policies.DefaultRules when nil
-	// (left out of the request); an empty, non-nil list is EINVALID, since
-	// a token that grants nothing is a mistake, not a default.
+	// Rules are what the token grants inline (the form before policy
+	// documents): policies.DefaultRules when nil and Policies is empty
+	// (both left out of the request); an empty, non-nil list is EINVALID,
+	// since a token that grants nothing is a mistake, not a default.
 	Rules []eventvault.Rule
+	// Policies name documents of the tenant that decide what the token
+	// may do, with its Rules; each must exist.
+	Policies []string
 	// TTL is how long the token authenticates: 0 for ever, else between
 	// MinTokenTTL and MaxTokenTTL.
 	TTL time.Duration
@@ -176,8 +190,9 @@ func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req New
 	}
 	rules := req.Rules
 	switch {
-	case rules == nil:
+	case rules == nil && len(req.Policies) == 0:
 		rules = policies.DefaultRules
+	case rules == nil:
 	case len(rules) == 0:
 		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "rules is an empty list, which would grant nothing: name at least one rule, or leave rules out for the default (append and read on every stream)")
 	}
@@ -187,11 +202,19 @@ func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req New
 	if err := ValidateTTL(req.TTL); err != nil {
 		return "", eventvault.Token{}, err
 	}
+	if len(req.Policies) > 0 {
+		if s.Policies == nil {
+			return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "this server keeps no policy documents, so a token cannot name policies")
+		}
+		if err := s.Policies.Exist(ctx, req.Tenant, req.Policies); err != nil {
+			return "", eventvault.Token{}, err
+		}
+	}
 	secret, err := s.newSecret()
 	if err != nil {
 		return "", eventvault.Token{}, err
 	}
-	t, err := s.store(ctx, secret, req.Tenant, req.Name, false, rules, req.TTL)
+	t, err := s.store(ctx, secret, req.Tenant, req.Name, false, rules, req.Policies, req.TTL)
 	if err != nil {
 		return "", eventvault.Token{}, err
 	}
@@ -221,7 +244,7 @@ func (s *Tokens) InstallRoot(ctx context.Context, tenant eventvault.TenantID, se
 		return "", fmt.Errorf("retire earlier root tokens: %w", err)
 	}
 	rules := []eventvault.Rule{{Capabilities: []eventvault.Capability{eventvault.CapAdmin}, Streams: "*"}}
-	if _, err := s.store(ctx, secret, tenant, "root", true, rules, 0); err != nil {
+	if _, err := s.store(ctx, secret, tenant, "root", true, rules, nil, 0); err != nil {
 		return "", err
 	}
 	return secret, nil
@@ -255,7 +278,7 @@ func (s *Tokens) Authenticate(ctx context.Context, secret string) (eventvault.Pr
 	if err := s.usable(ctx, t, now); err != nil {
 		return eventvault.Principal{}, err
 	}
-	p := eventvault.Principal{Tenant: t.Tenant, TokenID: t.ID, Name: t.Name, Root: t.Root, Rules: t.Rules}
+	p := eventvault.Principal{Tenant: t.Tenant, TokenID: t.ID, Name: t.Name, Root: t.Root, Rules: t.Rules, Policies: t.Policies}
 	if s.cache != nil {
 		s.cache.addUntil(hash, p, now, gen, t.ExpiresAt)
 	}
@@ -271,7 +294,7 @@ func (s *Tokens) Verifier(secret string) []byte {
 	return v[:]
 }
 
-func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.TenantID, name string, root bool, rules []eventvault.Rule, ttl time.Duration) (eventvault.Token, error) {
+func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.TenantID, name string, root bool, rules []eventvault.Rule, pols []string, ttl time.Duration) (eventvault.Token, error) {
 	id := make([]byte, 8)
 	if _, err := io.ReadFull(s.rand(), id); err != nil {
 		return eventvault.Token{}, fmt.Errorf("token id: %w", err)
@@ -283,6 +306,7 @@ func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.Ten
 		Name:      name,
 		Root:      root,
 		Rules:     rules,
+		Policies:  pols,
 		CreatedAt: s.now().UTC(),
 	}
 	if ttl > 0 {

@@ -130,7 +130,7 @@ func Parse(name, body string) (*Document, error) {
 		}
 		seen[id] = true
 		if err := v.Policy(id, (*xast.Policy)(p.AST())); err != nil {
-			return nil, eventvault.Errorf(eventvault.EINVALID, "policy %s, line %d: statement %s does not validate against the schema (GET /v1/policies/schema shows it): %s", name, line, eventvault.Truncate(id, 40), describeValidationError(err))
+			return nil, eventvault.Errorf(eventvault.EINVALID, "policy %s, line %d: statement %s does not validate against the schema (GET /v1/policy-schema shows it): %s", name, line, eventvault.Truncate(id, 40), describeValidationError(err))
 		}
 		d.statements = append(d.statements, statement{id: id, policy: p})
 	}

@@ -67,7 +67,7 @@ func Authorize(p eventvault.Principal, r Request) error {
 	if d.Allowed {
 		return nil
 	}
-	return forbidden(r, d)
+	return forbidden(p, r, d)
 }
 
 // Decision is the outcome of a request with the statements that decided
@@ -88,7 +88,7 @@ func Decide(p eventvault.Principal, r Request) Decision {
 		return Decision{Allowed: true, Reason: "the root token acts on every tenant"}
 	}
 	if p.Tenant == "" || p.Tenant != r.Tenant {
-		return Decision{Reason: "the caller's tenant is another: nothing crosses tenants"}
+		return Decision{Reason: otherTenant}
 	}
 	set, ok := p.Grants.(*Set)
 	if !ok || set == nil {
@@ -97,7 +97,17 @@ func Decide(p eventvault.Principal, r Request) Decision {
 	return set.decide(p, r)
 }
 
-func forbidden(r Request, d Decision) error {
+const otherTenant = "a caller acts only within its own tenant"
+
+// ruleCapability is the capability of an inline rule that grants an
+// action: named in a refusal to a token that has rules.
+var ruleCapability = map[Action]eventvault.Capability{
+	Append: eventvault.CapAppend, Read: eventvault.CapRead, Shred: eventvault.CapErase, ReadPII: eventvault.CapReadPII,
+	ReadAll: eventvault.CapRead, Erase: eventvault.CapErase, Hold: eventvault.CapErase, AuditExport: eventvault.CapAuditExport,
+	ManageTokens: eventvault.CapAdmin, ManagePolicies: eventvault.CapAdmin, ManageKeys: eventvault.CapAdmin,
+}
+
+func forbidden(p eventvault.Principal, r Request, d Decision) error {
 	what := string(r.Action)
 	if r.Action.onStream() {
 		what += " on stream " + string(r.Stream)
@@ -107,12 +117,23 @@ func forbidden(r Request, d Decision) error {
 	} else {
 		what += " on this tenant"
 	}
+	if d.Reason == otherTenant {
+		return eventvault.Errorf(eventvault.EFORBIDDEN, "%s is denied: %s (tenant %s), and no policy grants more", strings.Replace(what, "this tenant", "tenant "+string(r.Tenant), 1), otherTenant, p.Tenant)
+	}
+	hint := ""
+	if len(p.Rules) > 0 {
+		if r.Action.onStream() {
+			hint = fmt.Sprintf("; in this token's rules it takes the %q capability on a pattern the stream matches", ruleCapability[r.Action])
+		} else {
+			hint = fmt.Sprintf("; in this token's rules a tenant-wide action takes the %q capability on every stream, a rule with \"streams\": \"*\"", ruleCapability[r.Action])
+		}
+	}
 	switch {
 	case len(d.Errors) > 0:
 		return eventvault.Errorf(eventvault.EFORBIDDEN, "%s is denied: policy statement %s failed to evaluate, and a failing statement denies", what, d.Errors[0])
 	case len(d.By) > 0:
 		return eventvault.Errorf(eventvault.EFORBIDDEN, "%s is denied by forbid statement %s", what, strings.Join(d.By, ", "))
 	default:
-		return eventvault.Errorf(eventvault.EFORBIDDEN, "%s is not permitted by any policy of this caller (deny by default)", what)
+		return eventvault.Errorf(eventvault.EFORBIDDEN, "%s is not permitted by any policy of this caller (deny by default)%s", what, hint)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eventvault/eventvault/auth"
+	"github.com/eventvault/eventvault/policies"
 	"github.com/eventvault/eventvault/vault"
 )
 
@@ -33,6 +34,12 @@ type Config struct {
 	// so how late another server on the same database may notice its
 	// revocation; 0 disables the cache.
 	TokenCacheTTL time.Duration
+	// PolicyCacheTTL bounds how long a policy change made through another
+	// server takes to reach this one.
+	PolicyCacheTTL time.Duration
+	// PolicyDir holds policy documents loaded at start, as
+	// <dir>/<tenant>/<name>.cedar; "" loads none.
+	PolicyDir string
 	// Vault is the Vault Transit root key; Vault.Address empty means none.
 	Vault vault.Config
 	// InsecureLocalRootKey lets production mode run on the local root key
@@ -76,6 +83,8 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", env("EVENTVAULT_TLS_KEY", ""), "TLS private key file (EVENTVAULT_TLS_KEY)")
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", envDuration("EVENTVAULT_KEY_CACHE_TTL", 5*time.Minute), "how long unwrapped keys stay cached (EVENTVAULT_KEY_CACHE_TTL)")
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", envInt("EVENTVAULT_KEY_CACHE_SIZE", 10000), "how many unwrapped keys may be cached (EVENTVAULT_KEY_CACHE_SIZE)")
+	fs.DurationVar(&c.PolicyCacheTTL, "policy-cache-ttl", envDuration("EVENTVAULT_POLICY_CACHE_TTL", policies.DefaultCacheTTL), "how long a policy document is kept after it is loaded: a change made through another server on the same database takes effect here within this bound (EVENTVAULT_POLICY_CACHE_TTL)")
+	fs.StringVar(&c.PolicyDir, "policy-dir", env("EVENTVAULT_POLICY_DIR", ""), "folder of policy documents written at start, as <dir>/<tenant>/<name>.cedar; a file whose text differs from the stored document becomes its next version (EVENTVAULT_POLICY_DIR)")
 	fs.DurationVar(&c.TokenCacheTTL, "token-cache-ttl", envDuration("EVENTVAULT_TOKEN_CACHE_TTL", auth.DefaultTokenCacheTTL), "how long an authenticated token is remembered, sparing a database lookup per request; a token revoked by another server on the same database still works here for up to this long; 0 disables (EVENTVAULT_TOKEN_CACHE_TTL)")
 	storeAndRootFlags(fs, &c)
 	if err := fs.Parse(args); err != nil {
@@ -83,6 +92,9 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.PolicyCacheTTL <= 0 || c.PolicyCacheTTL > time.Hour {
+		return Config{}, fmt.Errorf("-policy-cache-ttl must be between 1ns and 1h, not %s: it bounds how late a policy change reaches this server", c.PolicyCacheTTL)
 	}
 	return c, c.validate()
 }

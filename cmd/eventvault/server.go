@@ -12,8 +12,10 @@ import (
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/api"
+	"github.com/eventvault/eventvault/auth"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/policies"
 	"github.com/eventvault/eventvault/store/postgres"
 )
 
@@ -95,18 +97,30 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	stack := wiring.Build(wiring.Parts{
-		Store:         store,
-		Root:          root,
-		Pseudonyms:    dk.Pseudonyms,
-		Signer:        dk.Signer,
-		TokenVerifier: dk.TokenVerifier,
-		KeyCache:      evcrypto.KeyringOptions{CacheSize: c.KeyCacheSize, TTL: c.KeyCacheTTL},
-		TokenCacheTTL: c.TokenCacheTTL,
+		Store:          store,
+		Root:           root,
+		Pseudonyms:     dk.Pseudonyms,
+		Signer:         dk.Signer,
+		TokenVerifier:  dk.TokenVerifier,
+		KeyCache:       evcrypto.KeyringOptions{CacheSize: c.KeyCacheSize, TTL: c.KeyCacheTTL},
+		TokenCacheTTL:  c.TokenCacheTTL,
+		PolicyCacheTTL: c.PolicyCacheTTL,
 		// A production server never honours a root token (one left by a
 		// dev start on this database gets 401 and a warning).
 		RefuseRootTokens: !c.Dev,
 		Logger:           m.Logger,
 	})
+	if c.PolicyDir != "" {
+		docs, err := policies.ReadDir(c.PolicyDir)
+		if err != nil {
+			return err
+		}
+		n, err := stack.Policies.Apply(ctx, auth.Operator, docs)
+		if err != nil {
+			return fmt.Errorf("apply -policy-dir: %w", err)
+		}
+		m.Logger.InfoContext(ctx, "policy folder applied", slog.String("dir", c.PolicyDir), slog.Int("documents", len(docs)), slog.Int("versions_written", n))
+	}
 	m.listenEvictions(stack.Keys)
 	if c.Dev {
 		m.RootToken, err = stack.Tokens.InstallRoot(ctx, DevTenant, c.DevRootToken)

@@ -23,6 +23,7 @@ import (
 	"github.com/eventvault/eventvault/crypto/dsse"
 	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/engine"
+	"github.com/eventvault/eventvault/policies"
 	"github.com/eventvault/eventvault/store/bolt"
 	"github.com/eventvault/eventvault/store/postgres"
 )
@@ -35,8 +36,12 @@ type Parts struct {
 	Signer        *dsse.SigningKey
 	KeyCache      evcrypto.KeyringOptions
 	TokenCacheTTL time.Duration
-	Logger        *slog.Logger
-	TokenVerifier auth.VerifierKey // the token-verifier deployment key; nil: a random key of the Tokens
+	// PolicyCacheTTL bounds how long a policy change made through another
+	// node takes to reach this one (policies.DefaultCacheTTL when 0;
+	// negative: no cache).
+	PolicyCacheTTL time.Duration
+	Logger         *slog.Logger
+	TokenVerifier  auth.VerifierKey // the token-verifier deployment key; nil: a random key of the Tokens
 	// RefuseRootTokens makes authentication refuse (401) and log dev root
 	// tokens: a production server sets it.
 	RefuseRootTokens bool
@@ -45,9 +50,10 @@ type Parts struct {
 // Stack is the built server: its HTTP handler, and the keyring and tokens
 // the command still needs (eviction, the dev root token).
 type Stack struct {
-	Keys    *evcrypto.Keyring
-	Tokens  *auth.Tokens
-	Handler http.Handler
+	Keys     *evcrypto.Keyring
+	Tokens   *auth.Tokens
+	Policies *policies.Resolver
+	Handler  http.Handler
 }
 
 // Build wires the keyring, engine, erasure, rotation, tokens and API.
@@ -62,20 +68,27 @@ func Build(p Parts) *Stack {
 		tokens.Key = p.TokenVerifier
 	}
 	tokens.RefuseRoot, tokens.Logger = p.RefuseRootTokens, logger
+	ttl := p.PolicyCacheTTL
+	if ttl == 0 {
+		ttl = policies.DefaultCacheTTL
+	}
+	docs := policies.NewResolver(p.Store, ttl, logger)
+	tokens.Policies = docs
 	var opts []engine.EventsOption
 	if p.Pseudonyms != nil { // no typed nil in the interface
 		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms))
 	}
 	manager := evcrypto.NewKeyManager(keys)
 	handler := api.New(api.Config{
-		Events:  engine.NewEvents(p.Store, keys, logger, opts...),
-		Erasure: engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger))),
-		Keys:    engine.NewRotation(manager, logger),
-		Tokens:  tokens,
-		Checks:  ReadyChecks(p.Store, manager),
-		Logger:  logger,
+		Events:   engine.NewEvents(p.Store, keys, logger, opts...),
+		Erasure:  engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger))),
+		Keys:     engine.NewRotation(manager, logger),
+		Tokens:   tokens,
+		Policies: docs,
+		Checks:   ReadyChecks(p.Store, manager),
+		Logger:   logger,
 	})
-	return &Stack{Keys: keys, Tokens: tokens, Handler: handler}
+	return &Stack{Keys: keys, Tokens: tokens, Policies: docs, Handler: handler}
 }
 
 // OpenStore opens the store a command serves from: PostgreSQL at

@@ -1,0 +1,90 @@
+package policies
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/eventvault/eventvault"
+)
+
+// FileDocument is a document read from a policy folder.
+type FileDocument struct {
+	Tenant eventvault.TenantID
+	Name   string
+	Body   string
+	Path   string
+}
+
+// ReadDir reads the documents of dir, laid out as <dir>/<tenant>/<name>.cedar,
+// and parses each: all are read before any is used, so that one bad file
+// stops the start with its path, line and reason instead of leaving half a
+// folder applied. Files of other extensions are an error too, so that a
+// misnamed document ("app.cedr") is not silently left out.
+func ReadDir(dir string) ([]FileDocument, error) {
+	tenants, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read policy folder: %w", err)
+	}
+	var out []FileDocument
+	for _, te := range tenants {
+		if !te.IsDir() {
+			return nil, fmt.Errorf("policy folder %s: %s is not a tenant folder: lay documents out as <dir>/<tenant>/<name>.cedar", dir, te.Name())
+		}
+		tenant := eventvault.TenantID(te.Name())
+		if err := eventvault.ValidateTenant(tenant); err != nil {
+			return nil, fmt.Errorf("policy folder %s: folder %s: %w", dir, te.Name(), err)
+		}
+		files, err := os.ReadDir(filepath.Join(dir, te.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("read policy folder: %w", err)
+		}
+		for _, f := range files {
+			path := filepath.Join(dir, te.Name(), f.Name())
+			name, ok := strings.CutSuffix(f.Name(), ".cedar")
+			if f.IsDir() || !ok {
+				return nil, fmt.Errorf("%s: a policy folder holds only <name>.cedar files", path)
+			}
+			body, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("read policy: %w", err)
+			}
+			if _, err := Parse(name, string(body)); err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			out = append(out, FileDocument{Tenant: tenant, Name: name, Body: string(body), Path: path})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+// Apply writes each document as the next version of its name, unless the
+// stored document has the same text (so that every node of a deployment
+// can start with the same folder), and returns how many versions it wrote.
+func (r *Resolver) Apply(ctx context.Context, operator eventvault.Principal, docs []FileDocument) (int, error) {
+	written := 0
+	for _, d := range docs {
+		before, err := r.store.LatestPolicyVersion(ctx, d.Tenant, d.Name)
+		if err != nil && eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+			return written, fmt.Errorf("%s: %w", d.Path, err)
+		}
+		v, err := r.Put(ctx, operator, d.Tenant, d.Name, d.Body)
+		if eventvault.ErrorCode(err) == eventvault.ECONFLICT {
+			// Another node starting with the same folder wrote it first.
+			if v, err = r.Put(ctx, operator, d.Tenant, d.Name, d.Body); err != nil {
+				return written, fmt.Errorf("%s: %w", d.Path, err)
+			}
+		}
+		if err != nil {
+			return written, fmt.Errorf("%s: %w", d.Path, err)
+		}
+		if v.Version != before.Version {
+			written++
+		}
+	}
+	return written, nil
+}
