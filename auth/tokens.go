@@ -62,8 +62,8 @@ type Tokens struct {
 	// Policies checks that the documents a new token names exist
 	// (policies.Resolver); nil refuses tokens that name any.
 	Policies PolicyChecker
-	Logger     *slog.Logger // nil: no warnings
-	cache      *tokenCache  // nil: no cache
+	Logger   *slog.Logger // nil: no warnings
+	cache    *tokenCache  // nil: no cache
 
 	ownKeyOnce sync.Once
 	ownKey     VerifierKey
