@@ -6,12 +6,16 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/eventvault/eventvault"
 )
 
+// insertPolicySQL inserts version $3 only if it follows the latest: it is
+// 1, or version $3-1 exists. Versions have no gaps.
 const insertPolicySQL = `INSERT INTO policies (tenant_id, name, version, body, deleted, created_by, created_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	SELECT $1::text, $2::text, $3::bigint, $4::text, $5::boolean, $6::text, $7::timestamptz
+	WHERE $3::bigint = 1 OR EXISTS (SELECT 1 FROM policies WHERE tenant_id = $1::text AND name = $2::text AND version = $3::bigint - 1)`
 
 const policyColumns = `tenant_id, name, version, coalesce(body, ''), deleted, created_by, created_at`
 
@@ -42,19 +46,15 @@ func (db *DB) AddPolicyVersion(ctx context.Context, v eventvault.PolicyVersion) 
 	}
 	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: v.Tenant}}, func(ctx context.Context, t *txn) error {
 		b := &pgx.Batch{}
-		if v.Version > 1 {
-			// The previous version must be there: versions have no gaps.
-			b.Queue(`SELECT 1 FROM policies WHERE tenant_id = $1 AND name = $2 AND version = $3`, string(v.Tenant), v.Name, v.Version-1).QueryRow(func(r pgx.Row) error {
-				var one int
-				if err := r.Scan(&one); errors.Is(err, pgx.ErrNoRows) {
-					return &eventvault.Error{Code: eventvault.ECONFLICT, Op: op, Message: fmt.Sprintf("policy %s has no version %d to follow", v.Name, v.Version-1)}
-				} else if err != nil {
-					return err
-				}
-				return nil
-			})
-		}
-		b.Queue(insertPolicySQL, string(v.Tenant), v.Name, v.Version, body, v.Deleted, v.CreatedBy, v.CreatedAt)
+		// One statement, so that nothing is written when the previous
+		// version is missing: a check in its own statement of the batch
+		// would fail only after the batch's COMMIT had run.
+		b.Queue(insertPolicySQL, string(v.Tenant), v.Name, v.Version, body, v.Deleted, v.CreatedBy, v.CreatedAt).Exec(func(ct pgconn.CommandTag) error {
+			if ct.RowsAffected() != 1 {
+				return &eventvault.Error{Code: eventvault.ECONFLICT, Op: op, Message: fmt.Sprintf("policy %s has no version %d to follow", v.Name, v.Version-1)}
+			}
+			return nil
+		})
 		return t.send(ctx, b, true)
 	})
 	if eventvault.ErrorCode(err) == eventvault.ECONFLICT {

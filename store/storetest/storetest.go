@@ -93,6 +93,7 @@ func Run(t *testing.T, open func(t *testing.T) eventvault.Store) {
 	t.Run("DeploymentKeys", func(t *testing.T) { testDeploymentKeys(t, open) })
 	t.Run("DeploymentKeyRewrap", func(t *testing.T) { testDeploymentKeyRewrap(t, open) })
 	t.Run("TokenLifecycle", func(t *testing.T) { testTokenLifecycle(t, open) })
+	t.Run("Policies", func(t *testing.T) { testPolicies(t, open) })
 }
 
 func testPing(t *testing.T, open opener) {

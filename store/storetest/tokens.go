@@ -29,7 +29,7 @@ func newToken(tenant eventvault.TenantID, name string, root bool, rules []eventv
 
 func tokensEqual(a, b eventvault.Token) bool {
 	return a.ID == b.ID && bytes.Equal(a.Hash, b.Hash) && a.Tenant == b.Tenant &&
-		a.Name == b.Name && a.Root == b.Root && a.CreatedAt.Equal(b.CreatedAt) && a.ExpiresAt.Equal(b.ExpiresAt) &&
+		a.Name == b.Name && a.Root == b.Root && a.CreatedAt.Equal(b.CreatedAt) && a.ExpiresAt.Equal(b.ExpiresAt) && slices.Equal(a.Policies, b.Policies) &&
 		slices.EqualFunc(a.Rules, b.Rules, func(x, y eventvault.Rule) bool {
 			return x.Streams == y.Streams && slices.Equal(x.Capabilities, y.Capabilities)
 		})
@@ -51,6 +51,7 @@ func testTokens(t *testing.T, open opener) {
 	t.Run("round trip", func(t *testing.T) {
 		h := setup(t, open)
 		tok := newToken(tenantA, "billing service", false, rules)
+		tok.Policies = []string{"app", "analyst"}
 		if err := h.store.CreateToken(h.ctx, tok); err != nil {
 			t.Fatalf("CreateToken: %v", err)
 		}
