@@ -17,7 +17,7 @@ import (
 // it.
 type PolicyDocuments interface {
 	Resolve(ctx context.Context, p eventvault.Principal) (eventvault.Principal, error)
-	Put(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, name, body string) (eventvault.PolicyVersion, error)
+	Put(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, name, body string) (v eventvault.PolicyVersion, written bool, err error)
 	Delete(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, name string) (eventvault.PolicyVersion, error)
 	Get(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, name string, version int64) (eventvault.PolicyVersion, error)
 	List(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID) ([]eventvault.PolicyVersion, error)
@@ -55,13 +55,13 @@ func (s *Server) putPolicy(c *gin.Context) {
 		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "policy is missing: send {\"policy\": \"<Cedar policy text>\"}"))
 		return
 	}
-	v, err := s.policies.Put(c.Request.Context(), principal(c), tenantQuery(c), c.Param("name"), req.Policy)
+	v, written, err := s.policies.Put(c.Request.Context(), principal(c), tenantQuery(c), c.Param("name"), req.Policy)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
 	status := http.StatusOK
-	if v.Version == 1 {
+	if written && v.Version == 1 {
 		status = http.StatusCreated
 	}
 	c.JSON(status, policyOut(v))

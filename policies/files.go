@@ -68,21 +68,15 @@ func ReadDir(dir string) ([]FileDocument, error) {
 func (r *Resolver) Apply(ctx context.Context, operator eventvault.Principal, docs []FileDocument) (int, error) {
 	written := 0
 	for _, d := range docs {
-		before, err := r.store.LatestPolicyVersion(ctx, d.Tenant, d.Name)
-		if err != nil && eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
-			return written, fmt.Errorf("%s: %w", d.Path, err)
-		}
-		v, err := r.Put(ctx, operator, d.Tenant, d.Name, d.Body)
+		_, w, err := r.Put(ctx, operator, d.Tenant, d.Name, d.Body)
 		if eventvault.ErrorCode(err) == eventvault.ECONFLICT {
 			// Another node starting with the same folder wrote it first.
-			if v, err = r.Put(ctx, operator, d.Tenant, d.Name, d.Body); err != nil {
-				return written, fmt.Errorf("%s: %w", d.Path, err)
-			}
+			_, w, err = r.Put(ctx, operator, d.Tenant, d.Name, d.Body)
 		}
 		if err != nil {
 			return written, fmt.Errorf("%s: %w", d.Path, err)
 		}
-		if v.Version != before.Version {
+		if w {
 			written++
 		}
 	}

@@ -136,16 +136,17 @@ func (r *Resolver) forget(tenant eventvault.TenantID, name string) {
 }
 
 // Put stores body as the next version of document name of tenant and
-// returns it. Errors: EFORBIDDEN without manage_policies on tenant;
+// returns it, with written false when body is the current text already
+// (no version is made then). Errors: EFORBIDDEN without manage_policies on tenant;
 // EINVALID for a document that does not parse or validate (naming the
 // line and the reason); ECONFLICT if another write of the name won the
 // race.
-func (r *Resolver) Put(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, name, body string) (eventvault.PolicyVersion, error) {
+func (r *Resolver) Put(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, name, body string) (v eventvault.PolicyVersion, written bool, err error) {
 	if err := r.manage(p, tenant); err != nil {
-		return eventvault.PolicyVersion{}, err
+		return eventvault.PolicyVersion{}, false, err
 	}
 	if _, err := Parse(name, body); err != nil {
-		return eventvault.PolicyVersion{}, err
+		return eventvault.PolicyVersion{}, false, err
 	}
 	return r.addVersion(ctx, p, tenant, name, body, false)
 }
@@ -160,24 +161,25 @@ func (r *Resolver) Delete(ctx context.Context, p eventvault.Principal, tenant ev
 	if err := ValidateName(name); err != nil {
 		return eventvault.PolicyVersion{}, err
 	}
-	return r.addVersion(ctx, p, tenant, name, "", true)
+	v, _, err := r.addVersion(ctx, p, tenant, name, "", true)
+	return v, err
 }
 
-func (r *Resolver) addVersion(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, name, body string, deleted bool) (eventvault.PolicyVersion, error) {
+func (r *Resolver) addVersion(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, name, body string, deleted bool) (eventvault.PolicyVersion, bool, error) {
 	latest, err := r.store.LatestPolicyVersion(ctx, tenant, name)
 	switch {
 	case eventvault.ErrorCode(err) == eventvault.ENOTFOUND:
 		if deleted {
-			return eventvault.PolicyVersion{}, eventvault.Errorf(eventvault.ENOTFOUND, "tenant %s has no policy %s", tenant, name)
+			return eventvault.PolicyVersion{}, false, eventvault.Errorf(eventvault.ENOTFOUND, "tenant %s has no policy %s", tenant, name)
 		}
 	case err != nil:
-		return eventvault.PolicyVersion{}, fmt.Errorf("load policy %s: %w", name, err)
+		return eventvault.PolicyVersion{}, false, fmt.Errorf("load policy %s: %w", name, err)
 	case deleted && latest.Deleted:
-		return eventvault.PolicyVersion{}, eventvault.Errorf(eventvault.ENOTFOUND, "policy %s of tenant %s is already deleted", name, tenant)
+		return eventvault.PolicyVersion{}, false, eventvault.Errorf(eventvault.ENOTFOUND, "policy %s of tenant %s is already deleted", name, tenant)
 	case !deleted && !latest.Deleted && latest.Body == body:
 		// The same document again (a restart loading its files): no new
 		// version.
-		return latest, nil
+		return latest, false, nil
 	}
 	v := eventvault.PolicyVersion{
 		Tenant: tenant, Name: name, Version: latest.Version + 1,
@@ -185,9 +187,9 @@ func (r *Resolver) addVersion(ctx context.Context, p eventvault.Principal, tenan
 	}
 	if err := r.store.AddPolicyVersion(ctx, v); err != nil {
 		if eventvault.ErrorCode(err) == eventvault.ECONFLICT {
-			return eventvault.PolicyVersion{}, eventvault.Errorf(eventvault.ECONFLICT, "policy %s changed while this write was made: read it again and retry", name)
+			return eventvault.PolicyVersion{}, false, eventvault.Errorf(eventvault.ECONFLICT, "policy %s changed while this write was made: read it again and retry", name)
 		}
-		return eventvault.PolicyVersion{}, fmt.Errorf("store policy %s: %w", name, err)
+		return eventvault.PolicyVersion{}, false, fmt.Errorf("store policy %s: %w", name, err)
 	}
 	r.forget(tenant, name)
 	what := "policy written"
@@ -195,7 +197,7 @@ func (r *Resolver) addVersion(ctx context.Context, p eventvault.Principal, tenan
 		what = "policy deleted"
 	}
 	r.logger.InfoContext(ctx, what, slog.String("tenant", string(tenant)), slog.String("policy", name), slog.Int64("version", v.Version), slog.String("by", p.Actor()))
-	return v, nil
+	return v, true, nil
 }
 
 // Get returns the current version of a document, or version when it is
