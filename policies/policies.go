@@ -44,8 +44,8 @@ const (
 // Actions lists every action, stream actions first.
 var Actions = []Action{Append, Read, Shred, ReadPII, ReadAll, Erase, Hold, AuditExport, ManageTokens, ManagePolicies, ManageKeys}
 
-// onStream reports whether a takes a stream as resource.
-func (a Action) onStream() bool { return a == Append || a == Read || a == Shred }
+// OnStream reports whether a takes a stream as resource.
+func (a Action) OnStream() bool { return a == Append || a == Read || a == Shred }
 
 // Request is one access decision to make: Action on Stream (stream
 // actions) or on the tenant (the others), within Tenant. EventType is the
@@ -109,7 +109,7 @@ var ruleCapability = map[Action]eventvault.Capability{
 
 func forbidden(p eventvault.Principal, r Request, d Decision) error {
 	what := string(r.Action)
-	if r.Action.onStream() {
+	if r.Action.OnStream() {
 		what += " on stream " + string(r.Stream)
 		if r.EventType != "" {
 			what += fmt.Sprintf(" (event type %q)", eventvault.Truncate(r.EventType, 60))
@@ -122,7 +122,7 @@ func forbidden(p eventvault.Principal, r Request, d Decision) error {
 	}
 	hint := ""
 	if len(p.Rules) > 0 {
-		if r.Action.onStream() {
+		if r.Action.OnStream() {
 			hint = fmt.Sprintf("; in this token's rules it takes the %q capability on a pattern the stream matches", ruleCapability[r.Action])
 		} else {
 			hint = fmt.Sprintf("; in this token's rules a tenant-wide action takes the %q capability on every stream, a rule with \"streams\": \"*\"", ruleCapability[r.Action])

@@ -68,7 +68,7 @@ func (s *Set) decide(p eventvault.Principal, r Request) Decision {
 	entities[tenant] = cedar.Entity{UID: tenant}
 	resource := tenant
 	ctx := cedar.RecordMap{}
-	if r.Action.onStream() {
+	if r.Action.OnStream() {
 		resource = cedar.NewEntityUID("Stream", cedar.String(r.Stream))
 		entities[resource] = cedar.Entity{
 			UID:     resource,
@@ -111,3 +111,20 @@ func (s *Set) decide(p eventvault.Principal, r Request) Decision {
 	}
 	return d
 }
+
+// Statement describes statement id ("document#statement") of s: its effect
+// ("permit" or "forbid") and the line it starts on in its document.
+func (s *Set) Statement(id string) (effect string, line int, ok bool) {
+	p := s.set.Get(cedar.PolicyID(id))
+	if p == nil {
+		return "", 0, false
+	}
+	effect = "permit"
+	if p.Effect() == cedar.Forbid {
+		effect = "forbid"
+	}
+	return effect, p.Position().Line, true
+}
+
+// Len is how many statements d holds.
+func (d *Document) Len() int { return len(d.statements) }

@@ -46,11 +46,14 @@ commands:
             end a crypto-period: new KEK and root versions, old ones destroyed
             or retired, so that backups from before it can no longer be
             decrypted (run it on a schedule; needs Vault Transit)
-  token create -tenant <tenant> -name <name> [-rules <json>] [-ttl 720h]
+  token create -tenant <tenant> -name <name> [-policies a,b] [-rules <json>] [-ttl 720h]
   token list -tenant <tenant> | token revoke -tenant <tenant> -id <id>
   token revoke-root
             manage API tokens as the operator (the first admin token of a
             tenant; prints a new token once, on stdout)
+  policy validate -dir <dir> | policy explain ... | policy from-rules -rules <json>
+            check policy documents offline, decide a request and name the
+            statement that decided, or turn a token's rules into a document
   tenant shred -tenant <tenant> [-yes]
             offboard a tenant: destroy its keys and revoke its tokens
   certificate verify -public-key <file> <file>
@@ -84,6 +87,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runToken(ctx, args[1:], stdout, stderr)
 	case "tenant":
 		err = runTenant(ctx, args[1:], stdout, stderr)
+	case "policy":
+		err = runPolicy(args[1:], stdout, stderr)
+		if errors.Is(err, errDenied) {
+			return exitDenied
+		}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

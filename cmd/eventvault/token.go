@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -14,12 +15,15 @@ import (
 	"github.com/eventvault/eventvault/auth"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/policies"
 )
 
 const tokenUsage = `usage:
-  eventvault token create -tenant <tenant> -name <name> [-rules '<json>'] [-ttl 720h] [flags]
+  eventvault token create -tenant <tenant> -name <name> [-policies a,b] [-rules '<json>'] [-ttl 720h] [flags]
       issue an API token and print it, once, on stdout (nothing else goes
-      to stdout; it is never logged). Without -rules the token gets the
+      to stdout; it is never logged). -policies attaches policy documents
+      of the tenant (each must exist: PUT /v1/policies/{name}, or the
+      server's -policy-dir). Without -policies or -rules the token gets the
       default rules; to bootstrap a tenant, grant admin:
         -rules '[{"capabilities":["admin"],"streams":"*"}]'
       and issue the application tokens with it (POST /v1/tokens).
@@ -43,6 +47,7 @@ type tokenOptions struct {
 	tenant eventvault.TenantID
 	name   string
 	rules  []eventvault.Rule
+	pols   []string
 	ttl    time.Duration
 	id     string
 }
@@ -67,9 +72,10 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	tokens := auth.NewTokens(store, 0)
 	tokens.Key = dk.TokenVerifier
+	tokens.Policies = policies.NewResolver(store, 0, logger)
 	switch opts.what {
 	case "create":
-		secret, t, err := tokens.Issue(ctx, auth.Operator, auth.NewTokenRequest{Tenant: opts.tenant, Name: opts.name, Rules: opts.rules, TTL: opts.ttl})
+		secret, t, err := tokens.Issue(ctx, auth.Operator, auth.NewTokenRequest{Tenant: opts.tenant, Name: opts.name, Rules: opts.rules, Policies: opts.pols, TTL: opts.ttl})
 		if err != nil {
 			return err
 		}
@@ -78,7 +84,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			expires = t.ExpiresAt.Format(time.RFC3339)
 		}
 		rules, _ := json.Marshal(t.Rules)
-		fmt.Fprintf(stderr, "issued token %s for tenant %s (name %q, rules %s, expires %s); it is printed once, on stdout, and cannot be shown again\n", t.ID, t.Tenant, t.Name, rules, expires)
+		fmt.Fprintf(stderr, "issued token %s for tenant %s (name %q, policies %s, rules %s, expires %s); it is printed once, on stdout, and cannot be shown again\n", t.ID, t.Tenant, t.Name, listOrNone(t.Policies), rules, expires)
 		fmt.Fprintln(stdout, secret)
 		return nil
 	case "list":
@@ -87,7 +93,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "ID\tNAME\tCREATED\tEXPIRES\tRULES")
+		fmt.Fprintln(w, "ID\tNAME\tCREATED\tEXPIRES\tPOLICIES\tRULES")
 		now := time.Now()
 		for _, t := range ts {
 			expires := "never"
@@ -101,7 +107,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if t.Rules == nil {
 				rules = []byte("[]")
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.UTC().Format(time.RFC3339), expires, rules)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.UTC().Format(time.RFC3339), expires, listOrNone(t.Policies), rules)
 		}
 		return w.Flush()
 	case "revoke":
@@ -136,13 +142,14 @@ func parseTokenFlags(args []string, stderr io.Writer) (tokenOptions, Config, err
 		fmt.Fprint(stderr, tokenUsage+"\nflags:\n")
 		fs.PrintDefaults()
 	}
-	var tenant, rules string
+	var tenant, rules, pols string
 	if o.what != "revoke-root" {
 		fs.StringVar(&tenant, "tenant", "", "the tenant (required)")
 	}
 	switch o.what {
 	case "create":
 		fs.StringVar(&o.name, "name", "", "the token's name, shown in lists and logs (required)")
+		fs.StringVar(&pols, "policies", "", "names of the tenant's policy documents to attach, comma-separated")
 		fs.StringVar(&rules, "rules", "", `the rules it grants, as JSON: [{"capabilities":["admin"],"streams":"*"}]; default the default rules`)
 		fs.DurationVar(&o.ttl, "ttl", 0, "how long it authenticates, 1m to 8784h (366 days); 0: it does not expire")
 	case "revoke":
@@ -174,6 +181,9 @@ func parseTokenFlags(args []string, stderr io.Writer) (tokenOptions, Config, err
 				return o, Config{}, fmt.Errorf(`-rules must be a JSON array of rules such as [{"capabilities":["admin"],"streams":"*"}]: %w`, err)
 			}
 		}
+		if pols != "" {
+			o.pols = strings.Split(pols, ",")
+		}
 		if err := auth.ValidateTTL(o.ttl); err != nil {
 			return o, Config{}, fmt.Errorf("-ttl: %w", err)
 		}
@@ -186,4 +196,12 @@ func parseTokenFlags(args []string, stderr io.Writer) (tokenOptions, Config, err
 		return o, Config{}, err
 	}
 	return o, c, nil
+}
+
+// listOrNone is names comma-separated, or "-" for none.
+func listOrNone(names []string) string {
+	if len(names) == 0 {
+		return "-"
+	}
+	return strings.Join(names, ",")
 }

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writePolicy(t *testing.T, dir, tenant, name, body string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, tenant), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, tenant, name+".cedar"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPolicyExplainNamesTheStatementThatDecided runs the offline commands
+// as a policy author would: validate a folder, then explain requests.
+func TestPolicyExplainNamesTheStatementThatDecided(t *testing.T) {
+	dir := t.TempDir()
+	writePolicy(t, dir, "acme", "app", `@id("orders")
+permit (principal, action in [Action::"append", Action::"read"], resource is Stream)
+when { resource.category == "order" };
+
+@id("no-refunds")
+forbid (principal, action == Action::"append", resource)
+when { context.event_type == "RefundIssued" };
+`)
+	writePolicy(t, dir, "acme", "analyst", `permit (principal, action == Action::"read", resource);`)
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"validate", []string{"policy", "validate", "-dir", dir}, 0, []string{"2 documents valid", "policy app, 2 statements"}},
+		{"permit", []string{"policy", "explain", "-dir", dir, "-tenant", "acme", "-policies", "app", "-action", "append", "-stream", "order-1", "-event-type", "OrderPlaced"}, 0, []string{"decision: ALLOW", "app#orders (permit, app.cedar line 1)"}},
+		{"forbid wins", []string{"policy", "explain", "-dir", dir, "-tenant", "acme", "-action", "append", "-stream", "order-1", "-event-type", "RefundIssued"}, exitDenied, []string{"decision: DENY", "app#no-refunds (forbid, app.cedar line 5)"}},
+		{"deny by default", []string{"policy", "explain", "-dir", dir, "-tenant", "acme", "-policies", "analyst", "-action", "read_all"}, exitDenied, []string{"decision: DENY", "deny by default"}},
+		{"another tenant's folder grants nothing", []string{"policy", "explain", "-dir", dir, "-tenant", "globex", "-action", "read", "-stream", "order-1"}, exitDenied, []string{"decision: DENY"}},
+		{"inline rules", []string{"policy", "explain", "-tenant", "acme", "-rules", `[{"capabilities":["read"],"streams":"*"}]`, "-action", "read_all"}, 0, []string{"decision: ALLOW", "token-rules#rule-0-tenant"}},
+		{"from rules", []string{"policy", "from-rules", "-rules", `[{"capabilities":["append"],"streams":"order-*"}]`}, 0, []string{`resource.name like "order-*"`, `Action::"append"`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(t.Context(), c.args, &out, &errb)
+			if code != c.code {
+				t.Fatalf("exit %d, want %d; stdout %s; stderr %s", code, c.code, out.String(), errb.String())
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out.String())
+				}
+			}
+		})
+	}
+}
+
+// TestPolicyCommandsRefuseBadInput: each input tried exits 1 with a
+// message that says what to fix.
+func TestPolicyCommandsRefuseBadInput(t *testing.T) {
+	dir := t.TempDir()
+	writePolicy(t, dir, "acme", "app", "permit (principal, action, resource)\nwhen { resource.nme == \"x\" };")
+	bad := t.TempDir()
+	writePolicy(t, bad, "Not A Tenant", "app", `permit (principal, action, resource);`)
+	good := t.TempDir()
+	writePolicy(t, good, "acme", "app", `permit (principal, action, resource);`)
+	stray := t.TempDir()
+	writePolicy(t, stray, "acme", "app", `permit (principal, action, resource);`)
+	if err := os.WriteFile(filepath.Join(stray, "acme", "app.cedr"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"invalid document names file and line", []string{"policy", "validate", "-dir", dir}, "app.cedar: policy app, line 1"},
+		{"bad tenant folder", []string{"policy", "validate", "-dir", bad}, "Not A Tenant"},
+		{"misnamed file", []string{"policy", "validate", "-dir", stray}, "app.cedr: a policy folder holds only <name>.cedar files"},
+		{"no folder", []string{"policy", "validate"}, "-dir is required"},
+		{"unknown action", []string{"policy", "explain", "-tenant", "acme", "-action", "fly"}, `unknown -action "fly"`},
+		{"stream action without a stream", []string{"policy", "explain", "-tenant", "acme", "-action", "read"}, "-stream"},
+		{"tenant action with a stream", []string{"policy", "explain", "-tenant", "acme", "-action", "read_all", "-stream", "order-1"}, "takes no -stream"},
+		{"event type on read", []string{"policy", "explain", "-tenant", "acme", "-action", "read", "-stream", "order-1", "-event-type", "X"}, "for -action append only"},
+		{"missing document", []string{"policy", "explain", "-dir", good, "-tenant", "acme", "-policies", "nope", "-action", "read_all"}, "names nope"},
+		{"bad rules", []string{"policy", "explain", "-tenant", "acme", "-rules", `[{"capabilities":["fly"],"streams":"*"}]`, "-action", "read_all"}, "unknown capability"},
+		{"no subcommand", []string{"policy"}, "say what to do"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run(t.Context(), c.args, &out, &errb); code != 1 {
+				t.Fatalf("exit %d, want 1; stderr %s", code, errb.String())
+			}
+			if !strings.Contains(errb.String(), c.want) {
+				t.Errorf("stderr lacks %q: %s", c.want, errb.String())
+			}
+		})
+	}
+}
