@@ -193,3 +193,10 @@ func checkJWKSURL(s string) error {
 		return fmt.Errorf("jwt: JWKS URL %q must be https", s)
 	}
 }
+
+// Validate checks c as New does, without reading the keys file or
+// fetching the JWKS: an error names the setting to fix.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}

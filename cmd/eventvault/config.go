@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eventvault/eventvault/auth"
+	"github.com/eventvault/eventvault/auth/jwtauth"
 	"github.com/eventvault/eventvault/vault"
 )
 
@@ -38,6 +39,12 @@ type Config struct {
 	// InsecureLocalRootKey lets production mode run on the local root key
 	// file instead of Vault.
 	InsecureLocalRootKey bool
+	// JWTSettings are the -jwt-* flags; JWT is the verifier's
+	// configuration once validate has run, and JWTOn says JWTs are
+	// accepted (-jwt-issuer is set).
+	JWTSettings JWTSettings
+	JWT         jwtauth.Config
+	JWTOn       bool
 }
 
 func env(name, def string) string {
@@ -77,6 +84,7 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", envDuration("EVENTVAULT_KEY_CACHE_TTL", 5*time.Minute), "how long unwrapped keys stay cached (EVENTVAULT_KEY_CACHE_TTL)")
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", envInt("EVENTVAULT_KEY_CACHE_SIZE", 10000), "how many unwrapped keys may be cached (EVENTVAULT_KEY_CACHE_SIZE)")
 	fs.DurationVar(&c.TokenCacheTTL, "token-cache-ttl", envDuration("EVENTVAULT_TOKEN_CACHE_TTL", auth.DefaultTokenCacheTTL), "how long an authenticated token is remembered, sparing a database lookup per request; a token revoked by another server on the same database still works here for up to this long; 0 disables (EVENTVAULT_TOKEN_CACHE_TTL)")
+	jwtFlags(fs, &c.JWTSettings)
 	storeAndRootFlags(fs, &c)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -114,6 +122,10 @@ func (c *Config) validate() error {
 	}
 	if c.TokenCacheTTL < 0 {
 		return fmt.Errorf("-token-cache-ttl must be 0 (no cache) or positive, not %s", c.TokenCacheTTL)
+	}
+	var err error
+	if c.JWT, c.JWTOn, err = c.JWTSettings.jwtConfig(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/api"
+	"github.com/eventvault/eventvault/auth/jwtauth"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/store/postgres"
@@ -32,7 +33,10 @@ type Main struct {
 	store io.Closer
 	root  evcrypto.RootKeyProvider
 	// stop ends what runs beside the server (the eviction listener).
-	stop     func()
+	stop func()
+	// jwt verifies bearer JWTs when -jwt-issuer is set; Close stops its
+	// JWKS refresh.
+	jwt      *jwtauth.Verifier
 	listener net.Listener
 	server   *http.Server
 	// RootToken is the dev root token, once Run has installed it.
@@ -94,6 +98,17 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var jwtVerifier api.JWTVerifier
+	if c.JWTOn {
+		// The refresh lives as long as Main, until Close.
+		m.jwt, err = jwtauth.New(context.WithoutCancel(ctx), c.JWT, m.Logger)
+		if err != nil {
+			return err
+		}
+		jwtVerifier = m.jwt
+		m.Logger.InfoContext(ctx, "JWT authentication on", slog.String("issuer", c.JWT.Issuer), slog.Any("audiences", c.JWT.Audiences),
+			slog.String("jwks_url", c.JWT.JWKSURL), slog.String("keys_file", c.JWT.KeysFile))
+	}
 	stack := wiring.Build(wiring.Parts{
 		Store:         store,
 		Root:          root,
@@ -106,6 +121,7 @@ func (m *Main) Open(ctx context.Context) error {
 		// dev start on this database gets 401 and a warning).
 		RefuseRootTokens: !c.Dev,
 		Logger:           m.Logger,
+		JWT:              jwtVerifier,
 	})
 	m.listenEvictions(stack.Keys)
 	if c.Dev {
@@ -179,10 +195,14 @@ func (m *Main) Serve(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the eviction listener and releases the store.
+// Close stops the eviction listener and the JWKS refresh, and releases
+// the store.
 func (m *Main) Close() error {
 	if m.stop != nil {
 		m.stop()
+	}
+	if m.jwt != nil {
+		m.jwt.Close()
 	}
 	if m.store != nil {
 		return m.store.Close()

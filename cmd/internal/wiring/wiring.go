@@ -40,6 +40,9 @@ type Parts struct {
 	// RefuseRootTokens makes authentication refuse (401) and log dev root
 	// tokens: a production server sets it.
 	RefuseRootTokens bool
+	// JWT authenticates bearer JWTs; nil answers them 401 (not
+	// configured).
+	JWT api.JWTVerifier
 }
 
 // Stack is the built server: its HTTP handler, and the keyring and tokens
@@ -72,6 +75,7 @@ func Build(p Parts) *Stack {
 		Erasure: engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger))),
 		Keys:    engine.NewRotation(manager, logger),
 		Tokens:  tokens,
+		JWT:     p.JWT,
 		Checks:  ReadyChecks(p.Store, manager),
 		Logger:  logger,
 	})
