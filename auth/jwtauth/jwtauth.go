@@ -133,6 +133,9 @@ func (v *Verifier) keyfunc(ctx context.Context) jwt.Keyfunc {
 		}
 		key, err = fitKey(key, t.Method.Alg())
 		if err != nil {
+			if _, hasKid := t.Header["kid"]; !hasKid {
+				return nil, unauthorized(err, "the token names no key (kid), and this server holds no key for its algorithm %s", t.Method.Alg())
+			}
 			return nil, unauthorized(err, "the token's key (kid) is not a key for its algorithm %s: the identity provider's key set lists that key for another algorithm or use", t.Method.Alg())
 		}
 		return key, nil

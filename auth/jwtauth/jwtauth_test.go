@@ -199,16 +199,24 @@ func TestKeysFileServesWithoutJWKS(t *testing.T) {
 }
 
 // TestKeyMustSuitTheAlgorithm: a token whose alg differs from its key's
-// (an ES256 token naming the RSA key's kid) is refused, naming the cause.
+// (an ES256 token naming the RSA key's kid) is refused, naming the cause;
+// a token without kid is tried against the keys for its algorithm.
 func TestKeyMustSuitTheAlgorithm(t *testing.T) {
 	idp := jwttest.New(t)
 	cfg := idpConfig(idp)
-	cfg.Algorithms = []string{"RS256", "ES256"}
+	cfg.Algorithms = []string{"RS256", "ES256", "EdDSA", "PS256"}
 	v := newVerifier(t, cfg)
+	ctx := context.Background()
+	claims := jwttest.Claims("u", "tenant", "acme", "groups")
 	key := jwttest.NewKey(t, jwt.SigningMethodES256)
-	tok := jwttest.SignWith(t, jwt.SigningMethodES256, key, jwttest.KidRSA, jwttest.Claims("u", "tenant", "acme", "groups"))
-	_, err := v.Authenticate(context.Background(), tok)
+	_, err := v.Authenticate(ctx, jwttest.SignWith(t, jwt.SigningMethodES256, key, jwttest.KidRSA, claims))
 	wantRefused(t, err, eventvault.EUNAUTHORIZED, "not a key for its algorithm ES256")
+
+	if _, err := v.Authenticate(ctx, idp.SignWithoutKid(t, jwttest.KidEd25519, claims)); err != nil {
+		t.Fatalf("a token without kid, signed by a published key: %v", err)
+	}
+	_, err = v.Authenticate(ctx, jwttest.SignWith(t, jwt.SigningMethodPS256, jwttest.NewKey(t, jwt.SigningMethodPS256), "", claims))
+	wantRefused(t, err, eventvault.EUNAUTHORIZED, "names no key (kid)")
 }
 
 func fetchJWKS(t *testing.T, idp *jwttest.IdP) []byte {
@@ -231,4 +239,29 @@ func httpGet(url string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	return io.ReadAll(resp.Body)
+}
+
+// TestJWKSFailureIsUnavailableUntilAFetchSucceeds: while the JWKS answers
+// 500, a token whose key is not held is EUNAVAILABLE and one whose key is
+// held verifies; once the JWKS answers again, the next unknown kid
+// refreshes it and the token is accepted.
+func TestJWKSFailureIsUnavailableUntilAFetchSucceeds(t *testing.T) {
+	idp := jwttest.New(t)
+	v := newVerifier(t, idpConfig(idp))
+	ctx := context.Background()
+	claims := jwttest.Claims("u", "tenant", "acme", "groups")
+	idp.AddKey(t, "rsa-2", jwt.SigningMethodRS256)
+	idp.Fail(true)
+	_, err := v.Authenticate(ctx, idp.Sign(t, "rsa-2", claims))
+	wantRefused(t, err, eventvault.EUNAVAILABLE, "cannot be fetched just now")
+	if _, err := v.Authenticate(ctx, idp.Sign(t, jwttest.KidEC, claims)); err != nil {
+		t.Fatalf("a key already held, while the JWKS fails: %v", err)
+	}
+	idp.Fail(false)
+	if _, err := v.Authenticate(ctx, idp.Sign(t, "rsa-2", claims)); err != nil {
+		t.Fatalf("after the JWKS recovered: %v", err)
+	}
+	// Answering again, the JWKS that lacks a kid makes it 401, not 503.
+	_, err = v.Authenticate(ctx, jwttest.SignWith(t, jwt.SigningMethodRS256, jwttest.NewKey(t, jwt.SigningMethodRS256), "nobody", claims))
+	wantRefused(t, err, eventvault.EUNAUTHORIZED, "does not know")
 }

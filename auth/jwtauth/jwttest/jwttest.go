@@ -52,6 +52,7 @@ type signingKey struct {
 type IdP struct {
 	server  *httptest.Server
 	fetches atomic.Int64
+	failing atomic.Bool
 
 	mu        sync.Mutex
 	keys      map[string]signingKey
@@ -91,6 +92,10 @@ func (i *IdP) AddKey(t testing.TB, kid string, method jwt.SigningMethod) {
 	i.keys[kid] = signingKey{method: method, key: key}
 	i.published = append(i.published, kid)
 }
+
+// Fail makes the JWKS answer 500 (true) or the key set again (false), as a
+// provider that is up but broken.
+func (i *IdP) Fail(fail bool) { i.failing.Store(fail) }
 
 // Retire removes kid from the JWK Set; its key can still sign.
 func (i *IdP) Retire(kid string) {
@@ -159,6 +164,14 @@ func (i *IdP) Sign(t testing.TB, kid string, claims jwt.MapClaims) string {
 	return SignWith(t, k.method, k.key, kid, claims)
 }
 
+// SignWithoutKid signs claims with kid's key and algorithm, naming no kid
+// in the header.
+func (i *IdP) SignWithoutKid(t testing.TB, kid string, claims jwt.MapClaims) string {
+	t.Helper()
+	k := i.key(t, kid)
+	return SignWith(t, k.method, k.key, "", claims)
+}
+
 // SignWith signs claims with key under method, naming kid in the header
 // ("" for none). key is whatever method takes: a private key, or the
 // bytes of an HMAC secret.
@@ -190,6 +203,10 @@ func (i *IdP) key(t testing.TB, kid string) signingKey {
 // with its kid, alg and use "sig".
 func (i *IdP) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	i.fetches.Add(1)
+	if i.failing.Load() {
+		http.Error(w, "identity provider unavailable", http.StatusInternalServerError)
+		return
+	}
 	i.mu.Lock()
 	store := jwkset.NewMemoryStorage()
 	var err error
