@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/eventvault/eventvault"
@@ -180,6 +181,21 @@ func TestKeysFileServesWithoutJWKS(t *testing.T) {
 	idp.AddKey(t, "rsa-2", jwt.SigningMethodRS256)
 	_, err := v.Authenticate(ctx, idp.Sign(t, "rsa-2", jwttest.Claims("u", "tenant", "acme", "groups")))
 	wantRefused(t, err, eventvault.EUNAUTHORIZED, "does not know")
+
+	// A key marked for encryption verifies no signature (RFC 7517 §4.2).
+	enc := jwttest.NewKey(t, jwt.SigningMethodES256)
+	jwk, err := jwkset.NewJWKFromKey(enc.Public(), jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: "enc-1", USE: jwkset.UseEnc}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	encFile := filepath.Join(dir, "enc.json")
+	b, err := json.Marshal(jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{jwk.Marshal()}})
+	if err != nil || os.WriteFile(encFile, b, 0o600) != nil {
+		t.Fatalf("write enc key file: %v", err)
+	}
+	ve := newVerifier(t, jwtauth.Config{Issuer: jwttest.Issuer, Audiences: []string{jwttest.Audience}, KeysFile: encFile})
+	_, err = ve.Authenticate(ctx, jwttest.SignWith(t, jwt.SigningMethodES256, enc, "enc-1", jwttest.Claims("u", "tenant", "acme", "groups")))
+	wantRefused(t, err, eventvault.EUNAUTHORIZED, "for another algorithm or use")
 
 	for _, c := range []struct{ body, want string }{
 		{`{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}`, "symmetric"},

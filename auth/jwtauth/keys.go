@@ -97,6 +97,12 @@ func newKeyfunc(ctx context.Context, c Config, health *fetchHealth, logger *slog
 	if err != nil {
 		return nil, fmt.Errorf("jwt: JWKS client for %s: %w", c.JWKSURL, err)
 	}
+	// Only keys for signatures: a JWK marked "use": "enc" verifies nothing
+	// (RFC 7517 §4.2); one without "use" may sign.
+	kf, err = keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: kf.Storage(), UseWhitelist: []jwkset.USE{jwkset.UseSig, ""}})
+	if err != nil {
+		return nil, fmt.Errorf("jwt: keyfunc: %w", err)
+	}
 	return kf, nil
 }
 
