@@ -235,7 +235,7 @@ func TestKeyMustSuitTheAlgorithm(t *testing.T) {
 	wantRefused(t, err, eventvault.EUNAUTHORIZED, "names no key (kid)")
 }
 
-func fetchJWKS(t *testing.T, idp *jwttest.IdP) []byte {
+func fetchJWKS(t testing.TB, idp *jwttest.IdP) []byte {
 	t.Helper()
 	resp, err := httpGet(idp.URL())
 	if err != nil {
