@@ -281,3 +281,37 @@ func TestJWKSFailureIsUnavailableUntilAFetchSucceeds(t *testing.T) {
 	_, err = v.Authenticate(ctx, jwttest.SignWith(t, jwt.SigningMethodRS256, jwttest.NewKey(t, jwt.SigningMethodRS256), "nobody", claims))
 	wantRefused(t, err, eventvault.EUNAUTHORIZED, "does not know")
 }
+
+// TestCancelledRequestDoesNotMarkTheJWKSDown: a caller that goes away
+// while its unknown kid is being fetched tells nothing about the provider:
+// the next unknown kid (the limiter now allows no fetch) is 401, as the
+// JWKS last answered, not 503.
+func TestCancelledRequestDoesNotMarkTheJWKSDown(t *testing.T) {
+	idp := jwttest.New(t)
+	cfg := idpConfig(idp)
+	cfg.UnknownKIDBurst, cfg.UnknownKIDInterval = 1, time.Hour
+	v := newVerifier(t, cfg)
+	claims := jwttest.Claims("u", "tenant", "acme", "groups")
+	forged := func(kid string) string {
+		return jwttest.SignWith(t, jwt.SigningMethodRS256, jwttest.NewKey(t, jwt.SigningMethodRS256), kid, claims)
+	}
+	idp.Delay(5 * time.Second)
+	before := idp.Fetches()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	go func() {
+		for idp.Fetches() == before {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel() // the caller leaves while its fetch is under way
+	}()
+	if _, err := v.Authenticate(ctx, forged("gone-1")); err == nil {
+		t.Fatal("a forged token was accepted")
+	}
+	idp.Delay(0)
+	_, err := v.Authenticate(context.Background(), forged("gone-2"))
+	wantRefused(t, err, eventvault.EUNAUTHORIZED, "does not know")
+	if n := idp.Fetches() - before; n != 1 {
+		t.Fatalf("%d fetches; want the cancelled one only", n)
+	}
+}

@@ -32,13 +32,23 @@ type fetchHealth struct {
 }
 
 // transport wraps base: every JWKS response marks the fetch healthy or
-// failing (anything but 200, or no answer at all, is failing).
+// failing (anything but 200, or no answer at all, is failing). A fetch
+// whose caller went away (the request that named an unknown kid was
+// cancelled) says nothing about the provider and changes nothing.
 func (h *fetchHealth) transport(base http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
 		resp, err := base.RoundTrip(req)
+		if err != nil && callerLeft(req.Context()) {
+			return resp, err
+		}
 		h.failing.Store(err != nil || resp.StatusCode != http.StatusOK)
 		return resp, err
 	})
+}
+
+// callerLeft reports whether ctx was cancelled rather than timed out.
+func callerLeft(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled)
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
@@ -87,6 +97,9 @@ func newKeyfunc(ctx context.Context, c Config, health *fetchHealth, logger *slog
 		RateLimitWaitMax: c.FetchTimeout,
 		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 			return func(ctx context.Context, err error) {
+				if callerLeft(ctx) {
+					return
+				}
 				health.failing.Store(true)
 				logger.WarnContext(ctx, "JWKS fetch failed: JWTs signed with keys not yet known get 503 until it succeeds", slog.String("jwks_url", u), slog.Any("err", err))
 			}

@@ -53,6 +53,7 @@ type IdP struct {
 	server  *httptest.Server
 	fetches atomic.Int64
 	failing atomic.Bool
+	delay   atomic.Int64 // nanoseconds before each answer
 
 	mu        sync.Mutex
 	keys      map[string]signingKey
@@ -96,6 +97,9 @@ func (i *IdP) AddKey(t testing.TB, kid string, method jwt.SigningMethod) {
 // Fail makes the JWKS answer 500 (true) or the key set again (false), as a
 // provider that is up but broken.
 func (i *IdP) Fail(fail bool) { i.failing.Store(fail) }
+
+// Delay makes every JWKS answer wait d, or until the client gives up.
+func (i *IdP) Delay(d time.Duration) { i.delay.Store(int64(d)) }
 
 // Retire removes kid from the JWK Set; its key can still sign.
 func (i *IdP) Retire(kid string) {
@@ -203,6 +207,13 @@ func (i *IdP) key(t testing.TB, kid string) signingKey {
 // with its kid, alg and use "sig".
 func (i *IdP) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	i.fetches.Add(1)
+	if d := time.Duration(i.delay.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if i.failing.Load() {
 		http.Error(w, "identity provider unavailable", http.StatusInternalServerError)
 		return
