@@ -79,6 +79,13 @@ func newTestAPI(t *testing.T) *testAPI {
 // root is nil, as wiring.Build has it (which the api package cannot import).
 func newTestAPIOver(t *testing.T, store eventvault.Store, root evcrypto.RootKeyProvider) *testAPI {
 	t.Helper()
+	return newTestAPIWith(t, store, root, nil)
+}
+
+// newTestAPIWith is newTestAPIOver whose server also authenticates JWTs
+// with jwt, when it is not nil.
+func newTestAPIWith(t *testing.T, store eventvault.Store, root evcrypto.RootKeyProvider, jwt JWTVerifier) *testAPI {
+	t.Helper()
 	dir := t.TempDir()
 	var err error
 	if root == nil {
@@ -110,6 +117,7 @@ func newTestAPIOver(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 		Keys:     engine.NewRotation(evcrypto.NewKeyManager(keys), nil),
 		Tokens:   tokens,
 		Policies: docs,
+		JWT:      jwt,
 		Ready:    store.Ping,
 		Logger:   logger,
 	})

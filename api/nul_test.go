@@ -14,6 +14,13 @@ import (
 // over a fresh PostgreSQL database and a local root key.
 func newPostgresAPI(t *testing.T) *testAPI {
 	t.Helper()
+	return newTestAPIOver(t, newPostgresStore(t), nil)
+}
+
+// newPostgresStore is a fresh, migrated PostgreSQL database, closed when t
+// ends.
+func newPostgresStore(t *testing.T) *postgres.DB {
+	t.Helper()
 	ctx := context.Background()
 	url := pgtest.URL(t)
 	if err := postgres.Migrate(ctx, url); err != nil {
@@ -24,7 +31,7 @@ func newPostgresAPI(t *testing.T) *testAPI {
 		t.Fatalf("open postgres: %v", err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	return newTestAPIOver(t, store, nil)
+	return store
 }
 
 // TestTextWithNULIsAClientError: PostgreSQL text cannot hold a NUL

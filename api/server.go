@@ -22,6 +22,7 @@ import (
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/auth"
+	"github.com/eventvault/eventvault/auth/jwtauth"
 	"github.com/eventvault/eventvault/engine"
 )
 
@@ -73,6 +74,14 @@ type Tokens interface {
 	Revoke(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, id string) error
 }
 
+// JWTVerifier authenticates bearer JWTs (OIDC access or ID tokens):
+// jwtauth.Verifier implements it. Authenticate returns EUNAUTHORIZED for a
+// token that does not verify, and EUNAVAILABLE when the keys to verify it
+// cannot be fetched just now.
+type JWTVerifier interface {
+	Authenticate(ctx context.Context, raw string) (eventvault.Principal, error)
+}
+
 // Server serves the HTTP API.
 type Server struct {
 	events  Events
@@ -82,6 +91,7 @@ type Server struct {
 	// policies attaches callers' documents and serves /v1/policies; nil
 	// leaves callers to their tokens' inline rules.
 	policies PolicyDocuments
+	jwt      JWTVerifier
 	checks   []ReadyCheck
 	logger   *slog.Logger
 	router   *gin.Engine
@@ -103,14 +113,17 @@ type Config struct {
 	// /v1/policies; nil leaves the endpoints out and callers to their
 	// tokens' inline rules.
 	Policies PolicyDocuments
-	Ready    func(context.Context) error
-	Checks   []ReadyCheck
-	Logger   *slog.Logger
+	// JWT authenticates bearer values that look like JWTs; nil answers
+	// them 401, saying JWTs are not configured.
+	JWT    JWTVerifier
+	Ready  func(context.Context) error
+	Checks []ReadyCheck
+	Logger *slog.Logger
 }
 
 // New returns a Server; it is an http.Handler.
 func New(cfg Config) *Server {
-	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, checks: cfg.Checks, logger: cfg.Logger}
+	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, jwt: cfg.JWT, checks: cfg.Checks, logger: cfg.Logger}
 	if len(s.checks) == 0 && cfg.Ready != nil {
 		s.checks = []ReadyCheck{{Name: "store", Check: cfg.Ready}}
 	}
@@ -189,7 +202,7 @@ func (s *Server) authenticate(c *gin.Context) {
 		s.writeError(c, eventvault.Errorf(eventvault.EUNAUTHORIZED, "the Authorization header must be \"Bearer <token>\""))
 		return
 	}
-	p, err := s.tokens.Authenticate(c.Request.Context(), strings.TrimSpace(token))
+	p, err := s.principalOf(c.Request.Context(), strings.TrimSpace(token))
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -202,6 +215,19 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	c.Set(principalKey, p)
 	c.Next()
+}
+
+// principalOf authenticates a bearer value: a JWT (three base64url
+// segments) through the JWT verifier, anything else as an API token, so
+// that a JWKS that is down affects JWT callers only.
+func (s *Server) principalOf(ctx context.Context, bearer string) (eventvault.Principal, error) {
+	if !jwtauth.LooksLikeJWT(bearer) {
+		return s.tokens.Authenticate(ctx, bearer)
+	}
+	if s.jwt == nil {
+		return eventvault.Principal{}, eventvault.Errorf(eventvault.EUNAUTHORIZED, "this server does not accept JWTs: JWT authentication is not configured (-jwt-issuer); send an EventVault API token")
+	}
+	return s.jwt.Authenticate(ctx, bearer)
 }
 
 func principal(c *gin.Context) eventvault.Principal {
@@ -225,8 +251,10 @@ func (s *Server) accessLog(c *gin.Context) {
 		slog.Duration("duration", time.Since(start)),
 		slog.String("http_request_id", id),
 	}
-	if p := principal(c); p.TokenID != "" {
-		attrs = append(attrs, slog.String("tenant", string(p.Tenant)), slog.String("token_id", p.TokenID))
+	// The actor is an API token's public id or a JWT's iss#sub, never
+	// the bearer value.
+	if p := principal(c); p.Actor() != "" {
+		attrs = append(attrs, slog.String("tenant", string(p.Tenant)), slog.String("actor", p.Actor()))
 	}
 	s.logger.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eventvault/eventvault/auth"
+	"github.com/eventvault/eventvault/auth/jwtauth"
 	"github.com/eventvault/eventvault/policies"
 	"github.com/eventvault/eventvault/vault"
 )
@@ -45,6 +46,12 @@ type Config struct {
 	// InsecureLocalRootKey lets production mode run on the local root key
 	// file instead of Vault.
 	InsecureLocalRootKey bool
+	// JWTSettings are the -jwt-* flags; JWT is the verifier's
+	// configuration once validate has run, and JWTOn says JWTs are
+	// accepted (-jwt-issuer is set).
+	JWTSettings JWTSettings
+	JWT         jwtauth.Config
+	JWTOn       bool
 }
 
 func env(name, def string) string {
@@ -86,6 +93,7 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.PolicyCacheTTL, "policy-cache-ttl", envDuration("EVENTVAULT_POLICY_CACHE_TTL", policies.DefaultCacheTTL), "how long a policy document is kept after it is loaded: a change made through another server on the same database takes effect here within this bound (EVENTVAULT_POLICY_CACHE_TTL)")
 	fs.StringVar(&c.PolicyDir, "policy-dir", env("EVENTVAULT_POLICY_DIR", ""), "folder of policy documents written at start, as <dir>/<tenant>/<name>.cedar; a file whose text differs from the stored document becomes its next version (EVENTVAULT_POLICY_DIR)")
 	fs.DurationVar(&c.TokenCacheTTL, "token-cache-ttl", envDuration("EVENTVAULT_TOKEN_CACHE_TTL", auth.DefaultTokenCacheTTL), "how long an authenticated token is remembered, sparing a database lookup per request; a token revoked by another server on the same database still works here for up to this long; 0 disables (EVENTVAULT_TOKEN_CACHE_TTL)")
+	jwtFlags(fs, &c.JWTSettings)
 	storeAndRootFlags(fs, &c)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -95,6 +103,10 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if c.PolicyCacheTTL <= 0 || c.PolicyCacheTTL > time.Hour {
 		return Config{}, fmt.Errorf("-policy-cache-ttl must be between 1ns and 1h, not %s: it bounds how late a policy change reaches this server", c.PolicyCacheTTL)
+	}
+	var err error
+	if c.JWT, c.JWTOn, err = c.JWTSettings.jwtConfig(); err != nil {
+		return Config{}, err
 	}
 	return c, c.validate()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/api"
 	"github.com/eventvault/eventvault/auth"
+	"github.com/eventvault/eventvault/auth/jwtauth"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/policies"
@@ -34,7 +35,10 @@ type Main struct {
 	store io.Closer
 	root  evcrypto.RootKeyProvider
 	// stop ends what runs beside the server (the eviction listener).
-	stop     func()
+	stop func()
+	// jwt verifies bearer JWTs when -jwt-issuer is set; Close stops its
+	// JWKS refresh.
+	jwt      *jwtauth.Verifier
 	listener net.Listener
 	server   *http.Server
 	// RootToken is the dev root token, once Run has installed it.
@@ -96,6 +100,17 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var jwtVerifier api.JWTVerifier
+	if c.JWTOn {
+		// The refresh lives as long as Main, until Close.
+		m.jwt, err = jwtauth.New(context.WithoutCancel(ctx), c.JWT, m.Logger)
+		if err != nil {
+			return err
+		}
+		jwtVerifier = m.jwt
+		m.Logger.InfoContext(ctx, "JWT authentication on", slog.String("issuer", c.JWT.Issuer), slog.Any("audiences", c.JWT.Audiences),
+			slog.String("jwks_url", c.JWT.JWKSURL), slog.String("keys_file", c.JWT.KeysFile))
+	}
 	stack := wiring.Build(wiring.Parts{
 		Store:          store,
 		Root:           root,
@@ -109,6 +124,7 @@ func (m *Main) Open(ctx context.Context) error {
 		// dev start on this database gets 401 and a warning).
 		RefuseRootTokens: !c.Dev,
 		Logger:           m.Logger,
+		JWT:              jwtVerifier,
 	})
 	if c.PolicyDir != "" {
 		docs, err := policies.ReadDir(c.PolicyDir)
@@ -193,10 +209,14 @@ func (m *Main) Serve(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the eviction listener and releases the store.
+// Close stops the eviction listener and the JWKS refresh, and releases
+// the store.
 func (m *Main) Close() error {
 	if m.stop != nil {
 		m.stop()
+	}
+	if m.jwt != nil {
+		m.jwt.Close()
 	}
 	if m.store != nil {
 		return m.store.Close()

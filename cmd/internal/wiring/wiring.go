@@ -45,6 +45,9 @@ type Parts struct {
 	// RefuseRootTokens makes authentication refuse (401) and log dev root
 	// tokens: a production server sets it.
 	RefuseRootTokens bool
+	// JWT authenticates bearer JWTs; nil answers them 401 (not
+	// configured).
+	JWT api.JWTVerifier
 }
 
 // Stack is the built server: its HTTP handler, and the keyring and tokens
@@ -85,6 +88,7 @@ func Build(p Parts) *Stack {
 		Keys:     engine.NewRotation(manager, logger),
 		Tokens:   tokens,
 		Policies: docs,
+		JWT:      p.JWT,
 		Checks:   ReadyChecks(p.Store, manager),
 		Logger:   logger,
 	})
