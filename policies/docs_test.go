@@ -1,0 +1,67 @@
+package policies
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/eventvault/eventvault"
+)
+
+// TestDocumentedExamplesValidate parses every Cedar block of
+// docs/access.md, so that the documented examples cannot drift from the
+// schema, and checks the decisions the page states.
+func TestDocumentedExamplesValidate(t *testing.T) {
+	page, err := os.ReadFile("../docs/access.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	for _, part := range strings.Split(string(page), "```cedar\n")[1:] {
+		block, _, ok := strings.Cut(part, "```")
+		if !ok {
+			t.Fatalf("an unterminated cedar block in docs/access.md")
+		}
+		blocks = append(blocks, block)
+	}
+	if len(blocks) < 4 {
+		t.Fatalf("docs/access.md has %d cedar blocks; want the app, analyst, DPO and admin examples", len(blocks))
+	}
+	docs := map[string]*Document{}
+	for i, name := range []string{"app", "analyst", "dpo", "admin"} {
+		d, err := Parse(name, blocks[i])
+		if err != nil {
+			t.Fatalf("the %s example does not validate: %v\n%s", name, err, blocks[i])
+		}
+		docs[name] = d
+	}
+	p := func(name string) eventvault.Principal {
+		return eventvault.Principal{Tenant: "acme", TokenID: "tok_doc", Grants: NewSet(docs[name])}
+	}
+	cases := []struct {
+		doc  string
+		r    Request
+		want bool
+		by   string
+	}{
+		{"app", Request{Tenant: "acme", Action: Append, Stream: "order-7", EventType: "OrderPlaced"}, true, "app#orders"},
+		{"app", Request{Tenant: "acme", Action: Append, Stream: "order-7", EventType: "OrderRefunded"}, false, "app#no-refunds"},
+		{"app", Request{Tenant: "acme", Action: Append, Stream: "order-7", EventType: "InvoiceSent"}, false, "app#order-events-only"},
+		{"app", Request{Tenant: "acme", Action: Append, Stream: "invoice-7", EventType: "OrderPlaced"}, false, ""},
+		{"analyst", Request{Tenant: "acme", Action: Read, Stream: "invoice-1"}, true, "analyst#read-sales"},
+		{"analyst", Request{Tenant: "acme", Action: Read, Stream: "hr-1"}, false, ""},
+		{"analyst", Request{Tenant: "acme", Action: ReadAll}, false, ""},
+		{"dpo", Request{Tenant: "acme", Action: Erase}, true, "dpo#requests-and-holds"},
+		{"dpo", Request{Tenant: "acme", Action: Shred, Stream: "hr-1"}, true, "dpo#read-and-shred-streams"},
+		{"dpo", Request{Tenant: "acme", Action: Append, Stream: "order-1", EventType: "X"}, false, ""},
+		{"dpo", Request{Tenant: "acme", Action: ManageTokens}, false, ""},
+		{"admin", Request{Tenant: "acme", Action: ManageKeys}, true, "admin#0"},
+		{"admin", Request{Tenant: "globex", Action: Read, Stream: "order-1"}, false, ""},
+	}
+	for _, c := range cases {
+		d := Decide(p(c.doc), c.r)
+		if d.Allowed != c.want || (c.by != "" && (len(d.By) == 0 || d.By[0] != c.by)) {
+			t.Errorf("%s: %+v decided %+v; want allowed=%v by %s", c.doc, c.r, d, c.want, c.by)
+		}
+	}
+}
