@@ -242,8 +242,12 @@ type Principal struct {
 	// principal from a JWT.
 	TokenID string
 	// Subject is a JWT's "iss" and "sub" claims, as "iss#sub"; "" for an
-	// API token. It names the caller in logs and audit records.
+	// API token. A sub may be personal (an e-mail address): it decides
+	// policies but is never logged or recorded; ActorID is.
 	Subject string
+	// ActorID names a JWT caller in logs and records without its subject:
+	// "jwt_" and 16 hex digits of a keyed hash of Subject (jwtauth).
+	ActorID string
 	Name    string
 	// Root is the dev root token: admin over every tenant.
 	Root bool
@@ -267,13 +271,18 @@ type Grants interface {
 	Documents() []string
 }
 
-// Actor names the principal in logs and audit records: the API token's
-// public id, or the JWT's subject.
+// Actor names the principal in logs and records: the API token's public
+// id, or a JWT caller's ActorID; never a JWT's subject.
 func (p Principal) Actor() string {
-	if p.TokenID != "" {
+	switch {
+	case p.TokenID != "":
 		return p.TokenID
+	case p.ActorID != "":
+		return p.ActorID
+	case p.Subject != "":
+		return "jwt"
 	}
-	return p.Subject
+	return ""
 }
 
 // Rule grants capabilities on the streams whose names match Streams, a glob

@@ -2,11 +2,13 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -189,10 +191,28 @@ func testJWTRefusedPerRFC8725(t *testing.T, a *jwtAPI) {
 	// grants nothing.
 	nothing := a.idp.Sign(t, jwttest.KidRSA, jwttest.Claims("bob", tenantClaim, "acme", groupsClaim, "no-such-policy"))
 	wantProblem(t, a.appendOne("order-99", nothing), http.StatusForbidden, eventvault.EFORBIDDEN)
-	// The access log names the JWT caller as iss#sub, never the token.
+	// A JWT caller's erasure request names it by its actor id, never by
+	// its subject (an e-mail address here).
+	a.putPolicy("acme", "dpo", `permit (principal, action == Action::"erase", resource);`, http.StatusCreated)
+	dpo := a.idp.Sign(t, jwttest.KidRSA, jwttest.Claims(personalSub, tenantClaim, "acme", groupsClaim, "dpo"))
+	rec := a.do(http.MethodPost, "/v1/erasure-requests", dpo, []byte(`{"subject":"customer-1"}`))
+	var er struct {
+		Certificate struct{ Payload []byte } `json:"certificate"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &er); rec.Code != http.StatusCreated || err != nil {
+		t.Fatalf("a JWT caller's erasure request: %d %s", rec.Code, rec.Body)
+	}
+	if cert := string(er.Certificate.Payload); !regexp.MustCompile(`"jwt_[0-9a-f]{16}"`).MatchString(cert) || strings.Contains(cert+rec.Body.String(), personalSub) {
+		t.Errorf("the certificate of a JWT caller's request: %s; want its jwt_ actor id, never its subject", cert)
+	}
+	// The access log names the JWT caller by its actor id, never by its
+	// subject, never the token.
 	logs := a.logs.String()
-	if !strings.Contains(logs, "actor="+jwttest.Issuer+"#"+personalSub) {
+	if !regexp.MustCompile(`actor=jwt_[0-9a-f]{16}`).MatchString(logs) {
 		t.Errorf("the access log does not name the JWT caller:\n%s", logs)
+	}
+	if strings.Contains(logs, personalSub) {
+		t.Errorf("the access log holds a JWT's subject:\n%s", logs)
 	}
 	for _, r := range rows {
 		if strings.Contains(logs, r.token) {

@@ -119,7 +119,7 @@ func (e *Erasure) ShredStream(ctx context.Context, p eventvault.Principal, strea
 	}
 	e.keys.EvictStream(p.Tenant, stream)
 	e.logger.InfoContext(ctx, "stream shredded", slog.String("tenant", string(p.Tenant)), slog.String("stream", string(stream)),
-		slog.String("key_id", s.KeyID.String()), slog.Bool("purged", s.Purged), slog.String("by", p.TokenID))
+		slog.String("key_id", s.KeyID.String()), slog.Bool("purged", s.Purged), slog.String("by", p.Actor()))
 	return s, nil
 }
 
@@ -174,7 +174,7 @@ func (e *Erasure) ShredTenant(ctx context.Context, p eventvault.Principal, tenan
 		return eventvault.TenantShred{}, fmt.Errorf("shred tenant %s: %w", tenant, err)
 	}
 	e.keys.EvictTenant(tenant)
-	e.logger.InfoContext(ctx, "tenant shredded", slog.String("tenant", string(tenant)), slog.Int("keks", len(s.KeyIDs)), slog.String("by", p.TokenID))
+	e.logger.InfoContext(ctx, "tenant shredded", slog.String("tenant", string(tenant)), slog.Int("keks", len(s.KeyIDs)), slog.String("by", p.Actor()))
 	if e.revokeTokens != nil {
 		if err := e.revokeTokens(ctx, tenant); err != nil {
 			return eventvault.TenantShred{}, fmt.Errorf("tenant %s is shredded, but revoking its tokens failed (shred it again to retry): %w", tenant, err)
@@ -197,7 +197,7 @@ func (e *Erasure) PutHold(ctx context.Context, p eventvault.Principal, subject, 
 	if !utf8.ValidString(reason) || strings.ContainsRune(reason, 0) {
 		return eventvault.Hold{}, eventvault.Errorf(eventvault.EINVALID, "reason must be UTF-8 text without NUL characters")
 	}
-	h := eventvault.Hold{Subject: ps, Reason: reason, PlacedAt: e.clock(), PlacedBy: p.TokenID}
+	h := eventvault.Hold{Subject: ps, Reason: reason, PlacedAt: e.clock(), PlacedBy: p.Actor()}
 	if err := e.store.PutHold(ctx, p.Tenant, h); err != nil {
 		return eventvault.Hold{}, fmt.Errorf("place hold: %w", err)
 	}
@@ -254,7 +254,7 @@ func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, su
 	}
 	if req.ID == uuid.Nil {
 		created = true
-		req = eventvault.ErasureRequest{ID: uuid.New(), Tenant: p.Tenant, Subject: ps, State: eventvault.ErasureReceived, RequestedBy: p.TokenID, ReceivedAt: e.clock()}
+		req = eventvault.ErasureRequest{ID: uuid.New(), Tenant: p.Tenant, Subject: ps, State: eventvault.ErasureReceived, RequestedBy: p.Actor(), ReceivedAt: e.clock()}
 		if err := e.store.CreateErasureRequest(ctx, req); err != nil {
 			return eventvault.ErasureRequest{}, false, fmt.Errorf("record erasure request: %w", err)
 		}

@@ -90,7 +90,7 @@ func (r *Rotation) RotateTenantKEK(ctx context.Context, p eventvault.Principal, 
 		return out, fmt.Errorf("rotate the key of tenant %s: %w", tenant, err)
 	}
 	out.Version = v
-	r.logger.InfoContext(ctx, "rotated a tenant key", slog.String("tenant", string(tenant)), slog.Uint64("version", uint64(v)), slog.String("token_id", p.TokenID))
+	r.logger.InfoContext(ctx, "rotated a tenant key", slog.String("tenant", string(tenant)), slog.Uint64("version", uint64(v)), slog.String("by", p.Actor()))
 	out.RewrappedStreams, err = r.keys.RewrapStreamKeys(ctx, tenant, nil)
 	if err != nil {
 		return out, partial(err, map[string]any{"tenant": string(tenant), "version": v, "rewrapped_streams": out.RewrappedStreams},
@@ -116,7 +116,7 @@ func (r *Rotation) RotateRoot(ctx context.Context, p eventvault.Principal) (Root
 		return out, err
 	}
 	out.RootVersion = v
-	r.logger.InfoContext(ctx, "rotated the root key", slog.Int("root_version", v), slog.String("token_id", p.TokenID))
+	r.logger.InfoContext(ctx, "rotated the root key", slog.Int("root_version", v), slog.String("by", p.Actor()))
 	out.RewrappedKEKs, err = r.keys.RewrapRootWrapped(ctx, nil)
 	if err != nil {
 		return out, partial(err, map[string]any{"root_version": v, "rewrapped_keks": out.RewrappedKEKs},
@@ -142,7 +142,7 @@ func (r *Rotation) RetireRootVersions(ctx context.Context, p eventvault.Principa
 	if err := r.keys.RetireRootVersionsBefore(ctx, before); err != nil {
 		return err
 	}
-	r.logger.WarnContext(ctx, "retired root key versions: what they wrapped can no longer be unwrapped", slog.Int("before_version", before), slog.String("token_id", p.TokenID))
+	r.logger.WarnContext(ctx, "retired root key versions: what they wrapped can no longer be unwrapped", slog.Int("before_version", before), slog.String("by", p.Actor()))
 	return nil
 }
 

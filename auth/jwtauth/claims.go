@@ -1,6 +1,8 @@
 package jwtauth
 
 import (
+	"encoding/hex"
+
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/eventvault/eventvault"
@@ -26,7 +28,22 @@ func (v *Verifier) principal(claims jwt.MapClaims) (eventvault.Principal, *event
 	if e != nil {
 		return eventvault.Principal{}, e
 	}
-	return eventvault.Principal{Tenant: tenant, Subject: iss + "#" + sub, Policies: groups}, nil
+	subject := iss + "#" + sub
+	return eventvault.Principal{Tenant: tenant, Subject: subject, ActorID: v.actorID(subject), Policies: groups}, nil
+}
+
+// ActorKey computes a keyed hash: the deployment key of token verifiers
+// (crypto/deploykeys) implements it.
+type ActorKey interface {
+	TokenVerifier(secret string) [32]byte
+}
+
+// actorID is "jwt_" and 16 hex digits of the keyed hash of subject, in a
+// domain of its own ("jwt-actor\x00"), so that it matches no token
+// verifier.
+func (v *Verifier) actorID(subject string) string {
+	mac := v.actorKey.TokenVerifier("jwt-actor\x00" + subject)
+	return "jwt_" + hex.EncodeToString(mac[:8])
 }
 
 func (v *Verifier) tenant(claims jwt.MapClaims) (eventvault.TenantID, *eventvault.Error) {

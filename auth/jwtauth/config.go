@@ -49,6 +49,11 @@ var SupportedAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", 
 // Issuer, at least one audience, and JWKSURL or KeysFile (or both) are
 // required; the rest have defaults.
 type Config struct {
+	// ActorKey keys the hash that names a JWT caller in logs and records
+	// (Principal.ActorID) instead of its subject: the deployment's
+	// token-verifier key, so that every node names a caller alike. nil:
+	// a random key of this Verifier.
+	ActorKey ActorKey
 	// Issuer is the one "iss" accepted, exactly as the provider writes it
 	// (RFC 7519 §4.1.1; OpenID Connect Discovery's "issuer").
 	Issuer string

@@ -30,6 +30,11 @@ package jwtauth
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 
@@ -50,11 +55,12 @@ const (
 
 // Verifier authenticates bearer JWTs. It is safe for concurrent use.
 type Verifier struct {
-	cfg    Config
-	parser *jwt.Parser
-	keys   keyfunc.Keyfunc
-	health *fetchHealth
-	cancel context.CancelFunc
+	cfg      Config
+	actorKey ActorKey
+	parser   *jwt.Parser
+	keys     keyfunc.Keyfunc
+	health   *fetchHealth
+	cancel   context.CancelFunc
 }
 
 // New validates cfg (an error names the setting to fix), reads the keys
@@ -87,7 +93,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Verifier, error
 		jwt.WithTimeFunc(cfg.Now),
 		jwt.WithStrictDecoding(),
 	)
-	return &Verifier{cfg: cfg, parser: parser, keys: kf, health: health, cancel: cancel}, nil
+	actorKey := cfg.ActorKey
+	if actorKey == nil {
+		k := new([32]byte)
+		if _, err := rand.Read(k[:]); err != nil {
+			cancel()
+			return nil, fmt.Errorf("jwtauth: a random actor key: %w", err)
+		}
+		actorKey = randomActorKey{k}
+	}
+	return &Verifier{cfg: cfg, actorKey: actorKey, parser: parser, keys: kf, health: health, cancel: cancel}, nil
 }
 
 // Close stops the periodic JWKS refresh.
@@ -160,3 +175,20 @@ func LooksLikeJWT(s string) bool {
 	}
 	return true
 }
+
+// randomActorKey is the ActorKey of a Verifier given none.
+type randomActorKey struct{ key *[32]byte }
+
+func (k randomActorKey) TokenVerifier(secret string) [32]byte {
+	m := hmac.New(sha256.New, k.key[:])
+	m.Write([]byte(secret))
+	var out [32]byte
+	m.Sum(out[:0])
+	return out
+}
+
+func (k randomActorKey) String() string { return "jwtauth.randomActorKey" }
+
+func (k randomActorKey) GoString() string { return k.String() }
+
+func (k randomActorKey) Format(f fmt.State, _ rune) { io.WriteString(f, k.String()) }
