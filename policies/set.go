@@ -87,7 +87,7 @@ func (s *Set) decide(p eventvault.Principal, r Request) Decision {
 			"name": cedar.String(r.Stream), "category": cedar.String(category(r.Stream)),
 		})}
 	}
-	decision, diag := s.set.IsAuthorized(entities, cedar.Request{
+	decision, diag := cedar.Authorize(s.set, entities, cedar.Request{
 		Principal: puid,
 		Action:    cedar.NewEntityUID("Action", cedar.String(r.Action)),
 		Resource:  resource,
