@@ -435,6 +435,7 @@ type Store interface {
 	TokenStore
 	ErasureStore
 	PolicyStore
+	AuditStore
 	DeploymentKeyStore
 	// Ping reports whether the store can serve. Errors: EUNAVAILABLE.
 	Ping(ctx context.Context) error

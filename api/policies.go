@@ -89,10 +89,6 @@ func (s *Server) getPolicy(c *gin.Context) {
 
 // deletePolicy records a document's deletion as its next version.
 func (s *Server) deletePolicy(c *gin.Context) {
-	if err := noBody(c); err != nil {
-		s.writeError(c, err)
-		return
-	}
 	if _, err := s.policies.Delete(c.Request.Context(), principal(c), tenantQuery(c), c.Param("name")); err != nil {
 		s.writeError(c, err)
 		return

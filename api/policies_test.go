@@ -86,10 +86,15 @@ func testPolicyDocumentsLifecycle(t *testing.T, a *testAPI) {
 	if !gone.Deleted || gone.Policy != "" {
 		t.Fatalf("the deletion reads %+v", gone)
 	}
-	// Written again after the deletion: version 4, history intact.
-	if v4 := a.putPolicy("acme", "app", appPolicy, http.StatusOK); v4.Version != 4 {
-		t.Fatalf("write after deletion is version %d", v4.Version)
-	}
+	// A deleted name is never written again: a token issued for the old
+	// document must not gain the new one.
+	var tok tokenResponse
+	a.putPolicy("acme", "reader", `permit (principal, action == Action::"read", resource);`, http.StatusCreated)
+	a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{"tenant": "acme", "name": "old", "policies": []string{"reader"}}, http.StatusCreated, &tok)
+	a.doJSON(http.MethodDelete, "/v1/policies/reader?tenant=acme", a.root, nil, http.StatusNoContent, nil)
+	wantProblem(t, a.do(http.MethodPut, "/v1/policies/reader?tenant=acme", a.root, []byte(`{"policy":"permit (principal, action, resource);"}`)), http.StatusConflict, eventvault.ECONFLICT, "never written again")
+	wantProblem(t, a.do(http.MethodPut, "/v1/policies/app?tenant=acme", a.root, []byte(`{"policy":"permit (principal, action, resource);"}`)), http.StatusConflict, eventvault.ECONFLICT, "choose another name")
+	wantProblem(t, a.do(http.MethodGet, "/v1/streams/order-1/events", tok.Token, nil), http.StatusForbidden, eventvault.EFORBIDDEN, "deny by default")
 }
 
 // TestPolicyBadInput: every input tried, each 400 with a reason a person
@@ -110,6 +115,7 @@ func TestPolicyBadInput(t *testing.T) {
 		{"unknown field", "/v1/policies/app", `{"policy":"permit (principal, action, resource);","effect":"allow"}`, 400, []string{"effect"}},
 		{"bad name", "/v1/policies/App", `{"policy":"permit (principal, action, resource);"}`, 400, []string{"policy name"}},
 		{"not JSON", "/v1/policies/app", `permit (principal, action, resource);`, 400, nil},
+		{"brackets nested too deep", "/v1/policies/app", `{"policy":"permit (principal, action, resource) when ` + strings.Repeat("(", 40) + `true` + strings.Repeat(")", 40) + `;"}`, 400, []string{"nest", "limit is 32"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -128,6 +134,19 @@ func TestPolicyBadInput(t *testing.T) {
 	// acme's document does not exist for globex.
 	wantProblem(t, a.do(http.MethodPost, "/v1/tokens", a.root, []byte(`{"tenant":"globex","policies":["app"]}`)), 400, eventvault.EINVALID, "has no policy app")
 	wantProblem(t, a.do(http.MethodGet, "/v1/policies/app?version=0", a.root, nil), 400, eventvault.EINVALID, "version")
+	// An empty list of policies grants nothing, so it is refused rather
+	// than given the default rules.
+	wantProblem(t, a.do(http.MethodPost, "/v1/tokens", a.root, []byte(`{"tenant":"acme","policies":[]}`)), 400, eventvault.EINVALID, "policies is an empty list")
+	// A bad pattern is refused without echoing it: it may be anything.
+	rec := a.do(http.MethodPost, "/v1/tokens", a.root, []byte(`{"tenant":"acme","rules":[{"capabilities":["read"],"streams":"jane.doe@example.com"}]}`))
+	if p := wantProblem(t, rec, 400, eventvault.EINVALID, "rules[0].streams"); strings.Contains(p.Detail, "jane.doe") {
+		t.Errorf("the problem echoes the pattern: %s", p.Detail)
+	}
+	// Deletions take no body.
+	wantProblem(t, a.do(http.MethodDelete, "/v1/policies/app", a.root, []byte(`{}`)), 400, eventvault.EINVALID, "takes no body")
+	var tok tokenResponse
+	a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{"tenant": "default", "name": "x"}, http.StatusCreated, &tok)
+	wantProblem(t, a.do(http.MethodDelete, "/v1/tokens/"+tok.ID, a.root, []byte(`{}`)), 400, eventvault.EINVALID, "takes no body")
 }
 
 func TestPoliciesDecideRequests(t *testing.T) { onBothStores(t, testPoliciesDecideRequests) }

@@ -160,13 +160,13 @@ func New(cfg Config) *Server {
 	get(v1, "/events", []string{"from", "limit"}, s.readAll)
 	v1.POST("/tokens", onlyQuery(), s.createToken)
 	get(v1, "/tokens", []string{"tenant"}, s.listTokens)
-	v1.DELETE("/tokens/:id", onlyQuery("tenant"), s.revokeToken)
+	v1.DELETE("/tokens/:id", onlyQuery("tenant"), takesNoBody(""), s.revokeToken)
 	if s.policies != nil {
 		get(r.Group(""), "/v1/policy-schema", nil, policySchema)
 		get(v1, "/policies", []string{"tenant"}, s.listPolicies)
 		v1.PUT("/policies/:name", onlyQuery("tenant"), s.putPolicy)
 		get(v1, "/policies/:name", []string{"tenant", "version"}, s.getPolicy)
-		v1.DELETE("/policies/:name", onlyQuery("tenant"), s.deletePolicy)
+		v1.DELETE("/policies/:name", onlyQuery("tenant"), takesNoBody(""), s.deletePolicy)
 	}
 	if s.keys != nil {
 		v1.POST("/admin/tenants/:tenant/kek/rotate", onlyQuery(), s.rotateTenantKEK)

@@ -142,10 +142,6 @@ func (s *Server) listTokens(c *gin.Context) {
 // revokeToken revokes a token: DELETE /v1/tokens/{id}[?tenant=]. Admin of
 // the tenant; 404 for a token of another tenant or a root token.
 func (s *Server) revokeToken(c *gin.Context) {
-	if err := noBody(c); err != nil {
-		s.writeError(c, err)
-		return
-	}
 	tenant := tenantQuery(c)
 	id := c.Param("id")
 	if err := s.tokens.Revoke(c.Request.Context(), principal(c), tenant, id); err != nil {

@@ -188,6 +188,9 @@ func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req New
 	if !utf8.ValidString(req.Name) || strings.ContainsRune(req.Name, 0) {
 		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "token name must be UTF-8 text without NUL characters")
 	}
+	if req.Policies != nil && len(req.Policies) == 0 {
+		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "policies is an empty list, which would grant nothing: name at least one policy document, or leave policies out")
+	}
 	rules := req.Rules
 	switch {
 	case rules == nil && len(req.Policies) == 0:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +30,51 @@ const (
 	MaxDocumentBytes      = 64 << 10
 	MaxStatements         = 200
 	MaxDocumentNameLength = 64
+	// MaxNesting bounds how deep (), [] and {} nest in a document, which
+	// bounds the cost of parsing and evaluating it.
+	MaxNesting = 32
 )
+
+// nesting returns the deepest nesting of (), [] and {} in body, outside
+// string literals and // comments, up to MaxNesting+1, and the line where
+// it went past MaxNesting.
+func nesting(body string) (line, deepest int) {
+	depth, line := 0, 1
+	inString, escaped, inComment := false, false, false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case c == '\n':
+			line++
+			inComment = false
+		case inComment:
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '/' && i+1 < len(body) && body[i+1] == '/':
+			inComment = true
+		case c == '(' || c == '[' || c == '{':
+			depth++
+			if depth > deepest {
+				deepest = depth
+			}
+			if depth > MaxNesting {
+				return line, depth
+			}
+		case c == ')' || c == ']' || c == '}':
+			depth--
+		}
+	}
+	return line, deepest
+}
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 
@@ -100,6 +145,9 @@ func Parse(name, body string) (*Document, error) {
 	if !utf8.ValidString(body) || strings.ContainsRune(body, 0) {
 		return nil, eventvault.Errorf(eventvault.EINVALID, "policy %s must be UTF-8 text without NUL characters", name)
 	}
+	if line, depth := nesting(body); depth > MaxNesting {
+		return nil, eventvault.Errorf(eventvault.EINVALID, "policy %s, line %d: brackets nest %d deep or more; the limit is %d", name, line, depth, MaxNesting)
+	}
 	list, err := cedar.NewPolicyListFromBytes(name+".cedar", []byte(body))
 	if err != nil {
 		return nil, eventvault.Errorf(eventvault.EINVALID, "policy %s does not parse: %s", name, describeParseError(err))
@@ -130,7 +178,7 @@ func Parse(name, body string) (*Document, error) {
 		}
 		seen[id] = true
 		if err := v.Policy(id, (*xast.Policy)(p.AST())); err != nil {
-			return nil, eventvault.Errorf(eventvault.EINVALID, "policy %s, line %d: statement %s does not validate against the schema (GET /v1/policy-schema shows it): %s", name, line, eventvault.Truncate(id, 40), describeValidationError(err))
+			return nil, eventvault.Errorf(eventvault.EINVALID, "policy %s, line %d: statement %s#%s does not validate against the schema (GET /v1/policy-schema shows it): %s", name, line, name, eventvault.Truncate(id, 40), describeValidationError(err))
 		}
 		d.statements = append(d.statements, statement{id: id, policy: p})
 	}
@@ -156,7 +204,9 @@ func describeValidationError(err error) string {
 		if i := strings.Index(s, "`, "); strings.HasPrefix(s, "for policy `") && i > 0 {
 			s = s[i+3:]
 		}
-		parts = append(parts, s)
+		if !slices.Contains(parts, s) {
+			parts = append(parts, s)
+		}
 	}
 	return eventvault.Truncate(strings.Join(parts, "; "), 400)
 }

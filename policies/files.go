@@ -22,8 +22,12 @@ type FileDocument struct {
 // ReadDir reads the documents of dir, laid out as <dir>/<tenant>/<name>.cedar,
 // and parses each: all are read before any is used, so that one bad file
 // stops the start with its path, line and reason instead of leaving half a
-// folder applied. Files of other extensions are an error too, so that a
-// misnamed document ("app.cedr") is not silently left out.
+// folder applied. What a repository holds besides is skipped: entries
+// whose name starts with '.' (.git, .gitkeep), files at the top (README.md)
+// and editor backups ending in '~'. Any other file in a tenant's folder is
+// an error, so that a misnamed document ("app.cedr") is not silently left
+// out. A document whose file is removed stays stored: delete it with
+// DELETE /v1/policies/{name}.
 func ReadDir(dir string) ([]FileDocument, error) {
 	tenants, err := os.ReadDir(dir)
 	if err != nil {
@@ -31,8 +35,8 @@ func ReadDir(dir string) ([]FileDocument, error) {
 	}
 	var out []FileDocument
 	for _, te := range tenants {
-		if !te.IsDir() {
-			return nil, fmt.Errorf("policy folder %s: %s is not a tenant folder: lay documents out as <dir>/<tenant>/<name>.cedar", dir, te.Name())
+		if strings.HasPrefix(te.Name(), ".") || !te.IsDir() {
+			continue
 		}
 		tenant := eventvault.TenantID(te.Name())
 		if err := eventvault.ValidateTenant(tenant); err != nil {
@@ -43,6 +47,9 @@ func ReadDir(dir string) ([]FileDocument, error) {
 			return nil, fmt.Errorf("read policy folder: %w", err)
 		}
 		for _, f := range files {
+			if strings.HasPrefix(f.Name(), ".") || strings.HasSuffix(f.Name(), "~") {
+				continue
+			}
 			path := filepath.Join(dir, te.Name(), f.Name())
 			name, ok := strings.CutSuffix(f.Name(), ".cedar")
 			if f.IsDir() || !ok {

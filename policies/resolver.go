@@ -102,6 +102,10 @@ func (r *Resolver) document(ctx context.Context, tenant eventvault.TenantID, nam
 	case eventvault.ErrorCode(err) == eventvault.ENOTFOUND:
 	case err != nil:
 		return nil, fmt.Errorf("load policy %s: %w", name, err)
+	case !v.Deleted && ok && c.doc != nil && c.doc.Version == v.Version:
+		// Unchanged since it was parsed: parsing again would cost a large
+		// document's parse at every expiry.
+		d = c.doc
 	case !v.Deleted:
 		if d, err = Parse(name, v.Body); err != nil {
 			// Stored documents were valid when written; a schema change
@@ -176,6 +180,10 @@ func (r *Resolver) addVersion(ctx context.Context, p eventvault.Principal, tenan
 		return eventvault.PolicyVersion{}, false, fmt.Errorf("load policy %s: %w", name, err)
 	case deleted && latest.Deleted:
 		return eventvault.PolicyVersion{}, false, eventvault.Errorf(eventvault.ENOTFOUND, "policy %s of tenant %s is already deleted", name, tenant)
+	case !deleted && latest.Deleted:
+		// Tokens issued for the deleted document still name it: writing
+		// the name again would hand them whatever the new text grants.
+		return eventvault.PolicyVersion{}, false, eventvault.Errorf(eventvault.ECONFLICT, "policy %s of tenant %s was deleted (version %d), and a deleted name is never written again, so that tokens issued for the old document do not gain the new one: choose another name", name, tenant, latest.Version)
 	case !deleted && !latest.Deleted && latest.Body == body:
 		// The same document again (a restart loading its files): no new
 		// version.

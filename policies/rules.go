@@ -59,7 +59,7 @@ func ValidateRules(rules []eventvault.Rule) error {
 			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].streams must be a pattern of 1 to %d characters, such as \"order-*\" or \"*\"", i, eventvault.MaxStreamNameLength)
 		}
 		if !patternRE.MatchString(r.Streams) {
-			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].streams %q holds a character no stream name has: use letters, digits, '_', '.', ':', '-' and '*'", i, eventvault.Truncate(r.Streams, 40))
+			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].streams holds a character no stream name has: use letters, digits, '_', '.', ':', '-' and '*'", i)
 		}
 		if len(r.Capabilities) == 0 {
 			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].capabilities is empty: name at least one of append, read, read_pii, erase, audit_export, admin", i)

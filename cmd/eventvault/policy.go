@@ -65,7 +65,7 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 	case "explain":
 		fs.StringVar(&dir, "dir", "", "the policy folder, <dir>/<tenant>/<name>.cedar")
 		fs.StringVar(&tenant, "tenant", "", "the caller's tenant (required)")
-		fs.StringVar(&names, "policies", "", "the caller's documents, comma-separated; default all of the tenant's in -dir")
+		fs.StringVar(&names, "policies", "", "the caller's documents, comma-separated; without it, all of the tenant's in -dir, or none when -rules is given")
 		fs.StringVar(&rulesJSON, "rules", "", `the caller's inline rules, as JSON: [{"capabilities":["read"],"streams":"order-*"}]`)
 		fs.StringVar(&action, "action", "", "the action to decide (required)")
 		fs.StringVar(&stream, "stream", "", "the stream, for stream actions")
@@ -101,8 +101,13 @@ func parseRules(text string) ([]eventvault.Rule, error) {
 		return nil, nil
 	}
 	var rules []eventvault.Rule
-	if err := json.Unmarshal([]byte(text), &rules); err != nil {
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rules); err != nil {
 		return nil, fmt.Errorf(`-rules must be a JSON array of rules such as [{"capabilities":["read"],"streams":"order-*"}]: %w`, err)
+	}
+	if len(rules) == 0 {
+		return nil, errors.New("-rules is an empty list, which would grant nothing: name at least one rule")
 	}
 	if err := policies.ValidateRules(rules); err != nil {
 		return nil, fmt.Errorf("-rules: %w", err)
@@ -138,6 +143,9 @@ func policyExplain(dir, tenant, names, rulesJSON, action, stream, eventType stri
 		return fmt.Errorf("unknown -action %q: use one of %s", action, actionNames())
 	}
 	if a.OnStream() {
+		if stream == "" {
+			return fmt.Errorf("-stream is required: %s is a stream action", action)
+		}
 		if err := eventvault.ValidateStream(eventvault.StreamName(stream)); err != nil {
 			return fmt.Errorf("-stream: %w", err)
 		}
@@ -146,6 +154,9 @@ func policyExplain(dir, tenant, names, rulesJSON, action, stream, eventType stri
 	}
 	if eventType != "" && a != policies.Append {
 		return errors.New("-event-type is for -action append only")
+	}
+	if eventType == "" && a == policies.Append {
+		return errors.New("-event-type is required with -action append: an append is decided per event type")
 	}
 	rules, err := parseRules(rulesJSON)
 	if err != nil {
@@ -157,8 +168,13 @@ func policyExplain(dir, tenant, names, rulesJSON, action, stream, eventType stri
 		if err != nil {
 			return err
 		}
+		// Without -policies, the tenant's every document, unless -rules
+		// models a token that has rules only.
 		want := map[string]bool{}
-		if names != "" {
+		if names == "" && rules != nil {
+			names = "-"
+		}
+		if names != "" && names != "-" {
 			for _, n := range strings.Split(names, ",") {
 				want[n] = true
 			}
@@ -189,6 +205,7 @@ func policyExplain(dir, tenant, names, rulesJSON, action, stream, eventType stri
 	} else {
 		fmt.Fprintln(stdout, "decision: DENY")
 	}
+	slices.Sort(d.By)
 	for _, id := range d.By {
 		effect, line, _ := set.Statement(id)
 		doc, _, _ := strings.Cut(id, "#")

@@ -43,6 +43,7 @@ when { context.event_type == "RefundIssued" };
 		{"deny by default", []string{"policy", "explain", "-dir", dir, "-tenant", "acme", "-policies", "analyst", "-action", "read_all"}, exitDenied, []string{"decision: DENY", "deny by default"}},
 		{"another tenant's folder grants nothing", []string{"policy", "explain", "-dir", dir, "-tenant", "globex", "-action", "read", "-stream", "order-1"}, exitDenied, []string{"decision: DENY"}},
 		{"inline rules", []string{"policy", "explain", "-tenant", "acme", "-rules", `[{"capabilities":["read"],"streams":"*"}]`, "-action", "read_all"}, 0, []string{"decision: ALLOW", "token-rules#rule-0-tenant"}},
+		{"rules alone, without -policies, hold no document", []string{"policy", "explain", "-dir", dir, "-tenant", "acme", "-rules", `[{"capabilities":["append"],"streams":"order-*"}]`, "-action", "read", "-stream", "order-1"}, exitDenied, []string{"documents: token-rules\n", "decision: DENY"}},
 		{"from rules", []string{"policy", "from-rules", "-rules", `[{"capabilities":["append"],"streams":"order-*"}]`}, 0, []string{`resource.name like "order-*"`, `Action::"append"`}},
 	}
 	for _, c := range cases {
@@ -70,6 +71,20 @@ func TestPolicyCommandsRefuseBadInput(t *testing.T) {
 	writePolicy(t, bad, "Not A Tenant", "app", `permit (principal, action, resource);`)
 	good := t.TempDir()
 	writePolicy(t, good, "acme", "app", `permit (principal, action, resource);`)
+	// What a repository holds besides documents is skipped.
+	for _, clutter := range []string{".git/HEAD", "README.md", "acme/.gitkeep", "acme/app.cedar~"} {
+		path := filepath.Join(good, clutter)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("not a policy"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run(t.Context(), []string{"policy", "validate", "-dir", good}, &out, &errb); code != 0 || !strings.Contains(out.String(), "1 documents valid") {
+		t.Fatalf("a folder with .git, README.md, .gitkeep and a backup: exit %d, %s %s", code, out.String(), errb.String())
+	}
 	stray := t.TempDir()
 	writePolicy(t, stray, "acme", "app", `permit (principal, action, resource);`)
 	if err := os.WriteFile(filepath.Join(stray, "acme", "app.cedr"), []byte("x"), 0o644); err != nil {
@@ -81,7 +96,7 @@ func TestPolicyCommandsRefuseBadInput(t *testing.T) {
 		want string
 	}{
 		{"invalid document names file and line", []string{"policy", "validate", "-dir", dir}, "app.cedar: policy app, line 1"},
-		{"bad tenant folder", []string{"policy", "validate", "-dir", bad}, "Not A Tenant"},
+		{"bad tenant folder", []string{"policy", "validate", "-dir", bad}, "folder Not A Tenant"},
 		{"misnamed file", []string{"policy", "validate", "-dir", stray}, "app.cedr: a policy folder holds only <name>.cedar files"},
 		{"no folder", []string{"policy", "validate"}, "-dir is required"},
 		{"unknown action", []string{"policy", "explain", "-tenant", "acme", "-action", "fly"}, `unknown -action "fly"`},
@@ -91,6 +106,10 @@ func TestPolicyCommandsRefuseBadInput(t *testing.T) {
 		{"missing document", []string{"policy", "explain", "-dir", good, "-tenant", "acme", "-policies", "nope", "-action", "read_all"}, "names nope"},
 		{"bad rules", []string{"policy", "explain", "-tenant", "acme", "-rules", `[{"capabilities":["fly"],"streams":"*"}]`, "-action", "read_all"}, "unknown capability"},
 		{"no subcommand", []string{"policy"}, "say what to do"},
+		{"append without an event type", []string{"policy", "explain", "-tenant", "acme", "-rules", `[{"capabilities":["append"],"streams":"*"}]`, "-action", "append", "-stream", "order-1"}, "-event-type is required"},
+		{"stream action without -stream", []string{"policy", "explain", "-tenant", "acme", "-action", "shred"}, "-stream is required"},
+		{"empty rules", []string{"policy", "from-rules", "-rules", "[]"}, "empty list"},
+		{"unknown rule field", []string{"policy", "from-rules", "-rules", `[{"capabilities":["read"],"streams":"*","extra":1}]`}, "unknown field"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

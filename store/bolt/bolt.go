@@ -77,6 +77,11 @@ var (
 	// bucketPolicies holds a bucket per tenant, a bucket per document name
 	// in it, and each version under its number (8 bytes, big-endian).
 	bucketPolicies = []byte("policies")
+	// bucketAudit holds a bucket per audit log (the tenant's id, or
+	// auditDeployment for the deployment's own), each with the buckets
+	// records, hashes and checkpoints (keys: 8-byte big-endian indexes
+	// or sizes).
+	bucketAudit = []byte("audit")
 	// bucketDeploymentKeys holds the wrapped deployment keys by name
 	// (deploykeys.go); created in files of any layout, as it is new.
 	bucketDeploymentKeys = []byte("deployment_keys")
@@ -164,7 +169,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 // init creates the top-level buckets and checks the layout version.
 func (db *DB) init() error {
 	return db.bolt.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketTokens, bucketTokenIDs, bucketTenants, bucketErasure, bucketDeploymentKeys, bucketPolicies} {
+		for _, name := range [][]byte{bucketMeta, bucketTokens, bucketTokenIDs, bucketTenants, bucketErasure, bucketDeploymentKeys, bucketPolicies, bucketAudit} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
@@ -217,12 +222,32 @@ func (db *DB) update(ctx context.Context, op string, fn func(*bbolt.Tx) error) e
 	}
 	db.mu.RLock()
 	defer db.mu.RUnlock()
-	return storeError(op, db.bolt.Update(func(tx *bbolt.Tx) error {
+	var written []func()
+	err := storeError(op, db.bolt.Update(func(tx *bbolt.Tx) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
-		return fn(tx)
+		if err := fn(tx); err != nil {
+			return err
+		}
+		// The audit records of the action commit with it, or neither does.
+		if a := eventvault.AuditFrom(ctx); a != nil {
+			if lines, ok := a.Take(); ok {
+				first, err := appendAudit(tx, a.Tenant, lines)
+				if err != nil {
+					return err
+				}
+				written = append(written, func() { a.Written(first) })
+			}
+		}
+		return nil
 	}))
+	if err == nil {
+		for _, f := range written {
+			f()
+		}
+	}
+	return err
 }
 
 // storeError maps what a transaction returned to EventVault's errors.

@@ -76,6 +76,9 @@ type txn struct {
 	spec   txSpec
 	begun  bool
 	closed bool
+	// audit are the audit records of the action this transaction carries
+	// out, written with its COMMIT (eventvault.WithAudit); nil for none.
+	audit *eventvault.AuditLines
 }
 
 // send sends b in the transaction, first BEGIN and the scope if they are not
@@ -93,6 +96,14 @@ func (t *txn) send(ctx context.Context, b *pgx.Batch, commit bool) error {
 		full.QueuedQueries = append(full.QueuedQueries, b.QueuedQueries...)
 		t.begun = true
 	}
+	var auditFirst int64 = -1
+	if commit && t.audit != nil {
+		if lines, ok := t.audit.Take(); ok {
+			if err := t.queueAudit(full, lines, &auditFirst); err != nil {
+				return err
+			}
+		}
+	}
 	if commit {
 		full.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
 			// COMMIT of an aborted transaction answers ROLLBACK.
@@ -105,6 +116,9 @@ func (t *txn) send(ctx context.Context, b *pgx.Batch, commit bool) error {
 	err := t.conn.SendBatch(ctx, full).Close()
 	if commit && err == nil {
 		t.closed = true
+		if auditFirst >= 0 {
+			t.audit.Written(auditFirst)
+		}
 	}
 	return err
 }
@@ -153,6 +167,9 @@ func (db *DB) attempt(ctx context.Context, spec txSpec, fn func(ctx context.Cont
 	}
 	defer pc.Release()
 	t := &txn{conn: pc.Conn(), spec: spec}
+	if !spec.readOnly {
+		t.audit = eventvault.AuditFrom(ctx)
+	}
 	defer func() {
 		if err != nil {
 			t.rollback(ctx)

@@ -1,0 +1,96 @@
+package eventvault
+
+import (
+	"context"
+	"sync"
+)
+
+// DeploymentLog is the tenant of the deployment's own audit log: node
+// starts and stops, and requests whose tenant is unknown (a 401). It is
+// no valid tenant id, so no tenant can write or read it.
+const DeploymentLog TenantID = ""
+
+// AuditLines are audit records (canonical JSON lines, package audit) that
+// must be written in the same transaction as the action they record: a
+// store writes them, at the next indexes of Tenant's log, in the first
+// write transaction that commits with them, and in no other. An action
+// that commits no write transaction writes none (nothing happened).
+type AuditLines struct {
+	Tenant TenantID
+	Lines  [][]byte
+
+	mu      sync.Mutex
+	written bool
+	first   int64
+}
+
+// Take returns the lines for a transaction about to commit, and false if
+// they were written by an earlier one.
+func (a *AuditLines) Take() ([][]byte, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.Lines, !a.written
+}
+
+// Written records that the transaction holding the lines committed them
+// at first, first+1, ...
+func (a *AuditLines) Written(first int64) {
+	a.mu.Lock()
+	a.written, a.first = true, first
+	a.mu.Unlock()
+}
+
+// WrittenAt reports where the lines were written, if they were.
+func (a *AuditLines) WrittenAt() (first int64, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.first, a.written
+}
+
+type auditKey struct{}
+
+// WithAudit returns ctx carrying lines for the store to write with the
+// next write transaction it commits under ctx (see AuditLines).
+func WithAudit(ctx context.Context, lines *AuditLines) context.Context {
+	return context.WithValue(ctx, auditKey{}, lines)
+}
+
+// AuditFrom returns the lines ctx carries, nil if none.
+func AuditFrom(ctx context.Context) *AuditLines {
+	a, _ := ctx.Value(auditKey{}).(*AuditLines)
+	return a
+}
+
+// AuditStore keeps each tenant's audit log: an append-only sequence of
+// record lines, the Merkle tree hashes over it (RFC 6962, as
+// golang.org/x/mod/sumdb/tlog stores them) and signed checkpoints. Nothing
+// in it is ever changed or removed; the server's database role may only
+// insert (PostgreSQL enforces it).
+type AuditStore interface {
+	// AppendAudit writes lines at the next indexes of tenant's log in a
+	// transaction of its own and returns the first index. Errors:
+	// EUNAVAILABLE when the log cannot be written.
+	AppendAudit(ctx context.Context, tenant TenantID, lines [][]byte) (first int64, err error)
+	// AuditSize is the number of records in tenant's log.
+	AuditSize(ctx context.Context, tenant TenantID) (int64, error)
+	// AuditRecords returns the records at indexes [from, to), in order.
+	// Errors: EINVALID for a range outside [0, size].
+	AuditRecords(ctx context.Context, tenant TenantID, from, to int64) ([][]byte, error)
+	// AuditHashes returns the stored hashes at the given storage indexes
+	// (tlog.StoredHashIndex), in the order asked. Errors: ENOTFOUND for
+	// one not stored.
+	AuditHashes(ctx context.Context, tenant TenantID, indexes []int64) ([][]byte, error)
+	// AddAuditHashes stores hashes at storage indexes from, from+1, ...
+	// (those tlog.StoredHashes gives for the records being integrated);
+	// ECONFLICT if one is stored already.
+	AddAuditHashes(ctx context.Context, tenant TenantID, from int64, hashes [][]byte) error
+	// AddAuditCheckpoint stores a signed checkpoint of size records;
+	// ECONFLICT if one of that size exists.
+	AddAuditCheckpoint(ctx context.Context, tenant TenantID, size int64, note []byte) error
+	// LatestAuditCheckpoint returns the largest checkpoint. Errors:
+	// ENOTFOUND if there is none.
+	LatestAuditCheckpoint(ctx context.Context, tenant TenantID) (size int64, note []byte, err error)
+	// AuditTenants lists the tenants whose log holds records, the
+	// deployment's own log (DeploymentLog) included.
+	AuditTenants(ctx context.Context) ([]TenantID, error)
+}
