@@ -27,7 +27,7 @@ const (
 )
 
 // tenantTables are the tables that hold tenant rows.
-var tenantTables = []string{"tenants", "tenant_keys", "streams", "events", "api_tokens", "policies"}
+var tenantTables = []string{"tenants", "tenant_keys", "streams", "events", "api_tokens", "policies", "audit_heads", "audit_records", "audit_hashes", "audit_checkpoints"}
 
 // twoTenants returns a store holding a KEK, a stream with events and a token
 // for each of tenants A and B, plus a root token, and the database's
@@ -52,6 +52,15 @@ func twoTenants(t *testing.T) (*postgres.DB, string) {
 		}
 		if err := db.AddPolicyVersion(ctx, eventvault.PolicyVersion{Tenant: tenant, Name: "app", Version: 1, Body: "permit (principal, action, resource);", CreatedBy: "tok", CreatedAt: time.Now()}); err != nil {
 			t.Fatalf("AddPolicyVersion %s: %v", tenant, err)
+		}
+		if _, err := db.AppendAudit(ctx, tenant, [][]byte{[]byte(`{"action":"test"}`)}); err != nil {
+			t.Fatalf("AppendAudit %s: %v", tenant, err)
+		}
+		if err := db.AddAuditHashes(ctx, tenant, 0, [][]byte{make([]byte, 32)}); err != nil {
+			t.Fatalf("AddAuditHashes %s: %v", tenant, err)
+		}
+		if err := db.AddAuditCheckpoint(ctx, tenant, 1, []byte("checkpoint")); err != nil {
+			t.Fatalf("AddAuditCheckpoint %s: %v", tenant, err)
 		}
 	}
 	if err := db.CreateToken(ctx, token("", true)); err != nil {
@@ -239,6 +248,16 @@ func TestRLSAppRoleCannotRewriteHistory(t *testing.T) {
 		{"rewrite a policy version", `UPDATE policies SET body = 'permit (principal, action, resource);'`},
 		{"delete policy history", `DELETE FROM policies WHERE tenant_id = 'tenant-a'`},
 		{"truncate policies", `TRUNCATE policies`},
+		{"rewrite an audit record", `UPDATE audit_records SET line = '\x00'`},
+		{"delete audit records", `DELETE FROM audit_records WHERE tenant_id = 'tenant-a'`},
+		{"truncate audit records", `TRUNCATE audit_records`},
+		{"rewrite an audit hash", `UPDATE audit_hashes SET hash = hash`},
+		{"delete audit hashes", `DELETE FROM audit_hashes`},
+		{"truncate audit hashes", `TRUNCATE audit_hashes`},
+		{"rewrite a checkpoint", `UPDATE audit_checkpoints SET note = ''`},
+		{"delete checkpoints", `DELETE FROM audit_checkpoints`},
+		{"truncate checkpoints", `TRUNCATE audit_checkpoints`},
+		{"delete an audit head", `DELETE FROM audit_heads`},
 		{"disable row-level security", `ALTER TABLE events DISABLE ROW LEVEL SECURITY`},
 	}
 	for _, tc := range cases {

@@ -1,0 +1,140 @@
+package storetest
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/eventvault/eventvault"
+)
+
+func testAudit(t *testing.T, open opener) {
+	t.Run("records append in order, per log", func(t *testing.T) {
+		h := setup(t, open)
+		first, err := h.store.AppendAudit(h.ctx, tenantA, [][]byte{[]byte(`{"n":0}`), []byte(`{"n":1}`)})
+		if err != nil || first != 0 {
+			t.Fatalf("AppendAudit = %d, %v; want 0", first, err)
+		}
+		if first, err = h.store.AppendAudit(h.ctx, tenantA, [][]byte{[]byte(`{"n":2}`)}); err != nil || first != 2 {
+			t.Fatalf("second AppendAudit = %d, %v; want 2", first, err)
+		}
+		if first, err = h.store.AppendAudit(h.ctx, tenantB, [][]byte{[]byte(`{"b":0}`)}); err != nil || first != 0 {
+			t.Fatalf("tenant B's first record = %d, %v; want 0 (its own log)", first, err)
+		}
+		if first, err = h.store.AppendAudit(h.ctx, eventvault.DeploymentLog, [][]byte{[]byte(`{"node":"up"}`)}); err != nil || first != 0 {
+			t.Fatalf("the deployment log's first record = %d, %v; want 0", first, err)
+		}
+		if size, err := h.store.AuditSize(h.ctx, tenantA); err != nil || size != 3 {
+			t.Fatalf("AuditSize = %d, %v; want 3", size, err)
+		}
+		recs, err := h.store.AuditRecords(h.ctx, tenantA, 1, 3)
+		if err != nil || len(recs) != 2 || string(recs[0]) != `{"n":1}` || string(recs[1]) != `{"n":2}` {
+			t.Fatalf("AuditRecords [1,3) = %q, %v", recs, err)
+		}
+		if _, err := h.store.AuditRecords(h.ctx, tenantA, 0, 4); eventvault.ErrorCode(err) != eventvault.EINVALID {
+			t.Errorf("AuditRecords past the end = %v, want EINVALID", err)
+		}
+		logs, err := h.store.AuditTenants(h.ctx)
+		if err != nil || len(logs) != 3 {
+			t.Errorf("AuditTenants = %v, %v; want the deployment log, A and B", logs, err)
+		}
+	})
+
+	t.Run("concurrent writers get gapless indexes", func(t *testing.T) {
+		h := setup(t, open)
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 10 {
+					if _, err := h.store.AppendAudit(h.ctx, tenantA, [][]byte{fmt.Appendf(nil, `{"w":%d,"i":%d}`, w, i)}); err != nil {
+						t.Errorf("writer %d: %v", w, err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		recs, err := h.store.AuditRecords(h.ctx, tenantA, 0, 80)
+		if err != nil || len(recs) != 80 {
+			t.Fatalf("80 records from 8 writers: %d, %v", len(recs), err)
+		}
+		seen := map[string]bool{}
+		for _, r := range recs {
+			if seen[string(r)] {
+				t.Errorf("record %s written twice", r)
+			}
+			seen[string(r)] = true
+		}
+	})
+
+	t.Run("records ride with the action's transaction", func(t *testing.T) {
+		h := setup(t, open)
+		lines := &eventvault.AuditLines{Tenant: tenantA, Lines: [][]byte{[]byte(`{"action":"token_issued"}`)}}
+		ctx := eventvault.WithAudit(h.ctx, lines)
+		tok := newToken(tenantA, "audited", false, nil)
+		if err := h.store.CreateToken(ctx, tok); err != nil {
+			t.Fatalf("CreateToken: %v", err)
+		}
+		first, ok := lines.WrittenAt()
+		if !ok || first != 0 {
+			t.Fatalf("the record was not written with the action: %d %v", first, ok)
+		}
+		// A second write under the same context writes it no more.
+		if err := h.store.CreateToken(ctx, newToken(tenantA, "second", false, nil)); err != nil {
+			t.Fatalf("CreateToken: %v", err)
+		}
+		recs, err := h.store.AuditRecords(h.ctx, tenantA, 0, 1)
+		if size, _ := h.store.AuditSize(h.ctx, tenantA); err != nil || size != 1 || !bytes.Equal(recs[0], lines.Lines[0]) {
+			t.Fatalf("log after two writes under one record: size %d, %q, %v; want the one record", size, recs, err)
+		}
+		// An action that fails writes no record.
+		failed := &eventvault.AuditLines{Tenant: tenantA, Lines: [][]byte{[]byte(`{"action":"token_issued","dup":true}`)}}
+		if err := h.store.CreateToken(eventvault.WithAudit(h.ctx, failed), tok); eventvault.ErrorCode(err) != eventvault.ECONFLICT {
+			t.Fatalf("CreateToken of an existing token = %v, want ECONFLICT", err)
+		}
+		if _, ok := failed.WrittenAt(); ok {
+			t.Errorf("a failed action's record counts as written")
+		}
+		if size, _ := h.store.AuditSize(h.ctx, tenantA); size != 1 {
+			t.Errorf("a failed action left a record: size %d", size)
+		}
+	})
+
+	t.Run("hashes and checkpoints are written once", func(t *testing.T) {
+		h := setup(t, open)
+		hashes := [][]byte{bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)}
+		if err := h.store.AddAuditHashes(h.ctx, tenantA, 0, hashes); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.store.AddAuditHashes(h.ctx, tenantA, 1, hashes[:1]); eventvault.ErrorCode(err) != eventvault.ECONFLICT {
+			t.Errorf("a hash stored twice = %v, want ECONFLICT", err)
+		}
+		got, err := h.store.AuditHashes(h.ctx, tenantA, []int64{1, 0})
+		if err != nil || !bytes.Equal(got[0], hashes[1]) || !bytes.Equal(got[1], hashes[0]) {
+			t.Errorf("AuditHashes(1, 0) = %x, %v", got, err)
+		}
+		if _, err := h.store.AuditHashes(h.ctx, tenantA, []int64{5}); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+			t.Errorf("a hash never stored = %v, want ENOTFOUND", err)
+		}
+		if _, _, err := h.store.LatestAuditCheckpoint(h.ctx, tenantA); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+			t.Errorf("LatestAuditCheckpoint of a log without one = %v, want ENOTFOUND", err)
+		}
+		for _, size := range []int64{1, 2} {
+			if err := h.store.AddAuditCheckpoint(h.ctx, tenantA, size, fmt.Appendf(nil, "note %d", size)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := h.store.AddAuditCheckpoint(h.ctx, tenantA, 2, []byte("another note 2")); eventvault.ErrorCode(err) != eventvault.ECONFLICT {
+			t.Errorf("a second checkpoint of one size = %v, want ECONFLICT", err)
+		}
+		size, note, err := h.store.LatestAuditCheckpoint(h.ctx, tenantA)
+		if err != nil || size != 2 || string(note) != "note 2" {
+			t.Errorf("LatestAuditCheckpoint = %d %q %v", size, note, err)
+		}
+		if _, _, err := h.store.LatestAuditCheckpoint(h.ctx, tenantB); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+			t.Errorf("tenant B sees A's checkpoint: %v", err)
+		}
+	})
+}
