@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -123,8 +124,18 @@ func TestClaimsMapToPrincipal(t *testing.T) {
 		t.Fatalf("Authenticate: %v", err)
 	}
 	want := eventvault.Principal{Tenant: "acme", Subject: jwttest.Issuer + "#user-1", Policies: []string{"app", "analyst"}}
-	if p.Tenant != want.Tenant || p.Subject != want.Subject || !slices.Equal(p.Policies, want.Policies) || p.Root || p.TokenID != "" || p.Actor() != want.Subject {
+	if p.Tenant != want.Tenant || p.Subject != want.Subject || !slices.Equal(p.Policies, want.Policies) || p.Root || p.TokenID != "" {
 		t.Fatalf("principal %+v, want %+v", p, want)
+	}
+	// The actor id names the caller without its subject, alike for the
+	// same subject, apart for another.
+	if !regexp.MustCompile(`^jwt_[0-9a-f]{16}$`).MatchString(p.Actor()) || strings.Contains(p.Actor(), "user-1") {
+		t.Fatalf("actor %q, want jwt_ and 16 hex digits", p.Actor())
+	}
+	again, _ := v.Authenticate(ctx, idp.Sign(t, jwttest.KidRSA, claims))
+	other, _ := v.Authenticate(ctx, idp.Sign(t, jwttest.KidRSA, jwttest.Claims("user-2", cfg.TenantClaim, "acme", "roles", "app")))
+	if again.Actor() != p.Actor() || other.Actor() == p.Actor() {
+		t.Fatalf("actor ids %q, %q (same subject), %q (another); want the same for one subject only", p.Actor(), again.Actor(), other.Actor())
 	}
 
 	claims["roles"] = "dpo"
