@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ type Resolver struct {
 	logger   *slog.Logger
 	mu       sync.Mutex
 	cache    map[docKey]cachedDoc
+	sets     map[string]*Set
 	maxCache int
 }
 
@@ -44,7 +46,7 @@ func NewResolver(store eventvault.PolicyStore, ttl time.Duration, logger *slog.L
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Resolver{store: store, ttl: ttl, now: time.Now, logger: logger, cache: map[docKey]cachedDoc{}, maxCache: 10000}
+	return &Resolver{store: store, ttl: ttl, now: time.Now, logger: logger, cache: map[docKey]cachedDoc{}, sets: map[string]*Set{}, maxCache: 10000}
 }
 
 // MaxPrincipalPolicies bounds the documents of one principal (attached to
@@ -81,8 +83,34 @@ func (r *Resolver) Resolve(ctx context.Context, p eventvault.Principal) (eventva
 		p.Grants = NewSet()
 		return p, nil
 	}
-	p.Grants = RulesSet(p.Rules, docs...)
+	p.Grants = r.compiled(p.Rules, docs)
 	return p, nil
+}
+
+// compiled returns the Set of rules and docs, compiled once per distinct
+// rules text and document versions: compiling parses the rules' document,
+// which a request must not pay for every time.
+func (r *Resolver) compiled(rules []eventvault.Rule, docs []*Document) *Set {
+	var key strings.Builder
+	key.WriteString(FromRules(rules))
+	for _, d := range docs {
+		fmt.Fprintf(&key, "\x00%s@%d", d.Name, d.Version)
+	}
+	k := key.String()
+	r.mu.Lock()
+	s, ok := r.sets[k]
+	r.mu.Unlock()
+	if ok {
+		return s
+	}
+	s = RulesSet(rules, docs...)
+	r.mu.Lock()
+	if len(r.sets) >= r.maxCache {
+		clear(r.sets)
+	}
+	r.sets[k] = s
+	r.mu.Unlock()
+	return s
 }
 
 // document returns the current version of a document, nil if there is
