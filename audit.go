@@ -94,3 +94,36 @@ type AuditStore interface {
 	// deployment's own log (DeploymentLog) included.
 	AuditTenants(ctx context.Context) ([]TenantID, error)
 }
+
+// AuditEvent is one security-relevant action as the engine describes it;
+// an AuditRecorder turns it into a record line (package audit). Detail
+// holds counts, positions, versions, reason classes: never event data, a
+// key, a token or a personal value (subjects only as pseudonyms).
+type AuditEvent struct {
+	Tenant   TenantID // DeploymentLog for the deployment's own log
+	Actor    string   // Principal.Actor, "operator", or "node:<id>"
+	Action   string
+	Resource string
+	Outcome  string // "ok", "denied" or "failed"
+	Detail   map[string]any
+}
+
+// AuditRecorder turns events into record lines, stamped with the time and
+// the request id ctx carries.
+type AuditRecorder interface {
+	Lines(ctx context.Context, events ...AuditEvent) (*AuditLines, error)
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying the HTTP request id that audit
+// records name.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestIDFrom returns the request id ctx carries, "" if none.
+func RequestIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}

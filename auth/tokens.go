@@ -62,6 +62,9 @@ type Tokens struct {
 	// Policies checks that the documents a new token names exist
 	// (policies.Resolver); nil refuses tokens that name any.
 	Policies PolicyChecker
+	// Audit, when set, records every token issued and revoked in the
+	// tenant's audit log, in the same transaction.
+	Audit eventvault.AuditRecorder
 	Logger   *slog.Logger // nil: no warnings
 	cache    *tokenCache  // nil: no cache
 
@@ -216,6 +219,14 @@ func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req New
 	secret, err := s.newSecret()
 	if err != nil {
 		return "", eventvault.Token{}, err
+	}
+	if s.Audit != nil {
+		lines, err := s.Audit.Lines(ctx, eventvault.AuditEvent{Tenant: req.Tenant, Actor: issuer.Actor(), Action: "token_issued", Resource: "token", Outcome: "ok",
+			Detail: map[string]any{"policies": len(req.Policies), "rules": len(rules), "ttl_seconds": int64(req.TTL.Seconds())}})
+		if err != nil {
+			return "", eventvault.Token{}, fmt.Errorf("audit record: %w", err)
+		}
+		ctx = eventvault.WithAudit(ctx, lines)
 	}
 	t, err := s.store(ctx, secret, req.Tenant, req.Name, false, rules, req.Policies, req.TTL)
 	if err != nil {

@@ -39,6 +39,9 @@ type Erasure struct {
 	subjects [64]sync.Mutex
 	// revokeTokens, when set, revokes a shredded tenant's tokens.
 	revokeTokens TokenRevoker
+	// audit, when set, records every shred, hold and erasure request in
+	// the transaction that carries it out.
+	audit eventvault.AuditRecorder
 }
 
 // KeyEvictor forgets cached keys once the store has destroyed them, so
@@ -69,6 +72,13 @@ type ErasureOption func(*Erasure)
 // tenant's tokens in place.
 func WithTokenRevoker(revoke TokenRevoker) ErasureOption {
 	return func(e *Erasure) { e.revokeTokens = revoke }
+}
+
+// WithErasureAudit records every shred, hold and erasure request (and
+// each change of its state) in the tenant's audit log, in the same
+// transaction as the action.
+func WithErasureAudit(rec eventvault.AuditRecorder) ErasureOption {
+	return func(e *Erasure) { e.audit = rec }
 }
 
 // NewErasure returns an Erasure. logger may be nil.
@@ -113,7 +123,12 @@ func (e *Erasure) ShredStream(ctx context.Context, p eventvault.Principal, strea
 	if err := e.checkNoHold(ctx, p.Tenant, stream); err != nil {
 		return eventvault.Shred{}, err
 	}
-	s, err := e.store.ShredStream(ctx, p.Tenant, stream, purge, e.clock())
+	actx, err := withAudit(ctx, e.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditShred, Resource: streamResource(stream),
+		Outcome: AuditOutcomeOK, Detail: map[string]any{"purge": purge}})
+	if err != nil {
+		return eventvault.Shred{}, err
+	}
+	s, err := e.store.ShredStream(actx, p.Tenant, stream, purge, e.clock())
 	if err != nil {
 		return eventvault.Shred{}, fmt.Errorf("shred %s: %w", stream, err)
 	}
@@ -169,7 +184,11 @@ func (e *Erasure) ShredTenant(ctx context.Context, p eventvault.Principal, tenan
 	if !p.Root {
 		return eventvault.TenantShred{}, eventvault.Errorf(eventvault.EFORBIDDEN, "only the root token may shred a tenant")
 	}
-	s, err := e.store.ShredTenant(ctx, tenant, e.clock())
+	actx, err := withAudit(ctx, e.audit, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: AuditShredTenant, Resource: auditResourceTenant, Outcome: AuditOutcomeOK})
+	if err != nil {
+		return eventvault.TenantShred{}, err
+	}
+	s, err := e.store.ShredTenant(actx, tenant, e.clock())
 	if err != nil {
 		return eventvault.TenantShred{}, fmt.Errorf("shred tenant %s: %w", tenant, err)
 	}
@@ -198,7 +217,11 @@ func (e *Erasure) PutHold(ctx context.Context, p eventvault.Principal, subject, 
 		return eventvault.Hold{}, eventvault.Errorf(eventvault.EINVALID, "reason must be UTF-8 text without NUL characters")
 	}
 	h := eventvault.Hold{Subject: ps, Reason: reason, PlacedAt: e.clock(), PlacedBy: p.Actor()}
-	if err := e.store.PutHold(ctx, p.Tenant, h); err != nil {
+	actx, err := withAudit(ctx, e.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditHoldPlaced, Resource: subjectResource(ps), Outcome: AuditOutcomeOK})
+	if err != nil {
+		return eventvault.Hold{}, err
+	}
+	if err := e.store.PutHold(actx, p.Tenant, h); err != nil {
 		return eventvault.Hold{}, fmt.Errorf("place hold: %w", err)
 	}
 	return h, nil
@@ -210,7 +233,11 @@ func (e *Erasure) DeleteHold(ctx context.Context, p eventvault.Principal, subjec
 	if err != nil {
 		return err
 	}
-	if err := e.store.DeleteHold(ctx, p.Tenant, ps); err != nil {
+	actx, err := withAudit(ctx, e.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditHoldLifted, Resource: subjectResource(ps), Outcome: AuditOutcomeOK})
+	if err != nil {
+		return err
+	}
+	if err := e.store.DeleteHold(actx, p.Tenant, ps); err != nil {
 		return fmt.Errorf("lift hold: %w", err)
 	}
 	return nil
@@ -255,14 +282,22 @@ func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, su
 	if req.ID == uuid.Nil {
 		created = true
 		req = eventvault.ErasureRequest{ID: uuid.New(), Tenant: p.Tenant, Subject: ps, State: eventvault.ErasureReceived, RequestedBy: p.Actor(), ReceivedAt: e.clock()}
-		if err := e.store.CreateErasureRequest(ctx, req); err != nil {
+		actx, err := withAudit(ctx, e.audit, e.stateEvent(req, AuditErasureRequested))
+		if err != nil {
+			return eventvault.ErasureRequest{}, false, err
+		}
+		if err := e.store.CreateErasureRequest(actx, req); err != nil {
 			return eventvault.ErasureRequest{}, false, fmt.Errorf("record erasure request: %w", err)
 		}
 	}
 	hold, err := e.store.Hold(ctx, p.Tenant, ps)
 	if err == nil {
 		req.State, req.Reason, req.CompletedAt = eventvault.ErasureRejected, "legal hold: "+hold.Reason, e.clock()
-		if err := e.store.UpdateErasureRequest(ctx, req); err != nil {
+		actx, err := withAudit(ctx, e.audit, e.stateEvent(req, AuditErasureState))
+		if err != nil {
+			return eventvault.ErasureRequest{}, false, err
+		}
+		if err := e.store.UpdateErasureRequest(actx, req); err != nil {
 			return eventvault.ErasureRequest{}, false, fmt.Errorf("reject erasure request: %w", err)
 		}
 		return req, created, nil
@@ -327,7 +362,12 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 			if shredded[stream] {
 				continue
 			}
-			s, err := e.store.ShredStream(ctx, req.Tenant, stream, false, e.clock())
+			sctx, err := withAudit(ctx, e.audit, eventvault.AuditEvent{Tenant: req.Tenant, Actor: req.RequestedBy, Action: AuditShred, Resource: streamResource(stream),
+				Outcome: AuditOutcomeOK, Detail: map[string]any{"erasure_request": req.ID.String()}})
+			if err != nil {
+				return eventvault.ErasureRequest{}, err
+			}
+			s, err := e.store.ShredStream(sctx, req.Tenant, stream, false, e.clock())
 			if err != nil {
 				return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: shred %s: %w", req.ID, stream, err)
 			}
@@ -369,7 +409,11 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 		return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: sign certificate: %w", req.ID, err)
 	}
 	req.State, req.CompletedAt, req.Certificate = eventvault.ErasureCompleted, cert.ErasedAt, signed
-	if err := e.store.UpdateErasureRequest(ctx, req); err != nil {
+	actx, err := withAudit(ctx, e.audit, e.stateEvent(req, AuditErasureState))
+	if err != nil {
+		return eventvault.ErasureRequest{}, err
+	}
+	if err := e.store.UpdateErasureRequest(actx, req); err != nil {
 		return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: complete: %w", req.ID, err)
 	}
 	e.logger.InfoContext(ctx, "erasure completed", slog.String("tenant", string(req.Tenant)), slog.String("request_id", req.ID.String()),
@@ -408,4 +452,14 @@ func (e *Erasure) ErasureRequest(ctx context.Context, p eventvault.Principal, id
 // SigningKey returns the id and public key that verify certificates.
 func (e *Erasure) SigningKey() (string, ed25519.PublicKey) {
 	return e.signer.KeyID(), e.signer.PublicKey()
+}
+
+// stateEvent is the audit record of an erasure request reaching its
+// state: the subject only by pseudonym.
+func (e *Erasure) stateEvent(req eventvault.ErasureRequest, action string) eventvault.AuditEvent {
+	detail := map[string]any{"request_id": req.ID.String(), "state": string(req.State)}
+	if cert, ok := CertificateOf(req); ok {
+		detail["streams"], detail["keys_destroyed"] = cert.StreamCount, len(cert.DestroyedKeys)
+	}
+	return eventvault.AuditEvent{Tenant: req.Tenant, Actor: req.RequestedBy, Action: action, Resource: subjectResource(req.Subject), Outcome: AuditOutcomeOK, Detail: detail}
 }

@@ -16,6 +16,25 @@ import (
 type Rotation struct {
 	keys   KeyRotator
 	logger *slog.Logger
+	// audit and auditStore, when set, record each rotation: a record
+	// before it starts (no record, no rotation) and one with its outcome.
+	audit      eventvault.AuditRecorder
+	auditStore eventvault.AuditStore
+}
+
+// WithAudit makes r record every rotation and retirement in the audit
+// log: the tenant's for a KEK, the deployment's for the root key. It
+// returns r.
+func (r *Rotation) WithAudit(rec eventvault.AuditRecorder, store eventvault.AuditStore) *Rotation {
+	r.audit, r.auditStore = rec, store
+	return r
+}
+
+// recordRotation writes the record of a rotation step. Before the step
+// (outcome "started") an error stops it; after, the outcome is recorded
+// and an error in recording is returned only if the step succeeded.
+func (r *Rotation) recordRotation(ctx context.Context, log eventvault.TenantID, p eventvault.Principal, action, resource, outcome string, detail map[string]any) error {
+	return appendAudit(ctx, r.audit, r.auditStore, eventvault.AuditEvent{Tenant: log, Actor: p.Actor(), Action: action, Resource: resource, Outcome: outcome, Detail: detail})
 }
 
 // TenantKeyRotator adds versions of a tenant's KEK and moves the tenant's
@@ -85,8 +104,12 @@ func (r *Rotation) RotateTenantKEK(ctx context.Context, p eventvault.Principal, 
 		return TenantRotation{}, err
 	}
 	out := TenantRotation{Tenant: tenant}
+	if err := r.recordRotation(ctx, tenant, p, AuditKEKRotated, auditResourceTenant, "started", nil); err != nil {
+		return out, err
+	}
 	v, err := r.keys.RotateTenantKEK(ctx, tenant)
 	if err != nil {
+		_ = r.recordRotation(ctx, tenant, p, AuditKEKRotated, auditResourceTenant, AuditOutcomeFailed, map[string]any{"error": string(eventvault.ErrorCode(err))})
 		return out, fmt.Errorf("rotate the key of tenant %s: %w", tenant, err)
 	}
 	out.Version = v
@@ -98,6 +121,9 @@ func (r *Rotation) RotateTenantKEK(ctx context.Context, p eventvault.Principal, 
 			v, tenant, out.RewrappedStreams)
 	}
 	r.logger.InfoContext(ctx, "re-wrapped stream keys", slog.String("tenant", string(tenant)), slog.Uint64("version", uint64(v)), slog.Int("streams", out.RewrappedStreams))
+	if err := r.recordRotation(ctx, tenant, p, AuditKEKRotated, auditResourceTenant, AuditOutcomeOK, map[string]any{"version": uint64(v), "rewrapped_streams": out.RewrappedStreams}); err != nil {
+		return out, err
+	}
 	return out, nil
 }
 
@@ -111,8 +137,12 @@ func (r *Rotation) RotateRoot(ctx context.Context, p eventvault.Principal) (Root
 		return RootRotation{}, err
 	}
 	var out RootRotation
+	if err := r.recordRotation(ctx, eventvault.DeploymentLog, p, AuditRootRotated, "root_key", "started", nil); err != nil {
+		return out, err
+	}
 	v, err := r.keys.RotateRoot(ctx)
 	if err != nil {
+		_ = r.recordRotation(ctx, eventvault.DeploymentLog, p, AuditRootRotated, "root_key", AuditOutcomeFailed, map[string]any{"error": string(eventvault.ErrorCode(err))})
 		return out, err
 	}
 	out.RootVersion = v
@@ -124,6 +154,9 @@ func (r *Rotation) RotateRoot(ctx context.Context, p eventvault.Principal) (Root
 			v, out.RewrappedKEKs)
 	}
 	r.logger.InfoContext(ctx, "re-wrapped tenant keys under the root key", slog.Int("root_version", v), slog.Int("keks", out.RewrappedKEKs))
+	if err := r.recordRotation(ctx, eventvault.DeploymentLog, p, AuditRootRotated, "root_key", AuditOutcomeOK, map[string]any{"root_version": v, "rewrapped_keks": out.RewrappedKEKs}); err != nil {
+		return out, err
+	}
 	return out, nil
 }
 
@@ -139,7 +172,14 @@ func (r *Rotation) RetireRootVersions(ctx context.Context, p eventvault.Principa
 	if err := requireRoot(p, "retire root key versions"); err != nil {
 		return err
 	}
+	if err := r.recordRotation(ctx, eventvault.DeploymentLog, p, AuditRootRetired, "root_key", "started", map[string]any{"before_version": before}); err != nil {
+		return err
+	}
 	if err := r.keys.RetireRootVersionsBefore(ctx, before); err != nil {
+		_ = r.recordRotation(ctx, eventvault.DeploymentLog, p, AuditRootRetired, "root_key", AuditOutcomeFailed, map[string]any{"before_version": before, "error": string(eventvault.ErrorCode(err))})
+		return err
+	}
+	if err := r.recordRotation(ctx, eventvault.DeploymentLog, p, AuditRootRetired, "root_key", AuditOutcomeOK, map[string]any{"before_version": before}); err != nil {
 		return err
 	}
 	r.logger.WarnContext(ctx, "retired root key versions: what they wrapped can no longer be unwrapped", slog.Int("before_version", before), slog.String("by", p.Actor()))

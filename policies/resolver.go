@@ -28,6 +28,9 @@ type Resolver struct {
 	cache    map[docKey]cachedDoc
 	sets     map[string]*Set
 	maxCache int
+	// Audit, when set, records every document written and deleted in the
+	// tenant's audit log, in the same transaction.
+	Audit eventvault.AuditRecorder
 }
 
 type docKey struct {
@@ -220,6 +223,18 @@ func (r *Resolver) addVersion(ctx context.Context, p eventvault.Principal, tenan
 	v := eventvault.PolicyVersion{
 		Tenant: tenant, Name: name, Version: latest.Version + 1,
 		Body: body, Deleted: deleted, CreatedBy: p.Actor(), CreatedAt: r.now().UTC(),
+	}
+	if r.Audit != nil {
+		action := "policy_written"
+		if deleted {
+			action = "policy_deleted"
+		}
+		lines, err := r.Audit.Lines(ctx, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: action, Resource: "policy:" + name, Outcome: "ok",
+			Detail: map[string]any{"version": v.Version}})
+		if err != nil {
+			return eventvault.PolicyVersion{}, false, fmt.Errorf("audit record: %w", err)
+		}
+		ctx = eventvault.WithAudit(ctx, lines)
 	}
 	if err := r.store.AddPolicyVersion(ctx, v); err != nil {
 		if eventvault.ErrorCode(err) == eventvault.ECONFLICT {
