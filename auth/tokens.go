@@ -64,9 +64,9 @@ type Tokens struct {
 	Policies PolicyChecker
 	// Audit, when set, records every token issued and revoked in the
 	// tenant's audit log, in the same transaction.
-	Audit eventvault.AuditRecorder
-	Logger   *slog.Logger // nil: no warnings
-	cache    *tokenCache  // nil: no cache
+	Audit  eventvault.AuditRecorder
+	Logger *slog.Logger // nil: no warnings
+	cache  *tokenCache  // nil: no cache
 
 	ownKeyOnce sync.Once
 	ownKey     VerifierKey
