@@ -6,6 +6,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
+
+	"github.com/eventvault/eventvault"
 )
 
 // RequestIDHeader carries the id of a request, in both directions: a
@@ -21,8 +23,6 @@ var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 
 const requestIDKey = "eventvault.request_id"
 
-type requestIDCtxKey struct{}
-
 // setRequestID takes the client's X-Request-Id when it is a safe token,
 // else makes a random one, and puts it in the answer's header, the gin
 // context and the request's context.
@@ -33,7 +33,7 @@ func setRequestID(c *gin.Context) string {
 	}
 	c.Set(requestIDKey, id)
 	c.Header(RequestIDHeader, id)
-	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), requestIDCtxKey{}, id))
+	c.Request = c.Request.WithContext(eventvault.WithRequestID(c.Request.Context(), id))
 	return id
 }
 
@@ -45,7 +45,4 @@ func requestIDOf(c *gin.Context) string {
 }
 
 // RequestID returns the id of the request ctx belongs to, or "".
-func RequestID(ctx context.Context) string {
-	s, _ := ctx.Value(requestIDCtxKey{}).(string)
-	return s
-}
+func RequestID(ctx context.Context) string { return eventvault.RequestIDFrom(ctx) }
