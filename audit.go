@@ -1,7 +1,9 @@
 package eventvault
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -15,6 +17,20 @@ const DeploymentLog TenantID = ""
 // store writes them, at the next indexes of Tenant's log, in the first
 // write transaction that commits with them, and in no other. An action
 // that commits no write transaction writes none (nothing happened).
+//
+// A record names its own index, which only the store knows when it writes
+// it: a line holds AuditIndexPlaceholder where the index goes, and the
+// store writes it with the placeholder's 0 replaced by the index. (The
+// placeholder cannot occur elsewhere in a canonical line: a quote inside
+// a string value is escaped.)
+const AuditIndexPlaceholder = `"index":0,"time":`
+
+// AuditLineAt returns line with its index placeholder set to index (a line
+// without one is returned as it is).
+func AuditLineAt(line []byte, index int64) []byte {
+	return bytes.Replace(line, []byte(AuditIndexPlaceholder), fmt.Appendf(nil, `"index":%d,"time":`, index), 1)
+}
+
 type AuditLines struct {
 	Tenant TenantID
 	Lines  [][]byte

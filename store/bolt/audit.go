@@ -68,7 +68,7 @@ func appendAudit(tx *bbolt.Tx, tenant eventvault.TenantID, lines [][]byte) (int6
 		first = int64(binary.BigEndian.Uint64(k)) + 1
 	}
 	for i, line := range lines {
-		if err := records.Put(auditIndex(first+int64(i)), bytes.Clone(line)); err != nil {
+		if err := records.Put(auditIndex(first+int64(i)), eventvault.AuditLineAt(line, first+int64(i))); err != nil {
 			return 0, fmt.Errorf("write audit record: %w", err)
 		}
 	}

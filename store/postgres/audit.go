@@ -10,7 +10,8 @@ import (
 	"github.com/eventvault/eventvault"
 )
 
-// appendAuditSQL writes $2's lines at the next indexes of tenant $1's log
+// appendAuditSQL writes $2's lines at the next indexes of tenant $1's log,
+// each with its index placeholder set (eventvault.AuditIndexPlaceholder),
 // and returns the first: the head's row lock orders a log's writers, so
 // indexes are gapless and in commit order.
 const appendAuditSQL = `WITH h AS (
@@ -19,7 +20,9 @@ const appendAuditSQL = `WITH h AS (
 	RETURNING h.size - cardinality($2::bytea[]) AS first
 ), ins AS (
 	INSERT INTO audit_records (tenant_id, idx, line)
-	SELECT $1::text, h.first + l.ord - 1, l.line FROM h, unnest($2::bytea[]) WITH ORDINALITY AS l(line, ord)
+	SELECT $1::text, h.first + l.ord - 1,
+		convert_to(replace(convert_from(l.line, 'UTF8'), '"index":0,"time":', '"index":' || (h.first + l.ord - 1) || ',"time":'), 'UTF8')
+	FROM h, unnest($2::bytea[]) WITH ORDINALITY AS l(line, ord)
 )
 SELECT first FROM h`
 

@@ -41,6 +41,28 @@ func testAudit(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("a record's index placeholder is set to its index", func(t *testing.T) {
+		h := setup(t, open)
+		tmpl := []byte(`{"version":1,"tenant":"tenant-a","index":0,"time":"2026-11-30T00:00:00.000000Z","detail":{"note":"\"index\":0,\"time\":"}}`)
+		if _, err := h.store.AppendAudit(h.ctx, tenantA, [][]byte{tmpl, tmpl}); err != nil {
+			t.Fatal(err)
+		}
+		lines := &eventvault.AuditLines{Tenant: tenantA, Lines: [][]byte{tmpl}}
+		if err := h.store.CreateToken(eventvault.WithAudit(h.ctx, lines), newToken(tenantA, "x", false, nil)); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := h.store.AuditRecords(h.ctx, tenantA, 0, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range recs {
+			want := bytes.Replace(tmpl, []byte(`"index":0,"time":`), fmt.Appendf(nil, `"index":%d,"time":`, i), 1)
+			if !bytes.Equal(r, want) {
+				t.Errorf("record %d = %s, want %s", i, r, want)
+			}
+		}
+	})
+
 	t.Run("concurrent writers get gapless indexes", func(t *testing.T) {
 		h := setup(t, open)
 		var wg sync.WaitGroup
