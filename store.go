@@ -176,6 +176,12 @@ type AppendRequest struct {
 	NewKey *WrappedKey
 	Events []ProposedEvent
 	Seal   SealFunc
+	// Audit, when set, returns the audit record line of the append once
+	// its first stream position is fixed (like Seal): the store writes it
+	// in the append's transaction, at the next index of the tenant's log
+	// (AuditLines's placeholder set), so that an append that cannot be
+	// recorded is not written. A replay writes no record.
+	Audit func(first int64) ([]byte, error)
 }
 
 // Sentinels of the append errors a caller acts on (errors.Is).

@@ -47,6 +47,15 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if code == eventvault.EUNAUTHORIZED {
 		c.Header("WWW-Authenticate", `Bearer realm="eventvault"`)
 	}
+	if (code == eventvault.EUNAUTHORIZED || code == eventvault.EFORBIDDEN) && s.denials != nil {
+		// A 401 has no tenant: it goes to the deployment's log.
+		p := principal(c)
+		route := c.FullPath()
+		if route == "" {
+			route = "(no route)"
+		}
+		s.denials.Denied(p.Tenant, p.Actor(), "route:"+c.Request.Method+" "+route, string(code))
+	}
 	if code == eventvault.EUNAVAILABLE {
 		c.Header("Retry-After", "5")
 	}

@@ -82,6 +82,13 @@ type JWTVerifier interface {
 	Authenticate(ctx context.Context, raw string) (eventvault.Principal, error)
 }
 
+// Denials records refused requests: engine.ReadLog implements it.
+type Denials interface {
+	// Denied counts a refusal of actor (a token id, a JWT actor id, or ""
+	// when no one authenticated) on resource, with its reason class.
+	Denied(tenant eventvault.TenantID, actor, resource, reason string)
+}
+
 // Server serves the HTTP API.
 type Server struct {
 	events  Events
@@ -92,6 +99,7 @@ type Server struct {
 	// leaves callers to their tokens' inline rules.
 	policies PolicyDocuments
 	jwt      JWTVerifier
+	denials  Denials
 	checks   []ReadyCheck
 	logger   *slog.Logger
 	router   *gin.Engine
@@ -115,15 +123,18 @@ type Config struct {
 	Policies PolicyDocuments
 	// JWT authenticates bearer values that look like JWTs; nil answers
 	// them 401, saying JWTs are not configured.
-	JWT    JWTVerifier
-	Ready  func(context.Context) error
-	Checks []ReadyCheck
-	Logger *slog.Logger
+	JWT JWTVerifier
+	// Denials records every 401 and 403 in the audit log (gathered per
+	// window: engine.ReadLog); nil records none.
+	Denials Denials
+	Ready   func(context.Context) error
+	Checks  []ReadyCheck
+	Logger  *slog.Logger
 }
 
 // New returns a Server; it is an http.Handler.
 func New(cfg Config) *Server {
-	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, jwt: cfg.JWT, checks: cfg.Checks, logger: cfg.Logger}
+	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, jwt: cfg.JWT, denials: cfg.Denials, checks: cfg.Checks, logger: cfg.Logger}
 	if len(s.checks) == 0 && cfg.Ready != nil {
 		s.checks = []ReadyCheck{{Name: "store", Check: cfg.Ready}}
 	}
@@ -251,7 +262,8 @@ func (s *Server) accessLog(c *gin.Context) {
 		slog.Duration("duration", time.Since(start)),
 		slog.String("http_request_id", id),
 	}
-	// The actor is an API token's public id or a JWT's iss#sub, never
+	// The actor is an API token's public id or a JWT caller's actor id
+	// (a keyed hash of its iss#sub), never its subject and never
 	// the bearer value.
 	if p := principal(c); p.Actor() != "" {
 		attrs = append(attrs, slog.String("tenant", string(p.Tenant)), slog.String("actor", p.Actor()))

@@ -29,6 +29,10 @@ type Events struct {
 	keys   StreamKeys
 	pseud  Pseudonymizer
 	logger *slog.Logger
+	// reads gathers reads into audit records; nil records none.
+	reads *ReadLog
+	// audit records appends in their transaction; nil records none.
+	audit eventvault.AuditRecorder
 }
 
 // StreamKeys is what appends and reads need of the keyring:
@@ -73,6 +77,12 @@ type EventsOption func(*Events)
 // without it, an append that names one is refused.
 func WithPseudonymizer(p Pseudonymizer) EventsOption {
 	return func(e *Events) { e.pseud = p }
+}
+
+// WithAudit records appends in the transaction that writes them and reads
+// through reads (gathered per window).
+func WithAudit(rec eventvault.AuditRecorder, reads *ReadLog) EventsOption {
+	return func(e *Events) { e.audit, e.reads = rec, reads }
 }
 
 // NewEvents returns Events over store and keys. logger may be nil.
@@ -140,7 +150,7 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 	var err error
 	var res eventvault.AppendResult
 	for attempt := 0; ; attempt++ {
-		res, err = e.appendOnce(ctx, p.Tenant, stream, owner, expected, events)
+		res, err = e.appendOnce(ctx, p.Tenant, p.Actor(), stream, owner, expected, events)
 		if attempt < 2 && errors.Is(err, eventvault.ErrStreamKeyExists) {
 			e.keys.EvictStream(p.Tenant, stream)
 			continue
@@ -197,7 +207,7 @@ func stateConflict(cause error) error {
 // events is refused at once, with the store's conflict, and no key is
 // made; otherwise a new key rides with the append (AppendRequest.NewKey),
 // stored only if the append commits, and cached only then.
-func (e *Events) appendOnce(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, owner eventvault.Pseudonym, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
+func (e *Events) appendOnce(ctx context.Context, tenant eventvault.TenantID, actor string, stream eventvault.StreamName, owner eventvault.Pseudonym, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
 	var newKey *evcrypto.NewStreamKey
 	c, err := e.keys.LoadStreamCipher(ctx, tenant, stream)
 	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
@@ -236,6 +246,16 @@ func (e *Events) appendOnce(ctx context.Context, tenant eventvault.TenantID, str
 	}
 	if newKey != nil {
 		req.NewKey = &newKey.Wrapped
+	}
+	if e.audit != nil {
+		req.Audit = func(first int64) ([]byte, error) {
+			lines, err := e.audit.Lines(ctx, eventvault.AuditEvent{Tenant: tenant, Actor: actor, Action: AuditAppend, Resource: streamResource(stream), Outcome: AuditOutcomeOK,
+				Detail: map[string]any{"count": len(events), "first_position": first, "last_position": first + int64(len(events)) - 1}})
+			if err != nil {
+				return nil, err
+			}
+			return lines.Lines[0], nil
+		}
 	}
 	res, err := e.store.Append(ctx, tenant, req)
 	if err != nil {

@@ -25,6 +25,14 @@ type StreamSlice struct {
 // ENOTFOUND for a stream without events; EERASED when its key is destroyed;
 // EINTERNAL when a payload fails authentication (it was moved or altered).
 func (e *Events) ReadStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, opts eventvault.ReadOptions) (StreamSlice, error) {
+	out, err := e.readStream(ctx, p, stream, opts)
+	if err == nil {
+		e.reads.Read(p.Tenant, p.Actor(), "read", streamResource(stream), len(out.Events))
+	}
+	return out, err
+}
+
+func (e *Events) readStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, opts eventvault.ReadOptions) (StreamSlice, error) {
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return StreamSlice{}, err
 	}
@@ -71,6 +79,14 @@ func (e *Events) ReadStream(ctx context.Context, p eventvault.Principal, stream 
 // It needs read on every stream ("*"). Limit 0 means DefaultReadLimit.
 // Errors: as ReadStream.
 func (e *Events) ReadAll(ctx context.Context, p eventvault.Principal, from int64, limit int) ([]eventvault.Event, error) {
+	out, err := e.readAll(ctx, p, from, limit)
+	if err == nil {
+		e.reads.Read(p.Tenant, p.Actor(), "read_all", auditResourceTenant, len(out))
+	}
+	return out, err
+}
+
+func (e *Events) readAll(ctx context.Context, p eventvault.Principal, from int64, limit int) ([]eventvault.Event, error) {
 	if err := policies.Authorize(p, policies.Request{Tenant: p.Tenant, Action: policies.ReadAll}); err != nil {
 		return nil, err
 	}
