@@ -75,8 +75,20 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 				return err
 			}
 		}
-		res, err = db.write(op, tb, req, head)
-		return err
+		if res, err = db.write(op, tb, req, head); err != nil {
+			return err
+		}
+		// The append's audit record commits with it, or neither does.
+		if req.Audit != nil {
+			line, err := req.Audit(res.Events[0].Position)
+			if err != nil {
+				return fmt.Errorf("audit record of the append: %w", err)
+			}
+			if _, err := appendAudit(tx, tenant, [][]byte{line}); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return eventvault.AppendResult{}, err

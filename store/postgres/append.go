@@ -194,6 +194,21 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		b.Queue(writeEventsSQL, tenant, req.Stream, w.n, first, w.ids, w.types, w.macs, payloads).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&firstGlobal)
 		})
+		// The append's audit record commits with its events, or neither
+		// does.
+		line, err := auditLine(req, first)
+		if err != nil {
+			return err
+		}
+		if line != nil {
+			b.Queue(appendAuditSQL, string(tenant), [][]byte{line}).QueryRow(func(r pgx.Row) error {
+				var idx int64
+				if err := r.Scan(&idx); err != nil {
+					return auditUnavailable("postgres.Append", err)
+				}
+				return nil
+			})
+		}
 		if err := t.send(ctx, b, true); err != nil {
 			return fmt.Errorf("write events of stream %s: %w", req.Stream, err)
 		}

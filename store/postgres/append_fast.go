@@ -28,7 +28,10 @@ import (
 //
 // $1 tenant, $2 stream, $3 number of events, $4 first stream position (the
 // cached version + 1), $5 ids, $6 types, $7 content MACs, $8 payloads,
-// $9 the request's key id, $10 the request's subject (empty for none).
+// $9 the request's key id, $10 the request's subject (empty for none),
+// $11 the append's audit record line (NULL for none), written at the
+// tenant log's next index only if the append is (ah, ar: the audit head's
+// lock comes after the tenant row's, as in every append).
 const fastAppendSQL = `WITH s AS (
 	SELECT version, key_id, subject FROM streams
 	WHERE tenant_id = $1::text AND name = $2::text
@@ -49,6 +52,13 @@ const fastAppendSQL = `WITH s AS (
 ), upd AS (
 	UPDATE streams SET version = $4::bigint + $3::bigint - 1
 	FROM g WHERE tenant_id = $1::text AND name = $2::text
+), ah AS (
+	INSERT INTO audit_heads AS h (tenant_id, size) SELECT $1::text, 1 FROM g WHERE $11::bytea IS NOT NULL
+	ON CONFLICT (tenant_id) DO UPDATE SET size = h.size + 1
+	RETURNING h.size - 1 AS idx
+), ar AS (
+	INSERT INTO audit_records (tenant_id, idx, line)
+	SELECT $1::text, ah.idx, convert_to(replace(convert_from($11::bytea, 'UTF8'), '"index":0,"time":', '"index":' || ah.idx || ',"time":'), 'UTF8') FROM ah
 )
 SELECT (SELECT first_global FROM g)`
 
@@ -69,12 +79,16 @@ func (db *DB) appendFast(ctx context.Context, tenant eventvault.TenantID, req ev
 		// without sealing again.
 		return res, false, nil
 	}
+	line, err := auditLine(req, first)
+	if err != nil {
+		return res, false, nil
+	}
 	var firstGlobal *int64
 	spec := txSpec{op: "postgres.appendFast", scope: scope{tenant: tenant}}
 	err = db.attempt(ctx, spec, func(ctx context.Context, t *txn) error {
 		b := &pgx.Batch{}
 		b.Queue(fastAppendSQL, string(tenant), string(req.Stream), w.n, first, w.ids, w.types, w.macs, payloads,
-			req.KeyID, string(req.Subject)).QueryRow(func(r pgx.Row) error {
+			req.KeyID, string(req.Subject), line).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&firstGlobal)
 		})
 		if err := t.send(ctx, b, true); err != nil {

@@ -26,6 +26,19 @@ const appendAuditSQL = `WITH h AS (
 )
 SELECT first FROM h`
 
+// auditLine is the append's audit record line at first, nil when it
+// records none.
+func auditLine(req eventvault.AppendRequest, first int64) ([]byte, error) {
+	if req.Audit == nil {
+		return nil, nil
+	}
+	line, err := req.Audit(first)
+	if err != nil {
+		return nil, fmt.Errorf("audit record of the append: %w", err)
+	}
+	return line, nil
+}
+
 // auditScope is the scope that writes and reads tenant's log: the
 // tenant's, or the admin scope for the deployment's own log.
 func auditScope(tenant eventvault.TenantID) scope {

@@ -124,6 +124,44 @@ func testAudit(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("an append writes its record with its events", func(t *testing.T) {
+		h := setup(t, open)
+		key := h.streamKey(tenantA, "order-1")
+		evs := newEvents(3)
+		audited := func(evs []eventvault.ProposedEvent, expected eventvault.ExpectedVersion) (eventvault.AppendResult, error) {
+			var s sealer
+			res, _, err := h.appendWith(tenantA, eventvault.AppendRequest{
+				Stream: "order-1", Expected: expected, KeyID: key.ID, Events: evs, Seal: s.seal(evs),
+				Audit: func(first int64) ([]byte, error) {
+					return fmt.Appendf(nil, `{"index":0,"time":"x","action":"append","first":%d,"count":%d}`, first, len(evs)), nil
+				},
+			}, &s)
+			return res, err
+		}
+		if _, err := audited(evs, eventvault.ExpectAny); err != nil {
+			t.Fatal(err)
+		}
+		// A replay and a refused append write no record.
+		if res, err := audited(evs, eventvault.ExpectAny); err != nil || !res.Replayed {
+			t.Fatalf("replay: %+v %v", res, err)
+		}
+		if _, err := audited(newEvents(1), eventvault.ExpectPosition(7)); eventvault.ErrorCode(err) != eventvault.ECONFLICT {
+			t.Fatalf("append at a wrong version = %v, want ECONFLICT", err)
+		}
+		if _, err := audited(newEvents(2), eventvault.ExpectPosition(2)); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := h.store.AuditRecords(h.ctx, tenantA, 0, 2)
+		if size, _ := h.store.AuditSize(h.ctx, tenantA); err != nil || size != 2 {
+			t.Fatalf("audit log after two appends, a replay and a conflict: size %d, %v; want 2", size, err)
+		}
+		for i, want := range []string{`{"index":0,"time":"x","action":"append","first":0,"count":3}`, `{"index":1,"time":"x","action":"append","first":3,"count":2}`} {
+			if string(recs[i]) != want {
+				t.Errorf("record %d = %s, want %s", i, recs[i], want)
+			}
+		}
+	})
+
 	t.Run("hashes and checkpoints are written once", func(t *testing.T) {
 		h := setup(t, open)
 		hashes := [][]byte{bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)}
