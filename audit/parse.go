@@ -13,73 +13,151 @@ import (
 // whitespace, no newline). Any other bytes, even ones that decode to the same
 // record, are an error wrapping ErrMalformedRecord: a leaf has one encoding.
 func ParseLine(line []byte) (Record, error) {
-	p := lineParser{b: line}
 	var r Record
-	r.Version = RecordVersion
+	if _, err := scanLine(line, &r); err != nil {
+		return Record{}, err
+	}
+	if err := r.validate(); err != nil {
+		return Record{}, err
+	}
+	return r, nil
+}
+
+// checkLine applies ParseLine's checks without building a Record, for the
+// verifier's hot loop, and returns the index and the tenant's bytes.
+func checkLine(line []byte) (index int64, tenant []byte, err error) {
+	var f lineFields
+	if f, err = scanLine(line, nil); err != nil {
+		return 0, nil, err
+	}
+	switch {
+	case !validTenant(f.tenant):
+		return 0, nil, malformed("tenant %q is not a valid tenant id", f.tenant)
+	case len(f.actor) == 0:
+		return 0, nil, malformed("no actor")
+	case !isWord(string(f.action)): // no allocation: the conversion does not escape
+		return 0, nil, malformed("action %q is not a word of a-z and '_'", f.action)
+	}
+	switch string(f.outcome) {
+	case OutcomeOK, OutcomeDenied, OutcomeFailed:
+	default:
+		return 0, nil, malformed("outcome %q is none of ok, denied, failed", f.outcome)
+	}
+	return f.index, f.tenant, nil
+}
+
+// validTenant is eventvault.ValidateTenant's rule on bytes:
+// ^[a-z0-9][a-z0-9_-]{0,62}$.
+func validTenant(b []byte) bool {
+	if len(b) < 1 || len(b) > 63 {
+		return false
+	}
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || i > 0 && (c == '_' || c == '-')) {
+			return false
+		}
+	}
+	return true
+}
+
+// lineFields are the fields scanLine checks beyond the syntax.
+type lineFields struct {
+	index                          int64
+	tenant, actor, action, outcome []byte
+}
+
+// scanLine reads a canonical record line, filling r when it is not nil,
+// and checks everything but the field rules validate (and checkLine) apply.
+func scanLine(line []byte, r *Record) (lineFields, error) {
+	p := lineParser{b: line}
+	var f lineFields
 	p.literal(`{"version":`)
 	if p.err == nil && !bytes.HasPrefix(p.b[p.i:], []byte(`1,`)) {
-		return Record{}, malformed("version is not %d", RecordVersion)
+		return f, malformed("version is not %d", RecordVersion)
 	}
 	p.literal(`1,"tenant":`)
-	r.Tenant = p.str()
+	f.tenant = p.str()
 	p.literal(`,"index":`)
-	r.Index = p.integer()
+	f.index = p.integer()
 	p.literal(`,"time":`)
 	ts := p.str()
 	p.literal(`,"actor":`)
-	r.Actor = p.str()
+	f.actor = p.str()
 	p.literal(`,"action":`)
-	r.Action = p.str()
+	f.action = p.str()
 	p.literal(`,"resource":`)
-	r.Resource = p.str()
+	resource := p.str()
 	p.literal(`,"outcome":`)
-	r.Outcome = p.str()
+	f.outcome = p.str()
 	p.literal(`,"request_id":`)
-	r.RequestID = p.str()
+	requestID := p.str()
 	p.literal(`,"detail":{`)
-	prev := ""
+	var prev []byte
+	n := 0
 	for p.err == nil && p.peek() != '}' {
-		if len(r.Detail) > 0 {
+		if n > 0 {
 			p.literal(",")
 		}
 		k := p.str()
 		p.literal(":")
 		var v any
 		if p.peek() == '"' {
-			v = p.str()
+			s := p.str()
+			if len(s) > maxField {
+				p.fail("detail value too long")
+			}
+			if r != nil {
+				v = string(s)
+			}
 		} else {
 			v = p.integer()
 		}
 		if p.err != nil {
 			break
 		}
-		if r.Detail != nil && k <= prev {
-			return Record{}, malformed("detail keys are not sorted and unique at %q", k)
+		if n > 0 && bytes.Compare(k, prev) <= 0 {
+			return f, malformed("detail keys are not sorted and unique at %q", k)
 		}
-		if r.Detail == nil {
-			r.Detail = make(map[string]any)
+		if !isDetailKey(string(k)) {
+			return f, malformed("detail key %q is not 1 to 64 characters of a-z, 0-9 and '_'", k)
 		}
-		r.Detail[k], prev = v, k
+		if n++; n > MaxDetail {
+			return f, malformed("more than %d detail entries", MaxDetail)
+		}
+		if r != nil {
+			if r.Detail == nil {
+				r.Detail = make(map[string]any)
+			}
+			r.Detail[string(k)] = v
+		}
+		prev = k
 	}
 	p.literal("}}")
 	if p.err != nil {
-		return Record{}, p.err
+		return f, p.err
 	}
 	if p.i != len(p.b) {
-		return Record{}, malformed("bytes after the record")
+		return f, malformed("bytes after the record")
 	}
-	if r.Index < 0 {
-		return Record{}, malformed("negative index")
+	if f.index < 0 {
+		return f, malformed("negative index")
 	}
-	t, err := time.Parse(timeLayout, ts)
-	if err != nil || t.Format(timeLayout) != ts {
-		return Record{}, malformed("time %q is not RFC 3339 UTC with six fractional digits", ts)
+	for _, s := range [][]byte{f.actor, resource, requestID} {
+		if len(s) > maxField {
+			return f, malformed("a field is longer than %d bytes", maxField)
+		}
 	}
-	r.Time = t
-	if err := r.validate(); err != nil {
-		return Record{}, err
+	// The layout has fixed width but for the hour, so the length and a
+	// successful parse make the time canonical.
+	t, err := time.Parse(timeLayout, string(ts))
+	if err != nil || len(ts) != len(timeLayout) || t.Year() < 1 {
+		return f, malformed("time %q is not RFC 3339 UTC with six fractional digits", ts)
 	}
-	return r, nil
+	if r != nil {
+		*r = Record{Version: RecordVersion, Tenant: string(f.tenant), Index: f.index, Time: t, Actor: string(f.actor),
+			Action: string(f.action), Resource: string(resource), Outcome: string(f.outcome), RequestID: string(requestID), Detail: r.Detail}
+	}
+	return f, nil
 }
 
 // lineParser reads the canonical encoding; the first error sticks.
@@ -137,14 +215,15 @@ func (p *lineParser) integer() int64 {
 	return n
 }
 
-// str reads a canonical JSON string (see appendString).
-func (p *lineParser) str() string {
+// str reads a canonical JSON string (see appendString) and returns its
+// decoded bytes (a slice of the line when it holds no escape).
+func (p *lineParser) str() []byte {
 	if p.err != nil {
-		return ""
+		return nil
 	}
 	if p.i >= len(p.b) || p.b[p.i] != '"' {
 		p.fail("expected a string")
-		return ""
+		return nil
 	}
 	p.i++
 	start := p.i
@@ -156,7 +235,7 @@ func (p *lineParser) str() string {
 		}
 		if c < 0x20 {
 			p.fail("unescaped control character")
-			return ""
+			return nil
 		}
 		if c == '\\' {
 			escaped = true
@@ -166,16 +245,16 @@ func (p *lineParser) str() string {
 	}
 	if p.i >= len(p.b) {
 		p.fail("unterminated string")
-		return ""
+		return nil
 	}
 	raw := p.b[start:p.i]
 	p.i++ // closing quote
 	if !escaped {
 		if !utf8.Valid(raw) {
 			p.fail("string is not UTF-8")
-			return ""
+			return nil
 		}
-		return string(raw)
+		return raw
 	}
 	out := make([]byte, 0, len(raw))
 	for j := 0; j < len(raw); j++ {
@@ -198,24 +277,24 @@ func (p *lineParser) str() string {
 			// Only \u00xx for a control character without a short form.
 			if j+4 >= len(raw) || raw[j+1] != '0' || raw[j+2] != '0' {
 				p.fail("non-canonical escape")
-				return ""
+				return nil
 			}
 			hi, lo := bytes.IndexByte([]byte(hexDigits), raw[j+3]), bytes.IndexByte([]byte(hexDigits), raw[j+4])
 			v := byte(hi<<4 | lo)
 			if hi < 0 || lo < 0 || hi > 1 || v == '\n' || v == '\r' || v == '\t' {
 				p.fail("non-canonical escape")
-				return ""
+				return nil
 			}
 			out = append(out, v)
 			j += 4
 		default:
 			p.fail("non-canonical escape")
-			return ""
+			return nil
 		}
 	}
 	if !utf8.Valid(out) {
 		p.fail("string is not UTF-8")
-		return ""
+		return nil
 	}
-	return string(out)
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 
 	"golang.org/x/mod/sumdb/note"
@@ -100,7 +101,7 @@ func VerifyBundle(r io.Reader, pinned note.Verifiers, trusted *Checkpoint) (*Ver
 	sc.Buffer(make([]byte, 1<<16), maxLine)
 	lineNo := 0
 	next := func() ([]byte, bool) {
-		if !sc.Scan() {
+		if lineNo == math.MaxInt32 || !sc.Scan() {
 			return nil, false
 		}
 		lineNo++
@@ -123,50 +124,16 @@ func VerifyBundle(r io.Reader, pinned note.Verifiers, trusted *Checkpoint) (*Ver
 	}
 	complete := h.Complete()
 
-	// Read the records, keeping the first bad line and what the checks
-	// after the checkpoint need.
-	type seen struct {
-		index int64
-		line  int
-		leaf  tlog.Hash
-		proof tlog.RecordProof
-	}
-	var (
-		records []seen
-		first   *VerifyError // first unreadable record line
-		tree    MemoryTree
-	)
-	for {
-		line, ok = next()
-		if !ok || !bytes.HasPrefix(line, []byte(recordPrefix)) {
-			break
-		}
-		rec, proof, err := splitRecordLine(line, complete)
-		var r Record
-		if err == nil {
-			r, err = ParseLine(rec)
-		}
-		if err == nil && r.Tenant != h.Tenant {
-			err = fmt.Errorf("a record of tenant %s", r.Tenant)
-		}
-		if err != nil {
-			if first == nil {
-				first = fail(Tampered, lineNo, -1, "not a valid record line: %v", err)
-			}
-			continue
-		}
-		s := seen{index: r.Index, line: lineNo, proof: proof}
-		if complete {
-			if tree.Size() <= h.TreeSize {
-				tree.Append(rec)
-			}
-		} else {
-			s.leaf = tlog.RecordHash(rec)
-		}
-		records = append(records, s)
-	}
+	set, line, ok := readRecords(func() ([]byte, int, bool) {
+		line, ok := next()
+		return line, lineNo, ok
+	}, h)
+	idx, lines, tree := set.idx, set.lines, &set.tree
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read audit bundle: line %d: %w", lineNo+1, err)
+	}
+	if lineNo == math.MaxInt32 {
+		return nil, fail(Unusable, lineNo, -1, "more lines than this verifier counts")
 	}
 
 	// The checkpoint, signed by the pinned key.
@@ -207,27 +174,23 @@ func VerifyBundle(r io.Reader, pinned note.Verifiers, trusted *Checkpoint) (*Ver
 	}
 
 	// The records, in bundle order.
-	if first != nil {
-		return nil, first
-	}
-	idx, lines := make([]int64, len(records)), make([]int, len(records))
-	for i, s := range records {
-		idx[i], lines[i] = s.index, s.line
+	if set.first != nil {
+		return nil, set.first
 	}
 	if err := checkOrder(h, idx, lines, cpLine); err != nil {
 		return nil, err
 	}
 	if complete {
 		if root, _ := tree.Tree().Root(cp.Size); root != cp.Root {
-			return nil, fail(Tampered, 0, -1, "the %d records do not hash to the signed root: a record was edited or inserted (a root cannot tell which)", len(records))
+			return nil, fail(Tampered, 0, -1, "the %d records do not hash to the signed root: a record was edited or inserted (a root cannot tell which)", len(idx))
 		}
 	} else {
-		for _, s := range records {
-			if s.proof == nil {
-				return nil, fail(Tampered, s.line, s.index, "no inclusion proof, though the bundle is not a complete export")
+		for i, proof := range set.proofs {
+			if proof == nil {
+				return nil, fail(Tampered, int(lines[i]), idx[i], "no inclusion proof, though the bundle is not a complete export")
 			}
-			if tlog.CheckRecord(s.proof, cp.Size, cp.Root, s.index, s.leaf) != nil {
-				return nil, fail(Tampered, s.line, s.index, "the inclusion proof does not check against the signed root: the record or its proof was altered")
+			if tlog.CheckRecord(proof, cp.Size, cp.Root, idx[i], set.leaves[i]) != nil {
+				return nil, fail(Tampered, int(lines[i]), idx[i], "the inclusion proof does not check against the signed root: the record or its proof was altered")
 			}
 		}
 	}
@@ -240,7 +203,7 @@ func VerifyBundle(r io.Reader, pinned note.Verifiers, trusted *Checkpoint) (*Ver
 
 	v := &Verified{Header: h, Checkpoint: cp, Note: []byte(cl.Note)}
 	if trusted != nil {
-		if err := checkTrusted(*trusted, cp, complete, &tree, cons, consLine); err != nil {
+		if err := checkTrusted(*trusted, cp, complete, tree, cons, consLine); err != nil {
 			return nil, err
 		}
 		v.Trusted = true
@@ -289,13 +252,13 @@ func splitRecordLine(line []byte, complete bool) ([]byte, tlog.RecordProof, erro
 // lines[i]): no duplicate or out-of-tree index (inserted: Tampered),
 // ascending (else Reordered), nothing missing from a range or from the
 // header's count (else Truncated), nothing more (else Tampered).
-func checkOrder(h BundleHeader, idx []int64, lines []int, cpLine int) error {
+func checkOrder(h BundleHeader, idx []int64, lines []int32, cpLine int) error {
 	n := len(idx)
 	sorted := slices.Clone(idx)
 	slices.Sort(sorted)
 	for i, x := range idx {
 		if x >= h.TreeSize {
-			return fail(Tampered, lines[i], x, "index %d is beyond the signed tree of %d records: inserted", x, h.TreeSize)
+			return fail(Tampered, int(lines[i]), x, "index %d is beyond the signed tree of %d records: inserted", x, h.TreeSize)
 		}
 	}
 	for i := 1; i < n; i++ {
@@ -304,7 +267,7 @@ func checkOrder(h BundleHeader, idx []int64, lines []int, cpLine int) error {
 			for j, y := range idx { // name the second line holding it
 				if y == sorted[i] {
 					if seen {
-						return fail(Tampered, lines[j], y, "a second record with index %d: inserted", y)
+						return fail(Tampered, int(lines[j]), y, "a second record with index %d: inserted", y)
 					}
 					seen = true
 				}
@@ -313,7 +276,7 @@ func checkOrder(h BundleHeader, idx []int64, lines []int, cpLine int) error {
 	}
 	for i := range idx {
 		if idx[i] != sorted[i] {
-			return fail(Reordered, lines[i], idx[i], "record %d comes where record %d belongs", idx[i], sorted[i])
+			return fail(Reordered, int(lines[i]), idx[i], "record %d comes where record %d belongs", idx[i], sorted[i])
 		}
 	}
 	want := h.Count
@@ -323,7 +286,7 @@ func checkOrder(h BundleHeader, idx []int64, lines []int, cpLine int) error {
 	if !h.Filtered {
 		for i := range idx {
 			if e := h.First + int64(i); idx[i] != e {
-				return fail(Truncated, lines[i], e, "record %d is missing (line %d holds record %d)", e, lines[i], idx[i])
+				return fail(Truncated, int(lines[i]), e, "record %d is missing (line %d holds record %d)", e, lines[i], idx[i])
 			}
 		}
 	}
@@ -335,7 +298,7 @@ func checkOrder(h BundleHeader, idx []int64, lines []int, cpLine int) error {
 		return fail(Truncated, cpLine, e, "%d of %d records: the records end before the checkpoint line", n, want)
 	}
 	if int64(n) > want {
-		return fail(Tampered, lines[want], idx[want], "%d records, the header says %d: inserted", n, want)
+		return fail(Tampered, int(lines[want]), idx[want], "%d records, the header says %d: inserted", n, want)
 	}
 	return nil
 }
