@@ -98,7 +98,7 @@ var ErrBadSignature = errors.New("checkpoint is not signed by the pinned key")
 // checkpoint. The note must carry a valid signature by a pinned key whose
 // name is the checkpoint's origin; signatures by other keys are ignored, as
 // the spec requires. Errors wrap ErrBadSignature or ErrMalformedCheckpoint.
-func OpenCheckpoint(msg []byte, pinned note.Verifiers) (Checkpoint, error) {
+func OpenCheckpoint(msg []byte, pinned Pinned) (Checkpoint, error) {
 	n, err := note.Open(msg, pinned)
 	if err != nil {
 		var unverified *note.UnverifiedNoteError
@@ -189,6 +189,19 @@ func (n noteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(n.key
 // key; the auditor passes it to note.NewVerifier.
 func VerifierKey(name string, pub ed25519.PublicKey) (string, error) {
 	return note.NewEd25519VerifierKey(name, pub)
+}
+
+// Pinned is the keys an auditor trusts, as the note package looks them up:
+// from PinVerifierKey, PublicKeyVerifiers, or note.VerifierList.
+type Pinned = note.Verifiers
+
+// PinVerifierKey returns the Pinned of one verifier key (see VerifierKey).
+func PinVerifierKey(vkey string) (Pinned, error) {
+	v, err := note.NewVerifier(strings.TrimSpace(vkey))
+	if err != nil {
+		return nil, fmt.Errorf("verifier key: %w", err)
+	}
+	return note.VerifierList(v), nil
 }
 
 // PublicKeyVerifiers returns note.Verifiers that know one Ed25519 public key

@@ -9,7 +9,6 @@ import (
 	"math"
 	"slices"
 
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -96,7 +95,7 @@ const maxLine = 1 << 20
 // and against trusted: not newer than the bundle (Rollback), no other root
 // at its size and a tree that extends it (Fork). It reads the bundle once,
 // keeping about 50 bytes per record.
-func VerifyBundle(r io.Reader, pinned note.Verifiers, trusted *Checkpoint) (*Verified, error) {
+func VerifyBundle(r io.Reader, pinned Pinned, trusted *Checkpoint) (*Verified, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<16), maxLine)
 	lineNo := 0

@@ -10,8 +10,6 @@ import (
 	"os"
 	"strings"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/eventvault/eventvault/audit"
 )
 
@@ -173,13 +171,13 @@ func verifyErrorWhere(e *audit.VerifyError) string {
 
 // readPinnedKey reads a note verifier key, or else the deployment's
 // signing public key in the forms 'certificate verify' reads.
-func readPinnedKey(path string) (note.Verifiers, error) {
+func readPinnedKey(path string) (audit.Pinned, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read public key: %w", err)
 	}
-	if v, err := note.NewVerifier(strings.TrimSpace(string(b))); err == nil {
-		return note.VerifierList(v), nil
+	if pinned, err := audit.PinVerifierKey(string(b)); err == nil {
+		return pinned, nil
 	}
 	pub, err := readPublicKey(path)
 	if err != nil {
@@ -190,7 +188,7 @@ func readPinnedKey(path string) (note.Verifiers, error) {
 
 // readTrustedCheckpoint reads a signed checkpoint note, checked against
 // the pinned key, or a bare checkpoint body the auditor vouches for.
-func readTrustedCheckpoint(path string, pinned note.Verifiers) (audit.Checkpoint, error) {
+func readTrustedCheckpoint(path string, pinned audit.Pinned) (audit.Checkpoint, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return audit.Checkpoint{}, fmt.Errorf("read trusted checkpoint: %w", err)
