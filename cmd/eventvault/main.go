@@ -11,6 +11,7 @@
 //	eventvault erasure reapply    re-apply to a restored backup the erasures the live database completed since
 //	eventvault token create|list|revoke|revoke-root   manage API tokens as the operator
 //	eventvault tenant shred       offboard a tenant: destroy its keys, revoke its tokens
+//	eventvault audit verify       check an audit export bundle offline (exit codes in docs/audit.md)
 //
 // Every flag has an EVENTVAULT_* environment variable; a flag given on the
 // command line wins.
@@ -58,6 +59,9 @@ commands:
             offboard a tenant: destroy its keys and revoke its tokens
   certificate verify -public-key <file> <file>
             check an erasure certificate offline
+  audit verify <bundle> -public-key <file> [-trusted-checkpoint <file>]
+            check an audit export bundle offline; exit 10 tampered,
+            11 truncated, 12 reordered, 13 wrong key, 14 fork, 15 rollback
   erasure reapply -from <live URL> -database-url <restored URL>
             after restoring a backup, re-apply the erasures done since
 
@@ -77,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runMigrate(ctx, args[1:], stdout, stderr)
 	case "certificate":
 		err = runCertificate(args[1:], stdout, stderr)
+	case "audit":
+		err = runAudit(ctx, args[1:], stdout, stderr)
 	case "rotate":
 		err = runRotate(ctx, args[1:], stdout, stderr)
 	case "init":
@@ -105,6 +111,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		// No error shows a secret, even one a library quoted.
 		fmt.Fprintf(stderr, "eventvault %s: %s\n", args[0], scrub(err.Error(), secretsIn(args)))
+		var coded *exitCodeError
+		if errors.As(err, &coded) {
+			return coded.code
+		}
 		return 1
 	}
 	return 0
