@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/audit"
 	"github.com/eventvault/eventvault/auth"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/crypto/deploykeys"
@@ -44,6 +45,11 @@ type testAPI struct {
 	root string // the root token
 	// logs holds every line the server logged.
 	logs *syncBuffer
+	// store is the server's store; reads and checkpoints its read log and
+	// checkpoint publisher, which tests run by hand.
+	store       eventvault.Store
+	reads       *engine.ReadLog
+	checkpoints *audit.Publisher
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers.
@@ -105,6 +111,14 @@ func newTestAPIWith(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 	tokens := &auth.Tokens{Store: store, Key: testTokenKey}
 	docs := policies.NewResolver(store, policies.DefaultCacheTTL, nil)
 	tokens.Policies = docs
+	// Audit as wiring.Build has it.
+	recorder := &audit.Recorder{}
+	reads := engine.NewReadLog(recorder, store, 0, nil)
+	tokens.Audit, docs.Audit = recorder, recorder
+	auditSigner, err := audit.NewSigner(audit.DefaultLogName, signer.CryptoSigner())
+	if err != nil {
+		t.Fatal(err)
+	}
 	rootToken, err := tokens.InstallRoot(context.Background(), "default", "")
 	if err != nil {
 		t.Fatalf("install root token: %v", err)
@@ -112,16 +126,19 @@ func newTestAPIWith(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := New(Config{
-		Events:   engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud)),
-		Erasure:  engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens)),
-		Keys:     engine.NewRotation(evcrypto.NewKeyManager(keys), nil),
+		Events:   engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud), engine.WithAudit(recorder, reads)),
+		Erasure:  engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens), engine.WithErasureAudit(recorder)),
+		Keys:     engine.NewRotation(evcrypto.NewKeyManager(keys), nil).WithAudit(recorder, store),
 		Tokens:   tokens,
 		Policies: docs,
 		JWT:      jwt,
+		Denials:  reads,
+		Audit:    engine.NewAuditLog(store, recorder),
 		Ready:    store.Ping,
 		Logger:   logger,
 	})
-	return &testAPI{t: t, srv: srv, root: rootToken, logs: logs}
+	return &testAPI{t: t, srv: srv, root: rootToken, logs: logs, store: store,
+		reads: reads, checkpoints: &audit.Publisher{Store: store, Signer: auditSigner}}
 }
 
 // revokeTokens makes a tenant shred revoke the tenant's tokens, as

@@ -100,6 +100,7 @@ type Server struct {
 	policies PolicyDocuments
 	jwt      JWTVerifier
 	denials  Denials
+	audit    AuditLog
 	checks   []ReadyCheck
 	logger   *slog.Logger
 	router   *gin.Engine
@@ -127,14 +128,16 @@ type Config struct {
 	// Denials records every 401 and 403 in the audit log (gathered per
 	// window: engine.ReadLog); nil records none.
 	Denials Denials
-	Ready   func(context.Context) error
-	Checks  []ReadyCheck
-	Logger  *slog.Logger
+	// Audit serves GET /v1/audit/export; nil leaves it out.
+	Audit  AuditLog
+	Ready  func(context.Context) error
+	Checks []ReadyCheck
+	Logger *slog.Logger
 }
 
 // New returns a Server; it is an http.Handler.
 func New(cfg Config) *Server {
-	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, jwt: cfg.JWT, denials: cfg.Denials, checks: cfg.Checks, logger: cfg.Logger}
+	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, jwt: cfg.JWT, denials: cfg.Denials, audit: cfg.Audit, checks: cfg.Checks, logger: cfg.Logger}
 	if len(s.checks) == 0 && cfg.Ready != nil {
 		s.checks = []ReadyCheck{{Name: "store", Check: cfg.Ready}}
 	}
@@ -178,6 +181,9 @@ func New(cfg Config) *Server {
 		v1.PUT("/policies/:name", onlyQuery("tenant"), s.putPolicy)
 		get(v1, "/policies/:name", []string{"tenant", "version"}, s.getPolicy)
 		v1.DELETE("/policies/:name", onlyQuery("tenant"), takesNoBody(""), s.deletePolicy)
+	}
+	if s.audit != nil {
+		get(v1, "/audit/export", []string{"tenant", "from", "to", "resource", "old_size"}, s.exportAudit)
 	}
 	if s.keys != nil {
 		v1.POST("/admin/tenants/:tenant/kek/rotate", onlyQuery(), s.rotateTenantKEK)

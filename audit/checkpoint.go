@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -127,19 +128,23 @@ func OpenCheckpoint(msg []byte, pinned Pinned) (Checkpoint, error) {
 // shows no key bytes.
 type Signer struct {
 	logName string
-	key     ed25519.PrivateKey
+	key     crypto.Signer
+	pub     ed25519.PublicKey
 }
 
 // NewSigner returns a Signer for the log name (DefaultLogName, or the
-// deployment's own) and the signing key.
-func NewSigner(logName string, key ed25519.PrivateKey) (*Signer, error) {
+// deployment's own) and the signing key: an ed25519.PrivateKey, or any
+// crypto.Signer of an Ed25519 key (the deployment key, dsse.SigningKey,
+// which never hands out its private half).
+func NewSigner(logName string, key crypto.Signer) (*Signer, error) {
 	if !validKeyName(logName) || strings.HasSuffix(logName, "/") {
 		return nil, fmt.Errorf("audit log name %q: want a non-empty name without spaces, '+' or a trailing '/'", logName)
 	}
-	if len(key) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("audit signing key: want an Ed25519 private key")
+	pub, ok := key.Public().(ed25519.PublicKey)
+	if !ok || len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("audit signing key: want an Ed25519 key")
 	}
-	return &Signer{logName: logName, key: key}, nil
+	return &Signer{logName: logName, key: key, pub: pub}, nil
 }
 
 // String names the signer without its key.
@@ -151,7 +156,7 @@ func (s *Signer) Origin(tenant string) string { return Origin(s.logName, tenant)
 // VerifierKey returns the note verifier key ("<origin>+<key id hex>+<base64>")
 // an auditor of the tenant pins.
 func (s *Signer) VerifierKey(tenant string) string {
-	vkey, err := VerifierKey(s.Origin(tenant), s.key.Public().(ed25519.PublicKey))
+	vkey, err := VerifierKey(s.Origin(tenant), s.pub)
 	if err != nil {
 		panic(err) // NewSigner checked the name and the key size.
 	}
@@ -176,12 +181,14 @@ func (s *Signer) Sign(c Checkpoint) ([]byte, error) {
 type noteSigner struct {
 	name string
 	hash uint32
-	key  ed25519.PrivateKey
+	key  crypto.Signer
 }
 
-func (n noteSigner) Name() string                    { return n.name }
-func (n noteSigner) KeyHash() uint32                 { return n.hash }
-func (n noteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(n.key, msg), nil }
+func (n noteSigner) Name() string    { return n.name }
+func (n noteSigner) KeyHash() uint32 { return n.hash }
+
+// Sign signs msg itself (Ed25519, not a digest: crypto.Hash(0)).
+func (n noteSigner) Sign(msg []byte) ([]byte, error) { return n.key.Sign(nil, msg, crypto.Hash(0)) }
 
 // VerifierKey returns the C2SP signed-note verifier key of an Ed25519 public
 // key under a key name (an origin): "<name>+<8 hex digits of key id>+<base64

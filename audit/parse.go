@@ -49,6 +49,9 @@ func checkLine(line []byte) (index int64, tenant []byte, err error) {
 // validTenant is eventvault.ValidateTenant's rule on bytes:
 // ^[a-z0-9][a-z0-9_-]{0,62}$.
 func validTenant(b []byte) bool {
+	if string(b) == DeploymentTenant {
+		return true
+	}
 	if len(b) < 1 || len(b) > 63 {
 		return false
 	}

@@ -171,7 +171,7 @@ func (r Record) validate() error {
 	if r.Version != 0 && r.Version != RecordVersion {
 		return malformed("version %d; this build knows version %d", r.Version, RecordVersion)
 	}
-	if err := eventvault.ValidateTenant(eventvault.TenantID(r.Tenant)); err != nil {
+	if err := eventvault.ValidateTenant(eventvault.TenantID(r.Tenant)); err != nil && r.Tenant != DeploymentTenant {
 		return malformed("tenant %q is not a valid tenant id", r.Tenant)
 	}
 	if r.Index < 0 {

@@ -31,7 +31,7 @@ func (r *Rotation) WithAudit(rec eventvault.AuditRecorder, store eventvault.Audi
 }
 
 // recordRotation writes the record of a rotation step. Before the step
-// (outcome "started") an error stops it; after, the outcome is recorded
+// (an action "..._started") an error stops it; after, the outcome is recorded
 // and an error in recording is returned only if the step succeeded.
 func (r *Rotation) recordRotation(ctx context.Context, log eventvault.TenantID, p eventvault.Principal, action, resource, outcome string, detail map[string]any) error {
 	return appendAudit(ctx, r.audit, r.auditStore, eventvault.AuditEvent{Tenant: log, Actor: p.Actor(), Action: action, Resource: resource, Outcome: outcome, Detail: detail})
@@ -104,7 +104,7 @@ func (r *Rotation) RotateTenantKEK(ctx context.Context, p eventvault.Principal, 
 		return TenantRotation{}, err
 	}
 	out := TenantRotation{Tenant: tenant}
-	if err := r.recordRotation(ctx, tenant, p, AuditKEKRotated, auditResourceTenant, "started", nil); err != nil {
+	if err := r.recordRotation(ctx, tenant, p, "kek_rotation_started", auditResourceTenant, AuditOutcomeOK, nil); err != nil {
 		return out, err
 	}
 	v, err := r.keys.RotateTenantKEK(ctx, tenant)
@@ -137,7 +137,7 @@ func (r *Rotation) RotateRoot(ctx context.Context, p eventvault.Principal) (Root
 		return RootRotation{}, err
 	}
 	var out RootRotation
-	if err := r.recordRotation(ctx, eventvault.DeploymentLog, p, AuditRootRotated, "root_key", "started", nil); err != nil {
+	if err := r.recordRotation(ctx, eventvault.DeploymentLog, p, "root_rotation_started", "root_key", AuditOutcomeOK, nil); err != nil {
 		return out, err
 	}
 	v, err := r.keys.RotateRoot(ctx)
@@ -172,7 +172,7 @@ func (r *Rotation) RetireRootVersions(ctx context.Context, p eventvault.Principa
 	if err := requireRoot(p, "retire root key versions"); err != nil {
 		return err
 	}
-	if err := r.recordRotation(ctx, eventvault.DeploymentLog, p, AuditRootRetired, "root_key", "started", map[string]any{"before_version": before}); err != nil {
+	if err := r.recordRotation(ctx, eventvault.DeploymentLog, p, "root_retirement_started", "root_key", AuditOutcomeOK, map[string]any{"before_version": before}); err != nil {
 		return err
 	}
 	if err := r.keys.RetireRootVersionsBefore(ctx, before); err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -9,8 +11,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/eventvault/eventvault/audit"
 	"github.com/eventvault/eventvault/auth"
 	"github.com/eventvault/eventvault/auth/jwtauth"
+	"github.com/eventvault/eventvault/engine"
 	"github.com/eventvault/eventvault/policies"
 	"github.com/eventvault/eventvault/vault"
 )
@@ -41,6 +45,14 @@ type Config struct {
 	// PolicyDir holds policy documents loaded at start, as
 	// <dir>/<tenant>/<name>.cedar; "" loads none.
 	PolicyDir string
+	// ReadAuditWindow is how long reads and refusals are gathered into one
+	// audit record.
+	ReadAuditWindow time.Duration
+	// AuditCheckpointDir receives every signed audit checkpoint as a file,
+	// outside the database; "" writes none.
+	AuditCheckpointDir string
+	// AuditCheckpointInterval is how often checkpoints are published.
+	AuditCheckpointInterval time.Duration
 	// Vault is the Vault Transit root key; Vault.Address empty means none.
 	Vault vault.Config
 	// InsecureLocalRootKey lets production mode run on the local root key
@@ -92,6 +104,9 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", envInt("EVENTVAULT_KEY_CACHE_SIZE", 10000), "how many unwrapped keys may be cached (EVENTVAULT_KEY_CACHE_SIZE)")
 	fs.DurationVar(&c.PolicyCacheTTL, "policy-cache-ttl", envDuration("EVENTVAULT_POLICY_CACHE_TTL", policies.DefaultCacheTTL), "how long a policy document is kept after it is loaded: a change made through another server on the same database takes effect here within this bound (EVENTVAULT_POLICY_CACHE_TTL)")
 	fs.StringVar(&c.PolicyDir, "policy-dir", env("EVENTVAULT_POLICY_DIR", ""), "folder of policy documents written at start, as <dir>/<tenant>/<name>.cedar; a file whose text differs from the stored document becomes its next version (EVENTVAULT_POLICY_DIR)")
+	fs.DurationVar(&c.ReadAuditWindow, "read-audit-window", envDuration("EVENTVAULT_READ_AUDIT_WINDOW", engine.DefaultReadAuditWindow), "how long reads and refusals are gathered into one audit record per caller and resource; the reads of the last window are lost if the node dies (EVENTVAULT_READ_AUDIT_WINDOW)")
+	fs.StringVar(&c.AuditCheckpointDir, "audit-checkpoint-dir", env("EVENTVAULT_AUDIT_CHECKPOINT_DIR", ""), "folder that receives every signed audit checkpoint as a file, outside the database, as <dir>/<tenant>/<size>.checkpoint (EVENTVAULT_AUDIT_CHECKPOINT_DIR)")
+	fs.DurationVar(&c.AuditCheckpointInterval, "audit-checkpoint-interval", envDuration("EVENTVAULT_AUDIT_CHECKPOINT_INTERVAL", audit.DefaultCheckpointInterval), "how often signed checkpoints of the audit logs are published (EVENTVAULT_AUDIT_CHECKPOINT_INTERVAL)")
 	fs.DurationVar(&c.TokenCacheTTL, "token-cache-ttl", envDuration("EVENTVAULT_TOKEN_CACHE_TTL", auth.DefaultTokenCacheTTL), "how long an authenticated token is remembered, sparing a database lookup per request; a token revoked by another server on the same database still works here for up to this long; 0 disables (EVENTVAULT_TOKEN_CACHE_TTL)")
 	jwtFlags(fs, &c.JWTSettings)
 	storeAndRootFlags(fs, &c)
@@ -100,6 +115,9 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.ReadAuditWindow <= 0 || c.AuditCheckpointInterval <= 0 || c.ReadAuditWindow > time.Hour || c.AuditCheckpointInterval > time.Hour {
+		return Config{}, fmt.Errorf("-read-audit-window and -audit-checkpoint-interval must be between 1ns and 1h")
 	}
 	if c.PolicyCacheTTL <= 0 || c.PolicyCacheTTL > time.Hour {
 		return Config{}, fmt.Errorf("-policy-cache-ttl must be between 1ns and 1h, not %s: it bounds how late a policy change reaches this server", c.PolicyCacheTTL)
@@ -153,4 +171,15 @@ func storeAndRootFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.LogFormat, "log-format", env("EVENTVAULT_LOG_FORMAT", "text"), "log format: text or json (EVENTVAULT_LOG_FORMAT)")
 	fs.BoolVar(&c.InsecureLocalRootKey, "insecure-local-root-key", envBool("EVENTVAULT_INSECURE_LOCAL_ROOT_KEY"), "production mode without Vault: use -root-key-file as the root key (EVENTVAULT_INSECURE_LOCAL_ROOT_KEY); a copy of that file and the database reads everything")
 	vaultFlags(fs, &c.Vault)
+}
+
+// digest is the SHA-256 (hex) of the settings that shape what the server
+// does, recorded with its start in the audit log: no secret and no
+// password is part of it (the database URL is left out for its password).
+func (c Config) digest() string {
+	settings := []any{c.Dev, c.Listen, c.TLSCert != "", c.KeyCacheTTL, c.KeyCacheSize, c.TokenCacheTTL, c.PolicyCacheTTL, c.PolicyDir,
+		c.ReadAuditWindow, c.AuditCheckpointDir, c.AuditCheckpointInterval, c.Vault.Address, c.Vault.Namespace, c.Vault.Mount, c.Vault.Key,
+		c.InsecureLocalRootKey, c.JWTOn, c.JWT.Issuer, c.JWT.Audiences, c.JWT.Algorithms, c.JWT.JWKSURL, c.JWT.TenantClaim, c.JWT.GroupsClaim}
+	sum := sha256.Sum256(fmt.Append(nil, settings...))
+	return hex.EncodeToString(sum[:])
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/eventvault/eventvault"
@@ -38,9 +40,12 @@ type Main struct {
 	stop func()
 	// jwt verifies bearer JWTs when -jwt-issuer is set; Close stops its
 	// JWKS refresh.
-	jwt      *jwtauth.Verifier
-	listener net.Listener
-	server   *http.Server
+	jwt *jwtauth.Verifier
+	// stopAudit ends the read-log flusher and checkpoint publisher (a
+	// last flush and a last checkpoint) and records the node's stop.
+	stopAudit func()
+	listener  net.Listener
+	server    *http.Server
 	// RootToken is the dev root token, once Run has installed it.
 	RootToken string
 }
@@ -115,14 +120,17 @@ func (m *Main) Open(ctx context.Context) error {
 			slog.String("jwks_url", c.JWT.JWKSURL), slog.String("keys_file", c.JWT.KeysFile))
 	}
 	stack := wiring.Build(wiring.Parts{
-		Store:          store,
-		Root:           root,
-		Pseudonyms:     dk.Pseudonyms,
-		Signer:         dk.Signer,
-		TokenVerifier:  dk.TokenVerifier,
-		KeyCache:       evcrypto.KeyringOptions{CacheSize: c.KeyCacheSize, TTL: c.KeyCacheTTL},
-		TokenCacheTTL:  c.TokenCacheTTL,
-		PolicyCacheTTL: c.PolicyCacheTTL,
+		Store:                   store,
+		Root:                    root,
+		Pseudonyms:              dk.Pseudonyms,
+		Signer:                  dk.Signer,
+		TokenVerifier:           dk.TokenVerifier,
+		KeyCache:                evcrypto.KeyringOptions{CacheSize: c.KeyCacheSize, TTL: c.KeyCacheTTL},
+		ReadAuditWindow:         c.ReadAuditWindow,
+		AuditCheckpointDir:      c.AuditCheckpointDir,
+		AuditCheckpointInterval: c.AuditCheckpointInterval,
+		TokenCacheTTL:           c.TokenCacheTTL,
+		PolicyCacheTTL:          c.PolicyCacheTTL,
 		// A production server never honours a root token (one left by a
 		// dev start on this database gets 401 and a warning).
 		RefuseRootTokens: !c.Dev,
@@ -141,6 +149,9 @@ func (m *Main) Open(ctx context.Context) error {
 		m.Logger.InfoContext(ctx, "policy folder applied", slog.String("dir", c.PolicyDir), slog.Int("documents", len(docs)), slog.Int("versions_written", n))
 	}
 	m.listenEvictions(stack.Keys)
+	if err := m.startAudit(ctx, stack, store); err != nil {
+		return err
+	}
 	if c.Dev {
 		m.RootToken, err = stack.Tokens.InstallRoot(ctx, DevTenant, c.DevRootToken)
 		if err != nil {
@@ -215,6 +226,9 @@ func (m *Main) Serve(ctx context.Context) error {
 // Close stops the eviction listener and the JWKS refresh, and releases
 // the store.
 func (m *Main) Close() error {
+	if m.stopAudit != nil {
+		m.stopAudit()
+	}
 	if m.stop != nil {
 		m.stop()
 	}
@@ -268,4 +282,53 @@ Try it:
     -H 'Content-Type: application/json' -d '{"tenant":"acme","name":"acme-app"}'
 
 `, m.RootToken, DevTenant, addr, m.RootToken)
+}
+
+// startAudit records the node's start in the deployment's audit log (with
+// a digest of its configuration: no value of it) and starts the read-log
+// flusher and the checkpoint publisher. A node that cannot record its
+// start does not start.
+func (m *Main) startAudit(ctx context.Context, stack *wiring.Stack, store eventvault.AuditStore) error {
+	node := "node:" + m.nodeID()
+	event := func(action string) eventvault.AuditEvent {
+		return eventvault.AuditEvent{Tenant: eventvault.DeploymentLog, Actor: node, Action: action, Resource: "node", Outcome: "ok",
+			Detail: map[string]any{"config_sha256": m.Config.digest()}}
+	}
+	lines, err := stack.Audit.Lines(ctx, event("node_started"))
+	if err != nil {
+		return fmt.Errorf("audit record of the start: %w", err)
+	}
+	if _, err := store.AppendAudit(ctx, lines.Tenant, lines.Lines); err != nil {
+		return fmt.Errorf("record the start in the audit log: %w", err)
+	}
+	actx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); stack.Reads.Run(actx) }()
+	if stack.Checkpoints != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); stack.Checkpoints.Run(actx) }()
+	}
+	m.stopAudit = func() {
+		cancel()
+		wg.Wait()
+		ctx := context.Background()
+		if lines, err := stack.Audit.Lines(ctx, event("node_stopped")); err == nil {
+			if _, err := store.AppendAudit(ctx, lines.Tenant, lines.Lines); err != nil {
+				m.Logger.Error("the node's stop could not be recorded in the audit log", slog.Any("err", err))
+			}
+		}
+		if stack.Checkpoints != nil {
+			if _, err := stack.Checkpoints.PublishOnce(ctx); err != nil {
+				m.Logger.Warn("the last audit checkpoints were not published", slog.Any("err", err))
+			}
+		}
+	}
+	return nil
+}
+
+// nodeID names this process in audit records: host name and process id.
+func (m *Main) nodeID() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }

@@ -7,6 +7,7 @@
 package dsse
 
 import (
+	"crypto"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -69,6 +70,26 @@ func KeyID(pub ed25519.PublicKey) string {
 
 // PublicKey returns the key that verifies this key's signatures.
 func (k *SigningKey) PublicKey() ed25519.PublicKey { return k.pub }
+
+// CryptoSigner returns the key as a crypto.Signer, for signed formats
+// other than DSSE (the audit log's signed notes): it signs a message
+// itself with Ed25519 (opts crypto.Hash(0)) and never hands out the
+// private key.
+func (k *SigningKey) CryptoSigner() crypto.Signer { return rawSigner{k} }
+
+type rawSigner struct{ k *SigningKey }
+
+func (r rawSigner) Public() crypto.PublicKey { return r.k.pub }
+
+func (r rawSigner) Sign(_ io.Reader, message []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return r.k.priv.Sign(nil, message, opts)
+}
+
+func (r rawSigner) String() string { return r.k.String() }
+
+func (r rawSigner) GoString() string { return r.k.String() }
+
+func (r rawSigner) Format(f fmt.State, _ rune) { io.WriteString(f, r.k.String()) }
 
 // KeyID returns KeyID of the public key.
 func (k *SigningKey) KeyID() string { return k.id }

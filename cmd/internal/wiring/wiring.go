@@ -17,6 +17,7 @@ import (
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/api"
+	"github.com/eventvault/eventvault/audit"
 	"github.com/eventvault/eventvault/auth"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/crypto/deploykeys"
@@ -40,8 +41,17 @@ type Parts struct {
 	// node takes to reach this one (policies.DefaultCacheTTL when 0;
 	// negative: no cache).
 	PolicyCacheTTL time.Duration
-	Logger         *slog.Logger
-	TokenVerifier  auth.VerifierKey // the token-verifier deployment key; nil: a random key of the Tokens
+	// ReadAuditWindow is how long reads and refusals are gathered into
+	// one audit record (engine.DefaultReadAuditWindow when 0).
+	ReadAuditWindow time.Duration
+	// AuditCheckpointDir, when set, receives every signed checkpoint as a
+	// file, outside the database.
+	AuditCheckpointDir string
+	// AuditCheckpointInterval is how often checkpoints are published
+	// (audit.DefaultCheckpointInterval when 0).
+	AuditCheckpointInterval time.Duration
+	Logger                  *slog.Logger
+	TokenVerifier           auth.VerifierKey // the token-verifier deployment key; nil: a random key of the Tokens
 	// RefuseRootTokens makes authentication refuse (401) and log dev root
 	// tokens: a production server sets it.
 	RefuseRootTokens bool
@@ -57,6 +67,15 @@ type Stack struct {
 	Tokens   *auth.Tokens
 	Policies *policies.Resolver
 	Handler  http.Handler
+	// Reads gathers reads and refusals into audit records: run
+	// Reads.Run for as long as the server serves.
+	Reads *engine.ReadLog
+	// Checkpoints publishes signed checkpoints of the audit logs: run
+	// Checkpoints.Run for as long as the server serves. nil without a
+	// signing key.
+	Checkpoints *audit.Publisher
+	// Audit records the node's own actions (start, stop).
+	Audit eventvault.AuditRecorder
 }
 
 // Build wires the keyring, engine, erasure, rotation, tokens and API.
@@ -77,22 +96,38 @@ func Build(p Parts) *Stack {
 	}
 	docs := policies.NewResolver(p.Store, ttl, logger)
 	tokens.Policies = docs
-	var opts []engine.EventsOption
+	// Every security-relevant action is recorded in its tenant's audit
+	// log, in the transaction that carries it out; reads and refusals
+	// gathered per window.
+	recorder := &audit.Recorder{}
+	reads := engine.NewReadLog(recorder, p.Store, p.ReadAuditWindow, logger)
+	tokens.Audit, docs.Audit = recorder, recorder
+	var checkpoints *audit.Publisher
+	if p.Signer != nil {
+		signer, err := audit.NewSigner(audit.DefaultLogName, p.Signer.CryptoSigner())
+		if err != nil {
+			panic(fmt.Sprintf("wiring: the deployment signing key signs no audit checkpoint: %v", err))
+		}
+		checkpoints = &audit.Publisher{Store: p.Store, Signer: signer, Dir: p.AuditCheckpointDir, Interval: p.AuditCheckpointInterval, Logger: logger}
+	}
+	opts := []engine.EventsOption{engine.WithAudit(recorder, reads)}
 	if p.Pseudonyms != nil { // no typed nil in the interface
 		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms))
 	}
 	manager := evcrypto.NewKeyManager(keys)
 	handler := api.New(api.Config{
 		Events:   engine.NewEvents(p.Store, keys, logger, opts...),
-		Erasure:  engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger))),
-		Keys:     engine.NewRotation(manager, logger),
+		Erasure:  engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger)), engine.WithErasureAudit(recorder)),
+		Keys:     engine.NewRotation(manager, logger).WithAudit(recorder, p.Store),
 		Tokens:   tokens,
 		Policies: docs,
 		JWT:      p.JWT,
+		Denials:  reads,
+		Audit:    engine.NewAuditLog(p.Store, recorder),
 		Checks:   ReadyChecks(p.Store, manager),
 		Logger:   logger,
 	})
-	return &Stack{Keys: keys, Tokens: tokens, Policies: docs, Handler: handler}
+	return &Stack{Keys: keys, Tokens: tokens, Policies: docs, Handler: handler, Reads: reads, Checkpoints: checkpoints, Audit: recorder}
 }
 
 // OpenStore opens the store a command serves from: PostgreSQL at

@@ -1,0 +1,53 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/audit"
+	"github.com/eventvault/eventvault/engine"
+)
+
+// AuditLog serves the audit export: engine.AuditLog implements it.
+type AuditLog interface {
+	Export(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, req audit.ExportRequest, w io.Writer) error
+}
+
+// BundleContentType is the media type of an audit export: JSON Lines
+// (docs/audit.md).
+const BundleContentType = "application/x-ndjson"
+
+// exportAudit answers GET /v1/audit/export[?tenant=][&from=][&to=][&resource=][&old_size=]
+// with the bundle of the tenant's log against its latest checkpoint. The
+// bundle is built whole before it is sent, so that a failure is a problem
+// answer, never a truncated bundle.
+func (s *Server) exportAudit(c *gin.Context) {
+	var req audit.ExportRequest
+	var err error
+	for _, q := range []struct {
+		name string
+		into *int64
+	}{{"from", &req.From}, {"to", &req.To}, {"old_size", &req.OldSize}} {
+		if *q.into, err = engine.ParseIndex(q.name, c.Query(q.name)); err != nil {
+			s.writeError(c, err)
+			return
+		}
+	}
+	req.Resource = c.Query("resource")
+	if len(req.Resource) > 200 {
+		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "resource is at most 200 bytes: a stream (stream:order-7), a subject pseudonym (subject:<hex>), a token or a policy"))
+		return
+	}
+	var buf bytes.Buffer
+	if err := s.audit.Export(c.Request.Context(), principal(c), tenantQuery(c), req, &buf); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.Data(http.StatusOK, BundleContentType, buf.Bytes())
+}

@@ -1,0 +1,84 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/eventvault/eventvault"
+)
+
+// ExportRequest selects what ExportBundle writes. From and To are record
+// indexes, [From, To); To 0 means up to the latest checkpoint. Resource,
+// when set, keeps only the records about that resource
+// ("subject:<pseudonym hex>", "stream:order-7"), each with its inclusion
+// proof. OldSize adds a consistency proof from the auditor's checkpoint of
+// that size.
+type ExportRequest struct {
+	From, To int64
+	Resource string
+	OldSize  int64
+}
+
+// MaxExportRecords bounds one export; page through a longer log with From
+// and To.
+const MaxExportRecords = 1_000_000
+
+// ExportBundle writes the bundle of tenant's log against its latest
+// checkpoint. Errors: ENOTFOUND when the log has no checkpoint yet;
+// EINVALID for a range outside it or an OldSize above it.
+func ExportBundle(ctx context.Context, w io.Writer, store eventvault.AuditStore, tenant eventvault.TenantID, req ExportRequest) error {
+	size, note, err := store.LatestAuditCheckpoint(ctx, tenant)
+	if err != nil {
+		if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
+			return eventvault.Errorf(eventvault.ENOTFOUND, "the audit log has no signed checkpoint yet: checkpoints are published every few seconds (-audit-checkpoint-interval); try again shortly")
+		}
+		return err
+	}
+	to := req.To
+	if to == 0 {
+		to = size
+	}
+	switch {
+	case req.From < 0 || to < req.From:
+		return eventvault.Errorf(eventvault.EINVALID, "from and to must give a range of record indexes, from <= to")
+	case to > size:
+		return eventvault.Errorf(eventvault.EINVALID, "to is %d, past the latest checkpoint's %d records: export up to %d, or wait for the next checkpoint", to, size, size)
+	case to-req.From > MaxExportRecords:
+		return eventvault.Errorf(eventvault.ETOOLARGE, "%d records asked; one export holds at most %d: page with from and to", to-req.From, MaxExportRecords)
+	case req.OldSize < 0 || req.OldSize > size:
+		return eventvault.Errorf(eventvault.EINVALID, "old_size %d is not a size of this log (0 to %d)", req.OldSize, size)
+	}
+	lines, err := store.AuditRecords(ctx, tenant, req.From, to)
+	if err != nil {
+		return err
+	}
+	e := Export{Checkpoint: note, Hashes: Hashes(ctx, store, tenant), First: req.From, Count: int64(len(lines)), OldSize: req.OldSize}
+	if req.Resource != "" {
+		e.Filter = "resource=" + req.Resource
+		var kept [][]byte
+		first := int64(0)
+		for i, line := range lines {
+			r, err := ParseLine(line)
+			if err != nil {
+				return fmt.Errorf("record %d: %w", req.From+int64(i), err)
+			}
+			if r.Resource == req.Resource || strings.HasPrefix(r.Resource, req.Resource+"#") {
+				if len(kept) == 0 {
+					first = r.Index
+				}
+				kept = append(kept, line)
+			}
+		}
+		lines, e.First, e.Count = kept, first, int64(len(kept))
+	}
+	e.Records = func(yield func([]byte, error) bool) {
+		for _, l := range lines {
+			if !yield(l, nil) {
+				return
+			}
+		}
+	}
+	return WriteBundle(w, e)
+}
