@@ -153,6 +153,12 @@ func TestVerifyFilteredExport(t *testing.T) {
 		{name: "record deleted", bundle: mutate(good, func(ls [][]byte) [][]byte {
 			return slices.Delete(ls, 3, 4)
 		}), pinned: l.pinned(), want: Truncated},
+		{name: "first record deleted", bundle: mutate(good, func(ls [][]byte) [][]byte {
+			return slices.Delete(ls, 1, 2)
+		}), pinned: l.pinned(), want: Truncated, line: 2, index: 1},
+		{name: "last record deleted", bundle: mutate(good, func(ls [][]byte) [][]byte {
+			return slices.Delete(ls, 5, 6)
+		}), pinned: l.pinned(), want: Truncated, line: 6, index: -1},
 		{name: "records reordered", bundle: mutate(good, func(ls [][]byte) [][]byte {
 			ls[2], ls[3] = ls[3], ls[2]
 			return ls
@@ -241,4 +247,21 @@ func TestVerifyChecksEveryHashOfAConsistencyProof(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzVerifyBundle: no input makes the verifier panic, and whatever it
+// accepts under the pinned key proves the tree head that key signed.
+func FuzzVerifyBundle(f *testing.F) {
+	l := newTestLog(f, 5)
+	f.Add(l.export(nil, "", 0))
+	f.Add(l.export([]int64{1, 3}, "resource=stream:order-1", 2))
+	f.Add(l.export([]int64{2, 3}, "", 1))
+	pinned := l.pinned()
+	head, _ := l.checkpoint(l.signer, 5)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := VerifyBundle(bytes.NewReader(b), pinned, nil)
+		if err == nil && v.Checkpoint != head {
+			t.Fatalf("accepted a checkpoint the key never signed: %+v", v.Checkpoint)
+		}
+	})
 }
