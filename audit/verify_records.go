@@ -52,6 +52,7 @@ func readRecords(next func() ([]byte, int, bool), h BundleHeader) (*recordSet, [
 		work, order chan *recordBatch
 		wg          sync.WaitGroup
 		collected   chan struct{}
+		free        = make(chan []byte, 8) // line buffers of collected batches, for reuse
 	)
 	start := func() {
 		workers := max(1, runtime.GOMAXPROCS(0))
@@ -69,6 +70,10 @@ func readRecords(next func() ([]byte, int, bool), h BundleHeader) (*recordSet, [
 			for b := range order {
 				<-b.done
 				set.add(b, complete, h.TreeSize)
+				select {
+				case free <- b.buf[:0]:
+				default:
+				}
 			}
 		}()
 	}
@@ -85,7 +90,12 @@ func readRecords(next func() ([]byte, int, bool), h BundleHeader) (*recordSet, [
 			break
 		}
 		if b == nil {
-			b = &recordBatch{buf: make([]byte, 0, 16<<10), line0: no, done: make(chan struct{})}
+			b = &recordBatch{line0: no, done: make(chan struct{})}
+			select {
+			case b.buf = <-free:
+			default:
+				b.buf = make([]byte, 0, 16<<10)
+			}
 		}
 		b.buf = append(b.buf, line...)
 		b.ends = append(b.ends, len(b.buf))
