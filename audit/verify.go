@@ -183,7 +183,7 @@ func VerifyBundle(r io.Reader, pinned Pinned, trusted *Checkpoint) (*Verified, e
 	}
 	if complete {
 		if root, _ := tree.Tree().Root(cp.Size); root != cp.Root {
-			return nil, fail(Tampered, 0, -1, "the %d records do not hash to the signed root: a record was edited or inserted (a root cannot tell which)", len(idx))
+			return nil, fail(Tampered, 0, -1, "the %d records do not hash to the signed root: a record was edited or inserted (a root cannot tell which%s)", len(idx), narrow(tree, trusted, cp))
 		}
 	} else {
 		for i, proof := range set.proofs {
@@ -210,6 +210,18 @@ func VerifyBundle(r io.Reader, pinned Pinned, trusted *Checkpoint) (*Verified, e
 		v.Trusted = true
 	}
 	return v, nil
+}
+
+// narrow says which half of a complete export a trusted checkpoint puts
+// an edit in.
+func narrow(tree *MemoryTree, trusted *Checkpoint, cp Checkpoint) string {
+	if trusted == nil || trusted.Origin != cp.Origin || trusted.Size < 1 || trusted.Size >= cp.Size {
+		return ""
+	}
+	if root, err := tree.Tree().Root(trusted.Size); err == nil && root == trusted.Root {
+		return fmt.Sprintf("; records 0 to %d match your trusted checkpoint, so it is among records %d to %d", trusted.Size-1, trusted.Size, cp.Size-1)
+	}
+	return fmt.Sprintf("; records 0 to %d already differ from your trusted checkpoint", trusted.Size-1)
 }
 
 // splitRecordLine returns the record bytes of a record line and its proof.
