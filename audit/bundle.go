@@ -122,33 +122,33 @@ func WriteBundle(w io.Writer, e Export) error {
 			if err != nil {
 				return fmt.Errorf("write audit bundle: read record: %w", err)
 			}
-			r, err := ParseLine(line)
+			index, tenant, err := checkLine(line)
 			if err != nil {
 				return fmt.Errorf("write audit bundle: record %d of the export: %w", n, err)
 			}
 			switch {
-			case r.Tenant != h.Tenant:
-				return fmt.Errorf("write audit bundle: record %d is of tenant %s, not %s", r.Index, r.Tenant, h.Tenant)
+			case string(tenant) != h.Tenant:
+				return fmt.Errorf("write audit bundle: record %d is of tenant %s, not %s", index, tenant, h.Tenant)
 			case n >= e.Count:
 				return fmt.Errorf("write audit bundle: more than %d records", e.Count)
-			case !h.Filtered && r.Index != e.First+n, h.Filtered && (r.Index <= prev || n == 0 && r.Index != e.First), r.Index >= cp.Size:
-				return fmt.Errorf("write audit bundle: record %d out of order or outside the export", r.Index)
+			case !h.Filtered && index != e.First+n, h.Filtered && (index <= prev || n == 0 && index != e.First), index >= cp.Size:
+				return fmt.Errorf("write audit bundle: record %d out of order or outside the export", index)
 			}
 			bw.WriteString(recordPrefix)
 			bw.Write(line)
 			if !h.Complete() {
-				proof, err := tree.InclusionProof(cp.Size, r.Index)
+				proof, err := tree.InclusionProof(cp.Size, index)
 				if err != nil {
 					return fmt.Errorf("write audit bundle: %w", err)
 				}
-				if err := tlog.CheckRecord(proof, cp.Size, cp.Root, r.Index, tlog.RecordHash(line)); err != nil {
-					return fmt.Errorf("write audit bundle: record %d is not the one the stored hashes hold: %w", r.Index, err)
+				if err := tlog.CheckRecord(proof, cp.Size, cp.Root, index, tlog.RecordHash(line)); err != nil {
+					return fmt.Errorf("write audit bundle: record %d is not the one the stored hashes hold: %w", index, err)
 				}
 				bw.WriteString(proofInfix[:len(proofInfix)-1])
 				bw.Write(hashList(proof))
 			}
 			bw.WriteString("}\n")
-			prev = r.Index
+			prev = index
 			n++
 		}
 	}

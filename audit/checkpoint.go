@@ -124,8 +124,8 @@ func OpenCheckpoint(msg []byte, pinned Pinned) (Checkpoint, error) {
 // Signer signs the checkpoints of every tenant log of a deployment with one
 // Ed25519 key (the deployment's signing key, the one that signs erasure
 // certificates: DSSE signs "DSSEv1 …" and a note signs an origin line, which
-// holds no space, so neither signature can pass for the other). Its String
-// shows no key bytes.
+// holds no space, so neither signature can pass for the other). It is safe
+// for concurrent use, and its String shows no key bytes.
 type Signer struct {
 	logName string
 	key     crypto.Signer
@@ -215,7 +215,7 @@ func PinVerifierKey(vkey string) (Pinned, error) {
 // under every key name: for an auditor who pinned the deployment's public
 // key (GET /v1/keys/signing) rather than one tenant's verifier key. Whatever
 // a note's key name, only a signature by this key verifies.
-func PublicKeyVerifiers(pub ed25519.PublicKey) note.Verifiers {
+func PublicKeyVerifiers(pub ed25519.PublicKey) Pinned {
 	return publicKeyVerifiers{pub}
 }
 

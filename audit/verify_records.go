@@ -43,29 +43,40 @@ func readRecords(next func() ([]byte, int, bool), h BundleHeader) (*recordSet, [
 	complete := h.Complete()
 	set := &recordSet{}
 	if complete {
-		hint := min(h.TreeSize, 1<<24)
+		hint := min(h.TreeSize, 1<<20) // the header is not signed: bound what it makes us allocate
 		set.idx, set.lines = make([]int64, 0, hint), make([]int32, 0, hint)
 		set.tree.hashes = make([]tlog.Hash, 0, tlog.StoredHashCount(hint))
 	}
-	workers := max(1, runtime.GOMAXPROCS(0))
-	work := make(chan *recordBatch, workers)
-	order := make(chan *recordBatch, 2*workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for b := range work {
-				b.check(h.Tenant, complete)
-			}
-		})
-	}
-	collected := make(chan struct{})
-	go func() {
-		defer close(collected)
-		for b := range order {
-			<-b.done
-			set.add(b, complete, h.TreeSize)
+	// Workers start with the second batch: a small bundle is read inline.
+	var (
+		work, order chan *recordBatch
+		wg          sync.WaitGroup
+		collected   chan struct{}
+		free        = make(chan []byte, 8) // line buffers of collected batches, for reuse
+	)
+	start := func() {
+		workers := max(1, runtime.GOMAXPROCS(0))
+		work, order = make(chan *recordBatch, workers), make(chan *recordBatch, 2*workers)
+		for range workers {
+			wg.Go(func() {
+				for b := range work {
+					b.check(h.Tenant, complete)
+				}
+			})
 		}
-	}()
+		collected = make(chan struct{})
+		go func() {
+			defer close(collected)
+			for b := range order {
+				<-b.done
+				set.add(b, complete, h.TreeSize)
+				select {
+				case free <- b.buf[:0]:
+				default:
+				}
+			}
+		}()
+	}
 
 	var (
 		b    *recordBatch
@@ -73,32 +84,44 @@ func readRecords(next func() ([]byte, int, bool), h BundleHeader) (*recordSet, [
 		no   int
 		ok   bool
 	)
-	send := func() {
-		if b != nil {
-			order <- b
-			work <- b
-			b = nil
-		}
-	}
 	for {
 		line, no, ok = next()
 		if !ok || !bytes.HasPrefix(line, []byte(recordPrefix)) {
 			break
 		}
 		if b == nil {
-			b = &recordBatch{buf: make([]byte, 0, batchLines*300), ends: make([]int, 0, batchLines), line0: no, done: make(chan struct{})}
+			b = &recordBatch{line0: no, done: make(chan struct{})}
+			select {
+			case b.buf = <-free:
+			default:
+				b.buf = make([]byte, 0, 16<<10)
+			}
 		}
 		b.buf = append(b.buf, line...)
 		b.ends = append(b.ends, len(b.buf))
 		if len(b.ends) == batchLines {
-			send()
+			if work == nil {
+				start()
+			}
+			order <- b
+			work <- b
+			b = nil
 		}
 	}
-	send()
-	close(work)
-	close(order)
-	wg.Wait()
-	<-collected
+	switch {
+	case work != nil:
+		if b != nil {
+			order <- b
+			work <- b
+		}
+		close(work)
+		close(order)
+		wg.Wait()
+		<-collected
+	case b != nil:
+		b.check(h.Tenant, complete)
+		set.add(b, complete, h.TreeSize)
+	}
 	return set, line, ok
 }
 

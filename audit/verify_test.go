@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
@@ -48,6 +49,7 @@ type verifyCase struct {
 	want    Failure
 	line    int   // 0: not checked
 	index   int64 // checked unless it and line are 0
+	reason  string
 }
 
 func runVerifyCases(t *testing.T, cases []verifyCase) {
@@ -68,7 +70,7 @@ func runVerifyCases(t *testing.T, cases []verifyCase) {
 			if !errors.As(err, &ve) {
 				t.Fatalf("VerifyBundle = %v, %v; want a %s VerifyError", v, err, c.want)
 			}
-			if ve.Failure != c.want || c.line != 0 && ve.Line != c.line || (c.index != 0 || c.line != 0) && ve.Index != c.index {
+			if ve.Failure != c.want || c.line != 0 && ve.Line != c.line || (c.index != 0 || c.line != 0) && ve.Index != c.index || !strings.Contains(ve.Reason, c.reason) {
 				t.Fatalf("VerifyBundle = %q (failure %s, line %d, record %d); want failure %s, line %d, record %d", ve, ve.Failure, ve.Line, ve.Index, c.want, c.line, c.index)
 			}
 		})
@@ -153,6 +155,12 @@ func TestVerifyFilteredExport(t *testing.T) {
 		{name: "record deleted", bundle: mutate(good, func(ls [][]byte) [][]byte {
 			return slices.Delete(ls, 3, 4)
 		}), pinned: l.pinned(), want: Truncated},
+		{name: "first record deleted", bundle: mutate(good, func(ls [][]byte) [][]byte {
+			return slices.Delete(ls, 1, 2)
+		}), pinned: l.pinned(), want: Truncated, line: 2, index: 1},
+		{name: "last record deleted", bundle: mutate(good, func(ls [][]byte) [][]byte {
+			return slices.Delete(ls, 5, 6)
+		}), pinned: l.pinned(), want: Truncated, line: 6, index: -1},
 		{name: "records reordered", bundle: mutate(good, func(ls [][]byte) [][]byte {
 			ls[2], ls[3] = ls[3], ls[2]
 			return ls
@@ -196,6 +204,10 @@ func TestVerifyAgainstATrustedCheckpoint(t *testing.T) {
 		{name: "filtered, without a consistency proof", bundle: l.export(filtered, "resource=stream:order-1", 0), pinned: l.pinned(), trusted: &old, want: Unusable},
 		{name: "checkpoint rolled back", bundle: l.export(nil, "", 0), pinned: l.pinned(), trusted: &newer, want: Rollback},
 		{name: "filtered, checkpoint rolled back", bundle: l.export(filtered, "resource=stream:order-1", 0), pinned: l.pinned(), trusted: &newer, want: Rollback},
+		{name: "record edited after the trusted checkpoint", bundle: mutate(l.export(nil, "", 0), func(ls [][]byte) [][]byte {
+			ls[12] = replaceIn(ls[12], `"actor":"tok_app"`, `"actor":"tok_evil"`)
+			return ls
+		}), pinned: l.pinned(), trusted: &old, want: Tampered, index: -1, reason: "among records 8 to 15"},
 		{name: "fork: another root at the same size", bundle: forked.export(nil, "", 0), pinned: l.pinned(), trusted: &same, want: Fork},
 		{name: "fork: complete tree that does not extend the trusted one", bundle: forked.export(nil, "", 0), pinned: l.pinned(), trusted: &old, want: Fork},
 		{name: "fork: filtered, proof from another root", bundle: forked.export(filtered, "resource=stream:order-1", 8), pinned: l.pinned(), trusted: &old, want: Fork},
@@ -241,4 +253,21 @@ func TestVerifyChecksEveryHashOfAConsistencyProof(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzVerifyBundle: no input makes the verifier panic, and whatever it
+// accepts under the pinned key proves the tree head that key signed.
+func FuzzVerifyBundle(f *testing.F) {
+	l := newTestLog(f, 5)
+	f.Add(l.export(nil, "", 0))
+	f.Add(l.export([]int64{1, 3}, "resource=stream:order-1", 2))
+	f.Add(l.export([]int64{2, 3}, "", 1))
+	pinned := l.pinned()
+	head, _ := l.checkpoint(l.signer, 5)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := VerifyBundle(bytes.NewReader(b), pinned, nil)
+		if err == nil && v.Checkpoint != head {
+			t.Fatalf("accepted a checkpoint the key never signed: %+v", v.Checkpoint)
+		}
+	})
 }
