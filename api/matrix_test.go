@@ -121,6 +121,10 @@ func newMatrixFixture(t *testing.T, a *jwtAPI) *matrixFixture {
 	f.bearer[callerRoot] = a.root
 	f.bearer[callerJWTNarrow] = a.idp.Sign(t, jwttest.KidEC, jwttest.Claims("analyst-1", tenantClaim, "acme", groupsClaim, "reader"))
 	f.bearer[callerJWTOther] = a.idp.Sign(t, jwttest.KidEd25519, jwttest.Claims("globex-admin", tenantClaim, "globex", groupsClaim, "admin"))
+	// Every log has a signed checkpoint to export against.
+	if _, err := a.checkpoints.PublishOnce(t.Context()); err != nil {
+		t.Fatalf("publish checkpoints: %v", err)
+	}
 	return f
 }
 
@@ -292,6 +296,13 @@ var accessMatrix = map[string]row{
 		want: map[caller][3]int{callerNone: same(401), callerJWTOther: same(403), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(403), callerRoot: {200, 200, 404}},
 	},
 
+	"GET /v1/audit/export": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			return cell{http.MethodGet, "/v1/audit/export?tenant=" + pick(tg, tenant, otherOf(tenant), "nosuch"), nil}
+		},
+		// A tenant that never did anything has no log to export.
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {200, 403, 403}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {200, 403, 403}, callerRoot: {200, 200, 404}},
+	},
 	"POST /v1/erasure-requests": {
 		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
 			return cell{http.MethodPost, "/v1/erasure-requests", map[string]any{"subject": pick(tg, f.owner[tenant], f.owner[otherOf(tenant)], "nobody-at-all")}}

@@ -21,6 +21,14 @@ func newPostgresAPI(t *testing.T) *testAPI {
 // ends.
 func newPostgresStore(t *testing.T) *postgres.DB {
 	t.Helper()
+	store, _ := newPostgresStoreURL(t)
+	return store
+}
+
+// newPostgresStoreURL is newPostgresStore with its database's superuser
+// URL.
+func newPostgresStoreURL(t *testing.T) (*postgres.DB, string) {
+	t.Helper()
 	ctx := context.Background()
 	url := pgtest.URL(t)
 	if err := postgres.Migrate(ctx, url); err != nil {
@@ -31,7 +39,7 @@ func newPostgresStore(t *testing.T) *postgres.DB {
 		t.Fatalf("open postgres: %v", err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	return store
+	return store, url
 }
 
 // TestTextWithNULIsAClientError: PostgreSQL text cannot hold a NUL

@@ -1,0 +1,193 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/audit"
+)
+
+// exportAndVerify flushes the read log, publishes checkpoints, exports
+// tenant's log as the root token and verifies the bundle against the
+// pinned key, returning its records.
+func (a *testAPI) exportAndVerify(t *testing.T, tenant string) []audit.Record {
+	t.Helper()
+	if err := a.reads.Flush(t.Context()); err != nil {
+		t.Fatalf("flush reads: %v", err)
+	}
+	if _, err := a.checkpoints.PublishOnce(t.Context()); err != nil {
+		t.Fatalf("publish checkpoints: %v", err)
+	}
+	rec := a.do(http.MethodGet, "/v1/audit/export?tenant="+tenant, a.root, nil)
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != BundleContentType {
+		t.Fatalf("export: %d %s %s", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+	}
+	pinned, err := audit.PinVerifierKey(a.checkpoints.Signer.VerifierKey(tenant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.VerifyBundle(bytes.NewReader(rec.Body.Bytes()), pinned, nil); err != nil {
+		t.Fatalf("the exported bundle does not verify: %v", err)
+	}
+	var out []audit.Record
+	sc := bufio.NewScanner(bytes.NewReader(rec.Body.Bytes()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var l struct {
+			Type   string          `json:"type"`
+			Record json.RawMessage `json:"record"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Type == "record" {
+			r, err := audit.ParseLine(l.Record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func findRecord(recs []audit.Record, action, resource string) (audit.Record, bool) {
+	for _, r := range recs {
+		if r.Action == action && (resource == "" || r.Resource == resource) {
+			return r, true
+		}
+	}
+	return audit.Record{}, false
+}
+
+func TestEveryActionIsRecordedAndExportVerifies(t *testing.T) {
+	onBothStores(t, testEveryActionIsRecordedAndExportVerifies)
+}
+
+func testEveryActionIsRecordedAndExportVerifies(t *testing.T, a *testAPI) {
+	const secret, subject = "card-4111-secret", "alice@example.com"
+	dpo := a.eraser("acme")
+	a.doJSON(http.MethodPost, "/v1/streams/order-1/events", dpo, map[string]any{"events": []any{
+		map[string]any{"id": uuid.NewString(), "type": "OrderPlaced", "data": map[string]any{"card": secret}},
+		map[string]any{"id": uuid.NewString(), "type": "OrderPaid", "data": 2},
+	}}, http.StatusCreated, nil)
+	a.doJSON(http.MethodPost, "/v1/streams/owned-1/events", dpo, map[string]any{"subject": subject, "events": []any{map[string]any{"id": uuid.NewString(), "type": "A", "data": 1}}}, http.StatusCreated, nil)
+	a.doJSON(http.MethodGet, "/v1/streams/order-1/events", dpo, nil, http.StatusOK, nil)
+	a.putPolicy("acme", "reader", `permit (principal, action == Action::"read", resource);`, http.StatusCreated)
+	reader := a.policyToken("acme", "reader")
+	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-1/events", reader, []byte(mustJSON(appendOne("X")))), http.StatusForbidden, eventvault.EFORBIDDEN)
+	a.doJSON(http.MethodPut, "/v1/holds", dpo, map[string]any{"subject": "bob", "reason": "litigation"}, http.StatusOK, nil)
+	a.doJSON(http.MethodPost, "/v1/erasure-requests", dpo, map[string]any{"subject": subject}, http.StatusCreated, nil)
+	a.doJSON(http.MethodDelete, "/v1/streams/order-1", dpo, nil, http.StatusOK, nil)
+
+	recs := a.exportAndVerify(t, "acme")
+	for i, r := range recs {
+		if r.Index != int64(i) || r.Tenant != "acme" || r.Time.IsZero() {
+			t.Fatalf("record %d: %+v", i, r)
+		}
+	}
+	app, ok := findRecord(recs, "append", "stream:order-1")
+	if !ok || app.Detail["count"] != int64(2) || app.Detail["first_position"] != int64(0) || app.Outcome != "ok" || !strings.HasPrefix(app.Actor, "tok_") || app.RequestID == "" {
+		t.Errorf("the append's record: %+v (found %v)", app, ok)
+	}
+	for _, want := range []struct{ action, resource string }{
+		{"read", "stream:order-1"},
+		{"token_issued", "token"},
+		{"policy_written", "policy:reader"},
+		{"denied", "route:POST /v1/streams/:stream/events"},
+		{"hold_placed", ""},
+		{"erasure_requested", ""},
+		{"erasure_state", ""},
+		{"shred", "stream:owned-1"},
+		{"shred", "stream:order-1"},
+	} {
+		if _, ok := findRecord(recs, want.action, want.resource); !ok {
+			t.Errorf("no %s record on %q among %d records", want.action, want.resource, len(recs))
+		}
+	}
+	// Never data, never a subject id, never a token.
+	all, _ := json.Marshal(recs)
+	for _, leak := range []string{secret, subject, "bob", dpo, reader} {
+		if strings.Contains(string(all), leak) {
+			t.Errorf("the audit log holds %q", leak)
+		}
+	}
+	// The export itself is recorded in the log it exports.
+	if recs := a.exportAndVerify(t, "acme"); len(recs) == 0 {
+		t.Fatal("second export is empty")
+	} else if _, ok := findRecord(recs, "export", "audit_log"); !ok {
+		t.Errorf("the export is not recorded")
+	}
+}
+
+// TestAnActionThatCannotBeRecordedDoesNotHappen revokes the app role's
+// INSERT on audit_records, as a broken grant or an attacker would: then
+// appends, shreds and token changes fail with 503 and write nothing; once
+// the grant is back they work.
+func TestAnActionThatCannotBeRecordedDoesNotHappen(t *testing.T) {
+	store, url := newPostgresStoreURL(t)
+	a := newTestAPIOver(t, store, nil)
+	admin := a.capToken("acme", eventvault.CapAdmin)
+	a.doJSON(http.MethodPost, "/v1/streams/order-1/events", admin, appendOne("A"), http.StatusCreated, nil)
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	if _, err := conn.Exec(t.Context(), `REVOKE INSERT ON audit_records FROM eventvault_app`); err != nil {
+		t.Fatal(err)
+	}
+	var before tokenList
+	a.doJSON(http.MethodGet, "/v1/tokens", admin, nil, http.StatusOK, &before)
+	for _, r := range []struct{ method, path, body string }{
+		{"POST", "/v1/streams/order-1/events", mustJSON(appendOne("B"))},
+		{"POST", "/v1/streams/order-2/events", mustJSON(appendOne("B"))},
+		{"DELETE", "/v1/streams/order-1", ""},
+		{"POST", "/v1/tokens", `{"name":"new"}`},
+		{"PUT", "/v1/policies/app", `{"policy":"permit (principal, action, resource);"}`},
+	} {
+		var body []byte
+		if r.body != "" {
+			body = []byte(r.body)
+		}
+		wantProblem(t, a.do(r.method, r.path, admin, body), http.StatusServiceUnavailable, eventvault.EUNAVAILABLE, "audit log")
+	}
+	var page streamOut
+	a.doJSON(http.MethodGet, "/v1/streams/order-1/events", admin, nil, http.StatusOK, &page)
+	if len(page.Events) != 1 {
+		t.Fatalf("order-1 holds %d events after refused appends and shred; want 1, readable", len(page.Events))
+	}
+	wantProblem(t, a.do(http.MethodGet, "/v1/streams/order-2/events", admin, nil), http.StatusNotFound, eventvault.ENOTFOUND)
+	var after tokenList
+	a.doJSON(http.MethodGet, "/v1/tokens", admin, nil, http.StatusOK, &after)
+	if len(after.Tokens) != len(before.Tokens) {
+		t.Fatalf("a token was issued without its record: %d tokens, was %d", len(after.Tokens), len(before.Tokens))
+	}
+	if _, err := conn.Exec(t.Context(), `GRANT INSERT ON audit_records TO eventvault_app`); err != nil {
+		t.Fatal(err)
+	}
+	a.doJSON(http.MethodPost, "/v1/streams/order-1/events", admin, appendOne("C"), http.StatusCreated, nil)
+	// A record rewritten in the database by its owner breaks the export.
+	a.exportAndVerify(t, "acme")
+	if _, err := conn.Exec(t.Context(), `UPDATE audit_records SET line = convert_to(replace(convert_from(line, 'UTF8'), '"outcome":"ok"', '"outcome":"failed"'), 'UTF8') WHERE tenant_id = 'acme' AND idx = 0`); err != nil {
+		t.Fatal(err)
+	}
+	rec := a.do(http.MethodGet, "/v1/audit/export?tenant=acme", a.root, nil)
+	pinned, _ := audit.PinVerifierKey(a.checkpoints.Signer.VerifierKey("acme"))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("export after the rewrite: %d %s", rec.Code, rec.Body)
+	}
+	var verr *audit.VerifyError
+	if _, err := audit.VerifyBundle(bytes.NewReader(rec.Body.Bytes()), pinned, nil); !errors.As(err, &verr) || verr.Failure != audit.Tampered {
+		t.Fatalf("a record rewritten in the database: verify says %v, want tampered", err)
+	}
+}
