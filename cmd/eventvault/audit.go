@@ -10,10 +10,21 @@ import (
 	"os"
 	"strings"
 
+	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/audit"
+	"github.com/eventvault/eventvault/auth"
+	"github.com/eventvault/eventvault/cmd/internal/wiring"
+	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/engine"
 )
 
 const auditUsage = `usage: eventvault audit verify <bundle> -public-key <file> [-trusted-checkpoint <file>] [-save-checkpoint <file>]
+       eventvault audit export -tenant <tenant> [-from N] [-to N] [-resource R] [-old-size N] [-o <file>] [store and root flags]
+
+'audit export' is GET /v1/audit/export for the operator: it opens the
+database and the root of trust as 'eventvault server' does, publishes a
+checkpoint of the records written since the last, and writes the bundle
+(to stdout, or -o). The export is itself recorded.
 
 Checks an audit export bundle offline (docs/audit.md): the checkpoint's
 signature against the pinned key only, the order and contiguity of the
@@ -53,7 +64,7 @@ type exitCodeError struct {
 func (e *exitCodeError) Error() string { return e.err.Error() }
 func (e *exitCodeError) Unwrap() error { return e.err }
 
-func runAudit(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, auditUsage)
 		return fmt.Errorf("expected 'audit verify'")
@@ -61,7 +72,8 @@ func runAudit(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	switch args[0] {
 	case "verify":
 		return runAuditVerify(args[1:], stdout, stderr)
-	// 'audit export' (GET /v1/audit/export from the command line) joins here.
+	case "export":
+		return runAuditExport(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, auditUsage)
 		return nil
@@ -208,4 +220,75 @@ func readTrustedCheckpoint(path string, pinned audit.Pinned) (audit.Checkpoint, 
 		return audit.Checkpoint{}, fmt.Errorf("trusted checkpoint %s: %w", path, err)
 	}
 	return c, nil
+}
+
+func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := Config{LogFormat: "text", KeyCacheTTL: evcrypto.DefaultTTL, KeyCacheSize: evcrypto.DefaultCacheSize}
+	fs := flag.NewFlagSet("audit export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, auditUsage+"\nflags:\n"); fs.PrintDefaults() }
+	tenant := fs.String("tenant", "", "the tenant whose log to export (required)")
+	var req audit.ExportRequest
+	fs.Int64Var(&req.From, "from", 0, "first record index")
+	fs.Int64Var(&req.To, "to", 0, "record index after the last; 0: up to the latest checkpoint")
+	fs.StringVar(&req.Resource, "resource", "", "keep only the records about this resource (subject:<pseudonym hex>, stream:order-7)")
+	fs.Int64Var(&req.OldSize, "old-size", 0, "size of a checkpoint you hold: adds the consistency proof from it")
+	out := fs.String("o", "", "write the bundle to this file instead of stdout")
+	storeAndRootFlags(fs, &c)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *tenant == "" {
+		return errors.New("-tenant is required")
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	logger := newLogger(c.LogFormat, stderr)
+	root, store, _, err := openOperator(ctx, c, logger)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	dk, err := wiring.DeploymentKeys(ctx, root, store, c.Dev, logger)
+	if err != nil {
+		return err
+	}
+	signer, err := audit.NewSigner(audit.DefaultLogName, dk.Signer.CryptoSigner())
+	if err != nil {
+		return err
+	}
+	if _, err := (&audit.Publisher{Store: store, Signer: signer}).PublishOnce(ctx); err != nil {
+		return fmt.Errorf("publish checkpoints: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := engine.NewAuditLog(store, &audit.Recorder{}).Export(ctx, auth.Operator, eventvault.TenantID(*tenant), req, &buf); err != nil {
+		return err
+	}
+	if *out == "" {
+		_, err = stdout.Write(buf.Bytes())
+		return err
+	}
+	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write the bundle: %w", err)
+	}
+	fmt.Fprintf(stderr, "wrote the audit bundle of tenant %s to %s; check it with: eventvault audit verify %s -public-key <key>\n", *tenant, *out, *out)
+	return nil
+}
+
+// recordOperator writes an operator's action at the command line into
+// log before the action starts: an action that cannot be recorded does
+// not start.
+func recordOperator(ctx context.Context, store eventvault.AuditStore, log eventvault.TenantID, action, resource string, detail map[string]any) error {
+	lines, err := (&audit.Recorder{}).Lines(ctx, eventvault.AuditEvent{Tenant: log, Actor: "operator", Action: action, Resource: resource, Outcome: "ok", Detail: detail})
+	if err != nil {
+		return err
+	}
+	if _, err := store.AppendAudit(ctx, log, lines.Lines); err != nil {
+		return fmt.Errorf("record %s in the audit log: %w", action, err)
+	}
+	return nil
 }

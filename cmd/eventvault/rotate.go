@@ -89,8 +89,11 @@ func (r *rotation) cycle(ctx context.Context) error {
 
 // rotation runs one 'eventvault rotate' command.
 type rotation struct {
-	keys   *evcrypto.KeyManager
-	store  eventvault.KeyStore
+	keys  *evcrypto.KeyManager
+	store interface {
+		eventvault.KeyStore
+		eventvault.AuditStore
+	}
 	opts   rotateOptions
 	stdout io.Writer
 	stderr io.Writer
@@ -99,6 +102,9 @@ type rotation struct {
 func (r *rotation) tenant(ctx context.Context) error {
 	t := r.opts.tenant
 	if err := r.keys.CheckRootPermissions(ctx, evcrypto.RootWrap, evcrypto.RootUnwrap); err != nil {
+		return err
+	}
+	if err := recordOperator(ctx, r.store, t, "kek_rotation_started", "tenant", map[string]any{"resume": r.opts.resume}); err != nil {
 		return err
 	}
 	if !r.opts.resume {
@@ -130,6 +136,9 @@ func (r *rotation) root(ctx context.Context) error {
 		need = append(need, evcrypto.RootRetire)
 	}
 	if err := r.keys.CheckRootPermissions(ctx, need...); err != nil {
+		return err
+	}
+	if err := recordOperator(ctx, r.store, eventvault.DeploymentLog, "root_rotation_started", "root_key", map[string]any{"resume": r.opts.resume, "retire": r.opts.retire}); err != nil {
 		return err
 	}
 	if !r.opts.resume {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/audit"
 	"github.com/eventvault/eventvault/auth"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/engine"
@@ -67,7 +68,7 @@ func runTenant(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		revoked = n
 		return nil
 	}
-	e := engine.NewErasure(store, keys, nil, nil, logger, engine.WithTokenRevoker(revoke))
+	e := engine.NewErasure(store, keys, nil, nil, logger, engine.WithTokenRevoker(revoke), engine.WithErasureAudit(&audit.Recorder{}))
 	sh, err := e.ShredTenant(ctx, auth.Operator, opts.tenant)
 	if err != nil {
 		return err

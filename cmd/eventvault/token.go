@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/audit"
 	"github.com/eventvault/eventvault/auth"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
@@ -73,6 +74,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tokens := auth.NewTokens(store, 0)
 	tokens.Key = dk.TokenVerifier
 	tokens.Policies = policies.NewResolver(store, 0, logger)
+	tokens.Audit = &audit.Recorder{}
 	switch opts.what {
 	case "create":
 		secret, t, err := tokens.Issue(ctx, auth.Operator, auth.NewTokenRequest{Tenant: opts.tenant, Name: opts.name, Rules: opts.rules, Policies: opts.pols, TTL: opts.ttl})
