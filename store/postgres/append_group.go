@@ -32,7 +32,7 @@ import (
 // caller sees to that), so each kept append's positions are its own.
 //
 // $1 tenant; per append: $2 index k, $3 stream, $4 first stream position
-// (the cached version + 1), $5 key id, $6 subject (” for none), $7 number
+// (the cached version + 1), $5 key id, $6 subject (empty for none), $7 number
 // of events; per event: $8 its append's k, $9 its ordinal in the append
 // (from 1), $10 ids, $11 types, $12 content MACs, $13 payloads.
 //
