@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -36,8 +37,31 @@ var contract = sync.OnceValues(func() (*contractDoc, error) {
 	if err != nil {
 		return nil, err
 	}
+	openapi3filter.RegisterBodyDecoder(NDJSONContentType, decodeNDJSON)
 	return &contractDoc{doc: doc, router: router}, nil
 })
+
+// decodeNDJSON reads an NDJSON body as the array of its lines' values, as
+// the document describes it, so that every line is checked against the
+// array's items. A line that is not one JSON value fails.
+func decodeNDJSON(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	lines := []any{}
+	for line := range bytes.Lines(b) {
+		if !bytes.HasSuffix(line, []byte("\n")) {
+			return nil, fmt.Errorf("NDJSON line %d does not end with a newline", len(lines)+1)
+		}
+		var v any
+		if err := json.Unmarshal(line, &v); err != nil {
+			return nil, fmt.Errorf("NDJSON line %d: %w", len(lines)+1, err)
+		}
+		lines = append(lines, v)
+	}
+	return lines, nil
+}
 
 type contractDoc struct {
 	doc    *openapi3.T

@@ -153,6 +153,10 @@ func (s *Server) readStream(c *gin.Context) {
 			next = &p
 		}
 	}
+	if acceptsNDJSON(c.Request) {
+		s.writeEventLines(c, slice.Events, slice.Version, next)
+		return
+	}
 	s.writeEvents(c, func(b []byte) ([]byte, error) {
 		return appendStreamJSON(b, stream, slice.Version, direction, slice.Events, next)
 	})
