@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/gin-gonic/gin"
@@ -229,55 +228,3 @@ const (
 	// VersionHeader is the stream's version on a stream read.
 	VersionHeader = "EventVault-Stream-Version"
 )
-
-// acceptsNDJSON reports whether the request's Accept lists the NDJSON
-// encoding with a q above zero. Without it, the answer is JSON as before.
-func acceptsNDJSON(r *http.Request) bool {
-	for _, v := range r.Header.Values("Accept") {
-		for part := range strings.SplitSeq(v, ",") {
-			mt, params, _ := strings.Cut(part, ";")
-			if !strings.EqualFold(strings.TrimSpace(mt), NDJSONContentType) {
-				continue
-			}
-			for p := range strings.SplitSeq(params, ";") {
-				k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
-				if strings.EqualFold(k, "q") {
-					if q, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil && q <= 0 {
-						return false
-					}
-				}
-			}
-			return true
-		}
-	}
-	return false
-}
-
-// writeEventLines sends events as NDJSON with status 200 and the paging
-// headers given (version < NoStream leaves VersionHeader out, next nil
-// NextHeader). The page is rendered into a pooled buffer and written at
-// once with its length, as the JSON answer is (see headWithoutBody).
-func (s *Server) writeEventLines(c *gin.Context, events []eventvault.Event, version int64, next *int64) {
-	buf := s.bodies.get()
-	defer s.bodies.put(buf)
-	b := *buf
-	for _, e := range events {
-		var err error
-		if b, err = appendEvent(b, e); err != nil {
-			s.writeError(c, fmt.Errorf("render the events: %w", err))
-			return
-		}
-		b = append(b, '\n')
-	}
-	*buf = b
-	h := c.Writer.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(b)))
-	if version >= eventvault.NoStream {
-		h.Set(VersionHeader, strconv.FormatInt(version, 10))
-	}
-	if next != nil {
-		h.Set(NextHeader, strconv.FormatInt(*next, 10))
-	}
-	c.Data(http.StatusOK, NDJSONContentType, b)
-}

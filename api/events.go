@@ -30,8 +30,8 @@ func (s *Server) readAll(c *gin.Context) {
 	if n := len(events); n > 0 {
 		next = events[n-1].GlobalPosition + 1
 	}
-	if acceptsNDJSON(c.Request) {
-		s.writeEventLines(c, events, eventvault.NoStream-1, &next)
+	if enc := bulkEncoding(c.Request); enc != "" {
+		s.writeEventBulk(c, enc, events, eventvault.NoStream-1, &next)
 		return
 	}
 	s.writeEvents(c, func(b []byte) ([]byte, error) {

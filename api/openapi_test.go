@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -38,8 +39,29 @@ var contract = sync.OnceValues(func() (*contractDoc, error) {
 		return nil, err
 	}
 	openapi3filter.RegisterBodyDecoder(NDJSONContentType, decodeNDJSON)
+	openapi3filter.RegisterBodyDecoder(FramesContentType, decodeFrames)
 	return &contractDoc{doc: doc, router: router}, nil
 })
+
+// decodeFrames reads a frames body, failing unless it is whole frames
+// that parse, and gives it to the schema (a binary string) as it is.
+func decodeFrames(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	for rest := b; len(rest) > 0; {
+		if len(rest) < 4 || uint64(len(rest)-4) < uint64(binary.BigEndian.Uint32(rest)) {
+			return nil, fmt.Errorf("a frame is cut short at byte %d", len(b)-len(rest))
+		}
+		n := binary.BigEndian.Uint32(rest)
+		if _, err := ParseFrame(rest[4 : 4+n]); err != nil {
+			return nil, fmt.Errorf("frame at byte %d: %w", len(b)-len(rest), err)
+		}
+		rest = rest[4+n:]
+	}
+	return string(b), nil
+}
 
 // decodeNDJSON reads an NDJSON body as the array of its lines' values, as
 // the document describes it, so that every line is checked against the

@@ -153,8 +153,8 @@ func (s *Server) readStream(c *gin.Context) {
 			next = &p
 		}
 	}
-	if acceptsNDJSON(c.Request) {
-		s.writeEventLines(c, slice.Events, slice.Version, next)
+	if enc := bulkEncoding(c.Request); enc != "" {
+		s.writeEventBulk(c, enc, slice.Events, slice.Version, next)
 		return
 	}
 	s.writeEvents(c, func(b []byte) ([]byte, error) {

@@ -30,6 +30,11 @@ type Config struct {
 	PageSize      int
 	LogEvents     int
 	MaxConns      int32 // both pools; 0 is pgxpool's default
+	// ReadEncoding is how EventVault's reads are asked for and decoded:
+	// "frames" (Accept: application/vnd.eventvault.frames, parsed a frame
+	// at a time), "ndjson" (decoded a line at a time) or "json" (the page
+	// decoded whole).
+	ReadEncoding string
 
 	Workloads  []string // keys to run; empty for all
 	JSON       string   // file for the JSON report; "-" for stdout
@@ -53,6 +58,7 @@ func defaultConfig() Config {
 		AllReaders:    1,
 		PageSize:      500,
 		LogEvents:     10000,
+		ReadEncoding:  "frames",
 	}
 }
 
@@ -80,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.PageSize, "page-size", c.PageSize, "events per read-all page (at most 1000)")
 	fs.IntVar(&c.LogEvents, "log-events", c.LogEvents, "events in the log that read-all walks, written before anything else")
 	fs.IntVar(&maxConns, "max-conns", 0, "connection pool size of both sides (0: pgxpool's default, max(4, CPUs), as the server uses)")
+	fs.StringVar(&c.ReadEncoding, "read-encoding", c.ReadEncoding, "EventVault's read encoding: frames (Accept: application/vnd.eventvault.frames, parsed frame by frame), ndjson (decoded line by line) or json (the page decoded whole)")
 	fs.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (append, append_batch, read_stream, read_all); default all")
 	fs.StringVar(&c.JSON, "json", "", "also write the report as JSON to this file; - writes JSON to stdout and the table to stderr")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured rounds (both sides; use pprof -focus to split them)")
@@ -124,6 +131,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("-batch-size is at most 500, EventVault's limit per request")
 	case c.StreamEvents > 1000 || c.PageSize > 1000:
 		return fmt.Errorf("-stream-events and -page-size are at most 1000, EventVault's limit per read")
+	case c.ReadEncoding != "frames" && c.ReadEncoding != "ndjson" && c.ReadEncoding != "json":
+		return fmt.Errorf("-read-encoding must be frames, ndjson or json, not %q", c.ReadEncoding)
 	case c.MaxConns < 0:
 		return fmt.Errorf("-max-conns must not be negative")
 	}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/api"
 	"github.com/eventvault/eventvault/auth"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
@@ -140,6 +143,10 @@ type evClient struct {
 	http  *http.Client
 	base  string
 	token string
+	// encoding is how reads are asked for and decoded (Config.ReadEncoding):
+	// "frames" and "ndjson" are decoded one event at a time as they arrive,
+	// as a client of that encoding would; "json" decodes the page whole.
+	encoding string
 }
 
 var _ target = (*evClient)(nil)
@@ -201,10 +208,17 @@ func appendBody(events []benchEvent) []byte {
 }
 
 func (c *evClient) readStream(ctx context.Context, stream string, from int64, limit int) (int, error) {
+	path := "/v1/streams/" + url.PathEscape(stream) + "/events?from=" + strconv.FormatInt(from, 10) + "&limit=" + strconv.Itoa(limit)
+	if c.encoding != "json" {
+		n, _, err := c.readBulk(ctx, path)
+		if err != nil {
+			return 0, fmt.Errorf("read %s: %w", stream, err)
+		}
+		return n, nil
+	}
 	var out struct {
 		Events []evEvent `json:"events"`
 	}
-	path := "/v1/streams/" + url.PathEscape(stream) + "/events?from=" + strconv.FormatInt(from, 10) + "&limit=" + strconv.Itoa(limit)
 	if err := c.do(ctx, http.MethodGet, path, nil, http.StatusOK, &out); err != nil {
 		return 0, fmt.Errorf("read %s: %w", stream, err)
 	}
@@ -212,10 +226,20 @@ func (c *evClient) readStream(ctx context.Context, stream string, from int64, li
 }
 
 func (c *evClient) readAll(ctx context.Context, from int64, limit int) (int, int64, error) {
+	path := "/v1/events?from=" + strconv.FormatInt(from, 10) + "&limit=" + strconv.Itoa(limit)
+	if c.encoding != "json" {
+		n, last, err := c.readBulk(ctx, path)
+		if err != nil {
+			return 0, 0, fmt.Errorf("read all from %d: %w", from, err)
+		}
+		if n == 0 {
+			return 0, from - 1, nil
+		}
+		return n, last, nil
+	}
 	var out struct {
 		Events []evEvent `json:"events"`
 	}
-	path := "/v1/events?from=" + strconv.FormatInt(from, 10) + "&limit=" + strconv.Itoa(limit)
 	if err := c.do(ctx, http.MethodGet, path, nil, http.StatusOK, &out); err != nil {
 		return 0, 0, fmt.Errorf("read all from %d: %w", from, err)
 	}
@@ -255,4 +279,85 @@ func (c *evClient) do(ctx context.Context, method, path string, body []byte, wan
 	// Drain, so that the connection is reused.
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return nil
+}
+
+// readBulk GETs path in the client's bulk encoding and decodes the events
+// as they arrive, one at a time, keeping none: what a client that
+// processes a bulk read event by event runs. NDJSON lines are decoded into
+// the struct the JSON client uses; frames are parsed with api.ParseFrame,
+// their data left as bytes, as a database driver leaves a bytea. It
+// returns how many events it read and the global position of the last.
+func (c *evClient) readBulk(ctx context.Context, path string) (n int, last int64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if c.encoding == "frames" {
+		req.Header.Set("Accept", api.FramesContentType)
+	} else {
+		req.Header.Set("Accept", api.NDJSONContentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		problem, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return 0, 0, fmt.Errorf("GET %s answered %s: %s", path, resp.Status, problem)
+	}
+	if c.encoding == "frames" {
+		n, last, err = readFrames(resp.Body)
+	} else {
+		n, last, err = readLines(resp.Body)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("GET %s: %w", path, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return n, last, nil
+}
+
+// readLines decodes NDJSON events one a line.
+func readLines(r io.Reader) (n int, last int64, err error) {
+	dec := json.NewDecoder(r)
+	var ev evEvent
+	for dec.More() {
+		ev = evEvent{}
+		if err := dec.Decode(&ev); err != nil {
+			return 0, 0, fmt.Errorf("decode line %d: %w", n+1, err)
+		}
+		n++
+		last = ev.GlobalPosition
+	}
+	return n, last, nil
+}
+
+// readFrames parses frames one at a time into a buffer reused between them.
+func readFrames(r io.Reader) (n int, last int64, err error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var head [4]byte
+	var frame []byte
+	for {
+		if _, err := io.ReadFull(br, head[:]); err == io.EOF {
+			return n, last, nil
+		} else if err != nil {
+			return 0, 0, fmt.Errorf("frame %d: %w", n+1, err)
+		}
+		size := int(binary.BigEndian.Uint32(head[:]))
+		if cap(frame) < size {
+			frame = make([]byte, size)
+		}
+		frame = frame[:size]
+		if _, err := io.ReadFull(br, frame); err != nil {
+			return 0, 0, fmt.Errorf("frame %d: %w", n+1, err)
+		}
+		ev, err := api.ParseFrame(frame)
+		if err != nil {
+			return 0, 0, fmt.Errorf("frame %d: %w", n+1, err)
+		}
+		n++
+		last = ev.GlobalPosition
+	}
 }

@@ -89,7 +89,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 
 	ws := selectWorkloads(cfg)
 	sides := []*side{
-		{name: "EventVault", t: &evClient{http: client, base: ev.baseURL(), token: token}},
+		{name: "EventVault", t: &evClient{http: client, base: ev.baseURL(), token: token, encoding: cfg.ReadEncoding}},
 		{name: "raw", t: rawTarget{table: table}},
 	}
 	for _, s := range sides {
