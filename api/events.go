@@ -30,6 +30,7 @@ func (s *Server) readAll(c *gin.Context) {
 	if n := len(events); n > 0 {
 		next = events[n-1].GlobalPosition + 1
 	}
+	s.metrics.EventsRead(len(events))
 	if enc := bulkEncoding(c.Request); enc != "" {
 		s.writeEventBulk(c, enc, events, eventvault.NoStream-1, &next)
 		return

@@ -78,6 +78,8 @@ func (s *Server) appendEvents(c *gin.Context) {
 	status := http.StatusCreated
 	if res.Replayed {
 		status = http.StatusOK
+	} else {
+		s.metrics.EventsAppended(len(res.Events))
 	}
 	c.JSON(status, out)
 }
@@ -153,6 +155,7 @@ func (s *Server) readStream(c *gin.Context) {
 			next = &p
 		}
 	}
+	s.metrics.EventsRead(len(slice.Events))
 	if enc := bulkEncoding(c.Request); enc != "" {
 		s.writeEventBulk(c, enc, slice.Events, slice.Version, next)
 		return

@@ -117,6 +117,9 @@ func TestGroupCommitSharesCommitsAndKeepsEachOutcome(t *testing.T) {
 	if conflicts.Load() != rounds {
 		t.Errorf("%d conflicts, want %d", conflicts.Load(), rounds)
 	}
+	if n, ok := obs.errors.Load(string(eventvault.ECONFLICT)); !ok || n.(*atomic.Int64).Load() != rounds {
+		t.Errorf("the observer counted %v conflicts, want %d", n, rounds)
+	}
 	checkLog(t, db, acked)
 	if obs.shared.Load() == 0 {
 		t.Errorf("%d groups, none carried more than one append: nothing shared a commit", obs.groups.Load())
