@@ -12,9 +12,14 @@ import (
 // envURL names the PostgreSQL server to run against, as scripts/with-postgres.sh sets it.
 const envURL = "EVENTVAULT_TEST_DATABASE_URL"
 
+// envMessageDB names message-db's database scripts folder, as
+// scripts/message-db.sh prints it (`make bench` and `make test` set it).
+const envMessageDB = "EVENTVAULT_MESSAGE_DB_DIR"
+
 // Config is what one run measures.
 type Config struct {
 	ServerURL string // PostgreSQL superuser URL; a database is created in it
+	MessageDB string // message-db's database/ folder, holding its install.sh
 
 	Rounds   int
 	Duration time.Duration // per slice: one workload on one side in one round
@@ -46,6 +51,7 @@ type Config struct {
 func defaultConfig() Config {
 	return Config{
 		ServerURL:     os.Getenv(envURL),
+		MessageDB:     os.Getenv(envMessageDB),
 		Rounds:        3,
 		Duration:      3 * time.Second,
 		Warmup:        300 * time.Millisecond,
@@ -73,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.ServerURL, "server-url", c.ServerURL, "PostgreSQL superuser URL; a fresh database is created in it and dropped at the end (default $"+envURL+")")
+	fs.StringVar(&c.MessageDB, "message-db", c.MessageDB, "message-db's database/ folder, with its install.sh (default $"+envMessageDB+"; `bash scripts/message-db.sh` fetches it and prints it)")
 	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "rounds; each runs every workload once on each side, the order alternating")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "length of one slice: one workload on one side in one round")
 	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "unmeasured warm-up per workload and side before the rounds")
@@ -106,6 +113,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 func (c Config) validate() error {
 	if c.ServerURL == "" {
 		return fmt.Errorf("no PostgreSQL server: set %s or -server-url to a superuser URL, or run `make bench`, which starts a throwaway server", envURL)
+	}
+	if c.MessageDB == "" {
+		return fmt.Errorf("no message-db: set %s or -message-db to the folder `bash scripts/message-db.sh` prints (it fetches @eventide/message-db with npm once), or run `make bench`", envMessageDB)
 	}
 	positive := []struct {
 		name string

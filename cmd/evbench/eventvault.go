@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/eventvault/eventvault"
@@ -22,6 +23,7 @@ import (
 	"github.com/eventvault/eventvault/auth"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/metrics"
 	"github.com/eventvault/eventvault/store/postgres"
 )
 
@@ -35,10 +37,14 @@ type evServer struct {
 	store  *postgres.DB
 	keys   *evcrypto.Keyring
 	tokens *auth.Tokens
-	root   *countingRoot
 	ln     net.Listener
 	server *http.Server
 	served chan error
+	// metrics is the server's registry, served on metricsLn at /metrics
+	// as -metrics-listen serves it; the bench reads root key calls there.
+	metrics   *metrics.Registry
+	metricsLn net.Listener
+	metricsSv *http.Server
 }
 
 // startEventVault migrates the database at dbURL and serves EventVault on
@@ -49,7 +55,8 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) 
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: maxConns, Logger: logger})
+	reg := metrics.New()
+	store, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: maxConns, Logger: logger, Observer: reg})
 	if err != nil {
 		return nil, fmt.Errorf("open the store: %w", err)
 	}
@@ -58,7 +65,7 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) 
 		store.Close()
 		return nil, fmt.Errorf("root key: %w", err)
 	}
-	s := &evServer{store: store, root: &countingRoot{inner: local}, served: make(chan error, 1)}
+	s := &evServer{store: store, metrics: reg, served: make(chan error, 1)}
 	// Created in the database as a dev-mode server creates them, with the
 	// root uncounted: the bench counts the root calls of the hot path.
 	dk, err := wiring.DeploymentKeys(ctx, local, store, true, nil)
@@ -70,7 +77,8 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) 
 	// what is served.
 	stack := wiring.Build(wiring.Parts{
 		Store:         store,
-		Root:          s.root,
+		Root:          local,
+		Metrics:       reg,
 		Pseudonyms:    dk.Pseudonyms,
 		Signer:        dk.Signer,
 		TokenVerifier: dk.TokenVerifier,
@@ -86,7 +94,62 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) 
 	}
 	s.server = wiring.HTTPServer(stack.Handler)
 	go func() { s.served <- s.server.Serve(s.ln) }()
+	s.metricsLn, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.server.Close()
+		store.Close()
+		return nil, fmt.Errorf("listen for metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", reg.Handler())
+	s.metricsSv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.metricsSv.Serve(s.metricsLn) }()
 	return s, nil
+}
+
+// rootCalls scrapes the server's /metrics and returns the root key
+// provider's calls counted there (eventvault_root_key_calls_total).
+func (s *evServer) rootCalls(ctx context.Context, client *http.Client) (rootCalls, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.metricsLn.Addr().String()+"/metrics", nil)
+	if err != nil {
+		return rootCalls{}, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return rootCalls{}, fmt.Errorf("scrape /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return rootCalls{}, fmt.Errorf("scrape /metrics: %s", resp.Status)
+	}
+	var rc rootCalls
+	found := 0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !strings.HasPrefix(name, "eventvault_root_key_calls_total{") {
+			continue
+		}
+		n, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err != nil {
+			return rootCalls{}, fmt.Errorf("scrape /metrics: %s: %w", sc.Text(), err)
+		}
+		found++
+		switch {
+		case strings.Contains(name, `op="wrap"`):
+			rc.Wrap += int64(n)
+		case strings.Contains(name, `op="unwrap"`):
+			rc.Unwrap += int64(n)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return rootCalls{}, fmt.Errorf("scrape /metrics: %w", err)
+	}
+	if found == 0 {
+		return rootCalls{}, fmt.Errorf("scrape /metrics: no eventvault_root_key_calls_total")
+	}
+	return rc, nil
 }
 
 // baseURL is where the server listens.
@@ -96,6 +159,7 @@ func (s *evServer) baseURL() string { return "http://" + s.ln.Addr().String() }
 func (s *evServer) close(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	_ = s.metricsSv.Shutdown(ctx)
 	err := s.server.Shutdown(ctx)
 	if serr := <-s.served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
