@@ -240,7 +240,7 @@ func (db *DB) commitGroup(tenant eventvault.TenantID, group []*groupMember) {
 		ks      = make([]int32, len(group))
 		streams = make([]string, len(group))
 		firsts  = make([]int64, len(group))
-		keyIDs  = make([]uuid.UUID, len(group))
+		keyIDs  = make([][16]byte, len(group))
 		owners  = make([]string, len(group))
 		ns      = make([]int64, len(group))
 	)
@@ -251,7 +251,7 @@ func (db *DB) commitGroup(tenant eventvault.TenantID, group []*groupMember) {
 	var (
 		eks      = make([]int32, 0, events)
 		ords     = make([]int64, 0, events)
-		ids      = make([]uuid.UUID, 0, events)
+		ids      = make([][16]byte, 0, events)
 		types    = make([]string, 0, events)
 		macs     = make([][]byte, 0, events)
 		payloads = make([][]byte, 0, events)
@@ -261,11 +261,15 @@ func (db *DB) commitGroup(tenant eventvault.TenantID, group []*groupMember) {
 			eks = append(eks, int32(i))
 			ords = append(ords, int64(j+1))
 		}
-		ids = append(ids, m.w.ids...)
+		for _, id := range m.w.ids {
+			ids = append(ids, id)
+		}
 		types = append(types, m.w.types...)
 		macs = append(macs, m.w.macs...)
 		payloads = append(payloads, m.payloads...)
 	}
+	// ids go as [16]byte, which pgx encodes as uuid directly; a
+	// uuid.UUID would go through its driver.Valuer, a string parsed back.
 	spec := txSpec{op: "postgres.groupAppend", scope: scope{tenant: tenant}}
 	written := 0
 	err := db.attempt(ctx, spec, func(ctx context.Context, t *txn) error {
