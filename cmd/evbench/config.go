@@ -35,6 +35,9 @@ type Config struct {
 	PageSize      int
 	LogEvents     int
 	MaxConns      int32 // both pools; 0 is pgxpool's default
+	// NoGroupCommit opens EventVault's store without group commit
+	// (postgres.Options.NoGroupCommit), for comparisons.
+	NoGroupCommit bool
 	// ReadEncoding is how EventVault's reads are asked for and decoded:
 	// "frames" (Accept: application/vnd.eventvault.frames, parsed a frame
 	// at a time), "ndjson" (decoded a line at a time) or "json" (the page
@@ -93,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.PageSize, "page-size", c.PageSize, "events per read-all page (at most 1000)")
 	fs.IntVar(&c.LogEvents, "log-events", c.LogEvents, "events in the log that read-all walks, written before anything else")
 	fs.IntVar(&maxConns, "max-conns", 0, "connection pool size of both sides (0: pgxpool's default, max(4, CPUs), as the server uses)")
+	fs.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "open EventVault's store without group commit, each append committing on its own (for comparisons)")
 	fs.StringVar(&c.ReadEncoding, "read-encoding", c.ReadEncoding, "EventVault's read encoding: frames (Accept: application/vnd.eventvault.frames, parsed frame by frame), ndjson (decoded line by line) or json (the page decoded whole)")
 	fs.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (append, append_batch, read_stream, read_all); default all")
 	fs.StringVar(&c.JSON, "json", "", "also write the report as JSON to this file; - writes JSON to stdout and the table to stderr")

@@ -50,13 +50,13 @@ type evServer struct {
 // startEventVault migrates the database at dbURL and serves EventVault on
 // 127.0.0.1. The local root key is created in keyDir. Requests are logged
 // as the server logs them, to a handler that formats and drops them.
-func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) (*evServer, error) {
+func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32, noGroupCommit bool) (*evServer, error) {
 	if err := postgres.Migrate(ctx, dbURL); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := metrics.New()
-	store, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: maxConns, Logger: logger, Observer: reg})
+	store, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: maxConns, Logger: logger, Observer: reg, NoGroupCommit: noGroupCommit})
 	if err != nil {
 		return nil, fmt.Errorf("open the store: %w", err)
 	}
