@@ -28,18 +28,21 @@ lint:
 # first time, then cached) and the tests start their own servers from it.
 test: lint
 	vault_bin="$${EVENTVAULT_VAULT_BIN:-$$(bash scripts/vault-bin.sh)}" && \
-	EVENTVAULT_VAULT_BIN="$$vault_bin" bash scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 20m ./...
+	message_db="$${EVENTVAULT_MESSAGE_DB_DIR:-$$(bash scripts/message-db.sh)}" && \
+	EVENTVAULT_VAULT_BIN="$$vault_bin" EVENTVAULT_MESSAGE_DB_DIR="$$message_db" bash scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 20m ./...
 
 # A Vault on 127.0.0.1:8200 with Transit and the root key, for trying
 # production mode by hand; prints the lines to export. Ctrl-C stops it.
 vault-dev:
 	bash scripts/vault-dev.sh
 
-# EventVault (over HTTP) against a plain-pgx baseline, side by side, on a
-# throwaway PostgreSQL with fsync on, so that both sides pay real commits.
+# EventVault (over HTTP) against a plain-pgx baseline and message-db, side by
+# side, on a throwaway PostgreSQL with fsync on, so that every side pays real
+# commits. scripts/message-db.sh fetches message-db (npm) once and caches it.
 # BENCH_FLAGS passes flags to cmd/evbench, e.g. BENCH_FLAGS='-rounds 5 -json bench.json'.
 bench:
-	EVENTVAULT_PG_FSYNC=on bash scripts/with-postgres.sh $(GO) run ./cmd/evbench $(BENCH_FLAGS)
+	message_db="$${EVENTVAULT_MESSAGE_DB_DIR:-$$(bash scripts/message-db.sh)}" && \
+	EVENTVAULT_MESSAGE_DB_DIR="$$message_db" EVENTVAULT_PG_FSYNC=on bash scripts/with-postgres.sh $(GO) run ./cmd/evbench $(BENCH_FLAGS)
 
 fmt:
 	gofmt -w .

@@ -213,3 +213,18 @@ func appendRawJSON(b, v []byte) []byte {
 	}
 	return append(b, v[start:]...)
 }
+
+// NDJSONContentType is the bulk encoding of the read endpoints, chosen with
+// Accept: one event per line, each as the JSON answer shows it, with the
+// page's paging fields in headers (NextHeader, VersionHeader). A client
+// decodes it line by line as it arrives, never holding the whole page.
+const NDJSONContentType = "application/x-ndjson"
+
+// Paging headers of an NDJSON read.
+const (
+	// NextHeader is the from of the following page: the JSON answer's
+	// next. A stream read leaves it out at the end of the stream.
+	NextHeader = "EventVault-Next"
+	// VersionHeader is the stream's version on a stream read.
+	VersionHeader = "EventVault-Stream-Version"
+)

@@ -2,8 +2,11 @@ package api
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -231,4 +234,136 @@ func FuzzEventJSON(f *testing.F) {
 		e.Type = typ
 		sameAsEncodingJSON(t, []eventvault.Event{e, testEvent(`{}`, "")}, nil)
 	})
+}
+
+// TestNDJSONReadsAreTheJSONEventsOneALine: with Accept listing
+// application/x-ndjson, both reads answer the events of the JSON answer,
+// byte for byte, one a line, with next and the stream's version in
+// headers; q=0 keeps JSON.
+func TestNDJSONReadsAreTheJSONEventsOneALine(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.tokenFor("acme")
+	body := `{"events": [
+		{"id": "` + uuid.NewString() + `", "type": "OrderPlaced", "data": {"note": "<b>fish & chips</b>"}},
+		{"id": "` + uuid.NewString() + `", "type": "OrderPaid", "data": 1, "metadata": {"trace": "t-1"}},
+		{"id": "` + uuid.NewString() + `", "type": "OrderShipped", "data": [true]}]}`
+	if rec := a.do(http.MethodPost, "/v1/streams/order-42/events", tok, []byte(body)); rec.Code != http.StatusCreated {
+		t.Fatalf("append: status %d: %s", rec.Code, rec.Body)
+	}
+	get := func(path, accept string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		rec := a.serve(req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s (Accept %q): status %d: %s", path, accept, rec.Code, rec.Body)
+		}
+		return rec
+	}
+	for _, tc := range []struct {
+		path, next, version string
+	}{
+		{"/v1/streams/order-42/events", "", "2"},
+		{"/v1/streams/order-42/events?limit=2", "2", "2"},
+		{"/v1/streams/order-42/events?direction=backward&limit=1", "1", "2"},
+		{"/v1/events?from=1", "3", ""},
+		{"/v1/events?from=99", "99", ""},
+	} {
+		var page struct {
+			Events []json.RawMessage `json:"events"`
+		}
+		if err := json.Unmarshal(get(tc.path, "").Body.Bytes(), &page); err != nil {
+			t.Fatalf("GET %s as JSON: %v", tc.path, err)
+		}
+		rec := get(tc.path, "application/json;q=0.5, application/x-ndjson")
+		h := rec.Header()
+		if h.Get("Content-Type") != NDJSONContentType || h.Get("Cache-Control") != "no-store" || h.Get("Content-Length") != strconv.Itoa(rec.Body.Len()) {
+			t.Errorf("GET %s as NDJSON: headers %v for %d bytes", tc.path, h, rec.Body.Len())
+		}
+		if h.Get(NextHeader) != tc.next || h.Get(VersionHeader) != tc.version {
+			t.Errorf("GET %s as NDJSON: %s %q, %s %q; want %q, %q", tc.path, NextHeader, h.Get(NextHeader), VersionHeader, h.Get(VersionHeader), tc.next, tc.version)
+		}
+		var lines [][]byte
+		for line := range bytes.Lines(rec.Body.Bytes()) {
+			lines = append(lines, bytes.TrimSuffix(line, []byte("\n")))
+		}
+		if len(lines) != len(page.Events) {
+			t.Fatalf("GET %s: %d NDJSON lines for %d JSON events: %s", tc.path, len(lines), len(page.Events), rec.Body)
+		}
+		for i := range lines {
+			if !bytes.Equal(lines[i], page.Events[i]) {
+				t.Errorf("GET %s: line %d is %s, the JSON answer's event %s", tc.path, i, lines[i], page.Events[i])
+			}
+		}
+	}
+	if ct := get("/v1/events", "application/x-ndjson;q=0").Header().Get("Content-Type"); ct != jsonContentType {
+		t.Errorf("Accept application/x-ndjson;q=0 answered %q, want JSON", ct)
+	}
+}
+
+// TestFramesReadsAreTheJSONEvents: with Accept listing
+// application/vnd.eventvault.frames, both reads answer the JSON answer's
+// events as frames, field for field, with the paging headers.
+func TestFramesReadsAreTheJSONEvents(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.tokenFor("acme")
+	body := `{"events": [
+		{"id": "` + uuid.NewString() + `", "type": "OrderPlaced", "data": {"note": "<b>fish & chips</b>"}},
+		{"id": "` + uuid.NewString() + `", "type": "OrderPaid", "data": 1, "metadata": {"trace": "t-1"}}]}`
+	if rec := a.do(http.MethodPost, "/v1/streams/order-42/events", tok, []byte(body)); rec.Code != http.StatusCreated {
+		t.Fatalf("append: status %d: %s", rec.Code, rec.Body)
+	}
+	for _, path := range []string{"/v1/streams/order-42/events?limit=1", "/v1/streams/order-42/events", "/v1/events"} {
+		var page struct {
+			Events []struct {
+				ID             uuid.UUID       `json:"id"`
+				Stream         string          `json:"stream"`
+				Type           string          `json:"type"`
+				Position       int64           `json:"position"`
+				GlobalPosition int64           `json:"global_position"`
+				RecordedAt     time.Time       `json:"recorded_at"`
+				Data           json.RawMessage `json:"data"`
+				Metadata       json.RawMessage `json:"metadata"`
+			} `json:"events"`
+			Next *int64 `json:"next"`
+		}
+		if err := json.Unmarshal(a.do(http.MethodGet, path, tok, nil).Body.Bytes(), &page); err != nil {
+			t.Fatalf("GET %s as JSON: %v", path, err)
+		}
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Accept", "application/x-ndjson, "+FramesContentType)
+		rec := a.serve(req)
+		if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != FramesContentType {
+			t.Fatalf("GET %s as frames: %d %q", path, rec.Code, rec.Header().Get("Content-Type"))
+		}
+		if page.Next != nil && rec.Header().Get(NextHeader) != strconv.FormatInt(*page.Next, 10) {
+			t.Errorf("GET %s as frames: %s %q, want %d", path, NextHeader, rec.Header().Get(NextHeader), *page.Next)
+		}
+		rest := rec.Body.Bytes()
+		for i, want := range page.Events {
+			n := int(binary.BigEndian.Uint32(rest))
+			got, err := ParseFrame(rest[4 : 4+n])
+			if err != nil {
+				t.Fatalf("GET %s: frame %d: %v", path, i, err)
+			}
+			rest = rest[4+n:]
+			same := func(x, y []byte) bool {
+				var a, b any
+				if len(x) == 0 || len(y) == 0 {
+					return len(x) == len(y)
+				}
+				return json.Unmarshal(x, &a) == nil && json.Unmarshal(y, &b) == nil && reflect.DeepEqual(a, b)
+			}
+			if got.ID != want.ID || got.Stream != want.Stream || got.Type != want.Type || got.Position != want.Position ||
+				got.GlobalPosition != want.GlobalPosition || !got.RecordedAt.Equal(want.RecordedAt) || !same(got.Data, want.Data) || !same(got.Metadata, want.Metadata) {
+				t.Errorf("GET %s: frame %d is %+v, the JSON answer's event %+v", path, i, got, want)
+			}
+		}
+		if len(rest) != 0 {
+			t.Errorf("GET %s: %d bytes after the frames of the %d events", path, len(rest), len(page.Events))
+		}
+	}
 }

@@ -2,6 +2,8 @@ package api
 
 import (
 	"github.com/gin-gonic/gin"
+
+	"github.com/eventvault/eventvault"
 )
 
 // readAll reads the tenant's events in global order: ?from=&limit=.
@@ -27,6 +29,11 @@ func (s *Server) readAll(c *gin.Context) {
 	next := from
 	if n := len(events); n > 0 {
 		next = events[n-1].GlobalPosition + 1
+	}
+	s.metrics.EventsRead(len(events))
+	if enc := bulkEncoding(c.Request); enc != "" {
+		s.writeEventBulk(c, enc, events, eventvault.NoStream-1, &next)
+		return
 	}
 	s.writeEvents(c, func(b []byte) ([]byte, error) {
 		return appendAllJSON(b, events, next)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -37,9 +38,52 @@ var contract = sync.OnceValues(func() (*contractDoc, error) {
 	if err != nil {
 		return nil, err
 	}
-	openapi3filter.RegisterBodyDecoder("application/x-ndjson", decodeNDJSON)
+	openapi3filter.RegisterBodyDecoder(NDJSONContentType, decodeNDJSON)
+	openapi3filter.RegisterBodyDecoder(FramesContentType, decodeFrames)
 	return &contractDoc{doc: doc, router: router}, nil
 })
+
+// decodeFrames reads a frames body, failing unless it is whole frames
+// that parse, and gives it to the schema (a binary string) as it is.
+func decodeFrames(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	for rest := b; len(rest) > 0; {
+		if len(rest) < 4 || uint64(len(rest)-4) < uint64(binary.BigEndian.Uint32(rest)) {
+			return nil, fmt.Errorf("a frame is cut short at byte %d", len(b)-len(rest))
+		}
+		n := binary.BigEndian.Uint32(rest)
+		if _, err := ParseFrame(rest[4 : 4+n]); err != nil {
+			return nil, fmt.Errorf("frame at byte %d: %w", len(b)-len(rest), err)
+		}
+		rest = rest[4+n:]
+	}
+	return string(b), nil
+}
+
+// decodeNDJSON reads an NDJSON body as the array of its lines' values, as
+// the document describes it, so that every line is checked against the
+// array's items. A line that is not one JSON value fails.
+func decodeNDJSON(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	lines := []any{}
+	for line := range bytes.Lines(b) {
+		if !bytes.HasSuffix(line, []byte("\n")) {
+			return nil, fmt.Errorf("NDJSON line %d does not end with a newline", len(lines)+1)
+		}
+		var v any
+		if err := json.Unmarshal(line, &v); err != nil {
+			return nil, fmt.Errorf("NDJSON line %d: %w", len(lines)+1, err)
+		}
+		lines = append(lines, v)
+	}
+	return lines, nil
+}
 
 type contractDoc struct {
 	doc    *openapi3.T
@@ -202,26 +246,4 @@ func TestOpenAPIStatesTheServersLimits(t *testing.T) {
 			t.Errorf("%s.%s description %q does not say %q", d.schema, d.field, desc, d.says)
 		}
 	}
-}
-
-// decodeNDJSON reads an NDJSON body as the array of its lines' values, as
-// the document describes it, so that every line is checked against the
-// array's items. A line that is not one JSON value fails.
-func decodeNDJSON(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
-	b, err := io.ReadAll(body)
-	if err != nil {
-		return nil, err
-	}
-	lines := []any{}
-	for line := range bytes.Lines(b) {
-		if !bytes.HasSuffix(line, []byte("\n")) {
-			return nil, fmt.Errorf("NDJSON line %d does not end with a newline", len(lines)+1)
-		}
-		var v any
-		if err := json.Unmarshal(line, &v); err != nil {
-			return nil, fmt.Errorf("NDJSON line %d: %w", len(lines)+1, err)
-		}
-		lines = append(lines, v)
-	}
-	return lines, nil
 }

@@ -106,6 +106,8 @@ type Server struct {
 	router   *gin.Engine
 	// bodies lends the buffers read responses are rendered into.
 	bodies bodyPool
+	// metrics counts requests and events (metrics.go).
+	metrics Metrics
 }
 
 // Config holds what the server needs. Checks are what /readyz checks;
@@ -133,6 +135,9 @@ type Config struct {
 	Ready  func(context.Context) error
 	Checks []ReadyCheck
 	Logger *slog.Logger
+	// Metrics, if set, counts requests per route template and the events
+	// appended and read (metrics.go); the server does not serve them.
+	Metrics Metrics
 }
 
 // New returns a Server; it is an http.Handler.
@@ -143,6 +148,10 @@ func New(cfg Config) *Server {
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
+	}
+	s.metrics = cfg.Metrics
+	if s.metrics == nil {
+		s.metrics = noMetrics{}
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -156,7 +165,7 @@ func New(cfg Config) *Server {
 	// refused as invalid (400), not a path of more segments (404).
 	r.UseRawPath = true
 	r.UnescapePathValues = true
-	r.Use(s.accessLog, gin.CustomRecoveryWithWriter(nil, s.recovered), headerLimit, oneOfEach, headWithoutBody)
+	r.Use(s.observe, s.accessLog, gin.CustomRecoveryWithWriter(nil, s.recovered), headerLimit, oneOfEach, headWithoutBody)
 	// Neither answer echoes the path: a near-miss route may hold a
 	// subject id (/v1/subjects/alice@example.com/hold).
 	r.NoRoute(func(c *gin.Context) {

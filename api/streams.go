@@ -78,6 +78,8 @@ func (s *Server) appendEvents(c *gin.Context) {
 	status := http.StatusCreated
 	if res.Replayed {
 		status = http.StatusOK
+	} else {
+		s.metrics.EventsAppended(len(res.Events))
 	}
 	c.JSON(status, out)
 }
@@ -152,6 +154,11 @@ func (s *Server) readStream(c *gin.Context) {
 		if p >= 0 && p <= slice.Version {
 			next = &p
 		}
+	}
+	s.metrics.EventsRead(len(slice.Events))
+	if enc := bulkEncoding(c.Request); enc != "" {
+		s.writeEventBulk(c, enc, slice.Events, slice.Version, next)
+		return
 	}
 	s.writeEvents(c, func(b []byte) ([]byte, error) {
 		return appendStreamJSON(b, stream, slice.Version, direction, slice.Events, next)

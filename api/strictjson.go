@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -251,8 +252,8 @@ func (w *keyWalker) object(t reflect.Type) error {
 			return jsonError(err)
 		}
 		key, _ := tok.(string)
-		pointer := w.pointer(key)
 		if seen[key] {
+			pointer := w.pointer(key)
 			return &eventvault.Error{Code: eventvault.EINVALID,
 				Message: fmt.Sprintf("key %q appears twice in one object (at %s): I-JSON (RFC 7493) forbids duplicate keys; send each key once", eventvault.Truncate(key, 60), eventvault.Truncate(pointer, 120)),
 				Fields:  map[string]any{"pointer": eventvault.Truncate(pointer, 120)}}
@@ -262,7 +263,7 @@ func (w *keyWalker) object(t reflect.Type) error {
 		if fields != nil {
 			ft, ok := fields[key]
 			if !ok {
-				return unknownField(key, pointer, fields)
+				return unknownField(key, w.pointer(key), fields)
 			}
 			next = ft
 		}
@@ -277,9 +278,14 @@ func (w *keyWalker) object(t reflect.Type) error {
 }
 
 // pointer is the JSON pointer (RFC 6901) of key in the current object.
+// pointerEscaper escapes a key for a JSON pointer (RFC 6901, section 3).
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
+// pointer is the JSON pointer of key in the current object. It is built
+// only for an error: a body that decodes never pays for it.
 func (w *keyWalker) pointer(key string) string {
 	var b strings.Builder
-	esc := strings.NewReplacer("~", "~0", "/", "~1")
+	esc := pointerEscaper
 	for _, p := range append(w.path, key) {
 		b.WriteByte('/')
 		b.WriteString(esc.Replace(p))
@@ -325,7 +331,20 @@ func shapeOf(t reflect.Type) reflect.Type {
 // jsonFields maps the JSON names of t's fields, as encoding/json names
 // them, to their types. The request types have neither embedded nor
 // ignored fields beyond "-".
+// jsonFieldsOf caches jsonFields by type: the request types are few and
+// fixed, and every object of every body looks its fields up.
+var jsonFieldsOf sync.Map // reflect.Type -> map[string]reflect.Type
+
 func jsonFields(t reflect.Type) map[string]reflect.Type {
+	if m, ok := jsonFieldsOf.Load(t); ok {
+		return m.(map[string]reflect.Type)
+	}
+	m := buildJSONFields(t)
+	jsonFieldsOf.Store(t, m)
+	return m
+}
+
+func buildJSONFields(t reflect.Type) map[string]reflect.Type {
 	out := make(map[string]reflect.Type, t.NumField())
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)

@@ -20,7 +20,7 @@ import (
 // creating it if create is set and the tenant has none.
 func (k *Keyring) tenantKEK(ctx context.Context, tenant eventvault.TenantID, create bool) (*tenantKEK, error) {
 	ck := cacheKey{kind: cacheTenantKEK, tenant: tenant}
-	if e, ok := k.cache.Get(ck); ok {
+	if e, ok := k.cacheGet(ck); ok {
 		return e.kek, nil
 	}
 	flightKey := "open\x00" + string(tenant)
@@ -28,7 +28,7 @@ func (k *Keyring) tenantKEK(ctx context.Context, tenant eventvault.TenantID, cre
 		flightKey = "create\x00" + string(tenant)
 	}
 	return k.kekLoads.do(ctx, flightKey, func() (*tenantKEK, error) {
-		if e, ok := k.cache.Get(ck); ok {
+		if e, ok := k.cacheGet(ck); ok {
 			return e.kek, nil
 		}
 		gen := k.generation()
@@ -55,7 +55,7 @@ func (k *Keyring) loadTenantKEK(ctx context.Context, tenant eventvault.TenantID,
 		return nil, fmt.Errorf("read key of tenant %s: %w", tenant, err)
 	}
 	// A read may have unwrapped this version already.
-	if e, ok := k.cache.Get(cacheKey{kind: cacheKEKVersion, tenant: tenant, version: wk.Version}); ok && e.kek.id == wk.ID {
+	if e, ok := k.cacheGet(cacheKey{kind: cacheKEKVersion, tenant: tenant, version: wk.Version}); ok && e.kek.id == wk.ID {
 		return e.kek, nil
 	}
 	return k.unwrapTenantKEK(ctx, tenant, wk)
@@ -138,15 +138,15 @@ func (k *Keyring) unwrapTenantKEK(ctx context.Context, tenant eventvault.TenantI
 func (k *Keyring) kekVersion(ctx context.Context, tenant eventvault.TenantID, version uint32) (*tenantKEK, error) {
 	const op = "crypto.Keyring.kekVersion"
 	ck := cacheKey{kind: cacheKEKVersion, tenant: tenant, version: version}
-	if e, ok := k.cache.Get(ck); ok {
+	if e, ok := k.cacheGet(ck); ok {
 		return e.kek, nil
 	}
-	if e, ok := k.cache.Get(cacheKey{kind: cacheTenantKEK, tenant: tenant}); ok && e.kek.version == version {
+	if e, ok := k.cacheGet(cacheKey{kind: cacheTenantKEK, tenant: tenant}); ok && e.kek.version == version {
 		return e.kek, nil
 	}
 	flightKey := "version\x00" + string(tenant) + "\x00" + strconv.FormatUint(uint64(version), 10)
 	return k.kekLoads.do(ctx, flightKey, func() (*tenantKEK, error) {
-		if e, ok := k.cache.Get(ck); ok {
+		if e, ok := k.cacheGet(ck); ok {
 			return e.kek, nil
 		}
 		gen := k.generation()

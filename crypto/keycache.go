@@ -127,3 +127,16 @@ func (k *Keyring) fillKEK(gen uint64, kek *tenantKEK, newest bool) {
 		k.cache.Add(nk, cacheEntry{kek: kek})
 	}
 }
+
+// cacheGet looks ck up in the cache and reports the lookup to onLookup.
+func (k *Keyring) cacheGet(ck cacheKey) (cacheEntry, bool) {
+	e, ok := k.cache.Get(ck)
+	if k.onLookup != nil {
+		kind := "kek"
+		if ck.kind == cacheStream {
+			kind = "stream"
+		}
+		k.onLookup(kind, ok)
+	}
+	return e, ok
+}

@@ -38,6 +38,10 @@ type KeyringOptions struct {
 	CacheSize int           // max cached unwrapped keys (default 10000)
 	TTL       time.Duration // how long an unwrapped key stays cached (default 5 * time.Minute)
 	Rand      io.Reader     // source of keys, key ids and nonces (default crypto/rand.Reader)
+	// OnCacheLookup, if set, learns of every lookup in the cache of
+	// unwrapped keys: kind "stream" or "kek", and whether it hit. It must
+	// be quick and safe for concurrent use (a metrics counter).
+	OnCacheLookup func(kind string, hit bool)
 }
 
 // Default KeyringOptions.
@@ -63,6 +67,8 @@ type Keyring struct {
 	keys  eventvault.KeyStore
 	rand  io.Reader
 	cache *expirable.LRU[cacheKey, cacheEntry]
+	// onLookup is KeyringOptions.OnCacheLookup, or nil.
+	onLookup func(kind string, hit bool)
 
 	// evictMu makes an eviction and a cache fill exclusive: a load that
 	// began before an eviction does not put its (possibly shredded) key back.
@@ -110,6 +116,8 @@ func NewKeyring(root RootKeyProvider, keys eventvault.KeyStore, opts KeyringOpti
 		keys:  keys,
 		rand:  rand,
 		cache: expirable.NewLRU[cacheKey, cacheEntry](opts.CacheSize, nil, opts.TTL),
+
+		onLookup: opts.OnCacheLookup,
 	}
 }
 
@@ -138,7 +146,7 @@ func (k *Keyring) LoadStreamCipher(ctx context.Context, tenant eventvault.Tenant
 // that create and loads that do not are kept apart, so that neither waits
 // for the other's answer).
 func (k *Keyring) streamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, create bool) (*StreamCipher, error) {
-	if e, ok := k.cache.Get(cacheKey{kind: cacheStream, tenant: tenant, stream: stream}); ok {
+	if e, ok := k.cacheGet(cacheKey{kind: cacheStream, tenant: tenant, stream: stream}); ok {
 		return e.cipher, nil
 	}
 	if err := eventvault.ValidateTenant(tenant); err != nil {
@@ -205,7 +213,7 @@ func (k *Keyring) KeepStreamKey(tenant eventvault.TenantID, stream eventvault.St
 
 func (k *Keyring) loadStreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, create bool) (*StreamCipher, error) {
 	ck := cacheKey{kind: cacheStream, tenant: tenant, stream: stream}
-	if e, ok := k.cache.Get(ck); ok {
+	if e, ok := k.cacheGet(ck); ok {
 		return e.cipher, nil
 	}
 	gen := k.generation()
@@ -301,7 +309,7 @@ func (k *Keyring) OpenStreamCipher(ctx context.Context, tenant eventvault.Tenant
 	}
 	ck := cacheKey{kind: cacheStream, tenant: tenant, stream: stream}
 	fp := rowFingerprint(wk)
-	if e, ok := k.cache.Get(ck); ok && subtle.ConstantTimeCompare(e.fingerprint[:], fp[:]) == 1 {
+	if e, ok := k.cacheGet(ck); ok && subtle.ConstantTimeCompare(e.fingerprint[:], fp[:]) == 1 {
 		return e.cipher, nil
 	}
 	gen := k.generation()

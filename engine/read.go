@@ -65,12 +65,14 @@ func (e *Events) readStream(ctx context.Context, p eventvault.Principal, stream 
 	if err != nil {
 		return StreamSlice{}, fmt.Errorf("key of stream %s: %w", stream, err)
 	}
-	for _, se := range page.Events {
-		ev, err := open(c, p.Tenant, se)
-		if err != nil {
-			return StreamSlice{}, err
-		}
-		out.Events = append(out.Events, ev)
+	out.Events = out.Events[:len(page.Events)]
+	err = openPage(len(page.Events), func(i int) error {
+		var err error
+		out.Events[i], err = open(c, p.Tenant, page.Events[i])
+		return err
+	})
+	if err != nil {
+		return StreamSlice{}, err
 	}
 	return out, nil
 }
@@ -101,28 +103,36 @@ func (e *Events) readAll(ctx context.Context, p eventvault.Principal, from int64
 	if err != nil {
 		return nil, fmt.Errorf("read all: %w", err)
 	}
+	// The ciphers first, in page order (a key that fails fails the read
+	// as it did event by event), then the events, a large page on more
+	// than one core.
 	ciphers := make(map[eventvault.StreamName]*evcrypto.StreamCipher)
-	out := make([]eventvault.Event, 0, len(page.Events))
 	for _, se := range page.Events {
-		if page.Keys[se.Stream].ID == uuid.Nil {
-			// A shredded stream: the envelope keeps global order.
-			out = append(out, eventvault.Event{ID: se.ID, Stream: se.Stream, Type: se.Type, Position: se.Position,
-				GlobalPosition: se.GlobalPosition, RecordedAt: se.RecordedAt, Erased: true})
+		if _, ok := ciphers[se.Stream]; ok || page.Keys[se.Stream].ID == uuid.Nil {
 			continue
 		}
+		c, err := e.keys.OpenStreamCipher(ctx, p.Tenant, se.Stream, page.Keys[se.Stream])
+		if err != nil {
+			return nil, fmt.Errorf("key of stream %s: %w", se.Stream, err)
+		}
+		ciphers[se.Stream] = c
+	}
+	out := make([]eventvault.Event, len(page.Events))
+	err = openPage(len(page.Events), func(i int) error {
+		se := page.Events[i]
 		c, ok := ciphers[se.Stream]
 		if !ok {
-			c, err = e.keys.OpenStreamCipher(ctx, p.Tenant, se.Stream, page.Keys[se.Stream])
-			if err != nil {
-				return nil, fmt.Errorf("key of stream %s: %w", se.Stream, err)
-			}
-			ciphers[se.Stream] = c
+			// A shredded stream: the envelope keeps global order.
+			out[i] = eventvault.Event{ID: se.ID, Stream: se.Stream, Type: se.Type, Position: se.Position,
+				GlobalPosition: se.GlobalPosition, RecordedAt: se.RecordedAt, Erased: true}
+			return nil
 		}
-		ev, err := open(c, p.Tenant, se)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ev)
+		var err error
+		out[i], err = open(c, p.Tenant, se)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

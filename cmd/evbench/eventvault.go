@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,12 +15,15 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/api"
 	"github.com/eventvault/eventvault/auth"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/metrics"
 	"github.com/eventvault/eventvault/store/postgres"
 )
 
@@ -32,21 +37,26 @@ type evServer struct {
 	store  *postgres.DB
 	keys   *evcrypto.Keyring
 	tokens *auth.Tokens
-	root   *countingRoot
 	ln     net.Listener
 	server *http.Server
 	served chan error
+	// metrics is the server's registry, served on metricsLn at /metrics
+	// as -metrics-listen serves it; the bench reads root key calls there.
+	metrics   *metrics.Registry
+	metricsLn net.Listener
+	metricsSv *http.Server
 }
 
 // startEventVault migrates the database at dbURL and serves EventVault on
 // 127.0.0.1. The local root key is created in keyDir. Requests are logged
 // as the server logs them, to a handler that formats and drops them.
-func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) (*evServer, error) {
+func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32, noGroupCommit bool) (*evServer, error) {
 	if err := postgres.Migrate(ctx, dbURL); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: maxConns, Logger: logger})
+	reg := metrics.New()
+	store, err := postgres.Open(ctx, dbURL, postgres.Options{MaxConns: maxConns, Logger: logger, Observer: reg, NoGroupCommit: noGroupCommit})
 	if err != nil {
 		return nil, fmt.Errorf("open the store: %w", err)
 	}
@@ -55,7 +65,7 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) 
 		store.Close()
 		return nil, fmt.Errorf("root key: %w", err)
 	}
-	s := &evServer{store: store, root: &countingRoot{inner: local}, served: make(chan error, 1)}
+	s := &evServer{store: store, metrics: reg, served: make(chan error, 1)}
 	// Created in the database as a dev-mode server creates them, with the
 	// root uncounted: the bench counts the root calls of the hot path.
 	dk, err := wiring.DeploymentKeys(ctx, local, store, true, nil)
@@ -67,7 +77,8 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) 
 	// what is served.
 	stack := wiring.Build(wiring.Parts{
 		Store:         store,
-		Root:          s.root,
+		Root:          local,
+		Metrics:       reg,
 		Pseudonyms:    dk.Pseudonyms,
 		Signer:        dk.Signer,
 		TokenVerifier: dk.TokenVerifier,
@@ -83,7 +94,62 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32) 
 	}
 	s.server = wiring.HTTPServer(stack.Handler)
 	go func() { s.served <- s.server.Serve(s.ln) }()
+	s.metricsLn, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.server.Close()
+		store.Close()
+		return nil, fmt.Errorf("listen for metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", reg.Handler())
+	s.metricsSv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.metricsSv.Serve(s.metricsLn) }()
 	return s, nil
+}
+
+// rootCalls scrapes the server's /metrics and returns the root key
+// provider's calls counted there (eventvault_root_key_calls_total).
+func (s *evServer) rootCalls(ctx context.Context, client *http.Client) (rootCalls, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.metricsLn.Addr().String()+"/metrics", nil)
+	if err != nil {
+		return rootCalls{}, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return rootCalls{}, fmt.Errorf("scrape /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return rootCalls{}, fmt.Errorf("scrape /metrics: %s", resp.Status)
+	}
+	var rc rootCalls
+	found := 0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !strings.HasPrefix(name, "eventvault_root_key_calls_total{") {
+			continue
+		}
+		n, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err != nil {
+			return rootCalls{}, fmt.Errorf("scrape /metrics: %s: %w", sc.Text(), err)
+		}
+		found++
+		switch {
+		case strings.Contains(name, `op="wrap"`):
+			rc.Wrap += int64(n)
+		case strings.Contains(name, `op="unwrap"`):
+			rc.Unwrap += int64(n)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return rootCalls{}, fmt.Errorf("scrape /metrics: %w", err)
+	}
+	if found == 0 {
+		return rootCalls{}, fmt.Errorf("scrape /metrics: no eventvault_root_key_calls_total")
+	}
+	return rc, nil
 }
 
 // baseURL is where the server listens.
@@ -93,6 +159,7 @@ func (s *evServer) baseURL() string { return "http://" + s.ln.Addr().String() }
 func (s *evServer) close(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	_ = s.metricsSv.Shutdown(ctx)
 	err := s.server.Shutdown(ctx)
 	if serr := <-s.served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
@@ -140,6 +207,10 @@ type evClient struct {
 	http  *http.Client
 	base  string
 	token string
+	// encoding is how reads are asked for and decoded (Config.ReadEncoding):
+	// "frames" and "ndjson" are decoded one event at a time as they arrive,
+	// as a client of that encoding would; "json" decodes the page whole.
+	encoding string
 }
 
 var _ target = (*evClient)(nil)
@@ -201,10 +272,17 @@ func appendBody(events []benchEvent) []byte {
 }
 
 func (c *evClient) readStream(ctx context.Context, stream string, from int64, limit int) (int, error) {
+	path := "/v1/streams/" + url.PathEscape(stream) + "/events?from=" + strconv.FormatInt(from, 10) + "&limit=" + strconv.Itoa(limit)
+	if c.encoding != "json" {
+		n, _, err := c.readBulk(ctx, path)
+		if err != nil {
+			return 0, fmt.Errorf("read %s: %w", stream, err)
+		}
+		return n, nil
+	}
 	var out struct {
 		Events []evEvent `json:"events"`
 	}
-	path := "/v1/streams/" + url.PathEscape(stream) + "/events?from=" + strconv.FormatInt(from, 10) + "&limit=" + strconv.Itoa(limit)
 	if err := c.do(ctx, http.MethodGet, path, nil, http.StatusOK, &out); err != nil {
 		return 0, fmt.Errorf("read %s: %w", stream, err)
 	}
@@ -212,10 +290,20 @@ func (c *evClient) readStream(ctx context.Context, stream string, from int64, li
 }
 
 func (c *evClient) readAll(ctx context.Context, from int64, limit int) (int, int64, error) {
+	path := "/v1/events?from=" + strconv.FormatInt(from, 10) + "&limit=" + strconv.Itoa(limit)
+	if c.encoding != "json" {
+		n, last, err := c.readBulk(ctx, path)
+		if err != nil {
+			return 0, 0, fmt.Errorf("read all from %d: %w", from, err)
+		}
+		if n == 0 {
+			return 0, from - 1, nil
+		}
+		return n, last, nil
+	}
 	var out struct {
 		Events []evEvent `json:"events"`
 	}
-	path := "/v1/events?from=" + strconv.FormatInt(from, 10) + "&limit=" + strconv.Itoa(limit)
 	if err := c.do(ctx, http.MethodGet, path, nil, http.StatusOK, &out); err != nil {
 		return 0, 0, fmt.Errorf("read all from %d: %w", from, err)
 	}
@@ -255,4 +343,85 @@ func (c *evClient) do(ctx context.Context, method, path string, body []byte, wan
 	// Drain, so that the connection is reused.
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return nil
+}
+
+// readBulk GETs path in the client's bulk encoding and decodes the events
+// as they arrive, one at a time, keeping none: what a client that
+// processes a bulk read event by event runs. NDJSON lines are decoded into
+// the struct the JSON client uses; frames are parsed with api.ParseFrame,
+// their data left as bytes, as a database driver leaves a bytea. It
+// returns how many events it read and the global position of the last.
+func (c *evClient) readBulk(ctx context.Context, path string) (n int, last int64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if c.encoding == "frames" {
+		req.Header.Set("Accept", api.FramesContentType)
+	} else {
+		req.Header.Set("Accept", api.NDJSONContentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		problem, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return 0, 0, fmt.Errorf("GET %s answered %s: %s", path, resp.Status, problem)
+	}
+	if c.encoding == "frames" {
+		n, last, err = readFrames(resp.Body)
+	} else {
+		n, last, err = readLines(resp.Body)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("GET %s: %w", path, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return n, last, nil
+}
+
+// readLines decodes NDJSON events one a line.
+func readLines(r io.Reader) (n int, last int64, err error) {
+	dec := json.NewDecoder(r)
+	var ev evEvent
+	for dec.More() {
+		ev = evEvent{}
+		if err := dec.Decode(&ev); err != nil {
+			return 0, 0, fmt.Errorf("decode line %d: %w", n+1, err)
+		}
+		n++
+		last = ev.GlobalPosition
+	}
+	return n, last, nil
+}
+
+// readFrames parses frames one at a time into a buffer reused between them.
+func readFrames(r io.Reader) (n int, last int64, err error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var head [4]byte
+	var frame []byte
+	for {
+		if _, err := io.ReadFull(br, head[:]); err == io.EOF {
+			return n, last, nil
+		} else if err != nil {
+			return 0, 0, fmt.Errorf("frame %d: %w", n+1, err)
+		}
+		size := int(binary.BigEndian.Uint32(head[:]))
+		if cap(frame) < size {
+			frame = make([]byte, size)
+		}
+		frame = frame[:size]
+		if _, err := io.ReadFull(br, frame); err != nil {
+			return 0, 0, fmt.Errorf("frame %d: %w", n+1, err)
+		}
+		ev, err := api.ParseFrame(frame)
+		if err != nil {
+			return 0, 0, fmt.Errorf("frame %d: %w", n+1, err)
+		}
+		n++
+		last = ev.GlobalPosition
+	}
 }

@@ -68,6 +68,25 @@ func TestBenchEndToEnd(t *testing.T) {
 		if w.Ratio <= 0 {
 			t.Errorf("%s: ratio %v, want a positive EventVault/raw ratio", w.Key, w.Ratio)
 		}
+		// The other sides ran where the issue compares with them, and
+		// every comparison has a figure.
+		wantOthers := map[string][]string{
+			"append": {sideMessageDB}, "append_batch": {sideRawCopy, sideStore},
+			"read_stream": {sideMessageDB}, "read_all": {sideMessageDB},
+		}[w.Key]
+		for _, name := range wantOthers {
+			if o := w.Others[name]; o.Events <= 0 || o.EventsPerSec <= 0 {
+				t.Errorf("%s, %s: %d events at %v events/s; want some", w.Key, name, o.Events, o.EventsPerSec)
+			}
+		}
+		if len(w.Comparisons) < 2 {
+			t.Errorf("%s: comparisons %+v, want EventVault against raw and the others", w.Key, w.Comparisons)
+		}
+		for _, c := range w.Comparisons {
+			if c.Ratio <= 0 {
+				t.Errorf("%s: comparison %s = %v, want a positive ratio", w.Key, c.Name, c.Ratio)
+			}
+		}
 		if !strings.Contains(stdout.String(), w.Title) {
 			t.Errorf("the table on stdout does not name workload %q:\n%s", w.Title, stdout.String())
 		}

@@ -8,19 +8,38 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/eventvault/eventvault/store/postgres/rawbench"
 )
 
-// side is one half of the comparison.
+// side is one side of the comparison: EventVault over HTTP, the raw
+// baseline, message-db, and for batches raw COPY and EventVault's store
+// alone.
 type side struct {
 	name string
 	t    target
+	// runs is the workloads it runs; nil for all.
+	runs []string
 	prep prepared
-	ops  [][]op // per workload
-	got  []sample
+	ops  map[string][]op
+	got  map[string]*sample
+}
+
+func (s *side) runsWorkload(key string) bool {
+	return s.runs == nil || slices.Contains(s.runs, key)
+}
+
+// reads reports whether the side reads, and so has the events to read
+// written first. It has them even when no read workload runs: ANALYZE
+// then sees a table of the size the appends find, as in a full run. (On a
+// table analyzed while empty, PostgreSQL plans the appends' id lookups as
+// scans of a table it believes empty, which they soon are not: PostgreSQL
+// burns CPU there until autovacuum analyzes again.)
+func (s *side) reads() bool {
+	return s.runsWorkload("read_stream") || s.runsWorkload("read_all")
 }
 
 // Log layout: read-all walks a log written first, in batches of logBatch
@@ -32,6 +51,9 @@ const (
 	logWriters = 4
 	// streamBatch is the batch size that writes the stream the stream read reads.
 	streamBatch = 100
+	// logCategory is the category of the log's streams (log-0, log-1, …):
+	// message-db reads all of a category.
+	logCategory = "log"
 )
 
 // run creates a database on the server, starts EventVault on it, runs the
@@ -60,7 +82,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		return nil, fmt.Errorf("temporary folder for the root key: %w", err)
 	}
 	defer os.RemoveAll(keyDir)
-	ev, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns)
+	ev, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns, cfg.NoGroupCommit)
 	if err != nil {
 		return nil, err
 	}
@@ -87,18 +109,43 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	}
 	defer waits.Close(context.WithoutCancel(ctx))
 
+	if err := rawbench.InstallMessageDB(ctx, db.URL, cfg.MessageDB); err != nil {
+		return nil, err
+	}
+	mdb, err := rawbench.OpenMessageDB(ctx, db.URL, cfg.MaxConns)
+	if err != nil {
+		return nil, err
+	}
+	defer mdb.Close()
+	say("message-db installed from %s", cfg.MessageDB)
+
 	ws := selectWorkloads(cfg)
 	sides := []*side{
-		{name: "EventVault", t: &evClient{http: client, base: ev.baseURL(), token: token}},
-		{name: "raw", t: rawTarget{table: table}},
+		{name: sideEventVault, t: &evClient{http: client, base: ev.baseURL(), token: token, encoding: cfg.ReadEncoding}},
+		{name: sideRaw, t: rawTarget{table: table}},
+		{name: sideMessageDB, t: messageDBTarget{db: mdb}, runs: []string{"append", "read_stream", "read_all"}},
+		{name: sideRawCopy, t: copyTarget{table: table}, runs: []string{"append_batch"}},
+		{name: sideStore, t: &storeTarget{db: ev.store}, runs: []string{"append_batch"}},
 	}
 	for _, s := range sides {
-		if s.prep, err = prepare(ctx, s.t, cfg); err != nil {
-			return nil, fmt.Errorf("%s: write the events to read: %w", s.name, err)
+		if s.reads() {
+			if s.prep, err = prepare(ctx, s.t, cfg); err != nil {
+				return nil, fmt.Errorf("%s: write the events to read: %w", s.name, err)
+			}
+			if b, ok := s.t.(interface {
+				logBounds(context.Context) (int64, int64, error)
+			}); ok {
+				if s.prep.logFirst, s.prep.logLast, err = b.logBounds(ctx); err != nil {
+					return nil, fmt.Errorf("%s: the log's bounds: %w", s.name, err)
+				}
+			}
 		}
-		s.got = make([]sample, len(ws))
+		s.ops, s.got = map[string][]op{}, map[string]*sample{}
 		for _, w := range ws {
-			s.ops = append(s.ops, w.workers(s.t, cfg, &s.prep))
+			if s.runsWorkload(w.key) {
+				s.ops[w.key] = w.workers(s.t, cfg, &s.prep)
+				s.got[w.key] = &sample{}
+			}
 		}
 	}
 	if err := rawbench.Analyze(ctx, db.URL); err != nil {
@@ -106,10 +153,13 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	}
 	say("EventVault on %s; %d events written per side for the reads, tables analyzed; warming up", ev.baseURL(), cfg.LogEvents+cfg.StreamEvents)
 	if cfg.Warmup > 0 {
-		for wi := range ws {
+		for _, w := range ws {
 			for _, s := range sides {
-				if _, err := runSlice(ctx, s.ops[wi], cfg.Warmup); err != nil {
-					return nil, fmt.Errorf("%s, %s, warm-up: %w", s.name, ws[wi].key, err)
+				if !s.runsWorkload(w.key) {
+					continue
+				}
+				if _, err := runSlice(ctx, s.ops[w.key], cfg.Warmup); err != nil {
+					return nil, fmt.Errorf("%s, %s, warm-up: %w", s.name, w.key, err)
 				}
 			}
 		}
@@ -124,22 +174,26 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	defer func() { stopProfile() }()
 	for r := range cfg.Rounds {
 		for wi, w := range ws {
-			// Alternate who goes first, by round and by workload, so
-			// that drift (checkpoints, vacuum, a noisy neighbour) hits both.
-			order := sides
-			if (r+wi)%2 == 1 {
-				order = []*side{sides[1], sides[0]}
+			var order []*side
+			for _, s := range sides {
+				if s.runsWorkload(w.key) {
+					order = append(order, s)
+				}
 			}
-			rates := map[string]float64{}
+			// Rotate who goes first, by round and by workload, so that
+			// drift (checkpoints, vacuum, a noisy neighbour) hits all.
+			k := (r + wi) % len(order)
+			order = append(order[k:], order[:k]...)
+			rates := make([]string, 0, len(order))
 			for _, s := range order {
-				got, err := measure(ctx, s.ops[wi], cfg.Duration, waits)
+				got, err := measure(ctx, s.ops[w.key], cfg.Duration, waits)
 				if err != nil {
 					return nil, fmt.Errorf("%s, %s, round %d: %w", s.name, w.key, r+1, err)
 				}
-				s.got[wi].add(got)
-				rates[s.name] = got.rate()
+				s.got[w.key].add(got)
+				rates = append(rates, fmt.Sprintf("%s %.0f", s.name, got.rate()))
 			}
-			say("round %d/%d %-13s EventVault %8.0f ev/s, raw %8.0f ev/s", r+1, cfg.Rounds, w.key, rates[sides[0].name], rates[sides[1].name])
+			say("round %d/%d %-13s ev/s: %s", r+1, cfg.Rounds, w.key, strings.Join(rates, ", "))
 		}
 	}
 	// The crypto benchmark is not part of the profile.
@@ -148,6 +202,10 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 
 	say("measuring the crypto path")
 	crypto, err := benchCrypto(ctx, ev.keys, cfg.EventSize)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := ev.rootCalls(ctx, client)
 	if err != nil {
 		return nil, err
 	}
@@ -162,13 +220,24 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 			EventSize:      cfg.EventSize,
 			LogEvents:      cfg.LogEvents,
 			MaxConns:       cfg.MaxConns,
+			ReadEncoding:   cfg.ReadEncoding,
 			ProcessSharing: "clients, EventVault server and PostgreSQL share this machine",
 		},
 		Crypto:       crypto,
-		RootKeyCalls: rootCalls{Wrap: ev.root.wraps.Load(), Unwrap: ev.root.unwraps.Load()},
+		RootKeyCalls: roots,
 	}
-	for wi, w := range ws {
-		rep.Workloads = append(rep.Workloads, newWorkloadResult(w, cfg, &sides[0].got[wi], &sides[1].got[wi]))
+	byName := map[string]*side{}
+	for _, s := range sides {
+		byName[s.name] = s
+	}
+	for _, w := range ws {
+		results := map[string]*sample{}
+		for name, s := range byName {
+			if g, ok := s.got[w.key]; ok {
+				results[name] = g
+			}
+		}
+		rep.Workloads = append(rep.Workloads, newWorkloadResult(w, cfg, results))
 	}
 	rep.TotalSeconds = time.Since(start).Seconds()
 	return rep, nil

@@ -22,11 +22,14 @@ import (
 // Config is the server's configuration, from flags and EVENTVAULT_*
 // variables.
 type Config struct {
-	Dev         bool
-	Listen      string
-	DataDir     string
-	DatabaseURL string
-	RootKeyFile string
+	Dev    bool
+	Listen string
+	// MetricsListen is where /metrics is served, apart from the API; ""
+	// for nowhere.
+	MetricsListen string
+	DataDir       string
+	DatabaseURL   string
+	RootKeyFile   string
 	// The pseudonym, signing and token-verifier keys are deployment keys,
 	// in the store wrapped by the root key ('eventvault init'), not files.
 	DevRootToken string
@@ -97,6 +100,7 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Listen, "listen", env("EVENTVAULT_LISTEN", "127.0.0.1:8080"), "address to listen on (EVENTVAULT_LISTEN)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", env("EVENTVAULT_METRICS_LISTEN", ""), "serve Prometheus metrics at /metrics on this address, apart from the API and without authentication; empty serves none (EVENTVAULT_METRICS_LISTEN)")
 	fs.StringVar(&c.DevRootToken, "dev-root-token", env("EVENTVAULT_DEV_ROOT_TOKEN", ""), "dev mode: use this root token instead of a random one (EVENTVAULT_DEV_ROOT_TOKEN)")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("EVENTVAULT_TLS_CERT", ""), "TLS certificate file (EVENTVAULT_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("EVENTVAULT_TLS_KEY", ""), "TLS private key file (EVENTVAULT_TLS_KEY)")

@@ -19,6 +19,7 @@ import (
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/policies"
+	"github.com/eventvault/eventvault/metrics"
 	"github.com/eventvault/eventvault/store/postgres"
 )
 
@@ -46,6 +47,11 @@ type Main struct {
 	stopAudit func()
 	listener  net.Listener
 	server    *http.Server
+	// metrics is the registry when -metrics-listen is set, served by
+	// metricsServer on metricsListener.
+	metrics         *metrics.Registry
+	metricsListener net.Listener
+	metricsServer   *http.Server
 	// RootToken is the dev root token, once Run has installed it.
 	RootToken string
 }
@@ -89,7 +95,10 @@ func (m *Main) Open(ctx context.Context) error {
 			return fmt.Errorf("migrate: %w", err)
 		}
 	}
-	store, where, err := wiring.OpenStore(ctx, c.DatabaseURL, c.DataDir)
+	if c.MetricsListen != "" {
+		m.metrics = metrics.New()
+	}
+	store, where, err := wiring.OpenStoreObserved(ctx, c.DatabaseURL, c.DataDir, m.metrics)
 	if err != nil {
 		return err
 	}
@@ -136,6 +145,7 @@ func (m *Main) Open(ctx context.Context) error {
 		RefuseRootTokens: !c.Dev,
 		Logger:           m.Logger,
 		JWT:              jwtVerifier,
+		Metrics:          m.metrics,
 	})
 	if c.PolicyDir != "" {
 		docs, err := policies.ReadDir(c.PolicyDir)
@@ -163,6 +173,11 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
 	}
 	m.listener = api.ProblemListener(m.listener)
+	if m.metrics != nil {
+		if err := m.listenMetrics(); err != nil {
+			return err
+		}
+	}
 	m.server = wiring.HTTPServer(stack.Handler)
 	// The server's own errors (TLS handshakes, broken requests) go
 	// through the logger, in its format, not as plain text on stderr.
@@ -206,6 +221,13 @@ func (m *Main) Serve(ctx context.Context) error {
 		}
 		errc <- err
 	}()
+	if m.metricsServer != nil {
+		go func() {
+			if err := m.metricsServer.Serve(m.metricsListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				m.Logger.Error("metrics server stopped", slog.Any("err", err))
+			}
+		}()
+	}
 	select {
 	case err := <-errc:
 		if errors.Is(err, http.ErrServerClosed) {
@@ -217,10 +239,39 @@ func (m *Main) Serve(ctx context.Context) error {
 	m.Logger.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if m.metricsServer != nil {
+		_ = m.metricsServer.Shutdown(shutdownCtx)
+	}
 	if err := m.server.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shut down: %w", err)
 	}
 	return nil
+}
+
+// listenMetrics listens on -metrics-listen for the Prometheus scrape: a
+// listener of its own, with /metrics only, no authentication and nothing
+// else of the API, so that an operator binds it where only the scraper
+// reaches (see "Metrics" in the README).
+func (m *Main) listenMetrics() error {
+	ln, err := net.Listen("tcp", m.Config.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("listen for metrics on %s: %w", m.Config.MetricsListen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.metrics.Handler())
+	m.metricsListener = ln
+	m.metricsServer = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	m.metricsServer.ErrorLog = slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)
+	return nil
+}
+
+// MetricsAddr is where /metrics is served, once Open has run with
+// -metrics-listen; "" without.
+func (m *Main) MetricsAddr() string {
+	if m.metricsListener == nil {
+		return ""
+	}
+	return m.metricsListener.Addr().String()
 }
 
 // Close stops the eviction listener and the JWKS refresh, and releases
@@ -234,6 +285,9 @@ func (m *Main) Close() error {
 	}
 	if m.jwt != nil {
 		m.jwt.Close()
+	}
+	if m.metricsListener != nil && m.metricsServer != nil {
+		_ = m.metricsServer.Close()
 	}
 	if m.store != nil {
 		return m.store.Close()

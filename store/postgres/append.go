@@ -91,9 +91,18 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 	if cached, ok := db.versions.get(tenant, req.Stream); ok && req.NewKey == nil && cached.keyID == req.KeyID &&
 		req.Expected.Check(cached.version) && (req.Subject == "" || req.Subject == cached.owner) &&
 		!db.recent.any(w.ids) {
-		res, done, err := db.appendFast(ctx, tenant, req, w, cached)
+		var (
+			res  eventvault.AppendResult
+			done bool
+			err  error
+		)
+		if db.noGroupCommit {
+			res, done, err = db.appendFast(ctx, tenant, req, w, cached)
+		} else {
+			res, done, err = db.appendInGroup(tenant, req, w, cached)
+		}
 		if err != nil {
-			return eventvault.AppendResult{}, mapError(op, err)
+			return eventvault.AppendResult{}, db.observe(op, mapError(op, err))
 		}
 		if done {
 			db.versions.saw(tenant, req.Stream, streamRow{version: res.Version, keyID: req.KeyID, owner: req.Subject})

@@ -18,9 +18,21 @@ import (
 // ids to order-2. The unique index refuses a's insert, a falls back to the
 // locking path, and the answer is the ECONFLICT a sequential reuse gets
 // (which does not name order-2), with nothing of a's batch written.
+// It runs with group commit (the fast append carried by a group of one)
+// and without.
 func TestFastAppendLosesAnIDRace(t *testing.T) {
-	a, url := openDB(t)
+	t.Run("grouped", func(t *testing.T) { testFastAppendLosesAnIDRace(t, postgres.Options{}) })
+	t.Run("alone", func(t *testing.T) { testFastAppendLosesAnIDRace(t, postgres.Options{NoGroupCommit: true}) })
+}
+
+func testFastAppendLosesAnIDRace(t *testing.T, opts postgres.Options) {
+	_, url := openDB(t)
 	ctx := t.Context()
+	a, err := postgres.Open(ctx, url, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
 	b, err := postgres.Open(ctx, url, postgres.Options{})
 	if err != nil {
 		t.Fatalf("Open a second node: %v", err)
@@ -67,7 +79,7 @@ func TestFastAppendLosesAnIDRace(t *testing.T) {
 		res, err := a.Append(ctx, tenantA, req)
 		done <- outcome{res, err}
 	}()
-	waitForLockWait(t, holder.Config().ConnString(), "WITH s AS")
+	waitForLockWait(t, holder.Config().ConnString(), "WITH ")
 
 	other := appendRequest("order-2", keys["order-2"].ID, 1)
 	other.Events[0].ID = req.Events[0].ID

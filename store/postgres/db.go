@@ -20,6 +20,22 @@ type Options struct {
 	// Logger receives retries of aborted transactions at debug level; nil
 	// discards them.
 	Logger *slog.Logger
+	// NoGroupCommit makes every fast append commit on its own, as before
+	// group commit (see "Group commit" in the package documentation): for
+	// comparisons, not for service.
+	NoGroupCommit bool
+	// Observer, if set, learns of group commits and of the errors the
+	// store returns (a metrics registry implements it).
+	Observer Observer
+}
+
+// Observer is what a DB reports as it works. Its methods must be safe for
+// concurrent use and quick: they run on the append and error paths.
+type Observer interface {
+	GroupObserver
+	// StoreError counts an error a store operation returned, by its code
+	// (eventvault.ECONFLICT, EUNAVAILABLE, ...).
+	StoreError(op, code string)
 }
 
 // DB is the PostgreSQL store. It implements eventvault.Store. It is safe for
@@ -33,6 +49,12 @@ type DB struct {
 	// recent holds the ids this process appended last: a retry of one of
 	// them takes the locking path, which does not seal it.
 	recent recentIDs
+	// groups coalesces each tenant's concurrent fast appends into one
+	// transaction, unless noGroupCommit.
+	groups        groupCommitter
+	noGroupCommit bool
+	observer      Observer
+	groupObserver GroupObserver
 }
 
 var _ eventvault.Store = (*DB)(nil)
@@ -68,7 +90,10 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	db := &DB{pool: pool, log: log}
+	db := &DB{pool: pool, log: log, noGroupCommit: opts.NoGroupCommit, observer: opts.Observer}
+	if opts.Observer != nil {
+		db.groupObserver = opts.Observer
+	}
 	if err := db.checkSchema(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -189,9 +189,42 @@
 // position never sees position N+1 before N. An append refused after the
 // first round trip pays a third, for ROLLBACK.
 //
+// # Group commit
+//
+// The tenant row's lock, held through COMMIT and its WAL flush, lets a
+// tenant's appends commit one at a time. So a node carries a tenant's
+// concurrent fast appends in one transaction (append_group.go): each
+// append seals at its cached version in its own goroutine and joins its
+// tenant's queue; while fewer than two groups of the tenant are in flight,
+// a goroutine takes what waits (at most one append per stream, no id twice,
+// at most 64 appends and 2,000 events) and sends BEGIN, the scope, one
+// statement and COMMIT. The statement is the fast append's for many: it
+// locks the group's stream rows in name order, keeps each append whose row
+// still has the cached version, key and owner and none of whose ids exists,
+// takes the global positions of all it keeps with one bump of the tenant's
+// counter (the last lock before COMMIT, as ever), and writes them. There is
+// no timer: a group is what arrived while the one before it committed.
+//
+// Each append's outcome is its own. One whose check fails in the group is
+// not written and takes the locking path alone, which answers it exactly
+// (a conflict, a replay); the others of its group commit. If the group's
+// transaction fails with an answer from the database (a unique violation
+// when another stream took an id meanwhile, a deadlock), nothing of it is
+// written and every member takes the locking path on its own. An append
+// is acknowledged only after the COMMIT that wrote it answered; if that
+// answer is lost (the connection broke during COMMIT), every member gets
+// EUNAVAILABLE, as a lone append would: it may or may not have committed,
+// and a retry with the same ids is answered as a replay. Global positions
+// stay in commit order because the tenant's counter is bumped once per
+// group, under its lock, in the group's one transaction.
+// TestGroupCommitSurvivesKilledBackends terminates the store's backends
+// during grouped commits and finds every acknowledged event, no partial
+// batch and no gap. Options.NoGroupCommit turns it off.
+//
 // Reads run at REPEATABLE READ, READ ONLY, with BEGIN, the scope, the
 // queries and COMMIT in one pipeline: one round trip and one snapshot for a
-// page and the keys that protect it.
+// page and the keys that protect it. Event rows are decoded from their
+// binary values (scanEvents), one allocation per row for MAC and payload.
 //
 // # Errors
 //

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/eventvault/eventvault"
 )
@@ -97,7 +99,7 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 		})
 		b.Queue(query, tenant, stream, from, opts.Limit).Query(func(rows pgx.Rows) error {
 			var err error
-			page.Events, err = scanEvents(rows)
+			page.Events, err = scanEvents(rows, opts.Limit)
 			return err
 		})
 		if err := t.send(ctx, b, true); err != nil {
@@ -136,7 +138,7 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 		b := &pgx.Batch{}
 		b.Queue(readAllSQL, tenant, from, limit).Query(func(rows pgx.Rows) error {
 			var err error
-			page.Events, err = scanEvents(rows)
+			page.Events, err = scanEvents(rows, limit)
 			return err
 		})
 		b.Queue(pageKeysSQL, tenant, from, limit).Query(func(rows pgx.Rows) error {
@@ -161,16 +163,76 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 	return page, nil
 }
 
-func scanEvents(rows pgx.Rows) ([]eventvault.StoredEvent, error) {
-	var evs []eventvault.StoredEvent
+// scanEvents reads the rows of a query of eventColumns, up to capHint of
+// them expected. Rows in PostgreSQL's binary format (what pgx asks for
+// these types but text) are decoded here from their raw values, with one allocation
+// for the MAC and payload of a row and the stream name and type shared
+// between rows that repeat them; anything else goes through rows.Scan.
+func scanEvents(rows pgx.Rows, capHint int) ([]eventvault.StoredEvent, error) {
+	evs := make([]eventvault.StoredEvent, 0, min(capHint, 1024))
+	raw := binaryEventRows(rows.FieldDescriptions())
+	var stream, typ string
 	for rows.Next() {
 		var e eventvault.StoredEvent
-		if err := rows.Scan(&e.ID, &e.Stream, &e.Type, &e.Position, &e.GlobalPosition, &e.RecordedAt, &e.ContentMAC, &e.Payload); err != nil {
-			return nil, err
+		if !raw {
+			if err := rows.Scan(&e.ID, &e.Stream, &e.Type, &e.Position, &e.GlobalPosition, &e.RecordedAt, &e.ContentMAC, &e.Payload); err != nil {
+				return nil, err
+			}
+			evs = append(evs, e)
+			continue
 		}
+		v := rows.RawValues()
+		if len(v) != 8 || len(v[0]) != 16 || len(v[3]) != 8 || len(v[4]) != 8 || len(v[5]) != 8 || v[1] == nil || v[2] == nil || v[6] == nil || v[7] == nil {
+			return nil, fmt.Errorf("an event row of %d values is not what the query selects", len(v))
+		}
+		copy(e.ID[:], v[0])
+		if string(v[1]) != stream {
+			stream = string(v[1])
+		}
+		if string(v[2]) != typ {
+			typ = string(v[2])
+		}
+		e.Stream, e.Type = eventvault.StreamName(stream), typ
+		e.Position = int64(binary.BigEndian.Uint64(v[3]))
+		e.GlobalPosition = int64(binary.BigEndian.Uint64(v[4]))
+		e.RecordedAt = pgTime(int64(binary.BigEndian.Uint64(v[5])))
+		b := make([]byte, len(v[6])+len(v[7]))
+		n := copy(b, v[6])
+		copy(b[n:], v[7])
+		e.ContentMAC, e.Payload = b[:n:n], b[n:]
 		evs = append(evs, e)
 	}
 	return evs, rows.Err()
+}
+
+// eventColumnTypes are the type OIDs of eventColumns: uuid, text, text,
+// int8, int8, timestamptz, bytea, bytea. All but text come in the binary
+// format.
+var eventColumnTypes = [8]uint32{2950, 25, 25, 20, 20, 1184, 17, 17}
+
+// binaryEventRows reports whether rows of eventColumns come in the binary
+// format with the expected types, so that scanEvents may decode them.
+func binaryEventRows(fds []pgconn.FieldDescription) bool {
+	if len(fds) != len(eventColumnTypes) {
+		return false
+	}
+	for i, fd := range fds {
+		// text is the same bytes in either format; pgx asks for it as text.
+		if fd.DataTypeOID != eventColumnTypes[i] || (fd.Format != pgx.BinaryFormatCode && fd.DataTypeOID != 25) {
+			return false
+		}
+	}
+	return true
+}
+
+// pgEpoch is PostgreSQL's epoch, 2000-01-01 UTC, in Unix microseconds.
+const pgEpoch = 946684800 * 1000000
+
+// pgTime is a binary timestamptz, microseconds since PostgreSQL's epoch,
+// as pgx's codec decodes it (in the local time zone).
+func pgTime(us int64) time.Time {
+	us += pgEpoch
+	return time.Unix(us/1000000, (us%1000000)*1000)
 }
 
 // storedKey is a wrapped key as scanned from nullable columns: a stream

@@ -151,13 +151,22 @@ func (db *DB) run(ctx context.Context, spec txSpec, fn func(ctx context.Context,
 			return nil
 		}
 		if attempt >= maxAttempts || !retryable(err, spec.retryUnique) || ctx.Err() != nil {
-			return mapError(spec.op, err)
+			return db.observe(spec.op, mapError(spec.op, err))
 		}
 		db.log.DebugContext(ctx, "retrying transaction", "op", spec.op, "attempt", attempt, "reason", sqlState(err))
 		if err := sleep(ctx, backoff(attempt)); err != nil {
-			return mapError(spec.op, err)
+			return db.observe(spec.op, mapError(spec.op, err))
 		}
 	}
+}
+
+// observe reports err, an error a store operation returns, to the
+// Observer, by its code, and returns it.
+func (db *DB) observe(op string, err error) error {
+	if db.observer != nil && err != nil {
+		db.observer.StoreError(op, string(eventvault.ErrorCode(err)))
+	}
+	return err
 }
 
 func (db *DB) attempt(ctx context.Context, spec txSpec, fn func(ctx context.Context, t *txn) error) (err error) {

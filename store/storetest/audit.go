@@ -162,6 +162,47 @@ func testAudit(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("concurrent appends each write one record", func(t *testing.T) {
+		h := setup(t, open)
+		var wg sync.WaitGroup
+		for w := range 8 {
+			stream := eventvault.StreamName(fmt.Sprintf("order-%d", w))
+			key := h.streamKey(tenantA, stream)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 10 {
+					evs := newEvents(2)
+					var s sealer
+					_, _, err := h.appendWith(tenantA, eventvault.AppendRequest{
+						Stream: stream, Expected: eventvault.ExpectAny, KeyID: key.ID, Events: evs, Seal: s.seal(evs),
+						Audit: func(first int64) ([]byte, error) {
+							return fmt.Appendf(nil, `{"index":0,"time":"x","stream":%q,"first":%d}`, stream, first), nil
+						},
+					}, &s)
+					if err != nil {
+						t.Errorf("append to %s: %v", stream, err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		recs, err := h.store.AuditRecords(h.ctx, tenantA, 0, 80)
+		if err != nil {
+			t.Fatalf("80 appends, 80 records: %v", err)
+		}
+		if size, _ := h.store.AuditSize(h.ctx, tenantA); size != 80 {
+			t.Fatalf("audit log size %d after 80 appends", size)
+		}
+		seen := map[string]bool{}
+		for i, r := range recs {
+			if !bytes.Contains(r, fmt.Appendf(nil, `"index":%d,`, i)) || seen[string(r[bytes.IndexByte(r, ','):])] {
+				t.Errorf("record %d: %s (index missing or record twice)", i, r)
+			}
+			seen[string(r[bytes.IndexByte(r, ','):])] = true
+		}
+	})
+
 	t.Run("hashes and checkpoints are written once", func(t *testing.T) {
 		h := setup(t, open)
 		hashes := [][]byte{bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)}

@@ -25,6 +25,7 @@ import (
 	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/engine"
 	"github.com/eventvault/eventvault/policies"
+	"github.com/eventvault/eventvault/metrics"
 	"github.com/eventvault/eventvault/store/bolt"
 	"github.com/eventvault/eventvault/store/postgres"
 )
@@ -58,6 +59,10 @@ type Parts struct {
 	// JWT authenticates bearer JWTs; nil answers them 401 (not
 	// configured).
 	JWT api.JWTVerifier
+	// Metrics, if set, counts requests, events, key cache lookups and
+	// root key calls; the store reports to it if OpenStoreObserved was
+	// given it.
+	Metrics *metrics.Registry
 }
 
 // Stack is the built server: its HTTP handler, and the keyring and tokens
@@ -84,7 +89,14 @@ func Build(p Parts) *Stack {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	keys := evcrypto.NewKeyring(p.Root, p.Store, p.KeyCache)
+	root, keyCache := p.Root, p.KeyCache
+	var apiMetrics api.Metrics
+	if p.Metrics != nil { // no typed nil in the interfaces
+		root = p.Metrics.Root(root)
+		keyCache.OnCacheLookup = p.Metrics.KeyCacheLookup
+		apiMetrics = p.Metrics
+	}
+	keys := evcrypto.NewKeyring(root, p.Store, keyCache)
 	tokens := auth.NewTokens(p.Store, p.TokenCacheTTL)
 	if p.TokenVerifier != nil { // no typed nil in the interface
 		tokens.Key = p.TokenVerifier
@@ -126,6 +138,7 @@ func Build(p Parts) *Stack {
 		Audit:    engine.NewAuditLog(p.Store, recorder),
 		Checks:   ReadyChecks(p.Store, manager),
 		Logger:   logger,
+		Metrics:  apiMetrics,
 	})
 	return &Stack{Keys: keys, Tokens: tokens, Policies: docs, Handler: handler, Reads: reads, Checkpoints: checkpoints, Audit: recorder}
 }
@@ -137,8 +150,19 @@ func Build(p Parts) *Stack {
 // version, naming `eventvault migrate` (only `eventvault server -dev`
 // migrates before it opens).
 func OpenStore(ctx context.Context, databaseURL, dataDir string) (eventvault.Store, string, error) {
+	return OpenStoreObserved(ctx, databaseURL, dataDir, nil)
+}
+
+// OpenStoreObserved is OpenStore with m, if not nil, learning of
+// PostgreSQL's group commits and store errors (the embedded store reports
+// nothing).
+func OpenStoreObserved(ctx context.Context, databaseURL, dataDir string, m *metrics.Registry) (eventvault.Store, string, error) {
 	if databaseURL != "" {
-		db, err := postgres.Open(ctx, databaseURL, postgres.Options{})
+		opts := postgres.Options{}
+		if m != nil {
+			opts.Observer = m
+		}
+		db, err := postgres.Open(ctx, databaseURL, opts)
 		if err != nil {
 			return nil, "", fmt.Errorf("open PostgreSQL: %w", err)
 		}

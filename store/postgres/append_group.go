@@ -1,0 +1,365 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/eventvault/eventvault"
+)
+
+// groupAppendSQL is the group commit's one statement: the fast appends of
+// one tenant that arrived together, each checked on its own and written
+// only if its check holds, with the tenant's global positions taken once
+// for all of them. It is fastAppendSQL for many appends:
+//
+//   - s locks the group's stream rows in name order (LockRows runs above
+//     the sort), so two groups never wait on each other in a cycle, and
+//     the stream locks come before the tenant row's, as in every append;
+//   - ok keeps the appends whose stream row still has the cached version
+//     and key (and owner, when the append names one) and none of whose ids
+//     exists in the tenant; the others write nothing and are not returned;
+//   - g bumps tenants.last_global_position once, by the events of the
+//     appends kept, the last lock taken before COMMIT;
+//   - ins and upd write the kept appends' events and versions.
+//
+// The group never holds two appends to one stream, nor one id twice (the
+// caller sees to that), so each kept append's positions are its own.
+//
+// $1 tenant; per append: $2 index k, $3 stream, $4 first stream position
+// (the cached version + 1), $5 key id, $6 subject (empty for none), $7 number
+// of events; per event: $8 its append's k, $9 its ordinal in the append
+// (from 1), $10 ids, $11 types, $12 content MACs, $13 payloads; per
+// append again: $14 its audit record line (empty for none), written at
+// the tenant log's next indexes, in k order, for the appends kept only
+// (al, ah, ar: the audit head's lock after the tenant row's).
+//
+// It returns k and the first global position of every append written, in k
+// order.
+const groupAppendSQL = `WITH a AS (
+	SELECT * FROM unnest($2::int[], $3::text[], $4::bigint[], $5::uuid[], $6::text[], $7::bigint[])
+		AS a(k, stream, first, key_id, subject, n)
+), e AS (
+	SELECT * FROM unnest($8::int[], $9::bigint[], $10::uuid[], $11::text[], $12::bytea[], $13::bytea[])
+		AS e(k, ord, id, type, mac, payload)
+), s AS (
+	SELECT name, version, key_id, subject FROM streams
+	WHERE tenant_id = $1::text AND name = ANY($3::text[])
+	ORDER BY name
+	FOR UPDATE
+), taken AS (
+	SELECT DISTINCT e.k FROM e JOIN events ev ON ev.tenant_id = $1::text AND ev.id = e.id
+), ok AS (
+	SELECT a.k, a.stream, a.first, a.n, coalesce(sum(a.n) OVER (ORDER BY a.k ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS off
+	FROM a JOIN s ON s.name = a.stream
+	WHERE s.version = a.first - 1 AND s.key_id = a.key_id
+	AND (a.subject = '' OR s.subject = a.subject)
+	AND a.k NOT IN (SELECT k FROM taken)
+), total AS (
+	SELECT sum(n)::bigint AS n FROM ok HAVING count(*) > 0
+), g AS (
+	INSERT INTO tenants AS t (tenant_id, last_global_position) SELECT $1::text, total.n - 1 FROM total
+	ON CONFLICT (tenant_id) DO UPDATE SET last_global_position = t.last_global_position + EXCLUDED.last_global_position + 1
+	RETURNING last_global_position - (SELECT n FROM total) + 1 AS first_global
+), ins AS (
+	INSERT INTO events (tenant_id, global_position, stream, position, id, type, recorded_at, content_mac, payload)
+	SELECT $1::text, g.first_global + ok.off + e.ord - 1, ok.stream, ok.first + e.ord - 1, e.id, e.type, statement_timestamp(), e.mac, e.payload
+	FROM g, ok JOIN e ON e.k = ok.k
+), upd AS (
+	UPDATE streams SET version = ok.first + ok.n - 1
+	FROM ok, g WHERE streams.tenant_id = $1::text AND streams.name = ok.stream
+), al AS (
+	SELECT ok.k, l.line FROM g, ok JOIN unnest($2::int[], $14::bytea[]) AS l(k, line) ON l.k = ok.k
+	WHERE length(l.line) > 0
+), ah AS (
+	INSERT INTO audit_heads AS h (tenant_id, size) SELECT $1::text, count(*) FROM al HAVING count(*) > 0
+	ON CONFLICT (tenant_id) DO UPDATE SET size = h.size + (SELECT count(*) FROM al)
+	RETURNING h.size - (SELECT count(*) FROM al) AS first
+), ar AS (
+	INSERT INTO audit_records (tenant_id, idx, line)
+	SELECT $1::text, x.idx, convert_to(replace(convert_from(x.line, 'UTF8'), '"index":0,"time":', '"index":' || x.idx || ',"time":'), 'UTF8')
+	FROM (SELECT ah.first + row_number() OVER (ORDER BY al.k) - 1 AS idx, al.line FROM ah, al) x
+)
+SELECT ok.k, g.first_global + ok.off FROM ok, g ORDER BY ok.k`
+
+// Limits of one group: past them, the appends waiting form the next one.
+const (
+	maxGroupAppends = 64
+	maxGroupEvents  = 2000
+	// maxGroupsInFlight is how many groups of one tenant a node commits at
+	// once. The tenant row's lock lets only one commit at a time anyway;
+	// a second in flight is sent and locks its streams while the first
+	// flushes, so that the next group is ready when the lock passes.
+	maxGroupsInFlight = 2
+	// groupTimeout bounds one group's transaction. It does not come from a
+	// member's context: one caller going away must not cancel the others.
+	groupTimeout = 30 * time.Second
+)
+
+// GroupObserver learns of each group commit: how many appends and events
+// it carried and how many of them it wrote. A metrics registry implements
+// it; it must be safe for concurrent use and quick.
+type GroupObserver interface {
+	GroupCommitted(appends, events, written int)
+}
+
+// groupMember is one fast append waiting for, or carried by, a group.
+type groupMember struct {
+	req      eventvault.AppendRequest
+	w        *batchWrite
+	first    int64
+	payloads [][]byte
+	// line is the append's audit record line, nil for none.
+	line []byte
+	done chan struct{}
+
+	// Set by the group before done is closed: written and firstGlobal if
+	// the group wrote the append, or err if its outcome is unknown (the
+	// connection was lost or the commit's answer never came). Neither
+	// means the append was not written and takes the locking path.
+	written     bool
+	firstGlobal int64
+	err         error
+}
+
+// tenantGroups is one tenant's queue of fast appends.
+type tenantGroups struct {
+	pending  []*groupMember
+	inFlight int
+}
+
+// groupCommitter coalesces a tenant's concurrent fast appends into one
+// transaction (group commit): the tenant row's lock and the WAL flush of
+// the commit are paid once per group rather than once per append. Its zero
+// value is ready to use.
+//
+// An append joins its tenant's queue; while fewer than maxGroupsInFlight
+// groups of the tenant are in flight, a new one starts, in a goroutine of
+// its own, with every append waiting (up to the limits). There is no timer:
+// a group is what arrived while the previous one committed, so a lone
+// append waits for nothing.
+type groupCommitter struct {
+	mu      sync.Mutex
+	tenants map[eventvault.TenantID]*tenantGroups
+}
+
+// appendGrouped carries a fast append in a group commit and waits for its
+// outcome.
+func (db *DB) appendGrouped(tenant eventvault.TenantID, m *groupMember) {
+	g := &db.groups
+	m.done = make(chan struct{})
+	g.mu.Lock()
+	if g.tenants == nil {
+		g.tenants = make(map[eventvault.TenantID]*tenantGroups)
+	}
+	q := g.tenants[tenant]
+	if q == nil {
+		q = &tenantGroups{}
+		g.tenants[tenant] = q
+	}
+	q.pending = append(q.pending, m)
+	start := q.inFlight < maxGroupsInFlight
+	if start {
+		q.inFlight++
+	}
+	g.mu.Unlock()
+	if start {
+		go db.commitGroups(tenant, q)
+	}
+	<-m.done
+}
+
+// commitGroups commits groups of the tenant's waiting appends until none is
+// left.
+func (db *DB) commitGroups(tenant eventvault.TenantID, q *tenantGroups) {
+	g := &db.groups
+	for {
+		g.mu.Lock()
+		group := q.take()
+		if len(group) == 0 {
+			q.inFlight--
+			if q.inFlight == 0 && len(q.pending) == 0 {
+				delete(g.tenants, tenant)
+			}
+			g.mu.Unlock()
+			return
+		}
+		g.mu.Unlock()
+		db.commitGroup(tenant, group)
+		for _, m := range group {
+			close(m.done)
+		}
+	}
+}
+
+// take removes and returns the next group: waiting appends in arrival
+// order, at most one per stream and none sharing an id with another, within
+// the limits. Those left wait for the next group.
+func (q *tenantGroups) take() []*groupMember {
+	var (
+		group   []*groupMember
+		left    = q.pending[:0]
+		streams = make(map[eventvault.StreamName]bool)
+		ids     = make(map[uuid.UUID]bool)
+		events  int
+	)
+	for _, m := range q.pending {
+		if !q.fits(m, group, streams, ids, events) {
+			left = append(left, m)
+			continue
+		}
+		group = append(group, m)
+		streams[m.req.Stream] = true
+		for _, id := range m.w.ids {
+			ids[id] = true
+		}
+		events += m.w.n
+	}
+	clear(q.pending[len(left):])
+	q.pending = left
+	return group
+}
+
+func (q *tenantGroups) fits(m *groupMember, group []*groupMember, streams map[eventvault.StreamName]bool, ids map[uuid.UUID]bool, events int) bool {
+	if len(group) > 0 && (len(group) >= maxGroupAppends || events+m.w.n > maxGroupEvents) {
+		return false
+	}
+	if streams[m.req.Stream] {
+		return false
+	}
+	for _, id := range m.w.ids {
+		if ids[id] {
+			return false
+		}
+	}
+	return true
+}
+
+// commitGroup writes a group in one transaction, one round trip: BEGIN, the
+// scope, groupAppendSQL and COMMIT. Each member learns whether it was
+// written. If the transaction fails with an answer from the database (a
+// unique violation when an append to another stream took an id meanwhile,
+// a deadlock), none was written and each takes the locking path on its
+// own, where only its own outcome decides its answer: no member fails
+// because another did. If the outcome is unknown (the connection was lost
+// during the commit), every member gets the error, as a lone append would.
+func (db *DB) commitGroup(tenant eventvault.TenantID, group []*groupMember) {
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	defer cancel()
+	var (
+		events  int
+		ks      = make([]int32, len(group))
+		streams = make([]string, len(group))
+		firsts  = make([]int64, len(group))
+		keyIDs  = make([][16]byte, len(group))
+		owners  = make([]string, len(group))
+		ns      = make([]int64, len(group))
+		lines   = make([][]byte, len(group))
+	)
+	for i, m := range group {
+		ks[i], streams[i], firsts[i], keyIDs[i], owners[i], ns[i] = int32(i), string(m.req.Stream), m.first, m.req.KeyID, string(m.req.Subject), int64(m.w.n)
+		lines[i] = m.line
+		if lines[i] == nil {
+			lines[i] = []byte{}
+		}
+		events += m.w.n
+	}
+	var (
+		eks      = make([]int32, 0, events)
+		ords     = make([]int64, 0, events)
+		ids      = make([][16]byte, 0, events)
+		types    = make([]string, 0, events)
+		macs     = make([][]byte, 0, events)
+		payloads = make([][]byte, 0, events)
+	)
+	for i, m := range group {
+		for j := range m.w.n {
+			eks = append(eks, int32(i))
+			ords = append(ords, int64(j+1))
+		}
+		for _, id := range m.w.ids {
+			ids = append(ids, id)
+		}
+		types = append(types, m.w.types...)
+		macs = append(macs, m.w.macs...)
+		payloads = append(payloads, m.payloads...)
+	}
+	// ids go as [16]byte, which pgx encodes as uuid directly; a
+	// uuid.UUID would go through its driver.Valuer, a string parsed back.
+	spec := txSpec{op: "postgres.groupAppend", scope: scope{tenant: tenant}}
+	written := 0
+	err := db.attempt(ctx, spec, func(ctx context.Context, t *txn) error {
+		for _, m := range group {
+			m.written = false
+		}
+		written = 0
+		b := &pgx.Batch{}
+		b.Queue(groupAppendSQL, string(tenant), ks, streams, firsts, keyIDs, owners, ns, eks, ords, ids, types, macs, payloads, lines).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k int32
+				var firstGlobal int64
+				if err := rows.Scan(&k, &firstGlobal); err != nil {
+					return err
+				}
+				if k < 0 || int(k) >= len(group) {
+					return fmt.Errorf("group append returned index %d of %d", k, len(group))
+				}
+				group[k].written, group[k].firstGlobal = true, firstGlobal
+				written++
+			}
+			return rows.Err()
+		})
+		if err := t.send(ctx, b, true); err != nil {
+			return fmt.Errorf("group append of %d appends: %w", len(group), err)
+		}
+		return nil
+	})
+	switch {
+	case err != nil && (isPgError(err) || pgconn.SafeToRetry(err)):
+		db.log.Debug("group append failed; each append takes the locking path", "appends", len(group), "reason", sqlState(err))
+		for _, m := range group {
+			m.written = false
+		}
+		written = 0
+	case err != nil:
+		for _, m := range group {
+			m.written, m.err = false, err
+		}
+		written = 0
+	}
+	if db.groupObserver != nil {
+		db.groupObserver.GroupCommitted(len(group), events, written)
+	}
+}
+
+// appendInGroup is the fast append through a group commit: it seals at the
+// cached row's version and waits for a group to carry the append. As
+// appendFast, it reports whether the append was written, and returns an
+// error only when the outcome is unknown; an append that was not written
+// (its check failed in the group, the group failed with an answer from the
+// database, or Seal failed) takes the locking path.
+func (db *DB) appendInGroup(tenant eventvault.TenantID, req eventvault.AppendRequest, w *batchWrite, cached streamRow) (eventvault.AppendResult, bool, error) {
+	first := cached.version + 1
+	payloads, err := w.seal(first)
+	if err != nil {
+		return eventvault.AppendResult{}, false, nil
+	}
+	line, err := auditLine(req, first)
+	if err != nil {
+		return eventvault.AppendResult{}, false, nil
+	}
+	m := &groupMember{req: req, w: w, first: first, payloads: payloads, line: line}
+	db.appendGrouped(tenant, m)
+	switch {
+	case m.err != nil:
+		return eventvault.AppendResult{}, false, m.err
+	case !m.written:
+		return eventvault.AppendResult{}, false, nil
+	}
+	return w.result(req.Stream, first, m.firstGlobal), true, nil
+}

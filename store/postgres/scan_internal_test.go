@@ -1,0 +1,70 @@
+package postgres
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eventvault/eventvault/store/postgres/pgtest"
+)
+
+// TestScanEventsDecodesAsPgxScans holds scanEvents' decoding of binary
+// rows against pgx's own Scan of the same rows, including times before
+// 1970 and before PostgreSQL's epoch, empty MACs and repeated names.
+func TestScanEventsDecodesAsPgxScans(t *testing.T) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.URL(t))
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	const rowsSQL = `SELECT md5(s || p)::uuid AS id, s AS stream, t AS type, p AS position, p * 7 AS global_position,
+		at AS recorded_at, mac AS content_mac, payload
+	FROM (VALUES
+		('order-1', 'Placed', 0::bigint, '2026-11-30 07:00:00.123456+00'::timestamptz, '\x01'::bytea, '\xdeadbeef'::bytea),
+		('order-1', 'Placed', 1, '1969-12-31 23:59:59.999999+00', '', '\x00'),
+		('order-2', 'Paid', 1 << 40, '1999-12-31 23:59:59.5+00', '\x0203', ''),
+		('order-1', 'Paid', 3, '2000-01-01 00:00:00+00', '\x04', '\x05')
+	) AS v(s, t, p, at, mac, payload)`
+	rows, err := conn.Query(ctx, rowsSQL)
+	if err != nil {
+		t.Fatalf("query: %v", err)
+	}
+	if !binaryEventRows(rows.FieldDescriptions()) {
+		rows.Close()
+		t.Fatalf("the rows are not in the binary format scanEvents decodes: %+v", rows.FieldDescriptions())
+	}
+	got, err := scanEvents(rows, 4)
+	if err != nil {
+		t.Fatalf("scanEvents: %v", err)
+	}
+	rows, err = conn.Query(ctx, rowsSQL)
+	if err != nil {
+		t.Fatalf("query: %v", err)
+	}
+	i := 0
+	for rows.Next() {
+		if i >= len(got) {
+			t.Fatalf("scanEvents returned %d rows, pgx has more", len(got))
+		}
+		g := got[i]
+		var want = g
+		if err := rows.Scan(&want.ID, &want.Stream, &want.Type, &want.Position, &want.GlobalPosition, &want.RecordedAt, &want.ContentMAC, &want.Payload); err != nil {
+			t.Fatalf("Scan: %v", err)
+		}
+		if !want.RecordedAt.Equal(g.RecordedAt) || want.RecordedAt.Location() != g.RecordedAt.Location() {
+			t.Errorf("row %d: recorded_at %v, pgx scans %v", i, g.RecordedAt, want.RecordedAt)
+		}
+		g.RecordedAt = want.RecordedAt
+		if g.ID != want.ID || g.Stream != want.Stream || g.Type != want.Type || g.Position != want.Position || g.GlobalPosition != want.GlobalPosition ||
+			!reflect.DeepEqual(append([]byte{}, g.ContentMAC...), append([]byte{}, want.ContentMAC...)) || !reflect.DeepEqual(append([]byte{}, g.Payload...), append([]byte{}, want.Payload...)) {
+			t.Errorf("row %d: scanEvents %+v, pgx scans %+v", i, g, want)
+		}
+		i++
+	}
+	if err := rows.Err(); err != nil || i != len(got) {
+		t.Fatalf("pgx scanned %d rows (%v), scanEvents %d", i, err, len(got))
+	}
+}
