@@ -18,8 +18,8 @@ import (
 	"github.com/eventvault/eventvault/auth/jwtauth"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
-	"github.com/eventvault/eventvault/policies"
 	"github.com/eventvault/eventvault/metrics"
+	"github.com/eventvault/eventvault/policies"
 	"github.com/eventvault/eventvault/store/postgres"
 )
 

@@ -24,8 +24,8 @@ import (
 	"github.com/eventvault/eventvault/crypto/dsse"
 	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/engine"
-	"github.com/eventvault/eventvault/policies"
 	"github.com/eventvault/eventvault/metrics"
+	"github.com/eventvault/eventvault/policies"
 	"github.com/eventvault/eventvault/store/bolt"
 	"github.com/eventvault/eventvault/store/postgres"
 )
