@@ -133,7 +133,7 @@ func newTestAPIWith(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 		Policies: docs,
 		JWT:      jwt,
 		Denials:  reads,
-		Audit:    engine.NewAuditLog(store, recorder),
+		Audit:    engine.NewAuditLog(store, recorder, pseud),
 		Ready:    store.Ping,
 		Logger:   logger,
 	})

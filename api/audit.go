@@ -16,6 +16,36 @@ import (
 // AuditLog serves the audit export: engine.AuditLog implements it.
 type AuditLog interface {
 	Export(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, req audit.ExportRequest, w io.Writer) error
+	Pseudonym(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, subject string) (eventvault.Pseudonym, error)
+}
+
+type pseudonymRequest struct {
+	Subject string `json:"subject"`
+}
+
+type pseudonymResponse struct {
+	Tenant    string `json:"tenant"`
+	Pseudonym string `json:"pseudonym"`
+	Resource  string `json:"resource"`
+}
+
+// auditPseudonym answers POST /v1/audit/pseudonym[?tenant=] {"subject":
+// "..."} with the pseudonym the tenant's records name the subject by, and
+// the resource to filter an export with. The id is only in the body.
+func (s *Server) auditPseudonym(c *gin.Context) {
+	var req pseudonymRequest
+	if err := decodeBody(c, &req); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	tenant := tenantQuery(c)
+	ps, err := s.audit.Pseudonym(c.Request.Context(), principal(c), tenant, req.Subject)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, pseudonymResponse{Tenant: string(tenant), Pseudonym: string(ps), Resource: "subject:" + string(ps)})
 }
 
 // BundleContentType is the media type of an audit export: JSON Lines

@@ -121,6 +121,19 @@ func testEveryActionIsRecordedAndExportVerifies(t *testing.T, a *testAPI) {
 			t.Errorf("the audit log holds %q", leak)
 		}
 	}
+	// A DPO's review of one subject: the pseudonym, then the records about
+	// it alone, each with its inclusion proof.
+	var ps pseudonymResponse
+	a.doJSON(http.MethodPost, "/v1/audit/pseudonym?tenant=acme", a.root, map[string]any{"subject": subject}, http.StatusOK, &ps)
+	if !strings.HasPrefix(ps.Resource, "subject:") || strings.Contains(ps.Resource, subject) {
+		t.Fatalf("pseudonym: %+v", ps)
+	}
+	rec := a.do(http.MethodGet, "/v1/audit/export?tenant=acme&resource="+ps.Resource, a.root, nil)
+	pinned, _ := audit.PinVerifierKey(a.checkpoints.Signer.VerifierKey("acme"))
+	v, err := audit.VerifyBundle(bytes.NewReader(rec.Body.Bytes()), pinned, nil)
+	if rec.Code != http.StatusOK || err != nil || !v.Header.Filtered || v.Header.Count < 2 {
+		t.Fatalf("the export of one subject's records: %d, %v, %+v", rec.Code, err, v)
+	}
 	// The export itself is recorded in the log it exports.
 	if recs := a.exportAndVerify(t, "acme"); len(recs) == 0 {
 		t.Fatal("second export is empty")

@@ -303,6 +303,12 @@ var accessMatrix = map[string]row{
 		// A tenant that never did anything has no log to export.
 		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {200, 403, 403}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {200, 403, 403}, callerRoot: {200, 200, 404}},
 	},
+	"POST /v1/audit/pseudonym": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			return cell{http.MethodPost, "/v1/audit/pseudonym?tenant=" + pick(tg, tenant, otherOf(tenant), "nosuch"), map[string]any{"subject": f.owner[tenant]}}
+		},
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {200, 403, 403}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {200, 403, 403}, callerRoot: same(200)},
+	},
 	"POST /v1/erasure-requests": {
 		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
 			return cell{http.MethodPost, "/v1/erasure-requests", map[string]any{"subject": pick(tg, f.owner[tenant], f.owner[otherOf(tenant)], "nobody-at-all")}}

@@ -14,12 +14,39 @@ import (
 type AuditLog struct {
 	store eventvault.AuditStore
 	rec   eventvault.AuditRecorder
+	pseud Pseudonymizer
 }
 
 // NewAuditLog returns an AuditLog over store; rec records the exports
-// themselves (nil: not recorded).
-func NewAuditLog(store eventvault.AuditStore, rec eventvault.AuditRecorder) *AuditLog {
-	return &AuditLog{store: store, rec: rec}
+// themselves (nil: not recorded); pseud gives auditors the pseudonyms
+// that records name subjects by (nil: Pseudonym refuses).
+func NewAuditLog(store eventvault.AuditStore, rec eventvault.AuditRecorder, pseud Pseudonymizer) *AuditLog {
+	return &AuditLog{store: store, rec: rec, pseud: pseud}
+}
+
+// Pseudonym returns the pseudonym under which tenant's records name
+// subject ("subject:<pseudonym>"), for an export filtered to one subject
+// (GDPR Art. 15 requests, a DPO's review). The lookup is recorded, by the
+// pseudonym. Errors: EFORBIDDEN without audit_export; EINVALID for a bad
+// subject id or a server without a pseudonym key.
+func (a *AuditLog) Pseudonym(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, subject string) (eventvault.Pseudonym, error) {
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return "", err
+	}
+	if err := policies.Authorize(p, policies.Request{Tenant: tenant, Action: policies.AuditExport}); err != nil {
+		return "", err
+	}
+	if err := eventvault.ValidateSubject(subject); err != nil {
+		return "", err
+	}
+	if a.pseud == nil {
+		return "", eventvault.Errorf(eventvault.EINVALID, "this server has no pseudonym key")
+	}
+	ps := a.pseud.Pseudonym(tenant, subject)
+	if err := appendAudit(ctx, a.rec, a.store, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: "pseudonym_lookup", Resource: subjectResource(ps), Outcome: AuditOutcomeOK}); err != nil {
+		return "", err
+	}
+	return ps, nil
 }
 
 // Export writes the bundle of tenant's log (audit.ExportBundle) to w,

@@ -265,7 +265,7 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 		return fmt.Errorf("publish checkpoints: %w", err)
 	}
 	var buf bytes.Buffer
-	if err := engine.NewAuditLog(store, &audit.Recorder{}).Export(ctx, auth.Operator, eventvault.TenantID(*tenant), req, &buf); err != nil {
+	if err := engine.NewAuditLog(store, &audit.Recorder{}, nil).Export(ctx, auth.Operator, eventvault.TenantID(*tenant), req, &buf); err != nil {
 		return err
 	}
 	if *out == "" {

@@ -135,7 +135,7 @@ func Build(p Parts) *Stack {
 		Policies: docs,
 		JWT:      p.JWT,
 		Denials:  reads,
-		Audit:    engine.NewAuditLog(p.Store, recorder),
+		Audit:    engine.NewAuditLog(p.Store, recorder, pseudonymizer(p.Pseudonyms)),
 		Checks:   ReadyChecks(p.Store, manager),
 		Logger:   logger,
 		Metrics:  apiMetrics,
@@ -230,4 +230,13 @@ func HTTPServer(h http.Handler) *http.Server {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    api.ServerMaxHeaderBytes,
 	}
+}
+
+// pseudonymizer is key as an engine.Pseudonymizer, nil (no typed nil in
+// the interface) for none.
+func pseudonymizer(key *pseudonym.Key) engine.Pseudonymizer {
+	if key == nil {
+		return nil
+	}
+	return key
 }
