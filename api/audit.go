@@ -68,10 +68,12 @@ func (s *Server) exportAudit(c *gin.Context) {
 			return
 		}
 	}
-	req.Resource = c.Query("resource")
-	if len(req.Resource) > 200 {
-		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "resource is at most 200 bytes: a stream (stream:order-7), a subject pseudonym (subject:<hex>), a token or a policy"))
-		return
+	if r, given := c.GetQuery("resource"); given {
+		if err := audit.ValidateResource(r); err != nil {
+			s.writeError(c, err)
+			return
+		}
+		req.Resource = r
 	}
 	var buf bytes.Buffer
 	if err := s.audit.Export(c.Request.Context(), principal(c), tenantQuery(c), req, &buf); err != nil {

@@ -62,7 +62,7 @@ func (a *testAPI) exportAndVerify(t *testing.T, tenant string) []audit.Record {
 
 func findRecord(recs []audit.Record, action, resource string) (audit.Record, bool) {
 	for _, r := range recs {
-		if r.Action == action && (resource == "" || r.Resource == resource) {
+		if r.Action == action && (resource == "" || r.Resource == resource || strings.HasSuffix(resource, ":") && strings.HasPrefix(r.Resource, resource)) {
 			return r, true
 		}
 	}
@@ -101,7 +101,7 @@ func testEveryActionIsRecordedAndExportVerifies(t *testing.T, a *testAPI) {
 	}
 	for _, want := range []struct{ action, resource string }{
 		{"read", "stream:order-1"},
-		{"token_issued", "token"},
+		{"token_issued", "token:"},
 		{"policy_written", "policy:reader"},
 		{"denied", "route:POST /v1/streams/:stream/events"},
 		{"hold_placed", ""},
@@ -133,6 +133,26 @@ func testEveryActionIsRecordedAndExportVerifies(t *testing.T, a *testAPI) {
 	v, err := audit.VerifyBundle(bytes.NewReader(rec.Body.Bytes()), pinned, nil)
 	if rec.Code != http.StatusOK || err != nil || !v.Header.Filtered || v.Header.Count < 2 {
 		t.Fatalf("the export of one subject's records: %d, %v, %+v", rec.Code, err, v)
+	}
+	// Client mistakes are 400s that write no export record; a tenant
+	// without a log is 404; the deployment's own log is the root's.
+	before := a.exportAndVerify(t, "acme")
+	for _, q := range []string{"from=5&to=5", "from=3&to=2", "to=100000", "old_size=100000", "resource=%ff", "resource=nocolon", "resource=subject:%00", "from=x"} {
+		wantProblem(t, a.do(http.MethodGet, "/v1/audit/export?tenant=acme&"+q, a.root, nil), http.StatusBadRequest, eventvault.EINVALID)
+	}
+	wantProblem(t, a.do(http.MethodGet, "/v1/audit/export?tenant=nobody", a.root, nil), http.StatusNotFound, eventvault.ENOTFOUND, "no audit records")
+	wantProblem(t, a.do(http.MethodGet, "/v1/audit/export?tenant=_deployment", dpo, nil), http.StatusBadRequest, eventvault.EINVALID)
+	after := a.exportAndVerify(t, "acme")
+	exports := func(recs []audit.Record) (n int) {
+		for _, r := range recs {
+			if r.Action == "export" {
+				n++
+			}
+		}
+		return n
+	}
+	if exports(after) != exports(before)+1 {
+		t.Errorf("refused exports were recorded: %d export records, then %d", exports(before), exports(after))
 	}
 	// The export itself is recorded in the log it exports.
 	if recs := a.exportAndVerify(t, "acme"); len(recs) == 0 {

@@ -13,8 +13,6 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
-
-	"github.com/eventvault/eventvault"
 )
 
 // DefaultLogName is the log name of a deployment that configures none. An
@@ -68,7 +66,7 @@ func ParseCheckpoint(text []byte) (Checkpoint, error) {
 	}
 	origin, sizeText, rootText := lines[0], lines[1], lines[2]
 	i := strings.LastIndexByte(origin, '/')
-	if i <= 0 || !validKeyName(origin) || eventvault.ValidateTenant(eventvault.TenantID(origin[i+1:])) != nil {
+	if i <= 0 || !validKeyName(origin) || !validTenant([]byte(origin[i+1:])) {
 		return Checkpoint{}, fmt.Errorf("%w: origin %q is not <log name>/<tenant>", ErrMalformedCheckpoint, origin)
 	}
 	size, err := strconv.ParseInt(sizeText, 10, 64)

@@ -21,6 +21,27 @@ type ExportRequest struct {
 	OldSize  int64
 }
 
+// ValidateResource returns EINVALID unless r is a resource as records name
+// them: a kind of a-z and '_', a colon, then up to 200 printable ASCII
+// characters ("subject:9f2c…", "stream:order-7", "policy:app").
+func ValidateResource(r string) error {
+	kind, value, ok := strings.Cut(r, ":")
+	if !ok || kind == "" || value == "" || len(r) > 200 {
+		return eventvault.Errorf(eventvault.EINVALID, "resource must be <kind>:<value> as records name it, such as subject:<pseudonym hex> or stream:order-7, at most 200 bytes")
+	}
+	for i := 0; i < len(kind); i++ {
+		if c := kind[i]; !('a' <= c && c <= 'z' || c == '_') {
+			return eventvault.Errorf(eventvault.EINVALID, "resource must be <kind>:<value>; the kind is lower-case letters and '_'")
+		}
+	}
+	for i := 0; i < len(value); i++ {
+		if c := value[i]; c <= ' ' || c > '~' {
+			return eventvault.Errorf(eventvault.EINVALID, "resource holds a byte that no resource name has: printable ASCII only")
+		}
+	}
+	return nil
+}
+
 // MaxExportRecords bounds one export; page through a longer log with From
 // and To.
 const MaxExportRecords = 1_000_000
@@ -42,7 +63,9 @@ func ExportBundle(ctx context.Context, w io.Writer, store eventvault.AuditStore,
 	}
 	switch {
 	case req.From < 0 || to < req.From:
-		return eventvault.Errorf(eventvault.EINVALID, "from and to must give a range of record indexes, from <= to")
+		return eventvault.Errorf(eventvault.EINVALID, "from (%d) and to (%d, exclusive; absent or 0: the latest checkpoint's size, %d) must give a range of record indexes with from < to", req.From, to, size)
+	case to == req.From:
+		return eventvault.Errorf(eventvault.EINVALID, "from and to give no records (to is exclusive): ask for at least one, to > from")
 	case to > size:
 		return eventvault.Errorf(eventvault.EINVALID, "to is %d, past the latest checkpoint's %d records: export up to %d, or wait for the next checkpoint", to, size, size)
 	case to-req.From > MaxExportRecords:
@@ -56,6 +79,9 @@ func ExportBundle(ctx context.Context, w io.Writer, store eventvault.AuditStore,
 	}
 	e := Export{Checkpoint: note, Hashes: Hashes(ctx, store, tenant), First: req.From, Count: int64(len(lines)), OldSize: req.OldSize}
 	if req.Resource != "" {
+		if err := ValidateResource(req.Resource); err != nil {
+			return err
+		}
 		e.Filter = "resource=" + req.Resource
 		var kept [][]byte
 		first := int64(0)

@@ -220,15 +220,18 @@ func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req New
 	if err != nil {
 		return "", eventvault.Token{}, err
 	}
-	if s.Audit != nil {
-		lines, err := s.Audit.Lines(ctx, eventvault.AuditEvent{Tenant: req.Tenant, Actor: issuer.Actor(), Action: "token_issued", Resource: "token", Outcome: "ok",
+	audited := func(ctx context.Context, t eventvault.Token) (context.Context, error) {
+		if s.Audit == nil {
+			return ctx, nil
+		}
+		lines, err := s.Audit.Lines(ctx, eventvault.AuditEvent{Tenant: t.Tenant, Actor: issuer.Actor(), Action: "token_issued", Resource: "token:" + t.ID, Outcome: "ok",
 			Detail: map[string]any{"policies": len(req.Policies), "rules": len(rules), "ttl_seconds": int64(req.TTL.Seconds())}})
 		if err != nil {
-			return "", eventvault.Token{}, fmt.Errorf("audit record: %w", err)
+			return ctx, fmt.Errorf("audit record: %w", err)
 		}
-		ctx = eventvault.WithAudit(ctx, lines)
+		return eventvault.WithAudit(ctx, lines), nil
 	}
-	t, err := s.store(ctx, secret, req.Tenant, req.Name, false, rules, req.Policies, req.TTL)
+	t, err := s.storeAudited(ctx, secret, req.Tenant, req.Name, false, rules, req.Policies, req.TTL, audited)
 	if err != nil {
 		return "", eventvault.Token{}, err
 	}
@@ -309,6 +312,12 @@ func (s *Tokens) Verifier(secret string) []byte {
 }
 
 func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.TenantID, name string, root bool, rules []eventvault.Rule, pols []string, ttl time.Duration) (eventvault.Token, error) {
+	return s.storeAudited(ctx, secret, tenant, name, root, rules, pols, ttl, nil)
+}
+
+// storeAudited is store, with the token's audit record (made by audited
+// once the token's id is known) written in the same transaction.
+func (s *Tokens) storeAudited(ctx context.Context, secret string, tenant eventvault.TenantID, name string, root bool, rules []eventvault.Rule, pols []string, ttl time.Duration, audited func(context.Context, eventvault.Token) (context.Context, error)) (eventvault.Token, error) {
 	id := make([]byte, 8)
 	if _, err := io.ReadFull(s.rand(), id); err != nil {
 		return eventvault.Token{}, fmt.Errorf("token id: %w", err)
@@ -325,6 +334,12 @@ func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.Ten
 	}
 	if ttl > 0 {
 		t.ExpiresAt = t.CreatedAt.Add(ttl)
+	}
+	if audited != nil {
+		var err error
+		if ctx, err = audited(ctx, t); err != nil {
+			return eventvault.Token{}, err
+		}
 	}
 	if err := s.Store.CreateToken(ctx, t); err != nil {
 		return eventvault.Token{}, fmt.Errorf("store token %s: %w", t.ID, err)

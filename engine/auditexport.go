@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"strconv"
@@ -54,20 +55,40 @@ func (a *AuditLog) Pseudonym(ctx context.Context, p eventvault.Principal, tenant
 // recorded is not served. Errors: EFORBIDDEN without audit_export on the
 // tenant; those of audit.ExportBundle.
 func (a *AuditLog) Export(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, req audit.ExportRequest, w io.Writer) error {
-	if err := eventvault.ValidateTenant(tenant); err != nil {
+	// The deployment's own log (node starts and stops, 401s, root key
+	// operations) is the operator's: the root token or the command line.
+	if string(tenant) == audit.DeploymentTenant && p.Root {
+		tenant = eventvault.DeploymentLog
+	} else if err := eventvault.ValidateTenant(tenant); err != nil {
+		return err
+	} else if err := policies.Authorize(p, policies.Request{Tenant: tenant, Action: policies.AuditExport}); err != nil {
 		return err
 	}
-	if err := policies.Authorize(p, policies.Request{Tenant: tenant, Action: policies.AuditExport}); err != nil {
+	if size, err := a.store.AuditSize(ctx, tenant); err != nil {
+		return err
+	} else if size == 0 {
+		return eventvault.Errorf(eventvault.ENOTFOUND, "tenant %s has no audit records: nothing was done in it", tenant)
+	}
+	// Built whole first: an export that is refused or fails is not
+	// recorded as one, and one that cannot be recorded is not served.
+	var buf bytes.Buffer
+	if err := audit.ExportBundle(ctx, &buf, a.store, tenant, req); err != nil {
 		return err
 	}
-	detail := map[string]any{"from": req.From, "to": req.To, "old_size": req.OldSize}
+	detail := map[string]any{"bytes": buf.Len()}
+	for k, v := range map[string]int64{"from": req.From, "to": req.To, "old_size": req.OldSize} {
+		if v != 0 {
+			detail[k] = v
+		}
+	}
 	if req.Resource != "" {
 		detail["resource"] = req.Resource
 	}
 	if err := appendAudit(ctx, a.rec, a.store, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: "export", Resource: "audit_log", Outcome: AuditOutcomeOK, Detail: detail}); err != nil {
 		return err
 	}
-	return audit.ExportBundle(ctx, w, a.store, tenant, req)
+	_, err := w.Write(buf.Bytes())
+	return err
 }
 
 // ParseIndex parses a record index or size given as a query parameter.

@@ -116,7 +116,8 @@ func (l *ReadLog) Flush(ctx context.Context) error {
 	})
 	for _, k := range keys {
 		c := pending[k]
-		detail := map[string]any{"requests": c.requests, "from": since.UTC().Format(time.RFC3339Nano), "until": until.UTC().Format(time.RFC3339Nano)}
+		const micro = "2006-01-02T15:04:05.000000Z"
+		detail := map[string]any{"requests": c.requests, "from": since.UTC().Format(micro), "until": until.UTC().Format(micro)}
 		if k.action != AuditDenied {
 			detail["events"] = c.events
 		}

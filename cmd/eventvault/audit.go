@@ -268,6 +268,9 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := engine.NewAuditLog(store, &audit.Recorder{}, nil).Export(ctx, auth.Operator, eventvault.TenantID(*tenant), req, &buf); err != nil {
 		return err
 	}
+	// The key to pin, printed apart from the bundle: an auditor should
+	// pin it from a trusted channel, then keep it.
+	fmt.Fprintf(stderr, "verifier key of this log (pin it once, from a channel you trust): %s\n", signer.VerifierKey(*tenant))
 	if *out == "" {
 		_, err = stdout.Write(buf.Bytes())
 		return err
@@ -275,7 +278,7 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("write the bundle: %w", err)
 	}
-	fmt.Fprintf(stderr, "wrote the audit bundle of tenant %s to %s; check it with: eventvault audit verify %s -public-key <key>\n", *tenant, *out, *out)
+	fmt.Fprintf(stderr, "wrote the audit bundle of tenant %s to %s; check it with: eventvault audit verify %s -public-key <file holding the verifier key>\n", *tenant, *out, *out)
 	return nil
 }
 

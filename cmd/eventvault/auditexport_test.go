@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestAuditExportCommandVerifies runs the operator's path: an action
+// recorded from the command line and a server started and stopped, then
+// 'audit export' of the tenant's log and of the deployment's own, each checked by 'audit verify' against the
+// verifier key the export printed.
+func TestAuditExportCommandVerifies(t *testing.T) {
+	dir := t.TempDir()
+	store := []string{"-dev", "-data-dir", dir}
+	var out, errb bytes.Buffer
+	if code := run(t.Context(), append([]string{"token", "create", "-tenant", "acme", "-name", "ops"}, store...), &out, &errb); code != 0 {
+		t.Fatalf("token create: %d %s", code, errb.String())
+	}
+	// A server's start and stop go to the deployment's own log.
+	_, _, stop := startDev(t, dir)
+	stop()
+	vkeyRE := regexp.MustCompile(`verifier key of this log \(pin it once, from a channel you trust\): (\S+)`)
+	for _, tenant := range []string{"acme", "_deployment"} {
+		bundle := filepath.Join(dir, tenant+".jsonl")
+		out.Reset()
+		errb.Reset()
+		if code := run(t.Context(), append([]string{"audit", "export", "-tenant", tenant, "-o", bundle}, store...), &out, &errb); code != 0 {
+			t.Fatalf("audit export -tenant %s: %d %s", tenant, code, errb.String())
+		}
+		m := vkeyRE.FindStringSubmatch(errb.String())
+		if m == nil {
+			t.Fatalf("audit export printed no verifier key: %s", errb.String())
+		}
+		keyFile := filepath.Join(dir, tenant+".vkey")
+		if err := os.WriteFile(keyFile, []byte(m[1]+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out.Reset()
+		errb.Reset()
+		if code := run(t.Context(), []string{"audit", "verify", bundle, "-public-key", keyFile}, &out, &errb); code != 0 {
+			t.Fatalf("audit verify of %s: %d %s %s", tenant, code, out.String(), errb.String())
+		}
+		b, _ := os.ReadFile(bundle)
+		want := map[string]string{"acme": `"action":"token_issued","resource":"token:tok_`, "_deployment": `"action":"node_stopped"`}[tenant]
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the log of %s lacks %s:\n%s", tenant, want, b)
+		}
+	}
+}
