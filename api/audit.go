@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -17,6 +18,35 @@ import (
 type AuditLog interface {
 	Export(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, req audit.ExportRequest, w io.Writer) error
 	Pseudonym(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, subject string) (eventvault.Pseudonym, error)
+	Processing(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, from, to time.Time) (audit.Processing, error)
+}
+
+// auditProcessing answers GET /v1/audit/processing[?tenant=][&from=][&to=]
+// with the records of processing (GDPR Art. 30) of the period, derived
+// from the audit log: from and to are RFC 3339 times, to exclusive;
+// without them, the last 30 days.
+func (s *Server) auditProcessing(c *gin.Context) {
+	to := time.Now().UTC()
+	from := to.Add(-30 * 24 * time.Hour)
+	for _, q := range []struct {
+		name string
+		into *time.Time
+	}{{"from", &from}, {"to", &to}} {
+		if v, ok := c.GetQuery(q.name); ok {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be an RFC 3339 time, such as 2026-11-01T00:00:00Z", q.name))
+				return
+			}
+			*q.into = t
+		}
+	}
+	out, err := s.audit.Processing(c.Request.Context(), principal(c), tenantQuery(c), from, to)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 type pseudonymRequest struct {

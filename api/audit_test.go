@@ -154,6 +154,21 @@ func testEveryActionIsRecordedAndExportVerifies(t *testing.T, a *testAPI) {
 	if exports(after) != exports(before)+1 {
 		t.Errorf("refused exports were recorded: %d export records, then %d", exports(before), exports(after))
 	}
+	// The records of processing: who wrote and read which categories.
+	var proc audit.Processing
+	a.doJSON(http.MethodGet, "/v1/audit/processing?tenant=acme", a.root, nil, http.StatusOK, &proc)
+	cat := map[string]audit.CategoryUse{}
+	for _, c := range proc.Categories {
+		cat[c.Category] = c
+	}
+	if o := cat["order"]; o.EventsWritten != 2 || len(o.Writers) != 1 || o.EventsRead != 2 || len(o.Readers) != 1 {
+		t.Errorf("processing of category order: %+v", o)
+	}
+	if proc.Erasures != 1 || proc.Holds != 1 || proc.Shreds < 2 || proc.Denials < 1 || proc.Exports < 1 {
+		t.Errorf("processing: %+v", proc)
+	}
+	wantProblem(t, a.do(http.MethodGet, "/v1/audit/processing?from=yesterday", a.root, nil), http.StatusBadRequest, eventvault.EINVALID, "RFC 3339")
+	wantProblem(t, a.do(http.MethodGet, "/v1/audit/processing?from=2026-12-01T00:00:00Z&to=2026-11-01T00:00:00Z", a.root, nil), http.StatusBadRequest, eventvault.EINVALID)
 	// The export itself is recorded in the log it exports.
 	if recs := a.exportAndVerify(t, "acme"); len(recs) == 0 {
 		t.Fatal("second export is empty")

@@ -303,6 +303,12 @@ var accessMatrix = map[string]row{
 		// A tenant that never did anything has no log to export.
 		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {200, 403, 403}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {200, 403, 403}, callerRoot: {200, 200, 404}},
 	},
+	"GET /v1/audit/processing": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			return cell{http.MethodGet, "/v1/audit/processing?tenant=" + pick(tg, tenant, otherOf(tenant), "nosuch"), nil}
+		},
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {200, 403, 403}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {200, 403, 403}, callerRoot: same(200)},
+	},
 	"POST /v1/audit/pseudonym": {
 		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
 			return cell{http.MethodPost, "/v1/audit/pseudonym?tenant=" + pick(tg, tenant, otherOf(tenant), "nosuch"), map[string]any{"subject": f.owner[tenant]}}

@@ -194,6 +194,7 @@ func New(cfg Config) *Server {
 	if s.audit != nil {
 		get(v1, "/audit/export", []string{"tenant", "from", "to", "resource", "old_size"}, s.exportAudit)
 		v1.POST("/audit/pseudonym", onlyQuery("tenant"), s.auditPseudonym)
+		get(v1, "/audit/processing", []string{"tenant", "from", "to"}, s.auditProcessing)
 	}
 	if s.keys != nil {
 		v1.POST("/admin/tenants/:tenant/kek/rotate", onlyQuery(), s.rotateTenantKEK)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/audit"
@@ -101,4 +102,17 @@ func ParseIndex(name, v string) (int64, error) {
 		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be a record index, a whole number from 0", name)
 	}
 	return n, nil
+}
+
+// Processing returns the records of processing of tenant over [from, to)
+// (audit.Summarize), for those allowed audit_export.
+// Errors: EFORBIDDEN; EINVALID for from not before to.
+func (a *AuditLog) Processing(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, from, to time.Time) (audit.Processing, error) {
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return audit.Processing{}, err
+	}
+	if err := policies.Authorize(p, policies.Request{Tenant: tenant, Action: policies.AuditExport}); err != nil {
+		return audit.Processing{}, err
+	}
+	return audit.Summarize(ctx, a.store, tenant, from, to)
 }

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/audit"
@@ -20,6 +22,7 @@ import (
 
 const auditUsage = `usage: eventvault audit verify <bundle> -public-key <file> [-trusted-checkpoint <file>] [-save-checkpoint <file>]
        eventvault audit export -tenant <tenant> [-from N] [-to N] [-resource R] [-old-size N] [-o <file>] [store and root flags]
+       eventvault audit processing -tenant <tenant> [-from <RFC 3339>] [-to <RFC 3339>] [store flags]
 
 'audit export' is GET /v1/audit/export for the operator: it opens the
 database and the root of trust as 'eventvault server' does, publishes a
@@ -74,6 +77,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runAuditVerify(args[1:], stdout, stderr)
 	case "export":
 		return runAuditExport(ctx, args[1:], stdout, stderr)
+	case "processing":
+		return runAuditProcessing(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, auditUsage)
 		return nil
@@ -294,4 +299,57 @@ func recordOperator(ctx context.Context, store eventvault.AuditStore, log eventv
 		return fmt.Errorf("record %s in the audit log: %w", action, err)
 	}
 	return nil
+}
+
+// runAuditProcessing prints the records of processing (GDPR Art. 30) of a
+// tenant over a period, derived from its audit log, as JSON.
+func runAuditProcessing(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := Config{LogFormat: "text", KeyCacheTTL: evcrypto.DefaultTTL, KeyCacheSize: evcrypto.DefaultCacheSize}
+	fs := flag.NewFlagSet("audit processing", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, auditUsage+"\nflags:\n"); fs.PrintDefaults() }
+	tenant := fs.String("tenant", "", "the tenant (required)")
+	fromText := fs.String("from", "", "start of the period, RFC 3339 (default: 30 days ago)")
+	toText := fs.String("to", "", "end of the period, exclusive, RFC 3339 (default: now)")
+	storeAndRootFlags(fs, &c)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *tenant == "" {
+		return errors.New("-tenant is required")
+	}
+	to := time.Now().UTC()
+	from := to.Add(-30 * 24 * time.Hour)
+	for _, f := range []struct {
+		name, text string
+		into       *time.Time
+	}{{"-from", *fromText, &from}, {"-to", *toText, &to}} {
+		if f.text == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, f.text)
+		if err != nil {
+			return fmt.Errorf("%s must be an RFC 3339 time, such as 2026-11-01T00:00:00Z", f.name)
+		}
+		*f.into = t
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	logger := newLogger(c.LogFormat, stderr)
+	_, store, _, err := openOperator(ctx, c, logger)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	p, err := engine.NewAuditLog(store, nil, nil).Processing(ctx, auth.Operator, eventvault.TenantID(*tenant), from, to)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(p)
 }

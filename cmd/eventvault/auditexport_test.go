@@ -45,6 +45,12 @@ func TestAuditExportCommandVerifies(t *testing.T) {
 			t.Fatalf("audit verify of %s: %d %s %s", tenant, code, out.String(), errb.String())
 		}
 		b, _ := os.ReadFile(bundle)
+		if tenant == "acme" {
+			out.Reset()
+			if code := run(t.Context(), append([]string{"audit", "processing", "-tenant", "acme"}, store...), &out, &errb); code != 0 || !strings.Contains(out.String(), `"audit_exports": 1`) {
+				t.Errorf("audit processing: %d %s %s", code, out.String(), errb.String())
+			}
+		}
 		want := map[string]string{"acme": `"action":"token_issued","resource":"token:tok_`, "_deployment": `"action":"node_stopped"`}[tenant]
 		if !strings.Contains(string(b), want) {
 			t.Errorf("the log of %s lacks %s:\n%s", tenant, want, b)
