@@ -50,7 +50,7 @@ type evServer struct {
 // startEventVault migrates the database at dbURL and serves EventVault on
 // 127.0.0.1. The local root key is created in keyDir. Requests are logged
 // as the server logs them, to a handler that formats and drops them.
-func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32, noGroupCommit bool) (*evServer, error) {
+func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32, noGroupCommit, noAudit bool) (*evServer, error) {
 	if err := postgres.Migrate(ctx, dbURL); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
@@ -84,6 +84,7 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32, 
 		TokenVerifier: dk.TokenVerifier,
 		TokenCacheTTL: auth.DefaultTokenCacheTTL,
 		Logger:        logger,
+		NoAudit:       noAudit,
 	})
 	s.keys = stack.Keys
 	s.tokens = stack.Tokens
@@ -170,8 +171,8 @@ func (s *evServer) close(ctx context.Context) error {
 
 // tenantToken installs a root token and has the API issue a token for the
 // bench tenant with the default rules (append and read on every stream).
-func (s *evServer) tenantToken(ctx context.Context, client *http.Client) (string, error) {
-	root, err := s.tokens.InstallRoot(ctx, benchTenant, "")
+func (s *evServer) tenantToken(ctx context.Context, client *http.Client, tenant eventvault.TenantID) (string, error) {
+	root, err := s.tokens.InstallRoot(ctx, tenant, "")
 	if err != nil {
 		return "", fmt.Errorf("install a root token: %w", err)
 	}
@@ -179,7 +180,7 @@ func (s *evServer) tenantToken(ctx context.Context, client *http.Client) (string
 	var out struct {
 		Token string `json:"token"`
 	}
-	body := []byte(`{"tenant":"` + string(benchTenant) + `","name":"evbench"}`)
+	body := []byte(`{"tenant":"` + string(tenant) + `","name":"evbench"}`)
 	if err := c.do(ctx, http.MethodPost, "/v1/tokens", body, http.StatusCreated, &out); err != nil {
 		return "", fmt.Errorf("issue a tenant token: %w", err)
 	}

@@ -82,7 +82,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		return nil, fmt.Errorf("temporary folder for the root key: %w", err)
 	}
 	defer os.RemoveAll(keyDir)
-	ev, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns, cfg.NoGroupCommit)
+	ev, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns, cfg.NoGroupCommit, false)
 	if err != nil {
 		return nil, err
 	}
@@ -91,9 +91,23 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 			err = fmt.Errorf("stop EventVault: %w", cerr)
 		}
 	}()
+	quiet, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns, cfg.NoGroupCommit, true)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := quiet.close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+			err = fmt.Errorf("stop EventVault without audit: %w", cerr)
+		}
+	}()
 	client := newHTTPClient(2 * maxClients(cfg))
 	defer client.CloseIdleConnections()
-	token, err := ev.tenantToken(ctx, client)
+	token, err := ev.tenantToken(ctx, client, benchTenant)
+	if err != nil {
+		return nil, err
+	}
+	// A tenant of its own: the two servers' stream caches never meet.
+	quietToken, err := quiet.tenantToken(ctx, client, benchTenant+"-noaudit")
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +140,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		{name: sideMessageDB, t: messageDBTarget{db: mdb}, runs: []string{"append", "read_stream", "read_all"}},
 		{name: sideRawCopy, t: copyTarget{table: table}, runs: []string{"append_batch"}},
 		{name: sideStore, t: &storeTarget{db: ev.store}, runs: []string{"append_batch"}},
+		{name: sideNoAudit, t: &evClient{http: client, base: quiet.baseURL(), token: quietToken, encoding: cfg.ReadEncoding}, runs: []string{"append"}},
 	}
 	for _, s := range sides {
 		if s.reads() {

@@ -20,6 +20,9 @@ const (
 	sideMessageDB  = "message-db"
 	sideRawCopy    = "raw COPY"
 	sideStore      = "EventVault store"
+	// sideNoAudit is a second EventVault server on the same database,
+	// built with auditing off: the cost of auditing, in the same run.
+	sideNoAudit = "EventVault audit off"
 )
 
 // copyTarget is the plain table written with COPY: batches only.

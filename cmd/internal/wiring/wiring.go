@@ -42,6 +42,9 @@ type Parts struct {
 	// node takes to reach this one (policies.DefaultCacheTTL when 0;
 	// negative: no cache).
 	PolicyCacheTTL time.Duration
+	// NoAudit builds the server without its audit log, for the benchmark's
+	// measure of what auditing costs; no server runs so.
+	NoAudit bool
 	// ReadAuditWindow is how long reads and refusals are gathered into
 	// one audit record (engine.DefaultReadAuditWindow when 0).
 	ReadAuditWindow time.Duration
@@ -111,7 +114,10 @@ func Build(p Parts) *Stack {
 	// Every security-relevant action is recorded in its tenant's audit
 	// log, in the transaction that carries it out; reads and refusals
 	// gathered per window.
-	recorder := &audit.Recorder{}
+	var recorder eventvault.AuditRecorder = &audit.Recorder{}
+	if p.NoAudit {
+		recorder = nil
+	}
 	reads := engine.NewReadLog(recorder, p.Store, p.ReadAuditWindow, logger)
 	tokens.Audit, docs.Audit = recorder, recorder
 	var checkpoints *audit.Publisher
