@@ -239,3 +239,36 @@ func TestAnActionThatCannotBeRecordedDoesNotHappen(t *testing.T) {
 		t.Fatalf("a record rewritten in the database: verify says %v, want tampered", err)
 	}
 }
+
+// TestReadsAPolicyMarksAreRecordedOneByOne: a read permitted by a
+// statement annotated @audit("each") is recorded before it is answered,
+// not gathered; on PostgreSQL with the log unwritable it fails 503.
+func TestReadsAPolicyMarksAreRecordedOneByOne(t *testing.T) {
+	store, url := newPostgresStoreURL(t)
+	a := newTestAPIOver(t, store, nil)
+	writer := a.capToken("acme", eventvault.CapAppend)
+	a.doJSON(http.MethodPost, "/v1/streams/hr-1/events", writer, appendOne("Hired"), http.StatusCreated, nil)
+	a.putPolicy("acme", "hr", `@audit("each")
+@id("hr-reads")
+permit (principal, action == Action::"read", resource is Stream) when { resource.category == "hr" };`, http.StatusCreated)
+	reader := a.policyToken("acme", "hr")
+	before, _ := store.AuditSize(t.Context(), "acme")
+	a.doJSON(http.MethodGet, "/v1/streams/hr-1/events", reader, nil, http.StatusOK, nil)
+	after, _ := store.AuditSize(t.Context(), "acme")
+	if after != before+1 {
+		t.Fatalf("a read marked @audit(\"each\") left %d records, want 1 before the answer", after-before)
+	}
+	recs, _ := store.AuditRecords(t.Context(), "acme", before, after)
+	if r, err := audit.ParseLine(recs[0]); err != nil || r.Action != "read" || r.Detail["by"] != "hr#hr-reads" {
+		t.Fatalf("the read's record: %+v %v", r, err)
+	}
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	if _, err := conn.Exec(t.Context(), `REVOKE INSERT ON audit_records FROM eventvault_app`); err != nil {
+		t.Fatal(err)
+	}
+	wantProblem(t, a.do(http.MethodGet, "/v1/streams/hr-1/events", reader, nil), http.StatusServiceUnavailable, eventvault.EUNAVAILABLE, "audit log")
+}

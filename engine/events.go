@@ -33,6 +33,8 @@ type Events struct {
 	reads *ReadLog
 	// audit records appends in their transaction; nil records none.
 	audit eventvault.AuditRecorder
+	// auditStore writes the reads a policy wants recorded one by one.
+	auditStore eventvault.AuditStore
 }
 
 // StreamKeys is what appends and reads need of the keyring:
@@ -82,7 +84,12 @@ func WithPseudonymizer(p Pseudonymizer) EventsOption {
 // WithAudit records appends in the transaction that writes them and reads
 // through reads (gathered per window).
 func WithAudit(rec eventvault.AuditRecorder, reads *ReadLog) EventsOption {
-	return func(e *Events) { e.audit, e.reads = rec, reads }
+	return func(e *Events) {
+		e.audit, e.reads = rec, reads
+		if reads != nil {
+			e.auditStore = reads.store
+		}
+	}
 }
 
 // NewEvents returns Events over store and keys. logger may be nil.

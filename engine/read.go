@@ -25,18 +25,30 @@ type StreamSlice struct {
 // ENOTFOUND for a stream without events; EERASED when its key is destroyed;
 // EINTERNAL when a payload fails authentication (it was moved or altered).
 func (e *Events) ReadStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, opts eventvault.ReadOptions) (StreamSlice, error) {
-	out, err := e.readStream(ctx, p, stream, opts)
-	if err == nil {
-		e.reads.Read(p.Tenant, p.Actor(), "read", streamResource(stream), len(out.Events))
+	var d policies.Decision
+	out, err := e.readStream(ctx, p, stream, opts, &d)
+	if err != nil {
+		return out, err
 	}
-	return out, err
+	if d.AuditEach {
+		// The policy wants this read recorded on its own: recorded before
+		// the events are returned, or not returned.
+		if err := appendAudit(ctx, e.audit, e.auditStore, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: "read", Resource: streamResource(stream), Outcome: AuditOutcomeOK,
+			Detail: map[string]any{"events": len(out.Events), "requests": 1, "by": d.By[0]}}); err != nil {
+			return StreamSlice{}, err
+		}
+		return out, nil
+	}
+	e.reads.Read(p.Tenant, p.Actor(), "read", streamResource(stream), len(out.Events))
+	return out, nil
 }
 
-func (e *Events) readStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, opts eventvault.ReadOptions) (StreamSlice, error) {
+func (e *Events) readStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, opts eventvault.ReadOptions, d *policies.Decision) (StreamSlice, error) {
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return StreamSlice{}, err
 	}
-	if err := policies.Authorize(p, policies.Request{Tenant: p.Tenant, Action: policies.Read, Stream: stream}); err != nil {
+	var err error
+	if *d, err = policies.Check(p, policies.Request{Tenant: p.Tenant, Action: policies.Read, Stream: stream}); err != nil {
 		return StreamSlice{}, err
 	}
 	limit, err := readLimit(opts.Limit)
@@ -81,18 +93,28 @@ func (e *Events) readStream(ctx context.Context, p eventvault.Principal, stream 
 // It needs read on every stream ("*"). Limit 0 means DefaultReadLimit.
 // Errors: as ReadStream.
 func (e *Events) ReadAll(ctx context.Context, p eventvault.Principal, from int64, limit int) ([]eventvault.Event, error) {
-	out, err := e.readAll(ctx, p, from, limit)
-	if err == nil {
-		e.reads.Read(p.Tenant, p.Actor(), "read_all", auditResourceTenant, len(out))
+	var d policies.Decision
+	out, err := e.readAll(ctx, p, from, limit, &d)
+	if err != nil {
+		return out, err
 	}
-	return out, err
+	if d.AuditEach {
+		if err := appendAudit(ctx, e.audit, e.auditStore, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: "read_all", Resource: auditResourceTenant, Outcome: AuditOutcomeOK,
+			Detail: map[string]any{"events": len(out), "requests": 1, "by": d.By[0]}}); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	e.reads.Read(p.Tenant, p.Actor(), "read_all", auditResourceTenant, len(out))
+	return out, nil
 }
 
-func (e *Events) readAll(ctx context.Context, p eventvault.Principal, from int64, limit int) ([]eventvault.Event, error) {
-	if err := policies.Authorize(p, policies.Request{Tenant: p.Tenant, Action: policies.ReadAll}); err != nil {
+func (e *Events) readAll(ctx context.Context, p eventvault.Principal, from int64, limit int, d *policies.Decision) ([]eventvault.Event, error) {
+	var err error
+	if *d, err = policies.Check(p, policies.Request{Tenant: p.Tenant, Action: policies.ReadAll}); err != nil {
 		return nil, err
 	}
-	limit, err := readLimit(limit)
+	limit, err = readLimit(limit)
 	if err != nil {
 		return nil, err
 	}

@@ -70,6 +70,16 @@ func Authorize(p eventvault.Principal, r Request) error {
 	return forbidden(p, r, d)
 }
 
+// Check is Authorize that also returns the decision, so that a caller can
+// honour what the deciding statements ask (AuditEach).
+func Check(p eventvault.Principal, r Request) (Decision, error) {
+	d := Decide(p, r)
+	if d.Allowed {
+		return d, nil
+	}
+	return d, forbidden(p, r, d)
+}
+
 // Decision is the outcome of a request with the statements that decided
 // it: the permits that allowed it, or the forbids that denied it; none
 // when nothing permitted it (deny by default) or the tenant is another's.
@@ -80,6 +90,10 @@ type Decision struct {
 	Errors []string
 	// Reason says why in words when no statement decided.
 	Reason string
+	// AuditEach is set when a permit that allowed the request carries the
+	// annotation @audit("each"): the request must be recorded on its own,
+	// before it is answered, and fail if it cannot be.
+	AuditEach bool
 }
 
 // Decide returns the decision on r for p.

@@ -105,6 +105,11 @@ func (s *Set) decide(p eventvault.Principal, r Request) Decision {
 	}
 	for _, reason := range diag.Reasons {
 		d.By = append(d.By, string(reason.PolicyID))
+		if d.Allowed {
+			if st := s.set.Get(reason.PolicyID); st != nil && st.Annotations()["audit"] == "each" {
+				d.AuditEach = true
+			}
+		}
 	}
 	if len(d.By) == 0 {
 		d.Reason = "no statement permits it (deny by default)"
