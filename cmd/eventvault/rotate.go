@@ -71,6 +71,9 @@ func runRotate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 func (r *rotation) cycle(ctx context.Context) error {
 	start := time.Now()
+	if err := recordOperator(ctx, r.store, eventvault.DeploymentLog, "crypto_period_started", "root_key", nil); err != nil {
+		return err
+	}
 	p, err := r.keys.EndCryptoPeriod(ctx, func(step string, done int) {
 		if done%r.opts.progressEvery == 0 {
 			fmt.Fprintf(r.stderr, "%s: %d done\n", step, done)
@@ -84,7 +87,8 @@ func (r *rotation) cycle(ctx context.Context) error {
 	}
 	fmt.Fprintf(r.stdout, "crypto-period ended in %s: %d tenants rotated (%d skipped), %d stream keys re-wrapped, %d old KEK versions destroyed, root key version %d, root versions before it retired\n",
 		time.Since(start).Round(time.Millisecond), p.Tenants, p.SkippedTenants, p.StreamKeys, p.DestroyedKEKs, p.RootVersion)
-	return nil
+	return recordOperator(ctx, r.store, eventvault.DeploymentLog, "crypto_period", "root_key", map[string]any{
+		"tenants": p.Tenants, "stream_keys": p.StreamKeys, "destroyed_keks": p.DestroyedKEKs, "root_version": p.RootVersion})
 }
 
 // rotation runs one 'eventvault rotate' command.
