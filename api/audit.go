@@ -1,9 +1,9 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -84,8 +84,9 @@ const BundleContentType = "application/x-ndjson"
 
 // exportAudit answers GET /v1/audit/export[?tenant=][&from=][&to=][&resource=][&old_size=]
 // with the bundle of the tenant's log against its latest checkpoint. The
-// bundle is built whole before it is sent, so that a failure is a problem
-// answer, never a truncated bundle.
+// engine builds the bundle whole and writes it in one Write, so that a
+// failure is a problem answer, never a truncated bundle; the answer's
+// headers are set at that Write.
 func (s *Server) exportAudit(c *gin.Context) {
 	var req audit.ExportRequest
 	var err error
@@ -105,11 +106,28 @@ func (s *Server) exportAudit(c *gin.Context) {
 		}
 		req.Resource = r
 	}
-	var buf bytes.Buffer
-	if err := s.audit.Export(c.Request.Context(), principal(c), tenantQuery(c), req, &buf); err != nil {
+	w := &bundleWriter{c: c}
+	if err := s.audit.Export(c.Request.Context(), principal(c), tenantQuery(c), req, w); err != nil {
+		if w.started {
+			s.logger.ErrorContext(c.Request.Context(), "audit export failed while it was sent", slog.String("http_request_id", requestIDOf(c)), slog.Any("err", err))
+			return
+		}
 		s.writeError(c, err)
-		return
 	}
-	c.Header("Cache-Control", "no-store")
-	c.Data(http.StatusOK, BundleContentType, buf.Bytes())
+}
+
+// bundleWriter sets the export's headers and status at its first Write.
+type bundleWriter struct {
+	c       *gin.Context
+	started bool
+}
+
+func (w *bundleWriter) Write(b []byte) (int, error) {
+	if !w.started {
+		w.started = true
+		w.c.Header("Cache-Control", "no-store")
+		w.c.Header("Content-Type", BundleContentType)
+		w.c.Status(http.StatusOK)
+	}
+	return w.c.Writer.Write(b)
 }
