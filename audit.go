@@ -143,3 +143,34 @@ func RequestIDFrom(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey{}).(string)
 	return id
 }
+
+// WithAuditEvents returns ctx carrying the record lines of evs (WithAudit),
+// for the store to write with the action's transaction; ctx as it is when
+// rec is nil (auditing off).
+func WithAuditEvents(ctx context.Context, rec AuditRecorder, evs ...AuditEvent) (context.Context, error) {
+	if rec == nil {
+		return ctx, nil
+	}
+	lines, err := rec.Lines(ctx, evs...)
+	if err != nil {
+		return ctx, fmt.Errorf("audit record: %w", err)
+	}
+	return WithAudit(ctx, lines), nil
+}
+
+// AppendAuditEvents writes the records of evs in a transaction of their
+// own: for what spans many transactions (a key rotation, recorded before
+// it starts) or none (an export). Nothing when rec or store is nil.
+func AppendAuditEvents(ctx context.Context, rec AuditRecorder, store AuditStore, evs ...AuditEvent) error {
+	if rec == nil || store == nil {
+		return nil
+	}
+	lines, err := rec.Lines(ctx, evs...)
+	if err != nil {
+		return fmt.Errorf("audit record: %w", err)
+	}
+	if _, err := store.AppendAudit(ctx, lines.Tenant, lines.Lines); err != nil {
+		return fmt.Errorf("write the audit record: %w", err)
+	}
+	return nil
+}

@@ -26,20 +26,10 @@ type AuditLog interface {
 // from the audit log: from and to are RFC 3339 times, to exclusive;
 // without them, the last 30 days.
 func (s *Server) auditProcessing(c *gin.Context) {
-	to := time.Now().UTC()
-	from := to.Add(-30 * 24 * time.Hour)
-	for _, q := range []struct {
-		name string
-		into *time.Time
-	}{{"from", &from}, {"to", &to}} {
-		if v, ok := c.GetQuery(q.name); ok {
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be an RFC 3339 time, such as 2026-11-01T00:00:00Z", q.name))
-				return
-			}
-			*q.into = t
-		}
+	from, to, err := audit.ParsePeriod("query parameter from", c.Query("from"), "query parameter to", c.Query("to"), time.Now())
+	if err != nil {
+		s.writeError(c, err)
+		return
 	}
 	out, err := s.audit.Processing(c.Request.Context(), principal(c), tenantQuery(c), from, to)
 	if err != nil {

@@ -41,6 +41,31 @@ type CategoryUse struct {
 	Readers       []string `json:"readers"`
 }
 
+// DefaultPeriod is the period a summary covers when none is given.
+const DefaultPeriod = 30 * 24 * time.Hour
+
+// ParsePeriod reads a summary's period: from and to as RFC 3339 times, to
+// exclusive; an empty one defaults to now - DefaultPeriod and now. The
+// names are the parameters' as the caller took them ("from", "-from").
+// Errors: EINVALID naming the parameter.
+func ParsePeriod(fromName, from, toName, to string, now time.Time) (time.Time, time.Time, error) {
+	end, start := now.UTC(), now.UTC().Add(-DefaultPeriod)
+	for _, f := range []struct {
+		name, text string
+		into       *time.Time
+	}{{fromName, from, &start}, {toName, to, &end}} {
+		if f.text == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, f.text)
+		if err != nil {
+			return time.Time{}, time.Time{}, eventvault.Errorf(eventvault.EINVALID, "%s must be an RFC 3339 time, such as 2026-11-01T00:00:00Z", f.name)
+		}
+		*f.into = t
+	}
+	return start, end, nil
+}
+
 // MaxProcessingRecords bounds the records one summary reads.
 const MaxProcessingRecords = 1_000_000
 

@@ -65,14 +65,11 @@ func (s *Tokens) Revoke(ctx context.Context, p eventvault.Principal, tenant even
 	if err := policies.Authorize(p, policies.Request{Tenant: tenant, Action: policies.ManageTokens}); err != nil {
 		return err
 	}
-	if s.Audit != nil {
-		lines, err := s.Audit.Lines(ctx, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: "token_revoked", Resource: "token:" + eventvault.Truncate(id, 40), Outcome: "ok"})
-		if err != nil {
-			return fmt.Errorf("audit record: %w", err)
-		}
-		ctx = eventvault.WithAudit(ctx, lines)
+	ctx, err := eventvault.WithAuditEvents(ctx, s.Audit, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: "token_revoked", Resource: "token:" + eventvault.Truncate(id, 40), Outcome: "ok"})
+	if err != nil {
+		return err
 	}
-	err := s.Store.DeleteToken(ctx, tenant, id)
+	err = s.Store.DeleteToken(ctx, tenant, id)
 	// Purged even on an error, which may hide a delete that committed.
 	s.Purge()
 	if err != nil {

@@ -221,15 +221,8 @@ func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req New
 		return "", eventvault.Token{}, err
 	}
 	audited := func(ctx context.Context, t eventvault.Token) (context.Context, error) {
-		if s.Audit == nil {
-			return ctx, nil
-		}
-		lines, err := s.Audit.Lines(ctx, eventvault.AuditEvent{Tenant: t.Tenant, Actor: issuer.Actor(), Action: "token_issued", Resource: "token:" + t.ID, Outcome: "ok",
+		return eventvault.WithAuditEvents(ctx, s.Audit, eventvault.AuditEvent{Tenant: t.Tenant, Actor: issuer.Actor(), Action: "token_issued", Resource: "token:" + t.ID, Outcome: "ok",
 			Detail: map[string]any{"policies": len(req.Policies), "rules": len(rules), "ttl_seconds": int64(req.TTL.Seconds())}})
-		if err != nil {
-			return ctx, fmt.Errorf("audit record: %w", err)
-		}
-		return eventvault.WithAudit(ctx, lines), nil
 	}
 	t, err := s.storeAudited(ctx, secret, req.Tenant, req.Name, false, rules, req.Policies, req.TTL, audited)
 	if err != nil {

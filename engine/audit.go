@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/eventvault/eventvault"
@@ -31,38 +30,6 @@ const (
 	auditResourceStreamFmt = "stream:%s"
 	auditResourceSubject   = "subject:%s"
 )
-
-// withAudit returns ctx carrying the record lines of evs, which the store
-// writes with the next write transaction it commits under ctx: the action
-// and its records commit together, or neither does (fail closed). rec nil
-// records nothing (tests of other parts).
-func withAudit(ctx context.Context, rec eventvault.AuditRecorder, evs ...eventvault.AuditEvent) (context.Context, error) {
-	if rec == nil {
-		return ctx, nil
-	}
-	lines, err := rec.Lines(ctx, evs...)
-	if err != nil {
-		return ctx, fmt.Errorf("audit record: %w", err)
-	}
-	return eventvault.WithAudit(ctx, lines), nil
-}
-
-// appendAudit writes evs in a transaction of their own, for actions that
-// span many transactions (key rotations): written before the action
-// starts, so that an action that cannot be recorded never starts.
-func appendAudit(ctx context.Context, rec eventvault.AuditRecorder, store eventvault.AuditStore, evs ...eventvault.AuditEvent) error {
-	if rec == nil || store == nil {
-		return nil
-	}
-	lines, err := rec.Lines(ctx, evs...)
-	if err != nil {
-		return fmt.Errorf("audit record: %w", err)
-	}
-	if _, err := store.AppendAudit(ctx, lines.Tenant, lines.Lines); err != nil {
-		return fmt.Errorf("write the audit record: %w", err)
-	}
-	return nil
-}
 
 func streamResource(s eventvault.StreamName) string { return fmt.Sprintf(auditResourceStreamFmt, s) }
 

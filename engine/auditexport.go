@@ -45,7 +45,7 @@ func (a *AuditLog) Pseudonym(ctx context.Context, p eventvault.Principal, tenant
 		return "", eventvault.Errorf(eventvault.EINVALID, "this server has no pseudonym key")
 	}
 	ps := a.pseud.Pseudonym(tenant, subject)
-	if err := appendAudit(ctx, a.rec, a.store, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: "pseudonym_lookup", Resource: subjectResource(ps), Outcome: AuditOutcomeOK}); err != nil {
+	if err := eventvault.AppendAuditEvents(ctx, a.rec, a.store, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: "pseudonym_lookup", Resource: subjectResource(ps), Outcome: AuditOutcomeOK}); err != nil {
 		return "", err
 	}
 	return ps, nil
@@ -85,7 +85,7 @@ func (a *AuditLog) Export(ctx context.Context, p eventvault.Principal, tenant ev
 	if req.Resource != "" {
 		detail["resource"] = req.Resource
 	}
-	if err := appendAudit(ctx, a.rec, a.store, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: "export", Resource: "audit_log", Outcome: AuditOutcomeOK, Detail: detail}); err != nil {
+	if err := eventvault.AppendAuditEvents(ctx, a.rec, a.store, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: "export", Resource: "audit_log", Outcome: AuditOutcomeOK, Detail: detail}); err != nil {
 		return err
 	}
 	_, err := w.Write(buf.Bytes())

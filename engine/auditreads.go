@@ -128,7 +128,7 @@ func (l *ReadLog) Flush(ctx context.Context) error {
 	}
 	var firstErr error
 	for tenant, evs := range byTenant {
-		if err := appendAudit(ctx, l.rec, l.store, evs...); err != nil {
+		if err := eventvault.AppendAuditEvents(ctx, l.rec, l.store, evs...); err != nil {
 			// Kept for the next flush: nothing is dropped while the log
 			// cannot be written.
 			l.mu.Lock()

@@ -123,7 +123,7 @@ func (e *Erasure) ShredStream(ctx context.Context, p eventvault.Principal, strea
 	if err := e.checkNoHold(ctx, p.Tenant, stream); err != nil {
 		return eventvault.Shred{}, err
 	}
-	actx, err := withAudit(ctx, e.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditShred, Resource: streamResource(stream),
+	actx, err := eventvault.WithAuditEvents(ctx, e.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditShred, Resource: streamResource(stream),
 		Outcome: AuditOutcomeOK, Detail: map[string]any{"purge": purge}})
 	if err != nil {
 		return eventvault.Shred{}, err
@@ -184,7 +184,7 @@ func (e *Erasure) ShredTenant(ctx context.Context, p eventvault.Principal, tenan
 	if !p.Root {
 		return eventvault.TenantShred{}, eventvault.Errorf(eventvault.EFORBIDDEN, "only the root token may shred a tenant")
 	}
-	actx, err := withAudit(ctx, e.audit, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: AuditShredTenant, Resource: auditResourceTenant, Outcome: AuditOutcomeOK})
+	actx, err := eventvault.WithAuditEvents(ctx, e.audit, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: AuditShredTenant, Resource: auditResourceTenant, Outcome: AuditOutcomeOK})
 	if err != nil {
 		return eventvault.TenantShred{}, err
 	}
@@ -217,7 +217,7 @@ func (e *Erasure) PutHold(ctx context.Context, p eventvault.Principal, subject, 
 		return eventvault.Hold{}, eventvault.Errorf(eventvault.EINVALID, "reason must be UTF-8 text without NUL characters")
 	}
 	h := eventvault.Hold{Subject: ps, Reason: reason, PlacedAt: e.clock(), PlacedBy: p.Actor()}
-	actx, err := withAudit(ctx, e.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditHoldPlaced, Resource: subjectResource(ps), Outcome: AuditOutcomeOK})
+	actx, err := eventvault.WithAuditEvents(ctx, e.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditHoldPlaced, Resource: subjectResource(ps), Outcome: AuditOutcomeOK})
 	if err != nil {
 		return eventvault.Hold{}, err
 	}
@@ -233,7 +233,7 @@ func (e *Erasure) DeleteHold(ctx context.Context, p eventvault.Principal, subjec
 	if err != nil {
 		return err
 	}
-	actx, err := withAudit(ctx, e.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditHoldLifted, Resource: subjectResource(ps), Outcome: AuditOutcomeOK})
+	actx, err := eventvault.WithAuditEvents(ctx, e.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditHoldLifted, Resource: subjectResource(ps), Outcome: AuditOutcomeOK})
 	if err != nil {
 		return err
 	}
@@ -282,7 +282,7 @@ func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, su
 	if req.ID == uuid.Nil {
 		created = true
 		req = eventvault.ErasureRequest{ID: uuid.New(), Tenant: p.Tenant, Subject: ps, State: eventvault.ErasureReceived, RequestedBy: p.Actor(), ReceivedAt: e.clock()}
-		actx, err := withAudit(ctx, e.audit, e.stateEvent(req, AuditErasureRequested))
+		actx, err := eventvault.WithAuditEvents(ctx, e.audit, e.stateEvent(req, AuditErasureRequested))
 		if err != nil {
 			return eventvault.ErasureRequest{}, false, err
 		}
@@ -293,7 +293,7 @@ func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, su
 	hold, err := e.store.Hold(ctx, p.Tenant, ps)
 	if err == nil {
 		req.State, req.Reason, req.CompletedAt = eventvault.ErasureRejected, "legal hold: "+hold.Reason, e.clock()
-		actx, err := withAudit(ctx, e.audit, e.stateEvent(req, AuditErasureState))
+		actx, err := eventvault.WithAuditEvents(ctx, e.audit, e.stateEvent(req, AuditErasureState))
 		if err != nil {
 			return eventvault.ErasureRequest{}, false, err
 		}
@@ -362,7 +362,7 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 			if shredded[stream] {
 				continue
 			}
-			sctx, err := withAudit(ctx, e.audit, eventvault.AuditEvent{Tenant: req.Tenant, Actor: req.RequestedBy, Action: AuditShred, Resource: streamResource(stream),
+			sctx, err := eventvault.WithAuditEvents(ctx, e.audit, eventvault.AuditEvent{Tenant: req.Tenant, Actor: req.RequestedBy, Action: AuditShred, Resource: streamResource(stream),
 				Outcome: AuditOutcomeOK, Detail: map[string]any{"erasure_request": req.ID.String()}})
 			if err != nil {
 				return eventvault.ErasureRequest{}, err
@@ -409,7 +409,7 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 		return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: sign certificate: %w", req.ID, err)
 	}
 	req.State, req.CompletedAt, req.Certificate = eventvault.ErasureCompleted, cert.ErasedAt, signed
-	actx, err := withAudit(ctx, e.audit, e.stateEvent(req, AuditErasureState))
+	actx, err := eventvault.WithAuditEvents(ctx, e.audit, e.stateEvent(req, AuditErasureState))
 	if err != nil {
 		return eventvault.ErasureRequest{}, err
 	}

@@ -33,7 +33,7 @@ func (e *Events) ReadStream(ctx context.Context, p eventvault.Principal, stream 
 	if d.AuditEach {
 		// The policy wants this read recorded on its own: recorded before
 		// the events are returned, or not returned.
-		if err := appendAudit(ctx, e.audit, e.auditStore, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: "read", Resource: streamResource(stream), Outcome: AuditOutcomeOK,
+		if err := eventvault.AppendAuditEvents(ctx, e.audit, e.auditStore, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: "read", Resource: streamResource(stream), Outcome: AuditOutcomeOK,
 			Detail: map[string]any{"events": len(out.Events), "requests": 1, "by": d.By[0]}}); err != nil {
 			return StreamSlice{}, err
 		}
@@ -99,7 +99,7 @@ func (e *Events) ReadAll(ctx context.Context, p eventvault.Principal, from int64
 		return out, err
 	}
 	if d.AuditEach {
-		if err := appendAudit(ctx, e.audit, e.auditStore, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: "read_all", Resource: auditResourceTenant, Outcome: AuditOutcomeOK,
+		if err := eventvault.AppendAuditEvents(ctx, e.audit, e.auditStore, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: "read_all", Resource: auditResourceTenant, Outcome: AuditOutcomeOK,
 			Detail: map[string]any{"events": len(out), "requests": 1, "by": d.By[0]}}); err != nil {
 			return nil, err
 		}

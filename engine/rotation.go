@@ -34,7 +34,7 @@ func (r *Rotation) WithAudit(rec eventvault.AuditRecorder, store eventvault.Audi
 // (an action "..._started") an error stops it; after, the outcome is recorded
 // and an error in recording is returned only if the step succeeded.
 func (r *Rotation) recordRotation(ctx context.Context, log eventvault.TenantID, p eventvault.Principal, action, resource, outcome string, detail map[string]any) error {
-	return appendAudit(ctx, r.audit, r.auditStore, eventvault.AuditEvent{Tenant: log, Actor: p.Actor(), Action: action, Resource: resource, Outcome: outcome, Detail: detail})
+	return eventvault.AppendAuditEvents(ctx, r.audit, r.auditStore, eventvault.AuditEvent{Tenant: log, Actor: p.Actor(), Action: action, Resource: resource, Outcome: outcome, Detail: detail})
 }
 
 // TenantKeyRotator adds versions of a tenant's KEK and moves the tenant's

@@ -86,16 +86,21 @@ func (r *Resolver) Resolve(ctx context.Context, p eventvault.Principal) (eventva
 		p.Grants = NewSet()
 		return p, nil
 	}
-	p.Grants = r.compiled(p.Rules, docs)
+	p.Grants = r.compiled(p, docs)
 	return p, nil
 }
 
-// compiled returns the Set of rules and docs, compiled once per distinct
-// rules text and document versions: compiling parses the rules' document,
-// which a request must not pay for every time.
-func (r *Resolver) compiled(rules []eventvault.Rule, docs []*Document) *Set {
+// compiled returns the Set of p's rules and docs, compiled once per token
+// (whose rules never change) or rule list, and document versions:
+// compiling parses the rules' document, which a request must not pay for,
+// nor for writing the rules' text to look the Set up.
+func (r *Resolver) compiled(p eventvault.Principal, docs []*Document) *Set {
 	var key strings.Builder
-	key.WriteString(FromRules(rules))
+	if p.TokenID != "" {
+		key.WriteString("token\x00" + p.TokenID)
+	} else {
+		key.WriteString("rules\x00" + FromRules(p.Rules))
+	}
 	for _, d := range docs {
 		fmt.Fprintf(&key, "\x00%s@%d", d.Name, d.Version)
 	}
@@ -106,7 +111,7 @@ func (r *Resolver) compiled(rules []eventvault.Rule, docs []*Document) *Set {
 	if ok {
 		return s
 	}
-	s = RulesSet(rules, docs...)
+	s = RulesSet(p.Rules, docs...)
 	r.mu.Lock()
 	if len(r.sets) >= r.maxCache {
 		clear(r.sets)
@@ -224,17 +229,14 @@ func (r *Resolver) addVersion(ctx context.Context, p eventvault.Principal, tenan
 		Tenant: tenant, Name: name, Version: latest.Version + 1,
 		Body: body, Deleted: deleted, CreatedBy: p.Actor(), CreatedAt: r.now().UTC(),
 	}
-	if r.Audit != nil {
-		action := "policy_written"
-		if deleted {
-			action = "policy_deleted"
-		}
-		lines, err := r.Audit.Lines(ctx, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: action, Resource: "policy:" + name, Outcome: "ok",
-			Detail: map[string]any{"version": v.Version}})
-		if err != nil {
-			return eventvault.PolicyVersion{}, false, fmt.Errorf("audit record: %w", err)
-		}
-		ctx = eventvault.WithAudit(ctx, lines)
+	action := "policy_written"
+	if deleted {
+		action = "policy_deleted"
+	}
+	ctx, err = eventvault.WithAuditEvents(ctx, r.Audit, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: action, Resource: "policy:" + name, Outcome: "ok",
+		Detail: map[string]any{"version": v.Version}})
+	if err != nil {
+		return eventvault.PolicyVersion{}, false, err
 	}
 	if err := r.store.AddPolicyVersion(ctx, v); err != nil {
 		if eventvault.ErrorCode(err) == eventvault.ECONFLICT {

@@ -269,16 +269,21 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 	if _, err := (&audit.Publisher{Store: store, Signer: signer}).PublishOnce(ctx); err != nil {
 		return fmt.Errorf("publish checkpoints: %w", err)
 	}
+	// Export writes the bundle in one Write, once it is whole: to stdout
+	// as it is; for a file, kept so that a failed export leaves no file.
 	var buf bytes.Buffer
-	if err := engine.NewAuditLog(store, &audit.Recorder{}, nil).Export(ctx, auth.Operator, eventvault.TenantID(*tenant), req, &buf); err != nil {
+	w := stdout
+	if *out != "" {
+		w = &buf
+	}
+	if err := engine.NewAuditLog(store, &audit.Recorder{}, nil).Export(ctx, auth.Operator, eventvault.TenantID(*tenant), req, w); err != nil {
 		return err
 	}
 	// The key to pin, printed apart from the bundle: an auditor should
 	// pin it from a trusted channel, then keep it.
 	fmt.Fprintf(stderr, "verifier key of this log (pin it once, from a channel you trust): %s\n", signer.VerifierKey(*tenant))
 	if *out == "" {
-		_, err = stdout.Write(buf.Bytes())
-		return err
+		return nil
 	}
 	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("write the bundle: %w", err)
@@ -291,12 +296,8 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 // log before the action starts: an action that cannot be recorded does
 // not start.
 func recordOperator(ctx context.Context, store eventvault.AuditStore, log eventvault.TenantID, action, resource string, detail map[string]any) error {
-	lines, err := (&audit.Recorder{}).Lines(ctx, eventvault.AuditEvent{Tenant: log, Actor: "operator", Action: action, Resource: resource, Outcome: "ok", Detail: detail})
-	if err != nil {
-		return err
-	}
-	if _, err := store.AppendAudit(ctx, log, lines.Lines); err != nil {
-		return fmt.Errorf("record %s in the audit log: %w", action, err)
+	if err := eventvault.AppendAuditEvents(ctx, &audit.Recorder{}, store, eventvault.AuditEvent{Tenant: log, Actor: "operator", Action: action, Resource: resource, Outcome: "ok", Detail: detail}); err != nil {
+		return fmt.Errorf("record %s: %w", action, err)
 	}
 	return nil
 }
@@ -321,20 +322,9 @@ func runAuditProcessing(ctx context.Context, args []string, stdout, stderr io.Wr
 	if *tenant == "" {
 		return errors.New("-tenant is required")
 	}
-	to := time.Now().UTC()
-	from := to.Add(-30 * 24 * time.Hour)
-	for _, f := range []struct {
-		name, text string
-		into       *time.Time
-	}{{"-from", *fromText, &from}, {"-to", *toText, &to}} {
-		if f.text == "" {
-			continue
-		}
-		t, err := time.Parse(time.RFC3339, f.text)
-		if err != nil {
-			return fmt.Errorf("%s must be an RFC 3339 time, such as 2026-11-01T00:00:00Z", f.name)
-		}
-		*f.into = t
+	from, to, err := audit.ParsePeriod("-from", *fromText, "-to", *toText, time.Now())
+	if err != nil {
+		return err
 	}
 	if err := c.validate(); err != nil {
 		return err
