@@ -48,9 +48,13 @@ type ErasureState string
 
 // The states of an erasure request.
 const (
-	ErasureReceived  ErasureState = "received"
-	ErasureCompleted ErasureState = "completed"
-	ErasureRejected  ErasureState = "rejected"
+	ErasureReceived ErasureState = "received"
+	// ErasurePropagating: the keys are destroyed and the tombstone is in
+	// the feed; registered consumers that may hold derived data have not
+	// all acknowledged it yet (GDPR Art. 19).
+	ErasurePropagating ErasureState = "propagating"
+	ErasureCompleted   ErasureState = "completed"
+	ErasureRejected    ErasureState = "rejected"
 )
 
 // ErasureRequest is a data subject's request under GDPR Art. 17, tracked
@@ -81,10 +85,10 @@ func (r ErasureRequest) Validate() error {
 		return Errorf(EINVALID, "an erasure request needs an id")
 	}
 	switch r.State {
-	case ErasureReceived, ErasureCompleted, ErasureRejected:
+	case ErasureReceived, ErasurePropagating, ErasureCompleted, ErasureRejected:
 		return nil
 	}
-	return Errorf(EINVALID, "erasure request %s: unknown state %q (use received, completed or rejected)", r.ID, r.State)
+	return Errorf(EINVALID, "erasure request %s: unknown state %q (use received, propagating, completed or rejected)", r.ID, r.State)
 }
 
 // ErasureCertificateType is the DSSE payload type of a certificate.
@@ -108,6 +112,13 @@ type ErasureCertificate struct {
 	// the request was carried out: nothing was erased. A subject id the
 	// tenant never used, and a misspelt one, look the same.
 	HeldNothing bool `json:"held_nothing"`
+	// TombstonePosition is the global position of the erasure's tombstone
+	// in the feed; ConsumersAcknowledged the registered consumers that
+	// acknowledged past it, and when; ConsumersRemoved those an admin
+	// removed before they did (issue 14, GDPR Art. 19).
+	TombstonePosition     *int64            `json:"tombstone_position,omitempty"`
+	ConsumersAcknowledged []ConsumerAck     `json:"consumers_acknowledged,omitempty"`
+	ConsumersRemoved      []ConsumerRemoval `json:"consumers_removed,omitempty"`
 	// Statement says in words what the certificate attests.
 	Statement string `json:"statement"`
 }

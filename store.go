@@ -443,6 +443,7 @@ type Store interface {
 	PolicyStore
 	AuditStore
 	DeploymentKeyStore
+	SubscriptionStore
 	// Ping reports whether the store can serve. Errors: EUNAVAILABLE.
 	Ping(ctx context.Context) error
 	Close() error

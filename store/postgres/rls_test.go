@@ -333,6 +333,7 @@ func TestAppRoleNeitherOwnsTablesNorBypassesRLS(t *testing.T) {
 func TestEveryTenantTableIsHiddenWithoutTheTenant(t *testing.T) {
 	db, url := twoTenants(t)
 	withErasureRecords(t, db)
+	withSubscriptionRecords(t, db)
 	ctx := t.Context()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
