@@ -444,6 +444,7 @@ type Store interface {
 	AuditStore
 	DeploymentKeyStore
 	SubscriptionStore
+	FeedStore
 	// Ping reports whether the store can serve. Errors: EUNAVAILABLE.
 	Ping(ctx context.Context) error
 	Close() error

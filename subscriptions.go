@@ -136,6 +136,10 @@ type Propagation struct {
 	Pending []string
 	Acks    []ConsumerAck
 	Removed []ConsumerRemoval
+	// Certificate is the erasure's certificate (JSON, unsigned) as it
+	// stood when the tombstone was written; it is completed and signed
+	// once nothing is pending.
+	Certificate []byte
 	// Done is set once nothing is pending and the certificate is issued.
 	Done      bool
 	CreatedAt time.Time
@@ -155,6 +159,16 @@ type ConsumerRemoval struct {
 	Checkpoint int64     `json:"checkpoint"`
 	RemovedAt  time.Time `json:"removed_at"`
 	RemovedBy  string    `json:"removed_by"`
+}
+
+// FeedStore is what the feed reads: read-all, and where the tenant's log
+// ends.
+type FeedStore interface {
+	EventStore
+	// NextGlobalPosition returns the global position the tenant's next
+	// event will take; every event below it is committed. 0 for a tenant
+	// without events. Errors: EINVALID for a malformed tenant.
+	NextGlobalPosition(ctx context.Context, tenant TenantID) (int64, error)
 }
 
 // SubscriptionStore keeps durable consumers and the propagation of

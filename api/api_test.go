@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -125,17 +126,20 @@ func newTestAPIWith(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	events := engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud), engine.WithAudit(recorder, reads), engine.WithFeed(engine.NewFeed(store, 20*time.Millisecond, nil)))
+	erasure := engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens), engine.WithErasureAudit(recorder), engine.WithPropagation(events, store))
 	srv := New(Config{
-		Events:   engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud), engine.WithAudit(recorder, reads)),
-		Erasure:  engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens), engine.WithErasureAudit(recorder)),
-		Keys:     engine.NewRotation(evcrypto.NewKeyManager(keys), nil).WithAudit(recorder, store),
-		Tokens:   tokens,
-		Policies: docs,
-		JWT:      jwt,
-		Denials:  reads,
-		Audit:    engine.NewAuditLog(store, recorder, pseud),
-		Ready:    store.Ping,
-		Logger:   logger,
+		Events:        events,
+		Erasure:       erasure,
+		Subscriptions: engine.NewConsumers(store, store, erasure, recorder, nil),
+		Keys:          engine.NewRotation(evcrypto.NewKeyManager(keys), nil).WithAudit(recorder, store),
+		Tokens:        tokens,
+		Policies:      docs,
+		JWT:           jwt,
+		Denials:       reads,
+		Audit:         engine.NewAuditLog(store, recorder, pseud),
+		Ready:         store.Ping,
+		Logger:        logger,
 	})
 	return &testAPI{t: t, srv: srv, root: rootToken, logs: logs, store: store,
 		reads: reads, checkpoints: &audit.Publisher{Store: store, Signer: auditSigner}}

@@ -89,6 +89,41 @@ type erasureResponse struct {
 	Outcome     string          `json:"outcome,omitempty"`
 	HeldNothing *bool           `json:"held_nothing,omitempty"`
 	Certificate json.RawMessage `json:"certificate,omitempty"`
+	// Propagation is where the erasure's tombstone stands in the feed
+	// (GET only, once it has one).
+	Propagation *propagationResponse `json:"propagation,omitempty"`
+}
+
+type propagationResponse struct {
+	TombstonePosition int64                        `json:"tombstone_position"`
+	Acknowledged      []eventvault.ConsumerAck     `json:"acknowledged"`
+	Removed           []eventvault.ConsumerRemoval `json:"removed"`
+	// Pending are the consumers not yet past the tombstone, with how many
+	// global positions they still have to acknowledge to pass it.
+	Pending []pendingConsumer `json:"pending"`
+}
+
+type pendingConsumer struct {
+	Name       string `json:"name"`
+	Checkpoint int64  `json:"checkpoint"`
+	Lag        int64  `json:"lag"`
+}
+
+func toPropagationResponse(prop *eventvault.Propagation, pending []engine.PendingConsumer) *propagationResponse {
+	if prop == nil {
+		return nil
+	}
+	out := &propagationResponse{TombstonePosition: prop.TombstonePosition, Acknowledged: prop.Acks, Removed: prop.Removed, Pending: []pendingConsumer{}}
+	if out.Acknowledged == nil {
+		out.Acknowledged = []eventvault.ConsumerAck{}
+	}
+	if out.Removed == nil {
+		out.Removed = []eventvault.ConsumerRemoval{}
+	}
+	for _, pc := range pending {
+		out.Pending = append(out.Pending, pendingConsumer{Name: pc.Name, Checkpoint: pc.Checkpoint, Lag: pc.Lag})
+	}
+	return out
 }
 
 func toErasureResponse(r eventvault.ErasureRequest) erasureResponse {
@@ -140,7 +175,9 @@ func (s *Server) requestErasure(c *gin.Context) {
 			"the erasure request is rejected under a "+r.Reason+". Lift the hold (DELETE /v1/holds), then ask again",
 			map[string]any{"request_id": r.ID.String(), "state": string(r.State), "reason": r.Reason, "request": location})
 		return
-	case r.State == eventvault.ErasureReceived:
+	case r.State == eventvault.ErasureReceived, r.State == eventvault.ErasurePropagating:
+		// Propagating: the keys are destroyed; registered consumers have
+		// not all acknowledged the tombstone yet.
 		c.Header("Location", location)
 		c.JSON(http.StatusAccepted, toErasureResponse(r))
 	case !created:
@@ -160,12 +197,14 @@ func (s *Server) erasureRequest(c *gin.Context) {
 		s.writeError(c, eventvault.Errorf(eventvault.ENOTFOUND, "no such erasure request: ids are UUIDs, as returned by POST /v1/erasure-requests"))
 		return
 	}
-	r, err := s.erasure.ErasureRequest(c.Request.Context(), principal(c), id)
+	r, prop, pending, err := s.erasure.Propagation(c.Request.Context(), principal(c), id)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, toErasureResponse(r))
+	out := toErasureResponse(r)
+	out.Propagation = toPropagationResponse(prop, pending)
+	c.JSON(http.StatusOK, out)
 }
 
 // holdIn is the body of PUT /v1/holds; DELETE /v1/holds takes subject

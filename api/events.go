@@ -6,8 +6,10 @@ import (
 	"github.com/eventvault/eventvault"
 )
 
-// readAll reads the tenant's events in global order: ?from=&limit=.
-// Paging with next never skips an event that commits later.
+// readAll reads the tenant's events in global order: ?from=&limit=&wait=.
+// Paging with next never skips an event that commits later. With wait
+// (seconds, 0 to 30), an empty page is held until an event commits or
+// wait passes: the long-poll variant of the feed.
 func (s *Server) readAll(c *gin.Context) {
 	from, err := queryInt(c, "from", 0)
 	if err != nil {
@@ -19,7 +21,12 @@ func (s *Server) readAll(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	events, err := s.events.ReadAll(c.Request.Context(), principal(c), from, limit)
+	wait, err := queryWait(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	events, err := s.events.ReadAllWait(c.Request.Context(), principal(c), from, limit, wait)
 	if err != nil {
 		s.writeError(c, err)
 		return

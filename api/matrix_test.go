@@ -75,7 +75,10 @@ type matrixFixture struct {
 	owner   map[string]string // tenant → a subject owning one of its streams
 	held    map[string]string // tenant → a subject under legal hold
 	erasure map[string]string // tenant → an erasure request id
-	n       int
+	// consumer names a durable consumer of each tenant (of category
+	// "order" only, so that the erasure of an owner completes at once).
+	consumer map[string]string
+	n        int
 }
 
 // tenantOf is the tenant a caller's cells are about: root acts as the
@@ -89,7 +92,7 @@ func tenantOf(c caller) string {
 
 func newMatrixFixture(t *testing.T, a *jwtAPI) *matrixFixture {
 	f := &matrixFixture{a: a, bearer: map[caller]string{}, setup: map[string]string{}, stream: map[string]string{}, token: map[string]string{},
-		doc: map[string]string{}, owner: map[string]string{}, held: map[string]string{}, erasure: map[string]string{}}
+		doc: map[string]string{}, owner: map[string]string{}, held: map[string]string{}, erasure: map[string]string{}, consumer: map[string]string{}}
 	a.putPolicy("acme", "admin", `permit (principal, action, resource);`, http.StatusCreated)
 	a.putPolicy("globex", "admin", `permit (principal, action, resource);`, http.StatusCreated)
 	a.putPolicy("acme", "reader", `permit (principal, action == Action::"read", resource is Stream) when { resource.name like "order-*" };`, http.StatusCreated)
@@ -112,6 +115,8 @@ func newMatrixFixture(t *testing.T, a *jwtAPI) *matrixFixture {
 		var er erasureResponse
 		a.doJSON(http.MethodPost, "/v1/erasure-requests", tok.Token, map[string]any{"subject": "erased-in-" + tenant}, http.StatusCreated, &er)
 		f.erasure[tenant] = er.ID
+		f.consumer[tenant] = "view-" + tenant
+		a.doJSON(http.MethodPut, "/v1/subscriptions/"+f.consumer[tenant], tok.Token, map[string]any{"filter": map[string]any{"categories": []string{"order"}}}, http.StatusCreated, nil)
 	}
 	var narrow tokenResponse
 	a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{"tenant": "acme", "name": "narrow",
@@ -211,6 +216,51 @@ var accessMatrix = map[string]row{
 	"GET /v1/events": {
 		build: func(*matrixFixture, caller, string, target) cell { return cell{http.MethodGet, "/v1/events", nil} },
 		want:  map[caller][3]int{callerNone: same(401), callerJWTOther: same(200), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(200), callerRoot: same(200)},
+	},
+
+	"GET /v1/subscribe": {
+		// The feed streams: the cell reads it for a moment (streamed).
+		build: func(*matrixFixture, caller, string, target) cell { return cell{http.MethodGet, "/v1/subscribe?from=0", nil} },
+		want:  map[caller][3]int{callerNone: same(401), callerJWTOther: same(200), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(200), callerRoot: same(200)},
+	},
+	"GET /v1/subscriptions": {
+		build: func(*matrixFixture, caller, string, target) cell { return cell{http.MethodGet, "/v1/subscriptions", nil} },
+		want:  map[caller][3]int{callerNone: same(401), callerJWTOther: same(200), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(200), callerRoot: same(200)},
+	},
+	"PUT /v1/subscriptions/:name": {
+		// Consumer names are the caller's tenant's: the other tenant's
+		// name registers the caller's own consumer of that name.
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			return cell{http.MethodPut, "/v1/subscriptions/" + pick(tg, "m"+f.fresh(), f.consumer[otherOf(tenant)], "new"+f.fresh()), map[string]any{"filter": map[string]any{}}}
+		},
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: same(201), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(201), callerRoot: same(201)},
+	},
+	"GET /v1/subscriptions/:name": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			return cell{http.MethodGet, "/v1/subscriptions/" + pick(tg, f.consumer[tenant], f.consumer[otherOf(tenant)], "nosuch"), nil}
+		},
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {200, 404, 404}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {200, 404, 404}, callerRoot: same(404)},
+	},
+	"POST /v1/subscriptions/:name/ack": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			return cell{http.MethodPost, "/v1/subscriptions/" + pick(tg, f.consumer[tenant], f.consumer[otherOf(tenant)], "nosuch") + "/ack", map[string]any{"position": 0}}
+		},
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {200, 404, 404}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {200, 404, 404}, callerRoot: same(404)},
+	},
+	"DELETE /v1/subscriptions/:name": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			name := pick(tg, "", f.consumer[otherOf(tenant)], "nosuch")
+			if tg == own {
+				name = "doomed" + f.fresh()
+				owner := f.setup[tenant]
+				if c == callerRoot {
+					owner = f.a.root
+				}
+				f.a.doJSON(http.MethodPut, "/v1/subscriptions/"+name, owner, map[string]any{}, http.StatusCreated, nil)
+			}
+			return cell{http.MethodDelete, "/v1/subscriptions/" + name, nil}
+		},
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {204, 404, 404}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {204, 404, 404}, callerRoot: {204, 404, 404}},
 	},
 
 	"POST /v1/tokens": {
@@ -365,6 +415,7 @@ func (f *matrixFixture) integrity(t *testing.T, tenant string) string {
 		"/v1/policies/" + f.doc[tenant],
 		"/v1/erasure-requests/" + f.erasure[tenant],
 		"/v1/tokens",
+		"/v1/subscriptions/" + f.consumer[tenant],
 	} {
 		rec := f.a.do(http.MethodGet, path, tok, nil)
 		// The tenant's own callers may have erased its owner's stream.
@@ -445,7 +496,7 @@ func testAccessMatrix(t *testing.T, server func(t *testing.T) *jwtAPI) {
 					if req.body != nil {
 						body, _ = json.Marshal(req.body)
 					}
-					rec := f.a.do(req.method, req.path, f.bearer[c], body)
+					rec := f.a.doOrStream(req.method, req.path, f.bearer[c], body)
 					want := r.want[c][tg]
 					if rec.Code != want {
 						t.Errorf("%s, %s target: %s %s answered %d, want %d: %s", c, targetNames[tg], req.method, req.path, rec.Code, want, strings.TrimSpace(rec.Body.String()))

@@ -40,6 +40,7 @@ var contract = sync.OnceValues(func() (*contractDoc, error) {
 	}
 	openapi3filter.RegisterBodyDecoder(NDJSONContentType, decodeNDJSON)
 	openapi3filter.RegisterBodyDecoder(FramesContentType, decodeFrames)
+	openapi3filter.RegisterBodyDecoder(eventStreamContentType, decodeEventStream)
 	return &contractDoc{doc: doc, router: router}, nil
 })
 

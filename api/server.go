@@ -35,6 +35,11 @@ type Events interface {
 	AppendForSubject(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, subject string, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error)
 	ReadStream(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, opts eventvault.ReadOptions) (engine.StreamSlice, error)
 	ReadAll(ctx context.Context, p eventvault.Principal, from int64, limit int) ([]eventvault.Event, error)
+	// ReadAllWait is ReadAll that waits up to wait for an event when
+	// there is none yet (the long-poll feed).
+	ReadAllWait(ctx context.Context, p eventvault.Principal, from int64, limit int, wait time.Duration) ([]eventvault.Event, error)
+	// Subscribe starts a subscription to the feed (GET /v1/subscribe).
+	Subscribe(ctx context.Context, p eventvault.Principal, from int64, filter eventvault.FeedFilter) (*engine.Subscription, error)
 }
 
 // Shredder destroys the keys of a stream or a whole tenant.
@@ -49,6 +54,9 @@ type ErasureRequests interface {
 	RequestErasure(ctx context.Context, p eventvault.Principal, subject string) (req eventvault.ErasureRequest, created bool, err error)
 	ErasureRequest(ctx context.Context, p eventvault.Principal, id uuid.UUID) (eventvault.ErasureRequest, error)
 	SigningKey() (keyID string, pub ed25519.PublicKey)
+	// Propagation returns a request with where its tombstone stands: who
+	// acknowledged, who was removed, who is pending and how far behind.
+	Propagation(ctx context.Context, p eventvault.Principal, id uuid.UUID) (eventvault.ErasureRequest, *eventvault.Propagation, []engine.PendingConsumer, error)
 }
 
 // Holds places and lifts legal holds on subjects.
@@ -101,6 +109,7 @@ type Server struct {
 	jwt      JWTVerifier
 	denials  Denials
 	audit    AuditLog
+	subs     Subscriptions
 	checks   []ReadyCheck
 	logger   *slog.Logger
 	router   *gin.Engine
@@ -131,10 +140,13 @@ type Config struct {
 	// window: engine.ReadLog); nil records none.
 	Denials Denials
 	// Audit serves GET /v1/audit/export; nil leaves it out.
-	Audit  AuditLog
-	Ready  func(context.Context) error
-	Checks []ReadyCheck
-	Logger *slog.Logger
+	Audit AuditLog
+	// Subscriptions serves /v1/subscriptions (durable consumers); nil
+	// leaves it out.
+	Subscriptions Subscriptions
+	Ready         func(context.Context) error
+	Checks        []ReadyCheck
+	Logger        *slog.Logger
 	// Metrics, if set, counts requests per route template and the events
 	// appended and read (metrics.go); the server does not serve them.
 	Metrics Metrics
@@ -142,7 +154,7 @@ type Config struct {
 
 // New returns a Server; it is an http.Handler.
 func New(cfg Config) *Server {
-	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, jwt: cfg.JWT, denials: cfg.Denials, audit: cfg.Audit, checks: cfg.Checks, logger: cfg.Logger}
+	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, jwt: cfg.JWT, denials: cfg.Denials, audit: cfg.Audit, subs: cfg.Subscriptions, checks: cfg.Checks, logger: cfg.Logger}
 	if len(s.checks) == 0 && cfg.Ready != nil {
 		s.checks = []ReadyCheck{{Name: "store", Check: cfg.Ready}}
 	}
@@ -180,7 +192,17 @@ func New(cfg Config) *Server {
 	v1 := r.Group("/v1", s.authenticate)
 	v1.POST("/streams/:stream/events", onlyQuery(), s.appendEvents)
 	get(v1, "/streams/:stream/events", []string{"from", "limit", "direction"}, s.readStream)
-	get(v1, "/events", []string{"from", "limit"}, s.readAll)
+	get(v1, "/events", []string{"from", "limit", "wait"}, s.readAll)
+	// The feed streams: GET only (a HEAD would wait for events it never
+	// sends).
+	v1.GET("/subscribe", onlyQuery("from", "categories", "types", "heartbeat"), takesNoBody(""), s.subscribe)
+	if s.subs != nil {
+		get(v1, "/subscriptions", nil, s.listSubscriptions)
+		v1.PUT("/subscriptions/:name", onlyQuery(), s.putSubscription)
+		get(v1, "/subscriptions/:name", nil, s.getSubscription)
+		v1.POST("/subscriptions/:name/ack", onlyQuery(), s.ackSubscription)
+		v1.DELETE("/subscriptions/:name", onlyQuery(), takesNoBody(""), s.deleteSubscription)
+	}
 	v1.POST("/tokens", onlyQuery(), s.createToken)
 	get(v1, "/tokens", []string{"tenant"}, s.listTokens)
 	v1.DELETE("/tokens/:id", onlyQuery("tenant"), takesNoBody(""), s.revokeToken)

@@ -42,6 +42,11 @@ type Erasure struct {
 	// audit, when set, records every shred, hold and erasure request in
 	// the transaction that carries it out.
 	audit eventvault.AuditRecorder
+	// tombstones and subs, when set, put a tombstone into the feed for
+	// every shred and erasure, and hold an erasure in propagating until
+	// its consumers acknowledge it (erasure_propagation.go).
+	tombstones Tombstoner
+	subs       eventvault.SubscriptionStore
 }
 
 // KeyEvictor forgets cached keys once the store has destroyed them, so
@@ -112,6 +117,9 @@ func (e *Erasure) ShredStream(ctx context.Context, p eventvault.Principal, strea
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return eventvault.Shred{}, err
 	}
+	if err := refuseReserved(stream); err != nil {
+		return eventvault.Shred{}, err
+	}
 	if err := policies.Authorize(p, policies.Request{Tenant: p.Tenant, Action: policies.Shred, Stream: stream}); err != nil {
 		return eventvault.Shred{}, err
 	}
@@ -135,6 +143,9 @@ func (e *Erasure) ShredStream(ctx context.Context, p eventvault.Principal, strea
 	e.keys.EvictStream(p.Tenant, stream)
 	e.logger.InfoContext(ctx, "stream shredded", slog.String("tenant", string(p.Tenant)), slog.String("stream", string(stream)),
 		slog.String("key_id", s.KeyID.String()), slog.Bool("purged", s.Purged), slog.String("by", p.Actor()))
+	if err := e.tombstoneShred(ctx, p.Tenant, p.Actor(), s); err != nil {
+		return eventvault.Shred{}, err
+	}
 	return s, nil
 }
 
@@ -274,6 +285,9 @@ func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, su
 	switch {
 	case err == nil && latest.State == eventvault.ErasureReceived:
 		req = latest // resume
+	case err == nil && latest.State == eventvault.ErasurePropagating:
+		req, err = e.advanceRequest(ctx, latest)
+		return req, false, err
 	case err == nil && latest.State == eventvault.ErasureCompleted && certificateCoversAll(latest, streams):
 		return latest, false, nil
 	case err != nil && eventvault.ErrorCode(err) != eventvault.ENOTFOUND:
@@ -400,6 +414,14 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 		cert.Statement = fmt.Sprintf("Every stream held under this subject pseudonym in tenant %s was crypto-shredded: %d streams, %d keys destroyed.",
 			req.Tenant, cert.StreamCount, len(cert.DestroyedKeys))
 	}
+	if wait, err := e.awaitConsumers(ctx, &req, &cert, shredded); err != nil || wait {
+		return req, err
+	}
+	return e.finish(ctx, req, cert)
+}
+
+// finish signs cert and completes req with it.
+func (e *Erasure) finish(ctx context.Context, req eventvault.ErasureRequest, cert eventvault.ErasureCertificate) (eventvault.ErasureRequest, error) {
 	payload, err := json.Marshal(cert)
 	if err != nil {
 		return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: certificate: %w", req.ID, err)

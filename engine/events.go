@@ -35,6 +35,8 @@ type Events struct {
 	audit eventvault.AuditRecorder
 	// auditStore writes the reads a policy wants recorded one by one.
 	auditStore eventvault.AuditStore
+	// feed, when set, is woken after each append commits (WithFeed).
+	feed *Feed
 }
 
 // StreamKeys is what appends and reads need of the keyring:
@@ -130,6 +132,9 @@ func (e *Events) Append(ctx context.Context, p eventvault.Principal, stream even
 // pseudonym key.
 func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, stream eventvault.StreamName, subject string, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
 	if err := eventvault.ValidateStream(stream); err != nil {
+		return eventvault.AppendResult{}, err
+	}
+	if err := refuseReserved(stream); err != nil {
 		return eventvault.AppendResult{}, err
 	}
 	if err := validateBatch(events); err != nil {
@@ -270,6 +275,9 @@ func (e *Events) appendOnce(ctx context.Context, tenant eventvault.TenantID, act
 	}
 	if newKey != nil {
 		e.keys.KeepStreamKey(tenant, stream, *newKey)
+	}
+	if e.feed != nil && !res.Replayed {
+		e.feed.Notify(tenant)
 	}
 	return res, nil
 }

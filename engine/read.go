@@ -125,6 +125,14 @@ func (e *Events) readAll(ctx context.Context, p eventvault.Principal, from int64
 	if err != nil {
 		return nil, fmt.Errorf("read all: %w", err)
 	}
+	return e.openAll(ctx, p, page)
+}
+
+// openAll opens a page of the tenant's events in global order for p: the
+// one place where read-all decrypts and decides, shared by ReadAll and the
+// feed (GET /v1/subscribe), so that what one returns the other does. A
+// shredded stream's events come back as erased envelopes.
+func (e *Events) openAll(ctx context.Context, p eventvault.Principal, page eventvault.AllPage) ([]eventvault.Event, error) {
 	// The ciphers first, in page order (a key that fails fails the read
 	// as it did event by event), then the events, a large page on more
 	// than one core.
@@ -140,7 +148,7 @@ func (e *Events) readAll(ctx context.Context, p eventvault.Principal, from int64
 		ciphers[se.Stream] = c
 	}
 	out := make([]eventvault.Event, len(page.Events))
-	err = openPage(len(page.Events), func(i int) error {
+	err := openPage(len(page.Events), func(i int) error {
 		se := page.Events[i]
 		c, ok := ciphers[se.Stream]
 		if !ok {

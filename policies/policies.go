@@ -39,10 +39,14 @@ const (
 	ManagePolicies Action = "manage_policies" // write, read and delete policy documents
 	ManageKeys     Action = "manage_keys"     // rotate the tenant's KEK
 	ReadPII        Action = "read_pii"        // resolve personal data (rules of old tokens)
+	// Subscribe registers, reads and acknowledges durable consumers of
+	// the feed; the feed's events themselves take ReadAll, as read-all.
+	Subscribe           Action = "subscribe"
+	ManageSubscriptions Action = "manage_subscriptions" // remove any consumer (audited)
 )
 
 // Actions lists every action, stream actions first.
-var Actions = []Action{Append, Read, Shred, ReadPII, ReadAll, Erase, Hold, AuditExport, ManageTokens, ManagePolicies, ManageKeys}
+var Actions = []Action{Append, Read, Shred, ReadPII, ReadAll, Erase, Hold, AuditExport, ManageTokens, ManagePolicies, ManageKeys, Subscribe, ManageSubscriptions}
 
 // OnStream reports whether a takes a stream as resource.
 func (a Action) OnStream() bool { return a == Append || a == Read || a == Shred }
@@ -119,6 +123,7 @@ var ruleCapability = map[Action]eventvault.Capability{
 	Append: eventvault.CapAppend, Read: eventvault.CapRead, Shred: eventvault.CapErase, ReadPII: eventvault.CapReadPII,
 	ReadAll: eventvault.CapRead, Erase: eventvault.CapErase, Hold: eventvault.CapErase, AuditExport: eventvault.CapAuditExport,
 	ManageTokens: eventvault.CapAdmin, ManagePolicies: eventvault.CapAdmin, ManageKeys: eventvault.CapAdmin,
+	Subscribe: eventvault.CapRead, ManageSubscriptions: eventvault.CapAdmin,
 }
 
 func forbidden(p eventvault.Principal, r Request, d Decision) error {

@@ -30,11 +30,11 @@ var (
 		eventvault.CapAdmin:   {Append, Read, ReadPII, Shred},
 	}
 	capTenantActions = map[eventvault.Capability][]Action{
-		eventvault.CapRead:        {ReadAll},
+		eventvault.CapRead:        {ReadAll, Subscribe},
 		eventvault.CapReadPII:     {ReadPII},
 		eventvault.CapErase:       {Erase, Hold},
 		eventvault.CapAuditExport: {AuditExport},
-		eventvault.CapAdmin:       {ReadAll, ReadPII, Erase, Hold, AuditExport, ManageTokens, ManagePolicies, ManageKeys},
+		eventvault.CapAdmin:       {ReadAll, ReadPII, Erase, Hold, AuditExport, ManageTokens, ManagePolicies, ManageKeys, Subscribe, ManageSubscriptions},
 	}
 )
 

@@ -204,17 +204,18 @@ type propagationRecord struct {
 	Pending           []string                     `json:"pending"`
 	Acks              []eventvault.ConsumerAck     `json:"acks"`
 	Removed           []eventvault.ConsumerRemoval `json:"removed"`
+	Certificate       []byte                       `json:"certificate,omitempty"`
 	Done              bool                         `json:"done"`
 	CreatedAt         time.Time                    `json:"created_at"`
 }
 
 func (r propagationRecord) propagation(tenant eventvault.TenantID, id uuid.UUID) eventvault.Propagation {
 	return eventvault.Propagation{Tenant: tenant, RequestID: id, TombstonePosition: r.TombstonePosition, Streams: r.Streams,
-		Pending: r.Pending, Acks: r.Acks, Removed: r.Removed, Done: r.Done, CreatedAt: r.CreatedAt}
+		Pending: r.Pending, Acks: r.Acks, Removed: r.Removed, Certificate: r.Certificate, Done: r.Done, CreatedAt: r.CreatedAt}
 }
 
 func toPropagationRecord(p eventvault.Propagation) propagationRecord {
-	return propagationRecord{TombstonePosition: p.TombstonePosition, Streams: p.Streams, Pending: p.Pending, Acks: p.Acks, Removed: p.Removed, Done: p.Done, CreatedAt: p.CreatedAt}
+	return propagationRecord{TombstonePosition: p.TombstonePosition, Streams: p.Streams, Pending: p.Pending, Acks: p.Acks, Removed: p.Removed, Certificate: p.Certificate, Done: p.Done, CreatedAt: p.CreatedAt}
 }
 
 func noPropagation(op string, id uuid.UUID) error {
@@ -340,4 +341,22 @@ func (db *DB) UpdatePropagation(ctx context.Context, tenant eventvault.TenantID,
 		return b.Put(request[:], nv)
 	})
 	return out, err
+}
+
+// NextGlobalPosition returns the global position the tenant's next event
+// will take: every event below it is committed (appends are serialised,
+// so positions follow commit order). 0 for a tenant without events.
+func (db *DB) NextGlobalPosition(ctx context.Context, tenant eventvault.TenantID) (int64, error) {
+	const op = "bolt.NextGlobalPosition"
+	if err := validateTenant(tenant); err != nil {
+		return 0, err
+	}
+	var next int64
+	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
+		if tb := readTenant(tx, tenant); tb != nil {
+			next = int64(tb.log.Sequence())
+		}
+		return nil
+	})
+	return next, err
 }

@@ -18,6 +18,8 @@ type propagationBody struct {
 	Pending []string                     `json:"pending"`
 	Acks    []eventvault.ConsumerAck     `json:"acks"`
 	Removed []eventvault.ConsumerRemoval `json:"removed"`
+	// Certificate is the unsigned certificate (it holds no personal data).
+	Certificate json.RawMessage `json:"certificate,omitempty"`
 }
 
 const propagationColumns = `request_id, tombstone_position, body, done, created_at`
@@ -44,12 +46,12 @@ func scanPropagation(r pgx.Row, tenant eventvault.TenantID) (eventvault.Propagat
 	if err := json.Unmarshal(body, &pb); err != nil {
 		return p, fmt.Errorf("propagation %s: %w", p.RequestID, err)
 	}
-	p.Streams, p.Pending, p.Acks, p.Removed = pb.Streams, pb.Pending, pb.Acks, pb.Removed
+	p.Streams, p.Pending, p.Acks, p.Removed, p.Certificate = pb.Streams, pb.Pending, pb.Acks, pb.Removed, pb.Certificate
 	return p, nil
 }
 
 func marshalPropagation(p eventvault.Propagation) ([]byte, error) {
-	return json.Marshal(propagationBody{Streams: p.Streams, Pending: p.Pending, Acks: p.Acks, Removed: p.Removed})
+	return json.Marshal(propagationBody{Streams: p.Streams, Pending: p.Pending, Acks: p.Acks, Removed: p.Removed, Certificate: p.Certificate})
 }
 
 func noPropagation(op string, id uuid.UUID) error {

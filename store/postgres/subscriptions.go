@@ -183,3 +183,26 @@ func (db *DB) DeleteConsumer(ctx context.Context, tenant eventvault.TenantID, na
 	}
 	return nil
 }
+
+const nextGlobalSQL = `SELECT coalesce((SELECT last_global_position + 1 FROM tenants WHERE tenant_id = $1), 0)`
+
+// NextGlobalPosition returns the global position the tenant's next event
+// will take: every event below it is committed, since appends take
+// positions under the tenant row's lock, in commit order. 0 for a tenant
+// without events.
+func (db *DB) NextGlobalPosition(ctx context.Context, tenant eventvault.TenantID) (int64, error) {
+	const op = "postgres.NextGlobalPosition"
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return 0, err
+	}
+	var next int64
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(nextGlobalSQL, string(tenant)).QueryRow(func(r pgx.Row) error { return r.Scan(&next) })
+		return t.send(ctx, b, true)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("next global position: %w", err)
+	}
+	return next, nil
+}

@@ -66,6 +66,10 @@ type Parts struct {
 	// root key calls; the store reports to it if OpenStoreObserved was
 	// given it.
 	Metrics *metrics.Registry
+	// FeedPoll is how often a tenant's shared feed reader polls the store
+	// for events committed through other nodes (engine.DefaultFeedPoll
+	// when 0); appends on this node wake it at once.
+	FeedPoll time.Duration
 }
 
 // Stack is the built server: its HTTP handler, and the keyring and tokens
@@ -84,6 +88,8 @@ type Stack struct {
 	Checkpoints *audit.Publisher
 	// Audit records the node's own actions (start, stop).
 	Audit eventvault.AuditRecorder
+	// Feed is the node's shared reader of the tenants' feeds.
+	Feed *engine.Feed
 }
 
 // Build wires the keyring, engine, erasure, rotation, tokens and API.
@@ -133,20 +139,25 @@ func Build(p Parts) *Stack {
 		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms))
 	}
 	manager := evcrypto.NewKeyManager(keys)
+	feed := engine.NewFeed(p.Store, p.FeedPoll, logger)
+	events := engine.NewEvents(p.Store, keys, logger, append(opts, engine.WithFeed(feed))...)
+	erasure := engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger)), engine.WithErasureAudit(recorder),
+		engine.WithPropagation(events, p.Store))
 	handler := api.New(api.Config{
-		Events:   engine.NewEvents(p.Store, keys, logger, opts...),
-		Erasure:  engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger)), engine.WithErasureAudit(recorder)),
-		Keys:     engine.NewRotation(manager, logger).WithAudit(recorder, p.Store),
-		Tokens:   tokens,
-		Policies: docs,
-		JWT:      p.JWT,
-		Denials:  reads,
-		Audit:    engine.NewAuditLog(p.Store, recorder, pseudonymizer(p.Pseudonyms)),
-		Checks:   ReadyChecks(p.Store, manager),
-		Logger:   logger,
-		Metrics:  apiMetrics,
+		Events:        events,
+		Erasure:       erasure,
+		Subscriptions: engine.NewConsumers(p.Store, p.Store, erasure, recorder, logger),
+		Keys:          engine.NewRotation(manager, logger).WithAudit(recorder, p.Store),
+		Tokens:        tokens,
+		Policies:      docs,
+		JWT:           p.JWT,
+		Denials:       reads,
+		Audit:         engine.NewAuditLog(p.Store, recorder, pseudonymizer(p.Pseudonyms)),
+		Checks:        ReadyChecks(p.Store, manager),
+		Logger:        logger,
+		Metrics:       apiMetrics,
 	})
-	return &Stack{Keys: keys, Tokens: tokens, Policies: docs, Handler: handler, Reads: reads, Checkpoints: checkpoints, Audit: recorder}
+	return &Stack{Keys: keys, Tokens: tokens, Policies: docs, Handler: handler, Reads: reads, Checkpoints: checkpoints, Audit: recorder, Feed: feed}
 }
 
 // OpenStore opens the store a command serves from: PostgreSQL at

@@ -1,0 +1,216 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/crypto/dsse"
+)
+
+type subscriptionOut struct {
+	Name       string `json:"name"`
+	Checkpoint int64  `json:"checkpoint"`
+	Head       int64  `json:"head"`
+	Lag        int64  `json:"lag"`
+	Filter     struct {
+		Categories []string `json:"categories"`
+		Types      []string `json:"types"`
+	} `json:"filter"`
+	AckedAt *time.Time `json:"acked_at"`
+}
+
+func TestConsumersRegisterAckListAndRemove(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.admin("acme")
+	a.appendN(tok, "order-1", 4)
+	var c subscriptionOut
+	a.doJSON(http.MethodPut, "/v1/subscriptions/orders-view", tok, map[string]any{"filter": map[string]any{"categories": []string{"order"}}}, http.StatusCreated, &c)
+	if c.Checkpoint != 0 || c.Head != 4 || c.Lag != 4 || c.AckedAt != nil {
+		t.Fatalf("new consumer: %+v", c)
+	}
+	a.doJSON(http.MethodPost, "/v1/subscriptions/orders-view/ack", tok, map[string]any{"position": 2}, http.StatusOK, &c)
+	if c.Checkpoint != 3 || c.Lag != 1 || c.AckedAt == nil {
+		t.Fatalf("after ack 2: %+v", c)
+	}
+	// A stale ack changes nothing; an ack of an event not committed is
+	// refused.
+	a.doJSON(http.MethodPost, "/v1/subscriptions/orders-view/ack", tok, map[string]any{"position": 0}, http.StatusOK, &c)
+	if c.Checkpoint != 3 {
+		t.Fatalf("a stale ack moved the checkpoint back: %+v", c)
+	}
+	wantProblem(t, a.do(http.MethodPost, "/v1/subscriptions/orders-view/ack", tok, []byte(`{"position":4}`)), http.StatusBadRequest, eventvault.EINVALID, "not the global position of a committed event")
+	// Registering again replaces the filter only.
+	a.doJSON(http.MethodPut, "/v1/subscriptions/orders-view", tok, map[string]any{"filter": map[string]any{"types": []string{"OrderPlaced"}}, "from": 0}, http.StatusOK, &c)
+	if c.Checkpoint != 3 || len(c.Filter.Categories) != 0 || len(c.Filter.Types) != 1 {
+		t.Fatalf("re-registered: %+v", c)
+	}
+	a.doJSON(http.MethodPut, "/v1/subscriptions/tail", tok, map[string]any{"from": "end"}, http.StatusCreated, &c)
+	if c.Checkpoint != 4 || c.Lag != 0 {
+		t.Fatalf("from end: %+v", c)
+	}
+	var list struct {
+		Subscriptions []subscriptionOut `json:"subscriptions"`
+	}
+	a.doJSON(http.MethodGet, "/v1/subscriptions", tok, nil, http.StatusOK, &list)
+	if len(list.Subscriptions) != 2 || list.Subscriptions[0].Name != "orders-view" || list.Subscriptions[0].Lag != 1 {
+		t.Fatalf("list: %+v", list)
+	}
+	// Another tenant sees none of it.
+	other := a.admin("globex")
+	a.doJSON(http.MethodGet, "/v1/subscriptions", other, nil, http.StatusOK, &list)
+	if len(list.Subscriptions) != 0 {
+		t.Fatalf("globex lists acme's consumers: %+v", list)
+	}
+	wantProblem(t, a.do(http.MethodPost, "/v1/subscriptions/orders-view/ack", other, []byte(`{"position":0}`)), http.StatusNotFound, eventvault.ENOTFOUND, "no consumer")
+	// Removal takes manage_subscriptions, and is audited.
+	reader := a.tokenWithRules("acme", "read", "*")
+	wantProblem(t, a.do(http.MethodDelete, "/v1/subscriptions/tail", reader, nil), http.StatusForbidden, eventvault.EFORBIDDEN, "manage_subscriptions")
+	if rec := a.do(http.MethodDelete, "/v1/subscriptions/tail", tok, nil); rec.Code != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", rec.Code, rec.Body)
+	}
+	wantProblem(t, a.do(http.MethodGet, "/v1/subscriptions/tail", tok, nil), http.StatusNotFound, eventvault.ENOTFOUND, "no consumer")
+	size, err := a.store.AuditSize(t.Context(), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := a.store.AuditRecords(t.Context(), "acme", 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(bytes.Join(lines, []byte("\n")), []byte(`"consumer_removed"`)) {
+		t.Fatalf("no consumer_removed audit record")
+	}
+}
+
+func TestConsumersRefuseBadInput(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.admin("acme")
+	for _, c := range []struct{ method, path, body, says string }{
+		{http.MethodPut, "/v1/subscriptions/bad%20name", `{}`, "invalid consumer name"},
+		{http.MethodPut, "/v1/subscriptions/" + strings.Repeat("a", 101), `{}`, "invalid consumer name"},
+		{http.MethodPut, "/v1/subscriptions/v", `{"filter":{"categories":["order-1"]}}`, "categories[0]"},
+		{http.MethodPut, "/v1/subscriptions/v", `{"filter":{"types":["1x"]}}`, "types[0]"},
+		{http.MethodPut, "/v1/subscriptions/v", `{"filter":{"streams":["x"]}}`, "streams"},
+		{http.MethodPut, "/v1/subscriptions/v", `{"from":-1}`, "from must be"},
+		{http.MethodPut, "/v1/subscriptions/v", `{"from":"start"}`, "from must be"},
+		{http.MethodPut, "/v1/subscriptions/v", `{"from":1.5}`, "from must be"},
+		{http.MethodPut, "/v1/subscriptions/v", `[]`, ""},
+		{http.MethodPost, "/v1/subscriptions/v/ack", `{}`, "position is missing"},
+		{http.MethodPost, "/v1/subscriptions/v/ack", `{"position":"1"}`, "position"},
+	} {
+		t.Run(c.method+" "+c.body, func(t *testing.T) {
+			if c.method == http.MethodPost {
+				a.do(http.MethodPut, "/v1/subscriptions/v", tok, []byte(`{}`))
+			}
+			rec := a.do(c.method, c.path, tok, []byte(c.body))
+			wantProblem(t, rec, http.StatusBadRequest, eventvault.EINVALID, c.says)
+		})
+	}
+	a.appendN(tok, "order-1", 1)
+	a.doJSON(http.MethodPut, "/v1/subscriptions/v2", tok, map[string]any{}, http.StatusCreated, nil)
+	wantProblem(t, a.do(http.MethodPost, "/v1/subscriptions/v2/ack", tok, []byte(`{"position":-1}`)), http.StatusBadRequest, eventvault.EINVALID, "position -1")
+}
+
+// TestErasureWaitsForItsConsumers: an erasure stays propagating until the
+// consumers whose filter covers the erased streams acknowledge its
+// tombstone; one that never does is shown with its lag, removed by an
+// admin, and named in the certificate with the one that acknowledged.
+func TestErasureWaitsForItsConsumers(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.admin("acme")
+	a.doJSON(http.MethodPost, "/v1/streams/user-1/events", tok, map[string]any{"subject": "alice@example.com", "events": []any{event("Registered", map[string]any{"email": "alice@example.com"})}}, http.StatusCreated, nil)
+	a.appendN(tok, "order-1", 2)
+	for name, categories := range map[string][]string{"users-view": {"user"}, "orders-view": {"order"}, "stuck-view": nil} {
+		a.doJSON(http.MethodPut, "/v1/subscriptions/"+name, tok, map[string]any{"filter": map[string]any{"categories": categories}}, http.StatusCreated, nil)
+	}
+	rec := a.do(http.MethodPost, "/v1/erasure-requests", tok, []byte(`{"subject":"alice@example.com"}`))
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("erasure: %d %s, want 202 propagating", rec.Code, rec.Body)
+	}
+	var er erasureStatus
+	json.Unmarshal(rec.Body.Bytes(), &er)
+	a.doJSON(http.MethodGet, "/v1/erasure-requests/"+er.ID, tok, nil, http.StatusOK, &er)
+	if er.State != "propagating" || er.Propagation == nil || er.Propagation.TombstonePosition != 3 || len(er.Propagation.Pending) != 2 || er.Certificate != nil {
+		t.Fatalf("propagating request: %+v", er)
+	}
+	for _, p := range er.Propagation.Pending {
+		if p.Name == "orders-view" || p.Lag != 4 {
+			t.Fatalf("pending %+v: want users-view and stuck-view, 4 positions behind the tombstone", p)
+		}
+	}
+	// The tombstone is in the feed: no personal data, the pseudonym.
+	var page struct {
+		Events []feedEvent `json:"events"`
+	}
+	a.doJSON(http.MethodGet, "/v1/events?from=3", tok, nil, http.StatusOK, &page)
+	if len(page.Events) != 1 || page.Events[0].Stream != string(eventvault.TombstoneStream) || strings.Contains(string(page.Events[0].Data), "alice") ||
+		!strings.Contains(string(page.Events[0].Data), er.SubjectPseudonym) || !strings.Contains(string(page.Events[0].Data), er.ID) {
+		t.Fatalf("tombstone in read-all: %+v", page)
+	}
+	// An ack short of the tombstone changes nothing; past it counts.
+	a.doJSON(http.MethodPost, "/v1/subscriptions/users-view/ack", tok, map[string]any{"position": 2}, http.StatusOK, nil)
+	a.doJSON(http.MethodGet, "/v1/erasure-requests/"+er.ID, tok, nil, http.StatusOK, &er)
+	if er.State != "propagating" || len(er.Propagation.Pending) != 2 {
+		t.Fatalf("after an ack short of the tombstone: %+v", er)
+	}
+	a.doJSON(http.MethodPost, "/v1/subscriptions/users-view/ack", tok, map[string]any{"position": 3}, http.StatusOK, nil)
+	a.doJSON(http.MethodGet, "/v1/erasure-requests/"+er.ID, tok, nil, http.StatusOK, &er)
+	if er.State != "propagating" || len(er.Propagation.Pending) != 1 || er.Propagation.Pending[0].Name != "stuck-view" || len(er.Propagation.Acknowledged) != 1 {
+		t.Fatalf("after users-view acknowledged: %+v", er)
+	}
+	// Asking again returns the same request, still propagating.
+	if rec := a.do(http.MethodPost, "/v1/erasure-requests", tok, []byte(`{"subject":"alice@example.com"}`)); rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), er.ID) {
+		t.Fatalf("asking again: %d %s", rec.Code, rec.Body)
+	}
+	// The admin removes the consumer that never acknowledges.
+	if rec := a.do(http.MethodDelete, "/v1/subscriptions/stuck-view", tok, nil); rec.Code != http.StatusNoContent {
+		t.Fatalf("remove: %d %s", rec.Code, rec.Body)
+	}
+	a.doJSON(http.MethodGet, "/v1/erasure-requests/"+er.ID, tok, nil, http.StatusOK, &er)
+	if er.State != "completed" || er.Certificate == nil {
+		t.Fatalf("after the removal: %+v", er)
+	}
+	env, err := dsse.Parse(er.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cert eventvault.ErasureCertificate
+	if err := json.Unmarshal(env.Payload, &cert); err != nil {
+		t.Fatal(err)
+	}
+	if cert.TombstonePosition == nil || *cert.TombstonePosition != 3 || len(cert.ConsumersAcknowledged) != 1 || cert.ConsumersAcknowledged[0].Consumer != "users-view" ||
+		cert.ConsumersAcknowledged[0].AcknowledgedAt.IsZero() || len(cert.ConsumersRemoved) != 1 || cert.ConsumersRemoved[0].Consumer != "stuck-view" ||
+		cert.ConsumersRemoved[0].RemovedBy == "" || !strings.Contains(cert.Statement, "acknowledged by 1") {
+		t.Fatalf("certificate: %+v", cert)
+	}
+}
+
+type erasureStatus struct {
+	ID               string          `json:"id"`
+	State            string          `json:"state"`
+	SubjectPseudonym string          `json:"subject_pseudonym"`
+	Certificate      json.RawMessage `json:"certificate"`
+	Propagation      *struct {
+		TombstonePosition int64 `json:"tombstone_position"`
+		Acknowledged      []any `json:"acknowledged"`
+		Pending           []struct {
+			Name string `json:"name"`
+			Lag  int64  `json:"lag"`
+		} `json:"pending"`
+	} `json:"propagation"`
+}
+
+func TestTombstoneStreamIsReserved(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.admin("acme")
+	wantProblem(t, a.do(http.MethodPost, "/v1/streams/eventvault-mine/events", tok, []byte(`{"events":[{"id":"6f1c2f9e-4a3b-4c1d-9e8f-1a2b3c4d5e6f","type":"A","data":1}]}`)),
+		http.StatusBadRequest, eventvault.EINVALID, "reserved")
+	a.appendN(tok, "order-1", 1)
+	a.doJSON(http.MethodDelete, "/v1/streams/order-1", tok, nil, http.StatusOK, nil)
+	wantProblem(t, a.do(http.MethodDelete, "/v1/streams/"+string(eventvault.TombstoneStream), tok, nil), http.StatusBadRequest, eventvault.EINVALID, "reserved")
+}

@@ -1,0 +1,51 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/eventvault/eventvault"
+)
+
+// refuseReserved returns EINVALID for a stream of the reserved category:
+// only the server writes tombstones, and nobody shreds them.
+func refuseReserved(stream eventvault.StreamName) error {
+	if stream.Category() == eventvault.TombstoneCategory {
+		return eventvault.Errorf(eventvault.EINVALID, "stream category %q is reserved for the server's tombstones: choose another category", eventvault.TombstoneCategory)
+	}
+	return nil
+}
+
+// Tombstoner writes a tombstone into the tenant's feed and returns its
+// global position: Events implements it.
+type Tombstoner interface {
+	AppendTombstone(ctx context.Context, tenant eventvault.TenantID, actor string, ts eventvault.Tombstone) (int64, error)
+}
+
+// AppendTombstone appends ts as an event of type eventvault.TombstoneType
+// to the reserved stream eventvault.TombstoneStream, sealed like any event,
+// with no personal data (stream names, a pseudonym, ids and a time), and
+// returns its global position. No policy is consulted: the server writes
+// it on behalf of the shred or erasure that actor carried out, and the
+// append is audited as such. Errors: the store's and the keyring's.
+func (e *Events) AppendTombstone(ctx context.Context, tenant eventvault.TenantID, actor string, ts eventvault.Tombstone) (int64, error) {
+	data, err := json.Marshal(ts)
+	if err != nil {
+		return 0, fmt.Errorf("tombstone: %w", err)
+	}
+	ev := []eventvault.NewEvent{{ID: uuid.New(), Type: eventvault.TombstoneType, Data: data}}
+	res, err := e.appendOnce(ctx, tenant, actor, eventvault.TombstoneStream, "", eventvault.ExpectAny, ev)
+	if eventvault.ErrorCode(err) == eventvault.EERASED {
+		// A key replaced by another node since it was cached: once more
+		// with the stored one, as AppendForSubject does.
+		e.keys.EvictStream(tenant, eventvault.TombstoneStream)
+		res, err = e.appendOnce(ctx, tenant, actor, eventvault.TombstoneStream, "", eventvault.ExpectAny, ev)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("append tombstone: %w", err)
+	}
+	return res.Events[0].GlobalPosition, nil
+}
