@@ -220,12 +220,16 @@ var accessMatrix = map[string]row{
 
 	"GET /v1/subscribe": {
 		// The feed streams: the cell reads it for a moment (streamed).
-		build: func(*matrixFixture, caller, string, target) cell { return cell{http.MethodGet, "/v1/subscribe?from=0", nil} },
-		want:  map[caller][3]int{callerNone: same(401), callerJWTOther: same(200), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(200), callerRoot: same(200)},
+		build: func(*matrixFixture, caller, string, target) cell {
+			return cell{http.MethodGet, "/v1/subscribe?from=0", nil}
+		},
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: same(200), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(200), callerRoot: same(200)},
 	},
 	"GET /v1/subscriptions": {
-		build: func(*matrixFixture, caller, string, target) cell { return cell{http.MethodGet, "/v1/subscriptions", nil} },
-		want:  map[caller][3]int{callerNone: same(401), callerJWTOther: same(200), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(200), callerRoot: same(200)},
+		build: func(*matrixFixture, caller, string, target) cell {
+			return cell{http.MethodGet, "/v1/subscriptions", nil}
+		},
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: same(200), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(200), callerRoot: same(200)},
 	},
 	"PUT /v1/subscriptions/:name": {
 		// Consumer names are the caller's tenant's: the other tenant's

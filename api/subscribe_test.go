@@ -335,7 +335,7 @@ func TestReadAllWaitsForTheNextEvent(t *testing.T) {
 	go func() { time.Sleep(300 * time.Millisecond); a.appendN(tok, "order-2", 1) }()
 	var page struct {
 		Events []feedEvent `json:"events"`
-		Next   int64      `json:"next"`
+		Next   int64       `json:"next"`
 	}
 	a.doJSON(http.MethodGet, "/v1/events?from=2&wait=10", tok, nil, http.StatusOK, &page)
 	if len(page.Events) != 1 || page.Events[0].GlobalPosition != 2 || page.Next != 3 {
