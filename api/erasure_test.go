@@ -49,9 +49,11 @@ func TestShredStream(t *testing.T) {
 	// Read-all keeps the shredded events' envelopes, so global order holds.
 	var all allOut
 	a.doJSON(http.MethodGet, "/v1/events", tok, nil, http.StatusOK, &all)
-	if len(all.Events) != 3 {
-		t.Fatalf("read-all has %d events, want 3 envelopes", len(all.Events))
+	// ... followed by the shred's tombstone (issue 14).
+	if len(all.Events) != 4 || all.Events[3].Stream != string(eventvault.TombstoneStream) || !strings.Contains(string(all.Events[3].Data), `"streams":["order-1"]`) {
+		t.Fatalf("read-all has %d events (%+v), want 3 envelopes and the shred's tombstone", len(all.Events), all.Events)
 	}
+	all.Events = all.Events[:3]
 	for i, e := range all.Events {
 		if e.GlobalPosition != int64(i) {
 			t.Fatalf("global positions %+v, want 0,1,2", all.Events)
@@ -78,9 +80,10 @@ func TestShredStream(t *testing.T) {
 		t.Fatalf("purge: %+v", again)
 	}
 	wantProblem(t, a.do(http.MethodGet, "/v1/streams/order-1/events", tok, nil), http.StatusGone, "erased")
-	a.doJSON(http.MethodGet, "/v1/events", tok, nil, http.StatusOK, &all)
-	if len(all.Events) != 1 || all.Events[0].Stream != "order-2" {
-		t.Fatalf("after purge read-all %+v, want order-2 only", all.Events)
+	var purged allOut
+	a.doJSON(http.MethodGet, "/v1/events", tok, nil, http.StatusOK, &purged)
+	if len(purged.Events) != 2 || purged.Events[0].Stream != "order-2" || purged.Events[1].Stream != string(eventvault.TombstoneStream) {
+		t.Fatalf("after purge read-all %+v, want order-2 and the one tombstone of order-1 (shredding again replays it)", purged.Events)
 	}
 
 	cases := []struct {

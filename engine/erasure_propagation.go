@@ -15,6 +15,9 @@ import (
 	"github.com/eventvault/eventvault/policies"
 )
 
+// tombstoneNamespace derives the event ids of shred tombstones (UUIDv5).
+var tombstoneNamespace = uuid.MustParse("5f0c7a1e-2d4b-4e8a-9c3f-6b1d2e7a8f90")
+
 // WithPropagation makes every shred and every erasure put a tombstone into
 // the feed through t, and holds an erasure request in ErasurePropagating
 // until every consumer of subs whose filter covers the erased streams has
@@ -26,15 +29,19 @@ func WithPropagation(t Tombstoner, subs eventvault.SubscriptionStore) ErasureOpt
 	return func(e *Erasure) { e.tombstones, e.subs = t, subs }
 }
 
-// tombstoneShred writes the tombstone of a stream shred. A shred asked
-// again writes another: consumers treat tombstones as idempotent.
+// tombstoneShred writes the tombstone of a stream shred. Its event id is
+// derived from the tenant, stream and destroyed key, and a shred asked
+// again returns the first shred's record, so asking again replays the
+// tombstone (or writes it, if the first attempt failed) and never writes
+// a second one.
 func (e *Erasure) tombstoneShred(ctx context.Context, tenant eventvault.TenantID, actor string, s eventvault.Shred) error {
 	if e.tombstones == nil {
 		return nil
 	}
 	ts := eventvault.Tombstone{Kind: eventvault.TombstoneKindShred, Streams: []eventvault.StreamName{s.Stream}, SubjectPseudonym: s.Subject,
 		CertificateID: s.KeyID.String(), At: s.ShreddedAt}
-	if _, err := e.tombstones.AppendTombstone(ctx, tenant, actor, ts); err != nil {
+	id := uuid.NewSHA1(tombstoneNamespace, []byte(string(tenant)+"\x00"+string(s.Stream)+"\x00"+s.KeyID.String()))
+	if _, err := e.tombstones.AppendTombstone(ctx, tenant, actor, id, ts); err != nil {
 		return fmt.Errorf("stream %s is shredded, but its tombstone did not reach the feed (shred it again to retry): %w", s.Stream, err)
 	}
 	return nil
@@ -79,7 +86,7 @@ func (e *Erasure) startPropagation(ctx context.Context, req eventvault.ErasureRe
 	if ts.Streams == nil {
 		ts.Streams = []eventvault.StreamName{}
 	}
-	pos, err := e.tombstones.AppendTombstone(ctx, req.Tenant, req.RequestedBy, ts)
+	pos, err := e.tombstones.AppendTombstone(ctx, req.Tenant, req.RequestedBy, uuid.Nil, ts)
 	if err != nil {
 		return eventvault.Propagation{}, err
 	}

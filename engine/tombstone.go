@@ -22,21 +22,28 @@ func refuseReserved(stream eventvault.StreamName) error {
 // Tombstoner writes a tombstone into the tenant's feed and returns its
 // global position: Events implements it.
 type Tombstoner interface {
-	AppendTombstone(ctx context.Context, tenant eventvault.TenantID, actor string, ts eventvault.Tombstone) (int64, error)
+	// AppendTombstone appends ts with event id id (a random one for
+	// uuid.Nil); the same id and tombstone again is a replay, which
+	// writes nothing and returns the first position.
+	AppendTombstone(ctx context.Context, tenant eventvault.TenantID, actor string, id uuid.UUID, ts eventvault.Tombstone) (int64, error)
 }
 
 // AppendTombstone appends ts as an event of type eventvault.TombstoneType
 // to the reserved stream eventvault.TombstoneStream, sealed like any event,
 // with no personal data (stream names, a pseudonym, ids and a time), and
-// returns its global position. No policy is consulted: the server writes
+// returns its global position. A replay (the same id and tombstone)
+// writes nothing and returns the first position. No policy is consulted: the server writes
 // it on behalf of the shred or erasure that actor carried out, and the
 // append is audited as such. Errors: the store's and the keyring's.
-func (e *Events) AppendTombstone(ctx context.Context, tenant eventvault.TenantID, actor string, ts eventvault.Tombstone) (int64, error) {
+func (e *Events) AppendTombstone(ctx context.Context, tenant eventvault.TenantID, actor string, id uuid.UUID, ts eventvault.Tombstone) (int64, error) {
 	data, err := json.Marshal(ts)
 	if err != nil {
 		return 0, fmt.Errorf("tombstone: %w", err)
 	}
-	ev := []eventvault.NewEvent{{ID: uuid.New(), Type: eventvault.TombstoneType, Data: data}}
+	if id == uuid.Nil {
+		id = uuid.New()
+	}
+	ev := []eventvault.NewEvent{{ID: id, Type: eventvault.TombstoneType, Data: data}}
 	res, err := e.appendOnce(ctx, tenant, actor, eventvault.TombstoneStream, "", eventvault.ExpectAny, ev)
 	if eventvault.ErrorCode(err) == eventvault.EERASED {
 		// A key replaced by another node since it was cached: once more
