@@ -44,6 +44,12 @@ type Config struct {
 	// decoded whole).
 	ReadEncoding string
 
+	// FeedSamples and FeedSubscribers size the feed's measure (latency
+	// samples, idle SSE subscribers); NoFeed skips it.
+	FeedSamples     int
+	FeedSubscribers int
+	NoFeed          bool
+
 	Workloads  []string // keys to run; empty for all
 	JSON       string   // file for the JSON report; "-" for stdout
 	CPUProfile string   // file for a CPU profile of the measured rounds
@@ -53,21 +59,23 @@ type Config struct {
 // under three minutes on two cores.
 func defaultConfig() Config {
 	return Config{
-		ServerURL:     os.Getenv(envURL),
-		MessageDB:     os.Getenv(envMessageDB),
-		Rounds:        3,
-		Duration:      3 * time.Second,
-		Warmup:        300 * time.Millisecond,
-		EventSize:     500,
-		AppendClients: 8,
-		BatchClients:  4,
-		BatchSize:     100,
-		StreamReaders: 8,
-		StreamEvents:  1000,
-		AllReaders:    1,
-		PageSize:      500,
-		LogEvents:     10000,
-		ReadEncoding:  "frames",
+		ServerURL:       os.Getenv(envURL),
+		MessageDB:       os.Getenv(envMessageDB),
+		Rounds:          3,
+		Duration:        3 * time.Second,
+		Warmup:          300 * time.Millisecond,
+		EventSize:       500,
+		AppendClients:   8,
+		BatchClients:    4,
+		BatchSize:       100,
+		StreamReaders:   8,
+		StreamEvents:    1000,
+		AllReaders:      1,
+		PageSize:        500,
+		LogEvents:       10000,
+		ReadEncoding:    "frames",
+		FeedSamples:     300,
+		FeedSubscribers: 1000,
 	}
 }
 
@@ -98,6 +106,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&maxConns, "max-conns", 0, "connection pool size of both sides (0: pgxpool's default, max(4, CPUs), as the server uses)")
 	fs.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "open EventVault's store without group commit, each append committing on its own (for comparisons)")
 	fs.StringVar(&c.ReadEncoding, "read-encoding", c.ReadEncoding, "EventVault's read encoding: frames (Accept: application/vnd.eventvault.frames, parsed frame by frame), ndjson (decoded line by line) or json (the page decoded whole)")
+	fs.IntVar(&c.FeedSamples, "feed-samples", c.FeedSamples, "events timed from commit to an SSE client (a third of them across nodes)")
+	fs.IntVar(&c.FeedSubscribers, "feed-subscribers", c.FeedSubscribers, "idle SSE subscribers held open on one node")
+	fs.BoolVar(&c.NoFeed, "no-feed", false, "skip the feed's measure")
 	fs.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (append, append_batch, read_stream, read_all); default all")
 	fs.StringVar(&c.JSON, "json", "", "also write the report as JSON to this file; - writes JSON to stdout and the table to stderr")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured rounds (both sides; use pprof -focus to split them)")
@@ -128,6 +139,7 @@ func (c Config) validate() error {
 		{"-rounds", c.Rounds}, {"-append-clients", c.AppendClients}, {"-batch-clients", c.BatchClients},
 		{"-batch-size", c.BatchSize}, {"-stream-readers", c.StreamReaders}, {"-stream-events", c.StreamEvents},
 		{"-all-readers", c.AllReaders}, {"-page-size", c.PageSize}, {"-log-events", c.LogEvents},
+		{"-feed-samples", c.FeedSamples}, {"-feed-subscribers", c.FeedSubscribers},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {

@@ -23,6 +23,7 @@ import (
 	"github.com/eventvault/eventvault/auth"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/engine"
 	"github.com/eventvault/eventvault/metrics"
 	"github.com/eventvault/eventvault/store/postgres"
 )
@@ -45,6 +46,9 @@ type evServer struct {
 	metrics   *metrics.Registry
 	metricsLn net.Listener
 	metricsSv *http.Server
+	// feed is the server's shared feed reader, whose store reads the
+	// feed bench counts.
+	feed *engine.Feed
 }
 
 // startEventVault migrates the database at dbURL and serves EventVault on
@@ -86,7 +90,7 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32, 
 		Logger:        logger,
 		NoAudit:       noAudit,
 	})
-	s.keys = stack.Keys
+	s.keys, s.feed = stack.Keys, stack.Feed
 	s.tokens = stack.Tokens
 	s.ln, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/eventvault/eventvault/engine"
 	"github.com/eventvault/eventvault/store/postgres/rawbench"
 )
 
@@ -25,7 +26,9 @@ type Report struct {
 	// RootKeyCalls counts the root key provider's calls over the whole run,
 	// setup included.
 	RootKeyCalls rootCalls `json:"root_key_calls"`
-	TotalSeconds float64   `json:"total_seconds"`
+	// Feed is the subscription feed's measure; nil with -no-feed.
+	Feed         *feedResult `json:"feed,omitempty"`
+	TotalSeconds float64     `json:"total_seconds"`
 }
 
 type machine struct {
@@ -279,6 +282,13 @@ func (r *Report) writeTable(w io.Writer) error {
 		c.EventSize, (c.ContentMACNs+c.SealNs)/1000, c.ContentMACNs/1000, c.SealNs/1000, c.OpenNs/1000)
 	fmt.Fprintf(w, "root key provider calls during the run (from EventVault's /metrics): %d wrap, %d unwrap\n", r.RootKeyCalls.Wrap, r.RootKeyCalls.Unwrap)
 	fmt.Fprintf(w, "EventVault's reads were asked for and decoded as %s\n", s.ReadEncoding)
+	if f := r.Feed; f != nil {
+		fmt.Fprintf(w, "\nfeed (GET /v1/subscribe), %d events appended one at a time, timed from the append request to the SSE client (and from its 201):\n", f.Samples)
+		fmt.Fprintf(w, "  same node:  p50 %.2f ms, p99 %.2f ms (after the 201: p50 %.2f, p99 %.2f)\n", f.SameNode.EndToEndP50Ms, f.SameNode.EndToEndP99Ms, f.SameNode.AfterCommitP50Ms, f.SameNode.AfterCommitP99Ms)
+		fmt.Fprintf(w, "  other node: p50 %.2f ms, p99 %.2f ms (after the 201: p50 %.2f, p99 %.2f; the shared reader polls every %s)\n", f.OtherNode.EndToEndP50Ms, f.OtherNode.EndToEndP99Ms, f.OtherNode.AfterCommitP50Ms, f.OtherNode.AfterCommitP99Ms, engine.DefaultFeedPoll)
+		fmt.Fprintf(w, "  %d idle subscribers on one node: %.0f bytes of heap and %.1f goroutines each (server and client sides, both in this process)\n", f.IdleSubscribers, f.HeapBytesPerSubscriber, f.GoroutinesPerSubscriber)
+		fmt.Fprintf(w, "  %d appends reached them %d times (of %d) with %d read-all queries by the one shared reader\n", f.FanoutAppends, f.Delivered, f.FanoutAppends*f.IdleSubscribers, f.StoreReads)
+	}
 	fmt.Fprintf(w, "total time %.1f s\n", r.TotalSeconds)
 	return nil
 }

@@ -220,6 +220,15 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	if err != nil {
 		return nil, err
 	}
+	var feed *feedResult
+	if !cfg.NoFeed {
+		say("measuring the feed")
+		f, err := benchFeed(ctx, ev, quiet, ev.feed, token, cfg.FeedSamples, cfg.FeedSubscribers, say)
+		if err != nil {
+			return nil, err
+		}
+		feed = &f
+	}
 	roots, err := ev.rootCalls(ctx, client)
 	if err != nil {
 		return nil, err
@@ -240,6 +249,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		},
 		Crypto:       crypto,
 		RootKeyCalls: roots,
+		Feed:         feed,
 	}
 	byName := map[string]*side{}
 	for _, s := range sides {
