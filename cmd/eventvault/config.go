@@ -45,6 +45,9 @@ type Config struct {
 	// PolicyCacheTTL bounds how long a policy change made through another
 	// server takes to reach this one.
 	PolicyCacheTTL time.Duration
+	// FeedPoll is how often a tenant's shared feed reader looks for events
+	// committed through other nodes (engine.DefaultFeedPoll).
+	FeedPoll time.Duration
 	// PolicyDir holds policy documents loaded at start, as
 	// <dir>/<tenant>/<name>.cedar; "" loads none.
 	PolicyDir string
@@ -106,6 +109,7 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", env("EVENTVAULT_TLS_KEY", ""), "TLS private key file (EVENTVAULT_TLS_KEY)")
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", envDuration("EVENTVAULT_KEY_CACHE_TTL", 5*time.Minute), "how long unwrapped keys stay cached (EVENTVAULT_KEY_CACHE_TTL)")
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", envInt("EVENTVAULT_KEY_CACHE_SIZE", 10000), "how many unwrapped keys may be cached (EVENTVAULT_KEY_CACHE_SIZE)")
+	fs.DurationVar(&c.FeedPoll, "feed-poll", envDuration("EVENTVAULT_FEED_POLL", engine.DefaultFeedPoll), "how often a tenant's shared feed reader (GET /v1/subscribe, GET /v1/events?wait=) polls the store while it has subscribers: an event committed through another server reaches this server's subscribers within this bound; one committed here, at once (EVENTVAULT_FEED_POLL)")
 	fs.DurationVar(&c.PolicyCacheTTL, "policy-cache-ttl", envDuration("EVENTVAULT_POLICY_CACHE_TTL", policies.DefaultCacheTTL), "how long a policy document is kept after it is loaded: a change made through another server on the same database takes effect here within this bound (EVENTVAULT_POLICY_CACHE_TTL)")
 	fs.StringVar(&c.PolicyDir, "policy-dir", env("EVENTVAULT_POLICY_DIR", ""), "folder of policy documents written at start, as <dir>/<tenant>/<name>.cedar; a file whose text differs from the stored document becomes its next version (EVENTVAULT_POLICY_DIR)")
 	fs.DurationVar(&c.ReadAuditWindow, "read-audit-window", envDuration("EVENTVAULT_READ_AUDIT_WINDOW", engine.DefaultReadAuditWindow), "how long reads and refusals are gathered into one audit record per caller and resource; the reads of the last window are lost if the node dies (EVENTVAULT_READ_AUDIT_WINDOW)")
@@ -122,6 +126,9 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if c.ReadAuditWindow <= 0 || c.AuditCheckpointInterval <= 0 || c.ReadAuditWindow > time.Hour || c.AuditCheckpointInterval > time.Hour {
 		return Config{}, fmt.Errorf("-read-audit-window and -audit-checkpoint-interval must be between 1ns and 1h")
+	}
+	if c.FeedPoll < 10*time.Millisecond || c.FeedPoll > time.Minute {
+		return Config{}, fmt.Errorf("-feed-poll must be between 10ms and 1m, not %s: it bounds how late an event committed through another server reaches this server's subscribers", c.FeedPoll)
 	}
 	if c.PolicyCacheTTL <= 0 || c.PolicyCacheTTL > time.Hour {
 		return Config{}, fmt.Errorf("-policy-cache-ttl must be between 1ns and 1h, not %s: it bounds how late a policy change reaches this server", c.PolicyCacheTTL)
@@ -183,7 +190,7 @@ func storeAndRootFlags(fs *flag.FlagSet, c *Config) {
 func (c Config) digest() string {
 	settings := []any{c.Dev, c.Listen, c.TLSCert != "", c.KeyCacheTTL, c.KeyCacheSize, c.TokenCacheTTL, c.PolicyCacheTTL, c.PolicyDir,
 		c.ReadAuditWindow, c.AuditCheckpointDir, c.AuditCheckpointInterval, c.Vault.Address, c.Vault.Namespace, c.Vault.Mount, c.Vault.Key,
-		c.InsecureLocalRootKey, c.JWTOn, c.JWT.Issuer, c.JWT.Audiences, c.JWT.Algorithms, c.JWT.JWKSURL, c.JWT.TenantClaim, c.JWT.GroupsClaim}
+		c.InsecureLocalRootKey, c.JWTOn, c.JWT.Issuer, c.JWT.Audiences, c.JWT.Algorithms, c.JWT.JWKSURL, c.JWT.TenantClaim, c.JWT.GroupsClaim, c.FeedPoll}
 	sum := sha256.Sum256(fmt.Append(nil, settings...))
 	return hex.EncodeToString(sum[:])
 }

@@ -140,6 +140,7 @@ func (m *Main) Open(ctx context.Context) error {
 		AuditCheckpointInterval: c.AuditCheckpointInterval,
 		TokenCacheTTL:           c.TokenCacheTTL,
 		PolicyCacheTTL:          c.PolicyCacheTTL,
+		FeedPoll:                c.FeedPoll,
 		// A production server never honours a root token (one left by a
 		// dev start on this database gets 401 and a warning).
 		RefuseRootTokens: !c.Dev,
