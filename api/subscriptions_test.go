@@ -66,14 +66,14 @@ func TestConsumersRegisterAckListAndRemove(t *testing.T) {
 	if len(list.Subscriptions) != 0 {
 		t.Fatalf("globex lists acme's consumers: %+v", list)
 	}
-	wantProblem(t, a.do(http.MethodPost, "/v1/subscriptions/orders-view/ack", other, []byte(`{"position":0}`)), http.StatusNotFound, eventvault.ENOTFOUND, "no consumer")
+	wantProblem(t, a.do(http.MethodPost, "/v1/subscriptions/orders-view/ack", other, []byte(`{"position":0}`)), http.StatusNotFound, eventvault.ENOTFOUND, "no such consumer")
 	// Removal takes manage_subscriptions, and is audited.
 	reader := a.tokenWithRules("acme", "read", "*")
 	wantProblem(t, a.do(http.MethodDelete, "/v1/subscriptions/tail", reader, nil), http.StatusForbidden, eventvault.EFORBIDDEN, "manage_subscriptions")
 	if rec := a.do(http.MethodDelete, "/v1/subscriptions/tail", tok, nil); rec.Code != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", rec.Code, rec.Body)
 	}
-	wantProblem(t, a.do(http.MethodGet, "/v1/subscriptions/tail", tok, nil), http.StatusNotFound, eventvault.ENOTFOUND, "no consumer")
+	wantProblem(t, a.do(http.MethodGet, "/v1/subscriptions/tail", tok, nil), http.StatusNotFound, eventvault.ENOTFOUND, "no such consumer")
 	size, err := a.store.AuditSize(t.Context(), "acme")
 	if err != nil {
 		t.Fatal(err)

@@ -206,7 +206,7 @@ func (c *Consumers) Delete(ctx context.Context, p eventvault.Principal, name str
 	c.logger.InfoContext(ctx, "consumer removed", slog.String("tenant", string(p.Tenant)), slog.String("consumer", name), slog.String("by", p.Actor()))
 	if c.erase != nil {
 		if err := c.erase.consumerRemoved(ctx, p.Tenant, k, p.Actor(), c.clock()); err != nil {
-			return fmt.Errorf("consumer %s is removed, but the erasures waiting on it did not move on (acknowledge or read them to retry): %w", name, err)
+			return fmt.Errorf("the consumer is removed, but the erasures waiting on it did not move on (read them to retry): %w", err)
 		}
 	}
 	return nil

@@ -140,7 +140,13 @@ func (e *Erasure) advancePropagations(ctx context.Context, tenant eventvault.Ten
 		if err := e.advance(ctx, prop.Tenant, prop.RequestID, func(p *eventvault.Propagation) {
 			p.Pending = slices.DeleteFunc(p.Pending, func(name string) bool {
 				k, ok := byName[name]
-				if ok && k.Checkpoint > p.TombstonePosition {
+				switch {
+				case !ok:
+					// Removed, and consumerRemoved did not get to record
+					// it: the audit log's consumer_removed names who.
+					p.Removed = append(p.Removed, eventvault.ConsumerRemoval{Consumer: name, RemovedAt: e.clock(), RemovedBy: "see the audit log (consumer_removed)"})
+					return true
+				case k.Checkpoint > p.TombstonePosition:
 					p.Acks = append(p.Acks, eventvault.ConsumerAck{Consumer: name, Checkpoint: k.Checkpoint, AcknowledgedAt: k.AckedAt})
 					return true
 				}

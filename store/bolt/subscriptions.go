@@ -37,8 +37,8 @@ func (r consumerRecord) consumer(tenant eventvault.TenantID, name string) eventv
 	return eventvault.Consumer{Tenant: tenant, Name: name, Filter: r.Filter, Checkpoint: r.Checkpoint, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, AckedAt: r.AckedAt}
 }
 
-func noConsumer(op, name string) error {
-	return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("no consumer %s: register it with PUT /v1/subscriptions/%s", name, name)}
+func noConsumer(op string) error {
+	return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: "no such consumer in this tenant: register it with PUT /v1/subscriptions/{name}"}
 }
 
 // writeSubscriptions returns the tenant's named bucket, creating the path.
@@ -111,7 +111,7 @@ func (db *DB) Consumer(ctx context.Context, tenant eventvault.TenantID, name str
 			v = b.Get([]byte(name))
 		}
 		if v == nil {
-			return noConsumer(op, name)
+			return noConsumer(op)
 		}
 		var rec consumerRecord
 		if err := json.Unmarshal(v, &rec); err != nil {
@@ -162,7 +162,7 @@ func (db *DB) AckConsumer(ctx context.Context, tenant eventvault.TenantID, name 
 			v = b.Get([]byte(name))
 		}
 		if v == nil {
-			return noConsumer(op, name)
+			return noConsumer(op)
 		}
 		var rec consumerRecord
 		if err := json.Unmarshal(v, &rec); err != nil {
@@ -192,7 +192,7 @@ func (db *DB) DeleteConsumer(ctx context.Context, tenant eventvault.TenantID, na
 	return db.update(ctx, op, func(tx *bbolt.Tx) error {
 		b := readSubscriptions(tx, tenant, bucketConsumers)
 		if b == nil || b.Get([]byte(name)) == nil {
-			return noConsumer(op, name)
+			return noConsumer(op)
 		}
 		return b.Delete([]byte(name))
 	})

@@ -51,8 +51,8 @@ func scanConsumer(r pgx.Row, tenant eventvault.TenantID, extra ...any) (eventvau
 	return c, nil
 }
 
-func noConsumer(op, name string) error {
-	return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("no consumer %s: register it with PUT /v1/subscriptions/%s", name, name)}
+func noConsumer(op string) error {
+	return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: "no such consumer in this tenant: register it with PUT /v1/subscriptions/{name}"}
 }
 
 // PutConsumer stores c, or replaces the filter of the consumer of that
@@ -94,7 +94,7 @@ func (db *DB) Consumer(ctx context.Context, tenant eventvault.TenantID, name str
 		return eventvault.Consumer{}, err
 	}
 	if len(cs) == 0 {
-		return eventvault.Consumer{}, noConsumer(op, name)
+		return eventvault.Consumer{}, noConsumer(op)
 	}
 	return cs[0], nil
 }
@@ -172,7 +172,7 @@ func (db *DB) DeleteConsumer(ctx context.Context, tenant eventvault.TenantID, na
 		b := &pgx.Batch{}
 		b.Queue(deleteConsumerSQL, string(tenant), name).Exec(func(ct pgconn.CommandTag) error {
 			if ct.RowsAffected() == 0 {
-				return noConsumer(op, name)
+				return noConsumer(op)
 			}
 			return nil
 		})
