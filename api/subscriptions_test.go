@@ -25,7 +25,10 @@ type subscriptionOut struct {
 }
 
 func TestConsumersRegisterAckListAndRemove(t *testing.T) {
-	a := newTestAPI(t)
+	onBothStores(t, testConsumersRegisterAckListAndRemove)
+}
+
+func testConsumersRegisterAckListAndRemove(t *testing.T, a *testAPI) {
 	tok := a.admin("acme")
 	a.appendN(tok, "order-1", 4)
 	var c subscriptionOut
@@ -121,7 +124,10 @@ func TestConsumersRefuseBadInput(t *testing.T) {
 // tombstone; one that never does is shown with its lag, removed by an
 // admin, and named in the certificate with the one that acknowledged.
 func TestErasureWaitsForItsConsumers(t *testing.T) {
-	a := newTestAPI(t)
+	onBothStores(t, testErasureWaitsForItsConsumers)
+}
+
+func testErasureWaitsForItsConsumers(t *testing.T, a *testAPI) {
 	tok := a.admin("acme")
 	a.doJSON(http.MethodPost, "/v1/streams/user-1/events", tok, map[string]any{"subject": "alice@example.com", "events": []any{event("Registered", map[string]any{"email": "alice@example.com"})}}, http.StatusCreated, nil)
 	a.appendN(tok, "order-1", 2)
