@@ -350,3 +350,23 @@ func TestReadAllWaitsForTheNextEvent(t *testing.T) {
 		wantProblem(t, a.do(http.MethodGet, "/v1/events?"+q, tok, nil), http.StatusBadRequest, eventvault.EINVALID, "wait")
 	}
 }
+
+// TestFeedOutlivesTheServersWriteTimeout: each write of the feed extends
+// its own deadline, so a stream is not cut at http.Server.WriteTimeout
+// (60 s in production; 1 s here).
+func TestFeedOutlivesTheServersWriteTimeout(t *testing.T) {
+	a := newTestAPI(t)
+	srv := httptest.NewUnstartedServer(a.srv)
+	srv.Config.WriteTimeout = time.Second
+	srv.Start()
+	t.Cleanup(srv.Close)
+	tok := a.admin("acme")
+	feed := openFeed(t, srv.URL, tok, "?from=end&heartbeat=1", nil)
+	go func() { time.Sleep(3500 * time.Millisecond); a.appendN(tok, "order-1", 1) }()
+	if m := feed.next(10 * time.Second); m.id != 0 {
+		t.Fatalf("after 3.5 s: %+v", m)
+	}
+	if n := len(feed.comments); n < 3 {
+		t.Fatalf("%d comments, want the opening one and heartbeats for 3 s: %q", n, feed.comments)
+	}
+}
