@@ -24,6 +24,7 @@ func TestBenchEndToEnd(t *testing.T) {
 		"-rounds", "2", "-duration", "100ms", "-warmup", "20ms",
 		"-event-size", "200", "-log-events", "600", "-stream-events", "150", "-page-size", "100",
 		"-append-clients", "3", "-batch-clients", "2", "-batch-size", "20", "-stream-readers", "2", "-all-readers", "2",
+		"-feed-samples", "6", "-feed-subscribers", "20",
 		"-json", jsonPath,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -40,6 +41,12 @@ func TestBenchEndToEnd(t *testing.T) {
 	var rep Report
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		t.Fatalf("the JSON report does not parse: %v\n%s", err, raw)
+	}
+	// The feed's measure ran: every idle subscriber got every fan-out
+	// append, through the shared reader.
+	if f := rep.Feed; f == nil || f.Samples != 6 || f.IdleSubscribers != 20 || f.Delivered != int64(20*f.FanoutAppends) || f.StoreReads <= 0 ||
+		f.SameNode.EndToEndP50Ms <= 0 || f.OtherNode.EndToEndP99Ms < f.OtherNode.EndToEndP50Ms || !strings.Contains(stdout.String(), "idle subscribers on one node") {
+		t.Errorf("the feed's measure: %+v", rep.Feed)
 	}
 	wantKeys := []string{"append", "append_batch", "read_stream", "read_all"}
 	if len(rep.Workloads) != len(wantKeys) {
