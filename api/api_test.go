@@ -126,8 +126,9 @@ func newTestAPIWith(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	events := engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud), engine.WithAudit(recorder, reads), engine.WithFeed(engine.NewFeed(store, 20*time.Millisecond, nil)))
-	erasure := engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens), engine.WithErasureAudit(recorder), engine.WithPropagation(events, store))
+	feed := engine.NewFeed(store, 20*time.Millisecond, nil)
+	events := engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud), engine.WithAudit(recorder, reads), engine.WithFeed(feed))
+	erasure := engine.NewErasure(store, feed.Evicting(keys), pseud, signer, nil, revokeTokens(store, tokens), engine.WithErasureAudit(recorder), engine.WithPropagation(events, store))
 	srv := New(Config{
 		Events:        events,
 		Erasure:       erasure,

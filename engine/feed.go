@@ -77,11 +77,43 @@ func (f *Feed) Notify(tenant eventvault.TenantID) {
 	}
 }
 
+// Evicting returns a KeyEvictor that evicts from k and also makes the
+// tenant's shared reader's pages read before the eviction stale, so that
+// no subscriber opens an event with a key row a shred has destroyed. Give
+// it to the Erasure and to the listener of other nodes' evictions.
+func (f *Feed) Evicting(k KeyEvictor) KeyEvictor { return feedEvictor{f: f, k: k} }
+
+type feedEvictor struct {
+	f *Feed
+	k KeyEvictor
+}
+
+func (e feedEvictor) EvictStream(tenant eventvault.TenantID, stream eventvault.StreamName) {
+	e.k.EvictStream(tenant, stream)
+	e.f.invalidate(tenant)
+}
+
+func (e feedEvictor) EvictTenant(tenant eventvault.TenantID) {
+	e.k.EvictTenant(tenant)
+	e.f.invalidate(tenant)
+}
+
+func (f *Feed) invalidate(tenant eventvault.TenantID) {
+	f.mu.Lock()
+	tf := f.tenants[tenant]
+	f.mu.Unlock()
+	if tf != nil {
+		tf.epoch.Add(1)
+	}
+}
+
 // feedPage is a page the shared reader read: every committed event with
-// from <= global position < to.
+// from <= global position < to, with the key rows read with them, and the
+// tenant's key epoch before they were read.
 type feedPage struct {
 	from, to int64
 	page     eventvault.AllPage
+	epoch    uint64
 }
 
 type feedSub struct {
@@ -95,6 +127,11 @@ type tenantFeed struct {
 	// head is the global position the reader reads next: every event
 	// below it has been fanned out.
 	head atomic.Int64
+	// epoch counts the keys of the tenant destroyed (evicted) since the
+	// reader started: a page read before a shred carries the key row the
+	// shred destroyed, so a subscriber reads such a page again rather
+	// than open it (reads fail closed, DESIGN "Key hierarchy").
+	epoch atomic.Uint64
 	wake chan struct{}
 	stop context.CancelFunc
 
@@ -184,7 +221,7 @@ func (tf *tenantFeed) run(ctx context.Context) {
 // readAvailable reads and fans out every page committed beyond head.
 func (tf *tenantFeed) readAvailable(ctx context.Context) {
 	for ctx.Err() == nil {
-		from := tf.head.Load()
+		from, epoch := tf.head.Load(), tf.epoch.Load()
 		page, err := tf.f.store.ReadAll(ctx, tf.tenant, from, feedPageLimit)
 		tf.f.reads.Add(1)
 		if err != nil {
@@ -196,7 +233,7 @@ func (tf *tenantFeed) readAvailable(ctx context.Context) {
 		if len(page.Events) == 0 {
 			return
 		}
-		fp := feedPage{from: from, to: page.Events[len(page.Events)-1].GlobalPosition + 1, page: page}
+		fp := feedPage{from: from, to: page.Events[len(page.Events)-1].GlobalPosition + 1, page: page, epoch: epoch}
 		tf.mu.Lock()
 		for s := range tf.subs {
 			select {

@@ -84,3 +84,44 @@ func TestOneSharedReaderFansOutToEverySubscriber(t *testing.T) {
 var acmeAll = eventvault.Principal{Tenant: "acme", TokenID: "tok_feed", Rules: []eventvault.Rule{
 	{Capabilities: []eventvault.Capability{eventvault.CapRead}, Streams: "*"},
 }}
+
+// TestFeedNeverOpensAPageReadBeforeAShred: a live page the shared reader
+// read before a stream was shredded waits in a slow subscriber's buffer;
+// once the shred commits, the subscriber gets the event as an erased
+// envelope, never its data (reads fail closed), on both stores.
+func TestFeedNeverOpensAPageReadBeforeAShred(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			store := b.open(t)
+			t.Cleanup(func() { store.Close() })
+			pseud, signer := erasureKeys(t, t.TempDir())
+			keys := evcrypto.NewKeyring(newRoot(t), store, evcrypto.KeyringOptions{})
+			feed := engine.NewFeed(store, time.Hour, nil)
+			e := engine.NewEvents(store, keys, nil, engine.WithFeed(feed))
+			er := engine.NewErasure(store, feed.Evicting(keys), pseud, signer, nil, engine.WithPropagation(e, store))
+			appendOne(t, e, "order-0", `{"n":0}`, "")
+			sub, err := e.Subscribe(t.Context(), dpo, engine.FromEnd, eventvault.FeedFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			appendOne(t, e, "secret-1", `{"card":"4111-secret"}`, "")
+			// The shared reader has read and buffered the page by now.
+			deadline := time.Now().Add(5 * time.Second)
+			for feed.SharedReads() == 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(50 * time.Millisecond)
+			if _, err := er.ShredStream(t.Context(), dpo, "secret-1", false); err != nil {
+				t.Fatal(err)
+			}
+			evs, err := sub.Next(t.Context(), 5*time.Second)
+			if err != nil || len(evs) == 0 {
+				t.Fatalf("Next: %v, %v", evs, err)
+			}
+			if ev := evs[0]; ev.Stream != "secret-1" || !ev.Erased || ev.Data != nil {
+				t.Fatalf("the event read before its shred came back %+v (%s); want an erased envelope", ev, ev.Data)
+			}
+		})
+	}
+}

@@ -111,9 +111,16 @@ func (s *Subscription) Next(ctx context.Context, idle time.Duration) ([]eventvau
 		case fp != nil && fp.to <= s.next:
 			s.pending = nil
 			continue
-		case fp != nil && fp.from <= s.next:
+		case fp != nil && fp.from <= s.next && fp.epoch == s.tf.epoch.Load():
 			s.pending = nil
 			page, to = fp.page, fp.to
+		case fp != nil && fp.from <= s.next:
+			// A key of the tenant was destroyed since the shared reader
+			// read this page: read its events again, with their key rows
+			// as they are now.
+			if page, to, err = s.catchUp(ctx, fp.to); to >= fp.to {
+				s.pending = nil
+			}
 		case fp != nil:
 			// The shared reader moved on before this subscriber reached
 			// it: read what lies between from the store.

@@ -18,6 +18,7 @@ import (
 	"github.com/eventvault/eventvault/auth/jwtauth"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/engine"
 	"github.com/eventvault/eventvault/metrics"
 	"github.com/eventvault/eventvault/policies"
 	"github.com/eventvault/eventvault/store/postgres"
@@ -159,7 +160,7 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 		m.Logger.InfoContext(ctx, "policy folder applied", slog.String("dir", c.PolicyDir), slog.Int("documents", len(docs)), slog.Int("versions_written", n))
 	}
-	m.listenEvictions(stack.Keys)
+	m.listenEvictions(stack.Feed.Evicting(stack.Keys))
 	if err := m.startAudit(ctx, stack, store); err != nil {
 		return err
 	}
@@ -188,9 +189,10 @@ func (m *Main) Open(ctx context.Context) error {
 }
 
 // listenEvictions drops a key from this node's cache as soon as another
-// node shreds it (PostgreSQL NOTIFY). Reads fail closed without it; it keeps
-// a shredded key from lingering in memory until its TTL.
-func (m *Main) listenEvictions(keys *evcrypto.Keyring) {
+// node shreds it (PostgreSQL NOTIFY), and has the feed read again the
+// pages it read before. Reads fail closed without it; it keeps a shredded
+// key from lingering in memory until its TTL.
+func (m *Main) listenEvictions(keys engine.KeyEvictor) {
 	db, ok := m.store.(*postgres.DB)
 	if !ok {
 		return // the embedded store serves one process

@@ -141,7 +141,7 @@ func Build(p Parts) *Stack {
 	manager := evcrypto.NewKeyManager(keys)
 	feed := engine.NewFeed(p.Store, p.FeedPoll, logger)
 	events := engine.NewEvents(p.Store, keys, logger, append(opts, engine.WithFeed(feed))...)
-	erasure := engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger)), engine.WithErasureAudit(recorder),
+	erasure := engine.NewErasure(p.Store, feed.Evicting(keys), p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger)), engine.WithErasureAudit(recorder),
 		engine.WithPropagation(events, p.Store))
 	handler := api.New(api.Config{
 		Events:        events,
