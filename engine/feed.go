@@ -132,8 +132,8 @@ type tenantFeed struct {
 	// shred destroyed, so a subscriber reads such a page again rather
 	// than open it (reads fail closed, DESIGN "Key hierarchy").
 	epoch atomic.Uint64
-	wake chan struct{}
-	stop context.CancelFunc
+	wake  chan struct{}
+	stop  context.CancelFunc
 
 	mu   sync.Mutex
 	refs int
