@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -22,6 +23,13 @@ const (
 	sseWriteTimeout = 30 * time.Second
 )
 
+// MaxFeedDuration bounds one feed connection. The caller was
+// authenticated when it opened: the feed then ends (without an error
+// message), the client reconnects with Last-Event-ID (EventSource does so
+// by itself after retry), and a revoked token or a changed policy applies
+// within this bound.
+const MaxFeedDuration = 10 * time.Minute
+
 // eventStreamContentType is the media type of Server-Sent Events (HTML
 // Living Standard, section 9.2).
 const eventStreamContentType = "text/event-stream"
@@ -33,7 +41,7 @@ const eventStreamContentType = "text/event-stream"
 // renders it. A reconnect's Last-Event-ID resumes after that position and
 // overrides from. A comment line (": heartbeat") goes out after heartbeat
 // seconds without an event (default 15, 1 to 60), so that proxies keep
-// the connection open. Errors before the stream starts are problems; a
+// the connection open. A connection lasts at most MaxFeedDuration. Errors before the stream starts are problems; a
 // stream that fails later ends with an "event: error" message.
 func (s *Server) subscribe(c *gin.Context) {
 	from, err := feedFrom(c)
@@ -51,7 +59,8 @@ func (s *Server) subscribe(c *gin.Context) {
 		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "heartbeat must be between 1 and %d seconds", MaxHeartbeat))
 		return
 	}
-	ctx := c.Request.Context()
+	ctx, cancel := context.WithTimeout(c.Request.Context(), MaxFeedDuration)
+	defer cancel()
 	sub, err := s.events.Subscribe(ctx, principal(c), from, filter)
 	if err != nil {
 		s.writeError(c, err)

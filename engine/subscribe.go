@@ -201,8 +201,8 @@ func (s *Subscription) deliver(ctx context.Context, page eventvault.AllPage) ([]
 }
 
 // openFeedPage opens a feed page for p as ReadAll opens a read-all page:
-// the same policy (decided again per page, so a revoked grant stops the
-// feed), the same opening (openAll) and the same audit of reads.
+// the same policy (decided per page on p's grants as authenticated), the
+// same opening (openAll) and the same audit of reads.
 func (e *Events) openFeedPage(ctx context.Context, p eventvault.Principal, page eventvault.AllPage) ([]eventvault.Event, error) {
 	d, err := policies.Check(p, policies.Request{Tenant: p.Tenant, Action: policies.ReadAll})
 	if err != nil {
