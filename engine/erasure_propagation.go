@@ -228,6 +228,9 @@ func (e *Erasure) completePropagated(ctx context.Context, req eventvault.Erasure
 // advanceRequest moves a propagating request on (a consumer may have
 // acknowledged through another node) and returns it as it stands.
 func (e *Erasure) advanceRequest(ctx context.Context, req eventvault.ErasureRequest) (eventvault.ErasureRequest, error) {
+	if e.subs == nil {
+		return req, nil // a server built without propagation leaves it as it is
+	}
 	if err := e.advancePropagations(ctx, req.Tenant); err != nil {
 		return req, err
 	}
