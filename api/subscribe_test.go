@@ -370,3 +370,29 @@ func TestFeedOutlivesTheServersWriteTimeout(t *testing.T) {
 		t.Fatalf("%d comments, want the opening one and heartbeats for 3 s: %q", n, feed.comments)
 	}
 }
+
+// TestFeedReadsAreAudited: what the feed delivers is recorded as read-all
+// is (action subscribe, gathered per window), in a log that verifies.
+func TestFeedReadsAreAudited(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.admin("acme")
+	a.appendN(tok, "order-1", 2)
+	rec := a.doOrStream(http.MethodGet, "/v1/subscribe?from=0", tok, nil)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "id: 0\ndata: ") || !strings.Contains(rec.Body.String(), "id: 1\ndata: ") {
+		t.Fatalf("feed: %d %s", rec.Code, rec.Body)
+	}
+	var events int64
+	for _, r := range a.exportAndVerify(t, "acme") {
+		if r.Action == "subscribe" {
+			switch n := r.Detail["events"].(type) {
+			case int64:
+				events += n
+			case float64:
+				events += int64(n)
+			}
+		}
+	}
+	if events != 2 {
+		t.Fatalf("the audit log records %d events read through the feed, want 2", events)
+	}
+}
