@@ -25,6 +25,7 @@ var statusOf = map[eventvault.Code]int{
 	eventvault.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	eventvault.EINTERNAL:     http.StatusInternalServerError,
 	codeUnsupportedMediaType: http.StatusUnsupportedMediaType,
+	codeTooManyRequests:      http.StatusTooManyRequests,
 }
 
 // ProblemContentType is the media type of every error body (RFC 9457).
