@@ -48,24 +48,37 @@ func (a *Admission) counters(method, route string) AdmissionCounters {
 	return a.metrics.AdmissionCounters(method, route)
 }
 
+// ticket is an admitted request's hold on its gate: end gives it back.
+type ticket struct {
+	g      *gate
+	tenant string
+	m      AdmissionCounters
+	cancel context.CancelFunc
+}
+
+// end releases the ticket's slot and its deadline's timer.
+func (t ticket) end() {
+	if t.cancel != nil {
+		t.cancel()
+	}
+	t.m.InFlight(-1)
+	t.g.release(t.tenant)
+}
+
 // enter admits a request of class for tenant. Admitted, it returns the
-// context the request runs under (with the class's Timeout) and a done
-// func to call when the request ends; refused, the reason.
-func (a *Admission) enter(ctx context.Context, g *gate, tenant string, m AdmissionCounters) (context.Context, func(), string) {
+// context the request runs under (with the class's Timeout) and the ticket
+// to end when the request ends; refused, the reason.
+func (a *Admission) enter(ctx context.Context, g *gate, tenant string, m AdmissionCounters) (context.Context, ticket, string) {
 	if reason := g.acquire(ctx, tenant, m); reason != "" {
 		m.Refused(reason)
-		return nil, nil, reason
+		return nil, ticket{}, reason
 	}
 	m.InFlight(1)
-	cancel := context.CancelFunc(func() {})
+	t := ticket{g: g, tenant: tenant, m: m}
 	if g.limits.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, g.limits.Timeout)
+		ctx, t.cancel = context.WithTimeout(ctx, g.limits.Timeout)
 	}
-	return ctx, func() {
-		cancel()
-		m.InFlight(-1)
-		g.release(tenant)
-	}, ""
+	return ctx, t, ""
 }
 
 // refusal is the status, code and detail of a refused request of class.
@@ -108,14 +121,14 @@ func (s *Server) admit(class, route string, methods ...string) gin.HandlerFunc {
 			m = noAdmissionCounters{}
 		}
 		tenant := string(principal(c).Tenant)
-		ctx, done, reason := a.enter(c.Request.Context(), g, tenant, m)
+		ctx, t, reason := a.enter(c.Request.Context(), g, tenant, m)
 		if reason != "" {
 			status, code, detail := refusal(class, reason, g.limits)
 			c.Header("Retry-After", a.retryAfter)
 			writeProblem(c, status, code, detail, nil)
 			return
 		}
-		defer done()
+		defer t.end()
 		c.Request = c.Request.WithContext(ctx)
 		c.Next()
 	}
@@ -129,7 +142,7 @@ func (a *Admission) Handler(class, route string, tenantOf func(*http.Request) st
 	g := a.gate(class)
 	m := a.counters("", route)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, done, reason := a.enter(r.Context(), g, tenantOf(r), m)
+		ctx, t, reason := a.enter(r.Context(), g, tenantOf(r), m)
 		if reason != "" {
 			status, code, detail := refusal(class, reason, g.limits)
 			body, status := problemBody(status, code, detail, nil)
@@ -139,7 +152,7 @@ func (a *Admission) Handler(class, route string, tenantOf func(*http.Request) st
 			_, _ = w.Write(body)
 			return
 		}
-		defer done()
+		defer t.end()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

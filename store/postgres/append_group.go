@@ -152,8 +152,9 @@ type groupCommitter struct {
 }
 
 // appendGrouped carries a fast append in a group commit and waits for its
-// outcome.
-func (db *DB) appendGrouped(tenant eventvault.TenantID, m *groupMember) {
+// outcome, or for its caller to go away: it reports whether the outcome
+// is in m.
+func (db *DB) appendGrouped(tenant eventvault.TenantID, m *groupMember) bool {
 	g := &db.groups
 	m.done = make(chan struct{})
 	g.mu.Lock()
@@ -174,7 +175,17 @@ func (db *DB) appendGrouped(tenant eventvault.TenantID, m *groupMember) {
 	if start {
 		go db.commitGroups(tenant, q)
 	}
-	<-m.done
+	select {
+	case <-m.done:
+		return true
+	case <-m.ctx.Done():
+		// The caller went away: it stops waiting, so that its request
+		// ends and frees what it holds. A group that already carries the
+		// append may still write it (its outcome is unknown to the
+		// caller, as for a connection lost during COMMIT); one that has
+		// not taken it yet drops it (take).
+		return false
+	}
 }
 
 // commitGroups commits groups of the tenant's waiting appends until none is
@@ -364,7 +375,9 @@ func (db *DB) appendInGroup(ctx context.Context, tenant eventvault.TenantID, req
 		return eventvault.AppendResult{}, false, nil
 	}
 	m := &groupMember{ctx: ctx, req: req, w: w, first: first, payloads: payloads, line: line}
-	db.appendGrouped(tenant, m)
+	if !db.appendGrouped(tenant, m) {
+		return eventvault.AppendResult{}, false, fmt.Errorf("wait for the group commit: %w", ctx.Err())
+	}
 	switch {
 	case m.err != nil:
 		return eventvault.AppendResult{}, false, m.err
