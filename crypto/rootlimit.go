@@ -37,10 +37,16 @@ func (l *limitedRoot) enter(ctx context.Context, op string) error {
 	}
 	select {
 	case l.slots <- struct{}{}:
-		return nil
 	case <-ctx.Done():
 		return rootBusy(op, ctx.Err())
 	}
+	// A slot and the end of ctx may come in the same instant: a caller
+	// that is gone sends nothing.
+	if err := ctx.Err(); err != nil {
+		<-l.slots
+		return rootBusy(op, err)
+	}
+	return nil
 }
 
 func rootBusy(op string, err error) error {
