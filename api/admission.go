@@ -20,10 +20,15 @@ import (
 //   - Node: requests of the class in flight on this node. A request past it
 //     waits up to QueueWait for a slot, then gets 503; with Queue requests
 //     already waiting it gets 503 at once.
-//   - Tenant: one tenant's requests of the class, in flight and waiting
-//     together. Past it, 429 at once: that tenant is over its share, and the
-//     other tenants keep Node-Tenant slots between them (one tenant flooding
-//     cannot starve another).
+//   - Tenant: one tenant's share of the Node slots, in flight and waiting
+//     together. The bound is work-conserving: a tenant past its share is
+//     still admitted to a slot that is free, so that a lone tenant may use
+//     the whole node; but it never waits for one. With the node full, a
+//     request past its tenant's share gets 429 at once, while a request
+//     within its share waits in the queue, and a slot that frees goes to
+//     the longest waiter (Go's channel hand-off) before any new request.
+//     So a tenant flooding the node cannot starve another: the other's
+//     requests wait at most about one request's service time for a slot.
 //
 // An admitted request runs under the class's Timeout. A request whose
 // caller went away, or whose deadline passed, while it waited is never
@@ -62,8 +67,9 @@ const (
 type Limits struct {
 	// Node is how many requests of the class this node serves at once.
 	Node int
-	// Tenant is how many of one tenant's requests of the class are in
-	// flight or waiting at once.
+	// Tenant is one tenant's share: how many of its requests of the class
+	// may be in flight or waiting at once when the node is full (past it,
+	// a request is admitted only to a free slot, else refused with 429).
 	Tenant int
 	// Queue is how many requests may wait for a Node slot at once.
 	Queue int
@@ -83,6 +89,19 @@ type AdmissionConfig struct {
 	// RetryAfter is what a refusal's Retry-After says, in whole seconds
 	// (RFC 9110, section 10.2.3), at least 1.
 	RetryAfter time.Duration
+}
+
+// DefaultAdmission is the server's admission control unless configured
+// otherwise, chosen from `make bench`'s overload workload on a 2-CPU
+// machine with PostgreSQL fsync on (docs/performance.md, "Overload"):
+// a node's append goodput stops rising past about 16 appends in flight
+// (group commit carries what waits), so a node admits twice that, and a
+// tenant half; reads, which hold a connection each, half as many.
+var DefaultAdmission = AdmissionConfig{
+	Appends:    Limits{Node: 32, Tenant: 16, Queue: 64, Timeout: 10 * time.Second},
+	Reads:      Limits{Node: 16, Tenant: 8, Queue: 64, Timeout: 10 * time.Second},
+	QueueWait:  50 * time.Millisecond,
+	RetryAfter: time.Second,
 }
 
 // AdmissionMetrics learns of admission by route template (never a raw
@@ -146,16 +165,19 @@ func (g *gate) acquire(ctx context.Context, tenant string, m AdmissionCounters) 
 		return ""
 	}
 	g.mu.Lock()
-	if g.tenants[tenant] >= g.limits.Tenant {
-		g.mu.Unlock()
-		return RefusedTenant
-	}
+	over := g.tenants[tenant] >= g.limits.Tenant
 	g.tenants[tenant]++
 	g.mu.Unlock()
 	select {
 	case g.slots <- struct{}{}:
 		return ""
 	default:
+	}
+	if over {
+		// Past its share with the node full: refused, never queued, so
+		// that the slots that free go to the tenants within theirs.
+		g.releaseTenant(tenant)
+		return RefusedTenant
 	}
 	if reason := g.await(ctx, m); reason != "" {
 		g.releaseTenant(tenant)

@@ -89,7 +89,7 @@ func refusal(class, reason string, l Limits) (int, eventvault.Code, string) {
 	}
 	switch reason {
 	case RefusedTenant:
-		return http.StatusTooManyRequests, codeTooManyRequests, fmt.Sprintf("this tenant has as many %s in flight on this node as its share allows (%d): retry after the seconds in Retry-After, and send fewer at once (an append takes up to 500 events)", what, l.Tenant)
+		return http.StatusTooManyRequests, codeTooManyRequests, fmt.Sprintf("this node is full and this tenant has more %s in flight on it than its share (%d): nothing was done; retry after the seconds in Retry-After, and send fewer at once (an append takes up to 500 events)", what, l.Tenant)
 	case RefusedGone:
 		return http.StatusServiceUnavailable, eventvault.EUNAVAILABLE, "the request's deadline passed, or its caller went away, before it could start: nothing was done; retry after the seconds in Retry-After"
 	}

@@ -29,13 +29,15 @@ import (
 type heldEvents struct {
 	started chan string // the stream of each call, as it reaches the store
 	release chan struct{}
+	// one releases one held call per value sent.
+	one     chan struct{}
 	calls   atomic.Int64
 	// ended learns the error each held call ended with.
 	ended chan error
 }
 
 func newHeldEvents() *heldEvents {
-	return &heldEvents{started: make(chan string, 64), release: make(chan struct{}), ended: make(chan error, 64)}
+	return &heldEvents{started: make(chan string, 64), release: make(chan struct{}), one: make(chan struct{}), ended: make(chan error, 64)}
 }
 
 func (h *heldEvents) hold(ctx context.Context, stream eventvault.StreamName) error {
@@ -46,6 +48,9 @@ func (h *heldEvents) hold(ctx context.Context, stream eventvault.StreamName) err
 	}
 	select {
 	case <-h.release:
+		h.ended <- nil
+		return nil
+	case <-h.one:
 		h.ended <- nil
 		return nil
 	case <-ctx.Done():
@@ -178,8 +183,9 @@ func wantRetryAfter(t *testing.T, rec *httptest.ResponseRecorder, want string) {
 	}
 }
 
-// TestAdmissionRefusesPastItsBounds: with a node bound of 2 appends, one
-// per tenant, and a queue of 1: a tenant's second append is 429 at once;
+// TestAdmissionRefusesPastItsBounds: with a node bound of 2 appends, a
+// share of one per tenant, and a queue of 1, both slots held by two
+// tenants: a tenant's second append is 429 at once;
 // with both slots held, a third tenant's append waits the queue wait and
 // gets 503; each as a problem with Retry-After. The refused requests never
 // reach the store. Reads are bounded apart: a read is still served.
@@ -195,7 +201,7 @@ func TestAdmissionRefusesPastItsBounds(t *testing.T) {
 	calls := a.events.calls.Load()
 
 	rec := a.do(http.MethodPost, "/v1/streams/order-1/events", acme, appendBody(t))
-	wantProblem(t, rec, http.StatusTooManyRequests, codeTooManyRequests, "this tenant", "share", "(1)")
+	wantProblem(t, rec, http.StatusTooManyRequests, codeTooManyRequests, "this tenant", "share (1)")
 	wantRetryAfter(t, rec, "2")
 
 	start := time.Now()
@@ -267,24 +273,42 @@ func TestAdmissionQueueFullRefusesAtOnce(t *testing.T) {
 	}
 }
 
-// TestAdmissionOneTenantFullDoesNotRefuseAnother: a tenant holding its
-// whole share gets 429 on its next append and read, while another tenant's
-// appends and reads are admitted and answered.
+// TestAdmissionOneTenantFullDoesNotRefuseAnother: a lone tenant may take
+// every slot of the node, past its share of 2 of 4; with the node full,
+// its next append is 429 at once, while another tenant's append (within
+// its share) waits in the queue and takes the first slot that frees,
+// ahead of the flooding tenant's new requests. Reads have slots of their
+// own.
 func TestAdmissionOneTenantFullDoesNotRefuseAnother(t *testing.T) {
 	a := newAdmissionAPI(t, AdmissionConfig{
 		Appends:   Limits{Node: 4, Tenant: 2, Queue: 4},
 		Reads:     Limits{Node: 4, Tenant: 2, Queue: 4},
-		QueueWait: 50 * time.Millisecond,
+		QueueWait: 10 * time.Second,
 	})
 	acme, globex := a.tokenFor("acme"), a.tokenFor("globex")
-	held := []<-chan *httptest.ResponseRecorder{a.startHeld(acme, 1), a.startHeld(acme, 2)}
-	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-1/events", acme, appendBody(t)), http.StatusTooManyRequests, codeTooManyRequests)
-	for i := range 5 {
-		a.doJSON(http.MethodPost, fmt.Sprintf("/v1/streams/order-%d/events", i), globex, json.RawMessage(appendBody(t)), http.StatusCreated, nil)
-		<-a.events.started
-		a.doJSON(http.MethodGet, "/v1/events", globex, nil, http.StatusOK, nil)
-		<-a.events.started
+	var held []<-chan *httptest.ResponseRecorder
+	for i := range 4 {
+		held = append(held, a.startHeld(acme, i))
 	}
+	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-1/events", acme, appendBody(t)), http.StatusTooManyRequests, codeTooManyRequests, "share (2)")
+	queued := make(chan *httptest.ResponseRecorder, 1)
+	go func() { queued <- a.do(http.MethodPost, "/v1/streams/order-1/events", globex, appendBody(t)) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for a.srv.admission.appends.waiting.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("globex's append never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-2/events", acme, appendBody(t)), http.StatusTooManyRequests, codeTooManyRequests)
+	a.doJSON(http.MethodGet, "/v1/events", globex, nil, http.StatusOK, nil) // reads: their own slots
+	<-a.events.started
+
+	a.events.one <- struct{}{} // one of acme's appends ends
+	if rec := <-queued; rec.Code != http.StatusCreated {
+		t.Fatalf("globex's queued append: %d %s", rec.Code, rec.Body)
+	}
+	<-a.events.started
 	close(a.events.release)
 	for _, h := range held {
 		if rec := <-h; rec.Code != http.StatusCreated {

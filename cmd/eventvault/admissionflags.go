@@ -9,22 +9,24 @@ import (
 	evcrypto "github.com/eventvault/eventvault/crypto"
 )
 
-// Defaults of admission control and the pool, chosen from `make bench`'s
-// overload workload on a 2-CPU machine (docs/performance.md, "Overload"):
-// past about 16 appends in flight a node's goodput stops rising and its
-// latency grows, so the node admits twice that, a tenant half of it.
-const (
-	defaultMaxAppends          = 32
-	defaultMaxAppendsPerTenant = 16
-	defaultMaxReads            = 16
-	defaultMaxReadsPerTenant   = 8
-	defaultAdmissionQueue      = 64
-	defaultAdmissionQueueWait  = 50 * time.Millisecond
-	defaultAppendTimeout       = 10 * time.Second
-	defaultReadTimeout         = 10 * time.Second
-	defaultRetryAfter          = time.Second
-	defaultDBAcquireTimeout    = time.Second
+// Defaults of admission control (api.DefaultAdmission, chosen from
+// `make bench`'s overload workload: docs/performance.md, "Overload") and
+// of the pool's queue.
+var (
+	defaultMaxAppends          = api.DefaultAdmission.Appends.Node
+	defaultMaxAppendsPerTenant = api.DefaultAdmission.Appends.Tenant
+	defaultMaxReads            = api.DefaultAdmission.Reads.Node
+	defaultMaxReadsPerTenant   = api.DefaultAdmission.Reads.Tenant
+	defaultAdmissionQueue      = api.DefaultAdmission.Appends.Queue
+	defaultAdmissionQueueWait  = api.DefaultAdmission.QueueWait
+	defaultAppendTimeout       = api.DefaultAdmission.Appends.Timeout
+	defaultReadTimeout         = api.DefaultAdmission.Reads.Timeout
+	defaultRetryAfter          = api.DefaultAdmission.RetryAfter
 )
+
+// defaultDBAcquireTimeout bounds a wait for a pooled connection: longer
+// than any queue wait of admission, far shorter than a request's deadline.
+const defaultDBAcquireTimeout = time.Second
 
 // AdmissionSettings are the -max-*, -admission-*, timeout, pool and
 // root-concurrency flags.

@@ -167,3 +167,22 @@ func (db *DB) Close() error {
 	db.pool.Close()
 	return nil
 }
+
+// PoolStats are the connection pool's counters since Open: its size, the
+// connections in use, and how often and how long transactions waited for
+// one (the pool's queue).
+type PoolStats struct {
+	MaxConns, InUse int32
+	// Acquires counts connections handed out; Waited those that had to
+	// wait for one; Canceled the waits that ended with their context.
+	Acquires, Waited, Canceled int64
+	// Wait is the time spent waiting for connections, summed.
+	Wait time.Duration
+}
+
+// PoolStats returns the pool's counters.
+func (db *DB) PoolStats() PoolStats {
+	s := db.pool.Stat()
+	return PoolStats{MaxConns: s.MaxConns(), InUse: s.AcquiredConns(), Acquires: s.AcquireCount(), Waited: s.EmptyAcquireCount(),
+		Canceled: s.CanceledAcquireCount(), Wait: s.AcquireDuration()}
+}
