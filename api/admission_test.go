@@ -30,8 +30,8 @@ type heldEvents struct {
 	started chan string // the stream of each call, as it reaches the store
 	release chan struct{}
 	// one releases one held call per value sent.
-	one     chan struct{}
-	calls   atomic.Int64
+	one   chan struct{}
+	calls atomic.Int64
 	// ended learns the error each held call ended with.
 	ended chan error
 }
