@@ -427,3 +427,30 @@ func BenchmarkAdmission(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRefusal is what the server spends on a request admission
+// refuses (the node full, the tenant past its share), from routing to the
+// problem written (run by hand: go test ./api -run - -bench Refusal).
+func BenchmarkRefusal(b *testing.B) {
+	t := &testing.T{}
+	a := newAdmissionAPI(t, AdmissionConfig{Appends: Limits{Node: 1, Tenant: 1}})
+	a.testAPI.t = t
+	acme := a.tokenFor("acme")
+	held := a.startHeld(acme, 1)
+	body := appendBody(t)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		req := httptest.NewRequest(http.MethodPost, "/v1/streams/order-1/events", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+acme)
+		rec := httptest.NewRecorder()
+		a.srv.ServeHTTP(rec, req)
+		if rec.Code != http.StatusTooManyRequests {
+			b.Fatalf("status %d", rec.Code)
+		}
+	}
+	b.StopTimer()
+	close(a.events.release)
+	<-held
+}

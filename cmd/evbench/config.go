@@ -86,7 +86,7 @@ func defaultConfig() Config {
 		ReadEncoding:  "frames",
 
 		OverloadDuration:     3 * time.Second,
-		OverloadFactors:      []float64{1, 2, 4},
+		OverloadFactors:      []float64{0.5, 1, 2, 4},
 		OverloadProbeClients: 32,
 		OverloadBounds:       api.DefaultAdmission,
 	}
@@ -125,7 +125,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.OverloadBounds.Appends.Node, "overload-max-appends", c.OverloadBounds.Appends.Node, "admission bound of the overload workload's servers: appends in flight per node (the server's -max-appends)")
 	fs.IntVar(&c.OverloadBounds.Appends.Tenant, "overload-max-appends-per-tenant", c.OverloadBounds.Appends.Tenant, "admission bound of the overload workload's servers: appends in flight per tenant (-max-appends-per-tenant)")
 	fs.DurationVar(&c.OverloadBounds.QueueWait, "overload-queue-wait", c.OverloadBounds.QueueWait, "admission queue wait of the overload workload's servers (-admission-queue-wait)")
-	factors := fs.String("overload-factors", "1,2,4", "offered rates of the overload workload, as multiples of each side's measured capacity")
+	factors := fs.String("overload-factors", "0.5,1,2,4", "offered rates of the overload workload, as multiples of each side's measured capacity")
 	fs.StringVar(&c.JSON, "json", "", "also write the report as JSON to this file; - writes JSON to stdout and the table to stderr")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured rounds (both sides; use pprof -focus to split them)")
 	if err := fs.Parse(args); err != nil {

@@ -76,6 +76,8 @@ type overloadStep struct {
 	P99Ms        float64   `json:"p99_ms"`
 	RefusalP99Ms float64   `json:"refusal_p99_ms"`
 	Diag         *stepDiag `json:"diagnostics,omitempty"`
+	// Quiet is another tenant's appends at a low rate during the step.
+	Quiet *quietResult `json:"quiet_tenant,omitempty"`
 
 	acks    []ack
 	refused []uuid.UUID
@@ -119,6 +121,10 @@ func openLoop(ctx context.Context, rate float64, d time.Duration, fire fireFunc)
 		go func() {
 			defer wg.Done()
 			s := fire(ctx, i)
+			// Timed from when it was due, not from when the pacer got
+			// to it.
+			s.took += s.sent.Sub(at)
+			s.sent = at
 			mu.Lock()
 			outstanding--
 			shots = append(shots, s)

@@ -22,8 +22,19 @@ func (o *overloadReport) writeTable(w io.Writer) error {
 		peak[s.Side] = max(peak[s.Side], s.AnsweredPerSec)
 	}
 	for _, s := range o.Steps {
-		fmt.Fprintf(tw, "%s\t%.0f×\t%.0f\t%.0f\t%.2f\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t\n", s.Side, s.Factor, s.OfferedPerSec, s.AnsweredPerSec,
+		fmt.Fprintf(tw, "%s\t%.1f×\t%.0f\t%.0f\t%.2f\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t\n", s.Side, s.Factor, s.OfferedPerSec, s.AnsweredPerSec,
 			ratio(s.AnsweredPerSec, peak[s.Side]), s.Refused429, s.Refused503, s.Failed, s.Dropped, s.P50Ms, s.P99Ms, s.RefusalP99Ms)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nAnother tenant appending at %.0f%% of capacity meanwhile (does the flood starve it?):\n", 100*quietShare)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "side	load	offered/s	ok	refused	failed	p50 ms	p99 ms	")
+	for _, s := range o.Steps {
+		if q := s.Quiet; q != nil {
+			fmt.Fprintf(tw, "%s	%.1f×	%.0f	%d	%d	%d	%.1f	%.1f	\n", s.Side, s.Factor, q.OfferedPerSec, q.OK, q.Refused, q.Failed, q.P50Ms, q.P99Ms)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -35,7 +46,7 @@ func (o *overloadReport) writeTable(w io.Writer) error {
 		if d == nil {
 			continue
 		}
-		fmt.Fprintf(tw, "%s %.0f×\tbusy %.1f\t%s\tpool waited %.0f%% (%.1f ms)\tgroups %.0f/%.0f written\terrors %.0f\tCPU %.0f µs\t\n", s.Side, s.Factor, d.BusySessions,
+		fmt.Fprintf(tw, "%s %.1f×\tbusy %.1f\t%s\tpool waited %.0f%% (%.1f ms)\tgroups %.0f/%.0f written\terrors %.0f\tCPU %.0f µs\t\n", s.Side, s.Factor, d.BusySessions,
 			formatWaits(d.Waits), 100*d.PoolWaited, d.PoolWaitMs, d.GroupWritten, d.GroupAppends, d.StoreErrors, d.CPUPerOKUs)
 		for _, st := range d.Statements {
 			fmt.Fprintf(tw, "\t\t%d calls, %.2f ms mean, %.0f ms total\t%s\t\t\t\t\n", st.Calls, st.MeanMs, st.TotalMs, strings.TrimSpace(st.Query))

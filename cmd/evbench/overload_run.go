@@ -20,6 +20,9 @@ import (
 	"github.com/eventvault/eventvault/store/postgres/rawbench"
 )
 
+// overloadConns bounds the overload client's connections per server.
+const overloadConns = 256
+
 // Overload side names.
 const (
 	sideOverloadEV    = "EventVault"
@@ -73,6 +76,23 @@ type overloadSide struct {
 	ev *evServer
 	// capacityOf names the side whose capacity is this side's 1×.
 	capacityOf string
+	// quiet, if set, fires another tenant's appends, at quietShare of
+	// the capacity beside every step: its p99 shows whether the flood
+	// of the first starves it.
+	quiet fireFunc
+}
+
+// quietShare is the quiet tenant's offered rate, as a share of capacity.
+const quietShare = 0.05
+
+// quietResult is the quiet tenant's figures during one step.
+type quietResult struct {
+	OfferedPerSec float64 `json:"offered_per_sec"`
+	OK            int     `json:"ok"`
+	Refused       int     `json:"refused"`
+	Failed        int     `json:"failed"`
+	P50Ms         float64 `json:"p50_ms"`
+	P99Ms         float64 `json:"p99_ms"`
 }
 
 // runOverload runs the overload workload: EventVault with admission
@@ -112,28 +132,49 @@ func runOverload(ctx context.Context, cfg Config, dbURL, keyDir string, noAdm *e
 	if err != nil {
 		return nil, err
 	}
-	// A client of its own, keeping enough connections alive for an open
-	// loop's concurrency: a new connection per request would measure
-	// connection setup.
-	client = newHTTPClient(1024)
+	quietToken, err := ev.tenantToken(ctx, client, "overload-quiet")
+	if err != nil {
+		return nil, err
+	}
+	quietOffToken, err := noAdm.tenantToken(ctx, client, "overload-off-quiet")
+	if err != nil {
+		return nil, err
+	}
+	// A client of its own, with a pool of overloadConns kept-alive
+	// connections per server, as a fleet of clients would hold: without a
+	// bound, an open loop opens a connection per outstanding request, and
+	// past the server's listen backlog the kernel drops connections and
+	// the client retries them a second later, which measures TCP, not the
+	// server. A request sent while every connection is busy waits for one,
+	// and that wait counts in its latency (it is timed from when it was
+	// due).
+	client = newHTTPClient(overloadConns)
+	client.Transport.(*http.Transport).MaxConnsPerHost = overloadConns
 	defer client.CloseIdleConnections()
 	data := newData(cfg.EventSize, 16)
 	sides := []overloadSide{
-		{name: sideOverloadEV, fire: (&appendShooter{http: client, base: ev.baseURL(), token: token, prefix: "ov", data: data}).fire, ev: ev, capacityOf: sideOverloadEV},
+		{name: sideOverloadEV, fire: (&appendShooter{http: client, base: ev.baseURL(), token: token, prefix: "ov", data: data}).fire, ev: ev, capacityOf: sideOverloadEV,
+			quiet: (&appendShooter{http: client, base: ev.baseURL(), token: quietToken, prefix: "ovq", data: data}).fire},
 		{name: sideOverloadRaw, fire: (&appendShooter{http: client, base: raw.baseURL(), prefix: rawPrefix, data: data}).fire, capacityOf: sideOverloadRaw},
-		{name: sideOverloadNoAdm, fire: (&appendShooter{http: client, base: noAdm.baseURL(), token: offToken, prefix: "ovoff", data: data}).fire, ev: noAdm, capacityOf: sideOverloadEV},
+		{name: sideOverloadNoAdm, fire: (&appendShooter{http: client, base: noAdm.baseURL(), token: offToken, prefix: "ovoff", data: data}).fire, ev: noAdm, capacityOf: sideOverloadEV,
+			quiet: (&appendShooter{http: client, base: noAdm.baseURL(), token: quietOffToken, prefix: "ovoffq", data: data}).fire},
 	}
 	// Every side's streams exist and are in its server's caches before
 	// anything is measured: a first append creates a stream key and takes
 	// the locking path.
 	for _, s := range sides {
-		if _, err := probeCapacity(ctx, 8, 0, func(ctx context.Context, i int) shot {
-			if i >= overloadStreams {
-				return shot{status: -1}
+		for _, fire := range []fireFunc{s.fire, s.quiet} {
+			if fire == nil {
+				continue
 			}
-			return s.fire(ctx, i)
-		}); err != nil {
-			return nil, fmt.Errorf("%s: create the streams: %w", s.name, err)
+			if _, err := probeCapacity(ctx, 8, 0, func(ctx context.Context, i int) shot {
+				if i >= overloadStreams {
+					return shot{status: -1}
+				}
+				return fire(ctx, i)
+			}); err != nil {
+				return nil, fmt.Errorf("%s: create the streams: %w", s.name, err)
+			}
 		}
 	}
 	rep := &overloadReport{Seconds: cfg.OverloadDuration.Seconds(), Streams: overloadStreams, Bounds: adm, Capacity: map[string]float64{},
@@ -155,13 +196,13 @@ func runOverload(ctx context.Context, cfg Config, dbURL, keyDir string, noAdm *e
 	for _, f := range cfg.OverloadFactors {
 		for _, s := range sides {
 			rate := f * rep.Capacity[s.capacityOf]
-			step, err := overloadStepOf(ctx, s, rate, cfg.OverloadDuration, dbURL, client, waits, &rep.StatementsNote)
+			step, err := overloadStepOf(ctx, s, rate, quietShare*rep.Capacity[s.capacityOf], cfg.OverloadDuration, dbURL, client, waits, &rep.StatementsNote)
 			if err != nil {
 				return nil, fmt.Errorf("%s at %.0f/s: %w", s.name, rate, err)
 			}
 			step.Factor = f
 			rep.Steps = append(rep.Steps, step)
-			say("overload: %-27s %.0f× offered %5.0f/s answered %5.0f/s refused %d+%d failed %d p50 %.1f ms p99 %.1f ms",
+			say("overload: %-27s %.1f× offered %5.0f/s answered %5.0f/s refused %d+%d failed %d p50 %.1f ms p99 %.1f ms",
 				s.name, f, rate, step.AnsweredPerSec, step.Refused429, step.Refused503, step.Failed, step.P50Ms, step.P99Ms)
 			// Let a backlog drain before the next step.
 			time.Sleep(time.Second)
@@ -196,7 +237,7 @@ func runOverload(ctx context.Context, cfg Config, dbURL, keyDir string, noAdm *e
 
 // overloadStepOf runs one step of side s at rate, with diagnostics for
 // EventVault's sides.
-func overloadStepOf(ctx context.Context, s overloadSide, rate float64, d time.Duration, dbURL string, client *http.Client,
+func overloadStepOf(ctx context.Context, s overloadSide, rate, quietRate float64, d time.Duration, dbURL string, client *http.Client,
 	waits *rawbench.WaitSampler, note *string) (overloadStep, error) {
 	var before counters
 	statements := s.ev != nil && *note == ""
@@ -219,12 +260,20 @@ func overloadStepOf(ctx context.Context, s overloadSide, rate float64, d time.Du
 		w, _ := waits.Sample(sctx, waitEvery)
 		sampled <- w
 	}()
+	quiet := make(chan overloadStep, 1)
+	if s.quiet != nil {
+		go func() { quiet <- openLoop(ctx, quietRate, d, s.quiet) }()
+	}
 	cpu := processCPU()
 	step := openLoop(ctx, rate, d, s.fire)
 	cpu = processCPU() - cpu
 	stop()
 	w := <-sampled
 	step.Side = s.name
+	if s.quiet != nil {
+		q := <-quiet
+		step.Quiet = &quietResult{OfferedPerSec: quietRate, OK: q.OK, Refused: q.Refused429 + q.Refused503, Failed: q.Failed, P50Ms: q.P50Ms, P99Ms: q.P99Ms}
+	}
 	if s.ev == nil {
 		return step, nil
 	}

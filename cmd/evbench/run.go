@@ -167,7 +167,9 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	if err := rawbench.Analyze(ctx, db.URL); err != nil {
 		return nil, err
 	}
-	say("EventVault on %s; %d events written per side for the reads, tables analyzed; warming up", ev.baseURL(), cfg.LogEvents+cfg.StreamEvents)
+	if len(ws) > 0 {
+		say("EventVault on %s; %d events written per side for the reads, tables analyzed; warming up", ev.baseURL(), cfg.LogEvents+cfg.StreamEvents)
+	}
 	if cfg.Warmup > 0 {
 		for _, w := range ws {
 			for _, s := range sides {
