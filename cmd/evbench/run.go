@@ -225,16 +225,17 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 			return nil, err
 		}
 	}
+	// Before the overload workload, whose tenants make KEKs of their own.
+	roots, err := ev.rootCalls(ctx, client)
+	if err != nil {
+		return nil, err
+	}
 	var overload *overloadReport
 	if cfg.Overload {
 		say("overload: open-loop appends at %v × capacity, %s each", cfg.OverloadFactors, cfg.OverloadDuration)
 		if overload, err = runOverload(ctx, cfg, db.URL, keyDir, ev, client, table, waits, say); err != nil {
 			return nil, fmt.Errorf("overload: %w", err)
 		}
-	}
-	roots, err := ev.rootCalls(ctx, client)
-	if err != nil {
-		return nil, err
 	}
 	rep := &Report{
 		Started:  start.UTC(),
