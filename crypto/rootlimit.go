@@ -31,6 +31,29 @@ type limitedRoot struct {
 	slots chan struct{}
 }
 
+// Unwrap returns the provider the bound is around, so that what it can do
+// besides wrapping and unwrapping (probe, rotate, rewrap) stays visible
+// (RootAs).
+func (l *limitedRoot) Unwrap() RootKeyProvider { return l.inner }
+
+// RootAs returns root as a T (an optional capability such as RootProber
+// or RootRotator), looking through wrappers that have an Unwrap method
+// (LimitRoot's, the metrics' counter), outermost first.
+func RootAs[T any](root RootKeyProvider) (T, bool) {
+	for root != nil {
+		if t, ok := root.(T); ok {
+			return t, true
+		}
+		u, ok := root.(interface{ Unwrap() RootKeyProvider })
+		if !ok {
+			break
+		}
+		root = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
 func (l *limitedRoot) enter(ctx context.Context, op string) error {
 	if err := ctx.Err(); err != nil {
 		return rootBusy(op, err)

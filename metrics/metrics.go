@@ -173,6 +173,10 @@ func (c *countedRoot) count(op string, err error) {
 	c.calls.WithLabelValues(op, result).Inc()
 }
 
+// Unwrap returns the counted provider, so that its other capabilities
+// (probe, rotate, rewrap) stay visible (evcrypto.RootAs).
+func (c *countedRoot) Unwrap() evcrypto.RootKeyProvider { return c.inner }
+
 // WrapKey counts and passes on.
 func (c *countedRoot) WrapKey(ctx context.Context, key, aad []byte) ([]byte, error) {
 	out, err := c.inner.WrapKey(ctx, key, aad)
