@@ -37,7 +37,7 @@ import (
 // the connection back and the slot is freed as the handler returns.
 //
 // Admission is opt-in per route: Server.admit is one gin handler placed
-// in a route's chain (routes.go). A route without it (token, policy and
+// in a route's chain (server.go, New). A route without it (token, policy and
 // admin endpoints; a long-lived subscription such as an SSE stream, which
 // must never hold an append or read slot for its lifetime) is not bounded
 // by it. To exempt a route, leave admit out of its chain.
