@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +12,20 @@ import (
 	"testing"
 	"time"
 )
+
+// TestMain lets the test binary serve as the overload workload's load
+// generator, as evbench's own binary does (overload_child.go): the
+// harness starts os.Executable() with generatorCommand.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == generatorCommand {
+		if err := runGenerator(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestBenchEndToEnd runs the whole harness with tiny slices against the
 // test PostgreSQL: both sides must do every workload, and the report must

@@ -39,7 +39,7 @@ func (o *overloadReport) writeTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nWhere EventVault's work went in each step (busy PostgreSQL sessions and their waits; pool acquires that waited and their mean wait;\nappends group commits carried and wrote, the rest retried on the locking path; store errors; this process's CPU per answered append):\n")
+	fmt.Fprintf(w, "\nWhere EventVault's work went in each step (busy PostgreSQL sessions and their waits; pool acquires that waited and their mean wait;\nappends group commits carried and wrote, the rest retried on the locking path; store errors; this process's CPU per answered append,\nthe server's and not the load generator's unless -overload-in-process):\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, s := range o.Steps {
 		d := s.Diag

@@ -80,6 +80,9 @@ type overloadSide struct {
 	// the capacity beside every step: its p99 shows whether the flood
 	// of the first starves it.
 	quiet fireFunc
+	// gen and quietGen are the same loops for the generator process
+	// (overload_child.go); Rate and Seconds are set per step.
+	gen, quietGen *genSpec
 }
 
 // quietShare is the quiet tenant's offered rate, as a share of capacity.
@@ -152,12 +155,20 @@ func runOverload(ctx context.Context, cfg Config, dbURL, keyDir string, noAdm *e
 	client.Transport.(*http.Transport).MaxConnsPerHost = overloadConns
 	defer client.CloseIdleConnections()
 	data := newData(cfg.EventSize, 16)
+	spec := func(base, token, prefix string) *genSpec {
+		return &genSpec{Base: base, Token: token, Prefix: prefix, EventSize: cfg.EventSize, Seconds: cfg.OverloadDuration.Seconds()}
+	}
 	sides := []overloadSide{
 		{name: sideOverloadEV, fire: (&appendShooter{http: client, base: ev.baseURL(), token: token, prefix: "ov", data: data}).fire, ev: ev, capacityOf: sideOverloadEV,
 			quiet: (&appendShooter{http: client, base: ev.baseURL(), token: quietToken, prefix: "ovq", data: data}).fire},
 		{name: sideOverloadRaw, fire: (&appendShooter{http: client, base: raw.baseURL(), prefix: rawPrefix, data: data}).fire, capacityOf: sideOverloadRaw},
 		{name: sideOverloadNoAdm, fire: (&appendShooter{http: client, base: noAdm.baseURL(), token: offToken, prefix: "ovoff", data: data}).fire, ev: noAdm, capacityOf: sideOverloadEV,
 			quiet: (&appendShooter{http: client, base: noAdm.baseURL(), token: quietOffToken, prefix: "ovoffq", data: data}).fire},
+	}
+	if !cfg.OverloadInProcess {
+		sides[0].gen, sides[0].quietGen = spec(ev.baseURL(), token, "ov"), spec(ev.baseURL(), quietToken, "ovq")
+		sides[1].gen = spec(raw.baseURL(), "", rawPrefix)
+		sides[2].gen, sides[2].quietGen = spec(noAdm.baseURL(), offToken, "ovoff"), spec(noAdm.baseURL(), quietOffToken, "ovoffq")
 	}
 	// Every side's streams exist and are in its server's caches before
 	// anything is measured: a first append creates a stream key and takes
@@ -261,11 +272,32 @@ func overloadStepOf(ctx context.Context, s overloadSide, rate, quietRate float64
 		sampled <- w
 	}()
 	quiet := make(chan overloadStep, 1)
-	if s.quiet != nil {
-		go func() { quiet <- openLoop(ctx, quietRate, d, s.quiet) }()
-	}
+	var step overloadStep
 	cpu := processCPU()
-	step := openLoop(ctx, rate, d, s.fire)
+	if s.gen != nil {
+		req := genRequest{Main: *s.gen}
+		req.Main.Rate = rate
+		if s.quietGen != nil {
+			q := *s.quietGen
+			q.Rate = quietRate
+			req.Quiet = &q
+		}
+		res, err := generate(ctx, req)
+		if err != nil {
+			stop()
+			<-sampled
+			return overloadStep{}, err
+		}
+		step = res.Main.step()
+		if res.Quiet != nil {
+			quiet <- res.Quiet.step()
+		}
+	} else {
+		if s.quiet != nil {
+			go func() { quiet <- openLoop(ctx, quietRate, d, s.quiet) }()
+		}
+		step = openLoop(ctx, rate, d, s.fire)
+	}
 	cpu = processCPU() - cpu
 	stop()
 	w := <-sampled
