@@ -108,6 +108,9 @@ type Server struct {
 	bodies bodyPool
 	// metrics counts requests and events (metrics.go).
 	metrics Metrics
+	// admission bounds the appends and reads in flight (admission.go);
+	// nil bounds nothing.
+	admission *Admission
 }
 
 // Config holds what the server needs. Checks are what /readyz checks;
@@ -138,6 +141,10 @@ type Config struct {
 	// Metrics, if set, counts requests per route template and the events
 	// appended and read (metrics.go); the server does not serve them.
 	Metrics Metrics
+	// Admission bounds the appends and reads in flight on this node, per
+	// node and per tenant, and refuses the excess with 503 or 429
+	// (admission.go); nil bounds nothing.
+	Admission *Admission
 }
 
 // New returns a Server; it is an http.Handler.
@@ -149,7 +156,7 @@ func New(cfg Config) *Server {
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
-	s.metrics = cfg.Metrics
+	s.metrics, s.admission = cfg.Metrics, cfg.Admission
 	if s.metrics == nil {
 		s.metrics = noMetrics{}
 	}
@@ -178,9 +185,11 @@ func New(cfg Config) *Server {
 	get(r.Group(""), "/readyz", nil, s.readyz)
 	get(r.Group(""), "/v1/openapi.json", nil, serveOpenAPI)
 	v1 := r.Group("/v1", s.authenticate)
-	v1.POST("/streams/:stream/events", onlyQuery(), s.appendEvents)
-	get(v1, "/streams/:stream/events", []string{"from", "limit", "direction"}, s.readStream)
-	get(v1, "/events", []string{"from", "limit"}, s.readAll)
+	// Appends and reads go through admission control (admission.go);
+	// nothing else does.
+	v1.POST("/streams/:stream/events", onlyQuery(), s.admit(ClassAppend, "/v1/streams/:stream/events", http.MethodPost), s.appendEvents)
+	get(v1, "/streams/:stream/events", []string{"from", "limit", "direction"}, s.admit(ClassRead, "/v1/streams/:stream/events", http.MethodGet, http.MethodHead), s.readStream)
+	get(v1, "/events", []string{"from", "limit"}, s.admit(ClassRead, "/v1/events", http.MethodGet, http.MethodHead), s.readAll)
 	v1.POST("/tokens", onlyQuery(), s.createToken)
 	get(v1, "/tokens", []string{"tenant"}, s.listTokens)
 	v1.DELETE("/tokens/:id", onlyQuery("tenant"), takesNoBody(""), s.revokeToken)

@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/eventvault/eventvault/api"
 )
 
 // envURL names the PostgreSQL server to run against, as scripts/with-postgres.sh sets it.
@@ -44,6 +48,21 @@ type Config struct {
 	// decoded whole).
 	ReadEncoding string
 
+	// Overload runs the open-loop overload workload (overload.go) after
+	// the others: when Workloads is empty or names "overload".
+	Overload bool
+	// OverloadDuration is one step's length, OverloadFactors the offered
+	// rates as multiples of the measured capacity, OverloadProbeClients
+	// the closed-loop clients that measure it, and OverloadBounds the
+	// admission bounds of EventVault and the raw baseline's server.
+	OverloadDuration     time.Duration
+	OverloadFactors      []float64
+	OverloadProbeClients int
+	OverloadBounds       api.AdmissionConfig
+	// OverloadInProcess runs the overload's load generator in this
+	// process rather than a child process at nice 10 (overload_child.go).
+	OverloadInProcess bool
+
 	Workloads  []string // keys to run; empty for all
 	JSON       string   // file for the JSON report; "-" for stdout
 	CPUProfile string   // file for a CPU profile of the measured rounds
@@ -68,6 +87,11 @@ func defaultConfig() Config {
 		PageSize:      500,
 		LogEvents:     10000,
 		ReadEncoding:  "frames",
+
+		OverloadDuration:     3 * time.Second,
+		OverloadFactors:      []float64{0.5, 1, 2, 4},
+		OverloadProbeClients: 32,
+		OverloadBounds:       api.DefaultAdmission,
 	}
 }
 
@@ -98,7 +122,14 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&maxConns, "max-conns", 0, "connection pool size of both sides (0: pgxpool's default, max(4, CPUs), as the server uses)")
 	fs.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "open EventVault's store without group commit, each append committing on its own (for comparisons)")
 	fs.StringVar(&c.ReadEncoding, "read-encoding", c.ReadEncoding, "EventVault's read encoding: frames (Accept: application/vnd.eventvault.frames, parsed frame by frame), ndjson (decoded line by line) or json (the page decoded whole)")
-	fs.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (append, append_batch, read_stream, read_all); default all")
+	fs.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (append, append_batch, read_stream, read_all, overload); default all")
+	fs.DurationVar(&c.OverloadDuration, "overload-duration", c.OverloadDuration, "length of one step of the overload workload: one side at one offered rate")
+	fs.IntVar(&c.OverloadProbeClients, "overload-probe-clients", c.OverloadProbeClients, "closed-loop clients of the probe that measures each side's capacity before the overload steps")
+	fs.IntVar(&c.OverloadBounds.Appends.Node, "overload-max-appends", c.OverloadBounds.Appends.Node, "admission bound of the overload workload's servers: appends in flight per node (the server's -max-appends)")
+	fs.IntVar(&c.OverloadBounds.Appends.Tenant, "overload-max-appends-per-tenant", c.OverloadBounds.Appends.Tenant, "admission bound of the overload workload's servers: appends in flight per tenant (-max-appends-per-tenant)")
+	fs.DurationVar(&c.OverloadBounds.QueueWait, "overload-queue-wait", c.OverloadBounds.QueueWait, "admission queue wait of the overload workload's servers (-admission-queue-wait)")
+	fs.BoolVar(&c.OverloadInProcess, "overload-in-process", false, "run the overload workload's load generator in this process, sharing the server's Go scheduler, instead of a child process at nice 10")
+	factors := fs.String("overload-factors", "0.5,1,2,4", "offered rates of the overload workload, as multiples of each side's measured capacity")
 	fs.StringVar(&c.JSON, "json", "", "also write the report as JSON to this file; - writes JSON to stdout and the table to stderr")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured rounds (both sides; use pprof -focus to split them)")
 	if err := fs.Parse(args); err != nil {
@@ -108,8 +139,25 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	c.MaxConns = int32(maxConns)
+	c.Overload = true
 	if workloads != "" {
 		c.Workloads = strings.Split(workloads, ",")
+		if i := slices.Index(c.Workloads, "overload"); i >= 0 {
+			c.Workloads = slices.Delete(c.Workloads, i, i+1)
+			if len(c.Workloads) == 0 {
+				c.Workloads = []string{"overload"} // none of the rounds' workloads
+			}
+		} else {
+			c.Overload = false
+		}
+	}
+	c.OverloadFactors = nil
+	for _, f := range strings.Split(*factors, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= 0 || v > 100 {
+			return Config{}, fmt.Errorf("-overload-factors: %q is not a multiple between 0 and 100", f)
+		}
+		c.OverloadFactors = append(c.OverloadFactors, v)
 	}
 	return c, c.validate()
 }
@@ -150,7 +198,13 @@ func (c Config) validate() error {
 	case c.MaxConns < 0:
 		return fmt.Errorf("-max-conns must not be negative")
 	}
+	if c.OverloadDuration <= 0 || c.OverloadProbeClients <= 0 {
+		return fmt.Errorf("-overload-duration and -overload-probe-clients must be positive")
+	}
 	for _, w := range c.Workloads {
+		if w == "overload" {
+			continue
+		}
 		if _, ok := workloadByKey(w); !ok {
 			return fmt.Errorf("-workloads: unknown workload %q; choose among append, append_batch, read_stream, read_all", w)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +12,20 @@ import (
 	"testing"
 	"time"
 )
+
+// TestMain lets the test binary serve as the overload workload's load
+// generator, as evbench's own binary does (overload_child.go): the
+// harness starts os.Executable() with generatorCommand.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == generatorCommand {
+		if err := runGenerator(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestBenchEndToEnd runs the whole harness with tiny slices against the
 // test PostgreSQL: both sides must do every workload, and the report must
@@ -24,6 +39,7 @@ func TestBenchEndToEnd(t *testing.T) {
 		"-rounds", "2", "-duration", "100ms", "-warmup", "20ms",
 		"-event-size", "200", "-log-events", "600", "-stream-events", "150", "-page-size", "100",
 		"-append-clients", "3", "-batch-clients", "2", "-batch-size", "20", "-stream-readers", "2", "-all-readers", "2",
+		"-overload-duration", "200ms", "-overload-factors", "1,2", "-overload-probe-clients", "4",
 		"-json", jsonPath,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -99,6 +115,26 @@ func TestBenchEndToEnd(t *testing.T) {
 	if rep.RootKeyCalls.Wrap != 1 || rep.RootKeyCalls.Unwrap != 0 {
 		t.Errorf("root key provider calls: %d wrap, %d unwrap; want 1 and 0", rep.RootKeyCalls.Wrap, rep.RootKeyCalls.Unwrap)
 	}
+	// The overload workload ran every side at both rates, with EventVault's
+	// diagnostics, and found every acknowledged append where it was
+	// acknowledged, once.
+	o := rep.Overload
+	if o == nil || len(o.Steps) != 6 || len(o.Checks) != 3 || o.Capacity[sideOverloadEV] <= 0 || o.Capacity[sideOverloadRaw] <= 0 {
+		t.Fatalf("overload report %+v: want 6 steps, 3 checks and both capacities", o)
+	}
+	for _, st := range o.Steps {
+		if st.Sent == 0 || st.OK == 0 || (st.Side != sideOverloadRaw) != (st.Diag != nil) {
+			t.Errorf("overload step %+v: want requests sent and answered, diagnostics for EventVault's sides only", st)
+		}
+	}
+	for _, c := range o.Checks {
+		if !c.OK || c.Acked == 0 {
+			t.Errorf("overload acknowledgements of %s: %+v", c.Side, c)
+		}
+	}
+	if !strings.Contains(stdout.String(), "Acknowledgements checked afterwards") {
+		t.Errorf("the table on stdout has no overload part:\n%s", stdout.String())
+	}
 	if rep.Postgres.Version == "" || rep.Postgres.Fsync == "" {
 		t.Errorf("the report does not say which PostgreSQL it ran on: %+v", rep.Postgres)
 	}
@@ -143,6 +179,9 @@ func TestParseFlagsRefusesNonsense(t *testing.T) {
 		{[]string{"-batch-size", "501"}, "at most 500"},
 		{[]string{"-stream-events", "1001"}, "at most 1000"},
 		{[]string{"-workloads", "append,nope"}, `unknown workload "nope"`},
+		{[]string{"-overload-factors", "1,x"}, "-overload-factors"},
+		{[]string{"-overload-factors", "0"}, "-overload-factors"},
+		{[]string{"-overload-duration", "0s"}, "-overload-duration"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {

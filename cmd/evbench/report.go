@@ -25,7 +25,10 @@ type Report struct {
 	// RootKeyCalls counts the root key provider's calls over the whole run,
 	// setup included.
 	RootKeyCalls rootCalls `json:"root_key_calls"`
-	TotalSeconds float64   `json:"total_seconds"`
+	// Overload is the open-loop overload workload (issue 16); nil when it
+	// did not run.
+	Overload     *overloadReport `json:"overload,omitempty"`
+	TotalSeconds float64         `json:"total_seconds"`
 }
 
 type machine struct {
@@ -279,6 +282,11 @@ func (r *Report) writeTable(w io.Writer) error {
 		c.EventSize, (c.ContentMACNs+c.SealNs)/1000, c.ContentMACNs/1000, c.SealNs/1000, c.OpenNs/1000)
 	fmt.Fprintf(w, "root key provider calls during the run (from EventVault's /metrics): %d wrap, %d unwrap\n", r.RootKeyCalls.Wrap, r.RootKeyCalls.Unwrap)
 	fmt.Fprintf(w, "EventVault's reads were asked for and decoded as %s\n", s.ReadEncoding)
+	if r.Overload != nil {
+		if err := r.Overload.writeTable(w); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(w, "total time %.1f s\n", r.TotalSeconds)
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eventvault/eventvault/api"
 	"github.com/eventvault/eventvault/store/postgres/rawbench"
 )
 
@@ -82,7 +83,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		return nil, fmt.Errorf("temporary folder for the root key: %w", err)
 	}
 	defer os.RemoveAll(keyDir)
-	ev, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns, cfg.NoGroupCommit, false)
+	ev, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns, cfg.NoGroupCommit, false, api.AdmissionConfig{})
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +92,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 			err = fmt.Errorf("stop EventVault: %w", cerr)
 		}
 	}()
-	quiet, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns, cfg.NoGroupCommit, true)
+	quiet, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns, cfg.NoGroupCommit, true, api.AdmissionConfig{})
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +144,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		{name: sideNoAudit, t: &evClient{http: client, base: quiet.baseURL(), token: quietToken, encoding: cfg.ReadEncoding}, runs: []string{"append"}},
 	}
 	for _, s := range sides {
-		if s.reads() {
+		if s.reads() && len(ws) > 0 {
 			if s.prep, err = prepare(ctx, s.t, cfg); err != nil {
 				return nil, fmt.Errorf("%s: write the events to read: %w", s.name, err)
 			}
@@ -166,7 +167,9 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	if err := rawbench.Analyze(ctx, db.URL); err != nil {
 		return nil, err
 	}
-	say("EventVault on %s; %d events written per side for the reads, tables analyzed; warming up", ev.baseURL(), cfg.LogEvents+cfg.StreamEvents)
+	if len(ws) > 0 {
+		say("EventVault on %s; %d events written per side for the reads, tables analyzed; warming up", ev.baseURL(), cfg.LogEvents+cfg.StreamEvents)
+	}
 	if cfg.Warmup > 0 {
 		for _, w := range ws {
 			for _, s := range sides {
@@ -215,14 +218,24 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	stopProfile()
 	stopProfile = func() {}
 
-	say("measuring the crypto path")
-	crypto, err := benchCrypto(ctx, ev.keys, cfg.EventSize)
-	if err != nil {
-		return nil, err
+	var crypto cryptoResult
+	if len(ws) > 0 {
+		say("measuring the crypto path")
+		if crypto, err = benchCrypto(ctx, ev.keys, cfg.EventSize); err != nil {
+			return nil, err
+		}
 	}
+	// Before the overload workload, whose tenants make KEKs of their own.
 	roots, err := ev.rootCalls(ctx, client)
 	if err != nil {
 		return nil, err
+	}
+	var overload *overloadReport
+	if cfg.Overload {
+		say("overload: open-loop appends at %v × capacity, %s each", cfg.OverloadFactors, cfg.OverloadDuration)
+		if overload, err = runOverload(ctx, cfg, db.URL, keyDir, ev, client, table, waits, say); err != nil {
+			return nil, fmt.Errorf("overload: %w", err)
+		}
 	}
 	rep := &Report{
 		Started:  start.UTC(),
@@ -240,6 +253,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		},
 		Crypto:       crypto,
 		RootKeyCalls: roots,
+		Overload:     overload,
 	}
 	byName := map[string]*side{}
 	for _, s := range sides {
@@ -262,6 +276,7 @@ func selectWorkloads(cfg Config) []workload {
 	if len(cfg.Workloads) == 0 {
 		return workloads
 	}
+	// "overload" is not one of the rounds' workloads (overload.go).
 	var ws []workload
 	for _, w := range workloads {
 		if slices.Contains(cfg.Workloads, w.key) {

@@ -99,7 +99,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		if db.noGroupCommit {
 			res, done, err = db.appendFast(ctx, tenant, req, w, cached)
 		} else {
-			res, done, err = db.appendInGroup(tenant, req, w, cached)
+			res, done, err = db.appendInGroup(ctx, tenant, req, w, cached)
 		}
 		if err != nil {
 			return eventvault.AppendResult{}, db.observe(op, mapError(op, err))

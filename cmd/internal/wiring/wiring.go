@@ -66,6 +66,12 @@ type Parts struct {
 	// root key calls; the store reports to it if OpenStoreObserved was
 	// given it.
 	Metrics *metrics.Registry
+	// Admission bounds the appends and reads in flight (api.Admission);
+	// the zero value bounds nothing.
+	Admission api.AdmissionConfig
+	// RootConcurrency bounds the keyring's calls to the root key provider
+	// in flight at once (evcrypto.LimitRoot; 0: its default).
+	RootConcurrency int
 }
 
 // Stack is the built server: its HTTP handler, and the keyring and tokens
@@ -93,12 +99,17 @@ func Build(p Parts) *Stack {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	root, keyCache := p.Root, p.KeyCache
-	var apiMetrics api.Metrics
+	var (
+		apiMetrics       api.Metrics
+		admissionMetrics api.AdmissionMetrics
+	)
 	if p.Metrics != nil { // no typed nil in the interfaces
 		root = p.Metrics.Root(root)
 		keyCache.OnCacheLookup = p.Metrics.KeyCacheLookup
-		apiMetrics = p.Metrics
+		apiMetrics, admissionMetrics = p.Metrics, p.Metrics
 	}
+	// Counted inside the bound: the metric is the calls Vault received.
+	root = evcrypto.LimitRoot(root, p.RootConcurrency)
 	keys := evcrypto.NewKeyring(root, p.Store, keyCache)
 	tokens := auth.NewTokens(p.Store, p.TokenCacheTTL)
 	if p.TokenVerifier != nil { // no typed nil in the interface
@@ -134,17 +145,18 @@ func Build(p Parts) *Stack {
 	}
 	manager := evcrypto.NewKeyManager(keys)
 	handler := api.New(api.Config{
-		Events:   engine.NewEvents(p.Store, keys, logger, opts...),
-		Erasure:  engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger)), engine.WithErasureAudit(recorder)),
-		Keys:     engine.NewRotation(manager, logger).WithAudit(recorder, p.Store),
-		Tokens:   tokens,
-		Policies: docs,
-		JWT:      p.JWT,
-		Denials:  reads,
-		Audit:    engine.NewAuditLog(p.Store, recorder, pseudonymizer(p.Pseudonyms)),
-		Checks:   ReadyChecks(p.Store, manager),
-		Logger:   logger,
-		Metrics:  apiMetrics,
+		Events:    engine.NewEvents(p.Store, keys, logger, opts...),
+		Erasure:   engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger)), engine.WithErasureAudit(recorder)),
+		Keys:      engine.NewRotation(manager, logger).WithAudit(recorder, p.Store),
+		Tokens:    tokens,
+		Policies:  docs,
+		JWT:       p.JWT,
+		Denials:   reads,
+		Audit:     engine.NewAuditLog(p.Store, recorder, pseudonymizer(p.Pseudonyms)),
+		Checks:    ReadyChecks(p.Store, manager),
+		Logger:    logger,
+		Metrics:   apiMetrics,
+		Admission: api.NewAdmission(p.Admission, admissionMetrics),
 	})
 	return &Stack{Keys: keys, Tokens: tokens, Policies: docs, Handler: handler, Reads: reads, Checkpoints: checkpoints, Audit: recorder}
 }
@@ -156,15 +168,22 @@ func Build(p Parts) *Stack {
 // version, naming `eventvault migrate` (only `eventvault server -dev`
 // migrates before it opens).
 func OpenStore(ctx context.Context, databaseURL, dataDir string) (eventvault.Store, string, error) {
-	return OpenStoreObserved(ctx, databaseURL, dataDir, nil)
+	return OpenStoreObserved(ctx, databaseURL, dataDir, nil, Pool{})
+}
+
+// Pool sizes the PostgreSQL store's connection pool; zero values leave
+// the store's defaults (postgres.Options).
+type Pool struct {
+	MaxConns       int32
+	AcquireTimeout time.Duration
 }
 
 // OpenStoreObserved is OpenStore with m, if not nil, learning of
 // PostgreSQL's group commits and store errors (the embedded store reports
-// nothing).
-func OpenStoreObserved(ctx context.Context, databaseURL, dataDir string, m *metrics.Registry) (eventvault.Store, string, error) {
+// nothing), and PostgreSQL's pool sized by pool.
+func OpenStoreObserved(ctx context.Context, databaseURL, dataDir string, m *metrics.Registry, pool Pool) (eventvault.Store, string, error) {
 	if databaseURL != "" {
-		opts := postgres.Options{}
+		opts := postgres.Options{MaxConns: pool.MaxConns, AcquireTimeout: pool.AcquireTimeout}
 		if m != nil {
 			opts.Observer = m
 		}
