@@ -84,7 +84,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			return err
 		}
 		// The personal values commit with their events, or neither does.
-		if err := db.writeAppendPII(tx, op, tenant, req.PII); err != nil {
+		if err := db.writeAppendPII(tx, op, tenant, req.Stream, req.PII); err != nil {
 			return err
 		}
 		// The append's audit record commits with it, or neither does.

@@ -201,7 +201,7 @@ func (db *DB) putValue(pb *piiBuckets, v eventvault.PIIValue) error {
 
 // writeAppendPII writes an append's values, once every subject's key is
 // checked to be the live key they were sealed under.
-func (db *DB) writeAppendPII(tx *bbolt.Tx, op string, tenant eventvault.TenantID, values []eventvault.PIIValue) error {
+func (db *DB) writeAppendPII(tx *bbolt.Tx, op string, tenant eventvault.TenantID, stream eventvault.StreamName, values []eventvault.PIIValue) error {
 	if len(values) == 0 {
 		return nil
 	}
@@ -220,6 +220,7 @@ func (db *DB) writeAppendPII(tx *bbolt.Tx, op string, tenant eventvault.TenantID
 		if pb.values.Get(valueKey(v.Token, 1)) != nil {
 			return internal(op, fmt.Errorf("a personal value token was drawn twice"))
 		}
+		v.Stream, v.Version = stream, 1
 		if err := db.putValue(pb, v); err != nil {
 			return err
 		}
