@@ -57,6 +57,16 @@ const (
 	MaxPIIPointerLength = 512
 )
 
+// PIIMark marks one value of an event's data as personal and names whose
+// it is. The subject id is in clear only on its way in: the vault keeps its
+// pseudonym.
+type PIIMark struct {
+	// Pointer (RFC 6901) names the value in the event's data.
+	Pointer string
+	Subject string
+	Class   PIIClass
+}
+
 // PIITokenPrefix starts every token: "evpii_" and 26 characters of base32
 // (128 random bits).
 const PIITokenPrefix = "evpii_"

@@ -30,9 +30,11 @@ const policyUsage = `usage:
       print the policy document equivalent to an API token's inline rules,
       to move a token from rules to a named document
 
-Actions: append, read, shred, read_pii (stream actions: give -stream;
-append also takes -event-type), read_all, erase, hold, audit_export,
-manage_tokens, manage_policies, manage_keys (tenant-wide). The schema the
+Actions: append, read, shred (stream actions: give -stream; append also
+takes -event-type), read_pii, read_pii_masked, read_restricted_pii (per
+field: -stream and -event-type optional), read_all, erase, hold,
+subject_rights, audit_export, manage_tokens, manage_policies, manage_keys
+(tenant-wide). The schema the
 documents are validated against is served at GET /v1/policy-schema.
 Nothing here opens the database or the root of trust.
 `
@@ -149,11 +151,11 @@ func policyExplain(dir, tenant, names, rulesJSON, action, stream, eventType stri
 		if err := eventvault.ValidateStream(eventvault.StreamName(stream)); err != nil {
 			return fmt.Errorf("-stream: %w", err)
 		}
-	} else if stream != "" && a != policies.ReadPII {
+	} else if stream != "" && !a.IsPII() {
 		return fmt.Errorf("%s is a tenant-wide action: it takes no -stream", action)
 	}
-	if eventType != "" && a != policies.Append {
-		return errors.New("-event-type is for -action append only")
+	if eventType != "" && a != policies.Append && !a.IsPII() {
+		return errors.New("-event-type is for -action append and the personal data actions only")
 	}
 	if eventType == "" && a == policies.Append {
 		return errors.New("-event-type is required with -action append: an append is decided per event type")
