@@ -1,9 +1,11 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/audit"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/crypto/pseudonym"
 	"github.com/eventvault/eventvault/engine"
@@ -20,6 +23,9 @@ import (
 // piiRig is an engine with personal data kept apart over one real store.
 type piiRig struct {
 	store    eventvault.Store
+	reads    *engine.ReadLog
+	rights   *engine.Subjects
+	logs     *bytes.Buffer
 	root     *countingRoot
 	keys     *evcrypto.Keyring
 	subjects *evcrypto.SubjectKeys
@@ -30,13 +36,17 @@ type piiRig struct {
 
 func newPIIRig(t *testing.T, b backend, store eventvault.Store) *piiRig {
 	t.Helper()
-	r := &piiRig{store: store, root: newRoot(t)}
+	r := &piiRig{store: store, root: newRoot(t), logs: &bytes.Buffer{}}
+	logger := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	pseud, signer := erasureKeys(t, t.TempDir())
 	r.pseud = pseud
+	rec := &audit.Recorder{}
+	r.reads = engine.NewReadLog(rec, store, 0, logger)
 	r.keys = evcrypto.NewKeyring(r.root, store, evcrypto.KeyringOptions{})
 	r.subjects = evcrypto.NewSubjectKeys(r.keys, store)
-	r.events = engine.NewEvents(store, r.keys, nil, engine.WithPseudonymizer(pseud), engine.WithPII(r.subjects, store))
-	r.erasure = engine.NewErasure(store, r.keys, pseud, signer, nil, engine.WithPIIErasure(store, r.subjects))
+	r.events = engine.NewEvents(store, r.keys, logger, engine.WithPseudonymizer(pseud), engine.WithPII(r.subjects, store), engine.WithAudit(rec, r.reads))
+	r.erasure = engine.NewErasure(store, r.keys, pseud, signer, logger, engine.WithPIIErasure(store, r.subjects), engine.WithErasureAudit(rec))
+	r.rights = engine.NewSubjects(r.events, store, pseud, rec)
 	return r
 }
 
@@ -98,9 +108,9 @@ func TestReadsDecideEachPersonalField(t *testing.T) {
 				t.Fatalf("append: %v", err)
 			}
 			cases := []struct {
-				name                  string
-				policy                string
-				email, phone, friend  string // "" means redacted
+				name                 string
+				policy               string
+				email, phone, friend string // "" means redacted
 			}{
 				{"decrypt", decryptAll, "jane.doe@example.com", "+44 20 7946 0958", "bob@example.com"},
 				{"mask", maskAll, "j***@example.com", "***0958", "b***@example.com"},
