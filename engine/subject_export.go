@@ -31,12 +31,12 @@ type SubjectExport struct {
 	SubjectPseudonym eventvault.Pseudonym `json:"subject_pseudonym"`
 	ExportedAt       time.Time            `json:"exported_at"`
 	// Erased is true once the subject was erased: nothing personal is left.
-	Erased          bool                    `json:"erased"`
-	PersonalData    []ExportedValue         `json:"personal_data"`
-	Events          []ExportedEvent         `json:"events"`
-	Restriction     *eventvault.Restriction `json:"restriction"`
-	LegalHold       *eventvault.Hold        `json:"legal_hold"`
-	ErasureRequests []ExportedErasure       `json:"erasure_requests"`
+	Erased          bool              `json:"erased"`
+	PersonalData    []ExportedValue   `json:"personal_data"`
+	Events          []ExportedEvent   `json:"events"`
+	Restriction     *ExportedState    `json:"restriction"`
+	LegalHold       *ExportedState    `json:"legal_hold"`
+	ErasureRequests []ExportedErasure `json:"erasure_requests"`
 	// AuditRecords are the audit log's records about the subject (resource
 	// "subject:<pseudonym>"), as canonical lines (docs/audit.md).
 	AuditRecords []json.RawMessage `json:"audit_records"`
@@ -78,6 +78,14 @@ type ExportedEvent struct {
 	Erased         bool                  `json:"erased,omitempty"`
 }
 
+// ExportedState is a restriction of processing or a legal hold on the
+// subject: why, since when and by whom (an actor id).
+type ExportedState struct {
+	Reason   string    `json:"reason"`
+	PlacedAt time.Time `json:"placed_at"`
+	PlacedBy string    `json:"placed_by"`
+}
+
 // ExportedErasure is the subject's latest erasure request.
 type ExportedErasure struct {
 	ID          uuid.UUID               `json:"id"`
@@ -116,12 +124,12 @@ func (s *Subjects) Export(ctx context.Context, p eventvault.Principal, subject s
 		return SubjectExport{}, err
 	}
 	if r, err := s.store.Restriction(ctx, p.Tenant, ps); err == nil {
-		x.Restriction = &r
+		x.Restriction = &ExportedState{Reason: r.Reason, PlacedAt: r.PlacedAt.UTC(), PlacedBy: r.PlacedBy}
 	} else if eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
 		return SubjectExport{}, fmt.Errorf("export: %w", err)
 	}
 	if h, err := s.store.Hold(ctx, p.Tenant, ps); err == nil {
-		x.LegalHold = &h
+		x.LegalHold = &ExportedState{Reason: h.Reason, PlacedAt: h.PlacedAt.UTC(), PlacedBy: h.PlacedBy}
 	} else if eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
 		return SubjectExport{}, fmt.Errorf("export: %w", err)
 	}
