@@ -96,6 +96,10 @@ type SubjectKeyState struct {
 	Key WrappedKey
 	// Restricted is set while a restriction of processing stands.
 	Restricted bool
+	// Generation counts the rectifications of the subject's values: a
+	// reader that cached a value's ciphertext at one generation refetches
+	// it at another.
+	Generation int64
 }
 
 // PIIPage is what one read of tokens returns: the current version of each
@@ -140,6 +144,10 @@ type PIIStore interface {
 	// Errors: EERASED if the subject or the tenant was erased (nothing is
 	// stored); EINVALID for a malformed tenant or pseudonym or an empty key.
 	CreateSubjectKey(ctx context.Context, tenant TenantID, subject Pseudonym, k WrappedKey) (WrappedKey, error)
+	// SubjectStates returns, in one round trip, the key, restriction and
+	// generation of each subject that has a key row; an erased subject's
+	// state has a zero Key. Subjects without a key row are left out.
+	SubjectStates(ctx context.Context, tenant TenantID, subjects []Pseudonym) (map[Pseudonym]SubjectKeyState, error)
 	// PIIValues returns, in one round trip, the current version of each
 	// token's value that is held and the key and restriction of every
 	// subject they belong to. Unknown tokens are left out.
@@ -148,8 +156,9 @@ type PIIStore interface {
 	// token then version, with the subject's key and restriction.
 	// Errors: EERASED if the subject was erased; ENOTFOUND if it has no key.
 	SubjectPII(ctx context.Context, tenant TenantID, subject Pseudonym) ([]PIIValue, SubjectKeyState, error)
-	// RectifyPII stores v as the next version of its token's value. v's
-	// Version must be the token's newest plus one.
+	// RectifyPII stores v as the next version of its token's value, and
+	// moves the subject's generation on. v's Version must be the token's
+	// newest plus one.
 	// Errors: ENOTFOUND for a token the tenant does not hold (never, or
 	// erased) or of another subject; ECONFLICT if v.Version is not the
 	// next (a concurrent rectification won); EERASED if the subject key

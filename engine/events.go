@@ -38,6 +38,8 @@ type Events struct {
 	// subjects and pii keep personal values apart (WithPII); nil: none.
 	subjects SubjectKeys
 	pii      eventvault.PIIStore
+	// piiCache keeps the ciphertext of values reads fetched.
+	piiCache *piiCache
 }
 
 // StreamKeys is what appends and reads need of the keyring:
@@ -100,7 +102,7 @@ func NewEvents(store eventvault.EventStore, keys StreamKeys, logger *slog.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Events{store: store, keys: keys, logger: logger}
+	e := &Events{store: store, keys: keys, logger: logger, piiCache: newPIICache()}
 	for _, o := range opts {
 		o(e)
 	}

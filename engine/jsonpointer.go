@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -52,13 +53,19 @@ func valueSpan(doc []byte, ref []string) (start, end int, ok bool) {
 			found := false
 			for i < end-1 {
 				keyEnd := skipValue(doc, i)
-				var key string
-				if json.Unmarshal(doc[i:keyEnd], &key) != nil {
-					return 0, 0, false
+				var match bool
+				if raw := doc[i+1 : keyEnd-1]; bytes.IndexByte(raw, '\\') < 0 {
+					match = string(raw) == tok // no escape: the bytes are the key
+				} else {
+					var key string
+					if json.Unmarshal(doc[i:keyEnd], &key) != nil {
+						return 0, 0, false
+					}
+					match = key == tok
 				}
 				vs := keyEnd + 1 // past ':'
 				ve := skipValue(doc, vs)
-				if key == tok {
+				if match {
 					start, end, found = vs, ve, true
 					break
 				}

@@ -6,7 +6,6 @@ import (
 	crand "crypto/rand"
 	"encoding/base32"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -34,15 +33,6 @@ type SubjectKeys interface {
 // that marks a value is refused, and a read shows marked values redacted.
 func WithPII(keys SubjectKeys, store eventvault.PIIStore) EventsOption {
 	return func(e *Events) { e.subjects, e.pii = keys, store }
-}
-
-// manifestEntry is one marked value in an event's sealed manifest: only
-// the vault writes it, so a token-shaped string a client put in its data
-// is never taken for a token.
-type manifestEntry struct {
-	Pointer string              `json:"p"`
-	Token   string              `json:"t"`
-	Class   eventvault.PIIClass `json:"c,omitempty"`
 }
 
 // piiBatch is an append's personal values, prepared once for all its
@@ -174,7 +164,7 @@ func (e *Events) preparePII(ctx context.Context, tenant eventvault.TenantID, eve
 			}
 			b.values = append(b.values, eventvault.PIIValue{Token: token, Subject: ps, EventID: ev.ID, Pointer: m.Pointer, Class: m.Class, Version: 1, KeyID: c.KeyID(), Ciphertext: sealed})
 			spots = append(spots, spot{start: start, end: end, token: token, digest: c.Digest(m.Pointer, m.Class, value)})
-			manifest = append(manifest, manifestEntry{Pointer: m.Pointer, Token: token, Class: m.Class})
+			manifest = append(manifest, manifestEntry{Pointer: m.Pointer, Token: token, Class: m.Class, Subject: ps})
 		}
 		slices.SortFunc(spots, func(a, b spot) int { return a.start - b.start })
 		var sealData, macData bytes.Buffer
@@ -182,6 +172,11 @@ func (e *Events) preparePII(ctx context.Context, tenant eventvault.TenantID, eve
 		for _, s := range spots {
 			sealData.Write(ev.Data[last:s.start])
 			macData.Write(ev.Data[last:s.start])
+			for k := range manifest {
+				if manifest[k].Token == s.token {
+					manifest[k].Offset = sealData.Len()
+				}
+			}
 			sealData.WriteString(`"` + s.token + `"`)
 			macData.WriteString(`"` + hex.EncodeToString(s.digest) + `"`)
 			last = s.end
@@ -189,11 +184,7 @@ func (e *Events) preparePII(ctx context.Context, tenant eventvault.TenantID, eve
 		sealData.Write(ev.Data[last:])
 		macData.Write(ev.Data[last:])
 		b.sealData[i], b.macData[i] = sealData.Bytes(), macData.Bytes()
-		mf, err := json.Marshal(manifest)
-		if err != nil {
-			return nil, err
-		}
-		b.manifests[i] = mf
+		b.manifests[i] = encodeManifest(manifest)
 	}
 	return b, nil
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -18,6 +17,7 @@ const (
 	fieldRedact  fieldAction = iota // {"token": ..., "redacted": true}
 	fieldMask                       // the masked value (pii_mask.go)
 	fieldDecrypt                    // the value
+	fieldErased                     // {"erased": true}: the subject was erased
 )
 
 // piiField is one marked value as a decider sees it.
@@ -73,64 +73,170 @@ type piiReads map[eventvault.Pseudonym]int
 // resolvePII replaces, in the data of each event whose manifest marks
 // values, every token by what decide says the caller may see: the value,
 // its masked form, the token with "redacted": true, or {"erased": true} for
-// a value whose subject was erased. The subjects' keys and the values of
-// the whole page come in one store round trip (PIIStore.PIIValues), and
-// keys are unwrapped through the cache: no Vault call per value.
+// a value whose subject was erased. The keys, restrictions and generations
+// of the page's subjects come in one store round trip
+// (PIIStore.SubjectStates), however many subjects the page mixes; the
+// ciphertext of values shown comes from the cache of ciphertext (piiCache)
+// or, for those it lacks at the subject's generation, from one more round
+// trip (PIIStore.PIIValues). Subject keys are unwrapped through the
+// keyring's cache: no Vault call per value. Values a caller sees redacted
+// are neither fetched nor decrypted.
 // Errors: EINTERNAL when a value fails authentication (moved to another
-// subject, token, field or tenant, or altered); the store's codes.
+// subject, token, field or tenant, or altered) or a manifest is malformed;
+// the store's codes.
 func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, events []eventvault.Event, manifests [][]byte, decide piiDecider) (piiReads, error) {
-	entries := make([][]manifestEntry, len(events))
-	var tokens []string
+	const op = "engine.resolvePII"
+	spans := make([][2]int, len(events)) // each event's entries in all
+	var all []manifestEntry
 	for i, m := range manifests {
 		if m == nil {
 			continue
 		}
-		if err := json.Unmarshal(m, &entries[i]); err != nil {
-			return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: "engine.resolvePII", Err: err, Message: fmt.Sprintf("event %s has a malformed manifest of personal values", events[i].ID)}
+		start := len(all)
+		var err error
+		if all, err = decodeManifest(m, all); err != nil {
+			return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Err: err, Message: fmt.Sprintf("event %s has a malformed manifest of personal values", events[i].ID)}
 		}
-		for _, en := range entries[i] {
-			tokens = append(tokens, en.Token)
-		}
+		spans[i] = [2]int{start, len(all)}
 	}
-	if len(tokens) == 0 {
+	if len(all) == 0 {
 		return nil, nil
 	}
-	page := eventvault.PIIPage{}
+	if e.pii == nil || e.subjects == nil {
+		// This server keeps no personal data apart: everything redacted.
+		decide = func(piiField) fieldAction { return fieldRedact }
+	}
+	var subjects []eventvault.Pseudonym
+	seen := map[eventvault.Pseudonym]bool{}
+	for _, en := range all {
+		if !seen[en.Subject] {
+			seen[en.Subject] = true
+			subjects = append(subjects, en.Subject)
+		}
+	}
+	states := map[eventvault.Pseudonym]eventvault.SubjectKeyState{}
 	if e.pii != nil {
 		var err error
-		if page, err = e.pii.PIIValues(ctx, tenant, tokens); err != nil {
+		if states, err = e.pii.SubjectStates(ctx, tenant, subjects); err != nil {
+			return nil, fmt.Errorf("personal data of the page: %w", err)
+		}
+	}
+	// What each value shows, and the ciphertext of those shown.
+	acts := make([]fieldAction, len(all))
+	values := make([]cachedValue, len(all))
+	var missing []string
+	refill := make([]bool, len(events))
+	for i := range events {
+		if spans[i][0] == spans[i][1] {
+			continue
+		}
+		cached := e.piiCache.get(tenant, events[i].ID)
+		for j := spans[i][0]; j < spans[i][1]; j++ {
+			en := all[j]
+			st, ok := states[en.Subject]
+			if !ok || len(st.Key.Ciphertext) == 0 {
+				acts[j] = fieldErased
+				continue
+			}
+			acts[j] = decide(piiField{stream: events[i].Stream, eventType: events[i].Type, pointer: en.Pointer, class: en.Class, subject: en.Subject, restricted: st.Restricted})
+			if acts[j] == fieldRedact {
+				continue
+			}
+			if k := j - spans[i][0]; k < len(cached) && cached[k].fresh(en, st.Generation) {
+				values[j] = cached[k]
+			} else {
+				missing = append(missing, en.Token)
+				refill[i] = true
+			}
+		}
+	}
+	if len(missing) > 0 {
+		page, err := e.pii.PIIValues(ctx, tenant, missing)
+		if err != nil {
 			return nil, fmt.Errorf("personal values of the page: %w", err)
+		}
+		for i := range events {
+			if !refill[i] {
+				continue
+			}
+			for j := spans[i][0]; j < spans[i][1]; j++ {
+				en := all[j]
+				if (acts[j] != fieldDecrypt && acts[j] != fieldMask) || values[j].ciphertext != nil {
+					continue
+				}
+				v, ok := page.Values[en.Token]
+				if !ok || v.Subject != en.Subject {
+					acts[j] = fieldErased // its rows went with an erasure meanwhile
+					continue
+				}
+				values[j] = cachedValue{token: en.Token, subject: v.Subject, version: v.Version, generation: states[en.Subject].Generation, ciphertext: v.Ciphertext}
+			}
+			e.piiCache.put(tenant, events[i].ID, slices.Clone(values[spans[i][0]:spans[i][1]]))
 		}
 	}
 	ciphers := map[eventvault.Pseudonym]*evcrypto.SubjectCipher{}
-	reads := piiReads{}
-	for i := range events {
-		if len(entries[i]) == 0 {
+	for _, s := range subjects {
+		st := states[s]
+		if len(st.Key.Ciphertext) == 0 {
 			continue
 		}
+		c, err := e.subjects.OpenSubjectCipher(ctx, tenant, s, st.Key)
+		if eventvault.ErrorCode(err) == eventvault.EERASED {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("key of a data subject: %w", err)
+		}
+		ciphers[s] = c
+	}
+	reads := piiReads{}
+	for i := range events {
+		if spans[i][0] == spans[i][1] {
+			continue
+		}
+		data := events[i].Data
 		type splice struct {
 			start, end int
 			with       []byte
 		}
-		data := events[i].Data
-		splices := make([]splice, 0, len(entries[i]))
-		for _, en := range entries[i] {
-			ref, err := parsePointer(en.Pointer)
-			start, end, ok := valueSpan(data, ref)
-			if err != nil || !ok || string(data[start:end]) != `"`+en.Token+`"` {
-				return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: "engine.resolvePII", Message: fmt.Sprintf("event %s does not hold the token its manifest names", events[i].ID)}
+		splices := make([]splice, 0, spans[i][1]-spans[i][0])
+		for j := spans[i][0]; j < spans[i][1]; j++ {
+			en := all[j]
+			start, end := en.Offset, en.Offset+len(en.Token)+2
+			if start < 0 || end > len(data) || data[start] != '"' || data[end-1] != '"' || string(data[start+1:end-1]) != en.Token {
+				return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("event %s does not hold the token its manifest names", events[i].ID)}
 			}
-			with, subject, shown, err := e.resolveOne(ctx, tenant, events[i], en, page, ciphers, decide)
-			if err != nil {
-				return nil, err
+			act, c := acts[j], ciphers[en.Subject]
+			if (act == fieldDecrypt || act == fieldMask) && c == nil {
+				act = fieldErased
 			}
-			if shown {
-				reads[subject]++
+			var with []byte
+			switch act {
+			case fieldErased:
+				with = []byte(`{"erased":true}`)
+			case fieldRedact:
+				with = append(append(append(make([]byte, 0, len(en.Token)+32), `{"token":"`...), en.Token...), `","redacted":true}`...)
+			default:
+				v := values[j]
+				var err error
+				with, err = c.OpenValue(evcrypto.PIIRef{Tenant: tenant, Subject: en.Subject, Token: en.Token, Pointer: en.Pointer, Class: en.Class, Version: v.version}, v.ciphertext)
+				if err != nil {
+					e.piiCache.remove(tenant, events[i].ID)
+					return nil, fmt.Errorf("event %s: %w", events[i].ID, err)
+				}
+				if act == fieldMask {
+					with = maskValue(en.Class, with)
+				}
+				reads[en.Subject]++
 			}
 			splices = append(splices, splice{start, end, with})
 		}
 		slices.SortFunc(splices, func(a, b splice) int { return a.start - b.start })
-		out := make([]byte, 0, len(data)+64*len(splices))
+		size := len(data)
+		for _, s := range splices {
+			size += len(s.with) - (s.end - s.start)
+		}
+		out := make([]byte, 0, size)
 		last := 0
 		for _, s := range splices {
 			out = append(out, data[last:s.start]...)
@@ -140,51 +246,6 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		events[i].Data = append(out, data[last:]...)
 	}
 	return reads, nil
-}
-
-// resolveOne is what one marked value shows, its subject, and whether the
-// value (or its masked form) was shown.
-func (e *Events) resolveOne(ctx context.Context, tenant eventvault.TenantID, ev eventvault.Event, en manifestEntry, page eventvault.PIIPage,
-	ciphers map[eventvault.Pseudonym]*evcrypto.SubjectCipher, decide piiDecider) ([]byte, eventvault.Pseudonym, bool, error) {
-	redacted := func(subject eventvault.Pseudonym) ([]byte, eventvault.Pseudonym, bool, error) {
-		b, _ := json.Marshal(struct {
-			Token    string `json:"token"`
-			Redacted bool   `json:"redacted"`
-		}{en.Token, true})
-		return b, subject, false, nil
-	}
-	if e.pii == nil || e.subjects == nil {
-		return redacted("") // this server keeps no personal data apart
-	}
-	v, ok := page.Values[en.Token]
-	st := page.Keys[v.Subject]
-	if !ok || len(st.Key.Ciphertext) == 0 {
-		// The value's rows went with its subject's erasure.
-		return []byte(`{"erased":true}`), "", false, nil
-	}
-	act := decide(piiField{stream: ev.Stream, eventType: ev.Type, pointer: en.Pointer, class: en.Class, subject: v.Subject, restricted: st.Restricted})
-	if act == fieldRedact {
-		return redacted(v.Subject)
-	}
-	c, ok := ciphers[v.Subject]
-	if !ok {
-		var err error
-		if c, err = e.subjects.OpenSubjectCipher(ctx, tenant, v.Subject, st.Key); err != nil {
-			if eventvault.ErrorCode(err) == eventvault.EERASED {
-				return []byte(`{"erased":true}`), "", false, nil
-			}
-			return nil, "", false, fmt.Errorf("key of a data subject: %w", err)
-		}
-		ciphers[v.Subject] = c
-	}
-	value, err := c.OpenValue(evcrypto.PIIRef{Tenant: tenant, Subject: v.Subject, Token: en.Token, Pointer: en.Pointer, Class: en.Class, Version: v.Version}, v.Ciphertext)
-	if err != nil {
-		return nil, "", false, fmt.Errorf("event %s: %w", ev.ID, err)
-	}
-	if act == fieldMask {
-		return maskValue(en.Class, value), v.Subject, true, nil
-	}
-	return value, v.Subject, true, nil
 }
 
 // recordPIIReads counts the values a read showed, per subject, in the read

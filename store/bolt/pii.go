@@ -27,6 +27,7 @@ var (
 // and ErasedKeyID and ErasedAt remain: the erasure fence.
 type subjectKeyRecord struct {
 	Key         keyRecord  `json:"key"`
+	Generation  int64      `json:"generation,omitempty"`
 	ErasedKeyID uuid.UUID  `json:"erased_key_id,omitempty"`
 	ErasedAt    *time.Time `json:"erased_at,omitempty"`
 }
@@ -270,7 +271,7 @@ func (pb *piiBuckets) keyState(subject eventvault.Pseudonym) (eventvault.Subject
 	}
 	var st eventvault.SubjectKeyState
 	if ok && r.ErasedAt == nil {
-		st.Key = r.Key.wrappedKey()
+		st.Key, st.Generation = r.Key.wrappedKey(), r.Generation
 	}
 	st.Restricted = pb.restrictions.Get([]byte(subject)) != nil
 	return st, nil
@@ -342,8 +343,46 @@ func (db *DB) RectifyPII(ctx context.Context, tenant eventvault.TenantID, v even
 			return subjectErased(op)
 		}
 		v.Stream, v.EventID, v.Pointer, v.Class = cur.Stream, cur.EventID, cur.Pointer, cur.Class
-		return db.putValue(pb, v)
+		if err := db.putValue(pb, v); err != nil {
+			return err
+		}
+		r.Generation++
+		rec, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		return pb.keys.Put([]byte(v.Subject), rec)
 	})
+}
+
+// SubjectStates implements eventvault.PIIStore: one read transaction.
+func (db *DB) SubjectStates(ctx context.Context, tenant eventvault.TenantID, subjects []eventvault.Pseudonym) (map[eventvault.Pseudonym]eventvault.SubjectKeyState, error) {
+	const op = "bolt.SubjectStates"
+	if err := validateTenant(tenant); err != nil {
+		return nil, err
+	}
+	out := make(map[eventvault.Pseudonym]eventvault.SubjectKeyState, len(subjects))
+	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
+		pb := readPII(tx, tenant)
+		if pb == nil {
+			return nil
+		}
+		for _, s := range subjects {
+			if _, ok, err := pb.subjectKey(s); err != nil || !ok {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			st, err := pb.keyState(s)
+			if err != nil {
+				return err
+			}
+			out[s] = st
+		}
+		return nil
+	})
+	return out, err
 }
 
 // PutRestriction implements eventvault.PIIStore.

@@ -42,6 +42,17 @@ const piiValuesSQL = `SELECT DISTINCT ON (v.token) v.token, v.version, v.subject
 const subjectPIISQL = `SELECT token, version, subject, stream, event_id, pointer, class, key_id, ciphertext, created_at
 	FROM pii_values WHERE tenant_id = $1 AND subject = $2 ORDER BY token, version`
 
+// subjectStatesSQL returns the key, restriction and generation of each
+// subject that has a key row.
+const subjectStatesSQL = `SELECT k.subject, k.key_id, k.key_version, k.kek_version, k.wrapped_key, k.created_at, k.generation, r.subject IS NOT NULL
+	FROM subject_keys k LEFT JOIN pii_restrictions r ON r.tenant_id = k.tenant_id AND r.subject = k.subject
+	WHERE k.tenant_id = $1 AND k.subject = ANY($2::text[])`
+
+// bumpGenerationSQL moves the subject's generation on, if its key is
+// still $3.
+const bumpGenerationSQL = `UPDATE subject_keys SET generation = generation + 1
+	WHERE tenant_id = $1 AND subject = $2 AND key_id = $3 AND erased_at IS NULL`
+
 const restrictedSQL = `SELECT EXISTS (SELECT 1 FROM pii_restrictions WHERE tenant_id = $1 AND subject = $2)`
 
 const latestPIISQL = `SELECT version, subject, stream, event_id, pointer, class FROM pii_values
@@ -190,6 +201,41 @@ func (db *DB) PIIValues(ctx context.Context, tenant eventvault.TenantID, tokens 
 	return page, nil
 }
 
+// SubjectStates implements eventvault.PIIStore in one statement.
+func (db *DB) SubjectStates(ctx context.Context, tenant eventvault.TenantID, subjects []eventvault.Pseudonym) (map[eventvault.Pseudonym]eventvault.SubjectKeyState, error) {
+	const op = "postgres.SubjectStates"
+	if err := eventvault.ValidateTenant(tenant); err != nil {
+		return nil, err
+	}
+	names := make([]string, len(subjects))
+	for i, s := range subjects {
+		names[i] = string(s)
+	}
+	out := make(map[eventvault.Pseudonym]eventvault.SubjectKeyState, len(subjects))
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+		clear(out)
+		b := &pgx.Batch{}
+		b.Queue(subjectStatesSQL, tenant, names).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var s eventvault.Pseudonym
+				var k storedKey
+				var st eventvault.SubjectKeyState
+				if err := rows.Scan(&s, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt, &st.Generation, &st.Restricted); err != nil {
+					return err
+				}
+				st.Key, _ = k.wrappedKey()
+				out[s] = st
+			}
+			return rows.Err()
+		})
+		return t.send(ctx, b, true)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subject states: %w", err)
+	}
+	return out, nil
+}
+
 // SubjectPII implements eventvault.PIIStore.
 func (db *DB) SubjectPII(ctx context.Context, tenant eventvault.TenantID, subject eventvault.Pseudonym) ([]eventvault.PIIValue, eventvault.SubjectKeyState, error) {
 	const op = "postgres.SubjectPII"
@@ -262,9 +308,17 @@ func (db *DB) RectifyPII(ctx context.Context, tenant eventvault.TenantID, v even
 		case cur.Version+1 != v.Version:
 			return eventvault.RowChangedError(op, "the value of token "+v.Token)
 		}
+		var bumped int64
 		b = &pgx.Batch{}
+		b.Queue(bumpGenerationSQL, tenant, string(v.Subject), v.KeyID).Exec(rowsAffected(&bumped))
 		b.Queue(rectifyPIISQL, tenant, v.Token, v.Version, string(v.Subject), cur.Stream, cur.EventID, cur.Pointer, string(cur.Class), v.KeyID, v.Ciphertext, nullTime(v.CreatedAt))
-		return t.send(ctx, b, true)
+		if err := t.send(ctx, b, false); err != nil {
+			return err
+		}
+		if bumped == 0 {
+			return eventvault.SubjectErasedError(op)
+		}
+		return t.send(ctx, &pgx.Batch{}, true)
 	})
 	if sqlState(err) == sqlUniqueViolation {
 		return eventvault.RowChangedError(op, "the value of token "+v.Token)

@@ -16,6 +16,10 @@ CREATE TABLE subject_keys (
 	created_at timestamptz,
 	erased_at timestamptz,
 	erased_key_id uuid,
+	-- generation counts the rectifications of the subject's values: a
+	-- node that cached a value's ciphertext at one generation fetches it
+	-- again at another.
+	generation bigint NOT NULL DEFAULT 0,
 	PRIMARY KEY (tenant_id, subject),
 	CHECK ((erased_at IS NULL) = (key_id IS NOT NULL AND key_version IS NOT NULL AND kek_version IS NOT NULL AND wrapped_key IS NOT NULL AND created_at IS NOT NULL)),
 	CHECK (erased_at IS NULL OR (key_id IS NULL AND key_version IS NULL AND kek_version IS NULL AND wrapped_key IS NULL AND created_at IS NULL))
@@ -66,13 +70,15 @@ CREATE POLICY tenant_isolation ON pii_restrictions
 	WITH CHECK (tenant_id = nullif(current_setting('eventvault.tenant', true), ''));
 
 GRANT SELECT, INSERT ON subject_keys TO eventvault_app;
-GRANT UPDATE (key_id, key_version, kek_version, wrapped_key, created_at, erased_at, erased_key_id) ON subject_keys TO eventvault_app;
+GRANT UPDATE (key_id, key_version, kek_version, wrapped_key, created_at, erased_at, erased_key_id, generation) ON subject_keys TO eventvault_app;
 GRANT SELECT, INSERT, DELETE ON pii_values TO eventvault_app;
 GRANT SELECT, INSERT, DELETE ON pii_restrictions TO eventvault_app;
 GRANT UPDATE (reason, placed_at, placed_by) ON pii_restrictions TO eventvault_app;
 
--- A subject key changes only by being erased, and an erased subject never
--- gets a key again (SQLSTATE EV411, EventVault's "subject erased").
+-- A subject key changes only by being erased, by a re-wrap under a newer
+-- KEK version (the same key id, version and time), or by its generation
+-- moving on; an erased subject never gets a key again (SQLSTATE EV411,
+-- EventVault's "subject erased").
 CREATE FUNCTION eventvault_check_subject_key() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -80,11 +86,16 @@ BEGIN
 		RAISE EXCEPTION 'the data subject was erased: they never get a key again'
 			USING ERRCODE = 'EV411';
 	END IF;
-	IF NEW.erased_at IS NULL THEN
-		RAISE EXCEPTION 'a subject key changes only by being erased'
-			USING ERRCODE = 'insufficient_privilege';
+	IF NEW.erased_at IS NOT NULL THEN
+		RETURN NEW;
 	END IF;
-	RETURN NEW;
+	IF NEW.key_id = OLD.key_id AND NEW.key_version = OLD.key_version AND NEW.created_at = OLD.created_at
+		AND NEW.generation >= OLD.generation AND NEW.erased_key_id IS NULL
+		AND (NEW.kek_version > OLD.kek_version OR (NEW.kek_version = OLD.kek_version AND NEW.wrapped_key = OLD.wrapped_key)) THEN
+		RETURN NEW;
+	END IF;
+	RAISE EXCEPTION 'a subject key changes only by being erased or re-wrapped under a newer tenant key version'
+		USING ERRCODE = 'insufficient_privilege';
 END
 $$;
 CREATE TRIGGER subject_key_update BEFORE UPDATE ON subject_keys
