@@ -17,6 +17,9 @@ var _ eventvault.PIIStore = (*DB)(nil)
 const subjectKeySQL = `SELECT key_id, key_version, kek_version, wrapped_key, created_at, erased_at IS NOT NULL
 	FROM subject_keys WHERE tenant_id = $1 AND subject = $2`
 
+const subjectKeyGenSQL = `SELECT key_id, key_version, kek_version, wrapped_key, created_at, erased_at IS NOT NULL, generation
+	FROM subject_keys WHERE tenant_id = $1 AND subject = $2`
+
 const createSubjectKeySQL = `INSERT INTO subject_keys (tenant_id, subject, key_id, key_version, kek_version, wrapped_key, created_at)
 	VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, statement_timestamp()))
 	ON CONFLICT (tenant_id, subject) DO NOTHING`
@@ -245,11 +248,12 @@ func (db *DB) SubjectPII(ctx context.Context, tenant eventvault.TenantID, subjec
 	var out []eventvault.PIIValue
 	var k storedKey
 	var found, erased, restricted bool
+	var gen int64
 	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
 		out, found = nil, false
 		b := &pgx.Batch{}
-		b.Queue(subjectKeySQL, tenant, string(subject)).QueryRow(func(r pgx.Row) error {
-			err := r.Scan(&k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt, &erased)
+		b.Queue(subjectKeyGenSQL, tenant, string(subject)).QueryRow(func(r pgx.Row) error {
+			err := r.Scan(&k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt, &erased, &gen)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil
 			}
@@ -278,7 +282,7 @@ func (db *DB) SubjectPII(ctx context.Context, tenant eventvault.TenantID, subjec
 		return nil, eventvault.SubjectKeyState{}, eventvault.SubjectErasedError(op)
 	}
 	wk, _ := k.wrappedKey()
-	return out, eventvault.SubjectKeyState{Key: wk, Restricted: restricted}, nil
+	return out, eventvault.SubjectKeyState{Key: wk, Restricted: restricted, Generation: gen}, nil
 }
 
 // RectifyPII implements eventvault.PIIStore.

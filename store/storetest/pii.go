@@ -187,8 +187,15 @@ func testPII(t *testing.T, open opener) {
 			t.Fatalf("after rectification PIIValues gives %+v; want version 2 at the appended pointer and class", cur)
 		}
 		all, st, err := h.store.SubjectPII(h.ctx, tenantA, carol)
-		if err != nil || len(all) != 2 || all[0].Version != 1 || all[1].Version != 2 || st.Restricted {
-			t.Fatalf("SubjectPII: %+v %+v %v; want versions 1 and 2, unrestricted", all, st, err)
+		if err != nil || len(all) != 2 || all[0].Version != 1 || all[1].Version != 2 || st.Restricted || st.Generation != 1 {
+			t.Fatalf("SubjectPII: %+v %+v %v; want versions 1 and 2, unrestricted, generation 1", all, st, err)
+		}
+		states, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{carol, "p-unknown"})
+		if err != nil || len(states) != 1 || states[carol].Generation != 1 || states[carol].Key.ID != kc.ID {
+			t.Fatalf("SubjectStates: %+v, %v; want carol alone, at generation 1 with her key", states, err)
+		}
+		if other, err := h.store.SubjectStates(h.ctx, tenantB, []eventvault.Pseudonym{carol}); err != nil || len(other) != 0 {
+			t.Fatalf("tenant B's SubjectStates sees tenant A's subject: %+v, %v", other, err)
 		}
 
 		if _, err := h.store.Restriction(h.ctx, tenantA, carol); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
@@ -204,6 +211,9 @@ func testPII(t *testing.T, open opener) {
 		}
 		if page, err := h.store.PIIValues(h.ctx, tenantA, []string{v.Token}); err != nil || !page.Keys[carol].Restricted {
 			t.Fatalf("PIIValues of a restricted subject: %+v, %v", page.Keys, err)
+		}
+		if states, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{carol}); err != nil || !states[carol].Restricted {
+			t.Fatalf("SubjectStates of a restricted subject: %+v, %v", states, err)
 		}
 		if _, err := h.store.Restriction(h.ctx, tenantB, carol); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
 			t.Fatalf("tenant B sees tenant A's restriction: %v", err)
@@ -258,6 +268,9 @@ func testPII(t *testing.T, open opener) {
 		}
 		if _, _, err := h.store.SubjectPII(h.ctx, tenantA, dave); eventvault.ErrorCode(err) != eventvault.EERASED {
 			t.Fatalf("SubjectPII after erasure: %v, want EERASED", err)
+		}
+		if states, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{dave}); err != nil || len(states) != 1 || len(states[dave].Key.Ciphertext) != 0 {
+			t.Fatalf("SubjectStates after erasure: %+v, %v; want dave with no key", states, err)
 		}
 		stale := fakePII(dave, kd.ID, uuid.New(), "/late")
 		if _, err := h.appendPII(tenantA, "order-pii3", eventvault.ExpectAny, newEvents(1), []eventvault.PIIValue{stale}); eventvault.ErrorCode(err) != eventvault.EERASED {
