@@ -120,6 +120,24 @@ type Restriction struct {
 	PlacedBy string // actor
 }
 
+// SubjectKeyRow is a subject's wrapped key with the subject it belongs to.
+type SubjectKeyRow struct {
+	Subject Pseudonym
+	Key     WrappedKey
+}
+
+// CheckSubjectRewrap returns EINVALID unless next re-wraps old under a
+// newer KEK version.
+func CheckSubjectRewrap(old, next WrappedKey) error {
+	if err := CheckRewrap(old, next); err != nil {
+		return err
+	}
+	if next.KEKVersion <= old.KEKVersion {
+		return Errorf(EINVALID, "a re-wrap of subject key %s moves it to a newer KEK version, not from %d to %d", old.ID, old.KEKVersion, next.KEKVersion)
+	}
+	return nil
+}
+
 // SubjectErasure is what EraseSubjectPII destroyed.
 type SubjectErasure struct {
 	// KeyID is the subject key destroyed; uuid.Nil if the subject had none.
@@ -170,6 +188,19 @@ type PIIStore interface {
 	DeleteRestriction(ctx context.Context, tenant TenantID, subject Pseudonym) error
 	// Restriction returns it. Errors: ENOTFOUND if there is none.
 	Restriction(ctx context.Context, tenant TenantID, subject Pseudonym) (Restriction, error)
+	// SubjectKeysBefore returns, in byte order of their pseudonyms, up to
+	// limit of the tenant's live subject keys wrapped under a KEK version
+	// older than kekVersion, of subjects after after ("" for the first
+	// page): what a KEK rotation re-wraps. Errors: EINVALID for a
+	// malformed tenant or a limit that is not positive.
+	SubjectKeysBefore(ctx context.Context, tenant TenantID, kekVersion uint32, after Pseudonym, limit int) ([]SubjectKeyRow, error)
+	// RewrapSubjectKey replaces a subject's wrapped key, as a KEK rotation
+	// does, if the stored row still equals old (SameKeyRow); next keeps
+	// old's id and version, under a newer KEK version.
+	// Errors: ECONFLICT if the row changed since old was read; ENOTFOUND
+	// if the subject has no key; EERASED if it was erased; EINVALID if next
+	// changes the id or version or is not under a newer KEK version.
+	RewrapSubjectKey(ctx context.Context, tenant TenantID, subject Pseudonym, old, next WrappedKey) error
 	// EraseSubjectPII destroys the subject's key and deletes every version
 	// of every value of the subject, and fences the pseudonym (it never
 	// gets a key again). Idempotent: erasing again destroys nothing.

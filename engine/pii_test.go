@@ -386,3 +386,48 @@ func TestMovedPersonalCiphertextFailsToOpen(t *testing.T) {
 		})
 	}
 }
+
+// TestPersonalDataSurvivesAKEKRotation rotates the tenant KEK, re-wraps
+// and destroys the old version, as a crypto-period does: the subject keys
+// move with the stream keys, so a cold node still decrypts every value and
+// appends go on for the same subjects.
+func TestPersonalDataSurvivesAKEKRotation(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			r := newPIIRig(t, b, b.open(t))
+			defer r.store.Close()
+			p := withPolicy(t, decryptAll)
+			if _, err := r.events.Append(ctx, p, "customer-1", eventvault.ExpectAny, []eventvault.NewEvent{customerEvent()}); err != nil {
+				t.Fatal(err)
+			}
+			m := evcrypto.NewKeyManager(r.keys)
+			if _, err := m.RotateTenantKEK(ctx, "acme"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.DestroyOldKEKs(ctx, "acme"); eventvault.ErrorCode(err) != eventvault.ECONFLICT {
+				t.Fatalf("destroying the old KEK before the re-wrap: %v, want ECONFLICT", err)
+			}
+			if _, err := m.RewrapStreamKeys(ctx, "acme", nil); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := m.DestroyOldKEKs(ctx, "acme"); err != nil || n != 1 {
+				t.Fatalf("DestroyOldKEKs: %d, %v", n, err)
+			}
+			keys := evcrypto.NewKeyring(r.root, r.store, evcrypto.KeyringOptions{})
+			cold := engine.NewEvents(r.store, keys, nil, engine.WithPseudonymizer(r.pseud), engine.WithPII(evcrypto.NewSubjectKeys(keys, r.store), r.store))
+			if _, err := cold.Append(ctx, p, "customer-2", eventvault.ExpectAny, []eventvault.NewEvent{customerEvent()}); err != nil {
+				t.Fatalf("append after the crypto-period: %v", err)
+			}
+			for _, s := range []eventvault.StreamName{"customer-1", "customer-2"} {
+				sl, err := cold.ReadStream(ctx, p, s, eventvault.ReadOptions{})
+				if err != nil {
+					t.Fatalf("read %s after the crypto-period: %v", s, err)
+				}
+				if field(t, sl.Events[0].Data, "email") != "jane.doe@example.com" || field(t, sl.Events[0].Data, "friend", "email") != "bob@example.com" {
+					t.Fatalf("%s after the crypto-period: %s", s, sl.Events[0].Data)
+				}
+			}
+		})
+	}
+}

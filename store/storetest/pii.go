@@ -290,3 +290,81 @@ func testPII(t *testing.T, open opener) {
 		h.subjectKey(tenantB, dave)
 	})
 }
+
+// testPIIRotation: subject keys under an old KEK version are listed,
+// re-wrapped by compare-and-swap, and keep DestroyTenantKeysBefore from
+// destroying the version they need until they are.
+func testPIIRotation(t *testing.T, open opener) {
+	h := setup(t, open)
+	if _, err := h.store.CreateTenantKey(h.ctx, tenantA, newTenantKey()); err != nil {
+		t.Fatal(err)
+	}
+	v2 := newTenantKey()
+	v2.Version = 2
+	if err := h.store.AddTenantKey(h.ctx, tenantA, v2); err != nil {
+		t.Fatal(err)
+	}
+	var subjects []eventvault.Pseudonym
+	for i := range 3 {
+		s := eventvault.Pseudonym(fmt.Sprintf("p-rot-%d", i))
+		subjects = append(subjects, s)
+		h.subjectKey(tenantA, s)
+	}
+	if _, err := h.store.EraseSubjectPII(h.ctx, tenantA, subjects[2], time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.DestroyTenantKeysBefore(h.ctx, tenantA, 2); eventvault.ErrorCode(err) != eventvault.ECONFLICT {
+		t.Fatalf("destroying KEK version 1 under live subject keys: %v, want ECONFLICT", err)
+	}
+	var rows []eventvault.SubjectKeyRow
+	for after := eventvault.Pseudonym(""); ; {
+		page, err := h.store.SubjectKeysBefore(h.ctx, tenantA, 2, after, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, page...)
+		if len(page) < 1 {
+			break
+		}
+		after = page[len(page)-1].Subject
+	}
+	if len(rows) != 2 || rows[0].Subject != subjects[0] || rows[1].Subject != subjects[1] {
+		t.Fatalf("SubjectKeysBefore paged %+v; want the two live subjects in order, not the erased one", rows)
+	}
+	if _, err := h.store.SubjectKeysBefore(h.ctx, tenantA, 2, "", 0); eventvault.ErrorCode(err) != eventvault.EINVALID {
+		t.Fatalf("SubjectKeysBefore with limit 0: %v", err)
+	}
+	for _, r := range rows {
+		next := r.Key
+		next.KEKVersion, next.Ciphertext = 2, []byte("rewrapped:"+string(r.Subject))
+		stale := r.Key
+		stale.Ciphertext = []byte("stale")
+		if err := h.store.RewrapSubjectKey(h.ctx, tenantA, r.Subject, stale, next); eventvault.ErrorCode(err) != eventvault.ECONFLICT {
+			t.Fatalf("a re-wrap of a row that changed: %v, want ECONFLICT", err)
+		}
+		same := r.Key
+		if err := h.store.RewrapSubjectKey(h.ctx, tenantA, r.Subject, r.Key, same); eventvault.ErrorCode(err) != eventvault.EINVALID {
+			t.Fatalf("a re-wrap to the same KEK version: %v, want EINVALID", err)
+		}
+		if err := h.store.RewrapSubjectKey(h.ctx, tenantA, r.Subject, r.Key, next); err != nil {
+			t.Fatalf("RewrapSubjectKey: %v", err)
+		}
+		got, err := h.store.SubjectKey(h.ctx, tenantA, r.Subject)
+		if err != nil || got.KEKVersion != 2 || string(got.Ciphertext) != string(next.Ciphertext) || got.ID != r.Key.ID {
+			t.Fatalf("after the re-wrap: %+v, %v", got, err)
+		}
+	}
+	erased := eventvault.WrappedKey{ID: uuid.New(), Version: 1, KEKVersion: 1, Ciphertext: []byte("x")}
+	next := erased
+	next.KEKVersion = 2
+	if err := h.store.RewrapSubjectKey(h.ctx, tenantA, subjects[2], erased, next); eventvault.ErrorCode(err) != eventvault.EERASED {
+		t.Fatalf("a re-wrap of an erased subject's key: %v, want EERASED", err)
+	}
+	if n, err := h.store.DestroyTenantKeysBefore(h.ctx, tenantA, 2); err != nil || n != 1 {
+		t.Fatalf("destroying KEK version 1 once no key needs it: %d, %v", n, err)
+	}
+	late := newSubjectKey()
+	if _, err := h.store.CreateSubjectKey(h.ctx, tenantA, "p-late", late); eventvault.ErrorCode(err) != eventvault.ECONFLICT {
+		t.Fatalf("a subject key under a destroyed KEK version: %v, want ECONFLICT", err)
+	}
+}

@@ -135,4 +135,61 @@ END
 $$;
 CREATE TRIGGER pii_values_fence BEFORE INSERT OR DELETE ON pii_values
 	FOR EACH ROW EXECUTE FUNCTION eventvault_pii_value_fence();
+
+-- A KEK rotation re-wraps subject keys as it does stream keys; the old KEK
+-- versions are destroyed only once no live subject key needs them. The
+-- function of 0004 is replaced by one that also counts subject keys.
+CREATE INDEX subject_keys_kek_version ON subject_keys (tenant_id, kek_version) WHERE wrapped_key IS NOT NULL;
+
+CREATE OR REPLACE FUNCTION eventvault_destroy_tenant_keys_before(before bigint) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+	tenant text := nullif(current_setting('eventvault.tenant', true), '');
+	newest bigint;
+	in_use bigint;
+	oldest bigint;
+	destroyed integer;
+BEGIN
+	IF tenant IS NULL THEN
+		RAISE EXCEPTION 'destroy tenant key versions without a tenant set for the transaction'
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	IF before IS NULL OR before < 1 THEN
+		RAISE EXCEPTION 'tenant key versions start at 1'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM 1 FROM tenants t WHERE t.tenant_id = tenant FOR UPDATE;
+	SELECT max(k.version) INTO newest FROM tenant_keys k WHERE k.tenant_id = tenant;
+	IF newest IS NULL OR newest < before THEN
+		RETURN NULL;
+	END IF;
+	SELECT count(*), min(s.kek_version) INTO in_use, oldest FROM streams s
+		WHERE s.tenant_id = tenant AND s.wrapped_key IS NOT NULL AND s.kek_version < before;
+	IF in_use > 0 THEN
+		RAISE EXCEPTION '% stream keys of tenant % are still wrapped under key versions older than % (the oldest under %): re-wrap them under the newest version first',
+			in_use, tenant, before, oldest
+			USING ERRCODE = 'EV409';
+	END IF;
+	SELECT count(*), min(k.kek_version) INTO in_use, oldest FROM subject_keys k
+		WHERE k.tenant_id = tenant AND k.wrapped_key IS NOT NULL AND k.kek_version < before;
+	IF in_use > 0 THEN
+		RAISE EXCEPTION '% subject keys of tenant % are still wrapped under key versions older than % (the oldest under %): re-wrap them under the newest version first',
+			in_use, tenant, before, oldest
+			USING ERRCODE = 'EV409';
+	END IF;
+	DELETE FROM tenant_keys k WHERE k.tenant_id = tenant AND k.version < before;
+	GET DIAGNOSTICS destroyed = ROW_COUNT;
+	UPDATE tenants t SET kek_retired_before = before
+		WHERE t.tenant_id = tenant AND t.kek_retired_before < before;
+	RETURN destroyed;
+END
+$$;
+-- (CREATE OR REPLACE keeps 0004's search_path, owner and grants.)
+DO $$
+BEGIN
+	EXECUTE format('ALTER FUNCTION eventvault_destroy_tenant_keys_before(bigint) SET search_path = %I, pg_temp', current_schema());
+	EXECUTE format('ALTER FUNCTION eventvault_check_subject_key() SET search_path = %I, pg_temp', current_schema());
+	EXECUTE format('ALTER FUNCTION eventvault_pii_value_fence() SET search_path = %I, pg_temp', current_schema());
+END
+$$;
 -- +goose StatementEnd
