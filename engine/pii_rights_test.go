@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/eventvault/eventvault"
+	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/engine"
 )
 
@@ -137,7 +138,13 @@ func TestSubjectRightsEndToEnd(t *testing.T) {
 				t.Fatal("after the restriction is lifted the value is not shown")
 			}
 
-			// Erasure.
+			// Erasure. Alice's stored ciphertext, kept as an attacker with a
+			// copy of the database would keep it.
+			alice, bob := r.pseud.Pseudonym("acme", "alice"), r.pseud.Pseudonym("acme", "bob")
+			kept, _, err := r.store.SubjectPII(ctx, "acme", alice)
+			if err != nil || len(kept) == 0 {
+				t.Fatalf("alice's values before erasure: %d, %v", len(kept), err)
+			}
 			req, _, err := r.erasure.RequestErasure(ctx, dpo, "alice")
 			if err != nil || req.State != eventvault.ErasureCompleted {
 				t.Fatalf("erasure: %+v, %v", req, err)
@@ -179,6 +186,27 @@ func TestSubjectRightsEndToEnd(t *testing.T) {
 			}
 			if _, raw = exportOf(t, r, dpo, "bob"); bytes.Contains(raw, []byte(canaryAlice)) || !bytes.Contains(raw, []byte(bobEmail)) {
 				t.Fatalf("bob's export after alice's erasure:\n%s", raw)
+			}
+			// Every key that is left: bob's subject key, under alice's
+			// places and under bob's own.
+			bobKey, err := r.store.SubjectKey(ctx, "acme", bob)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bobCipher, err := r.subjects.OpenSubjectCipher(ctx, "acme", bob, bobKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range kept {
+				for _, subject := range []eventvault.Pseudonym{alice, bob} {
+					ref := evcrypto.PIIRef{Tenant: "acme", Subject: subject, Token: v.Token, Pointer: v.Pointer, Class: v.Class, Version: v.Version}
+					if plain, err := bobCipher.OpenValue(ref, v.Ciphertext); err == nil {
+						t.Fatalf("bob's key opened alice's erased value: %s", plain)
+					}
+				}
+			}
+			if _, err := r.subjects.OpenSubjectCipher(ctx, "acme", alice, eventvault.WrappedKey{}); eventvault.ErrorCode(err) != eventvault.EERASED {
+				t.Fatalf("a cipher for alice without her key row: %v", err)
 			}
 			// The caches: no key of alice is left on this node.
 			if r.subjects.Cached("acme", r.pseud.Pseudonym("acme", "alice")) {
