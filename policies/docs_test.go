@@ -52,6 +52,7 @@ func TestDocumentedExamplesValidate(t *testing.T) {
 		{"analyst", Request{Tenant: "acme", Action: Read, Stream: "hr-1"}, false, ""},
 		{"analyst", Request{Tenant: "acme", Action: ReadAll}, false, ""},
 		{"dpo", Request{Tenant: "acme", Action: Erase}, true, "dpo#requests-and-holds"},
+		{"dpo", Request{Tenant: "acme", Action: SubjectRights}, true, "dpo#requests-and-holds"},
 		{"dpo", Request{Tenant: "acme", Action: Shred, Stream: "hr-1"}, true, "dpo#read-and-shred-streams"},
 		{"dpo", Request{Tenant: "acme", Action: Append, Stream: "order-1", EventType: "X"}, false, ""},
 		{"dpo", Request{Tenant: "acme", Action: ManageTokens}, false, ""},
