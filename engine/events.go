@@ -169,7 +169,7 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 	var res eventvault.AppendResult
 	for attempt := 0; ; attempt++ {
 		res, err = e.appendOnce(ctx, p.Tenant, p.Actor(), stream, owner, expected, events, pii)
-		if errors.Is(err, eventvault.ErrSubjectErased) {
+		if errors.Is(err, eventvault.ErrSubjectErased) && pii != nil {
 			// Erased meanwhile (perhaps on another node): the fence.
 			for _, s := range pii.subjects {
 				e.subjects.EvictSubject(p.Tenant, s)
