@@ -3,12 +3,14 @@ package engine_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -427,6 +429,60 @@ func TestPersonalDataSurvivesAKEKRotation(t *testing.T) {
 				if field(t, sl.Events[0].Data, "email") != "jane.doe@example.com" || field(t, sl.Events[0].Data, "friend", "email") != "bob@example.com" {
 					t.Fatalf("%s after the crypto-period: %s", s, sl.Events[0].Data)
 				}
+			}
+		})
+	}
+}
+
+// erasingStore erases the subject of an append's first marked value just
+// before the append reaches the store, as an erasure on another node
+// would between the append's key lookup and its commit.
+type erasingStore struct {
+	eventvault.Store
+}
+
+func (s erasingStore) Append(ctx context.Context, tenant eventvault.TenantID, req eventvault.AppendRequest) (eventvault.AppendResult, error) {
+	if len(req.PII) > 0 {
+		if _, err := s.Store.EraseSubjectPII(ctx, tenant, req.PII[0].Subject, time.Now()); err != nil {
+			return eventvault.AppendResult{}, err
+		}
+	}
+	return s.Store.Append(ctx, tenant, req)
+}
+
+// TestAnErasureDuringAnAppendWritesNothing: the subject of a marked value
+// is erased while the append is under way, with its key still cached on
+// this node; the store refuses the append (409, the erasure fence), no
+// event, stream or value is left, and the next append marking the subject
+// is refused at once.
+func TestAnErasureDuringAnAppendWritesNothing(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			inner := b.open(t)
+			defer inner.Close()
+			r := newPIIRig(t, b, erasingStore{inner})
+			p := withPolicy(t, decryptAll)
+			// Warm the subject keys of the customer event's subjects.
+			for _, s := range []string{"alice@example.com", "bob@example.com"} {
+				if _, err := r.subjects.SubjectCipher(ctx, "acme", r.pseud.Pseudonym("acme", s)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := r.events.Append(ctx, p, "customer-1", eventvault.ExpectAny, []eventvault.NewEvent{customerEvent()})
+			if eventvault.ErrorCode(err) != eventvault.ECONFLICT || !errors.Is(err, eventvault.ErrSubjectErased) {
+				t.Fatalf("append racing an erasure: %v; want ECONFLICT wrapping ErrSubjectErased", err)
+			}
+			if _, err := r.events.ReadStream(ctx, p, "customer-1", eventvault.ReadOptions{}); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
+				t.Fatalf("the refused append left a stream: %v", err)
+			}
+			alice := r.pseud.Pseudonym("acme", "alice@example.com")
+			if r.subjects.Cached("acme", alice) {
+				t.Fatal("the erased subject's key is still cached")
+			}
+			vs, _, err := inner.SubjectPII(ctx, "acme", r.pseud.Pseudonym("acme", "bob@example.com"))
+			if err != nil || len(vs) != 0 {
+				t.Fatalf("the refused append left bob's values: %d, %v", len(vs), err)
 			}
 		})
 	}
