@@ -125,9 +125,12 @@ func newTestAPIWith(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	subjectKeys := evcrypto.NewSubjectKeys(keys, store)
+	events := engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud), engine.WithAudit(recorder, reads), engine.WithPII(subjectKeys, store))
 	srv := New(Config{
-		Events:   engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud), engine.WithAudit(recorder, reads)),
-		Erasure:  engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens), engine.WithErasureAudit(recorder)),
+		Events:   events,
+		Erasure:  engine.NewErasure(store, keys, pseud, signer, nil, revokeTokens(store, tokens), engine.WithErasureAudit(recorder), engine.WithPIIErasure(store, subjectKeys)),
+		Subjects: engine.NewSubjects(events, store, pseud, recorder),
 		Keys:     engine.NewRotation(evcrypto.NewKeyManager(keys), nil).WithAudit(recorder, store),
 		Tokens:   tokens,
 		Policies: docs,

@@ -75,7 +75,9 @@ type matrixFixture struct {
 	owner   map[string]string // tenant → a subject owning one of its streams
 	held    map[string]string // tenant → a subject under legal hold
 	erasure map[string]string // tenant → an erasure request id
-	n       int
+	// piiToken is, per tenant, the token of a personal value of its owner.
+	piiToken map[string]string
+	n        int
 }
 
 // tenantOf is the tenant a caller's cells are about: root acts as the
@@ -89,7 +91,7 @@ func tenantOf(c caller) string {
 
 func newMatrixFixture(t *testing.T, a *jwtAPI) *matrixFixture {
 	f := &matrixFixture{a: a, bearer: map[caller]string{}, setup: map[string]string{}, stream: map[string]string{}, token: map[string]string{},
-		doc: map[string]string{}, owner: map[string]string{}, held: map[string]string{}, erasure: map[string]string{}}
+		doc: map[string]string{}, owner: map[string]string{}, held: map[string]string{}, erasure: map[string]string{}, piiToken: map[string]string{}}
 	a.putPolicy("acme", "admin", `permit (principal, action, resource);`, http.StatusCreated)
 	a.putPolicy("globex", "admin", `permit (principal, action, resource);`, http.StatusCreated)
 	a.putPolicy("acme", "reader", `permit (principal, action == Action::"read", resource is Stream) when { resource.name like "order-*" };`, http.StatusCreated)
@@ -105,6 +107,20 @@ func newMatrixFixture(t *testing.T, a *jwtAPI) *matrixFixture {
 		a.doJSON(http.MethodPost, "/v1/streams/owned-"+tenant+"/events", tok.Token, map[string]any{
 			"subject": f.owner[tenant], "events": []any{map[string]any{"id": uuid.NewString(), "type": "Registered", "data": map[string]any{"note": secrets[tenant]}}},
 		}, http.StatusCreated, nil)
+		a.doJSON(http.MethodPost, "/v1/streams/contact-"+tenant+"/events", tok.Token, map[string]any{
+			"events": []any{map[string]any{"id": uuid.NewString(), "type": "Contacted", "data": map[string]any{"email": "owner@" + tenant + ".example"},
+				"pii": map[string]any{"/email": map[string]any{"subject": f.owner[tenant], "class": "email"}}}},
+		}, http.StatusCreated, nil)
+		var x struct {
+			PersonalData []struct {
+				Token string `json:"token"`
+			} `json:"personal_data"`
+		}
+		a.doJSON(http.MethodPost, "/v1/subject-exports", tok.Token, map[string]any{"subject": f.owner[tenant]}, http.StatusOK, &x)
+		if len(x.PersonalData) != 1 {
+			t.Fatalf("the export of %s's owner holds %d values, want 1", tenant, len(x.PersonalData))
+		}
+		f.piiToken[tenant] = x.PersonalData[0].Token
 		f.doc[tenant] = "only-" + tenant
 		a.putPolicy(tenant, f.doc[tenant], `permit (principal, action == Action::"read", resource);`, http.StatusCreated)
 		f.held[tenant] = "held-in-" + tenant
@@ -334,6 +350,43 @@ var accessMatrix = map[string]row{
 			return cell{http.MethodPut, "/v1/holds", map[string]any{"subject": pick(tg, f.owner[tenant], f.held[otherOf(tenant)], "nobody-at-all"), "reason": "audit"}}
 		},
 		want: map[caller][3]int{callerNone: same(401), callerJWTOther: same(200), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(200), callerRoot: same(200)},
+	},
+	"POST /v1/subject-exports": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			return cell{http.MethodPost, "/v1/subject-exports", map[string]any{"subject": pick(tg, f.owner[tenant], f.owner[otherOf(tenant)], "nobody-at-all")}}
+		},
+		// A subject id is the caller's tenant's: the other tenant's owner
+		// is nobody here, and an export of nobody is an empty export.
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: same(200), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(200), callerRoot: same(200)},
+	},
+	"POST /v1/rectifications": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			return cell{http.MethodPost, "/v1/rectifications", map[string]any{"subject": f.owner[tenant], "token": pick(tg, f.piiToken[tenant], f.piiToken[otherOf(tenant)], "evpii_aaaaaaaaaaaaaaaaaaaaaaaaaa"), "value": "fixed"}}
+		},
+		// Own: the token of one of the tenant's values (f.piiToken); the
+		// other tenant's token names nothing here.
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {200, 404, 404}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {200, 404, 404}, callerRoot: same(404)},
+	},
+	"PUT /v1/restrictions": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			return cell{http.MethodPut, "/v1/restrictions", map[string]any{"subject": pick(tg, f.owner[tenant], f.owner[otherOf(tenant)], "nobody-at-all"), "reason": "contested"}}
+		},
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: same(200), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(200), callerRoot: same(200)},
+	},
+	"DELETE /v1/restrictions": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			subject := pick(tg, "", f.owner[otherOf(tenant)], "nobody-at-all")
+			if tg == own {
+				subject = "restricted-" + f.fresh()
+				placer := f.setup[tenant]
+				if c == callerRoot {
+					placer = f.a.root
+				}
+				f.a.doJSON(http.MethodPut, "/v1/restrictions", placer, map[string]any{"subject": subject, "reason": "r"}, http.StatusOK, nil)
+			}
+			return cell{http.MethodDelete, "/v1/restrictions", map[string]any{"subject": subject}}
+		},
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {204, 404, 404}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {204, 404, 404}, callerRoot: {204, 404, 404}},
 	},
 	"DELETE /v1/holds": {
 		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {

@@ -101,6 +101,7 @@ type Server struct {
 	jwt      JWTVerifier
 	denials  Denials
 	audit    AuditLog
+	subjects SubjectRights
 	checks   []ReadyCheck
 	logger   *slog.Logger
 	router   *gin.Engine
@@ -134,10 +135,13 @@ type Config struct {
 	// window: engine.ReadLog); nil records none.
 	Denials Denials
 	// Audit serves GET /v1/audit/export; nil leaves it out.
-	Audit  AuditLog
-	Ready  func(context.Context) error
-	Checks []ReadyCheck
-	Logger *slog.Logger
+	Audit AuditLog
+	// Subjects serves the subject rights endpoints (exports,
+	// rectifications, restrictions); nil leaves them out.
+	Subjects SubjectRights
+	Ready    func(context.Context) error
+	Checks   []ReadyCheck
+	Logger   *slog.Logger
 	// Metrics, if set, counts requests per route template and the events
 	// appended and read (metrics.go); the server does not serve them.
 	Metrics Metrics
@@ -149,7 +153,7 @@ type Config struct {
 
 // New returns a Server; it is an http.Handler.
 func New(cfg Config) *Server {
-	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, jwt: cfg.JWT, denials: cfg.Denials, audit: cfg.Audit, checks: cfg.Checks, logger: cfg.Logger}
+	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, jwt: cfg.JWT, denials: cfg.Denials, audit: cfg.Audit, subjects: cfg.Subjects, checks: cfg.Checks, logger: cfg.Logger}
 	if len(s.checks) == 0 && cfg.Ready != nil {
 		s.checks = []ReadyCheck{{Name: "store", Check: cfg.Ready}}
 	}
@@ -218,6 +222,12 @@ func New(cfg Config) *Server {
 		v1.PUT("/holds", onlyQuery(), s.putHold)
 		v1.DELETE("/holds", onlyQuery(), s.deleteHold)
 		v1.POST("/admin/tenants/:tenant/shred", onlyQuery(), s.shredTenant)
+	}
+	if s.subjects != nil {
+		v1.POST("/subject-exports", onlyQuery(), s.exportSubject)
+		v1.POST("/rectifications", onlyQuery(), s.rectify)
+		v1.PUT("/restrictions", onlyQuery(), s.putRestriction)
+		v1.DELETE("/restrictions", onlyQuery(), s.deleteRestriction)
 	}
 	s.router = r
 	return s

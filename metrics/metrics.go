@@ -129,8 +129,8 @@ func (r *Registry) EventsAppended(n int) { r.appended.Add(float64(n)) }
 // EventsRead counts n events read.
 func (r *Registry) EventsRead(n int) { r.read.Add(float64(n)) }
 
-// KeyCacheLookup counts a lookup in the keyring's cache; kind is "stream"
-// or "kek".
+// KeyCacheLookup counts a lookup in the keyring's cache; kind is
+// "stream", "subject" or "kek".
 func (r *Registry) KeyCacheLookup(kind string, hit bool) {
 	result := "miss"
 	if hit {

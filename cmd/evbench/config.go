@@ -122,7 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&maxConns, "max-conns", 0, "connection pool size of both sides (0: pgxpool's default, max(4, CPUs), as the server uses)")
 	fs.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "open EventVault's store without group commit, each append committing on its own (for comparisons)")
 	fs.StringVar(&c.ReadEncoding, "read-encoding", c.ReadEncoding, "EventVault's read encoding: frames (Accept: application/vnd.eventvault.frames, parsed frame by frame), ndjson (decoded line by line) or json (the page decoded whole)")
-	fs.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (append, append_batch, read_stream, read_all, overload); default all")
+	fs.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (append, append_batch, read_stream, read_all, read_pii, overload); default all")
 	fs.DurationVar(&c.OverloadDuration, "overload-duration", c.OverloadDuration, "length of one step of the overload workload: one side at one offered rate")
 	fs.IntVar(&c.OverloadProbeClients, "overload-probe-clients", c.OverloadProbeClients, "closed-loop clients of the probe that measures each side's capacity before the overload steps")
 	fs.IntVar(&c.OverloadBounds.Appends.Node, "overload-max-appends", c.OverloadBounds.Appends.Node, "admission bound of the overload workload's servers: appends in flight per node (the server's -max-appends)")

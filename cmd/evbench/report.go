@@ -181,6 +181,11 @@ func newWorkloadResult(w workload, c Config, got map[string]*sample) workloadRes
 		}
 		r.Comparisons = append(r.Comparisons, cmp)
 	}
+	if _, ok := sides[sideRaw]; !ok && len(w.goals) > 0 {
+		// A workload of two EventVault sides (read_pii): the main table's
+		// two columns are its first goal's sides.
+		r.EventVault, r.Raw = sides[w.goals[0].of], sides[w.goals[0].over]
+	}
 	r.Ratio = ratio(r.EventVault.EventsPerSec, r.Raw.EventsPerSec)
 	r.MeetsGoal = r.Ratio >= r.Goal
 	return r
@@ -222,7 +227,11 @@ func (r *Report) writeTable(w io.Writer) error {
 		for name, s := range x.Others {
 			all[name] = s
 		}
-		for _, name := range []string{sideEventVault, sideStore, sideRaw, sideRawCopy, sideMessageDB} {
+		if _, ok := x.Others[sidePII]; ok {
+			delete(all, sideEventVault)
+			delete(all, sideRaw)
+		}
+		for _, name := range []string{sideEventVault, sideStore, sideRaw, sideRawCopy, sideMessageDB, sidePII, sidePIIPlain} {
 			s, ok := all[name]
 			if !ok || s.Requests == 0 {
 				continue

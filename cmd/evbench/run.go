@@ -22,7 +22,7 @@ import (
 type side struct {
 	name string
 	t    target
-	// runs is the workloads it runs; nil for all.
+	// runs is the workloads it runs; nil for all but read_pii.
 	runs []string
 	prep prepared
 	ops  map[string][]op
@@ -30,7 +30,8 @@ type side struct {
 }
 
 func (s *side) runsWorkload(key string) bool {
-	return s.runs == nil || slices.Contains(s.runs, key)
+	// read_pii compares two EventVault sides of its own only.
+	return (s.runs == nil && key != piiWorkload.key) || slices.Contains(s.runs, key)
 }
 
 // reads reports whether the side reads, and so has the events to read
@@ -107,6 +108,10 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	if err != nil {
 		return nil, err
 	}
+	piiTok, err := ev.piiToken(ctx, client, benchTenant)
+	if err != nil {
+		return nil, err
+	}
 	// A tenant of its own: the two servers' stream caches never meet.
 	quietToken, err := quiet.tenantToken(ctx, client, benchTenant+"-noaudit")
 	if err != nil {
@@ -142,7 +147,10 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		{name: sideRawCopy, t: copyTarget{table: table}, runs: []string{"append_batch"}},
 		{name: sideStore, t: &storeTarget{db: ev.store}, runs: []string{"append_batch"}},
 		{name: sideNoAudit, t: &evClient{http: client, base: quiet.baseURL(), token: quietToken, encoding: cfg.ReadEncoding}, runs: []string{"append"}},
+		{name: sidePII, t: piiTarget{evClient: &evClient{http: client, base: ev.baseURL(), token: piiTok, encoding: cfg.ReadEncoding}, marked: true}, runs: []string{"read_pii"}},
+		{name: sidePIIPlain, t: piiTarget{evClient: &evClient{http: client, base: ev.baseURL(), token: piiTok, encoding: cfg.ReadEncoding}}, runs: []string{"read_pii"}},
 	}
+	readsPII := slices.ContainsFunc(ws, func(w workload) bool { return w.key == piiWorkload.key })
 	for _, s := range sides {
 		if s.reads() && len(ws) > 0 {
 			if s.prep, err = prepare(ctx, s.t, cfg); err != nil {
@@ -154,6 +162,11 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 				if s.prep.logFirst, s.prep.logLast, err = b.logBounds(ctx); err != nil {
 					return nil, fmt.Errorf("%s: the log's bounds: %w", s.name, err)
 				}
+			}
+		}
+		if pt, ok := s.t.(piiTarget); ok && readsPII {
+			if err := pt.prepare(ctx, cfg.StreamEvents, cfg.EventSize); err != nil {
+				return nil, fmt.Errorf("%s: write the events to read: %w", s.name, err)
 			}
 		}
 		s.ops, s.got = map[string][]op{}, map[string]*sample{}

@@ -140,13 +140,24 @@ func Build(p Parts) *Stack {
 		checkpoints = &audit.Publisher{Store: p.Store, Signer: signer, Dir: p.AuditCheckpointDir, Interval: p.AuditCheckpointInterval, Logger: logger}
 	}
 	opts := []engine.EventsOption{engine.WithAudit(recorder, reads)}
+	// Personal data kept apart needs the pseudonym key: subject keys are
+	// found by pseudonym.
+	subjectKeys := evcrypto.NewSubjectKeys(keys, p.Store)
+	erasureOpts := []engine.ErasureOption{engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger)), engine.WithErasureAudit(recorder)}
 	if p.Pseudonyms != nil { // no typed nil in the interface
-		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms))
+		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms), engine.WithPII(subjectKeys, p.Store))
+		erasureOpts = append(erasureOpts, engine.WithPIIErasure(p.Store, subjectKeys))
 	}
 	manager := evcrypto.NewKeyManager(keys)
+	events := engine.NewEvents(p.Store, keys, logger, opts...)
+	var subjects api.SubjectRights
+	if p.Pseudonyms != nil {
+		subjects = engine.NewSubjects(events, p.Store, p.Pseudonyms, recorder)
+	}
 	handler := api.New(api.Config{
-		Events:    engine.NewEvents(p.Store, keys, logger, opts...),
-		Erasure:   engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger)), engine.WithErasureAudit(recorder)),
+		Events:    events,
+		Erasure:   engine.NewErasure(p.Store, keys, p.Pseudonyms, p.Signer, logger, erasureOpts...),
+		Subjects:  subjects,
 		Keys:      engine.NewRotation(manager, logger).WithAudit(recorder, p.Store),
 		Tokens:    tokens,
 		Policies:  docs,
