@@ -130,10 +130,10 @@ const (
 )
 
 // Outcome is OutcomeNothingHeld for a certificate that erased no stream
-// (certificates issued before held_nothing existed say so by their count),
-// else OutcomeErased.
+// and destroyed no key (certificates issued before held_nothing existed say
+// so by their count), else OutcomeErased.
 func (c ErasureCertificate) Outcome() string {
-	if c.HeldNothing || c.StreamCount == 0 {
+	if c.HeldNothing || (c.StreamCount == 0 && len(c.DestroyedKeys) == 0) {
 		return OutcomeNothingHeld
 	}
 	return OutcomeErased

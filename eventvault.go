@@ -200,6 +200,9 @@ type NewEvent struct {
 	Type     string
 	Data     []byte // JSON
 	Metadata []byte // JSON, or nil
+	// PII marks values of Data as personal (docs/pii.md): each is stored
+	// apart, under its subject's key, and Data keeps a token in its place.
+	PII []PIIMark
 }
 
 // Positions are where one appended event landed.

@@ -182,6 +182,13 @@ type AppendRequest struct {
 	// (AuditLines's placeholder set), so that an append that cannot be
 	// recorded is not written. A replay writes no record.
 	Audit func(first int64) ([]byte, error)
+	// PII are the personal values the events mark, sealed under their
+	// subjects' keys (version 1 each): the store writes them in the
+	// append's transaction, or nothing. It refuses the append (EERASED,
+	// writing nothing) unless each value's KeyID is still its subject's
+	// live key, so that no value lands beside a key an erasure destroyed.
+	// A replay writes none.
+	PII []PIIValue
 }
 
 // Sentinels of the append errors a caller acts on (errors.Is).
@@ -445,6 +452,7 @@ type Store interface {
 	DeploymentKeyStore
 	SubscriptionStore
 	FeedStore
+	PIIStore
 	// Ping reports whether the store can serve. Errors: EUNAVAILABLE.
 	Ping(ctx context.Context) error
 	Close() error

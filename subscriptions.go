@@ -37,6 +37,18 @@ type Tombstone struct {
 	// (erasures), or the id of the destroyed stream key (a shred).
 	CertificateID string    `json:"certificate_id"`
 	At            time.Time `json:"at"`
+	// PersonalValues is set when the erasure destroyed the subject's key
+	// of personal values kept apart (PII): those may appear in events of
+	// any stream, so every consumer, whatever its filter, drops what it
+	// derived from values of this pseudonym.
+	PersonalValues bool `json:"personal_values,omitempty"`
+}
+
+// CoversTombstone reports whether a consumer with this filter may hold
+// data the tombstone erased: one of its streams passes the filter, or it
+// erased personal values, which may sit in any stream.
+func (f FeedFilter) CoversTombstone(ts Tombstone) bool {
+	return ts.PersonalValues || f.CoversStreams(ts.Streams)
 }
 
 // FeedFilter selects events of a feed: by stream category and by event

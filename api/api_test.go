@@ -126,13 +126,16 @@ func newTestAPIWith(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	subjectKeys := evcrypto.NewSubjectKeys(keys, store)
 	feed := engine.NewFeed(store, 20*time.Millisecond, nil)
-	events := engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud), engine.WithAudit(recorder, reads), engine.WithFeed(feed))
-	erasure := engine.NewErasure(store, feed.Evicting(keys), pseud, signer, nil, revokeTokens(store, tokens), engine.WithErasureAudit(recorder), engine.WithPropagation(events, store))
+	events := engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud), engine.WithAudit(recorder, reads), engine.WithPII(subjectKeys, store), engine.WithFeed(feed))
+	erasure := engine.NewErasure(store, feed.Evicting(keys), pseud, signer, nil, revokeTokens(store, tokens), engine.WithErasureAudit(recorder), engine.WithPIIErasure(store, subjectKeys),
+		engine.WithPropagation(events, store))
 	srv := New(Config{
 		Events:        events,
 		Erasure:       erasure,
 		Subscriptions: engine.NewConsumers(store, store, erasure, recorder, nil),
+		Subjects:      engine.NewSubjects(events, store, pseud, recorder),
 		Keys:          engine.NewRotation(evcrypto.NewKeyManager(keys), nil).WithAudit(recorder, store),
 		Tokens:        tokens,
 		Policies:      docs,

@@ -115,11 +115,31 @@ func queryLimit(c *gin.Context) (int, error) {
 	return int(limit), nil
 }
 
-// queryInt reads an optional integer query parameter.
+// decimalInteger reports whether v is an optional "-" and decimal digits:
+// the one spelling of an integer the query accepts. strconv.ParseInt also
+// takes "+1", which would make two spellings of one position.
+func decimalInteger(v string) bool {
+	v = strings.TrimPrefix(v, "-")
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// queryInt reads an optional integer query parameter: an optional "-" and
+// decimal digits.
 func queryInt(c *gin.Context, name string, def int64) (int64, error) {
 	v, ok := c.GetQuery(name)
 	if !ok || v == "" {
 		return def, nil
+	}
+	if !decimalInteger(v) {
+		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be an integer written in decimal digits, with a leading - only", name)
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if errors.Is(err, strconv.ErrRange) {

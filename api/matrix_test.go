@@ -75,9 +75,12 @@ type matrixFixture struct {
 	owner   map[string]string // tenant → a subject owning one of its streams
 	held    map[string]string // tenant → a subject under legal hold
 	erasure map[string]string // tenant → an erasure request id
-	// consumer names a durable consumer of each tenant (of category
-	// "order" only, so that the erasure of an owner completes at once).
+	// consumer names a durable consumer of each tenant, registered by the
+	// cells that need it (ensureConsumer): a consumer registered up front
+	// would hold every erasure of personal values in propagating.
 	consumer map[string]string
+	// piiToken is, per tenant, the token of a personal value of its owner.
+	piiToken map[string]string
 	n        int
 }
 
@@ -92,7 +95,7 @@ func tenantOf(c caller) string {
 
 func newMatrixFixture(t *testing.T, a *jwtAPI) *matrixFixture {
 	f := &matrixFixture{a: a, bearer: map[caller]string{}, setup: map[string]string{}, stream: map[string]string{}, token: map[string]string{},
-		doc: map[string]string{}, owner: map[string]string{}, held: map[string]string{}, erasure: map[string]string{}, consumer: map[string]string{}}
+		doc: map[string]string{}, owner: map[string]string{}, held: map[string]string{}, erasure: map[string]string{}, consumer: map[string]string{}, piiToken: map[string]string{}}
 	a.putPolicy("acme", "admin", `permit (principal, action, resource);`, http.StatusCreated)
 	a.putPolicy("globex", "admin", `permit (principal, action, resource);`, http.StatusCreated)
 	a.putPolicy("acme", "reader", `permit (principal, action == Action::"read", resource is Stream) when { resource.name like "order-*" };`, http.StatusCreated)
@@ -108,6 +111,20 @@ func newMatrixFixture(t *testing.T, a *jwtAPI) *matrixFixture {
 		a.doJSON(http.MethodPost, "/v1/streams/owned-"+tenant+"/events", tok.Token, map[string]any{
 			"subject": f.owner[tenant], "events": []any{map[string]any{"id": uuid.NewString(), "type": "Registered", "data": map[string]any{"note": secrets[tenant]}}},
 		}, http.StatusCreated, nil)
+		a.doJSON(http.MethodPost, "/v1/streams/contact-"+tenant+"/events", tok.Token, map[string]any{
+			"events": []any{map[string]any{"id": uuid.NewString(), "type": "Contacted", "data": map[string]any{"email": "owner@" + tenant + ".example"},
+				"pii": map[string]any{"/email": map[string]any{"subject": f.owner[tenant], "class": "email"}}}},
+		}, http.StatusCreated, nil)
+		var x struct {
+			PersonalData []struct {
+				Token string `json:"token"`
+			} `json:"personal_data"`
+		}
+		a.doJSON(http.MethodPost, "/v1/subject-exports", tok.Token, map[string]any{"subject": f.owner[tenant]}, http.StatusOK, &x)
+		if len(x.PersonalData) != 1 {
+			t.Fatalf("the export of %s's owner holds %d values, want 1", tenant, len(x.PersonalData))
+		}
+		f.piiToken[tenant] = x.PersonalData[0].Token
 		f.doc[tenant] = "only-" + tenant
 		a.putPolicy(tenant, f.doc[tenant], `permit (principal, action == Action::"read", resource);`, http.StatusCreated)
 		f.held[tenant] = "held-in-" + tenant
@@ -116,7 +133,6 @@ func newMatrixFixture(t *testing.T, a *jwtAPI) *matrixFixture {
 		a.doJSON(http.MethodPost, "/v1/erasure-requests", tok.Token, map[string]any{"subject": "erased-in-" + tenant}, http.StatusCreated, &er)
 		f.erasure[tenant] = er.ID
 		f.consumer[tenant] = "view-" + tenant
-		a.doJSON(http.MethodPut, "/v1/subscriptions/"+f.consumer[tenant], tok.Token, map[string]any{"filter": map[string]any{"categories": []string{"order"}}}, http.StatusCreated, nil)
 	}
 	var narrow tokenResponse
 	a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{"tenant": "acme", "name": "narrow",
@@ -131,6 +147,17 @@ func newMatrixFixture(t *testing.T, a *jwtAPI) *matrixFixture {
 		t.Fatalf("publish checkpoints: %v", err)
 	}
 	return f
+}
+
+// ensureConsumers registers each tenant's consumer f.consumer (again:
+// a PUT of the same filter changes nothing).
+func (f *matrixFixture) ensureConsumers() {
+	for tenant, name := range f.consumer {
+		rec := f.a.do(http.MethodPut, "/v1/subscriptions/"+name, f.setup[tenant], []byte(`{"filter":{"categories":["order"]}}`))
+		if rec.Code != http.StatusCreated && rec.Code != http.StatusOK {
+			f.a.t.Fatalf("register consumer %s: %d %s", name, rec.Code, rec.Body)
+		}
+	}
 }
 
 // fresh returns a unique suffix for resources a cell destroys.
@@ -241,18 +268,21 @@ var accessMatrix = map[string]row{
 	},
 	"GET /v1/subscriptions/:name": {
 		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			f.ensureConsumers()
 			return cell{http.MethodGet, "/v1/subscriptions/" + pick(tg, f.consumer[tenant], f.consumer[otherOf(tenant)], "nosuch"), nil}
 		},
 		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {200, 404, 404}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {200, 404, 404}, callerRoot: same(404)},
 	},
 	"POST /v1/subscriptions/:name/ack": {
 		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			f.ensureConsumers()
 			return cell{http.MethodPost, "/v1/subscriptions/" + pick(tg, f.consumer[tenant], f.consumer[otherOf(tenant)], "nosuch") + "/ack", map[string]any{"position": 0}}
 		},
 		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {200, 404, 404}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {200, 404, 404}, callerRoot: same(404)},
 	},
 	"DELETE /v1/subscriptions/:name": {
 		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			f.ensureConsumers()
 			name := pick(tg, "", f.consumer[otherOf(tenant)], "nosuch")
 			if tg == own {
 				name = "doomed" + f.fresh()
@@ -389,6 +419,43 @@ var accessMatrix = map[string]row{
 		},
 		want: map[caller][3]int{callerNone: same(401), callerJWTOther: same(200), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(200), callerRoot: same(200)},
 	},
+	"POST /v1/subject-exports": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			return cell{http.MethodPost, "/v1/subject-exports", map[string]any{"subject": pick(tg, f.owner[tenant], f.owner[otherOf(tenant)], "nobody-at-all")}}
+		},
+		// A subject id is the caller's tenant's: the other tenant's owner
+		// is nobody here, and an export of nobody is an empty export.
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: same(200), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(200), callerRoot: same(200)},
+	},
+	"POST /v1/rectifications": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			return cell{http.MethodPost, "/v1/rectifications", map[string]any{"subject": f.owner[tenant], "token": pick(tg, f.piiToken[tenant], f.piiToken[otherOf(tenant)], "evpii_aaaaaaaaaaaaaaaaaaaaaaaaaa"), "value": "fixed"}}
+		},
+		// Own: the token of one of the tenant's values (f.piiToken); the
+		// other tenant's token names nothing here.
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {200, 404, 404}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {200, 404, 404}, callerRoot: same(404)},
+	},
+	"PUT /v1/restrictions": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			return cell{http.MethodPut, "/v1/restrictions", map[string]any{"subject": pick(tg, f.owner[tenant], f.owner[otherOf(tenant)], "nobody-at-all"), "reason": "contested"}}
+		},
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: same(200), callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: same(200), callerRoot: same(200)},
+	},
+	"DELETE /v1/restrictions": {
+		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
+			subject := pick(tg, "", f.owner[otherOf(tenant)], "nobody-at-all")
+			if tg == own {
+				subject = "restricted-" + f.fresh()
+				placer := f.setup[tenant]
+				if c == callerRoot {
+					placer = f.a.root
+				}
+				f.a.doJSON(http.MethodPut, "/v1/restrictions", placer, map[string]any{"subject": subject, "reason": "r"}, http.StatusOK, nil)
+			}
+			return cell{http.MethodDelete, "/v1/restrictions", map[string]any{"subject": subject}}
+		},
+		want: map[caller][3]int{callerNone: same(401), callerJWTOther: {204, 404, 404}, callerJWTNarrow: same(403), callerNarrow: same(403), callerAdmin: {204, 404, 404}, callerRoot: {204, 404, 404}},
+	},
 	"DELETE /v1/holds": {
 		build: func(f *matrixFixture, c caller, tenant string, tg target) cell {
 			subject := pick(tg, "", f.held[otherOf(tenant)], "nobody-at-all")
@@ -419,7 +486,6 @@ func (f *matrixFixture) integrity(t *testing.T, tenant string) string {
 		"/v1/policies/" + f.doc[tenant],
 		"/v1/erasure-requests/" + f.erasure[tenant],
 		"/v1/tokens",
-		"/v1/subscriptions/" + f.consumer[tenant],
 	} {
 		rec := f.a.do(http.MethodGet, path, tok, nil)
 		// The tenant's own callers may have erased its owner's stream.

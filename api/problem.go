@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 
@@ -25,6 +27,7 @@ var statusOf = map[eventvault.Code]int{
 	eventvault.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	eventvault.EINTERNAL:     http.StatusInternalServerError,
 	codeUnsupportedMediaType: http.StatusUnsupportedMediaType,
+	codeTooManyRequests:      http.StatusTooManyRequests,
 }
 
 // ProblemContentType is the media type of every error body (RFC 9457).
@@ -34,6 +37,13 @@ const ProblemContentType = "application/problem+json"
 // with their cause and shown to the client only as "Internal error.".
 func (s *Server) writeError(c *gin.Context, err error) {
 	code := eventvault.ErrorCode(err)
+	if code == eventvault.EINTERNAL && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		// The request's own context ended (its caller went away, or its
+		// deadline under admission control passed) in a part that did
+		// not say so with a code: not a bug, and not a 500.
+		err = &eventvault.Error{Code: eventvault.EUNAVAILABLE, Message: "the request's deadline passed, or its caller went away, before it was done; retry after the seconds in Retry-After", Err: err}
+		code = eventvault.EUNAVAILABLE
+	}
 	status, ok := statusOf[code]
 	if !ok {
 		status = http.StatusInternalServerError

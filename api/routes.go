@@ -16,10 +16,11 @@ import (
 
 // get serves h for GET and HEAD on path (RFC 9110, section 9.3.2: HEAD is
 // GET without the body), taking the query parameters named in query and
-// no body.
-func get(g *gin.RouterGroup, path string, query []string, h gin.HandlerFunc) {
-	g.GET(path, onlyQuery(query...), takesNoBody(""), h)
-	g.HEAD(path, onlyQuery(query...), takesNoBody(""), h)
+// no body; h are the route's handlers, in order.
+func get(g *gin.RouterGroup, path string, query []string, h ...gin.HandlerFunc) {
+	hs := append([]gin.HandlerFunc{onlyQuery(query...), takesNoBody("")}, h...)
+	g.GET(path, hs...)
+	g.HEAD(path, hs...)
 }
 
 // onlyQuery refuses a query string that is malformed, names a parameter

@@ -110,6 +110,7 @@ type Server struct {
 	denials  Denials
 	audit    AuditLog
 	subs     Subscriptions
+	subjects SubjectRights
 	checks   []ReadyCheck
 	logger   *slog.Logger
 	router   *gin.Engine
@@ -117,6 +118,9 @@ type Server struct {
 	bodies bodyPool
 	// metrics counts requests and events (metrics.go).
 	metrics Metrics
+	// admission bounds the appends and reads in flight (admission.go);
+	// nil bounds nothing.
+	admission *Admission
 }
 
 // Config holds what the server needs. Checks are what /readyz checks;
@@ -144,24 +148,31 @@ type Config struct {
 	// Subscriptions serves /v1/subscriptions (durable consumers); nil
 	// leaves it out.
 	Subscriptions Subscriptions
-	Ready         func(context.Context) error
-	Checks        []ReadyCheck
-	Logger        *slog.Logger
+	// Subjects serves the subject rights endpoints (exports,
+	// rectifications, restrictions); nil leaves them out.
+	Subjects SubjectRights
+	Ready    func(context.Context) error
+	Checks   []ReadyCheck
+	Logger   *slog.Logger
 	// Metrics, if set, counts requests per route template and the events
 	// appended and read (metrics.go); the server does not serve them.
 	Metrics Metrics
+	// Admission bounds the appends and reads in flight on this node, per
+	// node and per tenant, and refuses the excess with 503 or 429
+	// (admission.go); nil bounds nothing.
+	Admission *Admission
 }
 
 // New returns a Server; it is an http.Handler.
 func New(cfg Config) *Server {
-	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, jwt: cfg.JWT, denials: cfg.Denials, audit: cfg.Audit, subs: cfg.Subscriptions, checks: cfg.Checks, logger: cfg.Logger}
+	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, jwt: cfg.JWT, denials: cfg.Denials, audit: cfg.Audit, subs: cfg.Subscriptions, subjects: cfg.Subjects, checks: cfg.Checks, logger: cfg.Logger}
 	if len(s.checks) == 0 && cfg.Ready != nil {
 		s.checks = []ReadyCheck{{Name: "store", Check: cfg.Ready}}
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
-	s.metrics = cfg.Metrics
+	s.metrics, s.admission = cfg.Metrics, cfg.Admission
 	if s.metrics == nil {
 		s.metrics = noMetrics{}
 	}
@@ -190,9 +201,19 @@ func New(cfg Config) *Server {
 	get(r.Group(""), "/readyz", nil, s.readyz)
 	get(r.Group(""), "/v1/openapi.json", nil, serveOpenAPI)
 	v1 := r.Group("/v1", s.authenticate)
-	v1.POST("/streams/:stream/events", onlyQuery(), s.appendEvents)
-	get(v1, "/streams/:stream/events", []string{"from", "limit", "direction"}, s.readStream)
-	get(v1, "/events", []string{"from", "limit", "wait"}, s.readAll)
+	// Appends and reads go through admission control (admission.go);
+	// nothing else does. A long poll (read-all with wait) and the feed
+	// hold no read slot: they wait on the shared feed reader, not on the
+	// store, and a slot held for up to 30 s would starve the reads.
+	v1.POST("/streams/:stream/events", onlyQuery(), s.admit(ClassAppend, "/v1/streams/:stream/events", http.MethodPost), s.appendEvents)
+	get(v1, "/streams/:stream/events", []string{"from", "limit", "direction"}, s.admit(ClassRead, "/v1/streams/:stream/events", http.MethodGet, http.MethodHead), s.readStream)
+	admitRead := s.admit(ClassRead, "/v1/events", http.MethodGet, http.MethodHead)
+	get(v1, "/events", []string{"from", "limit", "wait"}, func(c *gin.Context) {
+		if w := c.Query("wait"); w != "" && w != "0" {
+			return // a long poll: not admitted through the read gate
+		}
+		admitRead(c)
+	}, s.readAll)
 	// The feed streams: GET only (a HEAD would wait for events it never
 	// sends).
 	v1.GET("/subscribe", onlyQuery("from", "categories", "types", "heartbeat"), takesNoBody(""), s.subscribe)
@@ -231,6 +252,12 @@ func New(cfg Config) *Server {
 		v1.PUT("/holds", onlyQuery(), s.putHold)
 		v1.DELETE("/holds", onlyQuery(), s.deleteHold)
 		v1.POST("/admin/tenants/:tenant/shred", onlyQuery(), s.shredTenant)
+	}
+	if s.subjects != nil {
+		v1.POST("/subject-exports", onlyQuery(), s.exportSubject)
+		v1.POST("/rectifications", onlyQuery(), s.rectify)
+		v1.PUT("/restrictions", onlyQuery(), s.putRestriction)
+		v1.DELETE("/restrictions", onlyQuery(), s.deleteRestriction)
 	}
 	s.router = r
 	return s

@@ -3,7 +3,9 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -25,6 +27,14 @@ type eventIn struct {
 	Type     string          `json:"type"`
 	Data     json.RawMessage `json:"data"`
 	Metadata json.RawMessage `json:"metadata"`
+	// PII marks values of data as personal: JSON Pointer (RFC 6901) into
+	// data → whose value it is and its class (docs/pii.md).
+	PII map[string]piiMarkIn `json:"pii"`
+}
+
+type piiMarkIn struct {
+	Subject string `json:"subject"`
+	Class   string `json:"class"`
 }
 
 type appendResponse struct {
@@ -97,6 +107,10 @@ func newEvents(in []eventIn) ([]eventvault.NewEvent, error) {
 			return nil, eventvault.Errorf(eventvault.EINVALID, "events[%d].id (at /events/%d/id) is not a UUID such as 3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55", i, i)
 		}
 		out[i] = eventvault.NewEvent{ID: id, Type: e.Type, Data: jsonValue(e.Data), Metadata: jsonValue(e.Metadata)}
+		for _, ptr := range slices.Sorted(maps.Keys(e.PII)) {
+			m := e.PII[ptr]
+			out[i].PII = append(out[i].PII, eventvault.PIIMark{Pointer: ptr, Subject: m.Subject, Class: eventvault.PIIClass(m.Class)})
+		}
 	}
 	return out, nil
 }

@@ -108,12 +108,13 @@ func VerifyBundle(r io.Reader, pinned Pinned, trusted *Checkpoint) (*Verified, e
 		lineNo++
 		return sc.Bytes(), true
 	}
+	sc.Split(scanLF)
 
 	line, ok := next()
 	var h BundleHeader
 	if !ok || unmarshalLine(line, &h) != nil || h.Type != "header" || h.Format != BundleFormat {
 		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("read audit bundle: %w", err)
+			return nil, scanError(err, lineNo)
 		}
 		return nil, fail(Unusable, 1, -1, "the first line is not the header of an EventVault audit bundle")
 	}
@@ -131,7 +132,7 @@ func VerifyBundle(r io.Reader, pinned Pinned, trusted *Checkpoint) (*Verified, e
 	}, h)
 	idx, lines, tree := set.idx, set.lines, &set.tree
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read audit bundle: line %d: %w", lineNo+1, err)
+		return nil, scanError(err, lineNo)
 	}
 	if lineNo == math.MaxInt32 {
 		return nil, fail(Unusable, lineNo, -1, "more lines than this verifier counts")
@@ -171,7 +172,7 @@ func VerifyBundle(r io.Reader, pinned Pinned, trusted *Checkpoint) (*Verified, e
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read audit bundle: %w", err)
+		return nil, scanError(err, lineNo)
 	}
 
 	// The records, in bundle order.
@@ -210,6 +211,31 @@ func VerifyBundle(r io.Reader, pinned Pinned, trusted *Checkpoint) (*Verified, e
 		v.Trusted = true
 	}
 	return v, nil
+}
+
+// errCRLF is what scanLF stops on: a line ending in CR LF.
+var errCRLF = errors.New("a line ends in CR LF")
+
+// scanLF is bufio.ScanLines without its tolerance: a bundle's lines end in
+// LF alone, and one ending in CR LF (a bundle opened and saved by an editor
+// or a tool that rewrote line ends) stops the scan with errCRLF, rather than
+// verifying bytes other than the ones the server wrote.
+func scanLF(data []byte, atEOF bool) (int, []byte, error) {
+	advance, token, err := bufio.ScanLines(data, atEOF)
+	if err == nil && advance > 0 && bytes.HasSuffix(bytes.TrimSuffix(data[:advance], []byte("\n")), []byte("\r")) {
+		return 0, nil, errCRLF
+	}
+	return advance, token, err
+}
+
+// scanError turns the scanner's error after line lineNo into the
+// verifier's: a CR LF line end is an unusable bundle, anything else a read
+// error.
+func scanError(err error, lineNo int) error {
+	if errors.Is(err, errCRLF) {
+		return fail(Unusable, lineNo+1, -1, "line %d ends in CR LF; a bundle's lines end in LF alone, as the server wrote them (was it saved by an editor or a tool that rewrote line ends?)", lineNo+1)
+	}
+	return fmt.Errorf("read audit bundle: line %d: %w", lineNo+1, err)
 }
 
 // narrow says which half of a complete export a trusted checkpoint puts

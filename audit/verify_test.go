@@ -127,6 +127,12 @@ func TestVerifyCompleteExport(t *testing.T) {
 		{name: "rewritten and signed by another key", bundle: mutate(mutate(good, forged), resign(l, attacker)), pinned: l.pinned(), want: BadSignature, line: 19, index: -1},
 		{name: "signed by another key, pinned by public key", bundle: mutate(good, resign(l, attacker)), pinned: PublicKeyVerifiers(testKey("deployment").Public().(ed25519.PublicKey)), want: BadSignature},
 		{name: "not a bundle", bundle: []byte("hello\n"), pinned: l.pinned(), want: Unusable},
+		{name: "every line end rewritten to CR LF", bundle: bytes.ReplaceAll(good, []byte("\n"), []byte("\r\n")), pinned: l.pinned(), want: Unusable, line: 1, index: -1, reason: "CR LF"},
+		{name: "one record's line end rewritten to CR LF", bundle: mutate(good, func(ls [][]byte) [][]byte {
+			ls[line(5)-1] = append(ls[line(5)-1], '\r')
+			return ls
+		}), pinned: l.pinned(), want: Unusable, line: line(5), index: -1, reason: "CR LF"},
+		{name: "a CR before the final line end", bundle: append(bytes.TrimSuffix(bytes.Clone(good), []byte("\n")), '\r'), pinned: l.pinned(), want: Unusable, line: 18, index: -1, reason: "CR LF"},
 	})
 }
 

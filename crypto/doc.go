@@ -5,11 +5,15 @@
 //
 //	root key (RootKeyProvider: Vault Transit, or LocalRootKey in dev)
 //	  └─ tenant KEK, 32 random bytes, one per tenant      wrapped by the root key
-//	       └─ stream key, 32 random bytes, one per stream wrapped by the tenant KEK
-//	            └─ event data and metadata               sealed with the stream key
+//	       ├─ stream key, 32 random bytes, one per stream wrapped by the tenant KEK
+//	       │    └─ event data and metadata               sealed with the stream key
+//	       └─ subject key, 32 random bytes, one per data subject (by pseudonym)
+//	            └─ personal values kept apart            sealed with the subject key
 //
 // A Keyring creates, unwraps and caches these keys and hands out
-// StreamCiphers, which seal and open events. Unwrapped keys never leave this
+// StreamCiphers, which seal and open events; SubjectKeys does the same for
+// subject keys on the same KEKs and cache, and hands out SubjectCiphers,
+// which seal and open personal values. Unwrapped keys never leave this
 // package: callers get operations (SealEvent, OpenEvent, ContentMAC), never
 // key bytes, and no type here prints key bytes. Keys, key ids and nonces come
 // from crypto/rand. The root provider is called to wrap a new tenant KEK and
@@ -52,8 +56,12 @@
 //   - Idempotency without disclosure: ContentMAC is keyed by the stream key,
 //     so the store can compare contents but cannot confirm a guess of
 //     low-entropy data.
+//   - Personal values: a value opens only for its tenant, subject pseudonym,
+//     token, pointer, class and version, with its subject's key; a wrapped
+//     subject key only for its tenant, pseudonym, key id and KEK version.
 //   - Erasure: once every copy of a stream's key row is gone (or its tenant's
-//     KEK), its payloads cannot be opened. Reads fail closed: OpenStreamCipher
+//     KEK), its payloads cannot be opened; likewise a subject's values once
+//     its subject key row is gone. Reads fail closed: OpenStreamCipher
 //     trusts its cache only for the exact key row read with the events.
 //
 // Not protected:
@@ -81,7 +89,8 @@
 //	offset  size  field
 //	0       1     format version, 1
 //	1       1     kind: 1 tenant KEK wrapped by the root key,
-//	              2 stream key wrapped by the tenant KEK, 3 event payload
+//	              2 stream key wrapped by the tenant KEK, 3 event payload,
+//	              4 subject key wrapped by the tenant KEK, 5 personal value
 //	2       16    key id (UUID bytes)
 //	18      4     key version, uint32 big-endian
 //
@@ -97,8 +106,25 @@
 //
 //	header || nonce (24) || XChaCha20-Poly1305(stream key, nonce, plaintext, AD)
 //	AD        = header || "eventvault/v1/event" || tenant || stream || event id || position (int64) || type
-//	plaintext = flags (1) || uvarint(len(data)) || data || metadata
-//	flags     = 0x01 if metadata is present (even empty), 0x00 for nil metadata; other bits 0
+//	plaintext = flags (1) || uvarint(len(data)) || data || [uvarint(len(pii)) || pii] || metadata
+//	flags     = 0x01 if metadata is present (even empty), 0x00 for nil metadata;
+//	            0x02 if a manifest of personal values (pii, non-empty; its
+//	            format is the engine's) follows data; other bits 0
+//
+// Subject key wrapped by the tenant KEK (kind 4; key id and version of the
+// KEK; the row's ID is the subject key's id):
+//
+//	header || nonce (24) || XChaCha20-Poly1305(tenant KEK, nonce, subject key (32), AD)
+//	AD = header || "eventvault/v1/subject-key" || tenant || subject pseudonym || subject key id || KEK version (uint32)
+//
+// Personal value (kind 5; key id of the subject key, version 1):
+//
+//	header || nonce (24) || XChaCha20-Poly1305(subject key, nonce, value (JSON), AD)
+//	AD = header || "eventvault/v1/pii-value" || tenant || subject pseudonym || token || pointer || class || version (int64)
+//
+// Personal value digest (32 bytes; stands for the value in an event's
+// content MAC): HMAC-SHA256(K, field(pointer) || field(class) || field(value)),
+// K = HKDF-SHA256(subject key, info = "eventvault/v1/pii-digest", 32 bytes).
 //
 // Stream key wrapped by the tenant KEK (kind 2; key id and version of the
 // KEK that wraps it; the row's ID is the stream key's id, its KEKVersion the

@@ -29,6 +29,9 @@ const (
 	labelStreamKey   = "eventvault/v1/stream-key"
 	labelEvent       = "eventvault/v1/event"
 	infoContentMAC   = "eventvault/v1/content-mac"
+	labelSubjectKey  = "eventvault/v1/subject-key"
+	labelPIIValue    = "eventvault/v1/pii-value"
+	infoPIIDigest    = "eventvault/v1/pii-digest"
 	streamKeyVersion = 1 // stream keys are never rotated: KEK rotation re-wraps them
 )
 
@@ -36,9 +39,11 @@ const (
 type kind byte
 
 const (
-	kindTenantKEK kind = 1 // a tenant KEK wrapped by the root key
-	kindStreamKey kind = 2 // a stream key wrapped by the tenant KEK
-	kindEvent     kind = 3 // an event's data and metadata, sealed with the stream key
+	kindTenantKEK  kind = 1 // a tenant KEK wrapped by the root key
+	kindStreamKey  kind = 2 // a stream key wrapped by the tenant KEK
+	kindEvent      kind = 3 // an event's data and metadata, sealed with the stream key
+	kindSubjectKey kind = 4 // a subject key wrapped by the tenant KEK
+	kindPIIValue   kind = 5 // a personal value, sealed with the subject key
 )
 
 func (k kind) String() string {
@@ -49,6 +54,10 @@ func (k kind) String() string {
 		return "stream-key"
 	case kindEvent:
 		return "event"
+	case kindSubjectKey:
+		return "subject-key"
+	case kindPIIValue:
+		return "pii-value"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }
@@ -88,7 +97,7 @@ func parseHeader(b []byte) (header, error) {
 	}
 	h := header{kind: kind(b[1]), keyVersion: binary.BigEndian.Uint32(b[18:22])}
 	switch h.kind {
-	case kindTenantKEK, kindStreamKey, kindEvent:
+	case kindTenantKEK, kindStreamKey, kindEvent, kindSubjectKey, kindPIIValue:
 	default:
 		return header{}, errUnknownKind
 	}

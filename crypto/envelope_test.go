@@ -46,7 +46,7 @@ func TestParseHeaderRefusesMalformedHeaders(t *testing.T) {
 		{"version0", with(0, 0), func(err error) bool { return errors.As(err, &versionErr) }},
 		{"version2", with(0, 2), func(err error) bool { return errors.As(err, &versionErr) }},
 		{"kind0", with(1, 0), func(err error) bool { return errors.Is(err, errUnknownKind) }},
-		{"kind4", with(1, 4), func(err error) bool { return errors.Is(err, errUnknownKind) }},
+		{"kind6", with(1, 6), func(err error) bool { return errors.Is(err, errUnknownKind) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseHeader(tc.in)

@@ -81,6 +81,9 @@ func (m *KeyManager) RotateTenantKEK(ctx context.Context, tenant eventvault.Tena
 // swap is read again and retried. Stream key ids and key bytes never change
 // and no event is re-encrypted, so appends and reads go on meanwhile.
 //
+// The tenant's subject keys are re-wrapped the same way once its stream
+// keys are (they are not counted in the number returned).
+//
 // It is resumable: it looks only for keys still under older versions, so
 // running it again after an interruption finishes the job, and running it
 // when nothing is left does nothing. It returns how many keys this call
@@ -134,6 +137,11 @@ func (m *KeyManager) RewrapStreamKeys(ctx context.Context, tenant eventvault.Ten
 			after = rows[len(rows)-1].Stream
 		}
 		if found == 0 {
+			// The tenant's subject keys move with its stream keys, so
+			// that DestroyOldKEKs finds no key under an old version.
+			if _, err := m.rewrapSubjectKeys(ctx, tenant, target); err != nil {
+				return done, err
+			}
 			return done, nil
 		}
 	}

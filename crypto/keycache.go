@@ -20,6 +20,7 @@ const (
 	cacheTenantKEK cacheKind = iota + 1 // the tenant's newest KEK, which wraps new stream keys
 	cacheStream
 	cacheKEKVersion // one version of the tenant's KEK, which unwraps the stream keys it wrapped
+	cacheSubject    // a data subject's key (subjectkeys.go)
 )
 
 type cacheKey struct {
@@ -28,11 +29,15 @@ type cacheKey struct {
 	stream eventvault.StreamName
 	// version is, for cacheKEKVersion, the KEK version.
 	version uint32
+	// subject is, for cacheSubject, the subject's pseudonym.
+	subject eventvault.Pseudonym
 }
 
 type cacheEntry struct {
 	kek    *tenantKEK
 	cipher *StreamCipher
+	// subjectCipher is, for cacheSubject, the subject's cipher.
+	subjectCipher *SubjectCipher
 	// fingerprint is, for a stream, the rowFingerprint of the wrapped key
 	// row the cipher came from: a read presenting any other row misses the
 	// cache.
@@ -46,6 +51,8 @@ func (e cacheEntry) String() string {
 		return "cacheEntry(" + e.kek.String() + ")"
 	case e.cipher != nil:
 		return "cacheEntry(" + e.cipher.String() + ")"
+	case e.subjectCipher != nil:
+		return "cacheEntry(" + e.subjectCipher.String() + ")"
 	}
 	return "cacheEntry(empty)"
 }
@@ -133,8 +140,11 @@ func (k *Keyring) cacheGet(ck cacheKey) (cacheEntry, bool) {
 	e, ok := k.cache.Get(ck)
 	if k.onLookup != nil {
 		kind := "kek"
-		if ck.kind == cacheStream {
+		switch ck.kind {
+		case cacheStream:
 			kind = "stream"
+		case cacheSubject:
+			kind = "subject"
 		}
 		k.onLookup(kind, ok)
 	}

@@ -39,8 +39,9 @@ type KeyringOptions struct {
 	TTL       time.Duration // how long an unwrapped key stays cached (default 5 * time.Minute)
 	Rand      io.Reader     // source of keys, key ids and nonces (default crypto/rand.Reader)
 	// OnCacheLookup, if set, learns of every lookup in the cache of
-	// unwrapped keys: kind "stream" or "kek", and whether it hit. It must
-	// be quick and safe for concurrent use (a metrics counter).
+	// unwrapped keys: kind "stream", "subject" or "kek", and whether it
+	// hit. It must be quick and safe for concurrent use (a metrics
+	// counter).
 	OnCacheLookup func(kind string, hit bool)
 }
 

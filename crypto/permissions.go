@@ -31,7 +31,7 @@ type RootPermissionChecker interface {
 // whether every operation in ops is allowed. A provider that cannot tell
 // (the local root key, which allows everything it supports) passes.
 func (m *KeyManager) CheckRootPermissions(ctx context.Context, ops ...RootOperation) error {
-	if pc, ok := m.root.(RootPermissionChecker); ok {
+	if pc, ok := RootAs[RootPermissionChecker](m.root); ok {
 		return pc.CheckPermissions(ctx, ops...)
 	}
 	return nil

@@ -28,7 +28,7 @@ type RootProber interface {
 // ProbeRoot probes the root key provider. ok is false for a provider that
 // cannot be probed (the local root key, which is a file already read).
 func (m *KeyManager) ProbeRoot(ctx context.Context) (s RootStatus, ok bool, err error) {
-	p, ok := m.root.(RootProber)
+	p, ok := RootAs[RootProber](m.root)
 	if !ok {
 		return RootStatus{}, false, nil
 	}
@@ -45,7 +45,7 @@ func (m *KeyManager) ProbeRoot(ctx context.Context) (s RootStatus, ok bool, err 
 // without versions (the local root key) has none: 0, 0.
 func (m *KeyManager) KEKsUnderRetiredRoot(ctx context.Context, minVersion int) (retired, total int, err error) {
 	const op = "crypto.KeyManager.KEKsUnderRetiredRoot"
-	rr, ok := m.root.(RootRotator)
+	rr, ok := RootAs[RootRotator](m.root)
 	if !ok {
 		return 0, 0, nil
 	}

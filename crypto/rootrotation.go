@@ -42,7 +42,7 @@ func (m *KeyManager) RotateRoot(ctx context.Context) (int, error) {
 // ErrAuthentication for a KEK row that is not what it claims; the codes of
 // the store and the provider, wrapped with context.
 func (m *KeyManager) RewrapRootWrapped(ctx context.Context, progress func(done int)) (int, error) {
-	rw, ok := m.root.(RootRewrapper)
+	rw, ok := RootAs[RootRewrapper](m.root)
 	if !ok {
 		return 0, cannotRotate("rewrap")
 	}
@@ -276,7 +276,7 @@ func (m *KeyManager) forEachKEK(ctx context.Context, fn func(eventvault.TenantID
 }
 
 func (m *KeyManager) rootRotator() (RootRotator, error) {
-	rr, ok := m.root.(RootRotator)
+	rr, ok := RootAs[RootRotator](m.root)
 	if !ok {
 		return nil, cannotRotate("rotate")
 	}

@@ -107,19 +107,27 @@ func (c *StreamCipher) ContentMAC(typ string, data, metadata []byte) []byte {
 // metadata opens as nil, an empty one as empty.
 // Errors: EINTERNAL for a ref of another stream or a failing random source.
 func (c *StreamCipher) SealEvent(ref EventRef, data, metadata []byte) ([]byte, error) {
+	return c.SealEventPII(ref, data, metadata, nil)
+}
+
+// SealEventPII is SealEvent for an event that marks personal values: pii
+// is the event's manifest of tokens (engine), sealed with its data so that
+// only the vault, never a client, can say which values are tokens. A nil
+// pii seals exactly as SealEvent.
+func (c *StreamCipher) SealEventPII(ref EventRef, data, metadata, pii []byte) ([]byte, error) {
 	const op = "crypto.StreamCipher.SealEvent"
 	if ref.Tenant != c.tenant || ref.Stream != c.stream {
 		return nil, internalError(op, nil, "the cipher of stream %s cannot seal an event of stream %s", c.stream, ref.Stream)
 	}
 	h := header{kind: kindEvent, keyID: c.keyID, keyVersion: c.version}
-	ptLen := plaintextLen(data, metadata)
+	ptLen := plaintextLen(data, metadata, pii)
 	out := make([]byte, headerSize+nonceSize, headerSize+nonceSize+ptLen+tagSize)
 	h.appendTo(out[:0])
 	nonce := out[headerSize : headerSize+nonceSize]
 	if _, err := io.ReadFull(c.rand, nonce); err != nil {
 		return nil, internalError(op, err, "could not read a random nonce for event %s", ref.ID)
 	}
-	pt := appendPlaintext(out[headerSize+nonceSize:], data, metadata)
+	pt := appendPlaintext(out[headerSize+nonceSize:], data, metadata, pii)
 	// Seal in place: pt starts where the sealed bytes go.
 	return c.aead.Seal(out, nonce, pt, eventAAD(h, ref)), nil
 }
@@ -129,77 +137,114 @@ func (c *StreamCipher) SealEvent(ref EventRef, data, metadata []byte) ([]byte, e
 // truncated, moved from another place, sealed with another key or is of an
 // unknown format version.
 func (c *StreamCipher) OpenEvent(ref EventRef, payload []byte) (data, metadata []byte, err error) {
+	data, metadata, _, err = c.OpenEventPII(ref, payload)
+	return data, metadata, err
+}
+
+// OpenEventPII is OpenEvent that also returns the event's manifest of
+// tokens (nil for an event that marks none). Errors: as OpenEvent.
+func (c *StreamCipher) OpenEventPII(ref EventRef, payload []byte) (data, metadata, pii []byte, err error) {
 	const op = "crypto.StreamCipher.OpenEvent"
 	if ref.Tenant != c.tenant || ref.Stream != c.stream {
-		return nil, nil, internalError(op, nil, "the cipher of stream %s cannot open an event of stream %s", c.stream, ref.Stream)
+		return nil, nil, nil, internalError(op, nil, "the cipher of stream %s cannot open an event of stream %s", c.stream, ref.Stream)
 	}
 	failed := func(why string) *eventvault.Error {
 		return authError(op, "event %s at position %d of stream %s failed authentication: %s", ref.ID, ref.Position, ref.Stream, why)
 	}
 	h, err := parseHeader(payload)
 	if err != nil {
-		return nil, nil, failed(describeHeaderError(err))
+		return nil, nil, nil, failed(describeHeaderError(err))
 	}
 	switch {
 	case h.kind != kindEvent:
-		return nil, nil, failed(fmt.Sprintf("the envelope holds a %s, not an event", h.kind))
+		return nil, nil, nil, failed(fmt.Sprintf("the envelope holds a %s, not an event", h.kind))
 	case h.keyID != c.keyID || h.keyVersion != c.version:
-		return nil, nil, failed(fmt.Sprintf("sealed with key %s v%d, not the stream's key %s v%d", h.keyID, h.keyVersion, c.keyID, c.version))
+		return nil, nil, nil, failed(fmt.Sprintf("sealed with key %s v%d, not the stream's key %s v%d", h.keyID, h.keyVersion, c.keyID, c.version))
 	case len(payload) < sealedMin:
-		return nil, nil, failed("truncated envelope")
+		return nil, nil, nil, failed("truncated envelope")
 	}
 	nonce := payload[headerSize : headerSize+nonceSize]
 	pt, err := c.aead.Open(nil, nonce, payload[headerSize+nonceSize:], eventAAD(h, ref))
 	if err != nil {
-		return nil, nil, failed("altered, moved or sealed with another key")
+		return nil, nil, nil, failed("altered, moved or sealed with another key")
 	}
-	data, metadata, err = parsePlaintext(pt)
+	data, metadata, pii, err = parsePlaintext(pt)
 	if err != nil {
 		// Authentic but malformed: a bug in whatever sealed it.
-		return nil, nil, internalError(op, err, "event %s at position %d of stream %s has a malformed payload", ref.ID, ref.Position, ref.Stream)
+		return nil, nil, nil, internalError(op, err, "event %s at position %d of stream %s has a malformed payload", ref.ID, ref.Position, ref.Stream)
 	}
-	return data, metadata, nil
+	return data, metadata, pii, nil
 }
 
 // The event plaintext is flags (1 byte) || uvarint(len(data)) || data ||
-// metadata. flagMetadata set means metadata is present (possibly empty);
-// clear means nil metadata, and nothing may follow data.
-const flagMetadata = 0x01
+// [uvarint(len(pii)) || pii] || metadata. flagMetadata set means metadata
+// is present (possibly empty); clear means nil metadata, and nothing may
+// follow data (and pii). flagPII set means a manifest of tokens follows
+// data; clear (every event that marks no personal value) means none, so
+// such events seal byte for byte as before PII existed.
+const (
+	flagMetadata = 0x01
+	flagPII      = 0x02
+)
 
 var errMalformedPlaintext = errors.New("malformed event plaintext")
 
-func plaintextLen(data, metadata []byte) int {
+func plaintextLen(data, metadata, pii []byte) int {
 	var n [binary.MaxVarintLen64]byte
-	return 1 + binary.PutUvarint(n[:], uint64(len(data))) + len(data) + len(metadata)
+	l := 1 + binary.PutUvarint(n[:], uint64(len(data))) + len(data) + len(metadata)
+	if pii != nil {
+		l += binary.PutUvarint(n[:], uint64(len(pii))) + len(pii)
+	}
+	return l
 }
 
-func appendPlaintext(b, data, metadata []byte) []byte {
+func appendPlaintext(b, data, metadata, pii []byte) []byte {
 	var flags byte
 	if metadata != nil {
 		flags = flagMetadata
 	}
+	if pii != nil {
+		flags |= flagPII
+	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(len(data)))
 	b = append(b, data...)
+	if pii != nil {
+		b = binary.AppendUvarint(b, uint64(len(pii)))
+		b = append(b, pii...)
+	}
 	return append(b, metadata...)
 }
 
-func parsePlaintext(pt []byte) (data, metadata []byte, err error) {
-	if len(pt) < 2 || pt[0]&^flagMetadata != 0 {
-		return nil, nil, errMalformedPlaintext
-	}
-	n, k := binary.Uvarint(pt[1:])
+// readChunk reads uvarint(len) || bytes from b, canonical varints only.
+func readChunk(b []byte) (chunk, rest []byte, ok bool) {
+	n, k := binary.Uvarint(b)
 	var canonical [binary.MaxVarintLen64]byte
-	if k <= 0 || k != binary.PutUvarint(canonical[:], n) || n > uint64(len(pt)-1-k) {
-		return nil, nil, errMalformedPlaintext
+	if k <= 0 || k != binary.PutUvarint(canonical[:], n) || n > uint64(len(b)-k) {
+		return nil, nil, false
 	}
-	rest := pt[1+k:]
-	data, metadata = rest[:n:n], rest[n:]
+	return b[k : k+int(n) : k+int(n)], b[k+int(n):], true
+}
+
+func parsePlaintext(pt []byte) (data, metadata, pii []byte, err error) {
+	if len(pt) < 2 || pt[0]&^(flagMetadata|flagPII) != 0 {
+		return nil, nil, nil, errMalformedPlaintext
+	}
+	data, rest, ok := readChunk(pt[1:])
+	if !ok {
+		return nil, nil, nil, errMalformedPlaintext
+	}
+	if pt[0]&flagPII != 0 {
+		if pii, rest, ok = readChunk(rest); !ok || len(pii) == 0 {
+			return nil, nil, nil, errMalformedPlaintext
+		}
+	}
+	metadata = rest
 	if pt[0]&flagMetadata == 0 {
 		if len(metadata) != 0 {
-			return nil, nil, errMalformedPlaintext
+			return nil, nil, nil, errMalformedPlaintext
 		}
 		metadata = nil
 	}
-	return data, metadata, nil
+	return data, metadata, pii, nil
 }

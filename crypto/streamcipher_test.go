@@ -54,7 +54,7 @@ func TestSealEventOpensToTheSameDataAndMetadata(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := sealedMin + plaintextLen(tc.data, tc.metadata); len(payload) != want {
+			if want := sealedMin + plaintextLen(tc.data, tc.metadata, nil); len(payload) != want {
 				t.Errorf("payload is %d bytes; want %d", len(payload), want)
 			}
 			data, metadata, err := c.OpenEvent(testRef, payload)
@@ -322,16 +322,17 @@ func FuzzOpenEvent(f *testing.F) {
 // FuzzEventPlaintext checks that the plaintext decoder accepts exactly the
 // encodings appendPlaintext writes.
 func FuzzEventPlaintext(f *testing.F) {
-	f.Add(appendPlaintext(nil, testData, testMetadata))
-	f.Add(appendPlaintext(nil, testData, nil))
-	f.Add(appendPlaintext(nil, nil, []byte{}))
+	f.Add(appendPlaintext(nil, testData, testMetadata, nil))
+	f.Add(appendPlaintext(nil, testData, nil, nil))
+	f.Add(appendPlaintext(nil, nil, []byte{}, nil))
+	f.Add(appendPlaintext(nil, testData, testMetadata, []byte(`[["/e","evpii_x",""]]`)))
 	f.Add([]byte{0x01, 0x80, 0x00})
 	f.Fuzz(func(t *testing.T, pt []byte) {
-		data, metadata, err := parsePlaintext(pt)
+		data, metadata, pii, err := parsePlaintext(pt)
 		if err != nil {
 			return
 		}
-		if again := appendPlaintext(nil, data, metadata); !bytes.Equal(again, pt) {
+		if again := appendPlaintext(nil, data, metadata, pii); !bytes.Equal(again, pt) {
 			t.Fatalf("parse then append gives %x; want %x", again, pt)
 		}
 	})

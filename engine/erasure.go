@@ -47,6 +47,10 @@ type Erasure struct {
 	// its consumers acknowledge it (erasure_propagation.go).
 	tombstones Tombstoner
 	subs       eventvault.SubscriptionStore
+	// pii and piiKeys, when set, erase the subject's personal values and
+	// key with their streams (erasure_pii.go).
+	pii     eventvault.PIIStore
+	piiKeys SubjectKeyEvictor
 }
 
 // KeyEvictor forgets cached keys once the store has destroyed them, so
@@ -405,13 +409,16 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 		}
 		streams = again
 	}
+	if err := e.erasePII(ctx, req, &cert); err != nil {
+		return eventvault.ErasureRequest{}, err
+	}
 	cert.ErasedAt = e.clock()
-	if cert.StreamCount == 0 {
+	if cert.StreamCount == 0 && len(cert.DestroyedKeys) == 0 {
 		cert.HeldNothing = true
 		cert.Statement = fmt.Sprintf("No data was held under this subject pseudonym in tenant %s when this request was carried out: nothing was erased. "+
 			"EventVault cannot tell a subject id the tenant never used from a misspelt one: check the id as it was sent.", req.Tenant)
 	} else {
-		cert.Statement = fmt.Sprintf("Every stream held under this subject pseudonym in tenant %s was crypto-shredded: %d streams, %d keys destroyed.",
+		cert.Statement = fmt.Sprintf("Every stream and personal value held under this subject pseudonym in tenant %s was crypto-shredded: %d streams, %d keys destroyed.",
 			req.Tenant, cert.StreamCount, len(cert.DestroyedKeys))
 	}
 	if wait, err := e.awaitConsumers(ctx, &req, &cert, shredded); err != nil || wait {

@@ -86,6 +86,9 @@ func (e *Erasure) startPropagation(ctx context.Context, req eventvault.ErasureRe
 	if ts.Streams == nil {
 		ts.Streams = []eventvault.StreamName{}
 	}
+	for _, dk := range cert.DestroyedKeys {
+		ts.PersonalValues = ts.PersonalValues || dk.Kind == "subject"
+	}
 	pos, err := e.tombstones.AppendTombstone(ctx, req.Tenant, req.RequestedBy, uuid.Nil, ts)
 	if err != nil {
 		return eventvault.Propagation{}, err
@@ -96,7 +99,7 @@ func (e *Erasure) startPropagation(ctx context.Context, req eventvault.ErasureRe
 	}
 	var pending []string
 	for _, k := range consumers {
-		if k.Checkpoint <= pos && k.Filter.CoversStreams(streams) {
+		if k.Checkpoint <= pos && k.Filter.CoversTombstone(ts) {
 			pending = append(pending, k.Name)
 		}
 	}

@@ -37,6 +37,11 @@ type Events struct {
 	auditStore eventvault.AuditStore
 	// feed, when set, is woken after each append commits (WithFeed).
 	feed *Feed
+	// subjects and pii keep personal values apart (WithPII); nil: none.
+	subjects SubjectKeys
+	pii      eventvault.PIIStore
+	// piiCache keeps the ciphertext of values reads fetched.
+	piiCache *piiCache
 }
 
 // StreamKeys is what appends and reads need of the keyring:
@@ -99,7 +104,7 @@ func NewEvents(store eventvault.EventStore, keys StreamKeys, logger *slog.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Events{store: store, keys: keys, logger: logger}
+	e := &Events{store: store, keys: keys, logger: logger, piiCache: newPIICache()}
 	for _, o := range opts {
 		o(e)
 	}
@@ -140,6 +145,9 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 	if err := validateBatch(events); err != nil {
 		return eventvault.AppendResult{}, err
 	}
+	if err := validatePII(events); err != nil {
+		return eventvault.AppendResult{}, err
+	}
 	if err := authorizeAppend(p, stream, events); err != nil {
 		return eventvault.AppendResult{}, err
 	}
@@ -159,10 +167,20 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 	// stream's first key may lose to another writer's (ErrStreamKeyExists)
 	// or be wrapped under a KEK version another node destroyed
 	// (ErrKEKRetired): a retry loads the stored key, or the newest KEK.
-	var err error
+	pii, err := e.preparePII(ctx, p.Tenant, events)
+	if err != nil {
+		return eventvault.AppendResult{}, err
+	}
 	var res eventvault.AppendResult
 	for attempt := 0; ; attempt++ {
-		res, err = e.appendOnce(ctx, p.Tenant, p.Actor(), stream, owner, expected, events)
+		res, err = e.appendOnce(ctx, p.Tenant, p.Actor(), stream, owner, expected, events, pii)
+		if errors.Is(err, eventvault.ErrSubjectErased) && pii != nil {
+			// Erased meanwhile (perhaps on another node): the fence.
+			for _, s := range pii.subjects {
+				e.subjects.EvictSubject(p.Tenant, s)
+			}
+			return eventvault.AppendResult{}, subjectErasedConflict(err)
+		}
 		if attempt < 2 && errors.Is(err, eventvault.ErrStreamKeyExists) {
 			e.keys.EvictStream(p.Tenant, stream)
 			continue
@@ -219,7 +237,7 @@ func stateConflict(cause error) error {
 // events is refused at once, with the store's conflict, and no key is
 // made; otherwise a new key rides with the append (AppendRequest.NewKey),
 // stored only if the append commits, and cached only then.
-func (e *Events) appendOnce(ctx context.Context, tenant eventvault.TenantID, actor string, stream eventvault.StreamName, owner eventvault.Pseudonym, expected eventvault.ExpectedVersion, events []eventvault.NewEvent) (eventvault.AppendResult, error) {
+func (e *Events) appendOnce(ctx context.Context, tenant eventvault.TenantID, actor string, stream eventvault.StreamName, owner eventvault.Pseudonym, expected eventvault.ExpectedVersion, events []eventvault.NewEvent, pii *piiBatch) (eventvault.AppendResult, error) {
 	var newKey *evcrypto.NewStreamKey
 	c, err := e.keys.LoadStreamCipher(ctx, tenant, stream)
 	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
@@ -234,13 +252,21 @@ func (e *Events) appendOnce(ctx context.Context, tenant eventvault.TenantID, act
 	}
 	proposed := make([]eventvault.ProposedEvent, len(events))
 	for i, ev := range events {
-		proposed[i] = eventvault.ProposedEvent{ID: ev.ID, Type: ev.Type, ContentMAC: c.ContentMAC(ev.Type, ev.Data, ev.Metadata)}
+		data := ev.Data
+		if pii != nil {
+			data = pii.macData[i]
+		}
+		proposed[i] = eventvault.ProposedEvent{ID: ev.ID, Type: ev.Type, ContentMAC: c.ContentMAC(ev.Type, data, ev.Metadata)}
 	}
 	seal := func(first int64) ([][]byte, error) {
 		out := make([][]byte, len(events))
 		for i, ev := range events {
 			ref := evcrypto.EventRef{Tenant: tenant, Stream: stream, ID: ev.ID, Position: first + int64(i), Type: ev.Type}
-			sealed, err := c.SealEvent(ref, ev.Data, ev.Metadata)
+			data, manifest := ev.Data, []byte(nil)
+			if pii != nil {
+				data, manifest = pii.sealData[i], pii.manifests[i]
+			}
+			sealed, err := c.SealEventPII(ref, data, ev.Metadata, manifest)
 			if err != nil {
 				return nil, fmt.Errorf("seal event %s: %w", ev.ID, err)
 			}
@@ -256,13 +282,20 @@ func (e *Events) appendOnce(ctx context.Context, tenant eventvault.TenantID, act
 		Events:   proposed,
 		Seal:     seal,
 	}
+	if pii != nil {
+		req.PII = pii.values
+	}
 	if newKey != nil {
 		req.NewKey = &newKey.Wrapped
 	}
 	if e.audit != nil {
 		req.Audit = func(first int64) ([]byte, error) {
+			detail := map[string]any{"count": len(events), "first_position": first, "last_position": first + int64(len(events)) - 1}
+			if pii != nil {
+				detail["pii_values"] = len(pii.values)
+			}
 			lines, err := e.audit.Lines(ctx, eventvault.AuditEvent{Tenant: tenant, Actor: actor, Action: AuditAppend, Resource: streamResource(stream), Outcome: AuditOutcomeOK,
-				Detail: map[string]any{"count": len(events), "first_position": first, "last_position": first + int64(len(events)) - 1}})
+				Detail: detail})
 			if err != nil {
 				return nil, err
 			}

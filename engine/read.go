@@ -77,12 +77,7 @@ func (e *Events) readStream(ctx context.Context, p eventvault.Principal, stream 
 	if err != nil {
 		return StreamSlice{}, fmt.Errorf("key of stream %s: %w", stream, err)
 	}
-	out.Events = out.Events[:len(page.Events)]
-	err = openPage(len(page.Events), func(i int) error {
-		var err error
-		out.Events[i], err = open(c, p.Tenant, page.Events[i])
-		return err
-	})
+	out.Events, err = e.openEvents(ctx, p, page.Events, func(eventvault.StreamName) *evcrypto.StreamCipher { return c }, nil)
 	if err != nil {
 		return StreamSlice{}, err
 	}
@@ -147,31 +142,55 @@ func (e *Events) openAll(ctx context.Context, p eventvault.Principal, page event
 		}
 		ciphers[se.Stream] = c
 	}
-	out := make([]eventvault.Event, len(page.Events))
-	err := openPage(len(page.Events), func(i int) error {
-		se := page.Events[i]
-		c, ok := ciphers[se.Stream]
-		if !ok {
-			// A shredded stream: the envelope keeps global order.
+	return e.openEvents(ctx, p, page.Events, func(s eventvault.StreamName) *evcrypto.StreamCipher { return ciphers[s] }, nil)
+}
+
+// openEvents opens a page of stored events for p and resolves their
+// personal values field by field (resolvePII, with decide, or p's policies
+// when decide is nil). It is the one path by which events leave the engine:
+// stream reads, read-all, subject exports and subscriptions all take it, so
+// that one policy decides every field wherever it is read. cipherOf returns
+// the cipher of a stream's key, or nil for a shredded stream, whose events
+// come back as envelopes marked erased (global order holds). A large page
+// is opened on more than one core (openPage).
+// Errors: EINTERNAL when a payload or a value fails authentication; the
+// PII store's codes.
+func (e *Events) openEvents(ctx context.Context, p eventvault.Principal, stored []eventvault.StoredEvent, cipherOf func(eventvault.StreamName) *evcrypto.StreamCipher, decide piiDecider) ([]eventvault.Event, error) {
+	out := make([]eventvault.Event, len(stored))
+	manifests := make([][]byte, len(stored))
+	err := openPage(len(stored), func(i int) error {
+		se := stored[i]
+		c := cipherOf(se.Stream)
+		if c == nil {
 			out[i] = eventvault.Event{ID: se.ID, Stream: se.Stream, Type: se.Type, Position: se.Position,
 				GlobalPosition: se.GlobalPosition, RecordedAt: se.RecordedAt, Erased: true}
 			return nil
 		}
 		var err error
-		out[i], err = open(c, p.Tenant, se)
+		out[i], manifests[i], err = open(c, p.Tenant, se)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	if decide == nil {
+		decide = policyDecider(p)
+	}
+	reads, err := e.resolvePII(ctx, p.Tenant, out, manifests, decide)
+	if err != nil {
+		return nil, err
+	}
+	e.recordPIIReads(p, reads)
 	return out, nil
 }
 
-func open(c *evcrypto.StreamCipher, tenant eventvault.TenantID, se eventvault.StoredEvent) (eventvault.Event, error) {
+// open opens one stored event, and returns its manifest of personal values
+// (nil if it marks none).
+func open(c *evcrypto.StreamCipher, tenant eventvault.TenantID, se eventvault.StoredEvent) (eventvault.Event, []byte, error) {
 	ref := evcrypto.EventRef{Tenant: tenant, Stream: se.Stream, ID: se.ID, Position: se.Position, Type: se.Type}
-	data, md, err := c.OpenEvent(ref, se.Payload)
+	data, md, manifest, err := c.OpenEventPII(ref, se.Payload)
 	if err != nil {
-		return eventvault.Event{}, fmt.Errorf("open event %s: %w", se.ID, err)
+		return eventvault.Event{}, nil, fmt.Errorf("open event %s: %w", se.ID, err)
 	}
 	return eventvault.Event{
 		ID:             se.ID,
@@ -182,7 +201,7 @@ func open(c *evcrypto.StreamCipher, tenant eventvault.TenantID, se eventvault.St
 		Position:       se.Position,
 		GlobalPosition: se.GlobalPosition,
 		RecordedAt:     se.RecordedAt,
-	}, nil
+	}, manifest, nil
 }
 
 // readLimit applies the engine's bounds on top of the stores' rule

@@ -191,7 +191,7 @@ func (s *Subscription) deliver(ctx context.Context, page eventvault.AllPage) ([]
 	for _, ev := range out {
 		if ev.Stream == eventvault.TombstoneStream && !ev.Erased {
 			var ts eventvault.Tombstone
-			if json.Unmarshal(ev.Data, &ts) == nil && !s.filter.CoversStreams(ts.Streams) {
+			if json.Unmarshal(ev.Data, &ts) == nil && !s.filter.CoversTombstone(ts) {
 				continue
 			}
 		}

@@ -44,12 +44,12 @@ func (e *Events) AppendTombstone(ctx context.Context, tenant eventvault.TenantID
 		id = uuid.New()
 	}
 	ev := []eventvault.NewEvent{{ID: id, Type: eventvault.TombstoneType, Data: data}}
-	res, err := e.appendOnce(ctx, tenant, actor, eventvault.TombstoneStream, "", eventvault.ExpectAny, ev)
+	res, err := e.appendOnce(ctx, tenant, actor, eventvault.TombstoneStream, "", eventvault.ExpectAny, ev, nil)
 	if eventvault.ErrorCode(err) == eventvault.EERASED {
 		// A key replaced by another node since it was cached: once more
 		// with the stored one, as AppendForSubject does.
 		e.keys.EvictStream(tenant, eventvault.TombstoneStream)
-		res, err = e.appendOnce(ctx, tenant, actor, eventvault.TombstoneStream, "", eventvault.ExpectAny, ev)
+		res, err = e.appendOnce(ctx, tenant, actor, eventvault.TombstoneStream, "", eventvault.ExpectAny, ev, nil)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("append tombstone: %w", err)

@@ -38,6 +38,7 @@ type Registry struct {
 	groupEvents  prometheus.Histogram
 	groupWritten prometheus.Counter
 	storeErrors  *prometheus.CounterVec
+	admission    admissionMetrics
 }
 
 // New returns a Registry with every metric at zero, and the Go runtime's
@@ -88,6 +89,8 @@ func New() *Registry {
 		Name: "eventvault_store_errors_total",
 		Help: "Errors the store returned, by EventVault error code (conflict, unavailable, ...).",
 	}, []string{"code"})
+	r.admission = newAdmissionMetrics()
+	r.reg.MustRegister(r.admission.collectors()...)
 	r.reg.MustRegister(r.requests, r.latency, r.appended, r.read, r.keyCache, r.rootCalls,
 		r.groupAppends, r.groupEvents, r.groupWritten, r.storeErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -126,8 +129,8 @@ func (r *Registry) EventsAppended(n int) { r.appended.Add(float64(n)) }
 // EventsRead counts n events read.
 func (r *Registry) EventsRead(n int) { r.read.Add(float64(n)) }
 
-// KeyCacheLookup counts a lookup in the keyring's cache; kind is "stream"
-// or "kek".
+// KeyCacheLookup counts a lookup in the keyring's cache; kind is
+// "stream", "subject" or "kek".
 func (r *Registry) KeyCacheLookup(kind string, hit bool) {
 	result := "miss"
 	if hit {
@@ -169,6 +172,10 @@ func (c *countedRoot) count(op string, err error) {
 	}
 	c.calls.WithLabelValues(op, result).Inc()
 }
+
+// Unwrap returns the counted provider, so that its other capabilities
+// (probe, rotate, rewrap) stay visible (evcrypto.RootAs).
+func (c *countedRoot) Unwrap() evcrypto.RootKeyProvider { return c.inner }
 
 // WrapKey counts and passes on.
 func (c *countedRoot) WrapKey(ctx context.Context, key, aad []byte) ([]byte, error) {

@@ -24,11 +24,11 @@ func TestDocumentedExamplesValidate(t *testing.T) {
 		}
 		blocks = append(blocks, block)
 	}
-	if len(blocks) < 4 {
-		t.Fatalf("docs/access.md has %d cedar blocks; want the app, analyst, DPO and admin examples", len(blocks))
+	if len(blocks) < 5 {
+		t.Fatalf("docs/access.md has %d cedar blocks; want the app, analyst, DPO, admin and support desk examples", len(blocks))
 	}
 	docs := map[string]*Document{}
-	for i, name := range []string{"app", "analyst", "dpo", "admin"} {
+	for i, name := range []string{"app", "analyst", "dpo", "admin", "support"} {
 		d, err := Parse(name, blocks[i])
 		if err != nil {
 			t.Fatalf("the %s example does not validate: %v\n%s", name, err, blocks[i])
@@ -52,11 +52,18 @@ func TestDocumentedExamplesValidate(t *testing.T) {
 		{"analyst", Request{Tenant: "acme", Action: Read, Stream: "hr-1"}, false, ""},
 		{"analyst", Request{Tenant: "acme", Action: ReadAll}, false, ""},
 		{"dpo", Request{Tenant: "acme", Action: Erase}, true, "dpo#requests-and-holds"},
+		{"dpo", Request{Tenant: "acme", Action: SubjectRights}, true, "dpo#requests-and-holds"},
 		{"dpo", Request{Tenant: "acme", Action: Shred, Stream: "hr-1"}, true, "dpo#read-and-shred-streams"},
 		{"dpo", Request{Tenant: "acme", Action: Append, Stream: "order-1", EventType: "X"}, false, ""},
 		{"dpo", Request{Tenant: "acme", Action: ManageTokens}, false, ""},
 		{"admin", Request{Tenant: "acme", Action: ManageKeys}, true, "admin#0"},
 		{"admin", Request{Tenant: "globex", Action: Read, Stream: "order-1"}, false, ""},
+		{"support", Request{Tenant: "acme", Action: ReadPII, Stream: "order-1", EventType: "OrderPlaced", Pointer: "/customer/phone", Class: eventvault.PIIPhone}, true, "support#phones"},
+		{"support", Request{Tenant: "acme", Action: ReadPII, Stream: "order-1", EventType: "OrderPlaced", Pointer: "/customer/email", Class: eventvault.PIIEmail}, false, ""},
+		{"support", Request{Tenant: "acme", Action: ReadPIIMasked, Stream: "order-1", Pointer: "/customer/email", Class: eventvault.PIIEmail}, true, "support#emails-masked"},
+		{"support", Request{Tenant: "acme", Action: ReadPIIMasked, Stream: "order-1", Pointer: "/gift_to/email"}, true, "support#emails-masked"},
+		{"support", Request{Tenant: "acme", Action: ReadPIIMasked, Stream: "order-1", Pointer: "/note", Class: eventvault.PIIFreeText}, false, ""},
+		{"support", Request{Tenant: "acme", Action: ReadRestrictedPII, Stream: "order-1", Pointer: "/customer/phone", Class: eventvault.PIIPhone}, false, ""},
 	}
 	for _, c := range cases {
 		d := Decide(p(c.doc), c.r)

@@ -38,7 +38,19 @@ const (
 	ManageTokens   Action = "manage_tokens"   // issue, list and revoke API tokens
 	ManagePolicies Action = "manage_policies" // write, read and delete policy documents
 	ManageKeys     Action = "manage_keys"     // rotate the tenant's KEK
-	ReadPII        Action = "read_pii"        // resolve personal data (rules of old tokens)
+	ReadPII        Action = "read_pii"        // decrypt a personal value (per field: context event_type, pointer, class)
+	// ReadPIIMasked shows a personal value masked (docs/pii.md) to a
+	// caller that read_pii does not permit it to.
+	ReadPIIMasked Action = "read_pii_masked"
+	// ReadRestrictedPII lets a caller see values of a subject under a
+	// restriction of processing (GDPR Art. 18), as read_pii and
+	// read_pii_masked decide; without it they are redacted. Only a permit
+	// of a policy document grants it: neither the root token nor a
+	// token's inline rules do.
+	ReadRestrictedPII Action = "read_restricted_pii"
+	// SubjectRights serves a data subject's rights: the export (GDPR Art.
+	// 15, 20), rectification (Art. 16) and restriction (Art. 18).
+	SubjectRights Action = "subject_rights"
 	// Subscribe registers, reads and acknowledges durable consumers of
 	// the feed; the feed's events themselves take ReadAll, as read-all.
 	Subscribe           Action = "subscribe"
@@ -46,19 +58,29 @@ const (
 )
 
 // Actions lists every action, stream actions first.
-var Actions = []Action{Append, Read, Shred, ReadPII, ReadAll, Erase, Hold, AuditExport, ManageTokens, ManagePolicies, ManageKeys, Subscribe, ManageSubscriptions}
+var Actions = []Action{Append, Read, Shred, ReadPII, ReadPIIMasked, ReadRestrictedPII, ReadAll, Erase, Hold, SubjectRights, AuditExport, ManageTokens, ManagePolicies, ManageKeys, Subscribe, ManageSubscriptions}
+
+// IsPII reports whether a decides a personal value: its resource is the
+// stream the value was read from (the tenant when there is none) and its
+// context the field (event_type, pointer, class).
+func (a Action) IsPII() bool { return a == ReadPII || a == ReadPIIMasked || a == ReadRestrictedPII }
 
 // OnStream reports whether a takes a stream as resource.
 func (a Action) OnStream() bool { return a == Append || a == Read || a == Shred }
 
 // Request is one access decision to make: Action on Stream (stream
-// actions) or on the tenant (the others), within Tenant. EventType is the
-// type of the events appended, for Append only.
+// actions, and the PII actions when a stream is named) or on the tenant
+// (the others), within Tenant. EventType is the type of the events
+// appended, for Append, or of the event holding the value, for the PII
+// actions; Pointer (RFC 6901) and Class name the value, for the PII
+// actions only.
 type Request struct {
 	Tenant    eventvault.TenantID
 	Action    Action
 	Stream    eventvault.StreamName
 	EventType string
+	Pointer   string
+	Class     eventvault.PIIClass
 }
 
 // Authorize returns nil if p may make r, and otherwise EFORBIDDEN with a
@@ -102,6 +124,9 @@ type Decision struct {
 
 // Decide returns the decision on r for p.
 func Decide(p eventvault.Principal, r Request) Decision {
+	if p.Root && r.Action == ReadRestrictedPII {
+		return Decision{Reason: "a restriction of processing yields only to an explicit permit of a policy document"}
+	}
 	if p.Root {
 		return Decision{Allowed: true, Reason: "the root token acts on every tenant"}
 	}
@@ -121,7 +146,7 @@ const otherTenant = "a caller acts only within its own tenant"
 // action: named in a refusal to a token that has rules.
 var ruleCapability = map[Action]eventvault.Capability{
 	Append: eventvault.CapAppend, Read: eventvault.CapRead, Shred: eventvault.CapErase, ReadPII: eventvault.CapReadPII,
-	ReadAll: eventvault.CapRead, Erase: eventvault.CapErase, Hold: eventvault.CapErase, AuditExport: eventvault.CapAuditExport,
+	ReadAll: eventvault.CapRead, Erase: eventvault.CapErase, Hold: eventvault.CapErase, SubjectRights: eventvault.CapErase, AuditExport: eventvault.CapAuditExport,
 	ManageTokens: eventvault.CapAdmin, ManagePolicies: eventvault.CapAdmin, ManageKeys: eventvault.CapAdmin,
 	Subscribe: eventvault.CapRead, ManageSubscriptions: eventvault.CapAdmin,
 }

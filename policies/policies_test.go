@@ -275,3 +275,38 @@ func TestValidateRules(t *testing.T) {
 		t.Errorf("DefaultRules invalid: %v", err)
 	}
 }
+
+// TestPersonalDataActions: the per-field actions of personal data decide
+// on the field's context; inline rules keep their meaning (read_pii on
+// the pattern's streams, whatever the field) and grant neither masking nor
+// restricted values; the root token reads everything but a restricted
+// subject's values; the field context exists for the PII actions only.
+func TestPersonalDataActions(t *testing.T) {
+	field := Request{Tenant: "acme", Stream: "order-1", EventType: "OrderPlaced", Pointer: "/email", Class: eventvault.PIIEmail}
+	with := func(a Action) Request { r := field; r.Action = a; return r }
+	rules := eventvault.Principal{Tenant: "acme", TokenID: "tok", Rules: []eventvault.Rule{{Capabilities: []eventvault.Capability{eventvault.CapRead, eventvault.CapReadPII}, Streams: "order-*"}}}
+	root := eventvault.Principal{Root: true, Tenant: "acme"}
+	byClass := withDocs(t, mustParse(t, "desk", `permit (principal, action == Action::"read_pii", resource) when { context.class == "phone" && context.event_type == "OrderPlaced" };`))
+	for _, c := range []struct {
+		name string
+		p    eventvault.Principal
+		r    Request
+		want bool
+	}{
+		{"rules read_pii", rules, with(ReadPII), true},
+		{"rules read_pii elsewhere", rules, func() Request { r := with(ReadPII); r.Stream = "invoice-1"; return r }(), false},
+		{"rules never mask", rules, with(ReadPIIMasked), false},
+		{"rules never restricted", rules, with(ReadRestrictedPII), false},
+		{"root reads", root, with(ReadPII), true},
+		{"root not restricted", root, with(ReadRestrictedPII), false},
+		{"by class: email", byClass, with(ReadPII), false},
+		{"by class: phone", byClass, func() Request { r := with(ReadPII); r.Class = eventvault.PIIPhone; return r }(), true},
+	} {
+		if got := Decide(c.p, c.r).Allowed; got != c.want {
+			t.Errorf("%s: allowed %v, want %v", c.name, got, c.want)
+		}
+	}
+	if _, err := Parse("bad", `permit (principal, action == Action::"read", resource) when { context.pointer == "/email" };`); err == nil {
+		t.Error("context.pointer on read validated; it exists for the personal data actions only")
+	}
+}

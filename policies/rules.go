@@ -32,9 +32,9 @@ var (
 	capTenantActions = map[eventvault.Capability][]Action{
 		eventvault.CapRead:        {ReadAll, Subscribe},
 		eventvault.CapReadPII:     {ReadPII},
-		eventvault.CapErase:       {Erase, Hold},
+		eventvault.CapErase:       {Erase, Hold, SubjectRights},
 		eventvault.CapAuditExport: {AuditExport},
-		eventvault.CapAdmin:       {ReadAll, ReadPII, Erase, Hold, AuditExport, ManageTokens, ManagePolicies, ManageKeys, Subscribe, ManageSubscriptions},
+		eventvault.CapAdmin:       {ReadAll, ReadPII, Erase, Hold, SubjectRights, AuditExport, ManageTokens, ManagePolicies, ManageKeys, Subscribe, ManageSubscriptions},
 	}
 )
 

@@ -81,11 +81,16 @@ func (s *Set) decide(p eventvault.Principal, r Request) Decision {
 		if r.Action == Append {
 			ctx["event_type"] = cedar.String(r.EventType)
 		}
-	} else if r.Action == ReadPII && r.Stream != "" {
-		resource = cedar.NewEntityUID("Stream", cedar.String(r.Stream))
-		entities[resource] = cedar.Entity{UID: resource, Parents: cedar.NewEntityUIDSet(tenant), Attributes: cedar.NewRecord(cedar.RecordMap{
-			"name": cedar.String(r.Stream), "category": cedar.String(category(r.Stream)),
-		})}
+	} else if r.Action.IsPII() {
+		if r.Stream != "" {
+			resource = cedar.NewEntityUID("Stream", cedar.String(r.Stream))
+			entities[resource] = cedar.Entity{UID: resource, Parents: cedar.NewEntityUIDSet(tenant), Attributes: cedar.NewRecord(cedar.RecordMap{
+				"name": cedar.String(r.Stream), "category": cedar.String(category(r.Stream)),
+			})}
+		}
+		ctx["event_type"] = cedar.String(r.EventType)
+		ctx["pointer"] = cedar.String(r.Pointer)
+		ctx["class"] = cedar.String(r.Class)
 	}
 	decision, diag := cedar.Authorize(s.set, entities, cedar.Request{
 		Principal: puid,

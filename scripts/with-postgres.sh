@@ -137,6 +137,11 @@ esac
 		echo "synchronous_commit = off"
 		echo "full_page_writes = off"
 	fi
+	# Statement statistics for the benchmark's account of where the time
+	# goes under overload, when the server has the module.
+	if [ -f "$("$bindir/pg_config" --pkglibdir 2>/dev/null || echo "$bindir/../lib")/pg_stat_statements.so" ]; then
+		echo "shared_preload_libraries = 'pg_stat_statements'"
+	fi
 } >>"$data/postgresql.conf"
 
 port_in_use() {

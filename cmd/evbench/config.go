@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/eventvault/eventvault/api"
 )
 
 // envURL names the PostgreSQL server to run against, as scripts/with-postgres.sh sets it.
@@ -49,6 +53,20 @@ type Config struct {
 	FeedSamples     int
 	FeedSubscribers int
 	NoFeed          bool
+	// Overload runs the open-loop overload workload (overload.go) after
+	// the others: when Workloads is empty or names "overload".
+	Overload bool
+	// OverloadDuration is one step's length, OverloadFactors the offered
+	// rates as multiples of the measured capacity, OverloadProbeClients
+	// the closed-loop clients that measure it, and OverloadBounds the
+	// admission bounds of EventVault and the raw baseline's server.
+	OverloadDuration     time.Duration
+	OverloadFactors      []float64
+	OverloadProbeClients int
+	OverloadBounds       api.AdmissionConfig
+	// OverloadInProcess runs the overload's load generator in this
+	// process rather than a child process at nice 10 (overload_child.go).
+	OverloadInProcess bool
 
 	Workloads  []string // keys to run; empty for all
 	JSON       string   // file for the JSON report; "-" for stdout
@@ -59,23 +77,28 @@ type Config struct {
 // under three minutes on two cores.
 func defaultConfig() Config {
 	return Config{
-		ServerURL:       os.Getenv(envURL),
-		MessageDB:       os.Getenv(envMessageDB),
-		Rounds:          3,
-		Duration:        3 * time.Second,
-		Warmup:          300 * time.Millisecond,
-		EventSize:       500,
-		AppendClients:   8,
-		BatchClients:    4,
-		BatchSize:       100,
-		StreamReaders:   8,
-		StreamEvents:    1000,
-		AllReaders:      1,
-		PageSize:        500,
-		LogEvents:       10000,
-		ReadEncoding:    "frames",
-		FeedSamples:     300,
-		FeedSubscribers: 1000,
+		ServerURL:     os.Getenv(envURL),
+		MessageDB:     os.Getenv(envMessageDB),
+		Rounds:        3,
+		Duration:      3 * time.Second,
+		Warmup:        300 * time.Millisecond,
+		EventSize:     500,
+		AppendClients: 8,
+		BatchClients:  4,
+		BatchSize:     100,
+		StreamReaders: 8,
+		StreamEvents:  1000,
+		AllReaders:    1,
+		PageSize:      500,
+		LogEvents:     10000,
+		ReadEncoding:  "frames",
+
+		OverloadDuration:     3 * time.Second,
+		OverloadFactors:      []float64{0.5, 1, 2, 4},
+		OverloadProbeClients: 32,
+		OverloadBounds:       api.DefaultAdmission,
+		FeedSamples:          300,
+		FeedSubscribers:      1000,
 	}
 }
 
@@ -109,7 +132,14 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.FeedSamples, "feed-samples", c.FeedSamples, "events timed from commit to an SSE client (a third of them across nodes)")
 	fs.IntVar(&c.FeedSubscribers, "feed-subscribers", c.FeedSubscribers, "idle SSE subscribers held open on one node")
 	fs.BoolVar(&c.NoFeed, "no-feed", false, "skip the feed's measure")
-	fs.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (append, append_batch, read_stream, read_all); default all")
+	fs.StringVar(&workloads, "workloads", "", "comma-separated workloads to run (append, append_batch, read_stream, read_all, read_pii, overload); default all")
+	fs.DurationVar(&c.OverloadDuration, "overload-duration", c.OverloadDuration, "length of one step of the overload workload: one side at one offered rate")
+	fs.IntVar(&c.OverloadProbeClients, "overload-probe-clients", c.OverloadProbeClients, "closed-loop clients of the probe that measures each side's capacity before the overload steps")
+	fs.IntVar(&c.OverloadBounds.Appends.Node, "overload-max-appends", c.OverloadBounds.Appends.Node, "admission bound of the overload workload's servers: appends in flight per node (the server's -max-appends)")
+	fs.IntVar(&c.OverloadBounds.Appends.Tenant, "overload-max-appends-per-tenant", c.OverloadBounds.Appends.Tenant, "admission bound of the overload workload's servers: appends in flight per tenant (-max-appends-per-tenant)")
+	fs.DurationVar(&c.OverloadBounds.QueueWait, "overload-queue-wait", c.OverloadBounds.QueueWait, "admission queue wait of the overload workload's servers (-admission-queue-wait)")
+	fs.BoolVar(&c.OverloadInProcess, "overload-in-process", false, "run the overload workload's load generator in this process, sharing the server's Go scheduler, instead of a child process at nice 10")
+	factors := fs.String("overload-factors", "0.5,1,2,4", "offered rates of the overload workload, as multiples of each side's measured capacity")
 	fs.StringVar(&c.JSON, "json", "", "also write the report as JSON to this file; - writes JSON to stdout and the table to stderr")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured rounds (both sides; use pprof -focus to split them)")
 	if err := fs.Parse(args); err != nil {
@@ -119,8 +149,25 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	c.MaxConns = int32(maxConns)
+	c.Overload = true
 	if workloads != "" {
 		c.Workloads = strings.Split(workloads, ",")
+		if i := slices.Index(c.Workloads, "overload"); i >= 0 {
+			c.Workloads = slices.Delete(c.Workloads, i, i+1)
+			if len(c.Workloads) == 0 {
+				c.Workloads = []string{"overload"} // none of the rounds' workloads
+			}
+		} else {
+			c.Overload = false
+		}
+	}
+	c.OverloadFactors = nil
+	for _, f := range strings.Split(*factors, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= 0 || v > 100 {
+			return Config{}, fmt.Errorf("-overload-factors: %q is not a multiple between 0 and 100", f)
+		}
+		c.OverloadFactors = append(c.OverloadFactors, v)
 	}
 	return c, c.validate()
 }
@@ -162,7 +209,13 @@ func (c Config) validate() error {
 	case c.MaxConns < 0:
 		return fmt.Errorf("-max-conns must not be negative")
 	}
+	if c.OverloadDuration <= 0 || c.OverloadProbeClients <= 0 {
+		return fmt.Errorf("-overload-duration and -overload-probe-clients must be positive")
+	}
 	for _, w := range c.Workloads {
+		if w == "overload" {
+			continue
+		}
 		if _, ok := workloadByKey(w); !ok {
 			return fmt.Errorf("-workloads: unknown workload %q; choose among append, append_batch, read_stream, read_all", w)
 		}

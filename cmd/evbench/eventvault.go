@@ -54,7 +54,9 @@ type evServer struct {
 // startEventVault migrates the database at dbURL and serves EventVault on
 // 127.0.0.1. The local root key is created in keyDir. Requests are logged
 // as the server logs them, to a handler that formats and drops them.
-func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32, noGroupCommit, noAudit bool) (*evServer, error) {
+// adm is its admission control (the zero value: none, as the workloads
+// other than overload run).
+func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32, noGroupCommit, noAudit bool, adm api.AdmissionConfig) (*evServer, error) {
 	if err := postgres.Migrate(ctx, dbURL); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
@@ -89,6 +91,7 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32, 
 		TokenCacheTTL: auth.DefaultTokenCacheTTL,
 		Logger:        logger,
 		NoAudit:       noAudit,
+		Admission:     adm,
 	})
 	s.keys, s.feed = stack.Keys, stack.Feed
 	s.tokens = stack.Tokens

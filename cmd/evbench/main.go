@@ -36,6 +36,16 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if len(os.Args) > 1 && os.Args[1] == generatorCommand {
+		// The overload workload's load generator (overload_child.go).
+		err := runGenerator(ctx, os.Stdin, os.Stdout)
+		stop()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "evbench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	err := mainErr(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if errors.Is(err, flag.ErrHelp) {

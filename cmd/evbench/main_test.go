@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +12,20 @@ import (
 	"testing"
 	"time"
 )
+
+// TestMain lets the test binary serve as the overload workload's load
+// generator, as evbench's own binary does (overload_child.go): the
+// harness starts os.Executable() with generatorCommand.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == generatorCommand {
+		if err := runGenerator(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestBenchEndToEnd runs the whole harness with tiny slices against the
 // test PostgreSQL: both sides must do every workload, and the report must
@@ -25,6 +40,7 @@ func TestBenchEndToEnd(t *testing.T) {
 		"-event-size", "200", "-log-events", "600", "-stream-events", "150", "-page-size", "100",
 		"-append-clients", "3", "-batch-clients", "2", "-batch-size", "20", "-stream-readers", "2", "-all-readers", "2",
 		"-feed-samples", "6", "-feed-subscribers", "20",
+		"-overload-duration", "200ms", "-overload-factors", "1,2", "-overload-probe-clients", "4",
 		"-json", jsonPath,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -48,11 +64,11 @@ func TestBenchEndToEnd(t *testing.T) {
 		f.SameNode.EndToEndP50Ms <= 0 || f.OtherNode.EndToEndP99Ms < f.OtherNode.EndToEndP50Ms || !strings.Contains(stdout.String(), "idle subscribers on one node") {
 		t.Errorf("the feed's measure: %+v", rep.Feed)
 	}
-	wantKeys := []string{"append", "append_batch", "read_stream", "read_all"}
+	wantKeys := []string{"append", "append_batch", "read_stream", "read_all", "read_pii"}
 	if len(rep.Workloads) != len(wantKeys) {
 		t.Fatalf("the report has %d workloads, want %d (%v)", len(rep.Workloads), len(wantKeys), wantKeys)
 	}
-	wantPerRequest := map[string]int{"append": 1, "append_batch": 20, "read_stream": 150, "read_all": 100}
+	wantPerRequest := map[string]int{"append": 1, "append_batch": 20, "read_stream": 150, "read_all": 100, "read_pii": 150}
 	for i, w := range rep.Workloads {
 		if w.Key != wantKeys[i] {
 			t.Errorf("workload %d is %q, want %q", i, w.Key, wantKeys[i])
@@ -79,14 +95,14 @@ func TestBenchEndToEnd(t *testing.T) {
 		// every comparison has a figure.
 		wantOthers := map[string][]string{
 			"append": {sideMessageDB}, "append_batch": {sideRawCopy, sideStore},
-			"read_stream": {sideMessageDB}, "read_all": {sideMessageDB},
+			"read_stream": {sideMessageDB}, "read_all": {sideMessageDB}, "read_pii": {sidePII, sidePIIPlain},
 		}[w.Key]
 		for _, name := range wantOthers {
 			if o := w.Others[name]; o.Events <= 0 || o.EventsPerSec <= 0 {
 				t.Errorf("%s, %s: %d events at %v events/s; want some", w.Key, name, o.Events, o.EventsPerSec)
 			}
 		}
-		if len(w.Comparisons) < 2 {
+		if len(w.Comparisons) < 2 && w.Key != "read_pii" || len(w.Comparisons) < 1 {
 			t.Errorf("%s: comparisons %+v, want EventVault against raw and the others", w.Key, w.Comparisons)
 		}
 		for _, c := range w.Comparisons {
@@ -105,6 +121,26 @@ func TestBenchEndToEnd(t *testing.T) {
 	// runs on cached keys, without the root key provider.
 	if rep.RootKeyCalls.Wrap != 1 || rep.RootKeyCalls.Unwrap != 0 {
 		t.Errorf("root key provider calls: %d wrap, %d unwrap; want 1 and 0", rep.RootKeyCalls.Wrap, rep.RootKeyCalls.Unwrap)
+	}
+	// The overload workload ran every side at both rates, with EventVault's
+	// diagnostics, and found every acknowledged append where it was
+	// acknowledged, once.
+	o := rep.Overload
+	if o == nil || len(o.Steps) != 6 || len(o.Checks) != 3 || o.Capacity[sideOverloadEV] <= 0 || o.Capacity[sideOverloadRaw] <= 0 {
+		t.Fatalf("overload report %+v: want 6 steps, 3 checks and both capacities", o)
+	}
+	for _, st := range o.Steps {
+		if st.Sent == 0 || st.OK == 0 || (st.Side != sideOverloadRaw) != (st.Diag != nil) {
+			t.Errorf("overload step %+v: want requests sent and answered, diagnostics for EventVault's sides only", st)
+		}
+	}
+	for _, c := range o.Checks {
+		if !c.OK || c.Acked == 0 {
+			t.Errorf("overload acknowledgements of %s: %+v", c.Side, c)
+		}
+	}
+	if !strings.Contains(stdout.String(), "Acknowledgements checked afterwards") {
+		t.Errorf("the table on stdout has no overload part:\n%s", stdout.String())
 	}
 	if rep.Postgres.Version == "" || rep.Postgres.Fsync == "" {
 		t.Errorf("the report does not say which PostgreSQL it ran on: %+v", rep.Postgres)
@@ -150,6 +186,9 @@ func TestParseFlagsRefusesNonsense(t *testing.T) {
 		{[]string{"-batch-size", "501"}, "at most 500"},
 		{[]string{"-stream-events", "1001"}, "at most 1000"},
 		{[]string{"-workloads", "append,nope"}, `unknown workload "nope"`},
+		{[]string{"-overload-factors", "1,x"}, "-overload-factors"},
+		{[]string{"-overload-factors", "0"}, "-overload-factors"},
+		{[]string{"-overload-duration", "0s"}, "-overload-duration"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {

@@ -27,8 +27,11 @@ type Report struct {
 	// setup included.
 	RootKeyCalls rootCalls `json:"root_key_calls"`
 	// Feed is the subscription feed's measure; nil with -no-feed.
-	Feed         *feedResult `json:"feed,omitempty"`
-	TotalSeconds float64     `json:"total_seconds"`
+	Feed *feedResult `json:"feed,omitempty"`
+	// Overload is the open-loop overload workload (issue 16); nil when it
+	// did not run.
+	Overload     *overloadReport `json:"overload,omitempty"`
+	TotalSeconds float64         `json:"total_seconds"`
 }
 
 type machine struct {
@@ -181,6 +184,11 @@ func newWorkloadResult(w workload, c Config, got map[string]*sample) workloadRes
 		}
 		r.Comparisons = append(r.Comparisons, cmp)
 	}
+	if _, ok := sides[sideRaw]; !ok && len(w.goals) > 0 {
+		// A workload of two EventVault sides (read_pii): the main table's
+		// two columns are its first goal's sides.
+		r.EventVault, r.Raw = sides[w.goals[0].of], sides[w.goals[0].over]
+	}
 	r.Ratio = ratio(r.EventVault.EventsPerSec, r.Raw.EventsPerSec)
 	r.MeetsGoal = r.Ratio >= r.Goal
 	return r
@@ -222,7 +230,11 @@ func (r *Report) writeTable(w io.Writer) error {
 		for name, s := range x.Others {
 			all[name] = s
 		}
-		for _, name := range []string{sideEventVault, sideStore, sideRaw, sideRawCopy, sideMessageDB} {
+		if _, ok := x.Others[sidePII]; ok {
+			delete(all, sideEventVault)
+			delete(all, sideRaw)
+		}
+		for _, name := range []string{sideEventVault, sideStore, sideRaw, sideRawCopy, sideMessageDB, sidePII, sidePIIPlain} {
 			s, ok := all[name]
 			if !ok || s.Requests == 0 {
 				continue
@@ -288,6 +300,11 @@ func (r *Report) writeTable(w io.Writer) error {
 		fmt.Fprintf(w, "  other node: p50 %.2f ms, p99 %.2f ms (after the 201: p50 %.2f, p99 %.2f; the shared reader polls every %s)\n", f.OtherNode.EndToEndP50Ms, f.OtherNode.EndToEndP99Ms, f.OtherNode.AfterCommitP50Ms, f.OtherNode.AfterCommitP99Ms, engine.DefaultFeedPoll)
 		fmt.Fprintf(w, "  %d idle subscribers on one node: %.0f bytes of heap and %.1f goroutines each (server and client sides, both in this process)\n", f.IdleSubscribers, f.HeapBytesPerSubscriber, f.GoroutinesPerSubscriber)
 		fmt.Fprintf(w, "  %d appends reached them %d times (of %d) with %d read-all queries by the one shared reader\n", f.FanoutAppends, f.Delivered, f.FanoutAppends*f.IdleSubscribers, f.StoreReads)
+	}
+	if r.Overload != nil {
+		if err := r.Overload.writeTable(w); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(w, "total time %.1f s\n", r.TotalSeconds)
 	return nil

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eventvault/eventvault/api"
 	"github.com/eventvault/eventvault/store/postgres/rawbench"
 )
 
@@ -21,7 +22,7 @@ import (
 type side struct {
 	name string
 	t    target
-	// runs is the workloads it runs; nil for all.
+	// runs is the workloads it runs; nil for all but read_pii.
 	runs []string
 	prep prepared
 	ops  map[string][]op
@@ -29,7 +30,8 @@ type side struct {
 }
 
 func (s *side) runsWorkload(key string) bool {
-	return s.runs == nil || slices.Contains(s.runs, key)
+	// read_pii compares two EventVault sides of its own only.
+	return (s.runs == nil && key != piiWorkload.key) || slices.Contains(s.runs, key)
 }
 
 // reads reports whether the side reads, and so has the events to read
@@ -82,7 +84,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		return nil, fmt.Errorf("temporary folder for the root key: %w", err)
 	}
 	defer os.RemoveAll(keyDir)
-	ev, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns, cfg.NoGroupCommit, false)
+	ev, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns, cfg.NoGroupCommit, false, api.AdmissionConfig{})
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +93,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 			err = fmt.Errorf("stop EventVault: %w", cerr)
 		}
 	}()
-	quiet, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns, cfg.NoGroupCommit, true)
+	quiet, err := startEventVault(ctx, db.URL, keyDir, cfg.MaxConns, cfg.NoGroupCommit, true, api.AdmissionConfig{})
 	if err != nil {
 		return nil, err
 	}
@@ -103,6 +105,10 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	client := newHTTPClient(2 * maxClients(cfg))
 	defer client.CloseIdleConnections()
 	token, err := ev.tenantToken(ctx, client, benchTenant)
+	if err != nil {
+		return nil, err
+	}
+	piiTok, err := ev.piiToken(ctx, client, benchTenant)
 	if err != nil {
 		return nil, err
 	}
@@ -141,9 +147,12 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		{name: sideRawCopy, t: copyTarget{table: table}, runs: []string{"append_batch"}},
 		{name: sideStore, t: &storeTarget{db: ev.store}, runs: []string{"append_batch"}},
 		{name: sideNoAudit, t: &evClient{http: client, base: quiet.baseURL(), token: quietToken, encoding: cfg.ReadEncoding}, runs: []string{"append"}},
+		{name: sidePII, t: piiTarget{evClient: &evClient{http: client, base: ev.baseURL(), token: piiTok, encoding: cfg.ReadEncoding}, marked: true}, runs: []string{"read_pii"}},
+		{name: sidePIIPlain, t: piiTarget{evClient: &evClient{http: client, base: ev.baseURL(), token: piiTok, encoding: cfg.ReadEncoding}}, runs: []string{"read_pii"}},
 	}
+	readsPII := slices.ContainsFunc(ws, func(w workload) bool { return w.key == piiWorkload.key })
 	for _, s := range sides {
-		if s.reads() {
+		if s.reads() && len(ws) > 0 {
 			if s.prep, err = prepare(ctx, s.t, cfg); err != nil {
 				return nil, fmt.Errorf("%s: write the events to read: %w", s.name, err)
 			}
@@ -153,6 +162,11 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 				if s.prep.logFirst, s.prep.logLast, err = b.logBounds(ctx); err != nil {
 					return nil, fmt.Errorf("%s: the log's bounds: %w", s.name, err)
 				}
+			}
+		}
+		if pt, ok := s.t.(piiTarget); ok && readsPII {
+			if err := pt.prepare(ctx, cfg.StreamEvents, cfg.EventSize); err != nil {
+				return nil, fmt.Errorf("%s: write the events to read: %w", s.name, err)
 			}
 		}
 		s.ops, s.got = map[string][]op{}, map[string]*sample{}
@@ -166,7 +180,9 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	if err := rawbench.Analyze(ctx, db.URL); err != nil {
 		return nil, err
 	}
-	say("EventVault on %s; %d events written per side for the reads, tables analyzed; warming up", ev.baseURL(), cfg.LogEvents+cfg.StreamEvents)
+	if len(ws) > 0 {
+		say("EventVault on %s; %d events written per side for the reads, tables analyzed; warming up", ev.baseURL(), cfg.LogEvents+cfg.StreamEvents)
+	}
 	if cfg.Warmup > 0 {
 		for _, w := range ws {
 			for _, s := range sides {
@@ -215,10 +231,12 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	stopProfile()
 	stopProfile = func() {}
 
-	say("measuring the crypto path")
-	crypto, err := benchCrypto(ctx, ev.keys, cfg.EventSize)
-	if err != nil {
-		return nil, err
+	var crypto cryptoResult
+	if len(ws) > 0 {
+		say("measuring the crypto path")
+		if crypto, err = benchCrypto(ctx, ev.keys, cfg.EventSize); err != nil {
+			return nil, err
+		}
 	}
 	var feed *feedResult
 	if !cfg.NoFeed {
@@ -229,9 +247,17 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		}
 		feed = &f
 	}
+	// Before the overload workload, whose tenants make KEKs of their own.
 	roots, err := ev.rootCalls(ctx, client)
 	if err != nil {
 		return nil, err
+	}
+	var overload *overloadReport
+	if cfg.Overload {
+		say("overload: open-loop appends at %v × capacity, %s each", cfg.OverloadFactors, cfg.OverloadDuration)
+		if overload, err = runOverload(ctx, cfg, db.URL, keyDir, ev, client, table, waits, say); err != nil {
+			return nil, fmt.Errorf("overload: %w", err)
+		}
 	}
 	rep := &Report{
 		Started:  start.UTC(),
@@ -250,6 +276,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		Crypto:       crypto,
 		RootKeyCalls: roots,
 		Feed:         feed,
+		Overload:     overload,
 	}
 	byName := map[string]*side{}
 	for _, s := range sides {
@@ -272,6 +299,7 @@ func selectWorkloads(cfg Config) []workload {
 	if len(cfg.Workloads) == 0 {
 		return workloads
 	}
+	// "overload" is not one of the rounds' workloads (overload.go).
 	var ws []workload
 	for _, w := range workloads {
 		if slices.Contains(cfg.Workloads, w.key) {

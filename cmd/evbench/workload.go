@@ -151,6 +151,7 @@ var workloads = []workload{
 			return ops
 		},
 	},
+	piiWorkload,
 }
 
 func workloadByKey(key string) (workload, bool) {

@@ -155,7 +155,7 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 	case h.Complete():
 		fmt.Fprintf(stdout, "  records:            %d, the whole log (root recomputed)\n", h.Count)
 	case h.Filtered:
-		fmt.Fprintf(stdout, "  records:            %d selected by %s (each proven included; a selection cannot prove it is complete)\n", h.Count, h.Filter)
+		fmt.Fprintf(stdout, "  records:            %d selected by %q, as the unsigned header says (each proven included; a selection cannot prove it is complete)\n", h.Count, h.Filter)
 	case h.Count == 0:
 		fmt.Fprintf(stdout, "  records:            none\n")
 	default:

@@ -156,11 +156,11 @@ func TestBackupAndRestoreAsDocumented(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("erasure reapply: exit %d\n%s%s", code, stdout, stderr)
 	}
-	if want := "0 tenants and 2 streams shredded, 1 erasure requests recorded; 0 tenants and 1 streams were not in the restored database"; !strings.Contains(stdout, want) {
+	if want := "0 tenants and 2 streams shredded, 1 subjects' personal data erased, 1 erasure requests recorded; 0 tenants and 1 streams were not in the restored database"; !strings.Contains(stdout, want) {
 		t.Fatalf("erasure reapply said:\n%s\nwant %q", stdout, want)
 	}
 	code, stdout, stderr = runCLI(t, "erasure", "reapply", "-from", login, "-database-url", restoredLogin)
-	if code != 0 || !strings.Contains(stdout, "0 tenants and 0 streams shredded, 0 erasure requests recorded") {
+	if code != 0 || !strings.Contains(stdout, "0 tenants and 0 streams shredded, 0 subjects' personal data erased, 0 erasure requests recorded") {
 		t.Fatalf("a second erasure reapply: exit %d\n%s%s; want nothing done", code, stdout, stderr)
 	}
 

@@ -70,6 +70,9 @@ type Config struct {
 	JWTSettings JWTSettings
 	JWT         jwtauth.Config
 	JWTOn       bool
+	// Limits are admission control's bounds, the pool's size and queue,
+	// request deadlines and the root key's concurrency (admissionflags.go).
+	Limits AdmissionSettings
 }
 
 func env(name, def string) string {
@@ -117,6 +120,7 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.AuditCheckpointInterval, "audit-checkpoint-interval", envDuration("EVENTVAULT_AUDIT_CHECKPOINT_INTERVAL", audit.DefaultCheckpointInterval), "how often signed checkpoints of the audit logs are published (EVENTVAULT_AUDIT_CHECKPOINT_INTERVAL)")
 	fs.DurationVar(&c.TokenCacheTTL, "token-cache-ttl", envDuration("EVENTVAULT_TOKEN_CACHE_TTL", auth.DefaultTokenCacheTTL), "how long an authenticated token is remembered, sparing a database lookup per request; a token revoked by another server on the same database still works here for up to this long; 0 disables (EVENTVAULT_TOKEN_CACHE_TTL)")
 	jwtFlags(fs, &c.JWTSettings)
+	admissionFlags(fs, &c.Limits)
 	storeAndRootFlags(fs, &c)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -168,7 +172,7 @@ func (c *Config) validate() error {
 	if c.TokenCacheTTL < 0 {
 		return fmt.Errorf("-token-cache-ttl must be 0 (no cache) or positive, not %s", c.TokenCacheTTL)
 	}
-	return nil
+	return c.Limits.validate()
 }
 
 // storeAndRootFlags registers the flags that say where the store and the
@@ -190,7 +194,7 @@ func storeAndRootFlags(fs *flag.FlagSet, c *Config) {
 func (c Config) digest() string {
 	settings := []any{c.Dev, c.Listen, c.TLSCert != "", c.KeyCacheTTL, c.KeyCacheSize, c.TokenCacheTTL, c.PolicyCacheTTL, c.PolicyDir,
 		c.ReadAuditWindow, c.AuditCheckpointDir, c.AuditCheckpointInterval, c.Vault.Address, c.Vault.Namespace, c.Vault.Mount, c.Vault.Key,
-		c.InsecureLocalRootKey, c.JWTOn, c.JWT.Issuer, c.JWT.Audiences, c.JWT.Algorithms, c.JWT.JWKSURL, c.JWT.TenantClaim, c.JWT.GroupsClaim, c.FeedPoll}
+		c.InsecureLocalRootKey, c.JWTOn, c.JWT.Issuer, c.JWT.Audiences, c.JWT.Algorithms, c.JWT.JWKSURL, c.JWT.TenantClaim, c.JWT.GroupsClaim, c.Limits, c.FeedPoll}
 	sum := sha256.Sum256(fmt.Append(nil, settings...))
 	return hex.EncodeToString(sum[:])
 }

@@ -65,7 +65,7 @@ func runErasure(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	n, err := dst.ReapplyErasures(ctx, src, func(format string, args ...any) {
 		fmt.Fprintf(stdout, format+"\n", args...)
 	})
-	fmt.Fprintf(stdout, "%d tenants and %d streams shredded, %d erasure requests recorded; %d tenants and %d streams were not in the restored database\n",
-		n.TenantsShredded, n.StreamsShredded, n.RequestsWritten, n.TenantsAbsent, n.StreamsAbsent)
+	fmt.Fprintf(stdout, "%d tenants and %d streams shredded, %d subjects' personal data erased, %d erasure requests recorded; %d tenants and %d streams were not in the restored database\n",
+		n.TenantsShredded, n.StreamsShredded, n.SubjectsErased, n.RequestsWritten, n.TenantsAbsent, n.StreamsAbsent)
 	return err
 }

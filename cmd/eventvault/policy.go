@@ -22,6 +22,7 @@ const policyUsage = `usage:
       the first that fails
   eventvault policy explain -dir <dir> -tenant <t> [-policies a,b] [-rules '<json>']
                             -action <action> [-stream <stream>] [-event-type <type>]
+                            [-pointer <JSON Pointer>] [-class <class>]
       decide one request offline, as a server would for a caller holding
       those documents (all of the tenant's in -dir when -policies is not
       given) and those inline rules, and name the statement that decided;
@@ -30,9 +31,11 @@ const policyUsage = `usage:
       print the policy document equivalent to an API token's inline rules,
       to move a token from rules to a named document
 
-Actions: append, read, shred, read_pii (stream actions: give -stream;
-append also takes -event-type), read_all, erase, hold, audit_export,
-manage_tokens, manage_policies, manage_keys (tenant-wide). The schema the
+Actions: append, read, shred (stream actions: give -stream; append also
+takes -event-type), read_pii, read_pii_masked, read_restricted_pii (per
+field: -stream and -event-type optional), read_all, erase, hold,
+subject_rights, audit_export, manage_tokens, manage_policies, manage_keys
+(tenant-wide). The schema the
 documents are validated against is served at GET /v1/policy-schema.
 Nothing here opens the database or the root of trust.
 `
@@ -59,6 +62,7 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	var dir, tenant, names, rulesJSON, action, stream, eventType string
+	var field piiField
 	switch what {
 	case "validate":
 		fs.StringVar(&dir, "dir", "", "the policy folder (required)")
@@ -69,7 +73,9 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&rulesJSON, "rules", "", `the caller's inline rules, as JSON: [{"capabilities":["read"],"streams":"order-*"}]`)
 		fs.StringVar(&action, "action", "", "the action to decide (required)")
 		fs.StringVar(&stream, "stream", "", "the stream, for stream actions")
-		fs.StringVar(&eventType, "event-type", "", "the type of the appended events, for append")
+		fs.StringVar(&eventType, "event-type", "", "the type of the appended events, for append; of the event holding the value, for the personal data actions")
+		fs.StringVar(&field.pointer, "pointer", "", "the value's JSON Pointer in the event's data, for the personal data actions")
+		fs.StringVar(&field.class, "class", "", "the value's class (email, phone, address, free_text), for the personal data actions")
 	case "from-rules":
 		fs.StringVar(&rulesJSON, "rules", "", "the token's rules, as JSON (required)")
 	}
@@ -93,7 +99,7 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, policies.FromRules(rules))
 		return nil
 	}
-	return policyExplain(dir, tenant, names, rulesJSON, action, stream, eventType, stdout, stderr)
+	return policyExplain(dir, tenant, names, rulesJSON, action, stream, eventType, field, stdout, stderr)
 }
 
 func parseRules(text string) ([]eventvault.Rule, error) {
@@ -131,7 +137,10 @@ func policyValidate(dir string, stdout io.Writer) error {
 	return nil
 }
 
-func policyExplain(dir, tenant, names, rulesJSON, action, stream, eventType string, stdout, stderr io.Writer) error {
+// piiField is the field a personal data action is decided for.
+type piiField struct{ pointer, class string }
+
+func policyExplain(dir, tenant, names, rulesJSON, action, stream, eventType string, field piiField, stdout, stderr io.Writer) error {
 	if tenant == "" || action == "" {
 		return errors.New("-tenant and -action are required")
 	}
@@ -149,11 +158,17 @@ func policyExplain(dir, tenant, names, rulesJSON, action, stream, eventType stri
 		if err := eventvault.ValidateStream(eventvault.StreamName(stream)); err != nil {
 			return fmt.Errorf("-stream: %w", err)
 		}
-	} else if stream != "" && a != policies.ReadPII {
+	} else if stream != "" && !a.IsPII() {
 		return fmt.Errorf("%s is a tenant-wide action: it takes no -stream", action)
 	}
-	if eventType != "" && a != policies.Append {
-		return errors.New("-event-type is for -action append only")
+	if eventType != "" && a != policies.Append && !a.IsPII() {
+		return errors.New("-event-type is for -action append and the personal data actions only")
+	}
+	if (field.pointer != "" || field.class != "") && !a.IsPII() {
+		return errors.New("-pointer and -class are for the personal data actions only")
+	}
+	if !eventvault.ValidPIIClass(eventvault.PIIClass(field.class)) {
+		return errors.New("-class must be email, phone, address or free_text")
 	}
 	if eventType == "" && a == policies.Append {
 		return errors.New("-event-type is required with -action append: an append is decided per event type")
@@ -198,7 +213,8 @@ func policyExplain(dir, tenant, names, rulesJSON, action, stream, eventType stri
 	}
 	set := policies.RulesSet(rules, docs...)
 	p := eventvault.Principal{Tenant: eventvault.TenantID(tenant), TokenID: "tok_explain", Name: "explain", Grants: set}
-	d := policies.Decide(p, policies.Request{Tenant: p.Tenant, Action: a, Stream: eventvault.StreamName(stream), EventType: eventType})
+	d := policies.Decide(p, policies.Request{Tenant: p.Tenant, Action: a, Stream: eventvault.StreamName(stream), EventType: eventType,
+		Pointer: field.pointer, Class: eventvault.PIIClass(field.class)})
 	fmt.Fprintf(stdout, "documents: %s\n", listOrNone(set.Documents()))
 	if d.Allowed {
 		fmt.Fprintln(stdout, "decision: ALLOW")

@@ -31,13 +31,17 @@ forbid (principal, action == Action::"append", resource)
 when { context.event_type == "RefundIssued" };
 `)
 	writePolicy(t, dir, "acme", "analyst", `permit (principal, action == Action::"read", resource);`)
+	writePolicy(t, dir, "acme", "desk", `@id("phones")
+permit (principal, action == Action::"read_pii", resource is Stream) when { context.class == "phone" };`)
 	cases := []struct {
 		name string
 		args []string
 		code int
 		want []string
 	}{
-		{"validate", []string{"policy", "validate", "-dir", dir}, 0, []string{"2 documents valid", "policy app, 2 statements"}},
+		{"validate", []string{"policy", "validate", "-dir", dir}, 0, []string{"3 documents valid", "policy app, 2 statements"}},
+		{"a personal field", []string{"policy", "explain", "-dir", dir, "-tenant", "acme", "-policies", "desk", "-action", "read_pii", "-stream", "order-1", "-pointer", "/customer/phone", "-class", "phone"}, 0, []string{"decision: ALLOW", "desk#phones"}},
+		{"another personal field", []string{"policy", "explain", "-dir", dir, "-tenant", "acme", "-policies", "desk", "-action", "read_pii", "-stream", "order-1", "-pointer", "/customer/email", "-class", "email"}, exitDenied, []string{"decision: DENY"}},
 		{"permit", []string{"policy", "explain", "-dir", dir, "-tenant", "acme", "-policies", "app", "-action", "append", "-stream", "order-1", "-event-type", "OrderPlaced"}, 0, []string{"decision: ALLOW", "app#orders (permit, app.cedar line 1)"}},
 		{"forbid wins", []string{"policy", "explain", "-dir", dir, "-tenant", "acme", "-action", "append", "-stream", "order-1", "-event-type", "RefundIssued"}, exitDenied, []string{"decision: DENY", "app#no-refunds (forbid, app.cedar line 5)"}},
 		{"deny by default", []string{"policy", "explain", "-dir", dir, "-tenant", "acme", "-policies", "analyst", "-action", "read_all"}, exitDenied, []string{"decision: DENY", "deny by default"}},
@@ -102,7 +106,7 @@ func TestPolicyCommandsRefuseBadInput(t *testing.T) {
 		{"unknown action", []string{"policy", "explain", "-tenant", "acme", "-action", "fly"}, `unknown -action "fly"`},
 		{"stream action without a stream", []string{"policy", "explain", "-tenant", "acme", "-action", "read"}, "-stream"},
 		{"tenant action with a stream", []string{"policy", "explain", "-tenant", "acme", "-action", "read_all", "-stream", "order-1"}, "takes no -stream"},
-		{"event type on read", []string{"policy", "explain", "-tenant", "acme", "-action", "read", "-stream", "order-1", "-event-type", "X"}, "for -action append only"},
+		{"event type on read", []string{"policy", "explain", "-tenant", "acme", "-action", "read", "-stream", "order-1", "-event-type", "X"}, "for -action append and the personal data actions only"},
 		{"missing document", []string{"policy", "explain", "-dir", good, "-tenant", "acme", "-policies", "nope", "-action", "read_all"}, "names nope"},
 		{"bad rules", []string{"policy", "explain", "-tenant", "acme", "-rules", `[{"capabilities":["fly"],"streams":"*"}]`, "-action", "read_all"}, "unknown capability"},
 		{"no subcommand", []string{"policy"}, "say what to do"},

@@ -99,7 +99,8 @@ func (m *Main) Open(ctx context.Context) error {
 	if c.MetricsListen != "" {
 		m.metrics = metrics.New()
 	}
-	store, where, err := wiring.OpenStoreObserved(ctx, c.DatabaseURL, c.DataDir, m.metrics)
+	store, where, err := wiring.OpenStoreObserved(ctx, c.DatabaseURL, c.DataDir, m.metrics,
+		wiring.Pool{MaxConns: int32(c.Limits.DBMaxConns), AcquireTimeout: c.Limits.DBAcquireTimeout})
 	if err != nil {
 		return err
 	}
@@ -148,6 +149,8 @@ func (m *Main) Open(ctx context.Context) error {
 		Logger:           m.Logger,
 		JWT:              jwtVerifier,
 		Metrics:          m.metrics,
+		Admission:        c.Limits.Admission,
+		RootConcurrency:  c.Limits.RootConcurrency,
 	})
 	if c.PolicyDir != "" {
 		docs, err := policies.ReadDir(c.PolicyDir)

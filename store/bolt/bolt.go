@@ -28,6 +28,12 @@
 //	    subjects/<pseudonym>/      stream name → 1: the streams a subject owns
 //	    holds                      pseudonym → legal hold (JSON)
 //	    requests                   request id (16 bytes) → erasure request (JSON)
+//	pii/<tenant>/                  personal data kept apart (pii.go)
+//	    subject_keys               pseudonym → subject key record (JSON): the wrapped
+//	                               key, or once erased only its id and the time
+//	    values                     token || 0 || version (uint64) → sealed value (JSON)
+//	    by_subject                 pseudonym || 0 || token → empty: a subject's tokens
+//	    restrictions               pseudonym → restriction (JSON)
 //
 // The log bucket's sequence is the tenant's next global position. The
 // event record is binary (see records.go): a format byte, the id, the
@@ -169,7 +175,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 // init creates the top-level buckets and checks the layout version.
 func (db *DB) init() error {
 	return db.bolt.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketTokens, bucketTokenIDs, bucketTenants, bucketErasure, bucketDeploymentKeys, bucketPolicies, bucketAudit} {
+		for _, name := range [][]byte{bucketMeta, bucketTokens, bucketTokenIDs, bucketTenants, bucketErasure, bucketDeploymentKeys, bucketPolicies, bucketAudit, bucketPII} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}

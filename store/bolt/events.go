@@ -37,6 +37,11 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			return eventvault.AppendResult{}, err
 		}
 	}
+	if len(req.PII) > 0 {
+		if err := eventvault.ValidatePIIValues(tenant, req.PII); err != nil {
+			return eventvault.AppendResult{}, err
+		}
+	}
 	var res eventvault.AppendResult
 	err := db.update(ctx, op, func(tx *bbolt.Tx) error {
 		var tb *tenantBuckets
@@ -76,6 +81,10 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			}
 		}
 		if res, err = db.write(op, tb, req, head); err != nil {
+			return err
+		}
+		// The personal values commit with their events, or neither does.
+		if err := db.writeAppendPII(tx, op, tenant, req.Stream, req.PII); err != nil {
 			return err
 		}
 		// The append's audit record commits with it, or neither does.

@@ -56,6 +56,16 @@ func (db *DB) DestroyTenantKeysBefore(ctx context.Context, tenant eventvault.Ten
 		if n > 0 {
 			return kekVersionsInUse(op, tenant, version, n, oldest)
 		}
+		// Subject keys too (pii_rotation.go): a destroyed version would
+		// take their subjects' personal values with it.
+		if n, oldest, err = subjectKeysUnder(tx, tenant, version); err != nil {
+			return err
+		}
+		if n > 0 {
+			return &eventvault.Error{Code: eventvault.ECONFLICT, Op: op,
+				Message: fmt.Sprintf("%d subject keys of tenant %s are still wrapped under key versions older than %d (the oldest under %d): re-wrap them under the newest version first", n, tenant, version, oldest),
+				Fields:  map[string]any{"subject_keys": n, "oldest_kek_version": oldest}}
+		}
 		var old [][]byte
 		c := tb.keks.Cursor()
 		for k, _ := c.First(); k != nil && bytes.Compare(k, be32(version)) < 0; k, _ = c.Next() {

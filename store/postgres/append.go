@@ -86,9 +86,16 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 	if err := validateOwner(req.Subject); err != nil {
 		return eventvault.AppendResult{}, err
 	}
+	if len(req.PII) > 0 {
+		if err := eventvault.ValidatePIIValues(tenant, req.PII); err != nil {
+			return eventvault.AppendResult{}, err
+		}
+	}
 	w := newBatchWrite(req)
 
-	if cached, ok := db.versions.get(tenant, req.Stream); ok && req.NewKey == nil && cached.keyID == req.KeyID &&
+	// An append that marks personal values takes the locking path, which
+	// writes them in its transaction.
+	if cached, ok := db.versions.get(tenant, req.Stream); ok && req.NewKey == nil && len(req.PII) == 0 && cached.keyID == req.KeyID &&
 		req.Expected.Check(cached.version) && (req.Subject == "" || req.Subject == cached.owner) &&
 		!db.recent.any(w.ids) {
 		var (
@@ -99,7 +106,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		if db.noGroupCommit {
 			res, done, err = db.appendFast(ctx, tenant, req, w, cached)
 		} else {
-			res, done, err = db.appendInGroup(tenant, req, w, cached)
+			res, done, err = db.appendInGroup(ctx, tenant, req, w, cached)
 		}
 		if err != nil {
 			return eventvault.AppendResult{}, db.observe(op, mapError(op, err))
@@ -218,6 +225,8 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 				return nil
 			})
 		}
+		// The personal values commit with their events, or neither does.
+		queueAppendPII(b, tenant, req.Stream, req.PII)
 		if err := t.send(ctx, b, true); err != nil {
 			return fmt.Errorf("write events of stream %s: %w", req.Stream, err)
 		}

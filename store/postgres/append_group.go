@@ -110,6 +110,9 @@ type GroupObserver interface {
 
 // groupMember is one fast append waiting for, or carried by, a group.
 type groupMember struct {
+	// ctx is the append's caller's: a member whose caller went away, or
+	// whose deadline passed, before a group takes it is never written.
+	ctx      context.Context
 	req      eventvault.AppendRequest
 	w        *batchWrite
 	first    int64
@@ -149,8 +152,9 @@ type groupCommitter struct {
 }
 
 // appendGrouped carries a fast append in a group commit and waits for its
-// outcome.
-func (db *DB) appendGrouped(tenant eventvault.TenantID, m *groupMember) {
+// outcome, or for its caller to go away: it reports whether the outcome
+// is in m.
+func (db *DB) appendGrouped(tenant eventvault.TenantID, m *groupMember) bool {
 	g := &db.groups
 	m.done = make(chan struct{})
 	g.mu.Lock()
@@ -171,7 +175,17 @@ func (db *DB) appendGrouped(tenant eventvault.TenantID, m *groupMember) {
 	if start {
 		go db.commitGroups(tenant, q)
 	}
-	<-m.done
+	select {
+	case <-m.done:
+		return true
+	case <-m.ctx.Done():
+		// The caller went away: it stops waiting, so that its request
+		// ends and frees what it holds. A group that already carries the
+		// append may still write it (its outcome is unknown to the
+		// caller, as for a connection lost during COMMIT); one that has
+		// not taken it yet drops it (take).
+		return false
+	}
 }
 
 // commitGroups commits groups of the tenant's waiting appends until none is
@@ -199,7 +213,8 @@ func (db *DB) commitGroups(tenant eventvault.TenantID, q *tenantGroups) {
 
 // take removes and returns the next group: waiting appends in arrival
 // order, at most one per stream and none sharing an id with another, within
-// the limits. Those left wait for the next group.
+// the limits. Those left wait for the next group. A waiting append whose
+// context ended is dropped, answered with its context's error.
 func (q *tenantGroups) take() []*groupMember {
 	var (
 		group   []*groupMember
@@ -209,6 +224,12 @@ func (q *tenantGroups) take() []*groupMember {
 		events  int
 	)
 	for _, m := range q.pending {
+		if err := m.ctx.Err(); err != nil {
+			// Never started: the append is not written, and says why.
+			m.err = err
+			close(m.done)
+			continue
+		}
 		if !q.fits(m, group, streams, ids, events) {
 			left = append(left, m)
 			continue
@@ -343,7 +364,7 @@ func (db *DB) commitGroup(tenant eventvault.TenantID, group []*groupMember) {
 // error only when the outcome is unknown; an append that was not written
 // (its check failed in the group, the group failed with an answer from the
 // database, or Seal failed) takes the locking path.
-func (db *DB) appendInGroup(tenant eventvault.TenantID, req eventvault.AppendRequest, w *batchWrite, cached streamRow) (eventvault.AppendResult, bool, error) {
+func (db *DB) appendInGroup(ctx context.Context, tenant eventvault.TenantID, req eventvault.AppendRequest, w *batchWrite, cached streamRow) (eventvault.AppendResult, bool, error) {
 	first := cached.version + 1
 	payloads, err := w.seal(first)
 	if err != nil {
@@ -353,8 +374,10 @@ func (db *DB) appendInGroup(tenant eventvault.TenantID, req eventvault.AppendReq
 	if err != nil {
 		return eventvault.AppendResult{}, false, nil
 	}
-	m := &groupMember{req: req, w: w, first: first, payloads: payloads, line: line}
-	db.appendGrouped(tenant, m)
+	m := &groupMember{ctx: ctx, req: req, w: w, first: first, payloads: payloads, line: line}
+	if !db.appendGrouped(tenant, m) {
+		return eventvault.AppendResult{}, false, fmt.Errorf("wait for the group commit: %w", ctx.Err())
+	}
 	switch {
 	case m.err != nil:
 		return eventvault.AppendResult{}, false, m.err

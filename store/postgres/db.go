@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,6 +18,11 @@ type Options struct {
 	// MaxConns bounds the connection pool; zero leaves pgxpool's default
 	// (the larger of 4 and the number of CPUs).
 	MaxConns int32
+	// AcquireTimeout bounds how long a transaction waits for a connection
+	// of the pool (the pool's queue); past it the operation fails with
+	// EUNAVAILABLE, having done nothing. Zero: only the caller's context
+	// bounds the wait.
+	AcquireTimeout time.Duration
 	// Logger receives retries of aborted transactions at debug level; nil
 	// discards them.
 	Logger *slog.Logger
@@ -55,6 +61,8 @@ type DB struct {
 	noGroupCommit bool
 	observer      Observer
 	groupObserver GroupObserver
+	// acquireTimeout is Options.AcquireTimeout.
+	acquireTimeout time.Duration
 }
 
 var _ eventvault.Store = (*DB)(nil)
@@ -90,7 +98,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	db := &DB{pool: pool, log: log, noGroupCommit: opts.NoGroupCommit, observer: opts.Observer}
+	db := &DB{pool: pool, log: log, noGroupCommit: opts.NoGroupCommit, observer: opts.Observer, acquireTimeout: opts.AcquireTimeout}
 	if opts.Observer != nil {
 		db.groupObserver = opts.Observer
 	}
@@ -158,4 +166,23 @@ func (db *DB) Ping(ctx context.Context) error {
 func (db *DB) Close() error {
 	db.pool.Close()
 	return nil
+}
+
+// PoolStats are the connection pool's counters since Open: its size, the
+// connections in use, and how often and how long transactions waited for
+// one (the pool's queue).
+type PoolStats struct {
+	MaxConns, InUse int32
+	// Acquires counts connections handed out; Waited those that had to
+	// wait for one; Canceled the waits that ended with their context.
+	Acquires, Waited, Canceled int64
+	// Wait is the time spent waiting for connections, summed.
+	Wait time.Duration
+}
+
+// PoolStats returns the pool's counters.
+func (db *DB) PoolStats() PoolStats {
+	s := db.pool.Stat()
+	return PoolStats{MaxConns: s.MaxConns(), InUse: s.AcquiredConns(), Acquires: s.AcquireCount(), Waited: s.EmptyAcquireCount(),
+		Canceled: s.CanceledAcquireCount(), Wait: s.AcquireDuration()}
 }

@@ -16,8 +16,8 @@ import (
 	"github.com/eventvault/eventvault/store/postgres/pgtest"
 )
 
-// erasureTables are the tenant tables of migration 0003.
-var erasureTables = []string{"legal_holds", "erasure_requests"}
+// erasureTables are the tenant tables of migrations 0003 and 0009.
+var erasureTables = []string{"legal_holds", "erasure_requests", "subject_keys", "pii_values", "pii_restrictions"}
 
 // withErasureRecords gives tenants A and B of twoTenants a legal hold and
 // an erasure request each, on the same pseudonym.
@@ -31,6 +31,30 @@ func withErasureRecords(t *testing.T, db *postgres.DB) {
 		if err := db.CreateErasureRequest(t.Context(), r); err != nil {
 			t.Fatalf("CreateErasureRequest %s: %v", tenant, err)
 		}
+		withPII(t, db, tenant)
+	}
+}
+
+// withPII gives tenant a subject key, a restriction and a personal value
+// (migration 0009), on the pseudonym of withErasureRecords.
+func withPII(t *testing.T, db *postgres.DB, tenant eventvault.TenantID) {
+	t.Helper()
+	ctx := t.Context()
+	sk := eventvault.WrappedKey{ID: uuid.New(), Version: 1, KEKVersion: 1, Ciphertext: []byte("wrapped-subject-key")}
+	sk, err := db.CreateSubjectKey(ctx, tenant, "p-alice", sk)
+	if err != nil {
+		t.Fatalf("CreateSubjectKey %s: %v", tenant, err)
+	}
+	if err := db.PutRestriction(ctx, tenant, eventvault.Restriction{Subject: "p-alice", Reason: "contested", PlacedAt: time.Now(), PlacedBy: "tok"}); err != nil {
+		t.Fatalf("PutRestriction %s: %v", tenant, err)
+	}
+	nk := eventvault.WrappedKey{ID: uuid.New(), Version: 1, KEKVersion: 1, Ciphertext: []byte("wrapped-stream-key")}
+	ev := eventvault.ProposedEvent{ID: uuid.New(), Type: "Noted", ContentMAC: []byte("mac")}
+	_, err = db.Append(ctx, tenant, eventvault.AppendRequest{Stream: "pii-fixture", Expected: eventvault.ExpectNoStream, KeyID: nk.ID, NewKey: &nk,
+		Events: []eventvault.ProposedEvent{ev}, Seal: func(int64) ([][]byte, error) { return [][]byte{[]byte("sealed")}, nil },
+		PII: []eventvault.PIIValue{{Token: "evpii_fixture0000000000000000", Subject: "p-alice", EventID: ev.ID, Pointer: "/email", Version: 1, KeyID: sk.ID, Ciphertext: []byte("sealed-pii")}}})
+	if err != nil {
+		t.Fatalf("append with a personal value to %s: %v", tenant, err)
 	}
 }
 

@@ -27,6 +27,9 @@ const (
 	// or a stream key under a destroyed one. Its message is written for
 	// clients.
 	sqlConflict = "EV409"
+	// sqlSubjectErased is raised by migration 0009: a key or a value for
+	// an erased data subject.
+	sqlSubjectErased = "EV411"
 )
 
 // connLostError marks an error after which the connection is gone: the
@@ -115,6 +118,11 @@ func mapPgError(op string, err error, pgErr *pgconn.PgError) error {
 	// Keep the context the store wrapped around the server's error.
 	if prefix := strings.TrimSuffix(err.Error(), pgErr.Error()); prefix != "" && prefix != err.Error() {
 		cause = fmt.Errorf("%s%w", prefix, cause)
+	}
+	if pgErr.Code == sqlSubjectErased {
+		e := eventvault.SubjectErasedError(op)
+		e.Err = fmt.Errorf("%w: %w", eventvault.ErrSubjectErased, cause)
+		return e
 	}
 	if pgErr.Code == sqlErased {
 		return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: pgErr.Message, Err: cause}

@@ -23,7 +23,18 @@ type TenantErasures struct {
 	ShreddedAt time.Time
 	Streams    []ShreddedStream
 	Requests   []eventvault.ErasureRequest
+	// Subjects are the data subjects whose key was erased (migration 0009).
+	Subjects []ErasedSubject
 }
+
+// ErasedSubject is the erasure record of one subject key.
+type ErasedSubject struct {
+	Subject  eventvault.Pseudonym
+	ErasedAt time.Time
+}
+
+const erasedSubjectsSQL = `SELECT subject, erased_at FROM subject_keys
+	WHERE tenant_id = $1 AND erased_at IS NOT NULL ORDER BY subject`
 
 // ShreddedStream is the shred record of one stream.
 type ShreddedStream struct {
@@ -131,6 +142,17 @@ func (db *DB) Erasures(ctx context.Context, tenant eventvault.TenantID) (TenantE
 			}
 			return rows.Err()
 		})
+		b.Queue(erasedSubjectsSQL, tenant).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var es ErasedSubject
+				if err := rows.Scan(&es.Subject, &es.ErasedAt); err != nil {
+					return err
+				}
+				es.ErasedAt = es.ErasedAt.UTC()
+				e.Subjects = append(e.Subjects, es)
+			}
+			return rows.Err()
+		})
 		b.Queue(endedErasureRequestsSQL, tenant).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				r := eventvault.ErasureRequest{Tenant: tenant}
@@ -168,6 +190,10 @@ type Reapplied struct {
 	// database never held; they get a row, to carry their fences.
 	TenantsAbsent   int
 	RequestsWritten int // erasure requests recorded or brought to their end state
+	// SubjectsErased are subjects whose key and personal values were
+	// erased here as they are in the source (or fenced, if this database
+	// never held them).
+	SubjectsErased int
 }
 
 // ReapplyErasures makes db, a database restored from a backup, erase what
@@ -178,7 +204,9 @@ type Reapplied struct {
 // recorded here as it is, certificate included, so that the certificates
 // handed out stay on record. It works by tenant, stream name and subject
 // pseudonym, through the store's own ShredTenant, ShredStream and erasure
-// request writes (so every node listening on db drops the keys), and
+// request writes (so every node listening on db drops the keys), every
+// data subject erased in from has its key and personal values erased here
+// (EraseSubjectPII), and
 // compares before it writes: running it again does nothing. Requests are
 // written after the shreds, so none reads as completed here before its
 // streams are shredded. A stream or tenant created after the backup and
@@ -200,7 +228,7 @@ func (db *DB) ReapplyErasures(ctx context.Context, from *DB, log func(format str
 		if err != nil {
 			return n, fmt.Errorf("the source: %w", err)
 		}
-		if src.ShreddedAt.IsZero() && len(src.Streams) == 0 && len(src.Requests) == 0 {
+		if src.ShreddedAt.IsZero() && len(src.Streams) == 0 && len(src.Requests) == 0 && len(src.Subjects) == 0 {
 			continue
 		}
 		here, err := db.Erasures(ctx, tenant)
@@ -238,6 +266,22 @@ func (db *DB) ReapplyErasures(ctx context.Context, from *DB, log func(format str
 			}
 			n.StreamsShredded++
 			log("tenant %s stream %s: shredded (as at %s)", tenant, s.Name, s.ShreddedAt.Format(time.RFC3339))
+		}
+		// Subject keys, before the tenant: a shredded tenant takes no new
+		// subject key row, not even a fence.
+		erased := map[eventvault.Pseudonym]bool{}
+		for _, s := range here.Subjects {
+			erased[s.Subject] = true
+		}
+		for _, s := range src.Subjects {
+			if erased[s.Subject] || !here.ShreddedAt.IsZero() {
+				continue
+			}
+			if _, err := db.EraseSubjectPII(ctx, tenant, s.Subject, s.ErasedAt); err != nil {
+				return n, err
+			}
+			n.SubjectsErased++
+			log("tenant %s subject %s: key and personal values erased (as at %s)", tenant, s.Subject, s.ErasedAt.Format(time.RFC3339))
 		}
 		if !src.ShreddedAt.IsZero() && here.ShreddedAt.IsZero() {
 			if _, err := db.ShredTenant(ctx, tenant, src.ShreddedAt); err != nil {

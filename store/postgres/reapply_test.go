@@ -56,7 +56,19 @@ func TestReapplyErasuresToARestoredBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if _, err := live.CreateSubjectKey(ctx, tenantA, "p-ann", wrappedKey("subject-ann")); err != nil {
+		t.Fatal(err)
+	}
+
 	restored := restoreCopy(t, liveURL)
+
+	// Subject keys erased after the backup: one the backup holds, one
+	// it never held (fenced all the same).
+	for _, s := range []eventvault.Pseudonym{"p-ann", "p-late"} {
+		if _, err := live.EraseSubjectPII(ctx, tenantA, s, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// After the backup.
 	if _, err := live.ShredStream(ctx, tenantA, "order-1", true, time.Time{}); err != nil {
@@ -98,7 +110,7 @@ func TestReapplyErasuresToARestoredBackup(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ReapplyErasures: %v", err)
 	}
-	if want := (postgres.Reapplied{TenantsShredded: 2, StreamsShredded: 3, StreamsAbsent: 2, TenantsAbsent: 1, RequestsWritten: 1}); n != want {
+	if want := (postgres.Reapplied{TenantsShredded: 2, StreamsShredded: 3, StreamsAbsent: 2, TenantsAbsent: 1, RequestsWritten: 1, SubjectsErased: 2}); n != want {
 		t.Errorf("ReapplyErasures did %+v, want %+v", n, want)
 	}
 	for _, tenant := range []eventvault.TenantID{tenantA, tenantB, "tenant-c"} {
@@ -131,6 +143,11 @@ func TestReapplyErasuresToARestoredBackup(t *testing.T) {
 	for _, tenant := range []eventvault.TenantID{tenantB, "tenant-c"} {
 		if _, err := restored.CreateTenantKey(ctx, tenant, wrappedKey("again")); eventvault.ErrorCode(err) != eventvault.EERASED {
 			t.Errorf("a new key for the re-shredded tenant %s: %v; want EERASED", tenant, err)
+		}
+	}
+	for _, s := range []eventvault.Pseudonym{"p-ann", "p-late"} {
+		if _, err := restored.CreateSubjectKey(ctx, tenantA, s, wrappedKey("again")); eventvault.ErrorCode(err) != eventvault.EERASED {
+			t.Errorf("a new key for the erased subject %s: %v; want EERASED", s, err)
 		}
 	}
 	if _, err := restored.CreateStreamKey(ctx, tenantA, "late-1", wrappedKey("again")); eventvault.ErrorCode(err) != eventvault.EERASED && eventvault.ErrorCode(err) != eventvault.ECONFLICT {

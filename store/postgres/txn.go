@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventvault/eventvault"
 )
@@ -170,9 +171,9 @@ func (db *DB) observe(op string, err error) error {
 }
 
 func (db *DB) attempt(ctx context.Context, spec txSpec, fn func(ctx context.Context, t *txn) error) (err error) {
-	pc, err := db.pool.Acquire(ctx)
+	pc, err := db.acquire(ctx)
 	if err != nil {
-		return &connLostError{fmt.Errorf("acquire connection: %w", err)}
+		return err
 	}
 	defer pc.Release()
 	t := &txn{conn: pc.Conn(), spec: spec}
@@ -212,4 +213,32 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-timer.C:
 		return nil
 	}
+}
+
+// acquire takes a connection from the pool, waiting at most
+// acquireTimeout (when set) and never for a caller that is gone: a request
+// whose deadline passed, or whose caller gave up, is never started in the
+// database. A wait that times out is EUNAVAILABLE, the pool being the
+// bottleneck, and is not retried by run.
+func (db *DB) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("acquire connection: %w", err)
+	}
+	actx := ctx
+	if db.acquireTimeout > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, db.acquireTimeout)
+		defer cancel()
+	}
+	pc, err := db.pool.Acquire(actx)
+	switch {
+	case err == nil:
+		return pc, nil
+	case ctx.Err() == nil && actx.Err() != nil:
+		return nil, &eventvault.Error{Code: eventvault.EUNAVAILABLE, Op: "postgres.acquire",
+			Message: fmt.Sprintf("no database connection came free within %s: the pool is busy; retry later", db.acquireTimeout), Err: err}
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("acquire connection: %w", ctx.Err())
+	}
+	return nil, &connLostError{fmt.Errorf("acquire connection: %w", err)}
 }

@@ -96,6 +96,8 @@ func Run(t *testing.T, open func(t *testing.T) eventvault.Store) {
 	t.Run("Policies", func(t *testing.T) { testPolicies(t, open) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
 	t.Run("Subscriptions", func(t *testing.T) { testSubscriptions(t, open) })
+	t.Run("PII", func(t *testing.T) { testPII(t, open) })
+	t.Run("PIIRotation", func(t *testing.T) { testPIIRotation(t, open) })
 }
 
 func testPing(t *testing.T, open opener) {

@@ -70,6 +70,12 @@ type Parts struct {
 	// for events committed through other nodes (engine.DefaultFeedPoll
 	// when 0); appends on this node wake it at once.
 	FeedPoll time.Duration
+	// Admission bounds the appends and reads in flight (api.Admission);
+	// the zero value bounds nothing.
+	Admission api.AdmissionConfig
+	// RootConcurrency bounds the keyring's calls to the root key provider
+	// in flight at once (evcrypto.LimitRoot; 0: its default).
+	RootConcurrency int
 }
 
 // Stack is the built server: its HTTP handler, and the keyring and tokens
@@ -99,12 +105,17 @@ func Build(p Parts) *Stack {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	root, keyCache := p.Root, p.KeyCache
-	var apiMetrics api.Metrics
+	var (
+		apiMetrics       api.Metrics
+		admissionMetrics api.AdmissionMetrics
+	)
 	if p.Metrics != nil { // no typed nil in the interfaces
 		root = p.Metrics.Root(root)
 		keyCache.OnCacheLookup = p.Metrics.KeyCacheLookup
-		apiMetrics = p.Metrics
+		apiMetrics, admissionMetrics = p.Metrics, p.Metrics
 	}
+	// Counted inside the bound: the metric is the calls Vault received.
+	root = evcrypto.LimitRoot(root, p.RootConcurrency)
 	keys := evcrypto.NewKeyring(root, p.Store, keyCache)
 	tokens := auth.NewTokens(p.Store, p.TokenCacheTTL)
 	if p.TokenVerifier != nil { // no typed nil in the interface
@@ -135,18 +146,27 @@ func Build(p Parts) *Stack {
 		checkpoints = &audit.Publisher{Store: p.Store, Signer: signer, Dir: p.AuditCheckpointDir, Interval: p.AuditCheckpointInterval, Logger: logger}
 	}
 	opts := []engine.EventsOption{engine.WithAudit(recorder, reads)}
+	// Personal data kept apart needs the pseudonym key: subject keys are
+	// found by pseudonym.
+	subjectKeys := evcrypto.NewSubjectKeys(keys, p.Store)
+	erasureOpts := []engine.ErasureOption{engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger)), engine.WithErasureAudit(recorder)}
 	if p.Pseudonyms != nil { // no typed nil in the interface
-		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms))
+		opts = append(opts, engine.WithPseudonymizer(p.Pseudonyms), engine.WithPII(subjectKeys, p.Store))
+		erasureOpts = append(erasureOpts, engine.WithPIIErasure(p.Store, subjectKeys))
 	}
 	manager := evcrypto.NewKeyManager(keys)
 	feed := engine.NewFeed(p.Store, p.FeedPoll, logger)
 	events := engine.NewEvents(p.Store, keys, logger, append(opts, engine.WithFeed(feed))...)
-	erasure := engine.NewErasure(p.Store, feed.Evicting(keys), p.Pseudonyms, p.Signer, logger, engine.WithTokenRevoker(RevokeTenantTokens(p.Store, tokens, logger)), engine.WithErasureAudit(recorder),
-		engine.WithPropagation(events, p.Store))
+	var subjects api.SubjectRights
+	if p.Pseudonyms != nil {
+		subjects = engine.NewSubjects(events, p.Store, p.Pseudonyms, recorder)
+	}
+	erasure := engine.NewErasure(p.Store, feed.Evicting(keys), p.Pseudonyms, p.Signer, logger, append(erasureOpts, engine.WithPropagation(events, p.Store))...)
 	handler := api.New(api.Config{
 		Events:        events,
 		Erasure:       erasure,
 		Subscriptions: engine.NewConsumers(p.Store, p.Store, erasure, recorder, logger),
+		Subjects:      subjects,
 		Keys:          engine.NewRotation(manager, logger).WithAudit(recorder, p.Store),
 		Tokens:        tokens,
 		Policies:      docs,
@@ -156,6 +176,7 @@ func Build(p Parts) *Stack {
 		Checks:        ReadyChecks(p.Store, manager),
 		Logger:        logger,
 		Metrics:       apiMetrics,
+		Admission:     api.NewAdmission(p.Admission, admissionMetrics),
 	})
 	return &Stack{Keys: keys, Tokens: tokens, Policies: docs, Handler: handler, Reads: reads, Checkpoints: checkpoints, Audit: recorder, Feed: feed}
 }
@@ -167,15 +188,22 @@ func Build(p Parts) *Stack {
 // version, naming `eventvault migrate` (only `eventvault server -dev`
 // migrates before it opens).
 func OpenStore(ctx context.Context, databaseURL, dataDir string) (eventvault.Store, string, error) {
-	return OpenStoreObserved(ctx, databaseURL, dataDir, nil)
+	return OpenStoreObserved(ctx, databaseURL, dataDir, nil, Pool{})
+}
+
+// Pool sizes the PostgreSQL store's connection pool; zero values leave
+// the store's defaults (postgres.Options).
+type Pool struct {
+	MaxConns       int32
+	AcquireTimeout time.Duration
 }
 
 // OpenStoreObserved is OpenStore with m, if not nil, learning of
 // PostgreSQL's group commits and store errors (the embedded store reports
-// nothing).
-func OpenStoreObserved(ctx context.Context, databaseURL, dataDir string, m *metrics.Registry) (eventvault.Store, string, error) {
+// nothing), and PostgreSQL's pool sized by pool.
+func OpenStoreObserved(ctx context.Context, databaseURL, dataDir string, m *metrics.Registry, pool Pool) (eventvault.Store, string, error) {
 	if databaseURL != "" {
-		opts := postgres.Options{}
+		opts := postgres.Options{MaxConns: pool.MaxConns, AcquireTimeout: pool.AcquireTimeout}
 		if m != nil {
 			opts.Observer = m
 		}

@@ -1,0 +1,123 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eventvault/eventvault"
+)
+
+// Restrictions of processing (GDPR Art. 18) and the erasure of a subject's
+// key and values (Art. 17).
+
+// PutRestriction implements eventvault.PIIStore.
+func (db *DB) PutRestriction(ctx context.Context, tenant eventvault.TenantID, r eventvault.Restriction) error {
+	const op = "postgres.PutRestriction"
+	if err := eventvault.ValidateTenantSubject(tenant, r.Subject); err != nil {
+		return err
+	}
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(putRestrictionSQL, tenant, string(r.Subject), r.Reason, stampOrNow(r.PlacedAt), r.PlacedBy)
+		return t.send(ctx, b, true)
+	})
+	if err != nil {
+		return fmt.Errorf("restrict: %w", err)
+	}
+	return nil
+}
+
+// DeleteRestriction implements eventvault.PIIStore.
+func (db *DB) DeleteRestriction(ctx context.Context, tenant eventvault.TenantID, subject eventvault.Pseudonym) error {
+	const op = "postgres.DeleteRestriction"
+	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
+		return err
+	}
+	var deleted int64
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(deleteRestrictionSQL, tenant, string(subject)).Exec(rowsAffected(&deleted))
+		return t.send(ctx, b, true)
+	})
+	if err != nil {
+		return fmt.Errorf("lift restriction: %w", err)
+	}
+	if deleted == 0 {
+		return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: "the subject's processing is not restricted"}
+	}
+	return nil
+}
+
+// Restriction implements eventvault.PIIStore.
+func (db *DB) Restriction(ctx context.Context, tenant eventvault.TenantID, subject eventvault.Pseudonym) (eventvault.Restriction, error) {
+	const op = "postgres.Restriction"
+	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
+		return eventvault.Restriction{}, err
+	}
+	r := eventvault.Restriction{Subject: subject}
+	found := false
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(restrictionSQL, tenant, string(subject)).QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&r.Reason, &r.PlacedAt, &r.PlacedBy)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			found = err == nil
+			return err
+		})
+		return t.send(ctx, b, true)
+	})
+	if err != nil {
+		return eventvault.Restriction{}, fmt.Errorf("restriction: %w", err)
+	}
+	if !found {
+		return eventvault.Restriction{}, &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: "the subject's processing is not restricted"}
+	}
+	r.PlacedAt = r.PlacedAt.UTC()
+	return r, nil
+}
+
+// EraseSubjectPII implements eventvault.PIIStore in one transaction: the
+// key row first (which waits for any append holding it FOR SHARE), then the
+// values, which then include what such an append wrote.
+func (db *DB) EraseSubjectPII(ctx context.Context, tenant eventvault.TenantID, subject eventvault.Pseudonym, at time.Time) (eventvault.SubjectErasure, error) {
+	const op = "postgres.EraseSubjectPII"
+	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
+		return eventvault.SubjectErasure{}, err
+	}
+	var out eventvault.SubjectErasure
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
+		out = eventvault.SubjectErasure{}
+		var deleted int64
+		b := &pgx.Batch{}
+		b.Queue(ensureTenantSQL, tenant)
+		b.Queue(eraseSubjectKeySQL, tenant, string(subject), stampOrNow(at)).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id *uuid.UUID
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				if id != nil {
+					out.KeyID = *id
+				}
+			}
+			return rows.Err()
+		})
+		b.Queue(deleteSubjectPIISQL, tenant, string(subject)).Exec(rowsAffected(&deleted))
+		if err := t.send(ctx, b, true); err != nil {
+			return err
+		}
+		out.Values = int(deleted)
+		return nil
+	})
+	if err != nil {
+		return eventvault.SubjectErasure{}, fmt.Errorf("erase subject: %w", err)
+	}
+	return out, nil
+}
