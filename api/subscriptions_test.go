@@ -220,3 +220,34 @@ func TestTombstoneStreamIsReserved(t *testing.T) {
 	a.doJSON(http.MethodDelete, "/v1/streams/order-1", tok, nil, http.StatusOK, nil)
 	wantProblem(t, a.do(http.MethodDelete, "/v1/streams/"+string(eventvault.TombstoneStream), tok, nil), http.StatusBadRequest, eventvault.EINVALID, "reserved")
 }
+
+// TestErasureOfPersonalValuesWaitsForEveryConsumer: personal values kept
+// apart may sit in events of any stream, so the erasure of a subject's
+// values waits for every consumer, whatever its category filter, and its
+// tombstone reaches them.
+func TestErasureOfPersonalValuesWaitsForEveryConsumer(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.admin("acme")
+	a.doJSON(http.MethodPut, "/v1/subscriptions/invoices", tok, map[string]any{"filter": map[string]any{"categories": []string{"invoice"}}}, http.StatusCreated, nil)
+	a.doJSON(http.MethodPost, "/v1/streams/order-1/events", tok, map[string]any{"events": []any{map[string]any{
+		"id": "0b6f3c1e-5a2d-4c7b-9e1f-2d3c4b5a6f70", "type": "OrderPlaced", "data": map[string]any{"email": "carol@example.com"},
+		"pii": map[string]any{"/email": map[string]any{"subject": "carol", "class": "email"}}}}}, http.StatusCreated, nil)
+	rec := a.do(http.MethodPost, "/v1/erasure-requests", tok, []byte(`{"subject":"carol"}`))
+	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"propagating"`) {
+		t.Fatalf("erasure of personal values: %d %s, want 202 propagating (the invoices consumer may hold a copy)", rec.Code, rec.Body)
+	}
+	var er erasureStatus
+	json.Unmarshal(rec.Body.Bytes(), &er)
+	var page struct {
+		Events []feedEvent `json:"events"`
+	}
+	a.doJSON(http.MethodGet, "/v1/events?from=1", tok, nil, http.StatusOK, &page)
+	if len(page.Events) != 1 || !strings.Contains(string(page.Events[0].Data), `"personal_values":true`) || strings.Contains(string(page.Events[0].Data), "carol") {
+		t.Fatalf("tombstone: %+v", page.Events)
+	}
+	a.doJSON(http.MethodPost, "/v1/subscriptions/invoices/ack", tok, map[string]any{"position": page.Events[0].GlobalPosition}, http.StatusOK, nil)
+	a.doJSON(http.MethodGet, "/v1/erasure-requests/"+er.ID, tok, nil, http.StatusOK, &er)
+	if er.State != "completed" {
+		t.Fatalf("after the ack: %+v", er)
+	}
+}
