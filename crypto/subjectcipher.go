@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/eventvault/eventvault"
 	"github.com/google/uuid"
@@ -37,13 +38,15 @@ type SubjectCipher struct {
 	aead    cipher.AEAD
 	macKey  *[32]byte
 	rand    io.Reader
+	// values are the values this cipher opened (subjectvalues.go).
+	values *openedValues
 }
 
 // subjectKeyVersion is the version of every subject key: like stream keys,
 // they are never rotated (a KEK rotation would re-wrap them).
 const subjectKeyVersion = 1
 
-func newSubjectCipher(tenant eventvault.TenantID, subject eventvault.Pseudonym, keyID uuid.UUID, key []byte, rand io.Reader) (*SubjectCipher, error) {
+func newSubjectCipher(tenant eventvault.TenantID, subject eventvault.Pseudonym, keyID uuid.UUID, key []byte, rand io.Reader, budget *atomic.Int64) (*SubjectCipher, error) {
 	aead, err := chacha20poly1305.NewX(key)
 	if err != nil {
 		return nil, err
@@ -53,6 +56,7 @@ func newSubjectCipher(tenant eventvault.TenantID, subject eventvault.Pseudonym, 
 		return nil, err
 	}
 	c := &SubjectCipher{tenant: tenant, subject: subject, keyID: keyID, aead: aead, macKey: new([32]byte), rand: rand}
+	c.values = &openedValues{budget: budget}
 	copy(c.macKey[:], mk)
 	clear(mk)
 	return c, nil

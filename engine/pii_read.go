@@ -176,10 +176,12 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 	}
 	ciphers := map[eventvault.Pseudonym]*evcrypto.SubjectCipher{}
 	for _, s := range subjects {
-		st := states[s]
-		if len(st.Key.Ciphertext) == 0 {
+		st, ok := states[s]
+		if !ok {
 			continue
 		}
+		// A destroyed key row also evicts the key, and the values opened
+		// with it, should this node still cache them (erasure elsewhere).
 		c, err := e.subjects.OpenSubjectCipher(ctx, tenant, s, st.Key)
 		if eventvault.ErrorCode(err) == eventvault.EERASED {
 			continue
@@ -219,7 +221,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			default:
 				v := values[j]
 				var err error
-				with, err = c.OpenValue(evcrypto.PIIRef{Tenant: tenant, Subject: en.Subject, Token: en.Token, Pointer: en.Pointer, Class: en.Class, Version: v.version}, v.ciphertext)
+				with, err = c.OpenValueAt(states[en.Subject].Generation, evcrypto.PIIRef{Tenant: tenant, Subject: en.Subject, Token: en.Token, Pointer: en.Pointer, Class: en.Class, Version: v.version}, v.ciphertext)
 				if err != nil {
 					e.piiCache.remove(tenant, events[i].ID)
 					return nil, fmt.Errorf("event %s: %w", events[i].ID, err)
