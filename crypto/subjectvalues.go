@@ -94,7 +94,7 @@ func (o *openedValues) put(gen int64, ref PIIRef, sealed, value []byte) {
 	if o.m == nil {
 		o.m = map[string]keptValue{}
 	}
-	o.m[ref.Token] = keptValue{pointer: ref.Pointer, class: ref.Class, version: ref.Version, sealed: bytes.Clone(sealed), value: value}
+	o.m[ref.Token] = keptValue{pointer: ref.Pointer, class: ref.Class, version: ref.Version, sealed: sealed, value: value}
 	o.bytes += size
 }
 
@@ -126,7 +126,9 @@ func (o *openedValues) len() int {
 // gen (eventvault.SubjectKeyState.Generation), keeping the value with the
 // key: a value this cipher opened before for the same ref, from the same
 // sealed bytes, at the same generation, is returned without an AEAD open.
-// The returned slice is shared: the caller must not modify it.
+// The returned slice is shared: the caller must not modify it; nor may it
+// modify sealed afterwards, which the cipher keeps to recognise it (the
+// engine's ciphertexts are never modified once fetched).
 // Errors: those of OpenValue.
 func (c *SubjectCipher) OpenValueAt(gen int64, ref PIIRef, sealed []byte) ([]byte, error) {
 	if ref.Tenant == c.tenant && ref.Subject == c.subject {

@@ -46,9 +46,25 @@ func policyDecider(p eventvault.Principal) piiDecider {
 		restricted         bool
 	}
 	cache := map[key]fieldAction{}
+	// The last few decisions, looked at before the map: the events of a
+	// page mostly repeat the same handful of fields, and comparing a few
+	// short strings costs less than hashing four.
+	type recent struct {
+		k  key
+		a  fieldAction
+		ok bool
+	}
+	var last [8]recent
+	next := 0
 	return func(f piiField) fieldAction {
 		k := key{f.stream, f.eventType, f.pointer, f.class, f.restricted}
+		for i := range last {
+			if last[i].ok && last[i].k == k {
+				return last[i].a
+			}
+		}
 		if a, ok := cache[k]; ok {
+			last[next], next = recent{k, a, true}, (next+1)%len(last)
 			return a
 		}
 		r := policies.Request{Tenant: p.Tenant, Stream: f.stream, EventType: f.eventType, Pointer: f.pointer, Class: f.class}
@@ -63,6 +79,7 @@ func policyDecider(p eventvault.Principal) piiDecider {
 			}
 		}
 		cache[k] = a
+		last[next], next = recent{k, a, true}, (next+1)%len(last)
 		return a
 	}
 }
@@ -183,7 +200,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 					values[k] = cachedValue{}
 					continue
 				}
-				values[k] = cachedValue{token: en.Token, subject: v.Subject, version: v.Version, generation: gen, ciphertext: v.Ciphertext}
+				values[k] = cachedValue{token: en.Token, subject: en.Subject, version: v.Version, generation: gen, ciphertext: v.Ciphertext}
 			}
 			if values != nil {
 				pages[i], changed[i] = &eventPII{manifest: ep.manifest, subjects: ep.subjects, entries: ep.entries, values: values}, true
