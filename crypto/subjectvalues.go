@@ -67,7 +67,28 @@ func (o *openedValues) get(gen int64, ref PIIRef, sealed []byte) ([]byte, bool) 
 	if !ok || v.version != ref.Version || v.pointer != ref.Pointer || v.class != ref.Class || !bytes.Equal(v.sealed, sealed) {
 		return nil, false
 	}
+	if len(sealed) > 0 && &v.sealed[0] != &sealed[0] {
+		o.adopt(gen, ref, sealed, v)
+	}
 	return v.value, true
+}
+
+// adopt keeps the caller's copies of the token and the sealed bytes (equal
+// to the kept ones) in place of the kept ones, so that the next lookups
+// compare pointers rather than bytes: readers that fetched the same value
+// concurrently hold equal copies, and the caller's is the one its cache
+// keeps.
+func (o *openedValues) adopt(gen int64, ref PIIRef, sealed []byte, v keptValue) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.dead || gen != o.gen {
+		return
+	}
+	if cur, ok := o.m[ref.Token]; ok && bytes.Equal(cur.sealed, sealed) {
+		delete(o.m, ref.Token)
+		cur.sealed, cur.pointer = sealed, ref.Pointer
+		o.m[ref.Token] = cur
+	}
 }
 
 func (o *openedValues) put(gen int64, ref PIIRef, sealed, value []byte) {
