@@ -40,13 +40,39 @@ const (
 	valueCachePerSubject = 4096     // values per subject
 )
 
-// keptValue is a value kept under its token, with everything else it was
-// opened for: a lookup must match all of it.
-type keptValue struct {
-	pointer       string
-	class         eventvault.PIIClass
-	version       int64
-	sealed, value []byte
+// KeptValue is a value a SubjectCipher opened and keeps, with everything
+// it was opened for: it is served only for all of it. A caller may hold on
+// to it as a hint for its next open of the same value (OpenValueAt); it
+// holds the plaintext only while the cipher keeps it: once dropped (the
+// key evicted, a newer generation seen) it holds none, so a hint kept in
+// another cache does not keep a value alive past its key. It prints
+// nothing of the value.
+type KeptValue struct {
+	owner   *openedValues
+	gen     int64
+	token   string
+	pointer string
+	class   eventvault.PIIClass
+	version int64
+	sealed  []byte
+	value   atomic.Pointer[[]byte] // nil once dropped
+}
+
+// String prints no value.
+func (k *KeptValue) String() string { return "crypto.KeptValue" }
+
+// serves reports whether k is a live value of o at generation gen for ref
+// and sealed, and returns it.
+func (k *KeptValue) serves(o *openedValues, gen int64, ref PIIRef, sealed []byte) ([]byte, bool) {
+	if k == nil || k.owner != o || k.gen != gen || k.version != ref.Version || k.token != ref.Token ||
+		k.pointer != ref.Pointer || k.class != ref.Class || !bytes.Equal(k.sealed, sealed) {
+		return nil, false
+	}
+	v := k.value.Load()
+	if v == nil {
+		return nil, false
+	}
+	return *v, true
 }
 
 // openedValues is a SubjectCipher's kept values.
@@ -56,67 +82,52 @@ type openedValues struct {
 	gen    int64 // the subject generation the values were opened at
 	dead   bool  // the key was evicted: keep nothing more
 	bytes  int64
-	m      map[string]keptValue // by token
+	m      map[string]*KeptValue // by token
 }
 
-func (o *openedValues) get(gen int64, ref PIIRef, sealed []byte) ([]byte, bool) {
+func (o *openedValues) get(gen int64, ref PIIRef, sealed []byte) (*KeptValue, []byte, bool) {
 	o.mu.RLock()
-	v, ok := o.m[ref.Token]
-	ok = ok && !o.dead && gen == o.gen
+	k := o.m[ref.Token]
 	o.mu.RUnlock()
-	if !ok || v.version != ref.Version || v.pointer != ref.Pointer || v.class != ref.Class || !bytes.Equal(v.sealed, sealed) {
-		return nil, false
-	}
-	if len(sealed) > 0 && &v.sealed[0] != &sealed[0] {
-		o.adopt(gen, ref, sealed, v)
-	}
-	return v.value, true
+	v, ok := k.serves(o, gen, ref, sealed)
+	return k, v, ok
 }
 
-// adopt keeps the caller's copies of the token and the sealed bytes (equal
-// to the kept ones) in place of the kept ones, so that the next lookups
-// compare pointers rather than bytes: readers that fetched the same value
-// concurrently hold equal copies, and the caller's is the one its cache
-// keeps.
-func (o *openedValues) adopt(gen int64, ref PIIRef, sealed []byte, v keptValue) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.dead || gen != o.gen {
-		return
-	}
-	if cur, ok := o.m[ref.Token]; ok && bytes.Equal(cur.sealed, sealed) {
-		delete(o.m, ref.Token)
-		cur.sealed, cur.pointer = sealed, ref.Pointer
-		o.m[ref.Token] = cur
-	}
-}
-
-func (o *openedValues) put(gen int64, ref PIIRef, sealed, value []byte) {
+func (o *openedValues) put(gen int64, ref PIIRef, sealed, value []byte) *KeptValue {
 	if o.budget == nil {
-		return
+		return nil
 	}
-	size := int64(len(sealed) + len(value) + len(ref.Token) + len(ref.Pointer) + 64)
+	size := int64(len(sealed) + len(value) + len(ref.Token) + len(ref.Pointer) + 128)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.dead || gen < o.gen {
-		return
+		return nil
 	}
 	if gen > o.gen {
 		o.dropLocked()
 		o.gen = gen
 	}
-	if _, ok := o.m[ref.Token]; ok || len(o.m) >= valueCachePerSubject {
-		return
+	if k, ok := o.m[ref.Token]; ok {
+		if _, ok := k.serves(o, gen, ref, sealed); ok {
+			return k // a concurrent reader kept it
+		}
+		return nil
+	}
+	if len(o.m) >= valueCachePerSubject {
+		return nil
 	}
 	if o.budget.Add(-size) < 0 {
 		o.budget.Add(size)
-		return
+		return nil
 	}
 	if o.m == nil {
-		o.m = map[string]keptValue{}
+		o.m = map[string]*KeptValue{}
 	}
-	o.m[ref.Token] = keptValue{pointer: ref.Pointer, class: ref.Class, version: ref.Version, sealed: sealed, value: value}
+	k := &KeptValue{owner: o, gen: gen, token: ref.Token, pointer: ref.Pointer, class: ref.Class, version: ref.Version, sealed: sealed}
+	k.value.Store(&value)
+	o.m[ref.Token] = k
 	o.bytes += size
+	return k
 }
 
 // drop forgets every kept value; dead also keeps none from now on.
@@ -130,6 +141,9 @@ func (o *openedValues) drop(dead bool) {
 func (o *openedValues) dropLocked() {
 	// References only: a reader may still be copying a value it got; the
 	// bytes go with the garbage collector, like any read's plaintext.
+	for _, k := range o.m {
+		k.value.Store(nil)
+	}
 	o.m = nil
 	if o.budget != nil {
 		o.budget.Add(o.bytes)
@@ -147,22 +161,27 @@ func (o *openedValues) len() int {
 // gen (eventvault.SubjectKeyState.Generation), keeping the value with the
 // key: a value this cipher opened before for the same ref, from the same
 // sealed bytes, at the same generation, is returned without an AEAD open.
-// The returned slice is shared: the caller must not modify it; nor may it
-// modify sealed afterwards, which the cipher keeps to recognise it (the
-// engine's ciphertexts are never modified once fetched).
+// hint, if not nil, is what an earlier call returned for the same value:
+// it spares the lookup when it still serves. It returns the value and the
+// KeptValue that keeps it (nil if none: the budget is spent, or the key
+// evicted). The returned slice is shared: the caller must not modify it;
+// nor may it modify sealed afterwards, which the cipher keeps to recognise
+// it (the engine's ciphertexts are never modified once fetched).
 // Errors: those of OpenValue.
-func (c *SubjectCipher) OpenValueAt(gen int64, ref PIIRef, sealed []byte) ([]byte, error) {
+func (c *SubjectCipher) OpenValueAt(gen int64, ref PIIRef, sealed []byte, hint *KeptValue) ([]byte, *KeptValue, error) {
 	if ref.Tenant == c.tenant && ref.Subject == c.subject {
-		if v, ok := c.values.get(gen, ref, sealed); ok {
-			return v, nil
+		if v, ok := hint.serves(c.values, gen, ref, sealed); ok {
+			return v, hint, nil
+		}
+		if k, v, ok := c.values.get(gen, ref, sealed); ok {
+			return v, k, nil
 		}
 	}
 	v, err := c.OpenValue(ref, sealed)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	c.values.put(gen, ref, sealed, v)
-	return v, nil
+	return v, c.values.put(gen, ref, sealed, v), nil
 }
 
 // CachedValues reports how many opened values the cache keeps with the

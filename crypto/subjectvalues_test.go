@@ -13,7 +13,7 @@ import (
 // cipher keeps it) and then presents it again as an attacker would: moved
 // to another tenant, subject, token, pointer, class or version, altered,
 // or at another subject generation. Every move still fails authentication
-// exactly as OpenValue does; only the very ref, sealed bytes and
+// exactly as OpenValue does, even with the hint of the kept value; only the very ref, sealed bytes and
 // generation are served from the kept values; a newer generation (a
 // rectification) drops them; drop(true) (the key's eviction) drops them
 // and keeps none after; the byte budget bounds them and comes back.
@@ -28,12 +28,15 @@ func TestKeptValuesAreOnlyAMemoOfOpenValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.OpenValueAt(7, ref, sealed)
-	if err != nil || !bytes.Equal(got, value) || c.values.len() != 1 {
+	got, kept, err := c.OpenValueAt(7, ref, sealed, nil)
+	if err != nil || !bytes.Equal(got, value) || c.values.len() != 1 || kept == nil {
 		t.Fatalf("first open: %q, %v, %d kept", got, err, c.values.len())
 	}
-	if v, ok := c.values.get(7, ref, sealed); !ok || !bytes.Equal(v, value) {
+	if _, v, ok := c.values.get(7, ref, sealed); !ok || !bytes.Equal(v, value) {
 		t.Fatal("the value opened at generation 7 is not kept")
+	}
+	if v, k, err := c.OpenValueAt(7, ref, sealed, kept); err != nil || k != kept || !bytes.Equal(v, value) {
+		t.Fatalf("open with its own hint: %q, %v", v, err)
 	}
 	moves := map[string]func(PIIRef) PIIRef{
 		"tenant":  func(r PIIRef) PIIRef { r.Tenant = "globex"; return r },
@@ -44,45 +47,50 @@ func TestKeptValuesAreOnlyAMemoOfOpenValue(t *testing.T) {
 		"version": func(r PIIRef) PIIRef { r.Version = 2; return r },
 	}
 	for name, move := range moves {
-		if v, err := c.OpenValueAt(7, move(ref), sealed); !errors.Is(err, ErrAuthentication) {
-			t.Errorf("kept value moved to another %s: %q, %v, want ErrAuthentication", name, v, err)
+		if v, _, err := c.OpenValueAt(7, move(ref), sealed, kept); !errors.Is(err, ErrAuthentication) {
+			t.Errorf("kept value moved to another %s (with its hint): %q, %v, want ErrAuthentication", name, v, err)
 		}
 	}
 	altered := bytes.Clone(sealed)
 	altered[len(altered)-1] ^= 1
-	if v, err := c.OpenValueAt(7, ref, altered); !errors.Is(err, ErrAuthentication) {
+	if v, _, err := c.OpenValueAt(7, ref, altered, kept); !errors.Is(err, ErrAuthentication) {
 		t.Errorf("kept value, altered ciphertext: %q, %v, want ErrAuthentication", v, err)
 	}
 	// Another ciphertext sealed for the same ref (a second seal) opens
 	// from the AEAD, not from the kept bytes of the first.
-	if _, ok := c.values.get(7, ref, altered); ok {
+	if _, _, ok := c.values.get(7, ref, altered); ok {
 		t.Error("a kept value was served for other sealed bytes")
 	}
-	if _, ok := c.values.get(6, ref, sealed); ok {
+	if _, _, ok := c.values.get(6, ref, sealed); ok {
 		t.Error("a kept value was served at an older generation")
 	}
 	// A read at generation 8 (a rectification somewhere) drops them all.
-	if _, err := c.OpenValueAt(8, moves["token"](ref), sealed); err == nil {
+	if _, _, err := c.OpenValueAt(8, moves["token"](ref), sealed, kept); err == nil {
 		t.Fatal("moved value opened")
 	}
 	rectified := ref
 	rectified.Version = 2
 	sealed2, _ := c.SealValue(rectified, []byte(`"jane@new.example"`))
-	if _, err := c.OpenValueAt(8, rectified, sealed2); err != nil {
+	if _, _, err := c.OpenValueAt(8, rectified, sealed2, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := c.values.get(7, ref, sealed); ok || c.values.len() != 1 {
+	if _, _, ok := c.values.get(7, ref, sealed); ok || c.values.len() != 1 || kept.value.Load() != nil {
 		t.Errorf("after a read at generation 8, %d kept, the value of generation 7 still served: %v", c.values.len(), ok)
 	}
 	if budget.Load() >= valueCacheBytes {
 		t.Error("kept values spend no budget")
 	}
-	// The key's eviction drops them, returns the budget, keeps none after.
+	// The key's eviction drops them, returns the budget, keeps none after;
+	// a hint held elsewhere then holds no value.
+	_, kept, _ = c.OpenValueAt(8, rectified, sealed2, nil)
 	c.values.drop(true)
+	if kept == nil || kept.value.Load() != nil {
+		t.Fatal("a hint still holds its value after the key's eviction")
+	}
 	if c.values.len() != 0 || budget.Load() != valueCacheBytes {
 		t.Fatalf("after eviction: %d kept, budget %d", c.values.len(), budget.Load())
 	}
-	if v, err := c.OpenValueAt(8, rectified, sealed2); err != nil || !bytes.Equal(v, []byte(`"jane@new.example"`)) || c.values.len() != 0 {
+	if v, k, err := c.OpenValueAt(8, rectified, sealed2, nil); err != nil || !bytes.Equal(v, []byte(`"jane@new.example"`)) || c.values.len() != 0 || k != nil {
 		t.Fatalf("an evicted cipher still opens (%q, %v) but must keep nothing: %d kept", v, err, c.values.len())
 	}
 	// A spent budget keeps nothing.
@@ -91,7 +99,7 @@ func TestKeptValuesAreOnlyAMemoOfOpenValue(t *testing.T) {
 	d.values.budget.Store(10)
 	ref.Version = 1
 	sealed3, _ := d.SealValue(ref, value)
-	if _, err := d.OpenValueAt(1, ref, sealed3); err != nil || d.values.len() != 0 || d.values.budget.Load() != 10 {
+	if _, _, err := d.OpenValueAt(1, ref, sealed3, nil); err != nil || d.values.len() != 0 || d.values.budget.Load() != 10 {
 		t.Fatalf("over budget: %v, %d kept, budget %d", err, d.values.len(), d.values.budget.Load())
 	}
 }

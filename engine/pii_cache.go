@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/eventvault/eventvault"
+	evcrypto "github.com/eventvault/eventvault/crypto"
 )
 
 // piiCache keeps, per event, its decoded manifest and the ciphertext of
@@ -38,6 +39,10 @@ type cachedValue struct {
 	version    int64
 	generation int64
 	ciphertext []byte
+	// kept is what the subject's cipher returned when it last opened the
+	// value: a hint that spares its lookup (it holds the value only as
+	// long as the subject key's cache entry keeps it).
+	kept *evcrypto.KeptValue
 }
 
 // Bounds of the cache of personal values' ciphertext.
@@ -70,6 +75,13 @@ func newEventPII(m []byte) (*eventPII, error) {
 	}
 	slices.SortFunc(entries, func(a, b manifestEntry) int { return a.Offset - b.Offset })
 	return &eventPII{manifest: bytes.Clone(m), subjects: subjects, entries: entries, values: make([]cachedValue, len(entries))}, nil
+}
+
+// clone returns a copy of ep whose values may be changed.
+func (ep *eventPII) clone() *eventPII {
+	c := *ep
+	c.values = slices.Clone(ep.values)
+	return &c
 }
 
 // get returns the cached entry of an event, or nil.

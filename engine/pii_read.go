@@ -228,7 +228,13 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			continue
 		}
 		data := events[i].Data
-		out := make([]byte, 0, len(data)+len(data)/2)
+		size := len(data)
+		for k, en := range ep.entries {
+			// A value is shorter than its ciphertext; the redacted and
+			// erased forms are at most the token and 32 bytes.
+			size += max(len(ep.values[k].ciphertext), len(en.Token)+32)
+		}
+		out := make([]byte, 0, size)
 		last := 0
 		for k, en := range ep.entries {
 			start, end := en.Offset, en.Offset+len(en.Token)+2
@@ -248,7 +254,13 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 				out = append(append(append(out, `{"token":"`...), en.Token...), `","redacted":true}`...)
 			default:
 				v := ep.values[k]
-				with, err := ps.cipher.OpenValueAt(ps.state.Generation, evcrypto.PIIRef{Tenant: tenant, Subject: en.Subject, Token: en.Token, Pointer: en.Pointer, Class: en.Class, Version: v.version}, v.ciphertext)
+				with, kept, err := ps.cipher.OpenValueAt(ps.state.Generation, evcrypto.PIIRef{Tenant: tenant, Subject: en.Subject, Token: en.Token, Pointer: en.Pointer, Class: en.Class, Version: v.version}, v.ciphertext, v.kept)
+				if kept != v.kept && kept != nil {
+					if !changed[i] {
+						ep, changed[i] = ep.clone(), true
+					}
+					ep.values[k].kept = kept
+				}
 				if err != nil {
 					e.piiCache.remove(tenant, events[i].ID)
 					return nil, fmt.Errorf("event %s: %w", events[i].ID, err)
