@@ -61,6 +61,14 @@ type KeptValue struct {
 // String prints no value.
 func (k *KeptValue) String() string { return "crypto.KeptValue" }
 
+// Place returns the token, pointer and sealed bytes k was opened for (no
+// secret: the sealed bytes are ciphertext). A caller that swaps its equal
+// copies for these makes its next OpenValueAt with k as hint compare
+// pointers rather than bytes; it must not modify them.
+func (k *KeptValue) Place() (token, pointer string, sealed []byte) {
+	return k.token, k.pointer, k.sealed
+}
+
 // serves reports whether k is a live value of o at generation gen for ref
 // and sealed, and returns it.
 func (k *KeptValue) serves(o *openedValues, gen int64, ref PIIRef, sealed []byte) ([]byte, bool) {

@@ -77,10 +77,10 @@ func newEventPII(m []byte) (*eventPII, error) {
 	return &eventPII{manifest: bytes.Clone(m), subjects: subjects, entries: entries, values: make([]cachedValue, len(entries))}, nil
 }
 
-// clone returns a copy of ep whose values may be changed.
+// clone returns a copy of ep whose entries and values may be changed.
 func (ep *eventPII) clone() *eventPII {
 	c := *ep
-	c.values = slices.Clone(ep.values)
+	c.entries, c.values = slices.Clone(ep.entries), slices.Clone(ep.values)
 	return &c
 }
 

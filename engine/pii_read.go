@@ -235,7 +235,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			size += max(len(ep.values[k].ciphertext), len(en.Token)+32)
 		}
 		out := make([]byte, 0, size)
-		last := 0
+		last, owned := 0, false // owned: ep is this read's copy
 		for k, en := range ep.entries {
 			start, end := en.Offset, en.Offset+len(en.Token)+2
 			if start < last || end > len(data) || data[start] != '"' || data[end-1] != '"' || string(data[start+1:end-1]) != en.Token {
@@ -256,10 +256,15 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 				v := ep.values[k]
 				with, kept, err := ps.cipher.OpenValueAt(ps.state.Generation, evcrypto.PIIRef{Tenant: tenant, Subject: en.Subject, Token: en.Token, Pointer: en.Pointer, Class: en.Class, Version: v.version}, v.ciphertext, v.kept)
 				if kept != v.kept && kept != nil {
-					if !changed[i] {
-						ep, changed[i] = ep.clone(), true
+					// Keep the hint, and the kept copies of what it was
+					// opened for (equal to ours: it served them), so that
+					// the next read compares pointers, not bytes.
+					if !owned {
+						ep, changed[i], owned = ep.clone(), true, true
 					}
-					ep.values[k].kept = kept
+					tok, ptr, sealed := kept.Place()
+					ep.values[k].kept, ep.values[k].token, ep.values[k].ciphertext = kept, tok, sealed
+					ep.entries[k].Token, ep.entries[k].Pointer = tok, ptr
 				}
 				if err != nil {
 					e.piiCache.remove(tenant, events[i].ID)
