@@ -223,38 +223,36 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		}
 		ps.cipher = c
 	}
+	var withs [][]byte // what replaces each token of an event
 	for i, ep := range pages {
 		if ep == nil {
 			continue
 		}
 		data := events[i].Data
-		size := len(data)
-		for k, en := range ep.entries {
-			// A value is shorter than its ciphertext; the redacted and
-			// erased forms are at most the token and 32 bytes.
-			size += max(len(ep.values[k].ciphertext), len(en.Token)+32)
-		}
-		out := make([]byte, 0, size)
-		last, owned := 0, false // owned: ep is this read's copy
+		withs = withs[:0]
+		owned := false // ep is this read's copy
 		for k, en := range ep.entries {
 			start, end := en.Offset, en.Offset+len(en.Token)+2
-			if start < last || end > len(data) || data[start] != '"' || data[end-1] != '"' || string(data[start+1:end-1]) != en.Token {
+			if (k > 0 && start < ep.entries[k-1].Offset+len(ep.entries[k-1].Token)+2) || start < 0 || end > len(data) ||
+				data[start] != '"' || data[end-1] != '"' || string(data[start+1:end-1]) != en.Token {
 				return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("event %s does not hold the token its manifest names", events[i].ID)}
 			}
-			out = append(out, data[last:start]...)
-			last = end
 			ps, act := subs[subBases[i]+en.subjectIndex], acts[bases[i]+k]
 			if (act == fieldDecrypt || act == fieldMask) && ps.cipher == nil {
 				act = fieldErased
 			}
 			switch act {
 			case fieldErased:
-				out = append(out, `{"erased":true}`...)
+				withs = append(withs, erasedForm)
 			case fieldRedact:
-				out = append(append(append(out, `{"token":"`...), en.Token...), `","redacted":true}`...)
+				withs = append(withs, append(append(append(make([]byte, 0, len(en.Token)+32), `{"token":"`...), en.Token...), `","redacted":true}`...))
 			default:
 				v := ep.values[k]
 				with, kept, err := ps.cipher.OpenValueAt(ps.state.Generation, evcrypto.PIIRef{Tenant: tenant, Subject: en.Subject, Token: en.Token, Pointer: en.Pointer, Class: en.Class, Version: v.version}, v.ciphertext, v.kept)
+				if err != nil {
+					e.piiCache.remove(tenant, events[i].ID)
+					return nil, fmt.Errorf("event %s: %w", events[i].ID, err)
+				}
 				if kept != v.kept && kept != nil {
 					// Keep the hint, and the kept copies of what it was
 					// opened for (equal to ours: it served them), so that
@@ -266,18 +264,14 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 					ep.values[k].kept, ep.values[k].token, ep.values[k].ciphertext = kept, tok, sealed
 					ep.entries[k].Token, ep.entries[k].Pointer = tok, ptr
 				}
-				if err != nil {
-					e.piiCache.remove(tenant, events[i].ID)
-					return nil, fmt.Errorf("event %s: %w", events[i].ID, err)
-				}
 				if act == fieldMask {
 					with = maskValue(en.Class, with)
 				}
-				out = append(out, with...)
+				withs = append(withs, with)
 				ps.reads++
 			}
 		}
-		events[i].Data = append(out, data[last:]...)
+		events[i].Data = splice(data, ep.entries, withs)
 		if changed[i] {
 			e.piiCache.put(tenant, events[i].ID, ep)
 		}
