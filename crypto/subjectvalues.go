@@ -192,6 +192,10 @@ func (c *SubjectCipher) OpenValueAt(gen int64, ref PIIRef, sealed []byte, hint *
 	return v, c.values.put(gen, ref, sealed, v), nil
 }
 
+// KeptValues reports how many opened values c keeps: for tests that check
+// an evicted cipher keeps none.
+func (c *SubjectCipher) KeptValues() int { return c.values.len() }
+
 // CachedValues reports how many opened values the cache keeps with the
 // subject's key: for tests that check an erased or rectified subject's
 // values are gone from it.
@@ -200,5 +204,24 @@ func (s *SubjectKeys) CachedValues(tenant eventvault.TenantID, subject eventvaul
 	if !ok || e.subjectCipher == nil {
 		return 0
 	}
-	return e.subjectCipher.values.len()
+	return e.subjectCipher.KeptValues()
+}
+
+// KeepsValue reports whether the cache keeps, with the subject's key, an
+// opened value that contains needle: for tests that look for a canary
+// value in every cache after an erasure or a rectification.
+func (s *SubjectKeys) KeepsValue(tenant eventvault.TenantID, subject eventvault.Pseudonym, needle []byte) bool {
+	e, ok := s.k.cache.Peek(cacheKey{kind: cacheSubject, tenant: tenant, subject: subject})
+	if !ok || e.subjectCipher == nil {
+		return false
+	}
+	o := e.subjectCipher.values
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	for _, k := range o.m {
+		if v := k.value.Load(); v != nil && bytes.Contains(*v, needle) {
+			return true
+		}
+	}
+	return false
 }
