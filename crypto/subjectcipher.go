@@ -29,8 +29,9 @@ type PIIRef struct {
 
 // SubjectCipher seals and opens the personal values of one data subject
 // with the subject's key (level 2, wrapped by the tenant KEK). It holds the
-// key only inside its AEAD and MAC state; it prints no key bytes. It is
-// safe for concurrent use.
+// key only inside its AEAD and MAC state; it prints no key bytes. It keeps
+// the values OpenValueAt opened, for as long as the Keyring's cache keeps
+// it (subjectvalues.go). It is safe for concurrent use.
 type SubjectCipher struct {
 	tenant  eventvault.TenantID
 	subject eventvault.Pseudonym
