@@ -3,6 +3,7 @@ package crypto
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 
@@ -101,5 +102,47 @@ func TestKeptValuesAreOnlyAMemoOfOpenValue(t *testing.T) {
 	sealed3, _ := d.SealValue(ref, value)
 	if _, _, err := d.OpenValueAt(1, ref, sealed3, nil); err != nil || d.values.len() != 0 || d.values.budget.Load() != 10 {
 		t.Fatalf("over budget: %v, %d kept, budget %d", err, d.values.len(), d.values.budget.Load())
+	}
+}
+
+// TestKeptValuesUnderConcurrentReadsAndEviction opens one value from many
+// goroutines, with hints, while another drops the kept values (newer
+// generations, then the key's eviction): every open returns the value
+// (run with -race for the data races).
+func TestKeptValuesUnderConcurrentReadsAndEviction(t *testing.T) {
+	c, _ := newTestSubjectCipher(t, "acme", "p-alice")
+	c.values.budget = new(atomic.Int64)
+	c.values.budget.Store(valueCacheBytes)
+	ref := PIIRef{Tenant: "acme", Subject: "p-alice", Token: "evpii_aaaaaaaaaaaaaaaaaaaaaaaaaa", Pointer: "/email", Class: eventvault.PIIEmail, Version: 1}
+	value := []byte(`"jane@example.com"`)
+	sealed, err := c.SealValue(ref, value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			var hint *KeptValue
+			for i := range 500 {
+				v, k, err := c.OpenValueAt(int64(i/100), ref, sealed, hint)
+				if err != nil || !bytes.Equal(v, value) {
+					done <- fmt.Errorf("goroutine %d, open %d: %q, %v", g, i, v, err)
+					return
+				}
+				hint = k
+			}
+			done <- nil
+		}()
+	}
+	for i := range 50 {
+		c.values.drop(i == 49)
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.values.len() != 0 || c.values.budget.Load() != valueCacheBytes {
+		t.Fatalf("after eviction: %d kept, budget %d", c.values.len(), c.values.budget.Load())
 	}
 }
