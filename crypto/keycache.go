@@ -116,6 +116,11 @@ func (k *Keyring) fill(gen uint64, key cacheKey, e cacheEntry) {
 			// eviction callback on a replacement): its values go too.
 			old.subjectCipher.values.drop(true)
 		}
+		if e.subjectCipher != nil {
+			// Only a cipher the cache holds keeps values: they then go
+			// with its entry (subjectvalues.go).
+			e.subjectCipher.values.enable(&k.valueBudget)
+		}
 		k.cache.Add(key, e)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync/atomic"
 
 	"github.com/eventvault/eventvault"
 	"github.com/google/uuid"
@@ -47,7 +46,7 @@ type SubjectCipher struct {
 // they are never rotated (a KEK rotation would re-wrap them).
 const subjectKeyVersion = 1
 
-func newSubjectCipher(tenant eventvault.TenantID, subject eventvault.Pseudonym, keyID uuid.UUID, key []byte, rand io.Reader, budget *atomic.Int64) (*SubjectCipher, error) {
+func newSubjectCipher(tenant eventvault.TenantID, subject eventvault.Pseudonym, keyID uuid.UUID, key []byte, rand io.Reader) (*SubjectCipher, error) {
 	aead, err := chacha20poly1305.NewX(key)
 	if err != nil {
 		return nil, err
@@ -57,7 +56,7 @@ func newSubjectCipher(tenant eventvault.TenantID, subject eventvault.Pseudonym, 
 		return nil, err
 	}
 	c := &SubjectCipher{tenant: tenant, subject: subject, keyID: keyID, aead: aead, macKey: new([32]byte), rand: rand}
-	c.values = &openedValues{budget: budget}
+	c.values = &openedValues{}
 	copy(c.macKey[:], mk)
 	clear(mk)
 	return c, nil

@@ -15,7 +15,7 @@ import (
 func newTestSubjectCipher(t *testing.T, tenant eventvault.TenantID, subject eventvault.Pseudonym) (*SubjectCipher, []byte) {
 	t.Helper()
 	key := randomBytes(t, keySize)
-	c, err := newSubjectCipher(tenant, subject, uuid.New(), key, crand.Reader, nil)
+	c, err := newSubjectCipher(tenant, subject, uuid.New(), key, crand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}

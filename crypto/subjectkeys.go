@@ -144,7 +144,7 @@ func (s *SubjectKeys) openSubjectKey(ctx context.Context, tenant eventvault.Tena
 		return nil, err
 	}
 	defer clear(key)
-	c, err := newSubjectCipher(tenant, subject, wk.ID, key, s.k.rand, &s.k.valueBudget)
+	c, err := newSubjectCipher(tenant, subject, wk.ID, key, s.k.rand)
 	if err != nil {
 		return nil, internalError(op, err, "could not use a subject key")
 	}

@@ -85,7 +85,7 @@ func (k *KeptValue) serves(o *openedValues, gen int64, ref PIIRef, sealed []byte
 
 // openedValues is a SubjectCipher's kept values.
 type openedValues struct {
-	budget *atomic.Int64 // the Keyring's bytes left; nil keeps nothing
+	budget *atomic.Int64 // the Keyring's bytes left; nil (not in the cache) keeps nothing
 	mu     sync.RWMutex
 	gen    int64 // the subject generation the values were opened at
 	dead   bool  // the key was evicted: keep nothing more
@@ -102,13 +102,10 @@ func (o *openedValues) get(gen int64, ref PIIRef, sealed []byte) (*KeptValue, []
 }
 
 func (o *openedValues) put(gen int64, ref PIIRef, sealed, value []byte) *KeptValue {
-	if o.budget == nil {
-		return nil
-	}
 	size := int64(len(sealed) + len(value) + len(ref.Token) + len(ref.Pointer) + 128)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.dead || gen < o.gen {
+	if o.budget == nil || o.dead || gen < o.gen {
 		return nil
 	}
 	if gen > o.gen {
@@ -136,6 +133,18 @@ func (o *openedValues) put(gen int64, ref PIIRef, sealed, value []byte) *KeptVal
 	o.m[ref.Token] = k
 	o.bytes += size
 	return k
+}
+
+// enable lets o keep values, spending budget: the Keyring calls it when it
+// puts the cipher in its cache. A cipher the cache never held (a load that
+// raced an eviction) keeps nothing, so no value is kept that an eviction
+// could not reach.
+func (o *openedValues) enable(budget *atomic.Int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.dead && o.budget == nil {
+		o.budget = budget
+	}
 }
 
 // drop forgets every kept value; dead also keeps none from now on.

@@ -17,7 +17,8 @@ import (
 // exactly as OpenValue does, even with the hint of the kept value; only the very ref, sealed bytes and
 // generation are served from the kept values; a newer generation (a
 // rectification) drops them; drop(true) (the key's eviction) drops them
-// and keeps none after; the byte budget bounds them and comes back.
+// and keeps none after; a cipher outside the cache keeps none; the byte
+// budget bounds them and comes back.
 func TestKeptValuesAreOnlyAMemoOfOpenValue(t *testing.T) {
 	c, _ := newTestSubjectCipher(t, "acme", "p-alice")
 	budget := new(atomic.Int64)
@@ -93,6 +94,12 @@ func TestKeptValuesAreOnlyAMemoOfOpenValue(t *testing.T) {
 	}
 	if v, k, err := c.OpenValueAt(8, rectified, sealed2, nil); err != nil || !bytes.Equal(v, []byte(`"jane@new.example"`)) || c.values.len() != 0 || k != nil {
 		t.Fatalf("an evicted cipher still opens (%q, %v) but must keep nothing: %d kept", v, err, c.values.len())
+	}
+	// A cipher the Keyring's cache never held (not enabled) keeps nothing.
+	u, _ := newTestSubjectCipher(t, "acme", "p-alice")
+	sealedU, _ := u.SealValue(ref, value)
+	if v, k, err := u.OpenValueAt(1, ref, sealedU, nil); err != nil || !bytes.Equal(v, value) || k != nil || u.values.len() != 0 {
+		t.Fatalf("a cipher outside the cache: %q, %v, kept %v, %d", v, err, k, u.values.len())
 	}
 	// A spent budget keeps nothing.
 	d, _ := newTestSubjectCipher(t, "acme", "p-alice")
