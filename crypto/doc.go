@@ -81,6 +81,12 @@
 //     temporary key slices are zeroed, but Go cannot promise that no copy
 //     remains (AEAD state, garbage collector), and a cached tenant KEK keeps
 //     working after the tenant is shredded until EvictTenant or the TTL.
+//     Personal values a SubjectCipher opened are kept inside the subject
+//     key's cache entry (subjectvalues.go): no exposure beyond the key and
+//     the cached ciphertext that already give them, served only for the
+//     very place and sealed bytes they were opened from, and gone with the
+//     key's entry (eviction, erasure, LRU bound, TTL) or at a newer subject
+//     generation (docs/pii.md).
 //
 // # Formats (version 1)
 //

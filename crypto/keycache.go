@@ -111,6 +111,16 @@ func (k *Keyring) fill(gen uint64, key cacheKey, e cacheEntry) {
 	k.evictMu.RLock()
 	defer k.evictMu.RUnlock()
 	if k.gen == gen {
+		if old, ok := k.cache.Peek(key); ok && old.subjectCipher != nil && old.subjectCipher != e.subjectCipher {
+			// Another key row replaces it (the cache does not call the
+			// eviction callback on a replacement): its values go too.
+			old.subjectCipher.values.drop(true)
+		}
+		if e.subjectCipher != nil {
+			// Only a cipher the cache holds keeps values: they then go
+			// with its entry (subjectvalues.go).
+			e.subjectCipher.values.enable(&k.valueBudget)
+		}
 		k.cache.Add(key, e)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eventvault/eventvault"
@@ -78,6 +79,10 @@ type Keyring struct {
 
 	kekLoads    flight[*tenantKEK]
 	streamLoads flight[*StreamCipher]
+
+	// valueBudget is the bytes of opened personal values the subject keys'
+	// cache entries may still keep (subjectvalues.go).
+	valueBudget atomic.Int64
 }
 
 // String names the keyring and how many keys it caches; it prints no key
@@ -112,14 +117,21 @@ func NewKeyring(root RootKeyProvider, keys eventvault.KeyStore, opts KeyringOpti
 	if opts.Rand != nil {
 		rand = &lockedReader{r: opts.Rand}
 	}
-	return &Keyring{
-		root:  root,
-		keys:  keys,
-		rand:  rand,
-		cache: expirable.NewLRU[cacheKey, cacheEntry](opts.CacheSize, nil, opts.TTL),
+	k := &Keyring{
+		root: root,
+		keys: keys,
+		rand: rand,
 
 		onLookup: opts.OnCacheLookup,
 	}
+	k.valueBudget.Store(valueCacheBytes)
+	// An evicted or expired subject key takes the values it opened along.
+	k.cache = expirable.NewLRU(opts.CacheSize, func(_ cacheKey, e cacheEntry) {
+		if e.subjectCipher != nil {
+			e.subjectCipher.values.drop(true)
+		}
+	}, opts.TTL)
+	return k
 }
 
 // StreamCipher returns the cipher of the stream's key, creating the tenant

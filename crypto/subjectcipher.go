@@ -28,8 +28,9 @@ type PIIRef struct {
 
 // SubjectCipher seals and opens the personal values of one data subject
 // with the subject's key (level 2, wrapped by the tenant KEK). It holds the
-// key only inside its AEAD and MAC state; it prints no key bytes. It is
-// safe for concurrent use.
+// key only inside its AEAD and MAC state; it prints no key bytes. It keeps
+// the values OpenValueAt opened, for as long as the Keyring's cache keeps
+// it (subjectvalues.go). It is safe for concurrent use.
 type SubjectCipher struct {
 	tenant  eventvault.TenantID
 	subject eventvault.Pseudonym
@@ -37,6 +38,8 @@ type SubjectCipher struct {
 	aead    cipher.AEAD
 	macKey  *[32]byte
 	rand    io.Reader
+	// values are the values this cipher opened (subjectvalues.go).
+	values *openedValues
 }
 
 // subjectKeyVersion is the version of every subject key: like stream keys,
@@ -53,6 +56,7 @@ func newSubjectCipher(tenant eventvault.TenantID, subject eventvault.Pseudonym, 
 		return nil, err
 	}
 	c := &SubjectCipher{tenant: tenant, subject: subject, keyID: keyID, aead: aead, macKey: new([32]byte), rand: rand}
+	c.values = &openedValues{}
 	copy(c.macKey[:], mk)
 	clear(mk)
 	return c, nil

@@ -105,7 +105,12 @@ func (s *SubjectKeys) OpenSubjectCipher(ctx context.Context, tenant eventvault.T
 	const op = "crypto.SubjectKeys.OpenSubjectCipher"
 	ck := cacheKey{kind: cacheSubject, tenant: tenant, subject: subject}
 	if len(wk.Ciphertext) == 0 {
-		s.EvictSubject(tenant, subject)
+		// Evict only what is there: every read of an erased subject's
+		// places comes here, and an eviction also voids the loads in
+		// flight of every other key.
+		if s.Cached(tenant, subject) {
+			s.EvictSubject(tenant, subject)
+		}
 		return nil, &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: "the data subject's key was destroyed: their personal values can no longer be read"}
 	}
 	fp := rowFingerprint(wk)

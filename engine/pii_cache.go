@@ -1,28 +1,33 @@
 package engine
 
 import (
+	"bytes"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/eventvault/eventvault"
+	evcrypto "github.com/eventvault/eventvault/crypto"
 )
 
-// piiCache keeps the ciphertext of personal values a read fetched, so that
-// the next read of the same events fetches only their subjects' states:
-// one small round trip rather than a row per value. It holds ciphertext,
+// piiCache keeps, per event, its decoded manifest and the ciphertext of
+// personal values a read fetched, so that the next read of the same events
+// neither decodes their manifests again nor fetches their values: one
+// small round trip for their subjects' states rather than a row per value.
+// A decoded manifest is used only for the very manifest bytes it was
+// decoded from (the ones just opened, authenticated, from the event). It holds ciphertext,
 // never a value: a cached entry opens only with its subject's key, which
 // every read takes from the key row it reads with the page (fail closed),
 // so an erased subject's cached entries open for no one. An entry is used
 // only at the generation of the subject it was fetched at; a
 // rectification moves the generation on, and the value is fetched again.
 type piiCache struct {
-	lru *expirable.LRU[piiCacheKey, []cachedValue]
+	lru *expirable.LRU[piiCacheKey, *eventPII]
 }
 
-// Entries are per event, one value per entry of its manifest (in order),
-// so that a page costs one lookup per event.
+// Entries are per event, so that a page costs one lookup per event.
 type piiCacheKey struct {
 	tenant eventvault.TenantID
 	event  uuid.UUID
@@ -34,6 +39,10 @@ type cachedValue struct {
 	version    int64
 	generation int64
 	ciphertext []byte
+	// kept is what the subject's cipher returned when it last opened the
+	// value: a hint that spares its lookup (it holds the value only as
+	// long as the subject key's cache entry keeps it).
+	kept *evcrypto.KeptValue
 }
 
 // Bounds of the cache of personal values' ciphertext.
@@ -43,18 +52,45 @@ const (
 )
 
 func newPIICache() *piiCache {
-	return &piiCache{lru: expirable.NewLRU[piiCacheKey, []cachedValue](piiCacheSize, nil, piiCacheTTL)}
+	return &piiCache{lru: expirable.NewLRU[piiCacheKey, *eventPII](piiCacheSize, nil, piiCacheTTL)}
 }
 
-// get returns the cached values of an event's manifest, in its order; a
-// zero value where none was fetched. The caller checks each against the
-// entry (token, subject) and the subject's generation.
-func (c *piiCache) get(tenant eventvault.TenantID, event uuid.UUID) []cachedValue {
+// eventPII is an event's decoded manifest and the ciphertext of its values.
+// It is never modified once made: readers share it.
+type eventPII struct {
+	manifest []byte                 // the manifest's bytes, as sealed
+	subjects []eventvault.Pseudonym // the manifest's subjects, in its order
+	entries  []manifestEntry        // by offset
+	// values holds one per entry: a zero value where none was fetched.
+	// The caller checks each against the entry (token, subject) and the
+	// subject's generation (cachedValue.fresh).
+	values []cachedValue
+}
+
+// newEventPII decodes manifest m, entries sorted by offset.
+func newEventPII(m []byte) (*eventPII, error) {
+	subjects, entries, err := decodeManifest(m)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(entries, func(a, b manifestEntry) int { return a.Offset - b.Offset })
+	return &eventPII{manifest: bytes.Clone(m), subjects: subjects, entries: entries, values: make([]cachedValue, len(entries))}, nil
+}
+
+// clone returns a copy of ep whose entries and values may be changed.
+func (ep *eventPII) clone() *eventPII {
+	c := *ep
+	c.entries, c.values = slices.Clone(ep.entries), slices.Clone(ep.values)
+	return &c
+}
+
+// get returns the cached entry of an event, or nil.
+func (c *piiCache) get(tenant eventvault.TenantID, event uuid.UUID) *eventPII {
 	v, _ := c.lru.Get(piiCacheKey{tenant, event})
 	return v
 }
 
-func (c *piiCache) put(tenant eventvault.TenantID, event uuid.UUID, v []cachedValue) {
+func (c *piiCache) put(tenant eventvault.TenantID, event uuid.UUID, v *eventPII) {
 	c.lru.Add(piiCacheKey{tenant, event}, v)
 }
 

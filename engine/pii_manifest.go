@@ -29,6 +29,9 @@ type manifestEntry struct {
 	Class   eventvault.PIIClass
 	Subject eventvault.Pseudonym
 	Offset  int
+	// subjectIndex is, once decoded, Subject's index in the manifest's
+	// list of subjects.
+	subjectIndex int
 }
 
 const manifestVersion = 1
@@ -108,30 +111,30 @@ func (r *manifestReader) bytes() string {
 	return s
 }
 
-// decodeManifest reads a manifest, appending its entries to out.
-func decodeManifest(m []byte, out []manifestEntry) ([]manifestEntry, error) {
+// decodeManifest reads a manifest: its subjects and its entries, in order.
+func decodeManifest(m []byte) ([]eventvault.Pseudonym, []manifestEntry, error) {
 	if len(m) == 0 || m[0] != manifestVersion {
-		return out, errManifest
+		return nil, nil, errManifest
 	}
 	r := manifestReader{b: m[1:]}
 	subjects := make([]eventvault.Pseudonym, r.uvarint())
 	for i := range subjects {
 		subjects[i] = eventvault.Pseudonym(r.bytes())
 	}
-	n := r.uvarint()
-	for range n {
+	out := make([]manifestEntry, r.uvarint())
+	for i := range out {
 		si := r.uvarint()
-		e := manifestEntry{Pointer: r.bytes(), Token: r.bytes()}
+		e := manifestEntry{Pointer: r.bytes(), Token: r.bytes(), subjectIndex: si}
 		if r.err != nil || si >= len(subjects) || len(r.b) == 0 || int(r.b[0]) >= len(manifestClasses) {
-			return out, errManifest
+			return nil, nil, errManifest
 		}
 		e.Subject, e.Class = subjects[si], manifestClasses[r.b[0]]
 		r.b = r.b[1:]
 		e.Offset = r.offset()
-		out = append(out, e)
+		out[i] = e
 	}
 	if r.err != nil || len(r.b) != 0 {
-		return out, errManifest
+		return nil, nil, errManifest
 	}
-	return out, nil
+	return subjects, out, nil
 }

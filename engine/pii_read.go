@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -45,9 +46,25 @@ func policyDecider(p eventvault.Principal) piiDecider {
 		restricted         bool
 	}
 	cache := map[key]fieldAction{}
+	// The last few decisions, looked at before the map: the events of a
+	// page mostly repeat the same handful of fields, and comparing a few
+	// short strings costs less than hashing four.
+	type recent struct {
+		k  key
+		a  fieldAction
+		ok bool
+	}
+	var last [8]recent
+	next := 0
 	return func(f piiField) fieldAction {
 		k := key{f.stream, f.eventType, f.pointer, f.class, f.restricted}
+		for i := range last {
+			if last[i].ok && last[i].k == k {
+				return last[i].a
+			}
+		}
 		if a, ok := cache[k]; ok {
+			last[next], next = recent{k, a, true}, (next+1)%len(last)
 			return a
 		}
 		r := policies.Request{Tenant: p.Tenant, Stream: f.stream, EventType: f.eventType, Pointer: f.pointer, Class: f.class}
@@ -62,6 +79,7 @@ func policyDecider(p eventvault.Principal) piiDecider {
 			}
 		}
 		cache[k] = a
+		last[next], next = recent{k, a, true}, (next+1)%len(last)
 		return a
 	}
 }
@@ -75,78 +93,86 @@ type piiReads map[eventvault.Pseudonym]int
 // its masked form, the token with "redacted": true, or {"erased": true} for
 // a value whose subject was erased. The keys, restrictions and generations
 // of the page's subjects come in one store round trip
-// (PIIStore.SubjectStates), however many subjects the page mixes; the
-// ciphertext of values shown comes from the cache of ciphertext (piiCache)
-// or, for those it lacks at the subject's generation, from one more round
-// trip (PIIStore.PIIValues). Subject keys are unwrapped through the
-// keyring's cache: no Vault call per value. Values a caller sees redacted
-// are neither fetched nor decrypted.
+// (PIIStore.SubjectStates), however many subjects the page mixes: every
+// value shown, cached or not, is gated by them. The decoded manifest and
+// the ciphertext of values shown come from the per-event cache (piiCache)
+// when it holds them for the very manifest bytes and the subject's
+// generation, else from a decode and one more round trip
+// (PIIStore.PIIValues). Subject keys are unwrapped through the keyring's
+// cache: no Vault call per value; values are opened through the subject
+// key's cache entry (SubjectCipher.OpenValueAt), which keeps what it opened
+// for as long as it keeps the key. Values a caller sees redacted are neither
+// fetched nor decrypted.
 // Errors: EINTERNAL when a value fails authentication (moved to another
 // subject, token, field or tenant, or altered) or a manifest is malformed;
 // the store's codes.
 func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, events []eventvault.Event, manifests [][]byte, decide piiDecider) (piiReads, error) {
 	const op = "engine.resolvePII"
-	spans := make([][2]int, len(events)) // each event's entries in all
-	var all []manifestEntry
+	pages := make([]*eventPII, len(events)) // nil: the event marks nothing
+	bases := make([]int, len(events))       // each event's first value in acts
+	subBases := make([]int, len(events))    // each event's first subject in subs
+	changed := make([]bool, len(events))    // its cache entry is to be replaced
+	subjects := map[eventvault.Pseudonym]*pageSubject{}
+	var subs []*pageSubject // each event's subjects, in its manifest's order
+	var order []eventvault.Pseudonym
+	n := 0
 	for i, m := range manifests {
 		if m == nil {
 			continue
 		}
-		start := len(all)
-		var err error
-		if all, err = decodeManifest(m, all); err != nil {
-			return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Err: err, Message: fmt.Sprintf("event %s has a malformed manifest of personal values", events[i].ID)}
+		ep := e.piiCache.get(tenant, events[i].ID)
+		if ep == nil || !bytes.Equal(ep.manifest, m) {
+			var err error
+			if ep, err = newEventPII(m); err != nil {
+				return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Err: err, Message: fmt.Sprintf("event %s has a malformed manifest of personal values", events[i].ID)}
+			}
+			changed[i] = true
 		}
-		spans[i] = [2]int{start, len(all)}
+		pages[i], bases[i], subBases[i] = ep, n, len(subs)
+		n += len(ep.entries)
+		for _, s := range ep.subjects {
+			ps := subjects[s]
+			if ps == nil {
+				ps = &pageSubject{}
+				subjects[s] = ps
+				order = append(order, s)
+			}
+			subs = append(subs, ps)
+		}
 	}
-	if len(all) == 0 {
+	if n == 0 {
 		return nil, nil
 	}
 	if e.pii == nil || e.subjects == nil {
 		// This server keeps no personal data apart: everything redacted.
 		decide = func(piiField) fieldAction { return fieldRedact }
-	}
-	var subjects []eventvault.Pseudonym
-	seen := map[eventvault.Pseudonym]bool{}
-	for _, en := range all {
-		if !seen[en.Subject] {
-			seen[en.Subject] = true
-			subjects = append(subjects, en.Subject)
-		}
-	}
-	states := map[eventvault.Pseudonym]eventvault.SubjectKeyState{}
-	if e.pii != nil {
-		var err error
-		if states, err = e.pii.SubjectStates(ctx, tenant, subjects); err != nil {
+	} else {
+		states, err := e.pii.SubjectStates(ctx, tenant, order)
+		if err != nil {
 			return nil, fmt.Errorf("personal data of the page: %w", err)
 		}
+		for s, st := range states {
+			if ps := subjects[s]; ps != nil {
+				ps.state, ps.known = st, true
+			}
+		}
 	}
-	// What each value shows, and the ciphertext of those shown.
-	acts := make([]fieldAction, len(all))
-	values := make([]cachedValue, len(all))
+	// What each value shows, and which events lack a ciphertext for one.
+	acts := make([]fieldAction, n)
 	var missing []string
-	refill := make([]bool, len(events))
-	for i := range events {
-		if spans[i][0] == spans[i][1] {
+	for i, ep := range pages {
+		if ep == nil {
 			continue
 		}
-		cached := e.piiCache.get(tenant, events[i].ID)
-		for j := spans[i][0]; j < spans[i][1]; j++ {
-			en := all[j]
-			st, ok := states[en.Subject]
-			if !ok || len(st.Key.Ciphertext) == 0 {
+		for k, en := range ep.entries {
+			ps, j := subs[subBases[i]+en.subjectIndex], bases[i]+k
+			if !ps.known || len(ps.state.Key.Ciphertext) == 0 {
 				acts[j] = fieldErased
 				continue
 			}
-			acts[j] = decide(piiField{stream: events[i].Stream, eventType: events[i].Type, pointer: en.Pointer, class: en.Class, subject: en.Subject, restricted: st.Restricted})
-			if acts[j] == fieldRedact {
-				continue
-			}
-			if k := j - spans[i][0]; k < len(cached) && cached[k].fresh(en, st.Generation) {
-				values[j] = cached[k]
-			} else {
+			acts[j] = decide(piiField{stream: events[i].Stream, eventType: events[i].Type, pointer: en.Pointer, class: en.Class, subject: en.Subject, restricted: ps.state.Restricted})
+			if acts[j] != fieldRedact && !ep.values[k].fresh(en, ps.state.Generation) {
 				missing = append(missing, en.Token)
-				refill[i] = true
 			}
 		}
 	}
@@ -155,97 +181,116 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		if err != nil {
 			return nil, fmt.Errorf("personal values of the page: %w", err)
 		}
-		for i := range events {
-			if !refill[i] {
+		for i, ep := range pages {
+			if ep == nil {
 				continue
 			}
-			for j := spans[i][0]; j < spans[i][1]; j++ {
-				en := all[j]
-				if (acts[j] != fieldDecrypt && acts[j] != fieldMask) || values[j].ciphertext != nil {
+			var values []cachedValue
+			for k, en := range ep.entries {
+				j, gen := bases[i]+k, subs[subBases[i]+en.subjectIndex].state.Generation
+				if (acts[j] != fieldDecrypt && acts[j] != fieldMask) || ep.values[k].fresh(en, gen) {
 					continue
+				}
+				if values == nil {
+					values = slices.Clone(ep.values)
 				}
 				v, ok := page.Values[en.Token]
 				if !ok || v.Subject != en.Subject {
 					acts[j] = fieldErased // its rows went with an erasure meanwhile
+					values[k] = cachedValue{}
 					continue
 				}
-				values[j] = cachedValue{token: en.Token, subject: v.Subject, version: v.Version, generation: states[en.Subject].Generation, ciphertext: v.Ciphertext}
+				values[k] = cachedValue{token: en.Token, subject: en.Subject, version: v.Version, generation: gen, ciphertext: v.Ciphertext}
 			}
-			e.piiCache.put(tenant, events[i].ID, slices.Clone(values[spans[i][0]:spans[i][1]]))
+			if values != nil {
+				pages[i], changed[i] = &eventPII{manifest: ep.manifest, subjects: ep.subjects, entries: ep.entries, values: values}, true
+			}
 		}
 	}
-	ciphers := map[eventvault.Pseudonym]*evcrypto.SubjectCipher{}
-	for _, s := range subjects {
-		st := states[s]
-		if len(st.Key.Ciphertext) == 0 {
+	for _, s := range order {
+		ps := subjects[s]
+		if !ps.known {
 			continue
 		}
-		c, err := e.subjects.OpenSubjectCipher(ctx, tenant, s, st.Key)
+		// A destroyed key row also evicts the key, and the values opened
+		// with it, should this node still cache them (erasure elsewhere).
+		c, err := e.subjects.OpenSubjectCipher(ctx, tenant, s, ps.state.Key)
 		if eventvault.ErrorCode(err) == eventvault.EERASED {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("key of a data subject: %w", err)
 		}
-		ciphers[s] = c
+		ps.cipher = c
 	}
-	reads := piiReads{}
-	for i := range events {
-		if spans[i][0] == spans[i][1] {
+	var withs [][]byte // what replaces each token of an event
+	for i, ep := range pages {
+		if ep == nil {
 			continue
 		}
 		data := events[i].Data
-		type splice struct {
-			start, end int
-			with       []byte
-		}
-		splices := make([]splice, 0, spans[i][1]-spans[i][0])
-		for j := spans[i][0]; j < spans[i][1]; j++ {
-			en := all[j]
+		withs = withs[:0]
+		owned := false // ep is this read's copy
+		for k, en := range ep.entries {
 			start, end := en.Offset, en.Offset+len(en.Token)+2
-			if start < 0 || end > len(data) || data[start] != '"' || data[end-1] != '"' || string(data[start+1:end-1]) != en.Token {
+			if (k > 0 && start < ep.entries[k-1].Offset+len(ep.entries[k-1].Token)+2) || start < 0 || end > len(data) ||
+				data[start] != '"' || data[end-1] != '"' || string(data[start+1:end-1]) != en.Token {
 				return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("event %s does not hold the token its manifest names", events[i].ID)}
 			}
-			act, c := acts[j], ciphers[en.Subject]
-			if (act == fieldDecrypt || act == fieldMask) && c == nil {
+			ps, act := subs[subBases[i]+en.subjectIndex], acts[bases[i]+k]
+			if (act == fieldDecrypt || act == fieldMask) && ps.cipher == nil {
 				act = fieldErased
 			}
-			var with []byte
 			switch act {
 			case fieldErased:
-				with = []byte(`{"erased":true}`)
+				withs = append(withs, erasedForm)
 			case fieldRedact:
-				with = append(append(append(make([]byte, 0, len(en.Token)+32), `{"token":"`...), en.Token...), `","redacted":true}`...)
+				withs = append(withs, append(append(append(make([]byte, 0, len(en.Token)+32), `{"token":"`...), en.Token...), `","redacted":true}`...))
 			default:
-				v := values[j]
-				var err error
-				with, err = c.OpenValue(evcrypto.PIIRef{Tenant: tenant, Subject: en.Subject, Token: en.Token, Pointer: en.Pointer, Class: en.Class, Version: v.version}, v.ciphertext)
+				v := ep.values[k]
+				with, kept, err := ps.cipher.OpenValueAt(ps.state.Generation, evcrypto.PIIRef{Tenant: tenant, Subject: en.Subject, Token: en.Token, Pointer: en.Pointer, Class: en.Class, Version: v.version}, v.ciphertext, v.kept)
 				if err != nil {
 					e.piiCache.remove(tenant, events[i].ID)
 					return nil, fmt.Errorf("event %s: %w", events[i].ID, err)
 				}
+				if kept != v.kept && kept != nil {
+					// Keep the hint, and the kept copies of what it was
+					// opened for (equal to ours: it served them), so that
+					// the next read compares pointers, not bytes.
+					if !owned {
+						ep, changed[i], owned = ep.clone(), true, true
+					}
+					tok, ptr, sealed := kept.Place()
+					ep.values[k].kept, ep.values[k].token, ep.values[k].ciphertext = kept, tok, sealed
+					ep.entries[k].Token, ep.entries[k].Pointer = tok, ptr
+				}
 				if act == fieldMask {
 					with = maskValue(en.Class, with)
 				}
-				reads[en.Subject]++
+				withs = append(withs, with)
+				ps.reads++
 			}
-			splices = append(splices, splice{start, end, with})
 		}
-		slices.SortFunc(splices, func(a, b splice) int { return a.start - b.start })
-		size := len(data)
-		for _, s := range splices {
-			size += len(s.with) - (s.end - s.start)
+		events[i].Data = splice(data, ep.entries, withs)
+		if changed[i] {
+			e.piiCache.put(tenant, events[i].ID, ep)
 		}
-		out := make([]byte, 0, size)
-		last := 0
-		for _, s := range splices {
-			out = append(out, data[last:s.start]...)
-			out = append(out, s.with...)
-			last = s.end
+	}
+	reads := piiReads{}
+	for s, ps := range subjects {
+		if ps.reads > 0 {
+			reads[s] = ps.reads
 		}
-		events[i].Data = append(out, data[last:]...)
 	}
 	return reads, nil
+}
+
+// pageSubject is what a page knows of one of its subjects.
+type pageSubject struct {
+	state  eventvault.SubjectKeyState
+	known  bool // the store returned a state
+	cipher *evcrypto.SubjectCipher
+	reads  int // values shown decrypted or masked
 }
 
 // recordPIIReads counts the values a read showed, per subject, in the read

@@ -88,6 +88,15 @@ func TestSubjectRightsEndToEnd(t *testing.T) {
 				t.Fatalf("export without subject_rights: %v", err)
 			}
 
+			// A read keeps alice's opened values with her subject key.
+			pAlice := r.pseud.Pseudonym("acme", "alice")
+			if sl, err := r.events.ReadStream(ctx, dpo, "order-1", eventvault.ReadOptions{}); err != nil || field(t, sl.Events[0].Data, "email") != aliceEmail {
+				t.Fatalf("read before rectification: %v", err)
+			}
+			if !r.subjects.KeepsValue("acme", pAlice, []byte(aliceEmail)) {
+				t.Fatal("a read kept no opened value of alice with her key: the checks below would prove nothing")
+			}
+
 			// Rectification.
 			fixed, _ := json.Marshal(aliceFixed)
 			if _, err := r.rights.Rectify(ctx, dpo, "bob", emailToken, fixed); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
@@ -99,6 +108,11 @@ func TestSubjectRightsEndToEnd(t *testing.T) {
 			sl, err := r.events.ReadStream(ctx, dpo, "order-1", eventvault.ReadOptions{})
 			if err != nil || field(t, sl.Events[0].Data, "email") != aliceFixed {
 				t.Fatalf("after rectification the read shows %s, %v", sl.Events[0].Data, err)
+			}
+			// The value before rectification is no longer kept: the read
+			// saw a newer generation of alice.
+			if r.subjects.KeepsValue("acme", pAlice, []byte(aliceEmail)) || !r.subjects.KeepsValue("acme", pAlice, []byte(aliceFixed)) {
+				t.Fatal("after rectification the key's cache entry still keeps the earlier value, or not the current one")
 			}
 			x, raw = exportOf(t, r, dpo, "alice")
 			if !bytes.Contains(raw, []byte(aliceFixed)) || !bytes.Contains(raw, []byte(aliceEmail)) {
@@ -144,6 +158,10 @@ func TestSubjectRightsEndToEnd(t *testing.T) {
 			kept, _, err := r.store.SubjectPII(ctx, "acme", alice)
 			if err != nil || len(kept) == 0 {
 				t.Fatalf("alice's values before erasure: %d, %v", len(kept), err)
+			}
+			cachedCipher, err := r.subjects.SubjectCipher(ctx, "acme", alice)
+			if err != nil || cachedCipher.KeptValues() == 0 || !r.subjects.KeepsValue("acme", alice, []byte(canaryAlice)) {
+				t.Fatalf("before erasure alice's key keeps no opened value (%v): the checks below would prove nothing", err)
 			}
 			req, _, err := r.erasure.RequestErasure(ctx, dpo, "alice")
 			if err != nil || req.State != eventvault.ErasureCompleted {
@@ -211,6 +229,10 @@ func TestSubjectRightsEndToEnd(t *testing.T) {
 			// The caches: no key of alice is left on this node.
 			if r.subjects.Cached("acme", r.pseud.Pseudonym("acme", "alice")) {
 				t.Fatal("alice's subject key is still cached")
+			}
+			// Nor any value opened with it: the evicted cipher keeps none.
+			if n := cachedCipher.KeptValues(); n != 0 || r.subjects.CachedValues("acme", alice) != 0 || r.subjects.KeepsValue("acme", alice, []byte(canaryAlice)) {
+				t.Fatalf("after erasure alice's evicted cipher still keeps %d opened values", n)
 			}
 			if _, err := r.subjects.SubjectCipher(ctx, "acme", r.pseud.Pseudonym("acme", "alice")); !errors.Is(err, eventvault.ErrSubjectErased) {
 				t.Fatalf("a fresh key for erased alice: %v", err)
