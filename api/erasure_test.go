@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -342,6 +343,23 @@ func testShredStreamHonoursALegalHold(t *testing.T, a *testAPI) {
 				t.Fatalf("the held stream has %d events after the refused shred, want 1", len(s.Events))
 			}
 		})
+	}
+	// Each refusal is in the audit log: a shred of stream order-7, denied
+	// for the legal hold, holding neither the subject nor the reason.
+	denied := 0
+	for _, r := range a.exportAndVerify(t, "acme") {
+		if r.Action == "shred" && r.Resource == "stream:order-7" {
+			if r.Outcome != "denied" || r.Detail["reason"] != "legal_hold" {
+				t.Fatalf("a refused shred is recorded as %+v; want outcome denied, reason legal_hold", r)
+			}
+			if strings.Contains(fmt.Sprint(r.Detail), "litigation") {
+				t.Fatalf("the record holds the hold's reason text: %+v", r)
+			}
+			denied++
+		}
+	}
+	if denied != 4 {
+		t.Fatalf("%d records of refused shreds of order-7; want 4, one per refusal", denied)
 	}
 	// A stream of another subject, and one without an owner, still shred.
 	a.doJSON(http.MethodDelete, "/v1/streams/order-8", narrow.Token, nil, http.StatusOK, nil)
