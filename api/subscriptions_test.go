@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/crypto/dsse"
 )
@@ -216,6 +218,14 @@ func TestTombstoneStreamIsReserved(t *testing.T) {
 	tok := a.admin("acme")
 	wantProblem(t, a.do(http.MethodPost, "/v1/streams/eventvault-mine/events", tok, []byte(`{"events":[{"id":"6f1c2f9e-4a3b-4c1d-9e8f-1a2b3c4d5e6f","type":"A","data":1}]}`)),
 		http.StatusBadRequest, eventvault.EINVALID, "reserved")
+	// A tombstone's type in any other stream, in any case, alone or after
+	// a good event: a consumer that checks the type alone must not be
+	// made to drop what was never erased.
+	for _, typ := range []string{eventvault.TombstoneType, "EventVault.Tombstone", "eventvault.Anything"} {
+		body := `{"events":[{"id":"` + uuid.NewString() + `","type":"OrderPlaced","data":1},{"id":"` + uuid.NewString() + `","type":"` + typ + `","data":{"kind":"erasure","streams":["customer-x"]}}]}`
+		wantProblem(t, a.do(http.MethodPost, "/v1/streams/customer-x/events", tok, []byte(body)), http.StatusBadRequest, eventvault.EINVALID, "events[1].type", "reserved")
+	}
+	wantProblem(t, a.do(http.MethodGet, "/v1/streams/customer-x/events", tok, nil), http.StatusNotFound, eventvault.ENOTFOUND)
 	a.appendN(tok, "order-1", 1)
 	a.doJSON(http.MethodDelete, "/v1/streams/order-1", tok, nil, http.StatusOK, nil)
 	wantProblem(t, a.do(http.MethodDelete, "/v1/streams/"+string(eventvault.TombstoneStream), tok, nil), http.StatusBadRequest, eventvault.EINVALID, "reserved")

@@ -142,6 +142,9 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 	if err := refuseReserved(stream); err != nil {
 		return eventvault.AppendResult{}, err
 	}
+	if err := refuseReservedTypes(events); err != nil {
+		return eventvault.AppendResult{}, err
+	}
 	if err := validateBatch(events); err != nil {
 		return eventvault.AppendResult{}, err
 	}

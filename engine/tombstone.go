@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -15,6 +16,23 @@ import (
 func refuseReserved(stream eventvault.StreamName) error {
 	if stream.Category() == eventvault.TombstoneCategory {
 		return eventvault.Errorf(eventvault.EINVALID, "stream category %q is reserved for the server's tombstones: choose another category", eventvault.TombstoneCategory)
+	}
+	return nil
+}
+
+// ReservedTypePrefix starts the event types only the server writes
+// (eventvault.TombstoneType): a client event of such a type could pass for
+// a tombstone with a consumer that checks the type alone, and make it drop
+// what was never erased.
+const ReservedTypePrefix = "eventvault."
+
+// refuseReservedTypes returns EINVALID, naming the event's place, for a
+// client event whose type starts with ReservedTypePrefix.
+func refuseReservedTypes(events []eventvault.NewEvent) error {
+	for i, ev := range events {
+		if strings.HasPrefix(strings.ToLower(ev.Type), ReservedTypePrefix) {
+			return eventvault.Errorf(eventvault.EINVALID, "events[%d].type (at /events/%d/type) starts with %q, which is reserved for the server's own events (tombstones): choose another type", i, i, ReservedTypePrefix)
+		}
 	}
 	return nil
 }

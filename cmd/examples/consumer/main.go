@@ -50,7 +50,7 @@ func (p *Projection) apply(ev event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
-	case ev.Type == "eventvault.Tombstone":
+	case ev.Stream == "eventvault-tombstones" && ev.Type == "eventvault.Tombstone":
 		var ts struct {
 			Streams []string `json:"streams"`
 		}
