@@ -131,6 +131,9 @@ func feedFrom(c *gin.Context) (int64, error) {
 	if v, _ := c.GetQuery("from"); v == "end" {
 		return engine.FromEnd, nil
 	}
+	if v, ok := c.GetQuery("from"); ok && v != "" && !decimalInteger(v) {
+		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter from must be a global position (decimal digits) or end")
+	}
 	from, err := queryInt(c, "from", 0)
 	if err != nil {
 		return 0, err

@@ -282,7 +282,10 @@ func TestFeedRefusesBadInput(t *testing.T) {
 	tok := a.admin("acme")
 	for _, c := range []struct{ query, header, says string }{
 		{"?from=-1", "", "from must be"},
-		{"?from=abc", "", "integer"},
+		{"?from=abc", "", "a global position (decimal digits) or end"},
+		{"?from=5", "", "past the end of the feed (the next global position is 0)"},
+		{"", "4", "past the end of the feed"},
+		{"?from=0", "", ""}, // the next position of an empty log: fine
 		{"?from=99999999999999999999", "", "too large"},
 		{"?heartbeat=0", "", "heartbeat"},
 		{"?heartbeat=61", "", "heartbeat"},

@@ -104,6 +104,7 @@ func TestConsumersRefuseBadInput(t *testing.T) {
 		{http.MethodPut, "/v1/subscriptions/v", `{"from":-1}`, "from must be"},
 		{http.MethodPut, "/v1/subscriptions/v", `{"from":"start"}`, "from must be"},
 		{http.MethodPut, "/v1/subscriptions/v", `{"from":1.5}`, "from must be"},
+		{http.MethodPut, "/v1/subscriptions/v", `{"from":99999}`, "past the end of the feed (the next global position is 0)"},
 		{http.MethodPut, "/v1/subscriptions/v", `[]`, ""},
 		{http.MethodPost, "/v1/subscriptions/v/ack", `{}`, "position is missing"},
 		{http.MethodPost, "/v1/subscriptions/v/ack", `{"position":"1"}`, "position"},

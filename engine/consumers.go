@@ -92,10 +92,15 @@ func (c *Consumers) Put(ctx context.Context, p eventvault.Principal, name string
 	if from < FromEnd {
 		return st, false, eventvault.Errorf(eventvault.EINVALID, "from must be a global position >= 0, or \"end\"")
 	}
+	head, err := c.log.NextGlobalPosition(ctx, p.Tenant)
+	if err != nil {
+		return st, false, fmt.Errorf("register consumer %s: %w", name, err)
+	}
 	if from == FromEnd {
-		if from, err = c.log.NextGlobalPosition(ctx, p.Tenant); err != nil {
-			return st, false, fmt.Errorf("register consumer %s: %w", name, err)
-		}
+		from = head
+	}
+	if from > head {
+		return st, false, pastTheEnd("from", from, head)
 	}
 	actx, err := eventvault.WithAuditEvents(ctx, c.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditConsumerRegistered,
 		Resource: fmt.Sprintf(auditResourceConsumer, name), Outcome: AuditOutcomeOK, Detail: map[string]any{"categories": len(filter.Categories), "types": len(filter.Types)}})

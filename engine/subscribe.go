@@ -65,13 +65,27 @@ func (e *Events) Subscribe(ctx context.Context, p eventvault.Principal, from int
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
 	s := &Subscription{e: e, p: p, filter: filter, tf: tf, sub: tf.subscribe(), next: from}
+	head, err := e.feed.store.NextGlobalPosition(ctx, p.Tenant)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
 	if from == FromEnd {
-		if s.next, err = e.feed.store.NextGlobalPosition(ctx, p.Tenant); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("subscribe: %w", err)
-		}
+		s.next = head
+	}
+	if from > head {
+		s.Close()
+		return nil, pastTheEnd("from (or Last-Event-ID + 1)", from, head)
 	}
 	return s, nil
+}
+
+// pastTheEnd is the EINVALID of a start beyond the tenant's next global
+// position head: accepted, it would skip every event committed below it
+// (a position from another database, or a typo).
+func pastTheEnd(what string, from, head int64) error {
+	return &eventvault.Error{Code: eventvault.EINVALID, Fields: map[string]any{"head": head},
+		Message: fmt.Sprintf("%s is %d, past the end of the feed (the next global position is %d): start at a position up to %d, or at the end", what, from, head, head)}
 }
 
 // Position returns the global position of the next event the
