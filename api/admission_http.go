@@ -90,6 +90,8 @@ func refusal(class, reason string, l Limits) (int, eventvault.Code, string) {
 	switch reason {
 	case RefusedTenant:
 		return http.StatusTooManyRequests, codeTooManyRequests, fmt.Sprintf("this node is full and this tenant has more %s in flight on it than its share (%d): nothing was done; retry after the seconds in Retry-After, and send fewer at once (an append takes up to 500 events)", what, l.Tenant)
+	case RefusedQueue:
+		return http.StatusServiceUnavailable, eventvault.EUNAVAILABLE, fmt.Sprintf("this node is serving as many %s as it can (%d) and its queue is full: nothing was done; retry after the seconds in Retry-After, or on another node", what, l.Node)
 	case RefusedGone:
 		return http.StatusServiceUnavailable, eventvault.EUNAVAILABLE, "the request's deadline passed, or its caller went away, before it could start: nothing was done; retry after the seconds in Retry-After"
 	}

@@ -264,7 +264,7 @@ func TestAdmissionQueueFullRefusesAtOnce(t *testing.T) {
 	}
 	start := time.Now()
 	rec := a.do(http.MethodPost, "/v1/streams/order-1/events", initech, appendBody(t))
-	wantProblem(t, rec, http.StatusServiceUnavailable, eventvault.EUNAVAILABLE, "this node")
+	wantProblem(t, rec, http.StatusServiceUnavailable, eventvault.EUNAVAILABLE, "this node", "its queue is full")
 	wantRetryAfter(t, rec, "1")
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("a refusal with the queue full took %s", d)
