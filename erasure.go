@@ -67,6 +67,9 @@ type ErasureRequest struct {
 	Reason      string // why it was rejected
 	RequestedBy string // token id
 	ReceivedAt  time.Time
+	// CompletedAt is when the request completed (or was rejected): when its
+	// keys were destroyed (the certificate's erased_at), or, for one that
+	// was propagating, when the last consumer acknowledged or was removed.
 	CompletedAt time.Time
 	// Certificate is the signed certificate (JSON), once completed.
 	Certificate []byte

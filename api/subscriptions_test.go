@@ -197,6 +197,13 @@ func testErasureWaitsForItsConsumers(t *testing.T, a *testAPI) {
 		cert.ConsumersRemoved[0].RemovedBy == "" || !strings.Contains(cert.Statement, "acknowledged by 1") {
 		t.Fatalf("certificate: %+v", cert)
 	}
+	// The request completed when its last consumer was removed, after the
+	// keys were destroyed and the other consumer acknowledged: not at the
+	// shred.
+	if er.CompletedAt == nil || er.CompletedAt.Before(cert.ConsumersRemoved[0].RemovedAt) || !er.CompletedAt.After(cert.ErasedAt) ||
+		er.CompletedAt.Before(cert.ConsumersAcknowledged[0].AcknowledgedAt) {
+		t.Fatalf("completed_at %v; want at or after the removal %v and the ack %v, after erased_at %v", er.CompletedAt, cert.ConsumersRemoved[0].RemovedAt, cert.ConsumersAcknowledged[0].AcknowledgedAt, cert.ErasedAt)
+	}
 }
 
 type erasureStatus struct {
@@ -204,6 +211,7 @@ type erasureStatus struct {
 	State            string          `json:"state"`
 	SubjectPseudonym string          `json:"subject_pseudonym"`
 	Certificate      json.RawMessage `json:"certificate"`
+	CompletedAt      *time.Time      `json:"completed_at"`
 	Propagation      *struct {
 		TombstonePosition int64 `json:"tombstone_position"`
 		Acknowledged      []any `json:"acknowledged"`

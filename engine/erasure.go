@@ -289,7 +289,13 @@ func (e *Erasure) finish(ctx context.Context, req eventvault.ErasureRequest, cer
 	if err != nil {
 		return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: sign certificate: %w", req.ID, err)
 	}
-	req.State, req.CompletedAt, req.Certificate = eventvault.ErasureCompleted, cert.ErasedAt, signed
+	// Done inline, a request completes when its keys are destroyed; one
+	// that waited for its consumers completes now, after the last of them.
+	completed := cert.ErasedAt
+	if req.State == eventvault.ErasurePropagating {
+		completed = e.clock()
+	}
+	req.State, req.CompletedAt, req.Certificate = eventvault.ErasureCompleted, completed, signed
 	actx, err := eventvault.WithAuditEvents(ctx, e.audit, e.stateEvent(req, AuditErasureState))
 	if err != nil {
 		return eventvault.ErasureRequest{}, err
