@@ -177,9 +177,18 @@ func (s *Server) requestErasure(c *gin.Context) {
 		return
 	case r.State == eventvault.ErasureReceived, r.State == eventvault.ErasurePropagating:
 		// Propagating: the keys are destroyed; registered consumers have
-		// not all acknowledged the tombstone yet.
+		// not all acknowledged the tombstone yet. The answer shows who is
+		// pending, as GET does.
+		out := toErasureResponse(r)
+		if r.State == eventvault.ErasurePropagating {
+			if _, prop, pending, err := s.erasure.Propagation(c.Request.Context(), principal(c), r.ID); err == nil {
+				out.Propagation = toPropagationResponse(prop, pending)
+			} else {
+				s.logger.WarnContext(c.Request.Context(), "erasure request: read its propagation", "request_id", r.ID.String(), "error", err)
+			}
+		}
 		c.Header("Location", location)
-		c.JSON(http.StatusAccepted, toErasureResponse(r))
+		c.JSON(http.StatusAccepted, out)
 	case !created:
 		c.Header("Content-Location", location)
 		c.JSON(http.StatusOK, toErasureResponse(r))

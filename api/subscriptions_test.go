@@ -257,6 +257,9 @@ func TestErasureOfPersonalValuesWaitsForEveryConsumer(t *testing.T) {
 	}
 	var er erasureStatus
 	json.Unmarshal(rec.Body.Bytes(), &er)
+	if er.Propagation == nil || len(er.Propagation.Pending) != 1 || er.Propagation.Pending[0].Name != "invoices" || er.Propagation.Pending[0].Lag < 1 {
+		t.Fatalf("the 202 answer does not show the pending consumer with its lag: %s", rec.Body)
+	}
 	var page struct {
 		Events []feedEvent `json:"events"`
 	}
