@@ -40,6 +40,20 @@ const latestErasureRequestSQL = `SELECT ` + erasureRequestColumns + ` FROM erasu
 	ORDER BY received_at DESC, id DESC
 	LIMIT 1`
 
+// execInTenant runs one statement in a transaction of its own with the
+// tenant set (row-level security), in the transaction's audit context, and
+// returns the rows it affected: what placing and lifting a hold or a
+// restriction each do.
+func (db *DB) execInTenant(ctx context.Context, op string, tenant eventvault.TenantID, sql string, args ...any) (int64, error) {
+	var n int64
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(sql, args...).Exec(rowsAffected(&n))
+		return t.send(ctx, b, true)
+	})
+	return n, err
+}
+
 // PutHold places or replaces the legal hold on h.Subject.
 // Errors: EINVALID for a malformed tenant or an empty pseudonym.
 func (db *DB) PutHold(ctx context.Context, tenant eventvault.TenantID, h eventvault.Hold) error {
@@ -47,12 +61,7 @@ func (db *DB) PutHold(ctx context.Context, tenant eventvault.TenantID, h eventva
 	if err := eventvault.ValidateTenantSubject(tenant, h.Subject); err != nil {
 		return err
 	}
-	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
-		b := &pgx.Batch{}
-		b.Queue(putHoldSQL, tenant, string(h.Subject), h.Reason, stampOrNow(h.PlacedAt), h.PlacedBy)
-		return t.send(ctx, b, true)
-	})
-	if err != nil {
+	if _, err := db.execInTenant(ctx, op, tenant, putHoldSQL, tenant, string(h.Subject), h.Reason, stampOrNow(h.PlacedAt), h.PlacedBy); err != nil {
 		return fmt.Errorf("place legal hold: %w", err)
 	}
 	return nil
@@ -66,12 +75,7 @@ func (db *DB) DeleteHold(ctx context.Context, tenant eventvault.TenantID, subjec
 	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
 		return err
 	}
-	var deleted int64
-	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
-		b := &pgx.Batch{}
-		b.Queue(deleteHoldSQL, tenant, string(subject)).Exec(rowsAffected(&deleted))
-		return t.send(ctx, b, true)
-	})
+	deleted, err := db.execInTenant(ctx, op, tenant, deleteHoldSQL, tenant, string(subject))
 	if err != nil {
 		return fmt.Errorf("lift legal hold: %w", err)
 	}

@@ -21,12 +21,7 @@ func (db *DB) PutRestriction(ctx context.Context, tenant eventvault.TenantID, r 
 	if err := eventvault.ValidateTenantSubject(tenant, r.Subject); err != nil {
 		return err
 	}
-	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
-		b := &pgx.Batch{}
-		b.Queue(putRestrictionSQL, tenant, string(r.Subject), r.Reason, stampOrNow(r.PlacedAt), r.PlacedBy)
-		return t.send(ctx, b, true)
-	})
-	if err != nil {
+	if _, err := db.execInTenant(ctx, op, tenant, putRestrictionSQL, tenant, string(r.Subject), r.Reason, stampOrNow(r.PlacedAt), r.PlacedBy); err != nil {
 		return fmt.Errorf("restrict: %w", err)
 	}
 	return nil
@@ -38,12 +33,7 @@ func (db *DB) DeleteRestriction(ctx context.Context, tenant eventvault.TenantID,
 	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
 		return err
 	}
-	var deleted int64
-	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
-		b := &pgx.Batch{}
-		b.Queue(deleteRestrictionSQL, tenant, string(subject)).Exec(rowsAffected(&deleted))
-		return t.send(ctx, b, true)
-	})
+	deleted, err := db.execInTenant(ctx, op, tenant, deleteRestrictionSQL, tenant, string(subject))
 	if err != nil {
 		return fmt.Errorf("lift restriction: %w", err)
 	}
