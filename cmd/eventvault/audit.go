@@ -15,7 +15,6 @@ import (
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/audit"
 	"github.com/eventvault/eventvault/auth"
-	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/engine"
 )
@@ -253,15 +252,11 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	logger := newLogger(c.LogFormat, stderr)
-	root, store, _, err := openOperator(ctx, c, logger)
+	_, store, dk, err := openOperatorKeys(ctx, c, logger)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	dk, err := wiring.DeploymentKeys(ctx, root, store, c.Dev, logger)
-	if err != nil {
-		return err
-	}
 	signer, err := audit.NewSigner(audit.DefaultLogName, dk.Signer.CryptoSigner())
 	if err != nil {
 		return err

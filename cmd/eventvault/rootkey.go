@@ -8,6 +8,7 @@ import (
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
+	"github.com/eventvault/eventvault/crypto/deploykeys"
 	"github.com/eventvault/eventvault/vault"
 )
 
@@ -65,6 +66,22 @@ func rootKeyDescription(cfg Config) string {
 // tenant) acts on: the root of trust first, so that a Vault that is not
 // ready fails the command before the database is touched, then the store,
 // which the caller closes. where says which store it is, for messages.
+// openOperatorKeys is openOperator, then the deployment keys (unwrapped
+// by the root; created first in dev mode), for the commands that act as
+// the server would: tokens, subject rights, audit. The caller closes store.
+func openOperatorKeys(ctx context.Context, cfg Config, logger *slog.Logger) (evcrypto.RootKeyProvider, eventvault.Store, *deploykeys.Keys, error) {
+	root, store, _, err := openOperator(ctx, cfg, logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	dk, err := wiring.DeploymentKeys(ctx, root, store, cfg.Dev, logger)
+	if err != nil {
+		store.Close()
+		return nil, nil, nil, err
+	}
+	return root, store, dk, nil
+}
+
 func openOperator(ctx context.Context, cfg Config, logger *slog.Logger) (root evcrypto.RootKeyProvider, store eventvault.Store, where string, err error) {
 	root, err = openRootProvider(ctx, cfg, logger)
 	if err != nil {

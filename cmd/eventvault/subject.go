@@ -12,7 +12,6 @@ import (
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/audit"
 	"github.com/eventvault/eventvault/auth"
-	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/engine"
 )
@@ -80,15 +79,11 @@ func runSubject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	logger := newLogger(c.LogFormat, stderr)
-	root, store, _, err := openOperator(ctx, c, logger)
+	root, store, dk, err := openOperatorKeys(ctx, c, logger)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	dk, err := wiring.DeploymentKeys(ctx, root, store, c.Dev, logger)
-	if err != nil {
-		return err
-	}
 	rec := &audit.Recorder{}
 	keys := evcrypto.NewKeyring(root, store, evcrypto.KeyringOptions{TTL: c.KeyCacheTTL, CacheSize: c.KeyCacheSize})
 	events := engine.NewEvents(store, keys, logger, engine.WithPseudonymizer(dk.Pseudonyms), engine.WithPII(evcrypto.NewSubjectKeys(keys, store), store), engine.WithAudit(rec, nil))

@@ -14,7 +14,6 @@ import (
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/audit"
 	"github.com/eventvault/eventvault/auth"
-	"github.com/eventvault/eventvault/cmd/internal/wiring"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/policies"
 )
@@ -62,15 +61,11 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// The root of trust proves the caller an operator and unwraps the
 	// token-verifier deployment key, which binds what the store keeps of a
 	// token to a secret the database does not hold.
-	root, store, _, err := openOperator(ctx, cfg, logger)
+	_, store, dk, err := openOperatorKeys(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	dk, err := wiring.DeploymentKeys(ctx, root, store, cfg.Dev, logger)
-	if err != nil {
-		return err
-	}
 	tokens := auth.NewTokens(store, 0)
 	tokens.Key = dk.TokenVerifier
 	tokens.Policies = policies.NewResolver(store, 0, logger)
