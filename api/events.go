@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"github.com/gin-gonic/gin"
 
 	"github.com/eventvault/eventvault"
@@ -26,7 +27,14 @@ func (s *Server) readAll(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	events, err := s.events.ReadAllWait(c.Request.Context(), principal(c), from, limit, wait)
+	// A shutdown cuts the wait short: the page is read again at once.
+	wctx, cancel := context.WithCancel(c.Request.Context())
+	defer cancel()
+	defer context.AfterFunc(s.drain, cancel)()
+	events, err := s.events.ReadAllWait(wctx, principal(c), from, limit, wait)
+	if err != nil && s.drain.Err() != nil && c.Request.Context().Err() == nil {
+		events, err = s.events.ReadAllWait(c.Request.Context(), principal(c), from, limit, 0)
+	}
 	if err != nil {
 		s.writeError(c, err)
 		return

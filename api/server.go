@@ -99,10 +99,14 @@ type Denials interface {
 
 // Server serves the HTTP API.
 type Server struct {
-	events  Events
-	erasure Erasure
-	keys    KeyRotation
-	tokens  Tokens
+	// drain is cancelled by Drain, when the server shuts down: open feeds
+	// and long polls end rather than hold the shutdown.
+	drain       context.Context
+	drainCancel context.CancelFunc
+	events      Events
+	erasure     Erasure
+	keys        KeyRotation
+	tokens      Tokens
 	// policies attaches callers' documents and serves /v1/policies; nil
 	// leaves callers to their tokens' inline rules.
 	policies PolicyDocuments
@@ -164,6 +168,13 @@ type Config struct {
 }
 
 // New returns a Server; it is an http.Handler.
+// Drain ends the requests that would otherwise hold a shutdown: every open
+// feed (GET /v1/subscribe) stops, and its client reconnects, with
+// Last-Event-ID, to a node that serves; every long poll (GET
+// /v1/events?wait=) answers at once with what it has. Register it with
+// http.Server.RegisterOnShutdown. Idempotent.
+func (s *Server) Drain() { s.drainCancel() }
+
 func New(cfg Config) *Server {
 	s := &Server{events: cfg.Events, erasure: cfg.Erasure, keys: cfg.Keys, tokens: cfg.Tokens, policies: cfg.Policies, jwt: cfg.JWT, denials: cfg.Denials, audit: cfg.Audit, subs: cfg.Subscriptions, subjects: cfg.Subjects, checks: cfg.Checks, logger: cfg.Logger}
 	if len(s.checks) == 0 && cfg.Ready != nil {
@@ -172,6 +183,7 @@ func New(cfg Config) *Server {
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
+	s.drain, s.drainCancel = context.WithCancel(context.Background())
 	s.metrics, s.admission = cfg.Metrics, cfg.Admission
 	if s.metrics == nil {
 		s.metrics = noMetrics{}

@@ -61,6 +61,7 @@ func (s *Server) subscribe(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), MaxFeedDuration)
 	defer cancel()
+	defer context.AfterFunc(s.drain, cancel)() // a shutdown ends the feed
 	sub, err := s.events.Subscribe(ctx, principal(c), from, filter)
 	if err != nil {
 		s.writeError(c, err)

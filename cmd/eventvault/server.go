@@ -184,6 +184,11 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 	}
 	m.server = wiring.HTTPServer(stack.Handler)
+	// Feeds and long polls end at a shutdown, instead of holding it to its
+	// deadline.
+	if d, ok := stack.Handler.(interface{ Drain() }); ok {
+		m.server.RegisterOnShutdown(d.Drain)
+	}
 	// The server's own errors (TLS handshakes, broken requests) go
 	// through the logger, in its format, not as plain text on stderr.
 	m.server.ErrorLog = slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)
