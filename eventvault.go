@@ -191,6 +191,22 @@ type Event struct {
 	// Erased is true when the event's key was shredded: the envelope
 	// remains, so global order holds, but Data and Metadata are gone.
 	Erased bool
+	// PII names, for each personal value that Data shows to this reader
+	// in clear or masked, whose it is: so that a consumer that copies the
+	// value can find it again when an erasure's tombstone names the
+	// subject's pseudonym (GDPR Art. 17, 19). Values shown redacted or
+	// erased are not listed (their place shows the token, or nothing).
+	// In manifest (offset) order; nil when Data shows none.
+	PII []PersonalValue
+}
+
+// PersonalValue says whose a personal value shown in an event's data is.
+// It holds no value: the JSON Pointer (RFC 6901) of its place in the data,
+// the subject's pseudonym, and the value's token.
+type PersonalValue struct {
+	Pointer string
+	Subject Pseudonym
+	Token   string
 }
 
 // NewEvent is an event proposed for append. Its ID is chosen by the client,

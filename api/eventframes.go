@@ -29,6 +29,9 @@ import (
 //	u16 length, type
 //	u32 length, data (compact JSON as stored; empty for none)
 //	u32 length, metadata (compact JSON as stored; empty for none)
+//	u32 length, pii (whose each personal value shown is, as the JSON
+//	    answer's "pii" member; empty for none; absent from frames written
+//	    before it was added)
 //
 // Data and metadata are the bytes the JSON answer shows, without its
 // HTML escaping. A reader must skip bytes past the fields it knows at the
@@ -82,7 +85,11 @@ func appendFrame(b []byte, e eventvault.Event) ([]byte, error) {
 	if at.Year() < 1678 || at.Year() > 2261 {
 		return b, fmt.Errorf("recorded_at of event %s is outside what a frame holds", e.ID)
 	}
-	n := frameFixed + 2 + len(e.Stream) + 2 + len(e.Type) + 4 + len(e.Data) + 4 + len(e.Metadata)
+	var pii []byte
+	if len(e.PII) > 0 {
+		pii = appendPII(nil, e.PII)
+	}
+	n := frameFixed + 2 + len(e.Stream) + 2 + len(e.Type) + 4 + len(e.Data) + 4 + len(e.Metadata) + 4 + len(pii)
 	if uint64(n) > math.MaxUint32 {
 		return b, fmt.Errorf("event %s does not fit a frame", e.ID)
 	}
@@ -103,7 +110,9 @@ func appendFrame(b []byte, e eventvault.Event) ([]byte, error) {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(e.Data)))
 	b = append(b, e.Data...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(e.Metadata)))
-	return append(b, e.Metadata...), nil
+	b = append(b, e.Metadata...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(pii)))
+	return append(b, pii...), nil
 }
 
 // FrameEvent is one decoded frame. Data and Metadata alias the frame
@@ -116,6 +125,8 @@ type FrameEvent struct {
 	Erased         bool
 	Stream, Type   string
 	Data, Metadata []byte
+	// PII is the frame's pii field (a JSON object), or nil.
+	PII []byte
 }
 
 // errShortFrame is a frame that ends inside a field.
@@ -145,8 +156,16 @@ func ParseFrame(f []byte) (FrameEvent, error) {
 	if e.Data, f, ok = cutField(f, 4); !ok {
 		return e, errShortFrame
 	}
-	if e.Metadata, _, ok = cutField(f, 4); !ok {
+	if e.Metadata, f, ok = cutField(f, 4); !ok {
 		return e, errShortFrame
+	}
+	if len(f) > 0 { // frames written before the field have none
+		if e.PII, _, ok = cutField(f, 4); !ok {
+			return e, errShortFrame
+		}
+		if len(e.PII) == 0 {
+			e.PII = nil
+		}
 	}
 	e.Stream, e.Type = string(s), string(t)
 	return e, nil

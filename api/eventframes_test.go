@@ -41,3 +41,33 @@ func FuzzFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestFramePIIField: a frame carries whose each shown personal value is, as
+// the JSON answer's "pii" member; a frame without the field (written
+// before it was added) parses with none.
+func TestFramePIIField(t *testing.T) {
+	e := eventvault.Event{ID: uuid.New(), Stream: "order-1", Type: "OrderPlaced", Data: []byte(`{"email":"a@example.com"}`), RecordedAt: time.Unix(1, 0).UTC(),
+		PII: []eventvault.PersonalValue{{Pointer: "/email", Subject: "3f9a", Token: "evpii_x"}, {Pointer: "/a~1b", Subject: "77c1", Token: "evpii_y"}}}
+	b, err := appendFrame(nil, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseFrame(b[4:])
+	want := `{"/email":{"subject_pseudonym":"3f9a","token":"evpii_x"},"/a~1b":{"subject_pseudonym":"77c1","token":"evpii_y"}}`
+	if err != nil || string(got.PII) != want {
+		t.Fatalf("pii field: %q, %v; want %q", got.PII, err, want)
+	}
+	// The same event without values shown: an empty field, read as none.
+	e.PII = nil
+	if b, err = appendFrame(nil, e); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = ParseFrame(b[4:]); err != nil || got.PII != nil || !bytes.Equal(got.Data, e.Data) {
+		t.Fatalf("no pii: %+v, %v", got, err)
+	}
+	// An older writer's frame stops after metadata.
+	old := b[4 : len(b)-4]
+	if got, err = ParseFrame(old); err != nil || got.PII != nil || !bytes.Equal(got.Data, e.Data) || got.Stream != "order-1" {
+		t.Fatalf("a frame without the pii field: %+v, %v", got, err)
+	}
+}

@@ -155,7 +155,29 @@ func appendEvent(b []byte, e eventvault.Event) ([]byte, error) {
 	if e.Erased {
 		b = append(b, `,"erased":true`...)
 	}
+	if len(e.PII) > 0 {
+		b = append(b, `,"pii":`...)
+		b = appendPII(b, e.PII)
+	}
 	return append(b, '}'), nil
+}
+
+// appendPII appends whose each personal value shown in clear or masked is:
+// {"<pointer>": {"subject_pseudonym": "…", "token": "evpii_…"}, …}.
+func appendPII(b []byte, pii []eventvault.PersonalValue) []byte {
+	b = append(b, '{')
+	for i, v := range pii {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, v.Pointer)
+		b = append(b, `:{"subject_pseudonym":`...)
+		b = appendString(b, string(v.Subject))
+		b = append(b, `,"token":`...)
+		b = appendString(b, v.Token)
+		b = append(b, '}')
+	}
+	return append(b, '}')
 }
 
 // appendUUID appends u in its canonical form, as uuid.UUID.String writes it.

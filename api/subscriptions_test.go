@@ -249,8 +249,29 @@ func TestErasureOfPersonalValuesWaitsForEveryConsumer(t *testing.T) {
 	tok := a.admin("acme")
 	a.doJSON(http.MethodPut, "/v1/subscriptions/invoices", tok, map[string]any{"filter": map[string]any{"categories": []string{"invoice"}}}, http.StatusCreated, nil)
 	a.doJSON(http.MethodPost, "/v1/streams/order-1/events", tok, map[string]any{"events": []any{map[string]any{
-		"id": "0b6f3c1e-5a2d-4c7b-9e1f-2d3c4b5a6f70", "type": "OrderPlaced", "data": map[string]any{"email": "carol@example.com"},
-		"pii": map[string]any{"/email": map[string]any{"subject": "carol", "class": "email"}}}}}, http.StatusCreated, nil)
+		"id": "0b6f3c1e-5a2d-4c7b-9e1f-2d3c4b5a6f70", "type": "OrderPlaced", "data": map[string]any{"email": "carol@example.com", "courier": "dave@example.com"},
+		"pii": map[string]any{"/email": map[string]any{"subject": "carol", "class": "email"}, "/courier": map[string]any{"subject": "dave", "class": "email"}}}}}, http.StatusCreated, nil)
+	// A reader shown the values in clear is told whose each is (by
+	// pseudonym), so that a copy can be found again when a tombstone names
+	// its subject; a reader shown them redacted is told nothing more.
+	type whose struct {
+		Subject string `json:"subject_pseudonym"`
+		Token   string `json:"token"`
+	}
+	var before struct {
+		Events []struct {
+			PII map[string]whose `json:"pii"`
+		} `json:"events"`
+	}
+	a.doJSON(http.MethodGet, "/v1/streams/order-1/events", tok, nil, http.StatusOK, &before)
+	carol, dave := before.Events[0].PII["/email"], before.Events[0].PII["/courier"]
+	if len(before.Events[0].PII) != 2 || carol.Subject == "" || dave.Subject == "" || carol.Subject == dave.Subject ||
+		!strings.HasPrefix(carol.Token, "evpii_") || carol.Subject == "carol" {
+		t.Fatalf("the pii member of an event read in clear: %+v", before.Events[0].PII)
+	}
+	if rec := a.do(http.MethodGet, "/v1/streams/order-1/events", a.tokenWithRules("acme", "read", "*"), nil); rec.Code != http.StatusOK || strings.Contains(rec.Body.String(), `"pii"`) || strings.Contains(rec.Body.String(), carol.Subject) {
+		t.Fatalf("a reader without read_pii is told whose the values are: %d %s", rec.Code, rec.Body)
+	}
 	rec := a.do(http.MethodPost, "/v1/erasure-requests", tok, []byte(`{"subject":"carol"}`))
 	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"propagating"`) {
 		t.Fatalf("erasure of personal values: %d %s, want 202 propagating (the invoices consumer may hold a copy)", rec.Code, rec.Body)
@@ -266,6 +287,20 @@ func TestErasureOfPersonalValuesWaitsForEveryConsumer(t *testing.T) {
 	a.doJSON(http.MethodGet, "/v1/events?from=1", tok, nil, http.StatusOK, &page)
 	if len(page.Events) != 1 || !strings.Contains(string(page.Events[0].Data), `"personal_values":true`) || strings.Contains(string(page.Events[0].Data), "carol") {
 		t.Fatalf("tombstone: %+v", page.Events)
+	}
+	// The tombstone names the pseudonym the read gave for carol's value,
+	// and only hers: the consumer finds its copy by it.
+	var ts struct {
+		Subject string `json:"subject_pseudonym"`
+	}
+	if err := json.Unmarshal(page.Events[0].Data, &ts); err != nil || ts.Subject != carol.Subject {
+		t.Fatalf("the tombstone names %q; the read named carol's value %q", ts.Subject, carol.Subject)
+	}
+	after := before
+	after.Events = nil
+	a.doJSON(http.MethodGet, "/v1/streams/order-1/events", tok, nil, http.StatusOK, &after)
+	if _, ok := after.Events[0].PII["/email"]; ok || after.Events[0].PII["/courier"] != dave {
+		t.Fatalf("after carol's erasure the event names %+v; want dave's value only", after.Events[0].PII)
 	}
 	a.doJSON(http.MethodPost, "/v1/subscriptions/invoices/ack", tok, map[string]any{"position": page.Events[0].GlobalPosition}, http.StatusOK, nil)
 	a.doJSON(http.MethodGet, "/v1/erasure-requests/"+er.ID, tok, nil, http.StatusOK, &er)

@@ -268,6 +268,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 					with = maskValue(en.Class, with)
 				}
 				withs = append(withs, with)
+				events[i].PII = append(events[i].PII, eventvault.PersonalValue{Pointer: en.Pointer, Subject: en.Subject, Token: en.Token})
 				ps.reads++
 			}
 		}
