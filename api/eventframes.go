@@ -85,15 +85,12 @@ func appendFrame(b []byte, e eventvault.Event) ([]byte, error) {
 	if at.Year() < 1678 || at.Year() > 2261 {
 		return b, fmt.Errorf("recorded_at of event %s is outside what a frame holds", e.ID)
 	}
-	var pii []byte
-	if len(e.PII) > 0 {
-		pii = appendPII(nil, e.PII)
-	}
-	n := frameFixed + 2 + len(e.Stream) + 2 + len(e.Type) + 4 + len(e.Data) + 4 + len(e.Metadata) + 4 + len(pii)
+	n := frameFixed + 2 + len(e.Stream) + 2 + len(e.Type) + 4 + len(e.Data) + 4 + len(e.Metadata) + 4
 	if uint64(n) > math.MaxUint32 {
 		return b, fmt.Errorf("event %s does not fit a frame", e.ID)
 	}
-	b = binary.BigEndian.AppendUint32(b, uint32(n))
+	start := len(b)
+	b = binary.BigEndian.AppendUint32(b, 0) // the length, set at the end
 	b = append(b, e.ID[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Position))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.GlobalPosition))
@@ -111,8 +108,17 @@ func appendFrame(b []byte, e eventvault.Event) ([]byte, error) {
 	b = append(b, e.Data...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(e.Metadata)))
 	b = append(b, e.Metadata...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(pii)))
-	return append(b, pii...), nil
+	piiAt := len(b)
+	b = binary.BigEndian.AppendUint32(b, 0)
+	if len(e.PII) > 0 {
+		b = appendPII(b, e.PII)
+		binary.BigEndian.PutUint32(b[piiAt:], uint32(len(b)-piiAt-4))
+	}
+	if uint64(len(b)-start-4) > math.MaxUint32 {
+		return b[:start], fmt.Errorf("event %s does not fit a frame", e.ID)
+	}
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+	return b, nil
 }
 
 // FrameEvent is one decoded frame. Data and Metadata alias the frame

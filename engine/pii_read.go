@@ -268,6 +268,9 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 					with = maskValue(en.Class, with)
 				}
 				withs = append(withs, with)
+				if events[i].PII == nil {
+					events[i].PII = make([]eventvault.PersonalValue, 0, len(ep.entries))
+				}
 				events[i].PII = append(events[i].PII, eventvault.PersonalValue{Pointer: en.Pointer, Subject: en.Subject, Token: en.Token})
 				ps.reads++
 			}
