@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -172,6 +173,9 @@ func (e *Events) openEvents(ctx context.Context, p eventvault.Principal, stored 
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !slices.ContainsFunc(manifests, func(m []byte) bool { return m != nil }) {
+		return out, nil // nothing marked: no decisions to make
 	}
 	if decide == nil {
 		decide = policyDecider(p)

@@ -54,6 +54,33 @@ func (db *DB) execInTenant(ctx context.Context, op string, tenant eventvault.Ten
 	return n, err
 }
 
+// markRow is a hold or a restriction as stored: why, when (UTC) and
+// by whom.
+type markRow struct {
+	reason, placedBy string
+	placedAt         time.Time
+}
+
+// subjectMark reads the one row of a hold or a restriction (sql takes the
+// tenant and the pseudonym and selects reason, placed_at, placed_by);
+// found is false when there is none.
+func (db *DB) subjectMark(ctx context.Context, op string, tenant eventvault.TenantID, sql string, subject eventvault.Pseudonym) (m markRow, found bool, err error) {
+	err = db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(sql, tenant, string(subject)).QueryRow(func(r pgx.Row) error {
+			err := r.Scan(&m.reason, &m.placedAt, &m.placedBy)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			found = err == nil
+			return err
+		})
+		return t.send(ctx, b, true)
+	})
+	m.placedAt = m.placedAt.UTC()
+	return m, found, err
+}
+
 // PutHold places or replaces the legal hold on h.Subject.
 // Errors: EINVALID for a malformed tenant or an empty pseudonym.
 func (db *DB) PutHold(ctx context.Context, tenant eventvault.TenantID, h eventvault.Hold) error {
@@ -93,29 +120,14 @@ func (db *DB) Hold(ctx context.Context, tenant eventvault.TenantID, subject even
 	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
 		return eventvault.Hold{}, err
 	}
-	var h eventvault.Hold
-	var found bool
-	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
-		b := &pgx.Batch{}
-		b.Queue(holdSQL, tenant, string(subject)).QueryRow(func(r pgx.Row) error {
-			h = eventvault.Hold{Subject: subject}
-			err := r.Scan(&h.Reason, &h.PlacedAt, &h.PlacedBy)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return nil
-			}
-			found = err == nil
-			return err
-		})
-		return t.send(ctx, b, true)
-	})
+	m, found, err := db.subjectMark(ctx, op, tenant, holdSQL, subject)
 	if err != nil {
 		return eventvault.Hold{}, fmt.Errorf("read legal hold: %w", err)
 	}
 	if !found {
 		return eventvault.Hold{}, eventvault.NoHoldError(op)
 	}
-	h.PlacedAt = h.PlacedAt.UTC()
-	return h, nil
+	return eventvault.Hold{Subject: subject, Reason: m.reason, PlacedAt: m.placedAt, PlacedBy: m.placedBy}, nil
 }
 
 // CreateErasureRequest stores a new request of r.Tenant. Request ids are

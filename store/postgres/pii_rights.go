@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -49,28 +48,14 @@ func (db *DB) Restriction(ctx context.Context, tenant eventvault.TenantID, subje
 	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
 		return eventvault.Restriction{}, err
 	}
-	r := eventvault.Restriction{Subject: subject}
-	found := false
-	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
-		b := &pgx.Batch{}
-		b.Queue(restrictionSQL, tenant, string(subject)).QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&r.Reason, &r.PlacedAt, &r.PlacedBy)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return nil
-			}
-			found = err == nil
-			return err
-		})
-		return t.send(ctx, b, true)
-	})
+	m, found, err := db.subjectMark(ctx, op, tenant, restrictionSQL, subject)
 	if err != nil {
 		return eventvault.Restriction{}, fmt.Errorf("restriction: %w", err)
 	}
 	if !found {
 		return eventvault.Restriction{}, &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: "the subject's processing is not restricted"}
 	}
-	r.PlacedAt = r.PlacedAt.UTC()
-	return r, nil
+	return eventvault.Restriction{Subject: subject, Reason: m.reason, PlacedAt: m.placedAt, PlacedBy: m.placedBy}, nil
 }
 
 // EraseSubjectPII implements eventvault.PIIStore in one transaction: the
