@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -58,6 +59,35 @@ func readSubscriptions(tx *bbolt.Tx, tenant eventvault.TenantID, name []byte) *b
 	return nested(tx.Bucket(bucketSubscriptions), []byte(tenant), name)
 }
 
+// getRecord decodes the JSON record at key of bucket b (nil: a bucket not
+// made yet); ok is false when there is none.
+func getRecord[R any](b *bbolt.Bucket, key []byte) (rec R, ok bool, err error) {
+	if b == nil {
+		return rec, false, nil
+	}
+	v := b.Get(key)
+	if v == nil {
+		return rec, false, nil
+	}
+	return rec, true, json.Unmarshal(v, &rec)
+}
+
+// eachRecord decodes every JSON record of bucket b (nil: none), in key
+// order, and hands each to fn.
+func eachRecord[R any](b *bbolt.Bucket, fn func(key []byte, rec R)) error {
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error {
+		var rec R
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return err
+		}
+		fn(k, rec)
+		return nil
+	})
+}
+
 // PutConsumer stores c, or replaces the filter of the consumer of that
 // name. Errors: EINVALID for a malformed tenant or name.
 func (db *DB) PutConsumer(ctx context.Context, c eventvault.Consumer) (eventvault.Consumer, bool, error) {
@@ -105,17 +135,9 @@ func (db *DB) Consumer(ctx context.Context, tenant eventvault.TenantID, name str
 	}
 	var out eventvault.Consumer
 	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
-		b := readSubscriptions(tx, tenant, bucketConsumers)
-		var v []byte
-		if b != nil {
-			v = b.Get([]byte(name))
-		}
-		if v == nil {
-			return noConsumer(op)
-		}
-		var rec consumerRecord
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return err
+		rec, ok, err := getRecord[consumerRecord](readSubscriptions(tx, tenant, bucketConsumers), []byte(name))
+		if err != nil || !ok {
+			return cmp.Or(err, noConsumer(op))
 		}
 		out = rec.consumer(tenant, name)
 		return nil
@@ -131,17 +153,8 @@ func (db *DB) Consumers(ctx context.Context, tenant eventvault.TenantID) ([]even
 	}
 	var out []eventvault.Consumer
 	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
-		b := readSubscriptions(tx, tenant, bucketConsumers)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			var rec consumerRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return err
-			}
+		return eachRecord(readSubscriptions(tx, tenant, bucketConsumers), func(k []byte, rec consumerRecord) {
 			out = append(out, rec.consumer(tenant, string(k)))
-			return nil
 		})
 	})
 	return out, err
@@ -263,17 +276,9 @@ func (db *DB) Propagation(ctx context.Context, tenant eventvault.TenantID, reque
 	}
 	var out eventvault.Propagation
 	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
-		b := readSubscriptions(tx, tenant, bucketPropagations)
-		var v []byte
-		if b != nil {
-			v = b.Get(request[:])
-		}
-		if v == nil {
-			return noPropagation(op, request)
-		}
-		var rec propagationRecord
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return err
+		rec, ok, err := getRecord[propagationRecord](readSubscriptions(tx, tenant, bucketPropagations), request[:])
+		if err != nil || !ok {
+			return cmp.Or(err, noPropagation(op, request))
 		}
 		out = rec.propagation(tenant, request)
 		return nil
@@ -290,19 +295,10 @@ func (db *DB) OpenPropagations(ctx context.Context, tenant eventvault.TenantID) 
 	}
 	var out []eventvault.Propagation
 	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
-		b := readSubscriptions(tx, tenant, bucketPropagations)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			var rec propagationRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return err
-			}
+		return eachRecord(readSubscriptions(tx, tenant, bucketPropagations), func(k []byte, rec propagationRecord) {
 			if !rec.Done {
 				out = append(out, rec.propagation(tenant, uuid.UUID(k)))
 			}
-			return nil
 		})
 	})
 	slices.SortFunc(out, func(a, b eventvault.Propagation) int { return int(a.TombstonePosition - b.TombstonePosition) })
