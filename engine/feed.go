@@ -41,7 +41,7 @@ type Feed struct {
 	poll   time.Duration
 	logger *slog.Logger
 
-	mu      sync.Mutex
+	mu      sync.RWMutex // read-locked on every append (Notify)
 	tenants map[eventvault.TenantID]*tenantFeed
 	// reads counts the store reads of the shared readers: a measure that
 	// the work per event does not grow with the subscribers.
@@ -66,9 +66,9 @@ func (f *Feed) SharedReads() int64 { return f.reads.Load() }
 // Notify wakes the tenant's shared reader, if it runs: an append on this
 // node committed. It never blocks.
 func (f *Feed) Notify(tenant eventvault.TenantID) {
-	f.mu.Lock()
+	f.mu.RLock()
 	tf := f.tenants[tenant]
-	f.mu.Unlock()
+	f.mu.RUnlock()
 	if tf != nil {
 		select {
 		case tf.wake <- struct{}{}:
@@ -99,9 +99,9 @@ func (e feedEvictor) EvictTenant(tenant eventvault.TenantID) {
 }
 
 func (f *Feed) invalidate(tenant eventvault.TenantID) {
-	f.mu.Lock()
+	f.mu.RLock()
 	tf := f.tenants[tenant]
-	f.mu.Unlock()
+	f.mu.RUnlock()
 	if tf != nil {
 		tf.epoch.Add(1)
 	}
