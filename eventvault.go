@@ -191,22 +191,22 @@ type Event struct {
 	// Erased is true when the event's key was shredded: the envelope
 	// remains, so global order holds, but Data and Metadata are gone.
 	Erased bool
-	// PII names, for each personal value that Data shows to this reader
-	// in clear or masked, whose it is: so that a consumer that copies the
-	// value can find it again when an erasure's tombstone names the
+	// PII says whose each personal value that Data shows to this reader
+	// in clear or masked is, per subject: so that a consumer that copies
+	// a value can find it again when an erasure's tombstone names the
 	// subject's pseudonym (GDPR Art. 17, 19). Values shown redacted or
 	// erased are not listed (their place shows the token, or nothing).
-	// In manifest (offset) order; nil when Data shows none.
-	PII []PersonalValue
+	// Subjects in the order of the event's manifest, pointers by offset;
+	// nil when Data shows none. Readers share it: never modify it.
+	PII []SubjectValues
 }
 
-// PersonalValue says whose a personal value shown in an event's data is.
-// It holds no value: the JSON Pointer (RFC 6901) of its place in the data,
-// the subject's pseudonym, and the value's token.
-type PersonalValue struct {
-	Pointer string
-	Subject Pseudonym
-	Token   string
+// SubjectValues names the personal values of one data subject that an
+// event's data shows: the subject's pseudonym and the JSON Pointer (RFC
+// 6901) of each value's place in the data. It holds no value.
+type SubjectValues struct {
+	Subject  Pseudonym
+	Pointers []string
 }
 
 // NewEvent is an event proposed for append. Its ID is chosen by the client,

@@ -47,13 +47,13 @@ func FuzzFrame(f *testing.F) {
 // before it was added) parses with none.
 func TestFramePIIField(t *testing.T) {
 	e := eventvault.Event{ID: uuid.New(), Stream: "order-1", Type: "OrderPlaced", Data: []byte(`{"email":"a@example.com"}`), RecordedAt: time.Unix(1, 0).UTC(),
-		PII: []eventvault.PersonalValue{{Pointer: "/email", Subject: "3f9a", Token: "evpii_x"}, {Pointer: "/a~1b", Subject: "77c1", Token: "evpii_y"}}}
+		PII: []eventvault.SubjectValues{{Subject: "3f9a", Pointers: []string{"/email", "/phone"}}, {Subject: "77c1", Pointers: []string{"/a~1b"}}}}
 	b, err := appendFrame(nil, e)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, err := ParseFrame(b[4:])
-	want := `{"/email":{"subject_pseudonym":"3f9a","token":"evpii_x"},"/a~1b":{"subject_pseudonym":"77c1","token":"evpii_y"}}`
+	want := `{"3f9a":["/email","/phone"],"77c1":["/a~1b"]}`
 	if err != nil || string(got.PII) != want {
 		t.Fatalf("pii field: %q, %v; want %q", got.PII, err, want)
 	}

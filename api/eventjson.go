@@ -162,20 +162,23 @@ func appendEvent(b []byte, e eventvault.Event) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// appendPII appends whose each personal value shown in clear or masked is:
-// {"<pointer>": {"subject_pseudonym": "…", "token": "evpii_…"}, …}.
-func appendPII(b []byte, pii []eventvault.PersonalValue) []byte {
+// appendPII appends an event's pii member: whose each value that its data
+// shows is, {"<subject pseudonym>": ["<JSON Pointer>", …], …}.
+func appendPII(b []byte, pii []eventvault.SubjectValues) []byte {
 	b = append(b, '{')
 	for i, v := range pii {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, v.Pointer)
-		b = append(b, `:{"subject_pseudonym":`...)
 		b = appendString(b, string(v.Subject))
-		b = append(b, `,"token":`...)
-		b = appendString(b, v.Token)
-		b = append(b, '}')
+		b = append(b, ':', '[')
+		for k, p := range v.Pointers {
+			if k > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, p)
+		}
+		b = append(b, ']')
 	}
 	return append(b, '}')
 }

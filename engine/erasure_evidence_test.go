@@ -17,7 +17,7 @@ import (
 )
 
 // erasureKeys opens a pseudonym key and a signing key in dir.
-func erasureKeys(t *testing.T, dir string) (*pseudonym.Key, *dsse.SigningKey) {
+func erasureKeys(t testing.TB, dir string) (*pseudonym.Key, *dsse.SigningKey) {
 	t.Helper()
 	pseud, err := pseudonym.OpenKey(filepath.Join(dir, "pseudonym.key"))
 	if err != nil {

@@ -111,7 +111,7 @@ func (c *countingRoot) UnwrapKey(ctx context.Context, wrapped, aad []byte) ([]by
 	return c.RootKeyProvider.UnwrapKey(ctx, wrapped, aad)
 }
 
-func newRoot(t *testing.T) *countingRoot {
+func newRoot(t testing.TB) *countingRoot {
 	t.Helper()
 	k, err := evcrypto.OpenLocalRootKey(filepath.Join(t.TempDir(), "root.key"))
 	if err != nil {

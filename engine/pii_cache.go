@@ -65,16 +65,53 @@ type eventPII struct {
 	// The caller checks each against the entry (token, subject) and the
 	// subject's generation (cachedValue.fresh).
 	values []cachedValue
+	// whose is an event's PII member (eventvault.Event.PII) when a read
+	// shows every one of its values: shared by such reads.
+	whose []eventvault.SubjectValues
 }
 
-// newEventPII decodes manifest m, entries sorted by offset.
-func newEventPII(m []byte) (*eventPII, error) {
-	subjects, entries, err := decodeManifest(m)
+// newEventPII decodes manifest m of an event whose sealed data is data,
+// entries sorted by offset.
+func newEventPII(m, data []byte) (*eventPII, error) {
+	subjects, entries, err := decodeManifest(m, data)
 	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(entries, func(a, b manifestEntry) int { return a.Offset - b.Offset })
-	return &eventPII{manifest: bytes.Clone(m), subjects: subjects, entries: entries, values: make([]cachedValue, len(entries))}, nil
+	return &eventPII{manifest: bytes.Clone(m), subjects: subjects, entries: entries, values: make([]cachedValue, len(entries)),
+		whose: whoseValues(subjects, entries, nil)}, nil
+}
+
+// whoseValues is the PII member of an event showing the entries for which
+// shown is true (every entry when shown is nil): per subject, in the
+// order of subjects, its pointers in the order of entries; nil for none.
+func whoseValues(subjects []eventvault.Pseudonym, entries []manifestEntry, shown []bool) []eventvault.SubjectValues {
+	counts := make([]int, len(subjects))
+	n := 0
+	for k, en := range entries {
+		if shown == nil || shown[k] {
+			counts[en.subjectIndex]++
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	pointers := make([]string, 0, n) // one array for every subject's pointers
+	var out []eventvault.SubjectValues
+	for si, s := range subjects {
+		if counts[si] == 0 {
+			continue
+		}
+		first := len(pointers)
+		for k, en := range entries {
+			if en.subjectIndex == si && (shown == nil || shown[k]) {
+				pointers = append(pointers, en.Pointer)
+			}
+		}
+		out = append(out, eventvault.SubjectValues{Subject: s, Pointers: pointers[first:len(pointers):len(pointers)]})
+	}
+	return out
 }
 
 // clone returns a copy of ep whose entries and values may be changed.

@@ -123,7 +123,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		ep := e.piiCache.get(tenant, events[i].ID)
 		if ep == nil || !bytes.Equal(ep.manifest, m) {
 			var err error
-			if ep, err = newEventPII(m); err != nil {
+			if ep, err = newEventPII(m, events[i].Data); err != nil {
 				return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Err: err, Message: fmt.Sprintf("event %s has a malformed manifest of personal values", events[i].ID)}
 			}
 			changed[i] = true
@@ -203,7 +203,9 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 				values[k] = cachedValue{token: en.Token, subject: en.Subject, version: v.Version, generation: gen, ciphertext: v.Ciphertext}
 			}
 			if values != nil {
-				pages[i], changed[i] = &eventPII{manifest: ep.manifest, subjects: ep.subjects, entries: ep.entries, values: values}, true
+				c := *ep
+				c.values = values
+				pages[i], changed[i] = &c, true
 			}
 		}
 	}
@@ -224,13 +226,15 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		ps.cipher = c
 	}
 	var withs [][]byte // what replaces each token of an event
+	var shown []bool   // which of an event's values it shows
 	for i, ep := range pages {
 		if ep == nil {
 			continue
 		}
 		data := events[i].Data
-		withs = withs[:0]
+		withs, shown = withs[:0], shown[:0]
 		owned := false // ep is this read's copy
+		all := true    // every value is shown
 		for k, en := range ep.entries {
 			start, end := en.Offset, en.Offset+len(en.Token)+2
 			if (k > 0 && start < ep.entries[k-1].Offset+len(ep.entries[k-1].Token)+2) || start < 0 || end > len(data) ||
@@ -243,9 +247,10 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			}
 			switch act {
 			case fieldErased:
-				withs = append(withs, erasedForm)
+				withs, shown, all = append(withs, erasedForm), append(shown, false), false
 			case fieldRedact:
 				withs = append(withs, append(append(append(make([]byte, 0, len(en.Token)+32), `{"token":"`...), en.Token...), `","redacted":true}`...))
+				shown, all = append(shown, false), false
 			default:
 				v := ep.values[k]
 				with, kept, err := ps.cipher.OpenValueAt(ps.state.Generation, evcrypto.PIIRef{Tenant: tenant, Subject: en.Subject, Token: en.Token, Pointer: en.Pointer, Class: en.Class, Version: v.version}, v.ciphertext, v.kept)
@@ -267,13 +272,14 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 				if act == fieldMask {
 					with = maskValue(en.Class, with)
 				}
-				withs = append(withs, with)
-				if events[i].PII == nil {
-					events[i].PII = make([]eventvault.PersonalValue, 0, len(ep.entries))
-				}
-				events[i].PII = append(events[i].PII, eventvault.PersonalValue{Pointer: en.Pointer, Subject: en.Subject, Token: en.Token})
+				withs, shown = append(withs, with), append(shown, true)
 				ps.reads++
 			}
+		}
+		if all {
+			events[i].PII = ep.whose
+		} else {
+			events[i].PII = whoseValues(ep.subjects, ep.entries, shown)
 		}
 		events[i].Data = splice(data, ep.entries, withs)
 		if changed[i] {

@@ -36,7 +36,7 @@ type piiRig struct {
 	erasure  *engine.Erasure
 }
 
-func newPIIRig(t *testing.T, b backend, store eventvault.Store) *piiRig {
+func newPIIRig(t testing.TB, b backend, store eventvault.Store) *piiRig {
 	t.Helper()
 	r := &piiRig{store: store, root: newRoot(t), logs: &bytes.Buffer{}}
 	logger := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -53,7 +53,7 @@ func newPIIRig(t *testing.T, b backend, store eventvault.Store) *piiRig {
 }
 
 // withPolicy is a principal of tenant acme holding one policy document.
-func withPolicy(t *testing.T, body string) eventvault.Principal {
+func withPolicy(t testing.TB, body string) eventvault.Principal {
 	t.Helper()
 	d, err := policies.Parse("doc", body)
 	if err != nil {
