@@ -2,11 +2,12 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/eventvault/eventvault"
 	evcrypto "github.com/eventvault/eventvault/crypto"
@@ -23,14 +24,27 @@ import (
 // so an erased subject's cached entries open for no one. An entry is used
 // only at the generation of the subject it was fetched at; a
 // rectification moves the generation on, and the value is fetched again.
+//
+// It is a map under a read-write lock rather than an LRU: a page looks up
+// all its events under one read lock (getPage), where an LRU would take
+// its one mutex per event to move it to the front. When full, a put drops
+// an arbitrary tenth of the entries (Go's map order); an entry older than
+// piiCacheTTL is not used.
 type piiCache struct {
-	lru *expirable.LRU[piiCacheKey, *eventPII]
+	mu      sync.RWMutex
+	entries map[piiCacheKey]piiCacheEntry
+	now     func() time.Time
 }
 
 // Entries are per event, so that a page costs one lookup per event.
 type piiCacheKey struct {
 	tenant eventvault.TenantID
 	event  uuid.UUID
+}
+
+type piiCacheEntry struct {
+	ep      *eventPII
+	expires int64 // Unix nanoseconds
 }
 
 type cachedValue struct {
@@ -52,7 +66,7 @@ const (
 )
 
 func newPIICache() *piiCache {
-	return &piiCache{lru: expirable.NewLRU[piiCacheKey, *eventPII](piiCacheSize, nil, piiCacheTTL)}
+	return &piiCache{entries: map[piiCacheKey]piiCacheEntry{}, now: time.Now}
 }
 
 // eventPII is an event's decoded manifest and the ciphertext of its values.
@@ -65,6 +79,9 @@ type eventPII struct {
 	// The caller checks each against the entry (token, subject) and the
 	// subject's generation (cachedValue.fresh).
 	values []cachedValue
+	// shape is the entries' pointers and classes, which decide what a
+	// read shows of each (with the stream, the type and restrictions).
+	shape string
 	// whose is an event's PII member (eventvault.Event.PII) when a read
 	// shows every one of its values: shared by such reads.
 	whose []eventvault.SubjectValues
@@ -78,8 +95,13 @@ func newEventPII(m, data []byte) (*eventPII, error) {
 		return nil, err
 	}
 	slices.SortFunc(entries, func(a, b manifestEntry) int { return a.Offset - b.Offset })
+	var shape []byte
+	for _, en := range entries {
+		// Length-prefixed: a pointer may hold any character.
+		shape = append(append(binary.AppendUvarint(shape, uint64(len(en.Pointer))), en.Pointer...), classByte(en.Class))
+	}
 	return &eventPII{manifest: bytes.Clone(m), subjects: subjects, entries: entries, values: make([]cachedValue, len(entries)),
-		whose: whoseValues(subjects, entries, nil)}, nil
+		shape: string(shape), whose: whoseValues(subjects, entries, nil)}, nil
 }
 
 // whoseValues is the PII member of an event showing the entries for which
@@ -121,18 +143,44 @@ func (ep *eventPII) clone() *eventPII {
 	return &c
 }
 
-// get returns the cached entry of an event, or nil.
-func (c *piiCache) get(tenant eventvault.TenantID, event uuid.UUID) *eventPII {
-	v, _ := c.lru.Get(piiCacheKey{tenant, event})
-	return v
+// getPage sets out[i] to the cached entry of events[i] for each i where
+// marked[i], else nil; one read lock for the page.
+func (c *piiCache) getPage(tenant eventvault.TenantID, events []eventvault.Event, marked [][]byte, out []*eventPII) {
+	now := c.now().UnixNano()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for i := range events {
+		if marked[i] == nil {
+			continue
+		}
+		if en, ok := c.entries[piiCacheKey{tenant, events[i].ID}]; ok && en.expires > now {
+			out[i] = en.ep
+		}
+	}
 }
 
 func (c *piiCache) put(tenant eventvault.TenantID, event uuid.UUID, v *eventPII) {
-	c.lru.Add(piiCacheKey{tenant, event}, v)
+	expires := c.now().Add(piiCacheTTL).UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := piiCacheKey{tenant, event}
+	if _, ok := c.entries[k]; !ok && len(c.entries) >= piiCacheSize {
+		drop := piiCacheSize / 10
+		for k := range c.entries {
+			if drop == 0 {
+				break
+			}
+			delete(c.entries, k)
+			drop--
+		}
+	}
+	c.entries[k] = piiCacheEntry{ep: v, expires: expires}
 }
 
 func (c *piiCache) remove(tenant eventvault.TenantID, event uuid.UUID) {
-	c.lru.Remove(piiCacheKey{tenant, event})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, piiCacheKey{tenant, event})
 }
 
 // fresh reports whether v is the value of entry en at generation gen.

@@ -116,11 +116,12 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 	var subs []*pageSubject // each event's subjects, in its manifest's order
 	var order []eventvault.Pseudonym
 	n := 0
+	e.piiCache.getPage(tenant, events, manifests, pages)
 	for i, m := range manifests {
 		if m == nil {
 			continue
 		}
-		ep := e.piiCache.get(tenant, events[i].ID)
+		ep := pages[i]
 		if ep == nil || !bytes.Equal(ep.manifest, m) {
 			var err error
 			if ep, err = newEventPII(m, events[i].Data); err != nil {
@@ -160,8 +161,48 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 	// What each value shows, and which events lack a ciphertext for one.
 	acts := make([]fieldAction, n)
 	var missing []string
+	// The events of a page mostly repeat one stream, type and set of
+	// marked fields: an event whose subjects all have keys and none is
+	// restricted takes the decisions made for the first such event of the
+	// same stream, type and shape (its pointers and classes).
+	type shapeKey struct {
+		stream           eventvault.StreamName
+		eventType, shape string
+	}
+	shapes := map[shapeKey][]fieldAction{}
+	var lastShape shapeKey
+	var lastActs []fieldAction
 	for i, ep := range pages {
 		if ep == nil {
+			continue
+		}
+		plain := true
+		for _, ps := range subs[subBases[i] : subBases[i]+len(ep.subjects)] {
+			if !ps.known || len(ps.state.Key.Ciphertext) == 0 || ps.state.Restricted {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			key := shapeKey{events[i].Stream, events[i].Type, ep.shape}
+			memo, ok := lastActs, lastActs != nil && key == lastShape
+			if !ok {
+				memo, ok = shapes[key]
+			}
+			if !ok {
+				memo = make([]fieldAction, len(ep.entries))
+				for k, en := range ep.entries {
+					memo[k] = decide(piiField{stream: events[i].Stream, eventType: events[i].Type, pointer: en.Pointer, class: en.Class, subject: en.Subject})
+				}
+				shapes[key] = memo
+			}
+			lastShape, lastActs = key, memo
+			copy(acts[bases[i]:], memo)
+			for k, en := range ep.entries {
+				if memo[k] != fieldRedact && !ep.values[k].fresh(en, subs[subBases[i]+en.subjectIndex].state.Generation) {
+					missing = append(missing, en.Token)
+				}
+			}
 			continue
 		}
 		for k, en := range ep.entries {
