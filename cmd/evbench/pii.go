@@ -82,6 +82,35 @@ func (p piiTarget) prepare(ctx context.Context, n, size int) error {
 			return fmt.Errorf("write %s: %w", p.stream(), err)
 		}
 	}
+	return p.check(ctx)
+}
+
+// check reads the stream's first event back as JSON and fails unless it
+// shows its values in clear and, when marked, whose each is: so that the
+// workload measures reads that resolve every value, not a regression that
+// skips them.
+func (p piiTarget) check(ctx context.Context) error {
+	var out struct {
+		Events []struct {
+			Data struct {
+				Email string `json:"email"`
+			} `json:"data"`
+			PII map[string][]string `json:"pii"`
+		} `json:"events"`
+	}
+	if err := p.do(ctx, http.MethodGet, "/v1/streams/"+p.stream()+"/events?limit=1", nil, http.StatusOK, &out); err != nil {
+		return fmt.Errorf("read %s back: %w", p.stream(), err)
+	}
+	if len(out.Events) != 1 || out.Events[0].Data.Email != "person0@example.com" {
+		return fmt.Errorf("read %s back: the first event does not show its e-mail in clear: %+v", p.stream(), out.Events)
+	}
+	shown := 0
+	for _, pointers := range out.Events[0].PII {
+		shown += len(pointers)
+	}
+	if want := map[bool]int{true: len(piiFields), false: 0}[p.marked]; shown != want {
+		return fmt.Errorf("read %s back: its pii member names %d values, want %d", p.stream(), shown, want)
+	}
 	return nil
 }
 
