@@ -1,9 +1,10 @@
 // Command consumer is the example projection of the README's consumer
 // walk-through: a durable consumer of EventVault's feed that keeps each
 // customer's e-mail address, and drops it when a tombstone says the
-// customer's stream was erased.
+// customer's stream was erased, or that the subject the address belongs
+// to was (a value marked personal with "pii", docs/pii.md).
 //
-//	EVENTVAULT_URL=http://127.0.0.1:8080 EVENTVAULT_TOKEN=evt_... go run ./cmd/examples/consumer
+//	EVENTVAULT_ADDR=http://127.0.0.1:8080 EVENTVAULT_TOKEN=evt_... go run ./cmd/examples/consumer
 package main
 
 import (
@@ -11,11 +12,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,46 +32,96 @@ type event struct {
 	GlobalPosition int64           `json:"global_position"`
 	Data           json.RawMessage `json:"data"`
 	Erased         bool            `json:"erased"`
+	// PII says whose each personal value shown in data is: subject
+	// pseudonym → JSON Pointers of that subject's values.
+	PII map[string][]string `json:"pii"`
+}
+
+// tombstone is the data of an eventvault.Tombstone event.
+type tombstone struct {
+	Streams          []string `json:"streams"`
+	SubjectPseudonym string   `json:"subject_pseudonym"`
+	PersonalValues   bool     `json:"personal_values"`
+}
+
+// row is what the projection keeps of one customer.
+type row struct {
+	email string
+	// owner is the pseudonym of the subject the address belongs to, when
+	// the event marked it personal: a tombstone with personal_values
+	// names it.
+	owner string
 }
 
 // Projection maps a customer stream to the e-mail address it registered.
 type Projection struct {
-	mu     sync.Mutex
-	emails map[string]string
+	mu   sync.Mutex
+	rows map[string]row
 }
+
+// NewProjection returns an empty projection.
+func NewProjection() *Projection { return &Projection{rows: map[string]row{}} }
 
 // Email returns the address projected for a stream.
 func (p *Projection) Email(stream string) (string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	e, ok := p.emails[stream]
-	return e, ok
+	r, ok := p.rows[stream]
+	return r.email, ok
 }
 
-// apply projects one event. A tombstone names erased streams: their rows
-// go (GDPR Art. 17: a copy of erased data must not outlive it).
-func (p *Projection) apply(ev event) {
+// Len returns how many customers the projection holds.
+func (p *Projection) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.rows)
+}
+
+// apply projects one event and says what it changed ("" for nothing). A
+// tombstone names erased streams, and with personal_values the subject
+// whose values were erased wherever they were copied: their rows go (GDPR
+// Art. 17: a copy of erased data must not outlive it).
+func (p *Projection) apply(ev event) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
 	case ev.Stream == "eventvault-tombstones" && ev.Type == "eventvault.Tombstone":
-		var ts struct {
-			Streams []string `json:"streams"`
+		var ts tombstone
+		if err := json.Unmarshal(ev.Data, &ts); err != nil {
+			return ""
 		}
-		if err := json.Unmarshal(ev.Data, &ts); err == nil {
-			for _, s := range ts.Streams {
-				delete(p.emails, s)
+		var dropped []string
+		for stream, r := range p.rows {
+			if slices.Contains(ts.Streams, stream) || (ts.PersonalValues && ts.SubjectPseudonym != "" && r.owner == ts.SubjectPseudonym) {
+				delete(p.rows, stream)
+				dropped = append(dropped, stream)
 			}
 		}
+		if len(dropped) == 0 {
+			return ""
+		}
+		slices.Sort(dropped)
+		return "dropped " + strings.Join(dropped, ", ")
 	case ev.Erased: // shredded before we saw it: nothing to project
 	case ev.Type == "CustomerRegistered":
 		var c struct {
 			Email string `json:"email"`
 		}
-		if json.Unmarshal(ev.Data, &c) == nil {
-			p.emails[ev.Stream] = c.Email
+		// A value this token may not see in clear comes as an object
+		// ({"redacted": true} or {"erased": true}): nothing to keep.
+		if json.Unmarshal(ev.Data, &c) != nil || c.Email == "" {
+			return ""
 		}
+		r := row{email: c.Email}
+		for subject, pointers := range ev.PII {
+			if slices.Contains(pointers, "/email") {
+				r.owner = subject
+			}
+		}
+		p.rows[ev.Stream] = r
+		return "projected " + ev.Stream
 	}
+	return ""
 }
 
 // Run registers the consumer name (customers only), resumes the feed from
@@ -87,7 +141,7 @@ func Run(ctx context.Context, base, token, name string, p *Projection) error {
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode >= 300 {
-			return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, problemDetail(resp.Body))
 		}
 		return json.NewDecoder(resp.Body).Decode(out)
 	}
@@ -108,6 +162,10 @@ func Run(ctx context.Context, base, token, name string, p *Projection) error {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /v1/subscribe: %s: %s", resp.Status, problemDetail(resp.Body))
+	}
+	log.Printf("consumer %s: following the feed from global position %d", name, sub.Checkpoint)
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
 	for sc.Scan() {
@@ -119,7 +177,9 @@ func Run(ctx context.Context, base, token, name string, p *Projection) error {
 		if err := json.Unmarshal([]byte(data), &ev); err != nil {
 			return err
 		}
-		p.apply(ev)
+		if change := p.apply(ev); change != "" {
+			log.Printf("consumer %s: %s (global position %d)", name, change, ev.GlobalPosition)
+		}
 		// Acknowledge once projected: a restart resumes after it.
 		if err := call(http.MethodPost, "/v1/subscriptions/"+name+"/ack", map[string]int64{"position": ev.GlobalPosition}, &sub); err != nil && ctx.Err() == nil {
 			return err
@@ -128,15 +188,35 @@ func Run(ctx context.Context, base, token, name string, p *Projection) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	return fmt.Errorf("feed ended: %v", sc.Err())
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("feed ended: %w", err)
+	}
+	return errors.New("feed ended: the server closed it (a feed lasts at most 10 minutes; run again to resume from the checkpoint)")
+}
+
+// problemDetail returns the detail of an application/problem+json body,
+// or the start of the body.
+func problemDetail(body io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(body, 4096))
+	var p struct {
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal(b, &p) == nil && p.Detail != "" {
+		return p.Detail
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	p := &Projection{emails: map[string]string{}}
-	if err := Run(ctx, os.Getenv("EVENTVAULT_URL"), os.Getenv("EVENTVAULT_TOKEN"), "customer-emails", p); err != nil {
+	addr, token := os.Getenv("EVENTVAULT_ADDR"), os.Getenv("EVENTVAULT_TOKEN")
+	if addr == "" || token == "" {
+		log.Fatal("set EVENTVAULT_ADDR (for example http://127.0.0.1:8080) and EVENTVAULT_TOKEN (a token that may subscribe, and read_pii to see addresses in clear)")
+	}
+	p := NewProjection()
+	if err := Run(ctx, addr, token, "customer-emails", p); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("customers projected:", strconv.Itoa(len(p.emails)))
+	fmt.Println("customers projected:", strconv.Itoa(p.Len()))
 }

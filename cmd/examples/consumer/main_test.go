@@ -20,7 +20,9 @@ import (
 
 // TestTheREADMEConsumerDropsErasedCustomers runs the README's consumer
 // against a real server: it projects customers, drops the one whose
-// erasure's tombstone it receives, and the erasure completes naming it.
+// erasure's tombstone it receives (a subject owning the stream, and a
+// subject owning only a marked value in a stream of no subject), and the
+// erasures complete naming it.
 func TestTheREADMEConsumerDropsErasedCustomers(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -63,12 +65,17 @@ func TestTheREADMEConsumerDropsErasedCustomers(t *testing.T) {
 	}
 	register("customer-1", "alice", "alice@example.com")
 	register("customer-2", "bob", "bob@example.com")
+	// dave owns no stream: only his address, marked personal.
+	call(http.MethodPost, "/v1/streams/customer-4/events", `{"events":[{"id":"`+uuid.NewString()+`","type":"CustomerRegistered","data":{"email":"dave@example.com"},"pii":{"/email":{"subject":"dave","class":"email"}}}]}`)
 
-	p := &Projection{emails: map[string]string{}}
+	p := NewProjection()
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- Run(runCtx, srv.URL, token, "customer-emails", p) }()
-	waitFor(t, func() bool { _, ok := p.Email("customer-2"); return ok })
+	waitFor(t, func() bool { _, ok := p.Email("customer-4"); return ok })
+	if e, _ := p.Email("customer-4"); e != "dave@example.com" {
+		t.Fatalf("dave's row: %q", e)
+	}
 
 	out := call(http.MethodPost, "/v1/erasure-requests", `{"subject":"alice"}`)
 	var er struct {
@@ -87,13 +94,35 @@ func TestTheREADMEConsumerDropsErasedCustomers(t *testing.T) {
 	if e, ok := p.Email("customer-2"); !ok || e != "bob@example.com" {
 		t.Fatalf("bob's row: %q %v", e, ok)
 	}
+	// dave's erasure names no stream, only his pseudonym: the copy of his
+	// address goes, found by the pseudonym the event's pii member gave.
+	out = call(http.MethodPost, "/v1/erasure-requests", `{"subject":"dave"}`)
+	json.Unmarshal([]byte(out), &er)
+	waitFor(t, func() bool { _, ok := p.Email("customer-4"); return !ok })
+	waitFor(t, func() bool {
+		return strings.Contains(call(http.MethodGet, "/v1/erasure-requests/"+er.ID, ""), `"state":"completed"`)
+	})
+	if p.Len() != 1 {
+		t.Fatalf("after both erasures the projection holds %d customers, want bob's only", p.Len())
+	}
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("consumer: %v", err)
 	}
+	// A token that may not subscribe: the consumer says why, from the
+	// server's problem, rather than ending silently.
+	var weak struct {
+		Token string `json:"token"`
+	}
+	json.Unmarshal([]byte(call(http.MethodPost, "/v1/tokens", `{"tenant":"acme","name":"writer","rules":[{"capabilities":["append"],"streams":"*"}]}`)), &weak)
+	weakCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := Run(weakCtx, srv.URL, weak.Token, "customer-emails", NewProjection()); err == nil || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "subscribe") {
+		t.Fatalf("a consumer whose token may not subscribe: %v; want the 403 and its reason", err)
+	}
 	// Restarted, it resumes from its checkpoint: only what came since.
 	register("customer-3", "carol", "carol@example.com")
-	fresh := &Projection{emails: map[string]string{}}
+	fresh := NewProjection()
 	runCtx, stop = context.WithCancel(ctx)
 	defer stop()
 	go func() { done <- Run(runCtx, srv.URL, token, "customer-emails", fresh) }()
