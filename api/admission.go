@@ -121,13 +121,17 @@ type AdmissionCounters interface {
 	Queued(delta int)
 	// Refused counts one refusal, by reason (RefusedTenant, ...).
 	Refused(reason string)
+	// Waited observes how long a request waited in the queue for a slot,
+	// once it leaves the queue: admitted (a slot came free) or not.
+	Waited(d time.Duration, admitted bool)
 }
 
 type noAdmissionCounters struct{}
 
-func (noAdmissionCounters) InFlight(int)   {}
-func (noAdmissionCounters) Queued(int)     {}
-func (noAdmissionCounters) Refused(string) {}
+func (noAdmissionCounters) InFlight(int)               {}
+func (noAdmissionCounters) Queued(int)                 {}
+func (noAdmissionCounters) Refused(string)             {}
+func (noAdmissionCounters) Waited(time.Duration, bool) {}
 
 // gate admits one class of requests within its Limits. Its zero value
 // (slots nil) admits everything.
@@ -196,21 +200,26 @@ func (g *gate) await(ctx context.Context, m AdmissionCounters) string {
 		return RefusedQueue
 	}
 	m.Queued(1)
+	start := time.Now()
 	defer func() { g.waiting.Add(-1); m.Queued(-1) }()
 	timer := time.NewTimer(g.wait)
 	defer timer.Stop()
 	select {
 	case g.slots <- struct{}{}:
 	case <-timer.C:
+		m.Waited(time.Since(start), false)
 		return RefusedNode
 	case <-ctx.Done():
+		m.Waited(time.Since(start), false)
 		return RefusedGone
 	}
 	// The caller may have gone in the same instant: do not start its work.
 	if ctx.Err() != nil {
 		<-g.slots
+		m.Waited(time.Since(start), false)
 		return RefusedGone
 	}
+	m.Waited(time.Since(start), true)
 	return ""
 }
 

@@ -142,8 +142,9 @@ type countingCounters struct {
 	route string
 }
 
-func (countingCounters) InFlight(int) {}
-func (countingCounters) Queued(int)   {}
+func (countingCounters) InFlight(int)               {}
+func (countingCounters) Queued(int)                 {}
+func (countingCounters) Waited(time.Duration, bool) {}
 func (r countingCounters) Refused(reason string) {
 	r.c.mu.Lock()
 	defer r.c.mu.Unlock()
