@@ -47,6 +47,9 @@ type genSpec struct {
 type genRequest struct {
 	Main  genSpec  `json:"main"`
 	Quiet *genSpec `json:"quiet,omitempty"`
+	// Probe, if not 0, makes the child measure Main's capacity instead,
+	// with Probe closed-loop clients (leanProbe), in genResult.Capacity.
+	Probe int `json:"probe,omitempty"`
 }
 
 // genStep is one loop's outcome, with what the check needs.
@@ -65,8 +68,9 @@ type genAck struct {
 }
 
 type genResult struct {
-	Main  genStep  `json:"main"`
-	Quiet *genStep `json:"quiet,omitempty"`
+	Capacity float64  `json:"capacity,omitempty"`
+	Main     genStep  `json:"main"`
+	Quiet    *genStep `json:"quiet,omitempty"`
 }
 
 func toGenStep(s overloadStep) genStep {
@@ -92,6 +96,13 @@ func runGenerator(ctx context.Context, stdin io.Reader, stdout io.Writer) error 
 	var req genRequest
 	if err := json.NewDecoder(stdin).Decode(&req); err != nil {
 		return fmt.Errorf("overload generator: read the request: %w", err)
+	}
+	if req.Probe > 0 {
+		c, err := leanProbe(ctx, req.Main, req.Probe)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(genResult{Capacity: c})
 	}
 	type outcome struct {
 		step overloadStep

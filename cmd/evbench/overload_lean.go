@@ -175,27 +175,85 @@ func leanRequests(s genSpec, host string, n int) []leanRequest {
 	data := newData(s.EventSize, 16)
 	reqs := make([]leanRequest, n)
 	for i := range reqs {
-		id := uuid.New()
-		stream := s.Prefix + "-" + strconv.Itoa(i%overloadStreams)
-		body := appendBody([]benchEvent{{ID: id, Type: "Overloaded", Data: data}})
-		b := make([]byte, 0, len(body)+256)
-		b = append(b, "POST /v1/streams/"...)
-		b = append(b, stream...)
-		b = append(b, "/events HTTP/1.1\r\nHost: "...)
-		b = append(b, host...)
-		b = append(b, "\r\nContent-Type: application/json\r\n"...)
-		if s.Token != "" {
-			b = append(b, "Authorization: Bearer "...)
-			b = append(b, s.Token...)
-			b = append(b, "\r\n"...)
-		}
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, int64(len(body)), 10)
-		b = append(b, "\r\n\r\n"...)
-		b = append(b, body...)
-		reqs[i] = leanRequest{id: id, stream: stream, bytes: b}
+		reqs[i] = leanAppend(s, host, i, data)
 	}
 	return reqs
+}
+
+// leanAppend is request i of spec s: one event of data.
+func leanAppend(s genSpec, host string, i int, data []byte) leanRequest {
+	id := uuid.New()
+	stream := s.Prefix + "-" + strconv.Itoa(i%overloadStreams)
+	body := appendBody([]benchEvent{{ID: id, Type: "Overloaded", Data: data}})
+	b := make([]byte, 0, len(body)+256)
+	b = append(b, "POST /v1/streams/"...)
+	b = append(b, stream...)
+	b = append(b, "/events HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	b = append(b, "\r\nContent-Type: application/json\r\n"...)
+	if s.Token != "" {
+		b = append(b, "Authorization: Bearer "...)
+		b = append(b, s.Token...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, body...)
+	return leanRequest{id: id, stream: stream, bytes: b}
+}
+
+// leanProbe runs clients closed-loop clients of spec s on the lean client
+// for s.Seconds, each on a connection of its own, and returns the
+// successful answers per second: the capacity that the open loop's 1× is,
+// measured through the same client.
+func leanProbe(ctx context.Context, s genSpec, clients int) (float64, error) {
+	u, err := url.Parse(s.Base)
+	if err != nil {
+		return 0, fmt.Errorf("overload generator: %w", err)
+	}
+	data := newData(s.EventSize, 16)
+	d := time.Duration(s.Seconds * float64(time.Second))
+	var (
+		wg     sync.WaitGroup
+		ok     atomic.Int64
+		mu     sync.Mutex
+		failed error
+	)
+	pool := make([]*leanConn, clients)
+	for c := range pool {
+		pool[c] = &leanConn{addr: u.Host}
+		if err := pool[c].dial(); err != nil {
+			return 0, fmt.Errorf("overload generator: connect to %s: %w", u.Host, err)
+		}
+	}
+	end := time.Now().Add(d)
+	for c, lc := range pool {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer lc.close()
+			for i := c; time.Now().Before(end) && ctx.Err() == nil; i += clients {
+				r := leanAppend(s, u.Host, i, data)
+				status, _, err := lc.roundTrip(r.bytes, time.Now().Add(shotTimeout))
+				if err == nil && status == 201 {
+					ok.Add(1)
+					continue
+				}
+				lc.close()
+				mu.Lock()
+				if failed == nil {
+					failed = fmt.Errorf("probe request: status %d, %v", status, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() == 0 {
+		return 0, errors.Join(errors.New("the capacity probe got no answer"), failed)
+	}
+	return float64(ok.Load()) / d.Seconds(), nil
 }
 
 // leanLoop runs spec s's open loop on the lean client with conns

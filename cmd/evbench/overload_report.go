@@ -31,6 +31,11 @@ func (o *overloadReport) writeTable(w io.Writer) error {
 	fmt.Fprintf(w, "\nAnother tenant appending at %.0f%% of capacity meanwhile (does the flood starve it?):\n", 100*quietShare)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "side	load	offered/s	ok	refused	failed	p50 ms	p99 ms	")
+	for _, side := range []string{sideOverloadEV, sideOverloadNoAdm} {
+		if q, ok := o.QuietAlone[side]; ok {
+			fmt.Fprintf(tw, "%s	alone	%.0f	%d	%d	%d	%.1f	%.1f	\n", side, q.OfferedPerSec, q.OK, q.Refused, q.Failed, q.P50Ms, q.P99Ms)
+		}
+	}
 	for _, s := range o.Steps {
 		if q := s.Quiet; q != nil {
 			fmt.Fprintf(tw, "%s	%.1f×	%.0f	%d	%d	%d	%.1f	%.1f	\n", s.Side, s.Factor, q.OfferedPerSec, q.OK, q.Refused, q.Failed, q.P50Ms, q.P99Ms)

@@ -44,7 +44,10 @@ type overloadReport struct {
 	Capacity     map[string]float64 `json:"capacity"`
 	ProbeClients int                `json:"probe_clients"`
 	Steps        []overloadStep     `json:"steps"`
-	Checks       []ackCheck         `json:"checks"`
+	// QuietAlone is the quiet tenant's figures at its rate with no
+	// flood beside it, by side: its unloaded latency.
+	QuietAlone map[string]quietResult `json:"quiet_tenant_alone"`
+	Checks     []ackCheck             `json:"checks"`
 	// StatementsNote says why there are no statement figures, if not.
 	StatementsNote string `json:"statements_note,omitempty"`
 }
@@ -200,13 +203,42 @@ func runOverload(ctx context.Context, cfg Config, dbURL, keyDir string, noAdm *e
 		sideOverloadEV:  (&appendShooter{http: client, base: noAdm.baseURL(), token: offToken, prefix: "ovoff", data: data}).fire,
 		sideOverloadRaw: (&appendShooter{http: client, base: rawOpen.baseURL(), prefix: rawPrefix, data: data}).fire,
 	}
+	// Through the generator's client, when it is the child's: the 1× is
+	// what the open loop's client can get answered.
+	genProbes := map[string]*genSpec{
+		sideOverloadEV:  spec(noAdm.baseURL(), offToken, "ovoff"),
+		sideOverloadRaw: spec(rawOpen.baseURL(), "", rawPrefix),
+	}
 	for _, name := range []string{sideOverloadEV, sideOverloadRaw} {
-		c, err := probeCapacity(ctx, cfg.OverloadProbeClients, cfg.OverloadDuration, probes[name])
+		var c float64
+		if cfg.OverloadInProcess {
+			c, err = probeCapacity(ctx, cfg.OverloadProbeClients, cfg.OverloadDuration, probes[name])
+		} else {
+			var res genResult
+			res, _, err = generate(ctx, genRequest{Main: *genProbes[name], Probe: cfg.OverloadProbeClients})
+			c = res.Capacity
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		rep.Capacity[name] = c
 		say("overload: %s capacity %.0f appends/s (%d clients, closed loop)", name, c, cfg.OverloadProbeClients)
+	}
+	// The quiet tenant alone, unloaded: what its p99 beside a flood is
+	// compared to.
+	rep.QuietAlone = map[string]quietResult{}
+	for _, s := range sides {
+		if s.quiet == nil {
+			continue
+		}
+		alone := overloadSide{name: s.name, fire: s.quiet, ev: s.ev, gen: s.quietGen}
+		rate := quietShare * rep.Capacity[s.capacityOf]
+		step, err := overloadStepOf(ctx, alone, rate, 0, cfg.OverloadDuration, dbURL, client, waits, &rep.StatementsNote)
+		if err != nil {
+			return nil, fmt.Errorf("%s, the quiet tenant alone: %w", s.name, err)
+		}
+		rep.QuietAlone[s.name] = quietResult{OfferedPerSec: rate, OK: step.OK, Refused: step.Refused429 + step.Refused503, Failed: step.Failed, P50Ms: step.P50Ms, P99Ms: step.P99Ms}
+		say("overload: %-27s the quiet tenant alone at %.0f/s: p50 %.1f ms p99 %.1f ms", s.name, rate, step.P50Ms, step.P99Ms)
 	}
 	for _, f := range cfg.OverloadFactors {
 		for _, s := range sides {
