@@ -463,3 +463,21 @@ func BenchmarkRefusal(b *testing.B) {
 	close(a.events.release)
 	<-held
 }
+
+// TestRefusalAnswerIsTheProblem checks that a refusal rendered once
+// answers the same bytes as writeProblem renders for it, with the request
+// id and without.
+func TestRefusalAnswerIsTheProblem(t *testing.T) {
+	l := Limits{Node: 4, Tenant: 2}
+	for _, reason := range []string{RefusedTenant, RefusedNode, RefusedQueue, RefusedGone} {
+		status, code, detail := refusal(ClassAppend, reason, l)
+		ans := newRefusalAnswer(ClassAppend, reason, l)
+		want, wantStatus := problemBody(status, code, detail, map[string]any{"http_request_id": "req-1.2:3"})
+		if got := ans.body("req-1.2:3"); string(got) != string(want) || ans.status != wantStatus {
+			t.Errorf("%s: %d %s; want %d %s", reason, ans.status, got, wantStatus, want)
+		}
+		if want, _ := problemBody(status, code, detail, nil); string(ans.body("")) != string(want) {
+			t.Errorf("%s without an id: %s; want %s", reason, ans.body(""), want)
+		}
+	}
+}
