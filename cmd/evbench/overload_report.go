@@ -16,14 +16,14 @@ func (o *overloadReport) writeTable(w io.Writer) error {
 	fmt.Fprintf(w, "1× is each side's closed-loop capacity with %d clients; bounds of EventVault and of the raw baseline's server: %d appends per node, %d per tenant, queue %d, wait %s\n",
 		o.ProbeClients, b.Appends.Node, b.Appends.Tenant, b.Appends.Queue, b.QueueWait)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "side\tload\toffered/s\tanswered/s\tof peak\trefused 429\trefused 503\tfailed\tdropped\tp50 ms\tp99 ms\trefusal p99 ms\tsend lag p99 ms\tgenerator µs/req\t")
+	fmt.Fprintln(tw, "side\tload\toffered/s\tanswered/s\tof peak\toffered/peak\trefused 429\trefused 503\tfailed\tdropped\tp50 ms\tp99 ms\trefusal p99 ms\tsend lag p99 ms\tgenerator µs/req\t")
 	peak := map[string]float64{}
 	for _, s := range o.Steps {
 		peak[s.Side] = max(peak[s.Side], s.AnsweredPerSec)
 	}
 	for _, s := range o.Steps {
-		fmt.Fprintf(tw, "%s\t%.1f×\t%.0f\t%.0f\t%.2f\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t\n", s.Side, s.Factor, s.OfferedPerSec, s.AnsweredPerSec,
-			ratio(s.AnsweredPerSec, peak[s.Side]), s.Refused429, s.Refused503, s.Failed, s.Dropped, s.P50Ms, s.P99Ms, s.RefusalP99Ms, s.LagP99Ms, s.GenCPUUs)
+		fmt.Fprintf(tw, "%s\t%.1f×\t%.0f\t%.0f\t%.2f\t%.1f×\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t\n", s.Side, s.Factor, s.OfferedPerSec, s.AnsweredPerSec,
+			ratio(s.AnsweredPerSec, peak[s.Side]), ratio(s.OfferedPerSec, peak[s.Side]), s.Refused429, s.Refused503, s.Failed, s.Dropped, s.P50Ms, s.P99Ms, s.RefusalP99Ms, s.LagP99Ms, s.GenCPUUs)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
