@@ -99,12 +99,20 @@ type admissionAPI struct {
 
 func newAdmissionAPI(t *testing.T, cfg AdmissionConfig) *admissionAPI {
 	t.Helper()
+	return newAdmissionAPIWith(t, cfg, 0)
+}
+
+// newAdmissionAPIWith is newAdmissionAPI with a token cache of cacheTTL
+// (0: none), as the server has by default (auth.DefaultTokenCacheTTL).
+func newAdmissionAPIWith(t *testing.T, cfg AdmissionConfig, cacheTTL time.Duration) *admissionAPI {
+	t.Helper()
 	store, err := bolt.Open(filepath.Join(t.TempDir(), "eventvault.db"))
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { store.Close() })
-	tokens := &auth.Tokens{Store: store, Key: testTokenKey}
+	tokens := auth.NewTokens(store, cacheTTL)
+	tokens.Key = testTokenKey
 	root, err := tokens.InstallRoot(context.Background(), "default", "")
 	if err != nil {
 		t.Fatal(err)
@@ -439,10 +447,12 @@ func BenchmarkAdmission(b *testing.B) {
 
 // BenchmarkRefusal is what the server spends on a request admission
 // refuses (the node full, the tenant past its share), from routing to the
-// problem written (run by hand: go test ./api -run - -bench Refusal).
+// problem written, with the token found in the server's token cache as a
+// flood's repeated token is (run by hand: go test ./api -run - -bench
+// Refusal).
 func BenchmarkRefusal(b *testing.B) {
 	t := &testing.T{}
-	a := newAdmissionAPI(t, AdmissionConfig{Appends: Limits{Node: 1, Tenant: 1}})
+	a := newAdmissionAPIWith(t, AdmissionConfig{Appends: Limits{Node: 1, Tenant: 1}}, auth.DefaultTokenCacheTTL)
 	a.testAPI.t = t
 	acme := a.tokenFor("acme")
 	held := a.startHeld(acme, 1)

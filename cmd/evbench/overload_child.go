@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"syscall"
@@ -50,6 +51,9 @@ type genRequest struct {
 	// Probe, if not 0, makes the child measure Main's capacity instead,
 	// with Probe closed-loop clients (leanProbe), in genResult.Capacity.
 	Probe int `json:"probe,omitempty"`
+	// NetHTTP runs the open loops on net/http's client (openLoop), as
+	// the generator did before its lean client, for comparison.
+	NetHTTP bool `json:"net_http,omitempty"`
 }
 
 // genStep is one loop's outcome, with what the check needs.
@@ -108,14 +112,24 @@ func runGenerator(ctx context.Context, stdin io.Reader, stdout io.Writer) error 
 		step overloadStep
 		err  error
 	}
+	loop := leanLoop
+	if req.NetHTTP {
+		client := newHTTPClient(overloadConns)
+		client.Transport.(*http.Transport).MaxConnsPerHost = overloadConns
+		defer client.CloseIdleConnections()
+		loop = func(ctx context.Context, s genSpec, _ int) (overloadStep, error) {
+			sh := &appendShooter{http: client, base: s.Base, token: s.Token, prefix: s.Prefix, data: newData(s.EventSize, 16)}
+			return openLoop(ctx, s.Rate, time.Duration(s.Seconds*float64(time.Second)), sh.fire), nil
+		}
+	}
 	quiet := make(chan outcome, 1)
 	if req.Quiet != nil {
 		go func() {
-			st, err := leanLoop(ctx, *req.Quiet, quietConns)
+			st, err := loop(ctx, *req.Quiet, quietConns)
 			quiet <- outcome{st, err}
 		}()
 	}
-	main, err := leanLoop(ctx, req.Main, overloadConns)
+	main, err := loop(ctx, req.Main, overloadConns)
 	if err != nil {
 		return err
 	}

@@ -233,7 +233,7 @@ func runOverload(ctx context.Context, cfg Config, dbURL, keyDir string, noAdm *e
 		}
 		alone := overloadSide{name: s.name, fire: s.quiet, ev: s.ev, gen: s.quietGen}
 		rate := quietShare * rep.Capacity[s.capacityOf]
-		step, err := overloadStepOf(ctx, alone, rate, 0, cfg.OverloadDuration, dbURL, client, waits, &rep.StatementsNote)
+		step, err := overloadStepOf(ctx, alone, rate, 0, cfg.OverloadDuration, dbURL, client, waits, &rep.StatementsNote, cfg.OverloadNetHTTP)
 		if err != nil {
 			return nil, fmt.Errorf("%s, the quiet tenant alone: %w", s.name, err)
 		}
@@ -243,7 +243,7 @@ func runOverload(ctx context.Context, cfg Config, dbURL, keyDir string, noAdm *e
 	for _, f := range cfg.OverloadFactors {
 		for _, s := range sides {
 			rate := f * rep.Capacity[s.capacityOf]
-			step, err := overloadStepOf(ctx, s, rate, quietShare*rep.Capacity[s.capacityOf], cfg.OverloadDuration, dbURL, client, waits, &rep.StatementsNote)
+			step, err := overloadStepOf(ctx, s, rate, quietShare*rep.Capacity[s.capacityOf], cfg.OverloadDuration, dbURL, client, waits, &rep.StatementsNote, cfg.OverloadNetHTTP)
 			if err != nil {
 				return nil, fmt.Errorf("%s at %.0f/s: %w", s.name, rate, err)
 			}
@@ -285,7 +285,7 @@ func runOverload(ctx context.Context, cfg Config, dbURL, keyDir string, noAdm *e
 // overloadStepOf runs one step of side s at rate, with diagnostics for
 // EventVault's sides.
 func overloadStepOf(ctx context.Context, s overloadSide, rate, quietRate float64, d time.Duration, dbURL string, client *http.Client,
-	waits *rawbench.WaitSampler, note *string) (overloadStep, error) {
+	waits *rawbench.WaitSampler, note *string, netHTTP bool) (overloadStep, error) {
 	var before counters
 	statements := s.ev != nil && *note == ""
 	if s.ev != nil {
@@ -312,7 +312,7 @@ func overloadStepOf(ctx context.Context, s overloadSide, rate, quietRate float64
 	var step overloadStep
 	cpu := processCPU()
 	if s.gen != nil {
-		req := genRequest{Main: *s.gen}
+		req := genRequest{Main: *s.gen, NetHTTP: netHTTP}
 		req.Main.Rate = rate
 		if s.quietGen != nil {
 			q := *s.quietGen
