@@ -150,7 +150,7 @@ func refusal(class, reason string, l Limits) (int, eventvault.Code, string) {
 // counts it. A nil s.admission admits everything.
 func (s *Server) admit(class, route string, methods ...string) gin.HandlerFunc {
 	a := s.admission
-	if a == nil || a.gate(class).slots == nil && a.gate(class).limits.Timeout <= 0 {
+	if a == nil || !a.gate(class).bounded && a.gate(class).limits.Timeout <= 0 {
 		return func(*gin.Context) {} // gin goes on to the next handler
 	}
 	g := a.gate(class)

@@ -292,10 +292,11 @@ func TestAdmissionQueueFullRefusesAtOnce(t *testing.T) {
 
 // TestAdmissionOneTenantFullDoesNotRefuseAnother: a lone tenant may take
 // every slot of the node, past its share of 2 of 4; with the node full,
-// its next append is 429 at once, while another tenant's append (within
-// its share) waits in the queue and takes the first slot that frees,
-// ahead of the flooding tenant's new requests. Reads have slots of their
-// own.
+// its next append waits in the place for requests past their share (a
+// quarter of the queue: 1) and the one after is 429 at once, while another
+// tenant's append (within its share) waits in the queue and takes the
+// first slot that frees, ahead of the flooding tenant's waiting request.
+// Reads have slots of their own.
 func TestAdmissionOneTenantFullDoesNotRefuseAnother(t *testing.T) {
 	a := newAdmissionAPI(t, AdmissionConfig{
 		Appends:   Limits{Node: 4, Tenant: 2, Queue: 4},
@@ -307,23 +308,37 @@ func TestAdmissionOneTenantFullDoesNotRefuseAnother(t *testing.T) {
 	for i := range 4 {
 		held = append(held, a.startHeld(acme, i))
 	}
-	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-1/events", acme, appendBody(t)), http.StatusTooManyRequests, codeTooManyRequests, "share (2)")
+	queuedOf := func(n int64, what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for a.srv.admission.appends.waiting.Load() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never queued", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Past its share with the node full, one request of acme's may wait
+	// (a quarter of the queue of 4), behind any other tenant's...
+	acmeQueued := make(chan *httptest.ResponseRecorder, 1)
+	go func() { acmeQueued <- a.do(http.MethodPost, "/v1/streams/order-1/events", acme, appendBody(t)) }()
+	queuedOf(1, "acme's append past its share")
+	// ...and the next is 429 at once.
+	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-2/events", acme, appendBody(t)), http.StatusTooManyRequests, codeTooManyRequests, "share (2)")
 	queued := make(chan *httptest.ResponseRecorder, 1)
 	go func() { queued <- a.do(http.MethodPost, "/v1/streams/order-1/events", globex, appendBody(t)) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for a.srv.admission.appends.waiting.Load() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("globex's append never queued")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-2/events", acme, appendBody(t)), http.StatusTooManyRequests, codeTooManyRequests)
+	queuedOf(2, "globex's append")
 	a.doJSON(http.MethodGet, "/v1/events", globex, nil, http.StatusOK, nil) // reads: their own slots
 	<-a.events.started
 
-	a.events.one <- struct{}{} // one of acme's appends ends
+	a.events.one <- struct{}{} // one of acme's appends ends: its slot goes to globex, who came later
 	if rec := <-queued; rec.Code != http.StatusCreated {
 		t.Fatalf("globex's queued append: %d %s", rec.Code, rec.Body)
+	}
+	<-a.events.started
+	// globex's append ended at once: its slot goes to acme's waiting one.
+	if rec := <-acmeQueued; rec.Code != http.StatusCreated {
+		t.Fatalf("acme's queued append: %d %s", rec.Code, rec.Body)
 	}
 	<-a.events.started
 	close(a.events.release)
@@ -489,5 +504,32 @@ func TestRefusalAnswerIsTheProblem(t *testing.T) {
 		if want, _ := problemBody(status, code, detail, nil); string(ans.body("")) != string(want) {
 			t.Errorf("%s without an id: %s; want %s", reason, ans.body(""), want)
 		}
+	}
+}
+
+// TestAdmissionPastShareWaitsThenRefused: a request past its tenant's
+// share, with the node full, waits at most the queue wait for a slot and
+// is then 429, having reached nothing.
+func TestAdmissionPastShareWaitsThenRefused(t *testing.T) {
+	a := newAdmissionAPI(t, AdmissionConfig{Appends: Limits{Node: 1, Tenant: 1, Queue: 4}, QueueWait: 30 * time.Millisecond})
+	acme := a.tokenFor("acme")
+	held := a.startHeld(acme, 1)
+	calls := a.events.calls.Load()
+	start := time.Now()
+	rec := a.do(http.MethodPost, "/v1/streams/order-1/events", acme, appendBody(t))
+	wantProblem(t, rec, http.StatusTooManyRequests, codeTooManyRequests, "share (1)")
+	wantRetryAfter(t, rec, "1")
+	if waited := time.Since(start); waited < 30*time.Millisecond || waited > 5*time.Second {
+		t.Errorf("the 429 came after %s; want the queue wait of 30ms", waited)
+	}
+	if n := a.events.calls.Load(); n != calls {
+		t.Errorf("the refused append reached the store: %d calls, want %d", n, calls)
+	}
+	if n := a.srv.admission.appends.waiting.Load(); n != 0 {
+		t.Errorf("%d still waiting after the refusal", n)
+	}
+	close(a.events.release)
+	if rec := <-held; rec.Code != http.StatusCreated {
+		t.Fatalf("held append: %d %s", rec.Code, rec.Body)
 	}
 }
