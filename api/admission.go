@@ -1,6 +1,7 @@
 package api
 
 import (
+	"container/list"
 	"context"
 	"sync"
 	"sync/atomic"
@@ -23,12 +24,16 @@ import (
 //   - Tenant: one tenant's share of the Node slots, in flight and waiting
 //     together. The bound is work-conserving: a tenant past its share is
 //     still admitted to a slot that is free, so that a lone tenant may use
-//     the whole node; but it never waits for one. With the node full, a
-//     request past its tenant's share gets 429 at once, while a request
-//     within its share waits in the queue, and a slot that frees goes to
-//     the longest waiter (Go's channel hand-off) before any new request.
-//     So a tenant flooding the node cannot starve another: the other's
-//     requests wait at most about one request's service time for a slot.
+//     the whole node. With the node full, a request within its share
+//     waits in the queue (at most Queue such waiters); a request past its
+//     share may wait too, but only in a place of Queue/4 for such
+//     requests, and gets 429 at once when that is taken or 429 when its
+//     wait runs out. A slot that frees goes to the longest waiter within
+//     its share, then to the longest waiter past it, before any new
+//     request. So a tenant flooding the node cannot starve another: the
+//     other's requests wait at most about one request's service time for a
+//     slot; and a lone tenant's burst (a WAL flush or a pause holding every
+//     slot for a few ms) waits instead of being refused.
 //
 // An admitted request runs under the class's Timeout. A request whose
 // caller went away, or whose deadline passed, while it waited is never
@@ -69,9 +74,12 @@ type Limits struct {
 	Node int
 	// Tenant is one tenant's share: how many of its requests of the class
 	// may be in flight or waiting at once when the node is full (past it,
-	// a request is admitted only to a free slot, else refused with 429).
+	// a request is admitted to a free slot, or waits behind every request
+	// within its share, Queue/4 such at most, else refused with 429).
 	Tenant int
-	// Queue is how many requests may wait for a Node slot at once.
+	// Queue is how many requests within their tenant's share may wait for
+	// a Node slot at once; Queue/4 (at least 1 if Queue is not 0) more
+	// past their share may wait behind them.
 	Queue int
 	// Timeout is the deadline of an admitted request, from its admission
 	// (0: none but the caller's).
@@ -121,24 +129,48 @@ type AdmissionCounters interface {
 	Queued(delta int)
 	// Refused counts one refusal, by reason (RefusedTenant, ...).
 	Refused(reason string)
+	// Waited observes how long a request waited in the queue for a slot,
+	// once it leaves the queue: admitted (a slot came free) or not.
+	Waited(d time.Duration, admitted bool)
 }
 
 type noAdmissionCounters struct{}
 
-func (noAdmissionCounters) InFlight(int)   {}
-func (noAdmissionCounters) Queued(int)     {}
-func (noAdmissionCounters) Refused(string) {}
+func (noAdmissionCounters) InFlight(int)               {}
+func (noAdmissionCounters) Queued(int)                 {}
+func (noAdmissionCounters) Refused(string)             {}
+func (noAdmissionCounters) Waited(time.Duration, bool) {}
 
 // gate admits one class of requests within its Limits. Its zero value
-// (slots nil) admits everything.
+// (bounded false) admits everything.
+//
+// Waiting requests are in two FIFO lists: those within their tenant's
+// share, at most Limits.Queue, and those past it, at most overQueue
+// (Queue/4), so that a burst of a lone tenant (a WAL flush or a pause
+// holding every slot for a few ms) is absorbed instead of refused. A slot
+// that frees goes to the longest waiter within its share first, then to
+// the longest waiter past it, before any new request: a tenant flooding
+// the node waits behind every other tenant's requests.
 type gate struct {
-	limits  Limits
-	wait    time.Duration
-	slots   chan struct{}
+	limits    Limits
+	wait      time.Duration
+	bounded   bool
+	overQueue int
+	// waiting counts both lists (tests and the queue gauge read it).
 	waiting atomic.Int64
 
-	mu      sync.Mutex
-	tenants map[string]int
+	mu           sync.Mutex
+	inFlight     int
+	tenants      map[string]int // in flight and waiting, by tenant
+	within, over list.List      // of *waiter
+}
+
+// waiter is a request waiting for a slot: granted receives the slot that
+// release hands over; elem is its place in its list until then.
+type waiter struct {
+	granted chan struct{}
+	elem    *list.Element
+	list    *list.List
 }
 
 func newGate(l Limits, wait time.Duration) *gate {
@@ -149,7 +181,11 @@ func newGate(l Limits, wait time.Duration) *gate {
 	if g.limits.Tenant <= 0 || g.limits.Tenant > l.Node {
 		g.limits.Tenant = l.Node
 	}
-	g.slots = make(chan struct{}, l.Node)
+	g.bounded = true
+	g.overQueue = g.limits.Queue / 4
+	if g.overQueue == 0 && g.limits.Queue > 0 {
+		g.overQueue = 1
+	}
 	g.tenants = make(map[string]int)
 	return g
 }
@@ -161,76 +197,119 @@ func (g *gate) acquire(ctx context.Context, tenant string, m AdmissionCounters) 
 	if ctx.Err() != nil {
 		return RefusedGone
 	}
-	if g.slots == nil {
+	if !g.bounded {
 		return ""
 	}
 	g.mu.Lock()
 	over := g.tenants[tenant] >= g.limits.Tenant
-	g.tenants[tenant]++
-	g.mu.Unlock()
-	select {
-	case g.slots <- struct{}{}:
+	// Requests wait only while every slot is taken: a free slot is
+	// taken at once.
+	if g.inFlight < g.limits.Node {
+		g.inFlight++
+		g.tenants[tenant]++
+		g.mu.Unlock()
 		return ""
-	default:
 	}
-	if over {
-		// Past its share with the node full: refused, never queued, so
-		// that the slots that free go to the tenants within theirs.
-		g.releaseTenant(tenant)
-		return RefusedTenant
+	q, refused := &g.within, ""
+	switch {
+	case over && (g.wait <= 0 || g.over.Len() >= g.overQueue):
+		// Past its share with the node full and the place for such
+		// waiters taken: refused, so that the slots that free go to
+		// the tenants within theirs.
+		refused = RefusedTenant
+	case over:
+		q = &g.over
+	case g.wait <= 0:
+		refused = RefusedNode
+	case g.within.Len() >= g.limits.Queue:
+		refused = RefusedQueue
 	}
-	if reason := g.await(ctx, m); reason != "" {
-		g.releaseTenant(tenant)
-		return reason
+	if refused != "" {
+		g.mu.Unlock()
+		return refused
 	}
-	return ""
+	w := &waiter{granted: make(chan struct{}, 1), list: q}
+	w.elem = q.PushBack(w)
+	g.tenants[tenant]++
+	g.waiting.Add(1)
+	g.mu.Unlock()
+	return g.await(ctx, w, tenant, over, m)
 }
 
-// await waits for a Node slot, within the queue's bound and the wait.
-func (g *gate) await(ctx context.Context, m AdmissionCounters) string {
-	if g.wait <= 0 {
-		return RefusedNode
-	}
-	if g.waiting.Add(1) > int64(g.limits.Queue) {
-		g.waiting.Add(-1)
-		return RefusedQueue
-	}
+// await waits for w's slot, up to the gate's wait.
+func (g *gate) await(ctx context.Context, w *waiter, tenant string, over bool, m AdmissionCounters) string {
 	m.Queued(1)
-	defer func() { g.waiting.Add(-1); m.Queued(-1) }()
+	start := time.Now()
+	defer m.Queued(-1)
 	timer := time.NewTimer(g.wait)
 	defer timer.Stop()
+	reason := RefusedNode
+	if over {
+		reason = RefusedTenant
+	}
 	select {
-	case g.slots <- struct{}{}:
+	case <-w.granted:
+		// The caller may have gone in the same instant: do not start
+		// its work.
+		if ctx.Err() != nil {
+			g.release(tenant)
+			m.Waited(time.Since(start), false)
+			return RefusedGone
+		}
+		m.Waited(time.Since(start), true)
+		return ""
 	case <-timer.C:
-		return RefusedNode
 	case <-ctx.Done():
-		return RefusedGone
+		reason = RefusedGone
 	}
-	// The caller may have gone in the same instant: do not start its work.
-	if ctx.Err() != nil {
-		<-g.slots
-		return RefusedGone
+	g.mu.Lock()
+	if w.elem != nil {
+		w.list.Remove(w.elem)
+		w.elem = nil
+		g.waiting.Add(-1)
+		g.releaseTenant(tenant)
+		g.mu.Unlock()
+	} else {
+		// Granted in the same instant: give the slot back.
+		g.mu.Unlock()
+		<-w.granted
+		g.release(tenant)
 	}
-	return ""
+	m.Waited(time.Since(start), false)
+	return reason
 }
 
-// release gives back the slot tenant's request held.
+// release gives back the slot tenant's request held: to the longest
+// waiter within its share, else to the longest waiter past it, else free.
 func (g *gate) release(tenant string) {
-	if g.slots == nil {
+	if !g.bounded {
 		return
 	}
-	<-g.slots
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.releaseTenant(tenant)
+	e := g.within.Front()
+	if e == nil {
+		e = g.over.Front()
+	}
+	if e == nil {
+		g.inFlight--
+		return
+	}
+	w := e.Value.(*waiter)
+	w.list.Remove(e)
+	w.elem = nil
+	g.waiting.Add(-1)
+	w.granted <- struct{}{} // buffered: the slot passes to w
 }
 
+// releaseTenant forgets one of tenant's requests; g.mu is held.
 func (g *gate) releaseTenant(tenant string) {
-	g.mu.Lock()
 	if n := g.tenants[tenant] - 1; n > 0 {
 		g.tenants[tenant] = n
 	} else {
 		delete(g.tenants, tenant)
 	}
-	g.mu.Unlock()
 }
 
 // retryAfterSeconds is d in whole seconds, rounded up, at least 1.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -22,16 +23,56 @@ type Admission struct {
 	appends, reads *gate
 	retryAfter     string
 	metrics        AdmissionMetrics
+	// answers are the refusals' problems, rendered once by class and
+	// reason: a refusal is answered without marshalling anything.
+	answers map[string]map[string]refusalAnswer
+}
+
+// refusalAnswer is a refusal's status and problem body, rendered once:
+// the body with an http_request_id is before, the id, after (the id is
+// one setRequestID accepted or made, which JSON needs not escape); plain
+// is the body without one.
+type refusalAnswer struct {
+	status               int
+	before, after, plain []byte
+}
+
+// idMarker stands for the request id in a rendered refusal.
+const idMarker = "eventvault-request-id-marker"
+
+func newRefusalAnswer(class, reason string, l Limits) refusalAnswer {
+	status, code, detail := refusal(class, reason, l)
+	plain, st := problemBody(status, code, detail, nil)
+	with, _ := problemBody(status, code, detail, map[string]any{"http_request_id": idMarker})
+	before, after, _ := bytes.Cut(with, []byte(idMarker))
+	return refusalAnswer{status: st, before: before, after: after, plain: plain}
+}
+
+// body is the answer's problem body for request id ("" for none).
+func (r refusalAnswer) body(id string) []byte {
+	if id == "" {
+		return r.plain
+	}
+	b := make([]byte, 0, len(r.before)+len(id)+len(r.after))
+	return append(append(append(b, r.before...), id...), r.after...)
 }
 
 // NewAdmission returns the admission control cfg describes; m may be nil.
 func NewAdmission(cfg AdmissionConfig, m AdmissionMetrics) *Admission {
-	return &Admission{
+	a := &Admission{
 		appends:    newGate(cfg.Appends, cfg.QueueWait),
 		reads:      newGate(cfg.Reads, cfg.QueueWait),
 		retryAfter: strconv.Itoa(retryAfterSeconds(cfg.RetryAfter)),
 		metrics:    m,
+		answers:    map[string]map[string]refusalAnswer{},
 	}
+	for _, class := range []string{ClassAppend, ClassRead} {
+		a.answers[class] = map[string]refusalAnswer{}
+		for _, reason := range []string{RefusedTenant, RefusedNode, RefusedQueue, RefusedGone} {
+			a.answers[class][reason] = newRefusalAnswer(class, reason, a.gate(class).limits)
+		}
+	}
+	return a
 }
 
 func (a *Admission) gate(class string) *gate {
@@ -109,10 +150,11 @@ func refusal(class, reason string, l Limits) (int, eventvault.Code, string) {
 // counts it. A nil s.admission admits everything.
 func (s *Server) admit(class, route string, methods ...string) gin.HandlerFunc {
 	a := s.admission
-	if a == nil || a.gate(class).slots == nil && a.gate(class).limits.Timeout <= 0 {
+	if a == nil || !a.gate(class).bounded && a.gate(class).limits.Timeout <= 0 {
 		return func(*gin.Context) {} // gin goes on to the next handler
 	}
 	g := a.gate(class)
+	answers := a.answers[class]
 	counters := make(map[string]AdmissionCounters, len(methods))
 	for _, m := range methods {
 		counters[m] = a.counters(m, route)
@@ -125,9 +167,11 @@ func (s *Server) admit(class, route string, methods ...string) gin.HandlerFunc {
 		tenant := string(principal(c).Tenant)
 		ctx, t, reason := a.enter(c.Request.Context(), g, tenant, m)
 		if reason != "" {
-			status, code, detail := refusal(class, reason, g.limits)
+			// As writeProblem answers, rendered once (refusalAnswer).
+			ans := answers[reason]
 			c.Header("Retry-After", a.retryAfter)
-			writeProblem(c, status, code, detail, nil)
+			c.Abort()
+			c.Data(ans.status, ProblemContentType, ans.body(requestIDOf(c)))
 			return
 		}
 		defer t.end()
@@ -146,12 +190,11 @@ func (a *Admission) Handler(class, route string, tenantOf func(*http.Request) st
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, t, reason := a.enter(r.Context(), g, tenantOf(r), m)
 		if reason != "" {
-			status, code, detail := refusal(class, reason, g.limits)
-			body, status := problemBody(status, code, detail, nil)
+			ans := a.answers[class][reason]
 			w.Header().Set("Retry-After", a.retryAfter)
 			w.Header().Set("Content-Type", ProblemContentType)
-			w.WriteHeader(status)
-			_, _ = w.Write(body)
+			w.WriteHeader(ans.status)
+			_, _ = w.Write(ans.plain)
 			return
 		}
 		defer t.end()

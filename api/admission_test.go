@@ -99,12 +99,20 @@ type admissionAPI struct {
 
 func newAdmissionAPI(t *testing.T, cfg AdmissionConfig) *admissionAPI {
 	t.Helper()
+	return newAdmissionAPIWith(t, cfg, 0)
+}
+
+// newAdmissionAPIWith is newAdmissionAPI with a token cache of cacheTTL
+// (0: none), as the server has by default (auth.DefaultTokenCacheTTL).
+func newAdmissionAPIWith(t *testing.T, cfg AdmissionConfig, cacheTTL time.Duration) *admissionAPI {
+	t.Helper()
 	store, err := bolt.Open(filepath.Join(t.TempDir(), "eventvault.db"))
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { store.Close() })
-	tokens := &auth.Tokens{Store: store, Key: testTokenKey}
+	tokens := auth.NewTokens(store, cacheTTL)
+	tokens.Key = testTokenKey
 	root, err := tokens.InstallRoot(context.Background(), "default", "")
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +150,9 @@ type countingCounters struct {
 	route string
 }
 
-func (countingCounters) InFlight(int) {}
-func (countingCounters) Queued(int)   {}
+func (countingCounters) InFlight(int)               {}
+func (countingCounters) Queued(int)                 {}
+func (countingCounters) Waited(time.Duration, bool) {}
 func (r countingCounters) Refused(reason string) {
 	r.c.mu.Lock()
 	defer r.c.mu.Unlock()
@@ -283,10 +292,11 @@ func TestAdmissionQueueFullRefusesAtOnce(t *testing.T) {
 
 // TestAdmissionOneTenantFullDoesNotRefuseAnother: a lone tenant may take
 // every slot of the node, past its share of 2 of 4; with the node full,
-// its next append is 429 at once, while another tenant's append (within
-// its share) waits in the queue and takes the first slot that frees,
-// ahead of the flooding tenant's new requests. Reads have slots of their
-// own.
+// its next append waits in the place for requests past their share (a
+// quarter of the queue: 1) and the one after is 429 at once, while another
+// tenant's append (within its share) waits in the queue and takes the
+// first slot that frees, ahead of the flooding tenant's waiting request.
+// Reads have slots of their own.
 func TestAdmissionOneTenantFullDoesNotRefuseAnother(t *testing.T) {
 	a := newAdmissionAPI(t, AdmissionConfig{
 		Appends:   Limits{Node: 4, Tenant: 2, Queue: 4},
@@ -298,23 +308,37 @@ func TestAdmissionOneTenantFullDoesNotRefuseAnother(t *testing.T) {
 	for i := range 4 {
 		held = append(held, a.startHeld(acme, i))
 	}
-	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-1/events", acme, appendBody(t)), http.StatusTooManyRequests, codeTooManyRequests, "share (2)")
+	queuedOf := func(n int64, what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for a.srv.admission.appends.waiting.Load() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never queued", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Past its share with the node full, one request of acme's may wait
+	// (a quarter of the queue of 4), behind any other tenant's...
+	acmeQueued := make(chan *httptest.ResponseRecorder, 1)
+	go func() { acmeQueued <- a.do(http.MethodPost, "/v1/streams/order-1/events", acme, appendBody(t)) }()
+	queuedOf(1, "acme's append past its share")
+	// ...and the next is 429 at once.
+	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-2/events", acme, appendBody(t)), http.StatusTooManyRequests, codeTooManyRequests, "share (2)")
 	queued := make(chan *httptest.ResponseRecorder, 1)
 	go func() { queued <- a.do(http.MethodPost, "/v1/streams/order-1/events", globex, appendBody(t)) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for a.srv.admission.appends.waiting.Load() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("globex's append never queued")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-2/events", acme, appendBody(t)), http.StatusTooManyRequests, codeTooManyRequests)
+	queuedOf(2, "globex's append")
 	a.doJSON(http.MethodGet, "/v1/events", globex, nil, http.StatusOK, nil) // reads: their own slots
 	<-a.events.started
 
-	a.events.one <- struct{}{} // one of acme's appends ends
+	a.events.one <- struct{}{} // one of acme's appends ends: its slot goes to globex, who came later
 	if rec := <-queued; rec.Code != http.StatusCreated {
 		t.Fatalf("globex's queued append: %d %s", rec.Code, rec.Body)
+	}
+	<-a.events.started
+	// globex's append ended at once: its slot goes to acme's waiting one.
+	if rec := <-acmeQueued; rec.Code != http.StatusCreated {
+		t.Fatalf("acme's queued append: %d %s", rec.Code, rec.Body)
 	}
 	<-a.events.started
 	close(a.events.release)
@@ -438,10 +462,12 @@ func BenchmarkAdmission(b *testing.B) {
 
 // BenchmarkRefusal is what the server spends on a request admission
 // refuses (the node full, the tenant past its share), from routing to the
-// problem written (run by hand: go test ./api -run - -bench Refusal).
+// problem written, with the token found in the server's token cache as a
+// flood's repeated token is (run by hand: go test ./api -run - -bench
+// Refusal).
 func BenchmarkRefusal(b *testing.B) {
 	t := &testing.T{}
-	a := newAdmissionAPI(t, AdmissionConfig{Appends: Limits{Node: 1, Tenant: 1}})
+	a := newAdmissionAPIWith(t, AdmissionConfig{Appends: Limits{Node: 1, Tenant: 1}}, auth.DefaultTokenCacheTTL)
 	a.testAPI.t = t
 	acme := a.tokenFor("acme")
 	held := a.startHeld(acme, 1)
@@ -461,4 +487,49 @@ func BenchmarkRefusal(b *testing.B) {
 	b.StopTimer()
 	close(a.events.release)
 	<-held
+}
+
+// TestRefusalAnswerIsTheProblem checks that a refusal rendered once
+// answers the same bytes as writeProblem renders for it, with the request
+// id and without.
+func TestRefusalAnswerIsTheProblem(t *testing.T) {
+	l := Limits{Node: 4, Tenant: 2}
+	for _, reason := range []string{RefusedTenant, RefusedNode, RefusedQueue, RefusedGone} {
+		status, code, detail := refusal(ClassAppend, reason, l)
+		ans := newRefusalAnswer(ClassAppend, reason, l)
+		want, wantStatus := problemBody(status, code, detail, map[string]any{"http_request_id": "req-1.2:3"})
+		if got := ans.body("req-1.2:3"); string(got) != string(want) || ans.status != wantStatus {
+			t.Errorf("%s: %d %s; want %d %s", reason, ans.status, got, wantStatus, want)
+		}
+		if want, _ := problemBody(status, code, detail, nil); string(ans.body("")) != string(want) {
+			t.Errorf("%s without an id: %s; want %s", reason, ans.body(""), want)
+		}
+	}
+}
+
+// TestAdmissionPastShareWaitsThenRefused: a request past its tenant's
+// share, with the node full, waits at most the queue wait for a slot and
+// is then 429, having reached nothing.
+func TestAdmissionPastShareWaitsThenRefused(t *testing.T) {
+	a := newAdmissionAPI(t, AdmissionConfig{Appends: Limits{Node: 1, Tenant: 1, Queue: 4}, QueueWait: 30 * time.Millisecond})
+	acme := a.tokenFor("acme")
+	held := a.startHeld(acme, 1)
+	calls := a.events.calls.Load()
+	start := time.Now()
+	rec := a.do(http.MethodPost, "/v1/streams/order-1/events", acme, appendBody(t))
+	wantProblem(t, rec, http.StatusTooManyRequests, codeTooManyRequests, "share (1)")
+	wantRetryAfter(t, rec, "1")
+	if waited := time.Since(start); waited < 30*time.Millisecond || waited > 5*time.Second {
+		t.Errorf("the 429 came after %s; want the queue wait of 30ms", waited)
+	}
+	if n := a.events.calls.Load(); n != calls {
+		t.Errorf("the refused append reached the store: %d calls, want %d", n, calls)
+	}
+	if n := a.srv.admission.appends.waiting.Load(); n != 0 {
+		t.Errorf("%d still waiting after the refusal", n)
+	}
+	close(a.events.release)
+	if rec := <-held; rec.Code != http.StatusCreated {
+		t.Fatalf("held append: %d %s", rec.Code, rec.Body)
+	}
 }

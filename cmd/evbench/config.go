@@ -67,6 +67,9 @@ type Config struct {
 	// OverloadInProcess runs the overload's load generator in this
 	// process rather than a child process at nice 10 (overload_child.go).
 	OverloadInProcess bool
+	// OverloadNetHTTP runs the child's open loops on net/http's client
+	// instead of the lean one (overload_lean.go), for comparison.
+	OverloadNetHTTP bool
 
 	Workloads  []string // keys to run; empty for all
 	JSON       string   // file for the JSON report; "-" for stdout
@@ -138,6 +141,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.OverloadBounds.Appends.Node, "overload-max-appends", c.OverloadBounds.Appends.Node, "admission bound of the overload workload's servers: appends in flight per node (the server's -max-appends)")
 	fs.IntVar(&c.OverloadBounds.Appends.Tenant, "overload-max-appends-per-tenant", c.OverloadBounds.Appends.Tenant, "admission bound of the overload workload's servers: appends in flight per tenant (-max-appends-per-tenant)")
 	fs.DurationVar(&c.OverloadBounds.QueueWait, "overload-queue-wait", c.OverloadBounds.QueueWait, "admission queue wait of the overload workload's servers (-admission-queue-wait)")
+	fs.BoolVar(&c.OverloadNetHTTP, "overload-nethttp", false, "run the overload generator's open loops on net/http's client, as before its lean client (the capacity probe stays on the lean client)")
 	fs.BoolVar(&c.OverloadInProcess, "overload-in-process", false, "run the overload workload's load generator in this process, sharing the server's Go scheduler, instead of a child process at nice 10")
 	factors := fs.String("overload-factors", "0.5,1,2,4", "offered rates of the overload workload, as multiples of each side's measured capacity")
 	fs.StringVar(&c.JSON, "json", "", "also write the report as JSON to this file; - writes JSON to stdout and the table to stderr")

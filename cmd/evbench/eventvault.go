@@ -49,6 +49,8 @@ type evServer struct {
 	// feed is the server's shared feed reader, whose store reads the
 	// feed bench counts.
 	feed *engine.Feed
+	// timer times its requests once started (the overload workload).
+	timer *handlerTimer
 }
 
 // startEventVault migrates the database at dbURL and serves EventVault on
@@ -100,7 +102,8 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32, 
 		store.Close()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	s.server = wiring.HTTPServer(stack.Handler)
+	s.timer = &handlerTimer{next: stack.Handler}
+	s.server = wiring.HTTPServer(s.timer)
 	go func() { s.served <- s.server.Serve(s.ln) }()
 	s.metricsLn, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

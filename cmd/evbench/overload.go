@@ -42,8 +42,12 @@ type shot struct {
 	status int // 0 for a transport error or timeout
 	sent   time.Time
 	took   time.Duration
-	ack    ack // on 2xx
-	id     uuid.UUID
+	// lag is how late the generator sent it: from when it was due to
+	// when its bytes were written (the lean client) or its request
+	// started (net/http's).
+	lag time.Duration
+	ack ack // on 2xx
+	id  uuid.UUID
 }
 
 // ack is what an append's answer acknowledged.
@@ -72,10 +76,19 @@ type overloadStep struct {
 	Failed int `json:"failed"`
 	// P50Ms and P99Ms are of the admitted (2xx) requests; RefusalP99Ms of
 	// the time to a refusal.
-	P50Ms        float64   `json:"p50_ms"`
-	P99Ms        float64   `json:"p99_ms"`
-	RefusalP99Ms float64   `json:"refusal_p99_ms"`
-	Diag         *stepDiag `json:"diagnostics,omitempty"`
+	P50Ms        float64 `json:"p50_ms"`
+	P99Ms        float64 `json:"p99_ms"`
+	RefusalP99Ms float64 `json:"refusal_p99_ms"`
+	// LagP99Ms is the p99 of how late the generator sent a request:
+	// its own delay, in every latency above.
+	LagP99Ms float64 `json:"send_lag_p99_ms"`
+	// Server is the server's own view of the step (EventVault with
+	// admission): from a request's headers read to its answer written.
+	Server *serverTimes `json:"server,omitempty"`
+	// GenCPUUs is the generator's CPU per request it sent (main and quiet
+	// loops), in µs; 0 in process.
+	GenCPUUs float64   `json:"generator_cpu_per_request_us"`
+	Diag     *stepDiag `json:"diagnostics,omitempty"`
 	// Quiet is another tenant's appends at a low rate during the step.
 	Quiet *quietResult `json:"quiet_tenant,omitempty"`
 
@@ -124,6 +137,7 @@ func openLoop(ctx context.Context, rate float64, d time.Duration, fire fireFunc)
 			// Timed from when it was due, not from when the pacer got
 			// to it.
 			s.took += s.sent.Sub(at)
+			s.lag += s.sent.Sub(at)
 			s.sent = at
 			mu.Lock()
 			outstanding--
@@ -132,8 +146,17 @@ func openLoop(ctx context.Context, rate float64, d time.Duration, fire fireFunc)
 		}()
 	}
 	wg.Wait()
-	var admitted, refusals []time.Duration
+	summarize(&step, shots, end, d)
+	return step
+}
+
+// summarize counts shots into step, a step of length d that ended at
+// end: answers by kind, goodput, and the quantiles of the admitted
+// requests, of the refusals and of the generator's lag.
+func summarize(step *overloadStep, shots []shot, end time.Time, d time.Duration) {
+	var admitted, refusals, lags []time.Duration
 	for _, s := range shots {
+		lags = append(lags, s.lag)
 		switch {
 		case s.status >= 200 && s.status < 300:
 			step.OK++
@@ -158,9 +181,10 @@ func openLoop(ctx context.Context, rate float64, d time.Duration, fire fireFunc)
 	step.AnsweredPerSec /= d.Seconds()
 	slices.Sort(admitted)
 	slices.Sort(refusals)
+	slices.Sort(lags)
 	step.P50Ms, step.P99Ms = ms(quantile(admitted, 0.50)), ms(quantile(admitted, 0.99))
 	step.RefusalP99Ms = ms(quantile(refusals, 0.99))
-	return step
+	step.LagP99Ms = ms(quantile(lags, 0.99))
 }
 
 // quantile of sorted durations, 0 for none.
@@ -197,6 +221,7 @@ func (a *appendShooter) fire(ctx context.Context, i int) shot {
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
+	s.lag = time.Since(s.sent)
 	resp, err := a.http.Do(req)
 	if err != nil {
 		s.took = time.Since(s.sent)

@@ -48,6 +48,12 @@ type genSpec struct {
 type genRequest struct {
 	Main  genSpec  `json:"main"`
 	Quiet *genSpec `json:"quiet,omitempty"`
+	// Probe, if not 0, makes the child measure Main's capacity instead,
+	// with Probe closed-loop clients (leanProbe), in genResult.Capacity.
+	Probe int `json:"probe,omitempty"`
+	// NetHTTP runs the open loops on net/http's client (openLoop), as
+	// the generator did before its lean client, for comparison.
+	NetHTTP bool `json:"net_http,omitempty"`
 }
 
 // genStep is one loop's outcome, with what the check needs.
@@ -66,8 +72,9 @@ type genAck struct {
 }
 
 type genResult struct {
-	Main  genStep  `json:"main"`
-	Quiet *genStep `json:"quiet,omitempty"`
+	Capacity float64  `json:"capacity,omitempty"`
+	Main     genStep  `json:"main"`
+	Quiet    *genStep `json:"quiet,omitempty"`
 }
 
 func toGenStep(s overloadStep) genStep {
@@ -94,49 +101,78 @@ func runGenerator(ctx context.Context, stdin io.Reader, stdout io.Writer) error 
 	if err := json.NewDecoder(stdin).Decode(&req); err != nil {
 		return fmt.Errorf("overload generator: read the request: %w", err)
 	}
-	client := newHTTPClient(overloadConns)
-	client.Transport.(*http.Transport).MaxConnsPerHost = overloadConns
-	defer client.CloseIdleConnections()
-	loop := func(s genSpec) overloadStep {
-		sh := &appendShooter{http: client, base: s.Base, token: s.Token, prefix: s.Prefix, data: newData(s.EventSize, 16)}
-		return openLoop(ctx, s.Rate, time.Duration(s.Seconds*float64(time.Second)), sh.fire)
+	if req.Probe > 0 {
+		c, err := leanProbe(ctx, req.Main, req.Probe)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(genResult{Capacity: c})
 	}
-	quiet := make(chan overloadStep, 1)
-	if req.Quiet != nil {
-		go func() { quiet <- loop(*req.Quiet) }()
+	type outcome struct {
+		step overloadStep
+		err  error
 	}
-	res := genResult{Main: toGenStep(loop(req.Main))}
+	loop := leanLoop
+	if req.NetHTTP {
+		client := newHTTPClient(overloadConns)
+		client.Transport.(*http.Transport).MaxConnsPerHost = overloadConns
+		defer client.CloseIdleConnections()
+		loop = func(ctx context.Context, s genSpec, _ int) (overloadStep, error) {
+			sh := &appendShooter{http: client, base: s.Base, token: s.Token, prefix: s.Prefix, data: newData(s.EventSize, 16)}
+			return openLoop(ctx, s.Rate, time.Duration(s.Seconds*float64(time.Second)), sh.fire), nil
+		}
+	}
+	quiet := make(chan outcome, 1)
 	if req.Quiet != nil {
-		q := toGenStep(<-quiet)
-		res.Quiet = &q
+		go func() {
+			st, err := loop(ctx, *req.Quiet, quietConns)
+			quiet <- outcome{st, err}
+		}()
+	}
+	main, err := loop(ctx, req.Main, overloadConns)
+	if err != nil {
+		return err
+	}
+	res := genResult{Main: toGenStep(main)}
+	if req.Quiet != nil {
+		q := <-quiet
+		if q.err != nil {
+			return q.err
+		}
+		g := toGenStep(q.step)
+		res.Quiet = &g
 	}
 	return json.NewEncoder(stdout).Encode(res)
 }
 
-// generate runs the child for req and returns its outcome.
-func generate(ctx context.Context, req genRequest) (genResult, error) {
+// quietConns bounds the quiet tenant's connections in the generator.
+const quietConns = 64
+
+// generate runs the child for req and returns its outcome and the CPU the
+// child spent (user and system).
+func generate(ctx context.Context, req genRequest) (genResult, time.Duration, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return genResult{}, fmt.Errorf("overload generator: %w", err)
+		return genResult{}, 0, fmt.Errorf("overload generator: %w", err)
 	}
 	in, err := json.Marshal(req)
 	if err != nil {
-		return genResult{}, err
+		return genResult{}, 0, err
 	}
 	cmd := exec.CommandContext(ctx, self, generatorCommand)
 	cmd.Stdin = bytes.NewReader(in)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Start(); err != nil {
-		return genResult{}, fmt.Errorf("overload generator: start: %w", err)
+		return genResult{}, 0, fmt.Errorf("overload generator: start: %w", err)
 	}
 	_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, generatorNice)
 	if err := cmd.Wait(); err != nil {
-		return genResult{}, fmt.Errorf("overload generator: %w: %s", err, bytes.TrimSpace(errOut.Bytes()))
+		return genResult{}, 0, fmt.Errorf("overload generator: %w: %s", err, bytes.TrimSpace(errOut.Bytes()))
 	}
 	var res genResult
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		return genResult{}, fmt.Errorf("overload generator: its result: %w", err)
+		return genResult{}, 0, fmt.Errorf("overload generator: its result: %w", err)
 	}
-	return res, nil
+	return res, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }

@@ -16,14 +16,14 @@ func (o *overloadReport) writeTable(w io.Writer) error {
 	fmt.Fprintf(w, "1× is each side's closed-loop capacity with %d clients; bounds of EventVault and of the raw baseline's server: %d appends per node, %d per tenant, queue %d, wait %s\n",
 		o.ProbeClients, b.Appends.Node, b.Appends.Tenant, b.Appends.Queue, b.QueueWait)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "side\tload\toffered/s\tanswered/s\tof peak\trefused 429\trefused 503\tfailed\tdropped\tp50 ms\tp99 ms\trefusal p99 ms\t")
+	fmt.Fprintln(tw, "side\tload\toffered/s\tanswered/s\tof peak\toffered/peak\trefused 429\trefused 503\tfailed\tdropped\tp50 ms\tp99 ms\trefusal p99 ms\tsend lag p99 ms\tgenerator µs/req\t")
 	peak := map[string]float64{}
 	for _, s := range o.Steps {
 		peak[s.Side] = max(peak[s.Side], s.AnsweredPerSec)
 	}
 	for _, s := range o.Steps {
-		fmt.Fprintf(tw, "%s\t%.1f×\t%.0f\t%.0f\t%.2f\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t\n", s.Side, s.Factor, s.OfferedPerSec, s.AnsweredPerSec,
-			ratio(s.AnsweredPerSec, peak[s.Side]), s.Refused429, s.Refused503, s.Failed, s.Dropped, s.P50Ms, s.P99Ms, s.RefusalP99Ms)
+		fmt.Fprintf(tw, "%s\t%.1f×\t%.0f\t%.0f\t%.2f\t%.1f×\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t\n", s.Side, s.Factor, s.OfferedPerSec, s.AnsweredPerSec,
+			ratio(s.AnsweredPerSec, peak[s.Side]), ratio(s.OfferedPerSec, peak[s.Side]), s.Refused429, s.Refused503, s.Failed, s.Dropped, s.P50Ms, s.P99Ms, s.RefusalP99Ms, s.LagP99Ms, s.GenCPUUs)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -31,9 +31,25 @@ func (o *overloadReport) writeTable(w io.Writer) error {
 	fmt.Fprintf(w, "\nAnother tenant appending at %.0f%% of capacity meanwhile (does the flood starve it?):\n", 100*quietShare)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "side	load	offered/s	ok	refused	failed	p50 ms	p99 ms	")
+	for _, side := range []string{sideOverloadEV, sideOverloadNoAdm} {
+		if q, ok := o.QuietAlone[side]; ok {
+			fmt.Fprintf(tw, "%s	alone	%.0f	%d	%d	%d	%.1f	%.1f	\n", side, q.OfferedPerSec, q.OK, q.Refused, q.Failed, q.P50Ms, q.P99Ms)
+		}
+	}
 	for _, s := range o.Steps {
 		if q := s.Quiet; q != nil {
 			fmt.Fprintf(tw, "%s	%.1f×	%.0f	%d	%d	%d	%.1f	%.1f	\n", s.Side, s.Factor, q.OfferedPerSec, q.OK, q.Refused, q.Failed, q.P50Ms, q.P99Ms)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nThe same steps as the EventVault server saw them (from a request's headers read to its answer written: without the generator's\nand the client connection's delays), and admission's queue:\n")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "side\tload\tadmitted p50 ms\tadmitted p99 ms\trefusal p99 ms\tquiet tenant p99 ms\tqueued, admitted\tmean queue wait ms\tqueued, refused\t")
+	for _, s := range o.Steps {
+		if v := s.Server; v != nil {
+			fmt.Fprintf(tw, "%s\t%.1f×\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%.0f\t\n", s.Side, s.Factor, v.AdmittedP50Ms, v.AdmittedP99Ms, v.RefusalP99Ms, v.QuietP99Ms, v.Queued, v.QueueWaitMs, v.QueuedRefused)
 		}
 	}
 	if err := tw.Flush(); err != nil {

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,7 +44,10 @@ type overloadReport struct {
 	Capacity     map[string]float64 `json:"capacity"`
 	ProbeClients int                `json:"probe_clients"`
 	Steps        []overloadStep     `json:"steps"`
-	Checks       []ackCheck         `json:"checks"`
+	// QuietAlone is the quiet tenant's figures at its rate with no
+	// flood beside it, by side: its unloaded latency.
+	QuietAlone map[string]quietResult `json:"quiet_tenant_alone"`
+	Checks     []ackCheck             `json:"checks"`
 	// StatementsNote says why there are no statement figures, if not.
 	StatementsNote string `json:"statements_note,omitempty"`
 }
@@ -143,6 +148,8 @@ func runOverload(ctx context.Context, cfg Config, dbURL, keyDir string, noAdm *e
 	if err != nil {
 		return nil, err
 	}
+	ev.timer.start("Bearer " + quietToken)
+	noAdm.timer.start("Bearer " + quietOffToken)
 	// A client of its own, with a pool of overloadConns kept-alive
 	// connections per server, as a fleet of clients would hold: without a
 	// bound, an open loop opens a connection per outstanding request, and
@@ -196,18 +203,47 @@ func runOverload(ctx context.Context, cfg Config, dbURL, keyDir string, noAdm *e
 		sideOverloadEV:  (&appendShooter{http: client, base: noAdm.baseURL(), token: offToken, prefix: "ovoff", data: data}).fire,
 		sideOverloadRaw: (&appendShooter{http: client, base: rawOpen.baseURL(), prefix: rawPrefix, data: data}).fire,
 	}
+	// Through the generator's client, when it is the child's: the 1× is
+	// what the open loop's client can get answered.
+	genProbes := map[string]*genSpec{
+		sideOverloadEV:  spec(noAdm.baseURL(), offToken, "ovoff"),
+		sideOverloadRaw: spec(rawOpen.baseURL(), "", rawPrefix),
+	}
 	for _, name := range []string{sideOverloadEV, sideOverloadRaw} {
-		c, err := probeCapacity(ctx, cfg.OverloadProbeClients, cfg.OverloadDuration, probes[name])
+		var c float64
+		if cfg.OverloadInProcess {
+			c, err = probeCapacity(ctx, cfg.OverloadProbeClients, cfg.OverloadDuration, probes[name])
+		} else {
+			var res genResult
+			res, _, err = generate(ctx, genRequest{Main: *genProbes[name], Probe: cfg.OverloadProbeClients})
+			c = res.Capacity
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		rep.Capacity[name] = c
 		say("overload: %s capacity %.0f appends/s (%d clients, closed loop)", name, c, cfg.OverloadProbeClients)
 	}
+	// The quiet tenant alone, unloaded: what its p99 beside a flood is
+	// compared to.
+	rep.QuietAlone = map[string]quietResult{}
+	for _, s := range sides {
+		if s.quiet == nil {
+			continue
+		}
+		alone := overloadSide{name: s.name, fire: s.quiet, ev: s.ev, gen: s.quietGen}
+		rate := quietShare * rep.Capacity[s.capacityOf]
+		step, err := overloadStepOf(ctx, alone, rate, 0, cfg.OverloadDuration, dbURL, client, waits, &rep.StatementsNote, cfg.OverloadNetHTTP)
+		if err != nil {
+			return nil, fmt.Errorf("%s, the quiet tenant alone: %w", s.name, err)
+		}
+		rep.QuietAlone[s.name] = quietResult{OfferedPerSec: rate, OK: step.OK, Refused: step.Refused429 + step.Refused503, Failed: step.Failed, P50Ms: step.P50Ms, P99Ms: step.P99Ms}
+		say("overload: %-27s the quiet tenant alone at %.0f/s: p50 %.1f ms p99 %.1f ms", s.name, rate, step.P50Ms, step.P99Ms)
+	}
 	for _, f := range cfg.OverloadFactors {
 		for _, s := range sides {
 			rate := f * rep.Capacity[s.capacityOf]
-			step, err := overloadStepOf(ctx, s, rate, quietShare*rep.Capacity[s.capacityOf], cfg.OverloadDuration, dbURL, client, waits, &rep.StatementsNote)
+			step, err := overloadStepOf(ctx, s, rate, quietShare*rep.Capacity[s.capacityOf], cfg.OverloadDuration, dbURL, client, waits, &rep.StatementsNote, cfg.OverloadNetHTTP)
 			if err != nil {
 				return nil, fmt.Errorf("%s at %.0f/s: %w", s.name, rate, err)
 			}
@@ -249,7 +285,7 @@ func runOverload(ctx context.Context, cfg Config, dbURL, keyDir string, noAdm *e
 // overloadStepOf runs one step of side s at rate, with diagnostics for
 // EventVault's sides.
 func overloadStepOf(ctx context.Context, s overloadSide, rate, quietRate float64, d time.Duration, dbURL string, client *http.Client,
-	waits *rawbench.WaitSampler, note *string) (overloadStep, error) {
+	waits *rawbench.WaitSampler, note *string, netHTTP bool) (overloadStep, error) {
 	var before counters
 	statements := s.ev != nil && *note == ""
 	if s.ev != nil {
@@ -264,6 +300,7 @@ func overloadStepOf(ctx context.Context, s overloadSide, rate, quietRate float64
 		if before, err = s.ev.counters(ctx, client); err != nil {
 			return overloadStep{}, err
 		}
+		s.ev.timer.take()
 	}
 	sctx, stop := context.WithCancel(ctx)
 	sampled := make(chan rawbench.Waits, 1)
@@ -275,20 +312,27 @@ func overloadStepOf(ctx context.Context, s overloadSide, rate, quietRate float64
 	var step overloadStep
 	cpu := processCPU()
 	if s.gen != nil {
-		req := genRequest{Main: *s.gen}
+		req := genRequest{Main: *s.gen, NetHTTP: netHTTP}
 		req.Main.Rate = rate
 		if s.quietGen != nil {
 			q := *s.quietGen
 			q.Rate = quietRate
 			req.Quiet = &q
 		}
-		res, err := generate(ctx, req)
+		res, genCPU, err := generate(ctx, req)
 		if err != nil {
 			stop()
 			<-sampled
 			return overloadStep{}, err
 		}
 		step = res.Main.step()
+		sent := step.Sent
+		if res.Quiet != nil {
+			sent += res.Quiet.Step.Sent
+		}
+		if sent > 0 {
+			step.GenCPUUs = float64(genCPU.Microseconds()) / float64(sent)
+		}
 		if res.Quiet != nil {
 			quiet <- res.Quiet.step()
 		}
@@ -309,9 +353,15 @@ func overloadStepOf(ctx context.Context, s overloadSide, rate, quietRate float64
 	if s.ev == nil {
 		return step, nil
 	}
+	step.Server = s.ev.timer.take()
 	after, err := s.ev.counters(ctx, client)
 	if err != nil {
 		return overloadStep{}, err
+	}
+	step.Server.Queued = after.queuedOK - before.queuedOK
+	step.Server.QueuedRefused = after.queuedNo - before.queuedNo
+	if step.Server.Queued > 0 {
+		step.Server.QueueWaitMs = 1000 * (after.queuedOKSum - before.queuedOKSum) / step.Server.Queued
 	}
 	diag := &stepDiag{Waits: waitShares(w.Seen)}
 	if len(diag.Waits) > 4 {
@@ -350,6 +400,10 @@ func overloadStepOf(ctx context.Context, s overloadSide, rate, quietRate float64
 type counters struct {
 	pool                                    postgres.PoolStats
 	groupAppends, groupWritten, storeErrors float64
+	// queuedOK and queuedNo count the requests that waited in admission's
+	// queue, admitted and refused; queuedOKSum is the admitted ones' wait
+	// in seconds.
+	queuedOK, queuedNo, queuedOKSum float64
 }
 
 // counters reads the server's pool statistics and scrapes its group
@@ -387,7 +441,107 @@ func (s *evServer) counters(ctx context.Context, client *http.Client) (counters,
 			c.groupWritten += v
 		case "eventvault_store_errors_total":
 			c.storeErrors += v
+		case "eventvault_admission_wait_seconds_count":
+			if strings.Contains(name, `outcome="admitted"`) {
+				c.queuedOK += v
+			} else {
+				c.queuedNo += v
+			}
+		case "eventvault_admission_wait_seconds_sum":
+			if strings.Contains(name, `outcome="admitted"`) {
+				c.queuedOKSum += v
+			}
 		}
 	}
 	return c, sc.Err()
+}
+
+// serverTimes is a step as the EventVault server saw it: from a request's
+// headers read to its handler's return, so without the generator's and
+// the client connection's delays; and admission's queue.
+type serverTimes struct {
+	AdmittedP50Ms float64 `json:"admitted_p50_ms"`
+	AdmittedP99Ms float64 `json:"admitted_p99_ms"`
+	RefusalP99Ms  float64 `json:"refusal_p99_ms"`
+	// QuietP99Ms is the quiet tenant's admitted p99.
+	QuietP99Ms float64 `json:"quiet_p99_ms"`
+	// Queued is how many requests waited in admission's queue and were
+	// admitted, QueueWaitMs their mean wait; QueuedRefused how many waited
+	// and were refused.
+	Queued        float64 `json:"queued_admitted"`
+	QueueWaitMs   float64 `json:"queue_wait_ms"`
+	QueuedRefused float64 `json:"queued_refused"`
+}
+
+// handlerTimer times the requests of a server's handler, the admitted
+// (2xx) and the refused (429, 503) apart, and the quiet tenant's (by its
+// Authorization header) apart from the rest.
+type handlerTimer struct {
+	next http.Handler
+	on   atomic.Bool
+	// quietAuth is set before on.
+	quietAuth string
+	mu        sync.Mutex
+	ok, no, q []time.Duration
+}
+
+// start times requests from now on, quietAuth's as the quiet tenant's.
+func (t *handlerTimer) start(quietAuth string) {
+	t.quietAuth = quietAuth
+	t.on.Store(true)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (t *handlerTimer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !t.on.Load() {
+		t.next.ServeHTTP(w, r)
+		return
+	}
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	t.next.ServeHTTP(sw, r)
+	took := time.Since(start)
+	quiet := t.quietAuth != "" && r.Header.Get("Authorization") == t.quietAuth
+	t.mu.Lock()
+	switch {
+	case sw.status/100 == 2 && quiet:
+		t.q = append(t.q, took)
+	case sw.status/100 == 2:
+		t.ok = append(t.ok, took)
+	case sw.status == http.StatusTooManyRequests || sw.status == http.StatusServiceUnavailable:
+		t.no = append(t.no, took)
+	}
+	t.mu.Unlock()
+}
+
+// take returns the times since the last take, and forgets them.
+func (t *handlerTimer) take() *serverTimes {
+	t.mu.Lock()
+	ok, no, q := t.ok, t.no, t.q
+	t.ok, t.no, t.q = nil, nil, nil
+	t.mu.Unlock()
+	for _, s := range [][]time.Duration{ok, no, q} {
+		slices.Sort(s)
+	}
+	return &serverTimes{AdmittedP50Ms: ms(quantile(ok, 0.5)), AdmittedP99Ms: ms(quantile(ok, 0.99)), RefusalP99Ms: ms(quantile(no, 0.99)), QuietP99Ms: ms(quantile(q, 0.99))}
 }

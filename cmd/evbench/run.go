@@ -255,6 +255,13 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	var overload *overloadReport
 	if cfg.Overload {
 		say("overload: open-loop appends at %v × capacity, %s each", cfg.OverloadFactors, cfg.OverloadDuration)
+		if cfg.CPUProfile != "" && len(ws) == 0 {
+			// The overload alone: its profile, the server's (and the
+			// generator's with -overload-in-process).
+			if stopProfile, err = startCPUProfile(cfg.CPUProfile); err != nil {
+				return nil, err
+			}
+		}
 		if overload, err = runOverload(ctx, cfg, db.URL, keyDir, ev, client, table, waits, say); err != nil {
 			return nil, fmt.Errorf("overload: %w", err)
 		}
