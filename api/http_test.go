@@ -402,3 +402,94 @@ func TestTooLargeBodySaysWhatToDo(t *testing.T) {
 		})
 	}
 }
+
+// TestPathValuesAreNeverEchoed: every route with a path parameter answers
+// a value that is not of its parameter's shape without echoing it, in the
+// problem, the log and the audit log, on both stores: such a value may be
+// personal data pasted in place of an id. It tries, on each route, an
+// encoded e-mail address (alice%40example.com), a raw one (jane@x.io), a
+// 3000-byte value and, for token ids, tok_ ids of the wrong length and one
+// of upper-case hex.
+func TestPathValuesAreNeverEchoed(t *testing.T) {
+	onBothStores(t, testPathValuesAreNeverEchoed)
+}
+
+func testPathValuesAreNeverEchoed(t *testing.T, a *testAPI) {
+	long := "long" + strings.Repeat("x", 3000)
+	values := []struct{ sent, shows string }{
+		{"alice%40example.com", "alice"},
+		{"jane@x.io", "jane"},
+		{long, "longxxxxxx"},
+	}
+	routes := []struct{ method, path, body string }{
+		{"POST", "/v1/streams/{}/events", `{"events":[]}`},
+		{"GET", "/v1/streams/{}/events", ""},
+		{"HEAD", "/v1/streams/{}/events", ""},
+		{"DELETE", "/v1/streams/{}", ""},
+		{"PUT", "/v1/subscriptions/{}", `{}`},
+		{"GET", "/v1/subscriptions/{}", ""},
+		{"POST", "/v1/subscriptions/{}/ack", `{"position":0}`},
+		{"DELETE", "/v1/subscriptions/{}", ""},
+		{"DELETE", "/v1/tokens/{}", ""},
+		{"DELETE", "/v1/tokens/{}?tenant=acme", ""},
+		{"PUT", "/v1/policies/{}", `{"policy":"permit (principal, action, resource);"}`},
+		{"GET", "/v1/policies/{}", ""},
+		{"DELETE", "/v1/policies/{}", ""},
+		{"POST", "/v1/admin/tenants/{}/kek/rotate", ""},
+		{"POST", "/v1/admin/tenants/{}/shred", ""},
+		{"GET", "/v1/erasure-requests/{}", ""},
+	}
+	var adm tokenResponse
+	a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{"tenant": "acme", "name": "ops",
+		"rules": []map[string]any{{"capabilities": []string{"admin"}, "streams": "*"}}}, http.StatusCreated, &adm)
+	admin := adm.Token
+	for _, v := range values {
+		for _, r := range routes {
+			path := strings.Replace(r.path, "{}", v.sent, 1)
+			t.Run(r.method+" "+eventvault.Truncate(path, 60), func(t *testing.T) {
+				var body []byte
+				if r.body != "" {
+					body = []byte(r.body)
+				}
+				rec := a.do(r.method, path, a.root, body)
+				if rec.Code < 400 {
+					t.Fatalf("status %d: %s", rec.Code, rec.Body)
+				}
+				if strings.Contains(rec.Body.String(), v.shows) || strings.Contains(fmt.Sprint(rec.Header()), v.shows) {
+					t.Fatalf("the answer holds %q: %v %s", v.shows, rec.Header(), rec.Body)
+				}
+			})
+		}
+	}
+	if logs := a.logs.String(); logs == "" || strings.Contains(logs, "alice") || strings.Contains(logs, "jane") || strings.Contains(logs, "longxxxxxx") {
+		t.Fatalf("the log holds a path value (or nothing):\n%s", logs)
+	}
+	for _, tenant := range []string{"default", "acme"} {
+		if rec := a.do(http.MethodGet, "/v1/audit/export?tenant="+tenant, a.root, nil); rec.Code == http.StatusNotFound {
+			continue // nothing was recorded in it
+		}
+		recs, err := json.Marshal(a.exportAndVerify(t, tenant))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"alice", "jane", "longxxxxxx"} {
+			if strings.Contains(string(recs), s) {
+				t.Fatalf("tenant %s's audit log holds %q: %s", tenant, s, recs)
+			}
+		}
+	}
+
+	// A token id of the wrong shape is "no such token", saying what ids
+	// look like, for any caller that may revoke.
+	for _, id := range []string{"alice%40example.com", "jane@x.io", long, "tok_beef", "tok_BEEFBEEFBEEFBEEF", "tok_beefbeefbeefbeef0"} {
+		for _, tok := range []string{a.root, admin} {
+			p := wantProblem(t, a.do("DELETE", "/v1/tokens/"+id, tok, nil), http.StatusNotFound, eventvault.ENOTFOUND, "no such token", "tok_0123456789abcdef")
+			if strings.Contains(strings.ToLower(p.Detail), "beef") || strings.Contains(p.Detail, "@") || strings.Contains(p.Detail, "xxx") {
+				t.Fatalf("DELETE /v1/tokens/%.20s: the problem echoes it: %s", id, p.Detail)
+			}
+		}
+	}
+	// A well-shaped id names a token the tenant may not have: echoing it
+	// is safe.
+	wantProblem(t, a.do("DELETE", "/v1/tokens/tok_0123456789abcdef", admin, nil), http.StatusNotFound, eventvault.ENOTFOUND, "tok_0123456789abcdef")
+}

@@ -304,6 +304,27 @@ func (s *Tokens) Verifier(secret string) []byte {
 	return v[:]
 }
 
+// TokenIDPrefix starts every token's public id: "tok_" and 16 lower-case
+// hex digits (8 random bytes).
+const TokenIDPrefix = "tok_"
+
+// ValidTokenID reports whether id has a token id's shape: TokenIDPrefix
+// and 16 lower-case hex digits. An id of any other shape names no token,
+// and may be something else pasted in its place (an e-mail address), so
+// it is never echoed.
+func ValidTokenID(id string) bool {
+	hexPart, ok := strings.CutPrefix(id, TokenIDPrefix)
+	if !ok || len(hexPart) != 16 {
+		return false
+	}
+	for i := 0; i < len(hexPart); i++ {
+		if c := hexPart[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.TenantID, name string, root bool, rules []eventvault.Rule, pols []string, ttl time.Duration) (eventvault.Token, error) {
 	return s.storeAudited(ctx, secret, tenant, name, root, rules, pols, ttl, nil)
 }
@@ -316,7 +337,7 @@ func (s *Tokens) storeAudited(ctx context.Context, secret string, tenant eventva
 		return eventvault.Token{}, fmt.Errorf("token id: %w", err)
 	}
 	t := eventvault.Token{
-		ID:        "tok_" + hex.EncodeToString(id),
+		ID:        TokenIDPrefix + hex.EncodeToString(id),
 		Hash:      s.Verifier(secret),
 		Tenant:    tenant,
 		Name:      name,
