@@ -107,6 +107,7 @@ func TestPolicyBadInput(t *testing.T) {
 		want             []string
 	}{
 		{"syntax error names the line", "/v1/policies/app", `{"policy":"permit (principal, action, resource)\nwhen { resource.name == "}`, 400, []string{"does not parse", "line 2"}},
+		{"syntax error says what was expected", "/v1/policies/p1", `{"policy":"permit (principal, action, resource"}`, 400, []string{"policy p1 does not parse: expected ')' at line 1, column 36, where the policy ends"}},
 		{"schema error names the line and the attribute", "/v1/policies/app", `{"policy":"\npermit (principal, action == Action::\"read\", resource)\nwhen { context.event_type == \"X\" };"}`, 400, []string{"line 2", "event_type", "/v1/policy-schema"}},
 		{"unknown action", "/v1/policies/app", `{"policy":"permit (principal, action == Action::\"delete_everything\", resource);"}`, 400, []string{"unrecognized action"}},
 		{"no statement", "/v1/policies/app", `{"policy":"// nothing"}`, 400, []string{"no statement"}},
