@@ -493,3 +493,28 @@ func testPathValuesAreNeverEchoed(t *testing.T, a *testAPI) {
 	// is safe.
 	wantProblem(t, a.do("DELETE", "/v1/tokens/tok_0123456789abcdef", admin, nil), http.StatusNotFound, eventvault.ENOTFOUND, "tok_0123456789abcdef")
 }
+
+// TestIntegerQueryProblemsGiveAnExample: an integer query parameter
+// spelt otherwise is told with an example of what it takes (42), never
+// as if a leading '-' were required; only a stream read's from, which
+// takes -1 backward, mentions -1. It tries limit=abc, from=customer-
+// secret-5 and wait=abc on read-all, version=abc on a policy, heartbeat=abc
+// on the feed, and from=abc and from=+1 on a stream read.
+func TestIntegerQueryProblemsGiveAnExample(t *testing.T) {
+	a := newTestAPI(t)
+	a.doJSON("POST", "/v1/streams/order-1/events", a.root, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
+	for _, c := range []struct{ path, says string }{
+		{"/v1/events?limit=abc", "query parameter limit must be an integer written in decimal digits, such as 42 (no '+'"},
+		{"/v1/events?from=customer-secret-5", "query parameter from must be an integer written in decimal digits, such as 42 (no '+'"},
+		{"/v1/events?wait=abc", "query parameter wait must be an integer written in decimal digits, such as 42"},
+		{"/v1/policies/app?version=abc", "query parameter version must be an integer written in decimal digits, such as 42"},
+		{"/v1/subscribe?heartbeat=abc", "query parameter heartbeat must be an integer written in decimal digits, such as 42"},
+		{"/v1/streams/order-1/events?from=abc", "such as 42, or -1 for the end when reading backward"},
+		{"/v1/streams/order-1/events?from=%2B1", "such as 42, or -1 for the end when reading backward"},
+	} {
+		p := wantProblem(t, a.do("GET", c.path, a.root, nil), http.StatusBadRequest, eventvault.EINVALID, c.says)
+		if strings.Contains(p.Detail, "leading -") || strings.Contains(p.Detail, "customer-secret") {
+			t.Errorf("GET %s: %q", c.path, p.Detail)
+		}
+	}
+}

@@ -143,7 +143,7 @@ func (s *Server) readStream(c *gin.Context) {
 	if backward {
 		def = -1
 	}
-	from, err := queryInt(c, "from", def)
+	from, err := queryIntOrMinusOne(c, "from", def)
 	if err != nil {
 		s.writeError(c, err)
 		return
