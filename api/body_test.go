@@ -399,3 +399,20 @@ func TestStrictTypesLeaveSelfDecodingTypesAlone(t *testing.T) {
 		}
 	}
 }
+
+// TestNullInPlaceOfAnObjectIsToldSo: null as an item of a list of objects
+// or a map's value (an event, a token's rule, a pii mark) is refused as
+// not an object, by pointer, rather than read as an empty object and
+// refused for a missing member ("subject is empty"). It tries
+// "events":[null], "rules":[null] and "pii":{"/email":null}.
+func TestNullInPlaceOfAnObjectIsToldSo(t *testing.T) {
+	a := newTestAPI(t)
+	for _, c := range []struct{ path, body, says string }{
+		{"/v1/streams/order-1/events", `{"events":[null]}`, "the value at /events/0 must be an object, not null"},
+		{"/v1/tokens", `{"tenant":"acme","name":"n","rules":[null]}`, "the value at /rules/0 must be an object"},
+		{"/v1/streams/order-1/events", `{"events":[{"id":"` + uuid.NewString() + `","type":"A","data":{"email":"x"},"pii":{"/email":null}}]}`,
+			`field "/email" (at /events/0/pii/~1email) must be an object {"subject": ..., "class": ...}, not null`},
+	} {
+		wantProblem(t, a.do(http.MethodPost, c.path, a.root, []byte(c.body)), http.StatusBadRequest, eventvault.EINVALID, c.says)
+	}
+}

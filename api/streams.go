@@ -37,6 +37,10 @@ type piiMarkIn struct {
 	Class   string `json:"class"`
 }
 
+// ObjectShape says what a mark holds, in the problem for a mark that is
+// not an object (null included).
+func (piiMarkIn) ObjectShape() string { return `{"subject": ..., "class": ...}` }
+
 type appendResponse struct {
 	Stream   string          `json:"stream"`
 	Version  int64           `json:"version"`

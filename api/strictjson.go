@@ -129,11 +129,20 @@ type keyWalker struct {
 
 // value walks the next value; t is the Go type it decodes into, or nil
 // where any JSON goes (json.RawMessage, maps, interfaces).
-func (w *keyWalker) value(t reflect.Type) error {
+func (w *keyWalker) value(t reflect.Type) error { return w.valueOf(t, false) }
+
+// valueOf is value; element says the value is an item of an array or a
+// value of a map, where null is refused for an object type (an event, a
+// rule, a pii mark): it would decode as an empty object and be refused
+// for its first missing member, as if it were an object.
+func (w *keyWalker) valueOf(t reflect.Type, element bool) error {
 	t = shapeOf(t)
 	tok, err := w.dec.Token()
 	if err != nil {
 		return jsonError(err)
+	}
+	if tok == nil && element && t != nil && t.Kind() == reflect.Struct {
+		return w.typeError("must be " + objectOf(t) + ", not null")
 	}
 	if err := w.checkType(t, tok); err != nil {
 		return err
@@ -148,7 +157,7 @@ func (w *keyWalker) value(t reflect.Type) error {
 		}
 		for i := 0; w.dec.More(); i++ {
 			w.path = append(w.path, fmt.Sprint(i))
-			if err := w.value(elem); err != nil {
+			if err := w.valueOf(elem, true); err != nil {
 				return err
 			}
 			w.path = w.path[:len(w.path)-1]
@@ -159,9 +168,25 @@ func (w *keyWalker) value(t reflect.Type) error {
 	return nil
 }
 
+// objectShape is implemented by a request type whose problems say what
+// the object holds (`{"subject": ..., "class": ...}`) when something else
+// is sent in its place.
+type objectShape interface{ ObjectShape() string }
+
+var objectShapeType = reflect.TypeFor[objectShape]()
+
+// objectOf is "an object", with what it holds when t says so.
+func objectOf(t reflect.Type) string {
+	if t.Implements(objectShapeType) {
+		return "an object " + reflect.Zero(t).Interface().(objectShape).ObjectShape()
+	}
+	return "an object"
+}
+
 // checkType refuses a value whose JSON type t cannot take, naming the
 // field by its JSON pointer and the type it takes, never the value (it
-// may be personal data). null goes anywhere, as encoding/json has it.
+// may be personal data). null goes anywhere, as encoding/json has it,
+// but in an array or as a map's value (valueOf).
 func (w *keyWalker) checkType(t reflect.Type, tok json.Token) error {
 	if t == nil || tok == nil {
 		return nil
@@ -177,7 +202,9 @@ func (w *keyWalker) checkType(t reflect.Type, tok json.Token) error {
 		want = "an integer"
 	case reflect.Float32, reflect.Float64:
 		want = "a number"
-	case reflect.Struct, reflect.Map:
+	case reflect.Struct:
+		want = objectOf(t)
+	case reflect.Map:
 		want = "an object"
 	case reflect.Slice, reflect.Array:
 		want = "an array"
@@ -209,7 +236,7 @@ func (w *keyWalker) checkType(t reflect.Type, tok json.Token) error {
 			}
 		}
 	case json.Delim:
-		ok = v == '{' && want == "an object" || v == '[' && want == "an array"
+		ok = v == '{' && strings.HasPrefix(want, "an object") || v == '[' && want == "an array"
 	}
 	if !ok {
 		return w.typeError("must be " + want)
@@ -259,7 +286,7 @@ func (w *keyWalker) object(t reflect.Type) error {
 				Fields:  map[string]any{"pointer": eventvault.Truncate(pointer, 120)}}
 		}
 		seen[key] = true
-		next := elem
+		next, element := elem, fields == nil
 		if fields != nil {
 			ft, ok := fields[key]
 			if !ok {
@@ -268,7 +295,7 @@ func (w *keyWalker) object(t reflect.Type) error {
 			next = ft
 		}
 		w.path = append(w.path, key)
-		if err := w.value(next); err != nil {
+		if err := w.valueOf(next, element); err != nil {
 			return err
 		}
 		w.path = w.path[:len(w.path)-1]
