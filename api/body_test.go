@@ -416,3 +416,32 @@ func TestNullInPlaceOfAnObjectIsToldSo(t *testing.T) {
 		wantProblem(t, a.do(http.MethodPost, c.path, a.root, []byte(c.body)), http.StatusBadRequest, eventvault.EINVALID, c.says)
 	}
 }
+
+// TestNestingPastTheLimitSaysTheLimitAndWhere: a body nested deeper than
+// MaxJSONDepth is 400 stating the limit and the pointer where it goes
+// past it, not the decoder's "exceeded max depth". It tries data nested
+// 200000 deep (arrays), MaxJSONDepth+1 deep counting the body's own
+// levels (objects under a key with a '/'), and exactly MaxJSONDepth deep,
+// which is taken.
+func TestNestingPastTheLimitSaysTheLimitAndWhere(t *testing.T) {
+	a := newTestAPI(t)
+	appendWith := func(data string) *httptest.ResponseRecorder {
+		return a.do(http.MethodPost, "/v1/streams/order-1/events", a.root,
+			[]byte(`{"events":[{"id":"`+uuid.NewString()+`","type":"A","data":`+data+`}]}`))
+	}
+	// The body itself is 4 levels deep at data: {, [, {, data.
+	deep := strings.Repeat("[", 200000) + strings.Repeat("]", 200000)
+	p := wantProblem(t, appendWith(deep), http.StatusBadRequest, eventvault.EINVALID,
+		"the body nests arrays and objects more than 10000 deep (at /events/0/data/0/0/0/", "the limit is 10000 levels")
+	if strings.Contains(p.Detail, "invalid character") || strings.Contains(p.Detail, "exceeded") {
+		t.Fatalf("the decoder's words: %s", p.Detail)
+	}
+	objects := func(n int) string {
+		return strings.Repeat(`{"a/b":`, n) + "1" + strings.Repeat("}", n)
+	}
+	wantProblem(t, appendWith(objects(MaxJSONDepth-3+1)), http.StatusBadRequest, eventvault.EINVALID,
+		"more than 10000 deep (at /events/0/data/a~1b/a~1b/")
+	if rec := appendWith(objects(MaxJSONDepth - 3)); rec.Code != http.StatusCreated {
+		t.Fatalf("data nested to the limit: %d %s", rec.Code, eventvault.Truncate(rec.Body.String(), 300))
+	}
+}

@@ -45,6 +45,9 @@ func decodeStrict(body []byte, v any) error {
 		// more.
 		var first json.RawMessage
 		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&first); err != nil {
+			if tooDeep(err) {
+				return depthError(body)
+			}
 			return jsonError(err)
 		}
 		return eventvault.Errorf(eventvault.EINVALID, "the body holds more than one JSON value: send a single object")
@@ -63,6 +66,84 @@ func decodeStrict(body []byte, v any) error {
 		return jsonError(err)
 	}
 	return nil
+}
+
+// MaxJSONDepth is how deep arrays and objects may nest in a body:
+// encoding/json's own limit, which no request of the API comes near.
+const MaxJSONDepth = 10000
+
+// tooDeep reports whether err is encoding/json's refusal of a body nested
+// deeper than MaxJSONDepth: a *json.SyntaxError with no type of its own.
+func tooDeep(err error) bool {
+	var syntax *json.SyntaxError
+	return errors.As(err, &syntax) && strings.HasSuffix(syntax.Error(), "exceeded max depth")
+}
+
+// depthError is the problem for a body nested deeper than MaxJSONDepth:
+// it states the limit and the pointer of the value that goes past it (cut
+// short), as the other size limits do. It walks the body's tokens up to
+// that value: only a refused body pays for it.
+func depthError(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	// Each level is an open array or object and where its current value
+	// stands: the array's index, or the object's key once read.
+	type level struct {
+		object, keyed bool
+		key           string
+		index         int
+	}
+	var stack []level
+	done := func() { // the innermost level's current value is complete
+		if n := len(stack); n > 0 {
+			stack[n-1].index++
+			stack[n-1].keyed = false
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break // not expected: the body failed only for its depth
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			if v == '}' || v == ']' {
+				stack = stack[:len(stack)-1]
+				done()
+				continue
+			}
+			if len(stack) < MaxJSONDepth {
+				stack = append(stack, level{object: v == '{'})
+				continue
+			}
+		case string:
+			if n := len(stack); n > 0 && stack[n-1].object && !stack[n-1].keyed {
+				stack[n-1].key, stack[n-1].keyed = v, true
+				continue
+			}
+			done()
+			continue
+		default:
+			done()
+			continue
+		}
+		break // the value that goes past the limit
+	}
+	var b strings.Builder
+	for _, l := range stack {
+		if b.Len() > 120 {
+			break
+		}
+		b.WriteByte('/')
+		if l.object {
+			b.WriteString(pointerEscaper.Replace(l.key))
+		} else {
+			b.WriteString(strconv.Itoa(l.index))
+		}
+	}
+	p := eventvault.Truncate(b.String(), 120)
+	return &eventvault.Error{Code: eventvault.EINVALID, Fields: map[string]any{"pointer": p},
+		Message: fmt.Sprintf("the body nests arrays and objects more than %d deep (at %s): the limit is %d levels; flatten the value", MaxJSONDepth, p, MaxJSONDepth)}
 }
 
 // checkText refuses invalid UTF-8 and escaped lone surrogates. body is
