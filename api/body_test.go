@@ -445,3 +445,33 @@ func TestNestingPastTheLimitSaysTheLimitAndWhere(t *testing.T) {
 		t.Fatalf("data nested to the limit: %d %s", rec.Code, eventvault.Truncate(rec.Body.String(), 300))
 	}
 }
+
+// TestNumbersBeyondADoubleAreRefused: I-JSON (RFC 7493) numbers fit an
+// IEEE 754 double; one beyond (in data, metadata or a field) is 400 naming
+// its pointer, never echoing it. It tries 1e400, -1e400, 1E+309 and a
+// 400-digit integer (refused), and 1.7976931348623157e308, 1e-400, a
+// 299-digit integer and -0.0 (taken).
+func TestNumbersBeyondADoubleAreRefused(t *testing.T) {
+	a := newTestAPI(t)
+	big := "1" + strings.Repeat("0", 399)
+	appendWith := func(data, metadata string) *httptest.ResponseRecorder {
+		return a.do(http.MethodPost, "/v1/streams/order-1/events", a.root,
+			[]byte(`{"events":[{"id":"`+uuid.NewString()+`","type":"A","data":`+data+`,"metadata":`+metadata+`}]}`))
+	}
+	for _, c := range []struct{ data, metadata, names string }{
+		{`{"x":1e400}`, `{}`, `field "x" (at /events/0/data/x)`},
+		{`[0,-1e400]`, `{}`, "the value at /events/0/data/1"},
+		{`1`, `{"t":1E+309}`, `field "t" (at /events/0/metadata/t)`},
+		{`{"n":` + big + `}`, `{}`, `field "n" (at /events/0/data/n)`},
+	} {
+		p := wantProblem(t, appendWith(c.data, c.metadata), http.StatusBadRequest, eventvault.EINVALID, c.names+" is a number beyond the range of a double", "I-JSON (RFC 7493)")
+		if strings.Contains(p.Detail, "e400") || strings.Contains(p.Detail, "309") || strings.Contains(p.Detail, "0000") {
+			t.Fatalf("the problem echoes the number: %s", p.Detail)
+		}
+	}
+	for _, n := range []string{"1.7976931348623157e308", "1e-400", "1" + strings.Repeat("0", 298), "-0.0"} {
+		if rec := appendWith(`{"x":`+n+`}`, `{}`); rec.Code != http.StatusCreated {
+			t.Fatalf("data %s: %d %s", eventvault.Truncate(n, 30), rec.Code, rec.Body)
+		}
+	}
+}

@@ -356,7 +356,7 @@ func TestProblemsNameNoValues(t *testing.T) {
 		{"event type a number", "POST", "/v1/streams/order-1/events", `{"events":[{"id":"` + id + `","type":881234,"data":1}]}`, `field "type" (at /events/0/type) must be a string`},
 		{"events an object", "POST", "/v1/streams/order-1/events", `{"events":{"customer-secret":1}}`, `field "events" (at /events) must be an array`},
 		{"an event a string", "POST", "/v1/streams/order-1/events", `{"events":["customer-secret"]}`, `the value at /events/0 must be an object`},
-		{"expected_version 1e400", "POST", "/v1/streams/order-1/events", `{"expected_version":1e400,"events":[{"id":"` + id + `","type":"A","data":1}]}`, "expected_version must be"},
+		{"expected_version 1e400", "POST", "/v1/streams/order-1/events", `{"expected_version":1e400,"events":[{"id":"` + id + `","type":"A","data":1}]}`, `field "expected_version" (at /expected_version) is a number beyond the range of a double`},
 		{"expected_version past int64", "POST", "/v1/streams/order-1/events", `{"expected_version":9223372036854775808,"events":[{"id":"` + id + `","type":"A","data":1}]}`, "expected_version is too large"},
 		{"event id not a UUID", "POST", "/v1/streams/order-1/events", `{"events":[{"id":"customer-secret","type":"A","data":1}]}`, "events[0].id (at /events/0/id) is not a UUID"},
 		{"the body a number", "POST", "/v1/erasure-requests", `881234`, "the body must be an object"},

@@ -68,6 +68,19 @@ func decodeStrict(body []byte, v any) error {
 	return nil
 }
 
+// fitsDouble reports whether n is within the range of an IEEE 754 double
+// (I-JSON, RFC 7493, section 2.2): past it, parsers give infinity, an
+// error or another number. Only a number with an exponent or over 300
+// digits can be past it, so only those are parsed. One too small to
+// tell from 0 (1e-400) is taken, as a double rounds it.
+func fitsDouble(n json.Number) bool {
+	if len(n) < 300 && !strings.ContainsAny(string(n), "eE") {
+		return true
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	return !(errors.Is(err, strconv.ErrRange) && math.IsInf(f, 0))
+}
+
 // MaxJSONDepth is how deep arrays and objects may nest in a body:
 // encoding/json's own limit, which no request of the API comes near.
 const MaxJSONDepth = 10000
@@ -227,6 +240,9 @@ func (w *keyWalker) valueOf(t reflect.Type, element bool) error {
 	}
 	if err := w.checkType(t, tok); err != nil {
 		return err
+	}
+	if n, ok := tok.(json.Number); ok && !fitsDouble(n) {
+		return w.typeError("is a number beyond the range of a double (about ±1.8e308): I-JSON (RFC 7493) numbers must fit an IEEE 754 double; send a larger one as a string")
 	}
 	switch tok {
 	case json.Delim('{'):
