@@ -38,6 +38,12 @@ func TestTokenLifecycle(t *testing.T) {
 		// default (append and read on every stream), which only a request
 		// without rules gets.
 		wantProblem(t, a.do(http.MethodPost, "/v1/tokens", ops.Token, []byte(`{"name":"none","rules":[]}`)), http.StatusBadRequest, "invalid", "rules is an empty list")
+		// A name is required, as the CLI's -name is: without one (or
+		// empty) the token could not be told apart in the list. It tries
+		// no name, "" and null.
+		for _, body := range []string{`{}`, `{"name":""}`, `{"name":null,"ttl":"720h"}`} {
+			wantProblem(t, a.do(http.MethodPost, "/v1/tokens", ops.Token, []byte(body)), http.StatusBadRequest, "invalid", "name is missing")
+		}
 		a.tokenFor("other")
 
 		var list tokenList

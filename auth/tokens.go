@@ -177,13 +177,17 @@ const MaxTokenNameLength = 100
 // Issue creates a token for req.Tenant and returns the secret, which is never
 // stored and cannot be shown again, with the stored record.
 // Errors: EFORBIDDEN unless issuer is root or an admin of req.Tenant;
-// EINVALID for a bad tenant, name or rules.
+// EINVALID for a bad tenant, name (empty included: a token is listed and
+// revoked by what its name says it is for) or rules.
 func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req NewTokenRequest) (string, eventvault.Token, error) {
 	if err := eventvault.ValidateTenant(req.Tenant); err != nil {
 		return "", eventvault.Token{}, err
 	}
 	if err := policies.Authorize(issuer, policies.Request{Tenant: req.Tenant, Action: policies.ManageTokens}); err != nil {
 		return "", eventvault.Token{}, err
+	}
+	if req.Name == "" {
+		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "name is missing: name the token after what uses it, such as \"acme-app\" (GET /v1/tokens lists tokens by name)")
 	}
 	if len(req.Name) > MaxTokenNameLength {
 		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "token name is %d bytes long; the limit is %d", len(req.Name), MaxTokenNameLength)
