@@ -341,17 +341,19 @@ func (s *Tokens) storeAudited(ctx context.Context, secret string, tenant eventva
 		return eventvault.Token{}, fmt.Errorf("token id: %w", err)
 	}
 	t := eventvault.Token{
-		ID:        TokenIDPrefix + hex.EncodeToString(id),
-		Hash:      s.Verifier(secret),
-		Tenant:    tenant,
-		Name:      name,
-		Root:      root,
-		Rules:     rules,
-		Policies:  pols,
-		CreatedAt: s.now().UTC(),
+		ID:       TokenIDPrefix + hex.EncodeToString(id),
+		Hash:     s.Verifier(secret),
+		Tenant:   tenant,
+		Name:     name,
+		Root:     root,
+		Rules:    rules,
+		Policies: pols,
+		// Microseconds, as PostgreSQL keeps them and every other time of
+		// the API is given: the 201 and a later list agree, on both stores.
+		CreatedAt: s.now().UTC().Truncate(time.Microsecond),
 	}
 	if ttl > 0 {
-		t.ExpiresAt = t.CreatedAt.Add(ttl)
+		t.ExpiresAt = t.CreatedAt.Add(ttl).Truncate(time.Microsecond)
 	}
 	if audited != nil {
 		var err error
