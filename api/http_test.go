@@ -131,6 +131,8 @@ func TestHEADIsGETWithoutBody(t *testing.T) {
 		{"GET", "/v1/tokens/tok_1", "DELETE"},
 		{"HEAD", "/v1/holds", "PUT, DELETE"},
 		{"POST", "/v1/keys/signing", "GET, HEAD"},
+		// The feed streams: the one GET without HEAD, as README says.
+		{"HEAD", "/v1/subscribe", "GET"},
 	} {
 		t.Run(r.method+" "+r.path, func(t *testing.T) {
 			rec := a.do(r.method, r.path, tok, nil)
