@@ -349,3 +349,20 @@ func TestPersonalDataActions(t *testing.T) {
 		t.Error("context.pointer on read validated; it exists for the personal data actions only")
 	}
 }
+
+// FuzzParseErrorDescription: whatever the document, Parse never panics
+// describing cedar-go's error (findBefore and offsetOf index the body by
+// the error's line and column), and never passes on the parser's raw
+// words for the errors it translates.
+func FuzzParseErrorDescription(f *testing.F) {
+	for _, s := range []string{`permit (principal, action, resource`, "permit (principal action, resource);", "\n\nallow (principal, action, resource);",
+		`permit (principal, action, resource) when { "\q" };`, "permit (principal, action, resource)\n\nunless resource;", "é\n\tpermit (", "permit (principal, action, resource) when { [1 2] };"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		_, err := Parse("doc", body)
+		if err != nil && strings.Contains(err.Error(), "exact got") {
+			t.Fatalf("Parse(%q) = %q: the parser's raw words", body, err)
+		}
+	})
+}
