@@ -308,6 +308,11 @@ type StreamPage struct {
 type AllPage struct {
 	Events []StoredEvent
 	Keys   map[StreamName]WrappedKey
+	// Next is the tenant's next global position on the snapshot the page
+	// was read on, as FeedLog.NextGlobalPosition returns it: every event
+	// below it is committed, and a read from beyond it would skip whatever
+	// commits below its start (0 for a tenant without events).
+	Next int64
 }
 
 // EventStore appends and reads sealed events. Within a tenant, global
@@ -329,7 +334,8 @@ type EventStore interface {
 	// Errors: ENOTFOUND if the stream has no events.
 	ReadStream(ctx context.Context, tenant TenantID, stream StreamName, opts ReadOptions) (StreamPage, error)
 	// ReadAll returns up to limit events of the tenant with global position
-	// >= from, in global order.
+	// >= from, in global order, and the tenant's next global position
+	// (AllPage.Next), read together: a from past it is not refused here.
 	ReadAll(ctx context.Context, tenant TenantID, from int64, limit int) (AllPage, error)
 }
 

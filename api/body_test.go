@@ -399,3 +399,79 @@ func TestStrictTypesLeaveSelfDecodingTypesAlone(t *testing.T) {
 		}
 	}
 }
+
+// TestNullInPlaceOfAnObjectIsToldSo: null as an item of a list of objects
+// or a map's value (an event, a token's rule, a pii mark) is refused as
+// not an object, by pointer, rather than read as an empty object and
+// refused for a missing member ("subject is empty"). It tries
+// "events":[null], "rules":[null] and "pii":{"/email":null}.
+func TestNullInPlaceOfAnObjectIsToldSo(t *testing.T) {
+	a := newTestAPI(t)
+	for _, c := range []struct{ path, body, says string }{
+		{"/v1/streams/order-1/events", `{"events":[null]}`, "the value at /events/0 must be an object, not null"},
+		{"/v1/tokens", `{"tenant":"acme","name":"n","rules":[null]}`, "the value at /rules/0 must be an object"},
+		{"/v1/streams/order-1/events", `{"events":[{"id":"` + uuid.NewString() + `","type":"A","data":{"email":"x"},"pii":{"/email":null}}]}`,
+			`field "/email" (at /events/0/pii/~1email) must be an object {"subject": ..., "class": ...}, not null`},
+	} {
+		wantProblem(t, a.do(http.MethodPost, c.path, a.root, []byte(c.body)), http.StatusBadRequest, eventvault.EINVALID, c.says)
+	}
+}
+
+// TestNestingPastTheLimitSaysTheLimitAndWhere: a body nested deeper than
+// MaxJSONDepth is 400 stating the limit and the pointer where it goes
+// past it, not the decoder's "exceeded max depth". It tries data nested
+// 200000 deep (arrays), MaxJSONDepth+1 deep counting the body's own
+// levels (objects under a key with a '/'), and exactly MaxJSONDepth deep,
+// which is taken.
+func TestNestingPastTheLimitSaysTheLimitAndWhere(t *testing.T) {
+	a := newTestAPI(t)
+	appendWith := func(data string) *httptest.ResponseRecorder {
+		return a.do(http.MethodPost, "/v1/streams/order-1/events", a.root,
+			[]byte(`{"events":[{"id":"`+uuid.NewString()+`","type":"A","data":`+data+`}]}`))
+	}
+	// The body itself is 4 levels deep at data: {, [, {, data.
+	deep := strings.Repeat("[", 200000) + strings.Repeat("]", 200000)
+	p := wantProblem(t, appendWith(deep), http.StatusBadRequest, eventvault.EINVALID,
+		"the body nests arrays and objects more than 10000 deep (at /events/0/data/0/0/0/", "the limit is 10000 levels")
+	if strings.Contains(p.Detail, "invalid character") || strings.Contains(p.Detail, "exceeded") {
+		t.Fatalf("the decoder's words: %s", p.Detail)
+	}
+	objects := func(n int) string {
+		return strings.Repeat(`{"a/b":`, n) + "1" + strings.Repeat("}", n)
+	}
+	wantProblem(t, appendWith(objects(MaxJSONDepth-3+1)), http.StatusBadRequest, eventvault.EINVALID,
+		"more than 10000 deep (at /events/0/data/a~1b/a~1b/")
+	if rec := appendWith(objects(MaxJSONDepth - 3)); rec.Code != http.StatusCreated {
+		t.Fatalf("data nested to the limit: %d %s", rec.Code, eventvault.Truncate(rec.Body.String(), 300))
+	}
+}
+
+// TestNumbersBeyondADoubleAreRefused: I-JSON (RFC 7493) numbers fit an
+// IEEE 754 double; one beyond (in data, metadata or a field) is 400 naming
+// its pointer, never echoing it. It tries 1e400, -1e400, 1E+309 and a
+// 400-digit integer (refused), and 1.7976931348623157e308, 1e-400, a
+// 299-digit integer and -0.0 (taken).
+func TestNumbersBeyondADoubleAreRefused(t *testing.T) {
+	a := newTestAPI(t)
+	big := "1" + strings.Repeat("0", 399)
+	appendWith := func(data, metadata string) *httptest.ResponseRecorder {
+		return a.do(http.MethodPost, "/v1/streams/order-1/events", a.root,
+			[]byte(`{"events":[{"id":"`+uuid.NewString()+`","type":"A","data":`+data+`,"metadata":`+metadata+`}]}`))
+	}
+	for _, c := range []struct{ data, metadata, names string }{
+		{`{"x":1e400}`, `{}`, `field "x" (at /events/0/data/x)`},
+		{`[0,-1e400]`, `{}`, "the value at /events/0/data/1"},
+		{`1`, `{"t":1E+309}`, `field "t" (at /events/0/metadata/t)`},
+		{`{"n":` + big + `}`, `{}`, `field "n" (at /events/0/data/n)`},
+	} {
+		p := wantProblem(t, appendWith(c.data, c.metadata), http.StatusBadRequest, eventvault.EINVALID, c.names+" is a number beyond the range of a double", "I-JSON (RFC 7493)")
+		if strings.Contains(p.Detail, "e400") || strings.Contains(p.Detail, "309") || strings.Contains(p.Detail, "0000") {
+			t.Fatalf("the problem echoes the number: %s", p.Detail)
+		}
+	}
+	for _, n := range []string{"1.7976931348623157e308", "1e-400", "1" + strings.Repeat("0", 298), "-0.0"} {
+		if rec := appendWith(`{"x":`+n+`}`, `{}`); rec.Code != http.StatusCreated {
+			t.Fatalf("data %s: %d %s", eventvault.Truncate(n, 30), rec.Code, rec.Body)
+		}
+	}
+}

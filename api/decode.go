@@ -132,14 +132,26 @@ func decimalInteger(v string) bool {
 }
 
 // queryInt reads an optional integer query parameter: an optional "-" and
-// decimal digits.
+// decimal digits. Its problem for another spelling gives an example of a
+// value the parameter takes (42), not a negative one: of the parameters
+// read here only a stream read's from takes one (queryIntOrMinusOne).
 func queryInt(c *gin.Context, name string, def int64) (int64, error) {
+	return queryIntLike(c, name, def, "such as 42")
+}
+
+// queryIntOrMinusOne is queryInt for a parameter that also takes -1 (a
+// stream read's from, backward from the end).
+func queryIntOrMinusOne(c *gin.Context, name string, def int64) (int64, error) {
+	return queryIntLike(c, name, def, "such as 42, or -1 for the end when reading backward")
+}
+
+func queryIntLike(c *gin.Context, name string, def int64, example string) (int64, error) {
 	v, ok := c.GetQuery(name)
 	if !ok || v == "" {
 		return def, nil
 	}
 	if !decimalInteger(v) {
-		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be an integer written in decimal digits, with a leading - only", name)
+		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be an integer written in decimal digits, %s (no '+', spaces, point or exponent)", name, example)
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if errors.Is(err, strconv.ErrRange) {

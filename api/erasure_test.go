@@ -422,6 +422,51 @@ func TestTimesAgreeOnEveryView(t *testing.T) {
 			}
 		}
 
+		// A token's and a policy's times too: the 201 and a later GET
+		// give the same microseconds (they were nanoseconds on the
+		// embedded store, and in every 201). It tries a token with a ttl
+		// of "1h0.0000005s" (a sub-microsecond ttl) and a policy.
+		var rawIssued struct {
+			ID        string `json:"id"`
+			CreatedAt string `json:"created_at"`
+			ExpiresAt string `json:"expires_at"`
+		}
+		a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{"tenant": "acme", "name": "timed", "ttl": "1h0.0000005s"}, http.StatusCreated, &rawIssued)
+		rec := a.do(http.MethodGet, "/v1/tokens?tenant=acme", a.root, nil)
+		var listed struct {
+			Tokens []struct {
+				ID        string `json:"id"`
+				CreatedAt string `json:"created_at"`
+				ExpiresAt string `json:"expires_at"`
+			} `json:"tokens"`
+		}
+		json.Unmarshal(rec.Body.Bytes(), &listed)
+		found := false
+		for _, l := range listed.Tokens {
+			if l.ID == rawIssued.ID {
+				found = true
+				if l.CreatedAt != rawIssued.CreatedAt || l.ExpiresAt != rawIssued.ExpiresAt {
+					t.Errorf("token times: 201 %s/%s, GET %s/%s", rawIssued.CreatedAt, rawIssued.ExpiresAt, l.CreatedAt, l.ExpiresAt)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("the token is not listed: %s", rec.Body)
+		}
+		var put, read struct {
+			CreatedAt string `json:"created_at"`
+		}
+		a.doJSON(http.MethodPut, "/v1/policies/timed?tenant=acme", a.root, map[string]any{"policy": "permit (principal, action, resource);"}, http.StatusCreated, &put)
+		a.doJSON(http.MethodGet, "/v1/policies/timed?tenant=acme", a.root, nil, http.StatusOK, &read)
+		if put.CreatedAt != read.CreatedAt {
+			t.Errorf("policy created_at: 201 %s, GET %s", put.CreatedAt, read.CreatedAt)
+		}
+		for _, s := range []string{rawIssued.CreatedAt, rawIssued.ExpiresAt, put.CreatedAt} {
+			if _, frac, ok := strings.Cut(strings.TrimSuffix(s, "Z"), "."); ok && len(frac) > 6 {
+				t.Errorf("time %s is finer than microseconds", s)
+			}
+		}
+
 		// A shred's time: the 200 and the 410 of a later read agree.
 		a.doJSON(http.MethodPost, "/v1/streams/order-2/events", tok, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
 		var sh struct {
@@ -431,7 +476,7 @@ func TestTimesAgreeOnEveryView(t *testing.T) {
 		var gone struct {
 			ErasedAt string `json:"erased_at"`
 		}
-		rec := a.do(http.MethodGet, "/v1/streams/order-2/events", tok, nil)
+		rec = a.do(http.MethodGet, "/v1/streams/order-2/events", tok, nil)
 		json.Unmarshal(rec.Body.Bytes(), &gone)
 		if _, frac, ok := strings.Cut(strings.TrimSuffix(sh.ShreddedAt, "Z"), "."); ok && len(frac) > 6 {
 			t.Errorf("shredded_at %s is finer than microseconds", sh.ShreddedAt)

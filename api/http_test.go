@@ -131,6 +131,8 @@ func TestHEADIsGETWithoutBody(t *testing.T) {
 		{"GET", "/v1/tokens/tok_1", "DELETE"},
 		{"HEAD", "/v1/holds", "PUT, DELETE"},
 		{"POST", "/v1/keys/signing", "GET, HEAD"},
+		// The feed streams: the one GET without HEAD, as README says.
+		{"HEAD", "/v1/subscribe", "GET"},
 	} {
 		t.Run(r.method+" "+r.path, func(t *testing.T) {
 			rec := a.do(r.method, r.path, tok, nil)
@@ -356,7 +358,7 @@ func TestProblemsNameNoValues(t *testing.T) {
 		{"event type a number", "POST", "/v1/streams/order-1/events", `{"events":[{"id":"` + id + `","type":881234,"data":1}]}`, `field "type" (at /events/0/type) must be a string`},
 		{"events an object", "POST", "/v1/streams/order-1/events", `{"events":{"customer-secret":1}}`, `field "events" (at /events) must be an array`},
 		{"an event a string", "POST", "/v1/streams/order-1/events", `{"events":["customer-secret"]}`, `the value at /events/0 must be an object`},
-		{"expected_version 1e400", "POST", "/v1/streams/order-1/events", `{"expected_version":1e400,"events":[{"id":"` + id + `","type":"A","data":1}]}`, "expected_version must be"},
+		{"expected_version 1e400", "POST", "/v1/streams/order-1/events", `{"expected_version":1e400,"events":[{"id":"` + id + `","type":"A","data":1}]}`, `field "expected_version" (at /expected_version) is a number beyond the range of a double`},
 		{"expected_version past int64", "POST", "/v1/streams/order-1/events", `{"expected_version":9223372036854775808,"events":[{"id":"` + id + `","type":"A","data":1}]}`, "expected_version is too large"},
 		{"event id not a UUID", "POST", "/v1/streams/order-1/events", `{"events":[{"id":"customer-secret","type":"A","data":1}]}`, "events[0].id (at /events/0/id) is not a UUID"},
 		{"the body a number", "POST", "/v1/erasure-requests", `881234`, "the body must be an object"},
@@ -400,5 +402,121 @@ func TestTooLargeBodySaysWhatToDo(t *testing.T) {
 				t.Fatalf("detail %q speaks of a batch", p.Detail)
 			}
 		})
+	}
+}
+
+// TestPathValuesAreNeverEchoed: every route with a path parameter answers
+// a value that is not of its parameter's shape without echoing it, in the
+// problem, the log and the audit log, on both stores: such a value may be
+// personal data pasted in place of an id. It tries, on each route, an
+// encoded e-mail address (alice%40example.com), a raw one (jane@x.io), a
+// 3000-byte value and, for token ids, tok_ ids of the wrong length and one
+// of upper-case hex.
+func TestPathValuesAreNeverEchoed(t *testing.T) {
+	onBothStores(t, testPathValuesAreNeverEchoed)
+}
+
+func testPathValuesAreNeverEchoed(t *testing.T, a *testAPI) {
+	long := "long" + strings.Repeat("x", 3000)
+	values := []struct{ sent, shows string }{
+		{"alice%40example.com", "alice"},
+		{"jane@x.io", "jane"},
+		{long, "longxxxxxx"},
+	}
+	routes := []struct{ method, path, body string }{
+		{"POST", "/v1/streams/{}/events", `{"events":[]}`},
+		{"GET", "/v1/streams/{}/events", ""},
+		{"HEAD", "/v1/streams/{}/events", ""},
+		{"DELETE", "/v1/streams/{}", ""},
+		{"PUT", "/v1/subscriptions/{}", `{}`},
+		{"GET", "/v1/subscriptions/{}", ""},
+		{"POST", "/v1/subscriptions/{}/ack", `{"position":0}`},
+		{"DELETE", "/v1/subscriptions/{}", ""},
+		{"DELETE", "/v1/tokens/{}", ""},
+		{"DELETE", "/v1/tokens/{}?tenant=acme", ""},
+		{"PUT", "/v1/policies/{}", `{"policy":"permit (principal, action, resource);"}`},
+		{"GET", "/v1/policies/{}", ""},
+		{"DELETE", "/v1/policies/{}", ""},
+		{"POST", "/v1/admin/tenants/{}/kek/rotate", ""},
+		{"POST", "/v1/admin/tenants/{}/shred", ""},
+		{"GET", "/v1/erasure-requests/{}", ""},
+	}
+	var adm tokenResponse
+	a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{"tenant": "acme", "name": "ops",
+		"rules": []map[string]any{{"capabilities": []string{"admin"}, "streams": "*"}}}, http.StatusCreated, &adm)
+	admin := adm.Token
+	for _, v := range values {
+		for _, r := range routes {
+			path := strings.Replace(r.path, "{}", v.sent, 1)
+			t.Run(r.method+" "+eventvault.Truncate(path, 60), func(t *testing.T) {
+				var body []byte
+				if r.body != "" {
+					body = []byte(r.body)
+				}
+				rec := a.do(r.method, path, a.root, body)
+				if rec.Code < 400 {
+					t.Fatalf("status %d: %s", rec.Code, rec.Body)
+				}
+				if strings.Contains(rec.Body.String(), v.shows) || strings.Contains(fmt.Sprint(rec.Header()), v.shows) {
+					t.Fatalf("the answer holds %q: %v %s", v.shows, rec.Header(), rec.Body)
+				}
+			})
+		}
+	}
+	if logs := a.logs.String(); logs == "" || strings.Contains(logs, "alice") || strings.Contains(logs, "jane") || strings.Contains(logs, "longxxxxxx") {
+		t.Fatalf("the log holds a path value (or nothing):\n%s", logs)
+	}
+	for _, tenant := range []string{"default", "acme"} {
+		if rec := a.do(http.MethodGet, "/v1/audit/export?tenant="+tenant, a.root, nil); rec.Code == http.StatusNotFound {
+			continue // nothing was recorded in it
+		}
+		recs, err := json.Marshal(a.exportAndVerify(t, tenant))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"alice", "jane", "longxxxxxx"} {
+			if strings.Contains(string(recs), s) {
+				t.Fatalf("tenant %s's audit log holds %q: %s", tenant, s, recs)
+			}
+		}
+	}
+
+	// A token id of the wrong shape is "no such token", saying what ids
+	// look like, for any caller that may revoke.
+	for _, id := range []string{"alice%40example.com", "jane@x.io", long, "tok_beef", "tok_BEEFBEEFBEEFBEEF", "tok_beefbeefbeefbeef0"} {
+		for _, tok := range []string{a.root, admin} {
+			p := wantProblem(t, a.do("DELETE", "/v1/tokens/"+id, tok, nil), http.StatusNotFound, eventvault.ENOTFOUND, "no such token", "tok_0123456789abcdef")
+			if strings.Contains(strings.ToLower(p.Detail), "beef") || strings.Contains(p.Detail, "@") || strings.Contains(p.Detail, "xxx") {
+				t.Fatalf("DELETE /v1/tokens/%.20s: the problem echoes it: %s", id, p.Detail)
+			}
+		}
+	}
+	// A well-shaped id names a token the tenant may not have: echoing it
+	// is safe.
+	wantProblem(t, a.do("DELETE", "/v1/tokens/tok_0123456789abcdef", admin, nil), http.StatusNotFound, eventvault.ENOTFOUND, "tok_0123456789abcdef")
+}
+
+// TestIntegerQueryProblemsGiveAnExample: an integer query parameter
+// spelt otherwise is told with an example of what it takes (42), never
+// as if a leading '-' were required; only a stream read's from, which
+// takes -1 backward, mentions -1. It tries limit=abc, from=customer-
+// secret-5 and wait=abc on read-all, version=abc on a policy, heartbeat=abc
+// on the feed, and from=abc and from=+1 on a stream read.
+func TestIntegerQueryProblemsGiveAnExample(t *testing.T) {
+	a := newTestAPI(t)
+	a.doJSON("POST", "/v1/streams/order-1/events", a.root, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
+	for _, c := range []struct{ path, says string }{
+		{"/v1/events?limit=abc", "query parameter limit must be an integer written in decimal digits, such as 42 (no '+'"},
+		{"/v1/events?from=customer-secret-5", "query parameter from must be an integer written in decimal digits, such as 42 (no '+'"},
+		{"/v1/events?wait=abc", "query parameter wait must be an integer written in decimal digits, such as 42"},
+		{"/v1/policies/app?version=abc", "query parameter version must be an integer written in decimal digits, such as 42"},
+		{"/v1/subscribe?heartbeat=abc", "query parameter heartbeat must be an integer written in decimal digits, such as 42"},
+		{"/v1/streams/order-1/events?from=abc", "such as 42, or -1 for the end when reading backward"},
+		{"/v1/streams/order-1/events?from=%2B1", "such as 42, or -1 for the end when reading backward"},
+	} {
+		p := wantProblem(t, a.do("GET", c.path, a.root, nil), http.StatusBadRequest, eventvault.EINVALID, c.says)
+		if strings.Contains(p.Detail, "leading -") || strings.Contains(p.Detail, "customer-secret") {
+			t.Errorf("GET %s: %q", c.path, p.Detail)
+		}
 	}
 }

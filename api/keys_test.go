@@ -153,7 +153,7 @@ func TestRootRotationWithTheLocalRootKeyIsRefused(t *testing.T) {
 
 	wantKeyProblem(t, "a tenant admin rotates the root", a.do("POST", "/v1/admin/root/rotate", admin, nil), http.StatusForbidden, eventvault.EFORBIDDEN, "only the root token")
 	wantKeyProblem(t, "a tenant admin retires root versions", a.do("POST", "/v1/admin/root/retire", admin, []byte(`{"before_version":2}`)), http.StatusForbidden, eventvault.EFORBIDDEN)
-	wantKeyProblem(t, "root rotates a local root key", a.do("POST", "/v1/admin/root/rotate", a.root, nil), http.StatusBadRequest, eventvault.EINVALID, "use Vault Transit")
+	wantKeyProblem(t, "root rotates a local root key", a.do("POST", "/v1/admin/root/rotate", a.root, nil), http.StatusBadRequest, eventvault.EINVALID, "cannot rotate (", "use Vault Transit")
 	for _, tc := range []struct{ name, body, detail string }{
 		{"no body", ``, "empty"},
 		{"no before_version", `{}`, "before_version is missing"},
@@ -162,7 +162,7 @@ func TestRootRotationWithTheLocalRootKeyIsRefused(t *testing.T) {
 		{"a string", `{"before_version":"2"}`, "before_version"},
 		{"a fraction", `{"before_version":1.5}`, "before_version"},
 		{"an unknown field", `{"before":2}`, "unknown field"},
-		{"a local root key", `{"before_version":2}`, "use Vault Transit"},
+		{"a local root key", `{"before_version":99}`, "cannot retire old versions ("},
 	} {
 		wantKeyProblem(t, tc.name, a.do("POST", "/v1/admin/root/retire", a.root, []byte(tc.body)), http.StatusBadRequest, eventvault.EINVALID, tc.detail)
 	}

@@ -248,3 +248,39 @@ func TestOpenAPIStatesTheServersLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAPIFramesListEveryField: the document describes the frames
+// encoding (FramesContentType) field by field, each one the writer writes,
+// in the order of api/eventframes.go's layout, pii last, wherever a read
+// answers frames: a client written from the contract reads them all.
+func TestOpenAPIFramesListEveryField(t *testing.T) {
+	c, err := contract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := []string{"16-byte id", "i64 position", "i64 global_position", "i64 recorded_at", "u8 flags", "u16 length and stream", "u16 length and type", "u32 length and data", "u32 length and metadata", "u32 length and pii"}
+	n := 0
+	for path, item := range c.doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			for status, res := range op.Responses.Map() {
+				mt := res.Value.Content.Get(FramesContentType)
+				if mt == nil {
+					continue
+				}
+				n++
+				desc, at := mt.Schema.Value.Description, 0
+				for _, f := range fields {
+					i := strings.Index(desc[at:], f)
+					if i < 0 {
+						t.Errorf("%s %s %s: the frames description lacks %q (or has it out of order): %s", method, path, status, f, desc)
+						break
+					}
+					at += i + len(f)
+				}
+			}
+		}
+	}
+	if n < 2 {
+		t.Fatalf("%d reads answer frames in the document, want both reads", n)
+	}
+}

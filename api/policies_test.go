@@ -107,6 +107,7 @@ func TestPolicyBadInput(t *testing.T) {
 		want             []string
 	}{
 		{"syntax error names the line", "/v1/policies/app", `{"policy":"permit (principal, action, resource)\nwhen { resource.name == "}`, 400, []string{"does not parse", "line 2"}},
+		{"syntax error says what was expected", "/v1/policies/p1", `{"policy":"permit (principal, action, resource"}`, 400, []string{"policy p1 does not parse: expected ')' at line 1, column 36, where the policy ends"}},
 		{"schema error names the line and the attribute", "/v1/policies/app", `{"policy":"\npermit (principal, action == Action::\"read\", resource)\nwhen { context.event_type == \"X\" };"}`, 400, []string{"line 2", "event_type", "/v1/policy-schema"}},
 		{"unknown action", "/v1/policies/app", `{"policy":"permit (principal, action == Action::\"delete_everything\", resource);"}`, 400, []string{"unrecognized action"}},
 		{"no statement", "/v1/policies/app", `{"policy":"// nothing"}`, 400, []string{"no statement"}},
@@ -128,17 +129,17 @@ func TestPolicyBadInput(t *testing.T) {
 		t.Fatalf("refused writes stored %+v", list.Policies)
 	}
 	// A token naming a document that does not exist, or twice.
-	wantProblem(t, a.do(http.MethodPost, "/v1/tokens", a.root, []byte(`{"tenant":"acme","policies":["nope"]}`)), 400, eventvault.EINVALID, "has no policy nope")
+	wantProblem(t, a.do(http.MethodPost, "/v1/tokens", a.root, []byte(`{"name":"n","tenant":"acme","policies":["nope"]}`)), 400, eventvault.EINVALID, "has no policy nope")
 	a.putPolicy("acme", "app", appPolicy, http.StatusCreated)
-	wantProblem(t, a.do(http.MethodPost, "/v1/tokens", a.root, []byte(`{"tenant":"acme","policies":["app","app"]}`)), 400, eventvault.EINVALID, "named twice")
+	wantProblem(t, a.do(http.MethodPost, "/v1/tokens", a.root, []byte(`{"name":"n","tenant":"acme","policies":["app","app"]}`)), 400, eventvault.EINVALID, "named twice")
 	// acme's document does not exist for globex.
-	wantProblem(t, a.do(http.MethodPost, "/v1/tokens", a.root, []byte(`{"tenant":"globex","policies":["app"]}`)), 400, eventvault.EINVALID, "has no policy app")
+	wantProblem(t, a.do(http.MethodPost, "/v1/tokens", a.root, []byte(`{"name":"n","tenant":"globex","policies":["app"]}`)), 400, eventvault.EINVALID, "has no policy app")
 	wantProblem(t, a.do(http.MethodGet, "/v1/policies/app?version=0", a.root, nil), 400, eventvault.EINVALID, "version")
 	// An empty list of policies grants nothing, so it is refused rather
 	// than given the default rules.
-	wantProblem(t, a.do(http.MethodPost, "/v1/tokens", a.root, []byte(`{"tenant":"acme","policies":[]}`)), 400, eventvault.EINVALID, "policies is an empty list")
+	wantProblem(t, a.do(http.MethodPost, "/v1/tokens", a.root, []byte(`{"name":"n","tenant":"acme","policies":[]}`)), 400, eventvault.EINVALID, "policies is an empty list")
 	// A bad pattern is refused without echoing it: it may be anything.
-	rec := a.do(http.MethodPost, "/v1/tokens", a.root, []byte(`{"tenant":"acme","rules":[{"capabilities":["read"],"streams":"jane.doe@example.com"}]}`))
+	rec := a.do(http.MethodPost, "/v1/tokens", a.root, []byte(`{"name":"n","tenant":"acme","rules":[{"capabilities":["read"],"streams":"jane.doe@example.com"}]}`))
 	if p := wantProblem(t, rec, 400, eventvault.EINVALID, "rules[0].streams"); strings.Contains(p.Detail, "jane.doe") {
 		t.Errorf("the problem echoes the pattern: %s", p.Detail)
 	}

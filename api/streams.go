@@ -37,6 +37,10 @@ type piiMarkIn struct {
 	Class   string `json:"class"`
 }
 
+// ObjectShape says what a mark holds, in the problem for a mark that is
+// not an object (null included).
+func (piiMarkIn) ObjectShape() string { return `{"subject": ..., "class": ...}` }
+
 type appendResponse struct {
 	Stream   string          `json:"stream"`
 	Version  int64           `json:"version"`
@@ -143,7 +147,7 @@ func (s *Server) readStream(c *gin.Context) {
 	if backward {
 		def = -1
 	}
-	from, err := queryInt(c, "from", def)
+	from, err := queryIntOrMinusOne(c, "from", def)
 	if err != nil {
 		s.writeError(c, err)
 		return

@@ -45,6 +45,9 @@ func decodeStrict(body []byte, v any) error {
 		// more.
 		var first json.RawMessage
 		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&first); err != nil {
+			if tooDeep(err) {
+				return depthError(body)
+			}
 			return jsonError(err)
 		}
 		return eventvault.Errorf(eventvault.EINVALID, "the body holds more than one JSON value: send a single object")
@@ -63,6 +66,97 @@ func decodeStrict(body []byte, v any) error {
 		return jsonError(err)
 	}
 	return nil
+}
+
+// fitsDouble reports whether n is within the range of an IEEE 754 double
+// (I-JSON, RFC 7493, section 2.2): past it, parsers give infinity, an
+// error or another number. Only a number with an exponent or over 300
+// digits can be past it, so only those are parsed. One too small to
+// tell from 0 (1e-400) is taken, as a double rounds it.
+func fitsDouble(n json.Number) bool {
+	if len(n) < 300 && !strings.ContainsAny(string(n), "eE") {
+		return true
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	return !(errors.Is(err, strconv.ErrRange) && math.IsInf(f, 0))
+}
+
+// MaxJSONDepth is how deep arrays and objects may nest in a body:
+// encoding/json's own limit, which no request of the API comes near.
+const MaxJSONDepth = 10000
+
+// tooDeep reports whether err is encoding/json's refusal of a body nested
+// deeper than MaxJSONDepth: a *json.SyntaxError with no type of its own.
+func tooDeep(err error) bool {
+	var syntax *json.SyntaxError
+	return errors.As(err, &syntax) && strings.HasSuffix(syntax.Error(), "exceeded max depth")
+}
+
+// depthError is the problem for a body nested deeper than MaxJSONDepth:
+// it states the limit and the pointer of the value that goes past it (cut
+// short), as the other size limits do. It walks the body's tokens up to
+// that value: only a refused body pays for it.
+func depthError(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	// Each level is an open array or object and where its current value
+	// stands: the array's index, or the object's key once read.
+	type level struct {
+		object, keyed bool
+		key           string
+		index         int
+	}
+	var stack []level
+	done := func() { // the innermost level's current value is complete
+		if n := len(stack); n > 0 {
+			stack[n-1].index++
+			stack[n-1].keyed = false
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break // not expected: the body failed only for its depth
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			if v == '}' || v == ']' {
+				stack = stack[:len(stack)-1]
+				done()
+				continue
+			}
+			if len(stack) < MaxJSONDepth {
+				stack = append(stack, level{object: v == '{'})
+				continue
+			}
+		case string:
+			if n := len(stack); n > 0 && stack[n-1].object && !stack[n-1].keyed {
+				stack[n-1].key, stack[n-1].keyed = v, true
+				continue
+			}
+			done()
+			continue
+		default:
+			done()
+			continue
+		}
+		break // the value that goes past the limit
+	}
+	var b strings.Builder
+	for _, l := range stack {
+		if b.Len() > 120 {
+			break
+		}
+		b.WriteByte('/')
+		if l.object {
+			b.WriteString(pointerEscaper.Replace(l.key))
+		} else {
+			b.WriteString(strconv.Itoa(l.index))
+		}
+	}
+	p := eventvault.Truncate(b.String(), 120)
+	return &eventvault.Error{Code: eventvault.EINVALID, Fields: map[string]any{"pointer": p},
+		Message: fmt.Sprintf("the body nests arrays and objects more than %d deep (at %s): the limit is %d levels; flatten the value", MaxJSONDepth, p, MaxJSONDepth)}
 }
 
 // checkText refuses invalid UTF-8 and escaped lone surrogates. body is
@@ -129,14 +223,26 @@ type keyWalker struct {
 
 // value walks the next value; t is the Go type it decodes into, or nil
 // where any JSON goes (json.RawMessage, maps, interfaces).
-func (w *keyWalker) value(t reflect.Type) error {
+func (w *keyWalker) value(t reflect.Type) error { return w.valueOf(t, false) }
+
+// valueOf is value; element says the value is an item of an array or a
+// value of a map, where null is refused for an object type (an event, a
+// rule, a pii mark): it would decode as an empty object and be refused
+// for its first missing member, as if it were an object.
+func (w *keyWalker) valueOf(t reflect.Type, element bool) error {
 	t = shapeOf(t)
 	tok, err := w.dec.Token()
 	if err != nil {
 		return jsonError(err)
 	}
+	if tok == nil && element && t != nil && t.Kind() == reflect.Struct {
+		return w.typeError("must be " + objectOf(t) + ", not null")
+	}
 	if err := w.checkType(t, tok); err != nil {
 		return err
+	}
+	if n, ok := tok.(json.Number); ok && !fitsDouble(n) {
+		return w.typeError("is a number beyond the range of a double (about ±1.8e308): I-JSON (RFC 7493) numbers must fit an IEEE 754 double; send a larger one as a string")
 	}
 	switch tok {
 	case json.Delim('{'):
@@ -148,7 +254,7 @@ func (w *keyWalker) value(t reflect.Type) error {
 		}
 		for i := 0; w.dec.More(); i++ {
 			w.path = append(w.path, fmt.Sprint(i))
-			if err := w.value(elem); err != nil {
+			if err := w.valueOf(elem, true); err != nil {
 				return err
 			}
 			w.path = w.path[:len(w.path)-1]
@@ -159,9 +265,25 @@ func (w *keyWalker) value(t reflect.Type) error {
 	return nil
 }
 
+// objectShape is implemented by a request type whose problems say what
+// the object holds (`{"subject": ..., "class": ...}`) when something else
+// is sent in its place.
+type objectShape interface{ ObjectShape() string }
+
+var objectShapeType = reflect.TypeFor[objectShape]()
+
+// objectOf is "an object", with what it holds when t says so.
+func objectOf(t reflect.Type) string {
+	if t.Implements(objectShapeType) {
+		return "an object " + reflect.Zero(t).Interface().(objectShape).ObjectShape()
+	}
+	return "an object"
+}
+
 // checkType refuses a value whose JSON type t cannot take, naming the
 // field by its JSON pointer and the type it takes, never the value (it
-// may be personal data). null goes anywhere, as encoding/json has it.
+// may be personal data). null goes anywhere, as encoding/json has it,
+// but in an array or as a map's value (valueOf).
 func (w *keyWalker) checkType(t reflect.Type, tok json.Token) error {
 	if t == nil || tok == nil {
 		return nil
@@ -177,7 +299,9 @@ func (w *keyWalker) checkType(t reflect.Type, tok json.Token) error {
 		want = "an integer"
 	case reflect.Float32, reflect.Float64:
 		want = "a number"
-	case reflect.Struct, reflect.Map:
+	case reflect.Struct:
+		want = objectOf(t)
+	case reflect.Map:
 		want = "an object"
 	case reflect.Slice, reflect.Array:
 		want = "an array"
@@ -209,7 +333,7 @@ func (w *keyWalker) checkType(t reflect.Type, tok json.Token) error {
 			}
 		}
 	case json.Delim:
-		ok = v == '{' && want == "an object" || v == '[' && want == "an array"
+		ok = v == '{' && strings.HasPrefix(want, "an object") || v == '[' && want == "an array"
 	}
 	if !ok {
 		return w.typeError("must be " + want)
@@ -259,7 +383,7 @@ func (w *keyWalker) object(t reflect.Type) error {
 				Fields:  map[string]any{"pointer": eventvault.Truncate(pointer, 120)}}
 		}
 		seen[key] = true
-		next := elem
+		next, element := elem, fields == nil
 		if fields != nil {
 			ft, ok := fields[key]
 			if !ok {
@@ -268,7 +392,7 @@ func (w *keyWalker) object(t reflect.Type) error {
 			next = ft
 		}
 		w.path = append(w.path, key)
-		if err := w.value(next); err != nil {
+		if err := w.valueOf(next, element); err != nil {
 			return err
 		}
 		w.path = w.path[:len(w.path)-1]

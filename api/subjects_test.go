@@ -49,6 +49,11 @@ func TestPersonalDataOverHTTP(t *testing.T) {
 		}{
 			{map[string]any{"/nope": map[string]any{"subject": "jane"}}, `pii[\"/nope\"] names nothing`},
 			{map[string]any{"/email": map[string]any{"subject": ""}}, "subject is empty"},
+			// A mark that is not an object is told so, null included
+			// (it read as a mark without a subject).
+			{map[string]any{"/email": nil}, `field \"/email\" (at /events/0/pii/~1email) must be an object {\"subject\": ..., \"class\": ...}, not null`},
+			{map[string]any{"/email": "c1"}, `field \"/email\" (at /events/0/pii/~1email) must be an object {\"subject\": ..., \"class\": ...}`},
+			{map[string]any{"/email": []any{}}, `must be an object {\"subject\": ..., \"class\": ...}`},
 			{map[string]any{"/email": map[string]any{"subject": "jane", "class": "ssn"}}, "class"},
 			{map[string]any{"/email": map[string]any{"subject": "jane", "extra": 1}}, "extra"},
 		} {

@@ -354,6 +354,57 @@ func TestReadAllWaitsForTheNextEvent(t *testing.T) {
 	}
 }
 
+// TestReadAllRefusesAStartPastTheEnd: GET /v1/events, with and without
+// wait, in JSON and NDJSON, refuses a from beyond the tenant's next global
+// position as the feed does (400 naming the head), on both stores, while
+// the next global position itself, the next of the last page, is an empty
+// page. It tries from 0, 2 and 3 (paging 3 events by 2: 3 is the last
+// page's next), 3 with wait=1, then 4, 4 with wait=5, 99999 and 99999 as
+// NDJSON; on a tenant without events, 0 and 1.
+func TestReadAllRefusesAStartPastTheEnd(t *testing.T) {
+	onBothStores(t, func(t *testing.T, a *testAPI) {
+		tok := a.admin("acme")
+		a.appendN(tok, "order-1", 3)
+		type page struct {
+			Events []feedEvent `json:"events"`
+			Next   int64       `json:"next"`
+		}
+		from := int64(0)
+		for _, want := range []struct{ n, next int64 }{{2, 2}, {1, 3}, {0, 3}} {
+			var p page
+			a.doJSON(http.MethodGet, fmt.Sprintf("/v1/events?from=%d&limit=2", from), tok, nil, http.StatusOK, &p)
+			if int64(len(p.Events)) != want.n || p.Next != want.next {
+				t.Fatalf("from %d: %d events, next %d; want %d, next %d", from, len(p.Events), p.Next, want.n, want.next)
+			}
+			from = p.Next
+		}
+		var p page
+		a.doJSON(http.MethodGet, "/v1/events?from=3&wait=1", tok, nil, http.StatusOK, &p)
+		if len(p.Events) != 0 || p.Next != 3 {
+			t.Fatalf("a long poll at the end: %+v", p)
+		}
+		for _, q := range []string{"from=4", "from=4&wait=5", "from=99999"} {
+			start := time.Now()
+			rec := a.do(http.MethodGet, "/v1/events?"+q, tok, nil)
+			wantProblem(t, rec, http.StatusBadRequest, eventvault.EINVALID, "past the end of the feed (the next global position is 3)", "start at a position up to 3")
+			if strings.Contains(rec.Body.String(), "or at the end") || !strings.Contains(rec.Body.String(), `"head":3`) {
+				t.Fatalf("?%s: %s; want the head and no from=end, which read-all lacks", q, rec.Body)
+			}
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("?%s waited before refusing", q)
+			}
+		}
+		req := httptest.NewRequest(http.MethodGet, "/v1/events?from=99999", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Accept", NDJSONContentType)
+		wantProblem(t, a.serve(req), http.StatusBadRequest, eventvault.EINVALID, "past the end of the feed")
+
+		other := a.admin("globex")
+		a.doJSON(http.MethodGet, "/v1/events?from=0", other, nil, http.StatusOK, &p)
+		wantProblem(t, a.do(http.MethodGet, "/v1/events?from=1", other, nil), http.StatusBadRequest, eventvault.EINVALID, "the next global position is 0")
+	})
+}
+
 // TestFeedOutlivesTheServersWriteTimeout: each write of the feed extends
 // its own deadline, so a stream is not cut at http.Server.WriteTimeout
 // (60 s in production; 1 s here).

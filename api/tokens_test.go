@@ -38,6 +38,12 @@ func TestTokenLifecycle(t *testing.T) {
 		// default (append and read on every stream), which only a request
 		// without rules gets.
 		wantProblem(t, a.do(http.MethodPost, "/v1/tokens", ops.Token, []byte(`{"name":"none","rules":[]}`)), http.StatusBadRequest, "invalid", "rules is an empty list")
+		// A name is required, as the CLI's -name is: without one (or
+		// empty) the token could not be told apart in the list. It tries
+		// no name, "" and null.
+		for _, body := range []string{`{}`, `{"name":""}`, `{"name":null,"ttl":"720h"}`} {
+			wantProblem(t, a.do(http.MethodPost, "/v1/tokens", ops.Token, []byte(body)), http.StatusBadRequest, "invalid", "name is missing")
+		}
 		a.tokenFor("other")
 
 		var list tokenList
@@ -78,6 +84,29 @@ func TestTokenLifecycle(t *testing.T) {
 	}
 	t.Run("bolt", func(t *testing.T) { test(t, newTestAPI(t)) })
 	t.Run("postgres", func(t *testing.T) { test(t, newPostgresAPI(t)) })
+}
+
+// TestARevokeOfNothingIsNotRecorded: revoking a token id the tenant does
+// not have is 404, and the audit log records no revocation (PostgreSQL
+// committed "token_revoked ok" for it); a revoke that happens is
+// recorded. It tries tok_0123456789abcdef, then the id of a real token,
+// on both stores.
+func TestARevokeOfNothingIsNotRecorded(t *testing.T) {
+	onBothStores(t, func(t *testing.T, a *testAPI) {
+		var tok tokenResponse
+		a.doJSON(http.MethodPost, "/v1/tokens", a.root, map[string]any{"tenant": "acme", "name": "app"}, http.StatusCreated, &tok)
+		wantProblem(t, a.do(http.MethodDelete, "/v1/tokens/tok_0123456789abcdef?tenant=acme", a.root, nil), http.StatusNotFound, "not_found", "has no token tok_0123456789abcdef")
+		if rec := a.do(http.MethodDelete, "/v1/tokens/"+tok.ID+"?tenant=acme", a.root, nil); rec.Code != http.StatusNoContent {
+			t.Fatalf("revoke: %d %s", rec.Code, rec.Body)
+		}
+		recs := a.exportAndVerify(t, "acme")
+		if r, ok := findRecord(recs, "token_revoked", "token:tok_0123456789abcdef"); ok {
+			t.Errorf("a revoke of nothing is recorded: %+v", r)
+		}
+		if _, ok := findRecord(recs, "token_revoked", "token:"+tok.ID); !ok {
+			t.Errorf("the revoke is not recorded: %+v", recs)
+		}
+	})
 }
 
 // TestExpiredTokenIs401SayingSo moves the Tokens' clock past a token's

@@ -57,7 +57,10 @@ func (s *Tokens) List(ctx context.Context, p eventvault.Principal, tenant eventv
 // database stop honouring it within their token cache TTL.
 // Errors: EFORBIDDEN unless p is root or an admin of tenant; ENOTFOUND if
 // tenant has no such token (a root token is never revoked this way: see
-// RevokeRoot).
+// RevokeRoot), and for an id that is not of a token id's shape, whose
+// problem does not name it: such an id (DELETE
+// /v1/tokens/alice@example.com) may be personal data, and is never echoed
+// nor written into the audit log.
 func (s *Tokens) Revoke(ctx context.Context, p eventvault.Principal, tenant eventvault.TenantID, id string) error {
 	if err := eventvault.ValidateTenant(tenant); err != nil {
 		return err
@@ -65,7 +68,10 @@ func (s *Tokens) Revoke(ctx context.Context, p eventvault.Principal, tenant even
 	if err := policies.Authorize(p, policies.Request{Tenant: tenant, Action: policies.ManageTokens}); err != nil {
 		return err
 	}
-	ctx, err := eventvault.WithAuditEvents(ctx, s.Audit, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: "token_revoked", Resource: "token:" + eventvault.Truncate(id, 40), Outcome: "ok"})
+	if !ValidTokenID(id) {
+		return eventvault.Errorf(eventvault.ENOTFOUND, "no such token: token ids look like tok_ and 16 hex digits (tok_0123456789abcdef), as GET /v1/tokens lists them")
+	}
+	ctx, err := eventvault.WithAuditEvents(ctx, s.Audit, eventvault.AuditEvent{Tenant: tenant, Actor: p.Actor(), Action: "token_revoked", Resource: "token:" + id, Outcome: "ok"})
 	if err != nil {
 		return err
 	}

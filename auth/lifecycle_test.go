@@ -17,7 +17,7 @@ func TestTokenTTLExpiresAndBoundsAreChecked(t *testing.T) {
 	s.Now = func() time.Time { return now }
 	s.cache = newTokenCache(time.Hour) // longer than the TTL: expiry must still win
 	for _, bad := range []time.Duration{-time.Hour, time.Second, MaxTokenTTL + time.Hour} {
-		if _, _, err := s.Issue(ctx, Operator, NewTokenRequest{Tenant: "acme", TTL: bad}); eventvault.ErrorCode(err) != eventvault.EINVALID {
+		if _, _, err := s.Issue(ctx, Operator, NewTokenRequest{Tenant: "acme", Name: "app", TTL: bad}); eventvault.ErrorCode(err) != eventvault.EINVALID || !strings.Contains(err.Error(), "ttl") {
 			t.Errorf("ttl %s: %v, want EINVALID", bad, err)
 		}
 	}

@@ -177,13 +177,17 @@ const MaxTokenNameLength = 100
 // Issue creates a token for req.Tenant and returns the secret, which is never
 // stored and cannot be shown again, with the stored record.
 // Errors: EFORBIDDEN unless issuer is root or an admin of req.Tenant;
-// EINVALID for a bad tenant, name or rules.
+// EINVALID for a bad tenant, name (empty included: a token is listed and
+// revoked by what its name says it is for) or rules.
 func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req NewTokenRequest) (string, eventvault.Token, error) {
 	if err := eventvault.ValidateTenant(req.Tenant); err != nil {
 		return "", eventvault.Token{}, err
 	}
 	if err := policies.Authorize(issuer, policies.Request{Tenant: req.Tenant, Action: policies.ManageTokens}); err != nil {
 		return "", eventvault.Token{}, err
+	}
+	if req.Name == "" {
+		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "name is missing: name the token after what uses it, such as \"acme-app\" (GET /v1/tokens lists tokens by name)")
 	}
 	if len(req.Name) > MaxTokenNameLength {
 		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "token name is %d bytes long; the limit is %d", len(req.Name), MaxTokenNameLength)
@@ -304,6 +308,27 @@ func (s *Tokens) Verifier(secret string) []byte {
 	return v[:]
 }
 
+// TokenIDPrefix starts every token's public id: "tok_" and 16 lower-case
+// hex digits (8 random bytes).
+const TokenIDPrefix = "tok_"
+
+// ValidTokenID reports whether id has a token id's shape: TokenIDPrefix
+// and 16 lower-case hex digits. An id of any other shape names no token,
+// and may be something else pasted in its place (an e-mail address), so
+// it is never echoed.
+func ValidTokenID(id string) bool {
+	hexPart, ok := strings.CutPrefix(id, TokenIDPrefix)
+	if !ok || len(hexPart) != 16 {
+		return false
+	}
+	for i := 0; i < len(hexPart); i++ {
+		if c := hexPart[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Tokens) store(ctx context.Context, secret string, tenant eventvault.TenantID, name string, root bool, rules []eventvault.Rule, pols []string, ttl time.Duration) (eventvault.Token, error) {
 	return s.storeAudited(ctx, secret, tenant, name, root, rules, pols, ttl, nil)
 }
@@ -316,17 +341,19 @@ func (s *Tokens) storeAudited(ctx context.Context, secret string, tenant eventva
 		return eventvault.Token{}, fmt.Errorf("token id: %w", err)
 	}
 	t := eventvault.Token{
-		ID:        "tok_" + hex.EncodeToString(id),
-		Hash:      s.Verifier(secret),
-		Tenant:    tenant,
-		Name:      name,
-		Root:      root,
-		Rules:     rules,
-		Policies:  pols,
-		CreatedAt: s.now().UTC(),
+		ID:       TokenIDPrefix + hex.EncodeToString(id),
+		Hash:     s.Verifier(secret),
+		Tenant:   tenant,
+		Name:     name,
+		Root:     root,
+		Rules:    rules,
+		Policies: pols,
+		// Microseconds, as PostgreSQL keeps them and every other time of
+		// the API is given: the 201 and a later list agree, on both stores.
+		CreatedAt: s.now().UTC().Truncate(time.Microsecond),
 	}
 	if ttl > 0 {
-		t.ExpiresAt = t.CreatedAt.Add(ttl)
+		t.ExpiresAt = t.CreatedAt.Add(ttl).Truncate(time.Microsecond)
 	}
 	if audited != nil {
 		var err error

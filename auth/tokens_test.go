@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/eventvault/eventvault"
@@ -72,17 +73,23 @@ func TestIssueValidatesItsRequest(t *testing.T) {
 	ctx := context.Background()
 	s := newTokens(t)
 	root := eventvault.Principal{Tenant: "default", Root: true}
-	bad := []NewTokenRequest{
-		{Tenant: "Not Valid"},
-		{Tenant: "acme", Name: string(make([]byte, MaxTokenNameLength+1))},
-		{Tenant: "acme", Rules: []eventvault.Rule{{Capabilities: []eventvault.Capability{"fly"}, Streams: "*"}}},
+	bad := []struct {
+		req  NewTokenRequest
+		says string
+	}{
+		{NewTokenRequest{Tenant: "Not Valid", Name: "app"}, "invalid tenant"},
+		{NewTokenRequest{Tenant: "acme", Name: string(make([]byte, MaxTokenNameLength+1))}, "token name is"},
+		// A token without a name cannot be told apart in the list (the
+		// CLI requires -name; the API did not).
+		{NewTokenRequest{Tenant: "acme"}, "name is missing"},
+		{NewTokenRequest{Tenant: "acme", Name: "app", Rules: []eventvault.Rule{{Capabilities: []eventvault.Capability{"fly"}, Streams: "*"}}}, "fly"},
 		// An explicit empty list grants nothing: a mistake, never the
 		// default (which only a request without rules gets).
-		{Tenant: "acme", Rules: []eventvault.Rule{}},
+		{NewTokenRequest{Tenant: "acme", Name: "app", Rules: []eventvault.Rule{}}, "rules is an empty list"},
 	}
-	for i, req := range bad {
-		if _, _, err := s.Issue(ctx, root, req); eventvault.ErrorCode(err) != eventvault.EINVALID {
-			t.Errorf("case %d: %v, want EINVALID", i, err)
+	for i, c := range bad {
+		if _, _, err := s.Issue(ctx, root, c.req); eventvault.ErrorCode(err) != eventvault.EINVALID || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("case %d: %v, want EINVALID saying %q", i, err, c.says)
 		}
 	}
 }

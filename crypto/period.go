@@ -43,7 +43,7 @@ type CryptoPeriod struct {
 // codes of the steps, wrapped with what was done.
 func (m *KeyManager) EndCryptoPeriod(ctx context.Context, progress func(step string, done int)) (CryptoPeriod, error) {
 	var out CryptoPeriod
-	if _, err := m.rootRotator(); err != nil {
+	if _, err := m.rootRotator("end a crypto period"); err != nil {
 		return out, err
 	}
 	// Every permission the steps need, before the first one destroys

@@ -18,7 +18,7 @@ const labelRootProbe = "eventvault/v1/root-version-probe"
 // Errors: EINVALID if the provider cannot rotate (the local root key); the
 // provider's codes (EUNAVAILABLE, …) wrapped with context.
 func (m *KeyManager) RotateRoot(ctx context.Context) (int, error) {
-	rr, err := m.rootRotator()
+	rr, err := m.rootRotator("rotate")
 	if err != nil {
 		return 0, err
 	}
@@ -115,7 +115,7 @@ func (m *KeyManager) rewrapKEK(ctx context.Context, rw RootRewrapper, tenant eve
 // and the provider.
 func (m *KeyManager) RetireRootVersionsBefore(ctx context.Context, version int) error {
 	const op = "crypto.KeyManager.RetireRootVersionsBefore"
-	rr, err := m.rootRotator()
+	rr, err := m.rootRotator("retire old versions")
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func (m *KeyManager) RetireRootVersionsBefore(ctx context.Context, version int) 
 // costs one call to the provider.
 // Errors: EINVALID if the provider has no versions; the provider's codes.
 func (m *KeyManager) NewestRootVersion(ctx context.Context) (int, error) {
-	rr, err := m.rootRotator()
+	rr, err := m.rootRotator("tell its versions")
 	if err != nil {
 		return 0, err
 	}
@@ -191,7 +191,7 @@ func (m *KeyManager) NewestRootVersion(ctx context.Context) (int, error) {
 // Errors: EINVALID if the provider has no versions; the codes of the store
 // and the provider.
 func (m *KeyManager) RootVersions(ctx context.Context) (oldest, newest, keks int, err error) {
-	rr, err := m.rootRotator()
+	rr, err := m.rootRotator("tell its versions")
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -275,15 +275,20 @@ func (m *KeyManager) forEachKEK(ctx context.Context, fn func(eventvault.TenantID
 	return nil
 }
 
-func (m *KeyManager) rootRotator() (RootRotator, error) {
+// rootRotator returns the provider as a RootRotator, or cannotRotate(what)
+// for one without versions: what names the operation the caller asked for
+// ("retire old versions"), so that a refused retire does not speak of a
+// rotation.
+func (m *KeyManager) rootRotator(what string) (RootRotator, error) {
 	rr, ok := RootAs[RootRotator](m.root)
 	if !ok {
-		return nil, cannotRotate("rotate")
+		return nil, cannotRotate(what)
 	}
 	return rr, nil
 }
 
-// cannotRotate is the error for a root provider without versions.
+// cannotRotate is the error for a root provider without versions, asked
+// to what ("rotate", "retire old versions", "rewrap").
 func cannotRotate(what string) *eventvault.Error {
-	return eventvault.Errorf(eventvault.EINVALID, "the root key provider cannot %s (the local root key cannot rotate; use Vault Transit)", what)
+	return eventvault.Errorf(eventvault.EINVALID, "the root key provider cannot %s (the local root key has a single version: it cannot rotate, rewrap or retire; use Vault Transit)", what)
 }

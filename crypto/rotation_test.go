@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -442,16 +443,18 @@ func TestRootRotationNeedsAProviderWithVersions(t *testing.T) {
 		ring := evcrypto.NewKeyring(localRoot(t), store, evcrypto.KeyringOptions{})
 		mgr := evcrypto.NewKeyManager(ring)
 		sealStreams(t, ring, 1)
-		const want = "the root key provider cannot rewrap (the local root key cannot rotate; use Vault Transit)"
+		const want = "the root key provider cannot rewrap (the local root key has a single version: it cannot rotate, rewrap or retire; use Vault Transit)"
 		_, err := mgr.RewrapRootWrapped(t.Context(), nil)
 		if eventvault.ErrorCode(err) != eventvault.EINVALID || eventvault.ErrorMessage(err) != want {
 			t.Fatalf("RewrapRootWrapped with the local root key = %v, want EINVALID %q", err, want)
 		}
-		if _, err := mgr.RotateRoot(t.Context()); eventvault.ErrorCode(err) != eventvault.EINVALID {
+		// Each refusal names the operation asked for: a retire is not
+		// told "cannot rotate".
+		if _, err := mgr.RotateRoot(t.Context()); eventvault.ErrorCode(err) != eventvault.EINVALID || !strings.HasPrefix(eventvault.ErrorMessage(err), "the root key provider cannot rotate (") {
 			t.Fatalf("RotateRoot with the local root key = %v, want EINVALID", err)
 		}
-		if err := mgr.RetireRootVersionsBefore(t.Context(), 2); eventvault.ErrorCode(err) != eventvault.EINVALID {
-			t.Fatalf("RetireRootVersionsBefore with the local root key = %v, want EINVALID", err)
+		if err := mgr.RetireRootVersionsBefore(t.Context(), 2); eventvault.ErrorCode(err) != eventvault.EINVALID || !strings.HasPrefix(eventvault.ErrorMessage(err), "the root key provider cannot retire old versions (") {
+			t.Fatalf("RetireRootVersionsBefore with the local root key = %v, want EINVALID saying retire", err)
 		}
 	})
 }

@@ -100,7 +100,7 @@ func (c *Consumers) Put(ctx context.Context, p eventvault.Principal, name string
 		from = head
 	}
 	if from > head {
-		return st, false, pastTheEnd("from", from, head)
+		return st, false, pastTheEnd("from", from, head, true)
 	}
 	actx, err := eventvault.WithAuditEvents(ctx, c.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditConsumerRegistered,
 		Resource: fmt.Sprintf(auditResourceConsumer, name), Outcome: AuditOutcomeOK, Detail: map[string]any{"categories": len(filter.Categories), "types": len(filter.Types)}})

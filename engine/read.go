@@ -87,7 +87,9 @@ func (e *Events) readStream(ctx context.Context, p eventvault.Principal, stream 
 
 // ReadAll reads and opens the tenant's events from global position from.
 // It needs read on every stream ("*"). Limit 0 means DefaultReadLimit.
-// Errors: as ReadStream.
+// Errors: as ReadStream; EINVALID (with the head) for a from past the
+// tenant's next global position, which the feed refuses too: from equal
+// to it is the next page of a reader at the end, an empty page.
 func (e *Events) ReadAll(ctx context.Context, p eventvault.Principal, from int64, limit int) ([]eventvault.Event, error) {
 	var d policies.Decision
 	out, err := e.readAll(ctx, p, from, limit, &d)
@@ -120,6 +122,11 @@ func (e *Events) readAll(ctx context.Context, p eventvault.Principal, from int64
 	page, err := e.store.ReadAll(ctx, p.Tenant, from, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read all: %w", err)
+	}
+	// The page carries the head (no other round trip): a from beyond it
+	// would skip whatever commits below it, as the feed says.
+	if from > page.Next {
+		return nil, pastTheEnd("from", from, page.Next, false)
 	}
 	return e.openAll(ctx, p, page)
 }

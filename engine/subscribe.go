@@ -75,17 +75,24 @@ func (e *Events) Subscribe(ctx context.Context, p eventvault.Principal, from int
 	}
 	if from > head {
 		s.Close()
-		return nil, pastTheEnd("from (or Last-Event-ID + 1)", from, head)
+		return nil, pastTheEnd("from (or Last-Event-ID + 1)", from, head, true)
 	}
 	return s, nil
 }
 
 // pastTheEnd is the EINVALID of a start beyond the tenant's next global
 // position head: accepted, it would skip every event committed below it
-// (a position from another database, or a typo).
-func pastTheEnd(what string, from, head int64) error {
+// (a position from another database, or a typo). The feed, a consumer and
+// read-all (GET /v1/events, with or without wait) refuse it alike; head
+// itself is a valid start (the next page of a reader at the end). orEnd
+// says the request may also start at the end (from=end).
+func pastTheEnd(what string, from, head int64, orEnd bool) error {
+	alt := ""
+	if orEnd {
+		alt = ", or at the end"
+	}
 	return &eventvault.Error{Code: eventvault.EINVALID, Fields: map[string]any{"head": head},
-		Message: fmt.Sprintf("%s is %d, past the end of the feed (the next global position is %d): start at a position up to %d, or at the end", what, from, head, head)}
+		Message: fmt.Sprintf("%s is %d, past the end of the feed (the next global position is %d): start at a position up to %d%s", what, from, head, head, alt)}
 }
 
 // Position returns the global position of the next event the

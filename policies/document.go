@@ -127,9 +127,6 @@ func schemaValidator() (*validate.Validator, error) {
 	return validator, validatorErr
 }
 
-// cedarPos finds "<file>:line:col" in cedar-go's parse errors.
-var cedarPos = regexp.MustCompile(`:(\d+):(\d+)`)
-
 // Parse parses body as policy document name and validates it against
 // Schema. Errors: EINVALID naming the line and the reason for a document
 // that does not parse, holds no statement or too many, repeats an @id, or
@@ -150,7 +147,7 @@ func Parse(name, body string) (*Document, error) {
 	}
 	list, err := cedar.NewPolicyListFromBytes(name+".cedar", []byte(body))
 	if err != nil {
-		return nil, eventvault.Errorf(eventvault.EINVALID, "policy %s does not parse: %s", name, describeParseError(err))
+		return nil, eventvault.Errorf(eventvault.EINVALID, "policy %s does not parse: %s", name, describeParseError(err, body))
 	}
 	if len(list) == 0 {
 		return nil, eventvault.Errorf(eventvault.EINVALID, "policy %s holds no statement: write at least one permit or forbid, such as permit (principal, action == Action::\"read\", resource);", name)
@@ -183,18 +180,6 @@ func Parse(name, body string) (*Document, error) {
 		d.statements = append(d.statements, statement{id: id, policy: p})
 	}
 	return d, nil
-}
-
-func describeParseError(err error) string {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "parser error: ")
-	if m := cedarPos.FindStringSubmatchIndex(msg); m != nil {
-		line, col := msg[m[2]:m[3]], msg[m[4]:m[5]]
-		// "parse error at <input>:1:63 ...": keep what follows.
-		rest := strings.TrimSpace(msg[m[1]:])
-		return fmt.Sprintf("line %s, column %s: %s", line, col, eventvault.Truncate(rest, 200))
-	}
-	return eventvault.Truncate(msg, 200)
 }
 
 func describeValidationError(err error) string {

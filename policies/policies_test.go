@@ -257,6 +257,45 @@ func TestParseRefusesBadDocuments(t *testing.T) {
 	}
 }
 
+// TestParseErrorsAreSentences: cedar-go's parse errors come out as what
+// was expected, where (line and column of the culprit) and what was found,
+// never as the parser's own words ("exact got  want )"). It tries an
+// unclosed scope, a missing ';', a missing ',', a wrong effect, a
+// truncated condition, an unclosed string, a bad escape, an annotation
+// without a string, a list without ',', a statement cut after unless, a
+// number out of range and a reason it does not translate (a duplicate
+// key), on line 1 and on line 3.
+func TestParseErrorsAreSentences(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{`permit (principal, action, resource`, "expected ')' at line 1, column 36, where the policy ends"},
+		{`permit (principal, action, resource)`, "expected ';' at line 1, column 37, where the policy ends"},
+		{`permit (principal action, resource);`, "expected ',' at line 1, column 19, found 'action'"},
+		{"\n\nallow (principal, action, resource);", "a statement starts with permit or forbid, found 'allow' at line 3, column 1"},
+		{"permit (principal, action, resource)\nwhen { resource.name == ", "expected a value (a literal, an entity such as Stream::\"order-1\", principal, action, resource or context) at line 2, column 25, where the policy ends"},
+		{`permit (principal, action, resource) when { resource.name == "x };`, `a string is not closed with '"' at line 1, column 62`},
+		{`permit (principal, action, resource) when { "\q" };`, `a string holds an invalid escape after '\' at line 1, column 45`},
+		{`@id(1) permit (principal, action, resource);`, "expected a string in double quotes just before ')' at line 1, column 6"},
+		{`permit (principal, action, resource) when { [1 2] };`, "expected ',' at line 1, column 48, found '2'"},
+		{"permit (principal, action, resource)\n\nunless resource;", "expected '{' at line 3, column 8, found 'resource'"},
+		{`permit (principal, action, resource) when { 99999999999999999999 };`, "an integer is out of range: Cedar's integers are 64-bit"},
+		{`permit (principal, action, resource) when { {a:1, a:2} };`, "duplicate key: a just before '}' at line 1, column 54"},
+	} {
+		_, err := Parse("doc", c.body)
+		if eventvault.ErrorCode(err) != eventvault.EINVALID {
+			t.Fatalf("Parse(%q) = %v, want EINVALID", c.body, err)
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, "policy doc does not parse: "+c.want) {
+			t.Errorf("Parse(%q):\n got %q\nwant %q", c.body, msg, c.want)
+		}
+		for _, raw := range []string{"exact got", " want ", "  ", "<input>", "parse error at"} {
+			if strings.Contains(msg, raw) {
+				t.Errorf("Parse(%q) = %q: holds the parser's %q", c.body, msg, raw)
+			}
+		}
+	}
+}
+
 func TestValidateRules(t *testing.T) {
 	bad := [][]eventvault.Rule{
 		{{Capabilities: []eventvault.Capability{"fly"}, Streams: "*"}},
@@ -309,4 +348,21 @@ func TestPersonalDataActions(t *testing.T) {
 	if _, err := Parse("bad", `permit (principal, action == Action::"read", resource) when { context.pointer == "/email" };`); err == nil {
 		t.Error("context.pointer on read validated; it exists for the personal data actions only")
 	}
+}
+
+// FuzzParseErrorDescription: whatever the document, Parse never panics
+// describing cedar-go's error (findBefore and offsetOf index the body by
+// the error's line and column), and never passes on the parser's raw
+// words for the errors it translates.
+func FuzzParseErrorDescription(f *testing.F) {
+	for _, s := range []string{`permit (principal, action, resource`, "permit (principal action, resource);", "\n\nallow (principal, action, resource);",
+		`permit (principal, action, resource) when { "\q" };`, "permit (principal, action, resource)\n\nunless resource;", "é\n\tpermit (", "permit (principal, action, resource) when { [1 2] };"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		_, err := Parse("doc", body)
+		if err != nil && strings.Contains(err.Error(), "exact got") {
+			t.Fatalf("Parse(%q) = %q: the parser's raw words", body, err)
+		}
+	})
 }

@@ -227,7 +227,7 @@ func (r *Resolver) addVersion(ctx context.Context, p eventvault.Principal, tenan
 	}
 	v := eventvault.PolicyVersion{
 		Tenant: tenant, Name: name, Version: latest.Version + 1,
-		Body: body, Deleted: deleted, CreatedBy: p.Actor(), CreatedAt: r.now().UTC(),
+		Body: body, Deleted: deleted, CreatedBy: p.Actor(), CreatedAt: r.now().UTC().Truncate(time.Microsecond), // as PostgreSQL keeps it
 	}
 	action := "policy_written"
 	if deleted {

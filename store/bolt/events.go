@@ -310,7 +310,8 @@ func step(c *bbolt.Cursor, backward bool) ([]byte, []byte) {
 
 // ReadAll returns up to limit events of the tenant with global position >=
 // from, in global order, with the keys of their streams (the zero key for a
-// shredded stream). The positions of purged events are gone: a page skips
+// shredded stream) and the tenant's next global position, read in one
+// transaction. The positions of purged events are gone: a page skips
 // them.
 // Errors: EINVALID for a malformed tenant, a negative from or a limit that
 // is not positive.
@@ -328,6 +329,7 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 		if tb == nil {
 			return nil
 		}
+		page.Next = int64(tb.log.Sequence())
 		c := tb.log.Cursor()
 		for k, loc := c.Seek(be64(from)); k != nil && len(page.Events) < limit; k, loc = c.Next() {
 			stream, pos, err := decodeLocator(loc)

@@ -117,8 +117,9 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 }
 
 // ReadAll returns up to limit events of the tenant with global position >=
-// from, in global order, and the keys of their streams (the zero key for a
-// shredded stream), read on one snapshot in one round trip. Global
+// from, in global order, the keys of their streams (the zero key for a
+// shredded stream) and the tenant's next global position, read on one
+// snapshot in one round trip. Global
 // positions are given in commit order (see Append), so a snapshot never
 // holds a position without every position before it. The positions of
 // purged events are gone: a page skips them.
@@ -152,6 +153,7 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 			}
 			return rows.Err()
 		})
+		b.Queue(nextGlobalSQL, string(tenant)).QueryRow(func(r pgx.Row) error { return r.Scan(&page.Next) })
 		if err := t.send(ctx, b, true); err != nil {
 			return fmt.Errorf("read all from %d: %w", from, err)
 		}

@@ -78,7 +78,9 @@ func (db *DB) ListTokens(ctx context.Context, tenant eventvault.TenantID) ([]eve
 }
 
 // DeleteToken removes the tenant's non-root token with this id, in the
-// tenant's scope. Errors: ENOTFOUND; EINVALID for a malformed tenant.
+// tenant's scope. Errors: ENOTFOUND, with nothing written (the audit
+// record of ctx neither: the transaction is rolled back, as the embedded
+// store's is); EINVALID for a malformed tenant.
 func (db *DB) DeleteToken(ctx context.Context, tenant eventvault.TenantID, id string) error {
 	const op = "postgres.DeleteToken"
 	if err := eventvault.ValidateTenant(tenant); err != nil {
@@ -91,13 +93,21 @@ func (db *DB) DeleteToken(ctx context.Context, tenant eventvault.TenantID, id st
 		b.Queue(deleteTokenSQL, string(tenant), id).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&n)
 		})
-		return t.send(ctx, b, true)
+		// Not committed with the delete: a revoke of nothing must not
+		// commit ctx's audit record saying it was done.
+		if err := t.send(ctx, b, false); err != nil {
+			return err
+		}
+		if n == 0 {
+			return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("tenant %s has no token %s", tenant, eventvault.Truncate(id, 40))}
+		}
+		return nil // committed by run, with the audit record
 	})
+	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("revoke token %s of tenant %s: %w", eventvault.Truncate(id, 40), tenant, err)
-	}
-	if n == 0 {
-		return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("tenant %s has no token %s", tenant, eventvault.Truncate(id, 40))}
 	}
 	return nil
 }

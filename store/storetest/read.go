@@ -129,6 +129,14 @@ func testReadAll(t *testing.T, open opener) {
 			}
 			h.checkEvents(tenantA, page.Events)
 			wantPageKeys(t, page, keys)
+			// Next comes with every page, past the end too: read-all
+			// refuses a from beyond it without another round trip.
+			if page.Next != total {
+				t.Fatalf("page.Next %d, want the next global position %d", page.Next, total)
+			}
+			if next, err := h.store.NextGlobalPosition(h.ctx, tenantA); err != nil || next != page.Next {
+				t.Fatalf("NextGlobalPosition %d, %v; page.Next %d", next, err, page.Next)
+			}
 		})
 	}
 
@@ -147,8 +155,8 @@ func testReadAll(t *testing.T, open opener) {
 		if err != nil {
 			t.Fatalf("ReadAll of a tenant without events: %v, want an empty page", err)
 		}
-		if len(page.Events) != 0 || len(page.Keys) != 0 {
-			t.Errorf("ReadAll of a tenant without events: %d events, %d keys", len(page.Events), len(page.Keys))
+		if len(page.Events) != 0 || len(page.Keys) != 0 || page.Next != 0 {
+			t.Errorf("ReadAll of a tenant without events: %d events, %d keys, next %d", len(page.Events), len(page.Keys), page.Next)
 		}
 	})
 
