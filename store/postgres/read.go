@@ -163,15 +163,27 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 	return page, nil
 }
 
+// scanArenaSize is the size of the blocks scanEvents copies rows' MACs and
+// payloads into: the largest small-object size class, about fifty 500-byte
+// events, so that a page costs the allocator a few dozen blocks instead of
+// an allocation per row.
+const scanArenaSize = 32 << 10
+
 // scanEvents reads the rows of a query of eventColumns, up to capHint of
 // them expected. Rows in PostgreSQL's binary format (what pgx asks for
-// these types but text) are decoded here from their raw values, with one allocation
-// for the MAC and payload of a row and the stream name and type shared
-// between rows that repeat them; anything else goes through rows.Scan.
+// these types but text) are decoded here from their raw values, the MAC
+// and payload of a row copied into blocks shared by the page's rows
+// (scanArenaSize; a row past a quarter of it gets its own) and the stream
+// name and type shared between rows that repeat them; anything else goes
+// through rows.Scan. Each ContentMAC and Payload is a slice of its own
+// length and capacity: appending to one, or writing within it, never
+// touches another's bytes, so that the caller may decrypt a payload in
+// place.
 func scanEvents(rows pgx.Rows, capHint int) ([]eventvault.StoredEvent, error) {
 	evs := make([]eventvault.StoredEvent, 0, min(capHint, 1024))
 	raw := binaryEventRows(rows.FieldDescriptions())
 	var stream, typ string
+	var arena []byte
 	for rows.Next() {
 		var e eventvault.StoredEvent
 		if !raw {
@@ -196,7 +208,19 @@ func scanEvents(rows pgx.Rows, capHint int) ([]eventvault.StoredEvent, error) {
 		e.Position = int64(binary.BigEndian.Uint64(v[3]))
 		e.GlobalPosition = int64(binary.BigEndian.Uint64(v[4]))
 		e.RecordedAt = pgTime(int64(binary.BigEndian.Uint64(v[5])))
-		b := make([]byte, len(v[6])+len(v[7]))
+		size := len(v[6]) + len(v[7])
+		var b []byte
+		switch {
+		case size > scanArenaSize/4:
+			b = make([]byte, size)
+		case size > cap(arena)-len(arena):
+			arena = make([]byte, 0, scanArenaSize)
+			fallthrough
+		default:
+			at := len(arena)
+			arena = arena[:at+size]
+			b = arena[at : at+size : at+size]
+		}
 		n := copy(b, v[6])
 		copy(b[n:], v[7])
 		e.ContentMAC, e.Payload = b[:n:n], b[n:]
