@@ -1,13 +1,11 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,23 +35,19 @@ const readBackwardSQL = `SELECT ` + eventColumns + ` FROM events
 	ORDER BY position DESC
 	LIMIT $4`
 
-// readAllSQL reads a page of the tenant's events from global position $2
-// and, in the same statement, the keys of their streams: the events' rows
-// (key columns NULL), then a row per stream of the page with its name and
-// key columns (NULL for a shredded stream; id NULL marks such a row). The
-// page is read once (MATERIALIZED), so that its streams are not looked up
-// by scanning its events again.
-const readAllSQL = `WITH page AS MATERIALIZED (
-		SELECT ` + eventColumns + ` FROM events
+const readAllSQL = `SELECT ` + eventColumns + ` FROM events
+	WHERE tenant_id = $1 AND global_position >= $2
+	ORDER BY global_position
+	LIMIT $3`
+
+// pageKeysSQL returns the keys of the streams in the page readAllSQL reads
+// (NULL for a shredded stream); both run on one snapshot.
+const pageKeysSQL = `SELECT name, ` + keyColumns + ` FROM streams
+	WHERE tenant_id = $1 AND name IN (
+		SELECT stream FROM events
 		WHERE tenant_id = $1 AND global_position >= $2
 		ORDER BY global_position
-		LIMIT $3)
-	SELECT ` + eventColumns + `, NULL::uuid AS key_id, NULL::bigint AS key_version, NULL::bigint AS kek_version,
-		NULL::bytea AS wrapped_key, NULL::timestamptz AS key_created_at
-	FROM page
-	UNION ALL
-	SELECT NULL, name, NULL, NULL, NULL, NULL, NULL, NULL, ` + keyColumns + ` FROM streams
-	WHERE tenant_id = $1 AND name IN (SELECT stream FROM page)`
+		LIMIT $3)`
 
 // ReadStream returns up to opts.Limit events of one stream with the
 // stream's version and key, read on one snapshot in one round trip. A read
@@ -143,23 +137,19 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 		page = eventvault.AllPage{Keys: map[eventvault.StreamName]eventvault.WrappedKey{}}
 		b := &pgx.Batch{}
 		b.Queue(readAllSQL, tenant, from, limit).Query(func(rows pgx.Rows) error {
-			s := newEventScanner(rows, limit)
+			var err error
+			page.Events, err = scanEvents(rows, limit)
+			return err
+		})
+		b.Queue(pageKeysSQL, tenant, from, limit).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
-				if v := rows.RawValues(); len(v) > 0 && v[0] != nil {
-					if err := s.scan(rows); err != nil {
-						return err
-					}
-					continue
-				}
-				// A stream's key row.
 				var name eventvault.StreamName
 				var k storedKey
-				if err := rows.Scan(nil, &name, nil, nil, nil, nil, nil, nil, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt); err != nil {
+				if err := rows.Scan(&name, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt); err != nil {
 					return err
 				}
 				page.Keys[name], _ = k.wrappedKey()
 			}
-			page.Events = s.evs
 			return rows.Err()
 		})
 		if err := t.send(ctx, b, true); err != nil {
@@ -170,17 +160,7 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 	if err != nil {
 		return eventvault.AllPage{}, err
 	}
-	// The statement returns the page's rows as read, in global order; SQL
-	// promises no order without ORDER BY, so the order is checked (a
-	// sort's cost the planner need not pay) and made.
-	if !slices.IsSortedFunc(page.Events, byGlobalPosition) {
-		slices.SortFunc(page.Events, byGlobalPosition)
-	}
 	return page, nil
-}
-
-func byGlobalPosition(a, b eventvault.StoredEvent) int {
-	return cmp.Compare(a.GlobalPosition, b.GlobalPosition)
 }
 
 // scanArenaSize is the size of the blocks scanEvents copies rows' MACs and
@@ -190,94 +170,70 @@ func byGlobalPosition(a, b eventvault.StoredEvent) int {
 const scanArenaSize = 32 << 10
 
 // scanEvents reads the rows of a query of eventColumns, up to capHint of
-// them expected (eventScanner).
+// them expected. Rows in PostgreSQL's binary format (what pgx asks for
+// these types but text) are decoded here from their raw values, the MAC
+// and payload of a row copied into blocks shared by the page's rows
+// (scanArenaSize; a row past a quarter of it gets its own) and the stream
+// name and type shared between rows that repeat them; anything else goes
+// through rows.Scan. Each ContentMAC and Payload is a slice of its own
+// length and capacity: appending to one, or writing within it, never
+// touches another's bytes, so that the caller may decrypt a payload in
+// place.
 func scanEvents(rows pgx.Rows, capHint int) ([]eventvault.StoredEvent, error) {
-	s := newEventScanner(rows, capHint)
+	evs := make([]eventvault.StoredEvent, 0, min(capHint, 1024))
+	raw := binaryEventRows(rows.FieldDescriptions())
+	var stream, typ string
+	var arena []byte
 	for rows.Next() {
-		if err := s.scan(rows); err != nil {
-			return nil, err
+		if !raw {
+			e, err := scanEvent(rows)
+			if err != nil {
+				return nil, err
+			}
+			evs = append(evs, e)
+			continue
 		}
-	}
-	return s.evs, rows.Err()
-}
-
-// eventScanner decodes rows whose first columns are eventColumns. Rows in
-// PostgreSQL's binary format (what pgx asks for these types but text) are
-// decoded from their raw values, the MAC and payload of a row copied into
-// blocks shared by the page's rows (scanArenaSize; a row past a quarter of
-// it gets its own) and the stream name and type shared between rows that
-// repeat them; anything else goes through rows.Scan. Each ContentMAC and
-// Payload is a slice of its own length and capacity: appending to one, or
-// writing within it, never touches another's bytes, so that the caller may
-// decrypt a payload in place.
-type eventScanner struct {
-	evs         []eventvault.StoredEvent
-	raw         bool
-	stream, typ string
-	arena       []byte
-}
-
-// newEventScanner returns a scanner of rows, up to capHint of them
-// expected.
-func newEventScanner(rows pgx.Rows, capHint int) *eventScanner {
-	return &eventScanner{evs: make([]eventvault.StoredEvent, 0, min(capHint, 1024)), raw: binaryEventRows(rows.FieldDescriptions())}
-}
-
-// scan appends the event of rows' current row.
-func (s *eventScanner) scan(rows pgx.Rows) error {
-	if !s.raw {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return err
+		var e eventvault.StoredEvent // on the stack: scanEvent's escapes
+		v := rows.RawValues()
+		if len(v) != 8 || len(v[0]) != 16 || len(v[3]) != 8 || len(v[4]) != 8 || len(v[5]) != 8 || v[1] == nil || v[2] == nil || v[6] == nil || v[7] == nil {
+			return nil, fmt.Errorf("an event row of %d values is not what the query selects", len(v))
 		}
-		s.evs = append(s.evs, e)
-		return nil
+		copy(e.ID[:], v[0])
+		if string(v[1]) != stream {
+			stream = string(v[1])
+		}
+		if string(v[2]) != typ {
+			typ = string(v[2])
+		}
+		e.Stream, e.Type = eventvault.StreamName(stream), typ
+		e.Position = int64(binary.BigEndian.Uint64(v[3]))
+		e.GlobalPosition = int64(binary.BigEndian.Uint64(v[4]))
+		e.RecordedAt = pgTime(int64(binary.BigEndian.Uint64(v[5])))
+		size := len(v[6]) + len(v[7])
+		var b []byte
+		switch {
+		case size > scanArenaSize/4:
+			b = make([]byte, size)
+		case size > cap(arena)-len(arena):
+			arena = make([]byte, 0, scanArenaSize)
+			fallthrough
+		default:
+			at := len(arena)
+			arena = arena[:at+size]
+			b = arena[at : at+size : at+size]
+		}
+		n := copy(b, v[6])
+		copy(b[n:], v[7])
+		e.ContentMAC, e.Payload = b[:n:n], b[n:]
+		evs = append(evs, e)
 	}
-	var e eventvault.StoredEvent // on the stack: scanEvent's escapes
-	v := rows.RawValues()
-	if len(v) < 8 || len(v[0]) != 16 || len(v[3]) != 8 || len(v[4]) != 8 || len(v[5]) != 8 || v[1] == nil || v[2] == nil || v[6] == nil || v[7] == nil {
-		return fmt.Errorf("an event row of %d values is not what the query selects", len(v))
-	}
-	copy(e.ID[:], v[0])
-	if string(v[1]) != s.stream {
-		s.stream = string(v[1])
-	}
-	if string(v[2]) != s.typ {
-		s.typ = string(v[2])
-	}
-	e.Stream, e.Type = eventvault.StreamName(s.stream), s.typ
-	e.Position = int64(binary.BigEndian.Uint64(v[3]))
-	e.GlobalPosition = int64(binary.BigEndian.Uint64(v[4]))
-	e.RecordedAt = pgTime(int64(binary.BigEndian.Uint64(v[5])))
-	size := len(v[6]) + len(v[7])
-	var b []byte
-	switch {
-	case size > scanArenaSize/4:
-		b = make([]byte, size)
-	case size > cap(s.arena)-len(s.arena):
-		s.arena = make([]byte, 0, scanArenaSize)
-		fallthrough
-	default:
-		at := len(s.arena)
-		s.arena = s.arena[:at+size]
-		b = s.arena[at : at+size : at+size]
-	}
-	n := copy(b, v[6])
-	copy(b[n:], v[7])
-	e.ContentMAC, e.Payload = b[:n:n], b[n:]
-	s.evs = append(s.evs, e)
-	return nil
+	return evs, rows.Err()
 }
 
-// scanEvent scans a row whose first columns are eventColumns with pgx's
-// Scan, skipping any others.
+// scanEvent scans a row of eventColumns with pgx's Scan.
 func scanEvent(rows pgx.Rows) (eventvault.StoredEvent, error) {
 	var e eventvault.StoredEvent
-	dst := []any{&e.ID, &e.Stream, &e.Type, &e.Position, &e.GlobalPosition, &e.RecordedAt, &e.ContentMAC, &e.Payload}
-	for range len(rows.FieldDescriptions()) - len(dst) {
-		dst = append(dst, nil)
-	}
-	err := rows.Scan(dst...)
+	err := rows.Scan(&e.ID, &e.Stream, &e.Type, &e.Position, &e.GlobalPosition, &e.RecordedAt, &e.ContentMAC, &e.Payload)
 	return e, err
 }
 
@@ -286,14 +242,13 @@ func scanEvent(rows pgx.Rows) (eventvault.StoredEvent, error) {
 // format.
 var eventColumnTypes = [8]uint32{2950, 25, 25, 20, 20, 1184, 17, 17}
 
-// binaryEventRows reports whether rows whose first columns are
-// eventColumns come in the binary format with the expected types, so that
-// eventScanner may decode them.
+// binaryEventRows reports whether rows of eventColumns come in the binary
+// format with the expected types, so that scanEvents may decode them.
 func binaryEventRows(fds []pgconn.FieldDescription) bool {
-	if len(fds) < len(eventColumnTypes) {
+	if len(fds) != len(eventColumnTypes) {
 		return false
 	}
-	for i, fd := range fds[:len(eventColumnTypes)] {
+	for i, fd := range fds {
 		// text is the same bytes in either format; pgx asks for it as text.
 		if fd.DataTypeOID != eventColumnTypes[i] || (fd.Format != pgx.BinaryFormatCode && fd.DataTypeOID != 25) {
 			return false
