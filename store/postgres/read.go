@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,31 +24,52 @@ const streamRowSQL = `SELECT version, ` + keyColumns + `, shredded_at FROM strea
 
 const eventColumns = `id, stream, type, position, global_position, recorded_at, content_mac, payload`
 
+// The page reads below end in their LIMIT, written into the SQL by
+// limitSQL, and run on generic plans (txSpec.genericPlans). With the limit
+// a parameter, PostgreSQL planned a page read again at every execution: a
+// generic plan for LIMIT $n assumes a tenth of the table and looks
+// costlier than the plan for the actual values. Planned once per
+// connection and limit instead, a read-all page of 500 events over 50
+// streams costs its two statements about 0.18 ms less (0.31 against 0.49
+// ms, planning and execution in EXPLAIN ANALYZE). With the limit known,
+// the generic plans are those the values get: an ordered range of a
+// unique index and, for the keys, a hash join over a small streams table
+// or index lookups into a large one. Each limit is a statement of its own
+// in pgx's cache of prepared statements; clients read with a few.
+
 const readForwardSQL = `SELECT ` + eventColumns + ` FROM events
 	WHERE tenant_id = $1 AND stream = $2 AND position >= $3
 	ORDER BY position
-	LIMIT $4`
+	LIMIT `
 
 // readBackwardSQL reads down from $3 (ReadStream passes the largest
 // position for -1, the end), so that the index range starts at $3.
 const readBackwardSQL = `SELECT ` + eventColumns + ` FROM events
 	WHERE tenant_id = $1 AND stream = $2 AND position <= $3
 	ORDER BY position DESC
-	LIMIT $4`
+	LIMIT `
 
 const readAllSQL = `SELECT ` + eventColumns + ` FROM events
 	WHERE tenant_id = $1 AND global_position >= $2
 	ORDER BY global_position
-	LIMIT $3`
+	LIMIT `
 
 // pageKeysSQL returns the keys of the streams in the page readAllSQL reads
-// (NULL for a shredded stream); both run on one snapshot.
+// (NULL for a shredded stream); both run on one snapshot. %d is the limit.
+// (With the limit known, the planner picks a hash join over a small
+// streams table and index lookups over a large one.)
 const pageKeysSQL = `SELECT name, ` + keyColumns + ` FROM streams
 	WHERE tenant_id = $1 AND name IN (
 		SELECT stream FROM events
 		WHERE tenant_id = $1 AND global_position >= $2
 		ORDER BY global_position
-		LIMIT $3)`
+		LIMIT %d)`
+
+// limitSQL returns query, which ends in LIMIT, with limit (validated,
+// positive) written after it.
+func limitSQL(query string, limit int) string {
+	return query + strconv.Itoa(limit)
+}
 
 // ReadStream returns up to opts.Limit events of one stream with the
 // stream's version and key, read on one snapshot in one round trip. A read
@@ -69,16 +91,16 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return eventvault.StreamPage{}, err
 	}
-	query, from := readForwardSQL, opts.From
+	query, from := limitSQL(readForwardSQL, opts.Limit), opts.From
 	if opts.Backward {
-		query = readBackwardSQL
+		query = limitSQL(readBackwardSQL, opts.Limit)
 		if from < 0 {
 			from = math.MaxInt64
 		}
 	}
 
 	var page eventvault.StreamPage
-	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true, genericPlans: true}, func(ctx context.Context, t *txn) error {
 		page = eventvault.StreamPage{Version: eventvault.NoStream}
 		b := &pgx.Batch{}
 		b.Queue(streamRowSQL, tenant, stream).QueryRow(func(r pgx.Row) error {
@@ -97,7 +119,7 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 			}
 			return nil
 		})
-		b.Queue(query, tenant, stream, from, opts.Limit).Query(func(rows pgx.Rows) error {
+		b.Queue(query, tenant, stream, from).Query(func(rows pgx.Rows) error {
 			var err error
 			page.Events, err = scanEvents(rows, opts.Limit)
 			return err
@@ -133,15 +155,15 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 		return eventvault.AllPage{}, err
 	}
 	var page eventvault.AllPage
-	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true, genericPlans: true}, func(ctx context.Context, t *txn) error {
 		page = eventvault.AllPage{Keys: map[eventvault.StreamName]eventvault.WrappedKey{}}
 		b := &pgx.Batch{}
-		b.Queue(readAllSQL, tenant, from, limit).Query(func(rows pgx.Rows) error {
+		b.Queue(limitSQL(readAllSQL, limit), tenant, from).Query(func(rows pgx.Rows) error {
 			var err error
 			page.Events, err = scanEvents(rows, limit)
 			return err
 		})
-		b.Queue(pageKeysSQL, tenant, from, limit).Query(func(rows pgx.Rows) error {
+		b.Queue(fmt.Sprintf(pageKeysSQL, limit), tenant, from).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var name eventvault.StreamName
 				var k storedKey
