@@ -330,12 +330,16 @@ type EventStore interface {
 	// returned by Seal; for req.NewKey, the errors its doc names. Whatever
 	// the error, nothing is written: no event, no key row, no stream.
 	Append(ctx context.Context, tenant TenantID, req AppendRequest) (AppendResult, error)
-	// ReadStream returns up to opts.Limit events of one stream.
+	// ReadStream returns up to opts.Limit events of one stream. A page
+	// read is its caller's: the store keeps no reference to its payloads,
+	// which the caller may overwrite (the engine decrypts them in place),
+	// and no two StoredEvents' slices share bytes.
 	// Errors: ENOTFOUND if the stream has no events.
 	ReadStream(ctx context.Context, tenant TenantID, stream StreamName, opts ReadOptions) (StreamPage, error)
 	// ReadAll returns up to limit events of the tenant with global position
 	// >= from, in global order, and the tenant's next global position
 	// (AllPage.Next), read together: a from past it is not refused here.
+	// The page is its caller's, as ReadStream's.
 	ReadAll(ctx context.Context, tenant TenantID, from int64, limit int) (AllPage, error)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -204,6 +205,14 @@ func (s *Server) writeEventBulk(c *gin.Context, encoding string, events []eventv
 	buf := s.bodies.get()
 	defer s.bodies.put(buf)
 	b := *buf
+	if encoding == FramesContentType {
+		// The page's size, so that the buffer grows once, not by doubling.
+		need := 0
+		for i := range events {
+			need += 4 + frameFixed + 2 + len(events[i].Stream) + 2 + len(events[i].Type) + 4 + len(events[i].Data) + 4 + len(events[i].Metadata) + 4
+		}
+		b = slices.Grow(b, need)
+	}
 	for _, e := range events {
 		var err error
 		if encoding == FramesContentType {

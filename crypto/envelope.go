@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/eventvault/eventvault"
 	"github.com/google/uuid"
@@ -171,6 +172,18 @@ func streamKeyAAD(h header, tenant eventvault.TenantID, stream eventvault.Stream
 
 // eventAAD is what an event payload is bound to: its place in the store.
 func eventAAD(h header, ref EventRef) []byte {
-	return newAAD(h, labelEvent, 4*5+len(ref.Tenant)+len(ref.Stream)+16+8+len(ref.Type)).
-		string(string(ref.Tenant)).string(string(ref.Stream)).bytes(ref.ID[:]).int64(ref.Position).string(ref.Type)
+	return appendEventAAD(make([]byte, 0, headerSize+4*6+len(labelEvent)+len(ref.Tenant)+len(ref.Stream)+16+8+len(ref.Type)), h, ref)
 }
+
+// appendEventAAD appends eventAAD(h, ref) to b.
+func appendEventAAD(b []byte, h header, ref EventRef) []byte {
+	a := aadBuilder(h.appendTo(b)).string(labelEvent)
+	return a.string(string(ref.Tenant)).string(string(ref.Stream)).bytes(ref.ID[:]).int64(ref.Position).string(ref.Type)
+}
+
+// aadPool holds buffers for the associated data of events opened, which
+// an AEAD (an interface) would otherwise take as a new allocation each;
+// buffers that grew past maxPooledAAD are not kept.
+var aadPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+const maxPooledAAD = 1024

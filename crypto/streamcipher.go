@@ -144,6 +144,21 @@ func (c *StreamCipher) OpenEvent(ref EventRef, payload []byte) (data, metadata [
 // OpenEventPII is OpenEvent that also returns the event's manifest of
 // tokens (nil for an event that marks none). Errors: as OpenEvent.
 func (c *StreamCipher) OpenEventPII(ref EventRef, payload []byte) (data, metadata, pii []byte, err error) {
+	return c.openEvent(ref, payload, false)
+}
+
+// OpenEventPIIInPlace is OpenEventPII that decrypts into payload's own
+// memory instead of a new slice, for a caller that owns payload and has no
+// further use for the sealed bytes (a page just read from the store):
+// data, metadata and pii alias payload, whose bytes are overwritten, with
+// the plaintext when it authenticates and with zeros when it does not.
+// Nothing else may read or write payload meanwhile. Errors: as OpenEvent.
+func (c *StreamCipher) OpenEventPIIInPlace(ref EventRef, payload []byte) (data, metadata, pii []byte, err error) {
+	return c.openEvent(ref, payload, true)
+}
+
+// openEvent is OpenEventPII, decrypting in place or into a new slice.
+func (c *StreamCipher) openEvent(ref EventRef, payload []byte, inPlace bool) (data, metadata, pii []byte, err error) {
 	const op = "crypto.StreamCipher.OpenEvent"
 	if ref.Tenant != c.tenant || ref.Stream != c.stream {
 		return nil, nil, nil, internalError(op, nil, "the cipher of stream %s cannot open an event of stream %s", c.stream, ref.Stream)
@@ -163,8 +178,18 @@ func (c *StreamCipher) OpenEventPII(ref EventRef, payload []byte) (data, metadat
 	case len(payload) < sealedMin:
 		return nil, nil, nil, failed("truncated envelope")
 	}
-	nonce := payload[headerSize : headerSize+nonceSize]
-	pt, err := c.aead.Open(nil, nonce, payload[headerSize+nonceSize:], eventAAD(h, ref))
+	nonce, sealed := payload[headerSize:headerSize+nonceSize], payload[headerSize+nonceSize:]
+	var dst []byte
+	if inPlace {
+		// The AEAD's documented in-place use: dst is sealed[:0].
+		dst = sealed[:0]
+	}
+	aad := aadPool.Get().(*[]byte)
+	*aad = appendEventAAD((*aad)[:0], h, ref)
+	pt, err := c.aead.Open(dst, nonce, sealed, *aad)
+	if cap(*aad) <= maxPooledAAD {
+		aadPool.Put(aad)
+	}
 	if err != nil {
 		return nil, nil, nil, failed("altered, moved or sealed with another key")
 	}

@@ -171,6 +171,57 @@ func TestOpenEventFailsForAnAlteredPayload(t *testing.T) {
 	}
 }
 
+// TestOpenEventInPlace holds OpenEventPIIInPlace to OpenEventPII: the same
+// data, metadata and manifest, now in the payload's own memory, and the
+// same refusals, a refused payload left zeroed rather than half decrypted.
+func TestOpenEventInPlace(t *testing.T) {
+	c := newTestCipher(t, testRef.Tenant, testRef.Stream, uuid.New(), randomBytes(t, keySize))
+	payload, err := c.SealEventPII(testRef, []byte(`{"a":1}`), []byte(`{"m":2}`), []byte("manifest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, md, pii, err := c.OpenEventPII(testRef, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A neighbour after the payload's capacity stays untouched.
+	buf := append(bytes.Clone(payload), "neighbour"...)
+	own := buf[:len(payload):len(payload)]
+	gotData, gotMD, gotPII, err := c.OpenEventPIIInPlace(testRef, own)
+	if err != nil {
+		t.Fatalf("OpenEventPIIInPlace: %v", err)
+	}
+	if !bytes.Equal(gotData, data) || !bytes.Equal(gotMD, md) || !bytes.Equal(gotPII, pii) {
+		t.Errorf("in place opened %q %q %q, want %q %q %q", gotData, gotMD, gotPII, data, md, pii)
+	}
+	if &gotData[0] != &own[headerSize+nonceSize+2] {
+		t.Error("the data does not alias the payload: it was not opened in place")
+	}
+	if string(buf[len(payload):]) != "neighbour" {
+		t.Errorf("opening in place wrote past the payload: %q", buf[len(payload):])
+	}
+
+	moved := testRef
+	moved.Position++
+	for name, tc := range map[string]struct {
+		ref    EventRef
+		mutate func([]byte)
+	}{
+		"altered": {testRef, func(b []byte) { b[len(b)-1] ^= 1 }},
+		"moved":   {moved, func([]byte) {}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := bytes.Clone(payload)
+			tc.mutate(p)
+			_, _, _, err := c.OpenEventPIIInPlace(tc.ref, p)
+			checkAuthFailure(t, err)
+			if bytes.Contains(p, []byte(`{"a":1}`)) {
+				t.Error("a refused payload holds its plaintext")
+			}
+		})
+	}
+}
+
 func TestOpenEventNamesAnUnknownFormatVersion(t *testing.T) {
 	c := newTestCipher(t, testRef.Tenant, testRef.Stream, uuid.New(), randomBytes(t, keySize))
 	payload, _ := c.SealEvent(testRef, testData, nil)

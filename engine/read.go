@@ -78,7 +78,7 @@ func (e *Events) readStream(ctx context.Context, p eventvault.Principal, stream 
 	if err != nil {
 		return StreamSlice{}, fmt.Errorf("key of stream %s: %w", stream, err)
 	}
-	out.Events, err = e.openEvents(ctx, p, page.Events, func(eventvault.StreamName) *evcrypto.StreamCipher { return c }, nil)
+	out.Events, err = e.openEvents(ctx, p, page.Events, func(eventvault.StreamName) *evcrypto.StreamCipher { return c }, nil, true)
 	if err != nil {
 		return StreamSlice{}, err
 	}
@@ -128,14 +128,15 @@ func (e *Events) readAll(ctx context.Context, p eventvault.Principal, from int64
 	if from > page.Next {
 		return nil, pastTheEnd("from", from, page.Next, false)
 	}
-	return e.openAll(ctx, p, page)
+	return e.openAll(ctx, p, page, true)
 }
 
 // openAll opens a page of the tenant's events in global order for p: the
 // one place where read-all decrypts and decides, shared by ReadAll and the
 // feed (GET /v1/subscribe), so that what one returns the other does. A
-// shredded stream's events come back as erased envelopes.
-func (e *Events) openAll(ctx context.Context, p eventvault.Principal, page eventvault.AllPage) ([]eventvault.Event, error) {
+// shredded stream's events come back as erased envelopes. own is
+// openEvents's.
+func (e *Events) openAll(ctx context.Context, p eventvault.Principal, page eventvault.AllPage, own bool) ([]eventvault.Event, error) {
 	// The ciphers first, in page order (a key that fails fails the read
 	// as it did event by event), then the events, a large page on more
 	// than one core.
@@ -150,7 +151,7 @@ func (e *Events) openAll(ctx context.Context, p eventvault.Principal, page event
 		}
 		ciphers[se.Stream] = c
 	}
-	return e.openEvents(ctx, p, page.Events, func(s eventvault.StreamName) *evcrypto.StreamCipher { return ciphers[s] }, nil)
+	return e.openEvents(ctx, p, page.Events, func(s eventvault.StreamName) *evcrypto.StreamCipher { return ciphers[s] }, nil, own)
 }
 
 // openEvents opens a page of stored events for p and resolves their
@@ -160,10 +161,13 @@ func (e *Events) openAll(ctx context.Context, p eventvault.Principal, page event
 // that one policy decides every field wherever it is read. cipherOf returns
 // the cipher of a stream's key, or nil for a shredded stream, whose events
 // come back as envelopes marked erased (global order holds). A large page
-// is opened on more than one core (openPage).
+// is opened on more than one core (openPage). own says that the caller
+// owns stored, a page read for this call alone: payloads are then
+// decrypted in place (overwritten, the events' data aliasing them) instead
+// of into new memory. A page shared with other readers (the feed's) is not.
 // Errors: EINTERNAL when a payload or a value fails authentication; the
 // PII store's codes.
-func (e *Events) openEvents(ctx context.Context, p eventvault.Principal, stored []eventvault.StoredEvent, cipherOf func(eventvault.StreamName) *evcrypto.StreamCipher, decide piiDecider) ([]eventvault.Event, error) {
+func (e *Events) openEvents(ctx context.Context, p eventvault.Principal, stored []eventvault.StoredEvent, cipherOf func(eventvault.StreamName) *evcrypto.StreamCipher, decide piiDecider, own bool) ([]eventvault.Event, error) {
 	out := make([]eventvault.Event, len(stored))
 	manifests := make([][]byte, len(stored))
 	err := openPage(len(stored), func(i int) error {
@@ -175,7 +179,7 @@ func (e *Events) openEvents(ctx context.Context, p eventvault.Principal, stored 
 			return nil
 		}
 		var err error
-		out[i], manifests[i], err = open(c, p.Tenant, se)
+		out[i], manifests[i], err = open(c, p.Tenant, se, own)
 		return err
 	})
 	if err != nil {
@@ -195,11 +199,15 @@ func (e *Events) openEvents(ctx context.Context, p eventvault.Principal, stored 
 	return out, nil
 }
 
-// open opens one stored event, and returns its manifest of personal values
-// (nil if it marks none).
-func open(c *evcrypto.StreamCipher, tenant eventvault.TenantID, se eventvault.StoredEvent) (eventvault.Event, []byte, error) {
+// open opens one stored event, in place if inPlace (see openEvents), and
+// returns its manifest of personal values (nil if it marks none).
+func open(c *evcrypto.StreamCipher, tenant eventvault.TenantID, se eventvault.StoredEvent, inPlace bool) (eventvault.Event, []byte, error) {
 	ref := evcrypto.EventRef{Tenant: tenant, Stream: se.Stream, ID: se.ID, Position: se.Position, Type: se.Type}
-	data, md, manifest, err := c.OpenEventPII(ref, se.Payload)
+	openEvent := c.OpenEventPII
+	if inPlace {
+		openEvent = c.OpenEventPIIInPlace
+	}
+	data, md, manifest, err := openEvent(ref, se.Payload)
 	if err != nil {
 		return eventvault.Event{}, nil, fmt.Errorf("open event %s: %w", se.ID, err)
 	}

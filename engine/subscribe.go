@@ -229,7 +229,7 @@ func (e *Events) openFeedPage(ctx context.Context, p eventvault.Principal, page 
 	if err != nil {
 		return nil, err
 	}
-	out, err := e.openAll(ctx, p, page)
+	out, err := e.openAll(ctx, p, page, false) // the page is the feed's, shared
 	if err != nil {
 		return nil, err
 	}

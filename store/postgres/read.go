@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,31 +24,52 @@ const streamRowSQL = `SELECT version, ` + keyColumns + `, shredded_at FROM strea
 
 const eventColumns = `id, stream, type, position, global_position, recorded_at, content_mac, payload`
 
+// The page reads below end in their LIMIT, written into the SQL by
+// limitSQL, and run on generic plans (txSpec.genericPlans). With the limit
+// a parameter, PostgreSQL planned a page read again at every execution: a
+// generic plan for LIMIT $n assumes a tenth of the table and looks
+// costlier than the plan for the actual values. Planned once per
+// connection and limit instead, a read-all page of 500 events over 50
+// streams costs its two statements about 0.18 ms less (0.31 against 0.49
+// ms, planning and execution in EXPLAIN ANALYZE). With the limit known,
+// the generic plans are those the values get: an ordered range of a
+// unique index and, for the keys, a hash join over a small streams table
+// or index lookups into a large one. Each limit is a statement of its own
+// in pgx's cache of prepared statements; clients read with a few.
+
 const readForwardSQL = `SELECT ` + eventColumns + ` FROM events
 	WHERE tenant_id = $1 AND stream = $2 AND position >= $3
 	ORDER BY position
-	LIMIT $4`
+	LIMIT `
 
 // readBackwardSQL reads down from $3 (ReadStream passes the largest
 // position for -1, the end), so that the index range starts at $3.
 const readBackwardSQL = `SELECT ` + eventColumns + ` FROM events
 	WHERE tenant_id = $1 AND stream = $2 AND position <= $3
 	ORDER BY position DESC
-	LIMIT $4`
+	LIMIT `
 
 const readAllSQL = `SELECT ` + eventColumns + ` FROM events
 	WHERE tenant_id = $1 AND global_position >= $2
 	ORDER BY global_position
-	LIMIT $3`
+	LIMIT `
 
 // pageKeysSQL returns the keys of the streams in the page readAllSQL reads
-// (NULL for a shredded stream); both run on one snapshot.
+// (NULL for a shredded stream); both run on one snapshot. %d is the limit.
+// (With the limit known, the planner picks a hash join over a small
+// streams table and index lookups over a large one.)
 const pageKeysSQL = `SELECT name, ` + keyColumns + ` FROM streams
 	WHERE tenant_id = $1 AND name IN (
 		SELECT stream FROM events
 		WHERE tenant_id = $1 AND global_position >= $2
 		ORDER BY global_position
-		LIMIT $3)`
+		LIMIT %d)`
+
+// limitSQL returns query, which ends in LIMIT, with limit (validated,
+// positive) written after it.
+func limitSQL(query string, limit int) string {
+	return query + strconv.Itoa(limit)
+}
 
 // ReadStream returns up to opts.Limit events of one stream with the
 // stream's version and key, read on one snapshot in one round trip. A read
@@ -69,16 +91,16 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 	if err := eventvault.ValidateStream(stream); err != nil {
 		return eventvault.StreamPage{}, err
 	}
-	query, from := readForwardSQL, opts.From
+	query, from := limitSQL(readForwardSQL, opts.Limit), opts.From
 	if opts.Backward {
-		query = readBackwardSQL
+		query = limitSQL(readBackwardSQL, opts.Limit)
 		if from < 0 {
 			from = math.MaxInt64
 		}
 	}
 
 	var page eventvault.StreamPage
-	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true, genericPlans: true}, func(ctx context.Context, t *txn) error {
 		page = eventvault.StreamPage{Version: eventvault.NoStream}
 		b := &pgx.Batch{}
 		b.Queue(streamRowSQL, tenant, stream).QueryRow(func(r pgx.Row) error {
@@ -97,7 +119,7 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 			}
 			return nil
 		})
-		b.Queue(query, tenant, stream, from, opts.Limit).Query(func(rows pgx.Rows) error {
+		b.Queue(query, tenant, stream, from).Query(func(rows pgx.Rows) error {
 			var err error
 			page.Events, err = scanEvents(rows, opts.Limit)
 			return err
@@ -134,15 +156,15 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 		return eventvault.AllPage{}, err
 	}
 	var page eventvault.AllPage
-	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true, genericPlans: true}, func(ctx context.Context, t *txn) error {
 		page = eventvault.AllPage{Keys: map[eventvault.StreamName]eventvault.WrappedKey{}}
 		b := &pgx.Batch{}
-		b.Queue(readAllSQL, tenant, from, limit).Query(func(rows pgx.Rows) error {
+		b.Queue(limitSQL(readAllSQL, limit), tenant, from).Query(func(rows pgx.Rows) error {
 			var err error
 			page.Events, err = scanEvents(rows, limit)
 			return err
 		})
-		b.Queue(pageKeysSQL, tenant, from, limit).Query(func(rows pgx.Rows) error {
+		b.Queue(fmt.Sprintf(pageKeysSQL, limit), tenant, from).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var name eventvault.StreamName
 				var k storedKey
@@ -165,24 +187,37 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 	return page, nil
 }
 
+// scanArenaSize is the size of the blocks scanEvents copies rows' MACs and
+// payloads into: the largest small-object size class, about fifty 500-byte
+// events, so that a page costs the allocator a few dozen blocks instead of
+// an allocation per row.
+const scanArenaSize = 32 << 10
+
 // scanEvents reads the rows of a query of eventColumns, up to capHint of
 // them expected. Rows in PostgreSQL's binary format (what pgx asks for
-// these types but text) are decoded here from their raw values, with one allocation
-// for the MAC and payload of a row and the stream name and type shared
-// between rows that repeat them; anything else goes through rows.Scan.
+// these types but text) are decoded here from their raw values, the MAC
+// and payload of a row copied into blocks shared by the page's rows
+// (scanArenaSize; a row past a quarter of it gets its own) and the stream
+// name and type shared between rows that repeat them; anything else goes
+// through rows.Scan. Each ContentMAC and Payload is a slice of its own
+// length and capacity: appending to one, or writing within it, never
+// touches another's bytes, so that the caller may decrypt a payload in
+// place.
 func scanEvents(rows pgx.Rows, capHint int) ([]eventvault.StoredEvent, error) {
 	evs := make([]eventvault.StoredEvent, 0, min(capHint, 1024))
 	raw := binaryEventRows(rows.FieldDescriptions())
 	var stream, typ string
+	var arena []byte
 	for rows.Next() {
-		var e eventvault.StoredEvent
 		if !raw {
-			if err := rows.Scan(&e.ID, &e.Stream, &e.Type, &e.Position, &e.GlobalPosition, &e.RecordedAt, &e.ContentMAC, &e.Payload); err != nil {
+			e, err := scanEvent(rows)
+			if err != nil {
 				return nil, err
 			}
 			evs = append(evs, e)
 			continue
 		}
+		var e eventvault.StoredEvent // on the stack: scanEvent's escapes
 		v := rows.RawValues()
 		if len(v) != 8 || len(v[0]) != 16 || len(v[3]) != 8 || len(v[4]) != 8 || len(v[5]) != 8 || v[1] == nil || v[2] == nil || v[6] == nil || v[7] == nil {
 			return nil, fmt.Errorf("an event row of %d values is not what the query selects", len(v))
@@ -198,13 +233,32 @@ func scanEvents(rows pgx.Rows, capHint int) ([]eventvault.StoredEvent, error) {
 		e.Position = int64(binary.BigEndian.Uint64(v[3]))
 		e.GlobalPosition = int64(binary.BigEndian.Uint64(v[4]))
 		e.RecordedAt = pgTime(int64(binary.BigEndian.Uint64(v[5])))
-		b := make([]byte, len(v[6])+len(v[7]))
+		size := len(v[6]) + len(v[7])
+		var b []byte
+		switch {
+		case size > scanArenaSize/4:
+			b = make([]byte, size)
+		case size > cap(arena)-len(arena):
+			arena = make([]byte, 0, scanArenaSize)
+			fallthrough
+		default:
+			at := len(arena)
+			arena = arena[:at+size]
+			b = arena[at : at+size : at+size]
+		}
 		n := copy(b, v[6])
 		copy(b[n:], v[7])
 		e.ContentMAC, e.Payload = b[:n:n], b[n:]
 		evs = append(evs, e)
 	}
 	return evs, rows.Err()
+}
+
+// scanEvent scans a row of eventColumns with pgx's Scan.
+func scanEvent(rows pgx.Rows) (eventvault.StoredEvent, error) {
+	var e eventvault.StoredEvent
+	err := rows.Scan(&e.ID, &e.Stream, &e.Type, &e.Position, &e.GlobalPosition, &e.RecordedAt, &e.ContentMAC, &e.Payload)
+	return e, err
 }
 
 // eventColumnTypes are the type OIDs of eventColumns: uuid, text, text,

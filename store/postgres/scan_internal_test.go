@@ -62,6 +62,12 @@ func TestScanEventsDecodesAsPgxScans(t *testing.T) {
 			!reflect.DeepEqual(append([]byte{}, g.ContentMAC...), append([]byte{}, want.ContentMAC...)) || !reflect.DeepEqual(append([]byte{}, g.Payload...), append([]byte{}, want.Payload...)) {
 			t.Errorf("row %d: scanEvents %+v, pgx scans %+v", i, g, want)
 		}
+		// Rows share blocks: each slice must end where its bytes end, so
+		// that a payload decrypted in place touches no other row.
+		if cap(g.ContentMAC) != len(g.ContentMAC) || cap(g.Payload) != len(g.Payload) {
+			t.Errorf("row %d: MAC of length %d capacity %d, payload of length %d capacity %d: a row's slices reach into the next",
+				i, len(g.ContentMAC), cap(g.ContentMAC), len(g.Payload), cap(g.Payload))
+		}
 		i++
 	}
 	if err := rows.Err(); err != nil || i != len(got) {

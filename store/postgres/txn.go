@@ -29,6 +29,11 @@ const setScopeSQL = `SELECT set_config('role', '` + appRole + `', true),
 	set_config('eventvault.token_hash', $2, true),
 	set_config('eventvault.admin', $3, true)`
 
+// setScopeGenericSQL is setScopeSQL that also has the transaction's
+// statements run on generic plans (see txSpec.genericPlans).
+const setScopeGenericSQL = setScopeSQL + `,
+	set_config('plan_cache_mode', 'force_generic_plan', true)`
+
 // scope is what a transaction may see: one tenant's rows, or for
 // authentication the token with one hash, or for retiring the dev root
 // tokens the root tokens.
@@ -55,6 +60,12 @@ type txSpec struct {
 	// that protect it are read together. Writers run at READ COMMITTED and
 	// serialise on row locks.
 	readOnly bool
+	// genericPlans runs the transaction's prepared statements on their
+	// generic plans (plan_cache_mode, for this transaction only), planned
+	// once per connection, never at each execution: for statements whose
+	// best plan does not depend on their parameters' values (see the page
+	// reads of read.go).
+	genericPlans bool
 	// retryUnique retries on a unique violation too: a concurrent writer
 	// committed a row this transaction also meant to write, and running
 	// again sees it and answers precisely (a replay or a conflict naming
@@ -93,7 +104,11 @@ func (t *txn) send(ctx context.Context, b *pgx.Batch, commit bool) error {
 	if !t.begun {
 		full = &pgx.Batch{}
 		full.Queue(t.spec.beginSQL())
-		full.Queue(setScopeSQL, t.spec.scope.args()...)
+		scopeSQL := setScopeSQL
+		if t.spec.genericPlans {
+			scopeSQL = setScopeGenericSQL
+		}
+		full.Queue(scopeSQL, t.spec.scope.args()...)
 		full.QueuedQueries = append(full.QueuedQueries, b.QueuedQueries...)
 		t.begun = true
 	}
