@@ -119,8 +119,9 @@ func (e *Erasure) clock() time.Time {
 
 // RequestErasure records and carries out an erasure request: it shreds
 // every stream the subject owns and issues a signed certificate. Asking
-// again for a subject already erased (with nothing new since) returns the
-// completed request; a subject under legal hold gets a rejected request with
+// again for a subject already erased (with nothing new since: no new
+// stream, no value marked since a request that found no subject key)
+// returns the completed request; a subject under legal hold gets a rejected request with
 // the hold's reason. A request interrupted by a failure stays received and
 // is resumed by asking again. created is true when this call recorded the
 // request (false when it returned or resumed the subject's existing one).
@@ -138,13 +139,20 @@ func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, su
 		return eventvault.ErasureRequest{}, false, fmt.Errorf("streams of subject: %w", err)
 	}
 	latest, err := e.store.LatestErasureRequest(ctx, p.Tenant, ps)
+	// Values marked since a request that destroyed no subject key (it
+	// fenced nothing) give the subject a live key: a completed request
+	// does not cover them.
+	keyed, kerr := e.holdsSubjectKey(ctx, p.Tenant, ps)
+	if kerr != nil {
+		return eventvault.ErasureRequest{}, false, kerr
+	}
 	switch {
 	case err == nil && latest.State == eventvault.ErasureReceived:
 		req = latest // resume
 	case err == nil && latest.State == eventvault.ErasurePropagating:
 		req, err = e.advanceRequest(ctx, latest)
 		return req, false, err
-	case err == nil && latest.State == eventvault.ErasureCompleted && certificateCoversAll(latest, streams):
+	case err == nil && latest.State == eventvault.ErasureCompleted && certificateCoversAll(latest, streams) && !keyed:
 		return latest, false, nil
 	case err != nil && eventvault.ErrorCode(err) != eventvault.ENOTFOUND:
 		return eventvault.ErasureRequest{}, false, fmt.Errorf("earlier requests: %w", err)
