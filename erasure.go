@@ -2,10 +2,30 @@ package eventvault
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 )
+
+// ErrTenantShredded is wrapped by the EERASED of a store asked to give a
+// shredded tenant anything new (a key, a stream, an event, a token, a
+// policy), and of a stream of such a tenant: the erasure fence of
+// tenants. Callers tell it from a shredded stream with errors.Is, so that
+// they never advise writing to another stream of the tenant.
+var ErrTenantShredded = errors.New("the tenant was shredded")
+
+// TenantShreddedError returns the EERASED error of the erasure fence of
+// tenants, wrapping ErrTenantShredded and cause (which may be nil).
+func TenantShreddedError(op string, tenant TenantID, cause error) *Error {
+	err := ErrTenantShredded
+	if cause != nil {
+		err = fmt.Errorf("%w: %w", ErrTenantShredded, cause)
+	}
+	return &Error{Code: EERASED, Op: op, Err: err, Fields: map[string]any{"tenant": string(tenant), "erased": true},
+		Message: fmt.Sprintf("tenant %s was shredded: its keys are destroyed, nothing of it can be read or written again, and it never gets a key, stream, token or policy again", tenant)}
+}
 
 // MaxSubjectLength bounds a data subject id, in bytes.
 const MaxSubjectLength = 200
