@@ -136,12 +136,14 @@ type ErasureCertificate struct {
 	// tenant never used, and a misspelt one, look the same.
 	HeldNothing bool `json:"held_nothing"`
 	// TombstonePosition is the global position of the erasure's tombstone
-	// in the feed; ConsumersAcknowledged the registered consumers that
-	// acknowledged past it, and when; ConsumersRemoved those an admin
-	// removed before they did (issue 14, GDPR Art. 19).
+	// in the feed (absent on a server without a feed); ConsumersAcknowledged
+	// the registered consumers that acknowledged past it, and when;
+	// ConsumersRemoved those an admin removed before they did (issue 14,
+	// GDPR Art. 19). The server signs both lists as [] when empty, never
+	// null or absent; certificates signed before that may leave them out.
 	TombstonePosition     *int64            `json:"tombstone_position,omitempty"`
-	ConsumersAcknowledged []ConsumerAck     `json:"consumers_acknowledged,omitempty"`
-	ConsumersRemoved      []ConsumerRemoval `json:"consumers_removed,omitempty"`
+	ConsumersAcknowledged []ConsumerAck     `json:"consumers_acknowledged"`
+	ConsumersRemoved      []ConsumerRemoval `json:"consumers_removed"`
 	// Statement says in words what the certificate attests.
 	Statement string `json:"statement"`
 }

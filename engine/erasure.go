@@ -278,8 +278,8 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 		cert.Statement = fmt.Sprintf("No data was held under this subject pseudonym in tenant %s when this request was carried out: nothing was erased. "+
 			"EventVault cannot tell a subject id the tenant never used from a misspelt one: check the id as it was sent.", req.Tenant)
 	} else {
-		cert.Statement = fmt.Sprintf("Every stream and personal value held under this subject pseudonym in tenant %s was crypto-shredded: %d streams, %d keys destroyed.",
-			req.Tenant, cert.StreamCount, len(cert.DestroyedKeys))
+		cert.Statement = fmt.Sprintf("Every stream and personal value held under this subject pseudonym in tenant %s was crypto-shredded: %s, %s destroyed.",
+			req.Tenant, count(cert.StreamCount, "stream", "streams"), count(len(cert.DestroyedKeys), "key", "keys"))
 	}
 	if wait, err := e.awaitConsumers(ctx, &req, &cert, shredded); err != nil || wait {
 		return req, err
@@ -287,8 +287,23 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 	return e.finish(ctx, req, cert)
 }
 
-// finish signs cert and completes req with it.
+// count is n with the noun in its number: "1 stream", "2 streams".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// finish signs cert and completes req with it. The consumer lists are
+// never null in what is signed: [] says that none acknowledged.
 func (e *Erasure) finish(ctx context.Context, req eventvault.ErasureRequest, cert eventvault.ErasureCertificate) (eventvault.ErasureRequest, error) {
+	if cert.ConsumersAcknowledged == nil {
+		cert.ConsumersAcknowledged = []eventvault.ConsumerAck{}
+	}
+	if cert.ConsumersRemoved == nil {
+		cert.ConsumersRemoved = []eventvault.ConsumerRemoval{}
+	}
 	payload, err := json.Marshal(cert)
 	if err != nil {
 		return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: certificate: %w", req.ID, err)
