@@ -279,9 +279,10 @@ permit (principal, action == Action::"read", resource is Stream) when { resource
 // (subject:jane.doe@example.com, subject:customer-881), a pseudonym cut
 // short (63 hex digits) or in upper case, an id under a kind records never
 // use (email:…, customer:…), and malformed names of the other kinds
-// (stream:jane@x.io, token:alice, policy:Jane.Doe, consumer:jane@x). Each
-// is 400 problem+json, the subject ones pointing to POST
-// /v1/audit/pseudonym; none is recorded (no export record, and no raw
+// (stream:jane@x.io, token:alice, policy:Jane.Doe, consumer:jane@x), and
+// then a subject id as a token id in a path (404) and in a pseudonym
+// lookup (200). Each filter is 400 problem+json, the subject ones pointing
+// to POST /v1/audit/pseudonym; none of the ids is recorded (no export record, and no raw
 // value in the log, in the bundle or in the server's log lines). The
 // pseudonym itself still filters.
 func TestAnExportFilterNamesASubjectOnlyByItsPseudonym(t *testing.T) {
@@ -312,12 +313,16 @@ func testAnExportFilterNamesASubjectOnlyByItsPseudonym(t *testing.T, a *testAPI)
 			t.Errorf("the problem for %s echoes its value: %s", c.resource, p.Detail)
 		}
 	}
+	// Other ids a caller gives: a token id in a path that names a subject,
+	// a subject id given to the pseudonym lookup (recorded by pseudonym).
+	wantProblem(t, a.do(http.MethodDelete, "/v1/tokens/"+url.PathEscape("jane.doe@example.com")+"?tenant=acme", a.root, nil), http.StatusNotFound, eventvault.ENOTFOUND)
+	a.doJSON(http.MethodPost, "/v1/audit/pseudonym?tenant=acme", a.root, map[string]any{"subject": "customer-881"}, http.StatusOK, nil)
 	after := a.exportAndVerify(t, "acme")
 	if n, m := countAction(before, "export"), countAction(after, "export"); m != n+1 {
 		t.Errorf("refused filters were recorded: %d export records, then %d", n, m)
 	}
 	all, _ := json.Marshal(after)
-	for _, leak := range []string{subject, "customer-881", "jane@x", "jane.doe", "alice", "Jane.Doe"} {
+	for _, leak := range []string{subject, "customer-881", "jane@x", "jane.doe", "alice", "Jane.Doe", "%40"} {
 		if strings.Contains(string(all), leak) {
 			t.Errorf("the audit log holds %q", leak)
 		}
