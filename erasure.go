@@ -2,10 +2,30 @@ package eventvault
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 )
+
+// ErrTenantShredded is wrapped by the EERASED of a store asked to give a
+// shredded tenant anything new (a key, a stream, an event, a token, a
+// policy), and of a stream of such a tenant: the erasure fence of
+// tenants. Callers tell it from a shredded stream with errors.Is, so that
+// they never advise writing to another stream of the tenant.
+var ErrTenantShredded = errors.New("the tenant was shredded")
+
+// TenantShreddedError returns the EERASED error of the erasure fence of
+// tenants, wrapping ErrTenantShredded and cause (which may be nil).
+func TenantShreddedError(op string, tenant TenantID, cause error) *Error {
+	err := ErrTenantShredded
+	if cause != nil {
+		err = fmt.Errorf("%w: %w", ErrTenantShredded, cause)
+	}
+	return &Error{Code: EERASED, Op: op, Err: err, Fields: map[string]any{"tenant": string(tenant), "erased": true},
+		Message: fmt.Sprintf("tenant %s was shredded: its keys are destroyed, nothing of it can be read or written again, and it never gets a key, stream, token or policy again", tenant)}
+}
 
 // MaxSubjectLength bounds a data subject id, in bytes.
 const MaxSubjectLength = 200
@@ -116,12 +136,14 @@ type ErasureCertificate struct {
 	// tenant never used, and a misspelt one, look the same.
 	HeldNothing bool `json:"held_nothing"`
 	// TombstonePosition is the global position of the erasure's tombstone
-	// in the feed; ConsumersAcknowledged the registered consumers that
-	// acknowledged past it, and when; ConsumersRemoved those an admin
-	// removed before they did (issue 14, GDPR Art. 19).
+	// in the feed (absent on a server without a feed); ConsumersAcknowledged
+	// the registered consumers that acknowledged past it, and when;
+	// ConsumersRemoved those an admin removed before they did (issue 14,
+	// GDPR Art. 19). The server signs both lists as [] when empty, never
+	// null or absent; certificates signed before that may leave them out.
 	TombstonePosition     *int64            `json:"tombstone_position,omitempty"`
-	ConsumersAcknowledged []ConsumerAck     `json:"consumers_acknowledged,omitempty"`
-	ConsumersRemoved      []ConsumerRemoval `json:"consumers_removed,omitempty"`
+	ConsumersAcknowledged []ConsumerAck     `json:"consumers_acknowledged"`
+	ConsumersRemoved      []ConsumerRemoval `json:"consumers_removed"`
 	// Statement says in words what the certificate attests.
 	Statement string `json:"statement"`
 }

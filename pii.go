@@ -151,7 +151,8 @@ type SubjectErasure struct {
 //
 // It enforces the erasure fence of subjects: a subject whose key was
 // destroyed never gets a key again (EERASED), so old ciphertext never meets
-// a new key under the same pseudonym.
+// a new key under the same pseudonym. A subject erased before it ever had
+// a key is not fenced: there is no ciphertext of it to protect.
 type PIIStore interface {
 	// SubjectKey returns the subject's wrapped key.
 	// Errors: ENOTFOUND if the subject has none yet; EERASED if it was
@@ -203,7 +204,10 @@ type PIIStore interface {
 	RewrapSubjectKey(ctx context.Context, tenant TenantID, subject Pseudonym, old, next WrappedKey) error
 	// EraseSubjectPII destroys the subject's key and deletes every version
 	// of every value of the subject, and fences the pseudonym (it never
-	// gets a key again). Idempotent: erasing again destroys nothing.
+	// gets a key again). Idempotent: erasing again destroys nothing. A
+	// subject that has no key (never had one) has nothing to destroy and
+	// is not fenced: it writes nothing and returns a zero SubjectErasure,
+	// so that an id under which nothing was held can take data later.
 	EraseSubjectPII(ctx context.Context, tenant TenantID, subject Pseudonym, at time.Time) (SubjectErasure, error)
 }
 

@@ -30,7 +30,8 @@ type WrappedKey struct {
 // It enforces the erasure fence that the keyring relies on: a shredded
 // stream, or any stream of a shredded tenant, and a shredded tenant never
 // get a key again (EERASED below), so old ciphertext never meets a new key
-// under the same id.
+// under the same id. Every EERASED that a shredded tenant causes (its
+// KEK, a new stream, a stream of it) wraps ErrTenantShredded.
 type KeyStore interface {
 	// TenantKey returns the newest version of the tenant's wrapped KEK.
 	// Errors: ENOTFOUND if the tenant has none yet (or was shredded: its

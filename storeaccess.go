@@ -22,7 +22,9 @@ type Token struct {
 
 // TokenStore keeps API tokens by hash.
 type TokenStore interface {
-	// CreateToken stores t. Errors: ECONFLICT if its id or hash exists.
+	// CreateToken stores t. Errors: ECONFLICT if its id or hash exists;
+	// EERASED wrapping ErrTenantShredded for a token (not a root token) of
+	// a shredded tenant, which takes no new token.
 	CreateToken(ctx context.Context, t Token) error
 	// TokenByHash returns the token with this hash. Errors: ENOTFOUND.
 	TokenByHash(ctx context.Context, hash []byte) (Token, error)
@@ -63,7 +65,8 @@ type PolicyVersion struct {
 type PolicyStore interface {
 	// AddPolicyVersion stores v, whose Version must be one more than the
 	// name's latest (1 for a new name). Errors: ECONFLICT if that version
-	// exists (a concurrent write won); EINVALID for a malformed tenant.
+	// exists (a concurrent write won); EINVALID for a malformed tenant;
+	// EERASED wrapping ErrTenantShredded for a shredded tenant.
 	AddPolicyVersion(ctx context.Context, v PolicyVersion) error
 	// LatestPolicyVersion returns the name's latest version, which may be
 	// a deletion. Errors: ENOTFOUND if the name never existed.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -271,4 +272,75 @@ permit (principal, action == Action::"read", resource is Stream) when { resource
 		t.Fatal(err)
 	}
 	wantProblem(t, a.do(http.MethodGet, "/v1/streams/hr-1/events", reader, nil), http.StatusServiceUnavailable, eventvault.EUNAVAILABLE, "audit log")
+}
+
+// TestAnExportFilterNamesASubjectOnlyByItsPseudonym tries the export
+// filters a DPO may mistype: the subject id itself
+// (subject:jane.doe@example.com, subject:customer-881), a pseudonym cut
+// short (63 hex digits) or in upper case, an id under a kind records never
+// use (email:…, customer:…), and malformed names of the other kinds
+// (stream:jane@x.io, token:alice, policy:Jane.Doe, consumer:jane@x), and
+// then a subject id as a token id in a path (404) and in a pseudonym
+// lookup (200). Each filter is 400 problem+json, the subject ones pointing
+// to POST /v1/audit/pseudonym; none of the ids is recorded (no export record, and no raw
+// value in the log, in the bundle or in the server's log lines). The
+// pseudonym itself still filters.
+func TestAnExportFilterNamesASubjectOnlyByItsPseudonym(t *testing.T) {
+	onBothStores(t, testAnExportFilterNamesASubjectOnlyByItsPseudonym)
+}
+
+func testAnExportFilterNamesASubjectOnlyByItsPseudonym(t *testing.T, a *testAPI) {
+	const subject = "jane.doe@example.com"
+	dpo := a.eraser("acme")
+	a.doJSON(http.MethodPost, "/v1/streams/owned-1/events", dpo, map[string]any{"subject": subject, "events": []any{event("A", 1)}}, http.StatusCreated, nil)
+	var ps pseudonymResponse
+	a.doJSON(http.MethodPost, "/v1/audit/pseudonym?tenant=acme", a.root, map[string]any{"subject": subject}, http.StatusOK, &ps)
+	before := a.exportAndVerify(t, "acme")
+	for _, c := range []struct{ resource, detail string }{
+		{"subject:" + subject, "POST /v1/audit/pseudonym"},
+		{"subject:customer-881", "POST /v1/audit/pseudonym"},
+		{"subject:" + ps.Pseudonym[:63], "POST /v1/audit/pseudonym"},
+		{"subject:" + strings.ToUpper(ps.Pseudonym), "POST /v1/audit/pseudonym"},
+		{"email:" + subject, "subject, stream, token, policy or consumer"},
+		{"customer:jane.doe", "subject, stream, token, policy or consumer"},
+		{"stream:jane@x.io", "stream name"},
+		{"token:alice", "token id"},
+		{"policy:Jane.Doe", "policy name"},
+		{"consumer:jane@x", "consumer name"},
+	} {
+		p := wantProblem(t, a.do(http.MethodGet, "/v1/audit/export?tenant=acme&resource="+url.QueryEscape(c.resource), a.root, nil), http.StatusBadRequest, eventvault.EINVALID, c.detail)
+		if _, value, _ := strings.Cut(c.resource, ":"); strings.Contains(p.Detail, value) {
+			t.Errorf("the problem for %s echoes its value: %s", c.resource, p.Detail)
+		}
+	}
+	// Other ids a caller gives: a token id in a path that names a subject,
+	// a subject id given to the pseudonym lookup (recorded by pseudonym).
+	wantProblem(t, a.do(http.MethodDelete, "/v1/tokens/"+url.PathEscape("jane.doe@example.com")+"?tenant=acme", a.root, nil), http.StatusNotFound, eventvault.ENOTFOUND)
+	a.doJSON(http.MethodPost, "/v1/audit/pseudonym?tenant=acme", a.root, map[string]any{"subject": "customer-881"}, http.StatusOK, nil)
+	after := a.exportAndVerify(t, "acme")
+	if n, m := countAction(before, "export"), countAction(after, "export"); m != n+1 {
+		t.Errorf("refused filters were recorded: %d export records, then %d", n, m)
+	}
+	all, _ := json.Marshal(after)
+	for _, leak := range []string{subject, "customer-881", "jane@x", "jane.doe", "alice", "Jane.Doe", "%40"} {
+		if strings.Contains(string(all), leak) {
+			t.Errorf("the audit log holds %q", leak)
+		}
+		if strings.Contains(a.logs.String(), leak) {
+			t.Errorf("the server's log holds %q", leak)
+		}
+	}
+	rec := a.do(http.MethodGet, "/v1/audit/export?tenant=acme&resource="+ps.Resource, a.root, nil)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"filter":"resource=`+ps.Resource+`"`) {
+		t.Fatalf("the export filtered by the pseudonym: %d %.300s", rec.Code, rec.Body)
+	}
+}
+
+func countAction(recs []audit.Record, action string) (n int) {
+	for _, r := range recs {
+		if r.Action == action {
+			n++
+		}
+	}
+	return n
 }

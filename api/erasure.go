@@ -89,8 +89,9 @@ type erasureResponse struct {
 	Outcome     string          `json:"outcome,omitempty"`
 	HeldNothing *bool           `json:"held_nothing,omitempty"`
 	Certificate json.RawMessage `json:"certificate,omitempty"`
-	// Propagation is where the erasure's tombstone stands in the feed
-	// (GET only, once it has one).
+	// Propagation is where the erasure's tombstone stands in the feed,
+	// once it has one: on GET, and on a POST answer for a request that was
+	// propagating when asked.
 	Propagation *propagationResponse `json:"propagation,omitempty"`
 }
 
@@ -103,8 +104,9 @@ type propagationResponse struct {
 	Pending []pendingConsumer `json:"pending"`
 }
 
+// pendingConsumer names its consumer as acknowledged and removed do.
 type pendingConsumer struct {
-	Name       string `json:"name"`
+	Consumer   string `json:"consumer"`
 	Checkpoint int64  `json:"checkpoint"`
 	Lag        int64  `json:"lag"`
 }
@@ -121,7 +123,7 @@ func toPropagationResponse(prop *eventvault.Propagation, pending []engine.Pendin
 		out.Removed = []eventvault.ConsumerRemoval{}
 	}
 	for _, pc := range pending {
-		out.Pending = append(out.Pending, pendingConsumer{Name: pc.Name, Checkpoint: pc.Checkpoint, Lag: pc.Lag})
+		out.Pending = append(out.Pending, pendingConsumer{Consumer: pc.Consumer, Checkpoint: pc.Checkpoint, Lag: pc.Lag})
 	}
 	return out
 }
@@ -149,14 +151,21 @@ func toErasureResponse(r eventvault.ErasureRequest) erasureResponse {
 
 // requestErasure records and carries out an erasure request:
 // POST /v1/erasure-requests {"subject": "..."}. The status says what
-// happened (RFC 9110):
+// happened (RFC 9110, and README's "Status codes by outcome"):
 //
 //   - 201 Created, with Location: a new request, completed inline;
-//   - 200 OK, with Content-Location: the subject's existing request, which
-//     was already completed (or was received earlier and is completed now);
+//   - 202 Accepted, with Location: a new request still running: its keys
+//     are destroyed and it waits for consumers to acknowledge (propagating);
+//   - 200 OK, with Content-Location: the subject's existing request, in
+//     whatever state it stands (completed, resumed and completed, or still
+//     propagating), so that a client tells a repeat from a new request;
 //   - 409 Conflict, a problem with the request's id: rejected under a legal
-//     hold (the rejected request is kept, and GET returns it);
-//   - 202 Accepted, with Location: received and still running.
+//     hold (the rejected request is kept, and GET returns it).
+//
+// A propagating request is read once more, as GET reads it, and that one
+// snapshot gives the state, the status and the propagation shown: a
+// consumer that acknowledged meanwhile completes the request rather than
+// leaving a "propagating" answer with nothing pending.
 func (s *Server) requestErasure(c *gin.Context) {
 	var in erasureRequestIn
 	if err := decodeBody(c, &in); err != nil {
@@ -168,33 +177,34 @@ func (s *Server) requestErasure(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	var prop *propagationResponse
+	if r.State == eventvault.ErasurePropagating {
+		now, p, pending, err := s.erasure.Propagation(c.Request.Context(), principal(c), r.ID)
+		if err != nil {
+			// The request stands as RequestErasure returned it; GET
+			// shows its propagation.
+			s.logger.WarnContext(c.Request.Context(), "erasure request: read its propagation", "request_id", r.ID.String(), "error", err)
+		} else {
+			r, prop = now, toPropagationResponse(p, pending)
+		}
+	}
 	location := "/v1/erasure-requests/" + r.ID.String()
+	out := toErasureResponse(r)
+	out.Propagation = prop
 	switch {
 	case r.State == eventvault.ErasureRejected:
 		writeProblem(c, http.StatusConflict, eventvault.ECONFLICT,
 			"the erasure request is rejected under a "+r.Reason+". Lift the hold (DELETE /v1/holds), then ask again",
 			map[string]any{"request_id": r.ID.String(), "state": string(r.State), "reason": r.Reason, "request": location})
-		return
-	case r.State == eventvault.ErasureReceived, r.State == eventvault.ErasurePropagating:
-		// Propagating: the keys are destroyed; registered consumers have
-		// not all acknowledged the tombstone yet. The answer shows who is
-		// pending, as GET does.
-		out := toErasureResponse(r)
-		if r.State == eventvault.ErasurePropagating {
-			if _, prop, pending, err := s.erasure.Propagation(c.Request.Context(), principal(c), r.ID); err == nil {
-				out.Propagation = toPropagationResponse(prop, pending)
-			} else {
-				s.logger.WarnContext(c.Request.Context(), "erasure request: read its propagation", "request_id", r.ID.String(), "error", err)
-			}
-		}
-		c.Header("Location", location)
-		c.JSON(http.StatusAccepted, out)
 	case !created:
 		c.Header("Content-Location", location)
-		c.JSON(http.StatusOK, toErasureResponse(r))
+		c.JSON(http.StatusOK, out)
+	case r.State == eventvault.ErasureReceived, r.State == eventvault.ErasurePropagating:
+		c.Header("Location", location)
+		c.JSON(http.StatusAccepted, out)
 	default:
 		c.Header("Location", location)
-		c.JSON(http.StatusCreated, toErasureResponse(r))
+		c.JSON(http.StatusCreated, out)
 	}
 }
 

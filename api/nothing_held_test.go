@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/crypto/dsse"
 )
@@ -73,6 +75,50 @@ func TestErasureOfASubjectWithNothingHeldSaysSo(t *testing.T) {
 		a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": "late-1"}, http.StatusCreated, &later)
 		if first.Outcome != "nothing_held" || later.Outcome != "erased" || later.ID == first.ID {
 			t.Fatalf("nothing held, then data: %+v then %+v", first, later)
+		}
+	})
+}
+
+// TestANothingHeldErasureFencesNothing tries the id of a subject never
+// seen (never-seen-999): its request is nothing_held, then an append
+// marking a value of that subject is 201 (it was once 409: the request
+// had fenced the id), a new request erases it (outcome erased, the subject
+// key in the certificate), and only then is marking a value of it 409,
+// with advice that never says to send the value unmarked. Both stores.
+func TestANothingHeldErasureFencesNothing(t *testing.T) {
+	onBothStores(t, func(t *testing.T, a *testAPI) {
+		tok := a.eraser("acme")
+		const subject = "never-seen-999"
+		marked := func() map[string]any {
+			return map[string]any{"events": []any{map[string]any{"id": uuid.NewString(), "type": "OrderPlaced", "data": map[string]any{"e": "eve@example.com"},
+				"pii": map[string]any{"/e": map[string]any{"subject": subject, "class": "email"}}}}}
+		}
+		var first erasureResponse
+		a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": subject}, http.StatusCreated, &first)
+		if first.Outcome != eventvault.OutcomeNothingHeld {
+			t.Fatalf("first request: %+v", first)
+		}
+		a.doJSON(http.MethodPost, "/v1/streams/order-101/events", tok, marked(), http.StatusCreated, nil)
+
+		var second erasureResponse
+		a.doJSON(http.MethodPost, "/v1/erasure-requests", tok, map[string]any{"subject": subject}, http.StatusCreated, &second)
+		if second.Outcome != eventvault.OutcomeErased || second.ID == first.ID {
+			t.Fatalf("a request after values were marked: %+v (the first was %s)", second, first.ID)
+		}
+		env, err := dsse.Parse(second.Certificate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cert eventvault.ErasureCertificate
+		if err := json.Unmarshal(env.Payload, &cert); err != nil {
+			t.Fatal(err)
+		}
+		if len(cert.DestroyedKeys) != 1 || cert.DestroyedKeys[0].Kind != "subject" {
+			t.Fatalf("the certificate destroyed %+v; want the subject key", cert.DestroyedKeys)
+		}
+		p := wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-102/events", tok, []byte(mustJSON(marked()))), http.StatusConflict, eventvault.ECONFLICT, "erased", "new subject id")
+		if strings.Contains(p.Detail, "or unmarked") || strings.Contains(p.Detail, "leave the value unmarked") {
+			t.Errorf("the 409 advises storing the value unmarked: %s", p.Detail)
 		}
 	})
 }

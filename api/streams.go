@@ -17,8 +17,10 @@ import (
 type appendRequest struct {
 	ExpectedVersion json.RawMessage `json:"expected_version"`
 	// Subject names the data subject who owns the stream; erasing the
-	// subject shreds it. Kept only as a pseudonym.
-	Subject string    `json:"subject"`
+	// subject shreds it. Kept only as a pseudonym. A pointer, so that a
+	// subject given empty (an application's unset variable) is refused
+	// rather than read as "no owner".
+	Subject *string   `json:"subject"`
 	Events  []eventIn `json:"events"`
 }
 
@@ -80,7 +82,15 @@ func (s *Server) appendEvents(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	res, err := s.events.AppendForSubject(c.Request.Context(), principal(c), stream, req.Subject, expected, events)
+	var subject string
+	if req.Subject != nil {
+		if err := eventvault.ValidateSubject(*req.Subject); err != nil {
+			s.writeError(c, err)
+			return
+		}
+		subject = *req.Subject
+	}
+	res, err := s.events.AppendForSubject(c.Request.Context(), principal(c), stream, subject, expected, events)
 	if err != nil {
 		s.writeError(c, err)
 		return

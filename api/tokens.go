@@ -13,8 +13,10 @@ import (
 )
 
 type tokenRequest struct {
-	Tenant string            `json:"tenant"`
-	Name   string            `json:"name"`
+	// Tenant and Name are pointers so that one given empty (an unset
+	// variable) is refused, not read as left out.
+	Tenant *string           `json:"tenant"`
+	Name   *string           `json:"name"`
 	Rules  []eventvault.Rule `json:"rules"`
 	// Policies name documents of the tenant (PUT /v1/policies/{name}).
 	Policies []string `json:"policies"`
@@ -64,11 +66,23 @@ func (s *Server) createToken(c *gin.Context) {
 		return
 	}
 	p := principal(c)
-	tenant := eventvault.TenantID(req.Tenant)
-	if tenant == "" {
-		tenant = p.Tenant
+	tenant := p.Tenant
+	if req.Tenant != nil {
+		if *req.Tenant == "" {
+			s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "tenant is empty: name the tenant the token is for, or leave tenant out for your own"))
+			return
+		}
+		tenant = eventvault.TenantID(*req.Tenant)
 	}
-	nr := auth.NewTokenRequest{Tenant: tenant, Name: req.Name, Rules: req.Rules, Policies: req.Policies}
+	var name string
+	if req.Name != nil {
+		if *req.Name == "" {
+			s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "name is empty: name the token after what will use it (such as \"billing-app\"), so that GET /v1/tokens tells it apart, or leave name out"))
+			return
+		}
+		name = *req.Name
+	}
+	nr := auth.NewTokenRequest{Tenant: tenant, Name: name, Rules: req.Rules, Policies: req.Policies}
 	if req.TTL != nil {
 		nr.TTL = time.Duration(*req.TTL)
 		if nr.TTL == 0 {

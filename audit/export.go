@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/crypto/pseudonym"
+	"github.com/eventvault/eventvault/policies"
 )
 
 // ExportRequest selects what ExportBundle writes. From and To are record
@@ -22,24 +24,61 @@ type ExportRequest struct {
 }
 
 // ValidateResource returns EINVALID unless r is a resource as records name
-// them: a kind of a-z and '_', a colon, then up to 200 printable ASCII
-// characters ("subject:9f2c…", "stream:order-7", "policy:app").
+// them: a kind, a colon, then a value of that kind, at most 200 bytes in
+// all ("subject:9f2c…", "stream:order-7", "token:tok_…", "policy:app",
+// "consumer:emails"). A subject is named only by its pseudonym (64
+// lower-case hex digits, crypto/pseudonym): anything else there may be a
+// subject id, which the export's own record and its header would keep for
+// ever. The kinds are closed for the same reason: a value of an unknown
+// kind could hold anything. No message echoes the value.
 func ValidateResource(r string) error {
 	kind, value, ok := strings.Cut(r, ":")
 	if !ok || kind == "" || value == "" || len(r) > 200 {
 		return eventvault.Errorf(eventvault.EINVALID, "resource must be <kind>:<value> as records name it, such as subject:<pseudonym hex> or stream:order-7, at most 200 bytes")
-	}
-	for i := 0; i < len(kind); i++ {
-		if c := kind[i]; !('a' <= c && c <= 'z' || c == '_') {
-			return eventvault.Errorf(eventvault.EINVALID, "resource must be <kind>:<value>; the kind is lower-case letters and '_'")
-		}
 	}
 	for i := 0; i < len(value); i++ {
 		if c := value[i]; c <= ' ' || c > '~' {
 			return eventvault.Errorf(eventvault.EINVALID, "resource holds a byte that no resource name has: printable ASCII only")
 		}
 	}
+	var err error
+	switch kind {
+	case "subject":
+		if !pseudonym.Valid(value) {
+			return eventvault.Errorf(eventvault.EINVALID, "resource subject:<value> takes the subject's pseudonym (%d lower-case hex digits), never the subject id: "+
+				"get it with POST /v1/audit/pseudonym {\"subject\": \"<id>\"} (the id in the body; its answer's resource is the filter to use)", pseudonym.Length)
+		}
+	case "stream":
+		err = eventvault.ValidateStream(eventvault.StreamName(value))
+	case "token":
+		if !validTokenID(value) {
+			err = eventvault.Errorf(eventvault.EINVALID, "a token id is tok_ and 16 lower-case hex digits, as GET /v1/tokens lists them")
+		}
+	case "policy":
+		err = policies.ValidateName(value)
+	case "consumer":
+		err = eventvault.ValidateConsumerName(value)
+	default:
+		return eventvault.Errorf(eventvault.EINVALID, "resource kind is not one records name: use subject, stream, token, policy or consumer (subject:<pseudonym hex>, stream:order-7)")
+	}
+	if err != nil {
+		return eventvault.Errorf(eventvault.EINVALID, "resource %s:<value>: %s", kind, eventvault.ErrorMessage(err))
+	}
 	return nil
+}
+
+// validTokenID reports whether id is a token id as auth issues them.
+func validTokenID(id string) bool {
+	hexPart, ok := strings.CutPrefix(id, "tok_")
+	if !ok || len(hexPart) != 16 {
+		return false
+	}
+	for i := 0; i < len(hexPart); i++ {
+		if c := hexPart[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // MaxExportRecords bounds one export; page through a longer log with From

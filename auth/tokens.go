@@ -299,7 +299,12 @@ func (s *Tokens) Authenticate(ctx context.Context, secret string) (eventvault.Pr
 	return p, nil
 }
 
-var errBadToken = eventvault.Errorf(eventvault.EUNAUTHORIZED, "the bearer token is not valid: check it was copied whole, or ask an admin for a new one")
+// errBadToken is the one answer for every token that authenticates
+// nothing: never issued, mistyped, revoked by an admin or by its tenant's
+// shred. It names every cause, so that it misleads none of those callers,
+// and tells none of them which (an unauthenticated caller learns nothing
+// about a token, a tenant or a shred).
+var errBadToken = eventvault.Errorf(eventvault.EUNAUTHORIZED, "the bearer token is not valid: it was never issued, was not copied whole, or was revoked (by an admin, or when its tenant was shredded). Ask an admin of your tenant for a new one")
 
 // Verifier is what the store keeps of a token: its verifier under the
 // Tokens' key (see Tokens.Key).

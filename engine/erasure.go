@@ -119,8 +119,9 @@ func (e *Erasure) clock() time.Time {
 
 // RequestErasure records and carries out an erasure request: it shreds
 // every stream the subject owns and issues a signed certificate. Asking
-// again for a subject already erased (with nothing new since) returns the
-// completed request; a subject under legal hold gets a rejected request with
+// again for a subject already erased (with nothing new since: no new
+// stream, no value marked since a request that found no subject key)
+// returns the completed request; a subject under legal hold gets a rejected request with
 // the hold's reason. A request interrupted by a failure stays received and
 // is resumed by asking again. created is true when this call recorded the
 // request (false when it returned or resumed the subject's existing one).
@@ -138,13 +139,20 @@ func (e *Erasure) RequestErasure(ctx context.Context, p eventvault.Principal, su
 		return eventvault.ErasureRequest{}, false, fmt.Errorf("streams of subject: %w", err)
 	}
 	latest, err := e.store.LatestErasureRequest(ctx, p.Tenant, ps)
+	// Values marked since a request that destroyed no subject key (it
+	// fenced nothing) give the subject a live key: a completed request
+	// does not cover them.
+	keyed, kerr := e.holdsSubjectKey(ctx, p.Tenant, ps)
+	if kerr != nil {
+		return eventvault.ErasureRequest{}, false, kerr
+	}
 	switch {
 	case err == nil && latest.State == eventvault.ErasureReceived:
 		req = latest // resume
 	case err == nil && latest.State == eventvault.ErasurePropagating:
 		req, err = e.advanceRequest(ctx, latest)
 		return req, false, err
-	case err == nil && latest.State == eventvault.ErasureCompleted && certificateCoversAll(latest, streams):
+	case err == nil && latest.State == eventvault.ErasureCompleted && certificateCoversAll(latest, streams) && !keyed:
 		return latest, false, nil
 	case err != nil && eventvault.ErrorCode(err) != eventvault.ENOTFOUND:
 		return eventvault.ErasureRequest{}, false, fmt.Errorf("earlier requests: %w", err)
@@ -270,8 +278,8 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 		cert.Statement = fmt.Sprintf("No data was held under this subject pseudonym in tenant %s when this request was carried out: nothing was erased. "+
 			"EventVault cannot tell a subject id the tenant never used from a misspelt one: check the id as it was sent.", req.Tenant)
 	} else {
-		cert.Statement = fmt.Sprintf("Every stream and personal value held under this subject pseudonym in tenant %s was crypto-shredded: %d streams, %d keys destroyed.",
-			req.Tenant, cert.StreamCount, len(cert.DestroyedKeys))
+		cert.Statement = fmt.Sprintf("Every stream and personal value held under this subject pseudonym in tenant %s was crypto-shredded: %s, %s destroyed.",
+			req.Tenant, count(cert.StreamCount, "stream", "streams"), count(len(cert.DestroyedKeys), "key", "keys"))
 	}
 	if wait, err := e.awaitConsumers(ctx, &req, &cert, shredded); err != nil || wait {
 		return req, err
@@ -279,8 +287,23 @@ func (e *Erasure) execute(ctx context.Context, req eventvault.ErasureRequest, st
 	return e.finish(ctx, req, cert)
 }
 
-// finish signs cert and completes req with it.
+// count is n with the noun in its number: "1 stream", "2 streams".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// finish signs cert and completes req with it. The consumer lists are
+// never null in what is signed: [] says that none acknowledged.
 func (e *Erasure) finish(ctx context.Context, req eventvault.ErasureRequest, cert eventvault.ErasureCertificate) (eventvault.ErasureRequest, error) {
+	if cert.ConsumersAcknowledged == nil {
+		cert.ConsumersAcknowledged = []eventvault.ConsumerAck{}
+	}
+	if cert.ConsumersRemoved == nil {
+		cert.ConsumersRemoved = []eventvault.ConsumerRemoval{}
+	}
 	payload, err := json.Marshal(cert)
 	if err != nil {
 		return eventvault.ErasureRequest{}, fmt.Errorf("erasure %s: certificate: %w", req.ID, err)

@@ -18,9 +18,29 @@ type SubjectKeyEvictor interface {
 // WithPIIErasure makes an erasure request (GDPR Art. 17) also destroy the
 // subject's key and every personal value stored under it, and fence the
 // pseudonym so that it never gets a key again; the certificate lists the
-// subject key. Without it an erasure shreds the subject's streams only.
+// subject key. A request that destroys no subject key (the subject never
+// had one) fences nothing: values marked for that id later take a key,
+// and a new request erases them. Without it an erasure shreds the
+// subject's streams only.
 func WithPIIErasure(store eventvault.PIIStore, keys SubjectKeyEvictor) ErasureOption {
 	return func(e *Erasure) { e.pii, e.piiKeys = store, keys }
+}
+
+// holdsSubjectKey reports whether the subject has a live key now: values
+// were marked for it since a request that found none, so that request's
+// certificate does not cover them.
+func (e *Erasure) holdsSubjectKey(ctx context.Context, tenant eventvault.TenantID, ps eventvault.Pseudonym) (bool, error) {
+	if e.pii == nil {
+		return false, nil
+	}
+	_, err := e.pii.SubjectKey(ctx, tenant, ps)
+	switch {
+	case err == nil:
+		return true, nil
+	case eventvault.ErrorCode(err) == eventvault.ENOTFOUND, eventvault.ErrorCode(err) == eventvault.EERASED:
+		return false, nil
+	}
+	return false, fmt.Errorf("subject key: %w", err)
 }
 
 // AuditSubjectKeyDestroyed is the action of the record of a subject key's

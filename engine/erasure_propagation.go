@@ -223,8 +223,8 @@ func (e *Erasure) completePropagated(ctx context.Context, req eventvault.Erasure
 		return req, fmt.Errorf("erasure %s: stored certificate: %w", req.ID, err)
 	}
 	applyPropagation(&cert, prop)
-	cert.Statement += fmt.Sprintf(" Its tombstone (global position %d) was acknowledged by %d registered consumers; %d were removed by an administrator before they acknowledged.",
-		prop.TombstonePosition, len(prop.Acks), len(prop.Removed))
+	cert.Statement += fmt.Sprintf(" Its tombstone (global position %d) was acknowledged by %s; %s removed by an administrator before acknowledging it.",
+		prop.TombstonePosition, count(len(prop.Acks), "registered consumer", "registered consumers"), count(len(prop.Removed), "was", "were"))
 	return e.finish(ctx, req, cert)
 }
 
@@ -255,15 +255,24 @@ func (e *Erasure) advanceRequest(ctx context.Context, req eventvault.ErasureRequ
 // PendingConsumer is a consumer an erasure still waits on, with its lag
 // behind the tombstone (positions).
 type PendingConsumer struct {
-	Name       string
+	Consumer   string
 	Checkpoint int64
 	Lag        int64
 }
+
+// maxPropagationLooks bounds how often Propagation moves a request on and
+// looks again because its pending consumers acknowledged or went away
+// while it looked.
+const maxPropagationLooks = 3
 
 // Propagation returns a request of the caller's tenant as it stands now
 // (moved on first, if consumers acknowledged) with its propagation: the
 // tombstone, who acknowledged, who was removed, and who is pending with
 // its lag behind the tombstone. prop is nil for a request without one.
+// The three agree: a propagating request has pending consumers, each
+// still behind the tombstone, and any other has none (a consumer that
+// acknowledged or was removed while this looked moves the request on,
+// and it looks again).
 // Errors: EFORBIDDEN without erase; ENOTFOUND.
 func (e *Erasure) Propagation(ctx context.Context, p eventvault.Principal, id uuid.UUID) (req eventvault.ErasureRequest, prop *eventvault.Propagation, pending []PendingConsumer, err error) {
 	if err := policies.Authorize(p, policies.Request{Tenant: p.Tenant, Action: policies.Erase}); err != nil {
@@ -275,24 +284,36 @@ func (e *Erasure) Propagation(ctx context.Context, p eventvault.Principal, id uu
 	if e.subs == nil {
 		return req, nil, nil, nil
 	}
-	if req.State == eventvault.ErasurePropagating {
-		if req, err = e.advanceRequest(ctx, req); err != nil {
+	for look := 1; ; look++ {
+		if req.State == eventvault.ErasurePropagating {
+			if req, err = e.advanceRequest(ctx, req); err != nil {
+				return req, nil, nil, err
+			}
+		}
+		pr, err := e.subs.Propagation(ctx, p.Tenant, id)
+		if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
+			return req, nil, nil, nil
+		}
+		if err != nil {
 			return req, nil, nil, err
 		}
-	}
-	pr, err := e.subs.Propagation(ctx, p.Tenant, id)
-	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
-		return req, nil, nil, nil
-	}
-	if err != nil {
-		return req, nil, nil, err
-	}
-	for _, name := range pr.Pending {
-		k, err := e.subs.Consumer(ctx, p.Tenant, name)
-		if err != nil {
-			continue // removed meanwhile
+		pending = nil
+		if req.State == eventvault.ErasurePropagating && !pr.Done {
+			for _, name := range pr.Pending {
+				k, err := e.subs.Consumer(ctx, p.Tenant, name)
+				if err != nil || k.Checkpoint > pr.TombstonePosition {
+					continue // removed, or acknowledged, meanwhile
+				}
+				pending = append(pending, PendingConsumer{Consumer: name, Checkpoint: k.Checkpoint, Lag: pr.TombstonePosition + 1 - k.Checkpoint})
+			}
 		}
-		pending = append(pending, PendingConsumer{Name: name, Checkpoint: k.Checkpoint, Lag: pr.TombstonePosition + 1 - k.Checkpoint})
+		if req.State != eventvault.ErasurePropagating || len(pending) > 0 || look == maxPropagationLooks {
+			return req, &pr, pending, nil
+		}
+		// Every consumer it waited on moved on while this looked (here
+		// or on another node): move the request on, and look again.
+		if req, err = e.store.ErasureRequest(ctx, p.Tenant, id); err != nil {
+			return req, nil, nil, fmt.Errorf("erasure request %s: %w", id, err)
+		}
 	}
-	return req, &pr, pending, nil
 }

@@ -171,6 +171,9 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 	// or be wrapped under a KEK version another node destroyed
 	// (ErrKEKRetired): a retry loads the stored key, or the newest KEK.
 	pii, err := e.preparePII(ctx, p.Tenant, events)
+	if errors.Is(err, eventvault.ErrTenantShredded) {
+		return eventvault.AppendResult{}, tenantShreddedConflict(p.Tenant, stream, err)
+	}
 	if err != nil {
 		return eventvault.AppendResult{}, err
 	}
@@ -201,6 +204,8 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 	switch {
 	case err == nil:
 		return res, nil
+	case errors.Is(err, eventvault.ErrTenantShredded):
+		return eventvault.AppendResult{}, tenantShreddedConflict(p.Tenant, stream, err)
 	case eventvault.ErrorCode(err) == eventvault.EERASED:
 		// The erasure fence: an erased stream never takes new events
 		// under a fresh key.
@@ -216,6 +221,16 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 		}
 	}
 	return eventvault.AppendResult{}, err
+}
+
+// tenantShreddedConflict is the ECONFLICT of an append to a stream of a
+// shredded tenant. No stream of it takes events again, old or new:
+// advising another stream, as for a shredded stream, would send the
+// caller round in circles.
+func tenantShreddedConflict(tenant eventvault.TenantID, stream eventvault.StreamName, cause error) error {
+	return &eventvault.Error{Code: eventvault.ECONFLICT, Err: cause,
+		Message: fmt.Sprintf("tenant %s was shredded: none of its streams, old or new, takes events again, and nothing was appended; its data is gone for good", tenant),
+		Fields:  map[string]any{"stream": string(stream), "tenant": string(tenant), "erased": true}}
 }
 
 // StateConflictMessage is the one answer to every conflict of a refused

@@ -193,5 +193,7 @@ func (e *Events) preparePII(ctx context.Context, tenant eventvault.TenantID, eve
 // an erased subject: the erasure fence of subjects.
 func subjectErasedConflict(cause error) error {
 	return &eventvault.Error{Code: eventvault.ECONFLICT, Err: cause, Fields: map[string]any{"erased": true},
-		Message: "a marked value belongs to a data subject who was erased: an erased subject never gets a new key under the same id, so nothing was appended; leave the value out or unmarked"}
+		Message: "a marked value belongs to a data subject who was erased: their key was destroyed, and an erased subject never gets a new key under the same id, so nothing was appended. " +
+			"Do not send the value unmarked instead, which would store personal data in clear: if the person is a data subject of yours again (a customer who came back after the erasure), " +
+			"give them a new subject id in your system and mark the value with it; if the value should not be kept, leave it out. Your DPO decides which"}
 }

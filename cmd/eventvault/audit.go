@@ -235,7 +235,7 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 	var req audit.ExportRequest
 	fs.Int64Var(&req.From, "from", 0, "first record index")
 	fs.Int64Var(&req.To, "to", 0, "record index after the last; 0: up to the latest checkpoint")
-	fs.StringVar(&req.Resource, "resource", "", "keep only the records about this resource (subject:<pseudonym hex>, stream:order-7)")
+	fs.StringVar(&req.Resource, "resource", "", "keep only the records about this resource (subject:<pseudonym hex>, never a subject id; stream:order-7, token:tok_…, policy:app, consumer:emails)")
 	fs.Int64Var(&req.OldSize, "old-size", 0, "size of a checkpoint you hold: adds the consistency proof from it")
 	out := fs.String("o", "", "write the bundle to this file instead of stdout")
 	storeAndRootFlags(fs, &c)

@@ -69,6 +69,25 @@ func (k *Key) Pseudonym(tenant eventvault.TenantID, subject string) eventvault.P
 	return eventvault.Pseudonym(hex.EncodeToString(m.Sum(nil)))
 }
 
+// Length is the length of a pseudonym: the lower-case hex of an
+// HMAC-SHA256, 64 characters.
+const Length = 2 * sha256.Size
+
+// Valid reports whether s has the form of a pseudonym: Length lower-case
+// hex digits. It tells a pseudonym from a subject id given in its place;
+// it says nothing of whether any subject has it.
+func Valid(s string) bool {
+	if len(s) != Length {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // field appends uint32 big-endian len(f) || f, so that no two lists of
 // fields give the same bytes (the encoding of crypto's AAD).
 func field(b []byte, f string) []byte {

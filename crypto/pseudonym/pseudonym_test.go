@@ -73,3 +73,22 @@ func TestKeyPrintsNoKeyBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestValidTellsAPseudonymFromASubjectId tries a pseudonym, then a
+// subject id, an empty string, one digit short, upper case and a non-hex
+// letter of the right length.
+func TestValidTellsAPseudonymFromASubjectId(t *testing.T) {
+	k, err := NewKey("test", make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := string(k.Pseudonym("acme", "jane.doe@example.com"))
+	if !Valid(ps) {
+		t.Fatalf("Valid(%q) = false for a pseudonym", ps)
+	}
+	for _, s := range []string{"jane.doe@example.com", "", ps[:Length-1], strings.ToUpper(ps), "g" + ps[1:]} {
+		if Valid(s) {
+			t.Errorf("Valid(%q) = true", s)
+		}
+	}
+}

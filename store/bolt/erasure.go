@@ -290,7 +290,7 @@ func checkTenantLive(tx *bbolt.Tx, op string, tenant eventvault.TenantID) error 
 		return err
 	}
 	if shredded {
-		return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: fmt.Sprintf("tenant %s was shredded: it never gets a key again", tenant)}
+		return eventvault.TenantShreddedError(op, tenant, nil)
 	}
 	return nil
 }
@@ -353,7 +353,12 @@ func noStream(op string, stream eventvault.StreamName) error {
 	return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("stream %s does not exist", stream)}
 }
 
-func streamShredded(op string, stream eventvault.StreamName) error {
+// streamShredded is the EERASED of a shredded stream; a stream of a
+// shredded tenant is refused as the tenant's (ErrTenantShredded).
+func streamShredded(tx *bbolt.Tx, op string, tenant eventvault.TenantID, stream eventvault.StreamName) error {
+	if err := checkTenantLive(tx, op, tenant); err != nil {
+		return err
+	}
 	return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: fmt.Sprintf("stream %s was shredded: its key is destroyed and it takes no new events", stream)}
 }
 

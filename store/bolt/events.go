@@ -56,7 +56,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			return err
 		}
 		if head.Shred != nil {
-			return streamShredded(op, req.Stream)
+			return streamShredded(tx, op, tenant, req.Stream)
 		}
 		if head.Key.ID != req.KeyID {
 			return &eventvault.Error{
@@ -129,7 +129,7 @@ func newStream(tx *bbolt.Tx, op string, tenant eventvault.TenantID, stream event
 	case err != nil:
 		return nil, streamRecord{}, err
 	case found && rec.Shred != nil:
-		return nil, streamRecord{}, streamShredded(op, stream)
+		return nil, streamRecord{}, streamShredded(tx, op, tenant, stream)
 	case found:
 		return nil, streamRecord{}, eventvault.StreamKeyExistsError(op, stream)
 	}

@@ -94,7 +94,7 @@ func (db *DB) StreamKey(ctx context.Context, tenant eventvault.TenantID, stream 
 			return err
 		}
 		if rec.Shred != nil {
-			return streamShredded(op, stream)
+			return streamShredded(tx, op, tenant, stream)
 		}
 		k = rec.Key.wrappedKey()
 		return nil
@@ -130,7 +130,7 @@ func (db *DB) CreateStreamKey(ctx context.Context, tenant eventvault.TenantID, s
 			return err
 		}
 		if found && rec.Shred != nil {
-			return streamShredded(op, stream)
+			return streamShredded(tx, op, tenant, stream)
 		}
 		if found {
 			stored = rec.Key.wrappedKey()

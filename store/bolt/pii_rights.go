@@ -93,8 +93,12 @@ func (db *DB) EraseSubjectPII(ctx context.Context, tenant eventvault.TenantID, s
 		if err != nil {
 			return err
 		}
-		if ok && r.ErasedAt != nil {
-			return nil // erased before: nothing more to destroy
+		if !ok || r.ErasedAt != nil {
+			// Erased before: nothing more to destroy. Never had a key:
+			// nothing to destroy, and no ciphertext for a new key to
+			// meet, so no fence either (a request that found nothing
+			// leaves the id free for data appended later).
+			return nil
 		}
 		out.KeyID = r.Key.ID
 		prefix := append([]byte(subject), 0)

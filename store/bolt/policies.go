@@ -24,7 +24,8 @@ func versionKey(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint
 
 // AddPolicyVersion stores v, one more than the name's latest version.
 // Errors: ECONFLICT if that version exists or the previous does not;
-// EINVALID for a malformed tenant.
+// EINVALID for a malformed tenant; EERASED wrapping ErrTenantShredded for
+// a shredded tenant.
 func (db *DB) AddPolicyVersion(ctx context.Context, v eventvault.PolicyVersion) error {
 	const op = "bolt.AddPolicyVersion"
 	if err := eventvault.ValidateTenant(v.Tenant); err != nil {
@@ -38,6 +39,9 @@ func (db *DB) AddPolicyVersion(ctx context.Context, v eventvault.PolicyVersion) 
 		return internal(op, err)
 	}
 	return db.update(ctx, op, func(tx *bbolt.Tx) error {
+		if err := checkTenantLive(tx, op, v.Tenant); err != nil {
+			return err
+		}
 		tb, err := tx.Bucket(bucketPolicies).CreateBucketIfNotExists([]byte(v.Tenant))
 		if err != nil {
 			return fmt.Errorf("create policies bucket of tenant %s: %w", v.Tenant, err)

@@ -14,7 +14,8 @@ import (
 // hash before any tenant is known.
 
 // CreateToken stores t. Errors: ECONFLICT if its id or hash exists;
-// EINVALID for an empty id or hash.
+// EINVALID for an empty id or hash; EERASED wrapping ErrTenantShredded for
+// a tenant's token of a shredded tenant.
 func (db *DB) CreateToken(ctx context.Context, t eventvault.Token) error {
 	const op = "bolt.CreateToken"
 	if t.ID == "" || len(t.Hash) == 0 {
@@ -25,6 +26,12 @@ func (db *DB) CreateToken(ctx context.Context, t eventvault.Token) error {
 		return internal(op, err)
 	}
 	return db.update(ctx, op, func(tx *bbolt.Tx) error {
+		if !t.Root {
+			// A shredded tenant takes no new token (root tokens stay).
+			if err := checkTenantLive(tx, op, t.Tenant); err != nil {
+				return err
+			}
+		}
 		tokens, ids := tx.Bucket(bucketTokens), tx.Bucket(bucketTokenIDs)
 		if tokens.Get(t.Hash) != nil || ids.Get([]byte(t.ID)) != nil {
 			return &eventvault.Error{Code: eventvault.ECONFLICT, Op: op, Message: fmt.Sprintf("a token with id %s or the same hash exists", t.ID)}

@@ -125,7 +125,8 @@ func mapPgError(op string, err error, pgErr *pgconn.PgError) error {
 		return e
 	}
 	if pgErr.Code == sqlErased {
-		return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: pgErr.Message, Err: cause}
+		// Raised only by the fence of shredded tenants (0003).
+		return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: pgErr.Message, Err: fmt.Errorf("%w: %w", eventvault.ErrTenantShredded, cause)}
 	}
 	if pgErr.Code == sqlConflict {
 		return &eventvault.Error{Code: eventvault.ECONFLICT, Op: op, Message: pgErr.Message, Err: cause}

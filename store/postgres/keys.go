@@ -91,7 +91,8 @@ func (db *DB) CreateTenantKey(ctx context.Context, tenant eventvault.TenantID, k
 }
 
 // StreamKey returns the stream's wrapped data key.
-// Errors: ENOTFOUND if the stream has no key yet; EERASED if it was shredded.
+// Errors: ENOTFOUND if the stream has no key yet; EERASED if it was
+// shredded, wrapping ErrTenantShredded if its tenant was.
 func (db *DB) StreamKey(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName) (eventvault.WrappedKey, error) {
 	const op = "postgres.StreamKey"
 	if err := validateStreamKey(tenant, stream); err != nil {
@@ -107,7 +108,40 @@ func (db *DB) StreamKey(ctx context.Context, tenant eventvault.TenantID, stream 
 	if err != nil {
 		return eventvault.WrappedKey{}, fmt.Errorf("stream key of %s: %w", stream, err)
 	}
-	return streamKeyResult(op, stream, k, found)
+	wk, err := streamKeyResult(op, stream, k, found)
+	if eventvault.ErrorCode(err) == eventvault.EERASED {
+		// Shredded (rare): alone, or with its tenant, which a caller
+		// must not be told to work around with another stream.
+		if shredded, terr := db.tenantShredded(ctx, tenant); terr != nil {
+			return eventvault.WrappedKey{}, terr
+		} else if shredded {
+			return eventvault.WrappedKey{}, eventvault.TenantShreddedError(op, tenant, err)
+		}
+	}
+	return wk, err
+}
+
+const tenantShreddedSQL = `SELECT shredded_at IS NOT NULL FROM tenants WHERE tenant_id = $1`
+
+// tenantShredded reports whether tenant was shredded (false for a tenant
+// without a row).
+func (db *DB) tenantShredded(ctx context.Context, tenant eventvault.TenantID) (bool, error) {
+	var shredded bool
+	err := db.run(ctx, txSpec{op: "postgres.tenantShredded", scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(tenantShreddedSQL, tenant).QueryRow(func(r pgx.Row) error {
+			err := r.Scan(&shredded)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			return err
+		})
+		return t.send(ctx, b, true)
+	})
+	if err != nil {
+		return false, fmt.Errorf("shred state of tenant %s: %w", tenant, err)
+	}
+	return shredded, nil
 }
 
 // CreateStreamKey stores k as the stream's key unless the stream has one,

@@ -73,19 +73,17 @@ const restrictionSQL = `SELECT reason, placed_at, placed_by FROM pii_restriction
 // eraseSubjectKeySQL destroys the key (or fences a subject that never had
 // one) and returns the id destroyed; it returns no row for a subject erased
 // before.
+// eraseSubjectKeySQL destroys the subject's live key and returns its id;
+// it returns no row for a subject without one (erased before, or never
+// given a key), and then writes nothing: a subject that never had a key
+// is not fenced (fenceSubjectSQL fences one for ReapplyErasures).
 const eraseSubjectKeySQL = `WITH old AS (
 	SELECT key_id FROM subject_keys WHERE tenant_id = $1 AND subject = $2 AND erased_at IS NULL FOR UPDATE
-), upd AS (
-	UPDATE subject_keys k SET key_id = NULL, key_version = NULL, kek_version = NULL, wrapped_key = NULL, created_at = NULL,
-		erased_at = $3, erased_key_id = old.key_id
-	FROM old WHERE k.tenant_id = $1 AND k.subject = $2
-	RETURNING old.key_id
-), ins AS (
-	INSERT INTO subject_keys (tenant_id, subject, erased_at) VALUES ($1, $2, $3)
-	ON CONFLICT (tenant_id, subject) DO NOTHING
-	RETURNING NULL::uuid AS key_id
 )
-SELECT key_id FROM upd UNION ALL SELECT key_id FROM ins`
+UPDATE subject_keys k SET key_id = NULL, key_version = NULL, kek_version = NULL, wrapped_key = NULL, created_at = NULL,
+	erased_at = $3, erased_key_id = old.key_id
+FROM old WHERE k.tenant_id = $1 AND k.subject = $2
+RETURNING old.key_id`
 
 const deleteSubjectPIISQL = `DELETE FROM pii_values WHERE tenant_id = $1 AND subject = $2`
 

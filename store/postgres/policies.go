@@ -31,7 +31,8 @@ const listPoliciesSQL = `SELECT ` + policyColumns + ` FROM (
 
 // AddPolicyVersion stores v, one more than the name's latest version.
 // Errors: ECONFLICT if that version exists or the previous one does not
-// (a concurrent write won); EINVALID for a malformed tenant.
+// (a concurrent write won); EINVALID for a malformed tenant; EERASED
+// wrapping ErrTenantShredded for a shredded tenant.
 func (db *DB) AddPolicyVersion(ctx context.Context, v eventvault.PolicyVersion) error {
 	const op = "postgres.AddPolicyVersion"
 	if err := eventvault.ValidateTenant(v.Tenant); err != nil {
@@ -46,6 +47,7 @@ func (db *DB) AddPolicyVersion(ctx context.Context, v eventvault.PolicyVersion) 
 	}
 	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: v.Tenant}}, func(ctx context.Context, t *txn) error {
 		b := &pgx.Batch{}
+		b.Queue(tenantLiveSQL, string(v.Tenant))
 		// One statement, so that nothing is written when the previous
 		// version is missing: a check in its own statement of the batch
 		// would fail only after the batch's COMMIT had run.
@@ -59,6 +61,9 @@ func (db *DB) AddPolicyVersion(ctx context.Context, v eventvault.PolicyVersion) 
 	})
 	if eventvault.ErrorCode(err) == eventvault.ECONFLICT {
 		return &eventvault.Error{Code: eventvault.ECONFLICT, Op: op, Message: fmt.Sprintf("version %d of policy %s exists already", v.Version, v.Name), Err: err}
+	}
+	if errors.Is(err, eventvault.ErrTenantShredded) {
+		return eventvault.TenantShreddedError(op, v.Tenant, err)
 	}
 	if err != nil {
 		return fmt.Errorf("add version %d of policy %s: %w", v.Version, v.Name, err)

@@ -86,6 +86,28 @@ func (db *DB) fenceStream(ctx context.Context, tenant eventvault.TenantID, s Shr
 	return nil
 }
 
+// fenceSubjectSQL writes the erasure fence of a subject this database
+// holds no key for: an erased key row, with no key (0009's CHECKs allow
+// it; its triggers refuse it for a shredded tenant).
+const fenceSubjectSQL = `INSERT INTO subject_keys (tenant_id, subject, erased_at) VALUES ($1, $2, $3)
+	ON CONFLICT (tenant_id, subject) DO NOTHING`
+
+// fenceSubject records s as erased here: EraseSubjectPII fences only a
+// subject whose key it destroys, and a subject erased in the live
+// database may have had its key only there (given after the backup).
+func (db *DB) fenceSubject(ctx context.Context, tenant eventvault.TenantID, s ErasedSubject) error {
+	err := db.run(ctx, txSpec{op: "postgres.fenceSubject", scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(ensureTenantSQL, tenant)
+		b.Queue(fenceSubjectSQL, tenant, string(s.Subject), stampOrNow(s.ErasedAt))
+		return t.send(ctx, b, true)
+	})
+	if err != nil {
+		return fmt.Errorf("fence subject %s: %w", s.Subject, err)
+	}
+	return nil
+}
+
 // ensureTenant writes the tenant's row if it is missing.
 func (db *DB) ensureTenant(ctx context.Context, tenant eventvault.TenantID) error {
 	err := db.run(ctx, txSpec{op: "postgres.ensureTenant", scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
@@ -277,8 +299,15 @@ func (db *DB) ReapplyErasures(ctx context.Context, from *DB, log func(format str
 			if erased[s.Subject] || !here.ShreddedAt.IsZero() {
 				continue
 			}
-			if _, err := db.EraseSubjectPII(ctx, tenant, s.Subject, s.ErasedAt); err != nil {
+			se, err := db.EraseSubjectPII(ctx, tenant, s.Subject, s.ErasedAt)
+			if err != nil {
 				return n, err
+			}
+			if se.KeyID == uuid.Nil {
+				// No key here (given after the backup): fenced all the same.
+				if err := db.fenceSubject(ctx, tenant, s); err != nil {
+					return n, err
+				}
 			}
 			n.SubjectsErased++
 			log("tenant %s subject %s: key and personal values erased (as at %s)", tenant, s.Subject, s.ErasedAt.Format(time.RFC3339))

@@ -12,6 +12,12 @@ import (
 	"github.com/eventvault/eventvault"
 )
 
+// tenantLiveSQL raises EV410 (EERASED, ErrTenantShredded) for a shredded
+// tenant (0003's function); FOR SHARE waits for a shred in progress, then
+// sees it. A tenant without a row yet is live, and the query returns
+// nothing.
+const tenantLiveSQL = `SELECT eventvault_check_tenant_live(tenant_id, shredded_at) FROM tenants WHERE tenant_id = $1 FOR SHARE`
+
 const insertTokenSQL = `INSERT INTO api_tokens (id, token_hash, tenant_id, name, root, rules, created_at, expires_at, policies)
 	VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8, $9)`
 
@@ -44,11 +50,18 @@ func (db *DB) CreateToken(ctx context.Context, t eventvault.Token) error {
 	sc := scope{tenant: t.Tenant, admin: t.Root}
 	err = db.run(ctx, txSpec{op: op, scope: sc}, func(ctx context.Context, tx *txn) error {
 		b := &pgx.Batch{}
+		if !t.Root {
+			// A shredded tenant takes no new token (root tokens stay).
+			b.Queue(tenantLiveSQL, string(t.Tenant))
+		}
 		b.Queue(insertTokenSQL, t.ID, t.Hash, string(t.Tenant), t.Name, t.Root, string(rulesJSON), nullTime(t.CreatedAt), nullTime(t.ExpiresAt), policyNames(t.Policies))
 		return tx.send(ctx, b, true)
 	})
 	if eventvault.ErrorCode(err) == eventvault.ECONFLICT {
 		return &eventvault.Error{Code: eventvault.ECONFLICT, Op: op, Message: fmt.Sprintf("a token with id %s or the same hash exists already", t.ID), Err: err}
+	}
+	if errors.Is(err, eventvault.ErrTenantShredded) {
+		return eventvault.TenantShreddedError(op, t.Tenant, err)
 	}
 	if err != nil {
 		return fmt.Errorf("create token %s: %w", t.ID, err)

@@ -93,15 +93,16 @@ func (db *DB) DeleteToken(ctx context.Context, tenant eventvault.TenantID, id st
 		b.Queue(deleteTokenSQL, string(tenant), id).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&n)
 		})
-		// Not committed with the delete: a revoke of nothing must not
-		// commit ctx's audit record saying it was done.
 		if err := t.send(ctx, b, false); err != nil {
 			return err
 		}
 		if n == 0 {
+			// Rolled back, with the revocation's audit record: the id of
+			// a token that does not exist (which may be anything a
+			// caller typed, a subject id too) is never recorded.
 			return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("tenant %s has no token %s", tenant, eventvault.Truncate(id, 40))}
 		}
-		return nil // committed by run, with the audit record
+		return nil
 	})
 	if eventvault.ErrorCode(err) == eventvault.ENOTFOUND {
 		return err

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -83,6 +84,37 @@ func testShredTenant(t *testing.T, open opener) {
 		}
 		if _, err := h.store.StreamKey(h.ctx, tenantA, "order-new"); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
 			t.Errorf("StreamKey of a stream refused a key = %v, want ENOTFOUND", err)
+		}
+	})
+	t.Run("the tenant takes no token or policy, and every refusal names the tenant", func(t *testing.T) {
+		h := h.sub(t)
+		tenantShredded := func(what string, err error) {
+			t.Helper()
+			if eventvault.ErrorCode(err) != eventvault.EERASED || !errors.Is(err, eventvault.ErrTenantShredded) {
+				t.Errorf("%s of a shredded tenant = %v; want EERASED wrapping ErrTenantShredded", what, err)
+			}
+		}
+		tenantShredded("CreateToken", h.store.CreateToken(h.ctx, newToken(tenantA, "late", false, nil)))
+		tenantShredded("AddPolicyVersion", h.store.AddPolicyVersion(h.ctx, policyVersion(tenantA, "late", 1, "permit (principal, action, resource);")))
+		_, err := h.store.StreamKey(h.ctx, tenantA, "order-1")
+		tenantShredded("StreamKey of a stream", err)
+		_, err = h.store.CreateStreamKey(h.ctx, tenantA, "order-newer", newStreamKey())
+		tenantShredded("CreateStreamKey of a new stream", err)
+		_, err = h.store.CreateTenantKey(h.ctx, tenantA, newTenantKey())
+		tenantShredded("CreateTenantKey", err)
+		// Another tenant takes them; a stream shredded alone is not its
+		// tenant's shred.
+		if err := h.store.CreateToken(h.ctx, newToken(tenantB, "b", false, nil)); err != nil {
+			t.Errorf("CreateToken of another tenant: %v", err)
+		}
+		if err := h.store.AddPolicyVersion(h.ctx, policyVersion(tenantB, "b", 1, "permit (principal, action, resource);")); err != nil {
+			t.Errorf("AddPolicyVersion of another tenant: %v", err)
+		}
+		kb := h.streamKey(tenantB, "order-alone")
+		h.mustAppend(tenantB, "order-alone", kb.ID, eventvault.ExpectNoStream, newEvents(1))
+		h.shred(tenantB, "order-alone", false, stamp())
+		if _, err := h.store.StreamKey(h.ctx, tenantB, "order-alone"); eventvault.ErrorCode(err) != eventvault.EERASED || errors.Is(err, eventvault.ErrTenantShredded) {
+			t.Errorf("StreamKey of a stream shredded alone = %v; want EERASED, not its tenant's", err)
 		}
 	})
 	t.Run("reads show envelopes with the time of each shred", func(t *testing.T) {

@@ -279,12 +279,21 @@ func testPII(t *testing.T, open opener) {
 		if again, err := h.store.EraseSubjectPII(h.ctx, tenantA, dave, time.Now()); err != nil || again != (eventvault.SubjectErasure{}) {
 			t.Fatalf("erasing again: %+v, %v; want nothing destroyed", again, err)
 		}
-		// A subject that never had a key is fenced all the same.
-		if _, err := h.store.EraseSubjectPII(h.ctx, tenantA, "p-never", time.Now()); err != nil {
-			t.Fatal(err)
+		// A subject that never had a key has nothing destroyed and is not
+		// fenced: an id under which nothing was held takes a key later
+		// (and an erasure after that destroys it, and fences it).
+		if e, err := h.store.EraseSubjectPII(h.ctx, tenantA, "p-never", time.Now()); err != nil || e != (eventvault.SubjectErasure{}) {
+			t.Fatalf("EraseSubjectPII of a subject without a key: %+v, %v; want nothing destroyed", e, err)
+		}
+		if states, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{"p-never"}); err != nil || len(states) != 0 {
+			t.Fatalf("SubjectStates after erasing a subject without a key: %+v, %v; want no row (no fence)", states, err)
+		}
+		later := h.subjectKey(tenantA, "p-never")
+		if e, err := h.store.EraseSubjectPII(h.ctx, tenantA, "p-never", time.Now()); err != nil || e.KeyID != later.ID {
+			t.Fatalf("EraseSubjectPII of the key given later: %+v, %v; want key %s destroyed", e, err, later.ID)
 		}
 		if _, err := h.store.CreateSubjectKey(h.ctx, tenantA, "p-never", newSubjectKey()); eventvault.ErrorCode(err) != eventvault.EERASED {
-			t.Fatalf("CreateSubjectKey of a subject erased before it had a key: %v, want EERASED", err)
+			t.Fatalf("CreateSubjectKey after its key was erased: %v, want EERASED", err)
 		}
 		// Tenant B's subject of the same pseudonym is another subject.
 		h.subjectKey(tenantB, dave)
