@@ -38,7 +38,7 @@ func testAFieldNamingASubjectOrANameIsNeverEmpty(t *testing.T, a *testAPI) {
 		{"restriction lift subject", "DELETE", "/v1/restrictions", `{"subject":""}`, "subject is empty"},
 		{"pseudonym subject", "POST", "/v1/audit/pseudonym", `{"subject":""}`, "subject is empty"},
 		{"token tenant", "POST", "/v1/tokens", `{"tenant":"","name":"n"}`, "tenant is empty"},
-		{"token name", "POST", "/v1/tokens", `{"name":""}`, "name is empty"},
+		{"token name", "POST", "/v1/tokens", `{"name":""}`, "name is missing"},
 		{"token policy name", "POST", "/v1/tokens", `{"name":"n","policies":[""]}`, ""},
 		{"subscription category", "PUT", "/v1/subscriptions/s1", `{"filter":{"categories":[""]}}`, ""},
 		{"subscription type", "PUT", "/v1/subscriptions/s1", `{"filter":{"types":[""]}}`, ""},
@@ -62,7 +62,8 @@ func testAFieldNamingASubjectOrANameIsNeverEmpty(t *testing.T, a *testAPI) {
 	// that names a subject makes it the owner.
 	a.doJSON(http.MethodPost, "/v1/streams/order-99/events", admin, map[string]any{"expected_version": "no_stream", "subject": "someone", "events": []any{event("A", 1)}}, http.StatusCreated, nil)
 	wantProblem(t, a.do(http.MethodPost, "/v1/streams/order-99/events", admin, []byte(`{"subject":"someone-else","events":[`+ev()+`]}`)), http.StatusConflict, eventvault.ECONFLICT)
-	// Left out, the subject and the token's name and tenant are optional.
+	// Left out, the subject and the token's tenant are optional; its name
+	// is required (TestTokenLifecycle).
 	a.doJSON(http.MethodPost, "/v1/streams/order-97/events", admin, map[string]any{"events": []any{event("A", 1)}}, http.StatusCreated, nil)
-	a.doJSON(http.MethodPost, "/v1/tokens", admin, map[string]any{}, http.StatusCreated, nil)
+	a.doJSON(http.MethodPost, "/v1/tokens", admin, map[string]any{"name": "n"}, http.StatusCreated, nil)
 }

@@ -74,12 +74,8 @@ func (s *Server) createToken(c *gin.Context) {
 		}
 		tenant = eventvault.TenantID(*req.Tenant)
 	}
-	var name string
+	var name string // required: auth.Issue refuses it empty or left out
 	if req.Name != nil {
-		if *req.Name == "" {
-			s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "name is empty: name the token after what will use it (such as \"billing-app\"), so that GET /v1/tokens tells it apart, or leave name out"))
-			return
-		}
 		name = *req.Name
 	}
 	nr := auth.NewTokenRequest{Tenant: tenant, Name: name, Rules: req.Rules, Policies: req.Policies}
