@@ -14,8 +14,9 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/eventvault
 
+# RUN_FLAGS adds server flags, such as RUN_FLAGS='-listen 127.0.0.1:8090'.
 run:
-	$(GO) run ./cmd/eventvault server -dev
+	$(GO) run ./cmd/eventvault server -dev $(RUN_FLAGS)
 
 # go vet and staticcheck (its default checks); the first run downloads and
 # builds staticcheck, a few minutes, then the Go build cache keeps it.
