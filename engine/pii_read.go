@@ -198,21 +198,18 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			}
 			lastShape, lastActs = key, memo
 			copy(acts[bases[i]:], memo)
+		} else {
 			for k, en := range ep.entries {
-				if memo[k] != fieldRedact && !ep.values[k].fresh(en, subs[subBases[i]+en.subjectIndex].state.Generation) {
-					missing = append(missing, en.Token)
+				ps := subs[subBases[i]+en.subjectIndex]
+				if !ps.known || len(ps.state.Key.Ciphertext) == 0 {
+					acts[bases[i]+k] = fieldErased
+					continue
 				}
+				acts[bases[i]+k] = decide(piiField{stream: events[i].Stream, eventType: events[i].Type, pointer: en.Pointer, class: en.Class, subject: en.Subject, restricted: ps.state.Restricted})
 			}
-			continue
 		}
 		for k, en := range ep.entries {
-			ps, j := subs[subBases[i]+en.subjectIndex], bases[i]+k
-			if !ps.known || len(ps.state.Key.Ciphertext) == 0 {
-				acts[j] = fieldErased
-				continue
-			}
-			acts[j] = decide(piiField{stream: events[i].Stream, eventType: events[i].Type, pointer: en.Pointer, class: en.Class, subject: en.Subject, restricted: ps.state.Restricted})
-			if acts[j] != fieldRedact && !ep.values[k].fresh(en, ps.state.Generation) {
+			if a := acts[bases[i]+k]; a != fieldRedact && a != fieldErased && !ep.values[k].fresh(en, subs[subBases[i]+en.subjectIndex].state.Generation) {
 				missing = append(missing, en.Token)
 			}
 		}

@@ -146,16 +146,6 @@ var piiWorkload = workload{
 	clients:    func(c Config) int { return c.StreamReaders },
 	perRequest: func(c Config) int { return c.StreamEvents },
 	workers: func(t target, c Config, _ *prepared) []op {
-		ops := make([]op, c.StreamReaders)
-		for i := range ops {
-			ops[i] = func(ctx context.Context) (int, error) {
-				n, err := t.readStream(ctx, piiStreamName, 0, c.StreamEvents)
-				if err == nil && n != c.StreamEvents {
-					err = fmt.Errorf("read %s: %d events, want %d", piiStreamName, n, c.StreamEvents)
-				}
-				return n, err
-			}
-		}
-		return ops
+		return streamReaders(t, c, piiStreamName)
 	},
 }

@@ -110,17 +110,7 @@ var workloads = []workload{
 		clients:    func(c Config) int { return c.StreamReaders },
 		perRequest: func(c Config) int { return c.StreamEvents },
 		workers: func(t target, c Config, _ *prepared) []op {
-			ops := make([]op, c.StreamReaders)
-			for i := range ops {
-				ops[i] = func(ctx context.Context) (int, error) {
-					n, err := t.readStream(ctx, readStreamName, 0, c.StreamEvents)
-					if err == nil && n != c.StreamEvents {
-						err = fmt.Errorf("read %s: %d events, want %d", readStreamName, n, c.StreamEvents)
-					}
-					return n, err
-				}
-			}
-			return ops
+			return streamReaders(t, c, readStreamName)
 		},
 	},
 	{
@@ -205,4 +195,20 @@ func newData(size int, seed uint64) []byte {
 		b = append(b, letters[r.IntN(len(letters))])
 	}
 	return append(b, `"}`...)
+}
+
+// streamReaders are c.StreamReaders ops, each reading stream whole from
+// its start (c.StreamEvents events) per request.
+func streamReaders(t target, c Config, stream string) []op {
+	ops := make([]op, c.StreamReaders)
+	for i := range ops {
+		ops[i] = func(ctx context.Context) (int, error) {
+			n, err := t.readStream(ctx, stream, 0, c.StreamEvents)
+			if err == nil && n != c.StreamEvents {
+				err = fmt.Errorf("read %s: %d events, want %d", stream, n, c.StreamEvents)
+			}
+			return n, err
+		}
+	}
+	return ops
 }
