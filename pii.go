@@ -165,8 +165,14 @@ type PIIStore interface {
 	CreateSubjectKey(ctx context.Context, tenant TenantID, subject Pseudonym, k WrappedKey) (WrappedKey, error)
 	// SubjectStates returns, in one round trip, the key, restriction and
 	// generation of each subject that has a key row; an erased subject's
-	// state has a zero Key. Subjects without a key row are left out.
-	SubjectStates(ctx context.Context, tenant TenantID, subjects []Pseudonym) (map[Pseudonym]SubjectKeyState, error)
+	// state has a zero Key. Subjects without a key row are left out. It
+	// also returns the tenant's PII generation they were read at: a value
+	// that moves on, on every node, with any change to a key row that
+	// exists (an erasure, a re-wrap, a rectification) or to a restriction,
+	// but not with a new subject's key. The states still hold for a page
+	// whose PIIGeneration (StreamPage, AllPage) is the same; a subject they
+	// leave out is to be asked for again.
+	SubjectStates(ctx context.Context, tenant TenantID, subjects []Pseudonym) (map[Pseudonym]SubjectKeyState, int64, error)
 	// PIIValues returns, in one round trip, the current version of each
 	// token's value that is held and the key and restriction of every
 	// subject they belong to. Unknown tokens are left out.

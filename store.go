@@ -302,6 +302,11 @@ type StreamPage struct {
 	// purged) with their envelopes only.
 	ShreddedAt time.Time
 	Events     []StoredEvent
+	// PIIGeneration is the tenant's generation of its data subjects'
+	// states on the snapshot the page was read on (see PIIStore
+	// SubjectStates): states read at the same generation still hold for
+	// the page.
+	PIIGeneration int64
 }
 
 // AllPage is a page of a tenant's events in global order, with the keys of
@@ -314,6 +319,8 @@ type AllPage struct {
 	// below it is committed, and a read from beyond it would skip whatever
 	// commits below its start (0 for a tenant without events).
 	Next int64
+	// PIIGeneration is as StreamPage's.
+	PIIGeneration int64
 }
 
 // EventStore appends and reads sealed events. Within a tenant, global

@@ -37,7 +37,7 @@ import (
 // each time, as without the cache).
 const (
 	valueCacheBytes      = 64 << 20 // plaintext and ciphertext bytes, all subjects
-	valueCachePerSubject = 4096     // values per subject
+	valueCachePerSubject = 4096     // values and data (KeepData) per subject
 )
 
 // KeptValue is a value a SubjectCipher opened and keeps, with everything
@@ -91,6 +91,77 @@ type openedValues struct {
 	dead   bool  // the key was evicted: keep nothing more
 	bytes  int64
 	m      map[string]*KeptValue // by token
+	// data is what callers made of the values and keep with them
+	// (KeepData), by the caller's id.
+	data map[string]*KeptData
+}
+
+// KeptData is plaintext a caller made from values this cipher opened (an
+// event's data with the subject's values in their places), kept with them:
+// the same budget, generation and lifetime as a KeptValue (subjectvalues.go
+// head), so that it dies with the key and with a rectification. A caller
+// holds it as a hint (Data); it holds the plaintext only while the cipher
+// keeps it, and prints nothing of it.
+type KeptData struct {
+	owner *openedValues
+	gen   int64
+	id    string
+	data  atomic.Pointer[[]byte] // nil once dropped
+}
+
+// String prints no data.
+func (k *KeptData) String() string { return "crypto.KeptData" }
+
+// KeepData keeps data, made at subject generation gen from values this
+// cipher opened at gen, under the caller's id (which must name everything
+// data was made from besides the values: the event, what each value shows).
+// It keeps a copy. It returns the KeptData to pass to Data, or nil if
+// nothing was kept (the budget or the subject's bound is spent, the key
+// evicted, or a newer generation seen).
+func (c *SubjectCipher) KeepData(gen int64, id string, data []byte) *KeptData {
+	o := c.values
+	size := int64(len(data) + len(id) + 96)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.budget == nil || o.dead || gen < o.gen {
+		return nil
+	}
+	if gen > o.gen {
+		o.dropLocked()
+		o.gen = gen
+	}
+	if k, ok := o.data[id]; ok {
+		return k // a concurrent reader kept it (live: a drop empties the map)
+	}
+	if len(o.m)+len(o.data) >= valueCachePerSubject {
+		return nil
+	}
+	if o.budget.Add(-size) < 0 {
+		o.budget.Add(size)
+		return nil
+	}
+	if o.data == nil {
+		o.data = map[string]*KeptData{}
+	}
+	k := &KeptData{owner: o, gen: gen, id: id}
+	data = bytes.Clone(data) // its own memory: nothing else's plaintext kept alive with it
+	k.data.Store(&data)
+	o.data[id] = k
+	o.bytes += size
+	return k
+}
+
+// Data returns what hint keeps if this cipher keeps it, for id, at
+// generation gen; else false. The slice is shared: never modify it.
+func (c *SubjectCipher) Data(gen int64, id string, hint *KeptData) ([]byte, bool) {
+	if hint == nil || hint.owner != c.values || hint.gen != gen || hint.id != id {
+		return nil, false
+	}
+	d := hint.data.Load()
+	if d == nil {
+		return nil, false
+	}
+	return *d, true
 }
 
 func (o *openedValues) get(gen int64, ref PIIRef, sealed []byte) (*KeptValue, []byte, bool) {
@@ -118,7 +189,7 @@ func (o *openedValues) put(gen int64, ref PIIRef, sealed, value []byte) *KeptVal
 		}
 		return nil
 	}
-	if len(o.m) >= valueCachePerSubject {
+	if len(o.m)+len(o.data) >= valueCachePerSubject {
 		return nil
 	}
 	if o.budget.Add(-size) < 0 {
@@ -161,7 +232,10 @@ func (o *openedValues) dropLocked() {
 	for _, k := range o.m {
 		k.value.Store(nil)
 	}
-	o.m = nil
+	for _, k := range o.data {
+		k.data.Store(nil)
+	}
+	o.m, o.data = nil, nil
 	if o.budget != nil {
 		o.budget.Add(o.bytes)
 	}
@@ -171,7 +245,7 @@ func (o *openedValues) dropLocked() {
 func (o *openedValues) len() int {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	return len(o.m)
+	return len(o.m) + len(o.data)
 }
 
 // OpenValueAt is OpenValue for a read that saw the subject at generation
@@ -217,7 +291,7 @@ func (s *SubjectKeys) CachedValues(tenant eventvault.TenantID, subject eventvaul
 }
 
 // KeepsValue reports whether the cache keeps, with the subject's key, an
-// opened value that contains needle: for tests that look for a canary
+// opened value or data made from them (KeepData) that contains needle: for tests that look for a canary
 // value in every cache after an erasure or a rectification.
 func (s *SubjectKeys) KeepsValue(tenant eventvault.TenantID, subject eventvault.Pseudonym, needle []byte) bool {
 	e, ok := s.k.cache.Peek(cacheKey{kind: cacheSubject, tenant: tenant, subject: subject})
@@ -229,6 +303,11 @@ func (s *SubjectKeys) KeepsValue(tenant eventvault.TenantID, subject eventvault.
 	defer o.mu.RUnlock()
 	for _, k := range o.m {
 		if v := k.value.Load(); v != nil && bytes.Contains(*v, needle) {
+			return true
+		}
+	}
+	for _, k := range o.data {
+		if d := k.data.Load(); d != nil && bytes.Contains(*d, needle) {
 			return true
 		}
 	}

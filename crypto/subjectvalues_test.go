@@ -153,3 +153,68 @@ func TestKeptValuesUnderConcurrentReadsAndEviction(t *testing.T) {
 		t.Fatalf("after eviction: %d kept, budget %d", c.values.len(), c.values.budget.Load())
 	}
 }
+
+// TestKeptDataDiesWithTheKey keeps data made from a subject's values and
+// asks for it back as a caller that got something wrong would: with
+// another id, at another generation, from another subject's cipher; after a
+// newer generation (a rectification) and after the key's eviction: only the
+// very id, generation and cipher are served, a hint held elsewhere then
+// holds nothing, the copy is the cipher's own and a cipher outside the
+// cache keeps none.
+func TestKeptDataDiesWithTheKey(t *testing.T) {
+	c, _ := newTestSubjectCipher(t, "acme", "p-alice")
+	other, _ := newTestSubjectCipher(t, "acme", "p-bob")
+	budget := new(atomic.Int64)
+	budget.Store(valueCacheBytes)
+	c.values.budget, other.values.budget = budget, budget
+	data := []byte(`{"email":"jane@example.com"}`)
+	k := c.KeepData(3, "event-1/decrypt", data)
+	if k == nil {
+		t.Fatal("nothing kept")
+	}
+	copy(data, "XXXXXXXXXXXX") // the caller's buffer, reused
+	if got, ok := c.Data(3, "event-1/decrypt", k); !ok || string(got) != `{"email":"jane@example.com"}` {
+		t.Fatalf("kept data: %q, %v; want the data as kept, not the caller's buffer", got, ok)
+	}
+	for name, ask := range map[string]func() bool{
+		"another id":            func() bool { _, ok := c.Data(3, "event-1/mask", k); return ok },
+		"an older generation":   func() bool { _, ok := c.Data(2, "event-1/decrypt", k); return ok },
+		"a newer generation":    func() bool { _, ok := c.Data(4, "event-1/decrypt", k); return ok },
+		"another subject's key": func() bool { _, ok := other.Data(3, "event-1/decrypt", k); return ok },
+		"no hint":               func() bool { _, ok := c.Data(3, "event-1/decrypt", nil); return ok },
+	} {
+		if ask() {
+			t.Errorf("kept data served for %s", name)
+		}
+	}
+	if again := c.KeepData(3, "event-1/decrypt", data); again != k {
+		t.Error("keeping the same id again made a second copy")
+	}
+	// A value opened at generation 4 (a rectification) drops it.
+	ref := PIIRef{Tenant: "acme", Subject: "p-alice", Token: "evpii_aaaaaaaaaaaaaaaaaaaaaaaaaa", Pointer: "/email", Class: eventvault.PIIEmail, Version: 2}
+	sealed, _ := c.SealValue(ref, []byte(`"jane@new.example"`))
+	if _, _, err := c.OpenValueAt(4, ref, sealed, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Data(3, "event-1/decrypt", k); ok || k.data.Load() != nil {
+		t.Fatal("data of generation 3 still held after a read at generation 4")
+	}
+	if c.KeepData(3, "event-1/decrypt", data) != nil {
+		t.Fatal("data of an older generation kept after a newer one was seen")
+	}
+	k = c.KeepData(4, "event-1/decrypt", []byte(`{"email":"jane@new.example"}`))
+	c.values.drop(true)
+	if k == nil || k.data.Load() != nil || c.values.len() != 0 {
+		t.Fatal("kept data survived the key's eviction")
+	}
+	if c.KeepData(4, "event-2/decrypt", data) != nil {
+		t.Fatal("an evicted cipher kept data")
+	}
+	if budget.Load() != valueCacheBytes {
+		t.Fatalf("budget %d after every kept byte was dropped, want %d", budget.Load(), int64(valueCacheBytes))
+	}
+	u, _ := newTestSubjectCipher(t, "acme", "p-alice")
+	if u.KeepData(1, "event-1/decrypt", data) != nil {
+		t.Fatal("a cipher outside the cache kept data")
+	}
+}

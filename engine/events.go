@@ -42,6 +42,8 @@ type Events struct {
 	pii      eventvault.PIIStore
 	// piiCache keeps the ciphertext of values reads fetched.
 	piiCache *piiCache
+	// subjectStates keeps the subject states of pages, by PII generation.
+	subjectStates *subjectStateCache
 }
 
 // StreamKeys is what appends and reads need of the keyring:
@@ -104,7 +106,7 @@ func NewEvents(store eventvault.EventStore, keys StreamKeys, logger *slog.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Events{store: store, keys: keys, logger: logger, piiCache: newPIICache()}
+	e := &Events{store: store, keys: keys, logger: logger, piiCache: newPIICache(), subjectStates: newSubjectStateCache()}
 	for _, o := range opts {
 		o(e)
 	}

@@ -85,6 +85,13 @@ type eventPII struct {
 	// whose is an event's PII member (eventvault.Event.PII) when a read
 	// shows every one of its values: shared by such reads.
 	whose []eventvault.SubjectValues
+	// kept is the event's data as a read showed it (every value decrypted
+	// or masked, by keptActs), kept with the key of its one subject under
+	// keptID (SubjectCipher.KeepData): a hint that serves only while that
+	// cipher keeps it, at the subject's generation it was made at.
+	kept     *evcrypto.KeptData
+	keptID   string
+	keptActs []fieldAction
 }
 
 // newEventPII decodes manifest m of an event whose sealed data is data,

@@ -92,9 +92,10 @@ type piiReads map[eventvault.Pseudonym]int
 // values, every token by what decide says the caller may see: the value,
 // its masked form, the token with "redacted": true, or {"erased": true} for
 // a value whose subject was erased. The keys, restrictions and generations
-// of the page's subjects come in one store round trip
-// (PIIStore.SubjectStates), however many subjects the page mixes: every
-// value shown, cached or not, is gated by them. The decoded manifest and
+// of the page's subjects come from the states kept at the page's own PII
+// generation piiGen (subjectStateCache), and those not kept in one store
+// round trip (PIIStore.SubjectStates), however many subjects the page
+// mixes: every value shown, cached or not, is gated by them. The decoded manifest and
 // the ciphertext of values shown come from the per-event cache (piiCache)
 // when it holds them for the very manifest bytes and the subject's
 // generation, else from a decode and one more round trip
@@ -106,12 +107,13 @@ type piiReads map[eventvault.Pseudonym]int
 // Errors: EINTERNAL when a value fails authentication (moved to another
 // subject, token, field or tenant, or altered) or a manifest is malformed;
 // the store's codes.
-func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, events []eventvault.Event, manifests [][]byte, decide piiDecider) (piiReads, error) {
+func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, events []eventvault.Event, manifests [][]byte, piiGen int64, decide piiDecider) (piiReads, error) {
 	const op = "engine.resolvePII"
 	pages := make([]*eventPII, len(events)) // nil: the event marks nothing
 	bases := make([]int, len(events))       // each event's first value in acts
 	subBases := make([]int, len(events))    // each event's first subject in subs
 	changed := make([]bool, len(events))    // its cache entry is to be replaced
+	done := make([]bool, len(events))       // its data came from a KeptData
 	subjects := map[eventvault.Pseudonym]*pageSubject{}
 	var subs []*pageSubject // each event's subjects, in its manifest's order
 	var order []eventvault.Pseudonym
@@ -148,15 +150,37 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		// This server keeps no personal data apart: everything redacted.
 		decide = func(piiField) fieldAction { return fieldRedact }
 	} else {
-		states, err := e.pii.SubjectStates(ctx, tenant, order)
-		if err != nil {
-			return nil, fmt.Errorf("personal data of the page: %w", err)
-		}
-		for s, st := range states {
+		known := func(s eventvault.Pseudonym, st eventvault.SubjectKeyState) {
 			if ps := subjects[s]; ps != nil {
 				ps.state, ps.known = st, true
 			}
 		}
+		if ask := e.subjectStates.get(tenant, piiGen, order, known); len(ask) > 0 {
+			states, at, err := e.pii.SubjectStates(ctx, tenant, ask)
+			if err != nil {
+				return nil, fmt.Errorf("personal data of the page: %w", err)
+			}
+			e.subjectStates.put(tenant, at, states)
+			for s, st := range states {
+				known(s, st)
+			}
+		}
+	}
+	for _, s := range order {
+		ps := subjects[s]
+		if !ps.known {
+			continue
+		}
+		// A destroyed key row also evicts the key, and the values opened
+		// with it, should this node still cache them (erasure elsewhere).
+		c, err := e.subjects.OpenSubjectCipher(ctx, tenant, s, ps.state.Key)
+		if eventvault.ErrorCode(err) == eventvault.EERASED {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("key of a data subject: %w", err)
+		}
+		ps.cipher = c
 	}
 	// What each value shows, and which events lack a ciphertext for one.
 	acts := make([]fieldAction, n)
@@ -198,6 +222,16 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			}
 			lastShape, lastActs = key, memo
 			copy(acts[bases[i]:], memo)
+			// The event's data as this read shows it, kept with its one
+			// subject's key from an earlier read that showed the same.
+			if ps := subs[subBases[i]]; len(ep.subjects) == 1 && ep.kept != nil && ps.cipher != nil && slices.Equal(ep.keptActs, memo) {
+				if data, ok := ps.cipher.Data(ps.state.Generation, ep.keptID, ep.kept); ok {
+					events[i].Data, events[i].PII = data, ep.whose
+					ps.reads += len(ep.entries)
+					done[i] = true
+					continue
+				}
+			}
 		} else {
 			for k, en := range ep.entries {
 				ps := subs[subBases[i]+en.subjectIndex]
@@ -220,7 +254,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			return nil, fmt.Errorf("personal values of the page: %w", err)
 		}
 		for i, ep := range pages {
-			if ep == nil {
+			if ep == nil || done[i] {
 				continue
 			}
 			var values []cachedValue
@@ -247,26 +281,10 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			}
 		}
 	}
-	for _, s := range order {
-		ps := subjects[s]
-		if !ps.known {
-			continue
-		}
-		// A destroyed key row also evicts the key, and the values opened
-		// with it, should this node still cache them (erasure elsewhere).
-		c, err := e.subjects.OpenSubjectCipher(ctx, tenant, s, ps.state.Key)
-		if eventvault.ErrorCode(err) == eventvault.EERASED {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("key of a data subject: %w", err)
-		}
-		ps.cipher = c
-	}
 	var withs [][]byte // what replaces each token of an event
 	var shown []bool   // which of an event's values it shows
 	for i, ep := range pages {
-		if ep == nil {
+		if ep == nil || done[i] {
 			continue
 		}
 		data := events[i].Data
@@ -320,6 +338,19 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			events[i].PII = whoseValues(ep.subjects, ep.entries, shown)
 		}
 		events[i].Data = splice(data, ep.entries, withs)
+		// Keep what this read shows with the key of the event's one
+		// subject, when it took its decisions from the page's memo (so
+		// that the next read that takes the same knows it may have it).
+		if ps, acts := subs[subBases[i]], acts[bases[i]:bases[i]+len(ep.entries)]; all && len(ep.subjects) == 1 && ps.cipher != nil && !ps.state.Restricted &&
+			(ep.kept == nil || !slices.Equal(ep.keptActs, acts)) {
+			id := string(events[i].ID[:]) + actsString(acts)
+			if k := ps.cipher.KeepData(ps.state.Generation, id, events[i].Data); k != nil {
+				if !owned {
+					ep, changed[i], owned = ep.clone(), true, true
+				}
+				ep.kept, ep.keptID, ep.keptActs = k, id, slices.Clone(acts)
+			}
+		}
 		if changed[i] {
 			e.piiCache.put(tenant, events[i].ID, ep)
 		}
@@ -347,4 +378,13 @@ func (e *Events) recordPIIReads(p eventvault.Principal, reads piiReads) {
 	for s, n := range reads {
 		e.reads.Read(p.Tenant, p.Actor(), AuditReadPII, subjectResource(s), n)
 	}
+}
+
+// actsString is acts as a string, a part of a KeptData's id.
+func actsString(acts []fieldAction) string {
+	b := make([]byte, len(acts))
+	for i, a := range acts {
+		b[i] = byte(a)
+	}
+	return string(b)
 }

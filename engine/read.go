@@ -78,7 +78,7 @@ func (e *Events) readStream(ctx context.Context, p eventvault.Principal, stream 
 	if err != nil {
 		return StreamSlice{}, fmt.Errorf("key of stream %s: %w", stream, err)
 	}
-	out.Events, err = e.openEvents(ctx, p, page.Events, func(eventvault.StreamName) *evcrypto.StreamCipher { return c }, nil, true)
+	out.Events, err = e.openEvents(ctx, p, page.Events, page.PIIGeneration, func(eventvault.StreamName) *evcrypto.StreamCipher { return c }, nil, true)
 	if err != nil {
 		return StreamSlice{}, err
 	}
@@ -151,14 +151,16 @@ func (e *Events) openAll(ctx context.Context, p eventvault.Principal, page event
 		}
 		ciphers[se.Stream] = c
 	}
-	return e.openEvents(ctx, p, page.Events, func(s eventvault.StreamName) *evcrypto.StreamCipher { return ciphers[s] }, nil, own)
+	return e.openEvents(ctx, p, page.Events, page.PIIGeneration, func(s eventvault.StreamName) *evcrypto.StreamCipher { return ciphers[s] }, nil, own)
 }
 
 // openEvents opens a page of stored events for p and resolves their
 // personal values field by field (resolvePII, with decide, or p's policies
 // when decide is nil). It is the one path by which events leave the engine:
 // stream reads, read-all, subject exports and subscriptions all take it, so
-// that one policy decides every field wherever it is read. cipherOf returns
+// that one policy decides every field wherever it is read. piiGen is the
+// tenant's PII generation of the page's snapshot (StreamPage.PIIGeneration;
+// unknownPIIGeneration if the read has none). cipherOf returns
 // the cipher of a stream's key, or nil for a shredded stream, whose events
 // come back as envelopes marked erased (global order holds). A large page
 // is opened on more than one core (openPage). own says that the caller
@@ -167,7 +169,7 @@ func (e *Events) openAll(ctx context.Context, p eventvault.Principal, page event
 // of into new memory. A page shared with other readers (the feed's) is not.
 // Errors: EINTERNAL when a payload or a value fails authentication; the
 // PII store's codes.
-func (e *Events) openEvents(ctx context.Context, p eventvault.Principal, stored []eventvault.StoredEvent, cipherOf func(eventvault.StreamName) *evcrypto.StreamCipher, decide piiDecider, own bool) ([]eventvault.Event, error) {
+func (e *Events) openEvents(ctx context.Context, p eventvault.Principal, stored []eventvault.StoredEvent, piiGen int64, cipherOf func(eventvault.StreamName) *evcrypto.StreamCipher, decide piiDecider, own bool) ([]eventvault.Event, error) {
 	out := make([]eventvault.Event, len(stored))
 	manifests := make([][]byte, len(stored))
 	err := openPage(len(stored), func(i int) error {
@@ -191,7 +193,7 @@ func (e *Events) openEvents(ctx context.Context, p eventvault.Principal, stored 
 	if decide == nil {
 		decide = policyDecider(p)
 	}
-	reads, err := e.resolvePII(ctx, p.Tenant, out, manifests, decide)
+	reads, err := e.resolvePII(ctx, p.Tenant, out, manifests, piiGen, decide)
 	if err != nil {
 		return nil, err
 	}

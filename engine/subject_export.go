@@ -224,7 +224,7 @@ func (s *Subjects) exportEvents(ctx context.Context, p eventvault.Principal, ps 
 					keep = append(keep, se)
 				}
 			}
-			evs, err := s.events.openEvents(ctx, p, keep, func(eventvault.StreamName) *evcrypto.StreamCipher { return c }, decide, false)
+			evs, err := s.events.openEvents(ctx, p, keep, unknownPIIGeneration, func(eventvault.StreamName) *evcrypto.StreamCipher { return c }, decide, false)
 			if err != nil {
 				return nil, fmt.Errorf("export: %w", err)
 			}

@@ -12,8 +12,9 @@ import (
 )
 
 // TestPersonalDataChangesOnOneNodeAreHonouredByAnother runs two server
-// processes on one database, each warming its caches of subject keys and
-// of ciphertext by reading: a rectification, a restriction and an erasure
+// processes on one database, each warming its caches of subject keys, of
+// subject states and of ciphertext by reading: a rectification, a
+// restriction and an erasure
 // made through the first are honoured at once by the second, which never
 // serves a value from before.
 func TestPersonalDataChangesOnOneNodeAreHonouredByAnother(t *testing.T) {
@@ -64,6 +65,9 @@ func TestPersonalDataChangesOnOneNodeAreHonouredByAnother(t *testing.T) {
 	}
 	if b := read(second); strings.Contains(b, "jane@") || !strings.Contains(b, `"redacted":true`) {
 		t.Fatalf("the second node after a restriction on the first: %s", b)
+	}
+	if code, b := call(t, "GET", second.base+"/v1/events", root, ""); code != 200 || strings.Contains(b, "jane@") || !strings.Contains(b, `"redacted":true`) {
+		t.Fatalf("read-all on the second node after a restriction on the first: %d %s", code, b)
 	}
 	if code, b := call(t, "DELETE", second.base+"/v1/restrictions", root, `{"subject":"jane"}`); code != 204 {
 		t.Fatalf("lift: %d %s", code, b)

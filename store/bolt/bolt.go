@@ -108,9 +108,12 @@ type DB struct {
 	// it shared, a scrub and Close exclusively.
 	mu   sync.RWMutex
 	bolt *bbolt.DB
-	path string
-	opts bbolt.Options
-	now  func() time.Time
+	// scrubs counts the handles a scrub replaced (under mu): a new file's
+	// transaction ids start over, so the PII generation counts it too.
+	scrubs int64
+	path   string
+	opts   bbolt.Options
+	now    func() time.Time
 	// scrubPending mirrors meta's "scrub" key: a shred committed and the
 	// file still holds the destroyed key's old pages.
 	scrubPending atomic.Bool

@@ -262,7 +262,7 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 		if !found || (head.Version == eventvault.NoStream && head.Shred == nil) {
 			return notFound
 		}
-		page.Version = head.Version
+		page.Version, page.PIIGeneration = head.Version, db.piiGeneration(tx)
 		if head.Shred != nil {
 			page.ShreddedAt = head.Shred.At
 		} else {
@@ -329,7 +329,7 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 		if tb == nil {
 			return nil
 		}
-		page.Next = int64(tb.log.Sequence())
+		page.Next, page.PIIGeneration = int64(tb.log.Sequence()), db.piiGeneration(tx)
 		c := tb.log.Cursor()
 		for k, loc := c.Seek(be64(from)); k != nil && len(page.Events) < limit; k, loc = c.Next() {
 			stream, pos, err := decodeLocator(loc)

@@ -356,14 +356,26 @@ func (db *DB) RectifyPII(ctx context.Context, tenant eventvault.TenantID, v even
 	})
 }
 
+// piiGeneration is a read transaction's PII generation (PIIStore
+// SubjectStates): the id of the last write transaction committed before
+// it, which moves on with every write, of subject states or not, above the
+// ids of every file a scrub replaced (2^40 transactions each). Only one
+// process opens the file, so no other node keeps states. It is called
+// within a transaction, under db.mu.
+func (db *DB) piiGeneration(tx *bbolt.Tx) int64 {
+	return db.scrubs<<40 | int64(tx.ID())
+}
+
 // SubjectStates implements eventvault.PIIStore: one read transaction.
-func (db *DB) SubjectStates(ctx context.Context, tenant eventvault.TenantID, subjects []eventvault.Pseudonym) (map[eventvault.Pseudonym]eventvault.SubjectKeyState, error) {
+func (db *DB) SubjectStates(ctx context.Context, tenant eventvault.TenantID, subjects []eventvault.Pseudonym) (map[eventvault.Pseudonym]eventvault.SubjectKeyState, int64, error) {
 	const op = "bolt.SubjectStates"
 	if err := validateTenant(tenant); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	var gen int64
 	out := make(map[eventvault.Pseudonym]eventvault.SubjectKeyState, len(subjects))
 	err := db.view(ctx, op, func(tx *bbolt.Tx) error {
+		gen = db.piiGeneration(tx)
 		pb := readPII(tx, tenant)
 		if pb == nil {
 			return nil
@@ -383,5 +395,5 @@ func (db *DB) SubjectStates(ctx context.Context, tenant eventvault.TenantID, sub
 		}
 		return nil
 	})
-	return out, err
+	return out, gen, err
 }

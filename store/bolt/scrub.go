@@ -61,6 +61,7 @@ func (db *DB) scrub() error {
 		return fmt.Errorf("scrub: reopen %s: %w", db.path, errors.Join(renameErr, err))
 	}
 	db.bolt = reopened
+	db.scrubs++
 	if renameErr != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("scrub: put the scrubbed file in place: %w", renameErr)

@@ -201,12 +201,14 @@ func (db *DB) PIIValues(ctx context.Context, tenant eventvault.TenantID, tokens 
 	return page, nil
 }
 
-// SubjectStates implements eventvault.PIIStore in one statement.
-func (db *DB) SubjectStates(ctx context.Context, tenant eventvault.TenantID, subjects []eventvault.Pseudonym) (map[eventvault.Pseudonym]eventvault.SubjectKeyState, error) {
+// SubjectStates implements eventvault.PIIStore in one round trip, on one
+// snapshot (the generation and the states).
+func (db *DB) SubjectStates(ctx context.Context, tenant eventvault.TenantID, subjects []eventvault.Pseudonym) (map[eventvault.Pseudonym]eventvault.SubjectKeyState, int64, error) {
 	const op = "postgres.SubjectStates"
 	if err := eventvault.ValidateTenant(tenant); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	var gen int64
 	names := make([]string, len(subjects))
 	for i, s := range subjects {
 		names[i] = string(s)
@@ -215,6 +217,7 @@ func (db *DB) SubjectStates(ctx context.Context, tenant eventvault.TenantID, sub
 	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
 		clear(out)
 		b := &pgx.Batch{}
+		b.Queue(piiGenerationSQL, tenant).QueryRow(func(r pgx.Row) error { return r.Scan(&gen) })
 		b.Queue(subjectStatesSQL, tenant, names).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var s eventvault.Pseudonym
@@ -231,9 +234,9 @@ func (db *DB) SubjectStates(ctx context.Context, tenant eventvault.TenantID, sub
 		return t.send(ctx, b, true)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("subject states: %w", err)
+		return nil, 0, fmt.Errorf("subject states: %w", err)
 	}
-	return out, nil
+	return out, gen, nil
 }
 
 // SubjectPII implements eventvault.PIIStore.

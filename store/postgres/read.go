@@ -22,6 +22,10 @@ const keyColumns = `key_id, key_version, kek_version, wrapped_key, key_created_a
 const streamRowSQL = `SELECT version, ` + keyColumns + `, shredded_at FROM streams
 	WHERE tenant_id = $1 AND name = $2`
 
+// piiGenerationSQL returns the tenant's PII generation (0011; 0 before the
+// first change), which page reads return on their snapshot.
+const piiGenerationSQL = `SELECT coalesce((SELECT generation FROM pii_generations WHERE tenant_id = $1), 0)`
+
 const eventColumns = `id, stream, type, position, global_position, recorded_at, content_mac, payload`
 
 // The page reads below end in their LIMIT, written into the SQL by
@@ -72,7 +76,8 @@ func limitSQL(query string, limit int) string {
 }
 
 // ReadStream returns up to opts.Limit events of one stream with the
-// stream's version and key, read on one snapshot in one round trip. A read
+// stream's version and key and the tenant's PII generation, read on one
+// snapshot in one round trip. A read
 // past the end is an empty page. A shredded stream's page has ShreddedAt, a
 // zero key and the envelopes of the events not purged; it is a page even
 // when none are left.
@@ -119,6 +124,7 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 			}
 			return nil
 		})
+		b.Queue(piiGenerationSQL, tenant).QueryRow(func(r pgx.Row) error { return r.Scan(&page.PIIGeneration) })
 		b.Queue(query, tenant, stream, from).Query(func(rows pgx.Rows) error {
 			var err error
 			page.Events, err = scanEvents(rows, opts.Limit)
@@ -176,6 +182,7 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 			return rows.Err()
 		})
 		b.Queue(nextGlobalSQL, string(tenant)).QueryRow(func(r pgx.Row) error { return r.Scan(&page.Next) })
+		b.Queue(piiGenerationSQL, tenant).QueryRow(func(r pgx.Row) error { return r.Scan(&page.PIIGeneration) })
 		if err := t.send(ctx, b, true); err != nil {
 			return fmt.Errorf("read all from %d: %w", from, err)
 		}

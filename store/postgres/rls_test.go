@@ -367,3 +367,47 @@ func TestEveryTenantTableIsHiddenWithoutTheTenant(t *testing.T) {
 		})
 	}
 }
+
+// TestPIIGenerationCannotBeWoundBack plays an attacker with the server's
+// role who would make other nodes keep using a subject's state from before
+// a change (migration 0011): the tenant's PII generation neither goes back
+// nor disappears, and a change written straight into subject_keys or
+// pii_restrictions, not through the store, moves it on all the same.
+func TestPIIGenerationCannotBeWoundBack(t *testing.T) {
+	db, url := twoTenants(t)
+	withPII(t, db, tenantA)
+	for _, tc := range []struct{ name, sql string }{
+		{"wind the generation back", `UPDATE pii_generations SET generation = generation - 1`},
+		{"hold the generation", `UPDATE pii_generations SET generation = generation`},
+		{"delete the generation", `DELETE FROM pii_generations`},
+		{"truncate the generations", `TRUNCATE pii_generations`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := asApp(t, url, tenantA, "", "").Exec(t.Context(), tc.sql)
+			wantRefused(t, tc.name, err)
+		})
+	}
+	for _, tc := range []struct{ name, sql string }{
+		{"a subject key re-generated", `UPDATE subject_keys SET generation = generation + 1 WHERE subject = 'p-alice'`},
+		{"a restriction lifted", `DELETE FROM pii_restrictions WHERE subject = 'p-alice'`},
+		{"a restriction placed", `INSERT INTO pii_restrictions (tenant_id, subject, reason, placed_at, placed_by) VALUES ('tenant-a', 'p-alice', 'x', now(), 'y')`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, gen, err := db.SubjectStates(t.Context(), tenantA, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tx := asApp(t, url, tenantA, "", "")
+			if _, err := tx.Exec(t.Context(), tc.sql); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if err := tx.Commit(t.Context()); err != nil {
+				t.Fatalf("commit: %v", err)
+			}
+			_, now, err := db.SubjectStates(t.Context(), tenantA, nil)
+			if err != nil || now <= gen {
+				t.Fatalf("after %s straight in the database the generation is %d (%v), was %d", tc.name, now, err, gen)
+			}
+		})
+	}
+}

@@ -190,11 +190,11 @@ func testPII(t *testing.T, open opener) {
 		if err != nil || len(all) != 2 || all[0].Version != 1 || all[1].Version != 2 || st.Restricted || st.Generation != 1 {
 			t.Fatalf("SubjectPII: %+v %+v %v; want versions 1 and 2, unrestricted, generation 1", all, st, err)
 		}
-		states, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{carol, "p-unknown"})
+		states, _, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{carol, "p-unknown"})
 		if err != nil || len(states) != 1 || states[carol].Generation != 1 || states[carol].Key.ID != kc.ID {
 			t.Fatalf("SubjectStates: %+v, %v; want carol alone, at generation 1 with her key", states, err)
 		}
-		if other, err := h.store.SubjectStates(h.ctx, tenantB, []eventvault.Pseudonym{carol}); err != nil || len(other) != 0 {
+		if other, _, err := h.store.SubjectStates(h.ctx, tenantB, []eventvault.Pseudonym{carol}); err != nil || len(other) != 0 {
 			t.Fatalf("tenant B's SubjectStates sees tenant A's subject: %+v, %v", other, err)
 		}
 
@@ -212,7 +212,7 @@ func testPII(t *testing.T, open opener) {
 		if page, err := h.store.PIIValues(h.ctx, tenantA, []string{v.Token}); err != nil || !page.Keys[carol].Restricted {
 			t.Fatalf("PIIValues of a restricted subject: %+v, %v", page.Keys, err)
 		}
-		if states, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{carol}); err != nil || !states[carol].Restricted {
+		if states, _, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{carol}); err != nil || !states[carol].Restricted {
 			t.Fatalf("SubjectStates of a restricted subject: %+v, %v", states, err)
 		}
 		if _, err := h.store.Restriction(h.ctx, tenantB, carol); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
@@ -223,6 +223,72 @@ func testPII(t *testing.T, open opener) {
 		}
 		if err := h.store.DeleteRestriction(h.ctx, tenantA, carol); eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
 			t.Fatalf("lifting a restriction twice: %v, want ENOTFOUND", err)
+		}
+	})
+
+	// A page read returns the tenant's PII generation on its snapshot, and
+	// SubjectStates the one it read at: equal while nothing changed, and
+	// moved on by every change to a state a node may have kept (a
+	// restriction placed, replaced or lifted, a rectification, an
+	// erasure), seen at once by the next page, on any node (one store).
+	t.Run("PIIGeneration", func(t *testing.T) {
+		h := h.sub(t)
+		const frank eventvault.Pseudonym = "p-frank"
+		kf := h.subjectKey(tenantA, frank)
+		evs := newEvents(1)
+		v := fakePII(frank, kf.ID, evs[0].ID, "/email")
+		if _, err := h.appendPII(tenantA, "order-pii-gen", eventvault.ExpectAny, evs, []eventvault.PIIValue{v}); err != nil {
+			t.Fatal(err)
+		}
+		generation := func(what string) int64 {
+			t.Helper()
+			page, err := h.store.ReadStream(h.ctx, tenantA, "order-pii-gen", eventvault.ReadOptions{Limit: 10})
+			if err != nil {
+				t.Fatalf("%s: ReadStream: %v", what, err)
+			}
+			all, err := h.store.ReadAll(h.ctx, tenantA, 0, 1)
+			if err != nil {
+				t.Fatalf("%s: ReadAll: %v", what, err)
+			}
+			states, at, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{frank})
+			if err != nil || len(states) != 1 {
+				t.Fatalf("%s: SubjectStates: %+v, %v", what, states, err)
+			}
+			if all.PIIGeneration != page.PIIGeneration || at != page.PIIGeneration {
+				t.Fatalf("%s: nothing changed between the reads, yet ReadStream says generation %d, ReadAll %d, SubjectStates %d",
+					what, page.PIIGeneration, all.PIIGeneration, at)
+			}
+			return page.PIIGeneration
+		}
+		last := generation("after the append")
+		if again := generation("read again"); again != last {
+			t.Fatalf("the generation moved from %d to %d with nothing changed", last, again)
+		}
+		next := v
+		next.Version, next.Ciphertext = 2, []byte("sealed-pii:v2")
+		changes := []struct {
+			name string
+			do   func() error
+		}{
+			{"a restriction placed", func() error {
+				return h.store.PutRestriction(h.ctx, tenantA, eventvault.Restriction{Subject: frank, Reason: "contested", PlacedAt: time.Now(), PlacedBy: "tok_dpo"})
+			}},
+			{"a restriction replaced", func() error {
+				return h.store.PutRestriction(h.ctx, tenantA, eventvault.Restriction{Subject: frank, Reason: "objection", PlacedAt: time.Now(), PlacedBy: "tok_dpo"})
+			}},
+			{"a restriction lifted", func() error { return h.store.DeleteRestriction(h.ctx, tenantA, frank) }},
+			{"a rectification", func() error { return h.store.RectifyPII(h.ctx, tenantA, next) }},
+			{"an erasure", func() error { _, err := h.store.EraseSubjectPII(h.ctx, tenantA, frank, time.Now()); return err }},
+		}
+		for _, c := range changes {
+			if err := c.do(); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if now := generation("after " + c.name); now <= last {
+				t.Fatalf("after %s the generation is %d, was %d: a node would keep using the states from before", c.name, now, last)
+			} else {
+				last = now
+			}
 		}
 	})
 
@@ -269,7 +335,7 @@ func testPII(t *testing.T, open opener) {
 		if _, _, err := h.store.SubjectPII(h.ctx, tenantA, dave); eventvault.ErrorCode(err) != eventvault.EERASED {
 			t.Fatalf("SubjectPII after erasure: %v, want EERASED", err)
 		}
-		if states, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{dave}); err != nil || len(states) != 1 || len(states[dave].Key.Ciphertext) != 0 {
+		if states, _, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{dave}); err != nil || len(states) != 1 || len(states[dave].Key.Ciphertext) != 0 {
 			t.Fatalf("SubjectStates after erasure: %+v, %v; want dave with no key", states, err)
 		}
 		stale := fakePII(dave, kd.ID, uuid.New(), "/late")
@@ -285,7 +351,7 @@ func testPII(t *testing.T, open opener) {
 		if e, err := h.store.EraseSubjectPII(h.ctx, tenantA, "p-never", time.Now()); err != nil || e != (eventvault.SubjectErasure{}) {
 			t.Fatalf("EraseSubjectPII of a subject without a key: %+v, %v; want nothing destroyed", e, err)
 		}
-		if states, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{"p-never"}); err != nil || len(states) != 0 {
+		if states, _, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{"p-never"}); err != nil || len(states) != 0 {
 			t.Fatalf("SubjectStates after erasing a subject without a key: %+v, %v; want no row (no fence)", states, err)
 		}
 		later := h.subjectKey(tenantA, "p-never")
