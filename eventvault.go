@@ -9,6 +9,7 @@
 package eventvault
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"time"
@@ -199,6 +200,9 @@ type Event struct {
 	// Subjects in the order of the event's manifest, pointers by offset;
 	// nil when Data shows none. Readers share it: never modify it.
 	PII []SubjectValues
+	// PIIJSON is PII as AppendPIIMember renders it, when the reader had it
+	// rendered already (nil otherwise: render PII). Readers share it.
+	PIIJSON []byte
 }
 
 // SubjectValues names the personal values of one data subject that an
@@ -207,6 +211,42 @@ type Event struct {
 type SubjectValues struct {
 	Subject  Pseudonym
 	Pointers []string
+}
+
+// AppendPIIMember appends the JSON of an event's pii member (Event.PII):
+// {"<subject pseudonym>": ["<JSON Pointer>", …], …}, subjects and pointers
+// in pii's order, strings as encoding/json writes them (HTML-safe).
+func AppendPIIMember(b []byte, pii []SubjectValues) []byte {
+	b = append(b, '{')
+	for i, v := range pii {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendJSONString(b, string(v.Subject))
+		b = append(b, ':', '[')
+		for k, p := range v.Pointers {
+			if k > 0 {
+				b = append(b, ',')
+			}
+			b = AppendJSONString(b, p)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+// AppendJSONString appends s as a JSON string, as encoding/json writes one
+// (RFC 8259; '<', '>' and '&' escaped, invalid UTF-8 replaced by U+FFFD).
+func AppendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // NewEvent is an event proposed for append. Its ID is chosen by the client,

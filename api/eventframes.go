@@ -112,7 +112,7 @@ func appendFrame(b []byte, e eventvault.Event) ([]byte, error) {
 	piiAt := len(b)
 	b = binary.BigEndian.AppendUint32(b, 0)
 	if len(e.PII) > 0 {
-		b = appendPII(b, e.PII)
+		b = appendPII(b, e)
 		binary.BigEndian.PutUint32(b[piiAt:], uint32(len(b)-piiAt-4))
 	}
 	if uint64(len(b)-start-4) > math.MaxUint32 {

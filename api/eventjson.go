@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -157,30 +156,19 @@ func appendEvent(b []byte, e eventvault.Event) ([]byte, error) {
 	}
 	if len(e.PII) > 0 {
 		b = append(b, `,"pii":`...)
-		b = appendPII(b, e.PII)
+		b = appendPII(b, e)
 	}
 	return append(b, '}'), nil
 }
 
 // appendPII appends an event's pii member: whose each value that its data
-// shows is, {"<subject pseudonym>": ["<JSON Pointer>", …], …}.
-func appendPII(b []byte, pii []eventvault.SubjectValues) []byte {
-	b = append(b, '{')
-	for i, v := range pii {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, string(v.Subject))
-		b = append(b, ':', '[')
-		for k, p := range v.Pointers {
-			if k > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, p)
-		}
-		b = append(b, ']')
+// shows is, {"<subject pseudonym>": ["<JSON Pointer>", …], …}; the one the
+// engine rendered already if it did.
+func appendPII(b []byte, e eventvault.Event) []byte {
+	if e.PIIJSON != nil {
+		return append(b, e.PIIJSON...)
 	}
-	return append(b, '}')
+	return eventvault.AppendPIIMember(b, e.PII)
 }
 
 // appendUUID appends u in its canonical form, as uuid.UUID.String writes it.
@@ -197,20 +185,7 @@ func appendUUID(b []byte, u uuid.UUID) []byte {
 }
 
 // appendString appends s as a JSON string, as encoding/json writes one.
-// Stream names, types and directions are validated printable ASCII without
-// a character to escape, so the fast path copies them; any other string
-// goes through encoding/json itself, so that the two cannot disagree.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always marshals
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
+func appendString(b []byte, s string) []byte { return eventvault.AppendJSONString(b, s) }
 
 // appendRawJSON appends v, compact JSON, as encoding/json renders a
 // json.RawMessage: verbatim, except that '<', '>', '&', U+2028 and U+2029

@@ -1,8 +1,8 @@
 package engine
 
 import (
-	"bytes"
 	"encoding/binary"
+	"hash/maphash"
 	"slices"
 	"sync"
 	"time"
@@ -17,9 +17,11 @@ import (
 // personal values a read fetched, so that the next read of the same events
 // neither decodes their manifests again nor fetches their values: one
 // small round trip for their subjects' states rather than a row per value.
-// A decoded manifest is used only for the very manifest bytes it was
-// decoded from (the ones just opened, authenticated, from the event). It holds ciphertext,
-// never a value: a cached entry opens only with its subject's key, which
+// A decoded manifest is used only for the manifest bytes it was decoded
+// from (the ones just opened, authenticated, from the event; matched by
+// length and a keyed 64-bit hash, manifestSum). It holds ciphertext, and
+// values only through handles that die with their key (KeptValue,
+// KeptData): a cached entry opens only with its subject's key, which
 // every read takes from the key row it reads with the page (fail closed),
 // so an erased subject's cached entries open for no one. An entry is used
 // only at the generation of the subject it was fetched at; a
@@ -31,15 +33,12 @@ import (
 // an arbitrary tenth of the entries (Go's map order); an entry older than
 // piiCacheTTL is not used.
 type piiCache struct {
-	mu      sync.RWMutex
-	entries map[piiCacheKey]piiCacheEntry
+	mu sync.RWMutex
+	// tenants holds the entries per tenant, per event: a page costs one
+	// lookup of its tenant and one per event.
+	tenants map[eventvault.TenantID]map[uuid.UUID]piiCacheEntry
+	size    int // entries over all tenants
 	now     func() time.Time
-}
-
-// Entries are per event, so that a page costs one lookup per event.
-type piiCacheKey struct {
-	tenant eventvault.TenantID
-	event  uuid.UUID
 }
 
 type piiCacheEntry struct {
@@ -66,13 +65,16 @@ const (
 )
 
 func newPIICache() *piiCache {
-	return &piiCache{entries: map[piiCacheKey]piiCacheEntry{}, now: time.Now}
+	return &piiCache{tenants: map[eventvault.TenantID]map[uuid.UUID]piiCacheEntry{}, now: time.Now}
 }
 
 // eventPII is an event's decoded manifest and the ciphertext of its values.
 // It is never modified once made: readers share it.
 type eventPII struct {
-	manifest []byte                 // the manifest's bytes, as sealed
+	// manifestLen and manifestSum identify the manifest's bytes, as
+	// sealed: its length and keyed hash (manifestSum).
+	manifestLen int
+	manifestSum uint64
 	subjects []eventvault.Pseudonym // the manifest's subjects, in its order
 	entries  []manifestEntry        // by offset
 	// values holds one per entry: a zero value where none was fetched.
@@ -85,13 +87,49 @@ type eventPII struct {
 	// whose is an event's PII member (eventvault.Event.PII) when a read
 	// shows every one of its values: shared by such reads.
 	whose []eventvault.SubjectValues
+	// whoseJSON is whose rendered (eventvault.AppendPIIMember).
+	whoseJSON []byte
 	// kept is the event's data as a read showed it (every value decrypted
-	// or masked, by keptActs), kept with the key of its one subject under
-	// keptID (SubjectCipher.KeepData): a hint that serves only while that
-	// cipher keeps it, at the subject's generation it was made at.
+	// or masked, by keptActs, an interned actsString), kept with the key
+	// of its one subject under keptID (SubjectCipher.KeepData): a hint
+	// that serves only while that cipher keeps it, at the subject's
+	// generation it was made at.
 	kept     *evcrypto.KeptData
 	keptID   string
-	keptActs []fieldAction
+	keptActs string
+}
+
+// manifestSeed keys manifestSum.
+var manifestSeed = maphash.MakeSeed()
+
+// manifestSum is the keyed 64-bit hash by which a cached decoded manifest
+// is matched to the manifest bytes a read just opened (authenticated, of
+// the same event): cheaper than comparing the bytes, with a seed of this
+// process so that no input can be chosen to collide.
+func manifestSum(m []byte) uint64 { return maphash.Bytes(manifestSeed, m) }
+
+// interned holds strings that many cache entries repeat (shapes, the
+// actions of a shape), so that entries share one copy and comparing two
+// of them compares pointers; bounded, since pointers may be any string.
+var interned = struct {
+	sync.Mutex
+	m map[string]string
+}{m: map[string]string{}}
+
+const internedMax = 4096
+
+// intern returns the interned copy of s, or s once the table is full.
+func intern(s string) string {
+	interned.Lock()
+	defer interned.Unlock()
+	if i, ok := interned.m[s]; ok {
+		return i
+	}
+	if len(interned.m) >= internedMax {
+		return s
+	}
+	interned.m[s] = s
+	return s
 }
 
 // newEventPII decodes manifest m of an event whose sealed data is data,
@@ -107,8 +145,9 @@ func newEventPII(m, data []byte) (*eventPII, error) {
 		// Length-prefixed: a pointer may hold any character.
 		shape = append(append(binary.AppendUvarint(shape, uint64(len(en.Pointer))), en.Pointer...), classByte(en.Class))
 	}
-	return &eventPII{manifest: bytes.Clone(m), subjects: subjects, entries: entries, values: make([]cachedValue, len(entries)),
-		shape: string(shape), whose: whoseValues(subjects, entries, nil)}, nil
+	whose := whoseValues(subjects, entries, nil)
+	return &eventPII{manifestLen: len(m), manifestSum: manifestSum(m), subjects: subjects, entries: entries, values: make([]cachedValue, len(entries)),
+		shape: intern(string(shape)), whose: whose, whoseJSON: eventvault.AppendPIIMember(nil, whose)}, nil
 }
 
 // whoseValues is the PII member of an event showing the entries for which
@@ -156,11 +195,15 @@ func (c *piiCache) getPage(tenant eventvault.TenantID, events []eventvault.Event
 	now := c.now().UnixNano()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	entries := c.tenants[tenant]
+	if entries == nil {
+		return
+	}
 	for i := range events {
 		if marked[i] == nil {
 			continue
 		}
-		if en, ok := c.entries[piiCacheKey{tenant, events[i].ID}]; ok && en.expires > now {
+		if en, ok := entries[events[i].ID]; ok && en.expires > now {
 			out[i] = en.ep
 		}
 	}
@@ -170,24 +213,47 @@ func (c *piiCache) put(tenant eventvault.TenantID, event uuid.UUID, v *eventPII)
 	expires := c.now().Add(piiCacheTTL).UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := piiCacheKey{tenant, event}
-	if _, ok := c.entries[k]; !ok && len(c.entries) >= piiCacheSize {
-		drop := piiCacheSize / 10
-		for k := range c.entries {
-			if drop == 0 {
-				break
+	if _, ok := c.tenants[tenant][event]; !ok {
+		if c.size >= piiCacheSize {
+			c.dropLocked(piiCacheSize / 10)
+		}
+		c.size++
+	}
+	entries := c.tenants[tenant]
+	if entries == nil {
+		entries = map[uuid.UUID]piiCacheEntry{}
+		c.tenants[tenant] = entries
+	}
+	entries[event] = piiCacheEntry{ep: v, expires: expires}
+}
+
+// dropLocked drops n arbitrary entries (Go's map order), emptied tenants
+// with them.
+func (c *piiCache) dropLocked(n int) {
+	for tenant, entries := range c.tenants {
+		for k := range entries {
+			if n == 0 {
+				return
 			}
-			delete(c.entries, k)
-			drop--
+			delete(entries, k)
+			c.size--
+			n--
+		}
+		if len(entries) == 0 {
+			delete(c.tenants, tenant)
 		}
 	}
-	c.entries[k] = piiCacheEntry{ep: v, expires: expires}
 }
 
 func (c *piiCache) remove(tenant eventvault.TenantID, event uuid.UUID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.entries, piiCacheKey{tenant, event})
+	if entries := c.tenants[tenant]; entries != nil {
+		if _, ok := entries[event]; ok {
+			delete(entries, event)
+			c.size--
+		}
+	}
 }
 
 // fresh reports whether v is the value of entry en at generation gen.

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -124,7 +123,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			continue
 		}
 		ep := pages[i]
-		if ep == nil || !bytes.Equal(ep.manifest, m) {
+		if ep == nil || ep.manifestLen != len(m) || ep.manifestSum != manifestSum(m) {
 			var err error
 			if ep, err = newEventPII(m, events[i].Data); err != nil {
 				return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Err: err, Message: fmt.Sprintf("event %s has a malformed manifest of personal values", events[i].ID)}
@@ -193,9 +192,13 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		stream           eventvault.StreamName
 		eventType, shape string
 	}
-	shapes := map[shapeKey][]fieldAction{}
+	type decided struct {
+		acts []fieldAction
+		str  string // acts, an interned actsString
+	}
+	shapes := map[shapeKey]decided{}
 	var lastShape shapeKey
-	var lastActs []fieldAction
+	var last decided
 	for i, ep := range pages {
 		if ep == nil {
 			continue
@@ -209,24 +212,25 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		}
 		if plain {
 			key := shapeKey{events[i].Stream, events[i].Type, ep.shape}
-			memo, ok := lastActs, lastActs != nil && key == lastShape
+			memo, ok := last, last.acts != nil && key == lastShape
 			if !ok {
 				memo, ok = shapes[key]
 			}
 			if !ok {
-				memo = make([]fieldAction, len(ep.entries))
+				memo.acts = make([]fieldAction, len(ep.entries))
 				for k, en := range ep.entries {
-					memo[k] = decide(piiField{stream: events[i].Stream, eventType: events[i].Type, pointer: en.Pointer, class: en.Class, subject: en.Subject})
+					memo.acts[k] = decide(piiField{stream: events[i].Stream, eventType: events[i].Type, pointer: en.Pointer, class: en.Class, subject: en.Subject})
 				}
+				memo.str = intern(actsString(memo.acts))
 				shapes[key] = memo
 			}
-			lastShape, lastActs = key, memo
-			copy(acts[bases[i]:], memo)
+			lastShape, last = key, memo
+			copy(acts[bases[i]:], memo.acts)
 			// The event's data as this read shows it, kept with its one
 			// subject's key from an earlier read that showed the same.
-			if ps := subs[subBases[i]]; len(ep.subjects) == 1 && ep.kept != nil && ps.cipher != nil && slices.Equal(ep.keptActs, memo) {
+			if ps := subs[subBases[i]]; len(ep.subjects) == 1 && ep.kept != nil && ps.cipher != nil && ep.keptActs == memo.str {
 				if data, ok := ps.cipher.Data(ps.state.Generation, ep.keptID, ep.kept); ok {
-					events[i].Data, events[i].PII = data, ep.whose
+					events[i].Data, events[i].PII, events[i].PIIJSON = data, ep.whose, ep.whoseJSON
 					ps.reads += len(ep.entries)
 					done[i] = true
 					continue
@@ -333,7 +337,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			}
 		}
 		if all {
-			events[i].PII = ep.whose
+			events[i].PII, events[i].PIIJSON = ep.whose, ep.whoseJSON
 		} else {
 			events[i].PII = whoseValues(ep.subjects, ep.entries, shown)
 		}
@@ -342,13 +346,13 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		// subject, when it took its decisions from the page's memo (so
 		// that the next read that takes the same knows it may have it).
 		if ps, acts := subs[subBases[i]], acts[bases[i]:bases[i]+len(ep.entries)]; all && len(ep.subjects) == 1 && ps.cipher != nil && !ps.state.Restricted &&
-			(ep.kept == nil || !slices.Equal(ep.keptActs, acts)) {
+			(ep.kept == nil || ep.keptActs != actsString(acts)) {
 			id := string(events[i].ID[:]) + actsString(acts)
 			if k := ps.cipher.KeepData(ps.state.Generation, id, events[i].Data); k != nil {
 				if !owned {
 					ep, changed[i], owned = ep.clone(), true, true
 				}
-				ep.kept, ep.keptID, ep.keptActs = k, id, slices.Clone(acts)
+				ep.kept, ep.keptID, ep.keptActs = k, id, intern(actsString(acts))
 			}
 		}
 		if changed[i] {

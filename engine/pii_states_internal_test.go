@@ -3,6 +3,9 @@ package engine
 import (
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/eventvault/eventvault"
 )
@@ -57,5 +60,45 @@ func TestSubjectStateCacheHoldsOneGeneration(t *testing.T) {
 	c.put("initech", 1, many)
 	if c.size > subjectStatesMax || c.tenants["initech"] != nil {
 		t.Fatalf("%d subjects kept after a put past the bound; the bound is %d", c.size, subjectStatesMax)
+	}
+}
+
+// TestPIICacheStaysWithinItsBound fills the per-event cache past its bound
+// over two tenants: it never holds more than piiCacheSize entries, the
+// entry just put is found, by its own tenant only, and an expired entry
+// is not served.
+func TestPIICacheStaysWithinItsBound(t *testing.T) {
+	c := newPIICache()
+	ep := &eventPII{}
+	var last uuid.UUID
+	for i := range piiCacheSize + piiCacheSize/2 {
+		last = uuid.New()
+		c.put([]eventvault.TenantID{"acme", "globex"}[i%2], last, ep)
+		if c.size > piiCacheSize {
+			t.Fatalf("%d entries after %d puts; the bound is %d", c.size, i+1, piiCacheSize)
+		}
+	}
+	n := 0
+	for _, entries := range c.tenants {
+		n += len(entries)
+	}
+	if n != c.size {
+		t.Fatalf("the cache counts %d entries and holds %d", c.size, n)
+	}
+	get := func(tenant eventvault.TenantID) *eventPII {
+		out := make([]*eventPII, 1)
+		c.getPage(tenant, []eventvault.Event{{ID: last}}, [][]byte{{1}}, out)
+		return out[0]
+	}
+	if get("globex") != ep || get("acme") != nil {
+		t.Fatal("the entry just put is not found under its tenant alone")
+	}
+	c.now = func() time.Time { return time.Now().Add(piiCacheTTL + time.Second) }
+	if get("globex") != nil {
+		t.Fatal("an expired entry was served")
+	}
+	c.remove("globex", last)
+	if _, ok := c.tenants["globex"][last]; ok {
+		t.Fatal("remove left the entry")
 	}
 }
