@@ -75,8 +75,8 @@ type eventPII struct {
 	// sealed: its length and keyed hash (manifestSum).
 	manifestLen int
 	manifestSum uint64
-	subjects []eventvault.Pseudonym // the manifest's subjects, in its order
-	entries  []manifestEntry        // by offset
+	subjects    []eventvault.Pseudonym // the manifest's subjects, in its order
+	entries     []manifestEntry        // by offset
 	// values holds one per entry: a zero value where none was fetched.
 	// The caller checks each against the entry (token, subject) and the
 	// subject's generation (cachedValue.fresh).
