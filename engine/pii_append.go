@@ -167,6 +167,7 @@ func (e *Events) preparePII(ctx context.Context, tenant eventvault.TenantID, eve
 			manifest = append(manifest, manifestEntry{Pointer: m.Pointer, Token: token, Class: m.Class, Subject: ps})
 		}
 		slices.SortFunc(spots, func(a, b spot) int { return a.start - b.start })
+		version := manifestVersion(manifest)
 		var sealData, macData bytes.Buffer
 		last := 0
 		for _, s := range spots {
@@ -177,14 +178,18 @@ func (e *Events) preparePII(ctx context.Context, tenant eventvault.TenantID, eve
 					manifest[k].Offset = sealData.Len()
 				}
 			}
-			sealData.WriteString(`"` + s.token + `"`)
+			if version == manifestV3 {
+				sealData.WriteString(`""`) // the token is in the manifest
+			} else {
+				sealData.WriteString(`"` + s.token + `"`)
+			}
 			macData.WriteString(`"` + hex.EncodeToString(s.digest) + `"`)
 			last = s.end
 		}
 		sealData.Write(ev.Data[last:])
 		macData.Write(ev.Data[last:])
 		b.sealData[i], b.macData[i] = sealData.Bytes(), macData.Bytes()
-		b.manifests[i] = encodeManifest(manifest)
+		b.manifests[i] = encodeManifest(manifest, version)
 	}
 	return b, nil
 }

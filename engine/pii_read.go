@@ -296,10 +296,10 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		owned := false // ep is this read's copy
 		all := true    // every value is shown
 		for k, en := range ep.entries {
-			start, end := en.Offset, en.Offset+len(en.Token)+2
-			if (k > 0 && start < ep.entries[k-1].Offset+len(ep.entries[k-1].Token)+2) || start < 0 || end > len(data) ||
-				data[start] != '"' || data[end-1] != '"' || string(data[start+1:end-1]) != en.Token {
-				return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("event %s does not hold the token its manifest names", events[i].ID)}
+			start, end := en.Offset, en.Offset+en.span()
+			if (k > 0 && start < ep.entries[k-1].Offset+ep.entries[k-1].span()) || start < 0 || end > len(data) ||
+				data[start] != '"' || data[end-1] != '"' || string(data[start+1:end-1]) != en.placeholder() {
+				return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("event %s does not hold the placeholder its manifest names", events[i].ID)}
 			}
 			ps, act := subs[subBases[i]+en.subjectIndex], acts[bases[i]+k]
 			if (act == fieldDecrypt || act == fieldMask) && ps.cipher == nil {
