@@ -135,9 +135,9 @@ func Decide(p eventvault.Principal, r Request) Decision {
 	}
 	set, ok := p.Grants.(*Set)
 	if !ok || set == nil {
-		set = rulesSet(p.Rules)
+		return rulesSet(p.Rules).decide(p, r)
 	}
-	return set.decide(p, r)
+	return set.decideMemo(p, r)
 }
 
 const otherTenant = "a caller acts only within its own tenant"

@@ -366,3 +366,57 @@ func FuzzParseErrorDescription(f *testing.F) {
 		}
 	})
 }
+
+// TestRememberedDecisionsAreThePrincipalsAndTheRequests decides, on one
+// Set shared by several principals (JWT users of one group share one), for
+// principals and requests that differ in one part each, in both orders:
+// a decision remembered for one is never the answer to another, and a
+// caller changing a decision it got does not change the next.
+func TestRememberedDecisionsAreThePrincipalsAndTheRequests(t *testing.T) {
+	doc, err := Parse("who", `permit (principal == Token::"tok_a", action == Action::"read_pii", resource) when { context.pointer == "/email" };
+permit (principal == User::"iss#bob", action == Action::"read_pii", resource) when { context.class == "phone" };
+permit (principal, action == Action::"read", resource) when { principal.name == "reader" };`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := NewSet(doc)
+	a := eventvault.Principal{Tenant: "acme", TokenID: "tok_a", Grants: set}
+	b := eventvault.Principal{Tenant: "acme", TokenID: "tok_b", Grants: set}
+	bob := eventvault.Principal{Tenant: "acme", Subject: "iss#bob", Grants: set}
+	eve := eventvault.Principal{Tenant: "acme", Subject: "iss#eve", Grants: set}
+	reader := eventvault.Principal{Tenant: "acme", TokenID: "tok_c", Name: "reader", Grants: set}
+	writer := eventvault.Principal{Tenant: "acme", TokenID: "tok_c", Name: "writer", Grants: set}
+	email := Request{Tenant: "acme", Action: ReadPII, Stream: "customer-1", Pointer: "/email", Class: eventvault.PIIEmail}
+	phone := Request{Tenant: "acme", Action: ReadPII, Stream: "customer-1", Pointer: "/phone", Class: eventvault.PIIPhone}
+	read := Request{Tenant: "acme", Action: Read, Stream: "customer-1"}
+	cases := []struct {
+		name string
+		p    eventvault.Principal
+		r    Request
+		want bool
+	}{
+		{"tok_a, email", a, email, true},
+		{"tok_b, email", b, email, false},
+		{"tok_a, phone", a, phone, false},
+		{"bob, phone", bob, phone, true},
+		{"eve, phone", eve, phone, false},
+		{"bob, email", bob, email, false},
+		{"reader, read", reader, read, true},
+		{"writer, read", writer, read, false},
+	}
+	for round := range 3 {
+		for i := range cases {
+			c := cases[(i*(round+1))%len(cases)] // another order each round
+			d := Decide(c.p, c.r)
+			if d.Allowed != c.want {
+				t.Fatalf("round %d, %s: allowed %v, want %v", round, c.name, d.Allowed, c.want)
+			}
+			if d.Allowed {
+				d.By[0] = "changed by the caller"
+			}
+		}
+	}
+	if d := Decide(a, email); len(d.By) != 1 || !strings.HasPrefix(d.By[0], "who#") {
+		t.Fatalf("a remembered decision changed by a caller: %+v", d)
+	}
+}

@@ -2,7 +2,9 @@ package policies
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cedar-policy/cedar-go"
 
@@ -15,6 +17,53 @@ import (
 type Set struct {
 	set  *cedar.PolicySet
 	docs []string
+	memo decisionMemo
+}
+
+// decisionMemo keeps a Set's decisions: Cedar's evaluation of a request
+// depends on nothing but the set, the principal's entity (its token id or
+// subject, and its name) and the request, so a decision made once stands
+// for as long as the Set, which is immutable (a changed document compiles
+// a new one). A page of events asks the same few per-field questions again
+// and again, and so do the requests of one token.
+type decisionMemo struct {
+	mu sync.RWMutex
+	m  map[memoKey]Decision
+}
+
+type memoKey struct {
+	tokenID, subject, name string
+	r                      Request
+}
+
+// decisionMemoMax bounds the decisions one Set keeps; past it, it starts
+// over.
+const decisionMemoMax = 256
+
+// decideMemo is decide, remembered.
+func (s *Set) decideMemo(p eventvault.Principal, r Request) Decision {
+	k := memoKey{p.TokenID, p.Subject, p.Name, r}
+	s.memo.mu.RLock()
+	d, ok := s.memo.m[k]
+	s.memo.mu.RUnlock()
+	if ok {
+		return d.clone()
+	}
+	d = s.decide(p, r)
+	s.memo.mu.Lock()
+	if s.memo.m == nil || len(s.memo.m) >= decisionMemoMax {
+		s.memo.m = make(map[memoKey]Decision)
+	}
+	s.memo.m[k] = d.clone()
+	s.memo.mu.Unlock()
+	return d
+}
+
+// clone returns d with slices of its own: a remembered decision is never
+// changed by a caller.
+func (d Decision) clone() Decision {
+	d.By, d.Errors = slices.Clone(d.By), slices.Clone(d.Errors)
+	return d
 }
 
 // NewSet compiles docs into one Set. Documents with the same name are a
