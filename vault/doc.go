@@ -42,8 +42,11 @@
 //     are made unreadable.
 //
 // Clients see "the root key (Vault Transit) is unavailable; retry later",
-// or, for a permission denied, that an operator must fix the server's Vault
-// policy (never "retry later"); the log gets Vault's address, the path and Vault's own words. No error
+// or, for a permission denied, that the server's token may have been revoked
+// or expired or its Vault policy lacks a capability (never "retry later");
+// after a denial the provider reads its token file again (or logs in again
+// with AppRole) and retries once with a new token, so a token replaced in
+// the file is picked up without a restart; the log gets Vault's address, the path and Vault's own words. No error
 // or log line holds a token, a secret id, a key, a plaintext or a
 // ciphertext.
 //
