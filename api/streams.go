@@ -172,9 +172,12 @@ func (s *Server) readStream(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	// next is the from of the following page, absent at the end.
+	// next is the from of the following page, absent at the end. A page
+	// may hold fewer than limit events before the end (their payloads
+	// reached eventvault.MaxPageBytes), so the end is the stream's first or
+	// last position, not a short page.
 	var next *int64
-	if n := len(slice.Events); n == limit {
+	if n := len(slice.Events); n > 0 {
 		p := slice.Events[n-1].Position + 1
 		if backward {
 			p = slice.Events[n-1].Position - 1
