@@ -70,3 +70,24 @@ func TestShortPagesOfLargeEventsStillGiveNext(t *testing.T) {
 		t.Fatalf("following read-all's next read %v; want [0 1 2]", globals)
 	}
 }
+
+// TestSubjectExportReadsEveryPageOfLargeEvents: a subject's stream of
+// three 1.5 MiB events is read in short pages (eventvault.MaxPageBytes);
+// the export must hold all three, not stop at the first short page.
+func TestSubjectExportReadsEveryPageOfLargeEvents(t *testing.T) {
+	a := newTestAPI(t)
+	tok := a.tokenFor("acme")
+	big := strings.Repeat("y", 3<<19)
+	for range 3 {
+		a.doJSON(http.MethodPost, "/v1/streams/blob-2/events", tok, map[string]any{"subject": "sam", "events": []any{event("Blob", big)}}, http.StatusCreated, nil)
+	}
+	var x struct {
+		Events []struct {
+			Position int64 `json:"position"`
+		} `json:"events"`
+	}
+	a.doJSON(http.MethodPost, "/v1/subject-exports", a.eraser("acme"), map[string]any{"subject": "sam"}, http.StatusOK, &x)
+	if len(x.Events) != 3 {
+		t.Fatalf("the export holds %d of the subject's 3 events", len(x.Events))
+	}
+}
