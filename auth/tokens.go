@@ -253,7 +253,7 @@ func (s *Tokens) InstallRoot(ctx context.Context, tenant eventvault.TenantID, se
 	if len(secret) > MaxTokenLength {
 		return "", eventvault.Errorf(eventvault.EINVALID, "the root token is longer than %d bytes", MaxTokenLength)
 	}
-	err := s.Store.DeleteRootTokens(ctx)
+	_, err := s.Store.DeleteRootTokens(ctx)
 	// Purged even on an error, which may hide a delete that committed.
 	s.Purge()
 	if err != nil {
