@@ -71,12 +71,12 @@ func limitSQL(query string, limit int) string {
 	return query + strconv.Itoa(limit)
 }
 
-// ReadStream returns up to opts.Limit events of one stream (fewer when
-// their payloads would pass eventvault.MaxPageBytes) with the stream's
-// version and key, read on one snapshot in one round trip. A read
+// ReadStream returns up to opts.Limit events of one stream with the
+// stream's version and key, read on one snapshot in one round trip. A read
 // past the end is an empty page. A shredded stream's page has ShreddedAt, a
 // zero key and the envelopes of the events not purged; it is a page even
-// when none are left.
+// when none are left. A page holds fewer events than opts.Limit before the
+// end when their payloads would pass eventvault.MaxPageBytes.
 //
 // Errors: ENOTFOUND if the stream has no events and was never shredded;
 // EINVALID for a limit that is not positive or a From below 0 (below -1
@@ -197,7 +197,8 @@ const scanArenaSize = 32 << 10
 
 // scanEvents reads the rows of a query of eventColumns, up to capHint of
 // them expected, and stops before the first row that would take the
-// page's payloads past eventvault.MaxPageBytes (never before the first). Rows in PostgreSQL's binary format (what pgx asks for
+// page's payloads past eventvault.MaxPageBytes (never before the first).
+// Rows in PostgreSQL's binary format (what pgx asks for
 // these types but text) are decoded here from their raw values, the MAC
 // and payload of a row copied into blocks shared by the page's rows
 // (scanArenaSize; a row past a quarter of it gets its own) and the stream
