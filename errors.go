@@ -3,6 +3,7 @@ package eventvault
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Code is the stable kind of an *Error: clients and the HTTP layer depend
@@ -100,4 +101,44 @@ func ErrorFields(err error) map[string]any {
 		return e.Fields
 	}
 	return nil
+}
+
+// MaxPointerField bounds the JSON Pointer a problem names (Fields
+// "pointer"), in bytes: a client's key may be long, and the problem stays
+// short.
+const MaxPointerField = 120
+
+// FieldErrorf returns an EINVALID *Error about the request body's field at
+// pointer, a JSON Pointer (RFC 6901) such as "/events/0/type", which the
+// API gives in the problem's pointer member (Fields["pointer"], cut to
+// MaxPointerField bytes).
+func FieldErrorf(pointer, format string, args ...any) *Error {
+	return &Error{Code: EINVALID, Message: fmt.Sprintf(format, args...), Fields: map[string]any{"pointer": Truncate(pointer, MaxPointerField)}}
+}
+
+// AtPointer returns err naming the body field at pointer (as FieldErrorf)
+// when err is EINVALID and names no field yet: for a check that knows the
+// value but not where the request put it (ValidateSubject). Any other
+// error, nil included, comes back as it is.
+func AtPointer(err error, pointer string) error {
+	var e *Error
+	if !errors.As(err, &e) || e.Code != EINVALID {
+		return err
+	}
+	if _, ok := e.Fields["pointer"]; ok {
+		return err
+	}
+	c := *e
+	c.Fields = make(map[string]any, len(e.Fields)+1)
+	for k, v := range e.Fields {
+		c.Fields[k] = v
+	}
+	c.Fields["pointer"] = Truncate(pointer, MaxPointerField)
+	return &c
+}
+
+// PointerToken escapes s as one reference token of a JSON Pointer (RFC
+// 6901, section 3: '~' as ~0, '/' as ~1), as for a key of a map in a body.
+func PointerToken(s string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
 }

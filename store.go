@@ -257,6 +257,26 @@ type StoredEvent struct {
 	Payload        []byte // sealed data and metadata
 }
 
+// MaxPageBytes bounds the payload bytes (sealed data and metadata, summed
+// over StoredEvent.Payload) of one page of ReadStream or ReadAll, so that
+// one read of large events cannot take hundreds of MB of a server's memory
+// (an event's data is up to 4 MiB; its JSON, escaped, several times that).
+// A store adds events to a page in order while their payloads stay within
+// it and stops before the first that would pass it; the first event is
+// always added, whatever its size. So a page may hold fewer events than
+// its limit before the end: a reader pages on from the last event it got,
+// and only an empty page (or, for a stream, a last position at the
+// stream's version) says it reached the end. 4 MiB is the bound of an
+// append's body: a page holds at most about one batch of the largest kind.
+const MaxPageBytes = 4 << 20
+
+// PageFull reports whether a page whose payloads so far sum to bytes, with
+// n events, has no room for an event of size more payload bytes
+// (MaxPageBytes): never for the first event.
+func PageFull(n, bytes, more int) bool {
+	return n > 0 && bytes+more > MaxPageBytes
+}
+
 // ReadOptions select a slice of a stream.
 type ReadOptions struct {
 	// From is the first position read. Backward reads may pass -1 for the
@@ -338,14 +358,16 @@ type EventStore interface {
 	// returned by Seal; for req.NewKey, the errors its doc names. Whatever
 	// the error, nothing is written: no event, no key row, no stream.
 	Append(ctx context.Context, tenant TenantID, req AppendRequest) (AppendResult, error)
-	// ReadStream returns up to opts.Limit events of one stream. A page
+	// ReadStream returns up to opts.Limit events of one stream, fewer when
+	// their payloads would pass MaxPageBytes (at least one). A page
 	// read is its caller's: the store keeps no reference to its payloads,
 	// which the caller may overwrite (the engine decrypts them in place),
 	// and no two StoredEvents' slices share bytes.
 	// Errors: ENOTFOUND if the stream has no events.
 	ReadStream(ctx context.Context, tenant TenantID, stream StreamName, opts ReadOptions) (StreamPage, error)
 	// ReadAll returns up to limit events of the tenant with global position
-	// >= from, in global order, and the tenant's next global position
+	// >= from, in global order (fewer when their payloads would pass
+	// MaxPageBytes, at least one), and the tenant's next global position
 	// (AllPage.Next), read together: a from past it is not refused here.
 	// The page is its caller's, as ReadStream's.
 	ReadAll(ctx context.Context, tenant TenantID, from int64, limit int) (AllPage, error)

@@ -29,8 +29,9 @@ type TokenStore interface {
 	// TokenByHash returns the token with this hash. Errors: ENOTFOUND.
 	TokenByHash(ctx context.Context, hash []byte) (Token, error)
 	// DeleteRootTokens removes every root token, so that a dev server's
-	// restart retires the previous root token.
-	DeleteRootTokens(ctx context.Context) error
+	// restart retires the previous root token, and returns how many it
+	// removed (0 when there were none).
+	DeleteRootTokens(ctx context.Context) (int, error)
 	// DeleteTenantTokens removes every token of the tenant that is not a
 	// root token (a root token is admin over every tenant, whatever tenant
 	// it names), and returns how many it removed: a tenant shred revokes

@@ -2,6 +2,7 @@ package eventvault
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"slices"
 	"time"
@@ -64,18 +65,35 @@ var categoryRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
 // Validate returns EINVALID for a filter with too many entries, a
 // category that is not one (letters, digits, '_', starting with a letter)
 // or an invalid event type.
-func (f FeedFilter) Validate() error {
-	if len(f.Categories) > MaxFilterEntries || len(f.Types) > MaxFilterEntries {
-		return Errorf(EINVALID, "a filter takes at most %d categories and %d types", MaxFilterEntries, MaxFilterEntries)
+func (f FeedFilter) Validate() error { return f.validate("") }
+
+// ValidateAt is Validate for a filter given in a request body at pointer
+// (a JSON Pointer such as "/filter"): its error names the entry by its
+// pointer (Fields["pointer"], as FieldErrorf), such as
+// "/filter/categories/2".
+func (f FeedFilter) ValidateAt(pointer string) error { return f.validate(pointer) }
+
+func (f FeedFilter) validate(pointer string) error {
+	fail := func(at, format string, args ...any) error {
+		if pointer == "" {
+			return Errorf(EINVALID, format, args...)
+		}
+		return FieldErrorf(pointer+at, format, args...)
+	}
+	if len(f.Categories) > MaxFilterEntries {
+		return fail("/categories", "a filter takes at most %d categories and %d types", MaxFilterEntries, MaxFilterEntries)
+	}
+	if len(f.Types) > MaxFilterEntries {
+		return fail("/types", "a filter takes at most %d categories and %d types", MaxFilterEntries, MaxFilterEntries)
 	}
 	for i, c := range f.Categories {
 		if len(c) > MaxStreamNameLength || !categoryRE.MatchString(c) {
-			return Errorf(EINVALID, "categories[%d] is not a stream category: letters, digits and '_', starting with a letter (the part of a stream name before its first '-')", i)
+			return fail(fmt.Sprintf("/categories/%d", i), "categories[%d] is not a stream category: letters, digits and '_', starting with a letter (the part of a stream name before its first '-')", i)
 		}
 	}
 	for i, t := range f.Types {
 		if err := ValidateEventType(t); err != nil {
-			return Errorf(EINVALID, "types[%d]: %s", i, ErrorMessage(err))
+			return fail(fmt.Sprintf("/types/%d", i), "types[%d]: %s", i, ErrorMessage(err))
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -207,7 +208,8 @@ func TestOversizedHeadersAreProblemsOnARealListener(t *testing.T) {
 	a := newTestAPI(t)
 	srv := httptest.NewUnstartedServer(a.srv)
 	srv.Config.MaxHeaderBytes = ServerMaxHeaderBytes
-	srv.Listener = ProblemListener(srv.Listener)
+	var logs syncBuffer
+	srv.Listener = ProblemListener(srv.Listener, slog.New(slog.NewTextHandler(&logs, nil)))
 	srv.Start()
 	t.Cleanup(srv.Close)
 	for _, r := range []struct {
@@ -223,6 +225,9 @@ func TestOversizedHeadersAreProblemsOnARealListener(t *testing.T) {
 		{"malformed header", "GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400, eventvault.EINVALID},
 		{"unknown transfer coding", "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: rot13\r\n\r\n", 501, eventvault.EINVALID},
 		{"HTTP/9.9", "GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 505, eventvault.EINVALID},
+		{"Transfer-Encoding foo", "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: foo\r\n\r\n", 501, eventvault.EINVALID},
+		{"a bare GARBAGE line", "GARBAGE\r\n\r\n", 400, eventvault.EINVALID},
+		{"a request line of two words", "GET /healthz\r\n\r\n", 400, eventvault.EINVALID},
 		{"two Content-Length that differ", "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, eventvault.EINVALID},
 		{"two Authorization", "GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n", 400, eventvault.EINVALID},
 		{"two Content-Type", "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}", 400, eventvault.EINVALID},
@@ -247,9 +252,21 @@ func TestOversizedHeadersAreProblemsOnARealListener(t *testing.T) {
 			if res.StatusCode != r.status || res.Header.Get("Content-Type") != ProblemContentType {
 				t.Fatalf("%d %q: %s", res.StatusCode, res.Header.Get("Content-Type"), body)
 			}
-			var p problem
+			var p struct {
+				problem
+				RequestID string `json:"http_request_id"`
+			}
 			if err := json.Unmarshal(body, &p); err != nil || p.Status != r.status || p.Code != string(r.code) || p.Detail == "" {
 				t.Fatalf("problem %s (%v)", body, err)
+			}
+			// Every answer carries a request id, in the header and the
+			// body, and the same one; net/http's own answers are logged
+			// with it.
+			if id := res.Header.Get(RequestIDHeader); id == "" || id != p.RequestID {
+				t.Fatalf("X-Request-Id %q, http_request_id %q: want the same id in both", id, p.RequestID)
+			}
+			if res.Header.Get("Date") == "" && !strings.Contains(logs.String(), p.RequestID) { // net/http's own answer, rewritten
+				t.Fatalf("the request id %s of net/http's own answer is not in the log: %s", p.RequestID, logs.String())
 			}
 		})
 	}

@@ -77,11 +77,11 @@ func (s *Server) retireRoot(c *gin.Context) {
 		return
 	}
 	if req.BeforeVersion == nil {
-		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "before_version is missing: send {\"before_version\": N}, the oldest root key version that stays usable"))
+		s.writeError(c, eventvault.FieldErrorf("/before_version", "before_version is missing: send {\"before_version\": N}, the oldest root key version that stays usable"))
 		return
 	}
 	if *req.BeforeVersion < 1 {
-		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "before_version must be a root key version, 1 or more"))
+		s.writeError(c, eventvault.FieldErrorf("/before_version", "before_version must be a root key version, 1 or more"))
 		return
 	}
 	if err := s.keys.RetireRootVersions(c.Request.Context(), principal(c), *req.BeforeVersion); err != nil {

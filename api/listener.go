@@ -3,11 +3,13 @@ package api
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/eventvault/eventvault"
 )
@@ -48,19 +50,36 @@ func headerLimit(c *gin.Context) {
 // beneath TLS (ServeTLS takes the wrapped one): under TLS net/http answers
 // nothing in plain text but the last case, so headerLimit is what answers
 // an oversized header with a problem there.
-func ProblemListener(l net.Listener) net.Listener { return problemListener{l} }
+//
+// Each such answer carries a request id, as every answer does: a new one
+// (the request was not parsed, so a client's X-Request-Id is not read), in
+// the X-Request-Id header and the body's http_request_id, and logged to
+// logger (nil: not logged) with the status and code, never a byte of the
+// request.
+func ProblemListener(l net.Listener, logger *slog.Logger) net.Listener {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return problemListener{l, logger}
+}
 
-type problemListener struct{ net.Listener }
+type problemListener struct {
+	net.Listener
+	logger *slog.Logger
+}
 
 func (l problemListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &problemConn{Conn: c}, nil
+	return &problemConn{Conn: c, logger: l.logger}, nil
 }
 
-type problemConn struct{ net.Conn }
+type problemConn struct {
+	net.Conn
+	logger *slog.Logger
+}
 
 // The text/plain answers net/http writes before a handler runs
 // (net/http/server.go, conn.serve).
@@ -70,7 +89,7 @@ var (
 )
 
 func (c *problemConn) Write(b []byte) (int, error) {
-	if out, ok := rewriteServerError(b); ok {
+	if out, ok := rewriteServerError(b, c.logger); ok {
 		if _, err := c.Conn.Write(out); err != nil {
 			return 0, err
 		}
@@ -90,9 +109,9 @@ func (c *problemConn) CloseWrite() error {
 
 // rewriteServerError returns the problem answer for one of net/http's own
 // error answers, and false for any other bytes.
-func rewriteServerError(b []byte) ([]byte, bool) {
+func rewriteServerError(b []byte, logger *slog.Logger) ([]byte, bool) {
 	if bytes.Equal(b, plainHTTPSError) {
-		return problemAnswer(http.StatusBadRequest, eventvault.EINVALID, "this port speaks HTTPS: send the request over TLS"), true
+		return problemAnswer(http.StatusBadRequest, eventvault.EINVALID, "this port speaks HTTPS: send the request over TLS", logger), true
 	}
 	rest, ok := bytes.CutPrefix(b, []byte("HTTP/1.1 "))
 	if !ok || len(rest) < 4 || rest[3] != ' ' && rest[3] != '\r' {
@@ -121,11 +140,16 @@ func rewriteServerError(b []byte) ([]byte, bool) {
 			detail += ": " + string(text)
 		}
 	}
-	return problemAnswer(status, code, detail), true
+	return problemAnswer(status, code, detail, logger), true
 }
 
-func problemAnswer(status int, code eventvault.Code, detail string) []byte {
-	body, status := problemBody(status, code, detail, nil)
-	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		status, http.StatusText(status), ProblemContentType, len(body), body)
+// problemAnswer is a whole HTTP/1.1 answer with a problem body and a new
+// request id, which logger records.
+func problemAnswer(status int, code eventvault.Code, detail string, logger *slog.Logger) []byte {
+	id := uuid.NewString()
+	body, status := problemBody(status, code, detail, map[string]any{"http_request_id": id})
+	logger.Info("refused a request before routing it (net/http could not serve it)",
+		slog.Int("status", status), slog.String("code", string(code)), slog.String("http_request_id", id))
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		status, http.StatusText(status), ProblemContentType, RequestIDHeader, id, len(body), body)
 }

@@ -52,7 +52,7 @@ func (s *Server) putPolicy(c *gin.Context) {
 		return
 	}
 	if req.Policy == "" {
-		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "policy is missing: send {\"policy\": \"<Cedar policy text>\"}"))
+		s.writeError(c, eventvault.FieldErrorf("/policy", "policy is missing: send {\"policy\": \"<Cedar policy text>\"}"))
 		return
 	}
 	v, written, err := s.policies.Put(c.Request.Context(), principal(c), tenantQuery(c), c.Param("name"), req.Policy)

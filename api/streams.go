@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -70,11 +71,11 @@ func (s *Server) appendEvents(c *gin.Context) {
 	}
 	expected, err := parseExpectedVersion(req.ExpectedVersion)
 	if err != nil {
-		s.writeError(c, err)
+		s.writeError(c, eventvault.AtPointer(err, "/expected_version"))
 		return
 	}
 	if req.Events == nil {
-		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "events is missing: send {\"events\": [{\"id\": ..., \"type\": ..., \"data\": ...}]}"))
+		s.writeError(c, eventvault.FieldErrorf("/events", "events is missing: send {\"events\": [{\"id\": ..., \"type\": ..., \"data\": ...}]}"))
 		return
 	}
 	events, err := newEvents(req.Events)
@@ -85,7 +86,7 @@ func (s *Server) appendEvents(c *gin.Context) {
 	var subject string
 	if req.Subject != nil {
 		if err := eventvault.ValidateSubject(*req.Subject); err != nil {
-			s.writeError(c, err)
+			s.writeError(c, eventvault.AtPointer(err, "/subject"))
 			return
 		}
 		subject = *req.Subject
@@ -114,11 +115,11 @@ func newEvents(in []eventIn) ([]eventvault.NewEvent, error) {
 	out := make([]eventvault.NewEvent, len(in))
 	for i, e := range in {
 		if e.ID == "" {
-			return nil, eventvault.Errorf(eventvault.EINVALID, "events[%d].id is missing: give every event a UUID of your choice, which makes retries idempotent", i)
+			return nil, eventvault.FieldErrorf(fmt.Sprintf("/events/%d/id", i), "events[%d].id is missing: give every event a UUID of your choice, which makes retries idempotent", i)
 		}
 		id, err := uuid.Parse(e.ID)
 		if err != nil || len(e.ID) != 36 {
-			return nil, eventvault.Errorf(eventvault.EINVALID, "events[%d].id (at /events/%d/id) is not a UUID such as 3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55", i, i)
+			return nil, eventvault.FieldErrorf(fmt.Sprintf("/events/%d/id", i), "events[%d].id (at /events/%d/id) is not a UUID such as 3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55", i, i)
 		}
 		out[i] = eventvault.NewEvent{ID: id, Type: e.Type, Data: jsonValue(e.Data), Metadata: jsonValue(e.Metadata)}
 		for _, ptr := range slices.Sorted(maps.Keys(e.PII)) {
@@ -172,9 +173,12 @@ func (s *Server) readStream(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	// next is the from of the following page, absent at the end.
+	// next is the from of the following page, absent at the end. A page
+	// may hold fewer than limit events before the end (their payloads
+	// reached eventvault.MaxPageBytes), so the end is the stream's first or
+	// last position, not a short page.
 	var next *int64
-	if n := len(slice.Events); n == limit {
+	if n := len(slice.Events); n > 0 {
 		p := slice.Events[n-1].Position + 1
 		if backward {
 			p = slice.Events[n-1].Position - 1

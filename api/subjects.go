@@ -75,7 +75,7 @@ func (s *Server) rectify(c *gin.Context) {
 		return
 	}
 	if in.Token == "" {
-		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "token is missing: name the token that stands for the value, as an export or a redacted read shows it"))
+		s.writeError(c, eventvault.FieldErrorf("/token", "token is missing: name the token that stands for the value, as an export or a redacted read shows it"))
 		return
 	}
 	r, err := s.subjects.Rectify(c.Request.Context(), principal(c), in.Subject, in.Token, jsonValue(in.Value))

@@ -73,7 +73,7 @@ func parseFrom(raw json.RawMessage) (int64, error) {
 	}
 	var n int64
 	if err := json.Unmarshal(raw, &n); err != nil || n < 0 {
-		return 0, eventvault.Errorf(eventvault.EINVALID, "from must be a global position (an integer >= 0) or \"end\"")
+		return 0, eventvault.FieldErrorf("/from", "from must be a global position (an integer >= 0) or \"end\"")
 	}
 	return n, nil
 }
@@ -146,7 +146,7 @@ func (s *Server) ackSubscription(c *gin.Context) {
 		return
 	}
 	if in.Position == nil {
-		s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "position is missing: send {\"position\": N}, the global position (SSE id) of the last event you processed"))
+		s.writeError(c, eventvault.FieldErrorf("/position", "position is missing: send {\"position\": N}, the global position (SSE id) of the last event you processed"))
 		return
 	}
 	st, err := s.subs.Ack(c.Request.Context(), principal(c), c.Param("name"), *in.Position)

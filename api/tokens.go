@@ -44,14 +44,14 @@ func (v *ttlValue) UnmarshalJSON(b []byte) error {
 	if strings.HasPrefix(s, `"`) {
 		d, err := time.ParseDuration(strings.Trim(s, `"`))
 		if err != nil {
-			return eventvault.Errorf(eventvault.EINVALID, "ttl must be a duration such as \"720h\" or a number of seconds")
+			return eventvault.FieldErrorf("/ttl", "ttl must be a duration such as \"720h\" or a number of seconds")
 		}
 		*v = ttlValue(d)
 		return nil
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 || n > int64(auth.MaxTokenTTL/time.Second) {
-		return eventvault.Errorf(eventvault.EINVALID, "ttl must be a duration such as \"720h\" or a whole number of seconds up to %d", int64(auth.MaxTokenTTL/time.Second))
+		return eventvault.FieldErrorf("/ttl", "ttl must be a duration such as \"720h\" or a whole number of seconds up to %d", int64(auth.MaxTokenTTL/time.Second))
 	}
 	*v = ttlValue(time.Duration(n) * time.Second)
 	return nil
@@ -69,7 +69,7 @@ func (s *Server) createToken(c *gin.Context) {
 	tenant := p.Tenant
 	if req.Tenant != nil {
 		if *req.Tenant == "" {
-			s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "tenant is empty: name the tenant the token is for, or leave tenant out for your own"))
+			s.writeError(c, eventvault.FieldErrorf("/tenant", "tenant is empty: name the tenant the token is for, or leave tenant out for your own"))
 			return
 		}
 		tenant = eventvault.TenantID(*req.Tenant)
@@ -82,7 +82,7 @@ func (s *Server) createToken(c *gin.Context) {
 	if req.TTL != nil {
 		nr.TTL = time.Duration(*req.TTL)
 		if nr.TTL == 0 {
-			s.writeError(c, eventvault.Errorf(eventvault.EINVALID, "ttl must be at least %s: leave it out for a token that does not expire", auth.MinTokenTTL))
+			s.writeError(c, eventvault.FieldErrorf("/ttl", "ttl must be at least %s: leave it out for a token that does not expire", auth.MinTokenTTL))
 			return
 		}
 	}

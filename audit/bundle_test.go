@@ -256,6 +256,23 @@ func TestCheckpointSignature(t *testing.T) {
 			t.Errorf("%s: OpenCheckpoint = %v, want ErrBadSignature", name, err)
 		}
 	}
+	// A verifier key pinned with PinVerifierKey says what is wrong with it:
+	// another tenant's log, or another key of the same log.
+	for _, c := range []struct {
+		name, vkey, want string
+	}{
+		{"another tenant's", l.signer.VerifierKey("globex"), "the pinned verifier key is for log eventvault/audit/globex, but this bundle's checkpoint is of log eventvault/audit/acme"},
+		{"another key of the log", otherVkey, "is signed by eventvault/audit/acme (key id"},
+	} {
+		pinned, err := PinVerifierKey(c.vkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = OpenCheckpoint(msg, pinned)
+		if !errors.Is(err, ErrBadSignature) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s verifier key: OpenCheckpoint = %v; want ErrBadSignature saying %q", c.name, err, c.want)
+		}
+	}
 	// An altered body fails the pinned key.
 	forged := bytes.Replace(msg, []byte("\n2\n"), []byte("\n3\n"), 1)
 	if _, err := OpenCheckpoint(forged, l.pinned()); !errors.Is(err, ErrBadSignature) {

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -102,7 +103,10 @@ func OpenCheckpoint(msg []byte, pinned Pinned) (Checkpoint, error) {
 	if err != nil {
 		var unverified *note.UnverifiedNoteError
 		var invalid *note.InvalidSignatureError
-		if errors.As(err, &unverified) || errors.As(err, &invalid) {
+		if errors.As(err, &unverified) {
+			return Checkpoint{}, fmt.Errorf("%w: %s", ErrBadSignature, whyUnverified(unverified.Note, pinned))
+		}
+		if errors.As(err, &invalid) {
 			return Checkpoint{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
 		}
 		return Checkpoint{}, fmt.Errorf("%w: %v", ErrMalformedCheckpoint, err)
@@ -201,12 +205,55 @@ func VerifierKey(name string, pub ed25519.PublicKey) (string, error) {
 type Pinned = note.Verifiers
 
 // PinVerifierKey returns the Pinned of one verifier key (see VerifierKey).
+// A checkpoint it does not verify is told apart by its key's name: a key
+// of another tenant's log says which log it pins and which the checkpoint
+// is of.
 func PinVerifierKey(vkey string) (Pinned, error) {
 	v, err := note.NewVerifier(strings.TrimSpace(vkey))
 	if err != nil {
 		return nil, fmt.Errorf("verifier key: %w", err)
 	}
-	return note.VerifierList(v), nil
+	return pinnedKey{Verifiers: note.VerifierList(v), name: v.Name(), hash: v.KeyHash()}, nil
+}
+
+// pinnedKey is one pinned verifier key that knows its name, for the
+// message when it verifies nothing.
+type pinnedKey struct {
+	note.Verifiers
+	name string
+	hash uint32
+}
+
+// whyUnverified says why no signature of a checkpoint note verified
+// against pinned: the pinned key is of another log (another tenant's, or
+// another deployment's log name), or of the same log under another key.
+// It names logs and key ids, nothing secret.
+func whyUnverified(n *note.Note, pinned Pinned) string {
+	origin := "an unreadable origin"
+	if n != nil {
+		if c, err := ParseCheckpoint([]byte(n.Text)); err == nil {
+			origin = c.Origin
+		}
+	}
+	var signers []string
+	if n != nil {
+		for _, s := range slices.Concat(n.Sigs, n.UnverifiedSigs) {
+			signers = append(signers, fmt.Sprintf("%s (key id %08x)", s.Name, s.Hash))
+		}
+	}
+	signed := "no key"
+	if len(signers) > 0 {
+		signed = strings.Join(signers, ", ")
+	}
+	pk, ok := pinned.(pinnedKey)
+	switch {
+	case !ok:
+		return fmt.Sprintf("the checkpoint of log %s is signed by %s, and the pinned key verifies none of them", origin, signed)
+	case pk.name != origin:
+		return fmt.Sprintf("the pinned verifier key is for log %s, but this bundle's checkpoint is of log %s (signed by %s): pin the verifier key of log %s (eventvault audit export prints it), or the deployment's public key (GET /v1/keys/signing)", pk.name, origin, signed, origin)
+	default:
+		return fmt.Sprintf("the checkpoint of log %s is signed by %s, not by the pinned key (key id %08x): another deployment's key, or the log was re-signed", origin, signed, pk.hash)
+	}
 }
 
 // PublicKeyVerifiers returns note.Verifiers that know one Ed25519 public key

@@ -8,8 +8,11 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/eventvault/eventvault"
 )
 
 // Failure classifies why a bundle does not verify. The command maps each to
@@ -154,8 +157,8 @@ func VerifyBundle(r io.Reader, pinned Pinned, trusted *Checkpoint) (*Verified, e
 	case err != nil:
 		return nil, fail(Tampered, cpLine, -1, "%v", err)
 	}
-	if cp.Origin != h.Origin || cp.Tenant() != h.Tenant || cp.Size != h.TreeSize {
-		return nil, fail(Tampered, 1, -1, "the header (origin %s, tree size %d) contradicts the signed checkpoint (origin %s, tree size %d)", h.Origin, h.TreeSize, cp.Origin, cp.Size)
+	if d := headerMismatch(h, cp); d != "" {
+		return nil, fail(Tampered, 1, -1, "the header contradicts the signed checkpoint: %s", d)
 	}
 
 	// The optional consistency proof, then the end.
@@ -380,4 +383,21 @@ func checkTrusted(t, cp Checkpoint, complete bool, tree *MemoryTree, cons *consi
 		return fail(Fork, consLine, -1, "the log's root at size %d is not the trusted one: the log forked", t.Size)
 	}
 	return nil // CheckTree passed for (OldSize, OldRoot) = (t.Size, t.Root)
+}
+
+// headerMismatch names each field of the bundle's header that differs
+// from the signed checkpoint, with both values ("" when none does), so
+// that an auditor sees what was changed, not two summaries to compare.
+func headerMismatch(h BundleHeader, cp Checkpoint) string {
+	var diffs []string
+	if h.Tenant != cp.Tenant() {
+		diffs = append(diffs, fmt.Sprintf("tenant %q, signed %q", eventvault.Truncate(h.Tenant, 100), cp.Tenant()))
+	}
+	if h.Origin != cp.Origin {
+		diffs = append(diffs, fmt.Sprintf("origin %q, signed %q", eventvault.Truncate(h.Origin, 200), cp.Origin))
+	}
+	if h.TreeSize != cp.Size {
+		diffs = append(diffs, fmt.Sprintf("tree_size %d, signed %d", h.TreeSize, cp.Size))
+	}
+	return strings.Join(diffs, "; ")
 }

@@ -122,7 +122,16 @@ func TestVerifyCompleteExport(t *testing.T) {
 		{name: "header claims another tree size", bundle: mutate(good, func(ls [][]byte) [][]byte {
 			ls[0] = replaceIn(ls[0], `"tree_size":16`, `"tree_size":15`)
 			return ls
-		}), pinned: l.pinned(), want: Tampered, line: 1, index: -1},
+		}), pinned: l.pinned(), want: Tampered, line: 1, index: -1, reason: "the header contradicts the signed checkpoint: tree_size 15, signed 16"},
+		// The reason names the field that differs, not two summaries.
+		{name: "header claims another tenant", bundle: mutate(good, func(ls [][]byte) [][]byte {
+			ls[0] = replaceIn(ls[0], `"tenant":"acme"`, `"tenant":"acmf"`)
+			return ls
+		}), pinned: l.pinned(), want: Tampered, line: 1, index: -1, reason: `the header contradicts the signed checkpoint: tenant "acmf", signed "acme"`},
+		{name: "header claims another origin", bundle: mutate(good, func(ls [][]byte) [][]byte {
+			ls[0] = replaceIn(ls[0], `/audit/acme"`, `/audit/acmf"`)
+			return ls
+		}), pinned: l.pinned(), want: Tampered, line: 1, index: -1, reason: `origin "eventvault/audit/acmf", signed "eventvault/audit/acme"`},
 		{name: "signed by another key", bundle: mutate(good, resign(l, attacker)), pinned: l.pinned(), want: BadSignature, line: 18, index: -1},
 		{name: "rewritten and signed by another key", bundle: mutate(mutate(good, forged), resign(l, attacker)), pinned: l.pinned(), want: BadSignature, line: 19, index: -1},
 		{name: "signed by another key, pinned by public key", bundle: mutate(good, resign(l, attacker)), pinned: PublicKeyVerifiers(testKey("deployment").Public().(ed25519.PublicKey)), want: BadSignature},

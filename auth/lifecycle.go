@@ -84,12 +84,12 @@ func (s *Tokens) Revoke(ctx context.Context, p eventvault.Principal, tenant even
 	return nil
 }
 
-// RevokeRoot deletes every root token.
-func (s *Tokens) RevokeRoot(ctx context.Context) error {
-	err := s.Store.DeleteRootTokens(ctx)
+// RevokeRoot deletes every root token and returns how many it deleted.
+func (s *Tokens) RevokeRoot(ctx context.Context) (int, error) {
+	n, err := s.Store.DeleteRootTokens(ctx)
 	s.Purge()
 	if err != nil {
-		return fmt.Errorf("remove root tokens: %w", err)
+		return 0, fmt.Errorf("remove root tokens: %w", err)
 	}
-	return nil
+	return n, nil
 }

@@ -105,8 +105,8 @@ func TestRefuseRoot(t *testing.T) {
 	if eventvault.ErrorCode(err) != eventvault.EUNAUTHORIZED || !strings.Contains(err.Error(), RevokeRootCommand) {
 		t.Fatalf("a root token on a production server: %v", err)
 	}
-	if err := s.RevokeRoot(ctx); err != nil {
-		t.Fatal(err)
+	if n, err := s.RevokeRoot(ctx); err != nil || n != 1 {
+		t.Fatalf("RevokeRoot: %d, %v; want the one root token removed", n, err)
 	}
 	s.RefuseRoot = false
 	if _, err := s.Authenticate(ctx, root); eventvault.ErrorCode(err) != eventvault.EUNAUTHORIZED {

@@ -180,23 +180,25 @@ const MaxTokenNameLength = 100
 // EINVALID for a bad tenant, name (empty included: a token is listed and
 // revoked by what its name says it is for) or rules.
 func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req NewTokenRequest) (string, eventvault.Token, error) {
+	// Errors about the request name its field in POST /v1/tokens's body
+	// by pointer (Fields["pointer"]).
 	if err := eventvault.ValidateTenant(req.Tenant); err != nil {
-		return "", eventvault.Token{}, err
+		return "", eventvault.Token{}, eventvault.AtPointer(err, "/tenant")
 	}
 	if err := policies.Authorize(issuer, policies.Request{Tenant: req.Tenant, Action: policies.ManageTokens}); err != nil {
 		return "", eventvault.Token{}, err
 	}
 	if req.Name == "" {
-		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "name is missing: name the token after what uses it, such as \"acme-app\" (GET /v1/tokens lists tokens by name)")
+		return "", eventvault.Token{}, eventvault.FieldErrorf("/name", "name is missing: name the token after what uses it, such as \"acme-app\" (GET /v1/tokens lists tokens by name)")
 	}
 	if len(req.Name) > MaxTokenNameLength {
-		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "token name is %d bytes long; the limit is %d", len(req.Name), MaxTokenNameLength)
+		return "", eventvault.Token{}, eventvault.FieldErrorf("/name", "token name is %d bytes long; the limit is %d", len(req.Name), MaxTokenNameLength)
 	}
 	if !utf8.ValidString(req.Name) || strings.ContainsRune(req.Name, 0) {
-		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "token name must be UTF-8 text without NUL characters")
+		return "", eventvault.Token{}, eventvault.FieldErrorf("/name", "token name must be UTF-8 text without NUL characters")
 	}
 	if req.Policies != nil && len(req.Policies) == 0 {
-		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "policies is an empty list, which would grant nothing: name at least one policy document, or leave policies out")
+		return "", eventvault.Token{}, eventvault.FieldErrorf("/policies", "policies is an empty list, which would grant nothing: name at least one policy document, or leave policies out")
 	}
 	rules := req.Rules
 	switch {
@@ -204,20 +206,20 @@ func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req New
 		rules = policies.DefaultRules
 	case rules == nil:
 	case len(rules) == 0:
-		return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "rules is an empty list, which would grant nothing: name at least one rule, or leave rules out for the default (append and read on every stream)")
+		return "", eventvault.Token{}, eventvault.FieldErrorf("/rules", "rules is an empty list, which would grant nothing: name at least one rule, or leave rules out for the default (append and read on every stream)")
 	}
 	if err := policies.ValidateRules(rules); err != nil {
-		return "", eventvault.Token{}, err
+		return "", eventvault.Token{}, eventvault.AtPointer(err, "/rules")
 	}
 	if err := ValidateTTL(req.TTL); err != nil {
-		return "", eventvault.Token{}, err
+		return "", eventvault.Token{}, eventvault.AtPointer(err, "/ttl")
 	}
 	if len(req.Policies) > 0 {
 		if s.Policies == nil {
-			return "", eventvault.Token{}, eventvault.Errorf(eventvault.EINVALID, "this server keeps no policy documents, so a token cannot name policies")
+			return "", eventvault.Token{}, eventvault.FieldErrorf("/policies", "this server keeps no policy documents, so a token cannot name policies")
 		}
 		if err := s.Policies.Exist(ctx, req.Tenant, req.Policies); err != nil {
-			return "", eventvault.Token{}, err
+			return "", eventvault.Token{}, eventvault.AtPointer(err, "/policies")
 		}
 	}
 	secret, err := s.newSecret()
@@ -251,7 +253,7 @@ func (s *Tokens) InstallRoot(ctx context.Context, tenant eventvault.TenantID, se
 	if len(secret) > MaxTokenLength {
 		return "", eventvault.Errorf(eventvault.EINVALID, "the root token is longer than %d bytes", MaxTokenLength)
 	}
-	err := s.Store.DeleteRootTokens(ctx)
+	_, err := s.Store.DeleteRootTokens(ctx)
 	// Purged even on an error, which may hide a delete that committed.
 	s.Purge()
 	if err != nil {

@@ -39,7 +39,7 @@ func (a *AuditLog) Pseudonym(ctx context.Context, p eventvault.Principal, tenant
 		return "", err
 	}
 	if err := eventvault.ValidateSubject(subject); err != nil {
-		return "", err
+		return "", eventvault.AtPointer(err, "/subject") // POST /v1/audit/pseudonym's body
 	}
 	if a.pseud == nil {
 		return "", eventvault.Errorf(eventvault.EINVALID, "this server has no pseudonym key")

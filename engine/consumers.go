@@ -86,11 +86,11 @@ func (c *Consumers) Put(ctx context.Context, p eventvault.Principal, name string
 	if err := eventvault.ValidateConsumerName(name); err != nil {
 		return st, false, err
 	}
-	if err := filter.Validate(); err != nil {
+	if err := filter.ValidateAt("/filter"); err != nil { // PUT /v1/subscriptions/{name}'s body
 		return st, false, err
 	}
 	if from < FromEnd {
-		return st, false, eventvault.Errorf(eventvault.EINVALID, "from must be a global position >= 0, or \"end\"")
+		return st, false, eventvault.FieldErrorf("/from", "from must be a global position >= 0, or \"end\"")
 	}
 	head, err := c.log.NextGlobalPosition(ctx, p.Tenant)
 	if err != nil {
@@ -100,7 +100,7 @@ func (c *Consumers) Put(ctx context.Context, p eventvault.Principal, name string
 		from = head
 	}
 	if from > head {
-		return st, false, pastTheEnd("from", from, head, true)
+		return st, false, eventvault.AtPointer(pastTheEnd("from", from, head, true), "/from")
 	}
 	actx, err := eventvault.WithAuditEvents(ctx, c.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditConsumerRegistered,
 		Resource: fmt.Sprintf(auditResourceConsumer, name), Outcome: AuditOutcomeOK, Detail: map[string]any{"categories": len(filter.Categories), "types": len(filter.Types)}})
@@ -168,7 +168,7 @@ func (c *Consumers) Ack(ctx context.Context, p eventvault.Principal, name string
 	if position < 0 || position >= head {
 		return ConsumerStatus{}, &eventvault.Error{Code: eventvault.EINVALID,
 			Message: fmt.Sprintf("position %d is not the global position of a committed event (the feed ends before %d): acknowledge the id of the last event you processed", position, head),
-			Fields:  map[string]any{"head": head}}
+			Fields:  map[string]any{"head": head, "pointer": "/position"}}
 	}
 	k, err := c.store.AckConsumer(ctx, p.Tenant, name, position+1, c.clock())
 	if err != nil {

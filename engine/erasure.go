@@ -104,7 +104,7 @@ func NewErasure(store eventvault.ErasureStore, keys KeyEvictor, pseud Pseudonymi
 // Errors: EINVALID for an empty or over-long id.
 func (e *Erasure) Pseudonym(tenant eventvault.TenantID, subject string) (eventvault.Pseudonym, error) {
 	if err := eventvault.ValidateSubject(subject); err != nil {
-		return "", err
+		return "", eventvault.AtPointer(err, "/subject") // every route takes it as the body's subject
 	}
 	return e.pseud.Pseudonym(tenant, subject), nil
 }

@@ -159,7 +159,7 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 	var owner eventvault.Pseudonym
 	if subject != "" {
 		if err := eventvault.ValidateSubject(subject); err != nil {
-			return eventvault.AppendResult{}, err
+			return eventvault.AppendResult{}, eventvault.AtPointer(err, "/subject")
 		}
 		if e.pseud == nil {
 			return eventvault.AppendResult{}, eventvault.Errorf(eventvault.EINVALID, "this server has no pseudonym key, so appends cannot name a subject")
@@ -337,7 +337,7 @@ func (e *Events) appendOnce(ctx context.Context, tenant eventvault.TenantID, act
 
 func validateBatch(events []eventvault.NewEvent) error {
 	if len(events) == 0 {
-		return eventvault.Errorf(eventvault.EINVALID, "the batch is empty: send at least one event in \"events\"")
+		return eventvault.FieldErrorf("/events", "the batch is empty: send at least one event in \"events\"")
 	}
 	if len(events) > MaxBatchEvents {
 		return eventvault.Errorf(eventvault.ETOOLARGE, "the batch holds %d events; the limit is %d per request: split it", len(events), MaxBatchEvents)
@@ -345,19 +345,20 @@ func validateBatch(events []eventvault.NewEvent) error {
 	seen := make(map[uuid.UUID]int, len(events))
 	for i, ev := range events {
 		if ev.ID == uuid.Nil {
-			return eventvault.Errorf(eventvault.EINVALID, "events[%d].id is missing or the nil UUID: give every event a UUID of your choice, which makes retries idempotent", i)
+			return eventvault.FieldErrorf(fmt.Sprintf("/events/%d/id", i), "events[%d].id is missing or the nil UUID: give every event a UUID of your choice, which makes retries idempotent", i)
 		}
 		if j, dup := seen[ev.ID]; dup {
-			return eventvault.Errorf(eventvault.EINVALID, "events[%d] and events[%d] share the id %s: every event needs its own id", j, i, ev.ID)
+			return eventvault.FieldErrorf(fmt.Sprintf("/events/%d/id", i), "events[%d] and events[%d] share the id %s: every event needs its own id", j, i, ev.ID)
 		}
 		seen[ev.ID] = i
 		if err := eventvault.ValidateEventType(ev.Type); err != nil {
 			// The type is not echoed (it may be anything); its place is.
 			return &eventvault.Error{Code: eventvault.ErrorCode(err), Err: err,
-				Message: fmt.Sprintf("events[%d].type (at /events/%d/type): %s", i, i, eventvault.ErrorMessage(err))}
+				Message: fmt.Sprintf("events[%d].type (at /events/%d/type): %s", i, i, eventvault.ErrorMessage(err)),
+				Fields:  map[string]any{"pointer": fmt.Sprintf("/events/%d/type", i)}}
 		}
 		if len(ev.Data) == 0 {
-			return eventvault.Errorf(eventvault.EINVALID, "events[%d].data is missing or null: send a JSON value, usually an object", i)
+			return eventvault.FieldErrorf(fmt.Sprintf("/events/%d/data", i), "events[%d].data is missing or null: send a JSON value, usually an object", i)
 		}
 		// Reads copy data and metadata into responses as they are, so only
 		// valid JSON may be stored, whoever calls; compacting checks that
@@ -365,11 +366,11 @@ func validateBatch(events []eventvault.NewEvent) error {
 		// recognised as the same event.
 		var err error
 		if events[i].Data, err = compactJSON(ev.Data); err != nil {
-			return eventvault.Errorf(eventvault.EINVALID, "events[%d].data is not valid JSON", i)
+			return eventvault.FieldErrorf(fmt.Sprintf("/events/%d/data", i), "events[%d].data is not valid JSON", i)
 		}
 		if ev.Metadata != nil {
 			if events[i].Metadata, err = compactJSON(ev.Metadata); err != nil {
-				return eventvault.Errorf(eventvault.EINVALID, "events[%d].metadata is not valid JSON", i)
+				return eventvault.FieldErrorf(fmt.Sprintf("/events/%d/metadata", i), "events[%d].metadata is not valid JSON", i)
 			}
 		}
 	}

@@ -247,7 +247,9 @@ func (tf *tenantFeed) readAvailable(ctx context.Context) {
 		close(tf.changed)
 		tf.changed = make(chan struct{})
 		tf.mu.Unlock()
-		if len(page.Events) < feedPageLimit {
+		// Caught up with the snapshot's head. (A page short of the limit
+		// does not say so: it may have stopped at eventvault.MaxPageBytes.)
+		if fp.to >= page.Next {
 			return
 		}
 	}

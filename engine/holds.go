@@ -19,10 +19,10 @@ func (e *Erasure) PutHold(ctx context.Context, p eventvault.Principal, subject, 
 		return eventvault.Hold{}, err
 	}
 	if reason == "" || len(reason) > MaxHoldReasonLength {
-		return eventvault.Hold{}, eventvault.Errorf(eventvault.EINVALID, "reason must be 1 to %d bytes: say why the data must be kept (it is shown on rejected erasure requests, so keep personal data out of it)", MaxHoldReasonLength)
+		return eventvault.Hold{}, eventvault.FieldErrorf("/reason", "reason must be 1 to %d bytes: say why the data must be kept (it is shown on rejected erasure requests, so keep personal data out of it)", MaxHoldReasonLength)
 	}
 	if !utf8.ValidString(reason) || strings.ContainsRune(reason, 0) {
-		return eventvault.Hold{}, eventvault.Errorf(eventvault.EINVALID, "reason must be UTF-8 text without NUL characters")
+		return eventvault.Hold{}, eventvault.FieldErrorf("/reason", "reason must be UTF-8 text without NUL characters")
 	}
 	h := eventvault.Hold{Subject: ps, Reason: reason, PlacedAt: e.clock(), PlacedBy: p.Actor()}
 	actx, err := eventvault.WithAuditEvents(ctx, e.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditHoldPlaced, Resource: subjectResource(ps), Outcome: AuditOutcomeOK})

@@ -72,36 +72,38 @@ func validatePII(events []eventvault.NewEvent) error {
 			continue
 		}
 		if len(ev.PII) > eventvault.MaxPIIPerEvent {
-			return eventvault.Errorf(eventvault.EINVALID, "events[%d].pii marks %d values; the limit is %d per event", i, len(ev.PII), eventvault.MaxPIIPerEvent)
+			return eventvault.FieldErrorf(fmt.Sprintf("/events/%d/pii", i), "events[%d].pii marks %d values; the limit is %d per event", i, len(ev.PII), eventvault.MaxPIIPerEvent)
 		}
 		refs := make([][]string, len(ev.PII))
 		for j, m := range ev.PII {
 			at := fmt.Sprintf("events[%d].pii[%q]", i, eventvault.Truncate(m.Pointer, 80))
+			// mark is the body pointer of the mark: its key, escaped.
+			mark := fmt.Sprintf("/events/%d/pii/%s", i, eventvault.PointerToken(m.Pointer))
 			if len(m.Pointer) > eventvault.MaxPIIPointerLength {
-				return eventvault.Errorf(eventvault.EINVALID, "events[%d].pii: a pointer is %d bytes long; the limit is %d", i, len(m.Pointer), eventvault.MaxPIIPointerLength)
+				return eventvault.FieldErrorf(fmt.Sprintf("/events/%d/pii", i), "events[%d].pii: a pointer is %d bytes long; the limit is %d", i, len(m.Pointer), eventvault.MaxPIIPointerLength)
 			}
 			ref, err := parsePointer(m.Pointer)
 			if err != nil || m.Pointer == "" {
-				return eventvault.Errorf(eventvault.EINVALID, "%s is not a JSON Pointer (RFC 6901) to a value inside data, such as \"/customer/email\" (escape '~' as ~0 and '/' as ~1)", at)
+				return eventvault.FieldErrorf(mark, "%s is not a JSON Pointer (RFC 6901) to a value inside data, such as \"/customer/email\" (escape '~' as ~0 and '/' as ~1)", at)
 			}
 			if m.Subject == "" {
-				return eventvault.Errorf(eventvault.EINVALID, "%s.subject is empty: name the data subject the value belongs to", at)
+				return eventvault.FieldErrorf(mark+"/subject", "%s.subject is empty: name the data subject the value belongs to", at)
 			}
 			if err := eventvault.ValidateSubject(m.Subject); err != nil {
-				return eventvault.Errorf(eventvault.EINVALID, "%s.subject: %s", at, eventvault.ErrorMessage(err))
+				return eventvault.FieldErrorf(mark+"/subject", "%s.subject: %s", at, eventvault.ErrorMessage(err))
 			}
 			if !eventvault.ValidPIIClass(m.Class) {
-				return eventvault.Errorf(eventvault.EINVALID, "%s.class must be email, phone, address or free_text, or left out", at)
+				return eventvault.FieldErrorf(mark+"/class", "%s.class must be email, phone, address or free_text, or left out", at)
 			}
 			if _, _, ok := valueSpan(ev.Data, ref); !ok {
-				return eventvault.Errorf(eventvault.EINVALID, "%s names nothing in events[%d].data", at, i)
+				return eventvault.FieldErrorf(mark, "%s names nothing in events[%d].data", at, i)
 			}
 			refs[j] = ref
 		}
 		for j := range refs {
 			for k := range refs {
 				if j != k && within(refs[j], refs[k]) {
-					return eventvault.Errorf(eventvault.EINVALID, "events[%d].pii[%q] points into a value already marked (%q): mark the outer value or the inner ones, not both",
+					return eventvault.FieldErrorf(fmt.Sprintf("/events/%d/pii/%s", i, eventvault.PointerToken(ev.PII[j].Pointer)), "events[%d].pii[%q] points into a value already marked (%q): mark the outer value or the inner ones, not both",
 						i, eventvault.Truncate(ev.PII[j].Pointer, 80), eventvault.Truncate(ev.PII[k].Pointer, 80))
 				}
 			}

@@ -235,7 +235,9 @@ func (s *Subjects) exportEvents(ctx context.Context, p eventvault.Principal, ps 
 			if len(out) > MaxExportEvents {
 				return nil, eventvault.Errorf(eventvault.ETOOLARGE, "the subject's events number more than %d, the limit of one export", MaxExportEvents)
 			}
-			if len(page.Events) < MaxReadLimit {
+			// A page may be short before the end (eventvault.MaxPageBytes):
+			// the stream ends at its version.
+			if len(page.Events) == 0 || page.Events[len(page.Events)-1].Position >= page.Version {
 				break
 			}
 			from = page.Events[len(page.Events)-1].Position + 1

@@ -47,7 +47,7 @@ func (s *Subjects) subject(p eventvault.Principal, subject string) (eventvault.P
 		return "", err
 	}
 	if err := eventvault.ValidateSubject(subject); err != nil {
-		return "", err
+		return "", eventvault.AtPointer(err, "/subject") // every route takes it as the body's subject
 	}
 	if s.pseud == nil || s.events.subjects == nil || s.events.pii == nil {
 		return "", eventvault.Errorf(eventvault.EINVALID, "this server keeps no personal data apart (it has no pseudonym key or no subject keys)")
@@ -78,10 +78,11 @@ func (s *Subjects) Rectify(ctx context.Context, p eventvault.Principal, subject,
 		return Rectified{}, err
 	}
 	if len(value) == 0 {
-		return Rectified{}, eventvault.Errorf(eventvault.EINVALID, "value is missing: send the corrected value as JSON")
+		return Rectified{}, eventvault.FieldErrorf("/value", "value is missing: send the corrected value as JSON")
 	}
 	if value, err = compactJSON(value); err != nil {
-		return Rectified{}, eventvault.Errorf(eventvault.EINVALID, "value is not valid JSON")
+		// The value is not echoed: it is personal data.
+		return Rectified{}, eventvault.FieldErrorf("/value", "value is not valid JSON: send the corrected value as a JSON value; text is a JSON string in double quotes, such as \"sam@example.com\", not sam@example.com")
 	}
 	notHeld := &eventvault.Error{Code: eventvault.ENOTFOUND, Message: "the tenant holds no value of this subject under this token (check both, or the subject was erased)"}
 	if !strings.HasPrefix(token, eventvault.PIITokenPrefix) || len(token) > 64 {
@@ -127,7 +128,7 @@ func (s *Subjects) Restrict(ctx context.Context, p eventvault.Principal, subject
 		return eventvault.Restriction{}, err
 	}
 	if reason == "" || len(reason) > MaxRestrictionReasonLength || !utf8.ValidString(reason) || strings.ContainsRune(reason, 0) {
-		return eventvault.Restriction{}, eventvault.Errorf(eventvault.EINVALID, "reason must be 1 to %d bytes of UTF-8 text without NUL: say why processing is restricted (Art. 18(1) a-d), keeping personal data out of it", MaxRestrictionReasonLength)
+		return eventvault.Restriction{}, eventvault.FieldErrorf("/reason", "reason must be 1 to %d bytes of UTF-8 text without NUL: say why processing is restricted (Art. 18(1) a-d), keeping personal data out of it", MaxRestrictionReasonLength)
 	}
 	r := eventvault.Restriction{Subject: ps, Reason: reason, PlacedAt: s.clock(), PlacedBy: p.Actor()}
 	actx, err := eventvault.WithAuditEvents(ctx, s.audit, eventvault.AuditEvent{Tenant: p.Tenant, Actor: p.Actor(), Action: AuditRestrictionPlaced, Resource: subjectResource(ps), Outcome: AuditOutcomeOK})

@@ -184,8 +184,10 @@ func (s *Subscription) catchUp(ctx context.Context, upto int64) (eventvault.AllP
 			return page, upto, nil
 		}
 	}
-	if len(page.Events) < DefaultReadLimit {
-		// Nothing else below upto: positions between were purged.
+	if len(page.Events) == 0 || page.Events[len(page.Events)-1].GlobalPosition+1 >= page.Next {
+		// Nothing else below upto: positions between were purged. (A page
+		// short of the limit does not say so: it may have stopped at
+		// eventvault.MaxPageBytes.)
 		return page, upto, nil
 	}
 	return page, page.Events[len(page.Events)-1].GlobalPosition + 1, nil

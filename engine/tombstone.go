@@ -31,7 +31,7 @@ const ReservedTypePrefix = "eventvault."
 func refuseReservedTypes(events []eventvault.NewEvent) error {
 	for i, ev := range events {
 		if strings.HasPrefix(strings.ToLower(ev.Type), ReservedTypePrefix) {
-			return eventvault.Errorf(eventvault.EINVALID, "events[%d].type (at /events/%d/type) starts with %q, which is reserved for the server's own events (tombstones): choose another type", i, i, ReservedTypePrefix)
+			return eventvault.FieldErrorf(fmt.Sprintf("/events/%d/type", i), "events[%d].type (at /events/%d/type) starts with %q, which is reserved for the server's own events (tombstones): choose another type", i, i, ReservedTypePrefix)
 		}
 	}
 	return nil

@@ -185,8 +185,12 @@ func (r *Resolver) Put(ctx context.Context, p eventvault.Principal, tenant event
 	if err := r.manage(p, tenant); err != nil {
 		return eventvault.PolicyVersion{}, false, err
 	}
-	if _, err := Parse(name, body); err != nil {
+	if err := ValidateName(name); err != nil {
 		return eventvault.PolicyVersion{}, false, err
+	}
+	if _, err := Parse(name, body); err != nil {
+		// The text is the policy member of PUT /v1/policies/{name}'s body.
+		return eventvault.PolicyVersion{}, false, eventvault.AtPointer(err, "/policy")
 	}
 	return r.addVersion(ctx, p, tenant, name, body, false)
 }

@@ -49,25 +49,26 @@ var patternRE = regexp.MustCompile(`^[A-Za-z0-9_.:*-]+$`)
 
 // ValidateRules returns EINVALID for an unknown capability, an empty or
 // over-long pattern, a pattern with a byte no stream name holds, or too
-// many rules.
+// many rules, naming the rule's field by its JSON Pointer in a token
+// request's body (Fields["pointer"], such as "/rules/0/streams").
 func ValidateRules(rules []eventvault.Rule) error {
 	if len(rules) > MaxRules {
-		return eventvault.Errorf(eventvault.EINVALID, "%d rules given; the limit is %d", len(rules), MaxRules)
+		return eventvault.FieldErrorf("/rules", "%d rules given; the limit is %d", len(rules), MaxRules)
 	}
 	for i, r := range rules {
 		if r.Streams == "" || len(r.Streams) > eventvault.MaxStreamNameLength {
-			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].streams must be a pattern of 1 to %d characters, such as \"order-*\" or \"*\"", i, eventvault.MaxStreamNameLength)
+			return eventvault.FieldErrorf(fmt.Sprintf("/rules/%d/streams", i), "rules[%d].streams must be a pattern of 1 to %d characters, such as \"order-*\" or \"*\"", i, eventvault.MaxStreamNameLength)
 		}
 		if !patternRE.MatchString(r.Streams) {
-			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].streams holds a character no stream name has: use letters, digits, '_', '.', ':', '-' and '*'", i)
+			return eventvault.FieldErrorf(fmt.Sprintf("/rules/%d/streams", i), "rules[%d].streams holds a character no stream name has: use letters, digits, '_', '.', ':', '-' and '*'", i)
 		}
 		if len(r.Capabilities) == 0 {
-			return eventvault.Errorf(eventvault.EINVALID, "rules[%d].capabilities is empty: name at least one of append, read, read_pii, erase, audit_export, admin", i)
+			return eventvault.FieldErrorf(fmt.Sprintf("/rules/%d/capabilities", i), "rules[%d].capabilities is empty: name at least one of append, read, read_pii, erase, audit_export, admin", i)
 		}
-		for _, c := range r.Capabilities {
+		for j, c := range r.Capabilities {
 			if _, ok := capTenantActions[c]; !ok {
 				if _, ok := capStreamActions[c]; !ok {
-					return eventvault.Errorf(eventvault.EINVALID, "rules[%d]: unknown capability %q: use append, read, read_pii, erase, audit_export or admin", i, eventvault.Truncate(string(c), 40))
+					return eventvault.FieldErrorf(fmt.Sprintf("/rules/%d/capabilities/%d", i, j), "rules[%d]: unknown capability %q: use append, read, read_pii, erase, audit_export or admin", i, eventvault.Truncate(string(c), 40))
 				}
 			}
 		}

@@ -1,6 +1,8 @@
 package vault_test
 
 import (
+	"bytes"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -71,9 +73,9 @@ path "transit/keys/eventvault-root"    { capabilities = ["read"] }
 		{"KeyOfWrongType", with(func(c *vault.Config) { c.Key = "signing" }), eventvault.EINVALID,
 			[]string{"transit key 'signing' is of type ed25519"}},
 		{"PolicyWithoutDecrypt", with(func(c *vault.Config) { c.Token = noDecrypt }), eventvault.EINVALID,
-			[]string{"permission denied for transit/decrypt/eventvault-root", `the token's policy needs the "update" capability`}},
+			[]string{"permission denied for transit/decrypt/eventvault-root", "the token may have been revoked or expired", `its policy lacks the "update" capability`}},
 		{"PolicyWithoutKeyRead", with(func(c *vault.Config) { c.Token = noRead }), eventvault.EINVALID,
-			[]string{"permission denied for transit/keys/eventvault-root", `needs the "read" capability`}},
+			[]string{"permission denied for transit/keys/eventvault-root", `lacks the "read" capability`}},
 		{"Unreachable", with(func(c *vault.Config) { c.Address = closedPortAddr(t) }), eventvault.EUNAVAILABLE,
 			[]string{"is unreachable"}},
 	}
@@ -139,7 +141,7 @@ func TestTokenWithoutDecryptGetsThePermissionMessageAtRuntime(t *testing.T) {
 	if eventvault.ErrorCode(err) != eventvault.EUNAVAILABLE {
 		t.Fatalf("UnwrapKey without decrypt permission: %v; want EUNAVAILABLE", err)
 	}
-	if !strings.Contains(err.Error(), `permission denied for transit/decrypt/eventvault-root: the token's policy needs the "update" capability`) {
+	if !strings.Contains(err.Error(), `permission denied for transit/decrypt/eventvault-root: the token may have been revoked or expired, or its policy lacks the "update" capability`) {
 		t.Fatalf("UnwrapKey error %q does not name the missing permission", err)
 	}
 	// A permission problem is reported as one: the client's message does
@@ -223,5 +225,68 @@ func TestTLSWithCAAndClientCertificate(t *testing.T) {
 				t.Fatalf("Check: %v; want EUNAVAILABLE saying %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestTokenFileReadAgainAfterTheTokenWasRevoked is `make vault-dev`
+// restarted under a running server: the token in -vault-token-file is
+// revoked and a new one written under the same name. The provider must
+// report the refusal as a possibly revoked token, then pick the new token
+// up at the next request, without a restart, logging that (never a token).
+func TestTokenFileReadAgainAfterTheTokenWasRevoked(t *testing.T) {
+	s := vaulttest.Start(t)
+	s.Policy("eventvault", transitPolicy)
+	oldToken := s.Token("default", "eventvault")
+	tokenFile := filepath.Join(t.TempDir(), "server.token")
+	if err := os.WriteFile(tokenFile, []byte(oldToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cfg := s.Config()
+	cfg.Token, cfg.TokenFile = "", tokenFile
+	p, err := vault.New(t.Context(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatalf("vault.New: %v", err)
+	}
+	if err := p.Check(t.Context()); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	key := randomKey(t)
+	w := wrap(t, p, key, []byte("aad"))
+
+	s.Write("auth/token/revoke", map[string]any{"token": oldToken})
+	// The file still holds the revoked token: refused, and the messages
+	// say the token may have been revoked, not only that the policy lacks
+	// something.
+	_, err = p.UnwrapKey(t.Context(), w, []byte("aad"))
+	if eventvault.ErrorCode(err) != eventvault.EUNAVAILABLE {
+		t.Fatalf("UnwrapKey with a revoked token: %v; want EUNAVAILABLE", err)
+	}
+	if msg := eventvault.ErrorMessage(err); !strings.Contains(msg, "revoked or expired") || strings.Contains(msg, "retry later") {
+		t.Fatalf("client message %q; want one saying the token may have been revoked or expired", msg)
+	}
+	if !strings.Contains(err.Error(), "the token may have been revoked or expired") || !strings.Contains(err.Error(), tokenFile) {
+		t.Fatalf("log error %q; want the revoked token and the token file named", err)
+	}
+
+	newToken := s.Token("default", "eventvault")
+	if err := os.WriteFile(tokenFile, []byte(newToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unwrapEquals(t, p, w, []byte("aad"), key)
+	if _, err := p.ProbeRoot(t.Context()); err != nil {
+		t.Fatalf("ProbeRoot after the new token was written: %v", err)
+	}
+	wrap(t, p, key, []byte("aad"))
+
+	out := logs.String()
+	if !strings.Contains(out, "the token file holds a new one") {
+		t.Fatalf("log %q does not say a new token was taken from the file", out)
+	}
+	if strings.Contains(out, oldToken) || strings.Contains(out, newToken) {
+		t.Fatal("the log holds a Vault token")
+	}
+	if strings.Count(out, "the token file holds a new one") != 1 {
+		t.Fatalf("log %q: want the new token picked up once", out)
 	}
 }

@@ -40,7 +40,10 @@ type Config struct {
 	// the key name fails at start instead of silently starting a new root.
 	CreateKey bool
 
-	// Token authenticates with a Vault token; TokenFile reads it from a file.
+	// Token authenticates with a Vault token; TokenFile reads it from a
+	// file, at start and again whenever Vault refuses the token (HTTP 403),
+	// so that a token replaced in the file (revoked and re-issued, as
+	// `make vault-dev` does at each start) is used without a restart.
 	Token, TokenFile string
 	// RoleID and SecretID authenticate with AppRole (RoleIDFile and
 	// SecretIDFile read them from files; the secret id file is read again at

@@ -42,9 +42,10 @@
 //     are made unreadable.
 //
 // Clients see "the root key (Vault Transit) is unavailable; retry later",
-// or, for a permission denied, that an operator must fix the server's Vault
-// policy (never "retry later"); the log gets Vault's address, the path and Vault's own words. No error
-// or log line holds a token, a secret id, a key, a plaintext or a
+// or, for a permission denied, that the server's token may have been
+// revoked or expired or its Vault policy lacks a capability (never "retry
+// later"); the log gets Vault's address, the path and Vault's own words.
+// No error or log line holds a token, a secret id, a key, a plaintext or a
 // ciphertext.
 //
 // # Start-up check and key creation
@@ -58,11 +59,16 @@
 //
 // # Authentication
 //
-// A token (kept as given; renewing it is the job of its issuer or Vault
-// Agent) or AppRole: the provider logs in at New and, when Vault answers
-// 403 (the token expired), logs in once more and repeats the request. The
-// secret id file is read at each login, so it may be replaced. No
-// goroutine runs in the background.
+// A token or AppRole. An inline token (Config.Token) is kept as given. A
+// token file (Config.TokenFile) is read at New and again whenever Vault
+// answers 403: if it then holds another token (revoked and re-issued, as
+// a restart of `make vault-dev` does, or renewed by Vault Agent), the
+// provider uses it from then on, logs that (the file's path, never the
+// token) and repeats the request once. With AppRole the provider logs in
+// at New and, on a 403 (the token expired), logs in once more and repeats
+// the request; the secret id file is read at each login, so it may be
+// replaced. Concurrent refusals renew once. No goroutine runs in the
+// background.
 //
 // # Retries
 //

@@ -28,8 +28,9 @@ const unavailableMessage = "the root key (Vault Transit) is unavailable; retry l
 // deniedMessage is what a client learns when Vault refuses the server's
 // token (HTTP 403): not "retry later", since it does not heal by itself.
 // The log, and a command's error, name the policy, the path and the
-// capability.
-const deniedMessage = "the root key (Vault Transit) refused this server's request: its Vault token lacks a permission or expired; an operator must fix its Vault policy (the server log names the policy and the path)"
+// capability. A 403 is also what Vault answers a revoked or expired token,
+// so the message names both causes.
+const deniedMessage = "the root key (Vault Transit) refused this server's request: its Vault token may have been revoked or expired, or its Vault policy lacks a capability; an operator must give the server a valid token (a new one written to its token file is used without a restart) or fix the policy (the server log names the policy and the path)"
 
 func invalid(op string, err error) *eventvault.Error {
 	return &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: err.Error()}
@@ -85,8 +86,12 @@ func (t *Transit) explain(path, capability string, err error) (code eventvault.C
 	}
 	switch {
 	case re.StatusCode == http.StatusForbidden:
-		return eventvault.EUNAVAILABLE, fmt.Sprintf("%s: permission denied for %s: the token's policy needs the %q capability on %s (Vault policy %s in docs/operations.md), or the token expired or was revoked",
+		detail := fmt.Sprintf("%s: permission denied for %s: the token may have been revoked or expired, or its policy lacks the %q capability on %s (Vault policy %s in docs/operations.md)",
 			at, path, capability, path, t.policyFor(path))
+		if t.cfg.TokenFile != "" && !t.cfg.usesAppRole() {
+			detail += fmt.Sprintf("; the token file %s was read again and held no other token: a new token written there is used at the next request", t.cfg.TokenFile)
+		}
+		return eventvault.EUNAVAILABLE, detail
 	case hasVaultError(re, "no handler for route"):
 		return eventvault.EUNAVAILABLE, fmt.Sprintf("%s: no transit mount at '%s/' (enable it: vault secrets enable -path=%s transit)", at, t.cfg.mount(), t.cfg.mount())
 	case hasVaultError(re, "encryption key not found"):

@@ -151,17 +151,20 @@ func (t *Transit) login(ctx context.Context, stale string) error {
 	return nil
 }
 
-// write sends data to path. With AppRole, a permission denial (expired
-// token) leads to one new login and one more try.
+// write sends data to path. A permission denial (HTTP 403: the token
+// expired or was revoked, or its policy lacks the capability) leads to one
+// renewal of the credentials (reauth) and, if they changed, one more try.
 func (t *Transit) write(ctx context.Context, path string, data map[string]any) (*api.Secret, error) {
 	token := t.client.Token()
 	s, err := t.client.Logical().WriteWithContext(ctx, path, data)
-	var re *api.ResponseError
-	if err != nil && t.cfg.usesAppRole() && errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
-		if lerr := t.login(ctx, token); lerr != nil {
-			return nil, lerr
+	if err != nil && isStatus(err, http.StatusForbidden) {
+		retry, rerr := t.reauth(ctx, token)
+		if rerr != nil {
+			return nil, rerr
 		}
-		s, err = t.client.Logical().WriteWithContext(ctx, path, data)
+		if retry {
+			s, err = t.client.Logical().WriteWithContext(ctx, path, data)
+		}
 	}
 	return s, err
 }
@@ -170,14 +173,53 @@ func (t *Transit) write(ctx context.Context, path string, data map[string]any) (
 func (t *Transit) read(ctx context.Context, path string) (*api.Secret, error) {
 	token := t.client.Token()
 	s, err := t.readOnce(ctx, path)
-	var re *api.ResponseError
-	if err != nil && t.cfg.usesAppRole() && errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
-		if lerr := t.login(ctx, token); lerr != nil {
-			return nil, lerr
+	if err != nil && isStatus(err, http.StatusForbidden) {
+		retry, rerr := t.reauth(ctx, token)
+		if rerr != nil {
+			return nil, rerr
 		}
-		s, err = t.readOnce(ctx, path)
+		if retry {
+			s, err = t.readOnce(ctx, path)
+		}
 	}
 	return s, err
+}
+
+// reauth renews the credentials after Vault refused stale, the token a
+// request was sent with, and reports whether the request is worth one more
+// try. With AppRole it logs in again. With a token file it reads the file
+// again: an operator (or `make vault-dev`, which revokes the old tokens and
+// writes new ones under the same names) may have replaced the token, and a
+// new one is used from then on without a restart; the same token, or a file
+// that cannot be read, leaves the refusal as it is (logged, the path only).
+// A token given inline (-vault-token) cannot change. Concurrent refusals
+// renew once: a client token other than stale means another request did it.
+func (t *Transit) reauth(ctx context.Context, stale string) (bool, error) {
+	switch {
+	case t.cfg.usesAppRole():
+		if err := t.login(ctx, stale); err != nil {
+			return false, err
+		}
+		return true, nil
+	case t.cfg.TokenFile == "":
+		return false, nil
+	}
+	t.loginMu.Lock()
+	defer t.loginMu.Unlock()
+	if t.client.Token() != stale {
+		return true, nil
+	}
+	token, err := readSecretFile("Vault token", t.cfg.TokenFile)
+	if err != nil {
+		t.logger.Warn("Vault refused the token; reading the token file again failed", slog.String("vault_addr", t.cfg.Address), slog.String("token_file", t.cfg.TokenFile), slog.String("error", err.Error()))
+		return false, nil
+	}
+	if token == stale {
+		return false, nil
+	}
+	t.client.SetToken(token)
+	t.logger.Info("Vault refused the token; the token file holds a new one, using it", slog.String("vault_addr", t.cfg.Address), slog.String("token_file", t.cfg.TokenFile))
+	return true, nil
 }
 
 func (t *Transit) readOnce(ctx context.Context, path string) (*api.Secret, error) {

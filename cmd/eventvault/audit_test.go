@@ -157,6 +157,8 @@ func TestAuditVerify(t *testing.T) {
 			return append(ls[:record(5)], append([]string{extra}, ls[record(5):]...)...)
 		}), "-public-key", vkeyFile}, 10, "line 7, record 4"},
 		{"signed by another key", []string{impostor.bundle("impostor.jsonl", nil), "-public-key", vkeyFile}, 13, "BAD SIGNATURE (exit 13)"},
+		{"another tenant's verifier key", []string{good, "-public-key", f.write("globex.vkey", f.signer.VerifierKey("globex")+"\n")}, 13,
+			"the pinned verifier key is for log eventvault/audit/globex, but this bundle's checkpoint is of log eventvault/audit/acme"},
 		{"fork", []string{forked.bundle("forked.jsonl", nil), "-public-key", vkeyFile, "-trusted-checkpoint", old}, 14, "FORK (exit 14)"},
 		{"fork at the same size", []string{good, "-public-key", vkeyFile, "-trusted-checkpoint", sameSizeOther}, 14, "FORK (exit 14)"},
 		{"rollback", []string{good, "-public-key", vkeyFile, "-trusted-checkpoint", newer}, 15, "ROLLBACK (exit 15)"},

@@ -114,7 +114,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		// No error shows a secret, even one a library quoted.
-		fmt.Fprintf(stderr, "eventvault %s: %s\n", args[0], scrub(err.Error(), secretsIn(args)))
+		fmt.Fprintf(stderr, "eventvault %s: %s\n", args[0], scrub(describe(err), secretsIn(args)))
 		var coded *exitCodeError
 		if errors.As(err, &coded) {
 			return coded.code

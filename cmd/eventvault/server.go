@@ -177,7 +177,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
 	}
-	m.listener = api.ProblemListener(m.listener)
+	m.listener = api.ProblemListener(m.listener, m.Logger)
 	if m.metrics != nil {
 		if err := m.listenMetrics(); err != nil {
 			return err

@@ -113,6 +113,10 @@ func runSubject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if *token == "" || *value == "" {
 			return errors.New("-token and -value are required")
 		}
+		if !json.Valid([]byte(*value)) {
+			// The value is not echoed: it is personal data.
+			return errors.New(`-value is not valid JSON: give the corrected value as JSON; text is a JSON string, in double quotes inside the shell's quotes, such as -value '"sam@new.example"' (not -value sam@new.example)`)
+		}
 		r, err := rights.Rectify(ctx, p, *subject, *token, []byte(*value))
 		if err != nil {
 			return err

@@ -63,6 +63,11 @@ func TestSubjectCommands(t *testing.T) {
 		t.Fatalf("the command's log holds the value: %s", stderr)
 	}
 
+	// A text value without JSON quotes: the message says how to quote it,
+	// and does not echo the value.
+	if code, stdout, stderr = runCLI(t, append([]string{"subject", "rectify", "-tenant", "acme", "-subject", "jane", "-token", x.PersonalData[0].Token, "-value", `jane@new.example`}, storeFlags...)...); code != 1 || !strings.Contains(stderr, `-value '"sam@new.example"'`) || strings.Contains(stderr, "jane@new.example") {
+		t.Fatalf("subject rectify with an unquoted value: %d %s %s; want the quoting explained, the value not echoed", code, stdout, stderr)
+	}
 	if code, stdout, stderr = runCLI(t, append([]string{"subject", "rectify", "-tenant", "acme", "-subject", "jane", "-token", x.PersonalData[0].Token, "-value", `"jane@new.example"`}, storeFlags...)...); code != 0 || !strings.Contains(stdout, "version 2") {
 		t.Fatalf("subject rectify: %d %s %s", code, stdout, stderr)
 	}

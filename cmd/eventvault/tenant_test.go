@@ -67,6 +67,9 @@ func TestTenantShredCommand(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "tenant acme was shredded") {
 		t.Fatalf("token create after the shred: exit %d, stderr %s; want refused, saying the tenant was shredded", code, stderr)
 	}
+	if n := strings.Count(stderr, "was shredded"); n != 1 {
+		t.Fatalf("token create after the shred says it %d times: %s; want the reason once", n, stderr)
+	}
 	// Again, with -yes: revokes again (nothing left), destroys nothing new.
 	code, stdout, stderr = runCLI(t, append([]string{"tenant", "shred", "-tenant", "acme", "-yes"}, storeFlags...)...)
 	if code != 0 || !strings.Contains(stdout, "tokens revoked: 0") {

@@ -114,10 +114,18 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "revoked token %s of tenant %s; servers stop honouring it within their token cache TTL (-token-cache-ttl)\n", opts.id, opts.tenant)
 		return nil
 	}
-	if err := tokens.RevokeRoot(ctx); err != nil {
+	n, err := tokens.RevokeRoot(ctx)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "removed every root token")
+	switch n {
+	case 0:
+		fmt.Fprintln(stdout, "there was no root token: nothing removed")
+	case 1:
+		fmt.Fprintln(stdout, "removed 1 root token")
+	default:
+		fmt.Fprintf(stdout, "removed %d root tokens\n", n)
+	}
 	return nil
 }
 

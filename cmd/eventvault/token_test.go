@@ -85,8 +85,13 @@ func TestProductionNeverHonoursTheDevRootToken(t *testing.T) {
 	}
 
 	code, stdout, stderr = runCLI(t, append([]string{"token", "revoke-root"}, storeFlags...)...)
-	if code != 0 {
-		t.Fatalf("token revoke-root: exit %d, stdout %q, stderr %s", code, stdout, stderr)
+	if code != 0 || !strings.Contains(stdout, "removed 1 root token") {
+		t.Fatalf("token revoke-root: exit %d, stdout %q, stderr %s; want the count removed", code, stdout, stderr)
+	}
+	// Again, with none left: it says so rather than "removed every".
+	code, stdout, stderr = runCLI(t, append([]string{"token", "revoke-root"}, storeFlags...)...)
+	if code != 0 || !strings.Contains(stdout, "there was no root token") {
+		t.Fatalf("token revoke-root with none left: exit %d, stdout %q, stderr %s", code, stdout, stderr)
 	}
 	if code, b := call(t, "GET", prod.base+"/v1/events", rootToken, ""); code != 401 || strings.Contains(b, "revoke-root") {
 		t.Fatalf("the removed root token: %d %s; want a plain 401", code, b)

@@ -354,3 +354,69 @@ func TestTenThousandAppendsMakeOneTransitCall(t *testing.T) {
 		t.Fatalf("Vault requests: %v; want exactly one, transit/encrypt/eventvault-root (the new tenant KEK)", calls)
 	}
 }
+
+// TestServerTakesANewVaultTokenFromItsFile is a restart of `make vault-dev`
+// under a running server: the server's Vault token is revoked and a new
+// one written into the same -vault-token-file. Without a restart, the next
+// request that needs Vault (a new tenant's KEK) succeeds, readiness comes
+// back, and the log says a new token was taken (never the token).
+func TestServerTakesANewVaultTokenFromItsFile(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.Policy("eventvault", `
+path "transit/encrypt/eventvault-root" { capabilities = ["update"] }
+path "transit/decrypt/eventvault-root" { capabilities = ["update"] }
+path "transit/rewrap/eventvault-root"  { capabilities = ["update"] }
+path "transit/keys/eventvault-root"    { capabilities = ["read"] }
+`)
+	oldToken := v.Token("default", "eventvault")
+	file := tokenFile(t, oldToken)
+	const root = "root-of-the-token-file-test"
+	s := startServer(t, "-dev", "-data-dir", t.TempDir(), "-database-url", pgtest.URL(t), "-dev-root-token", root,
+		"-vault-addr", v.Addr, "-vault-token-file", file, "-vault-max-retries", "0")
+	code, _, body := appendEvents(t, s.base, root, "order-1", 1)
+	expectStatus(t, "append with the first token", 201, code, body)
+
+	v.Write("auth/token/revoke", map[string]any{"token": oldToken})
+	code, _, body = do(t, "POST", s.base+"/v1/tokens", root, `{"tenant":"acme","name":"acme-app"}`)
+	expectStatus(t, "issue a token for a new tenant", 201, code, body)
+	var issued struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(body), &issued); err != nil {
+		t.Fatal(err)
+	}
+	newTenantAppend := func() (int, string) {
+		code, _, body := do(t, "POST", s.base+"/v1/streams/invoice-1/events", issued.Token,
+			fmt.Sprintf(`{"events":[{"id":%q,"type":"Tested","data":{}}]}`, uuid.NewString()))
+		return code, body
+	}
+	// The revoked token: refused, and the detail says the token may have
+	// been revoked, not only that the policy lacks something.
+	code, body = newTenantAppend()
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "revoked or expired") {
+		t.Fatalf("append for a new tenant with the revoked token: %d %s; want 503 saying the token may be revoked", code, body)
+	}
+
+	newToken := v.Token("default", "eventvault")
+	if err := os.WriteFile(file, []byte(newToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, body = newTenantAppend()
+	expectStatus(t, "append for a new tenant once the file holds a new token", 201, code, body)
+	deadline := time.Now().Add(10 * time.Second) // readyz caches the root check 5 s
+	for {
+		code, _, body = do(t, "GET", s.base+"/readyz", "", "")
+		if code == 200 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	expectStatus(t, "readyz once the file holds a new token", 200, code, body)
+	logs := s.log.String()
+	if !strings.Contains(logs, "the token file holds a new one") {
+		t.Fatalf("the log does not say a new token was taken: %s", logs)
+	}
+	if strings.Contains(logs, oldToken) || strings.Contains(logs, newToken) {
+		t.Fatal("the log holds a Vault token")
+	}
+}

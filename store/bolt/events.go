@@ -234,8 +234,9 @@ func storedEvent(stream eventvault.StreamName, pos int64, r eventRecord) eventva
 	}
 }
 
-// ReadStream returns up to opts.Limit events of one stream with the key
-// that protects it, read in one transaction. A shredded stream's page has
+// ReadStream returns up to opts.Limit events of one stream (fewer when
+// their payloads would pass eventvault.MaxPageBytes) with the key that
+// protects it, read in one transaction. A shredded stream's page has
 // ShreddedAt, a zero key and the envelopes of the events not purged; it is a
 // page even when none are left.
 // Errors: ENOTFOUND if the stream has no events and was never shredded;
@@ -286,12 +287,18 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 		default:
 			k, v = c.Seek(be64(opts.From))
 		}
+		size := 0 // payload bytes in the page: eventvault.MaxPageBytes
 		for ; k != nil && len(page.Events) < opts.Limit; k, v = step(c, opts.Backward) {
 			rec, err := decodeEvent(v)
 			if err != nil {
 				return fmt.Errorf("stream %s: %w", stream, err)
 			}
-			page.Events = append(page.Events, storedEvent(stream, int64(u64(k)), rec))
+			se := storedEvent(stream, int64(u64(k)), rec)
+			if eventvault.PageFull(len(page.Events), size, len(se.Payload)) {
+				break
+			}
+			size += len(se.Payload)
+			page.Events = append(page.Events, se)
 		}
 		return nil
 	})
@@ -309,9 +316,10 @@ func step(c *bbolt.Cursor, backward bool) ([]byte, []byte) {
 }
 
 // ReadAll returns up to limit events of the tenant with global position >=
-// from, in global order, with the keys of their streams (the zero key for a
-// shredded stream) and the tenant's next global position, read in one
-// transaction. The positions of purged events are gone: a page skips
+// from, in global order (fewer when their payloads would pass
+// eventvault.MaxPageBytes), with the keys of their streams (the zero key
+// for a shredded stream) and the tenant's next global position, read in
+// one transaction. The positions of purged events are gone: a page skips
 // them.
 // Errors: EINVALID for a malformed tenant, a negative from or a limit that
 // is not positive.
@@ -331,6 +339,7 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 		}
 		page.Next, page.PIIGeneration = int64(tb.log.Sequence()), db.piiGeneration(tx)
 		c := tb.log.Cursor()
+		size := 0 // payload bytes in the page: eventvault.MaxPageBytes
 		for k, loc := c.Seek(be64(from)); k != nil && len(page.Events) < limit; k, loc = c.Next() {
 			stream, pos, err := decodeLocator(loc)
 			if err != nil {
@@ -340,7 +349,12 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 			if err != nil {
 				return err
 			}
-			page.Events = append(page.Events, storedEvent(stream, pos, rec))
+			se := storedEvent(stream, pos, rec)
+			if eventvault.PageFull(len(page.Events), size, len(se.Payload)) {
+				break
+			}
+			size += len(se.Payload)
+			page.Events = append(page.Events, se)
 			if _, ok := page.Keys[stream]; ok {
 				continue
 			}

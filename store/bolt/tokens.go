@@ -66,10 +66,13 @@ func (db *DB) TokenByHash(ctx context.Context, hash []byte) (eventvault.Token, e
 	return t, nil
 }
 
-// DeleteRootTokens removes every root token.
-func (db *DB) DeleteRootTokens(ctx context.Context) error {
+// DeleteRootTokens removes every root token and returns how many it
+// removed.
+func (db *DB) DeleteRootTokens(ctx context.Context) (int, error) {
 	const op = "bolt.DeleteRootTokens"
-	return db.update(ctx, op, func(tx *bbolt.Tx) error {
+	var n int
+	err := db.update(ctx, op, func(tx *bbolt.Tx) error {
+		n = 0 // a retried transaction counts again
 		tokens, ids := tx.Bucket(bucketTokens), tx.Bucket(bucketTokenIDs)
 		var roots []eventvault.Token
 		err := tokens.ForEach(func(k, v []byte) error {
@@ -95,7 +98,12 @@ func (db *DB) DeleteRootTokens(ctx context.Context) error {
 					return fmt.Errorf("delete token id %s: %w", t.ID, err)
 				}
 			}
+			n++
 		}
 		return nil
 	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }

@@ -80,7 +80,8 @@ func limitSQL(query string, limit int) string {
 // snapshot in one round trip. A read
 // past the end is an empty page. A shredded stream's page has ShreddedAt, a
 // zero key and the envelopes of the events not purged; it is a page even
-// when none are left.
+// when none are left. A page holds fewer events than opts.Limit before the
+// end when their payloads would pass eventvault.MaxPageBytes.
 //
 // Errors: ENOTFOUND if the stream has no events and was never shredded;
 // EINVALID for a limit that is not positive or a From below 0 (below -1
@@ -145,7 +146,8 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 }
 
 // ReadAll returns up to limit events of the tenant with global position >=
-// from, in global order, the keys of their streams (the zero key for a
+// from, in global order (fewer when their payloads would pass
+// eventvault.MaxPageBytes), the keys of their streams (the zero key for a
 // shredded stream) and the tenant's next global position, read on one
 // snapshot in one round trip. Global
 // positions are given in commit order (see Append), so a snapshot never
@@ -201,7 +203,9 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 const scanArenaSize = 32 << 10
 
 // scanEvents reads the rows of a query of eventColumns, up to capHint of
-// them expected. Rows in PostgreSQL's binary format (what pgx asks for
+// them expected, and stops before the first row that would take the
+// page's payloads past eventvault.MaxPageBytes (never before the first).
+// Rows in PostgreSQL's binary format (what pgx asks for
 // these types but text) are decoded here from their raw values, the MAC
 // and payload of a row copied into blocks shared by the page's rows
 // (scanArenaSize; a row past a quarter of it gets its own) and the stream
@@ -215,12 +219,17 @@ func scanEvents(rows pgx.Rows, capHint int) ([]eventvault.StoredEvent, error) {
 	raw := binaryEventRows(rows.FieldDescriptions())
 	var stream, typ string
 	var arena []byte
+	payloads := 0 // bytes of the page's payloads: eventvault.MaxPageBytes
 	for rows.Next() {
 		if !raw {
 			e, err := scanEvent(rows)
 			if err != nil {
 				return nil, err
 			}
+			if eventvault.PageFull(len(evs), payloads, len(e.Payload)) {
+				break
+			}
+			payloads += len(e.Payload)
 			evs = append(evs, e)
 			continue
 		}
@@ -229,6 +238,10 @@ func scanEvents(rows pgx.Rows, capHint int) ([]eventvault.StoredEvent, error) {
 		if len(v) != 8 || len(v[0]) != 16 || len(v[3]) != 8 || len(v[4]) != 8 || len(v[5]) != 8 || v[1] == nil || v[2] == nil || v[6] == nil || v[7] == nil {
 			return nil, fmt.Errorf("an event row of %d values is not what the query selects", len(v))
 		}
+		if eventvault.PageFull(len(evs), payloads, len(v[7])) {
+			break // the rest of the rows are left unread: rows.Close drops them
+		}
+		payloads += len(v[7])
 		copy(e.ID[:], v[0])
 		if string(v[1]) != stream {
 			stream = string(v[1])

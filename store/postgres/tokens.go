@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/eventvault/eventvault"
 )
@@ -106,18 +107,22 @@ func (db *DB) TokenByHash(ctx context.Context, hash []byte) (eventvault.Token, e
 }
 
 // DeleteRootTokens removes every root token, in the admin scope, which sees
-// root tokens only.
-func (db *DB) DeleteRootTokens(ctx context.Context) error {
+// root tokens only, and returns how many it removed.
+func (db *DB) DeleteRootTokens(ctx context.Context) (int, error) {
 	const op = "postgres.DeleteRootTokens"
+	var n int
 	err := db.run(ctx, txSpec{op: op, scope: scope{admin: true}}, func(ctx context.Context, t *txn) error {
 		b := &pgx.Batch{}
-		b.Queue(deleteRootTokensSQL)
+		b.Queue(deleteRootTokensSQL).Exec(func(ct pgconn.CommandTag) error {
+			n = int(ct.RowsAffected())
+			return nil
+		})
 		return t.send(ctx, b, true)
 	})
 	if err != nil {
-		return fmt.Errorf("delete root tokens: %w", err)
+		return 0, fmt.Errorf("delete root tokens: %w", err)
 	}
-	return nil
+	return n, nil
 }
 
 // scanToken reads a row of tokenByHashSQL's columns.

@@ -59,7 +59,7 @@ func TestSettingsAreTransactionLocal(t *testing.T) {
 			}
 			return err
 		}},
-		{"DeleteRootTokens", func() error { return db.DeleteRootTokens(ctx) }},
+		{"DeleteRootTokens", func() error { _, err := db.DeleteRootTokens(ctx); return err }},
 		{"a conflicting Append", func() error {
 			bad := req
 			bad.Expected = eventvault.ExpectNoStream

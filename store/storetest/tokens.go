@@ -130,9 +130,13 @@ func testTokens(t *testing.T, open opener) {
 				t.Fatalf("CreateToken %s: %v", tok.Name, err)
 			}
 		}
-		for range 2 { // a second call, with no root token left, succeeds too
-			if err := h.store.DeleteRootTokens(h.ctx); err != nil {
+		for i := range 2 { // a second call, with no root token left, succeeds too
+			n, err := h.store.DeleteRootTokens(h.ctx)
+			if err != nil {
 				t.Fatalf("DeleteRootTokens: %v", err)
+			}
+			if want := []int{len(roots), 0}[i]; n != want {
+				t.Fatalf("DeleteRootTokens call %d removed %d, want %d", i+1, n, want)
 			}
 			for _, tok := range roots {
 				_, err := h.store.TokenByHash(h.ctx, tok.Hash)

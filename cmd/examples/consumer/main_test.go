@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,7 +42,21 @@ func TestTheREADMEConsumerDropsErasedCustomers(t *testing.T) {
 		t.Fatal(err)
 	}
 	stack := wiring.Build(wiring.Parts{Store: store, Root: root, Pseudonyms: dk.Pseudonyms, Signer: dk.Signer, TokenVerifier: dk.TokenVerifier})
-	srv := httptest.NewServer(stack.Handler)
+	// The server ends each feed after 300 ms, as it does after 10 minutes:
+	// the consumer must reconnect with Last-Event-ID, not stop.
+	var feeds, resumed atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/subscribe" {
+			feeds.Add(1)
+			if r.Header.Get("Last-Event-ID") != "" {
+				resumed.Add(1)
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), 300*time.Millisecond)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+		stack.Handler.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	token, err := stack.Tokens.InstallRoot(ctx, "acme", "")
 	if err != nil {
@@ -68,7 +84,11 @@ func TestTheREADMEConsumerDropsErasedCustomers(t *testing.T) {
 	// dave owns no stream: only his address, marked personal.
 	call(http.MethodPost, "/v1/streams/customer-4/events", `{"events":[{"id":"`+uuid.NewString()+`","type":"CustomerRegistered","data":{"email":"dave@example.com"},"pii":{"/email":{"subject":"dave","class":"email"}}}]}`)
 
-	p := NewProjection()
+	state := filepath.Join(dir, "customer-emails.projection.json")
+	p, err := OpenProjection(state)
+	if err != nil {
+		t.Fatal(err)
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- Run(runCtx, srv.URL, token, "customer-emails", p) }()
@@ -105,6 +125,8 @@ func TestTheREADMEConsumerDropsErasedCustomers(t *testing.T) {
 	if p.Len() != 1 {
 		t.Fatalf("after both erasures the projection holds %d customers, want bob's only", p.Len())
 	}
+	// The feeds the server ends are followed again with Last-Event-ID.
+	waitFor(t, func() bool { return feeds.Load() >= 3 && resumed.Load() >= 2 })
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("consumer: %v", err)
@@ -120,15 +142,56 @@ func TestTheREADMEConsumerDropsErasedCustomers(t *testing.T) {
 	if err := Run(weakCtx, srv.URL, weak.Token, "customer-emails", NewProjection()); err == nil || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "subscribe") {
 		t.Fatalf("a consumer whose token may not subscribe: %v; want the 403 and its reason", err)
 	}
-	// Restarted, it resumes from its checkpoint: only what came since.
+	// Restarted on its saved projection, it resumes from the projection's
+	// position: bob's row is still there, and carol, registered since, is
+	// added.
 	register("customer-3", "carol", "carol@example.com")
-	fresh := NewProjection()
+	restarted, err := OpenProjection(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if restarted.Next() != p.Next() || restarted.Len() != 1 {
+		t.Fatalf("the saved projection resumes at %d with %d rows; want %d with bob's row", restarted.Next(), restarted.Len(), p.Next())
+	}
+	runCtx, stop = context.WithCancel(ctx)
+	go func() { done <- Run(runCtx, srv.URL, token, "customer-emails", restarted) }()
+	waitFor(t, func() bool { _, ok := restarted.Email("customer-3"); return ok })
+	if e, ok := restarted.Email("customer-2"); !ok || e != "bob@example.com" {
+		t.Fatalf("the restarted consumer lost bob's row: %q %v", e, ok)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("restarted consumer: %v", err)
+	}
+
+	// Its projection lost (no file), it rebuilds from global position 0,
+	// whatever the server's checkpoint: bob and carol, and none of the
+	// erased customers.
+	rebuilt, err := OpenProjection(filepath.Join(dir, "lost.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	runCtx, stop = context.WithCancel(ctx)
 	defer stop()
-	go func() { done <- Run(runCtx, srv.URL, token, "customer-emails", fresh) }()
-	waitFor(t, func() bool { _, ok := fresh.Email("customer-3"); return ok })
-	if _, ok := fresh.Email("customer-2"); ok {
-		t.Fatalf("the restarted consumer projected customer-2 again: it did not resume from its checkpoint")
+	go func() { done <- Run(runCtx, srv.URL, token, "customer-emails", rebuilt) }()
+	waitFor(t, func() bool { _, ok := rebuilt.Email("customer-3"); return ok })
+	if e, ok := rebuilt.Email("customer-2"); !ok || e != "bob@example.com" || rebuilt.Len() != 2 {
+		t.Fatalf("the rebuilt projection holds %d rows, bob's %q %v; want bob's and carol's only", rebuilt.Len(), e, ok)
+	}
+	// The file holds no erased address.
+	saved, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(saved, []byte("alice@")) || bytes.Contains(saved, []byte("dave@")) {
+		t.Fatalf("the saved projection still holds an erased address: %s", saved)
+	}
+	fi, err := os.Stat(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the saved projection's mode is %v; want 0600 (it holds e-mail addresses)", fi.Mode().Perm())
 	}
 }
 
