@@ -123,21 +123,13 @@ func (c *SubjectCipher) KeepData(gen int64, id string, data []byte) *KeptData {
 	size := int64(len(data) + len(id) + 96)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.budget == nil || o.dead || gen < o.gen {
+	if !o.atLocked(gen) {
 		return nil
-	}
-	if gen > o.gen {
-		o.dropLocked()
-		o.gen = gen
 	}
 	if k, ok := o.data[id]; ok {
 		return k // a concurrent reader kept it (live: a drop empties the map)
 	}
-	if len(o.m)+len(o.data) >= valueCachePerSubject {
-		return nil
-	}
-	if o.budget.Add(-size) < 0 {
-		o.budget.Add(size)
+	if !o.spendLocked(size) {
 		return nil
 	}
 	if o.data == nil {
@@ -147,7 +139,6 @@ func (c *SubjectCipher) KeepData(gen int64, id string, data []byte) *KeptData {
 	data = bytes.Clone(data) // its own memory: nothing else's plaintext kept alive with it
 	k.data.Store(&data)
 	o.data[id] = k
-	o.bytes += size
 	return k
 }
 
@@ -176,12 +167,8 @@ func (o *openedValues) put(gen int64, ref PIIRef, sealed, value []byte) *KeptVal
 	size := int64(len(sealed) + len(value) + len(ref.Token) + len(ref.Pointer) + 128)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.budget == nil || o.dead || gen < o.gen {
+	if !o.atLocked(gen) {
 		return nil
-	}
-	if gen > o.gen {
-		o.dropLocked()
-		o.gen = gen
 	}
 	if k, ok := o.m[ref.Token]; ok {
 		if _, ok := k.serves(o, gen, ref, sealed); ok {
@@ -189,11 +176,7 @@ func (o *openedValues) put(gen int64, ref PIIRef, sealed, value []byte) *KeptVal
 		}
 		return nil
 	}
-	if len(o.m)+len(o.data) >= valueCachePerSubject {
-		return nil
-	}
-	if o.budget.Add(-size) < 0 {
-		o.budget.Add(size)
+	if !o.spendLocked(size) {
 		return nil
 	}
 	if o.m == nil {
@@ -202,8 +185,35 @@ func (o *openedValues) put(gen int64, ref PIIRef, sealed, value []byte) *KeptVal
 	k := &KeptValue{owner: o, gen: gen, token: ref.Token, pointer: ref.Pointer, class: ref.Class, version: ref.Version, sealed: sealed}
 	k.value.Store(&value)
 	o.m[ref.Token] = k
-	o.bytes += size
 	return k
+}
+
+// atLocked reports whether o may keep something opened at generation
+// gen: a cache entry's live cipher, and no newer generation seen. A newer
+// generation than o's drops what o keeps first.
+func (o *openedValues) atLocked(gen int64) bool {
+	if o.budget == nil || o.dead || gen < o.gen {
+		return false
+	}
+	if gen > o.gen {
+		o.dropLocked()
+		o.gen = gen
+	}
+	return true
+}
+
+// spendLocked takes size bytes from the budget for one more kept value or
+// data, within the subject's bound; false if either is spent.
+func (o *openedValues) spendLocked(size int64) bool {
+	if len(o.m)+len(o.data) >= valueCachePerSubject {
+		return false
+	}
+	if o.budget.Add(-size) < 0 {
+		o.budget.Add(size)
+		return false
+	}
+	o.bytes += size
+	return true
 }
 
 // enable lets o keep values, spending budget: the Keyring calls it when it
