@@ -141,29 +141,50 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 // ReadAll returns up to limit events of the tenant with global position >=
 // from, in global order, the keys of their streams (the zero key for a
 // shredded stream) and the tenant's next global position, read on one
-// snapshot in one round trip. Global
-// positions are given in commit order (see Append), so a snapshot never
-// holds a position without every position before it. The positions of
-// purged events are gone: a page skips them.
+// snapshot in one round trip (ReadAllTo, gathered). Global positions are
+// given in commit order (see Append), so a snapshot never holds a position
+// without every position before it. The positions of purged events are
+// gone: a page skips them.
 //
 // Errors: EINVALID for a negative from or a limit that is not positive.
 func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int64, limit int) (eventvault.AllPage, error) {
+	var c eventvault.AllPageCollector
+	if err := db.ReadAllTo(ctx, tenant, from, limit, &c); err != nil {
+		return eventvault.AllPage{}, err
+	}
+	return c.Page, nil
+}
+
+// allChunk is how many events ReadAllTo hands over at a time: enough that
+// a receiver's hand-off to another goroutine costs little beside the
+// opening of the chunk, few enough that the first chunk comes early.
+const allChunk = 64
+
+// ReadAllTo reads what ReadAll reads, in one round trip and on one
+// snapshot, and hands it to r as PostgreSQL sends it: the page's keys and
+// the tenant's next global position first (their statements come before
+// the events' in the batch), then the events, allChunk at a time, each
+// chunk as soon as its rows are scanned. A transaction that would be run
+// again (run retries 40001 and 40P01, which a read-only transaction does
+// not meet) after r was handed something fails instead.
+//
+// Errors: EINVALID for a negative from or a limit that is not positive;
+// r's error as r returned it.
+func (db *DB) ReadAllTo(ctx context.Context, tenant eventvault.TenantID, from int64, limit int, r eventvault.AllPageReceiver) error {
 	const op = "postgres.ReadAll"
 	if err := eventvault.ValidateTenant(tenant); err != nil {
-		return eventvault.AllPage{}, err
+		return err
 	}
 	if err := eventvault.ValidateReadAll(from, limit); err != nil {
-		return eventvault.AllPage{}, err
+		return err
 	}
-	var page eventvault.AllPage
+	handed := false
 	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true, genericPlans: true}, func(ctx context.Context, t *txn) error {
-		page = eventvault.AllPage{Keys: map[eventvault.StreamName]eventvault.WrappedKey{}}
+		if handed {
+			return errors.New("the page was handed over in part already and cannot be read again")
+		}
+		head := eventvault.AllPage{Keys: map[eventvault.StreamName]eventvault.WrappedKey{}}
 		b := &pgx.Batch{}
-		b.Queue(limitSQL(readAllSQL, limit), tenant, from).Query(func(rows pgx.Rows) error {
-			var err error
-			page.Events, err = scanEvents(rows, limit)
-			return err
-		})
 		b.Queue(fmt.Sprintf(pageKeysSQL, limit), tenant, from).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var name eventvault.StreamName
@@ -171,87 +192,167 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 				if err := rows.Scan(&name, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt); err != nil {
 					return err
 				}
-				page.Keys[name], _ = k.wrappedKey()
+				head.Keys[name], _ = k.wrappedKey()
 			}
 			return rows.Err()
 		})
-		b.Queue(nextGlobalSQL, string(tenant)).QueryRow(func(r pgx.Row) error { return r.Scan(&page.Next) })
+		b.Queue(nextGlobalSQL, string(tenant)).QueryRow(func(row pgx.Row) error {
+			if err := row.Scan(&head.Next); err != nil {
+				return err
+			}
+			handed = true
+			return receiverErr(r.Head(head))
+		})
+		b.Queue(limitSQL(readAllSQL, limit), tenant, from).Query(func(rows pgx.Rows) error {
+			return scanEventChunks(rows, limit, func(chunk []eventvault.StoredEvent) error {
+				return receiverErr(r.Events(chunk))
+			})
+		})
 		if err := t.send(ctx, b, true); err != nil {
 			return fmt.Errorf("read all from %d: %w", from, err)
 		}
 		return nil
 	})
-	if err != nil {
-		return eventvault.AllPage{}, err
+	var re *receiverError
+	if errors.As(err, &re) {
+		return re.err
 	}
-	return page, nil
+	return err
 }
 
-// scanArenaSize is the size of the blocks scanEvents copies rows' MACs and
+// receiverError is an error of an AllPageReceiver, carried through the
+// transaction untouched: it is the caller's, not the store's.
+type receiverError struct{ err error }
+
+func (e *receiverError) Error() string { return e.err.Error() }
+func (e *receiverError) Unwrap() error { return e.err }
+
+// receiverErr wraps a receiver's error, if any, in a receiverError.
+func receiverErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &receiverError{err}
+}
+
+// scanArenaSize is the size of the blocks eventScanner copies rows' MACs and
 // payloads into: the largest small-object size class, about fifty 500-byte
 // events, so that a page costs the allocator a few dozen blocks instead of
 // an allocation per row.
 const scanArenaSize = 32 << 10
 
 // scanEvents reads the rows of a query of eventColumns, up to capHint of
-// them expected. Rows in PostgreSQL's binary format (what pgx asks for
-// these types but text) are decoded here from their raw values, the MAC
-// and payload of a row copied into blocks shared by the page's rows
-// (scanArenaSize; a row past a quarter of it gets its own) and the stream
-// name and type shared between rows that repeat them; anything else goes
-// through rows.Scan. Each ContentMAC and Payload is a slice of its own
-// length and capacity: appending to one, or writing within it, never
-// touches another's bytes, so that the caller may decrypt a payload in
-// place.
+// them expected (see eventScanner).
 func scanEvents(rows pgx.Rows, capHint int) ([]eventvault.StoredEvent, error) {
 	evs := make([]eventvault.StoredEvent, 0, min(capHint, 1024))
-	raw := binaryEventRows(rows.FieldDescriptions())
-	var stream, typ string
-	var arena []byte
+	sc := newEventScanner(rows)
 	for rows.Next() {
-		if !raw {
-			e, err := scanEvent(rows)
-			if err != nil {
-				return nil, err
-			}
-			evs = append(evs, e)
-			continue
+		e, err := sc.scan(rows)
+		if err != nil {
+			return nil, err
 		}
-		var e eventvault.StoredEvent // on the stack: scanEvent's escapes
-		v := rows.RawValues()
-		if len(v) != 8 || len(v[0]) != 16 || len(v[3]) != 8 || len(v[4]) != 8 || len(v[5]) != 8 || v[1] == nil || v[2] == nil || v[6] == nil || v[7] == nil {
-			return nil, fmt.Errorf("an event row of %d values is not what the query selects", len(v))
-		}
-		copy(e.ID[:], v[0])
-		if string(v[1]) != stream {
-			stream = string(v[1])
-		}
-		if string(v[2]) != typ {
-			typ = string(v[2])
-		}
-		e.Stream, e.Type = eventvault.StreamName(stream), typ
-		e.Position = int64(binary.BigEndian.Uint64(v[3]))
-		e.GlobalPosition = int64(binary.BigEndian.Uint64(v[4]))
-		e.RecordedAt = pgTime(int64(binary.BigEndian.Uint64(v[5])))
-		size := len(v[6]) + len(v[7])
-		var b []byte
-		switch {
-		case size > scanArenaSize/4:
-			b = make([]byte, size)
-		case size > cap(arena)-len(arena):
-			arena = make([]byte, 0, scanArenaSize)
-			fallthrough
-		default:
-			at := len(arena)
-			arena = arena[:at+size]
-			b = arena[at : at+size : at+size]
-		}
-		n := copy(b, v[6])
-		copy(b[n:], v[7])
-		e.ContentMAC, e.Payload = b[:n:n], b[n:]
 		evs = append(evs, e)
 	}
 	return evs, rows.Err()
+}
+
+// scanEventChunks reads the rows of a query of eventColumns, at most limit
+// of them, and hands them to each allChunk at a time as they are scanned
+// (the last chunk shorter, none empty). Each chunk is a slice of its own
+// capacity, never written again.
+func scanEventChunks(rows pgx.Rows, limit int, each func([]eventvault.StoredEvent) error) error {
+	evs := make([]eventvault.StoredEvent, 0, min(limit, 1024))
+	sc := newEventScanner(rows)
+	sent := 0
+	for rows.Next() {
+		e, err := sc.scan(rows)
+		if err != nil {
+			return err
+		}
+		if len(evs) == cap(evs) {
+			// A page larger than the first block: hand over what is left
+			// and start another.
+			if len(evs) > sent {
+				if err := each(evs[sent:len(evs):len(evs)]); err != nil {
+					return err
+				}
+			}
+			evs, sent = make([]eventvault.StoredEvent, 0, allChunk), 0
+		}
+		evs = append(evs, e)
+		if len(evs)-sent == allChunk {
+			if err := each(evs[sent:len(evs):len(evs)]); err != nil {
+				return err
+			}
+			sent = len(evs)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(evs) > sent {
+		return each(evs[sent:len(evs):len(evs)])
+	}
+	return nil
+}
+
+// eventScanner scans rows of eventColumns. Rows in PostgreSQL's binary
+// format (what pgx asks for these types but text) are decoded here from
+// their raw values, the MAC and payload of a row copied into blocks shared
+// by the rows it scans (scanArenaSize; a row past a quarter of it gets its
+// own) and the stream name and type shared between rows that repeat them;
+// anything else goes through rows.Scan. Each ContentMAC and Payload is a
+// slice of its own length and capacity: appending to one, or writing
+// within it, never touches another's bytes, so that the caller may decrypt
+// a payload in place.
+type eventScanner struct {
+	raw         bool
+	stream, typ string
+	arena       []byte
+}
+
+func newEventScanner(rows pgx.Rows) *eventScanner {
+	return &eventScanner{raw: binaryEventRows(rows.FieldDescriptions())}
+}
+
+// scan scans the current row.
+func (sc *eventScanner) scan(rows pgx.Rows) (eventvault.StoredEvent, error) {
+	if !sc.raw {
+		return scanEvent(rows)
+	}
+	var e eventvault.StoredEvent
+	v := rows.RawValues()
+	if len(v) != 8 || len(v[0]) != 16 || len(v[3]) != 8 || len(v[4]) != 8 || len(v[5]) != 8 || v[1] == nil || v[2] == nil || v[6] == nil || v[7] == nil {
+		return e, fmt.Errorf("an event row of %d values is not what the query selects", len(v))
+	}
+	copy(e.ID[:], v[0])
+	if string(v[1]) != sc.stream {
+		sc.stream = string(v[1])
+	}
+	if string(v[2]) != sc.typ {
+		sc.typ = string(v[2])
+	}
+	e.Stream, e.Type = eventvault.StreamName(sc.stream), sc.typ
+	e.Position = int64(binary.BigEndian.Uint64(v[3]))
+	e.GlobalPosition = int64(binary.BigEndian.Uint64(v[4]))
+	e.RecordedAt = pgTime(int64(binary.BigEndian.Uint64(v[5])))
+	size := len(v[6]) + len(v[7])
+	var b []byte
+	switch {
+	case size > scanArenaSize/4:
+		b = make([]byte, size)
+	case size > cap(sc.arena)-len(sc.arena):
+		sc.arena = make([]byte, 0, scanArenaSize)
+		fallthrough
+	default:
+		at := len(sc.arena)
+		sc.arena = sc.arena[:at+size]
+		b = sc.arena[at : at+size : at+size]
+	}
+	n := copy(b, v[6])
+	copy(b[n:], v[7])
+	e.ContentMAC, e.Payload = b[:n:n], b[n:]
+	return e, nil
 }
 
 // scanEvent scans a row of eventColumns with pgx's Scan.
