@@ -253,7 +253,7 @@ type StoredEvent struct {
 	Position       int64
 	GlobalPosition int64
 	RecordedAt     time.Time
-	ContentMAC     []byte
+	ContentMAC     []byte // nil in read-all pages that leave it out
 	Payload        []byte // sealed data and metadata
 }
 
@@ -340,7 +340,8 @@ type EventStore interface {
 	// ReadAll returns up to limit events of the tenant with global position
 	// >= from, in global order, and the tenant's next global position
 	// (AllPage.Next), read together: a from past it is not refused here.
-	// The page is its caller's, as ReadStream's.
+	// The page is its caller's, as ReadStream's. Its events may leave
+	// ContentMAC nil: only an append's replay compares it.
 	ReadAll(ctx context.Context, tenant TenantID, from int64, limit int) (AllPage, error)
 	// ReadAllTo reads what ReadAll reads, on one snapshot, and hands it
 	// to r as it arrives: r.Head once, with the page's keys and Next and
