@@ -106,26 +106,33 @@ func (o *allPageOpener) Events(chunk []eventvault.StoredEvent) error {
 		o.waiting = append(o.waiting, chunkAt{at, chunk})
 		return nil
 	}
-	o.wg.Go(func() { o.open(at, chunk) })
+	o.startOpen(at, chunk)
 	return nil
 }
 
-// open opens the chunk of events whose first is at index at, with the
-// ciphers found for them.
-func (o *allPageOpener) open(at int, chunk []eventvault.StoredEvent) {
-	for i, se := range chunk {
-		c := o.cs[at+i]
-		if c == nil {
-			o.out[at+i] = eventvault.Event{ID: se.ID, Stream: se.Stream, Type: se.Type, Position: se.Position,
-				GlobalPosition: se.GlobalPosition, RecordedAt: se.RecordedAt, Erased: true}
-			continue
-		}
-		var err error
-		if o.out[at+i], o.manifests[at+i], err = open(c, o.p.Tenant, se, true); err != nil {
-			o.fail(at+i, err)
-			return
-		}
-	}
+// startOpen opens the chunk of events whose first is at index at, with the
+// ciphers found for them, on a goroutine of its own. The goroutine writes
+// only the chunk's own elements, through slices taken here: Events goes on
+// growing the page's slices meanwhile.
+func (o *allPageOpener) startOpen(at int, chunk []eventvault.StoredEvent) {
+	n := len(chunk)
+	out, manifests, cs := o.out[at:at+n], o.manifests[at:at+n], o.cs[at:at+n]
+	o.wg.Go(func() {
+		_ = openPage(n, func(i int) error {
+			se := chunk[i]
+			if cs[i] == nil {
+				out[i] = eventvault.Event{ID: se.ID, Stream: se.Stream, Type: se.Type, Position: se.Position,
+					GlobalPosition: se.GlobalPosition, RecordedAt: se.RecordedAt, Erased: true}
+				return nil
+			}
+			var err error
+			if out[i], manifests[i], err = open(cs[i], o.p.Tenant, se, true); err != nil {
+				o.fail(at+i, err)
+				return err
+			}
+			return nil
+		})
+	})
 }
 
 // fail records err, the failure of the event at index i, unless an earlier
@@ -153,12 +160,7 @@ func (o *allPageOpener) finish(readErr error) ([]eventvault.Event, [][]byte, err
 			o.fail(i, err)
 			break
 		}
-		o.wg.Go(func() {
-			_ = openPage(len(w.events), func(i int) error {
-				o.open(w.at+i, w.events[i:i+1])
-				return nil
-			})
-		})
+		o.startOpen(w.at, w.events)
 	}
 	o.wg.Wait()
 	if o.err != nil {
