@@ -253,7 +253,7 @@ type StoredEvent struct {
 	Position       int64
 	GlobalPosition int64
 	RecordedAt     time.Time
-	ContentMAC     []byte
+	ContentMAC     []byte // nil in read-all pages that leave it out
 	Payload        []byte // sealed data and metadata
 }
 
@@ -369,8 +369,58 @@ type EventStore interface {
 	// >= from, in global order (fewer when their payloads would pass
 	// MaxPageBytes, at least one), and the tenant's next global position
 	// (AllPage.Next), read together: a from past it is not refused here.
-	// The page is its caller's, as ReadStream's.
+	// The page is its caller's, as ReadStream's. Its events may leave
+	// ContentMAC nil: only an append's replay compares it.
 	ReadAll(ctx context.Context, tenant TenantID, from int64, limit int) (AllPage, error)
+	// ReadAllTo reads what ReadAll reads, on one snapshot, and hands it
+	// to r as it arrives: r.Head once, with the page's keys and Next and
+	// no events, then r.Events with the events in global order, a chunk at
+	// a time, so that r can work on the first events while the store still
+	// receives the last. Nothing is handed over twice (a store that would
+	// read the page again fails instead), and no more than limit events in
+	// all. An error returned by r stops the read and ReadAllTo returns it
+	// as it is (errors.Is holds).
+	// Errors: as ReadAll; r's.
+	ReadAllTo(ctx context.Context, tenant TenantID, from int64, limit int, r AllPageReceiver) error
+}
+
+// AllPageReceiver takes a read-all page as a store reads it
+// (EventStore.ReadAllTo). Its methods are called one after the other, never
+// concurrently.
+type AllPageReceiver interface {
+	// Head receives the page without its events (Events nil): the keys
+	// of the streams it holds, a shredded stream's the zero key, and
+	// Next. It comes before any event.
+	Head(page AllPage) error
+	// Events receives the page's next events, at least one, in global
+	// order. The chunk, its events' slices and their bytes are the
+	// receiver's, as ReadAll's page is its caller's: the store keeps no
+	// reference to them, and no two StoredEvents' slices share bytes.
+	Events(chunk []StoredEvent) error
+}
+
+// AllPageCollector is an AllPageReceiver that gathers the page ReadAllTo
+// hands over, as ReadAll returns it.
+type AllPageCollector struct {
+	Page AllPage
+}
+
+// Head keeps the page's keys and Next.
+func (c *AllPageCollector) Head(page AllPage) error {
+	events := c.Page.Events
+	c.Page = page
+	c.Page.Events = events
+	return nil
+}
+
+// Events appends the chunk to the page's events.
+func (c *AllPageCollector) Events(chunk []StoredEvent) error {
+	if c.Page.Events == nil {
+		c.Page.Events = chunk
+		return nil
+	}
+	c.Page.Events = append(c.Page.Events, chunk...)
+	return nil
 }
 
 // DeploymentKey is a key every node of a deployment shares (the pseudonym

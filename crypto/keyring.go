@@ -334,6 +334,31 @@ func (k *Keyring) OpenStreamCipher(ctx context.Context, tenant eventvault.Tenant
 	return c, nil
 }
 
+// CachedStreamCipher returns the cipher of wk when the cache holds it for
+// that very row, as OpenStreamCipher would serve it, and false otherwise
+// (a zero WrappedKey included), without unwrapping anything or calling the
+// store or the root key: for a caller that may not wait on them (a reader
+// still receiving the events the key opens, whose connection to the store
+// is taken). A false is not a miss of the cache's metrics: the caller goes
+// on to OpenStreamCipher, which counts it.
+func (k *Keyring) CachedStreamCipher(tenant eventvault.TenantID, stream eventvault.StreamName, wk eventvault.WrappedKey) (*StreamCipher, bool) {
+	if len(wk.Ciphertext) == 0 {
+		return nil, false
+	}
+	e, ok := k.cache.Get(cacheKey{kind: cacheStream, tenant: tenant, stream: stream})
+	if !ok {
+		return nil, false
+	}
+	fp := rowFingerprint(wk)
+	if subtle.ConstantTimeCompare(e.fingerprint[:], fp[:]) != 1 {
+		return nil, false
+	}
+	if k.onLookup != nil {
+		k.onLookup("stream", true)
+	}
+	return e.cipher, true
+}
+
 // openStreamKey unwraps a stream key row with the version of the tenant's
 // KEK that the row names: rows not yet re-wrapped after a KEK rotation
 // open with the older version, fetched and cached on its own.

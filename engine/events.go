@@ -68,6 +68,11 @@ type StreamKeys interface {
 	// events it opens. Errors: EERASED for a shredded key; EINTERNAL for a
 	// row that does not authenticate.
 	OpenStreamCipher(ctx context.Context, tenant eventvault.TenantID, stream eventvault.StreamName, wk eventvault.WrappedKey) (*evcrypto.StreamCipher, error)
+	// CachedStreamCipher returns the cipher of wk if it is cached for that
+	// very row, as OpenStreamCipher serves it, and false otherwise, with
+	// no store or root key call: what a reader still receiving a page may
+	// use.
+	CachedStreamCipher(tenant eventvault.TenantID, stream eventvault.StreamName, wk eventvault.WrappedKey) (*evcrypto.StreamCipher, bool)
 	// EvictStream forgets a cached stream key the store no longer holds.
 	EvictStream(tenant eventvault.TenantID, stream eventvault.StreamName)
 	// EvictTenant forgets every cached key of the tenant, its KEK included:

@@ -119,16 +119,14 @@ func (e *Events) readAll(ctx context.Context, p eventvault.Principal, from int64
 	if err := eventvault.ValidateReadAll(from, limit); err != nil {
 		return nil, err
 	}
-	page, err := e.store.ReadAll(ctx, p.Tenant, from, limit)
+	// The page is opened as the store hands it over (allPageOpener).
+	o := newAllPageOpener(ctx, e, p, from, limit)
+	err = e.store.ReadAllTo(ctx, p.Tenant, from, limit, o)
+	out, manifests, err := o.finish(err)
 	if err != nil {
-		return nil, fmt.Errorf("read all: %w", err)
+		return nil, err
 	}
-	// The page carries the head (no other round trip): a from beyond it
-	// would skip whatever commits below it, as the feed says.
-	if from > page.Next {
-		return nil, pastTheEnd("from", from, page.Next, false)
-	}
-	return e.openAll(ctx, p, page, true)
+	return e.resolveOpened(ctx, p, out, manifests, o.piiGen, nil)
 }
 
 // openAll opens a page of the tenant's events in global order for p: the
@@ -187,6 +185,13 @@ func (e *Events) openEvents(ctx context.Context, p eventvault.Principal, stored 
 	if err != nil {
 		return nil, err
 	}
+	return e.resolveOpened(ctx, p, out, manifests, piiGen, decide)
+}
+
+// resolveOpened resolves the personal values of opened events, manifests
+// as open returned them (openEvents's second half), with the page's PII
+// generation piiGen, and returns the events. Errors: as openEvents.
+func (e *Events) resolveOpened(ctx context.Context, p eventvault.Principal, out []eventvault.Event, manifests [][]byte, piiGen int64, decide piiDecider) ([]eventvault.Event, error) {
 	if !slices.ContainsFunc(manifests, func(m []byte) bool { return m != nil }) {
 		return out, nil // nothing marked: no decisions to make
 	}

@@ -315,6 +315,26 @@ func step(c *bbolt.Cursor, backward bool) ([]byte, []byte) {
 	return c.Next()
 }
 
+// ReadAllTo reads the page ReadAll reads, in one transaction, and then
+// hands it to r: its head, then its events in one chunk (an embedded store
+// has no network transfer to overlap).
+// Errors: as ReadAll; r's as r returned it.
+func (db *DB) ReadAllTo(ctx context.Context, tenant eventvault.TenantID, from int64, limit int, r eventvault.AllPageReceiver) error {
+	page, err := db.ReadAll(ctx, tenant, from, limit)
+	if err != nil {
+		return err
+	}
+	events := page.Events
+	page.Events = nil
+	if err := r.Head(page); err != nil {
+		return err
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	return r.Events(events[:len(events):len(events)])
+}
+
 // ReadAll returns up to limit events of the tenant with global position >=
 // from, in global order (fewer when their payloads would pass
 // eventvault.MaxPageBytes), with the keys of their streams (the zero key

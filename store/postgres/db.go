@@ -1,13 +1,16 @@
 package postgres
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventvault/eventvault"
@@ -87,6 +90,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
+	cfg.ConnConfig.BuildFrontend = bufferedFrontend
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "eventvault"
 	}
@@ -107,6 +111,21 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// frontendReadBuffer is the size of the buffer a connection reads the
+// server's messages through (bufferedFrontend).
+const frontendReadBuffer = 64 << 10
+
+// bufferedFrontend is pgx's protocol frontend reading through a buffer of
+// frontendReadBuffer bytes. pgx's own reader asks the socket for at most
+// the room left in its 8 KiB block, so a read-all page of 500 events
+// (about 330 KB) took 50 to 60 read calls; through the buffer, each call
+// takes whatever the socket holds, up to 64 KiB, and a page takes 15 to 25
+// (measured on loopback), for one more copy of the bytes in memory. The
+// frontend is the only reader of the connection once it is built.
+func bufferedFrontend(r io.Reader, w io.Writer) *pgproto3.Frontend {
+	return pgproto3.NewFrontend(bufio.NewReaderSize(r, frontendReadBuffer), w)
 }
 
 // checkSchema reads the schema version (goose's version table, as the app

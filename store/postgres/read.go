@@ -28,6 +28,11 @@ const piiGenerationSQL = `SELECT coalesce((SELECT generation FROM pii_generation
 
 const eventColumns = `id, stream, type, position, global_position, recorded_at, content_mac, payload`
 
+// allEventColumns are eventColumns without the content MAC, which only an
+// append's replay compares: read-all pages leave it out, 36 bytes less a
+// row to send, receive and copy (about 5% of a 500-byte event's row).
+const allEventColumns = `id, stream, type, position, global_position, recorded_at, payload`
+
 // The page reads below end in their LIMIT, written into the SQL by
 // limitSQL, and run on generic plans (txSpec.genericPlans). With the limit
 // a parameter, PostgreSQL planned a page read again at every execution: a
@@ -53,7 +58,7 @@ const readBackwardSQL = `SELECT ` + eventColumns + ` FROM events
 	ORDER BY position DESC
 	LIMIT `
 
-const readAllSQL = `SELECT ` + eventColumns + ` FROM events
+const readAllSQL = `SELECT ` + allEventColumns + ` FROM events
 	WHERE tenant_id = $1 AND global_position >= $2
 	ORDER BY global_position
 	LIMIT `
@@ -149,29 +154,50 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 // from, in global order (fewer when their payloads would pass
 // eventvault.MaxPageBytes), the keys of their streams (the zero key for a
 // shredded stream) and the tenant's next global position, read on one
-// snapshot in one round trip. Global
-// positions are given in commit order (see Append), so a snapshot never
-// holds a position without every position before it. The positions of
-// purged events are gone: a page skips them.
+// snapshot in one round trip (ReadAllTo, gathered). Global positions are
+// given in commit order (see Append), so a snapshot never holds a position
+// without every position before it. The positions of purged events are
+// gone: a page skips them.
 //
 // Errors: EINVALID for a negative from or a limit that is not positive.
 func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int64, limit int) (eventvault.AllPage, error) {
+	var c eventvault.AllPageCollector
+	if err := db.ReadAllTo(ctx, tenant, from, limit, &c); err != nil {
+		return eventvault.AllPage{}, err
+	}
+	return c.Page, nil
+}
+
+// allChunk is how many events ReadAllTo hands over at a time: enough that
+// a receiver's hand-off to another goroutine costs little beside the
+// opening of the chunk, few enough that the first chunk comes early.
+const allChunk = 64
+
+// ReadAllTo reads what ReadAll reads, in one round trip and on one
+// snapshot, and hands it to r as PostgreSQL sends it: the page's keys and
+// the tenant's next global position first (their statements come before
+// the events' in the batch), then the events, allChunk at a time, each
+// chunk as soon as its rows are scanned. A transaction that would be run
+// again (run retries 40001 and 40P01, which a read-only transaction does
+// not meet) after r was handed something fails instead.
+//
+// Errors: EINVALID for a negative from or a limit that is not positive;
+// r's error as r returned it.
+func (db *DB) ReadAllTo(ctx context.Context, tenant eventvault.TenantID, from int64, limit int, r eventvault.AllPageReceiver) error {
 	const op = "postgres.ReadAll"
 	if err := eventvault.ValidateTenant(tenant); err != nil {
-		return eventvault.AllPage{}, err
+		return err
 	}
 	if err := eventvault.ValidateReadAll(from, limit); err != nil {
-		return eventvault.AllPage{}, err
+		return err
 	}
-	var page eventvault.AllPage
+	handed := false
 	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true, genericPlans: true}, func(ctx context.Context, t *txn) error {
-		page = eventvault.AllPage{Keys: map[eventvault.StreamName]eventvault.WrappedKey{}}
+		if handed {
+			return errors.New("the page was handed over in part already and cannot be read again")
+		}
+		head := eventvault.AllPage{Keys: map[eventvault.StreamName]eventvault.WrappedKey{}}
 		b := &pgx.Batch{}
-		b.Queue(limitSQL(readAllSQL, limit), tenant, from).Query(func(rows pgx.Rows) error {
-			var err error
-			page.Events, err = scanEvents(rows, limit)
-			return err
-		})
 		b.Queue(fmt.Sprintf(pageKeysSQL, limit), tenant, from).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var name eventvault.StreamName
@@ -179,104 +205,208 @@ func (db *DB) ReadAll(ctx context.Context, tenant eventvault.TenantID, from int6
 				if err := rows.Scan(&name, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt); err != nil {
 					return err
 				}
-				page.Keys[name], _ = k.wrappedKey()
+				head.Keys[name], _ = k.wrappedKey()
 			}
 			return rows.Err()
 		})
-		b.Queue(nextGlobalSQL, string(tenant)).QueryRow(func(r pgx.Row) error { return r.Scan(&page.Next) })
-		b.Queue(piiGenerationSQL, tenant).QueryRow(func(r pgx.Row) error { return r.Scan(&page.PIIGeneration) })
+		b.Queue(piiGenerationSQL, tenant).QueryRow(func(row pgx.Row) error { return row.Scan(&head.PIIGeneration) })
+		b.Queue(nextGlobalSQL, string(tenant)).QueryRow(func(row pgx.Row) error {
+			if err := row.Scan(&head.Next); err != nil {
+				return err
+			}
+			handed = true
+			return receiverErr(r.Head(head))
+		})
+		b.Queue(limitSQL(readAllSQL, limit), tenant, from).Query(func(rows pgx.Rows) error {
+			return scanEventChunks(rows, limit, func(chunk []eventvault.StoredEvent) error {
+				return receiverErr(r.Events(chunk))
+			})
+		})
 		if err := t.send(ctx, b, true); err != nil {
 			return fmt.Errorf("read all from %d: %w", from, err)
 		}
 		return nil
 	})
-	if err != nil {
-		return eventvault.AllPage{}, err
+	var re *receiverError
+	if errors.As(err, &re) {
+		return re.err
 	}
-	return page, nil
+	return err
 }
 
-// scanArenaSize is the size of the blocks scanEvents copies rows' MACs and
+// receiverError is an error of an AllPageReceiver, carried through the
+// transaction untouched: it is the caller's, not the store's.
+type receiverError struct{ err error }
+
+func (e *receiverError) Error() string { return e.err.Error() }
+func (e *receiverError) Unwrap() error { return e.err }
+
+// receiverErr wraps a receiver's error, if any, in a receiverError.
+func receiverErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &receiverError{err}
+}
+
+// scanArenaSize is the size of the blocks eventScanner copies rows' MACs and
 // payloads into: the largest small-object size class, about fifty 500-byte
 // events, so that a page costs the allocator a few dozen blocks instead of
 // an allocation per row.
 const scanArenaSize = 32 << 10
 
 // scanEvents reads the rows of a query of eventColumns, up to capHint of
-// them expected, and stops before the first row that would take the
-// page's payloads past eventvault.MaxPageBytes (never before the first).
-// Rows in PostgreSQL's binary format (what pgx asks for
-// these types but text) are decoded here from their raw values, the MAC
-// and payload of a row copied into blocks shared by the page's rows
-// (scanArenaSize; a row past a quarter of it gets its own) and the stream
-// name and type shared between rows that repeat them; anything else goes
-// through rows.Scan. Each ContentMAC and Payload is a slice of its own
-// length and capacity: appending to one, or writing within it, never
-// touches another's bytes, so that the caller may decrypt a payload in
-// place.
+// them expected (see eventScanner), and stops before the first row that
+// would take the page's payloads past eventvault.MaxPageBytes (never
+// before the first; the rows left unread are dropped by rows.Close).
 func scanEvents(rows pgx.Rows, capHint int) ([]eventvault.StoredEvent, error) {
 	evs := make([]eventvault.StoredEvent, 0, min(capHint, 1024))
-	raw := binaryEventRows(rows.FieldDescriptions())
-	var stream, typ string
-	var arena []byte
-	payloads := 0 // bytes of the page's payloads: eventvault.MaxPageBytes
+	sc := newEventScanner(rows)
+	payloads := 0
 	for rows.Next() {
-		if !raw {
-			e, err := scanEvent(rows)
-			if err != nil {
-				return nil, err
-			}
-			if eventvault.PageFull(len(evs), payloads, len(e.Payload)) {
-				break
-			}
-			payloads += len(e.Payload)
-			evs = append(evs, e)
-			continue
+		e, err := sc.scan(rows)
+		if err != nil {
+			return nil, err
 		}
-		var e eventvault.StoredEvent // on the stack: scanEvent's escapes
-		v := rows.RawValues()
-		if len(v) != 8 || len(v[0]) != 16 || len(v[3]) != 8 || len(v[4]) != 8 || len(v[5]) != 8 || v[1] == nil || v[2] == nil || v[6] == nil || v[7] == nil {
-			return nil, fmt.Errorf("an event row of %d values is not what the query selects", len(v))
+		if eventvault.PageFull(len(evs), payloads, len(e.Payload)) {
+			break
 		}
-		if eventvault.PageFull(len(evs), payloads, len(v[7])) {
-			break // the rest of the rows are left unread: rows.Close drops them
-		}
-		payloads += len(v[7])
-		copy(e.ID[:], v[0])
-		if string(v[1]) != stream {
-			stream = string(v[1])
-		}
-		if string(v[2]) != typ {
-			typ = string(v[2])
-		}
-		e.Stream, e.Type = eventvault.StreamName(stream), typ
-		e.Position = int64(binary.BigEndian.Uint64(v[3]))
-		e.GlobalPosition = int64(binary.BigEndian.Uint64(v[4]))
-		e.RecordedAt = pgTime(int64(binary.BigEndian.Uint64(v[5])))
-		size := len(v[6]) + len(v[7])
-		var b []byte
-		switch {
-		case size > scanArenaSize/4:
-			b = make([]byte, size)
-		case size > cap(arena)-len(arena):
-			arena = make([]byte, 0, scanArenaSize)
-			fallthrough
-		default:
-			at := len(arena)
-			arena = arena[:at+size]
-			b = arena[at : at+size : at+size]
-		}
-		n := copy(b, v[6])
-		copy(b[n:], v[7])
-		e.ContentMAC, e.Payload = b[:n:n], b[n:]
+		payloads += len(e.Payload)
 		evs = append(evs, e)
 	}
 	return evs, rows.Err()
 }
 
-// scanEvent scans a row of eventColumns with pgx's Scan.
-func scanEvent(rows pgx.Rows) (eventvault.StoredEvent, error) {
+// scanEventChunks reads the rows of a query of eventColumns, at most limit
+// of them and, as scanEvents, no more than eventvault.MaxPageBytes of
+// payloads, and hands them to each allChunk at a time as they are scanned
+// (the last chunk shorter, none empty). Each chunk is a slice of its own
+// capacity, never written again.
+func scanEventChunks(rows pgx.Rows, limit int, each func([]eventvault.StoredEvent) error) error {
+	evs := make([]eventvault.StoredEvent, 0, min(limit, 1024))
+	sc := newEventScanner(rows)
+	sent, scanned, payloads := 0, 0, 0
+	for rows.Next() {
+		e, err := sc.scan(rows)
+		if err != nil {
+			return err
+		}
+		if eventvault.PageFull(scanned, payloads, len(e.Payload)) {
+			break
+		}
+		scanned, payloads = scanned+1, payloads+len(e.Payload)
+		if len(evs) == cap(evs) {
+			// A page larger than the first block: hand over what is left
+			// and start another.
+			if len(evs) > sent {
+				if err := each(evs[sent:len(evs):len(evs)]); err != nil {
+					return err
+				}
+			}
+			evs, sent = make([]eventvault.StoredEvent, 0, allChunk), 0
+		}
+		evs = append(evs, e)
+		if len(evs)-sent == allChunk {
+			if err := each(evs[sent:len(evs):len(evs)]); err != nil {
+				return err
+			}
+			sent = len(evs)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(evs) > sent {
+		return each(evs[sent:len(evs):len(evs)])
+	}
+	return nil
+}
+
+// eventScanner scans rows of eventColumns or allEventColumns (ContentMAC
+// then nil). Rows in PostgreSQL's binary
+// format (what pgx asks for these types but text) are decoded here from
+// their raw values, the MAC and payload of a row copied into blocks shared
+// by the rows it scans (scanArenaSize; a row past a quarter of it gets its
+// own) and the stream name and type shared between rows that repeat them;
+// anything else goes through rows.Scan. Each ContentMAC and Payload is a
+// slice of its own length and capacity: appending to one, or writing
+// within it, never touches another's bytes, so that the caller may decrypt
+// a payload in place.
+type eventScanner struct {
+	raw         bool
+	mac         bool // the rows hold content_mac
+	stream, typ string
+	arena       []byte
+}
+
+func newEventScanner(rows pgx.Rows) *eventScanner {
+	fds := rows.FieldDescriptions()
+	return &eventScanner{raw: binaryEventRows(fds), mac: len(fds) == len(eventColumnTypes)}
+}
+
+// scan scans the current row.
+func (sc *eventScanner) scan(rows pgx.Rows) (eventvault.StoredEvent, error) {
+	if !sc.raw {
+		return scanEvent(rows, sc.mac)
+	}
 	var e eventvault.StoredEvent
+	v := rows.RawValues()
+	var mac, payload []byte
+	switch {
+	case sc.mac && len(v) == 8:
+		mac, payload = v[6], v[7]
+		if mac == nil {
+			return e, errors.New("an event row has no content MAC")
+		}
+	case !sc.mac && len(v) == 7:
+		payload = v[6]
+	default:
+		return e, fmt.Errorf("an event row of %d values is not what the query selects", len(v))
+	}
+	if len(v[0]) != 16 || len(v[3]) != 8 || len(v[4]) != 8 || len(v[5]) != 8 || v[1] == nil || v[2] == nil || payload == nil {
+		return e, errors.New("an event row does not hold what the query selects")
+	}
+	copy(e.ID[:], v[0])
+	if string(v[1]) != sc.stream {
+		sc.stream = string(v[1])
+	}
+	if string(v[2]) != sc.typ {
+		sc.typ = string(v[2])
+	}
+	e.Stream, e.Type = eventvault.StreamName(sc.stream), sc.typ
+	e.Position = int64(binary.BigEndian.Uint64(v[3]))
+	e.GlobalPosition = int64(binary.BigEndian.Uint64(v[4]))
+	e.RecordedAt = pgTime(int64(binary.BigEndian.Uint64(v[5])))
+	size := len(mac) + len(payload)
+	var b []byte
+	switch {
+	case size > scanArenaSize/4:
+		b = make([]byte, size)
+	case size > cap(sc.arena)-len(sc.arena):
+		sc.arena = make([]byte, 0, scanArenaSize)
+		fallthrough
+	default:
+		at := len(sc.arena)
+		sc.arena = sc.arena[:at+size]
+		b = sc.arena[at : at+size : at+size]
+	}
+	n := copy(b, mac)
+	copy(b[n:], payload)
+	if sc.mac {
+		e.ContentMAC = b[:n:n]
+	}
+	e.Payload = b[n:]
+	return e, nil
+}
+
+// scanEvent scans a row of eventColumns, or of allEventColumns without
+// mac, with pgx's Scan.
+func scanEvent(rows pgx.Rows, mac bool) (eventvault.StoredEvent, error) {
+	var e eventvault.StoredEvent
+	if !mac {
+		err := rows.Scan(&e.ID, &e.Stream, &e.Type, &e.Position, &e.GlobalPosition, &e.RecordedAt, &e.Payload)
+		return e, err
+	}
 	err := rows.Scan(&e.ID, &e.Stream, &e.Type, &e.Position, &e.GlobalPosition, &e.RecordedAt, &e.ContentMAC, &e.Payload)
 	return e, err
 }
@@ -286,15 +416,20 @@ func scanEvent(rows pgx.Rows) (eventvault.StoredEvent, error) {
 // format.
 var eventColumnTypes = [8]uint32{2950, 25, 25, 20, 20, 1184, 17, 17}
 
-// binaryEventRows reports whether rows of eventColumns come in the binary
-// format with the expected types, so that scanEvents may decode them.
+// binaryEventRows reports whether rows of eventColumns or allEventColumns
+// come in the binary format with the expected types, so that eventScanner
+// may decode them.
 func binaryEventRows(fds []pgconn.FieldDescription) bool {
-	if len(fds) != len(eventColumnTypes) {
+	want := eventColumnTypes[:]
+	if len(fds) == len(want)-1 { // allEventColumns: no content_mac
+		want = append(want[:6:6], want[7])
+	}
+	if len(fds) != len(want) {
 		return false
 	}
 	for i, fd := range fds {
 		// text is the same bytes in either format; pgx asks for it as text.
-		if fd.DataTypeOID != eventColumnTypes[i] || (fd.Format != pgx.BinaryFormatCode && fd.DataTypeOID != 25) {
+		if fd.DataTypeOID != want[i] || (fd.Format != pgx.BinaryFormatCode && fd.DataTypeOID != 25) {
 			return false
 		}
 	}

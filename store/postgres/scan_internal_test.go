@@ -2,17 +2,21 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/store/postgres/pgtest"
 )
 
-// TestScanEventsDecodesAsPgxScans holds scanEvents' decoding of binary
-// rows against pgx's own Scan of the same rows, including times before
-// 1970 and before PostgreSQL's epoch, empty MACs and repeated names.
+// TestScanEventsDecodesAsPgxScans holds the decoding of binary rows
+// (eventScanner, through scanEvents for eventColumns and scanEventChunks
+// for allEventColumns, which leave the MAC out) against pgx's own Scan of
+// the same rows, including times before 1970 and before PostgreSQL's
+// epoch, empty MACs and repeated names.
 func TestScanEventsDecodesAsPgxScans(t *testing.T) {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, pgtest.URL(t))
@@ -20,8 +24,21 @@ func TestScanEventsDecodesAsPgxScans(t *testing.T) {
 		t.Fatalf("connect: %v", err)
 	}
 	defer conn.Close(ctx)
-	const rowsSQL = `SELECT md5(s || p)::uuid AS id, s AS stream, t AS type, p AS position, p * 7 AS global_position,
-		at AS recorded_at, mac AS content_mac, payload
+	for _, withMAC := range []bool{true, false} {
+		t.Run(fmt.Sprintf("content_mac %v", withMAC), func(t *testing.T) {
+			testScanEvents(t, conn, withMAC)
+		})
+	}
+}
+
+func testScanEvents(t *testing.T, conn *pgx.Conn, withMAC bool) {
+	ctx := context.Background()
+	macColumn := ""
+	if withMAC {
+		macColumn = "mac AS content_mac, "
+	}
+	rowsSQL := `SELECT md5(s || p)::uuid AS id, s AS stream, t AS type, p AS position, p * 7 AS global_position,
+		at AS recorded_at, ` + macColumn + `payload
 	FROM (VALUES
 		('order-1', 'Placed', 0::bigint, '2026-11-30 07:00:00.123456+00'::timestamptz, '\x01'::bytea, '\xdeadbeef'::bytea),
 		('order-1', 'Placed', 1, '1969-12-31 23:59:59.999999+00', '', '\x00'),
@@ -36,9 +53,18 @@ func TestScanEventsDecodesAsPgxScans(t *testing.T) {
 		rows.Close()
 		t.Fatalf("the rows are not in the binary format scanEvents decodes: %+v", rows.FieldDescriptions())
 	}
-	got, err := scanEvents(rows, 4)
+	var got []eventvault.StoredEvent
+	if withMAC {
+		got, err = scanEvents(rows, 4)
+	} else {
+		err = scanEventChunks(rows, 4, func(chunk []eventvault.StoredEvent) error {
+			got = append(got, chunk...)
+			return nil
+		})
+	}
+	rows.Close()
 	if err != nil {
-		t.Fatalf("scanEvents: %v", err)
+		t.Fatalf("scan: %v", err)
 	}
 	rows, err = conn.Query(ctx, rowsSQL)
 	if err != nil {
@@ -51,7 +77,12 @@ func TestScanEventsDecodesAsPgxScans(t *testing.T) {
 		}
 		g := got[i]
 		var want = g
-		if err := rows.Scan(&want.ID, &want.Stream, &want.Type, &want.Position, &want.GlobalPosition, &want.RecordedAt, &want.ContentMAC, &want.Payload); err != nil {
+		dest := []any{&want.ID, &want.Stream, &want.Type, &want.Position, &want.GlobalPosition, &want.RecordedAt, &want.ContentMAC, &want.Payload}
+		if !withMAC {
+			want.ContentMAC = nil
+			dest = append(dest[:6], &want.Payload)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			t.Fatalf("Scan: %v", err)
 		}
 		if !want.RecordedAt.Equal(g.RecordedAt) || want.RecordedAt.Location() != g.RecordedAt.Location() {
@@ -59,7 +90,7 @@ func TestScanEventsDecodesAsPgxScans(t *testing.T) {
 		}
 		g.RecordedAt = want.RecordedAt
 		if g.ID != want.ID || g.Stream != want.Stream || g.Type != want.Type || g.Position != want.Position || g.GlobalPosition != want.GlobalPosition ||
-			!reflect.DeepEqual(append([]byte{}, g.ContentMAC...), append([]byte{}, want.ContentMAC...)) || !reflect.DeepEqual(append([]byte{}, g.Payload...), append([]byte{}, want.Payload...)) {
+			(g.ContentMAC == nil) != (want.ContentMAC == nil) || !reflect.DeepEqual(append([]byte{}, g.ContentMAC...), append([]byte{}, want.ContentMAC...)) || !reflect.DeepEqual(append([]byte{}, g.Payload...), append([]byte{}, want.Payload...)) {
 			t.Errorf("row %d: scanEvents %+v, pgx scans %+v", i, g, want)
 		}
 		// Rows share blocks: each slice must end where its bytes end, so

@@ -177,9 +177,11 @@ func (db *DB) run(ctx context.Context, spec txSpec, fn func(ctx context.Context,
 }
 
 // observe reports err, an error a store operation returns, to the
-// Observer, by its code, and returns it.
+// Observer, by its code, and returns it. A receiver's error (ReadAllTo) is
+// its caller's, not the store's, and is not reported.
 func (db *DB) observe(op string, err error) error {
-	if db.observer != nil && err != nil {
+	var re *receiverError
+	if db.observer != nil && err != nil && !errors.As(err, &re) {
 		db.observer.StoreError(op, string(eventvault.ErrorCode(err)))
 	}
 	return err

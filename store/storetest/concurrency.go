@@ -249,7 +249,7 @@ func testGlobalReader(t *testing.T, open opener) {
 			fail("reader saw %d of %d events within %v", len(seen), total, concurrencyTimeout)
 		}
 		finished := isClosed(writersDone)
-		page, err := h.store.ReadAll(h.ctx, tenantA, next, 7)
+		page, err := h.readPage(tenantA, next, 7)
 		if err != nil {
 			fail("ReadAll from %d: %v", next, err)
 		}

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -198,4 +200,88 @@ func wantPageKeys(t *testing.T, page eventvault.AllPage, keys map[eventvault.Str
 			t.Errorf("AllPage.Keys holds the key of %s, which has no event in the page", s)
 		}
 	}
+}
+
+// testReadAllTo checks that ReadAllTo hands over what ReadAll returns, a
+// page larger than a store's chunks included, and that a receiver's error
+// stops the read and comes back as it is.
+func testReadAllTo(t *testing.T, open opener) {
+	h := setup(t, open)
+	streams := []eventvault.StreamName{"order-1", "order-2", "user-1"}
+	keys := map[eventvault.StreamName]eventvault.WrappedKey{}
+	for _, s := range streams {
+		keys[s] = h.streamKey(tenantA, s)
+	}
+	const total = 300
+	for i := range total / 20 {
+		s := streams[i%len(streams)]
+		h.mustAppend(tenantA, s, keys[s].ID, eventvault.ExpectAny, newEvents(20))
+	}
+
+	for _, tc := range []struct {
+		from  int64
+		limit int
+	}{{0, total}, {0, 1000}, {7, 130}, {250, 64}, {299, 10}, {total, 10}} {
+		t.Run(fmt.Sprintf("from %d limit %d", tc.from, tc.limit), func(t *testing.T) {
+			want, err := h.store.ReadAll(t.Context(), tenantA, tc.from, tc.limit)
+			if err != nil {
+				t.Fatalf("ReadAll: %v", err)
+			}
+			r := &checkingReceiver{limit: tc.limit}
+			if err := h.store.ReadAllTo(t.Context(), tenantA, tc.from, tc.limit, r); err != nil {
+				t.Fatalf("ReadAllTo: %v", err)
+			}
+			if r.problem != "" || !r.headed {
+				t.Fatalf("ReadAllTo broke its contract: %q (Head called: %v)", r.problem, r.headed)
+			}
+			if !slices.EqualFunc(r.page.Events, want.Events, eventsEqual) {
+				t.Fatalf("ReadAllTo handed over global positions %v, ReadAll returned %v", globalsOf(r.page.Events), globalsOf(want.Events))
+			}
+			h.checkEvents(tenantA, r.page.Events)
+			wantPageKeys(t, r.page, keys)
+			if r.page.Next != want.Next || r.page.Next != total {
+				t.Fatalf("ReadAllTo's Next %d, ReadAll's %d, want %d", r.page.Next, want.Next, total)
+			}
+		})
+	}
+
+	stop := errors.New("the receiver stops here")
+	t.Run("an error of Head", func(t *testing.T) {
+		r := &failingReceiver{failHead: stop}
+		err := h.store.ReadAllTo(t.Context(), tenantA, 0, 100, r)
+		if !errors.Is(err, stop) {
+			t.Fatalf("ReadAllTo = %v, want the receiver's error", err)
+		}
+		if r.events != 0 {
+			t.Fatalf("Events called with %d events after Head failed", r.events)
+		}
+	})
+	t.Run("an error of Events", func(t *testing.T) {
+		r := &failingReceiver{failEvents: stop}
+		err := h.store.ReadAllTo(t.Context(), tenantA, 0, total, r)
+		if !errors.Is(err, stop) {
+			t.Fatalf("ReadAllTo = %v, want the receiver's error", err)
+		}
+		if r.calls != 1 {
+			t.Fatalf("Events called %d times, want once: its error stops the read", r.calls)
+		}
+		// The store still serves after a read its receiver stopped.
+		if page := h.readAll(tenantA, 0, 10); len(page.Events) != 10 {
+			t.Fatalf("ReadAll after a stopped read: %d events, want 10", len(page.Events))
+		}
+	})
+}
+
+// failingReceiver fails its Head or its Events with the error given.
+type failingReceiver struct {
+	failHead, failEvents error
+	calls, events        int
+}
+
+func (r *failingReceiver) Head(eventvault.AllPage) error { return r.failHead }
+
+func (r *failingReceiver) Events(chunk []eventvault.StoredEvent) error {
+	r.calls++
+	r.events += len(chunk)
+	return r.failEvents
 }

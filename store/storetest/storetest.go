@@ -82,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) eventvault.Store) {
 	t.Run("ReadStream", func(t *testing.T) { testReadStream(t, open) })
 	t.Run("ReadAll", func(t *testing.T) { testReadAll(t, open) })
 	t.Run("PageBytes", func(t *testing.T) { testPageBytes(t, open) })
+	t.Run("ReadAllTo", func(t *testing.T) { testReadAllTo(t, open) })
 	t.Run("TenantIsolation", func(t *testing.T) { testTenantIsolation(t, open) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, open) })
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, open) })
