@@ -90,12 +90,15 @@ func (r *Resolver) Resolve(ctx context.Context, p eventvault.Principal) (eventva
 	return p, nil
 }
 
-// compiled returns the Set of p's rules and docs, compiled once per token
-// (whose rules never change) or rule list, and document versions:
+// compiled returns the Set of p's rules and docs, compiled once per tenant,
+// token (whose rules never change) or rule list, and document versions:
 // compiling parses the rules' document, which a request must not pay for,
 // nor for writing the rules' text to look the Set up.
 func (r *Resolver) compiled(p eventvault.Principal, docs []*Document) *Set {
 	var key strings.Builder
+	// The tenant first: two tenants' documents may share a name and a
+	// version, and a JWT principal has neither a token id nor rules.
+	key.WriteString(string(p.Tenant) + "\x00")
 	if p.TokenID != "" {
 		key.WriteString("token\x00" + p.TokenID)
 	} else {
