@@ -51,10 +51,14 @@ func ValidPIIClass(c PIIClass) bool {
 
 // Limits of marking. MaxPIIPerEvent is the most values one event may mark
 // (the 400 of a larger map names the limit); MaxPIIPointerLength bounds one
-// JSON Pointer, in bytes.
+// JSON Pointer, in bytes; MaxPIIBytesPerEvent bounds the values one event
+// marks, together, in bytes of their JSON: personal values are kept apart
+// and fetched beside a page, so that a page of events marking values costs
+// at most a page's events times this beside its own bytes.
 const (
 	MaxPIIPerEvent      = 32
 	MaxPIIPointerLength = 512
+	MaxPIIBytesPerEvent = 64 << 10
 )
 
 // PIIMark marks one value of an event's data as personal and names whose

@@ -75,6 +75,7 @@ func validatePII(events []eventvault.NewEvent) error {
 			return eventvault.FieldErrorf(fmt.Sprintf("/events/%d/pii", i), "events[%d].pii marks %d values; the limit is %d per event", i, len(ev.PII), eventvault.MaxPIIPerEvent)
 		}
 		refs := make([][]string, len(ev.PII))
+		marked := 0 // bytes of the marked values
 		for j, m := range ev.PII {
 			at := fmt.Sprintf("events[%d].pii[%q]", i, eventvault.Truncate(m.Pointer, 80))
 			// mark is the body pointer of the mark: its key, escaped.
@@ -95,10 +96,14 @@ func validatePII(events []eventvault.NewEvent) error {
 			if !eventvault.ValidPIIClass(m.Class) {
 				return eventvault.FieldErrorf(mark+"/class", "%s.class must be email, phone, address or free_text, or left out", at)
 			}
-			if _, _, ok := valueSpan(ev.Data, ref); !ok {
+			start, end, ok := valueSpan(ev.Data, ref)
+			if !ok {
 				return eventvault.FieldErrorf(mark, "%s names nothing in events[%d].data", at, i)
 			}
-			refs[j] = ref
+			refs[j], marked = ref, marked+end-start
+		}
+		if marked > eventvault.MaxPIIBytesPerEvent {
+			return eventvault.FieldErrorf(fmt.Sprintf("/events/%d/pii", i), "events[%d].pii marks %d bytes of values; the limit is %d bytes (64 KiB) per event: personal values are e-mail addresses, names, notes; keep large documents out of them", i, marked, eventvault.MaxPIIBytesPerEvent)
 		}
 		for j := range refs {
 			for k := range refs {

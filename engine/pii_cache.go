@@ -27,6 +27,7 @@ import (
 // only at the generation of the subject it was fetched at; a
 // rectification moves the generation on, and the value is fetched again.
 //
+// It holds at most piiCacheSize events and about piiCacheBytes of them.
 // It is a map under a read-write lock rather than an LRU: a page looks up
 // all its events under one read lock (getPage), where an LRU would take
 // its one mutex per event to move it to the front. When full, a put drops
@@ -37,13 +38,24 @@ type piiCache struct {
 	// tenants holds the entries per tenant, per event: a page costs one
 	// lookup of its tenant and one per event.
 	tenants map[eventvault.TenantID]map[uuid.UUID]piiCacheEntry
-	size    int // entries over all tenants
+	size    int   // entries over all tenants
+	bytes   int64 // what the entries hold (piiCacheEntry.bytes), over all tenants
 	now     func() time.Time
 }
 
 type piiCacheEntry struct {
 	ep      *eventPII
 	expires int64 // Unix nanoseconds
+	bytes   int64 // about what ep holds: its ciphertexts, tokens and pointers
+}
+
+// entryBytes is about what ep holds, for piiCacheBytes.
+func entryBytes(ep *eventPII) int64 {
+	n := 256 + len(ep.whoseJSON) + len(ep.shape)
+	for k, en := range ep.entries {
+		n += 64 + len(en.Pointer) + len(en.Token) + len(ep.values[k].ciphertext)
+	}
+	return int64(n)
 }
 
 type cachedValue struct {
@@ -60,8 +72,9 @@ type cachedValue struct {
 
 // Bounds of the cache of personal values' ciphertext.
 const (
-	piiCacheSize = 100000 // events
-	piiCacheTTL  = 5 * time.Minute
+	piiCacheSize  = 100000   // events
+	piiCacheBytes = 64 << 20 // about what the entries hold (entryBytes)
+	piiCacheTTL   = 5 * time.Minute
 )
 
 func newPIICache() *piiCache {
@@ -213,18 +226,27 @@ func (c *piiCache) put(tenant eventvault.TenantID, event uuid.UUID, v *eventPII)
 	expires := c.now().Add(piiCacheTTL).UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.tenants[tenant][event]; !ok {
-		if c.size >= piiCacheSize {
-			c.dropLocked(piiCacheSize / 10)
-		}
-		c.size++
+	c.removeLocked(tenant, event)
+	size := entryBytes(v)
+	if size > piiCacheBytes/100 {
+		// One event's values, fetched for a read, are not kept when they
+		// would take a hundredth of the cache.
+		return
+	}
+	if c.size >= piiCacheSize {
+		c.dropLocked(piiCacheSize / 10)
+	}
+	for c.bytes+size > piiCacheBytes && c.size > 0 {
+		c.dropLocked(max(1, c.size/10))
 	}
 	entries := c.tenants[tenant]
 	if entries == nil {
 		entries = map[uuid.UUID]piiCacheEntry{}
 		c.tenants[tenant] = entries
 	}
-	entries[event] = piiCacheEntry{ep: v, expires: expires}
+	entries[event] = piiCacheEntry{ep: v, expires: expires, bytes: size}
+	c.size++
+	c.bytes += size
 }
 
 // dropLocked drops n arbitrary entries (Go's map order), emptied tenants
@@ -235,6 +257,7 @@ func (c *piiCache) dropLocked(n int) {
 			if n == 0 {
 				return
 			}
+			c.bytes -= entries[k].bytes
 			delete(entries, k)
 			c.size--
 			n--
@@ -248,10 +271,15 @@ func (c *piiCache) dropLocked(n int) {
 func (c *piiCache) remove(tenant eventvault.TenantID, event uuid.UUID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.removeLocked(tenant, event)
+}
+
+func (c *piiCache) removeLocked(tenant eventvault.TenantID, event uuid.UUID) {
 	if entries := c.tenants[tenant]; entries != nil {
-		if _, ok := entries[event]; ok {
+		if en, ok := entries[event]; ok {
 			delete(entries, event)
 			c.size--
+			c.bytes -= en.bytes
 		}
 	}
 }

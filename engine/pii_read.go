@@ -106,7 +106,7 @@ type piiReads map[eventvault.Pseudonym]int
 // Errors: EINTERNAL when a value fails authentication (moved to another
 // subject, token, field or tenant, or altered) or a manifest is malformed;
 // the store's codes.
-func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, events []eventvault.Event, manifests [][]byte, piiGen int64, decide piiDecider) (piiReads, error) {
+func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, events []eventvault.Event, manifests [][]byte, piiGen int64, decide piiDecider, bound int) (piiReads, int, error) {
 	const op = "engine.resolvePII"
 	pages := make([]*eventPII, len(events)) // nil: the event marks nothing
 	bases := make([]int, len(events))       // each event's first value in acts
@@ -116,6 +116,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 	subjects := map[eventvault.Pseudonym]*pageSubject{}
 	var subs []*pageSubject // each event's subjects, in its manifest's order
 	var order []eventvault.Pseudonym
+	var shows []showing
 	n := 0
 	e.piiCache.getPage(tenant, events, manifests, pages)
 	for i, m := range manifests {
@@ -126,7 +127,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		if ep == nil || ep.manifestLen != len(m) || ep.manifestSum != manifestSum(m) {
 			var err error
 			if ep, err = newEventPII(m, events[i].Data); err != nil {
-				return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Err: err, Message: fmt.Sprintf("event %s has a malformed manifest of personal values", events[i].ID)}
+				return nil, 0, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Err: err, Message: fmt.Sprintf("event %s has a malformed manifest of personal values", events[i].ID)}
 			}
 			changed[i] = true
 		}
@@ -135,7 +136,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		for _, s := range ep.subjects {
 			ps := subjects[s]
 			if ps == nil {
-				ps = &pageSubject{}
+				ps = &pageSubject{name: s}
 				subjects[s] = ps
 				order = append(order, s)
 			}
@@ -143,7 +144,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		}
 	}
 	if n == 0 {
-		return nil, nil
+		return nil, len(events), nil
 	}
 	if e.pii == nil || e.subjects == nil {
 		// This server keeps no personal data apart: everything redacted.
@@ -157,7 +158,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		if ask := e.subjectStates.get(tenant, piiGen, order, known); len(ask) > 0 {
 			states, at, err := e.pii.SubjectStates(ctx, tenant, ask)
 			if err != nil {
-				return nil, fmt.Errorf("personal data of the page: %w", err)
+				return nil, 0, fmt.Errorf("personal data of the page: %w", err)
 			}
 			e.subjectStates.put(tenant, at, states)
 			for s, st := range states {
@@ -177,7 +178,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("key of a data subject: %w", err)
+			return nil, 0, fmt.Errorf("key of a data subject: %w", err)
 		}
 		ps.cipher = c
 	}
@@ -231,7 +232,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			if ps := subs[subBases[i]]; len(ep.subjects) == 1 && ep.kept != nil && ps.cipher != nil && ep.keptActs == memo.str {
 				if data, ok := ps.cipher.Data(ps.state.Generation, ep.keptID, ep.kept); ok {
 					events[i].Data, events[i].PII, events[i].PIIJSON = data, ep.whose, ep.whoseJSON
-					ps.reads += len(ep.entries)
+					shows = append(shows, showing{i, ps, len(ep.entries)})
 					done[i] = true
 					continue
 				}
@@ -255,7 +256,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 	if len(missing) > 0 {
 		page, err := e.pii.PIIValues(ctx, tenant, missing)
 		if err != nil {
-			return nil, fmt.Errorf("personal values of the page: %w", err)
+			return nil, 0, fmt.Errorf("personal values of the page: %w", err)
 		}
 		for i, ep := range pages {
 			if ep == nil || done[i] {
@@ -271,10 +272,16 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 					values = slices.Clone(ep.values)
 				}
 				v, ok := page.Values[en.Token]
-				if !ok || v.Subject != en.Subject {
+				if !ok {
 					acts[j] = fieldErased // its rows went with an erasure meanwhile
 					values[k] = cachedValue{}
 					continue
+				}
+				if v.Subject != en.Subject {
+					// The vault never moves a value: its row was written
+					// under another subject straight into the store.
+					return nil, 0, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op,
+						Message: fmt.Sprintf("event %s: personal value %s is held under another data subject than its event names: the store was altered", events[i].ID, en.Token)}
 				}
 				values[k] = cachedValue{token: en.Token, subject: en.Subject, version: v.Version, generation: gen, ciphertext: v.Ciphertext}
 			}
@@ -299,7 +306,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			start, end := en.Offset, en.Offset+en.span()
 			if (k > 0 && start < ep.entries[k-1].Offset+ep.entries[k-1].span()) || start < 0 || end > len(data) ||
 				data[start] != '"' || data[end-1] != '"' || string(data[start+1:end-1]) != en.placeholder() {
-				return nil, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("event %s does not hold the placeholder its manifest names", events[i].ID)}
+				return nil, 0, &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("event %s does not hold the placeholder its manifest names", events[i].ID)}
 			}
 			ps, act := subs[subBases[i]+en.subjectIndex], acts[bases[i]+k]
 			if (act == fieldDecrypt || act == fieldMask) && ps.cipher == nil {
@@ -316,7 +323,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 				with, kept, err := ps.cipher.OpenValueAt(ps.state.Generation, evcrypto.PIIRef{Tenant: tenant, Subject: en.Subject, Token: en.Token, Pointer: en.Pointer, Class: en.Class, Version: v.version}, v.ciphertext, v.kept)
 				if err != nil {
 					e.piiCache.remove(tenant, events[i].ID)
-					return nil, fmt.Errorf("event %s: %w", events[i].ID, err)
+					return nil, 0, fmt.Errorf("event %s: %w", events[i].ID, err)
 				}
 				if kept != v.kept && kept != nil {
 					// Keep the hint, and the kept copies of what it was
@@ -333,7 +340,7 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 					with = maskValue(en.Class, with)
 				}
 				withs, shown = append(withs, with), append(shown, true)
-				ps.reads++
+				shows = append(shows, showing{i, ps, 1})
 			}
 		}
 		if all {
@@ -359,21 +366,44 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 			e.piiCache.put(tenant, events[i].ID, ep)
 		}
 	}
-	reads := piiReads{}
-	for s, ps := range subjects {
-		if ps.reads > 0 {
-			reads[s] = ps.reads
+	// With its values in place, a page holds no more than bound bytes of
+	// data and metadata (never fewer than one event): the rest is left for
+	// the next page, and its values are not counted as read.
+	cut := len(events)
+	if bound > 0 {
+		size := 0
+		for i, ev := range events {
+			n := len(ev.Data) + len(ev.Metadata)
+			if i > 0 && size+n > bound {
+				cut = i
+				break
+			}
+			size += n
 		}
 	}
-	return reads, nil
+	reads := piiReads{}
+	for _, sh := range shows {
+		if sh.event < cut {
+			reads[sh.ps.name] += sh.n
+		}
+	}
+	return reads, cut, nil
 }
 
 // pageSubject is what a page knows of one of its subjects.
 type pageSubject struct {
+	name   eventvault.Pseudonym
 	state  eventvault.SubjectKeyState
 	known  bool // the store returned a state
 	cipher *evcrypto.SubjectCipher
-	reads  int // values shown decrypted or masked
+}
+
+// showing is n values of one subject that event shows decrypted or
+// masked: what the read log counts (recordPIIReads).
+type showing struct {
+	event int
+	ps    *pageSubject
+	n     int
 }
 
 // recordPIIReads counts the values a read showed, per subject, in the read

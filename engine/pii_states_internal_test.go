@@ -102,3 +102,33 @@ func TestPIICacheStaysWithinItsBound(t *testing.T) {
 		t.Fatal("remove left the entry")
 	}
 }
+
+// TestPIICacheStaysWithinItsBytes puts entries whose ciphertexts would
+// pass the byte bound: the cache never holds more than piiCacheBytes, and
+// never keeps one event whose values would take a hundredth of it.
+func TestPIICacheStaysWithinItsBytes(t *testing.T) {
+	c := newPIICache()
+	entry := func(valueBytes int) *eventPII {
+		return &eventPII{entries: []manifestEntry{{Pointer: "/note", Token: "evpii_x"}}, values: []cachedValue{{ciphertext: make([]byte, valueBytes)}}}
+	}
+	for i := range 300 {
+		c.put("acme", uuid.New(), entry(piiCacheBytes/200))
+		if c.bytes > piiCacheBytes {
+			t.Fatalf("%d bytes held after %d puts; the bound is %d", c.bytes, i+1, piiCacheBytes)
+		}
+	}
+	var held int64
+	for _, entries := range c.tenants {
+		for _, en := range entries {
+			held += en.bytes
+		}
+	}
+	if held != c.bytes || c.bytes == 0 {
+		t.Fatalf("the cache counts %d bytes and holds %d", c.bytes, held)
+	}
+	big := uuid.New()
+	c.put("acme", big, entry(piiCacheBytes/50))
+	if _, ok := c.tenants["acme"][big]; ok {
+		t.Fatal("an event whose values take a fiftieth of the cache was kept")
+	}
+}

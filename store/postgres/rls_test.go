@@ -370,14 +370,17 @@ func TestEveryTenantTableIsHiddenWithoutTheTenant(t *testing.T) {
 
 // TestPIIGenerationCannotBeWoundBack plays an attacker with the server's
 // role who would make other nodes keep using a subject's state from before
-// a change (migration 0011): the tenant's PII generation neither goes back
-// nor disappears, and a change written straight into subject_keys or
-// pii_restrictions, not through the store, moves it on all the same.
+// a change, or make every later change fail (migration 0011): the role
+// cannot write the tenant's PII generation at all, and a change written
+// straight into subject_keys or pii_restrictions, not through the store,
+// moves it on all the same.
 func TestPIIGenerationCannotBeWoundBack(t *testing.T) {
 	db, url := twoTenants(t)
 	withPII(t, db, tenantA)
 	for _, tc := range []struct{ name, sql string }{
 		{"wind the generation back", `UPDATE pii_generations SET generation = generation - 1`},
+		{"push the generation to its end", `UPDATE pii_generations SET generation = 9223372036854775807`},
+		{"write a generation", `INSERT INTO pii_generations (tenant_id, generation) VALUES ('tenant-a', 1) ON CONFLICT (tenant_id) DO UPDATE SET generation = 9223372036854775807`},
 		{"hold the generation", `UPDATE pii_generations SET generation = generation`},
 		{"delete the generation", `DELETE FROM pii_generations`},
 		{"truncate the generations", `TRUNCATE pii_generations`},

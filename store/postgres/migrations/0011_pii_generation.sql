@@ -11,7 +11,7 @@
 -- subject a node never read it fetches anyway. Page reads return it on
 -- their snapshot; a node uses states it read at the same generation only.
 -- The triggers, not the store's code, move it, so that no path that
--- changes a state can forget to.
+-- changes a state can forget to, and nothing else may write it.
 CREATE TABLE pii_generations (
 	tenant_id text PRIMARY KEY,
 	generation bigint NOT NULL CHECK (generation > 0)
@@ -23,11 +23,15 @@ CREATE POLICY tenant_isolation ON pii_generations
 	USING (tenant_id = nullif(current_setting('eventvault.tenant', true), ''))
 	WITH CHECK (tenant_id = nullif(current_setting('eventvault.tenant', true), ''));
 
-GRANT SELECT, INSERT ON pii_generations TO eventvault_app;
-GRANT UPDATE (generation) ON pii_generations TO eventvault_app;
+-- The server's role reads the generation and never writes it: only the
+-- triggers below do, through a SECURITY DEFINER function (row-level
+-- security still binds it to the transaction's tenant), so that the role
+-- can neither hold it nor push it to its end (where every later change
+-- would fail on overflow).
+GRANT SELECT ON pii_generations TO eventvault_app;
 
 CREATE FUNCTION eventvault_next_pii_generation() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER AS $$
 DECLARE
 	tenant text := CASE WHEN TG_OP = 'DELETE' THEN OLD.tenant_id ELSE NEW.tenant_id END;
 BEGIN
