@@ -161,6 +161,15 @@ func (v ExpectedVersion) String() string {
 	}
 }
 
+// JSON is v as an append's body gives it: its position (an int64) for an
+// exact version, else the word (String).
+func (v ExpectedVersion) JSON() any {
+	if v.kind == expectExact {
+		return v.position
+	}
+	return v.String()
+}
+
 // ConflictError returns the ECONFLICT error for an append whose expected
 // version does not hold. It speaks the API's words: Fields["actual_version"]
 // is the stream's last position (an int64), or the string "no_stream" for a
@@ -169,7 +178,7 @@ func (v ExpectedVersion) String() string {
 // builds it.
 func ConflictError(op string, stream StreamName, expected ExpectedVersion, actual int64) *Error {
 	e := &Error{Code: ECONFLICT, Op: op, Err: ErrVersionConflict,
-		Fields: map[string]any{"stream": string(stream), "expected_version": expected.String(), "actual_version": actual}}
+		Fields: map[string]any{"stream": string(stream), "expected_version": expected.JSON(), "actual_version": actual}}
 	if actual == NoStream {
 		e.Fields["actual_version"] = ExpectNoStream.String()
 		e.Message = fmt.Sprintf("stream %s has no events; the append expected %s. Retry with expected_version \"no_stream\" (or \"any\")", stream, expected)

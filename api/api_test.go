@@ -220,12 +220,13 @@ func (a *testAPI) tokenFor(tenant string) string {
 }
 
 type problem struct {
-	Type          string          `json:"type"`
-	Title         string          `json:"title"`
-	Status        int             `json:"status"`
-	Detail        string          `json:"detail"`
-	Code          string          `json:"code"`
-	ActualVersion json.RawMessage `json:"actual_version"`
+	Type            string          `json:"type"`
+	Title           string          `json:"title"`
+	Status          int             `json:"status"`
+	Detail          string          `json:"detail"`
+	Code            string          `json:"code"`
+	ActualVersion   json.RawMessage `json:"actual_version"`
+	ExpectedVersion json.RawMessage `json:"expected_version"`
 }
 
 // wantProblem checks rec is an application/problem+json body with status

@@ -55,6 +55,11 @@ func TestExpectedVersionConflictReportsActualVersion(t *testing.T) {
 		if string(p.ActualVersion) != "1" {
 			t.Fatalf("expected_version %v: actual_version %v, want 1", ev, p.ActualVersion)
 		}
+		// The expected version is echoed as the body gave it: a number
+		// as a number, a word as a string.
+		if want, _ := json.Marshal(ev); string(p.ExpectedVersion) != string(want) {
+			t.Fatalf("expected_version %v echoed as %s, want %s", ev, p.ExpectedVersion, want)
+		}
 	}
 	a.doJSON(http.MethodPost, "/v1/streams/order-1/events", tok, map[string]any{"expected_version": 1, "events": []any{event("C", 3)}}, http.StatusCreated, nil)
 }
