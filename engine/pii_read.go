@@ -106,7 +106,7 @@ type piiReads map[eventvault.Pseudonym]int
 // Errors: EINTERNAL when a value fails authentication (moved to another
 // subject, token, field or tenant, or altered) or a manifest is malformed;
 // the store's codes.
-func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, events []eventvault.Event, manifests [][]byte, piiGen int64, decide piiDecider, bound int) (piiReads, int, error) {
+func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, events []eventvault.Event, manifests [][]byte, piiGen int64, decide piiDecider, bounded bool) (piiReads, int, error) {
 	const op = "engine.resolvePII"
 	pages := make([]*eventPII, len(events)) // nil: the event marks nothing
 	bases := make([]int, len(events))       // each event's first value in acts
@@ -352,29 +352,31 @@ func (e *Events) resolvePII(ctx context.Context, tenant eventvault.TenantID, eve
 		// Keep what this read shows with the key of the event's one
 		// subject, when it took its decisions from the page's memo (so
 		// that the next read that takes the same knows it may have it).
-		if ps, acts := subs[subBases[i]], acts[bases[i]:bases[i]+len(ep.entries)]; all && len(ep.subjects) == 1 && ps.cipher != nil && !ps.state.Restricted &&
-			(ep.kept == nil || ep.keptActs != actsString(acts)) {
-			id := string(events[i].ID[:]) + actsString(acts)
-			if k := ps.cipher.KeepData(ps.state.Generation, id, events[i].Data); k != nil {
-				if !owned {
-					ep, changed[i], owned = ep.clone(), true, true
+		if ps := subs[subBases[i]]; all && len(ep.subjects) == 1 && ps.cipher != nil && !ps.state.Restricted {
+			if view := intern(actsString(acts[bases[i] : bases[i]+len(ep.entries)])); ep.kept == nil || ep.keptActs != view {
+				id := string(events[i].ID[:]) + view
+				if k := ps.cipher.KeepData(ps.state.Generation, id, events[i].Data); k != nil {
+					if !owned {
+						ep, changed[i], owned = ep.clone(), true, true
+					}
+					ep.kept, ep.keptID, ep.keptActs = k, id, view
 				}
-				ep.kept, ep.keptID, ep.keptActs = k, id, intern(actsString(acts))
 			}
 		}
 		if changed[i] {
 			e.piiCache.put(tenant, events[i].ID, ep)
 		}
 	}
-	// With its values in place, a page holds no more than bound bytes of
-	// data and metadata (never fewer than one event): the rest is left for
-	// the next page, and its values are not counted as read.
+	// With its values in place, a bounded page holds no more than
+	// MaxPageBytes of data and metadata (never fewer than one event): the
+	// rest is left for the next page, and its values are not counted as
+	// read.
 	cut := len(events)
-	if bound > 0 {
+	if bounded {
 		size := 0
 		for i, ev := range events {
 			n := len(ev.Data) + len(ev.Metadata)
-			if i > 0 && size+n > bound {
+			if eventvault.PageFull(i, size, n) {
 				cut = i
 				break
 			}

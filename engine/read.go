@@ -126,7 +126,7 @@ func (e *Events) readAll(ctx context.Context, p eventvault.Principal, from int64
 	if err != nil {
 		return nil, err
 	}
-	return e.resolveOpened(ctx, p, out, manifests, o.piiGen, nil, eventvault.MaxPageBytes)
+	return e.resolveOpened(ctx, p, out, manifests, o.piiGen, nil, true)
 }
 
 // openAll opens a page of the tenant's events in global order for p: the
@@ -185,27 +185,25 @@ func (e *Events) openEvents(ctx context.Context, p eventvault.Principal, stored 
 	if err != nil {
 		return nil, err
 	}
-	bound := 0 // a page shared with other readers (the feed's) or an export's is whole
-	if own {
-		bound = eventvault.MaxPageBytes
-	}
-	return e.resolveOpened(ctx, p, out, manifests, piiGen, decide, bound)
+	// A page shared with other readers (the feed's) or an export's is
+	// whole; a page read for one caller is bounded.
+	return e.resolveOpened(ctx, p, out, manifests, piiGen, decide, own)
 }
 
 // resolveOpened resolves the personal values of opened events, manifests
 // as open returned them (openEvents's second half), with the page's PII
-// generation piiGen, and returns the events: those of the first bound
-// bytes of data and metadata with their values in place (at least one;
-// all for a bound of 0), so that values kept apart do not make a page
-// larger than the store's pages (eventvault.MaxPageBytes). Errors: as openEvents.
-func (e *Events) resolveOpened(ctx context.Context, p eventvault.Principal, out []eventvault.Event, manifests [][]byte, piiGen int64, decide piiDecider, bound int) ([]eventvault.Event, error) {
+// generation piiGen, and returns the events: if bounded, those of the
+// first eventvault.MaxPageBytes of data and metadata with their values in
+// place (at least one), so that values kept apart do not make a page
+// larger than the store's pages; else all. Errors: as openEvents.
+func (e *Events) resolveOpened(ctx context.Context, p eventvault.Principal, out []eventvault.Event, manifests [][]byte, piiGen int64, decide piiDecider, bounded bool) ([]eventvault.Event, error) {
 	if !slices.ContainsFunc(manifests, func(m []byte) bool { return m != nil }) {
 		return out, nil // nothing marked: no decisions to make
 	}
 	if decide == nil {
 		decide = policyDecider(p)
 	}
-	reads, cut, err := e.resolvePII(ctx, p.Tenant, out, manifests, piiGen, decide, bound)
+	reads, cut, err := e.resolvePII(ctx, p.Tenant, out, manifests, piiGen, decide, bounded)
 	if err != nil {
 		return nil, err
 	}

@@ -19,12 +19,22 @@ import (
 // keyColumns are a stream's wrapped key columns, scanned by scanKey.
 const keyColumns = `key_id, key_version, kek_version, wrapped_key, key_created_at`
 
-const streamRowSQL = `SELECT version, ` + keyColumns + `, shredded_at FROM streams
+// piiGenerationColumn is the tenant's PII generation (0011; 0 before the
+// first change), which page reads return on their snapshot, as a column of
+// a statement they run anyway.
+const piiGenerationColumn = `coalesce((SELECT generation FROM pii_generations WHERE tenant_id = $1), 0)`
+
+// piiGenerationSQL returns the tenant's PII generation alone.
+const piiGenerationSQL = `SELECT ` + piiGenerationColumn
+
+// streamRowSQL returns a stream's row and the tenant's PII generation
+// (no row for a stream without one: its page is ENOTFOUND).
+const streamRowSQL = `SELECT version, ` + keyColumns + `, shredded_at, ` + piiGenerationColumn + ` FROM streams
 	WHERE tenant_id = $1 AND name = $2`
 
-// piiGenerationSQL returns the tenant's PII generation (0011; 0 before the
-// first change), which page reads return on their snapshot.
-const piiGenerationSQL = `SELECT coalesce((SELECT generation FROM pii_generations WHERE tenant_id = $1), 0)`
+// allHeadSQL returns the tenant's next global position (nextGlobalSQL) and
+// its PII generation: the head of a read-all page.
+const allHeadSQL = `SELECT ` + nextGlobalColumn + `, ` + piiGenerationColumn
 
 const eventColumns = `id, stream, type, position, global_position, recorded_at, content_mac, payload`
 
@@ -117,7 +127,7 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 		b.Queue(streamRowSQL, tenant, stream).QueryRow(func(r pgx.Row) error {
 			var k storedKey
 			var shreddedAt *time.Time
-			err := r.Scan(&page.Version, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt, &shreddedAt)
+			err := r.Scan(&page.Version, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt, &shreddedAt, &page.PIIGeneration)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil
 			}
@@ -130,7 +140,6 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 			}
 			return nil
 		})
-		b.Queue(piiGenerationSQL, tenant).QueryRow(func(r pgx.Row) error { return r.Scan(&page.PIIGeneration) })
 		b.Queue(query, tenant, stream, from).Query(func(rows pgx.Rows) error {
 			var err error
 			page.Events, err = scanEvents(rows, opts.Limit)
@@ -209,9 +218,8 @@ func (db *DB) ReadAllTo(ctx context.Context, tenant eventvault.TenantID, from in
 			}
 			return rows.Err()
 		})
-		b.Queue(piiGenerationSQL, tenant).QueryRow(func(row pgx.Row) error { return row.Scan(&head.PIIGeneration) })
-		b.Queue(nextGlobalSQL, string(tenant)).QueryRow(func(row pgx.Row) error {
-			if err := row.Scan(&head.Next); err != nil {
+		b.Queue(allHeadSQL, string(tenant)).QueryRow(func(row pgx.Row) error {
+			if err := row.Scan(&head.Next, &head.PIIGeneration); err != nil {
 				return err
 			}
 			handed = true

@@ -184,7 +184,10 @@ func (db *DB) DeleteConsumer(ctx context.Context, tenant eventvault.TenantID, na
 	return nil
 }
 
-const nextGlobalSQL = `SELECT coalesce((SELECT last_global_position + 1 FROM tenants WHERE tenant_id = $1), 0)`
+const nextGlobalSQL = `SELECT ` + nextGlobalColumn
+
+// nextGlobalColumn is the tenant's next global position ($1 the tenant).
+const nextGlobalColumn = `coalesce((SELECT last_global_position + 1 FROM tenants WHERE tenant_id = $1), 0)`
 
 // NextGlobalPosition returns the global position the tenant's next event
 // will take: every event below it is committed, since appends take
