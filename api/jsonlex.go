@@ -1,0 +1,143 @@
+package api
+
+import (
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// tokenKind is the JSON type of a token read by lexer.
+type tokenKind uint8
+
+const (
+	tokEnd    tokenKind = iota // '}' or ']', or the end of the input
+	tokObject                  // '{'
+	tokArray                   // '['
+	tokString
+	tokNumber
+	tokBool
+	tokNull
+)
+
+// token is one JSON token: its kind and, for a number, its text.
+type token struct {
+	kind tokenKind
+	raw  string
+}
+
+// lexer reads the tokens of a body that has passed json.Valid (RFC 8259).
+// It trusts that: it checks no grammar and stops at the end of the input
+// rather than fail. Separators (',' and ':') are skipped, as
+// json.Decoder.Token skips them.
+type lexer struct {
+	b []byte
+	i int
+}
+
+// skip moves past white space and one separator after it, if any, and the
+// white space after that.
+func (l *lexer) skip() {
+	l.space()
+	if l.i < len(l.b) && (l.b[l.i] == ',' || l.b[l.i] == ':') {
+		l.i++
+		l.space()
+	}
+}
+
+func (l *lexer) space() {
+	for l.i < len(l.b) {
+		switch l.b[l.i] {
+		case ' ', '\t', '\n', '\r':
+			l.i++
+		default:
+			return
+		}
+	}
+}
+
+// more reports whether the array or object being read has another element,
+// as json.Decoder.More does.
+func (l *lexer) more() bool {
+	l.skip()
+	return l.i < len(l.b) && l.b[l.i] != ']' && l.b[l.i] != '}'
+}
+
+// next reads the next token. A string's text is skipped, never copied: key
+// reads an object's key.
+func (l *lexer) next() token {
+	l.skip()
+	if l.i >= len(l.b) {
+		return token{kind: tokEnd}
+	}
+	c := l.b[l.i]
+	switch c {
+	case '{':
+		l.i++
+		return token{kind: tokObject}
+	case '[':
+		l.i++
+		return token{kind: tokArray}
+	case '}', ']':
+		l.i++
+		return token{kind: tokEnd}
+	case '"':
+		l.str()
+		return token{kind: tokString}
+	case 't':
+		l.i += len("true")
+		return token{kind: tokBool}
+	case 'f':
+		l.i += len("false")
+		return token{kind: tokBool}
+	case 'n':
+		l.i += len("null")
+		return token{kind: tokNull}
+	}
+	start := l.i
+	for l.i < len(l.b) {
+		switch l.b[l.i] {
+		case '-', '+', '.', 'e', 'E', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+			l.i++
+			continue
+		}
+		break
+	}
+	return token{kind: tokNumber, raw: string(l.b[start:l.i])}
+}
+
+// str moves past a string, its quotes included, and returns its bytes
+// between the quotes and whether they hold an escape.
+func (l *lexer) str() (inner []byte, escaped bool) {
+	l.i++ // the opening quote
+	start := l.i
+	for l.i < len(l.b) {
+		switch l.b[l.i] {
+		case '\\':
+			escaped = true
+			l.i += 2 // the escape's second byte is never a quote that ends it
+			continue
+		case '"':
+			inner = l.b[start:l.i]
+			l.i++
+			return inner, escaped
+		}
+		l.i++
+	}
+	return l.b[start:], escaped
+}
+
+// key reads an object's key, unescaped as encoding/json unescapes it.
+func (l *lexer) key() string {
+	l.skip()
+	start := l.i
+	inner, escaped := l.str()
+	if !escaped {
+		return string(inner)
+	}
+	var k string
+	if err := json.Unmarshal(l.b[start:l.i], &k); err != nil || !utf8.ValidString(k) {
+		// Not reached for a body json.Valid passed; the key is kept as
+		// sent so that an error can still name it.
+		return string(inner)
+	}
+	return k
+}
