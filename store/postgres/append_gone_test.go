@@ -68,32 +68,41 @@ func TestAppendOfAGoneCallerIsNeverStarted(t *testing.T) {
 		t.Fatalf("%s has %d events after an append whose caller was gone, want 1", streams[0], n)
 	}
 
-	// Both groups this tenant may have in flight wait on a locked row.
+	// The appends left waiting: first behind one group in flight (a lone
+	// event is not enough for a second group), then behind the two this
+	// tenant may have in flight; both groups wait on a locked row.
 	release := holdStreamRow(t, url, streams[1])
 	held := make(chan error, 2)
-	for i := range 2 {
+	hold := func(events, waits int) {
 		go func() {
-			_, err := db.Append(context.Background(), tenantA, appendRequest(streams[1], keys[streams[1]], 1))
+			_, err := db.Append(context.Background(), tenantA, appendRequest(streams[1], keys[streams[1]], events))
 			held <- err
 		}()
-		waitForLockWaits(t, url, i+1)
+		waitForLockWaits(t, url, waits)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	left := make(chan error, 1)
-	go func() {
-		_, err := db.Append(ctx, tenantA, appendRequest(streams[2], keys[streams[2]], 1))
-		left <- err
-	}()
-	time.Sleep(50 * time.Millisecond) // it joins the tenant's queue
-	cancel()
-	select {
-	case err := <-left:
-		if eventvault.ErrorCode(err) != eventvault.EUNAVAILABLE {
-			t.Fatalf("the append whose caller left: %v, want EUNAVAILABLE", err)
+	leave := func(behind string) {
+		ctx, cancel := context.WithCancel(context.Background())
+		left := make(chan error, 1)
+		go func() {
+			_, err := db.Append(ctx, tenantA, appendRequest(streams[2], keys[streams[2]], 1))
+			left <- err
+		}()
+		time.Sleep(50 * time.Millisecond) // it joins the tenant's queue
+		cancel()
+		select {
+		case err := <-left:
+			if eventvault.ErrorCode(err) != eventvault.EUNAVAILABLE {
+				t.Fatalf("the append whose caller left, behind %s: %v, want EUNAVAILABLE", behind, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("an append waiting behind %s did not return when its caller left", behind)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("an append waiting for a group did not return when its caller left")
 	}
+	hold(1, 1)
+	leave("one group in flight")
+	// 64 events waiting (secondGroupEvents) start the second group.
+	hold(64, 2)
+	leave("two groups in flight")
 	release()
 	for range 2 {
 		if err := <-held; err != nil {
@@ -101,10 +110,10 @@ func TestAppendOfAGoneCallerIsNeverStarted(t *testing.T) {
 		}
 	}
 	if n := streamLength(t, db, streams[2]); n != 1 {
-		t.Fatalf("%s has %d events: the append whose caller left before its group was written", streams[2], n)
+		t.Fatalf("%s has %d events: an append whose caller left before its group was written", streams[2], n)
 	}
-	if n := streamLength(t, db, streams[1]); n != 3 {
-		t.Fatalf("%s has %d events, want 3", streams[1], n)
+	if n := streamLength(t, db, streams[1]); n != 66 {
+		t.Fatalf("%s has %d events, want 66", streams[1], n)
 	}
 }
 

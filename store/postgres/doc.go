@@ -195,8 +195,10 @@
 // tenant's appends commit one at a time. So a node carries a tenant's
 // concurrent fast appends in one transaction (append_group.go): each
 // append seals at its cached version in its own goroutine and joins its
-// tenant's queue; while fewer than two groups of the tenant are in flight,
-// a goroutine takes what waits (at most one append per stream, no id twice,
+// tenant's queue. If none of the tenant's groups is in flight, or one is
+// and at least 64 events wait (a second then has work to do ahead of the
+// tenant row's lock while the first flushes; fewer wait for the first to
+// commit and go together), a goroutine takes what waits (at most one append per stream, no id twice,
 // at most 64 appends and 2,000 events) and sends BEGIN, the scope, one
 // statement and COMMIT. The statement is the fast append's for many: it
 // locks the group's stream rows in name order, keeps each append whose row
