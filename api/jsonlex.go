@@ -101,6 +101,12 @@ func (l *lexer) next() token {
 		}
 		break
 	}
+	if l.i == start {
+		// Not reached for valid JSON; moving on keeps every walk finite
+		// whatever the input.
+		l.i++
+		return token{kind: tokEnd}
+	}
 	return token{kind: tokNumber, raw: string(l.b[start:l.i])}
 }
 

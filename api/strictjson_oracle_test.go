@@ -361,3 +361,27 @@ func BenchmarkDecodeStrict(b *testing.B) {
 		}
 	}
 }
+
+// TestTheLexerEndsOnAnyInput: the lexer trusts json.Valid, but a walk of
+// input that never passed it still ends, and does not panic: every token
+// read moves past at least one byte. It tries truncations of a body and
+// bytes JSON never has in those places.
+func TestTheLexerEndsOnAnyInput(t *testing.T) {
+	body := `{"events":[{"id":"a\"b","data":{"k":[1,-2.5e3,true,null,{"x":"y"}]}}]}`
+	inputs := []string{"", "x", "{x", "[x]", `{"a"x}`, `["a`, `{"a":`, "[-", "[\\", "{\"a\":1,,}", "]]]", "}"}
+	for i := range len(body) {
+		inputs = append(inputs, body[:i], body[i:])
+	}
+	for _, in := range inputs {
+		w := keyWalker{lex: lexer{b: []byte(in)}}
+		_ = w.value(nil)
+		_ = w.value(reflect.TypeOf(&appendRequest{}))
+		for w.lex.i < len(in) {
+			before := w.lex.i
+			w.lex.next()
+			if w.lex.i <= before {
+				t.Fatalf("input %q: the lexer stood still at byte %d", in, before)
+			}
+		}
+	}
+}
