@@ -341,7 +341,7 @@ func TestStrictSeedsAreRefusedAndAcceptedAsSaid(t *testing.T) {
 // 490-byte string) and an order of a dozen fields.
 func BenchmarkDecodeStrict(b *testing.B) {
 	bodies := map[string]string{
-		"pad": `{"expected_version":"any","events":[{"id":"3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55","type":"OrderPlaced","data":{"pad":"` + strings.Repeat("x", 490) + `"}}]}`,
+		"pad":   `{"expected_version":"any","events":[{"id":"3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55","type":"OrderPlaced","data":{"pad":"` + strings.Repeat("x", 490) + `"}}]}`,
 		"order": `{"expected_version":7,"events":[{"id":"3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55","type":"OrderPlaced","data":{"order_id":"o-1842","customer":"c-77","lines":[{"sku":"A-1","qty":2,"price":12.5},{"sku":"B-7","qty":1,"price":99.99}],"currency":"EUR","total":124.99,"paid":true,"note":null,"shipping":{"method":"express","days":2}},"metadata":{"correlation_id":"c-1","causation_id":"k-9"}}]}`,
 	}
 	for name, body := range bodies {
