@@ -384,10 +384,7 @@ func (w *keyWalker) object(t reflect.Type) error {
 			dup = slices.Contains(seen, key)
 		}
 		if dup {
-			pointer := w.pointer(key)
-			return &eventvault.Error{Code: eventvault.EINVALID,
-				Message: fmt.Sprintf("key %q appears twice in one object (at %s): I-JSON (RFC 7493) forbids duplicate keys; send each key once", eventvault.Truncate(key, 60), eventvault.Truncate(pointer, 120)),
-				Fields:  map[string]any{"pointer": eventvault.Truncate(pointer, 120)}}
+			return duplicateKey(key, w.pointer(key))
 		}
 		switch {
 		case seenMap != nil:
@@ -401,13 +398,9 @@ func (w *keyWalker) object(t reflect.Type) error {
 			}
 			seenMap[key] = true
 		}
-		next, element := elem, fields == nil
-		if fields != nil {
-			ft, ok := fields[key]
-			if !ok {
-				return unknownField(key, w.pointer(key), fields)
-			}
-			next = ft
+		next, element, err := w.member(fields, elem, key)
+		if err != nil {
+			return err
 		}
 		w.path = append(w.path, key)
 		if err := w.valueOf(next, element); err != nil {
@@ -433,6 +426,28 @@ func (w *keyWalker) pointer(key string) string {
 		b.WriteString(esc.Replace(p))
 	}
 	return b.String()
+}
+
+// member returns the type of the value of key, in an object of a struct
+// with fields (nil for any other object, whose values' type is elem), and
+// whether it is an element (a map's value), or the problem for a key the
+// struct does not have.
+func (w *keyWalker) member(fields map[string]reflect.Type, elem reflect.Type, key string) (next reflect.Type, element bool, err error) {
+	if fields == nil {
+		return elem, true, nil
+	}
+	ft, ok := fields[key]
+	if !ok {
+		return nil, false, unknownField(key, w.pointer(key), fields)
+	}
+	return ft, false, nil
+}
+
+// duplicateKey is the problem for a key that appears twice in one object.
+func duplicateKey(key, pointer string) error {
+	return &eventvault.Error{Code: eventvault.EINVALID,
+		Message: fmt.Sprintf("key %q appears twice in one object (at %s): I-JSON (RFC 7493) forbids duplicate keys; send each key once", eventvault.Truncate(key, 60), eventvault.Truncate(pointer, 120)),
+		Fields:  map[string]any{"pointer": eventvault.Truncate(pointer, 120)}}
 }
 
 func unknownField(key, pointer string, fields map[string]reflect.Type) error {

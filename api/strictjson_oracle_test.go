@@ -10,9 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,9 +41,11 @@ func tokenDecodeStrict(body []byte, v any) error {
 
 // tokenWalker walks one valid JSON value token by token, beside the Go type
 // it will be decoded into, and checks every object's keys.
+// Its type checks, problems and pointers are keyWalker's own (embedded):
+// what it stands for is the walk, token by token.
 type tokenWalker struct {
-	dec  *json.Decoder
-	path []string
+	keyWalker
+	dec *json.Decoder
 }
 
 // value walks the next value; t is the Go type it decodes into, or nil
@@ -65,7 +65,7 @@ func (w *tokenWalker) valueOf(t reflect.Type, element bool) error {
 	if tok == nil && element && t != nil && t.Kind() == reflect.Struct {
 		return w.typeError("must be " + objectOf(t) + ", not null")
 	}
-	if err := w.checkType(t, tok); err != nil {
+	if err := w.checkType(t, kindOf(tok)); err != nil {
 		return err
 	}
 	if n, ok := tok.(json.Number); ok && !fitsDouble(string(n)) {
@@ -92,78 +92,22 @@ func (w *tokenWalker) valueOf(t reflect.Type, element bool) error {
 	return nil
 }
 
-func (w *tokenWalker) checkType(t reflect.Type, tok json.Token) error {
-	if t == nil || tok == nil {
-		return nil
-	}
-	var want string
-	switch k := t.Kind(); k {
-	case reflect.String:
-		want = "a string"
-	case reflect.Bool:
-		want = "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		want = "an integer"
-	case reflect.Float32, reflect.Float64:
-		want = "a number"
-	case reflect.Struct:
-		want = objectOf(t)
-	case reflect.Map:
-		want = "an object"
-	case reflect.Slice, reflect.Array:
-		want = "an array"
-	default:
-		return nil
-	}
-	ok := false
+// kindOf is tok as the lexer would have read it.
+func kindOf(tok json.Token) token {
 	switch v := tok.(type) {
-	case string:
-		ok = want == "a string"
-	case bool:
-		ok = want == "true or false"
-	case json.Number:
-		switch want {
-		case "a number":
-			_, err := v.Float64()
-			ok = err == nil
-		case "an integer":
-			n, err := strconv.ParseInt(string(v), 10, 64)
-			if errors.Is(err, strconv.ErrRange) {
-				if strings.HasPrefix(string(v), "-") {
-					return w.typeError("is too small")
-				}
-				return w.typeError(fmt.Sprintf("is too large: the largest is %d", int64(math.MaxInt64)))
-			}
-			ok = err == nil // an integer literal, not 1.0 or 1e3
-			if ok && n < 0 && t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64 {
-				return w.typeError("must be 0 or more")
-			}
-		}
 	case json.Delim:
-		ok = v == '{' && strings.HasPrefix(want, "an object") || v == '[' && want == "an array"
+		if v == '{' {
+			return token{kind: tokObject}
+		}
+		return token{kind: tokArray}
+	case string:
+		return token{kind: tokString}
+	case json.Number:
+		return token{kind: tokNumber, raw: string(v)}
+	case bool:
+		return token{kind: tokBool}
 	}
-	if !ok {
-		return w.typeError("must be " + want)
-	}
-	return nil
-}
-
-func (w *tokenWalker) typeError(what string) error {
-	if len(w.path) == 0 {
-		return eventvault.Errorf(eventvault.EINVALID, "the body %s", what)
-	}
-	key := w.path[len(w.path)-1]
-	w.path = w.path[:len(w.path)-1]
-	pointer := w.pointer(key)
-	w.path = append(w.path, key)
-	name := fmt.Sprintf("the value at %s", eventvault.Truncate(pointer, 120))
-	if _, err := strconv.Atoi(key); err != nil {
-		name = fmt.Sprintf("field %q (at %s)", eventvault.Truncate(key, 60), eventvault.Truncate(pointer, 120))
-	}
-	return &eventvault.Error{Code: eventvault.EINVALID,
-		Message: name + " " + what,
-		Fields:  map[string]any{"pointer": eventvault.Truncate(pointer, 120)}}
+	return token{kind: tokNull}
 }
 
 func (w *tokenWalker) object(t reflect.Type) error {
@@ -185,19 +129,12 @@ func (w *tokenWalker) object(t reflect.Type) error {
 		}
 		key, _ := tok.(string)
 		if seen[key] {
-			pointer := w.pointer(key)
-			return &eventvault.Error{Code: eventvault.EINVALID,
-				Message: fmt.Sprintf("key %q appears twice in one object (at %s): I-JSON (RFC 7493) forbids duplicate keys; send each key once", eventvault.Truncate(key, 60), eventvault.Truncate(pointer, 120)),
-				Fields:  map[string]any{"pointer": eventvault.Truncate(pointer, 120)}}
+			return duplicateKey(key, w.pointer(key))
 		}
 		seen[key] = true
-		next, element := elem, fields == nil
-		if fields != nil {
-			ft, ok := fields[key]
-			if !ok {
-				return unknownField(key, w.pointer(key), fields)
-			}
-			next = ft
+		next, element, err := w.member(fields, elem, key)
+		if err != nil {
+			return err
 		}
 		w.path = append(w.path, key)
 		if err := w.valueOf(next, element); err != nil {
@@ -207,18 +144,6 @@ func (w *tokenWalker) object(t reflect.Type) error {
 	}
 	_, err := w.dec.Token() // '}'
 	return err
-}
-
-// pointer is the JSON pointer of key in the current object. It is built
-// only for an error: a body that decodes never pays for it.
-func (w *tokenWalker) pointer(key string) string {
-	var b strings.Builder
-	esc := pointerEscaper
-	for _, p := range append(w.path, key) {
-		b.WriteByte('/')
-		b.WriteString(esc.Replace(p))
-	}
-	return b.String()
 }
 
 // strictShapes are the request types the differential test decodes into:
