@@ -68,9 +68,8 @@ func TestAppendOfAGoneCallerIsNeverStarted(t *testing.T) {
 		t.Fatalf("%s has %d events after an append whose caller was gone, want 1", streams[0], n)
 	}
 
-	// The appends left waiting: first behind one group in flight (a lone
-	// event is not enough for a second group), then behind the two this
-	// tenant may have in flight; both groups wait on a locked row.
+	// The append left waiting behind the two groups this tenant may have
+	// in flight, both waiting on a locked row.
 	release := holdStreamRow(t, url, streams[1])
 	held := make(chan error, 2)
 	hold := func(events, waits int) {
@@ -99,8 +98,10 @@ func TestAppendOfAGoneCallerIsNeverStarted(t *testing.T) {
 		}
 	}
 	hold(1, 1)
-	leave("one group in flight")
-	// 64 events waiting (secondGroupEvents) start the second group.
+	// 64 events waiting (secondGroupEvents) start the second group at
+	// once. (Behind one group, an append left waiting would be carried by
+	// a second group secondGroupAfter later: its caller could not leave
+	// in time for sure.)
 	hold(64, 2)
 	leave("two groups in flight")
 	release()

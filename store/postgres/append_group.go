@@ -107,6 +107,13 @@ const (
 	// against 265-345 µs waiting, and 0.47-0.50 of raw's rate against
 	// 0.54-0.63 (docs/performance.md, "One group in flight").
 	secondGroupEvents = 64
+	// secondGroupAfter is how long a group may be in flight before the
+	// appends waiting behind it start a second however few they are: a
+	// group that waits on a stream row locked elsewhere (a slow
+	// transaction, an operator's session) must not hold up the tenant's
+	// appends to other streams. A group commits in a few milliseconds on
+	// a disk that flushes in one or two.
+	secondGroupAfter = 20 * time.Millisecond
 	// groupTimeout bounds one group's transaction. It does not come from a
 	// member's context: one caller going away must not cancel the others.
 	groupTimeout = 30 * time.Second
@@ -147,6 +154,12 @@ type tenantGroups struct {
 	// pendingEvents counts the events of pending.
 	pendingEvents int
 	inFlight      int
+	// taken is when the last group was taken, and so, with one in flight,
+	// how long it has been in flight.
+	taken time.Time
+	// timer starts a second group secondGroupAfter a group was taken, if
+	// appends still wait then (armed only while they do).
+	timer *time.Timer
 }
 
 // groupCommitter coalesces a tenant's concurrent fast appends into one
@@ -155,11 +168,12 @@ type tenantGroups struct {
 // value is ready to use.
 //
 // An append joins its tenant's queue; while fewer than maxGroupsInFlight
-// groups of the tenant are in flight (and, for a second, while
-// secondGroupEvents events wait: startsGroup), a new one starts, in a goroutine of
-// its own, with every append waiting (up to the limits). There is no timer:
-// a group is what arrived while the previous one committed, so a lone
-// append waits for nothing.
+// groups of the tenant are in flight (for a second, once secondGroupEvents
+// events wait or the first has been in flight for secondGroupAfter:
+// startsGroup), a new one starts, in a goroutine of its own, with every
+// append waiting (up to the limits). A group is what arrived while the
+// previous one committed, so a lone append waits for nothing; the only
+// timer is the one that starts a second group behind a slow first.
 type groupCommitter struct {
 	mu      sync.Mutex
 	tenants map[eventvault.TenantID]*tenantGroups
@@ -182,14 +196,8 @@ func (db *DB) appendGrouped(tenant eventvault.TenantID, m *groupMember) bool {
 	}
 	q.pending = append(q.pending, m)
 	q.pendingEvents += m.w.n
-	start := q.startsGroup()
-	if start {
-		q.inFlight++
-	}
+	db.startGroup(tenant, q, time.Now())
 	g.mu.Unlock()
-	if start {
-		go db.commitGroups(tenant, q)
-	}
 	select {
 	case <-m.done:
 		return true
@@ -204,17 +212,40 @@ func (db *DB) appendGrouped(tenant eventvault.TenantID, m *groupMember) bool {
 }
 
 // startsGroup reports whether the appends waiting start a group of their
-// own now: one if none is in flight, a second only once secondGroupEvents
-// events wait. Appends left waiting are taken by the group in flight when
-// it has committed (commitGroups).
-func (q *tenantGroups) startsGroup() bool {
+// own at now: one if none is in flight, a second only once
+// secondGroupEvents events wait or the group in flight has been so for
+// secondGroupAfter. Appends left waiting are taken by the group in flight
+// when it has committed (commitGroups).
+func (q *tenantGroups) startsGroup(now time.Time) bool {
 	switch {
 	case len(q.pending) == 0 || q.inFlight >= maxGroupsInFlight:
 		return false
 	case q.inFlight == 0:
 		return true
 	}
-	return q.pendingEvents >= secondGroupEvents
+	return q.pendingEvents >= secondGroupEvents || now.Sub(q.taken) >= secondGroupAfter
+}
+
+// startGroup starts a group of the tenant's waiting appends if startsGroup
+// says so; if it does not, and appends wait behind one group in flight, it
+// arms the timer that checks again when that group has been in flight for
+// secondGroupAfter. g.mu is held.
+func (db *DB) startGroup(tenant eventvault.TenantID, q *tenantGroups, now time.Time) {
+	if q.startsGroup(now) {
+		q.inFlight++
+		go db.commitGroups(tenant, q)
+		return
+	}
+	if len(q.pending) == 0 || q.inFlight != 1 || q.timer != nil {
+		return
+	}
+	q.timer = time.AfterFunc(secondGroupAfter-now.Sub(q.taken), func() {
+		g := &db.groups
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		q.timer = nil
+		db.startGroup(tenant, q, time.Now())
+	})
 }
 
 // commitGroups commits groups of the tenant's waiting appends until none is
@@ -224,6 +255,7 @@ func (db *DB) commitGroups(tenant eventvault.TenantID, q *tenantGroups) {
 	for {
 		g.mu.Lock()
 		group := q.take()
+		q.taken = time.Now()
 		if len(group) == 0 {
 			q.inFlight--
 			if q.inFlight == 0 && len(q.pending) == 0 {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/eventvault/eventvault"
 )
@@ -10,15 +11,21 @@ import (
 // TestASecondGroupStartsOnlyForEnoughEvents: a tenant's first group starts
 // at once; beside one in flight, a second starts only once
 // secondGroupEvents events wait, so that small appends arriving during a
-// commit go together in the next group rather than one or two at a time;
-// never more than maxGroupsInFlight.
+// commit go together in the next group rather than one or two at a time,
+// or once the first has been in flight for secondGroupAfter; never more
+// than maxGroupsInFlight.
 func TestASecondGroupStartsOnlyForEnoughEvents(t *testing.T) {
+	now := time.Now()
 	waiting := func(inFlight int, events ...int) *tenantGroups {
-		q := &tenantGroups{inFlight: inFlight}
+		q := &tenantGroups{inFlight: inFlight, taken: now.Add(-time.Millisecond)}
 		for _, n := range events {
 			q.pending = append(q.pending, &groupMember{w: &batchWrite{n: n}})
 			q.pendingEvents += n
 		}
+		return q
+	}
+	slow := func(q *tenantGroups) *tenantGroups {
+		q.taken = now.Add(-secondGroupAfter)
 		return q
 	}
 	for _, c := range []struct {
@@ -34,8 +41,11 @@ func TestASecondGroupStartsOnlyForEnoughEvents(t *testing.T) {
 		{"enough events for a second group", waiting(1, 40, secondGroupEvents-40), true},
 		{"a batch of 100 beside a group in flight", waiting(1, 100), true},
 		{"a full house in flight", waiting(maxGroupsInFlight, 1000), false},
+		{"one append behind a group in flight for secondGroupAfter", slow(waiting(1, 1)), true},
+		{"nothing behind a slow group", slow(waiting(1)), false},
+		{"a full house, slow", slow(waiting(maxGroupsInFlight, 1)), false},
 	} {
-		if got := c.q.startsGroup(); got != c.starts {
+		if got := c.q.startsGroup(now); got != c.starts {
 			t.Errorf("%s: starts a group %v, want %v", c.name, got, c.starts)
 		}
 	}
