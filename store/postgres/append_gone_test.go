@@ -57,7 +57,7 @@ func streamLength(t *testing.T, db *postgres.DB, stream eventvault.StreamName) i
 func TestAppendOfAGoneCallerIsNeverStarted(t *testing.T) {
 	_, url := openDB(t)
 	db, _ := openObserved(t, url, postgres.Options{})
-	streams, keys := createStreams(t, db, 3)
+	streams, keys := createStreams(t, db, 4)
 
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -69,12 +69,14 @@ func TestAppendOfAGoneCallerIsNeverStarted(t *testing.T) {
 	}
 
 	// The append left waiting behind the two groups this tenant may have
-	// in flight, both waiting on a locked row.
-	release := holdStreamRow(t, url, streams[1])
+	// in flight, each waiting on a locked row (of streams of their own: an
+	// append to a stream of a group in flight waits for the next group).
+	release1 := holdStreamRow(t, url, streams[1])
+	release3 := holdStreamRow(t, url, streams[3])
 	held := make(chan error, 2)
-	hold := func(events, waits int) {
+	hold := func(stream eventvault.StreamName, events, waits int) {
 		go func() {
-			_, err := db.Append(context.Background(), tenantA, appendRequest(streams[1], keys[streams[1]], events))
+			_, err := db.Append(context.Background(), tenantA, appendRequest(stream, keys[stream], events))
 			held <- err
 		}()
 		waitForLockWaits(t, url, waits)
@@ -97,14 +99,15 @@ func TestAppendOfAGoneCallerIsNeverStarted(t *testing.T) {
 			t.Fatalf("an append waiting behind %s did not return when its caller left", behind)
 		}
 	}
-	hold(1, 1)
+	hold(streams[1], 1, 1)
 	// 64 events waiting (secondGroupEvents) start the second group at
 	// once. (Behind one group, an append left waiting would be carried by
 	// a second group secondGroupAfter later: its caller could not leave
 	// in time for sure.)
-	hold(64, 2)
+	hold(streams[3], 64, 2)
 	leave("two groups in flight")
-	release()
+	release1()
+	release3()
 	for range 2 {
 		if err := <-held; err != nil {
 			t.Fatalf("held append: %v", err)
@@ -113,8 +116,8 @@ func TestAppendOfAGoneCallerIsNeverStarted(t *testing.T) {
 	if n := streamLength(t, db, streams[2]); n != 1 {
 		t.Fatalf("%s has %d events: an append whose caller left before its group was written", streams[2], n)
 	}
-	if n := streamLength(t, db, streams[1]); n != 66 {
-		t.Fatalf("%s has %d events, want 66", streams[1], n)
+	if n1, n3 := streamLength(t, db, streams[1]), streamLength(t, db, streams[3]); n1 != 2 || n3 != 65 {
+		t.Fatalf("%s has %d events and %s %d, want 2 and 65", streams[1], n1, streams[3], n3)
 	}
 }
 

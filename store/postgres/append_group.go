@@ -160,6 +160,11 @@ type tenantGroups struct {
 	// timer starts a second group secondGroupAfter a group was taken, if
 	// appends still wait then (armed only while they do).
 	timer *time.Timer
+	// busy counts the streams of the groups in flight: an append to one of
+	// them waits for the next group rather than going in a second group,
+	// where it would wait on the stream's row and, with a cached version
+	// the first group moves on, fail its check anyway.
+	busy map[eventvault.StreamName]int
 }
 
 // groupCommitter coalesces a tenant's concurrent fast appends into one
@@ -252,10 +257,11 @@ func (db *DB) startGroup(tenant eventvault.TenantID, q *tenantGroups, now time.T
 // left.
 func (db *DB) commitGroups(tenant eventvault.TenantID, q *tenantGroups) {
 	g := &db.groups
+	var done []*groupMember
 	for {
 		g.mu.Lock()
+		q.mark(done, -1)
 		group := q.take()
-		q.taken = time.Now()
 		if len(group) == 0 {
 			q.inFlight--
 			if q.inFlight == 0 && len(q.pending) == 0 {
@@ -264,17 +270,36 @@ func (db *DB) commitGroups(tenant eventvault.TenantID, q *tenantGroups) {
 			g.mu.Unlock()
 			return
 		}
+		q.taken = time.Now()
+		q.mark(group, 1)
 		g.mu.Unlock()
 		db.commitGroup(tenant, group)
 		for _, m := range group {
 			close(m.done)
 		}
+		done = group
+	}
+}
+
+// mark counts the streams of group as in flight (by 1) or no longer (by
+// -1). g.mu is held.
+func (q *tenantGroups) mark(group []*groupMember, by int) {
+	if len(group) == 0 {
+		return
+	}
+	if q.busy == nil {
+		q.busy = make(map[eventvault.StreamName]int)
+	}
+	for _, m := range group {
+		if q.busy[m.req.Stream] += by; q.busy[m.req.Stream] <= 0 {
+			delete(q.busy, m.req.Stream)
+		}
 	}
 }
 
 // take removes and returns the next group: waiting appends in arrival
-// order, at most one per stream and none sharing an id with another, within
-// the limits. Those left wait for the next group. A waiting append whose
+// order, at most one per stream and none to a stream of a group in flight,
+// none sharing an id with another, within the limits. Those left wait for the next group. A waiting append whose
 // context ended is dropped, answered with its context's error.
 func (q *tenantGroups) take() []*groupMember {
 	var (
@@ -315,7 +340,7 @@ func (q *tenantGroups) fits(m *groupMember, group []*groupMember, streams map[ev
 	if len(group) > 0 && (len(group) >= maxGroupAppends || events+m.w.n > maxGroupEvents) {
 		return false
 	}
-	if streams[m.req.Stream] {
+	if streams[m.req.Stream] || q.busy[m.req.Stream] > 0 {
 		return false
 	}
 	for _, id := range m.w.ids {

@@ -200,7 +200,8 @@
 // tenant row's lock while the first flushes; fewer wait for the first to
 // commit and go together) or the one has been in flight for 20 ms (it may
 // wait on a stream row locked elsewhere, and must not hold up the tenant's
-// appends to other streams), a goroutine takes what waits (at most one append per stream, no id twice,
+// appends to other streams), a goroutine takes what waits (at most one
+// append per stream, none to a stream of a group in flight, no id twice,
 // at most 64 appends and 2,000 events) and sends BEGIN, the scope, one
 // statement and COMMIT. The statement is the fast append's for many: it
 // locks the group's stream rows in name order, keeps each append whose row

@@ -13,8 +13,9 @@ import (
 // operator's session) does not hold up the tenant's small appends to other
 // streams: past secondGroupAfter a second group starts for them, though
 // fewer than 64 events wait, and commits while the first still waits.
-// Appends to three other streams, one after another, each from a caller
-// of its own, must all commit within 5 s while the row stays locked.
+// A second append to the locked stream waits; appends to three other
+// streams, one after another, each from a caller of its own, must all
+// commit within 5 s while the row stays locked.
 func TestAGroupWaitingOnALockedStreamDoesNotHoldUpTheTenant(t *testing.T) {
 	_, url := openDB(t)
 	db, _ := openObserved(t, url, postgres.Options{})
@@ -27,6 +28,14 @@ func TestAGroupWaitingOnALockedStreamDoesNotHoldUpTheTenant(t *testing.T) {
 		stuck <- err
 	}()
 	waitForLockWaits(t, url, 1)
+	// A second append to the locked stream waits for the next group, and
+	// does not take the appends behind it into a wait of its own.
+	again := make(chan error, 1)
+	go func() {
+		_, err := db.Append(context.Background(), tenantA, appendRequest(streams[0], keys[streams[0]], 1))
+		again <- err
+	}()
+	time.Sleep(30 * time.Millisecond) // past secondGroupAfter
 
 	for _, s := range streams[1:] {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -43,12 +52,18 @@ func TestAGroupWaitingOnALockedStreamDoesNotHoldUpTheTenant(t *testing.T) {
 	default:
 	}
 	release()
-	if err := <-stuck; err != nil {
-		t.Fatalf("the append to the locked stream, once released: %v", err)
+	for _, ch := range []chan error{stuck, again} {
+		if err := <-ch; err != nil {
+			t.Fatalf("an append to the locked stream, once released: %v", err)
+		}
 	}
 	for i, s := range streams {
-		if n := streamLength(t, db, s); n != 2 {
-			t.Fatalf("stream %d has %d events, want 2", i, n)
+		want := 2
+		if i == 0 {
+			want = 3
+		}
+		if n := streamLength(t, db, s); n != want {
+			t.Fatalf("stream %d has %d events, want %d", i, n, want)
 		}
 	}
 }
