@@ -299,8 +299,9 @@ func (q *tenantGroups) mark(group []*groupMember, by int) {
 
 // take removes and returns the next group: waiting appends in arrival
 // order, at most one per stream and none to a stream of a group in flight,
-// none sharing an id with another, within the limits. Those left wait for the next group. A waiting append whose
-// context ended is dropped, answered with its context's error.
+// none sharing an id with another, within the limits. Those left wait for
+// the next group. A waiting append whose context ended is dropped,
+// answered with its context's error.
 func (q *tenantGroups) take() []*groupMember {
 	var (
 		group   []*groupMember
