@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"unicode/utf8"
 )
 
 // tokenKind is the JSON type of a token read by lexer.
@@ -140,7 +139,7 @@ func (l *lexer) key() string {
 		return string(inner)
 	}
 	var k string
-	if err := json.Unmarshal(l.b[start:l.i], &k); err != nil || !utf8.ValidString(k) {
+	if err := json.Unmarshal(l.b[start:l.i], &k); err != nil {
 		// Not reached for a body json.Valid passed; the key is kept as
 		// sent so that an error can still name it.
 		return string(inner)

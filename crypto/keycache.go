@@ -2,6 +2,7 @@ package crypto
 
 import (
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -42,6 +43,12 @@ type cacheEntry struct {
 	// row the cipher came from: a read presenting any other row misses the
 	// cache.
 	fingerprint [sha256.Size]byte
+}
+
+// filledFrom reports, in constant time, whether the entry was filled from
+// the key row whose rowFingerprint is fp: only then may it serve a read.
+func (e cacheEntry) filledFrom(fp [sha256.Size]byte) bool {
+	return subtle.ConstantTimeCompare(e.fingerprint[:], fp[:]) == 1
 }
 
 // String names what the entry holds; it prints no key bytes.

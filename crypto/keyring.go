@@ -3,7 +3,6 @@ package crypto
 import (
 	"context"
 	crand "crypto/rand"
-	"crypto/subtle"
 	"fmt"
 	"io"
 	"log/slog"
@@ -322,7 +321,7 @@ func (k *Keyring) OpenStreamCipher(ctx context.Context, tenant eventvault.Tenant
 	}
 	ck := cacheKey{kind: cacheStream, tenant: tenant, stream: stream}
 	fp := rowFingerprint(wk)
-	if e, ok := k.cacheGet(ck); ok && subtle.ConstantTimeCompare(e.fingerprint[:], fp[:]) == 1 {
+	if e, ok := k.cacheGet(ck); ok && e.filledFrom(fp) {
 		return e.cipher, nil
 	}
 	gen := k.generation()
@@ -350,7 +349,7 @@ func (k *Keyring) CachedStreamCipher(tenant eventvault.TenantID, stream eventvau
 		return nil, false
 	}
 	fp := rowFingerprint(wk)
-	if subtle.ConstantTimeCompare(e.fingerprint[:], fp[:]) != 1 {
+	if !e.filledFrom(fp) {
 		return nil, false
 	}
 	if k.onLookup != nil {

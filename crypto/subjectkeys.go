@@ -2,7 +2,6 @@ package crypto
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"io"
 	"time"
@@ -114,7 +113,7 @@ func (s *SubjectKeys) OpenSubjectCipher(ctx context.Context, tenant eventvault.T
 		return nil, &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: "the data subject's key was destroyed: their personal values can no longer be read"}
 	}
 	fp := rowFingerprint(wk)
-	if e, ok := s.k.cacheGet(ck); ok && subtle.ConstantTimeCompare(e.fingerprint[:], fp[:]) == 1 {
+	if e, ok := s.k.cacheGet(ck); ok && e.filledFrom(fp) {
 		return e.subjectCipher, nil
 	}
 	gen := s.k.generation()
