@@ -23,9 +23,10 @@ type token struct {
 	raw  string
 }
 
-// lexer reads the tokens of a body that has passed json.Valid (RFC 8259).
-// It trusts that: it checks no grammar and stops at the end of the input
-// rather than fail. Separators (',' and ':') are skipped, as
+// lexer reads the tokens of a JSON body (RFC 8259). It checks no grammar
+// and stops at the end of the input rather than fail: encoding/json checks
+// the body after the walk, and what a walk of a body that is not JSON
+// says is replaced by the syntax error (decodeStrict). Separators (',' and ':') are skipped, as
 // json.Decoder.Token skips them.
 type lexer struct {
 	b []byte
@@ -82,13 +83,13 @@ func (l *lexer) next() token {
 		l.str()
 		return token{kind: tokString}
 	case 't':
-		l.i += len("true")
+		l.advance(len("true"))
 		return token{kind: tokBool}
 	case 'f':
-		l.i += len("false")
+		l.advance(len("false"))
 		return token{kind: tokBool}
 	case 'n':
-		l.i += len("null")
+		l.advance(len("null"))
 		return token{kind: tokNull}
 	}
 	start := l.i
@@ -112,7 +113,7 @@ func (l *lexer) next() token {
 // str moves past a string, its quotes included, and returns its bytes
 // between the quotes and whether they hold an escape.
 func (l *lexer) str() (inner []byte, escaped bool) {
-	l.i++ // the opening quote
+	l.advance(1) // the opening quote
 	start := l.i
 	for l.i < len(l.b) {
 		switch l.b[l.i] {
@@ -127,7 +128,15 @@ func (l *lexer) str() (inner []byte, escaped bool) {
 		}
 		l.i++
 	}
+	l.i = len(l.b) // an escape may have stepped past the end
 	return l.b[start:], escaped
+}
+
+// advance moves n bytes on, or to the end of the input: on input that is
+// not JSON a token may be cut short, and the lexer never reads past the
+// end.
+func (l *lexer) advance(n int) {
+	l.i = min(l.i+n, len(l.b))
 }
 
 // key reads an object's key, unescaped as encoding/json unescapes it.
@@ -140,7 +149,7 @@ func (l *lexer) key() string {
 	}
 	var k string
 	if err := json.Unmarshal(l.b[start:l.i], &k); err != nil {
-		// Not reached for a body json.Valid passed; the key is kept as
+		// Not reached for valid JSON; the key is kept as
 		// sent so that an error can still name it.
 		return string(inner)
 	}

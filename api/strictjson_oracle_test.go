@@ -201,6 +201,11 @@ var strictSeeds = []string{
 	`{"m":{"a":"x"}}`, `{"m":{"a":1,"a":2}}`, `{"l":[[1],["x"]]}`, `{"x":{"x":{"y":1}}}`, `{"x":{"X":{}}}`, `{"any":{"a":1,"a":1}}`,
 	`{"s":"\ud83d\ude00"}`, `{"s":"\u00e9"}`, `{"\u00e9":1}`, `{"é":1,"\u00e9":2}`,
 	`[]`, `1`, `"x"`, `null`, `true`, `{}`, `[{"a":1,"a":2}]`, `{"":1,"":2}`,
+	// A problem the walk finds in a body that is not JSON further on: the
+	// syntax error is what is said.
+	`{"EVENTS":[]} x`, `{"events":[{"data":{"k":1,"k":2}}]`, `{"evnets":[],}`, `{"events":[{"data":"\ud800"}]`,
+	`{"events":[{"data":{"a":1,"a":2}}]} {}`, `{"events":[{"data":{"a":1,"a":2}}]`, `{"events":[{"id":5}]]`, "{\"s\":\"\xff\"", `{"events":[{"data":1e400}`,
+	"\\", "{,,", `{"\`, `{"s":"\u12`, `{"a":tr`,
 }
 
 // FuzzKeyWalkerAgreesWithTokenWalker: the lexer walker and the token
@@ -263,12 +268,23 @@ func TestStrictSeedsAreRefusedAndAcceptedAsSaid(t *testing.T) {
 
 // BenchmarkDecodeStrict decodes one-event append bodies with the lexer
 // walker and with the token walker it replaced: the bench's event (one
-// 490-byte string) and an order of a dozen fields.
+// 490-byte string), an order of a dozen fields, and the bench's batch of
+// 100 events.
 func BenchmarkDecodeStrict(b *testing.B) {
 	bodies := map[string]string{
 		"pad":   `{"expected_version":"any","events":[{"id":"3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55","type":"OrderPlaced","data":{"pad":"` + strings.Repeat("x", 490) + `"}}]}`,
 		"order": `{"expected_version":7,"events":[{"id":"3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c1e55","type":"OrderPlaced","data":{"order_id":"o-1842","customer":"c-77","lines":[{"sku":"A-1","qty":2,"price":12.5},{"sku":"B-7","qty":1,"price":99.99}],"currency":"EUR","total":124.99,"paid":true,"note":null,"shipping":{"method":"express","days":2}},"metadata":{"correlation_id":"c-1","causation_id":"k-9"}}]}`,
 	}
+	var batch strings.Builder
+	batch.WriteString(`{"expected_version":"any","events":[`)
+	for i := range 100 {
+		if i > 0 {
+			batch.WriteByte(',')
+		}
+		fmt.Fprintf(&batch, `{"id":"3f1c1c9e-9f8e-4a1d-8a4b-6f0d7f2c%04d","type":"OrderPlaced","data":{"pad":"%s"}}`, i, strings.Repeat("x", 490))
+	}
+	batch.WriteString(`]}`)
+	bodies["batch100"] = batch.String()
 	for name, body := range bodies {
 		for _, w := range []struct {
 			name   string
@@ -287,17 +303,29 @@ func BenchmarkDecodeStrict(b *testing.B) {
 	}
 }
 
-// TestTheLexerEndsOnAnyInput: the lexer trusts json.Valid, but a walk of
-// input that never passed it still ends, and does not panic: every token
+// TestTheLexerEndsOnAnyInput: the walk runs before the body's syntax is
+// checked (decodeStrict), so on any input it ends, and does not panic: every token
 // read moves past at least one byte. It tries truncations of a body and
 // bytes JSON never has in those places.
 func TestTheLexerEndsOnAnyInput(t *testing.T) {
 	body := `{"events":[{"id":"a\"b","data":{"k":[1,-2.5e3,true,null,{"x":"y"}]}}]}`
-	inputs := []string{"", "x", "{x", "[x]", `{"a"x}`, `["a`, `{"a":`, "[-", "[\\", "{\"a\":1,,}", "]]]", "}"}
+	inputs := []string{"", "x", "{x", "[x]", `{"a"x}`, `["a`, `{"a":`, "[-", "[\\", "{\"a\":1,,}", "]]]", "}",
+		// Found by the fuzzer once the body was no longer checked before
+		// the walk: a lone backslash, a key cut off at the end, a word cut
+		// short.
+		"\\", "{,,", `"\`, `{"\`, "t", `{"a":tr`, `{"a\u12`, `"\u`}
 	for i := range len(body) {
 		inputs = append(inputs, body[:i], body[i:])
 	}
 	for _, in := range inputs {
+		// decodeStrict says what is wrong with the syntax, whatever the
+		// walk and the text check made of the input.
+		if !json.Valid([]byte(in)) {
+			err, want := decodeStrict([]byte(in), new(appendRequest)), syntaxError([]byte(in))
+			if want == nil || eventvault.ErrorMessage(err) != eventvault.ErrorMessage(want) {
+				t.Errorf("input %q: %v, want the syntax error %v", in, err, want)
+			}
+		}
 		w := keyWalker{lex: lexer{b: []byte(in)}}
 		_ = w.value(nil)
 		_ = w.value(reflect.TypeOf(&appendRequest{}))
