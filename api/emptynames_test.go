@@ -15,7 +15,10 @@ import (
 // subject of an erasure request, a hold, a subject export, a
 // rectification, a restriction and a pseudonym lookup, a token's tenant,
 // name and policy names, a subscription's categories and types, and the
-// tenant query parameter. Each is 400 problem+json; the append writes
+// tenant query parameter; and null in the append's subject, a pii mark's,
+// an erasure request's, a hold's and the token's tenant, name and TTL,
+// which encoding/json would read as left out. Each is 400 problem+json;
+// the append writes
 // nothing, so the stream a later append names an owner for is still new.
 func TestAFieldNamingASubjectOrANameIsNeverEmpty(t *testing.T) {
 	onBothStores(t, testAFieldNamingASubjectOrANameIsNeverEmpty)
@@ -42,6 +45,14 @@ func testAFieldNamingASubjectOrANameIsNeverEmpty(t *testing.T, a *testAPI) {
 		{"token policy name", "POST", "/v1/tokens", `{"name":"n","policies":[""]}`, ""},
 		{"subscription category", "PUT", "/v1/subscriptions/s1", `{"filter":{"categories":[""]}}`, ""},
 		{"subscription type", "PUT", "/v1/subscriptions/s1", `{"filter":{"types":[""]}}`, ""},
+		// null in the same fields: refused too, never read as left out.
+		{"append subject null", "POST", "/v1/streams/order-99/events", `{"subject":null,"events":[` + ev() + `]}`, `field "subject" (at /subject) is null`},
+		{"pii mark subject null", "POST", "/v1/streams/order-98/events", `{"events":[{"id":"` + uuid.NewString() + `","type":"A","data":{"e":"x"},"pii":{"/e":{"subject":null}}}]}`, "subject"},
+		{"erasure subject null", "POST", "/v1/erasure-requests", `{"subject":null}`, "subject"},
+		{"hold subject null", "PUT", "/v1/holds", `{"subject":null,"reason":"litigation"}`, "subject"},
+		{"token tenant null", "POST", "/v1/tokens", `{"tenant":null,"name":"n"}`, `field "tenant" (at /tenant) is null`},
+		{"token name null", "POST", "/v1/tokens", `{"name":null}`, `field "name" (at /name) is null`},
+		{"token ttl null", "POST", "/v1/tokens", `{"name":"n","ttl":null}`, `field "ttl" (at /ttl) is null`},
 		{"tenant query of tokens", "GET", "/v1/tokens?tenant=", "", ""},
 		{"tenant query of policies", "PUT", "/v1/policies/p1?tenant=", `{"policy":"permit (principal, action, resource);"}`, ""},
 		{"tenant query of the export", "GET", "/v1/audit/export?tenant=", "", ""},

@@ -250,8 +250,12 @@ func (w *keyWalker) value(t reflect.Type) error { return w.valueOf(t, false) }
 // rule, a pii mark): it would decode as an empty object and be refused
 // for its first missing member, as if it were an object.
 func (w *keyWalker) valueOf(t reflect.Type, element bool) error {
+	held := w.heldByPointer(t, element)
 	t = shapeOf(t)
 	tok := w.lex.next()
+	if tok.kind == tokNull && held {
+		return w.typeError(nullForPointer)
+	}
 	if tok.kind == tokNull && element && t != nil && t.Kind() == reflect.Struct {
 		return w.typeError("must be " + objectOf(t) + ", not null")
 	}
@@ -301,10 +305,24 @@ func objectOf(t reflect.Type) string {
 	return "an object"
 }
 
+// heldByPointer reports whether the value walked next is a member of a
+// request object that the request type holds by pointer: a field given
+// empty is then refused rather than read as left out (an application's
+// unset variable), and so is null, which encoding/json would read as left
+// out. A subject sent as null would otherwise store a stream without an
+// owner, which erasing the subject never finds.
+func (w *keyWalker) heldByPointer(t reflect.Type, element bool) bool {
+	return t != nil && t.Kind() == reflect.Pointer && !element && len(w.path) > 0
+}
+
+// nullForPointer is the problem's text for null where heldByPointer.
+const nullForPointer = "is null: send a value, or leave the field out"
+
 // checkType refuses a value whose JSON type t cannot take, naming the
 // field by its JSON pointer and the type it takes, never the value (it
 // may be personal data). null goes anywhere, as encoding/json has it,
-// but in an array or as a map's value (valueOf).
+// but in an array or as a map's value, and for a field held by pointer
+// (valueOf).
 func (w *keyWalker) checkType(t reflect.Type, tok token) error {
 	if t == nil || tok.kind == tokNull {
 		return nil

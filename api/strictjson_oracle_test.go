@@ -57,10 +57,14 @@ func (w *tokenWalker) value(t reflect.Type) error { return w.valueOf(t, false) }
 // rule, a pii mark): it would decode as an empty object and be refused
 // for its first missing member, as if it were an object.
 func (w *tokenWalker) valueOf(t reflect.Type, element bool) error {
+	held := w.heldByPointer(t, element)
 	t = shapeOf(t)
 	tok, err := w.dec.Token()
 	if err != nil {
 		return jsonError(err)
+	}
+	if tok == nil && held {
+		return w.typeError(nullForPointer)
 	}
 	if tok == nil && element && t != nil && t.Kind() == reflect.Struct {
 		return w.typeError("must be " + objectOf(t) + ", not null")

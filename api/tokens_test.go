@@ -40,9 +40,9 @@ func TestTokenLifecycle(t *testing.T) {
 		wantProblem(t, a.do(http.MethodPost, "/v1/tokens", ops.Token, []byte(`{"name":"none","rules":[]}`)), http.StatusBadRequest, "invalid", "rules is an empty list")
 		// A name is required, as the CLI's -name is: without one (or
 		// empty) the token could not be told apart in the list. It tries
-		// no name, "" and null.
-		for _, body := range []string{`{}`, `{"name":""}`, `{"name":null,"ttl":"720h"}`} {
-			wantProblem(t, a.do(http.MethodPost, "/v1/tokens", ops.Token, []byte(body)), http.StatusBadRequest, "invalid", "name is missing")
+		// no name, "" and null (refused for its null: TestAFieldNamingASubjectOrANameIsNeverEmpty).
+		for body, says := range map[string]string{`{}`: "name is missing", `{"name":""}`: "name is missing", `{"name":null,"ttl":"720h"}`: `field "name" (at /name) is null`} {
+			wantProblem(t, a.do(http.MethodPost, "/v1/tokens", ops.Token, []byte(body)), http.StatusBadRequest, "invalid", says)
 		}
 		a.tokenFor("other")
 
