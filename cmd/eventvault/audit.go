@@ -251,7 +251,7 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := c.validate(); err != nil {
 		return err
 	}
-	logger := newLogger(c.LogFormat, stderr)
+	logger := newCommandLogger(c.LogFormat, stderr)
 	_, store, dk, err := openOperatorKeys(ctx, c, logger)
 	if err != nil {
 		return err
@@ -324,7 +324,7 @@ func runAuditProcessing(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err := c.validate(); err != nil {
 		return err
 	}
-	logger := newLogger(c.LogFormat, stderr)
+	logger := newCommandLogger(c.LogFormat, stderr)
 	_, store, _, err := openOperator(ctx, c, logger)
 	if err != nil {
 		return err

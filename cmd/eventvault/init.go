@@ -60,7 +60,7 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		imports[name] = b
 	}
-	logger := newLogger(cfg.LogFormat, stderr)
+	logger := newCommandLogger(cfg.LogFormat, stderr)
 	root, store, where, err := openOperator(ctx, cfg, logger)
 	if err != nil {
 		return err

@@ -52,7 +52,7 @@ func runRotate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg.LogFormat, stderr)
+	logger := newCommandLogger(cfg.LogFormat, stderr)
 	root, store, _, err := openOperator(ctx, cfg, logger)
 	if err != nil {
 		return err

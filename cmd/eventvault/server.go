@@ -71,10 +71,24 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func newLogger(format string, w io.Writer) *slog.Logger {
+	return newLeveledLogger(format, w, slog.LevelInfo)
+}
+
+// newCommandLogger is the logger of the operator commands (init, rotate,
+// token, tenant, subject, audit): warnings and errors only. A command
+// prints what it did on stdout; the libraries' information lines ("Vault
+// Transit root key ready", an AppRole login, a deployment key created)
+// are the server's log, not a command's output.
+func newCommandLogger(format string, w io.Writer) *slog.Logger {
+	return newLeveledLogger(format, w, slog.LevelWarn)
+}
+
+func newLeveledLogger(format string, w io.Writer, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, nil))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, nil))
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // Open opens the store and the root key, builds the API and listens.

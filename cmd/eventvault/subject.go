@@ -78,7 +78,7 @@ func runSubject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := c.validate(); err != nil {
 		return err
 	}
-	logger := newLogger(c.LogFormat, stderr)
+	logger := newCommandLogger(c.LogFormat, stderr)
 	root, store, dk, err := openOperatorKeys(ctx, c, logger)
 	if err != nil {
 		return err

@@ -52,7 +52,7 @@ func runTenant(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return errors.New("not confirmed: nothing was destroyed")
 		}
 	}
-	logger := newLogger(cfg.LogFormat, stderr)
+	logger := newCommandLogger(cfg.LogFormat, stderr)
 	root, store, _, err := openOperator(ctx, cfg, logger)
 	if err != nil {
 		return err

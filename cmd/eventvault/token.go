@@ -57,7 +57,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg.LogFormat, stderr)
+	logger := newCommandLogger(cfg.LogFormat, stderr)
 	// The root of trust proves the caller an operator and unwraps the
 	// token-verifier deployment key, which binds what the store keeps of a
 	// token to a secret the database does not hold.

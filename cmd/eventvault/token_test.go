@@ -57,6 +57,11 @@ func TestProductionNeverHonoursTheDevRootToken(t *testing.T) {
 	if strings.Contains(stderr, ops) {
 		t.Fatalf("token create wrote the token to stderr: %s", stderr)
 	}
+	// A command logs warnings only, and this one has one: the root key is
+	// a local file.
+	if !strings.Contains(stderr, "level=WARN") || !strings.Contains(stderr, "INSECURE") || strings.Contains(stderr, "level=INFO") {
+		t.Fatalf("token create's stderr, want the local root key's warning and no information lines: %s", stderr)
+	}
 	var app struct {
 		Token, ID string
 	}
