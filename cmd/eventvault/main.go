@@ -62,8 +62,8 @@ commands:
   audit verify <bundle> -public-key <file> [-trusted-checkpoint <file>]
             check an audit export bundle offline; exit 10 tampered,
             11 truncated, 12 reordered, 13 wrong key, 14 fork, 15 rollback
-  subject export|rectify|restrict|unrestrict -tenant <t> -subject <id>
-            a data subject's rights (GDPR Art. 15, 16, 18, 20)
+  subject erase|export|rectify|restrict|unrestrict -tenant <t> -subject <id>
+            a data subject's rights (GDPR Art. 15, 16, 17, 18, 20)
   erasure reapply -from <live URL> -database-url <restored URL>
             after restoring a backup, re-apply the erasures done since
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/audit"
@@ -16,16 +18,19 @@ import (
 	"github.com/eventvault/eventvault/engine"
 )
 
-const subjectUsage = `usage: eventvault subject export -tenant <tenant> -subject <id> [-o <file>] [store and root flags]
+const subjectUsage = `usage: eventvault subject erase -tenant <tenant> -subject <id> [-o <file>] [store and root flags]
+       eventvault subject export -tenant <tenant> -subject <id> [-o <file>] [store and root flags]
        eventvault subject rectify -tenant <tenant> -subject <id> -token <token> -value <JSON> [store and root flags]
        eventvault subject restrict -tenant <tenant> -subject <id> -reason <text> [store and root flags]
        eventvault subject unrestrict -tenant <tenant> -subject <id> [store and root flags]
 
 A data subject's rights for the operator, as the API serves them
-(docs/pii.md): 'export' is POST /v1/subject-exports (GDPR Art. 15, 20),
-'rectify' POST /v1/rectifications (Art. 16), 'restrict' and 'unrestrict'
-PUT and DELETE /v1/restrictions (Art. 18). Erasure (Art. 17) is
-POST /v1/erasure-requests. Each opens the database and the root of trust
+(docs/pii.md): 'erase' is POST /v1/erasure-requests (GDPR Art. 17): it
+shreds what the subject owns and prints the request, and -o writes its
+signed certificate to a file; 'export' is POST /v1/subject-exports
+(Art. 15, 20), 'rectify' POST /v1/rectifications (Art. 16), 'restrict' and
+'unrestrict' PUT and DELETE /v1/restrictions (Art. 18). Each opens the
+database and the root of trust
 as 'eventvault server' does (the embedded store only while no server holds
 it) and is recorded in the tenant's audit log, the subject by pseudonym.
 
@@ -36,14 +41,14 @@ stays out of the shell's history and the process list.
 func runSubject(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, subjectUsage)
-		return errors.New("missing subcommand (want export, rectify, restrict or unrestrict)")
+		return errors.New("missing subcommand (want erase, export, rectify, restrict or unrestrict)")
 	}
 	cmd := args[0]
 	switch cmd {
-	case "export", "rectify", "restrict", "unrestrict":
+	case "erase", "export", "rectify", "restrict", "unrestrict":
 	default:
 		fmt.Fprint(stderr, subjectUsage)
-		return fmt.Errorf("unknown subcommand %q (want export, rectify, restrict or unrestrict)", cmd)
+		return fmt.Errorf("unknown subcommand %q (want erase, export, rectify, restrict or unrestrict)", cmd)
 	}
 	c := Config{LogFormat: "text", KeyCacheTTL: evcrypto.DefaultTTL, KeyCacheSize: evcrypto.DefaultCacheSize}
 	fs := flag.NewFlagSet("subject "+cmd, flag.ContinueOnError)
@@ -51,7 +56,7 @@ func runSubject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Usage = func() { fmt.Fprint(stderr, subjectUsage+"\nflags:\n"); fs.PrintDefaults() }
 	tenant := fs.String("tenant", "", "the tenant (required)")
 	subject := fs.String("subject", "", "the data subject's id, or - to read it from stdin (required)")
-	out := fs.String("o", "", "export: write the export to this file instead of stdout")
+	out := fs.String("o", "", "export: write the export to this file instead of stdout; erase: write the erasure certificate (a DSSE envelope) to this file")
 	token := fs.String("token", "", "rectify: the token that stands for the value")
 	value := fs.String("value", "", "rectify: the corrected value, as JSON (a string is \"quoted\")")
 	reason := fs.String("reason", "", "restrict: why processing is restricted (GDPR Art. 18(1)); no personal data")
@@ -91,6 +96,11 @@ func runSubject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	p := auth.Operator
 	p.Tenant = eventvault.TenantID(*tenant)
 	switch cmd {
+	case "erase":
+		subjectKeys := evcrypto.NewSubjectKeys(keys, store)
+		erasure := engine.NewErasure(store, keys, dk.Pseudonyms, dk.Signer, logger,
+			engine.WithErasureAudit(rec), engine.WithPIIErasure(store, subjectKeys), engine.WithPropagation(events, store))
+		return eraseSubject(ctx, erasure, p, *subject, *out, stdout, stderr)
 	case "export":
 		x, err := rights.Export(ctx, p, *subject)
 		if err != nil {
@@ -133,6 +143,60 @@ func runSubject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		fmt.Fprintln(stdout, "restriction lifted")
+	}
+	return nil
+}
+
+// eraseSubject carries out an erasure request for subject, as POST
+// /v1/erasure-requests does, and prints the request: its id, state and
+// outcome. A completed request's certificate goes to the file out, if
+// given. A request rejected under a legal hold is an error that names the
+// hold's reason; one still propagating says which consumers it waits for.
+func eraseSubject(ctx context.Context, erasure *engine.Erasure, p eventvault.Principal, subject, out string, stdout, stderr io.Writer) error {
+	r, created, err := erasure.RequestErasure(ctx, p, subject)
+	if err != nil {
+		return err
+	}
+	if r.State == eventvault.ErasureRejected {
+		return fmt.Errorf("erasure request %s is rejected under a %s: lift the hold (DELETE /v1/holds), then ask again", r.ID, r.Reason)
+	}
+	var pending []engine.PendingConsumer
+	if r.State == eventvault.ErasurePropagating {
+		// Read once more, as the API does: a consumer may have passed the
+		// tombstone meanwhile.
+		if r, _, pending, err = erasure.Propagation(ctx, p, r.ID); err != nil {
+			return err
+		}
+	}
+	what := "new"
+	if !created {
+		what = "the subject's existing request"
+	}
+	fmt.Fprintf(stdout, "erasure request %s (%s): %s\n", r.ID, what, r.State)
+	fmt.Fprintf(stdout, "  subject pseudonym: %s\n", r.Subject)
+	fmt.Fprintf(stdout, "  received: %s\n", r.ReceivedAt.Format(time.RFC3339))
+	switch r.State {
+	case eventvault.ErasureCompleted:
+		fmt.Fprintf(stdout, "  completed: %s\n", r.CompletedAt.Format(time.RFC3339))
+		if cert, ok := engine.CertificateOf(r); ok {
+			fmt.Fprintf(stdout, "  outcome: %s\n", cert.Outcome())
+		}
+		if out != "" {
+			if err := os.WriteFile(out, append(bytes.Clone(r.Certificate), '\n'), 0o600); err != nil {
+				return fmt.Errorf("erasure request %s is completed, but its certificate could not be written (run the command again with another -o to get it): %w", r.ID, err)
+			}
+			fmt.Fprintf(stderr, "wrote the certificate of erasure request %s to %s (check it offline: eventvault certificate verify -public-key <the answer of GET /v1/keys/signing> <file>)\n", r.ID, out)
+		}
+	case eventvault.ErasurePropagating:
+		fmt.Fprintf(stdout, "  the subject's keys are destroyed; the request completes once these consumers pass its tombstone:\n")
+		for _, pc := range pending {
+			fmt.Fprintf(stdout, "    %s (checkpoint %d, %d positions behind)\n", pc.Consumer, pc.Checkpoint, pc.Lag)
+		}
+		fmt.Fprintf(stdout, "  run the command again, or GET /v1/erasure-requests/%s, to see it complete\n", r.ID)
+	default:
+		// Received: a failure interrupted it (RequestErasure returned
+		// the error then); asking again resumes it.
+		fmt.Fprintf(stdout, "  not finished: run the command again to resume it\n")
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -91,5 +92,113 @@ func TestSubjectCommands(t *testing.T) {
 	}
 	if code, _, stderr = runCLI(t, append([]string{"subject", "export", "-tenant", "acme"}, storeFlags...)...); code == 0 || !strings.Contains(stderr, "-subject") {
 		t.Fatalf("export without -subject: %d %s", code, stderr)
+	}
+}
+
+// TestSubjectEraseCommand erases a data subject from the command line
+// beside a production server on PostgreSQL that has the subject's stream
+// key and value in its caches: under a legal hold the command refuses,
+// names the hold and erases nothing; once the hold is lifted it erases
+// (subject id read from stdin), writes a certificate that 'certificate
+// verify' accepts with the server's signing key, and the server answers
+// the stream as erased and the value as gone at once. Asked again, it
+// returns the subject's completed request. No output names the subject.
+func TestSubjectEraseCommand(t *testing.T) {
+	url := pgtest.URL(t)
+	dir := t.TempDir()
+	rootFile := filepath.Join(dir, "root.key")
+	storeFlags := []string{"-database-url", url, "-insecure-local-root-key", "-root-key-file", rootFile}
+	for _, cmd := range [][]string{{"migrate", "-database-url", url}, append([]string{"init"}, storeFlags...)} {
+		if code, stdout, stderr := runCLI(t, cmd...); code != 0 {
+			t.Fatalf("eventvault %s: exit %d\n%s%s", cmd[0], code, stdout, stderr)
+		}
+	}
+	prod := startServer(t, storeFlags...)
+	code, stdout, stderr := runCLI(t, append([]string{"token", "create", "-tenant", "acme", "-name", "dpo", "-rules", `[{"capabilities":["admin"],"streams":"*"}]`}, storeFlags...)...)
+	if code != 0 {
+		t.Fatalf("token create: %d %s", code, stderr)
+	}
+	token := strings.TrimSpace(stdout)
+	body := fmt.Sprintf(`{"subject":"sam-4711","events":[{"id":%q,"type":"Registered","data":{"email":"sam@example.com"},"pii":{"/email":{"subject":"sam-4711","class":"email"}}}]}`, uuid.NewString())
+	if code, b := call(t, "POST", prod.base+"/v1/streams/customer-7/events", token, body); code != 201 {
+		t.Fatalf("append: %d %s", code, b)
+	}
+	// The server reads the stream: its key and the value's are cached.
+	if code, b := call(t, "GET", prod.base+"/v1/streams/customer-7/events", token, ""); code != 200 || !strings.Contains(b, "sam@example.com") {
+		t.Fatalf("read before: %d %s", code, b)
+	}
+	erase := append([]string{"subject", "erase", "-tenant", "acme", "-subject", "sam-4711"}, storeFlags...)
+
+	// Under a legal hold: refused, the hold named, nothing erased.
+	if code, b := call(t, "PUT", prod.base+"/v1/holds", token, `{"subject":"sam-4711","reason":"litigation"}`); code/100 != 2 {
+		t.Fatalf("hold: %d %s", code, b)
+	}
+	code, stdout, stderr = runCLI(t, erase...)
+	if code != 1 || !strings.Contains(stderr, "rejected under a") || !strings.Contains(stderr, "litigation") || !strings.Contains(stderr, "DELETE /v1/holds") {
+		t.Fatalf("erase under a hold: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	if code, b := call(t, "GET", prod.base+"/v1/streams/customer-7/events", token, ""); code != 200 || !strings.Contains(b, "sam@example.com") {
+		t.Fatalf("read after the refused erasure: %d %s", code, b)
+	}
+	if code, b := call(t, "DELETE", prod.base+"/v1/holds", token, `{"subject":"sam-4711"}`); code/100 != 2 {
+		t.Fatalf("lift the hold: %d %s", code, b)
+	}
+
+	old := stdin
+	t.Cleanup(func() { stdin = old })
+	stdin = strings.NewReader("sam-4711\n")
+	cert := filepath.Join(dir, "cert.json")
+	code, stdout, stderr = runCLI(t, append([]string{"subject", "erase", "-tenant", "acme", "-subject", "-", "-o", cert}, storeFlags...)...)
+	if code != 0 || !strings.Contains(stdout, "(new): completed") || !strings.Contains(stdout, "outcome: erased") {
+		t.Fatalf("erase: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	var id string
+	if _, err := fmt.Sscanf(stdout, "erasure request %s", &id); err != nil {
+		t.Fatalf("no request id in %q: %v", stdout, err)
+	}
+
+	// The server, its caches warm, answers the stream as erased.
+	if code, b := call(t, "GET", prod.base+"/v1/streams/customer-7/events", token, ""); code != 410 || strings.Contains(b, "sam@example.com") {
+		t.Fatalf("read after the erasure: %d %s; want 410", code, b)
+	}
+	code, b := call(t, "GET", prod.base+"/v1/erasure-requests/"+id, token, "")
+	if code != 200 || !strings.Contains(b, `"state":"completed"`) || !strings.Contains(b, `"outcome":"erased"`) {
+		t.Fatalf("GET the request: %d %s", code, b)
+	}
+	// The certificate verifies with the server's signing key.
+	code, b = call(t, "GET", prod.base+"/v1/keys/signing", token, "")
+	if code != 200 {
+		t.Fatalf("signing key: %d %s", code, b)
+	}
+	keyFile := filepath.Join(dir, "signing.json")
+	if err := os.WriteFile(keyFile, []byte(b), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := runCLI(t, "certificate", "verify", "-public-key", keyFile, cert); code != 0 {
+		t.Fatalf("certificate verify: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+
+	// A certificate file that cannot be written: the error says the
+	// erasure is done and how to get the certificate.
+	code, _, stderr = runCLI(t, append(slices.Clone(erase), "-o", filepath.Join(dir, "missing", "cert.json"))...)
+	if code != 1 || !strings.Contains(stderr, "is completed, but its certificate could not be written (run the command again with another -o") {
+		t.Fatalf("erase -o into a missing folder: exit %d, stderr %s", code, stderr)
+	}
+	// Bad input: no subject, a bad tenant.
+	for _, args := range [][]string{{"subject", "erase", "-tenant", "acme"}, {"subject", "erase", "-tenant", "Not A Tenant", "-subject", "x"}} {
+		if code, _, stderr := runCLI(t, append(args, storeFlags...)...); code != 1 || !strings.Contains(stderr, "tenant") {
+			t.Fatalf("%v: exit %d, stderr %s", args, code, stderr)
+		}
+	}
+
+	// Again: the subject's existing, completed request.
+	code, stdout2, stderr2 := runCLI(t, erase...)
+	if code != 0 || !strings.Contains(stdout2, "erasure request "+id+" (the subject's existing request): completed") {
+		t.Fatalf("erase again: exit %d\nstdout %s\nstderr %s", code, stdout2, stderr2)
+	}
+	for _, out := range []string{stdout, stderr, stdout2, stderr2} {
+		if strings.Contains(out, "sam-4711") || strings.Contains(out, "sam@") {
+			t.Fatalf("the command's output names the subject or the value: %s", out)
+		}
 	}
 }
