@@ -109,10 +109,15 @@ func (db *DB) PutConsumer(ctx context.Context, c eventvault.Consumer) (eventvaul
 		created = true
 		if v := b.Get([]byte(c.Name)); v != nil {
 			created = false
-			if err := json.Unmarshal(v, &rec); err != nil {
+			// Decoded into a record of its own: decoding into rec would
+			// write the stored filter into c.Filter's arrays, which
+			// encoding/json reuses, and keep the old filter (or a blend).
+			var stored consumerRecord
+			if err := json.Unmarshal(v, &stored); err != nil {
 				return err
 			}
-			rec.Filter = c.Filter
+			stored.Filter = c.Filter
+			rec = stored
 		}
 		v, err := json.Marshal(rec)
 		if err != nil {

@@ -31,6 +31,27 @@ func testSubscriptions(t *testing.T, open opener) {
 		if err != nil || created || got.Checkpoint != 5 || got.CreatedBy != "tok_a" || !slices.Equal(got.Filter.Types, []string{"OrderPlaced"}) || len(got.Filter.Categories) != 0 {
 			t.Fatalf("PutConsumer again = %+v, %v, %v; want the filter replaced, checkpoint and creator kept", got, created, err)
 		}
+		// Replaced whole, whatever the old and new filters hold: each list
+		// shorter, longer or of other values than before. The caller's
+		// filter is left as it gave it.
+		for _, f := range []eventvault.FeedFilter{
+			{Categories: []string{"invoice"}, Types: []string{"A", "B"}},
+			{Categories: []string{"order"}, Types: []string{"C", "D", "E"}},
+			{Categories: []string{"customer", "order"}, Types: []string{"F"}},
+			{Categories: []string{"payment"}},
+		} {
+			want := eventvault.FeedFilter{Categories: slices.Clone(f.Categories), Types: slices.Clone(f.Types)}
+			c3 := c
+			c3.Filter = f
+			got, _, err := h.store.PutConsumer(h.ctx, c3)
+			if err != nil || !slices.Equal(got.Filter.Categories, want.Categories) || !slices.Equal(got.Filter.Types, want.Types) ||
+				!slices.Equal(f.Categories, want.Categories) || !slices.Equal(f.Types, want.Types) {
+				t.Fatalf("PutConsumer with %+v = %+v, %v; the caller's filter now %+v", want, got.Filter, err, f)
+			}
+			if again, err := h.store.Consumer(h.ctx, tenantA, c.Name); err != nil || !slices.Equal(again.Filter.Categories, want.Categories) || !slices.Equal(again.Filter.Types, want.Types) {
+				t.Fatalf("Consumer after PutConsumer with %+v = %+v, %v", want, again.Filter, err)
+			}
+		}
 		got, err = h.store.AckConsumer(h.ctx, tenantA, c.Name, 9, at.Add(time.Second))
 		if err != nil || got.Checkpoint != 9 || !got.AckedAt.Equal(at.Add(time.Second)) {
 			t.Fatalf("AckConsumer 9 = %+v, %v", got, err)
