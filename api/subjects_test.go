@@ -86,6 +86,11 @@ func TestPersonalDataOverHTTP(t *testing.T) {
 		a.doJSON(http.MethodPost, "/v1/rectifications", admin, map[string]any{"subject": "jane", "token": emailToken, "value": "jane@new.example"}, http.StatusOK, nil)
 		a.doJSON(http.MethodPost, "/v1/rectifications", admin, map[string]any{"subject": "someone-else", "token": emailToken, "value": "x"}, http.StatusNotFound, nil)
 		a.doJSON(http.MethodPost, "/v1/rectifications", admin, map[string]any{"subject": "jane", "token": emailToken}, http.StatusBadRequest, nil)
+		// A value past the 64 KiB an append allows the values of one event:
+		// 400 at /value, naming the limit, not the value; nothing kept.
+		big := strings.Repeat("x", eventvault.MaxPIIBytesPerEvent)
+		wantProblem(t, a.do(http.MethodPost, "/v1/rectifications", admin, []byte(`{"subject":"jane","token":"`+emailToken+`","value":"`+big+`"}`)),
+			http.StatusBadRequest, eventvault.EINVALID, "the limit is 65536 bytes (64 KiB)", "/value")
 		if rec := a.do(http.MethodGet, "/v1/streams/order-7/events", admin, nil); !strings.Contains(rec.Body.String(), "jane@new.example") {
 			t.Fatalf("after rectification: %s", rec.Body)
 		}

@@ -84,6 +84,11 @@ func (s *Subjects) Rectify(ctx context.Context, p eventvault.Principal, subject,
 		// The value is not echoed: it is personal data.
 		return Rectified{}, eventvault.FieldErrorf("/value", "value is not valid JSON: send the corrected value as a JSON value; text is a JSON string in double quotes, such as \"sam@example.com\", not sam@example.com")
 	}
+	// The bound an append puts on the values one event marks: every
+	// version is kept until the subject is erased, and shown in its export.
+	if len(value) > eventvault.MaxPIIBytesPerEvent {
+		return Rectified{}, eventvault.FieldErrorf("/value", "value is %d bytes of JSON; the limit is %d bytes (64 KiB), as for the values one event marks: personal values are e-mail addresses, names, notes; keep large documents out of them", len(value), eventvault.MaxPIIBytesPerEvent)
+	}
 	notHeld := &eventvault.Error{Code: eventvault.ENOTFOUND, Message: "the tenant holds no value of this subject under this token (check both, or the subject was erased)"}
 	if !strings.HasPrefix(token, eventvault.PIITokenPrefix) || len(token) > 64 {
 		return Rectified{}, notHeld
