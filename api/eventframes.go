@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -42,37 +41,11 @@ const FramesContentType = "application/vnd.eventvault.frames"
 // frameFixed is the size of a frame's fixed fields after its length.
 const frameFixed = 16 + 8*3 + 1
 
-// acceptsMedia reports whether the request's Accept lists media type mt
-// with a q above zero.
-func acceptsMedia(r *http.Request, mt string) bool {
-	for _, v := range r.Header.Values("Accept") {
-		for part := range strings.SplitSeq(v, ",") {
-			t, params, _ := strings.Cut(part, ";")
-			if !strings.EqualFold(strings.TrimSpace(t), mt) {
-				continue
-			}
-			for p := range strings.SplitSeq(params, ";") {
-				k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
-				if strings.EqualFold(k, "q") {
-					if q, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil && q <= 0 {
-						return false
-					}
-				}
-			}
-			return true
-		}
-	}
-	return false
-}
-
-// bulkEncoding is the encoding a read answers in: FramesContentType or
-// NDJSONContentType when Accept lists it (frames first), "" for JSON.
-func bulkEncoding(r *http.Request) string {
-	switch {
-	case acceptsMedia(r, FramesContentType):
-		return FramesContentType
-	case acceptsMedia(r, NDJSONContentType):
-		return NDJSONContentType
+// bulkEncoding is the encoding a read answers in, as negotiate chose it:
+// FramesContentType or NDJSONContentType, "" for JSON.
+func bulkEncoding(c *gin.Context) string {
+	if mt := negotiated(c); mt == FramesContentType || mt == NDJSONContentType {
+		return mt
 	}
 	return ""
 }

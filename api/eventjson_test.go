@@ -334,7 +334,7 @@ func TestFramesReadsAreTheJSONEvents(t *testing.T) {
 		}
 		req := httptest.NewRequest(http.MethodGet, path, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Accept", "application/x-ndjson, "+FramesContentType)
+		req.Header.Set("Accept", "application/x-ndjson;q=0.5, "+FramesContentType)
 		rec := a.serve(req)
 		if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != FramesContentType {
 			t.Fatalf("GET %s as frames: %d %q", path, rec.Code, rec.Header().Get("Content-Type"))

@@ -46,7 +46,7 @@ func (s *Server) readAll(c *gin.Context) {
 		next = events[n-1].GlobalPosition + 1
 	}
 	s.metrics.EventsRead(len(events))
-	if enc := bulkEncoding(c.Request); enc != "" {
+	if enc := bulkEncoding(c); enc != "" {
 		s.writeEventBulk(c, enc, events, eventvault.NoStream-1, &next)
 		return
 	}

@@ -200,7 +200,7 @@ func New(cfg Config) *Server {
 	// refused as invalid (400), not a path of more segments (404).
 	r.UseRawPath = true
 	r.UnescapePathValues = true
-	r.Use(s.observe, s.accessLog, gin.CustomRecoveryWithWriter(nil, s.recovered), headerLimit, oneOfEach, headWithoutBody)
+	r.Use(s.observe, s.accessLog, gin.CustomRecoveryWithWriter(nil, s.recovered), headerLimit, oneOfEach, headWithoutBody, negotiate)
 	// Neither answer echoes the path: a near-miss route may hold a
 	// subject id (/v1/subjects/alice@example.com/hold).
 	r.NoRoute(func(c *gin.Context) {

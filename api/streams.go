@@ -188,7 +188,7 @@ func (s *Server) readStream(c *gin.Context) {
 		}
 	}
 	s.metrics.EventsRead(len(slice.Events))
-	if enc := bulkEncoding(c.Request); enc != "" {
+	if enc := bulkEncoding(c); enc != "" {
 		s.writeEventBulk(c, enc, slice.Events, slice.Version, next)
 		return
 	}

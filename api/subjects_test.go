@@ -89,8 +89,11 @@ func TestPersonalDataOverHTTP(t *testing.T) {
 		// A value past the 64 KiB an append allows the values of one event:
 		// 400 at /value, naming the limit, not the value; nothing kept.
 		big := strings.Repeat("x", eventvault.MaxPIIBytesPerEvent)
-		wantProblem(t, a.do(http.MethodPost, "/v1/rectifications", admin, []byte(`{"subject":"jane","token":"`+emailToken+`","value":"`+big+`"}`)),
-			http.StatusBadRequest, eventvault.EINVALID, "the limit is 65536 bytes (64 KiB)", "/value")
+		rec := a.do(http.MethodPost, "/v1/rectifications", admin, []byte(`{"subject":"jane","token":"`+emailToken+`","value":"`+big+`"}`))
+		wantProblem(t, rec, http.StatusBadRequest, eventvault.EINVALID, "the limit is 65536 bytes (64 KiB)")
+		if !strings.Contains(rec.Body.String(), `"pointer":"/value"`) || strings.Contains(rec.Body.String(), "xxxx") {
+			t.Fatalf("a rectification too large: %s; want the pointer /value, not the value", rec.Body)
+		}
 		if rec := a.do(http.MethodGet, "/v1/streams/order-7/events", admin, nil); !strings.Contains(rec.Body.String(), "jane@new.example") {
 			t.Fatalf("after rectification: %s", rec.Body)
 		}
@@ -110,7 +113,7 @@ func TestPersonalDataOverHTTP(t *testing.T) {
 		}
 
 		a.doJSON(http.MethodPost, "/v1/erasure-requests", admin, map[string]any{"subject": "jane"}, http.StatusCreated, nil)
-		rec := a.do(http.MethodGet, "/v1/streams/order-7/events", admin, nil)
+		rec = a.do(http.MethodGet, "/v1/streams/order-7/events", admin, nil)
 		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"email":{"erased":true}`) || !strings.Contains(rec.Body.String(), `"total":12`) {
 			t.Fatalf("after erasure: %d %s", rec.Code, rec.Body)
 		}
