@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 )
@@ -39,6 +41,27 @@ func ValidateSubject(subject string) error {
 	}
 	if len(subject) > MaxSubjectLength {
 		return Errorf(EINVALID, "subject is %d bytes long; the limit is %d", len(subject), MaxSubjectLength)
+	}
+	return nil
+}
+
+// ValidateNewSubject is ValidateSubject for a subject id an append
+// assigns (a stream's owner, a marked value's subject), which erasure
+// requests must later name byte for byte: it also refuses white space
+// around the id (or nothing but white space: an unset field padded) and
+// control characters (NUL, a line break), which make one subject two
+// pseudonyms ("sam" and "sam ") or an id no command line can give. The
+// subject-rights endpoints take any id ValidateSubject does, so that an id
+// stored before this check can still be erased. Errors: EINVALID.
+func ValidateNewSubject(subject string) error {
+	if err := ValidateSubject(subject); err != nil {
+		return err
+	}
+	if strings.TrimSpace(subject) != subject {
+		return Errorf(EINVALID, "subject has white space around it (or is nothing but white space): give the data subject's id exactly, as your erasure requests will")
+	}
+	if strings.IndexFunc(subject, unicode.IsControl) >= 0 {
+		return Errorf(EINVALID, "subject holds a control character (such as NUL or a line break): give the data subject's id as printable text")
 	}
 	return nil
 }

@@ -17,7 +17,9 @@ import (
 // name and policy names, a subscription's categories and types, and the
 // tenant query parameter; and null in the append's subject, a pii mark's,
 // an erasure request's, a hold's and the token's tenant, name and TTL,
-// which encoding/json would read as left out. Each is 400 problem+json;
+// which encoding/json would read as left out; and subjects an append
+// assigns, and token names, that are white space, have white space around
+// them or hold a control character. Each is 400 problem+json;
 // the append writes
 // nothing, so the stream a later append names an owner for is still new.
 func TestAFieldNamingASubjectOrANameIsNeverEmpty(t *testing.T) {
@@ -53,6 +55,16 @@ func testAFieldNamingASubjectOrANameIsNeverEmpty(t *testing.T, a *testAPI) {
 		{"token tenant null", "POST", "/v1/tokens", `{"tenant":null,"name":"n"}`, `field "tenant" (at /tenant) is null`},
 		{"token name null", "POST", "/v1/tokens", `{"name":null}`, `field "name" (at /name) is null`},
 		{"token ttl null", "POST", "/v1/tokens", `{"name":"n","ttl":null}`, `field "ttl" (at /ttl) is null`},
+		// An id an append assigns is given exactly: no white space around
+		// it, nothing but white space, or control characters, which would
+		// make one subject two pseudonyms that erasure requests miss.
+		{"append subject of white space", "POST", "/v1/streams/order-99/events", `{"subject":"   ","events":[` + ev() + `]}`, "white space around it"},
+		{"append subject with a trailing space", "POST", "/v1/streams/order-99/events", `{"subject":"sam ","events":[` + ev() + `]}`, "white space around it"},
+		{"append subject with a line break", "POST", "/v1/streams/order-99/events", `{"subject":"a\nb","events":[` + ev() + `]}`, "control character"},
+		{"append subject with NUL", "POST", "/v1/streams/order-99/events", `{"subject":"a\u0000b","events":[` + ev() + `]}`, ""},
+		{"pii mark subject of white space", "POST", "/v1/streams/order-98/events", `{"events":[{"id":"` + uuid.NewString() + `","type":"A","data":{"e":"x"},"pii":{"/e":{"subject":" \t"}}}]}`, "white space around it"},
+		{"token name of white space", "POST", "/v1/tokens", `{"name":"   "}`, "name is missing"},
+		{"token name with a line break", "POST", "/v1/tokens", `{"name":"a\nb"}`, "control characters"},
 		{"tenant query of tokens", "GET", "/v1/tokens?tenant=", "", ""},
 		{"tenant query of policies", "PUT", "/v1/policies/p1?tenant=", `{"policy":"permit (principal, action, resource);"}`, ""},
 		{"tenant query of the export", "GET", "/v1/audit/export?tenant=", "", ""},

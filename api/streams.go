@@ -85,7 +85,7 @@ func (s *Server) appendEvents(c *gin.Context) {
 	}
 	var subject string
 	if req.Subject != nil {
-		if err := eventvault.ValidateSubject(*req.Subject); err != nil {
+		if err := eventvault.ValidateNewSubject(*req.Subject); err != nil {
 			s.writeError(c, eventvault.AtPointer(err, "/subject"))
 			return
 		}

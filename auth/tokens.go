@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/eventvault/eventvault"
@@ -188,14 +189,14 @@ func (s *Tokens) Issue(ctx context.Context, issuer eventvault.Principal, req New
 	if err := policies.Authorize(issuer, policies.Request{Tenant: req.Tenant, Action: policies.ManageTokens}); err != nil {
 		return "", eventvault.Token{}, err
 	}
-	if req.Name == "" {
+	if strings.TrimSpace(req.Name) == "" {
 		return "", eventvault.Token{}, eventvault.FieldErrorf("/name", "name is missing: name the token after what uses it, such as \"acme-app\" (GET /v1/tokens lists tokens by name)")
 	}
 	if len(req.Name) > MaxTokenNameLength {
 		return "", eventvault.Token{}, eventvault.FieldErrorf("/name", "token name is %d bytes long; the limit is %d", len(req.Name), MaxTokenNameLength)
 	}
-	if !utf8.ValidString(req.Name) || strings.ContainsRune(req.Name, 0) {
-		return "", eventvault.Token{}, eventvault.FieldErrorf("/name", "token name must be UTF-8 text without NUL characters")
+	if !utf8.ValidString(req.Name) || strings.IndexFunc(req.Name, unicode.IsControl) >= 0 {
+		return "", eventvault.Token{}, eventvault.FieldErrorf("/name", "token name must be UTF-8 text without control characters (NUL, line breaks)")
 	}
 	if req.Policies != nil && len(req.Policies) == 0 {
 		return "", eventvault.Token{}, eventvault.FieldErrorf("/policies", "policies is an empty list, which would grant nothing: name at least one policy document, or leave policies out")

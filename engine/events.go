@@ -163,7 +163,7 @@ func (e *Events) AppendForSubject(ctx context.Context, p eventvault.Principal, s
 	}
 	var owner eventvault.Pseudonym
 	if subject != "" {
-		if err := eventvault.ValidateSubject(subject); err != nil {
+		if err := eventvault.ValidateNewSubject(subject); err != nil {
 			return eventvault.AppendResult{}, eventvault.AtPointer(err, "/subject")
 		}
 		if e.pseud == nil {

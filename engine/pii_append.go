@@ -90,7 +90,7 @@ func validatePII(events []eventvault.NewEvent) error {
 			if m.Subject == "" {
 				return eventvault.FieldErrorf(mark+"/subject", "%s.subject is empty: name the data subject the value belongs to", at)
 			}
-			if err := eventvault.ValidateSubject(m.Subject); err != nil {
+			if err := eventvault.ValidateNewSubject(m.Subject); err != nil {
 				return eventvault.FieldErrorf(mark+"/subject", "%s.subject: %s", at, eventvault.ErrorMessage(err))
 			}
 			if !eventvault.ValidPIIClass(m.Class) {
