@@ -147,8 +147,13 @@ func queryIntOrMinusOne(c *gin.Context, name string, def int64) (int64, error) {
 
 func queryIntLike(c *gin.Context, name string, def int64, example string) (int64, error) {
 	v, ok := c.GetQuery(name)
-	if !ok || v == "" {
+	if !ok {
 		return def, nil
+	}
+	if v == "" {
+		// An unset variable (?from=), as an empty direction or tenant is:
+		// refused, never read as left out.
+		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s is empty: give a value, %s, or leave it out", name, example)
 	}
 	if !decimalInteger(v) {
 		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be an integer written in decimal digits, %s (no '+', spaces, point or exponent)", name, example)

@@ -363,6 +363,13 @@ func TestProblemsNameNoValues(t *testing.T) {
 		{"version with a plus sign", "GET", "/v1/policies/app?version=%2B1", "", "query parameter version must be an integer written in decimal digits"},
 		{"from a bare minus", "GET", "/v1/streams/order-1/events?from=-", "", "query parameter from must be an integer written in decimal digits"},
 		{"limit with a space", "GET", "/v1/events?limit=%205", "", "query parameter limit must be an integer written in decimal digits"},
+		// Empty, as an unset variable sends it: refused like an empty
+		// direction or tenant, never read as left out.
+		{"from empty", "GET", "/v1/events?from=", "", "query parameter from is empty: give a value, such as 42, or leave it out"},
+		{"stream from empty", "GET", "/v1/streams/order-1/events?from=", "", "query parameter from is empty"},
+		{"limit empty", "GET", "/v1/streams/order-1/events?limit=", "", "query parameter limit is empty"},
+		{"wait empty", "GET", "/v1/events?wait=", "", "query parameter wait is empty"},
+		{"feed from empty", "GET", "/v1/subscribe?from=", "", "query parameter from is empty"},
 		{"direction", "GET", "/v1/streams/order-1/events?direction=customer-secret-5", "", "query parameter direction must be forward or backward"},
 		{"purge", "DELETE", "/v1/streams/order-1?purge=customer-secret-5", "", "query parameter purge must be true or false"},
 		{"bare unknown key", "GET", "/v1/events?customer-secret-6", "", "an unknown query parameter"},

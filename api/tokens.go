@@ -44,7 +44,7 @@ func (v *ttlValue) UnmarshalJSON(b []byte) error {
 	if strings.HasPrefix(s, `"`) {
 		d, err := time.ParseDuration(strings.Trim(s, `"`))
 		if err != nil {
-			return eventvault.FieldErrorf("/ttl", "ttl must be a duration such as \"720h\" or a number of seconds")
+			return eventvault.FieldErrorf("/ttl", "ttl must be a duration from 1m to 8784h (366 days), such as \"720h\", or a whole number of seconds")
 		}
 		*v = ttlValue(d)
 		return nil

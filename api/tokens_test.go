@@ -30,10 +30,12 @@ func TestTokenLifecycle(t *testing.T) {
 		if secs.ExpiresAt == nil || secs.ExpiresAt.Sub(secs.CreatedAt) != time.Hour {
 			t.Fatalf("ttl 3600: created %v, expires %v", secs.CreatedAt, secs.ExpiresAt)
 		}
-		for _, bad := range []any{"1s", "9000h", "soon", 0, -5, 1.5, true} {
+		for _, bad := range []any{"1s", "9000h", "soon", "100000000h", 0, -5, 1.5, true} {
 			rec := a.do(http.MethodPost, "/v1/tokens", ops.Token, []byte(`{"name":"x","ttl":`+jsonOf(t, bad)+`}`))
 			wantProblem(t, rec, http.StatusBadRequest, "invalid", "ttl")
 		}
+		// A duration past what Go's can hold says the range too.
+		wantProblem(t, a.do(http.MethodPost, "/v1/tokens", ops.Token, []byte(`{"name":"x","ttl":"100000000h"}`)), http.StatusBadRequest, "invalid", "from 1m to 8784h (366 days)")
 		// An explicit empty rules list grants nothing: 400, never the
 		// default (append and read on every stream), which only a request
 		// without rules gets.

@@ -92,14 +92,19 @@ func (a *AuditLog) Export(ctx context.Context, p eventvault.Principal, tenant ev
 	return err
 }
 
-// ParseIndex parses a record index or size given as a query parameter.
+// ParseIndex parses a record index (from, to) or a log size (old_size)
+// given as a query parameter: a whole number from 0. Empty is 0.
 func ParseIndex(name, v string) (int64, error) {
 	if v == "" {
 		return 0, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
-		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be a record index, a whole number from 0", name)
+		what := "a record index"
+		if name == "old_size" {
+			what = "a log size (the number of records of an earlier export)"
+		}
+		return 0, eventvault.Errorf(eventvault.EINVALID, "query parameter %s must be %s, a whole number from 0", name, what)
 	}
 	return n, nil
 }
