@@ -156,7 +156,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 		return nil, &eventvault.Error{
 			Code:    eventvault.EUNAVAILABLE,
 			Op:      op,
-			Message: fmt.Sprintf("open %s: the database is locked by another process (is another EventVault server running on this file?)", path),
+			Message: fmt.Sprintf("open %s: the database is locked by another process (is an EventVault server running on this file? The embedded store is one process's: stop that server first, or do this through its HTTP API)", path),
 			Err:     ErrLocked,
 		}
 	}
