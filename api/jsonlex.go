@@ -26,8 +26,8 @@ type token struct {
 // lexer reads the tokens of a JSON body (RFC 8259). It checks no grammar
 // and stops at the end of the input rather than fail: encoding/json checks
 // the body after the walk, and what a walk of a body that is not JSON
-// says is replaced by the syntax error (decodeStrict). Separators (',' and ':') are skipped, as
-// json.Decoder.Token skips them.
+// says is replaced by the syntax error (decodeStrict). Separators (',' and
+// ':') are skipped, as json.Decoder.Token skips them.
 type lexer struct {
 	b []byte
 	i int
@@ -149,8 +149,8 @@ func (l *lexer) key() string {
 	}
 	var k string
 	if err := json.Unmarshal(l.b[start:l.i], &k); err != nil {
-		// Not reached for valid JSON; the key is kept as
-		// sent so that an error can still name it.
+		// Not reached for valid JSON; the key is kept as sent so that
+		// an error can still name it.
 		return string(inner)
 	}
 	return k

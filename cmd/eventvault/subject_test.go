@@ -14,15 +14,14 @@ import (
 	"github.com/eventvault/eventvault/store/postgres/pgtest"
 )
 
-// TestSubjectCommands serves a subject's rights from the command line
-// beside a production server on PostgreSQL: the export (subject id read
-// from stdin) holds the value the server stored; a rectification and a
-// restriction made by the command change what the server answers at once;
-// a subject with nothing held gets an empty export, not an error.
-func TestSubjectCommands(t *testing.T) {
+// subjectRig migrates a fresh PostgreSQL database, creates its deployment
+// keys under a local root key in dir and starts a production server on it;
+// it returns the store and root flags the commands take, the server, and
+// an admin token of tenant acme.
+func subjectRig(t *testing.T, dir string) ([]string, *server, string) {
+	t.Helper()
 	url := pgtest.URL(t)
-	rootFile := filepath.Join(t.TempDir(), "root.key")
-	storeFlags := []string{"-database-url", url, "-insecure-local-root-key", "-root-key-file", rootFile}
+	storeFlags := []string{"-database-url", url, "-insecure-local-root-key", "-root-key-file", filepath.Join(dir, "root.key")}
 	for _, cmd := range [][]string{{"migrate", "-database-url", url}, append([]string{"init"}, storeFlags...)} {
 		if code, stdout, stderr := runCLI(t, cmd...); code != 0 {
 			t.Fatalf("eventvault %s: exit %d\n%s%s", cmd[0], code, stdout, stderr)
@@ -33,7 +32,19 @@ func TestSubjectCommands(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("token create: %d %s", code, stderr)
 	}
-	token := strings.TrimSpace(stdout)
+	return storeFlags, prod, strings.TrimSpace(stdout)
+}
+
+// TestSubjectCommands serves a subject's rights from the command line
+// beside a production server on PostgreSQL: the export (subject id read
+// from stdin) holds the value the server stored; a rectification and a
+// restriction made by the command change what the server answers at once;
+// a subject with nothing held gets an empty export, not an error.
+func TestSubjectCommands(t *testing.T) {
+	dir := t.TempDir()
+	storeFlags, prod, token := subjectRig(t, dir)
+	var code int
+	var stdout, stderr string
 	body := fmt.Sprintf(`{"events":[{"id":%q,"type":"Registered","data":{"email":"jane@example.com","n":1},"pii":{"/email":{"subject":"jane","class":"email"}}}]}`, uuid.NewString())
 	if code, b := call(t, "POST", prod.base+"/v1/streams/customer-1/events", token, body); code != 201 {
 		t.Fatalf("append: %d %s", code, b)
@@ -104,21 +115,10 @@ func TestSubjectCommands(t *testing.T) {
 // the stream as erased and the value as gone at once. Asked again, it
 // returns the subject's completed request. No output names the subject.
 func TestSubjectEraseCommand(t *testing.T) {
-	url := pgtest.URL(t)
 	dir := t.TempDir()
-	rootFile := filepath.Join(dir, "root.key")
-	storeFlags := []string{"-database-url", url, "-insecure-local-root-key", "-root-key-file", rootFile}
-	for _, cmd := range [][]string{{"migrate", "-database-url", url}, append([]string{"init"}, storeFlags...)} {
-		if code, stdout, stderr := runCLI(t, cmd...); code != 0 {
-			t.Fatalf("eventvault %s: exit %d\n%s%s", cmd[0], code, stdout, stderr)
-		}
-	}
-	prod := startServer(t, storeFlags...)
-	code, stdout, stderr := runCLI(t, append([]string{"token", "create", "-tenant", "acme", "-name", "dpo", "-rules", `[{"capabilities":["admin"],"streams":"*"}]`}, storeFlags...)...)
-	if code != 0 {
-		t.Fatalf("token create: %d %s", code, stderr)
-	}
-	token := strings.TrimSpace(stdout)
+	storeFlags, prod, token := subjectRig(t, dir)
+	var code int
+	var stdout, stderr string
 	body := fmt.Sprintf(`{"subject":"sam-4711","events":[{"id":%q,"type":"Registered","data":{"email":"sam@example.com"},"pii":{"/email":{"subject":"sam-4711","class":"email"}}}]}`, uuid.NewString())
 	if code, b := call(t, "POST", prod.base+"/v1/streams/customer-7/events", token, body); code != 201 {
 		t.Fatalf("append: %d %s", code, b)
