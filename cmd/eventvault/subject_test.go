@@ -110,9 +110,11 @@ func TestSubjectCommands(t *testing.T) {
 // beside a production server on PostgreSQL that has the subject's stream
 // key and value in its caches: under a legal hold the command refuses,
 // names the hold and erases nothing; once the hold is lifted it erases
-// (subject id read from stdin), writes a certificate that 'certificate
-// verify' accepts with the server's signing key, and the server answers
-// the stream as erased and the value as gone at once. Asked again, it
+// (subject id read from stdin) and the server answers the stream as
+// erased at once; with a consumer behind the tombstone the command says
+// the request is propagating and names the consumer, and once it has
+// passed, writes a certificate that 'certificate verify' accepts with the
+// server's signing key. Asked again, it
 // returns the subject's completed request. No output names the subject.
 func TestSubjectEraseCommand(t *testing.T) {
 	dir := t.TempDir()
@@ -144,24 +146,51 @@ func TestSubjectEraseCommand(t *testing.T) {
 		t.Fatalf("lift the hold: %d %s", code, b)
 	}
 
+	// A consumer of the category: the erasure waits for it to pass its
+	// tombstone, and the command says so, naming the consumer.
+	if code, b := call(t, "PUT", prod.base+"/v1/subscriptions/mailer", token, `{"filter":{"categories":["customer"]}}`); code/100 != 2 {
+		t.Fatalf("register a consumer: %d %s", code, b)
+	}
 	old := stdin
 	t.Cleanup(func() { stdin = old })
 	stdin = strings.NewReader("sam-4711\n")
 	cert := filepath.Join(dir, "cert.json")
 	code, stdout, stderr = runCLI(t, append([]string{"subject", "erase", "-tenant", "acme", "-subject", "-", "-o", cert}, storeFlags...)...)
-	if code != 0 || !strings.Contains(stdout, "(new): completed") || !strings.Contains(stdout, "outcome: erased") {
-		t.Fatalf("erase: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	if code != 0 || !strings.Contains(stdout, "(new): propagating") || !strings.Contains(stdout, "    mailer (checkpoint 0, ") || !strings.Contains(stdout, "run the command again") {
+		t.Fatalf("erase with a consumer behind: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	if _, err := os.Stat(cert); !os.IsNotExist(err) {
+		t.Fatalf("a certificate was written for a request still propagating: %v", err)
 	}
 	var id string
 	if _, err := fmt.Sscanf(stdout, "erasure request %s", &id); err != nil {
 		t.Fatalf("no request id in %q: %v", stdout, err)
 	}
-
-	// The server, its caches warm, answers the stream as erased.
+	first := stdout
+	// The server, its caches warm, answers the stream as erased at once:
+	// the keys are destroyed before the consumers pass the tombstone.
 	if code, b := call(t, "GET", prod.base+"/v1/streams/customer-7/events", token, ""); code != 410 || strings.Contains(b, "sam@example.com") {
 		t.Fatalf("read after the erasure: %d %s; want 410", code, b)
 	}
-	code, b := call(t, "GET", prod.base+"/v1/erasure-requests/"+id, token, "")
+	var req struct {
+		Propagation struct {
+			TombstonePosition int64 `json:"tombstone_position"`
+		} `json:"propagation"`
+	}
+	_, b := call(t, "GET", prod.base+"/v1/erasure-requests/"+id, token, "")
+	if err := json.Unmarshal([]byte(b), &req); err != nil || req.Propagation.TombstonePosition == 0 {
+		t.Fatalf("GET the propagating request: %v %s", err, b)
+	}
+	if code, b := call(t, "POST", prod.base+"/v1/subscriptions/mailer/ack", token, fmt.Sprintf(`{"position":%d}`, req.Propagation.TombstonePosition)); code != 200 {
+		t.Fatalf("ack past the tombstone: %d %s", code, b)
+	}
+	code, stdout, stderr = runCLI(t, append(slices.Clone(erase), "-o", cert)...)
+	if code != 0 || !strings.Contains(stdout, "erasure request "+id+" (the subject's existing request): completed") || !strings.Contains(stdout, "outcome: erased") {
+		t.Fatalf("erase once the consumer passed: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	first += stdout + stderr
+
+	code, b = call(t, "GET", prod.base+"/v1/erasure-requests/"+id, token, "")
 	if code != 200 || !strings.Contains(b, `"state":"completed"`) || !strings.Contains(b, `"outcome":"erased"`) {
 		t.Fatalf("GET the request: %d %s", code, b)
 	}
@@ -196,7 +225,7 @@ func TestSubjectEraseCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout2, "erasure request "+id+" (the subject's existing request): completed") {
 		t.Fatalf("erase again: exit %d\nstdout %s\nstderr %s", code, stdout2, stderr2)
 	}
-	for _, out := range []string{stdout, stderr, stdout2, stderr2} {
+	for _, out := range []string{first, stdout, stderr, stdout2, stderr2} {
 		if strings.Contains(out, "sam-4711") || strings.Contains(out, "sam@") {
 			t.Fatalf("the command's output names the subject or the value: %s", out)
 		}
