@@ -90,7 +90,11 @@ for _ in $(seq 1 300); do
 done
 export VAULT_TOKEN="$root_token"
 
-if ! "$vault" secrets list -format=json | grep -q "\"$mount/\""; then
+# The mount list is read whole before it is searched: grep -q leaving the
+# pipe early could kill vault with SIGPIPE, which pipefail reads as "not
+# mounted", and enabling the mount again fails a restart.
+mounts=$("$vault" secrets list -format=json)
+if ! grep -q "\"$mount/\"" <<<"$mounts"; then
 	"$vault" secrets enable -path="$mount" transit >/dev/null
 fi
 if ! "$vault" read "$mount/keys/$key" >/dev/null 2>&1; then

@@ -97,7 +97,7 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 	// The bundle may come before or after the flags.
 	var positional []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		if fs.NArg() == 0 {
@@ -239,7 +239,7 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Int64Var(&req.OldSize, "old-size", 0, "size of a checkpoint you hold: adds the consistency proof from it")
 	out := fs.String("o", "", "write the bundle to this file instead of stdout")
 	storeAndRootFlags(fs, &c)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -308,7 +308,7 @@ func runAuditProcessing(ctx context.Context, args []string, stdout, stderr io.Wr
 	fromText := fs.String("from", "", "start of the period, RFC 3339 (default: 30 days ago)")
 	toText := fs.String("to", "", "end of the period, exclusive, RFC 3339 (default: now)")
 	storeAndRootFlags(fs, &c)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

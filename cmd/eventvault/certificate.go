@@ -31,7 +31,7 @@ func runCertificate(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("certificate verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	keyFile := fs.String("public-key", "", "file with the signing public key (GET /v1/keys/signing)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if *keyFile == "" || fs.NArg() != 1 {

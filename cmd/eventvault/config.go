@@ -3,12 +3,14 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/eventvault/eventvault/audit"
@@ -82,23 +84,77 @@ func env(name, def string) string {
 	return def
 }
 
+// envBool, envDuration and envInt read a flag's default from the
+// environment. A value that does not parse is recorded (envProblem) and
+// refused by parseFlags, as the same value given as the flag is: a
+// mistyped EVENTVAULT_KEY_CACHE_TTL must not start a server on the
+// default. Unset or empty is the default.
 func envBool(name string) bool {
-	b, _ := strconv.ParseBool(os.Getenv(name))
+	v := os.Getenv(name)
+	if v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		envProblem(name, "true or false (1, 0, t, f)")
+	}
 	return b
 }
 
 func envDuration(name string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return d
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return def
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		envProblem(name, `a duration such as "30s" or "5m"`)
+		return def
+	}
+	return d
 }
 
 func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return n
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return def
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		envProblem(name, "a whole number")
+		return def
+	}
+	return n
+}
+
+// envProblems are the variables envBool, envDuration and envInt could not
+// parse since parseFlags last took them.
+var envProblems struct {
+	sync.Mutex
+	errs []error
+}
+
+func envProblem(name, want string) {
+	envProblems.Lock()
+	defer envProblems.Unlock()
+	envProblems.errs = append(envProblems.errs, fmt.Errorf("environment variable %s=%q is not %s", name, os.Getenv(name), want))
+}
+
+// parseFlags parses args into fs, whose defaults were read from the
+// environment as it was defined, and refuses the environment variables
+// that did not parse then, each named.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	envProblems.Lock()
+	errs := envProblems.errs
+	envProblems.errs = nil
+	envProblems.Unlock()
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: give a valid value, or unset it", errors.Join(errs...))
+	}
+	return nil
 }
 
 func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
@@ -122,7 +178,7 @@ func parseServerFlags(args []string, stderr io.Writer) (Config, error) {
 	jwtFlags(fs, &c.JWTSettings)
 	admissionFlags(fs, &c.Limits)
 	storeAndRootFlags(fs, &c)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return Config{}, err
 	}
 	if fs.NArg() > 0 {

@@ -37,7 +37,7 @@ func runErasure(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	// -h never prints a URL (it may carry a password).
 	from := fs.String("from", "", "PostgreSQL URL of the live database, the source of the erasures (EVENTVAULT_ERASURE_FROM_URL)")
 	to := fs.String("database-url", "", "PostgreSQL URL of the restored database, which gets them (EVENTVAULT_DATABASE_URL)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if *from == "" {

@@ -99,7 +99,7 @@ func parseInitFlags(args []string, stderr io.Writer) (initOptions, Config, error
 	fs.StringVar(&o.importPseudonym, "import-pseudonym-key-file", "", "import this pseudonym key file (32 raw bytes, mode 0600) instead of creating the pseudonym key")
 	fs.StringVar(&o.importSigning, "import-signing-key-file", "", "import this signing key seed file (32 raw bytes, mode 0600) instead of creating the signing key")
 	storeAndRootFlags(fs, &c)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return o, Config{}, err
 	}
 	if fs.NArg() > 0 {

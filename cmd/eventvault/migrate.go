@@ -15,7 +15,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	dbURL := env("EVENTVAULT_DATABASE_URL", "")
 	url := &dbURL
 	fs.Var(urlFlag{url}, "database-url", "PostgreSQL `URL` of a role that may create tables and roles (EVENTVAULT_DATABASE_URL; -h shows it without its password)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *url == "" {

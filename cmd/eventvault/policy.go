@@ -79,7 +79,7 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 	case "from-rules":
 		fs.StringVar(&rulesJSON, "rules", "", "the token's rules, as JSON (required)")
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -212,7 +212,7 @@ func parseRotateFlags(args []string, stderr io.Writer) (rotateOptions, Config, e
 	}
 	fs.IntVar(&o.progressEvery, "progress-every", 1000, "print progress on stderr every this many keys")
 	storeAndRootFlags(fs, &c)
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return o, Config{}, err
 	}
 	if fs.NArg() > 0 {

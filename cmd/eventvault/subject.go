@@ -61,7 +61,7 @@ func runSubject(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	value := fs.String("value", "", "rectify: the corrected value, as JSON (a string is \"quoted\")")
 	reason := fs.String("reason", "", "restrict: why processing is restricted (GDPR Art. 18(1)); no personal data")
 	storeAndRootFlags(fs, &c)
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

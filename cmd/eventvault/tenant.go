@@ -102,7 +102,7 @@ func parseTenantFlags(args []string, stderr io.Writer) (tenantOptions, Config, e
 	fs.StringVar(&tenant, "tenant", "", "the tenant to shred (required)")
 	fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation")
 	storeAndRootFlags(fs, &c)
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return o, Config{}, err
 	}
 	if fs.NArg() > 0 {

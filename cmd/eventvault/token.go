@@ -161,7 +161,7 @@ func parseTokenFlags(args []string, stderr io.Writer) (tokenOptions, Config, err
 		fs.StringVar(&o.id, "id", "", "the token's id, tok_... (required; see 'eventvault token list')")
 	}
 	storeAndRootFlags(fs, &c)
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return o, Config{}, err
 	}
 	if fs.NArg() > 0 {

@@ -32,7 +32,9 @@ const (
 //     looks like: every stream would be unreadable. It reads each tenant's
 //     newest KEK row, cached KeysCheckTTL, and calls Vault for nothing more
 //     than root_of_trust does. Older KEK versions are not checked: a
-//     rotation re-wraps them all before it retires anything.
+//     rotation re-wraps them all before it retires anything. A scan the
+//     store did not answer is not cached: readiness comes back with the
+//     store.
 func ReadyChecks(store eventvault.Store, keys *evcrypto.KeyManager) []api.ReadyCheck {
 	r := &readiness{keys: keys, now: time.Now}
 	return []api.ReadyCheck{
@@ -90,7 +92,14 @@ func (r *readiness) keysCheck(ctx context.Context) error {
 	if !r.keysAt.IsZero() && r.keysMin == status.MinDecryptionVersion && r.now().Sub(r.keysAt) < KeysCheckTTL {
 		return r.keysErr
 	}
-	r.keysErr = r.scan(ctx, status)
+	err = r.scan(ctx, status)
+	if err != nil && eventvault.ErrorCode(err) != eventvault.EKEYRETIRED {
+		// The scan did not run to its verdict (the store did not answer):
+		// not kept, so that readiness comes back with the store, not up
+		// to KeysCheckTTL after it.
+		return err
+	}
+	r.keysErr = err
 	r.keysAt, r.keysMin = r.now(), status.MinDecryptionVersion
 	return r.keysErr
 }
