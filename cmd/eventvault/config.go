@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -218,6 +219,13 @@ func (c *Config) validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("-tls-cert and -tls-key go together: give both or neither")
+	}
+	if c.TLSCert != "" {
+		// Loaded here, before anything is opened or the banner says the
+		// server listens; net/http loads them again when it serves.
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			return fmt.Errorf("-tls-cert %s and -tls-key %s: %w: give a PEM certificate and its private key", c.TLSCert, c.TLSKey, err)
+		}
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("-log-format must be text or json, not %q", c.LogFormat)

@@ -160,7 +160,7 @@ func (r *rotation) root(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(r.stdout, "%d tenant KEK versions re-wrapped under root key version %d\n", n, newest)
+	fmt.Fprintf(r.stdout, "%d tenant KEK versions and the deployment keys re-wrapped under root key version %d\n", n, newest)
 	if !r.opts.retire {
 		return nil
 	}

@@ -217,7 +217,7 @@ func TestRotateRootCommandOverVault(t *testing.T) {
 	}
 	for _, want := range []string{
 		"added root key version 2",
-		"3 tenant KEK versions re-wrapped under root key version 2",
+		"3 tenant KEK versions and the deployment keys re-wrapped under root key version 2",
 		"retired root key versions before 2",
 	} {
 		if !strings.Contains(stdout, want) {

@@ -99,6 +99,9 @@ func TestServerFlagsRefuseIncompleteProductionConfig(t *testing.T) {
 		{[]string{"-dev", "-vault-addr", "http://v", "-vault-approle-role-id", "r"}, "secret id"},
 		{[]string{"-dev", "-vault-addr", "http://v", "-vault-token-file", "t", "-vault-client-cert", "c.pem"}, "-vault-client-key"},
 		{[]string{"-dev", "-tls-cert", "c.pem"}, "-tls-key"},
+		// Files that are not there: refused before anything is opened or a
+		// banner says the server listens.
+		{[]string{"-dev", "-tls-cert", "/nonexistent/c.pem", "-tls-key", "/nonexistent/k.pem"}, "-tls-cert /nonexistent/c.pem and -tls-key /nonexistent/k.pem: open /nonexistent/c.pem: no such file or directory: give a PEM certificate"},
 		{[]string{"-dev", "-log-format", "xml"}, "-log-format"},
 		{[]string{"-database-url", "postgres://x", "-insecure-local-root-key", "-root-key-file", "k", "-dev-root-token", "r"}, "dev mode only"},
 	}
