@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	neturl "net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -85,7 +88,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgconn redacts the password in parse errors.
-		return nil, &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: "the database URL does not parse", Err: err}
+		return nil, &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: urlProblem(url), Err: err}
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
@@ -204,4 +207,32 @@ func (db *DB) PoolStats() PoolStats {
 	s := db.pool.Stat()
 	return PoolStats{MaxConns: s.MaxConns(), InUse: s.AcquiredConns(), Acquires: s.AcquireCount(), Waited: s.EmptyAcquireCount(),
 		Canceled: s.CanceledAcquireCount(), Wait: s.AcquireDuration()}
+}
+
+// urlProblem is the message for a database URL that pgx cannot parse: what
+// is wrong with it, when a common mistake explains it, never a part of the
+// URL itself (it may hold a password).
+func urlProblem(raw string) string {
+	const base = "the database URL does not parse"
+	if !strings.HasPrefix(raw, "postgres://") && !strings.HasPrefix(raw, "postgresql://") && strings.Contains(raw, "://") {
+		return base + ": it must start with postgres:// or postgresql://"
+	}
+	u, err := neturl.Parse(raw)
+	if err != nil && strings.Contains(err.Error(), "invalid port") {
+		return base + ": its port is not a number from 0 to 65535"
+	}
+	if err != nil {
+		return base + ": a character in it is not allowed there; a '%', '@', ':', '/' or '#' in the user name or password must be percent-encoded (%25, %40, %3A, %2F, %23)"
+	}
+	if p := u.Port(); p != "" {
+		if _, err := strconv.ParseUint(p, 10, 16); err != nil {
+			return base + ": its port is not a number from 0 to 65535"
+		}
+	}
+	switch m := u.Query().Get("sslmode"); m {
+	case "", "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+	default:
+		return base + ": sslmode must be disable, allow, prefer, require, verify-ca or verify-full"
+	}
+	return base + " (postgres://user:password@host:port/database?sslmode=...)"
 }

@@ -123,7 +123,7 @@ func Migrate(ctx context.Context, url string) error {
 	}
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		return &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: "the database URL does not parse", Err: err}
+		return &eventvault.Error{Code: eventvault.EINVALID, Op: op, Message: urlProblem(url), Err: err}
 	}
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
