@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net"
 	"os"
@@ -110,6 +111,34 @@ func TestCheckFailsWhileVaultIsSealed(t *testing.T) {
 	err := p.Check(t.Context())
 	if eventvault.ErrorCode(err) != eventvault.EUNAVAILABLE || !strings.Contains(eventvault.ErrorMessage(err), "Vault at "+s.Addr+" is sealed") {
 		t.Fatalf("Check of a sealed Vault: %v; want EUNAVAILABLE saying it is sealed", err)
+	}
+}
+
+// TestProbeOfASealedVaultSaysSoAtOnce: readiness's probe of a sealed
+// Vault is tried once, within the readiness deadline (2 s), and its error
+// (for the log; /readyz shows the check failed) says that Vault is
+// sealed, where a retried read ran past the deadline into "did
+// not answer in time"; unsealed, the probe passes again. Retries of the
+// other operations are unchanged (TestOperationsFailUnavailableWhileVaultIsSealedOrDown).
+func TestProbeOfASealedVaultSaysSoAtOnce(t *testing.T) {
+	s := vaulttest.Start(t)
+	cfg := s.Config()
+	cfg.MaxRetries = 2 // the server's default (-vault-max-retries): two waits of 0.5-1.5 s
+	p := openChecked(t, cfg)
+	s.Seal()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := p.ProbeRoot(ctx)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("the probe of a sealed Vault took %v; want one try", took)
+	}
+	if eventvault.ErrorCode(err) != eventvault.EUNAVAILABLE || !strings.Contains(err.Error(), "is sealed (unseal it: vault operator unseal)") {
+		t.Fatalf("probe of a sealed Vault: %v; want EUNAVAILABLE saying it is sealed", err)
+	}
+	s.Unseal()
+	if _, err := p.ProbeRoot(t.Context()); err != nil {
+		t.Fatalf("probe once unsealed: %v", err)
 	}
 }
 

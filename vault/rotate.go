@@ -136,10 +136,12 @@ func (t *Transit) RootVersionOf(wrapped []byte) (int, error) {
 // ProbeRoot reads the Transit key (transit/keys/:name, which the server's
 // policy allows): one request that proves Vault answers, is unsealed, takes
 // the token and holds the key, and says which versions still unwrap. It
-// implements crypto.RootProber; readiness calls it, through a cache.
+// implements crypto.RootProber; readiness calls it, through a cache. It
+// is tried once, not retried (tryOnce): within readiness's deadline it
+// says what Vault said, such as sealed.
 // Errors: EUNAVAILABLE as for WrapKey.
 func (t *Transit) ProbeRoot(ctx context.Context) (evcrypto.RootStatus, error) {
-	k, err := t.keyInfo(ctx, "vault.Transit.ProbeRoot")
+	k, err := t.keyInfo(tryOnce(ctx), "vault.Transit.ProbeRoot")
 	if err != nil {
 		return evcrypto.RootStatus{}, err
 	}

@@ -63,6 +63,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Transit, error)
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		Timeout:      cfg.Timeout,
+		CheckRetry:   checkRetry,
 		MaxRetries:   cfg.MaxRetries,
 		MinRetryWait: cfg.MinRetryWait,
 		MaxRetryWait: cfg.MaxRetryWait,
@@ -323,4 +324,24 @@ func ciphertextOf(s *api.Secret) (string, error) {
 		return "", err
 	}
 	return ct, nil
+}
+
+// onceKey marks a context whose Vault requests are tried once (tryOnce).
+type onceKey struct{}
+
+// tryOnce returns ctx marked so that its Vault requests are not retried:
+// a readiness probe answers within its own deadline with what Vault said
+// (sealed, refused), rather than retrying past it into "did not answer in
+// time".
+func tryOnce(ctx context.Context) context.Context {
+	return context.WithValue(ctx, onceKey{}, true)
+}
+
+// checkRetry is Vault's default retry policy (the request context's
+// retries, back-off and 5xx), but for a context tryOnce marked.
+func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Value(onceKey{}) != nil {
+		return false, nil
+	}
+	return api.DefaultRetryPolicy(ctx, resp, err)
 }
