@@ -143,6 +143,10 @@ func mapCode(op, code string, cause error) error {
 		e.Code, e.Message = eventvault.EUNAVAILABLE, "the database is busy; retry"
 	case code == sqlUndefinedTable || code == sqlUndefinedObject:
 		e.Code, e.Message = eventvault.EINTERNAL, "the database schema is missing or not up to date: apply the migrations"
+	case strings.HasPrefix(code, "28"): // invalid authorization: no such role, a wrong password, pg_hba refusal
+		e.Code, e.Message = eventvault.EINVALID, "PostgreSQL refused the login: check the user name and password in the database URL, and that pg_hba.conf lets that role in from here"
+	case code == "3D000": // invalid catalog name
+		e.Code, e.Message = eventvault.EINVALID, "the database named in the database URL does not exist: create it (createdb), or fix the URL's path"
 	case code == sqlInsufficientPrivilege:
 		e.Code, e.Message = eventvault.EINTERNAL, "the database refused the store a privilege: apply the migrations, and connect as a role that is a member of "+appRole
 	case strings.HasPrefix(code, "08"), // connection exception

@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	neturl "net/url"
 	"strings"
 	"testing"
 
 	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/store/postgres/pgtest"
 )
 
 // TestABadDatabaseURLSaysWhatIsWrong: Open and Migrate refuse a URL pgx
@@ -31,6 +33,30 @@ func TestABadDatabaseURLSaysWhatIsWrong(t *testing.T) {
 			if strings.Contains(msg, "S3cr") || strings.Contains(err.Error(), "S3cr") {
 				t.Errorf("%s(%q): the error shows the password: %v", name, url, err)
 			}
+		}
+	}
+}
+
+// TestALoginPostgreSQLRefusesSaysSo: a role that does not exist and a
+// database that does not exist, on a real PostgreSQL, are EINVALID saying
+// what to check, not an internal error.
+func TestALoginPostgreSQLRefusesSaysSo(t *testing.T) {
+	base := pgtest.URL(t)
+	u, err := neturl.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noRole := *u
+	noRole.User = neturl.UserPassword("no_such_role_x", "pw")
+	noDB := *u
+	noDB.Path = "/no_such_database_x"
+	for url, says := range map[string]string{
+		noRole.String(): "PostgreSQL refused the login: check the user name and password",
+		noDB.String():   "the database named in the database URL does not exist",
+	} {
+		_, err := Open(t.Context(), url, Options{})
+		if eventvault.ErrorCode(err) != eventvault.EINVALID || !strings.Contains(eventvault.ErrorMessage(err), says) || strings.Contains(err.Error(), ":pw@") {
+			t.Errorf("Open with %s: %v; want EINVALID saying %q", says, err, says)
 		}
 	}
 }
