@@ -91,41 +91,31 @@ func env(name, def string) string {
 // mistyped EVENTVAULT_KEY_CACHE_TTL must not start a server on the
 // default. Unset or empty is the default.
 func envBool(name string) bool {
-	v := os.Getenv(name)
-	if v == "" {
-		return false
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		envProblem(name, "true or false (1, 0, t, f)")
-	}
-	return b
+	return envValue(name, false, strconv.ParseBool, "true or false (1, 0, t, f)")
 }
 
 func envDuration(name string, def time.Duration) time.Duration {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		envProblem(name, `a duration such as "30s" or "5m"`)
-		return def
-	}
-	return d
+	return envValue(name, def, time.ParseDuration, `a duration such as "30s" or "5m"`)
 }
 
 func envInt(name string, def int) int {
+	return envValue(name, def, strconv.Atoi, "a whole number")
+}
+
+// envValue is the variable name parsed by parse, def when it is unset or
+// empty or does not parse (recorded then: envProblem, with want, what it
+// takes).
+func envValue[T any](name string, def T, parse func(string) (T, error), want string) T {
 	v := os.Getenv(name)
 	if v == "" {
 		return def
 	}
-	n, err := strconv.Atoi(v)
+	x, err := parse(v)
 	if err != nil {
-		envProblem(name, "a whole number")
+		envProblem(name, want)
 		return def
 	}
-	return n
+	return x
 }
 
 // envProblems are the variables envBool, envDuration and envInt could not
