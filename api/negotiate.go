@@ -19,39 +19,42 @@ const EventStreamContentType = "text/event-stream"
 // request without Accept, or with */*, gets. A route not in routeOffers
 // answers in JSON alone.
 var (
-	jsonOffers = offers("application/json")
+	jsonOffers = offers("", "application/json")
 	// eventPageOffers are the event reads': the JSON page, then the bulk
 	// encodings (eventframes.go, eventjson.go).
-	eventPageOffers = offerSet{offers("application/json", FramesContentType, NDJSONContentType), ""}
-	routeOffers     = map[string]offerSet{
-		"GET /v1/streams/:stream/events":  eventPageOffers,
-		"HEAD /v1/streams/:stream/events": eventPageOffers,
-		"GET /v1/events":                  eventPageOffers,
-		"HEAD /v1/events":                 eventPageOffers,
-		"GET /v1/subscribe": {offers(EventStreamContentType),
-			"the feed streams Server-Sent Events; a JSON page that waits for the next event is GET /v1/events?from=N&wait=30"},
+	eventPageOffers = offers("", "application/json", FramesContentType, NDJSONContentType)
+	routeOffers     = map[routeKey]offerSet{
+		{"GET", "/v1/streams/:stream/events"}:  eventPageOffers,
+		{"HEAD", "/v1/streams/:stream/events"}: eventPageOffers,
+		{"GET", "/v1/events"}:                  eventPageOffers,
+		{"HEAD", "/v1/events"}:                 eventPageOffers,
+		{"GET", "/v1/subscribe"}: offers("the feed streams Server-Sent Events; a JSON page that waits for the next event is GET /v1/events?from=N&wait=30",
+			EventStreamContentType),
 	}
 )
 
-// offerSet is what a route answers in, and a hint for the 406 that says
-// where else to find it.
+// routeKey is a route: its method and gin's path template.
+type routeKey struct{ method, path string }
+
+// offerSet is what a route answers in: names, the media types, the default
+// first; types, each of them and each again with charset=utf-8, which some
+// clients put in Accept; and a hint for the 406 that says where else to
+// find it.
 type offerSet struct {
+	names []string
 	types []contenttype.MediaType
 	hint  string
 }
 
-// offers returns the media types a route answers in, each also with
-// charset=utf-8, which some clients put in Accept; the charset-free one
-// comes first.
-func offers(types ...string) []contenttype.MediaType {
-	out := make([]contenttype.MediaType, 0, 2*len(types))
-	for _, t := range types {
-		out = append(out, contenttype.NewMediaType(t))
+func offers(hint string, names ...string) offerSet {
+	set := offerSet{names: names, hint: hint}
+	for _, t := range names {
+		set.types = append(set.types, contenttype.NewMediaType(t))
 	}
-	for _, t := range types {
-		out = append(out, contenttype.NewMediaType(t+";charset=utf-8"))
+	for _, t := range names {
+		set.types = append(set.types, contenttype.NewMediaType(t+";charset=utf-8"))
 	}
-	return out
+	return set
 }
 
 // mediaKey is the gin context key of the media type negotiate chose.
@@ -70,24 +73,30 @@ func negotiate(c *gin.Context) {
 	if len(accept) == 0 || c.FullPath() == "" {
 		return
 	}
-	set, ok := routeOffers[c.Request.Method+" "+c.FullPath()]
-	if !ok {
-		set.types = jsonOffers
+	set, routed := routeOffers[routeKey{c.Request.Method, c.FullPath()}]
+	if !routed {
+		set = jsonOffers
 	}
-	mt, _, err := contenttype.GetAcceptableMediaTypeFromHeader(strings.Join(accept, ","), set.types)
-	switch {
-	case err == nil:
-		c.Set(mediaKey, mt.MIME())
-	case errors.Is(err, contenttype.ErrNoAcceptableTypeFound):
-		names := make([]string, 0, len(set.types)/2)
-		for _, o := range set.types[:len(set.types)/2] {
-			names = append(names, o.MIME())
+	chosen := set.names[0]
+	// What most clients send ("*/*", or the default itself) takes the
+	// default without a parse.
+	if len(accept) != 1 || (accept[0] != "*/*" && accept[0] != chosen) {
+		mt, _, err := contenttype.GetAcceptableMediaTypeFromHeader(strings.Join(accept, ","), set.types)
+		switch {
+		case err == nil:
+			chosen = mt.MIME()
+		case errors.Is(err, contenttype.ErrNoAcceptableTypeFound):
+			detail := "Accept names no media type this endpoint answers in: it answers in " + strings.Join(set.names, ", ") + "; list one of them in Accept, or leave Accept out"
+			if set.hint != "" {
+				detail += " (" + set.hint + ")"
+			}
+			writeProblem(c, http.StatusNotAcceptable, eventvault.EINVALID, detail, map[string]any{"available": set.names})
+			return
 		}
-		detail := "Accept names no media type this endpoint answers in: it answers in " + strings.Join(names, ", ") + "; list one of them in Accept, or leave Accept out"
-		if set.hint != "" {
-			detail += " (" + set.hint + ")"
-		}
-		writeProblem(c, http.StatusNotAcceptable, eventvault.EINVALID, detail, map[string]any{"available": names})
+	}
+	if routed {
+		// Only a route of its own offers reads the choice (negotiated).
+		c.Set(mediaKey, chosen)
 	}
 }
 
