@@ -341,6 +341,14 @@ type AllPage struct {
 	Next int64
 	// PIIGeneration is as StreamPage's.
 	PIIGeneration int64
+	// KeyEpoch is the tenant's stream key epoch on the page's snapshot:
+	// it moves on with every change to one of the tenant's stream key rows
+	// that exists (re-wrapped, shredded, deleted, written straight into
+	// the store), never with a new stream or an append. Two snapshots with
+	// the same epoch see the same key row for every stream both hold. It
+	// is set when Keys is nil (AllPageKeysOnRequest); a store that always
+	// reads the keys leaves it 0.
+	KeyEpoch int64
 }
 
 // EventStore appends and reads sealed events. Within a tenant, global
@@ -389,14 +397,30 @@ type EventStore interface {
 // concurrently.
 type AllPageReceiver interface {
 	// Head receives the page without its events (Events nil): the keys
-	// of the streams it holds, a shredded stream's the zero key, and
-	// Next. It comes before any event.
+	// of the streams it holds, a shredded stream's the zero key (or no
+	// keys, to a receiver that takes them on request:
+	// AllPageKeysOnRequest), and Next. It comes before any event.
 	Head(page AllPage) error
 	// Events receives the page's next events, at least one, in global
 	// order. The chunk, its events' slices and their bytes are the
 	// receiver's, as ReadAll's page is its caller's: the store keeps no
 	// reference to them, and no two StoredEvents' slices share bytes.
 	Events(chunk []StoredEvent) error
+}
+
+// AllPageKeysOnRequest is an AllPageReceiver that may take a page without
+// its streams' keys, because it holds ciphers it checked against the key
+// rows of an earlier page at the same AllPage.KeyEpoch. A store may then
+// call Head with Keys nil and KeyEpoch set, hand over the events, and ask
+// WantsKeys once after the last of them: if it answers true, the store
+// reads the keys on the page's snapshot and hands them to Keys (the map as
+// AllPage.Keys) before ReadAllTo returns. A store may also ignore this and
+// hand the keys with the head as to any receiver (then WantsKeys and Keys
+// are not called).
+type AllPageKeysOnRequest interface {
+	AllPageReceiver
+	WantsKeys() bool
+	Keys(keys map[StreamName]WrappedKey) error
 }
 
 // AllPageCollector is an AllPageReceiver that gathers the page ReadAllTo

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/eventvault/eventvault"
 )
@@ -22,6 +23,10 @@ const (
 	cacheStream
 	cacheKEKVersion // one version of the tenant's KEK, which unwraps the stream keys it wrapped
 	cacheSubject    // a data subject's key (subjectkeys.go)
+	// cacheErasedStream marks a stream a read found shredded at a key
+	// epoch (MarkStreamKeyChecked with the zero key): no key, only
+	// checkedAt.
+	cacheErasedStream
 )
 
 type cacheKey struct {
@@ -43,6 +48,13 @@ type cacheEntry struct {
 	// row the cipher came from: a read presenting any other row misses the
 	// cache.
 	fingerprint [sha256.Size]byte
+	// checkedAt is, for a stream, the key epoch (eventvault.AllPage.KeyEpoch)
+	// plus one at which a read last found the stream's key row to be the one
+	// the entry was filled from, 0 for none: CachedStreamCipherAt. It is
+	// shared by the copies of the entry the cache hands out, so that marking
+	// it neither re-adds the entry (which would renew its time to live) nor
+	// races with a lookup.
+	checkedAt *atomic.Int64
 }
 
 // filledFrom reports, in constant time, whether the entry was filled from
@@ -127,6 +139,9 @@ func (k *Keyring) fill(gen uint64, key cacheKey, e cacheEntry) {
 			// Only a cipher the cache holds keeps values: they then go
 			// with its entry (subjectvalues.go).
 			e.subjectCipher.values.enable(&k.valueBudget)
+		}
+		if e.cipher != nil && e.checkedAt == nil {
+			e.checkedAt = new(atomic.Int64)
 		}
 		k.cache.Add(key, e)
 	}

@@ -358,6 +358,69 @@ func (k *Keyring) CachedStreamCipher(tenant eventvault.TenantID, stream eventvau
 	return e.cipher, true
 }
 
+// CachedStreamCipherAt returns the cached cipher of the stream if a read
+// found its key row to be the one the cipher came from on a snapshot at
+// key epoch epoch (MarkStreamKeyChecked), and false otherwise: the
+// tenant's stream key rows are then the same on any snapshot at that epoch
+// (eventvault.AllPage.KeyEpoch), so the cipher opens the stream's events
+// of such a page as OpenStreamCipher with its key row would, without the
+// row. It calls neither the store nor the root key. A false is not a miss
+// of the cache's metrics, as CachedStreamCipher's.
+//
+// A stream a read found shredded at that epoch comes back as a nil cipher
+// and true: its events are erased envelopes.
+func (k *Keyring) CachedStreamCipherAt(tenant eventvault.TenantID, stream eventvault.StreamName, epoch int64) (*StreamCipher, bool) {
+	if epoch < 0 {
+		return nil, false
+	}
+	e, ok := k.cache.Get(cacheKey{kind: cacheStream, tenant: tenant, stream: stream})
+	if ok && e.cipher != nil && e.checkedAt != nil && e.checkedAt.Load() == epoch+1 {
+		if k.onLookup != nil {
+			k.onLookup("stream", true)
+		}
+		return e.cipher, true
+	}
+	if e, ok = k.cache.Get(cacheKey{kind: cacheErasedStream, tenant: tenant, stream: stream}); ok && e.checkedAt.Load() == epoch+1 {
+		return nil, true
+	}
+	return nil, false
+}
+
+// MarkStreamKeyChecked records that wk is the stream's key row on a
+// snapshot at key epoch epoch, if the cache holds the cipher of that very
+// row: CachedStreamCipherAt then serves it to pages read at that epoch. A
+// zero wk (a shredded stream), another row, or no cached cipher marks
+// nothing.
+//
+// A zero wk marks the stream as found shredded at the epoch, so that pages
+// at that epoch leave its events erased without its key row; a shredded
+// key never comes back, and the epoch moves with any change to the row.
+func (k *Keyring) MarkStreamKeyChecked(tenant eventvault.TenantID, stream eventvault.StreamName, wk eventvault.WrappedKey, epoch int64) {
+	if epoch < 0 {
+		return
+	}
+	if wk.ID == uuid.Nil && len(wk.Ciphertext) == 0 {
+		k.EvictStream(tenant, stream) // a cipher this node still holds
+		ek := cacheKey{kind: cacheErasedStream, tenant: tenant, stream: stream}
+		if e, ok := k.cache.Peek(ek); ok {
+			e.checkedAt.Store(epoch + 1)
+			return
+		}
+		e := cacheEntry{checkedAt: new(atomic.Int64)}
+		e.checkedAt.Store(epoch + 1)
+		k.cache.Add(ek, e)
+		return
+	}
+	if len(wk.Ciphertext) == 0 {
+		return
+	}
+	e, ok := k.cache.Peek(cacheKey{kind: cacheStream, tenant: tenant, stream: stream})
+	if !ok || e.checkedAt == nil || !e.filledFrom(rowFingerprint(wk)) {
+		return
+	}
+	e.checkedAt.Store(epoch + 1)
+}
+
 // openStreamKey unwraps a stream key row with the version of the tenant's
 // KEK that the row names: rows not yet re-wrapped after a KEK rotation
 // open with the older version, fetched and cached on its own.

@@ -601,3 +601,54 @@ func BenchmarkKeyringStreamCipherCached(b *testing.B) {
 		}
 	}
 }
+
+// TestCachedStreamCipherAtServesOnlyTheEpochChecked: a cipher is served
+// without its key row only at the key epoch a read checked that very row
+// at; a mark with another row, a zero epoch unmarked, or another epoch
+// serves nothing, and a stream found shredded comes back erased at its
+// epoch only, its cipher forgotten.
+func TestCachedStreamCipherAtServesOnlyTheEpochChecked(t *testing.T) {
+	f := newKeyringFixture(t, KeyringOptions{})
+	cached := streamCipher(t, f.ring, "acme", "order-1")
+	streamCipher(t, f.ring, "acme", "order-2")
+	row := f.store.streamKey(t, "acme", "order-1")
+
+	if _, ok := f.ring.CachedStreamCipherAt("acme", "order-1", 0); ok {
+		t.Fatal("a cipher no read checked was served at epoch 0")
+	}
+	f.ring.MarkStreamKeyChecked("acme", "order-1", f.store.streamKey(t, "acme", "order-2"), 3)
+	if _, ok := f.ring.CachedStreamCipherAt("acme", "order-1", 3); ok {
+		t.Fatal("a mark with another stream's row made the cipher served")
+	}
+	altered := cloneKey(row)
+	altered.Ciphertext[0] ^= 1
+	f.ring.MarkStreamKeyChecked("acme", "order-1", altered, 3)
+	if _, ok := f.ring.CachedStreamCipherAt("acme", "order-1", 3); ok {
+		t.Fatal("a mark with an altered row made the cipher served")
+	}
+	f.ring.MarkStreamKeyChecked("acme", "order-1", row, 3)
+	if c, ok := f.ring.CachedStreamCipherAt("acme", "order-1", 3); !ok || c != cached {
+		t.Fatalf("the cipher checked at epoch 3: %v, %v; want the cached one", c, ok)
+	}
+	for _, epoch := range []int64{2, 4, -1} {
+		if _, ok := f.ring.CachedStreamCipherAt("acme", "order-1", epoch); ok {
+			t.Fatalf("the cipher checked at epoch 3 was served at epoch %d", epoch)
+		}
+	}
+	if _, ok := f.ring.CachedStreamCipherAt("tenant-b", "order-1", 3); ok {
+		t.Fatal("another tenant's stream of the same name was served")
+	}
+
+	f.ring.MarkStreamKeyChecked("acme", "order-2", eventvault.WrappedKey{}, 5)
+	if c, ok := f.ring.CachedStreamCipherAt("acme", "order-2", 5); !ok || c != nil {
+		t.Fatalf("a stream found shredded at epoch 5: %v, %v; want erased (nil, true)", c, ok)
+	}
+	if _, ok := f.ring.CachedStreamCipherAt("acme", "order-2", 6); ok {
+		t.Fatal("a stream found shredded at epoch 5 was answered at epoch 6")
+	}
+	calls := f.store.calls.Load()
+	streamCipher(t, f.ring, "acme", "order-2")
+	if f.store.calls.Load() == calls {
+		t.Fatal("after a read found the stream shredded, its cipher was still served from the cache")
+	}
+}

@@ -73,6 +73,14 @@ type StreamKeys interface {
 	// no store or root key call: what a reader still receiving a page may
 	// use.
 	CachedStreamCipher(tenant eventvault.TenantID, stream eventvault.StreamName, wk eventvault.WrappedKey) (*evcrypto.StreamCipher, bool)
+	// CachedStreamCipherAt returns the stream's cached cipher if a read
+	// checked its key row at key epoch epoch (eventvault.AllPage.KeyEpoch),
+	// and false otherwise, with no store or root key call; a page read at
+	// that epoch may use it without its key row.
+	CachedStreamCipherAt(tenant eventvault.TenantID, stream eventvault.StreamName, epoch int64) (*evcrypto.StreamCipher, bool)
+	// MarkStreamKeyChecked records that wk, whose cipher is cached, is the
+	// stream's key row on a snapshot at key epoch epoch.
+	MarkStreamKeyChecked(tenant eventvault.TenantID, stream eventvault.StreamName, wk eventvault.WrappedKey, epoch int64)
 	// EvictStream forgets a cached stream key the store no longer holds.
 	EvictStream(tenant eventvault.TenantID, stream eventvault.StreamName)
 	// EvictTenant forgets every cached key of the tenant, its KEK included:

@@ -24,6 +24,15 @@ import (
 // no store or root key call while the read holds its connection); a chunk
 // with a stream whose cipher is not cached waits, and is opened after the
 // read (finish), with OpenStreamCipher.
+//
+// It takes the keys on request (eventvault.AllPageKeysOnRequest): a store
+// may hand the head without the keys, at the page's key epoch. A stream
+// whose cipher a read checked against its key row at that very epoch is
+// opened with it (CachedStreamCipherAt); a chunk with any other stream
+// waits, and the store reads the page's keys after its events (WantsKeys),
+// on the page's snapshot. The ciphers found with those keys are marked as
+// checked at the epoch (MarkStreamKeyChecked), so that the next page at the
+// same epoch needs none.
 type allPageOpener struct {
 	ctx  context.Context
 	e    *Events
@@ -32,6 +41,10 @@ type allPageOpener struct {
 	keys map[eventvault.StreamName]eventvault.WrappedKey
 	// piiGen is the page's PII generation (AllPage.PIIGeneration).
 	piiGen int64
+	// onRequest is set when the head came without keys (keys nil until
+	// Keys), at key epoch epoch (AllPage.KeyEpoch).
+	onRequest bool
+	epoch     int64
 	// ciphers holds the cipher of each stream met so far (nil for an
 	// erased one); a stream absent was not met or is not cached yet.
 	ciphers map[eventvault.StreamName]*evcrypto.StreamCipher
@@ -70,6 +83,7 @@ func (o *allPageOpener) Head(page eventvault.AllPage) error {
 		return pastTheEnd("from", o.from, page.Next, false)
 	}
 	o.keys, o.piiGen = page.Keys, page.PIIGeneration
+	o.onRequest, o.epoch = page.Keys == nil, page.KeyEpoch
 	n := int(min(int64(o.limit), page.Next-o.from))
 	o.out = make([]eventvault.Event, 0, n)
 	o.manifests = make([][]byte, 0, n)
@@ -90,7 +104,13 @@ func (o *allPageOpener) Events(chunk []eventvault.StoredEvent) error {
 	ready := true
 	for i, se := range chunk {
 		c, ok := o.ciphers[se.Stream]
-		if !ok {
+		if !ok && o.onRequest {
+			if c, ok = o.e.keys.CachedStreamCipherAt(o.p.Tenant, se.Stream, o.epoch); !ok {
+				ready = false
+				continue
+			}
+			o.ciphers[se.Stream] = c
+		} else if !ok {
 			k := o.keys[se.Stream]
 			if k.ID != uuid.Nil {
 				if c, ok = o.e.keys.CachedStreamCipher(o.p.Tenant, se.Stream, k); !ok {
@@ -137,6 +157,16 @@ func (o *allPageOpener) startOpen(at int, chunk []eventvault.StoredEvent) {
 	})
 }
 
+// WantsKeys reports whether a chunk waits for the page's keys: a stream
+// whose cipher was not checked at the page's key epoch.
+func (o *allPageOpener) WantsKeys() bool { return len(o.waiting) > 0 }
+
+// Keys takes the page's keys, read on its snapshot after its events.
+func (o *allPageOpener) Keys(keys map[eventvault.StreamName]eventvault.WrappedKey) error {
+	o.keys = keys
+	return nil
+}
+
 // fail records err, the failure of the event at index i, unless an earlier
 // event failed: the read fails with the error of the first event that
 // failed, as a loop over the page would.
@@ -156,6 +186,10 @@ func (o *allPageOpener) finish(readErr error) ([]eventvault.Event, [][]byte, err
 	if readErr != nil {
 		o.wg.Wait()
 		return nil, nil, fmt.Errorf("read all: %w", readErr)
+	}
+	if len(o.waiting) > 0 && o.keys == nil {
+		o.wg.Wait()
+		return nil, nil, fmt.Errorf("read all from %d: the store handed over no keys for the streams whose ciphers were not checked at key epoch %d", o.from, o.epoch)
 	}
 	for _, w := range o.waiting {
 		if i, err := o.openCiphers(w); err != nil {
@@ -183,6 +217,12 @@ func (o *allPageOpener) openCiphers(w chunkAt) (int, error) {
 				if c, err = o.e.keys.OpenStreamCipher(o.ctx, o.p.Tenant, se.Stream, k); err != nil {
 					return w.at + i, fmt.Errorf("key of stream %s: %w", se.Stream, err)
 				}
+				if o.onRequest {
+					o.e.keys.MarkStreamKeyChecked(o.p.Tenant, se.Stream, k, o.epoch)
+				}
+			} else if o.onRequest {
+				// Shredded: its events are erased envelopes at this epoch.
+				o.e.keys.MarkStreamKeyChecked(o.p.Tenant, se.Stream, k, o.epoch)
 			}
 			o.ciphers[se.Stream] = c
 		}

@@ -32,6 +32,14 @@ func withErasureRecords(t *testing.T, db *postgres.DB) {
 			t.Fatalf("CreateErasureRequest %s: %v", tenant, err)
 		}
 		withPII(t, db, tenant)
+		// A shredded stream of its own moves the tenant's stream key epoch
+		// (0012), so that stream_key_epochs holds a row of the tenant.
+		if _, err := db.CreateStreamKey(t.Context(), tenant, "shredded-fixture", wrappedKey("shredded-"+string(tenant))); err != nil {
+			t.Fatalf("CreateStreamKey %s: %v", tenant, err)
+		}
+		if _, err := db.ShredStream(t.Context(), tenant, "shredded-fixture", false, time.Now()); err != nil {
+			t.Fatalf("ShredStream %s: %v", tenant, err)
+		}
 	}
 }
 

@@ -32,9 +32,11 @@ const piiGenerationSQL = `SELECT ` + piiGenerationColumn
 const streamRowSQL = `SELECT version, ` + keyColumns + `, shredded_at, ` + piiGenerationColumn + ` FROM streams
 	WHERE tenant_id = $1 AND name = $2`
 
-// allHeadSQL returns the tenant's next global position (nextGlobalSQL) and
-// its PII generation: the head of a read-all page.
-const allHeadSQL = `SELECT ` + nextGlobalColumn + `, ` + piiGenerationColumn
+// allHeadSQL returns the tenant's next global position (nextGlobalSQL),
+// its PII generation and its stream key epoch (0012; 0 before the first
+// change): the head of a read-all page.
+const allHeadSQL = `SELECT ` + nextGlobalColumn + `, ` + piiGenerationColumn +
+	`, coalesce((SELECT epoch FROM stream_key_epochs WHERE tenant_id = $1), 0)`
 
 const eventColumns = `id, stream, type, position, global_position, recorded_at, content_mac, payload`
 
@@ -200,26 +202,25 @@ func (db *DB) ReadAllTo(ctx context.Context, tenant eventvault.TenantID, from in
 	if err := eventvault.ValidateReadAll(from, limit); err != nil {
 		return err
 	}
+	// A receiver that takes the keys on request gets the head and the
+	// events first, and the keys only if it asks for them, in a second
+	// round trip on the same snapshot (the transaction is REPEATABLE
+	// READ): a reader whose ciphers were checked at the page's key epoch
+	// skips the keys' statement, which walks the page's index range again.
+	kr, onRequest := r.(eventvault.AllPageKeysOnRequest)
 	handed := false
 	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true, genericPlans: true}, func(ctx context.Context, t *txn) error {
 		if handed {
 			return errors.New("the page was handed over in part already and cannot be read again")
 		}
-		head := eventvault.AllPage{Keys: map[eventvault.StreamName]eventvault.WrappedKey{}}
+		var head eventvault.AllPage
 		b := &pgx.Batch{}
-		b.Queue(fmt.Sprintf(pageKeysSQL, limit), tenant, from).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var name eventvault.StreamName
-				var k storedKey
-				if err := rows.Scan(&name, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt); err != nil {
-					return err
-				}
-				head.Keys[name], _ = k.wrappedKey()
-			}
-			return rows.Err()
-		})
+		if !onRequest {
+			head.Keys = map[eventvault.StreamName]eventvault.WrappedKey{}
+			queuePageKeys(b, tenant, from, limit, head.Keys)
+		}
 		b.Queue(allHeadSQL, string(tenant)).QueryRow(func(row pgx.Row) error {
-			if err := row.Scan(&head.Next, &head.PIIGeneration); err != nil {
+			if err := row.Scan(&head.Next, &head.PIIGeneration, &head.KeyEpoch); err != nil {
 				return err
 			}
 			handed = true
@@ -230,8 +231,23 @@ func (db *DB) ReadAllTo(ctx context.Context, tenant eventvault.TenantID, from in
 				return receiverErr(r.Events(chunk))
 			})
 		})
-		if err := t.send(ctx, b, true); err != nil {
+		if err := t.send(ctx, b, !onRequest); err != nil {
 			return fmt.Errorf("read all from %d: %w", from, err)
+		}
+		if !onRequest {
+			return nil
+		}
+		b = &pgx.Batch{}
+		var keys map[eventvault.StreamName]eventvault.WrappedKey
+		if kr.WantsKeys() {
+			keys = map[eventvault.StreamName]eventvault.WrappedKey{}
+			queuePageKeys(b, tenant, from, limit, keys)
+		}
+		if err := t.send(ctx, b, true); err != nil {
+			return fmt.Errorf("read the keys of the page from %d: %w", from, err)
+		}
+		if keys != nil {
+			return receiverErr(kr.Keys(keys))
 		}
 		return nil
 	})
@@ -240,6 +256,23 @@ func (db *DB) ReadAllTo(ctx context.Context, tenant eventvault.TenantID, from in
 		return re.err
 	}
 	return err
+}
+
+// queuePageKeys queues pageKeysSQL for the page of limit events from
+// global position from, its rows put into keys (a shredded stream's the
+// zero key).
+func queuePageKeys(b *pgx.Batch, tenant eventvault.TenantID, from int64, limit int, keys map[eventvault.StreamName]eventvault.WrappedKey) {
+	b.Queue(fmt.Sprintf(pageKeysSQL, limit), tenant, from).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var name eventvault.StreamName
+			var k storedKey
+			if err := rows.Scan(&name, &k.id, &k.version, &k.kekVersion, &k.wrapped, &k.createdAt); err != nil {
+				return err
+			}
+			keys[name], _ = k.wrappedKey()
+		}
+		return rows.Err()
+	})
 }
 
 // receiverError is an error of an AllPageReceiver, carried through the

@@ -414,3 +414,80 @@ func TestPIIGenerationCannotBeWoundBack(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamKeyEpochCannotBeWoundBack plays an attacker with the server's
+// role who would make other nodes keep opening a stream with a cipher
+// checked against its key row before a change (migration 0012): the role
+// cannot write the tenant's stream key epoch at all, and a key row changed
+// straight in the database, not through the store, moves it on all the
+// same. An append's change of the version leaves it.
+func TestStreamKeyEpochCannotBeWoundBack(t *testing.T) {
+	db, url := twoTenants(t)
+	withErasureRecords(t, db)
+	for _, tc := range []struct{ name, sql string }{
+		{"wind the epoch back", `UPDATE stream_key_epochs SET epoch = epoch - 1`},
+		{"push the epoch to its end", `UPDATE stream_key_epochs SET epoch = 9223372036854775807`},
+		{"write an epoch", `INSERT INTO stream_key_epochs (tenant_id, epoch) VALUES ('tenant-a', 1) ON CONFLICT (tenant_id) DO UPDATE SET epoch = 9223372036854775807`},
+		{"hold the epoch", `UPDATE stream_key_epochs SET epoch = epoch`},
+		{"delete the epoch", `DELETE FROM stream_key_epochs`},
+		{"truncate the epochs", `TRUNCATE stream_key_epochs`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := asApp(t, url, tenantA, "", "").Exec(t.Context(), tc.sql)
+			wantRefused(t, tc.name, err)
+		})
+	}
+	for _, tc := range []struct {
+		name, sql string
+		moves     bool
+	}{
+		{"an append's version", `UPDATE streams SET version = version WHERE name = 'order-1'`, false},
+		{"a key row re-wrapped", `UPDATE streams SET kek_version = kek_version, wrapped_key = wrapped_key WHERE name = 'order-1'`, true},
+		{"a stream shredded", `UPDATE streams SET shredded_at = now() WHERE name = 'order-1'`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, otherBefore := keyEpoch(t, db, tenantA), keyEpoch(t, db, tenantB)
+			tx := asApp(t, url, tenantA, "", "")
+			if _, err := tx.Exec(t.Context(), tc.sql); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if err := tx.Commit(t.Context()); err != nil {
+				t.Fatalf("commit: %v", err)
+			}
+			after := keyEpoch(t, db, tenantA)
+			if moved := after > before; moved != tc.moves {
+				t.Fatalf("after %s straight in the database the epoch is %d, was %d; want it moved: %v", tc.name, after, before, tc.moves)
+			}
+			if other := keyEpoch(t, db, tenantB); other != otherBefore {
+				t.Fatalf("after %s of tenant A, tenant B's epoch moved from %d to %d", tc.name, otherBefore, other)
+			}
+		})
+	}
+}
+
+// keyEpoch returns the tenant's stream key epoch, as a read-all page's head
+// carries it to a receiver that takes the keys on request.
+func keyEpoch(t *testing.T, db *postgres.DB, tenant eventvault.TenantID) int64 {
+	t.Helper()
+	var r epochReceiver
+	if err := db.ReadAllTo(t.Context(), tenant, 0, 1, &r); err != nil {
+		t.Fatalf("ReadAllTo: %v", err)
+	}
+	if !r.headed || r.keyed {
+		t.Fatalf("ReadAllTo to a receiver that takes the keys on request: head %v, keys in the head %v", r.headed, r.keyed)
+	}
+	return r.epoch
+}
+
+type epochReceiver struct {
+	headed, keyed bool
+	epoch         int64
+}
+
+func (r *epochReceiver) Head(page eventvault.AllPage) error {
+	r.headed, r.keyed, r.epoch = true, page.Keys != nil, page.KeyEpoch
+	return nil
+}
+func (r *epochReceiver) Events([]eventvault.StoredEvent) error                      { return nil }
+func (r *epochReceiver) WantsKeys() bool                                            { return false }
+func (r *epochReceiver) Keys(map[eventvault.StreamName]eventvault.WrappedKey) error { return nil }

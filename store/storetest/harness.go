@@ -242,18 +242,38 @@ func (h *harness) readAll(tenant eventvault.TenantID, from int64, limit int) eve
 	return page
 }
 
-// readPage reads a page of the tenant's log with ReadAll, or on every other
-// call with ReadAllTo through a receiver that checks what ReadAllTo
-// promises of its calls, so that every read-all check of the suite holds
-// of both.
+// readPage reads a page of the tenant's log with ReadAll or, in turn, with
+// ReadAllTo through a receiver that checks what ReadAllTo promises of its
+// calls and through one that also takes the keys on request, so that every
+// read-all check of the suite holds of all three.
 func (h *harness) readPage(tenant eventvault.TenantID, from int64, limit int) (eventvault.AllPage, error) {
-	if h.pages.Add(1)%2 == 1 {
-		return h.store.ReadAll(h.ctx, tenant, from, limit)
+	var r interface {
+		eventvault.AllPageReceiver
+		checked() *checkingReceiver
 	}
-	r := &checkingReceiver{limit: limit}
+	switch h.pages.Add(1) % 3 {
+	case 1:
+		return h.store.ReadAll(h.ctx, tenant, from, limit)
+	case 2:
+		r = &checkingReceiver{limit: limit}
+	default:
+		// Every third page through a receiver that takes the keys on
+		// request and asks for them, so that every key check of the suite
+		// holds of the keys read after the events too.
+		r = &keysOnRequest{checkingReceiver: checkingReceiver{limit: limit}, want: true}
+	}
 	if err := h.store.ReadAllTo(h.ctx, tenant, from, limit, r); err != nil {
 		return eventvault.AllPage{}, err
 	}
+	if r, ok := r.(*keysOnRequest); ok {
+		r.finish()
+	}
+	return h.checkedPage(tenant, from, limit, r.checked())
+}
+
+// checkedPage reports what r noted of a ReadAllTo's calls and returns the
+// page it gathered.
+func (h *harness) checkedPage(tenant eventvault.TenantID, from int64, limit int, r *checkingReceiver) (eventvault.AllPage, error) {
 	if r.problem != "" {
 		h.t.Errorf("ReadAllTo %s from %d limit %d: %s", tenant, from, limit, r.problem)
 	}
@@ -272,6 +292,71 @@ type checkingReceiver struct {
 	headed  bool
 	page    eventvault.AllPage
 	problem string
+}
+
+func (r *checkingReceiver) checked() *checkingReceiver { return r }
+
+// keysOnRequest is a checkingReceiver that takes the keys on request
+// (eventvault.AllPageKeysOnRequest) and answers WantsKeys with want. It
+// notes a store that asks WantsKeys of a page whose head had the keys, asks
+// it twice or before an event it then hands over, or hands the keys when
+// not asked or twice, or not when asked (finish).
+type keysOnRequest struct {
+	checkingReceiver
+	want         bool
+	keysInHead   bool
+	asked, keyed int
+}
+
+func (r *keysOnRequest) Head(page eventvault.AllPage) error {
+	r.keysInHead = page.Keys != nil
+	return r.checkingReceiver.Head(page)
+}
+
+func (r *keysOnRequest) Events(chunk []eventvault.StoredEvent) error {
+	if r.asked > 0 {
+		r.note("Events called after WantsKeys")
+	}
+	return r.checkingReceiver.Events(chunk)
+}
+
+func (r *keysOnRequest) WantsKeys() bool {
+	r.asked++
+	switch {
+	case !r.headed:
+		r.note("WantsKeys asked before Head")
+	case r.keysInHead:
+		r.note("WantsKeys asked of a page whose head had the keys")
+	case r.asked > 1:
+		r.note("WantsKeys asked twice")
+	}
+	return r.want
+}
+
+func (r *keysOnRequest) Keys(keys map[eventvault.StreamName]eventvault.WrappedKey) error {
+	r.keyed++
+	switch {
+	case r.asked == 0 || !r.want:
+		r.note("Keys handed over without being asked for")
+	case r.keyed > 1:
+		r.note("Keys handed over twice")
+	case keys == nil:
+		r.note("Keys handed over a nil map")
+	}
+	r.page.Keys = keys
+	return nil
+}
+
+// finish notes what a ReadAllTo that returned left undone: a head without
+// keys and no WantsKeys, or keys asked for and never handed over.
+func (r *keysOnRequest) finish() {
+	switch {
+	case !r.headed || r.keysInHead:
+	case r.asked == 0:
+		r.note("the head had no keys and WantsKeys was never asked")
+	case r.want && r.keyed == 0:
+		r.note("the keys were asked for and never handed over")
+	}
 }
 
 func (r *checkingReceiver) note(format string, args ...any) {

@@ -245,6 +245,30 @@ func testReadAllTo(t *testing.T, open opener) {
 		})
 	}
 
+	// A receiver that takes the keys on request: a store hands them with
+	// the head, or after the events if the receiver asks for them, and
+	// then they are ReadAll's; never if it does not ask.
+	for _, want := range []bool{true, false} {
+		t.Run(fmt.Sprintf("keys on request, asked for: %v", want), func(t *testing.T) {
+			r := &keysOnRequest{checkingReceiver: checkingReceiver{limit: total}, want: want}
+			if err := h.store.ReadAllTo(t.Context(), tenantA, 0, total, r); err != nil {
+				t.Fatalf("ReadAllTo: %v", err)
+			}
+			r.finish()
+			if r.problem != "" || !r.headed {
+				t.Fatalf("ReadAllTo broke its contract: %q (Head called: %v)", r.problem, r.headed)
+			}
+			if len(r.page.Events) != total {
+				t.Fatalf("ReadAllTo handed over %d events, want %d", len(r.page.Events), total)
+			}
+			if r.keysInHead || want {
+				wantPageKeys(t, r.page, keys)
+			} else if r.page.Keys != nil {
+				t.Fatalf("the page has keys %v, which the receiver did not ask for", r.page.Keys)
+			}
+		})
+	}
+
 	stop := errors.New("the receiver stops here")
 	t.Run("an error of Head", func(t *testing.T) {
 		r := &failingReceiver{failHead: stop}
