@@ -107,13 +107,24 @@ func TestShredOnOneNodeIsHonouredByAnotherAtOnce(t *testing.T) {
 		if code, b := call(t, "GET", n.base+"/v1/streams/note-1/events", root, ""); code != 200 || !strings.Contains(b, "s-2") {
 			t.Fatalf("warm read on %s: %d %s", n.base, code, b)
 		}
+		// Read all twice: the second page is opened with the cipher the
+		// first checked at the tenant's key epoch, without the keys.
+		for range 2 {
+			if code, b := call(t, "GET", n.base+"/v1/events", root, ""); code != 200 || !strings.Contains(b, "s-2") {
+				t.Fatalf("warm read-all on %s: %d %s", n.base, code, b)
+			}
+		}
 	}
 
 	if code, b := call(t, "DELETE", first.base+"/v1/streams/note-1", root, ""); code != 200 {
 		t.Fatalf("shred on the first node: %d %s", code, b)
 	}
 
-	code, b := call(t, "GET", second.base+"/v1/streams/note-1/events", root, "")
+	code, b := call(t, "GET", second.base+"/v1/events", root, "")
+	if code != 200 || strings.Contains(b, "s-1") || strings.Contains(b, "s-2") {
+		t.Fatalf("the second node's first read-all after the shred: %d %s; want the events erased", code, b)
+	}
+	code, b = call(t, "GET", second.base+"/v1/streams/note-1/events", root, "")
 	if code != 410 || strings.Contains(b, "s-1") || !strings.Contains(b, "erased_at") {
 		t.Fatalf("the second node's next read after the shred: %d %s; want 410 with erased_at and no data", code, b)
 	}
