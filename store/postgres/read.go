@@ -188,9 +188,13 @@ const allChunk = 64
 // snapshot, and hands it to r as PostgreSQL sends it: the page's keys and
 // the tenant's next global position first (their statements come before
 // the events' in the batch), then the events, allChunk at a time, each
-// chunk as soon as its rows are scanned. A transaction that would be run
-// again (run retries 40001 and 40P01, which a read-only transaction does
-// not meet) after r was handed something fails instead.
+// chunk as soon as its rows are scanned. To a receiver that takes the keys
+// on request (eventvault.AllPageKeysOnRequest), the head comes without
+// them but with the tenant's stream key epoch, and a second round trip on
+// the same snapshot reads them after the events if r wants them, and
+// commits. A transaction that would be run again (run retries 40001 and
+// 40P01, which a read-only transaction does not meet) after r was handed
+// something fails instead.
 //
 // Errors: EINVALID for a negative from or a limit that is not positive;
 // r's error as r returned it.
