@@ -413,14 +413,19 @@ type AllPageReceiver interface {
 // rows of an earlier page at the same AllPage.KeyEpoch. A store may then
 // call Head with Keys nil and KeyEpoch set, hand over the events, and ask
 // WantsKeys once after the last of them: if it answers true, the store
-// reads the keys on the page's snapshot and hands them to Keys (the map as
-// AllPage.Keys) before ReadAllTo returns. A store may also ignore this and
-// hand the keys with the head as to any receiver (then WantsKeys and Keys
-// are not called).
+// reads the keys and hands them to Keys before ReadAllTo returns. A store
+// may also ignore this and hand the keys with the head as to any receiver
+// (then WantsKeys and Keys are not called).
 type AllPageKeysOnRequest interface {
 	AllPageReceiver
 	WantsKeys() bool
-	Keys(keys map[StreamName]WrappedKey) error
+	// Keys receives the keys of the page's streams (as AllPage.Keys), read
+	// on a snapshot at key epoch epoch: the page's own, or a later one
+	// (epoch then at least the page's). A key row read later is the
+	// page's, or what became of it since: re-wrapped, or shredded (the
+	// zero key); an epoch equal to the page's says that every row is the
+	// page's.
+	Keys(keys map[StreamName]WrappedKey, epoch int64) error
 }
 
 // AllPageCollector is an AllPageReceiver that gathers the page ReadAllTo

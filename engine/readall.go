@@ -29,10 +29,10 @@ import (
 // may hand the head without the keys, at the page's key epoch. A stream
 // whose cipher a read checked against its key row at that very epoch is
 // opened with it (CachedStreamCipherAt); a chunk with any other stream
-// waits, and the store reads the page's keys after its events (WantsKeys),
-// on the page's snapshot. The ciphers found with those keys are marked as
-// checked at the epoch (MarkStreamKeyChecked), so that the next page at the
-// same epoch needs none.
+// waits, and the store reads the page's keys after its events (WantsKeys).
+// The ciphers found with those keys are marked as checked at the epoch
+// (MarkStreamKeyChecked) if the keys were read at the page's epoch, so that
+// the next page at that epoch needs none.
 type allPageOpener struct {
 	ctx  context.Context
 	e    *Events
@@ -45,6 +45,8 @@ type allPageOpener struct {
 	// Keys), at key epoch epoch (AllPage.KeyEpoch).
 	onRequest bool
 	epoch     int64
+	// keysEpoch is the key epoch the keys handed to Keys were read at.
+	keysEpoch int64
 	// ciphers holds the cipher of each stream met so far (nil for an
 	// erased one); a stream absent was not met or is not cached yet.
 	ciphers map[eventvault.StreamName]*evcrypto.StreamCipher
@@ -161,10 +163,20 @@ func (o *allPageOpener) startOpen(at int, chunk []eventvault.StoredEvent) {
 // whose cipher was not checked at the page's key epoch.
 func (o *allPageOpener) WantsKeys() bool { return len(o.waiting) > 0 }
 
-// Keys takes the page's keys, read on its snapshot after its events.
-func (o *allPageOpener) Keys(keys map[eventvault.StreamName]eventvault.WrappedKey) error {
-	o.keys = keys
+// Keys takes the page's keys, read after its events at key epoch epoch.
+func (o *allPageOpener) Keys(keys map[eventvault.StreamName]eventvault.WrappedKey, epoch int64) error {
+	o.keys, o.keysEpoch = keys, epoch
 	return nil
+}
+
+// markChecked records that wk is the stream's key row at the page's key
+// epoch, if the keys were read at that epoch: rows read at a later one may
+// have changed since the page (re-wrapped, shredded), and are used for
+// this page only.
+func (o *allPageOpener) markChecked(stream eventvault.StreamName, wk eventvault.WrappedKey) {
+	if o.onRequest && o.keysEpoch == o.epoch {
+		o.e.keys.MarkStreamKeyChecked(o.p.Tenant, stream, wk, o.epoch)
+	}
 }
 
 // fail records err, the failure of the event at index i, unless an earlier
@@ -217,12 +229,10 @@ func (o *allPageOpener) openCiphers(w chunkAt) (int, error) {
 				if c, err = o.e.keys.OpenStreamCipher(o.ctx, o.p.Tenant, se.Stream, k); err != nil {
 					return w.at + i, fmt.Errorf("key of stream %s: %w", se.Stream, err)
 				}
-				if o.onRequest {
-					o.e.keys.MarkStreamKeyChecked(o.p.Tenant, se.Stream, k, o.epoch)
-				}
-			} else if o.onRequest {
-				// Shredded: its events are erased envelopes at this epoch.
-				o.e.keys.MarkStreamKeyChecked(o.p.Tenant, se.Stream, k, o.epoch)
+				o.markChecked(se.Stream, k)
+			} else {
+				// Shredded: its events are erased envelopes.
+				o.markChecked(se.Stream, k)
 			}
 			o.ciphers[se.Stream] = c
 		}

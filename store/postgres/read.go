@@ -33,8 +33,8 @@ const streamRowSQL = `SELECT version, ` + keyColumns + `, shredded_at, ` + piiGe
 	WHERE tenant_id = $1 AND name = $2`
 
 // allHeadSQL returns the tenant's next global position (nextGlobalSQL),
-// its PII generation and its stream key epoch (0012; 0 before the first
-// change): the head of a read-all page.
+// its PII generation and its stream key epoch (keyEpochSQL): the head of a
+// read-all page.
 const allHeadSQL = `SELECT ` + nextGlobalColumn + `, ` + piiGenerationColumn +
 	`, coalesce((SELECT epoch FROM stream_key_epochs WHERE tenant_id = $1), 0)`
 
@@ -190,9 +190,9 @@ const allChunk = 64
 // the events' in the batch), then the events, allChunk at a time, each
 // chunk as soon as its rows are scanned. To a receiver that takes the keys
 // on request (eventvault.AllPageKeysOnRequest), the head comes without
-// them but with the tenant's stream key epoch, and a second round trip on
-// the same snapshot reads them after the events if r wants them, and
-// commits. A transaction that would be run again (run retries 40001 and
+// them but with the tenant's stream key epoch, and the keys are read after
+// the events, in a transaction of their own, if r wants them
+// (readPageKeys). A transaction that would be run again (run retries 40001 and
 // 40P01, which a read-only transaction does not meet) after r was handed
 // something fails instead.
 //
@@ -207,10 +207,10 @@ func (db *DB) ReadAllTo(ctx context.Context, tenant eventvault.TenantID, from in
 		return err
 	}
 	// A receiver that takes the keys on request gets the head and the
-	// events first, and the keys only if it asks for them, in a second
-	// round trip on the same snapshot (the transaction is REPEATABLE
-	// READ): a reader whose ciphers were checked at the page's key epoch
-	// skips the keys' statement, which walks the page's index range again.
+	// events, and the keys only if it asks for them, afterwards
+	// (readPageKeys): a reader whose ciphers were checked at the page's
+	// key epoch skips the keys' statement, which walks the page's index
+	// range again, and the page stays one round trip.
 	kr, onRequest := r.(eventvault.AllPageKeysOnRequest)
 	handed := false
 	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true, genericPlans: true}, func(ctx context.Context, t *txn) error {
@@ -235,32 +235,55 @@ func (db *DB) ReadAllTo(ctx context.Context, tenant eventvault.TenantID, from in
 				return receiverErr(r.Events(chunk))
 			})
 		})
-		if err := t.send(ctx, b, !onRequest); err != nil {
-			return fmt.Errorf("read all from %d: %w", from, err)
-		}
-		if !onRequest {
-			return nil
-		}
-		b = &pgx.Batch{}
-		var keys map[eventvault.StreamName]eventvault.WrappedKey
-		if kr.WantsKeys() {
-			keys = map[eventvault.StreamName]eventvault.WrappedKey{}
-			queuePageKeys(b, tenant, from, limit, keys)
-		}
 		if err := t.send(ctx, b, true); err != nil {
-			return fmt.Errorf("read the keys of the page from %d: %w", from, err)
-		}
-		if keys != nil {
-			return receiverErr(kr.Keys(keys))
+			return fmt.Errorf("read all from %d: %w", from, err)
 		}
 		return nil
 	})
+	if err == nil && onRequest && kr.WantsKeys() {
+		err = db.readPageKeys(ctx, tenant, from, limit, kr)
+	}
 	var re *receiverError
 	if errors.As(err, &re) {
 		return re.err
 	}
 	return err
 }
+
+// readPageKeys reads the keys of the page of limit events from global
+// position from, with the tenant's stream key epoch, in a transaction of
+// its own, and hands them to r. The page's transaction committed with its
+// events, so that a page whose streams were all checked at its epoch costs
+// one round trip; this snapshot is later. Its rows are the page's or what
+// became of them (a key row is only ever re-wrapped or shredded), and its
+// walk of the page's range finds every stream of the page that still has
+// events: positions below the page's Next are never taken again, and only
+// a shred's purge deletes events. A stream whose events were purged since
+// has no row here, which is its zero key: shredded.
+func (db *DB) readPageKeys(ctx context.Context, tenant eventvault.TenantID, from int64, limit int, r eventvault.AllPageKeysOnRequest) error {
+	var keys map[eventvault.StreamName]eventvault.WrappedKey
+	var epoch int64
+	err := db.run(ctx, txSpec{op: "postgres.ReadAll", scope: scope{tenant: tenant}, readOnly: true, genericPlans: true}, func(ctx context.Context, t *txn) error {
+		keys = map[eventvault.StreamName]eventvault.WrappedKey{}
+		b := &pgx.Batch{}
+		queuePageKeys(b, tenant, from, limit, keys)
+		b.Queue(keyEpochSQL, string(tenant)).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&epoch)
+		})
+		if err := t.send(ctx, b, true); err != nil {
+			return fmt.Errorf("read the keys of the page from %d: %w", from, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return receiverErr(r.Keys(keys, epoch))
+}
+
+// keyEpochSQL returns the tenant's stream key epoch (0012; 0 before the
+// first change).
+const keyEpochSQL = `SELECT coalesce((SELECT epoch FROM stream_key_epochs WHERE tenant_id = $1), 0)`
 
 // queuePageKeys queues pageKeysSQL for the page of limit events from
 // global position from, its rows put into keys (a shredded stream's the

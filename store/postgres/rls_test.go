@@ -488,6 +488,8 @@ func (r *epochReceiver) Head(page eventvault.AllPage) error {
 	r.headed, r.keyed, r.epoch = true, page.Keys != nil, page.KeyEpoch
 	return nil
 }
-func (r *epochReceiver) Events([]eventvault.StoredEvent) error                      { return nil }
-func (r *epochReceiver) WantsKeys() bool                                            { return false }
-func (r *epochReceiver) Keys(map[eventvault.StreamName]eventvault.WrappedKey) error { return nil }
+func (r *epochReceiver) Events([]eventvault.StoredEvent) error { return nil }
+func (r *epochReceiver) WantsKeys() bool                       { return false }
+func (r *epochReceiver) Keys(map[eventvault.StreamName]eventvault.WrappedKey, int64) error {
+	return nil
+}

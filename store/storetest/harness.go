@@ -306,10 +306,13 @@ type keysOnRequest struct {
 	want         bool
 	keysInHead   bool
 	asked, keyed int
+	// headEpoch and keysEpoch are the key epochs of the head and the
+	// keys.
+	headEpoch, keysEpoch int64
 }
 
 func (r *keysOnRequest) Head(page eventvault.AllPage) error {
-	r.keysInHead = page.Keys != nil
+	r.keysInHead, r.headEpoch = page.Keys != nil, page.KeyEpoch
 	return r.checkingReceiver.Head(page)
 }
 
@@ -333,8 +336,9 @@ func (r *keysOnRequest) WantsKeys() bool {
 	return r.want
 }
 
-func (r *keysOnRequest) Keys(keys map[eventvault.StreamName]eventvault.WrappedKey) error {
+func (r *keysOnRequest) Keys(keys map[eventvault.StreamName]eventvault.WrappedKey, epoch int64) error {
 	r.keyed++
+	r.keysEpoch = epoch
 	switch {
 	case r.asked == 0 || !r.want:
 		r.note("Keys handed over without being asked for")
@@ -342,6 +346,8 @@ func (r *keysOnRequest) Keys(keys map[eventvault.StreamName]eventvault.WrappedKe
 		r.note("Keys handed over twice")
 	case keys == nil:
 		r.note("Keys handed over a nil map")
+	case epoch < r.headEpoch:
+		r.note("Keys read at key epoch %d, before the page's %d", epoch, r.headEpoch)
 	}
 	r.page.Keys = keys
 	return nil
