@@ -59,9 +59,28 @@ func TestTableRoundTripAndDrop(t *testing.T) {
 	if err != nil || len(rows) != 2 || rows[0].Position != 1 || rows[1].Position != 2 || string(rows[1].Data) != `{"b":2}` || rows[0].ID != batch[0].ID {
 		t.Fatalf("ReadStream(from 1, limit 2) = %+v, %v", rows, err)
 	}
+	copied := []rawbench.Event{
+		{ID: uuid.New(), Type: "D", Data: []byte(`{"d":1}`)},
+		{ID: uuid.New(), Type: "D", Data: []byte(`{"d":2}`)},
+	}
+	if n, err := table.CopyAppend(ctx, "s-1", 4, copied); err != nil || n != 2 {
+		t.Fatalf("CopyAppend = %d, %v; want 2 rows", n, err)
+	}
+	if _, err := table.CopyAppend(ctx, "s-1", 5, copied[:1]); err == nil {
+		t.Error("CopyAppend at a position taken already succeeded")
+	}
 	all, err := table.ReadAll(ctx, g1[0], 10)
-	if err != nil || len(all) != 4 || all[0].GlobalPosition != g1[0] || all[3].GlobalPosition != g2[2] {
-		t.Fatalf("ReadAll = %+v, %v; want the four events in global order", all, err)
+	if err != nil || len(all) != 6 || all[0].GlobalPosition != g1[0] || all[3].GlobalPosition != g2[2] {
+		t.Fatalf("ReadAll = %+v, %v; want the six events in global order", all, err)
+	}
+	// Every id comes back as it went in, by every write path (ids go to
+	// pgx as [16]byte).
+	wrote := slices.Concat(one, batch, copied)
+	for i, r := range all {
+		if r.ID != wrote[i].ID || r.Type != wrote[i].Type || string(r.Data) != string(wrote[i].Data) || r.Position != int64(i) {
+			t.Errorf("ReadAll row %d = {id %v, type %s, data %s, position %d}; want {id %v, type %s, data %s, position %d}",
+				i, r.ID, r.Type, r.Data, r.Position, wrote[i].ID, wrote[i].Type, wrote[i].Data, i)
+		}
 	}
 	table.Close()
 
