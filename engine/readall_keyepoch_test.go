@@ -13,7 +13,6 @@ import (
 	"github.com/eventvault/eventvault"
 	evcrypto "github.com/eventvault/eventvault/crypto"
 	"github.com/eventvault/eventvault/engine"
-	"github.com/eventvault/eventvault/store/postgres"
 	"github.com/eventvault/eventvault/store/postgres/pgtest"
 )
 
@@ -63,14 +62,7 @@ func (c *countingKeys) WantsKeys() bool {
 func TestReadAllTakesKeysOnRequestOnlyAtTheEpochItChecked(t *testing.T) {
 	ctx := t.Context()
 	url := pgtest.URL(t)
-	if err := postgres.Migrate(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	db, err := postgres.Open(ctx, url, postgres.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openPostgresAt(t, url)
 	spy := &keysAsked{Store: db}
 	root := newRoot(t)
 	pseud, signer := erasureKeys(t, t.TempDir())
