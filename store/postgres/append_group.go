@@ -394,15 +394,13 @@ func (db *DB) commitGroup(tenant eventvault.TenantID, group []*groupMember) {
 			eks = append(eks, int32(i))
 			ords = append(ords, int64(j+1))
 		}
-		for _, id := range m.w.ids {
-			ids = append(ids, id)
-		}
+		ids = append(ids, m.w.pgIDs...)
 		types = append(types, m.w.types...)
 		macs = append(macs, m.w.macs...)
 		payloads = append(payloads, m.payloads...)
 	}
-	// ids go as [16]byte, which pgx encodes as uuid directly; a
-	// uuid.UUID would go through its driver.Valuer, a string parsed back.
+	// ids and key ids go as [16]byte, which pgx encodes as uuid directly;
+	// a uuid.UUID would go through its driver.Valuer, a string parsed back.
 	spec := txSpec{op: "postgres.groupAppend", scope: scope{tenant: tenant}}
 	written := 0
 	err := db.attempt(ctx, spec, func(ctx context.Context, t *txn) error {
