@@ -325,7 +325,7 @@ type StreamPage struct {
 	// PIIGeneration is the tenant's generation of its data subjects'
 	// states on the snapshot the page was read on (see PIIStore
 	// SubjectStates): states read at the same generation still hold for
-	// the page.
+	// the page. -1 is unknown: no states kept are used for the page.
 	PIIGeneration int64
 }
 
@@ -344,10 +344,12 @@ type AllPage struct {
 	// KeyEpoch is the tenant's stream key epoch on the page's snapshot:
 	// it moves on with every change to one of the tenant's stream key rows
 	// that exists (re-wrapped, shredded, deleted, written straight into
-	// the store), never with a new stream or an append. Two snapshots with
-	// the same epoch see the same key row for every stream both hold. It
-	// is set when Keys is nil (AllPageKeysOnRequest); a store that always
-	// reads the keys leaves it 0.
+	// the store), never with a new stream or an append, and never takes a
+	// value twice, also on two histories of one database (a failover, a
+	// restore). Two snapshots with the same epoch see the same key row for
+	// every stream both hold. It is set when Keys is nil
+	// (AllPageKeysOnRequest); 0 is unknown (a store that always reads the
+	// keys leaves it so): no cipher is trusted at it.
 	KeyEpoch int64
 }
 

@@ -368,9 +368,10 @@ func (k *Keyring) CachedStreamCipher(tenant eventvault.TenantID, stream eventvau
 // of the cache's metrics, as CachedStreamCipher's.
 //
 // A stream a read found shredded at that epoch comes back as a nil cipher
-// and true: its events are erased envelopes.
+// and true: its events are erased envelopes. An epoch of 0 or less is
+// unknown (the store found none): nothing is served at it.
 func (k *Keyring) CachedStreamCipherAt(tenant eventvault.TenantID, stream eventvault.StreamName, epoch int64) (*StreamCipher, bool) {
-	if epoch < 0 {
+	if epoch <= 0 {
 		return nil, false
 	}
 	e, ok := k.cache.Get(cacheKey{kind: cacheStream, tenant: tenant, stream: stream})
@@ -395,8 +396,9 @@ func (k *Keyring) CachedStreamCipherAt(tenant eventvault.TenantID, stream eventv
 // A zero wk marks the stream as found shredded at the epoch, so that pages
 // at that epoch leave its events erased without its key row; a shredded
 // key never comes back, and the epoch moves with any change to the row.
+// An epoch of 0 or less is unknown and marks nothing.
 func (k *Keyring) MarkStreamKeyChecked(tenant eventvault.TenantID, stream eventvault.StreamName, wk eventvault.WrappedKey, epoch int64) {
-	if epoch < 0 {
+	if epoch <= 0 {
 		return
 	}
 	if wk.ID == uuid.Nil && len(wk.Ciphertext) == 0 {

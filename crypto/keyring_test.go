@@ -651,4 +651,18 @@ func TestCachedStreamCipherAtServesOnlyTheEpochChecked(t *testing.T) {
 	if f.store.calls.Load() == calls {
 		t.Fatal("after a read found the stream shredded, its cipher was still served from the cache")
 	}
+
+	// Epoch 0 is unknown (the store found no epoch row): a check there
+	// marks nothing, so that a row deleted again later cannot bring it back.
+	f.ring.MarkStreamKeyChecked("acme", "order-1", row, 0)
+	if _, ok := f.ring.CachedStreamCipherAt("acme", "order-1", 0); ok {
+		t.Fatal("a cipher checked at the unknown epoch 0 was served at it")
+	}
+	if c, ok := f.ring.CachedStreamCipherAt("acme", "order-1", 3); !ok || c != cached {
+		t.Fatalf("a check at the unknown epoch 0 took the mark at epoch 3 away: %v, %v", c, ok)
+	}
+	f.ring.MarkStreamKeyChecked("acme", "order-3", eventvault.WrappedKey{}, 0)
+	if _, ok := f.ring.CachedStreamCipherAt("acme", "order-3", 0); ok {
+		t.Fatal("a stream found shredded at the unknown epoch 0 was answered at it")
+	}
 }

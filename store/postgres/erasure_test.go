@@ -33,7 +33,7 @@ func withErasureRecords(t *testing.T, db *postgres.DB) {
 		}
 		withPII(t, db, tenant)
 		// A shredded stream of its own moves the tenant's stream key epoch
-		// (0012), so that stream_key_epochs holds a row of the tenant.
+		// (0012) past the one the tenant was created with (0013).
 		if _, err := db.CreateStreamKey(t.Context(), tenant, "shredded-fixture", wrappedKey("shredded-"+string(tenant))); err != nil {
 			t.Fatalf("CreateStreamKey %s: %v", tenant, err)
 		}

@@ -19,10 +19,12 @@ import (
 // keyColumns are a stream's wrapped key columns, scanned by scanKey.
 const keyColumns = `key_id, key_version, kek_version, wrapped_key, key_created_at`
 
-// piiGenerationColumn is the tenant's PII generation (0011; 0 before the
-// first change), which page reads return on their snapshot, as a column of
-// a statement they run anyway.
-const piiGenerationColumn = `coalesce((SELECT generation FROM pii_generations WHERE tenant_id = $1), 0)`
+// piiGenerationColumn is the tenant's PII generation (0011, 0013), which
+// page reads return on their snapshot, as a column of a statement they run
+// anyway; -1, unknown, for a tenant whose row is missing (deleted by hand:
+// 0013 writes one with the tenant), so that no node uses what it kept at
+// a value the row had before.
+const piiGenerationColumn = `coalesce((SELECT generation FROM pii_generations WHERE tenant_id = $1), -1)`
 
 // piiGenerationSQL returns the tenant's PII generation alone.
 const piiGenerationSQL = `SELECT ` + piiGenerationColumn
@@ -281,8 +283,9 @@ func (db *DB) readPageKeys(ctx context.Context, tenant eventvault.TenantID, from
 	return receiverErr(r.Keys(keys, epoch))
 }
 
-// keyEpochSQL returns the tenant's stream key epoch (0012; 0 before the
-// first change).
+// keyEpochSQL returns the tenant's stream key epoch (0012, 0013); 0,
+// unknown, for a tenant whose row is missing (deleted by hand: 0013 writes
+// one with the tenant), at which no cipher is marked or served.
 const keyEpochSQL = `SELECT coalesce((SELECT epoch FROM stream_key_epochs WHERE tenant_id = $1), 0)`
 
 // queuePageKeys queues pageKeysSQL for the page of limit events from

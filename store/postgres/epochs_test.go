@@ -1,0 +1,172 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/store/postgres"
+	"github.com/eventvault/eventvault/store/postgres/pgtest"
+)
+
+// The tenant's stream key epoch (0012) and PII generation (0011) never take
+// a value twice (0013): each move sets (counter + 1) << 32 | 32 random bits.
+// These tests check how the values are made and guarded; the engine's
+// TestAWarmNodeTrustsNoKeyEpochOfAnotherHistory plays the failover that
+// made the random half necessary.
+
+func counter(v int64) int64 { return v >> 32 }
+
+// ownerExec runs statements in one session of the database's owner (a
+// superuser here) and returns the first error.
+func ownerExec(t *testing.T, url string, sqls ...string) error {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, sql := range sqls {
+		if _, err := conn.Exec(t.Context(), sql); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+	}
+	return nil
+}
+
+func TestEpochsComeWithTheTenantAndMoveByCounterAndChance(t *testing.T) {
+	db, _ := twoTenants(t)
+	ctx := t.Context()
+	piiGen := func(tenant eventvault.TenantID) int64 {
+		t.Helper()
+		_, gen, err := db.SubjectStates(ctx, tenant, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gen
+	}
+	a, b := keyEpoch(t, db, tenantA), keyEpoch(t, db, tenantB)
+	if counter(a) != 1 || counter(b) != 1 || a == b {
+		t.Fatalf("the new tenants' stream key epochs are %#x and %#x; want counter 1 each, and random halves that differ", a, b)
+	}
+	if g := piiGen(tenantA); counter(g) != 1 {
+		t.Fatalf("a new tenant's PII generation is %#x; want counter 1", g)
+	}
+	if _, err := db.ShredStream(ctx, tenantA, "order-1", false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if now := keyEpoch(t, db, tenantA); counter(now) != 2 || now <= a {
+		t.Fatalf("after a shred the epoch is %#x, was %#x; want counter 2", now, a)
+	}
+	if now := keyEpoch(t, db, tenantB); now != b {
+		t.Fatalf("a shred in tenant A moved tenant B's epoch from %#x to %#x", b, now)
+	}
+}
+
+// TestAMissingEpochRowIsUnknown deletes the rows by hand, as the owner: a
+// read then carries the unknown values (epoch 0, PII generation -1) at
+// which nodes use nothing they kept, and the next change writes a row
+// again.
+func TestAMissingEpochRowIsUnknown(t *testing.T) {
+	db, url := twoTenants(t)
+	ctx := t.Context()
+	if err := ownerExec(t, url, `DELETE FROM stream_key_epochs`, `DELETE FROM pii_generations`); err != nil {
+		t.Fatal(err)
+	}
+	if e := keyEpoch(t, db, tenantA); e != 0 {
+		t.Fatalf("with no epoch row the page's key epoch is %d; want 0 (unknown)", e)
+	}
+	if _, gen, err := db.SubjectStates(ctx, tenantA, nil); err != nil || gen != -1 {
+		t.Fatalf("with no generation row SubjectStates says generation %d (%v); want -1 (unknown)", gen, err)
+	}
+	page, err := db.ReadStream(ctx, tenantA, "order-1", eventvault.ReadOptions{Limit: 1})
+	if err != nil || page.PIIGeneration != -1 {
+		t.Fatalf("with no generation row a stream page says generation %d (%v); want -1", page.PIIGeneration, err)
+	}
+	if _, err := db.ShredStream(ctx, tenantA, "order-1", false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if e := keyEpoch(t, db, tenantA); counter(e) != 1 {
+		t.Fatalf("after a shred with no epoch row the epoch is %#x; want a fresh one, counter 1", e)
+	}
+}
+
+// TestEpochFunctionsServeTheirTablesOnly plays the server's role, which
+// would attach the SECURITY DEFINER functions that move the values to a
+// temporary table of its own and so move, or hold, another tenant's: it
+// may not execute them; and run by the owner on another table, they refuse.
+func TestEpochFunctionsServeTheirTablesOnly(t *testing.T) {
+	_, url := twoTenants(t)
+	for _, fn := range []string{"eventvault_next_stream_key_epoch", "eventvault_next_pii_generation", "eventvault_first_epochs"} {
+		t.Run(fn, func(t *testing.T) {
+			tx := asApp(t, url, tenantA, "", "")
+			if _, err := tx.Exec(t.Context(), `CREATE TEMP TABLE x (tenant_id text)`); err != nil {
+				t.Fatal(err)
+			}
+			_, err := tx.Exec(t.Context(), `CREATE TRIGGER x AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION `+fn+`()`)
+			wantRefused(t, "the server's role attaches "+fn+" to a table of its own", err)
+
+			err = ownerExec(t, url, `CREATE TEMP TABLE x (tenant_id text)`,
+				`CREATE TRIGGER x AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION `+fn+`()`,
+				`INSERT INTO x VALUES ('tenant-b')`)
+			wantRefused(t, "the owner runs "+fn+" on another table", err)
+		})
+	}
+	_, err := asApp(t, url, tenantA, "", "").Exec(t.Context(), `SELECT eventvault_next_epoch(0)`)
+	wantRefused(t, "the server's role calls eventvault_next_epoch", err)
+}
+
+// TestKeyAndStateTablesRefuseTruncate: TRUNCATE fires no row trigger, so
+// it would drop key rows and subject states without moving the values
+// nodes trust them at; it is refused, even to the owner, even in a session
+// that skips triggers.
+func TestKeyAndStateTablesRefuseTruncate(t *testing.T) {
+	db, url := twoTenants(t)
+	withPII(t, db, tenantA)
+	for _, table := range []string{"streams", "subject_keys", "pii_restrictions"} {
+		for _, replica := range []bool{false, true} {
+			sqls := []string{`TRUNCATE ` + table + ` CASCADE`}
+			if replica {
+				sqls = append([]string{`SET session_replication_role = replica`}, sqls...)
+			}
+			wantRefused(t, fmt.Sprint(sqls), ownerExec(t, url, sqls...))
+		}
+	}
+	if e := keyEpoch(t, db, tenantA); e == 0 {
+		t.Fatal("the refused truncations left no epoch")
+	}
+	if _, err := db.ReadStream(t.Context(), tenantA, "order-1", eventvault.ReadOptions{Limit: 1}); err != nil {
+		t.Fatalf("after the refused truncations: %v", err)
+	}
+}
+
+// TestMigrationGivesEveryTenantFreshEpochs migrates a database that holds
+// tenants from before 0013, one with values of the old counters and one
+// without rows: both get rows, past the old values.
+func TestMigrationGivesEveryTenantFreshEpochs(t *testing.T) {
+	url := pgtest.URL(t)
+	legacyMigrate(t, url, 12)
+	for _, sql := range []string{
+		`INSERT INTO tenants (tenant_id) VALUES ('tenant-a'), ('tenant-b')`,
+		`INSERT INTO stream_key_epochs (tenant_id, epoch) VALUES ('tenant-a', 7)`,
+		`INSERT INTO pii_generations (tenant_id, generation) VALUES ('tenant-a', 9)`,
+	} {
+		pgtest.Exec(t, url, sql)
+	}
+	if err := postgres.Migrate(t.Context(), url); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`SELECT epoch FROM stream_key_epochs ORDER BY tenant_id`,
+		`SELECT generation FROM pii_generations ORDER BY tenant_id`,
+	} {
+		got := queryInts(t, url, q)
+		if len(got) != 2 || counter(got[0]) != 1 || counter(got[1]) != 1 || got[0] <= 9 {
+			t.Fatalf("%s after the migration: %#x; want a row for each tenant, counter 1", q, got)
+		}
+	}
+}

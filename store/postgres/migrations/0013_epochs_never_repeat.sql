@@ -1,0 +1,151 @@
+-- +goose Up
+-- +goose StatementBegin
+-- 0013_epochs_never_repeat: a tenant's stream key epoch (0012) and PII
+-- generation (0011) never take the same value twice, on any history of the
+-- database, and only the triggers that fire with the changes they track
+-- can move them.
+--
+-- A node keeps ciphers checked, and subject states read, at a value, and
+-- trusts them while pages come back with that value. With a plain counter,
+-- two histories of one database reuse values for different rows: a standby
+-- promoted without the old primary's last commits, or a point-in-time
+-- restore served to nodes that kept running, counts again from where it
+-- was, and its next shred takes the number a node checked the lost shred
+-- at, so that node would go on opening the shredded stream with the cipher
+-- it holds. So each move now sets the value to
+--   (counter + 1) << 32 | 32 random bits (gen_random_uuid, a strong source)
+-- still increasing (the checks that it only moves forward hold), but no
+-- longer the same on two histories but by a chance of 2^-32 for each value
+-- a node checked on the lost one.
+--
+-- Besides:
+--   - every tenant gets both rows when it is created (its first append or
+--     key), and those that exist get them here, so that a missing row
+--     means one deleted by hand: reads then return "unknown" (epoch 0, PII
+--     generation -1) and nodes use nothing they kept until the next move;
+--   - TRUNCATE of streams, subject_keys or pii_restrictions, which fires no
+--     row trigger, is refused: it would drop key rows without moving the
+--     values (erase through the store: shred streams or tenants, erase
+--     subjects);
+--   - the checks that the values only move forward, and 0011's triggers,
+--     fire under session_replication_role = replica too, as 0012's do;
+--   - the trigger functions refuse to run on any other table, and PUBLIC
+--     may no longer execute them, so that the server's role cannot attach
+--     one to a temporary table of its own and move another tenant's value.
+CREATE FUNCTION eventvault_next_epoch(previous bigint) RETURNS bigint
+LANGUAGE sql VOLATILE AS $f$
+	SELECT ((coalesce(previous, 0) >> 32) + 1) << 32
+		| ('x' || left(gen_random_uuid()::text, 8))::bit(32)::bigint
+$f$;
+
+CREATE OR REPLACE FUNCTION eventvault_next_stream_key_epoch() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+	tenant text := CASE WHEN TG_OP = 'DELETE' THEN OLD.tenant_id ELSE NEW.tenant_id END;
+BEGIN
+	IF TG_TABLE_NAME <> 'streams' OR TG_TABLE_SCHEMA <> current_schema() THEN
+		RAISE EXCEPTION 'the stream key epoch moves with streams only'
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	INSERT INTO stream_key_epochs AS k (tenant_id, epoch) VALUES (tenant, eventvault_next_epoch(0))
+		ON CONFLICT (tenant_id) DO UPDATE SET epoch = eventvault_next_epoch(k.epoch);
+	IF TG_OP = 'UPDATE' AND OLD.tenant_id IS DISTINCT FROM NEW.tenant_id THEN
+		INSERT INTO stream_key_epochs AS k (tenant_id, epoch) VALUES (OLD.tenant_id, eventvault_next_epoch(0))
+			ON CONFLICT (tenant_id) DO UPDATE SET epoch = eventvault_next_epoch(k.epoch);
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION eventvault_next_pii_generation() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+	tenant text := CASE WHEN TG_OP = 'DELETE' THEN OLD.tenant_id ELSE NEW.tenant_id END;
+BEGIN
+	IF TG_TABLE_NAME NOT IN ('subject_keys', 'pii_restrictions') OR TG_TABLE_SCHEMA <> current_schema() THEN
+		RAISE EXCEPTION 'the PII generation moves with subject keys and restrictions only'
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	INSERT INTO pii_generations AS g (tenant_id, generation) VALUES (tenant, eventvault_next_epoch(0))
+		ON CONFLICT (tenant_id) DO UPDATE SET generation = eventvault_next_epoch(g.generation);
+	IF TG_OP = 'UPDATE' AND OLD.tenant_id IS DISTINCT FROM NEW.tenant_id THEN
+		INSERT INTO pii_generations AS g (tenant_id, generation) VALUES (OLD.tenant_id, eventvault_next_epoch(0))
+			ON CONFLICT (tenant_id) DO UPDATE SET generation = eventvault_next_epoch(g.generation);
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+-- A new tenant's rows. Row-level security binds the function to the
+-- transaction's tenant, as the server's transactions are; a tenant row
+-- written by hand in another tenant's scope, or in none, gets no rows, and
+-- reads of it are "unknown" until its first change.
+CREATE FUNCTION eventvault_first_epochs() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+	IF TG_TABLE_NAME <> 'tenants' OR TG_TABLE_SCHEMA <> current_schema() THEN
+		RAISE EXCEPTION 'a tenant''s first epochs come with its tenant row only'
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	IF NEW.tenant_id IS DISTINCT FROM nullif(current_setting('eventvault.tenant', true), '') THEN
+		RETURN NULL;
+	END IF;
+	INSERT INTO stream_key_epochs AS k (tenant_id, epoch) VALUES (NEW.tenant_id, eventvault_next_epoch(0))
+		ON CONFLICT (tenant_id) DO UPDATE SET epoch = eventvault_next_epoch(k.epoch);
+	INSERT INTO pii_generations AS g (tenant_id, generation) VALUES (NEW.tenant_id, eventvault_next_epoch(0))
+		ON CONFLICT (tenant_id) DO UPDATE SET generation = eventvault_next_epoch(g.generation);
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER tenant_first_epochs AFTER INSERT ON tenants
+	FOR EACH ROW EXECUTE FUNCTION eventvault_first_epochs();
+ALTER TABLE tenants ENABLE ALWAYS TRIGGER tenant_first_epochs;
+
+CREATE FUNCTION eventvault_refuse_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'TRUNCATE % is refused: its rows are keys or states that running nodes keep in memory, and only changes row by row tell them; erase through the store (shred streams or tenants, erase subjects)', TG_TABLE_NAME
+		USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER streams_no_truncate BEFORE TRUNCATE ON streams
+	FOR EACH STATEMENT EXECUTE FUNCTION eventvault_refuse_truncate();
+CREATE TRIGGER subject_keys_no_truncate BEFORE TRUNCATE ON subject_keys
+	FOR EACH STATEMENT EXECUTE FUNCTION eventvault_refuse_truncate();
+CREATE TRIGGER pii_restrictions_no_truncate BEFORE TRUNCATE ON pii_restrictions
+	FOR EACH STATEMENT EXECUTE FUNCTION eventvault_refuse_truncate();
+ALTER TABLE streams ENABLE ALWAYS TRIGGER streams_no_truncate;
+ALTER TABLE subject_keys ENABLE ALWAYS TRIGGER subject_keys_no_truncate;
+ALTER TABLE pii_restrictions ENABLE ALWAYS TRIGGER pii_restrictions_no_truncate;
+
+ALTER TABLE subject_keys ENABLE ALWAYS TRIGGER subject_keys_generation;
+ALTER TABLE pii_restrictions ENABLE ALWAYS TRIGGER pii_restrictions_generation;
+ALTER TABLE stream_key_epochs ENABLE ALWAYS TRIGGER stream_key_epochs_forward;
+ALTER TABLE pii_generations ENABLE ALWAYS TRIGGER pii_generations_forward;
+
+DO $$
+BEGIN
+	EXECUTE format('ALTER FUNCTION eventvault_next_epoch(bigint) SET search_path = %I, pg_temp', current_schema());
+	EXECUTE format('ALTER FUNCTION eventvault_first_epochs() SET search_path = %I, pg_temp', current_schema());
+	EXECUTE format('ALTER FUNCTION eventvault_refuse_truncate() SET search_path = %I, pg_temp', current_schema());
+END
+$$;
+REVOKE EXECUTE ON FUNCTION eventvault_next_epoch(bigint), eventvault_next_stream_key_epoch(),
+	eventvault_next_pii_generation(), eventvault_first_epochs(), eventvault_refuse_truncate(),
+	eventvault_check_stream_key_epoch(), eventvault_check_pii_generation() FROM PUBLIC;
+
+-- The tenants that exist: fresh values for both, as the owner, past
+-- row-level security for these statements only.
+ALTER TABLE stream_key_epochs NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE pii_generations NO FORCE ROW LEVEL SECURITY;
+SELECT set_config('eventvault.admin', 'on', true);
+INSERT INTO stream_key_epochs AS k (tenant_id, epoch)
+	SELECT tenant_id, eventvault_next_epoch(0) FROM tenants
+	ON CONFLICT (tenant_id) DO UPDATE SET epoch = eventvault_next_epoch(k.epoch);
+INSERT INTO pii_generations AS g (tenant_id, generation)
+	SELECT tenant_id, eventvault_next_epoch(0) FROM tenants
+	ON CONFLICT (tenant_id) DO UPDATE SET generation = eventvault_next_epoch(g.generation);
+SELECT set_config('eventvault.admin', '', true);
+ALTER TABLE stream_key_epochs FORCE ROW LEVEL SECURITY;
+ALTER TABLE pii_generations FORCE ROW LEVEL SECURITY;
+-- +goose StatementEnd
