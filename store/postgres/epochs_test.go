@@ -170,3 +170,105 @@ func TestMigrationGivesEveryTenantFreshEpochs(t *testing.T) {
 		}
 	}
 }
+
+// TestEverySecurityDefinerFunctionFixesItsSearchPath: a SECURITY DEFINER
+// function without its own search_path resolves an unqualified table in
+// the caller's temporary schema first, so the server's role could put a
+// table of its own in the place of the one the function writes.
+// CREATE OR REPLACE drops the setting, which is how 0013 first lost it.
+func TestEverySecurityDefinerFunctionFixesItsSearchPath(t *testing.T) {
+	_, url := openDB(t)
+	names := queryStrings(t, url, `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = current_schema() AND p.prosecdef
+		AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) c WHERE c LIKE 'search_path=%pg_temp')
+		ORDER BY 1`)
+	if len(names) > 0 {
+		t.Fatalf("SECURITY DEFINER functions without a search_path that ends in pg_temp: %v", names)
+	}
+	if n := queryStrings(t, url, `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = current_schema() AND p.prosecdef`); len(n) < 6 {
+		t.Fatalf("only %d SECURITY DEFINER functions found (%v): the query does not see the schema's", len(n), n)
+	}
+}
+
+// TestATempTableCannotShadowTheEpochs plays the server's role, which
+// creates temporary tables named as the tables the epoch functions write,
+// then shreds a stream and lifts a restriction straight in the database:
+// the real stream key epoch and PII generation move all the same.
+func TestATempTableCannotShadowTheEpochs(t *testing.T) {
+	db, url := twoTenants(t)
+	withPII(t, db, tenantA)
+	epoch := keyEpoch(t, db, tenantA)
+	_, gen, err := db.SubjectStates(t.Context(), tenantA, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := asApp(t, url, tenantA, "", "")
+	for _, sql := range []string{
+		`CREATE TEMP TABLE stream_key_epochs (tenant_id text PRIMARY KEY, epoch bigint)`,
+		`CREATE TEMP TABLE pii_generations (tenant_id text PRIMARY KEY, generation bigint)`,
+		`UPDATE streams SET shredded_at = now() WHERE name = 'order-1'`,
+		`DELETE FROM pii_restrictions WHERE subject = 'p-alice'`,
+	} {
+		if _, err := tx.Exec(t.Context(), sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if now := keyEpoch(t, db, tenantA); now <= epoch {
+		t.Fatalf("a shred with stream_key_epochs shadowed left the epoch at %#x (was %#x)", now, epoch)
+	}
+	if _, now, err := db.SubjectStates(t.Context(), tenantA, nil); err != nil || now <= gen {
+		t.Fatalf("a restriction lifted with pii_generations shadowed left the generation at %#x (was %#x): %v", now, gen, err)
+	}
+}
+
+// TestTheCounterWrapsRatherThanRunsOut: at the counter's end (2^31 - 1),
+// which the server's role could reach by moving a value over and over, the
+// next change still commits, and the counter starts again at 1 with fresh
+// random bits.
+func TestTheCounterWrapsRatherThanRunsOut(t *testing.T) {
+	db, url := twoTenants(t)
+	withPII(t, db, tenantA)
+	const end = int64(2147483647)<<32 | 5
+	if err := ownerExec(t, url,
+		fmt.Sprintf(`UPDATE stream_key_epochs SET epoch = %d WHERE tenant_id = 'tenant-a'`, end),
+		fmt.Sprintf(`UPDATE pii_generations SET generation = %d WHERE tenant_id = 'tenant-a'`, end)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ShredStream(t.Context(), tenantA, "order-1", false, time.Now()); err != nil {
+		t.Fatalf("a shred at the epoch counter's end: %v", err)
+	}
+	if e := keyEpoch(t, db, tenantA); counter(e) != 1 {
+		t.Fatalf("after the counter's end the epoch is %#x; want counter 1", e)
+	}
+	if err := db.DeleteRestriction(t.Context(), tenantA, "p-alice"); err != nil {
+		t.Fatalf("a restriction lifted at the generation counter's end: %v", err)
+	}
+	if _, g, err := db.SubjectStates(t.Context(), tenantA, nil); err != nil || counter(g) != 1 {
+		t.Fatalf("after the counter's end the PII generation is %#x (%v); want counter 1", g, err)
+	}
+	// Anything else backwards is still refused.
+	err := ownerExec(t, url, `UPDATE stream_key_epochs SET epoch = 1 WHERE tenant_id = 'tenant-a'`)
+	wantRefused(t, "wind the epoch back by hand", err)
+}
+
+func queryStrings(t *testing.T, url, sql string) []string {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(t.Context(), sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

@@ -14,9 +14,9 @@
 -- at, so that node would go on opening the shredded stream with the cipher
 -- it holds. So each move now sets the value to
 --   (counter + 1) << 32 | 32 random bits (gen_random_uuid, a strong source)
--- still increasing (the checks that it only moves forward hold), but no
--- longer the same on two histories but by a chance of 2^-32 for each value
--- a node checked on the lost one.
+-- still increasing (the checks that it only moves forward hold, but for
+-- the counter's wrap below), but no longer the same on two histories but
+-- by a chance of 2^-32 for each value a node checked on the lost one.
 --
 -- Besides:
 --   - every tenant gets both rows when it is created (its first append or
@@ -32,11 +32,41 @@
 --   - the trigger functions refuse to run on any other table, and PUBLIC
 --     may no longer execute them, so that the server's role cannot attach
 --     one to a temporary table of its own and move another tenant's value.
+--
+-- The counter has 31 bits. After 2^31 - 1 it starts again at 1 (new random
+-- bits below) rather than fail: the server's role, which can move a value
+-- a few thousand times a second (a restriction placed and lifted), must
+-- not be able to run a tenant's out and make its every shred and erasure
+-- fail. A value from before a wrap, 2^31 moves ago, is older than any mark
+-- a node keeps (its cache entries live minutes), and would still need the
+-- same 32 random bits to come back.
 CREATE FUNCTION eventvault_next_epoch(previous bigint) RETURNS bigint
 LANGUAGE sql VOLATILE AS $f$
-	SELECT ((coalesce(previous, 0) >> 32) + 1) << 32
+	SELECT CASE WHEN coalesce(previous, 0) >> 32 >= 2147483647 THEN 1 ELSE (coalesce(previous, 0) >> 32) + 1 END << 32
 		| ('x' || left(gen_random_uuid()::text, 8))::bit(32)::bigint
 $f$;
+
+-- The values only move forward, or wrap from the counter's end to 1.
+CREATE OR REPLACE FUNCTION eventvault_check_stream_key_epoch() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.epoch <= OLD.epoch AND NOT (OLD.epoch >> 32 = 2147483647 AND NEW.epoch >> 32 = 1) THEN
+		RAISE EXCEPTION 'a tenant''s stream key epoch only moves forward'
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	RETURN NEW;
+END
+$$;
+CREATE OR REPLACE FUNCTION eventvault_check_pii_generation() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.generation <= OLD.generation AND NOT (OLD.generation >> 32 = 2147483647 AND NEW.generation >> 32 = 1) THEN
+		RAISE EXCEPTION 'a tenant''s PII generation only moves forward'
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	RETURN NEW;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION eventvault_next_stream_key_epoch() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $$
@@ -123,8 +153,15 @@ ALTER TABLE pii_restrictions ENABLE ALWAYS TRIGGER pii_restrictions_generation;
 ALTER TABLE stream_key_epochs ENABLE ALWAYS TRIGGER stream_key_epochs_forward;
 ALTER TABLE pii_generations ENABLE ALWAYS TRIGGER pii_generations_forward;
 
+-- CREATE OR REPLACE drops a function's settings: every function replaced
+-- here gets its search_path again, without which a SECURITY DEFINER
+-- function would find a temporary table of the caller's first.
 DO $$
 BEGIN
+	EXECUTE format('ALTER FUNCTION eventvault_next_stream_key_epoch() SET search_path = %I, pg_temp', current_schema());
+	EXECUTE format('ALTER FUNCTION eventvault_next_pii_generation() SET search_path = %I, pg_temp', current_schema());
+	EXECUTE format('ALTER FUNCTION eventvault_check_stream_key_epoch() SET search_path = %I, pg_temp', current_schema());
+	EXECUTE format('ALTER FUNCTION eventvault_check_pii_generation() SET search_path = %I, pg_temp', current_schema());
 	EXECUTE format('ALTER FUNCTION eventvault_next_epoch(bigint) SET search_path = %I, pg_temp', current_schema());
 	EXECUTE format('ALTER FUNCTION eventvault_first_epochs() SET search_path = %I, pg_temp', current_schema());
 	EXECUTE format('ALTER FUNCTION eventvault_refuse_truncate() SET search_path = %I, pg_temp', current_schema());
