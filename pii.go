@@ -100,9 +100,11 @@ type SubjectKeyState struct {
 	Key WrappedKey
 	// Restricted is set while a restriction of processing stands.
 	Restricted bool
-	// Generation counts the rectifications of the subject's values: a
-	// reader that cached a value's ciphertext at one generation refetches
-	// it at another.
+	// Generation moves on with every rectification of the subject's
+	// values (0 for a new key): a reader that cached a value's ciphertext
+	// at one generation refetches it at another. It only grows, and on
+	// PostgreSQL never takes a value twice, also on two histories of one
+	// database (migration 0013).
 	Generation int64
 }
 

@@ -116,8 +116,6 @@ func TestEpochFunctionsServeTheirTablesOnly(t *testing.T) {
 			wantRefused(t, "the owner runs "+fn+" on another table", err)
 		})
 	}
-	_, err := asApp(t, url, tenantA, "", "").Exec(t.Context(), `SELECT eventvault_next_epoch(0)`)
-	wantRefused(t, "the server's role calls eventvault_next_epoch", err)
 }
 
 // TestKeyAndStateTablesRefuseTruncate: TRUNCATE fires no row trigger, so
@@ -271,4 +269,33 @@ func queryStrings(t *testing.T, url, sql string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestASubjectsGenerationDiffersOnTwoHistories rectifies the same value
+// once on each of two databases that held the same subject, as a lost
+// rectification and the next one on a promoted standby would: the two
+// generations differ, so that a node that cached the lost value's
+// ciphertext at its generation does not take it for the new one.
+func TestASubjectsGenerationDiffersOnTwoHistories(t *testing.T) {
+	var gens []int64
+	for range 2 {
+		db, _ := twoTenants(t)
+		withPII(t, db, tenantA)
+		_, before, err := db.SubjectPII(t.Context(), tenantA, "p-alice")
+		if err != nil || before.Generation != 0 {
+			t.Fatalf("a new subject key: generation %d, %v; want 0", before.Generation, err)
+		}
+		if err := db.RectifyPII(t.Context(), tenantA, eventvault.PIIValue{Token: "evpii_fixture0000000000000000", Subject: "p-alice",
+			Version: 2, KeyID: before.Key.ID, Ciphertext: []byte("sealed-pii:v2")}); err != nil {
+			t.Fatal(err)
+		}
+		_, after, err := db.SubjectPII(t.Context(), tenantA, "p-alice")
+		if err != nil || counter(after.Generation) != 1 {
+			t.Fatalf("after a rectification: generation %#x, %v; want counter 1", after.Generation, err)
+		}
+		gens = append(gens, after.Generation)
+	}
+	if gens[0] == gens[1] {
+		t.Fatalf("one rectification on each of two histories gave the same generation %#x", gens[0])
+	}
 }

@@ -51,8 +51,11 @@ const subjectStatesSQL = `SELECT k.subject, k.key_id, k.key_version, k.kek_versi
 	WHERE k.tenant_id = $1 AND k.subject = ANY($2::text[])`
 
 // bumpGenerationSQL moves the subject's generation on, if its key is
-// still $3.
-const bumpGenerationSQL = `UPDATE subject_keys SET generation = generation + 1
+// still $3: to a value no history of the database reuses (0013's
+// eventvault_next_epoch), so that after a failover that lost a
+// rectification, the next one does not reach the number a node cached the
+// lost value at.
+const bumpGenerationSQL = `UPDATE subject_keys SET generation = eventvault_next_epoch(generation)
 	WHERE tenant_id = $1 AND subject = $2 AND key_id = $3 AND erased_at IS NULL`
 
 const restrictedSQL = `SELECT EXISTS (SELECT 1 FROM pii_restrictions WHERE tenant_id = $1 AND subject = $2)`

@@ -19,6 +19,9 @@
 -- by a chance of 2^-32 for each value a node checked on the lost one.
 --
 -- Besides:
+--   - a subject key's generation (0009), which counts its rectifications
+--     and at which nodes cache personal values, moves the same way (the
+--     store's rectification calls eventvault_next_epoch);
 --   - every tenant gets both rows when it is created (its first append or
 --     key), and those that exist get them here, so that a missing row
 --     means one deleted by hand: reads then return "unknown" (epoch 0, PII
@@ -170,6 +173,10 @@ $$;
 REVOKE EXECUTE ON FUNCTION eventvault_next_epoch(bigint), eventvault_next_stream_key_epoch(),
 	eventvault_next_pii_generation(), eventvault_first_epochs(), eventvault_refuse_truncate(),
 	eventvault_check_stream_key_epoch(), eventvault_check_pii_generation() FROM PUBLIC;
+-- A subject key's generation, which counts its rectifications and which
+-- nodes cache values at, moves the same way; the store moves it, so the
+-- server's role may compute the next value (it moves nothing itself).
+GRANT EXECUTE ON FUNCTION eventvault_next_epoch(bigint) TO eventvault_app;
 
 -- The tenants that exist: fresh values for both, as the owner, past
 -- row-level security for these statements only.
