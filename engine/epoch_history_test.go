@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/eventvault/eventvault"
@@ -113,22 +112,6 @@ func (r *epochRig) sameAsACold(t *testing.T, what string) {
 	}
 }
 
-// superuser runs statements in one session of the database's owner.
-func superuser(t *testing.T, url string, sqls ...string) error {
-	t.Helper()
-	conn, err := pgx.Connect(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	for _, sql := range sqls {
-		if _, err := conn.Exec(t.Context(), sql); err != nil {
-			return fmt.Errorf("%s: %w", sql, err)
-		}
-	}
-	return nil
-}
-
 // TestAWarmNodeTrustsNoKeyEpochOfAnotherHistory plays what would make the
 // stream key epoch that a node checked its ciphers at come back with other
 // key rows behind it (migration 0013): a failover to a standby that lacks
@@ -164,12 +147,12 @@ func TestAWarmNodeTrustsNoKeyEpochOfAnotherHistory(t *testing.T) {
 		r := newEpochRig(t)
 		r.shred(t, r.store.Store.(*postgres.DB), "order-0")
 		opened(t, r.node)
-		if err := superuser(t, r.url, `DELETE FROM stream_key_epochs`); err != nil {
+		if err := pgtest.Session(t, r.url, `DELETE FROM stream_key_epochs`); err != nil {
 			t.Fatal(err)
 		}
 		r.shred(t, r.store.Store.(*postgres.DB), "order-2")
 		r.sameAsACold(t, "after a shred that wrote the row again")
-		if err := superuser(t, r.url, `DELETE FROM stream_key_epochs`); err != nil {
+		if err := pgtest.Session(t, r.url, `DELETE FROM stream_key_epochs`); err != nil {
 			t.Fatal(err)
 		}
 		r.sameAsACold(t, "with no epoch row")
@@ -182,7 +165,7 @@ func TestAWarmNodeTrustsNoKeyEpochOfAnotherHistory(t *testing.T) {
 		r.shred(t, r.store.Store.(*postgres.DB), "order-0")
 		r.shred(t, r.store.Store.(*postgres.DB), "order-3")
 		opened(t, r.node)
-		err := superuser(t, r.url, `SET session_replication_role = replica`, `UPDATE stream_key_epochs SET epoch = epoch - 1`)
+		err := pgtest.Session(t, r.url, `SET session_replication_role = replica`, `UPDATE stream_key_epochs SET epoch = epoch - 1`)
 		wantInsufficientPrivilege(t, "wind the epoch back under session_replication_role = replica", err)
 		r.shred(t, r.store.Store.(*postgres.DB), "order-2")
 		r.sameAsACold(t, "after a shred")
@@ -195,7 +178,7 @@ func TestAWarmNodeTrustsNoKeyEpochOfAnotherHistory(t *testing.T) {
 			{`TRUNCATE streams`},
 			{`SET session_replication_role = replica`, `TRUNCATE streams`},
 		} {
-			wantInsufficientPrivilege(t, fmt.Sprint(sqls), superuser(t, r.url, sqls...))
+			wantInsufficientPrivilege(t, fmt.Sprint(sqls), pgtest.Session(t, r.url, sqls...))
 		}
 		r.sameAsACold(t, "after the truncations were refused")
 		if got := opened(t, r.node); len(got) != 4 {

@@ -1,12 +1,9 @@
 package postgres_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/store/postgres"
@@ -20,23 +17,6 @@ import (
 // made the random half necessary.
 
 func counter(v int64) int64 { return v >> 32 }
-
-// ownerExec runs statements in one session of the database's owner (a
-// superuser here) and returns the first error.
-func ownerExec(t *testing.T, url string, sqls ...string) error {
-	t.Helper()
-	conn, err := pgx.Connect(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	for _, sql := range sqls {
-		if _, err := conn.Exec(t.Context(), sql); err != nil {
-			return fmt.Errorf("%s: %w", sql, err)
-		}
-	}
-	return nil
-}
 
 func TestEpochsComeWithTheTenantAndMoveByCounterAndChance(t *testing.T) {
 	db, _ := twoTenants(t)
@@ -74,7 +54,7 @@ func TestEpochsComeWithTheTenantAndMoveByCounterAndChance(t *testing.T) {
 func TestAMissingEpochRowIsUnknown(t *testing.T) {
 	db, url := twoTenants(t)
 	ctx := t.Context()
-	if err := ownerExec(t, url, `DELETE FROM stream_key_epochs`, `DELETE FROM pii_generations`); err != nil {
+	if err := pgtest.Session(t, url, `DELETE FROM stream_key_epochs`, `DELETE FROM pii_generations`); err != nil {
 		t.Fatal(err)
 	}
 	if e := keyEpoch(t, db, tenantA); e != 0 {
@@ -110,7 +90,7 @@ func TestEpochFunctionsServeTheirTablesOnly(t *testing.T) {
 			_, err := tx.Exec(t.Context(), `CREATE TRIGGER x AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION `+fn+`()`)
 			wantRefused(t, "the server's role attaches "+fn+" to a table of its own", err)
 
-			err = ownerExec(t, url, `CREATE TEMP TABLE x (tenant_id text)`,
+			err = pgtest.Session(t, url, `CREATE TEMP TABLE x (tenant_id text)`,
 				`CREATE TRIGGER x AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION `+fn+`()`,
 				`INSERT INTO x VALUES ('tenant-b')`)
 			wantRefused(t, "the owner runs "+fn+" on another table", err)
@@ -131,7 +111,7 @@ func TestKeyAndStateTablesRefuseTruncate(t *testing.T) {
 			if replica {
 				sqls = append([]string{`SET session_replication_role = replica`}, sqls...)
 			}
-			wantRefused(t, fmt.Sprint(sqls), ownerExec(t, url, sqls...))
+			wantRefused(t, fmt.Sprint(sqls), pgtest.Session(t, url, sqls...))
 		}
 	}
 	if e := keyEpoch(t, db, tenantA); e == 0 {
@@ -162,7 +142,7 @@ func TestMigrationGivesEveryTenantFreshEpochs(t *testing.T) {
 		`SELECT epoch FROM stream_key_epochs ORDER BY tenant_id`,
 		`SELECT generation FROM pii_generations ORDER BY tenant_id`,
 	} {
-		got := queryInts(t, url, q)
+		got := queryAll[int64](t, url, q)
 		if len(got) != 2 || counter(got[0]) != 1 || counter(got[1]) != 1 || got[0] <= 9 {
 			t.Fatalf("%s after the migration: %#x; want a row for each tenant, counter 1", q, got)
 		}
@@ -176,14 +156,14 @@ func TestMigrationGivesEveryTenantFreshEpochs(t *testing.T) {
 // CREATE OR REPLACE drops the setting, which is how 0013 first lost it.
 func TestEverySecurityDefinerFunctionFixesItsSearchPath(t *testing.T) {
 	_, url := openDB(t)
-	names := queryStrings(t, url, `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+	names := queryAll[string](t, url, `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		WHERE n.nspname = current_schema() AND p.prosecdef
 		AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) c WHERE c LIKE 'search_path=%pg_temp')
 		ORDER BY 1`)
 	if len(names) > 0 {
 		t.Fatalf("SECURITY DEFINER functions without a search_path that ends in pg_temp: %v", names)
 	}
-	if n := queryStrings(t, url, `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+	if n := queryAll[string](t, url, `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		WHERE n.nspname = current_schema() AND p.prosecdef`); len(n) < 6 {
 		t.Fatalf("only %d SECURITY DEFINER functions found (%v): the query does not see the schema's", len(n), n)
 	}
@@ -231,7 +211,7 @@ func TestTheCounterWrapsRatherThanRunsOut(t *testing.T) {
 	db, url := twoTenants(t)
 	withPII(t, db, tenantA)
 	const end = int64(2147483647)<<32 | 5
-	if err := ownerExec(t, url,
+	if err := pgtest.Session(t, url,
 		fmt.Sprintf(`UPDATE stream_key_epochs SET epoch = %d WHERE tenant_id = 'tenant-a'`, end),
 		fmt.Sprintf(`UPDATE pii_generations SET generation = %d WHERE tenant_id = 'tenant-a'`, end)); err != nil {
 		t.Fatal(err)
@@ -249,53 +229,6 @@ func TestTheCounterWrapsRatherThanRunsOut(t *testing.T) {
 		t.Fatalf("after the counter's end the PII generation is %#x (%v); want counter 1", g, err)
 	}
 	// Anything else backwards is still refused.
-	err := ownerExec(t, url, `UPDATE stream_key_epochs SET epoch = 1 WHERE tenant_id = 'tenant-a'`)
+	err := pgtest.Session(t, url, `UPDATE stream_key_epochs SET epoch = 1 WHERE tenant_id = 'tenant-a'`)
 	wantRefused(t, "wind the epoch back by hand", err)
-}
-
-func queryStrings(t *testing.T, url, sql string) []string {
-	t.Helper()
-	conn, err := pgx.Connect(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	rows, err := conn.Query(t.Context(), sql)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// TestASubjectsGenerationDiffersOnTwoHistories rectifies the same value
-// once on each of two databases that held the same subject, as a lost
-// rectification and the next one on a promoted standby would: the two
-// generations differ, so that a node that cached the lost value's
-// ciphertext at its generation does not take it for the new one.
-func TestASubjectsGenerationDiffersOnTwoHistories(t *testing.T) {
-	var gens []int64
-	for range 2 {
-		db, _ := twoTenants(t)
-		withPII(t, db, tenantA)
-		_, before, err := db.SubjectPII(t.Context(), tenantA, "p-alice")
-		if err != nil || before.Generation != 0 {
-			t.Fatalf("a new subject key: generation %d, %v; want 0", before.Generation, err)
-		}
-		if err := db.RectifyPII(t.Context(), tenantA, eventvault.PIIValue{Token: "evpii_fixture0000000000000000", Subject: "p-alice",
-			Version: 2, KeyID: before.Key.ID, Ciphertext: []byte("sealed-pii:v2")}); err != nil {
-			t.Fatal(err)
-		}
-		_, after, err := db.SubjectPII(t.Context(), tenantA, "p-alice")
-		if err != nil || counter(after.Generation) != 1 {
-			t.Fatalf("after a rectification: generation %#x, %v; want counter 1", after.Generation, err)
-		}
-		gens = append(gens, after.Generation)
-	}
-	if gens[0] == gens[1] {
-		t.Fatalf("one rectification on each of two histories gave the same generation %#x", gens[0])
-	}
 }

@@ -64,7 +64,8 @@ func legacyMigrate(t *testing.T, url string, upTo int) {
 	}
 }
 
-func queryInts(t *testing.T, url, sql string) []int64 {
+// queryAll returns the one column of sql's rows.
+func queryAll[T any](t *testing.T, url, sql string) []T {
 	t.Helper()
 	conn, err := pgx.Connect(t.Context(), url)
 	if err != nil {
@@ -75,7 +76,7 @@ func queryInts(t *testing.T, url, sql string) []int64 {
 	if err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
-	v, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	v, err := pgx.CollectRows(rows, pgx.RowTo[T])
 	if err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
@@ -92,14 +93,14 @@ func TestMigrateTakesOverTheOldRunner(t *testing.T) {
 		url := pgtest.URL(t)
 		legacyMigrate(t, url, upTo)
 		pgtest.Exec(t, url, `INSERT INTO tenants (tenant_id) VALUES ('before-goose')`)
-		before := queryInts(t, url, `SELECT (extract(epoch FROM applied_at) * 1e6)::bigint FROM schema_migrations ORDER BY version`)
+		before := queryAll[int64](t, url, `SELECT (extract(epoch FROM applied_at) * 1e6)::bigint FROM schema_migrations ORDER BY version`)
 
 		for i := range 2 {
 			if err := postgres.Migrate(t.Context(), url); err != nil {
 				t.Fatalf("legacy up to %d, Migrate #%d: %v", upTo, i+1, err)
 			}
 		}
-		goose := queryInts(t, url, `SELECT version_id FROM goose_db_version ORDER BY id`)
+		goose := queryAll[int64](t, url, `SELECT version_id FROM goose_db_version ORDER BY id`)
 		want := []int64{0}
 		for v := 1; v <= postgres.LatestVersion(); v++ {
 			want = append(want, int64(v))
@@ -107,11 +108,11 @@ func TestMigrateTakesOverTheOldRunner(t *testing.T) {
 		if !slices.Equal(goose, want) {
 			t.Errorf("legacy up to %d: goose_db_version holds %v, want %v once each", upTo, goose, want)
 		}
-		after := queryInts(t, url, `SELECT (extract(epoch FROM applied_at) * 1e6)::bigint FROM schema_migrations ORDER BY version`)
+		after := queryAll[int64](t, url, `SELECT (extract(epoch FROM applied_at) * 1e6)::bigint FROM schema_migrations ORDER BY version`)
 		if len(after) != postgres.LatestVersion() || !slices.Equal(after[:upTo], before) {
 			t.Errorf("legacy up to %d: schema_migrations applied_at %v, was %v: the old records changed", upTo, after, before)
 		}
-		if n := queryInts(t, url, `SELECT count(*) FROM tenants WHERE tenant_id = 'before-goose'`); n[0] != 1 {
+		if n := queryAll[int64](t, url, `SELECT count(*) FROM tenants WHERE tenant_id = 'before-goose'`); n[0] != 1 {
 			t.Errorf("legacy up to %d: the row written before the takeover is gone", upTo)
 		}
 		db, err := postgres.Open(t.Context(), url, postgres.Options{})
@@ -151,7 +152,7 @@ func TestGooseBuildsTheOldRunnersSchema(t *testing.T) {
 		t.Fatalf("the schemas differ:\n--- old runner\n%s\n--- goose\n%s", a, b)
 	}
 	q := `SELECT version FROM schema_migrations ORDER BY version`
-	if a, b := queryInts(t, old, q), queryInts(t, fresh, q); !slices.Equal(a, b) {
+	if a, b := queryAll[int64](t, old, q), queryAll[int64](t, fresh, q); !slices.Equal(a, b) {
 		t.Errorf("schema_migrations: old runner %v, goose %v", a, b)
 	}
 }

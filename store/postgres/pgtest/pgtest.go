@@ -160,6 +160,27 @@ func userTables(ctx context.Context, conn *pgx.Conn) ([]pgx.Identifier, error) {
 	})
 }
 
+// Session runs sqls in order in one session of the test server's
+// superuser (so that a SET holds for those after it) and returns the first
+// error, wrapped with its statement: for tests of what the database
+// refuses even to its owner.
+func Session(t testing.TB, url string, sqls ...string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	for _, sql := range sqls {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+	}
+	return nil
+}
+
 // Exec runs sql as the test server's superuser, outside row-level security:
 // an attacker with write access to the database, for tests that tamper with
 // stored rows. It fails t unless the statement changes at least one row, so
