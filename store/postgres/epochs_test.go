@@ -232,3 +232,48 @@ func TestTheCounterWrapsRatherThanRunsOut(t *testing.T) {
 	err := pgtest.Session(t, url, `UPDATE stream_key_epochs SET epoch = 1 WHERE tenant_id = 'tenant-a'`)
 	wantRefused(t, "wind the epoch back by hand", err)
 }
+
+// TestASubjectsGenerationMovesOnlyThroughTheStore plays the server's role,
+// which would set a subject's generation to the value a node cached a
+// rectification at before a failover lost it, or push it to its end so
+// that every later rectification fails: it may not write the column; the
+// store's rectification moves it (through a definer function bound to the
+// transaction's tenant), past the counter's end too.
+func TestASubjectsGenerationMovesOnlyThroughTheStore(t *testing.T) {
+	db, url := twoTenants(t)
+	withPII(t, db, tenantA)
+	withPII(t, db, tenantB)
+	for _, sql := range []string{
+		`UPDATE subject_keys SET generation = 4294967296 | 3735928559 WHERE subject = 'p-alice'`,
+		`UPDATE subject_keys SET generation = 9223372036854775807 WHERE subject = 'p-alice'`,
+		`UPDATE subject_keys SET generation = generation + 1 WHERE subject = 'p-alice'`,
+	} {
+		_, err := asApp(t, url, tenantA, "", "").Exec(t.Context(), sql)
+		wantRefused(t, "the server's role: "+sql, err)
+	}
+	const end = int64(2147483647)<<32 | 5
+	if err := pgtest.Session(t, url, fmt.Sprintf(`UPDATE subject_keys SET generation = %d WHERE tenant_id = 'tenant-a' AND subject = 'p-alice'`, end)); err != nil {
+		t.Fatal(err)
+	}
+	_, st, err := db.SubjectPII(t.Context(), tenantA, "p-alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RectifyPII(t.Context(), tenantA, eventvault.PIIValue{Token: "evpii_fixture0000000000000000", Subject: "p-alice",
+		Version: 2, KeyID: st.Key.ID, Ciphertext: []byte("sealed-pii:v2")}); err != nil {
+		t.Fatalf("a rectification at the subject generation counter's end: %v", err)
+	}
+	if _, after, err := db.SubjectPII(t.Context(), tenantA, "p-alice"); err != nil || counter(after.Generation) != 1 {
+		t.Fatalf("after the counter's end the subject generation is %#x (%v); want counter 1", after.Generation, err)
+	}
+	// Tenant B's subject of the same name is not tenant A's to move.
+	_, stB, err := db.SubjectPII(t.Context(), tenantB, "p-alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := asApp(t, url, tenantA, "", "")
+	var moved int
+	if err := tx.QueryRow(t.Context(), `SELECT eventvault_next_subject_generation('p-alice', $1)`, [16]byte(stB.Key.ID)).Scan(&moved); err != nil || moved != 0 {
+		t.Fatalf("tenant A's transaction moved %d rows of tenant B's subject (%v); want none", moved, err)
+	}
+}

@@ -50,13 +50,13 @@ const subjectStatesSQL = `SELECT k.subject, k.key_id, k.key_version, k.kek_versi
 	FROM subject_keys k LEFT JOIN pii_restrictions r ON r.tenant_id = k.tenant_id AND r.subject = k.subject
 	WHERE k.tenant_id = $1 AND k.subject = ANY($2::text[])`
 
-// bumpGenerationSQL moves the subject's generation on, if its key is
-// still $3: to a value no history of the database reuses (0013's
-// eventvault_next_epoch), so that after a failover that lost a
-// rectification, the next one does not reach the number a node cached the
-// lost value at.
-const bumpGenerationSQL = `UPDATE subject_keys SET generation = eventvault_next_epoch(generation)
-	WHERE tenant_id = $1 AND subject = $2 AND key_id = $3 AND erased_at IS NULL`
+// bumpGenerationSQL moves the subject $1's generation on, in the
+// transaction's tenant, if its key is still $2, and returns the rows moved
+// (0 or 1): to a value no history of the database reuses, so that after a
+// failover that lost a rectification, the next one does not reach the
+// number a node cached the lost value at. Only this SECURITY DEFINER
+// function may move it (migration 0013).
+const bumpGenerationSQL = `SELECT eventvault_next_subject_generation($1, $2)`
 
 const restrictedSQL = `SELECT EXISTS (SELECT 1 FROM pii_restrictions WHERE tenant_id = $1 AND subject = $2)`
 
@@ -317,7 +317,7 @@ func (db *DB) RectifyPII(ctx context.Context, tenant eventvault.TenantID, v even
 		}
 		var bumped int64
 		b = &pgx.Batch{}
-		b.Queue(bumpGenerationSQL, tenant, string(v.Subject), v.KeyID).Exec(rowsAffected(&bumped))
+		b.Queue(bumpGenerationSQL, string(v.Subject), [16]byte(v.KeyID)).QueryRow(func(r pgx.Row) error { return r.Scan(&bumped) })
 		b.Queue(rectifyPIISQL, tenant, v.Token, v.Version, string(v.Subject), cur.Stream, cur.EventID, cur.Pointer, string(cur.Class), v.KeyID, v.Ciphertext, nullTime(v.CreatedAt))
 		if err := t.send(ctx, b, false); err != nil {
 			return err

@@ -400,7 +400,7 @@ func TestPIIGenerationCannotBeWoundBack(t *testing.T) {
 	withPII(t, db, tenantA)
 	counterRefusesTheApp(t, url, "pii_generations", "generation")
 	for _, tc := range []struct{ name, sql string }{
-		{"a subject key re-generated", `UPDATE subject_keys SET generation = generation + 1 WHERE subject = 'p-alice'`},
+		{"a subject key re-generated", `SELECT eventvault_next_subject_generation(subject, key_id) FROM subject_keys WHERE subject = 'p-alice'`},
 		{"a restriction lifted", `DELETE FROM pii_restrictions WHERE subject = 'p-alice'`},
 		{"a restriction placed", `INSERT INTO pii_restrictions (tenant_id, subject, reason, placed_at, placed_by) VALUES ('tenant-a', 'p-alice', 'x', now(), 'y')`},
 	} {

@@ -20,8 +20,10 @@
 --
 -- Besides:
 --   - a subject key's generation (0009), which counts its rectifications
---     and at which nodes cache personal values, moves the same way (the
---     store's rectification calls eventvault_next_epoch);
+--     and at which nodes cache personal values, moves the same way, and
+--     only through eventvault_next_subject_generation: the server's role
+--     may no longer write it, so that it can neither set the value a node
+--     cached a lost rectification at nor push it to its end;
 --   - every tenant gets both rows when it is created (its first append or
 --     key), and those that exist get them here, so that a missing row
 --     means one deleted by hand: reads then return "unknown" (epoch 0, PII
@@ -134,6 +136,46 @@ CREATE TRIGGER tenant_first_epochs AFTER INSERT ON tenants
 	FOR EACH ROW EXECUTE FUNCTION eventvault_first_epochs();
 ALTER TABLE tenants ENABLE ALWAYS TRIGGER tenant_first_epochs;
 
+-- A rectification moves its subject's generation, in the transaction's
+-- tenant (row-level security binds the function to it), if the subject
+-- still holds key_id: it returns the rows moved, 0 when the key was erased
+-- or replaced.
+CREATE FUNCTION eventvault_next_subject_generation(p_subject text, p_key_id uuid) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+	moved integer;
+BEGIN
+	UPDATE subject_keys SET generation = eventvault_next_epoch(generation)
+		WHERE tenant_id = nullif(current_setting('eventvault.tenant', true), '')
+		AND subject = p_subject AND key_id = p_key_id AND erased_at IS NULL;
+	GET DIAGNOSTICS moved = ROW_COUNT;
+	RETURN moved;
+END
+$$;
+
+-- 0009's guard on subject keys, with the generation's wrap let through as
+-- the checks above let the tenant values' through.
+CREATE OR REPLACE FUNCTION eventvault_check_subject_key() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF OLD.erased_at IS NOT NULL THEN
+		RAISE EXCEPTION 'the data subject was erased: they never get a key again'
+			USING ERRCODE = 'EV411';
+	END IF;
+	IF NEW.erased_at IS NOT NULL THEN
+		RETURN NEW;
+	END IF;
+	IF NEW.key_id = OLD.key_id AND NEW.key_version = OLD.key_version AND NEW.created_at = OLD.created_at
+		AND (NEW.generation >= OLD.generation OR (OLD.generation >> 32 = 2147483647 AND NEW.generation >> 32 = 1))
+		AND NEW.erased_key_id IS NULL
+		AND (NEW.kek_version > OLD.kek_version OR (NEW.kek_version = OLD.kek_version AND NEW.wrapped_key = OLD.wrapped_key)) THEN
+		RETURN NEW;
+	END IF;
+	RAISE EXCEPTION 'a subject key changes only by being erased or re-wrapped under a newer tenant key version'
+		USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
 CREATE FUNCTION eventvault_refuse_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -166,17 +208,18 @@ BEGIN
 	EXECUTE format('ALTER FUNCTION eventvault_check_stream_key_epoch() SET search_path = %I, pg_temp', current_schema());
 	EXECUTE format('ALTER FUNCTION eventvault_check_pii_generation() SET search_path = %I, pg_temp', current_schema());
 	EXECUTE format('ALTER FUNCTION eventvault_next_epoch(bigint) SET search_path = %I, pg_temp', current_schema());
+	EXECUTE format('ALTER FUNCTION eventvault_next_subject_generation(text, uuid) SET search_path = %I, pg_temp', current_schema());
+	EXECUTE format('ALTER FUNCTION eventvault_check_subject_key() SET search_path = %I, pg_temp', current_schema());
 	EXECUTE format('ALTER FUNCTION eventvault_first_epochs() SET search_path = %I, pg_temp', current_schema());
 	EXECUTE format('ALTER FUNCTION eventvault_refuse_truncate() SET search_path = %I, pg_temp', current_schema());
 END
 $$;
 REVOKE EXECUTE ON FUNCTION eventvault_next_epoch(bigint), eventvault_next_stream_key_epoch(),
 	eventvault_next_pii_generation(), eventvault_first_epochs(), eventvault_refuse_truncate(),
+	eventvault_next_subject_generation(text, uuid), eventvault_check_subject_key(),
 	eventvault_check_stream_key_epoch(), eventvault_check_pii_generation() FROM PUBLIC;
--- A subject key's generation, which counts its rectifications and which
--- nodes cache values at, moves the same way; the store moves it, so the
--- server's role may compute the next value (it moves nothing itself).
-GRANT EXECUTE ON FUNCTION eventvault_next_epoch(bigint) TO eventvault_app;
+REVOKE UPDATE (generation) ON subject_keys FROM eventvault_app;
+GRANT EXECUTE ON FUNCTION eventvault_next_subject_generation(text, uuid) TO eventvault_app;
 
 -- The tenants that exist: fresh values for both, as the owner, past
 -- row-level security for these statements only.
