@@ -146,7 +146,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			found = err == nil
 			return err
 		})
-		b.Queue(findEventsSQL, tenant, w.pgIDs).Query(func(rows pgx.Rows) error {
+		b.Queue(findEventsSQL, tenant, w.ids).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id uuid.UUID
 				var e eventvault.PriorEvent
@@ -207,7 +207,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		if req.Subject != "" && owner == nil {
 			b.Queue(setOwnerSQL, tenant, req.Stream, string(req.Subject))
 		}
-		b.Queue(writeEventsSQL, tenant, req.Stream, w.n, first, w.pgIDs, w.types, w.macs, payloads).QueryRow(func(r pgx.Row) error {
+		b.Queue(writeEventsSQL, tenant, req.Stream, w.n, first, w.ids, w.types, w.macs, payloads).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&firstGlobal)
 		})
 		// The append's audit record commits with its events, or neither
@@ -249,10 +249,12 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 type batchWrite struct {
 	stream eventvault.StreamName
 	n      int
-	ids    []uuid.UUID
-	pgIDs  [][16]byte // ids as pgx encodes a uuid directly (see commitGroup)
-	types  []string
-	macs   [][]byte
+	// ids are the events' ids as [16]byte, which pgx encodes as uuid
+	// directly; a uuid.UUID would go through its driver.Valuer, a string
+	// formatted and parsed back.
+	ids   [][16]byte
+	types []string
+	macs  [][]byte
 
 	sealFn   eventvault.SealFunc
 	sealed   bool
@@ -263,9 +265,9 @@ type batchWrite struct {
 
 func newBatchWrite(req eventvault.AppendRequest) *batchWrite {
 	n := len(req.Events)
-	w := &batchWrite{stream: req.Stream, n: n, ids: make([]uuid.UUID, n), pgIDs: make([][16]byte, n), types: make([]string, n), macs: make([][]byte, n), sealFn: req.Seal}
+	w := &batchWrite{stream: req.Stream, n: n, ids: make([][16]byte, n), types: make([]string, n), macs: make([][]byte, n), sealFn: req.Seal}
 	for i, e := range req.Events {
-		w.ids[i], w.pgIDs[i], w.types[i], w.macs[i] = e.ID, e.ID, e.Type, e.ContentMAC
+		w.ids[i], w.types[i], w.macs[i] = e.ID, e.Type, e.ContentMAC
 	}
 	return w
 }

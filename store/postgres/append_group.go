@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -307,7 +306,7 @@ func (q *tenantGroups) take() []*groupMember {
 		group   []*groupMember
 		left    = q.pending[:0]
 		streams = make(map[eventvault.StreamName]bool)
-		ids     = make(map[uuid.UUID]bool)
+		ids     = make(map[[16]byte]bool)
 		events  int
 	)
 	for _, m := range q.pending {
@@ -337,7 +336,7 @@ func (q *tenantGroups) take() []*groupMember {
 	return group
 }
 
-func (q *tenantGroups) fits(m *groupMember, group []*groupMember, streams map[eventvault.StreamName]bool, ids map[uuid.UUID]bool, events int) bool {
+func (q *tenantGroups) fits(m *groupMember, group []*groupMember, streams map[eventvault.StreamName]bool, ids map[[16]byte]bool, events int) bool {
 	if len(group) > 0 && (len(group) >= maxGroupAppends || events+m.w.n > maxGroupEvents) {
 		return false
 	}
@@ -394,7 +393,7 @@ func (db *DB) commitGroup(tenant eventvault.TenantID, group []*groupMember) {
 			eks = append(eks, int32(i))
 			ords = append(ords, int64(j+1))
 		}
-		ids = append(ids, m.w.pgIDs...)
+		ids = append(ids, m.w.ids...)
 		types = append(types, m.w.types...)
 		macs = append(macs, m.w.macs...)
 		payloads = append(payloads, m.payloads...)

@@ -101,13 +101,13 @@ const maxRecentIDs = 1 << 15
 // safe for concurrent use.
 type recentIDs struct {
 	mu   sync.Mutex
-	ring []uuid.UUID
+	ring [][16]byte
 	next int
-	set  map[uuid.UUID]struct{}
+	set  map[[16]byte]struct{}
 }
 
 // any reports whether one of ids is among the remembered ones.
-func (r *recentIDs) any(ids []uuid.UUID) bool {
+func (r *recentIDs) any(ids [][16]byte) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, id := range ids {
@@ -119,12 +119,12 @@ func (r *recentIDs) any(ids []uuid.UUID) bool {
 }
 
 // add remembers ids, forgetting the oldest past maxRecentIDs.
-func (r *recentIDs) add(ids []uuid.UUID) {
+func (r *recentIDs) add(ids [][16]byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.set == nil {
-		r.set = make(map[uuid.UUID]struct{}, maxRecentIDs)
-		r.ring = make([]uuid.UUID, 0, maxRecentIDs)
+		r.set = make(map[[16]byte]struct{}, maxRecentIDs)
+		r.ring = make([][16]byte, 0, maxRecentIDs)
 	}
 	for _, id := range ids {
 		if _, ok := r.set[id]; ok {
