@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +24,14 @@ import (
 type node struct {
 	cmd  *exec.Cmd
 	base string
+	// metrics is where it serves /metrics (host:port), with -metrics-listen.
+	metrics string
 }
 
-var listeningRE = regexp.MustCompile(`EventVault listening on (http://\S+)`)
+var (
+	listeningRE = regexp.MustCompile(`EventVault listening on (http://\S+)`)
+	metricsRE   = regexp.MustCompile(`^  metrics:  http://(\S+)/metrics$`)
+)
 
 // buildServer compiles the command once per test.
 func buildServer(t *testing.T) string {
@@ -69,18 +75,32 @@ func startProcess(t *testing.T, bin string, env []string, args ...string) *node 
 			t.Logf("log of node %s:\n%s", cmd.Path, logs.String())
 		}
 	})
-	found := make(chan string, 1)
+	// The banner: the listening line, the store's, the root key's and,
+	// with -metrics-listen, the metrics line.
+	wantMetrics := slices.Contains(args, "-metrics-listen")
+	found := make(chan *node, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
+		var n *node
 		for sc.Scan() {
-			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
+			line := sc.Text()
+			if m := listeningRE.FindStringSubmatch(line); m != nil {
+				n = &node{cmd: cmd, base: m[1]}
+			}
+			if n == nil {
+				continue
+			}
+			if m := metricsRE.FindStringSubmatch(line); m != nil {
+				n.metrics = m[1]
+				found <- n
+			} else if strings.HasPrefix(line, "  root key: ") && !wantMetrics {
+				found <- n
 			}
 		}
 	}()
 	select {
-	case base := <-found:
-		return &node{cmd: cmd, base: base}
+	case n := <-found:
+		return n
 	case <-time.After(60 * time.Second):
 		t.Fatal("node did not start listening within 60 s")
 	}

@@ -330,8 +330,12 @@ func (m *Main) printBanner(where, hostport string) {
 	}
 	addr := scheme + "://" + hostport
 	if m.Config.LogFormat == "json" {
-		m.Logger.Info("EventVault listening", slog.String("addr", addr), slog.String("store", where),
-			slog.String("root_key", rootKeyDescription(m.Config)), slog.Bool("dev", m.Config.Dev))
+		attrs := []any{slog.String("addr", addr), slog.String("store", where),
+			slog.String("root_key", rootKeyDescription(m.Config)), slog.Bool("dev", m.Config.Dev)}
+		if a := m.MetricsAddr(); a != "" {
+			attrs = append(attrs, slog.String("metrics", "http://"+a+"/metrics"))
+		}
+		m.Logger.Info("EventVault listening", attrs...)
 		if m.Config.Dev {
 			m.Logger.Warn("dev mode: do not keep real personal data here; the root token is printed on stdout", slog.String("root_token_tenant", string(DevTenant)))
 			fmt.Fprintf(m.Stdout, "Root Token: %s\n", m.RootToken)
@@ -342,6 +346,9 @@ func (m *Main) printBanner(where, hostport string) {
 	fmt.Fprintf(w, "EventVault listening on %s\n", addr)
 	fmt.Fprintf(w, "  store:    %s\n", where)
 	fmt.Fprintf(w, "  root key: %s\n", rootKeyDescription(m.Config))
+	if a := m.MetricsAddr(); a != "" {
+		fmt.Fprintf(w, "  metrics:  http://%s/metrics\n", a)
+	}
 	if !m.Config.Dev {
 		return
 	}
