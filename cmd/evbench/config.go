@@ -74,6 +74,7 @@ type Config struct {
 	Workloads  []string // keys to run; empty for all
 	JSON       string   // file for the JSON report; "-" for stdout
 	CPUProfile string   // file for a CPU profile of the measured rounds
+	MemProfile string   // file for an allocation profile of the measured rounds
 }
 
 // defaultConfig is the issue's workloads with defaults that finish in well
@@ -146,6 +147,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	factors := fs.String("overload-factors", "0.5,1,2,4", "offered rates of the overload workload, as multiples of each side's measured capacity")
 	fs.StringVar(&c.JSON, "json", "", "also write the report as JSON to this file; - writes JSON to stdout and the table to stderr")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured rounds (both sides; use pprof -focus to split them)")
+	fs.StringVar(&c.MemProfile, "memprofile", "", "write an allocation profile of the measured rounds, and the same taken before them to this file + `.start`; read it with go tool pprof -sample_index=alloc_space -diff_base FILE.start")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}

@@ -203,6 +203,11 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		}
 	}
 	defer func() { stopProfile() }()
+	if cfg.MemProfile != "" {
+		if err := writeAllocs(cfg.MemProfile + ".start"); err != nil {
+			return nil, err
+		}
+	}
 	for r := range cfg.Rounds {
 		for wi, w := range ws {
 			var order []*side
@@ -230,6 +235,11 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	// The crypto benchmark is not part of the profile.
 	stopProfile()
 	stopProfile = func() {}
+	if cfg.MemProfile != "" {
+		if err := writeAllocs(cfg.MemProfile); err != nil {
+			return nil, err
+		}
+	}
 
 	var crypto cryptoResult
 	if len(ws) > 0 {
@@ -401,6 +411,23 @@ func measure(ctx context.Context, ops []op, d time.Duration, waits *rawbench.Wai
 	}
 	got.waits, got.polls = w.waits.Seen, w.waits.Polls
 	return got, nil
+}
+
+// writeAllocs writes this process's allocation profile so far (every
+// allocation since it started, sampled) to path.
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("allocation profile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("allocation profile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("allocation profile: %w", err)
+	}
+	return nil
 }
 
 // startCPUProfile profiles this process until the returned function runs.
