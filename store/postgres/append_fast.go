@@ -40,7 +40,8 @@ const fastAppendSQL = `WITH s AS (
 	SELECT 1 FROM s
 	WHERE s.version = $4::bigint - 1 AND s.key_id = $9::uuid
 	AND ($10::text = '' OR s.subject = $10::text)
-	AND NOT EXISTS (SELECT 1 FROM events WHERE tenant_id = $1::text AND id = ANY($5::uuid[]))
+	AND NOT EXISTS (SELECT 1 FROM unnest($5::uuid[]) AS q(id)
+		CROSS JOIN LATERAL (SELECT 1 FROM events WHERE tenant_id = $1::text AND id = q.id LIMIT 1) ev)
 ), g AS (
 	INSERT INTO tenants AS t (tenant_id, last_global_position) SELECT $1::text, $3::bigint - 1 FROM ok
 	ON CONFLICT (tenant_id) DO UPDATE SET last_global_position = t.last_global_position + $3::bigint

@@ -47,12 +47,13 @@ const groupAppendSQL = `WITH a AS (
 	SELECT * FROM unnest($8::int[], $9::bigint[], $10::uuid[], $11::text[], $12::bytea[], $13::bytea[])
 		AS e(k, ord, id, type, mac, payload)
 ), s AS (
-	SELECT name, version, key_id, subject FROM streams
-	WHERE tenant_id = $1::text AND name = ANY($3::text[])
-	ORDER BY name
-	FOR UPDATE
+	SELECT st.name, st.version, st.key_id, st.subject
+	FROM (SELECT DISTINCT stream FROM a ORDER BY stream) AS n
+	CROSS JOIN LATERAL (SELECT name, version, key_id, subject FROM streams
+		WHERE tenant_id = $1::text AND name = n.stream LIMIT 1 FOR UPDATE) st
 ), taken AS (
-	SELECT DISTINCT e.k FROM e JOIN events ev ON ev.tenant_id = $1::text AND ev.id = e.id
+	SELECT DISTINCT e.k FROM e
+	CROSS JOIN LATERAL (SELECT 1 FROM events WHERE tenant_id = $1::text AND id = e.id LIMIT 1) ev
 ), ok AS (
 	SELECT a.k, a.stream, a.first, a.n, coalesce(sum(a.n) OVER (ORDER BY a.k ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS off
 	FROM a JOIN s ON s.name = a.stream

@@ -19,19 +19,25 @@ import (
 // applies to it because it neither owns the tables nor has BYPASSRLS.
 const appRole = "eventvault_app"
 
-// setScopeSQL switches the transaction to the app role and sets what the
-// row-level security policies read. All four are transaction-local
+// setScopeSQL switches the transaction to the app role, sets what the
+// row-level security policies read and has the transaction's statements
+// run on their generic plans. All five are transaction-local
 // (set_config's third argument), so nothing outlives the transaction on a
-// pooled connection; all four are set every time so that no value can come
+// pooled connection; all are set every time so that no value can come
 // from an earlier statement of the same transaction.
+//
+// Generic plans are planned once per connection and statement, never at
+// each execution, and never for one tenant's value: every statement is for
+// one tenant (tenant_id = $1), and a plan made for a value is made from
+// what the statistics say of that tenant, one row for a tenant the last
+// ANALYZE did not see, however many it holds by now. Such a plan read all
+// of a big new tenant's index entries to find one id. A generic plan takes
+// any tenant for a big one (migration 0014) and looks up what it needs.
+// See docs/performance.md, "A big tenant the statistics do not know".
 const setScopeSQL = `SELECT set_config('role', '` + appRole + `', true),
 	set_config('eventvault.tenant', $1, true),
 	set_config('eventvault.token_hash', $2, true),
-	set_config('eventvault.admin', $3, true)`
-
-// setScopeGenericSQL is setScopeSQL that also has the transaction's
-// statements run on generic plans (see txSpec.genericPlans).
-const setScopeGenericSQL = setScopeSQL + `,
+	set_config('eventvault.admin', $3, true),
 	set_config('plan_cache_mode', 'force_generic_plan', true)`
 
 // scope is what a transaction may see: one tenant's rows, or for
@@ -60,12 +66,6 @@ type txSpec struct {
 	// that protect it are read together. Writers run at READ COMMITTED and
 	// serialise on row locks.
 	readOnly bool
-	// genericPlans runs the transaction's prepared statements on their
-	// generic plans (plan_cache_mode, for this transaction only), planned
-	// once per connection, never at each execution: for statements whose
-	// best plan does not depend on their parameters' values (see the page
-	// reads of read.go).
-	genericPlans bool
 	// retryUnique retries on a unique violation too: a concurrent writer
 	// committed a row this transaction also meant to write, and running
 	// again sees it and answers precisely (a replay or a conflict naming
@@ -104,11 +104,7 @@ func (t *txn) send(ctx context.Context, b *pgx.Batch, commit bool) error {
 	if !t.begun {
 		full = &pgx.Batch{}
 		full.Queue(t.spec.beginSQL())
-		scopeSQL := setScopeSQL
-		if t.spec.genericPlans {
-			scopeSQL = setScopeGenericSQL
-		}
-		full.Queue(scopeSQL, t.spec.scope.args()...)
+		full.Queue(setScopeSQL, t.spec.scope.args()...)
 		full.QueuedQueries = append(full.QueuedQueries, b.QueuedQueries...)
 		t.begun = true
 	}

@@ -1,0 +1,235 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eventvault/eventvault"
+	"github.com/eventvault/eventvault/store/postgres"
+	"github.com/eventvault/eventvault/store/postgres/pgtest"
+)
+
+// TestStatementsOfABigNewTenantReadWhatTheyNeed: a tenant the planner's
+// statistics do not know (created after the last ANALYZE, as any tenant is
+// until autovacuum comes round, which on a large events table can take
+// millions of rows) and that holds many events and streams. Each of the
+// store's operations on a few of its streams must read index entries in
+// proportion to what it touches, never in proportion to the tenant: with
+// a statistics estimate of one row for the tenant, PostgreSQL may scan all
+// of the tenant's index entries on (tenant_id, …) and filter them by id or
+// name, which made an append cost milliseconds per thousand events of its
+// tenant.
+//
+// It measures with PostgreSQL's own counters (pg_stat_user_indexes and
+// pg_stat_user_tables, flushed when the store's sessions end), one
+// operation kind at a time: appends through group commit, appends on the
+// locking path (a node's first to a stream), the fast append without
+// group commit, an append that replays, stream reads and read-all pages.
+func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
+	url := pgtest.URL(t)
+	ctx := t.Context()
+	if err := postgres.Migrate(ctx, url); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	const (
+		small         eventvault.TenantID = "plans-small"
+		big           eventvault.TenantID = "plans-big"
+		fillerStreams                     = 3000
+		fillerEach                        = 10 // events per filler stream
+		tinyTenants                       = 2000
+	)
+	setup, err := postgres.Open(ctx, url, postgres.Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	// A small tenant that the statistics know, then ANALYZE, and no
+	// autovacuum from here on: the big tenant stays unknown to them.
+	smallStreams, _ := makeStreams(t, setup, small, 5, 20)
+	// And many tiny tenants, so that the statistics' average tenant is
+	// tiny too (what a generic plan assumes of a tenant it does not know).
+	if err := pgtest.Session(t, url,
+		fmt.Sprintf(`INSERT INTO tenants (tenant_id, last_global_position) SELECT 'tiny-' || g, 0 FROM generate_series(1, %d) g`, tinyTenants),
+		fmt.Sprintf(`INSERT INTO streams (tenant_id, name, version, key_id, key_version, kek_version, wrapped_key, key_created_at)
+			SELECT 'tiny-' || g, name, 0, key_id, key_version, kek_version, wrapped_key, key_created_at
+			FROM streams, generate_series(1, %d) g WHERE tenant_id = '%s' AND name = '%s'`, tinyTenants, small, smallStreams[0]),
+		fmt.Sprintf(`INSERT INTO events (tenant_id, global_position, stream, position, id, type, recorded_at, content_mac, payload)
+			SELECT 'tiny-' || g, 0, '%s', 0, gen_random_uuid(), 'Tiny', now(), '\x00', '\x00' FROM generate_series(1, %d) g`, smallStreams[0], tinyTenants),
+	); err != nil {
+		t.Fatalf("tiny tenants: %v", err)
+	}
+	if err := pgtest.Session(t, url, `ANALYZE`); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"events", "streams", "tenants"} {
+		if err := pgtest.Session(t, url, `ALTER TABLE `+table+` SET (autovacuum_enabled = false)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	streams, keys := makeStreams(t, setup, big, 8, 1)
+	setup.Close()
+	// Filler: streams with the first stream's key row, and their events,
+	// at the tenant's next global positions.
+	if err := pgtest.Session(t, url,
+		fmt.Sprintf(`INSERT INTO streams (tenant_id, name, version, key_id, key_version, kek_version, wrapped_key, key_created_at)
+			SELECT tenant_id, 'filler-' || g, %d, key_id, key_version, kek_version, wrapped_key, key_created_at
+			FROM streams, generate_series(1, %d) g WHERE tenant_id = '%s' AND name = '%s'`, fillerEach-1, fillerStreams, big, streams[0]),
+		fmt.Sprintf(`INSERT INTO events (tenant_id, global_position, stream, position, id, type, recorded_at, content_mac, payload)
+			SELECT '%[1]s', t.last_global_position + g, 'filler-' || ((g - 1) / %[2]d + 1), (g - 1) %% %[2]d, gen_random_uuid(), 'Filler', now(), '\x00', '\x00'
+			FROM tenants t, generate_series(1, %[3]d) g WHERE t.tenant_id = '%[1]s'`, big, fillerEach, fillerStreams*fillerEach),
+		fmt.Sprintf(`UPDATE tenants SET last_global_position = last_global_position + %d WHERE tenant_id = '%s'`, fillerStreams*fillerEach, big),
+	); err != nil {
+		t.Fatalf("filler: %v", err)
+	}
+	const tenantEvents = fillerStreams * fillerEach
+
+	// measure runs op on a store of its own and returns the index entries
+	// and sequentially scanned rows of events and streams it read.
+	measure := func(name string, opts postgres.Options, op func(db *postgres.DB)) {
+		t.Helper()
+		before := tupleReads(t, url)
+		db, err := postgres.Open(ctx, url, opts)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		op(db)
+		db.Close()
+		after := tupleReads(t, url)
+		for what, n := range after {
+			read := n - before[what]
+			t.Logf("%s: %s %d", name, what, read)
+			// Every operation below touches at most a few hundred rows;
+			// one that scans the tenant reads tens of thousands.
+			if read > 2000 {
+				t.Errorf("%s read %d %s for a tenant of %d events and %d streams: a scan of the tenant's rows", name, read, what, tenantEvents, fillerStreams+8)
+			}
+		}
+	}
+	appendEach := func(db *postgres.DB, req func(s eventvault.StreamName) eventvault.AppendRequest) {
+		var wg sync.WaitGroup
+		for _, s := range streams {
+			wg.Go(func() {
+				for range 5 {
+					if _, err := db.Append(ctx, big, req(s)); err != nil {
+						t.Errorf("append to %s: %v", s, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	batch := func(n int) func(s eventvault.StreamName) eventvault.AppendRequest {
+		return func(s eventvault.StreamName) eventvault.AppendRequest { return appendRequest(s, keys[s], n) }
+	}
+
+	measure("appends, locking path then group commit", postgres.Options{}, func(db *postgres.DB) {
+		appendEach(db, batch(3))
+	})
+	measure("appends, locking path then fast", postgres.Options{NoGroupCommit: true}, func(db *postgres.DB) {
+		appendEach(db, batch(3))
+	})
+	measure("appends replayed", postgres.Options{}, func(db *postgres.DB) {
+		for _, s := range streams {
+			req := batch(2)(s)
+			for range 2 {
+				if _, err := db.Append(ctx, big, req); err != nil {
+					t.Errorf("append to %s: %v", s, err)
+				}
+			}
+		}
+	})
+	measure("stream reads", postgres.Options{}, func(db *postgres.DB) {
+		for _, s := range streams {
+			if _, err := db.ReadStream(ctx, big, s, eventvault.ReadOptions{From: 0, Limit: 100}); err != nil {
+				t.Errorf("read %s: %v", s, err)
+			}
+			if _, err := db.ReadStream(ctx, big, s, eventvault.ReadOptions{From: -1, Limit: 5, Backward: true}); err != nil {
+				t.Errorf("read %s backwards: %v", s, err)
+			}
+		}
+	})
+	measure("read-all pages", postgres.Options{}, func(db *postgres.DB) {
+		for _, from := range []int64{0, tenantEvents / 2, tenantEvents} {
+			if _, err := db.ReadAll(ctx, big, from, 100); err != nil {
+				t.Errorf("read all from %d: %v", from, err)
+			}
+		}
+	})
+}
+
+// makeStreams creates n streams of tenant, each with a key and events
+// events appended.
+func makeStreams(t *testing.T, db *postgres.DB, tenant eventvault.TenantID, n, events int) ([]eventvault.StreamName, map[eventvault.StreamName]uuid.UUID) {
+	t.Helper()
+	streams := make([]eventvault.StreamName, n)
+	keys := map[eventvault.StreamName]uuid.UUID{}
+	for i := range streams {
+		s := eventvault.StreamName(fmt.Sprintf("%s-%d", tenant, i))
+		k, err := db.CreateStreamKey(t.Context(), tenant, s, wrappedKey(string(s)))
+		if err != nil {
+			t.Fatalf("CreateStreamKey %s: %v", s, err)
+		}
+		if _, err := db.Append(t.Context(), tenant, appendRequest(s, k.ID, events)); err != nil {
+			t.Fatalf("append to %s: %v", s, err)
+		}
+		streams[i], keys[s] = s, k.ID
+	}
+	return streams, keys
+}
+
+// tupleReads returns the index entries read (idx_tup_read) and the rows
+// read by sequential scans (seq_tup_read) of events and streams so far,
+// once every other session of the database has ended and so flushed its
+// counters.
+func tupleReads(t *testing.T, url string) map[string]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	for {
+		var others int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&others); err != nil {
+			t.Fatalf("sessions: %v", err)
+		}
+		if others == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d sessions still open", others)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rows, err := conn.Query(ctx, `SELECT relname || ' index entries', sum(idx_tup_read)::bigint FROM pg_stat_user_indexes WHERE relname IN ('events', 'streams') GROUP BY relname
+		UNION ALL SELECT relname || ' rows scanned', seq_tup_read FROM pg_stat_user_tables WHERE relname IN ('events', 'streams')`)
+	if err != nil {
+		t.Fatalf("counters: %v", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct {
+		k string
+		v int64
+	}, error) {
+		var kv struct {
+			k string
+			v int64
+		}
+		return kv, r.Scan(&kv.k, &kv.v)
+	})
+	if err != nil {
+		t.Fatalf("counters: %v", err)
+	}
+	m := make(map[string]int64, len(out))
+	for _, kv := range out {
+		m[kv.k] = kv.v
+	}
+	return m
+}
