@@ -45,10 +45,14 @@ const subjectPIISQL = `SELECT token, version, subject, stream, event_id, pointer
 	FROM pii_values WHERE tenant_id = $1 AND subject = $2 ORDER BY token, version`
 
 // subjectStatesSQL returns the key, restriction and generation of each
-// subject that has a key row.
+// subject that has a key row, each subject looked up on its own, so that
+// the statement reads the subjects' index entries and never the tenant's
+// (docs/performance.md, "A big tenant the statistics do not know").
 const subjectStatesSQL = `SELECT k.subject, k.key_id, k.key_version, k.kek_version, k.wrapped_key, k.created_at, k.generation, r.subject IS NOT NULL
-	FROM subject_keys k LEFT JOIN pii_restrictions r ON r.tenant_id = k.tenant_id AND r.subject = k.subject
-	WHERE k.tenant_id = $1 AND k.subject = ANY($2::text[])`
+	FROM (SELECT DISTINCT unnest($2::text[]) AS subject) AS q
+	CROSS JOIN LATERAL (SELECT subject, key_id, key_version, kek_version, wrapped_key, created_at, generation FROM subject_keys
+		WHERE tenant_id = $1 AND subject = q.subject LIMIT 1) k
+	LEFT JOIN LATERAL (SELECT subject FROM pii_restrictions WHERE tenant_id = $1 AND subject = q.subject LIMIT 1) r ON true`
 
 // bumpGenerationSQL moves the subject $1's generation on, in the
 // transaction's tenant, if its key is still $2, and returns the rows moved

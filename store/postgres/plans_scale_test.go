@@ -66,7 +66,7 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 	if err := pgtest.Session(t, url, `ANALYZE`); err != nil {
 		t.Fatal(err)
 	}
-	for _, table := range []string{"events", "streams", "tenants"} {
+	for _, table := range append([]string{"tenants"}, measuredTables...) {
 		if err := pgtest.Session(t, url, `ALTER TABLE `+table+` SET (autovacuum_enabled = false)`); err != nil {
 			t.Fatal(err)
 		}
@@ -83,6 +83,14 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 			SELECT '%[1]s', t.last_global_position + g, 'filler-' || ((g - 1) / %[2]d + 1), (g - 1) %% %[2]d, gen_random_uuid(), 'Filler', now(), '\x00', '\x00'
 			FROM tenants t, generate_series(1, %[3]d) g WHERE t.tenant_id = '%[1]s'`, big, fillerEach, fillerStreams*fillerEach),
 		fmt.Sprintf(`UPDATE tenants SET last_global_position = last_global_position + %d WHERE tenant_id = '%s'`, fillerStreams*fillerEach, big),
+		// Data subjects with a key and personal values, and an audit log.
+		fmt.Sprintf(`INSERT INTO subject_keys (tenant_id, subject, key_id, key_version, kek_version, wrapped_key, created_at, generation)
+			SELECT '%s', 'subject-' || g, gen_random_uuid(), 1, 1, '\x00', now(), 1 FROM generate_series(1, %d) g`, big, fillerStreams),
+		fmt.Sprintf(`INSERT INTO pii_values (tenant_id, token, version, subject, stream, event_id, pointer, class, key_id, ciphertext, created_at)
+			SELECT '%[1]s', 'token-' || g, 1, 'subject-' || ((g - 1) / %[2]d + 1), 'filler-1', gen_random_uuid(), '/name', 'name', k.key_id, '\x00', now()
+			FROM generate_series(1, %[3]d) g JOIN subject_keys k ON k.tenant_id = '%[1]s' AND k.subject = 'subject-' || ((g - 1) / %[2]d + 1)`, big, fillerEach, fillerStreams*fillerEach),
+		fmt.Sprintf(`INSERT INTO audit_records (tenant_id, idx, line) SELECT '%s', g - 1, '\x00' FROM generate_series(1, %d) g`, big, fillerStreams*fillerEach),
+		fmt.Sprintf(`INSERT INTO audit_hashes (tenant_id, hash_idx, hash) SELECT '%s', g - 1, sha256(int8send(g)) FROM generate_series(1, %d) g`, big, fillerStreams*fillerEach),
 	); err != nil {
 		t.Fatalf("filler: %v", err)
 	}
@@ -154,6 +162,31 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 			}
 		}
 	})
+	measure("personal values", postgres.Options{}, func(db *postgres.DB) {
+		tokens := []string{"token-7", "token-70", "token-700", "token-7000", "token-17000"}
+		if page, err := db.PIIValues(ctx, big, tokens); err != nil || len(page.Values) != len(tokens) {
+			t.Errorf("PIIValues: %d values, %v", len(page.Values), err)
+		}
+	})
+	measure("subject states", postgres.Options{}, func(db *postgres.DB) {
+		subjects := []eventvault.Pseudonym{"subject-3", "subject-30", "subject-300", "subject-3000"}
+		if states, _, err := db.SubjectStates(ctx, big, subjects); err != nil || len(states) != len(subjects) {
+			t.Errorf("SubjectStates: %d states, %v", len(states), err)
+		}
+	})
+	measure("a subject's personal values", postgres.Options{}, func(db *postgres.DB) {
+		if values, _, err := db.SubjectPII(ctx, big, "subject-42"); err != nil || len(values) != fillerEach {
+			t.Errorf("SubjectPII: %d values, %v", len(values), err)
+		}
+	})
+	measure("audit log", postgres.Options{}, func(db *postgres.DB) {
+		if hashes, err := db.AuditHashes(ctx, big, []int64{0, 1, 2, 3, 1000, 2047, 20000, 29999}); err != nil || len(hashes) != 8 {
+			t.Errorf("AuditHashes: %d hashes, %v", len(hashes), err)
+		}
+		if records, err := db.AuditRecords(ctx, big, 15000, 15010); err != nil || len(records) != 10 {
+			t.Errorf("AuditRecords: %d records, %v", len(records), err)
+		}
+	})
 	measure("read-all pages", postgres.Options{}, func(db *postgres.DB) {
 		for _, from := range []int64{0, tenantEvents / 2, tenantEvents} {
 			if _, err := db.ReadAll(ctx, big, from, 100); err != nil {
@@ -183,8 +216,11 @@ func makeStreams(t *testing.T, db *postgres.DB, tenant eventvault.TenantID, n, e
 	return streams, keys
 }
 
+// measuredTables are the tables whose reads tupleReads counts.
+var measuredTables = []string{"events", "streams", "subject_keys", "pii_values", "pii_restrictions", "audit_records", "audit_hashes"}
+
 // tupleReads returns the index entries read (idx_tup_read) and the rows
-// read by sequential scans (seq_tup_read) of events and streams so far,
+// read by sequential scans (seq_tup_read) of measuredTables so far,
 // once every other session of the database has ended and so flushed its
 // counters.
 func tupleReads(t *testing.T, url string) map[string]int64 {
@@ -209,8 +245,8 @@ func tupleReads(t *testing.T, url string) map[string]int64 {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	rows, err := conn.Query(ctx, `SELECT relname || ' index entries', sum(idx_tup_read)::bigint FROM pg_stat_user_indexes WHERE relname IN ('events', 'streams') GROUP BY relname
-		UNION ALL SELECT relname || ' rows scanned', seq_tup_read FROM pg_stat_user_tables WHERE relname IN ('events', 'streams')`)
+	rows, err := conn.Query(ctx, `SELECT relname || ' index entries', sum(idx_tup_read)::bigint FROM pg_stat_user_indexes WHERE relname = ANY($1) GROUP BY relname
+		UNION ALL SELECT relname || ' rows scanned', seq_tup_read FROM pg_stat_user_tables WHERE relname = ANY($1)`, measuredTables)
 	if err != nil {
 		t.Fatalf("counters: %v", err)
 	}
