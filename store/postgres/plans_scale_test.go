@@ -42,7 +42,7 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 		big           eventvault.TenantID = "plans-big"
 		fillerStreams                     = 3000
 		fillerEach                        = 10 // events per filler stream
-		tinyTenants                       = 2000
+		tinyTenants                       = 20000
 	)
 	setup, err := postgres.Open(ctx, url, postgres.Options{})
 	if err != nil {

@@ -125,7 +125,7 @@ func (db *DB) ReadStream(ctx context.Context, tenant eventvault.TenantID, stream
 	}
 
 	var page eventvault.StreamPage
-	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true, pageRead: true}, func(ctx context.Context, t *txn) error {
 		page = eventvault.StreamPage{Version: eventvault.NoStream}
 		b := &pgx.Batch{}
 		b.Queue(streamRowSQL, tenant, stream).QueryRow(func(r pgx.Row) error {
@@ -215,7 +215,7 @@ func (db *DB) ReadAllTo(ctx context.Context, tenant eventvault.TenantID, from in
 	// range again, and the page stays one round trip.
 	kr, onRequest := r.(eventvault.AllPageKeysOnRequest)
 	handed := false
-	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, readOnly: true, pageRead: true}, func(ctx context.Context, t *txn) error {
 		if handed {
 			return errors.New("the page was handed over in part already and cannot be read again")
 		}
@@ -265,7 +265,7 @@ func (db *DB) ReadAllTo(ctx context.Context, tenant eventvault.TenantID, from in
 func (db *DB) readPageKeys(ctx context.Context, tenant eventvault.TenantID, from int64, limit int, r eventvault.AllPageKeysOnRequest) error {
 	var keys map[eventvault.StreamName]eventvault.WrappedKey
 	var epoch int64
-	err := db.run(ctx, txSpec{op: "postgres.ReadAll", scope: scope{tenant: tenant}, readOnly: true}, func(ctx context.Context, t *txn) error {
+	err := db.run(ctx, txSpec{op: "postgres.ReadAll", scope: scope{tenant: tenant}, readOnly: true, pageRead: true}, func(ctx context.Context, t *txn) error {
 		keys = map[eventvault.StreamName]eventvault.WrappedKey{}
 		b := &pgx.Batch{}
 		queuePageKeys(b, tenant, from, limit, keys)

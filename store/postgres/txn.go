@@ -40,6 +40,19 @@ const setScopeSQL = `SELECT set_config('role', '` + appRole + `', true),
 	set_config('eventvault.admin', $3, true),
 	set_config('plan_cache_mode', 'force_generic_plan', true)`
 
+// setScopePageSQL is setScopeSQL for the page reads (txSpec.pageRead): it
+// also turns bitmap scans and sorts off, for this transaction only, so that
+// a page is read along its index in order and stops at its LIMIT. On a
+// generic plan, with many small tenants in the statistics, PostgreSQL
+// estimated a big tenant's rows past a position at a few dozen, and read
+// all of them in a bitmap scan to sort them and keep the page's first
+// hundred (docs/performance.md, "A big tenant the statistics do not
+// know"). Off only makes them the last resort: a statement with no other
+// plan still has one.
+const setScopePageSQL = setScopeSQL + `,
+	set_config('enable_bitmapscan', 'off', true),
+	set_config('enable_sort', 'off', true)`
+
 // scope is what a transaction may see: one tenant's rows, or for
 // authentication the token with one hash, or for retiring the dev root
 // tokens the root tokens.
@@ -66,6 +79,9 @@ type txSpec struct {
 	// that protect it are read together. Writers run at READ COMMITTED and
 	// serialise on row locks.
 	readOnly bool
+	// pageRead runs the transaction with setScopePageSQL: for reads of a
+	// page of events in index order (a stream, read-all, a page's keys).
+	pageRead bool
 	// retryUnique retries on a unique violation too: a concurrent writer
 	// committed a row this transaction also meant to write, and running
 	// again sees it and answers precisely (a replay or a conflict naming
@@ -104,7 +120,11 @@ func (t *txn) send(ctx context.Context, b *pgx.Batch, commit bool) error {
 	if !t.begun {
 		full = &pgx.Batch{}
 		full.Queue(t.spec.beginSQL())
-		full.Queue(setScopeSQL, t.spec.scope.args()...)
+		scopeSQL := setScopeSQL
+		if t.spec.pageRead {
+			scopeSQL = setScopePageSQL
+		}
+		full.Queue(scopeSQL, t.spec.scope.args()...)
 		full.QueuedQueries = append(full.QueuedQueries, b.QueuedQueries...)
 		t.begun = true
 	}
