@@ -23,27 +23,8 @@ func TestAuditExportCommandVerifies(t *testing.T) {
 	// A server's start and stop go to the deployment's own log.
 	_, _, stop := startDev(t, dir)
 	stop()
-	vkeyRE := regexp.MustCompile(`verifier key of this log \(pin it once, from a channel you trust\): (\S+)`)
 	for _, tenant := range []string{"acme", "_deployment"} {
-		bundle := filepath.Join(dir, tenant+".jsonl")
-		out.Reset()
-		errb.Reset()
-		if code := run(t.Context(), append([]string{"audit", "export", "-tenant", tenant, "-o", bundle}, store...), &out, &errb); code != 0 {
-			t.Fatalf("audit export -tenant %s: %d %s", tenant, code, errb.String())
-		}
-		m := vkeyRE.FindStringSubmatch(errb.String())
-		if m == nil {
-			t.Fatalf("audit export printed no verifier key: %s", errb.String())
-		}
-		keyFile := filepath.Join(dir, tenant+".vkey")
-		if err := os.WriteFile(keyFile, []byte(m[1]+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		out.Reset()
-		errb.Reset()
-		if code := run(t.Context(), []string{"audit", "verify", bundle, "-public-key", keyFile}, &out, &errb); code != 0 {
-			t.Fatalf("audit verify of %s: %d %s %s", tenant, code, out.String(), errb.String())
-		}
+		bundle := exportAndVerifyAudit(t, tenant, store)
 		b, _ := os.ReadFile(bundle)
 		if tenant == "acme" {
 			out.Reset()
@@ -56,4 +37,34 @@ func TestAuditExportCommandVerifies(t *testing.T) {
 			t.Errorf("the log of %s lacks %s:\n%s", tenant, want, b)
 		}
 	}
+}
+
+var verifierKeyRE = regexp.MustCompile(`verifier key of this log \(pin it once, from a channel you trust\): (\S+)`)
+
+// exportAndVerifyAudit runs 'audit export' of tenant's log with storeArgs
+// (the store's flags) and 'audit verify' of the bundle against the
+// verifier key the export printed, as an auditor would, failing t unless
+// both succeed. It returns the bundle's path.
+func exportAndVerifyAudit(t *testing.T, tenant string, storeArgs []string) string {
+	t.Helper()
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, tenant+".jsonl")
+	var out, errb bytes.Buffer
+	if code := run(t.Context(), append([]string{"audit", "export", "-tenant", tenant, "-o", bundle}, storeArgs...), &out, &errb); code != 0 {
+		t.Fatalf("audit export -tenant %s: %d %s", tenant, code, errb.String())
+	}
+	m := verifierKeyRE.FindStringSubmatch(errb.String())
+	if m == nil {
+		t.Fatalf("audit export printed no verifier key: %s", errb.String())
+	}
+	keyFile := filepath.Join(dir, tenant+".vkey")
+	if err := os.WriteFile(keyFile, []byte(m[1]+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run(t.Context(), []string{"audit", "verify", bundle, "-public-key", keyFile}, &out, &errb); code != 0 {
+		t.Fatalf("audit verify of %s: %d %s %s", tenant, code, out.String(), errb.String())
+	}
+	return bundle
 }

@@ -3,14 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +15,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/eventvault/eventvault/store/postgres/pgtest"
 )
@@ -181,7 +177,7 @@ func TestKilledServerLosesNoAcknowledgedAppend(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	waitForNoSessions(t, dbURL)
+	pgtest.WaitForNoSessions(t, dbURL)
 
 	second := startNode(t, bin, dbURL, dataDir, root)
 	type readEvent struct {
@@ -296,59 +292,12 @@ func groupCommits(t *testing.T, metrics string) (groups, appends int64) {
 	return groups, appends
 }
 
-// waitForNoSessions waits until the database has no session but the
-// caller's: a killed server's backends have ended, each with its
-// transaction committed or rolled back.
-func waitForNoSessions(t *testing.T, dbURL string) {
-	t.Helper()
-	ctx := t.Context()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(context.Background())
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var n int
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
-			t.Fatalf("count sessions: %v", err)
-		}
-		if n == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d sessions of the killed server still open after 30 s", n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-var appendRecordRE = regexp.MustCompile(`"action":"append"`)
-
 // checkAppendRecords exports the dev tenant's audit log with the operator's
 // commands, verifies it, and checks that each stream's append records
 // cover positions 0 to its version (versions) exactly once.
 func checkAppendRecords(t *testing.T, storeArgs []string, versions map[string]int64) {
 	t.Helper()
-	dir := t.TempDir()
-	bundle := filepath.Join(dir, "default.jsonl")
-	var out, errb bytes.Buffer
-	if code := run(t.Context(), append([]string{"audit", "export", "-tenant", string(DevTenant), "-o", bundle}, storeArgs...), &out, &errb); code != 0 {
-		t.Fatalf("audit export: %d %s", code, errb.String())
-	}
-	m := regexp.MustCompile(`verifier key of this log \(pin it once, from a channel you trust\): (\S+)`).FindStringSubmatch(errb.String())
-	if m == nil {
-		t.Fatalf("audit export printed no verifier key: %s", errb.String())
-	}
-	keyFile := filepath.Join(dir, "default.vkey")
-	if err := os.WriteFile(keyFile, []byte(m[1]+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out.Reset()
-	errb.Reset()
-	if code := run(t.Context(), []string{"audit", "verify", bundle, "-public-key", keyFile}, &out, &errb); code != 0 {
-		t.Fatalf("audit verify after the kill: %d %s %s", code, out.String(), errb.String())
-	}
+	bundle := exportAndVerifyAudit(t, string(DevTenant), storeArgs)
 	f, err := os.Open(bundle)
 	if err != nil {
 		t.Fatal(err)
@@ -359,7 +308,7 @@ func checkAppendRecords(t *testing.T, storeArgs []string, versions map[string]in
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	records := 0
 	for sc.Scan() {
-		if !appendRecordRE.Match(sc.Bytes()) {
+		if !bytes.Contains(sc.Bytes(), []byte(`"action":"append"`)) {
 			continue
 		}
 		var line struct {

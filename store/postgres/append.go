@@ -26,8 +26,9 @@ const setOwnerSQL = `UPDATE streams SET subject = $3
 // findEventsSQL finds the events of the batch appended before, in any stream
 // of the tenant. It runs after the stream lock is held, so it sees every
 // event committed by an earlier append to the same stream. Each id is
-// looked up on its own (idLookup), so that the statement reads the
-// batch's index entries and never the tenant's.
+// looked up on its own, so that the statement reads the batch's index
+// entries and never the tenant's (docs/performance.md, "A big tenant the
+// statistics do not know").
 const findEventsSQL = `SELECT ev.id, ev.stream, ev.position, ev.global_position, ev.content_mac
 	FROM unnest($2::uuid[]) AS q(id)
 	CROSS JOIN LATERAL (SELECT id, stream, position, global_position, content_mac FROM events

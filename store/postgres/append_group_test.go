@@ -49,20 +49,27 @@ func openObserved(t *testing.T, url string, opts postgres.Options) (*postgres.DB
 	return db, obs
 }
 
-// createStreams creates a key for each stream and makes one append to it,
-// so that the node's version cache holds the stream and the next appends
-// take the fast (grouped) path.
+// createStreams creates n streams of tenantA ("order-0" …) with a key and
+// one append each, so that the node's version cache holds the stream and
+// the next appends take the fast (grouped) path.
 func createStreams(t *testing.T, db *postgres.DB, n int) ([]eventvault.StreamName, map[eventvault.StreamName]uuid.UUID) {
+	t.Helper()
+	return makeStreams(t, db, tenantA, "order", n, 1)
+}
+
+// makeStreams creates n streams of tenant, named prefix-0 …, each with a
+// key and events events appended.
+func makeStreams(t *testing.T, db *postgres.DB, tenant eventvault.TenantID, prefix string, n, events int) ([]eventvault.StreamName, map[eventvault.StreamName]uuid.UUID) {
 	t.Helper()
 	streams := make([]eventvault.StreamName, n)
 	keys := map[eventvault.StreamName]uuid.UUID{}
 	for i := range streams {
-		s := eventvault.StreamName(fmt.Sprintf("order-%d", i))
-		k, err := db.CreateStreamKey(t.Context(), tenantA, s, wrappedKey(string(s)))
+		s := eventvault.StreamName(fmt.Sprintf("%s-%d", prefix, i))
+		k, err := db.CreateStreamKey(t.Context(), tenant, s, wrappedKey(string(s)))
 		if err != nil {
 			t.Fatalf("CreateStreamKey %s: %v", s, err)
 		}
-		if _, err := db.Append(t.Context(), tenantA, appendRequest(s, k.ID, 1)); err != nil {
+		if _, err := db.Append(t.Context(), tenant, appendRequest(s, k.ID, events)); err != nil {
 			t.Fatalf("first append to %s: %v", s, err)
 		}
 		streams[i], keys[s] = s, k.ID

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eventvault/eventvault"
@@ -50,7 +49,7 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 	}
 	// A small tenant that the statistics know, then ANALYZE, and no
 	// autovacuum from here on: the big tenant stays unknown to them.
-	smallStreams, _ := makeStreams(t, setup, small, 5, 20)
+	smallStreams, _ := makeStreams(t, setup, small, string(small), 5, 20)
 	// And many tiny tenants, so that the statistics' average tenant is
 	// tiny too (what a generic plan assumes of a tenant it does not know).
 	if err := pgtest.Session(t, url,
@@ -71,7 +70,7 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	streams, keys := makeStreams(t, setup, big, 8, 1)
+	streams, keys := makeStreams(t, setup, big, string(big), 8, 1)
 	setup.Close()
 	// Filler: streams with the first stream's key row, and their events,
 	// at the tenant's next global positions.
@@ -196,35 +195,16 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 	})
 }
 
-// makeStreams creates n streams of tenant, each with a key and events
-// events appended.
-func makeStreams(t *testing.T, db *postgres.DB, tenant eventvault.TenantID, n, events int) ([]eventvault.StreamName, map[eventvault.StreamName]uuid.UUID) {
-	t.Helper()
-	streams := make([]eventvault.StreamName, n)
-	keys := map[eventvault.StreamName]uuid.UUID{}
-	for i := range streams {
-		s := eventvault.StreamName(fmt.Sprintf("%s-%d", tenant, i))
-		k, err := db.CreateStreamKey(t.Context(), tenant, s, wrappedKey(string(s)))
-		if err != nil {
-			t.Fatalf("CreateStreamKey %s: %v", s, err)
-		}
-		if _, err := db.Append(t.Context(), tenant, appendRequest(s, k.ID, events)); err != nil {
-			t.Fatalf("append to %s: %v", s, err)
-		}
-		streams[i], keys[s] = s, k.ID
-	}
-	return streams, keys
-}
-
 // measuredTables are the tables whose reads tupleReads counts.
 var measuredTables = []string{"events", "streams", "subject_keys", "pii_values", "pii_restrictions", "audit_records", "audit_hashes"}
 
 // tupleReads returns the index entries read (idx_tup_read) and the rows
-// read by sequential scans (seq_tup_read) of measuredTables so far,
-// once every other session of the database has ended and so flushed its
+// read by sequential scans (seq_tup_read) of measuredTables so far, once
+// every other session of the database has ended and so flushed its
 // counters.
 func tupleReads(t *testing.T, url string) map[string]int64 {
 	t.Helper()
+	pgtest.WaitForNoSessions(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
@@ -232,40 +212,18 @@ func tupleReads(t *testing.T, url string) map[string]int64 {
 		t.Fatalf("connect: %v", err)
 	}
 	defer conn.Close(context.Background())
-	for {
-		var others int
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&others); err != nil {
-			t.Fatalf("sessions: %v", err)
-		}
-		if others == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("%d sessions still open", others)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	rows, err := conn.Query(ctx, `SELECT relname || ' index entries', sum(idx_tup_read)::bigint FROM pg_stat_user_indexes WHERE relname = ANY($1) GROUP BY relname
 		UNION ALL SELECT relname || ' rows scanned', seq_tup_read FROM pg_stat_user_tables WHERE relname = ANY($1)`, measuredTables)
 	if err != nil {
 		t.Fatalf("counters: %v", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct {
-		k string
-		v int64
-	}, error) {
-		var kv struct {
-			k string
-			v int64
-		}
-		return kv, r.Scan(&kv.k, &kv.v)
-	})
-	if err != nil {
+	m := map[string]int64{}
+	var (
+		what string
+		n    int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&what, &n}, func() error { m[what] = n; return nil }); err != nil {
 		t.Fatalf("counters: %v", err)
-	}
-	m := make(map[string]int64, len(out))
-	for _, kv := range out {
-		m[kv.k] = kv.v
 	}
 	return m
 }

@@ -202,3 +202,32 @@ func Exec(t testing.TB, url, sql string, args ...any) {
 		t.Fatalf("pgtest: exec %q changed no row", sql)
 	}
 }
+
+// WaitForNoSessions waits until the database at url has no session but
+// the caller's: every other one has ended, its transaction committed or
+// rolled back and its statistics counters flushed (a server process that
+// was killed, a store that was closed). It fails t after 30 s.
+func WaitForNoSessions(t testing.TB, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	for {
+		var others int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&others); err != nil {
+			t.Fatalf("pgtest: count sessions: %v", err)
+		}
+		if others == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("pgtest: %d sessions still open after 30 s", others)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
