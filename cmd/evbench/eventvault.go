@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/eventvault/eventvault"
@@ -409,9 +410,20 @@ func readLines(r io.Reader) (n int, last int64, err error) {
 	return n, last, nil
 }
 
+// frameReaders holds the buffered readers readFrames reads bodies
+// through, reused between requests as a client reading page after page
+// would (a new 64 KiB reader per page was 7% of the bytes the client and
+// server allocated together on the reads).
+var frameReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 // readFrames parses frames one at a time into a buffer reused between them.
 func readFrames(r io.Reader) (n int, last int64, err error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := frameReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil)
+		frameReaders.Put(br)
+	}()
 	var head [4]byte
 	var frame []byte
 	for {
