@@ -60,6 +60,8 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 			FROM streams, generate_series(1, %d) g WHERE tenant_id = '%s' AND name = '%s'`, tinyTenants, small, smallStreams[0]),
 		fmt.Sprintf(`INSERT INTO events (tenant_id, global_position, stream, position, id, type, recorded_at, content_mac, payload)
 			SELECT 'tiny-' || g, 0, '%s', 0, gen_random_uuid(), 'Tiny', now(), '\x00', '\x00' FROM generate_series(1, %d) g`, smallStreams[0], tinyTenants),
+		fmt.Sprintf(`INSERT INTO api_tokens (id, token_hash, tenant_id, name, created_at)
+			SELECT 'tiny-' || g, sha256(convert_to('tiny-' || g, 'UTF8')), 'tiny-' || g, 'app', now() FROM generate_series(1, %d) g`, tinyTenants),
 	); err != nil {
 		t.Fatalf("tiny tenants: %v", err)
 	}
@@ -78,6 +80,9 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 	for i := range 3 {
 		if _, err := setup.CreateSubjectKey(ctx, wide, eventvault.Pseudonym(fmt.Sprintf("wide-subject-%d", i)), wrappedKey("wide")); err != nil {
 			t.Fatalf("CreateSubjectKey: %v", err)
+		}
+		if err := setup.CreateToken(ctx, eventvault.Token{ID: fmt.Sprintf("wide-%d", i), Hash: []byte(fmt.Sprintf("wide-token-hash-%d", i)), Tenant: wide, Name: "app", CreatedAt: time.Now()}); err != nil {
+			t.Fatalf("CreateToken: %v", err)
 		}
 	}
 	setup.Close()
@@ -228,6 +233,14 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 			t.Errorf("Erasures: %+v, %v", e, err)
 		}
 	})
+	measure("a small tenant's tokens listed and revoked", postgres.Options{}, func(db *postgres.DB) {
+		if tokens, err := db.ListTokens(ctx, wide); err != nil || len(tokens) != 3 {
+			t.Errorf("ListTokens: %d tokens, %v", len(tokens), err)
+		}
+		if n, err := db.DeleteTenantTokens(ctx, wide); err != nil || n != 3 {
+			t.Errorf("DeleteTenantTokens: %d tokens, %v", n, err)
+		}
+	})
 	measure("a small tenant's shred", postgres.Options{}, func(db *postgres.DB) {
 		if _, err := db.ShredTenant(ctx, wide, time.Time{}); err != nil {
 			t.Errorf("ShredTenant: %v", err)
@@ -241,7 +254,7 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 }
 
 // measuredTables are the tables whose reads tupleReads counts.
-var measuredTables = []string{"events", "streams", "subject_keys", "pii_values", "pii_restrictions", "audit_records", "audit_hashes"}
+var measuredTables = []string{"events", "streams", "subject_keys", "pii_values", "pii_restrictions", "audit_records", "audit_hashes", "api_tokens"}
 
 // tupleReads returns the index entries read (idx_tup_read) and the rows
 // read by sequential scans (seq_tup_read) of measuredTables so far, once

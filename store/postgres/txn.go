@@ -21,8 +21,8 @@ const appRole = "eventvault_app"
 
 // setScopeSQL switches the transaction to the app role, sets what the
 // row-level security policies read and has the transaction's statements
-// run on their generic plans, with sequential scans the last resort. All
-// six are transaction-local
+// run on their generic plans, with sequential scans the last resort and
+// no JIT compilation. All seven are transaction-local
 // (set_config's third argument), so nothing outlives the transaction on a
 // pooled connection; all are set every time so that no value can come
 // from an earlier statement of the same transaction.
@@ -40,18 +40,24 @@ const appRole = "eventvault_app"
 // most of the table once a big tenant holds most of it, and a sequential
 // scan, which reads every tenant's rows, look cheaper than the tenant's
 // index range. Every table with a tenant_id has an index that begins
-// with it but api_tokens (a tenant's token listing and revocation read
-// all tokens, as they always did), so with sequential scans off
+// with it (api_tokens since 0015), so with sequential scans off
 // (enable_seqscan: only costed as a last resort, so a table without such
-// an index is still read) a walk reads its tenant's rows and no one
-// else's. See docs/performance.md, "A big tenant the statistics do not
-// know".
+// an index, goose's version table, is still read) a walk reads its
+// tenant's rows and no one else's. See docs/performance.md, "A big tenant
+// the statistics do not know".
+//
+// A last resort is costed at 10^10, past every JIT threshold, and a
+// generic plan keeps its JIT decision: a statement left with a sequential
+// scan was compiled at every execution, 50 to 120 ms for a read of one
+// page (found by a review). The store's statements are short; JIT is off
+// for all of them.
 const setScopeSQL = `SELECT set_config('role', '` + appRole + `', true),
 	set_config('eventvault.tenant', $1, true),
 	set_config('eventvault.token_hash', $2, true),
 	set_config('eventvault.admin', $3, true),
 	set_config('plan_cache_mode', 'force_generic_plan', true),
-	set_config('enable_seqscan', 'off', true)`
+	set_config('enable_seqscan', 'off', true),
+	set_config('jit', 'off', true)`
 
 // setScopePageSQL is setScopeSQL for the page reads (txSpec.pageRead): it
 // also turns bitmap scans and sorts off, for this transaction only, so that

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -230,5 +231,51 @@ func TestRunRetriesARealDeadlock(t *testing.T) {
 	}
 	if got := attempts.Load(); got < 3 {
 		t.Errorf("%d attempts in all, want at least 3 (one transaction aborted and retried)", got)
+	}
+}
+
+// TestAStatementLeftWithASequentialScanIsNotCompiled: every transaction
+// makes sequential scans the last resort, costed at 10^10, past every JIT
+// threshold, and a generic plan keeps its JIT decision, so a statement
+// with no index to walk (goose's version table, read at every Open) was
+// JIT-compiled at every execution, 50 to 120 ms for one page. It runs the
+// store's schema check statement under EXPLAIN ANALYZE in a store
+// transaction of each kind and finds no JIT in its plan. It needs a
+// PostgreSQL with JIT, as Debian's, which make test installs, is.
+func TestAStatementLeftWithASequentialScanIsNotCompiled(t *testing.T) {
+	db := openInternal(t, Options{})
+	var available bool
+	if err := db.pool.QueryRow(t.Context(), `SELECT pg_jit_available()`).Scan(&available); err != nil {
+		t.Fatal(err)
+	}
+	if !available {
+		t.Fatal("this PostgreSQL has no JIT (pg_jit_available() is false), so the test would prove nothing: run it on a PostgreSQL built with LLVM, such as the one `bash scripts/with-postgres.sh` installs")
+	}
+	for _, spec := range []txSpec{
+		{op: "test", readOnly: true},
+		{op: "test", scope: scope{tenant: "tenant-a"}},
+		{op: "test", scope: scope{tenant: "tenant-a"}, readOnly: true, pageRead: true},
+	} {
+		for _, query := range []string{`SELECT coalesce(max(version_id), 0) FROM ` + versionTable} {
+			var plan string
+			err := db.run(t.Context(), spec, func(ctx context.Context, tx *txn) error {
+				b := &pgx.Batch{}
+				b.Queue(`EXPLAIN (ANALYZE, FORMAT TEXT) ` + query).Query(func(rows pgx.Rows) error {
+					lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+					plan = strings.Join(lines, "\n")
+					return err
+				})
+				return tx.send(ctx, b, false)
+			})
+			if err != nil {
+				t.Fatalf("explain %q: %v", query, err)
+			}
+			if !strings.Contains(plan, "Seq Scan") {
+				t.Errorf("%q (page read %v) is not a sequential scan, so this proves nothing of it:\n%s", query, spec.pageRead, plan)
+			}
+			if strings.Contains(plan, "JIT") {
+				t.Errorf("%q (page read %v) was JIT-compiled:\n%s", query, spec.pageRead, plan)
+			}
+		}
 	}
 }
