@@ -119,33 +119,59 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32, 
 	return s, nil
 }
 
-// rootCalls scrapes the server's /metrics and returns the root key
-// provider's calls counted there (eventvault_root_key_calls_total).
-func (s *evServer) rootCalls(ctx context.Context, client *http.Client) (rootCalls, error) {
+// scrapeMetrics reads the server's /metrics and returns each sample's
+// value by its name with labels, as the text format writes it
+// (eventvault_root_key_calls_total{op="wrap"}).
+func (s *evServer) scrapeMetrics(ctx context.Context, client *http.Client) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.metricsLn.Addr().String()+"/metrics", nil)
 	if err != nil {
-		return rootCalls{}, err
+		return nil, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return rootCalls{}, fmt.Errorf("scrape /metrics: %w", err)
+		return nil, fmt.Errorf("scrape /metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return rootCalls{}, fmt.Errorf("scrape /metrics: %s", resp.Status)
+		return nil, fmt.Errorf("scrape /metrics: %s", resp.Status)
 	}
-	var rc rootCalls
-	found := 0
+	m := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || !strings.HasPrefix(name, "eventvault_root_key_calls_total{") {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		// Label values hold no space here (route templates, codes, ops).
+		name, value, ok := strings.Cut(line, " ")
+		if !ok {
 			continue
 		}
 		n, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
 		if err != nil {
-			return rootCalls{}, fmt.Errorf("scrape /metrics: %s: %w", sc.Text(), err)
+			return nil, fmt.Errorf("scrape /metrics: %s: %w", line, err)
+		}
+		m[name] = n
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("scrape /metrics: %w", err)
+	}
+	return m, nil
+}
+
+// rootCalls scrapes the server's /metrics and returns the root key
+// provider's calls counted there (eventvault_root_key_calls_total).
+func (s *evServer) rootCalls(ctx context.Context, client *http.Client) (rootCalls, error) {
+	m, err := s.scrapeMetrics(ctx, client)
+	if err != nil {
+		return rootCalls{}, err
+	}
+	var rc rootCalls
+	found := 0
+	for name, n := range m {
+		if !strings.HasPrefix(name, "eventvault_root_key_calls_total{") {
+			continue
 		}
 		found++
 		switch {
@@ -155,13 +181,27 @@ func (s *evServer) rootCalls(ctx context.Context, client *http.Client) (rootCall
 			rc.Unwrap += int64(n)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return rootCalls{}, fmt.Errorf("scrape /metrics: %w", err)
-	}
 	if found == 0 {
 		return rootCalls{}, fmt.Errorf("scrape /metrics: no eventvault_root_key_calls_total")
 	}
 	return rc, nil
+}
+
+// groupCommits are the PostgreSQL store's group commits so far and the
+// appends they carried, from the server's /metrics
+// (eventvault_append_group_appends, a histogram).
+type groupCommits struct{ groups, appends int64 }
+
+func (s *evServer) groupCommits(ctx context.Context, client *http.Client) (groupCommits, error) {
+	m, err := s.scrapeMetrics(ctx, client)
+	if err != nil {
+		return groupCommits{}, err
+	}
+	count, ok := m["eventvault_append_group_appends_count"]
+	if !ok {
+		return groupCommits{}, fmt.Errorf("scrape /metrics: no eventvault_append_group_appends histogram")
+	}
+	return groupCommits{groups: int64(count), appends: int64(m["eventvault_append_group_appends_sum"])}, nil
 }
 
 // baseURL is where the server listens.

@@ -64,6 +64,9 @@ func TestBenchEndToEnd(t *testing.T) {
 		f.SameNode.EndToEndP50Ms <= 0 || f.OtherNode.EndToEndP99Ms < f.OtherNode.EndToEndP50Ms || !strings.Contains(stdout.String(), "idle subscribers on one node") {
 		t.Errorf("the feed's measure: %+v", rep.Feed)
 	}
+	if !strings.Contains(stdout.String(), "appends per group commit") {
+		t.Errorf("the table has no group commits' line:\n%s", stdout.String())
+	}
 	wantKeys := []string{"append", "append_batch", "read_stream", "read_all", "read_pii"}
 	if len(rep.Workloads) != len(wantKeys) {
 		t.Fatalf("the report has %d workloads, want %d (%v)", len(rep.Workloads), len(wantKeys), wantKeys)
@@ -100,6 +103,24 @@ func TestBenchEndToEnd(t *testing.T) {
 		for _, name := range wantOthers {
 			if o := w.Others[name]; o.Events <= 0 || o.EventsPerSec <= 0 {
 				t.Errorf("%s, %s: %d events at %v events/s; want some", w.Key, name, o.Events, o.EventsPerSec)
+			}
+		}
+		// Appends go through the store's group commits, which the bench
+		// reads from each EventVault server's /metrics around its slices;
+		// reads make none.
+		switch w.Key {
+		case "append", "append_batch":
+			for name, s := range map[string]sideResult{sideEventVault: w.EventVault, sideStore: w.Others[sideStore], sideNoAudit: w.Others[sideNoAudit]} {
+				if name != sideEventVault && s.Events == 0 {
+					continue // not a side of this workload
+				}
+				if s.GroupCommits <= 0 || s.AppendsPerGroup < 1 || s.AppendsPerGroup > float64(s.Requests) {
+					t.Errorf("%s, %s: %d group commits of %v appends each, for %d requests; want some, of at least one", w.Key, name, s.GroupCommits, s.AppendsPerGroup, s.Requests)
+				}
+			}
+		default:
+			if w.EventVault.GroupCommits != 0 {
+				t.Errorf("%s: %d group commits counted for a read", w.Key, w.EventVault.GroupCommits)
 			}
 		}
 		if len(w.Comparisons) < 2 && w.Key != "read_pii" || len(w.Comparisons) < 1 {

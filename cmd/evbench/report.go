@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -113,6 +115,12 @@ type sideResult struct {
 	// PGBusySessions is the mean number of this side's PostgreSQL
 	// sessions seen busy (running, waiting, or idle inside a transaction).
 	PGBusySessions float64 `json:"pg_busy_sessions"`
+	// GroupCommits is how many group commits the side's server made during
+	// the slices and AppendsPerGroup the mean appends each carried, from
+	// its /metrics (eventvault_append_group_appends); absent for a side
+	// without one, or a workload that appends nothing.
+	GroupCommits    int64   `json:"group_commits,omitempty"`
+	AppendsPerGroup float64 `json:"appends_per_group,omitempty"`
 }
 
 func newMachine(loadStart string) machine {
@@ -135,15 +143,17 @@ func loadAverage() string {
 
 func newSideResult(s *sample) sideResult {
 	return sideResult{
-		Events:         s.events,
-		Requests:       s.requests,
-		Seconds:        s.elapsed.Seconds(),
-		EventsPerSec:   s.rate(),
-		P50Ms:          ms(percentile(s.latencies, 50)),
-		P99Ms:          ms(percentile(s.latencies, 99)),
-		CPUPerEventUs:  float64(s.cpuPerEvent()) / float64(time.Microsecond),
-		PGWaits:        waitShares(s.waits),
-		PGBusySessions: s.busySessions(),
+		Events:          s.events,
+		Requests:        s.requests,
+		Seconds:         s.elapsed.Seconds(),
+		EventsPerSec:    s.rate(),
+		P50Ms:           ms(percentile(s.latencies, 50)),
+		P99Ms:           ms(percentile(s.latencies, 99)),
+		CPUPerEventUs:   float64(s.cpuPerEvent()) / float64(time.Microsecond),
+		PGWaits:         waitShares(s.waits),
+		PGBusySessions:  s.busySessions(),
+		GroupCommits:    s.groups,
+		AppendsPerGroup: ratio(float64(s.groupAppends), float64(s.groups)),
 	}
 }
 
@@ -280,6 +290,9 @@ func (r *Report) writeTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := r.writeGroups(w); err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "\nPostgreSQL sessions of each side, sampled every %s: mean busy sessions, and what they were doing (top %d):\n", waitEvery, topWaits)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, x := range r.Workloads {
@@ -332,4 +345,33 @@ func (r *Report) writeJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// writeGroups prints the group commits of each side that made some: how
+// many, and the appends each carried on average.
+func (r *Report) writeGroups(w io.Writer) error {
+	type row struct {
+		workload, side string
+		s              sideResult
+	}
+	var rows []row
+	for _, x := range r.Workloads {
+		all := map[string]sideResult{sideEventVault: x.EventVault}
+		maps.Copy(all, x.Others)
+		for _, name := range slices.Sorted(maps.Keys(all)) {
+			if s := all[name]; s.GroupCommits > 0 {
+				rows = append(rows, row{x.Title, name, s})
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nGroup commits of EventVault's store during the slices (from each server's /metrics): appends per group commit, and how many:\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tside\tappends per group commit\tgroup commits\t")
+	for _, x := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%d\t\n", x.workload, x.side, x.s.AppendsPerGroup, x.s.GroupCommits)
+	}
+	return tw.Flush()
 }

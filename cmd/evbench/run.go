@@ -27,6 +27,9 @@ type side struct {
 	prep prepared
 	ops  map[string][]op
 	got  map[string]*sample
+	// metrics is the server whose /metrics counts this side's group
+	// commits; nil for a side that has none.
+	metrics *evServer
 }
 
 func (s *side) runsWorkload(key string) bool {
@@ -141,12 +144,12 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 
 	ws := selectWorkloads(cfg)
 	sides := []*side{
-		{name: sideEventVault, t: &evClient{http: client, base: ev.baseURL(), token: token, encoding: cfg.ReadEncoding}},
+		{name: sideEventVault, t: &evClient{http: client, base: ev.baseURL(), token: token, encoding: cfg.ReadEncoding}, metrics: ev},
 		{name: sideRaw, t: rawTarget{table: table}},
 		{name: sideMessageDB, t: messageDBTarget{db: mdb}, runs: []string{"append", "read_stream", "read_all"}},
 		{name: sideRawCopy, t: copyTarget{table: table}, runs: []string{"append_batch"}},
-		{name: sideStore, t: &storeTarget{db: ev.store}, runs: []string{"append_batch"}},
-		{name: sideNoAudit, t: &evClient{http: client, base: quiet.baseURL(), token: quietToken, encoding: cfg.ReadEncoding}, runs: []string{"append"}},
+		{name: sideStore, t: &storeTarget{db: ev.store}, runs: []string{"append_batch"}, metrics: ev},
+		{name: sideNoAudit, t: &evClient{http: client, base: quiet.baseURL(), token: quietToken, encoding: cfg.ReadEncoding}, runs: []string{"append"}, metrics: quiet},
 		{name: sidePII, t: piiTarget{evClient: &evClient{http: client, base: ev.baseURL(), token: piiTok, encoding: cfg.ReadEncoding}, marked: true}, runs: []string{"read_pii"}},
 		{name: sidePIIPlain, t: piiTarget{evClient: &evClient{http: client, base: ev.baseURL(), token: piiTok, encoding: cfg.ReadEncoding}}, runs: []string{"read_pii"}},
 	}
@@ -222,9 +225,22 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 			order = append(order[k:], order[:k]...)
 			rates := make([]string, 0, len(order))
 			for _, s := range order {
+				var before groupCommits
+				if s.metrics != nil {
+					if before, err = s.metrics.groupCommits(ctx, client); err != nil {
+						return nil, err
+					}
+				}
 				got, err := measure(ctx, s.ops[w.key], cfg.Duration, waits)
 				if err != nil {
 					return nil, fmt.Errorf("%s, %s, round %d: %w", s.name, w.key, r+1, err)
+				}
+				if s.metrics != nil {
+					after, err := s.metrics.groupCommits(ctx, client)
+					if err != nil {
+						return nil, err
+					}
+					got.groups, got.groupAppends = after.groups-before.groups, after.appends-before.appends
 				}
 				s.got[w.key].add(got)
 				rates = append(rates, fmt.Sprintf("%s %.0f", s.name, got.rate()))

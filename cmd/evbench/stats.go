@@ -18,6 +18,10 @@ type sample struct {
 	// over polls looks.
 	waits map[string]int
 	polls int
+	// groups and groupAppends are the group commits of the side's server
+	// during the slices and the appends they carried (zero for a side
+	// without one).
+	groups, groupAppends int64
 }
 
 // add folds one slice into s.
@@ -28,6 +32,8 @@ func (s *sample) add(o sample) {
 	s.cpu += o.cpu
 	s.latencies = append(s.latencies, o.latencies...)
 	s.polls += o.polls
+	s.groups += o.groups
+	s.groupAppends += o.groupAppends
 	for w, n := range o.waits {
 		if s.waits == nil {
 			s.waits = map[string]int{}
