@@ -125,7 +125,8 @@ func newTestAPIWith(t *testing.T, store eventvault.Store, root evcrypto.RootKeyP
 		t.Fatalf("install root token: %v", err)
 	}
 	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// With the source of each line, as an operator may configure it.
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug, AddSource: true}))
 	subjectKeys := evcrypto.NewSubjectKeys(keys, store)
 	feed := engine.NewFeed(store, 20*time.Millisecond, nil)
 	events := engine.NewEvents(store, keys, nil, engine.WithPseudonymizer(pseud), engine.WithAudit(recorder, reads), engine.WithPII(subjectKeys, store), engine.WithFeed(feed))

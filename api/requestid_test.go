@@ -46,6 +46,13 @@ func TestRequestIDIsAnsweredLoggedAndInProblems(t *testing.T) {
 	if !strings.Contains(a.logs.String(), "http_request_id=client-report.42") {
 		t.Fatalf("the access log lacks the request id:\n%s", a.logs.String())
 	}
+	// The access line names its source for a handler that adds it (the
+	// access log makes its record with a caller found once).
+	for line := range strings.Lines(a.logs.String()) {
+		if strings.Contains(line, "http_request_id=client-report.42") && !strings.Contains(line, "/api/server.go:") {
+			t.Errorf("the access line names no source in api/server.go: %s", line)
+		}
+	}
 
 	// An unsafe or over-long id is not taken (nor logged); a new one is made.
 	for _, bad := range []string{"has space", `quote"s`, strings.Repeat("a", 65), "line\tbreak", "é"} {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -119,10 +120,13 @@ func startEventVault(ctx context.Context, dbURL, keyDir string, maxConns int32, 
 	return s, nil
 }
 
-// scrapeMetrics reads the server's /metrics and returns each sample's
-// value by its name with labels, as the text format writes it
-// (eventvault_root_key_calls_total{op="wrap"}).
-func (s *evServer) scrapeMetrics(ctx context.Context, client *http.Client) (map[string]float64, error) {
+// scrapeMetrics reads the server's /metrics and returns the value of each
+// sample whose metric name begins with one of prefixes, by its name with
+// labels as the text format writes it
+// (eventvault_root_key_calls_total{op="wrap"}). Other samples are not
+// parsed: their label values may hold anything, spaces included (the
+// requests' route="(no route)").
+func (s *evServer) scrapeMetrics(ctx context.Context, client *http.Client, prefixes ...string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.metricsLn.Addr().String()+"/metrics", nil)
 	if err != nil {
 		return nil, err
@@ -140,10 +144,11 @@ func (s *evServer) scrapeMetrics(ctx context.Context, client *http.Client) (map[
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "#") || line == "" {
+		if !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(line, p) }) {
 			continue
 		}
-		// Label values hold no space here (route templates, codes, ops).
+		// The label values of the metrics asked for hold no space (an
+		// operation's name).
 		name, value, ok := strings.Cut(line, " ")
 		if !ok {
 			continue
@@ -163,7 +168,7 @@ func (s *evServer) scrapeMetrics(ctx context.Context, client *http.Client) (map[
 // rootCalls scrapes the server's /metrics and returns the root key
 // provider's calls counted there (eventvault_root_key_calls_total).
 func (s *evServer) rootCalls(ctx context.Context, client *http.Client) (rootCalls, error) {
-	m, err := s.scrapeMetrics(ctx, client)
+	m, err := s.scrapeMetrics(ctx, client, "eventvault_root_key_calls_total{")
 	if err != nil {
 		return rootCalls{}, err
 	}
@@ -193,7 +198,7 @@ func (s *evServer) rootCalls(ctx context.Context, client *http.Client) (rootCall
 type groupCommits struct{ groups, appends int64 }
 
 func (s *evServer) groupCommits(ctx context.Context, client *http.Client) (groupCommits, error) {
-	m, err := s.scrapeMetrics(ctx, client)
+	m, err := s.scrapeMetrics(ctx, client, "eventvault_append_group_appends_count ", "eventvault_append_group_appends_sum ")
 	if err != nil {
 		return groupCommits{}, err
 	}

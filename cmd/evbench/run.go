@@ -228,7 +228,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 				var before groupCommits
 				if s.metrics != nil {
 					if before, err = s.metrics.groupCommits(ctx, client); err != nil {
-						return nil, err
+						return nil, fmt.Errorf("%s, %s, round %d: %w", s.name, w.key, r+1, err)
 					}
 				}
 				got, err := measure(ctx, s.ops[w.key], cfg.Duration, waits)
@@ -238,7 +238,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 				if s.metrics != nil {
 					after, err := s.metrics.groupCommits(ctx, client)
 					if err != nil {
-						return nil, err
+						return nil, fmt.Errorf("%s, %s, round %d: %w", s.name, w.key, r+1, err)
 					}
 					got.groups, got.groupAppends = after.groups-before.groups, after.appends-before.appends
 				}

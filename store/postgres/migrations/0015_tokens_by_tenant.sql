@@ -4,4 +4,4 @@
 -- tenant_id and no index that begins with it, so those statements read
 -- the whole table; every store transaction has sequential scans as its
 -- last resort (txn.go), and now finds the tenant's index range instead.
-CREATE INDEX api_tokens_tenant ON api_tokens (tenant_id);
+CREATE INDEX IF NOT EXISTS api_tokens_tenant ON api_tokens (tenant_id);
