@@ -172,22 +172,17 @@ func (s *evServer) rootCalls(ctx context.Context, client *http.Client) (rootCall
 	if err != nil {
 		return rootCalls{}, err
 	}
+	if len(m) == 0 {
+		return rootCalls{}, fmt.Errorf("scrape /metrics: no eventvault_root_key_calls_total")
+	}
 	var rc rootCalls
-	found := 0
 	for name, n := range m {
-		if !strings.HasPrefix(name, "eventvault_root_key_calls_total{") {
-			continue
-		}
-		found++
 		switch {
 		case strings.Contains(name, `op="wrap"`):
 			rc.Wrap += int64(n)
 		case strings.Contains(name, `op="unwrap"`):
 			rc.Unwrap += int64(n)
 		}
-	}
-	if found == 0 {
-		return rootCalls{}, fmt.Errorf("scrape /metrics: no eventvault_root_key_calls_total")
 	}
 	return rc, nil
 }

@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -263,13 +262,8 @@ var measuredTables = []string{"events", "streams", "subject_keys", "pii_values",
 func tupleReads(t *testing.T, url string) map[string]int64 {
 	t.Helper()
 	pgtest.WaitForNoSessions(t, url)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(context.Background())
+	ctx, conn, done := pgtest.Connect(t, url)
+	defer done()
 	rows, err := conn.Query(ctx, `SELECT relname || ' index entries', sum(idx_tup_read)::bigint FROM pg_stat_user_indexes WHERE relname = ANY($1) GROUP BY relname
 		UNION ALL SELECT relname || ' rows scanned', seq_tup_read FROM pg_stat_user_tables WHERE relname = ANY($1)`, measuredTables)
 	if err != nil {

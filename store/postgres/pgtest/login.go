@@ -27,13 +27,8 @@ func AppLogin(t testing.TB, dbURL string) string {
 	_, _ = rand.Read(suffix[:])
 	name := "evlogin_" + hex.EncodeToString(suffix[:])
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatalf("pgtest.AppLogin: connect: %v", err)
-	}
-	defer admin.Close(context.Background())
+	ctx, admin, done := Connect(t, dbURL)
+	defer done()
 	for _, stmt := range []string{
 		"CREATE ROLE " + name + " LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION",
 		"GRANT eventvault_app TO " + name,

@@ -160,19 +160,31 @@ func userTables(ctx context.Context, conn *pgx.Conn) ([]pgx.Identifier, error) {
 	})
 }
 
+// Connect opens a session of the test server's superuser at url, with 30 s
+// for all it does; it fails t if it cannot. done closes the session: call
+// it when finished (a session left open counts for WaitForNoSessions).
+func Connect(t testing.TB, url string) (ctx context.Context, conn *pgx.Conn, done func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		cancel()
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	return ctx, conn, func() {
+		conn.Close(context.Background())
+		cancel()
+	}
+}
+
 // Session runs sqls in order in one session of the test server's
 // superuser (so that a SET holds for those after it) and returns the first
 // error, wrapped with its statement: for tests of what the database
 // refuses even to its owner.
 func Session(t testing.TB, url string, sqls ...string) error {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("pgtest: connect: %v", err)
-	}
-	defer conn.Close(context.Background())
+	ctx, conn, done := Connect(t, url)
+	defer done()
 	for _, sql := range sqls {
 		if _, err := conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("%s: %w", sql, err)
@@ -187,13 +199,8 @@ func Session(t testing.TB, url string, sqls ...string) error {
 // a tampering test cannot pass by tampering with nothing.
 func Exec(t testing.TB, url, sql string, args ...any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("pgtest: connect: %v", err)
-	}
-	defer conn.Close(ctx)
+	ctx, conn, done := Connect(t, url)
+	defer done()
 	tag, err := conn.Exec(ctx, sql, args...)
 	if err != nil {
 		t.Fatalf("pgtest: exec %q: %v", sql, err)
@@ -209,13 +216,8 @@ func Exec(t testing.TB, url, sql string, args ...any) {
 // was killed, a store that was closed). It fails t after 30 s.
 func WaitForNoSessions(t testing.TB, url string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("pgtest: connect: %v", err)
-	}
-	defer conn.Close(context.Background())
+	ctx, conn, done := Connect(t, url)
+	defer done()
 	for {
 		var others int
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&others); err != nil {
