@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,6 +68,11 @@ func TestBenchEndToEnd(t *testing.T) {
 	if !strings.Contains(stdout.String(), "appends per group commit") {
 		t.Errorf("the table has no group commits' line:\n%s", stdout.String())
 	}
+	// The PostgreSQL that make test starts loads pg_stat_statements, so
+	// every side of every workload has PostgreSQL's figures.
+	if rep.NoStatements != "" || !strings.Contains(stdout.String(), "execution µs/ev") {
+		t.Errorf("no statement figures (%q); the table:\n%s", rep.NoStatements, stdout.String())
+	}
 	wantKeys := []string{"append", "append_batch", "read_stream", "read_all", "read_pii"}
 	if len(rep.Workloads) != len(wantKeys) {
 		t.Fatalf("the report has %d workloads, want %d (%v)", len(rep.Workloads), len(wantKeys), wantKeys)
@@ -103,6 +109,18 @@ func TestBenchEndToEnd(t *testing.T) {
 		for _, name := range wantOthers {
 			if o := w.Others[name]; o.Events <= 0 || o.EventsPerSec <= 0 {
 				t.Errorf("%s, %s: %d events at %v events/s; want some", w.Key, name, o.Events, o.EventsPerSec)
+			}
+		}
+		// PostgreSQL executed statements for every side of every workload,
+		// and every side's appends wrote WAL.
+		sidesOf := maps.Clone(w.Others)
+		if w.Key != "read_pii" {
+			sidesOf[sideEventVault], sidesOf[sideRaw] = w.EventVault, w.Raw
+		}
+		for name, s := range sidesOf {
+			appends := w.Key == "append" || w.Key == "append_batch"
+			if s.PGExecPerEventUs <= 0 || appends && s.PGWALBytesPerEvent <= 0 {
+				t.Errorf("%s, %s: %v µs of statements and %v bytes of WAL per event; want some time, and WAL for appends", w.Key, name, s.PGExecPerEventUs, s.PGWALBytesPerEvent)
 			}
 		}
 		// Appends go through the store's group commits, which the bench

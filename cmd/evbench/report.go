@@ -28,6 +28,9 @@ type Report struct {
 	// RootKeyCalls counts the root key provider's calls over the whole run,
 	// setup included.
 	RootKeyCalls rootCalls `json:"root_key_calls"`
+	// NoStatements says why the sides have no statement figures
+	// (PGExecPerEventUs): the server does not load pg_stat_statements.
+	NoStatements string `json:"no_pg_statement_stats,omitempty"`
 	// Feed is the subscription feed's measure; nil with -no-feed.
 	Feed *feedResult `json:"feed,omitempty"`
 	// Overload is the open-loop overload workload (issue 16); nil when it
@@ -121,6 +124,13 @@ type sideResult struct {
 	// without one, or a workload that appends nothing.
 	GroupCommits    int64   `json:"group_commits,omitempty"`
 	AppendsPerGroup float64 `json:"appends_per_group,omitempty"`
+	// PGExecPerEventUs and PGWALBytesPerEvent are the execution time (µs)
+	// and WAL (bytes) per event of the statements PostgreSQL ran for the
+	// side during its slices, from pg_stat_statements: its share of
+	// PostgreSQL's work, but for parsing, planning and the commits' WAL
+	// flushes. Absent when the server does not keep them.
+	PGExecPerEventUs   float64 `json:"pg_exec_per_event_us,omitempty"`
+	PGWALBytesPerEvent float64 `json:"pg_wal_bytes_per_event,omitempty"`
 }
 
 func newMachine(loadStart string) machine {
@@ -143,17 +153,19 @@ func loadAverage() string {
 
 func newSideResult(s *sample) sideResult {
 	return sideResult{
-		Events:          s.events,
-		Requests:        s.requests,
-		Seconds:         s.elapsed.Seconds(),
-		EventsPerSec:    s.rate(),
-		P50Ms:           ms(percentile(s.latencies, 50)),
-		P99Ms:           ms(percentile(s.latencies, 99)),
-		CPUPerEventUs:   float64(s.cpuPerEvent()) / float64(time.Microsecond),
-		PGWaits:         waitShares(s.waits),
-		PGBusySessions:  s.busySessions(),
-		GroupCommits:    s.groups,
-		AppendsPerGroup: ratio(float64(s.groupAppends), float64(s.groups)),
+		Events:             s.events,
+		Requests:           s.requests,
+		Seconds:            s.elapsed.Seconds(),
+		EventsPerSec:       s.rate(),
+		P50Ms:              ms(percentile(s.latencies, 50)),
+		P99Ms:              ms(percentile(s.latencies, 99)),
+		CPUPerEventUs:      float64(s.cpuPerEvent()) / float64(time.Microsecond),
+		PGWaits:            waitShares(s.waits),
+		PGBusySessions:     s.busySessions(),
+		GroupCommits:       s.groups,
+		AppendsPerGroup:    ratio(float64(s.groupAppends), float64(s.groups)),
+		PGExecPerEventUs:   1000 * ratio(s.pgExecMs, float64(s.pgEvents)),
+		PGWALBytesPerEvent: ratio(s.pgWALBytes, float64(s.pgEvents)),
 	}
 }
 
@@ -293,6 +305,9 @@ func (r *Report) writeTable(w io.Writer) error {
 	if err := r.writeGroups(w); err != nil {
 		return err
 	}
+	if err := r.writeStatements(w); err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "\nPostgreSQL sessions of each side, sampled every %s: mean busy sessions, and what they were doing (top %d):\n", waitEvery, topWaits)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, x := range r.Workloads {
@@ -372,6 +387,30 @@ func (r *Report) writeGroups(w io.Writer) error {
 	fmt.Fprintln(tw, "workload\tside\tappends per group commit\tgroup commits\t")
 	for _, x := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%d\t\n", x.workload, x.side, x.s.AppendsPerGroup, x.s.GroupCommits)
+	}
+	return tw.Flush()
+}
+
+// writeStatements prints, for every side of every workload, PostgreSQL's
+// statement execution time and WAL per event, or why there are none.
+func (r *Report) writeStatements(w io.Writer) error {
+	if r.NoStatements != "" {
+		_, err := fmt.Fprintf(w, "\nPostgreSQL's statement time per event: not measured, %s; scripts/with-postgres.sh loads it where the server has it\n", r.NoStatements)
+		return err
+	}
+	fmt.Fprintf(w, "\nPostgreSQL's work per event for each side during its slices (pg_stat_statements: the statements' execution, without parsing, planning or the commits' WAL flushes):\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tside\texecution µs/ev\tWAL bytes/ev\t")
+	for _, x := range r.Workloads {
+		all := maps.Clone(x.Others)
+		if x.Key != piiWorkload.key { // whose EventVault and raw are two of its others
+			all = map[string]sideResult{sideEventVault: x.EventVault, sideRaw: x.Raw}
+			maps.Copy(all, x.Others)
+		}
+		for _, name := range slices.Sorted(maps.Keys(all)) {
+			s := all[name]
+			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.0f\t\n", x.Title, name, s.PGExecPerEventUs, s.PGWALBytesPerEvent)
+		}
 	}
 	return tw.Flush()
 }

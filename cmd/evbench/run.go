@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -131,6 +132,12 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		return nil, err
 	}
 	defer waits.Close(context.WithoutCancel(ctx))
+	var noStatements string
+	if _, err := waits.StatementTotals(ctx); errors.Is(err, rawbench.ErrNoStatementStats) {
+		noStatements = err.Error()
+	} else if err != nil {
+		return nil, err
+	}
 
 	if err := rawbench.InstallMessageDB(ctx, db.URL, cfg.MessageDB); err != nil {
 		return nil, err
@@ -308,6 +315,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 		},
 		Crypto:       crypto,
 		RootKeyCalls: roots,
+		NoStatements: noStatements,
 		Feed:         feed,
 		Overload:     overload,
 	}
@@ -404,11 +412,17 @@ func prepare(ctx context.Context, t target, cfg Config) (prepared, error) {
 // waitEvery is how often the wait sampler looks at PostgreSQL's sessions.
 const waitEvery = 50 * time.Millisecond
 
-// measure runs one slice of ops while the wait sampler watches PostgreSQL.
+// measure runs one slice of ops while the wait sampler watches PostgreSQL,
+// and reads the statements' totals before and after it, where the server
+// keeps them.
 func measure(ctx context.Context, ops []op, d time.Duration, waits *rawbench.WaitSampler) (sample, error) {
 	type sampled struct {
 		waits rawbench.Waits
 		err   error
+	}
+	before, stmtErr := waits.StatementTotals(ctx)
+	if stmtErr != nil && !errors.Is(stmtErr, rawbench.ErrNoStatementStats) {
+		return sample{}, stmtErr
 	}
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan sampled, 1)
@@ -426,6 +440,17 @@ func measure(ctx context.Context, ops []op, d time.Duration, waits *rawbench.Wai
 		return sample{}, w.err
 	}
 	got.waits, got.polls = w.waits.Seen, w.waits.Polls
+	if stmtErr == nil {
+		after, err := waits.StatementTotals(ctx)
+		if err != nil {
+			return sample{}, err
+		}
+		// Totals that fell were evicted or reset meanwhile: the slice
+		// has no figures, rather than wrong ones.
+		if d := after.Sub(before); d.Calls >= 0 && d.ExecMs >= 0 && d.WALBytes >= 0 {
+			got.pgExecMs, got.pgWALBytes, got.pgEvents = d.ExecMs, d.WALBytes, got.events
+		}
+	}
 	return got, nil
 }
 

@@ -22,6 +22,11 @@ type sample struct {
 	// during the slices and the appends they carried (zero for a side
 	// without one).
 	groups, groupAppends int64
+	// pgExecMs and pgWALBytes are the execution time and WAL of the
+	// statements the database ran during the slices that have them
+	// (pg_stat_statements), and pgEvents the events of those slices.
+	pgExecMs, pgWALBytes float64
+	pgEvents             int64
 }
 
 // add folds one slice into s.
@@ -34,6 +39,9 @@ func (s *sample) add(o sample) {
 	s.polls += o.polls
 	s.groups += o.groups
 	s.groupAppends += o.groupAppends
+	s.pgExecMs += o.pgExecMs
+	s.pgWALBytes += o.pgWALBytes
+	s.pgEvents += o.pgEvents
 	for w, n := range o.waits {
 		if s.waits == nil {
 			s.waits = map[string]int{}

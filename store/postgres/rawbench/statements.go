@@ -34,15 +34,8 @@ func ResetStatements(ctx context.Context, dbURL string) error {
 		return fmt.Errorf("statement statistics: connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var loaded bool
-	if err := conn.QueryRow(ctx, `SELECT 'pg_stat_statements' = ANY(string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))`).Scan(&loaded); err != nil {
-		return fmt.Errorf("statement statistics: %w", err)
-	}
-	if !loaded {
-		return ErrNoStatementStats
-	}
-	if _, err := conn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
-		return fmt.Errorf("statement statistics: %w", err)
+	if err := enableStatementStats(ctx, conn); err != nil {
+		return err
 	}
 	if _, err := conn.Exec(ctx, `SELECT pg_stat_statements_reset()`); err != nil {
 		return fmt.Errorf("statement statistics: reset: %w", err)
