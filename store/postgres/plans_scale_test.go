@@ -108,28 +108,9 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 	}
 	const tenantEvents = fillerStreams * fillerEach
 
-	// measure runs op on a store of its own and returns the index entries
-	// and sequentially scanned rows of events and streams it read.
-	measure := func(name string, opts postgres.Options, op func(db *postgres.DB)) {
-		t.Helper()
-		before := tupleReads(t, url)
-		db, err := postgres.Open(ctx, url, opts)
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		op(db)
-		db.Close()
-		after := tupleReads(t, url)
-		for what, n := range after {
-			read := n - before[what]
-			t.Logf("%s: %s %d", name, what, read)
-			// Every operation below touches at most a few hundred rows;
-			// one that scans the tenant reads tens of thousands.
-			if read > 2000 {
-				t.Errorf("%s read %d %s next to a tenant of %d events and %d streams: a scan of that tenant's rows, or of every tenant's", name, read, what, tenantEvents, fillerStreams+8)
-			}
-		}
-	}
+	// Every operation below touches at most a few hundred rows; one that
+	// scans the tenant reads tens of thousands.
+	measure := measureReads(t, url, 2000, fmt.Sprintf("next to a tenant of %d events and %d streams", tenantEvents, fillerStreams+8))
 	appendEach := func(db *postgres.DB, req func(s eventvault.StreamName) eventvault.AppendRequest) {
 		var wg sync.WaitGroup
 		for _, s := range streams {
@@ -250,6 +231,182 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 			t.Errorf("Erasures: %d streams, %v", len(e.Streams), err)
 		}
 	})
+}
+
+// TestStatementsOfTenantsAlikeReadWhatTheyNeed: a hundred tenants of the
+// same size, with the same stream names, subjects and personal-value
+// tokens, and statistics that know them all. The planner then sees a
+// stream name, subject or token that every tenant has: a generic plan
+// must still take the tenant and the name together, never walk one
+// tenant's rows (2,000 events, 2,000 personal values, 2,000 audit
+// records) nor every tenant's rows of one name (100 streams, 10,000
+// events). Each operation on a few of one tenant's streams must read at
+// most a thousand index entries or rows of any table.
+func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
+	url := pgtest.URL(t)
+	ctx := t.Context()
+	if err := postgres.Migrate(ctx, url); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	const (
+		tenants                         = 100
+		streamsEach                     = 20
+		eventsEach                      = 100 // per stream
+		valuesEach                      = 100 // personal values per subject
+		auditEach                       = streamsEach * eventsEach
+		first                           = "alike-0"
+		measured    eventvault.TenantID = "alike-50"
+	)
+	setup, err := postgres.Open(ctx, url, postgres.Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	// The first tenant's KEK row and stream key rows come from the store;
+	// every other tenant gets copies of them, with the same names. Each
+	// stream has an owner (subject-N), who has a key and personal values.
+	streams, keys := makeStreams(t, setup, first, "order", streamsEach, 1)
+	setup.Close()
+	clone := func(table, extra string) string {
+		return fmt.Sprintf(`INSERT INTO %[1]s SELECT (jsonb_populate_record(x, jsonb_build_object('tenant_id', 'alike-' || g%[2]s))).*
+			FROM %[1]s x, generate_series(1, %[3]d) g WHERE x.tenant_id = '%[4]s'`, table, extra, tenants-1, first)
+	}
+	if err := pgtest.Session(t, url,
+		fmt.Sprintf(`UPDATE streams SET subject = 'subject-' || substr(name, 7), version = %d WHERE tenant_id = '%s'`, eventsEach-1, first),
+		fmt.Sprintf(`INSERT INTO tenants (tenant_id, last_global_position) SELECT 'alike-' || g, -1 FROM generate_series(1, %d) g`, tenants-1),
+		clone("tenant_keys", ""),
+		clone("streams", ""),
+		// The first tenant's events past its first, then every other
+		// tenant's, at global positions stream * eventsEach + position.
+		fmt.Sprintf(`INSERT INTO events (tenant_id, global_position, stream, position, id, type, recorded_at, content_mac, payload)
+			SELECT 'alike-' || g, s * %[1]d + p + CASE WHEN g = 0 THEN %[2]d ELSE 0 END, 'order-' || s, p, gen_random_uuid(), 'Filler', now(), '\x00', '\x00'
+			FROM generate_series(0, %[3]d) g, generate_series(0, %[4]d) s, generate_series(0, %[1]d - 1) p
+			WHERE g > 0 OR p > 0`, eventsEach, streamsEach, tenants-1, streamsEach-1),
+		`UPDATE tenants SET last_global_position = (SELECT max(global_position) FROM events e WHERE e.tenant_id = tenants.tenant_id) WHERE tenant_id LIKE 'alike-%'`,
+		fmt.Sprintf(`INSERT INTO subject_keys (tenant_id, subject, key_id, key_version, kek_version, wrapped_key, created_at, generation)
+			SELECT 'alike-' || g, 'subject-' || s, gen_random_uuid(), 1, 1, '\x00', now(), 1 FROM generate_series(0, %d) g, generate_series(0, %d) s`, tenants-1, streamsEach-1),
+		fmt.Sprintf(`INSERT INTO pii_values (tenant_id, token, version, subject, stream, event_id, pointer, class, key_id, ciphertext, created_at)
+			SELECT k.tenant_id, 'token-' || substr(k.subject, 9) || '-' || v, 1, k.subject, 'order-' || substr(k.subject, 9), gen_random_uuid(), '/name', 'name', k.key_id, '\x00', now()
+			FROM subject_keys k, generate_series(1, %d) v WHERE k.tenant_id LIKE 'alike-%%'`, valuesEach),
+		fmt.Sprintf(`INSERT INTO audit_records (tenant_id, idx, line) SELECT 'alike-' || g, i, '\x00' FROM generate_series(0, %d) g, generate_series(0, %d) i`, tenants-1, auditEach-1),
+		fmt.Sprintf(`INSERT INTO audit_hashes (tenant_id, hash_idx, hash) SELECT 'alike-' || g, i, sha256(int8send(i)) FROM generate_series(0, %d) g, generate_series(0, %d) i`, tenants-1, auditEach-1),
+		fmt.Sprintf(`INSERT INTO api_tokens (id, token_hash, tenant_id, name, created_at)
+			SELECT 'alike-' || g || '-' || i, sha256(convert_to('alike-' || g || '-' || i, 'UTF8')), 'alike-' || g, 'app', now() FROM generate_series(0, %d) g, generate_series(1, 3) i`, tenants-1),
+		`ANALYZE`,
+	); err != nil {
+		t.Fatalf("tenants alike: %v", err)
+	}
+	measure := measureReads(t, url, 1000, fmt.Sprintf("among %d tenants of %d events, %d streams and %d personal values each, with the same names", tenants, auditEach, streamsEach, streamsEach*valuesEach))
+	few := streams[:8]
+	appendEach := func(db *postgres.DB, n int) {
+		var wg sync.WaitGroup
+		for _, s := range few {
+			wg.Go(func() {
+				for range 5 {
+					if _, err := db.Append(ctx, measured, appendRequest(s, keys[s], n)); err != nil {
+						t.Errorf("append to %s: %v", s, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	measure("appends, locking path then group commit", postgres.Options{}, func(db *postgres.DB) { appendEach(db, 3) })
+	measure("appends, locking path then fast", postgres.Options{NoGroupCommit: true}, func(db *postgres.DB) { appendEach(db, 3) })
+	measure("appends replayed", postgres.Options{}, func(db *postgres.DB) {
+		for _, s := range few {
+			req := appendRequest(s, keys[s], 2)
+			for range 2 {
+				if _, err := db.Append(ctx, measured, req); err != nil {
+					t.Errorf("append to %s: %v", s, err)
+				}
+			}
+		}
+	})
+	measure("stream reads", postgres.Options{}, func(db *postgres.DB) {
+		for _, s := range few {
+			if page, err := db.ReadStream(ctx, measured, s, eventvault.ReadOptions{From: 0, Limit: 50}); err != nil || len(page.Events) != 50 {
+				t.Errorf("read %s: %d events, %v", s, len(page.Events), err)
+			}
+			if _, err := db.ReadStream(ctx, measured, s, eventvault.ReadOptions{From: -1, Limit: 5, Backward: true}); err != nil {
+				t.Errorf("read %s backwards: %v", s, err)
+			}
+		}
+	})
+	measure("read-all pages", postgres.Options{}, func(db *postgres.DB) {
+		for _, from := range []int64{0, auditEach / 2, auditEach - 50} {
+			if page, err := db.ReadAll(ctx, measured, from, 100); err != nil || len(page.Events) == 0 {
+				t.Errorf("read all from %d: %d events, %v", from, len(page.Events), err)
+			}
+		}
+	})
+	measure("personal values", postgres.Options{}, func(db *postgres.DB) {
+		tokens := []string{"token-3-7", "token-3-70", "token-12-1", "token-19-100"}
+		if page, err := db.PIIValues(ctx, measured, tokens); err != nil || len(page.Values) != len(tokens) {
+			t.Errorf("PIIValues: %d values, %v", len(page.Values), err)
+		}
+	})
+	measure("subject states and a subject's personal values", postgres.Options{}, func(db *postgres.DB) {
+		subjects := []eventvault.Pseudonym{"subject-1", "subject-7", "subject-19"}
+		if states, _, err := db.SubjectStates(ctx, measured, subjects); err != nil || len(states) != len(subjects) {
+			t.Errorf("SubjectStates: %d states, %v", len(states), err)
+		}
+		if values, _, err := db.SubjectPII(ctx, measured, "subject-4"); err != nil || len(values) != valuesEach {
+			t.Errorf("SubjectPII: %d values, %v", len(values), err)
+		}
+	})
+	measure("audit log", postgres.Options{}, func(db *postgres.DB) {
+		if hashes, err := db.AuditHashes(ctx, measured, []int64{0, 1, 1000, auditEach - 1}); err != nil || len(hashes) != 4 {
+			t.Errorf("AuditHashes: %d hashes, %v", len(hashes), err)
+		}
+		if records, err := db.AuditRecords(ctx, measured, 1500, 1510); err != nil || len(records) != 10 {
+			t.Errorf("AuditRecords: %d records, %v", len(records), err)
+		}
+	})
+	measure("the tenant's KEK rotation walk, erasure records and tokens", postgres.Options{}, func(db *postgres.DB) {
+		if rows, err := db.StreamKeysBefore(ctx, measured, 2, "", 100); err != nil || len(rows) != streamsEach {
+			t.Errorf("StreamKeysBefore: %d rows, %v", len(rows), err)
+		}
+		if rows, err := db.SubjectKeysBefore(ctx, measured, 2, "", 100); err != nil || len(rows) != streamsEach {
+			t.Errorf("SubjectKeysBefore: %d rows, %v", len(rows), err)
+		}
+		if _, err := db.Erasures(ctx, measured); err != nil {
+			t.Errorf("Erasures: %v", err)
+		}
+		if tokens, err := db.ListTokens(ctx, measured); err != nil || len(tokens) != 3 {
+			t.Errorf("ListTokens: %d tokens, %v", len(tokens), err)
+		}
+	})
+	measure("the tenant's shred", postgres.Options{}, func(db *postgres.DB) {
+		if _, err := db.ShredTenant(ctx, measured, time.Time{}); err != nil {
+			t.Errorf("ShredTenant: %v", err)
+		}
+	})
+}
+
+// measureReads returns a function that runs op on a store of its own, opened
+// with opts, and fails the test if op read more than limit index entries,
+// or rows by sequential scan, of any of measuredTables (context says what
+// surrounds the tenant, for the message).
+func measureReads(t *testing.T, url string, limit int64, context string) func(name string, opts postgres.Options, op func(db *postgres.DB)) {
+	return func(name string, opts postgres.Options, op func(db *postgres.DB)) {
+		t.Helper()
+		before := tupleReads(t, url)
+		db, err := postgres.Open(t.Context(), url, opts)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		op(db)
+		db.Close()
+		after := tupleReads(t, url)
+		for what, n := range after {
+			read := n - before[what]
+			t.Logf("%s: %s %d", name, what, read)
+			if read > limit {
+				t.Errorf("%s read %d %s %s: a scan of that tenant's rows, or of every tenant's", name, read, what, context)
+			}
+		}
+	}
 }
 
 // measuredTables are the tables whose reads tupleReads counts.
