@@ -353,7 +353,10 @@ func (q *tenantGroups) fits(m *groupMember, group []*groupMember, streams map[ev
 }
 
 // commitGroup writes a group in one transaction, one round trip: BEGIN, the
-// scope, groupAppendSQL and COMMIT. Each member learns whether it was
+// scope, groupAppendSQL and COMMIT. A group of one append (what a lone
+// append makes) sends fastAppendSQL instead, which writes the same rows
+// with the same checks: PostgreSQL executes it in about 90 µs against the
+// group statement's 130 (make bench with one client, stop 18). Each member learns whether it was
 // written. If the transaction fails with an answer from the database (a
 // unique violation when an append to another stream took an id meanwhile,
 // a deadlock), none was written and each takes the locking path on its
@@ -363,44 +366,10 @@ func (q *tenantGroups) fits(m *groupMember, group []*groupMember, streams map[ev
 func (db *DB) commitGroup(tenant eventvault.TenantID, group []*groupMember) {
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
-	var (
-		events  int
-		ks      = make([]int32, len(group))
-		streams = make([]string, len(group))
-		firsts  = make([]int64, len(group))
-		keyIDs  = make([][16]byte, len(group))
-		owners  = make([]string, len(group))
-		ns      = make([]int64, len(group))
-		lines   = make([][]byte, len(group))
-	)
-	for i, m := range group {
-		ks[i], streams[i], firsts[i], keyIDs[i], owners[i], ns[i] = int32(i), string(m.req.Stream), m.first, m.req.KeyID, string(m.req.Subject), int64(m.w.n)
-		lines[i] = m.line
-		if lines[i] == nil {
-			lines[i] = []byte{}
-		}
+	events := 0
+	for _, m := range group {
 		events += m.w.n
 	}
-	var (
-		eks      = make([]int32, 0, events)
-		ords     = make([]int64, 0, events)
-		ids      = make([][16]byte, 0, events)
-		types    = make([]string, 0, events)
-		macs     = make([][]byte, 0, events)
-		payloads = make([][]byte, 0, events)
-	)
-	for i, m := range group {
-		for j := range m.w.n {
-			eks = append(eks, int32(i))
-			ords = append(ords, int64(j+1))
-		}
-		ids = append(ids, m.w.ids...)
-		types = append(types, m.w.types...)
-		macs = append(macs, m.w.macs...)
-		payloads = append(payloads, m.payloads...)
-	}
-	// ids and key ids go as [16]byte, which pgx encodes as uuid directly;
-	// a uuid.UUID would go through its driver.Valuer, a string parsed back.
 	spec := txSpec{op: "postgres.groupAppend", scope: scope{tenant: tenant}}
 	written := 0
 	err := db.attempt(ctx, spec, func(ctx context.Context, t *txn) error {
@@ -409,21 +378,11 @@ func (db *DB) commitGroup(tenant eventvault.TenantID, group []*groupMember) {
 		}
 		written = 0
 		b := &pgx.Batch{}
-		b.Queue(groupAppendSQL, string(tenant), ks, streams, firsts, keyIDs, owners, ns, eks, ords, ids, types, macs, payloads, lines).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var k int32
-				var firstGlobal int64
-				if err := rows.Scan(&k, &firstGlobal); err != nil {
-					return err
-				}
-				if k < 0 || int(k) >= len(group) {
-					return fmt.Errorf("group append returned index %d of %d", k, len(group))
-				}
-				group[k].written, group[k].firstGlobal = true, firstGlobal
-				written++
-			}
-			return rows.Err()
-		})
+		if len(group) == 1 {
+			queueLoneAppend(b, tenant, group[0], &written)
+		} else {
+			queueGroupAppend(b, tenant, group, events, &written)
+		}
 		if err := t.send(ctx, b, true); err != nil {
 			return fmt.Errorf("group append of %d appends: %w", len(group), err)
 		}
@@ -445,6 +404,79 @@ func (db *DB) commitGroup(tenant eventvault.TenantID, group []*groupMember) {
 	if db.groupObserver != nil {
 		db.groupObserver.GroupCommitted(len(group), events, written)
 	}
+}
+
+// queueLoneAppend queues fastAppendSQL for a group of one, which marks m
+// written (and counts it in written) when the statement wrote it.
+func queueLoneAppend(b *pgx.Batch, tenant eventvault.TenantID, m *groupMember, written *int) {
+	b.Queue(fastAppendSQL, string(tenant), string(m.req.Stream), m.w.n, m.first, m.w.ids, m.w.types, m.w.macs, m.payloads,
+		[16]byte(m.req.KeyID), string(m.req.Subject), m.line).QueryRow(func(r pgx.Row) error {
+		var firstGlobal *int64
+		if err := r.Scan(&firstGlobal); err != nil {
+			return err
+		}
+		if firstGlobal != nil {
+			m.written, m.firstGlobal = true, *firstGlobal
+			*written++
+		}
+		return nil
+	})
+}
+
+// queueGroupAppend queues groupAppendSQL for group (of events events),
+// which marks the members it wrote (and counts them in written).
+func queueGroupAppend(b *pgx.Batch, tenant eventvault.TenantID, group []*groupMember, events int, written *int) {
+	var (
+		ks      = make([]int32, len(group))
+		streams = make([]string, len(group))
+		firsts  = make([]int64, len(group))
+		keyIDs  = make([][16]byte, len(group))
+		owners  = make([]string, len(group))
+		ns      = make([]int64, len(group))
+		lines   = make([][]byte, len(group))
+	)
+	for i, m := range group {
+		ks[i], streams[i], firsts[i], keyIDs[i], owners[i], ns[i] = int32(i), string(m.req.Stream), m.first, m.req.KeyID, string(m.req.Subject), int64(m.w.n)
+		lines[i] = m.line
+		if lines[i] == nil {
+			lines[i] = []byte{}
+		}
+	}
+	var (
+		eks      = make([]int32, 0, events)
+		ords     = make([]int64, 0, events)
+		ids      = make([][16]byte, 0, events)
+		types    = make([]string, 0, events)
+		macs     = make([][]byte, 0, events)
+		payloads = make([][]byte, 0, events)
+	)
+	for i, m := range group {
+		for j := range m.w.n {
+			eks = append(eks, int32(i))
+			ords = append(ords, int64(j+1))
+		}
+		ids = append(ids, m.w.ids...)
+		types = append(types, m.w.types...)
+		macs = append(macs, m.w.macs...)
+		payloads = append(payloads, m.payloads...)
+	}
+	// ids and key ids go as [16]byte, which pgx encodes as uuid directly;
+	// a uuid.UUID would go through its driver.Valuer, a string parsed back.
+	b.Queue(groupAppendSQL, string(tenant), ks, streams, firsts, keyIDs, owners, ns, eks, ords, ids, types, macs, payloads, lines).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var k int32
+			var firstGlobal int64
+			if err := rows.Scan(&k, &firstGlobal); err != nil {
+				return err
+			}
+			if k < 0 || int(k) >= len(group) {
+				return fmt.Errorf("group append returned index %d of %d", k, len(group))
+			}
+			group[k].written, group[k].firstGlobal = true, firstGlobal
+			*written++
+		}
+		return rows.Err()
+	})
 }
 
 // appendInGroup is the fast append through a group commit: it seals at the
