@@ -125,12 +125,14 @@ type sideResult struct {
 	GroupCommits    int64   `json:"group_commits,omitempty"`
 	AppendsPerGroup float64 `json:"appends_per_group,omitempty"`
 	// PGExecPerEventUs and PGWALBytesPerEvent are the execution time (µs)
-	// and WAL (bytes) per event of the statements PostgreSQL ran for the
-	// side during its slices, from pg_stat_statements: its share of
-	// PostgreSQL's work, but for parsing, planning and the commits' WAL
-	// flushes. Absent when the server does not keep them.
+	// and WAL (bytes) per event of the top-level statements PostgreSQL ran
+	// for the side during its slices, from pg_stat_statements (what they
+	// hold: rawbench.StatementTotals), over the PGStatementSlices slices
+	// whose figures were not reset meanwhile. Absent when the server does
+	// not keep them.
 	PGExecPerEventUs   float64 `json:"pg_exec_per_event_us,omitempty"`
 	PGWALBytesPerEvent float64 `json:"pg_wal_bytes_per_event,omitempty"`
+	PGStatementSlices  int     `json:"pg_statement_slices,omitempty"`
 }
 
 func newMachine(loadStart string) machine {
@@ -166,6 +168,7 @@ func newSideResult(s *sample) sideResult {
 		AppendsPerGroup:    ratio(float64(s.groupAppends), float64(s.groups)),
 		PGExecPerEventUs:   1000 * ratio(s.pgExecMs, float64(s.pgEvents)),
 		PGWALBytesPerEvent: ratio(s.pgWALBytes, float64(s.pgEvents)),
+		PGStatementSlices:  s.pgSlices,
 	}
 }
 
@@ -395,10 +398,11 @@ func (r *Report) writeGroups(w io.Writer) error {
 // statement execution time and WAL per event, or why there are none.
 func (r *Report) writeStatements(w io.Writer) error {
 	if r.NoStatements != "" {
-		_, err := fmt.Fprintf(w, "\nPostgreSQL's statement time per event: not measured, %s; scripts/with-postgres.sh loads it where the server has it\n", r.NoStatements)
+		_, err := fmt.Fprintf(w, "\nPostgreSQL's statement time per event: not measured (%s); scripts/with-postgres.sh loads pg_stat_statements where the server has it\n", r.NoStatements)
 		return err
 	}
-	fmt.Fprintf(w, "\nPostgreSQL's work per event for each side during its slices (pg_stat_statements: the statements' execution, without parsing, planning or the commits' WAL flushes):\n")
+	fmt.Fprintf(w, "\nPostgreSQL's statements per event for each side during its slices (pg_stat_statements): execution time, with what the statements waited on\n"+
+		"(locks, I/O, a COPY's rows arriving) but not their parsing, planning or commits' WAL flushes; WAL written, commit records aside:\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tside\texecution µs/ev\tWAL bytes/ev\t")
 	for _, x := range r.Workloads {
@@ -409,6 +413,12 @@ func (r *Report) writeStatements(w io.Writer) error {
 		}
 		for _, name := range slices.Sorted(maps.Keys(all)) {
 			s := all[name]
+			if s.PGStatementSlices == 0 {
+				// Every slice's figures were reset meanwhile (another
+				// run on the server resetting pg_stat_statements).
+				fmt.Fprintf(tw, "%s\t%s\tn/a\tn/a\t\n", x.Title, name)
+				continue
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.0f\t\n", x.Title, name, s.PGExecPerEventUs, s.PGWALBytesPerEvent)
 		}
 	}

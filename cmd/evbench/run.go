@@ -133,7 +133,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (_ *Report, err er
 	}
 	defer waits.Close(context.WithoutCancel(ctx))
 	var noStatements string
-	if _, err := waits.StatementTotals(ctx); errors.Is(err, rawbench.ErrNoStatementStats) {
+	if _, err := waits.StatementCounts(ctx); errors.Is(err, rawbench.ErrNoStatementStats) {
 		noStatements = err.Error()
 	} else if err != nil {
 		return nil, err
@@ -420,7 +420,7 @@ func measure(ctx context.Context, ops []op, d time.Duration, waits *rawbench.Wai
 		waits rawbench.Waits
 		err   error
 	}
-	before, stmtErr := waits.StatementTotals(ctx)
+	before, stmtErr := waits.StatementCounts(ctx)
 	if stmtErr != nil && !errors.Is(stmtErr, rawbench.ErrNoStatementStats) {
 		return sample{}, stmtErr
 	}
@@ -441,14 +441,14 @@ func measure(ctx context.Context, ops []op, d time.Duration, waits *rawbench.Wai
 	}
 	got.waits, got.polls = w.waits.Seen, w.waits.Polls
 	if stmtErr == nil {
-		after, err := waits.StatementTotals(ctx)
+		after, err := waits.StatementCounts(ctx)
 		if err != nil {
 			return sample{}, err
 		}
-		// Totals that fell were evicted or reset meanwhile: the slice
-		// has no figures, rather than wrong ones.
-		if d := after.Sub(before); d.Calls >= 0 && d.ExecMs >= 0 && d.WALBytes >= 0 {
-			got.pgExecMs, got.pgWALBytes, got.pgEvents = d.ExecMs, d.WALBytes, got.events
+		// Figures reset meanwhile: the slice has none, rather than wrong
+		// ones.
+		if d, ok := after.Since(before); ok {
+			got.pgExecMs, got.pgWALBytes, got.pgEvents, got.pgSlices = d.ExecMs, d.WALBytes, got.events, 1
 		}
 	}
 	return got, nil

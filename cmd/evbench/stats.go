@@ -24,9 +24,11 @@ type sample struct {
 	groups, groupAppends int64
 	// pgExecMs and pgWALBytes are the execution time and WAL of the
 	// statements the database ran during the slices that have them
-	// (pg_stat_statements), and pgEvents the events of those slices.
+	// (pg_stat_statements), pgSlices how many slices those are and
+	// pgEvents their events.
 	pgExecMs, pgWALBytes float64
 	pgEvents             int64
+	pgSlices             int
 }
 
 // add folds one slice into s.
@@ -42,6 +44,7 @@ func (s *sample) add(o sample) {
 	s.pgExecMs += o.pgExecMs
 	s.pgWALBytes += o.pgWALBytes
 	s.pgEvents += o.pgEvents
+	s.pgSlices += o.pgSlices
 	for w, n := range o.waits {
 		if s.waits == nil {
 			s.waits = map[string]int{}

@@ -156,3 +156,59 @@ func TestWaitSamplerSeesASleepingSession(t *testing.T) {
 		t.Errorf("a second Sample = %+v, %v; want polls and no error", again, err)
 	}
 }
+
+// TestStatementCountsCountWhatRanSince reads what a database's statements
+// did between two readings of StatementCounts: the statements another
+// session ran there, and not the sampler's own polls in between; a reset
+// of that database's figures (ResetStatements) drops what ran before it.
+func TestStatementCountsCountWhatRanSince(t *testing.T) {
+	url := pgtest.URL(t)
+	ctx := t.Context()
+	s, err := rawbench.NewWaitSampler(ctx, url)
+	if err != nil {
+		t.Fatalf("NewWaitSampler: %v", err)
+	}
+	defer s.Close(ctx)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE TABLE counted (n int)`); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.StatementCounts(ctx)
+	if err != nil {
+		t.Fatalf("StatementCounts: %v (make test's PostgreSQL loads pg_stat_statements: scripts/with-postgres.sh)", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 60*time.Millisecond)
+	defer cancel()
+	if w, err := s.Sample(short, 10*time.Millisecond); err != nil || w.Polls == 0 {
+		t.Fatalf("Sample = %+v, %v", w, err)
+	}
+	for i := range 5 {
+		if _, err := conn.Exec(ctx, `INSERT INTO counted VALUES ($1)`, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := s.StatementCounts(ctx)
+	if err != nil {
+		t.Fatalf("StatementCounts: %v", err)
+	}
+	if d, ok := after.Since(before); !ok || d.Calls != 5 || d.ExecMs <= 0 || d.WALBytes <= 0 {
+		t.Errorf("the five inserts: %+v, %v; want 5 calls with time and WAL", d, ok)
+	}
+	if err := rawbench.ResetStatements(ctx, url); err != nil {
+		t.Fatalf("ResetStatements: %v", err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO counted VALUES (5)`); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.StatementCounts(ctx)
+	if err != nil {
+		t.Fatalf("StatementCounts: %v", err)
+	}
+	if d, ok := again.Since(after); !ok || d.Calls != 1 {
+		t.Errorf("after the database's reset: %+v, %v; want the one insert since", d, ok)
+	}
+}

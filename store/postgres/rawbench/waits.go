@@ -26,13 +26,13 @@ const waitsSQL = `SELECT CASE
 // not safe for concurrent use.
 type WaitSampler struct {
 	conn *pgx.Conn
-	// noStatements is why StatementTotals cannot answer (nil if it can).
+	// noStatements is why StatementCounts cannot answer (nil if it can).
 	noStatements error
 }
 
 // NewWaitSampler connects to the database at dbURL and, where the server
-// loads pg_stat_statements, creates the extension there (if it is not)
-// for StatementTotals.
+// loads pg_stat_statements (PostgreSQL 14 or later), creates the extension
+// there (if it is not) for StatementCounts.
 func NewWaitSampler(ctx context.Context, dbURL string) (*WaitSampler, error) {
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
@@ -47,64 +47,6 @@ func NewWaitSampler(ctx context.Context, dbURL string) (*WaitSampler, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// enableStatementStats creates pg_stat_statements in conn's database if it
-// is not there. ErrNoStatementStats if the server does not load it.
-func enableStatementStats(ctx context.Context, conn *pgx.Conn) error {
-	var loaded bool
-	if err := conn.QueryRow(ctx, `SELECT 'pg_stat_statements' = ANY(string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))`).Scan(&loaded); err != nil {
-		return fmt.Errorf("statement statistics: %w", err)
-	}
-	if !loaded {
-		return ErrNoStatementStats
-	}
-	if _, err := conn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
-		return fmt.Errorf("statement statistics: %w", err)
-	}
-	return nil
-}
-
-// StatementTotals is what pg_stat_statements has counted so far for the
-// top-level statements of one database: how many ran, their execution
-// time (not their parsing or planning, nor the WAL flush of a commit,
-// which happens after the COMMIT statement has executed) and the WAL
-// they wrote.
-type StatementTotals struct {
-	Calls    int64
-	ExecMs   float64
-	WALBytes float64
-}
-
-// Sub returns t - o: what ran between two readings.
-func (t StatementTotals) Sub(o StatementTotals) StatementTotals {
-	return StatementTotals{Calls: t.Calls - o.Calls, ExecMs: t.ExecMs - o.ExecMs, WALBytes: t.WALBytes - o.WALBytes}
-}
-
-// statementTotalsSQL sums the database's statements, leaving out the
-// sampler's own (its polls of pg_stat_activity and this query).
-const statementTotalsSQL = `SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(total_exec_time), 0)::float8, coalesce(sum(wal_bytes), 0)::float8
-	FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
-	WHERE d.datname = current_database()
-	  AND s.query NOT LIKE '%pg_stat_activity%' AND s.query NOT LIKE '%pg_stat_statements%'`
-
-// StatementTotals returns the database's statement totals so far.
-// ErrNoStatementStats if the server does not load pg_stat_statements.
-// Totals can fall between two readings when pg_stat_statements evicts
-// entries (past pg_stat_statements.max statements, across the server's
-// databases) or is reset; a caller comparing two readings checks for that.
-// It must not run while Sample does.
-func (s *WaitSampler) StatementTotals(ctx context.Context) (StatementTotals, error) {
-	if s.noStatements != nil {
-		return StatementTotals{}, s.noStatements
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	var t StatementTotals
-	if err := s.conn.QueryRow(ctx, statementTotalsSQL).Scan(&t.Calls, &t.ExecMs, &t.WALBytes); err != nil {
-		return StatementTotals{}, fmt.Errorf("statement statistics: %w", err)
-	}
-	return t, nil
 }
 
 // Waits is what a WaitSampler saw.
