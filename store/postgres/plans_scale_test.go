@@ -235,13 +235,17 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 
 // TestStatementsOfTenantsAlikeReadWhatTheyNeed: a hundred tenants of the
 // same size, with the same stream names, subjects and personal-value
-// tokens, and statistics that know them all. The planner then sees a
-// stream name, subject or token that every tenant has: a generic plan
-// must still take the tenant and the name together, never walk one
-// tenant's rows (2,000 events, 2,000 personal values, 2,000 audit
-// records) nor every tenant's rows of one name (100 streams, 10,000
-// events). Each operation on a few of one tenant's streams must read at
-// most a thousand index entries or rows of any table.
+// tokens, and statistics that know them all, so that a generic plan sees a
+// name that every tenant has. Each tenant holds 1,000 streams (20 of 100
+// events, the rest of one), an owner with a key for each, 2,000 personal
+// values, 500 restrictions, 2,000 audit records and hashes and 20 tokens.
+// Every index of these tables begins with the tenant, so a plan that goes
+// wrong walks one tenant's rows, filtering them by name; each operation on
+// a few of one tenant's streams and subjects must read at most 400 index
+// entries or rows of any table, fewer than any such walk (500 to 2,980)
+// and than a scan of every tenant's rows. A tenant's shred walks all its
+// streams by design and is measured on a small tenant by
+// TestStatementsOfABigNewTenantReadWhatTheyNeed.
 func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 	url := pgtest.URL(t)
 	ctx := t.Context()
@@ -249,60 +253,75 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 		t.Fatalf("Migrate: %v", err)
 	}
 	const (
-		tenants                         = 100
-		streamsEach                     = 20
-		eventsEach                      = 100 // per stream
-		valuesEach                      = 100 // personal values per subject
-		auditEach                       = streamsEach * eventsEach
-		first                           = "alike-0"
-		measured    eventvault.TenantID = "alike-50"
+		tenants                          = 100
+		streamsEach                      = 1000
+		longStreams                      = 20  // of eventsEach events; the others hold one
+		eventsEach                       = 100 // per long stream
+		valuesEach                       = 100 // personal values of each long stream's owner
+		restricted                       = 500 // owners restricted, from the last stream back
+		tokensEach                       = 20
+		auditEach                        = longStreams * eventsEach
+		tenantEvents                     = auditEach + streamsEach - longStreams
+		first                            = "alike-0"
+		measured     eventvault.TenantID = "alike-50"
 	)
 	setup, err := postgres.Open(ctx, url, postgres.Options{})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	// The first tenant's KEK row and stream key rows come from the store;
-	// every other tenant gets copies of them, with the same names. Each
-	// stream has an owner (subject-N), who has a key and personal values.
-	streams, keys := makeStreams(t, setup, first, "order", streamsEach, 1)
+	// The first tenant's KEK row and first stream key row come from the
+	// store; its other streams, and every other tenant's, are copies with
+	// the same names. Stream order-N's owner is subject-N.
+	streams, keys := makeStreams(t, setup, first, "order", 1, 1)
 	setup.Close()
-	clone := func(table, extra string) string {
-		return fmt.Sprintf(`INSERT INTO %[1]s SELECT (jsonb_populate_record(x, jsonb_build_object('tenant_id', 'alike-' || g%[2]s))).*
-			FROM %[1]s x, generate_series(1, %[3]d) g WHERE x.tenant_id = '%[4]s'`, table, extra, tenants-1, first)
+	clone := func(table string) string {
+		return fmt.Sprintf(`INSERT INTO %[1]s SELECT (jsonb_populate_record(x, jsonb_build_object('tenant_id', 'alike-' || g))).*
+			FROM %[1]s x, generate_series(1, %[2]d) g WHERE x.tenant_id = '%[3]s'`, table, tenants-1, first)
 	}
 	if err := pgtest.Session(t, url,
-		fmt.Sprintf(`UPDATE streams SET subject = 'subject-' || substr(name, 7), version = %d WHERE tenant_id = '%s'`, eventsEach-1, first),
+		fmt.Sprintf(`INSERT INTO streams SELECT (jsonb_populate_record(x, jsonb_build_object('name', 'order-' || n))).*
+			FROM streams x, generate_series(1, %d) n WHERE x.tenant_id = '%s'`, streamsEach-1, first),
+		fmt.Sprintf(`UPDATE streams SET subject = 'subject-' || substr(name, 7), version = CASE WHEN substr(name, 7)::int < %d THEN %d ELSE 0 END
+			WHERE tenant_id = '%s'`, longStreams, eventsEach-1, first),
 		fmt.Sprintf(`INSERT INTO tenants (tenant_id, last_global_position) SELECT 'alike-' || g, -1 FROM generate_series(1, %d) g`, tenants-1),
-		clone("tenant_keys", ""),
-		clone("streams", ""),
-		// The first tenant's events past its first, then every other
-		// tenant's, at global positions stream * eventsEach + position.
+		clone("tenant_keys"),
+		clone("streams"),
+		// Every tenant's events, at global positions 0, 1, … in stream
+		// order (the one the store wrote makes room).
+		fmt.Sprintf(`DELETE FROM events WHERE tenant_id = '%s'`, first),
 		fmt.Sprintf(`INSERT INTO events (tenant_id, global_position, stream, position, id, type, recorded_at, content_mac, payload)
-			SELECT 'alike-' || g, s * %[1]d + p + CASE WHEN g = 0 THEN %[2]d ELSE 0 END, 'order-' || s, p, gen_random_uuid(), 'Filler', now(), '\x00', '\x00'
-			FROM generate_series(0, %[3]d) g, generate_series(0, %[4]d) s, generate_series(0, %[1]d - 1) p
-			WHERE g > 0 OR p > 0`, eventsEach, streamsEach, tenants-1, streamsEach-1),
+			SELECT 'alike-' || g, row_number() OVER (PARTITION BY g ORDER BY s, p) - 1, 'order-' || s, p, gen_random_uuid(), 'Filler', now(), '\x00', '\x00'
+			FROM generate_series(0, %[1]d) g, generate_series(0, %[2]d) s, generate_series(0, %[3]d) p
+			WHERE (s < %[4]d OR p = 0)`, tenants-1, streamsEach-1, eventsEach-1, longStreams),
 		`UPDATE tenants SET last_global_position = (SELECT max(global_position) FROM events e WHERE e.tenant_id = tenants.tenant_id) WHERE tenant_id LIKE 'alike-%'`,
 		fmt.Sprintf(`INSERT INTO subject_keys (tenant_id, subject, key_id, key_version, kek_version, wrapped_key, created_at, generation)
 			SELECT 'alike-' || g, 'subject-' || s, gen_random_uuid(), 1, 1, '\x00', now(), 1 FROM generate_series(0, %d) g, generate_series(0, %d) s`, tenants-1, streamsEach-1),
 		fmt.Sprintf(`INSERT INTO pii_values (tenant_id, token, version, subject, stream, event_id, pointer, class, key_id, ciphertext, created_at)
 			SELECT k.tenant_id, 'token-' || substr(k.subject, 9) || '-' || v, 1, k.subject, 'order-' || substr(k.subject, 9), gen_random_uuid(), '/name', 'name', k.key_id, '\x00', now()
-			FROM subject_keys k, generate_series(1, %d) v WHERE k.tenant_id LIKE 'alike-%%'`, valuesEach),
+			FROM subject_keys k, generate_series(1, %d) v WHERE k.tenant_id LIKE 'alike-%%' AND substr(k.subject, 9)::int < %d`, valuesEach, longStreams),
+		fmt.Sprintf(`INSERT INTO pii_restrictions (tenant_id, subject, reason, placed_at, placed_by)
+			SELECT 'alike-' || g, 'subject-' || s, 'objection', now(), 'dpo' FROM generate_series(0, %d) g, generate_series(%d, %d) s`, tenants-1, streamsEach-restricted, streamsEach-1),
 		fmt.Sprintf(`INSERT INTO audit_records (tenant_id, idx, line) SELECT 'alike-' || g, i, '\x00' FROM generate_series(0, %d) g, generate_series(0, %d) i`, tenants-1, auditEach-1),
 		fmt.Sprintf(`INSERT INTO audit_hashes (tenant_id, hash_idx, hash) SELECT 'alike-' || g, i, sha256(int8send(i)) FROM generate_series(0, %d) g, generate_series(0, %d) i`, tenants-1, auditEach-1),
 		fmt.Sprintf(`INSERT INTO api_tokens (id, token_hash, tenant_id, name, created_at)
-			SELECT 'alike-' || g || '-' || i, sha256(convert_to('alike-' || g || '-' || i, 'UTF8')), 'alike-' || g, 'app', now() FROM generate_series(0, %d) g, generate_series(1, 3) i`, tenants-1),
+			SELECT 'alike-' || g || '-' || i, sha256(convert_to('alike-' || g || '-' || i, 'UTF8')), 'alike-' || g, 'app', now() FROM generate_series(0, %d) g, generate_series(1, %d) i`, tenants-1, tokensEach),
 		`ANALYZE`,
 	); err != nil {
 		t.Fatalf("tenants alike: %v", err)
 	}
-	measure := measureReads(t, url, 1000, fmt.Sprintf("among %d tenants of %d events, %d streams and %d personal values each, with the same names", tenants, auditEach, streamsEach, streamsEach*valuesEach))
-	few := streams[:8]
+	measure := measureReads(t, url, 400, fmt.Sprintf("among %d tenants alike (each %d events, %d streams and owners, %d personal values, %d restrictions, %d audit records), with the same names",
+		tenants, tenantEvents, streamsEach, longStreams*valuesEach, restricted, auditEach))
+	key := keys[streams[0]] // every stream's copy of it
+	few := make([]eventvault.StreamName, 8)
+	for i := range few {
+		few[i] = eventvault.StreamName(fmt.Sprintf("order-%d", i*2))
+	}
 	appendEach := func(db *postgres.DB, n int) {
 		var wg sync.WaitGroup
 		for _, s := range few {
 			wg.Go(func() {
 				for range 5 {
-					if _, err := db.Append(ctx, measured, appendRequest(s, keys[s], n)); err != nil {
+					if _, err := db.Append(ctx, measured, appendRequest(s, key, n)); err != nil {
 						t.Errorf("append to %s: %v", s, err)
 						return
 					}
@@ -315,7 +334,7 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 	measure("appends, locking path then fast", postgres.Options{NoGroupCommit: true}, func(db *postgres.DB) { appendEach(db, 3) })
 	measure("appends replayed", postgres.Options{}, func(db *postgres.DB) {
 		for _, s := range few {
-			req := appendRequest(s, keys[s], 2)
+			req := appendRequest(s, key, 2)
 			for range 2 {
 				if _, err := db.Append(ctx, measured, req); err != nil {
 					t.Errorf("append to %s: %v", s, err)
@@ -325,7 +344,7 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 	})
 	measure("stream reads", postgres.Options{}, func(db *postgres.DB) {
 		for _, s := range few {
-			if page, err := db.ReadStream(ctx, measured, s, eventvault.ReadOptions{From: 0, Limit: 50}); err != nil || len(page.Events) != 50 {
+			if page, err := db.ReadStream(ctx, measured, s, eventvault.ReadOptions{From: 0, Limit: 40}); err != nil || len(page.Events) != 40 {
 				t.Errorf("read %s: %d events, %v", s, len(page.Events), err)
 			}
 			if _, err := db.ReadStream(ctx, measured, s, eventvault.ReadOptions{From: -1, Limit: 5, Backward: true}); err != nil {
@@ -334,8 +353,9 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 		}
 	})
 	measure("read-all pages", postgres.Options{}, func(db *postgres.DB) {
-		for _, from := range []int64{0, auditEach / 2, auditEach - 50} {
-			if page, err := db.ReadAll(ctx, measured, from, 100); err != nil || len(page.Events) == 0 {
+		// One page among the long streams, one across the short ones.
+		for _, from := range []int64{auditEach / 2, tenantEvents - 60} {
+			if page, err := db.ReadAll(ctx, measured, from, 50); err != nil || len(page.Events) != 50 {
 				t.Errorf("read all from %d: %d events, %v", from, len(page.Events), err)
 			}
 		}
@@ -347,7 +367,7 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 		}
 	})
 	measure("subject states and a subject's personal values", postgres.Options{}, func(db *postgres.DB) {
-		subjects := []eventvault.Pseudonym{"subject-1", "subject-7", "subject-19"}
+		subjects := []eventvault.Pseudonym{"subject-1", "subject-7", "subject-700", "subject-999"}
 		if states, _, err := db.SubjectStates(ctx, measured, subjects); err != nil || len(states) != len(subjects) {
 			t.Errorf("SubjectStates: %d states, %v", len(states), err)
 		}
@@ -363,23 +383,15 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 			t.Errorf("AuditRecords: %d records, %v", len(records), err)
 		}
 	})
-	measure("the tenant's KEK rotation walk, erasure records and tokens", postgres.Options{}, func(db *postgres.DB) {
-		if rows, err := db.StreamKeysBefore(ctx, measured, 2, "", 100); err != nil || len(rows) != streamsEach {
+	measure("the tenant's KEK rotation walk, a page each, and its tokens", postgres.Options{}, func(db *postgres.DB) {
+		if rows, err := db.StreamKeysBefore(ctx, measured, 2, "order-5", 100); err != nil || len(rows) != 100 {
 			t.Errorf("StreamKeysBefore: %d rows, %v", len(rows), err)
 		}
-		if rows, err := db.SubjectKeysBefore(ctx, measured, 2, "", 100); err != nil || len(rows) != streamsEach {
+		if rows, err := db.SubjectKeysBefore(ctx, measured, 2, "subject-5", 100); err != nil || len(rows) != 100 {
 			t.Errorf("SubjectKeysBefore: %d rows, %v", len(rows), err)
 		}
-		if _, err := db.Erasures(ctx, measured); err != nil {
-			t.Errorf("Erasures: %v", err)
-		}
-		if tokens, err := db.ListTokens(ctx, measured); err != nil || len(tokens) != 3 {
+		if tokens, err := db.ListTokens(ctx, measured); err != nil || len(tokens) != tokensEach {
 			t.Errorf("ListTokens: %d tokens, %v", len(tokens), err)
-		}
-	})
-	measure("the tenant's shred", postgres.Options{}, func(db *postgres.DB) {
-		if _, err := db.ShredTenant(ctx, measured, time.Time{}); err != nil {
-			t.Errorf("ShredTenant: %v", err)
 		}
 	})
 }
