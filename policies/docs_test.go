@@ -2,6 +2,8 @@ package policies
 
 import (
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,6 +71,81 @@ func TestDocumentedExamplesValidate(t *testing.T) {
 		d := Decide(p(c.doc), c.r)
 		if d.Allowed != c.want || (c.by != "" && (len(d.By) == 0 || d.By[0] != c.by)) {
 			t.Errorf("%s: %+v decided %+v; want allowed=%v by %s", c.doc, c.r, d, c.want, c.by)
+		}
+	}
+}
+
+// TestDocumentedCapabilitiesGrantWhatRulesGrant reads the table of
+// docs/access.md that says what each capability of an inline rule grants,
+// on a matching stream and, with the pattern "*", on the tenant, and
+// compares it with the actions the rules are decided by (capStreamActions,
+// capTenantActions): a capability or action added to one and not the
+// other fails here. admin's row says "every" action, so its actions must
+// hold every other capability's.
+func TestDocumentedCapabilitiesGrantWhatRulesGrant(t *testing.T) {
+	page, err := os.ReadFile("../docs/access.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| ([^|]*)\\| ([^|]*)\\|$")
+	ticked := regexp.MustCompile("`([a-z_]+)`")
+	actions := func(cell string) []string {
+		var out []string
+		for _, m := range ticked.FindAllStringSubmatch(cell, -1) {
+			out = append(out, m[1])
+		}
+		slices.Sort(out)
+		return out
+	}
+	names := func(as []Action) []string {
+		out := make([]string, len(as))
+		for i, a := range as {
+			out[i] = string(a)
+		}
+		slices.Sort(out)
+		return out
+	}
+	seen := map[eventvault.Capability]bool{}
+	for _, m := range row.FindAllStringSubmatch(string(page), -1) {
+		c := eventvault.Capability(m[1])
+		if _, ok := capStreamActions[c]; !ok {
+			if _, ok := capTenantActions[c]; !ok {
+				continue // another table's row
+			}
+		}
+		seen[c] = true
+		if c == eventvault.CapAdmin {
+			for other, as := range capStreamActions {
+				for _, a := range as {
+					if !slices.Contains(capStreamActions[c], a) {
+						t.Errorf("admin's row says every stream action, but admin lacks %s, which %s grants", a, other)
+					}
+				}
+			}
+			for other, as := range capTenantActions {
+				for _, a := range as {
+					if !slices.Contains(capTenantActions[c], a) {
+						t.Errorf("admin's row says every tenant action, but admin lacks %s, which %s grants", a, other)
+					}
+				}
+			}
+			continue
+		}
+		if got, want := actions(m[2]), names(capStreamActions[c]); !slices.Equal(got, want) {
+			t.Errorf("docs/access.md: %s on a matching stream grants %v; the rules grant %v", c, got, want)
+		}
+		if got, want := actions(m[3]), names(capTenantActions[c]); !slices.Equal(got, want) {
+			t.Errorf("docs/access.md: %s on \"*\" grants %v on the tenant; the rules grant %v", c, got, want)
+		}
+	}
+	for c := range capStreamActions {
+		if !seen[c] {
+			t.Errorf("docs/access.md's table has no row for capability %s", c)
+		}
+	}
+	for c := range capTenantActions {
+		if !seen[c] {
+			t.Errorf("docs/access.md's table has no row for capability %s", c)
 		}
 	}
 }
