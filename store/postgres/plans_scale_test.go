@@ -238,7 +238,8 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 // tokens, and statistics that know them all, so that a generic plan sees a
 // name that every tenant has. Each tenant holds 1,000 streams (20 of 100
 // events, the rest of one), an owner with a key for each, 2,000 personal
-// values, 500 restrictions, 2,000 audit records and hashes and 20 tokens.
+// values, 500 restrictions and holds, 1,000 erasure requests, 2,000 audit
+// records and hashes and 20 tokens.
 // Every index of these tables begins with the tenant, so a plan that goes
 // wrong walks one tenant's rows, filtering them by name; each operation on
 // a few of one tenant's streams and subjects must read at most 400 index
@@ -305,6 +306,12 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 		fmt.Sprintf(`INSERT INTO audit_hashes (tenant_id, hash_idx, hash) SELECT 'alike-' || g, i, sha256(int8send(i)) FROM generate_series(0, %d) g, generate_series(0, %d) i`, tenants-1, auditEach-1),
 		fmt.Sprintf(`INSERT INTO api_tokens (id, token_hash, tenant_id, name, created_at)
 			SELECT 'alike-' || g || '-' || i, sha256(convert_to('alike-' || g || '-' || i, 'UTF8')), 'alike-' || g, 'app', now() FROM generate_series(0, %d) g, generate_series(1, %d) i`, tenants-1, tokensEach),
+		// A completed erasure request for every owner, and holds on those
+		// restricted.
+		fmt.Sprintf(`INSERT INTO erasure_requests (tenant_id, id, subject, state, requested_by, received_at, completed_at)
+			SELECT 'alike-' || g, gen_random_uuid(), 'subject-' || s, 'completed', 'dpo', now() - interval '1 day', now() FROM generate_series(0, %d) g, generate_series(0, %d) s`, tenants-1, streamsEach-1),
+		fmt.Sprintf(`INSERT INTO legal_holds (tenant_id, subject, reason, placed_at, placed_by)
+			SELECT 'alike-' || g, 'subject-' || s, 'litigation', now(), 'dpo' FROM generate_series(0, %d) g, generate_series(%d, %d) s`, tenants-1, streamsEach-restricted, streamsEach-1),
 		`ANALYZE`,
 	); err != nil {
 		t.Fatalf("tenants alike: %v", err)
@@ -383,6 +390,33 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 			t.Errorf("AuditRecords: %d records, %v", len(records), err)
 		}
 	})
+	measure("a subject's erasure, restriction and hold", postgres.Options{}, func(db *postgres.DB) {
+		const subject eventvault.Pseudonym = "subject-3"
+		if streams, err := db.StreamsOfSubject(ctx, measured, subject); err != nil || len(streams) != 1 {
+			t.Errorf("StreamsOfSubject: %v, %v", streams, err)
+		}
+		if _, err := db.Hold(ctx, measured, "subject-900"); err != nil {
+			t.Errorf("Hold: %v", err)
+		}
+		if _, err := db.LatestErasureRequest(ctx, measured, subject); err != nil {
+			t.Errorf("LatestErasureRequest: %v", err)
+		}
+		if err := db.PutRestriction(ctx, measured, eventvault.Restriction{Subject: subject, Reason: "objection", PlacedAt: time.Now(), PlacedBy: "dpo"}); err != nil {
+			t.Errorf("PutRestriction: %v", err)
+		}
+		if _, err := db.Restriction(ctx, measured, subject); err != nil {
+			t.Errorf("Restriction: %v", err)
+		}
+		if err := db.DeleteRestriction(ctx, measured, subject); err != nil {
+			t.Errorf("DeleteRestriction: %v", err)
+		}
+		if _, err := db.EraseSubjectPII(ctx, measured, subject, time.Now()); err != nil {
+			t.Errorf("EraseSubjectPII: %v", err)
+		}
+		if _, err := db.ShredStream(ctx, measured, "order-3", true, time.Now()); err != nil {
+			t.Errorf("ShredStream: %v", err)
+		}
+	})
 	measure("the tenant's KEK rotation walk, a page each, and its tokens", postgres.Options{}, func(db *postgres.DB) {
 		if rows, err := db.StreamKeysBefore(ctx, measured, 2, "order-5", 100); err != nil || len(rows) != 100 {
 			t.Errorf("StreamKeysBefore: %d rows, %v", len(rows), err)
@@ -422,7 +456,7 @@ func measureReads(t *testing.T, url string, limit int64, context string) func(na
 }
 
 // measuredTables are the tables whose reads tupleReads counts.
-var measuredTables = []string{"events", "streams", "subject_keys", "pii_values", "pii_restrictions", "audit_records", "audit_hashes", "api_tokens"}
+var measuredTables = []string{"events", "streams", "subject_keys", "pii_values", "pii_restrictions", "audit_records", "audit_hashes", "api_tokens", "erasure_requests", "legal_holds"}
 
 // tupleReads returns the index entries read (idx_tup_read) and the rows
 // read by sequential scans (seq_tup_read) of measuredTables so far, once
