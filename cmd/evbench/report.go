@@ -29,7 +29,8 @@ type Report struct {
 	// setup included.
 	RootKeyCalls rootCalls `json:"root_key_calls"`
 	// NoStatements says why the sides have no statement figures
-	// (PGExecPerEventUs): the server does not load pg_stat_statements.
+	// (PGExecPerEventUs): the server does not load pg_stat_statements, or
+	// is older than PostgreSQL 14.
 	NoStatements string `json:"no_pg_statement_stats,omitempty"`
 	// Feed is the subscription feed's measure; nil with -no-feed.
 	Feed *feedResult `json:"feed,omitempty"`
