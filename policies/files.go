@@ -24,10 +24,14 @@ type FileDocument struct {
 // stops the start with its path, line and reason instead of leaving half a
 // folder applied. What a repository holds besides is skipped: entries
 // whose name starts with '.' (.git, .gitkeep), files at the top (README.md)
-// and editor backups ending in '~'. Any other file in a tenant's folder is
-// an error, so that a misnamed document ("app.cedr") is not silently left
-// out. A document whose file is removed stays stored: delete it with
-// DELETE /v1/policies/{name}.
+// and editor backups ending in '~'. A document is never silently left out:
+// a .cedar file at the top (outside a tenant's folder) is an error, and so
+// is any other file or folder in a tenant's folder, a misnamed document
+// ("app.cedr") or one a folder too deep ("acme/old/app.cedar"). A tenant's
+// folder may be a symbolic link (a Kubernetes volume mounts them so). A
+// folder that holds no document is no error here: callers that need one
+// say so (see Layout). A document whose file is removed stays stored:
+// delete it with DELETE /v1/policies/{name}.
 func ReadDir(dir string) ([]FileDocument, error) {
 	tenants, err := os.ReadDir(dir)
 	if err != nil {
@@ -35,7 +39,18 @@ func ReadDir(dir string) ([]FileDocument, error) {
 	}
 	var out []FileDocument
 	for _, te := range tenants {
-		if strings.HasPrefix(te.Name(), ".") || !te.IsDir() {
+		if strings.HasPrefix(te.Name(), ".") {
+			continue
+		}
+		isDir, err := isFolder(dir, te)
+		if err != nil {
+			return nil, err
+		}
+		if !isDir {
+			if isCedar(te.Name()) {
+				return nil, fmt.Errorf("%s: a policy document goes in its tenant's folder, as %s: move it to %s",
+					filepath.Join(dir, te.Name()), Layout(dir), filepath.Join(dir, "<tenant>", te.Name()))
+			}
 			continue
 		}
 		tenant := eventvault.TenantID(te.Name())
@@ -53,7 +68,7 @@ func ReadDir(dir string) ([]FileDocument, error) {
 			path := filepath.Join(dir, te.Name(), f.Name())
 			name, ok := strings.CutSuffix(f.Name(), ".cedar")
 			if f.IsDir() || !ok {
-				return nil, fmt.Errorf("%s: a policy folder holds only <name>.cedar files", path)
+				return nil, fmt.Errorf("%s: a policy folder holds only <name>.cedar files, as %s", path, Layout(dir))
 			}
 			body, err := os.ReadFile(path)
 			if err != nil {
@@ -67,6 +82,31 @@ func ReadDir(dir string) ([]FileDocument, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil
+}
+
+// Layout names where ReadDir looks for documents in dir, for messages:
+// "<dir>/<tenant>/<name>.cedar".
+func Layout(dir string) string {
+	return filepath.Join(dir, "<tenant>", "<name>.cedar")
+}
+
+// isFolder reports whether the entry e of dir is a folder, following a
+// symbolic link.
+func isFolder(dir string, e os.DirEntry) (bool, error) {
+	if e.Type()&os.ModeSymlink == 0 {
+		return e.IsDir(), nil
+	}
+	info, err := os.Stat(filepath.Join(dir, e.Name()))
+	if err != nil {
+		return false, fmt.Errorf("read policy folder: %w", err)
+	}
+	return info.IsDir(), nil
+}
+
+// isCedar reports whether a file name reads as a policy document's, in any
+// letter case ("app.cedar", "App.CEDAR").
+func isCedar(name string) bool {
+	return strings.EqualFold(filepath.Ext(name), ".cedar")
 }
 
 // Apply writes each document as the next version of its name, unless the

@@ -19,7 +19,7 @@ const policyUsage = `usage:
       parse and validate every document of a policy folder, laid out as
       <dir>/<tenant>/<name>.cedar, as the server's -policy-dir loads it;
       prints each document's statements, or the file, line and reason of
-      the first that fails
+      the first that fails; a folder with no document there fails too
   eventvault policy explain -dir <dir> -tenant <t> [-policies a,b] [-rules '<json>']
                             -action <action> [-stream <stream>] [-event-type <type>]
                             [-pointer <JSON Pointer>] [-class <class>]
@@ -125,7 +125,7 @@ func policyValidate(dir string, stdout io.Writer) error {
 	if dir == "" {
 		return errors.New("-dir is required")
 	}
-	docs, err := policies.ReadDir(dir)
+	docs, err := readPolicyDir(dir)
 	if err != nil {
 		return err
 	}
@@ -135,6 +135,21 @@ func policyValidate(dir string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%d documents valid\n", len(docs))
 	return nil
+}
+
+// readPolicyDir reads the documents of a policy folder for the offline
+// commands, which check what a server would load: a folder in which they
+// find none is an error, since a CI gate that passes on a wrong path (the
+// repository's root, a folder without tenant folders) checks nothing.
+func readPolicyDir(dir string) ([]policies.FileDocument, error) {
+	docs, err := policies.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("%s holds no policy document: documents are read from %s, one folder per tenant (the files at its top, such as a README.md, are skipped)", dir, policies.Layout(dir))
+	}
+	return docs, nil
 }
 
 // piiField is the field a personal data action is decided for.
@@ -179,7 +194,7 @@ func policyExplain(dir, tenant, names, rulesJSON, action, stream, eventType stri
 	}
 	var docs []*policies.Document
 	if dir != "" {
-		files, err := policies.ReadDir(dir)
+		files, err := readPolicyDir(dir)
 		if err != nil {
 			return err
 		}

@@ -94,11 +94,30 @@ func TestPolicyCommandsRefuseBadInput(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(stray, "acme", "app.cedr"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A folder with no document where the loader looks: empty, a Go
+	// package (docs/access.md once said -dir policies/), and one document
+	// at the top with no tenant's folder.
+	empty := t.TempDir()
+	goPackage := t.TempDir()
+	for _, name := range []string{"files.go", "schema.cedarschema", "README.md"} {
+		if err := os.WriteFile(filepath.Join(goPackage, name), []byte("package policies"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	top := t.TempDir()
+	if err := os.WriteFile(filepath.Join(top, "app.cedar"), []byte(`permit (principal, action, resource);`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		args []string
 		want string
 	}{
+		{"empty folder", []string{"policy", "validate", "-dir", empty}, "holds no policy document: documents are read from " + filepath.Join(empty, "<tenant>", "<name>.cedar")},
+		{"a Go package", []string{"policy", "validate", "-dir", goPackage}, "holds no policy document: documents are read from " + filepath.Join(goPackage, "<tenant>", "<name>.cedar")},
+		{"a document with no tenant folder", []string{"policy", "validate", "-dir", top}, filepath.Join(top, "app.cedar") + ": a policy document goes in its tenant's folder, as " + filepath.Join(top, "<tenant>", "<name>.cedar")},
+		{"explain over a folder with no document", []string{"policy", "explain", "-dir", goPackage, "-tenant", "acme", "-action", "read_all"}, "holds no policy document"},
+		{"explain over a document with no tenant folder", []string{"policy", "explain", "-dir", top, "-tenant", "acme", "-action", "read_all"}, "goes in its tenant's folder"},
 		{"invalid document names file and line", []string{"policy", "validate", "-dir", dir}, "app.cedar: policy app, line 1"},
 		{"bad tenant folder", []string{"policy", "validate", "-dir", bad}, "folder Not A Tenant"},
 		{"misnamed file", []string{"policy", "validate", "-dir", stray}, "app.cedr: a policy folder holds only <name>.cedar files"},
@@ -125,5 +144,25 @@ func TestPolicyCommandsRefuseBadInput(t *testing.T) {
 				t.Errorf("stderr lacks %q: %s", c.want, errb.String())
 			}
 		})
+	}
+}
+
+// TestServerPolicyDirLeavesNoDocumentOut: -policy-dir reads as 'policy
+// validate' does: a document outside a tenant's folder stops the start,
+// naming the file and the layout; a folder with no document starts, with
+// a warning that names the layout, since a wrong path reads the same.
+func TestServerPolicyDirLeavesNoDocumentOut(t *testing.T) {
+	top := t.TempDir()
+	if err := os.WriteFile(filepath.Join(top, "app.cedar"), []byte(`permit (principal, action, resource);`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openServer(t, "-dev", "-policy-dir", top); err == nil || !strings.Contains(err.Error(), filepath.Join(top, "app.cedar")+": a policy document goes in its tenant's folder") {
+		t.Fatalf("a server with a document at the top of -policy-dir: %v; want a refusal naming the file", err)
+	}
+	empty := t.TempDir()
+	s := startServer(t, "-dev", "-policy-dir", empty)
+	s.stop()
+	if log := s.log.String(); !strings.Contains(log, "the policy folder holds no document: documents are read from "+filepath.Join(empty, "<tenant>", "<name>.cedar")) {
+		t.Fatalf("a server with an empty -policy-dir logged:\n%s\nwant a warning naming the layout", log)
 	}
 }

@@ -171,6 +171,11 @@ func (m *Main) Open(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if len(docs) == 0 {
+			// Not an error: a deployment may start with an empty folder
+			// and add documents later; but a wrong path reads the same.
+			m.Logger.WarnContext(ctx, "the policy folder holds no document: documents are read from "+policies.Layout(c.PolicyDir)+", one folder per tenant", slog.String("dir", c.PolicyDir))
+		}
 		n, err := stack.Policies.Apply(ctx, auth.Operator, docs)
 		if err != nil {
 			return fmt.Errorf("apply -policy-dir: %w", err)
