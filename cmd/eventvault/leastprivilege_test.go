@@ -96,7 +96,8 @@ func startProduction(t *testing.T, bin, dbURL, dataDir string) string {
 // holds nothing itself: see store/postgres TestTheServersLoginRoleHolds
 // NothingOfItsOwn). It starts without migrating, appends and reads. Before
 // the migration, it refuses to start, naming `eventvault migrate`; and the
-// login role cannot run the migration itself.
+// login role cannot run the migration itself, and is told to migrate as
+// the schema's owner.
 func TestServerRunsAsTheLeastPrivilegedLoginRole(t *testing.T) {
 	url := pgtest.URL(t)
 	if err := postgres.Migrate(t.Context(), url); err != nil {
@@ -117,6 +118,9 @@ func TestServerRunsAsTheLeastPrivilegedLoginRole(t *testing.T) {
 	}
 	if strings.Contains(stderr, "postgres://") {
 		t.Errorf("the error shows the database URL: %s", stderr)
+	}
+	if !strings.Contains(stderr, "run `eventvault migrate` as the schema's owner") || strings.Contains(stderr, "member of eventvault_app") {
+		t.Errorf("`eventvault migrate` as the login role says:\n%s\nwant it told to migrate as the schema's owner", stderr)
 	}
 
 	dataDir := t.TempDir()

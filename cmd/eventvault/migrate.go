@@ -14,7 +14,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	dbURL := env("EVENTVAULT_DATABASE_URL", "")
 	url := &dbURL
-	fs.Var(urlFlag{url}, "database-url", "PostgreSQL `URL` of a role that may create tables and roles (EVENTVAULT_DATABASE_URL; -h shows it without its password)")
+	fs.Var(urlFlag{url}, "database-url", "PostgreSQL `URL` of the schema's owner, a role that may create tables and roles, not the server's login role (EVENTVAULT_DATABASE_URL; -h shows it without its password)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

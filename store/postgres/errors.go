@@ -148,6 +148,8 @@ func mapCode(op, code string, cause error) error {
 	case code == "3D000": // invalid catalog name
 		e.Code, e.Message = eventvault.EINVALID, "the database named in the database URL does not exist: create it (createdb), or fix the URL's path"
 	case code == sqlInsufficientPrivilege:
+		// The server's case; Migrate says instead which role migrates
+		// (mapMigrateError).
 		e.Code, e.Message = eventvault.EINTERNAL, "the database refused the store a privilege: apply the migrations, and connect as a role that is a member of "+appRole
 	case strings.HasPrefix(code, "08"), // connection exception
 		strings.HasPrefix(code, "53"), // insufficient resources (too many connections, disk full)

@@ -114,7 +114,9 @@ func LatestVersion() int { return latestVersion() }
 // role that is only a member of eventvault_app, and never migrates.
 //
 // Errors: EUNAVAILABLE if the database cannot be reached; EINTERNAL if a
-// migration fails or the database is newer than this package.
+// migration fails or the database is newer than this package, or if the
+// role of url lacks a privilege the migrations need (its message says to
+// migrate as the schema's owner).
 func Migrate(ctx context.Context, url string) error {
 	const op = "postgres.Migrate"
 	ms, err := loadMigrations()
@@ -130,22 +132,22 @@ func Migrate(ctx context.Context, url string) error {
 
 	lockConn, err := db.Conn(ctx)
 	if err != nil {
-		return mapError(op, fmt.Errorf("connect: %w", err))
+		return mapMigrateError(op, cfg.User, fmt.Errorf("connect: %w", err))
 	}
 	defer lockConn.Close()
 	if _, err := lockConn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, migrationLockKey); err != nil {
-		return mapError(op, fmt.Errorf("take migration lock: %w", err))
+		return mapMigrateError(op, cfg.User, fmt.Errorf("take migration lock: %w", err))
 	}
 	defer func() {
 		_, _ = lockConn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, migrationLockKey)
 	}()
 
 	if err := takeOver(ctx, db, len(ms)); err != nil {
-		return mapError(op, err)
+		return mapMigrateError(op, cfg.User, err)
 	}
 	newest, err := gooseVersion(ctx, db)
 	if err != nil {
-		return mapError(op, err)
+		return mapMigrateError(op, cfg.User, err)
 	}
 	if newest > int64(len(ms)) {
 		return &eventvault.Error{Code: eventvault.EINTERNAL, Op: op, Message: fmt.Sprintf("the database schema is at version %d, newer than this server knows (%d): upgrade the server", newest, len(ms))}
@@ -164,14 +166,35 @@ func Migrate(ctx context.Context, url string) error {
 	if _, err := p.Up(ctx); err != nil {
 		var perr *goose.PartialError
 		if errors.As(err, &perr) && perr.Failed != nil && perr.Failed.Source != nil {
-			return mapError(op, fmt.Errorf("migration %s: %w", path.Base(perr.Failed.Source.Path), perr.Err))
+			return mapMigrateError(op, cfg.User, fmt.Errorf("migration %s: %w", path.Base(perr.Failed.Source.Path), perr.Err))
 		}
-		return mapError(op, fmt.Errorf("goose up: %w", err))
+		return mapMigrateError(op, cfg.User, fmt.Errorf("goose up: %w", err))
 	}
 	if err := finish(ctx, db, ms); err != nil {
-		return mapError(op, err)
+		return mapMigrateError(op, cfg.User, err)
 	}
 	return nil
+}
+
+// mapMigrateError is mapError for Migrate. A privilege refused to Migrate
+// means that url names a role that may not migrate (the server's login
+// role, say), so its message says which role migrates; the store's other
+// operations say instead to migrate and to connect as a member of
+// eventvault_app (mapCode). It names the role connected as, never the URL,
+// which may hold a password.
+func mapMigrateError(op, user string, err error) error {
+	var domain *eventvault.Error
+	if sqlState(err) != sqlInsufficientPrivilege || errors.As(err, &domain) {
+		return mapError(op, err)
+	}
+	mapped := mapError(op, err)
+	var e *eventvault.Error
+	if errors.As(mapped, &e) {
+		e.Message = fmt.Sprintf("the database refused role %q a privilege the migrations need: run `eventvault migrate` as the schema's owner, "+
+			"the role that owns the EventVault tables and has CREATE on the schema (and CREATEROLE for the first migration, which creates %s); "+
+			"the server's login role cannot migrate", user, appRole)
+	}
+	return mapped
 }
 
 func tableExists(ctx context.Context, q interface {
