@@ -76,6 +76,9 @@ type Config struct {
 	// Limits are admission control's bounds, the pool's size and queue,
 	// request deadlines and the root key's concurrency (admissionflags.go).
 	Limits AdmissionSettings
+	// command is the command the flags are of ("server", "subject
+	// export"), for the hints of validate's messages.
+	command string
 }
 
 func env(name, def string) string {
@@ -198,7 +201,7 @@ func (c *Config) validate() error {
 		}
 	} else {
 		if c.DatabaseURL == "" {
-			return fmt.Errorf("production mode needs -database-url (or EVENTVAULT_DATABASE_URL); for a local trial run 'eventvault server -dev'")
+			return fmt.Errorf("production mode needs -database-url (or EVENTVAULT_DATABASE_URL); %s", c.devHint())
 		}
 		if c.DevRootToken != "" {
 			return fmt.Errorf("-dev-root-token is for dev mode only: a production server never honours a root token; issue the first admin token with 'eventvault token create'")
@@ -229,9 +232,26 @@ func (c *Config) validate() error {
 	return c.Limits.validate()
 }
 
+// devHint says how to run c's command without production's settings: the
+// server with -dev; a one-shot command (subject, token, audit, rotate,
+// tenant) with -dev of its own, on the dev server's data; init not at all.
+func (c *Config) devHint() string {
+	switch c.command {
+	case "", "server":
+		return "for a local trial run 'eventvault server -dev'"
+	case "init":
+		return "a dev server ('eventvault server -dev') creates its deployment keys itself and needs no init"
+	}
+	return fmt.Sprintf("to act on a dev server's data ('eventvault server -dev'), add -dev to this command: 'eventvault %s -dev ...', "+
+		"with the server's -data-dir, and its -database-url when it runs on PostgreSQL (stop a server on the embedded store first)", c.command)
+}
+
 // storeAndRootFlags registers the flags that say where the store and the
-// root key are, shared by every command that opens them (server, rotate).
+// root key are, shared by every command that opens them (server, init,
+// rotate, token, tenant, subject, audit export and processing), and
+// records the command, fs's name, for validate's hints.
 func storeAndRootFlags(fs *flag.FlagSet, c *Config) {
+	c.command = fs.Name()
 	fs.BoolVar(&c.Dev, "dev", envBool("EVENTVAULT_DEV"), "dev mode: embedded store and local root key in -data-dir, a root token printed at start (EVENTVAULT_DEV)")
 	fs.StringVar(&c.DataDir, "data-dir", env("EVENTVAULT_DATA_DIR", "data"), "folder of the embedded store (dev) and the local root key (dev) (EVENTVAULT_DATA_DIR)")
 	c.DatabaseURL = env("EVENTVAULT_DATABASE_URL", "")
