@@ -256,21 +256,56 @@ func TestCheckpointSignature(t *testing.T) {
 			t.Errorf("%s: OpenCheckpoint = %v, want ErrBadSignature", name, err)
 		}
 	}
-	// A verifier key pinned with PinVerifierKey says what is wrong with it:
-	// another tenant's log, or another key of the same log.
-	for _, c := range []struct {
-		name, vkey, want string
-	}{
-		{"another tenant's", l.signer.VerifierKey("globex"), "the pinned verifier key is for log eventvault/audit/globex, but this bundle's checkpoint is of log eventvault/audit/acme"},
-		{"another key of the log", otherVkey, "is signed by eventvault/audit/acme (key id"},
-	} {
-		pinned, err := PinVerifierKey(c.vkey)
+	// A refusal names the key id the checkpoint is signed with and the one
+	// pinned, never the log's origin as if it were the signer: another
+	// tenant's log, another key of the same log, pinned by verifier key or
+	// by public key, or nothing pinned.
+	keyID := func(vkey string) string {
+		v, err := note.NewVerifier(vkey)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = OpenCheckpoint(msg, pinned)
+		return fmt.Sprintf("%08x", v.KeyHash())
+	}
+	signedID, otherID := keyID(vkey), keyID(otherVkey)
+	pin := func(vkey string) Pinned {
+		p, err := PinVerifierKey(vkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// The same text signed under another key name, by the pinned key.
+	globexName := "eventvault/audit/globex"
+	misnamed, err := note.Sign(&note.Note{Text: string(c.Text())}, noteSigner{globexName, globex.KeyHash(), testKey("deployment")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		msg    []byte
+		pinned Pinned
+		want   string
+	}{
+		{"another tenant's verifier key", msg, pin(l.signer.VerifierKey("globex")),
+			"the pinned verifier key is for log eventvault/audit/globex, but this bundle's checkpoint is of log eventvault/audit/acme (signed with key id " + signedID + ")"},
+		{"another key of the log", msg, pin(otherVkey),
+			"the checkpoint of log eventvault/audit/acme is signed with key id " + signedID + ", but the pinned verifier key has key id " + otherID + " (eventvault/audit/acme+" + otherID + "): another deployment's key, or the log was re-signed"},
+		{"another public key", msg, PublicKeyVerifiers(other),
+			"the checkpoint of log eventvault/audit/acme is signed with key id " + signedID + ", but the pinned public key signs that log with key id " + otherID + " (eventvault/audit/acme+" + otherID + ")"},
+		{"no key", msg, nil,
+			"the checkpoint of log eventvault/audit/acme is signed with key id " + signedID + ", and no pinned key verifies it"},
+		{"a signature under another key name", misnamed, pin(vkey),
+			"the checkpoint of log eventvault/audit/acme is signed with key id " + fmt.Sprintf("%08x", globex.KeyHash()) + " (named " + globexName + "), but the pinned verifier key has key id " + signedID},
+		{"an altered text", bytes.Replace(msg, []byte("\n2\n"), []byte("\n3\n"), 1), pin(vkey),
+			"the signature with the pinned key (key id " + signedID + ", named eventvault/audit/acme) does not verify: the checkpoint was changed after it was signed"},
+	} {
+		_, err := OpenCheckpoint(c.msg, c.pinned)
 		if !errors.Is(err, ErrBadSignature) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s verifier key: OpenCheckpoint = %v; want ErrBadSignature saying %q", c.name, err, c.want)
+			t.Errorf("%s: OpenCheckpoint = %v; want ErrBadSignature saying %q", c.name, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "signed by eventvault/audit/") {
+			t.Errorf("%s: %v names the log's origin as the signer", c.name, err)
 		}
 	}
 	// An altered body fails the pinned key.

@@ -107,7 +107,7 @@ func OpenCheckpoint(msg []byte, pinned Pinned) (Checkpoint, error) {
 			return Checkpoint{}, fmt.Errorf("%w: %s", ErrBadSignature, whyUnverified(unverified.Note, pinned))
 		}
 		if errors.As(err, &invalid) {
-			return Checkpoint{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
+			return Checkpoint{}, fmt.Errorf("%w: the signature with the pinned key (key id %08x, named %s) does not verify: the checkpoint was changed after it was signed, or another key that claims the pinned key's id signed it", ErrBadSignature, invalid.Hash, invalid.Name)
 		}
 		return Checkpoint{}, fmt.Errorf("%w: %v", ErrMalformedCheckpoint, err)
 	}
@@ -225,35 +225,56 @@ type pinnedKey struct {
 }
 
 // whyUnverified says why no signature of a checkpoint note verified
-// against pinned: the pinned key is of another log (another tenant's, or
-// another deployment's log name), or of the same log under another key.
-// It names logs and key ids, nothing secret.
+// against pinned, naming the key ids it found against the one pinned (a
+// key id is the first 4 bytes of SHA-256 over the key's name and public
+// key, as a verifier key "<origin>+<key id>+<key>" shows it): the pinned
+// key is of another log (another tenant's, or another deployment's log
+// name), or of the same log but another key. It names logs and key ids,
+// nothing secret.
 func whyUnverified(n *note.Note, pinned Pinned) string {
 	origin := "an unreadable origin"
+	var sigs []note.Signature
 	if n != nil {
 		if c, err := ParseCheckpoint([]byte(n.Text)); err == nil {
 			origin = c.Origin
 		}
+		sigs = slices.Concat(n.Sigs, n.UnverifiedSigs)
 	}
-	var signers []string
-	if n != nil {
-		for _, s := range slices.Concat(n.Sigs, n.UnverifiedSigs) {
-			signers = append(signers, fmt.Sprintf("%s (key id %08x)", s.Name, s.Hash))
+	found := signedWith(origin, sigs)
+	const anotherKey = "another deployment's key, or the log was re-signed; ask the operator, over a channel other than the export, which key signs this log"
+	switch pk := pinned.(type) {
+	case pinnedKey:
+		if pk.name != origin {
+			return fmt.Sprintf("the pinned verifier key is for log %s, but this bundle's checkpoint is of log %s (%s): pin the verifier key of log %s (eventvault audit export prints it), or the deployment's public key (GET /v1/keys/signing)", pk.name, origin, strings.TrimPrefix(found, "is "), origin)
+		}
+		return fmt.Sprintf("the checkpoint of log %s %s, but the pinned verifier key has key id %08x (%s+%08x): %s", origin, found, pk.hash, pk.name, pk.hash, anotherKey)
+	case publicKeyVerifiers:
+		if id, ok := pk.keyID(origin); ok {
+			return fmt.Sprintf("the checkpoint of log %s %s, but the pinned public key signs that log with key id %08x (%s+%08x): %s", origin, found, id, origin, id, anotherKey)
 		}
 	}
-	signed := "no key"
-	if len(signers) > 0 {
-		signed = strings.Join(signers, ", ")
+	return fmt.Sprintf("the checkpoint of log %s %s, and no pinned key verifies it", origin, found)
+}
+
+// signedWith says which keys signed a note, by key id, for whyUnverified:
+// "is signed with key id 235a6560". A signature's key name is the log's
+// origin, so it is named only when it is not.
+func signedWith(origin string, sigs []note.Signature) string {
+	if len(sigs) == 0 {
+		return "carries no signature"
 	}
-	pk, ok := pinned.(pinnedKey)
-	switch {
-	case !ok:
-		return fmt.Sprintf("the checkpoint of log %s is signed by %s, and the pinned key verifies none of them", origin, signed)
-	case pk.name != origin:
-		return fmt.Sprintf("the pinned verifier key is for log %s, but this bundle's checkpoint is of log %s (signed by %s): pin the verifier key of log %s (eventvault audit export prints it), or the deployment's public key (GET /v1/keys/signing)", pk.name, origin, signed, origin)
-	default:
-		return fmt.Sprintf("the checkpoint of log %s is signed by %s, not by the pinned key (key id %08x): another deployment's key, or the log was re-signed", origin, signed, pk.hash)
+	var ids []string
+	for _, s := range sigs {
+		id := fmt.Sprintf("%08x", s.Hash)
+		if s.Name != origin {
+			id += " (named " + s.Name + ")"
+		}
+		ids = append(ids, id)
 	}
+	if len(ids) == 1 {
+		return "is signed with key id " + ids[0]
+	}
+	return "is signed with key ids " + strings.Join(ids, ", ")
 }
 
 // PublicKeyVerifiers returns note.Verifiers that know one Ed25519 public key
@@ -265,6 +286,20 @@ func PublicKeyVerifiers(pub ed25519.PublicKey) Pinned {
 }
 
 type publicKeyVerifiers struct{ pub ed25519.PublicKey }
+
+// keyID is the key id of the public key under the key name, as a note
+// signature by it carries; ok is false for a name no note key may have.
+func (p publicKeyVerifiers) keyID(name string) (id uint32, ok bool) {
+	vkey, err := VerifierKey(name, p.pub)
+	if err != nil {
+		return 0, false
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return 0, false
+	}
+	return v.KeyHash(), true
+}
 
 func (p publicKeyVerifiers) Verifier(name string, hash uint32) (note.Verifier, error) {
 	vkey, err := VerifierKey(name, p.pub)

@@ -157,6 +157,12 @@ func TestAuditVerify(t *testing.T) {
 			return append(ls[:record(5)], append([]string{extra}, ls[record(5):]...)...)
 		}), "-public-key", vkeyFile}, 10, "line 7, record 4"},
 		{"signed by another key", []string{impostor.bundle("impostor.jsonl", nil), "-public-key", vkeyFile}, 13, "BAD SIGNATURE (exit 13)"},
+		{"signed by another key names both key ids", []string{impostor.bundle("impostor.jsonl", nil), "-public-key", vkeyFile}, 13,
+			"the checkpoint of log eventvault/audit/acme is signed with key id " + keyIDOf(impostor.signer.VerifierKey("acme")) +
+				", but the pinned verifier key has key id " + keyIDOf(f.signer.VerifierKey("acme"))},
+		{"signed by another key, the public key pinned", []string{impostor.bundle("impostor.jsonl", nil), "-public-key", b64KeyFile}, 13,
+			"the checkpoint of log eventvault/audit/acme is signed with key id " + keyIDOf(impostor.signer.VerifierKey("acme")) +
+				", but the pinned public key signs that log with key id " + keyIDOf(f.signer.VerifierKey("acme"))},
 		{"another tenant's verifier key", []string{good, "-public-key", f.write("globex.vkey", f.signer.VerifierKey("globex")+"\n")}, 13,
 			"the pinned verifier key is for log eventvault/audit/globex, but this bundle's checkpoint is of log eventvault/audit/acme"},
 		{"fork", []string{forked.bundle("forked.jsonl", nil), "-public-key", vkeyFile, "-trusted-checkpoint", old}, 14, "FORK (exit 14)"},
@@ -180,6 +186,9 @@ func TestAuditVerify(t *testing.T) {
 }
 
 func (f *auditFixture) signerKey() ed25519.PrivateKey { return f.key }
+
+// keyIDOf is the key id of a verifier key, <name>+<key id>+<key>.
+func keyIDOf(vkey string) string { return strings.Split(vkey, "+")[1] }
 
 // TestAuditVerifySavesTheCheckpointForNextTime: the checkpoint one
 // verification saves is the trusted checkpoint of the next.
