@@ -160,10 +160,15 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 	default:
 		fmt.Fprintf(stdout, "  records:            %d, indexes %d to %d (each proven included)\n", h.Count, h.First, h.First+h.Count-1)
 	}
-	if trusted != nil {
-		fmt.Fprintf(stdout, "  trusted checkpoint: size %d, extended by this one (no rollback, no fork)\n", trusted.Size)
-	} else {
+	switch {
+	case trusted == nil:
 		fmt.Fprintf(stdout, "  trusted checkpoint: none given; pass -trusted-checkpoint to detect a rollback or a fork\n")
+	case trusted.Size == v.Checkpoint.Size:
+		// VerifyBundle refused another root at the same size (a fork).
+		fmt.Fprintf(stdout, "  trusted checkpoint: size %d, the same size and root as this one (nothing added since; no rollback, no fork)\n", trusted.Size)
+	default:
+		// VerifyBundle refused a smaller size (a rollback).
+		fmt.Fprintf(stdout, "  trusted checkpoint: size %d, extended by this one (%d records added; no rollback, no fork)\n", trusted.Size, v.Checkpoint.Size-trusted.Size)
 	}
 	if *saveFile != "" {
 		fmt.Fprintf(stdout, "  saved checkpoint:   %s\n", *saveFile)

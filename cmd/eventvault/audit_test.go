@@ -215,6 +215,33 @@ func TestAuditVerifySavesTheCheckpointForNextTime(t *testing.T) {
 	}
 }
 
+// TestAuditVerifySaysWhetherTheLogGrew: against a trusted checkpoint of
+// the same size, the summary says the log is the same, not that it was
+// extended; against a smaller one, that it was extended, by how many.
+func TestAuditVerifySaysWhetherTheLogGrew(t *testing.T) {
+	f := newAuditFixture(t, 16, orders)
+	vkeyFile := f.write("acme.vkey", f.signer.VerifierKey("acme"))
+	bundle := f.bundle("export.jsonl", nil)
+	for _, c := range []struct {
+		name, trusted, want, notWant string
+	}{
+		{"the same size", f.write("same.checkpoint", string(f.signedNote(16))),
+			"trusted checkpoint: size 16, the same size and root as this one (nothing added since; no rollback, no fork)", "extended"},
+		{"a smaller size", f.write("older.checkpoint", string(f.signedNote(10))),
+			"trusted checkpoint: size 10, extended by this one (6 records added; no rollback, no fork)", "the same size"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := run(context.Background(), []string{"audit", "verify", "-public-key", vkeyFile, "-trusted-checkpoint", c.trusted, bundle}, &out, &errOut); code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut.String())
+			}
+			if !strings.Contains(out.String(), c.want) || strings.Contains(out.String(), c.notWant) {
+				t.Fatalf("output:\n%s\nwant %q and no %q", out.String(), c.want, c.notWant)
+			}
+		})
+	}
+}
+
 func TestAuditUsage(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"audit"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "audit verify") {
