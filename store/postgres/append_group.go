@@ -356,8 +356,8 @@ func (q *tenantGroups) fits(m *groupMember, group []*groupMember, streams map[ev
 // scope, groupAppendSQL and COMMIT. A group of one append (what a lone
 // append makes) sends fastAppendSQL instead, which writes the same rows
 // with the same checks: PostgreSQL executes it in about 90 µs against the
-// group statement's 130 (make bench with one client, stop 18). Each member learns whether it was
-// written. If the transaction fails with an answer from the database (a
+// group statement's 130 (make bench with one client, stop 18). Each member
+// learns whether it was written. If the transaction fails with an answer from the database (a
 // unique violation when an append to another stream took an id meanwhile,
 // a deadlock), none was written and each takes the locking path on its
 // own, where only its own outcome decides its answer: no member fails
