@@ -255,3 +255,49 @@ func checkLog(t *testing.T, db *postgres.DB, acked []uuid.UUID) map[uuid.UUID]bo
 	}
 	return present
 }
+
+// TestAnEmptyAuditRecordFailsTheAppendOnEveryPath: an append whose audit
+// record comes out empty is refused, with nothing written, whether it
+// takes the locking path (a stream's first append on a node), the fast
+// append or a group commit; none of them writes an empty record or skips
+// it.
+func TestAnEmptyAuditRecordFailsTheAppendOnEveryPath(t *testing.T) {
+	_, url := openDB(t)
+	ctx := t.Context()
+	for _, opts := range []postgres.Options{{}, {NoGroupCommit: true}} {
+		db, err := postgres.Open(ctx, url, opts)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		stream := eventvault.StreamName(fmt.Sprintf("audited-%v", opts.NoGroupCommit))
+		k, err := db.CreateStreamKey(ctx, tenantA, stream, wrappedKey(string(stream)))
+		if err != nil {
+			t.Fatalf("CreateStreamKey: %v", err)
+		}
+		empty := func(int64) ([]byte, error) { return []byte{}, nil }
+		// The first append takes the locking path; after one that lands,
+		// the node knows the stream and the next takes the fast append
+		// (in a group, with group commit).
+		req := appendRequest(stream, k.ID, 1)
+		req.Audit = empty
+		if _, err := db.Append(ctx, tenantA, req); eventvault.ErrorCode(err) != eventvault.EINTERNAL {
+			t.Errorf("%+v, locking path: Append = %v; want EINTERNAL", opts, err)
+		}
+		if _, err := db.Append(ctx, tenantA, appendRequest(stream, k.ID, 1)); err != nil {
+			t.Fatalf("%+v: Append: %v", opts, err)
+		}
+		req = appendRequest(stream, k.ID, 1)
+		req.Audit = empty
+		if _, err := db.Append(ctx, tenantA, req); eventvault.ErrorCode(err) != eventvault.EINTERNAL {
+			t.Errorf("%+v, fast path: Append = %v; want EINTERNAL", opts, err)
+		}
+		page, err := db.ReadStream(ctx, tenantA, stream, eventvault.ReadOptions{From: 0, Limit: 10})
+		if err != nil || len(page.Events) != 1 {
+			t.Errorf("%+v: the stream holds %d events (%v); want only the one appended without a record", opts, len(page.Events), err)
+		}
+		if n, err := db.AuditSize(ctx, tenantA); err != nil || n != 0 {
+			t.Errorf("%+v: audit log of %d records (%v); want none", opts, n, err)
+		}
+		db.Close()
+	}
+}

@@ -27,7 +27,9 @@ const appendAuditSQL = `WITH h AS (
 SELECT first FROM h`
 
 // auditLine is the append's audit record line at first, nil when it
-// records none.
+// records none (req.Audit nil). An empty line is refused (EINTERNAL): the
+// group statement would skip it and the other paths write it, and a
+// request's record is never empty.
 func auditLine(req eventvault.AppendRequest, first int64) ([]byte, error) {
 	if req.Audit == nil {
 		return nil, nil
@@ -35,6 +37,9 @@ func auditLine(req eventvault.AppendRequest, first int64) ([]byte, error) {
 	line, err := req.Audit(first)
 	if err != nil {
 		return nil, fmt.Errorf("audit record of the append: %w", err)
+	}
+	if len(line) == 0 {
+		return nil, eventvault.Errorf(eventvault.EINTERNAL, "the append's audit record is empty")
 	}
 	return line, nil
 }
