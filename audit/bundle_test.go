@@ -281,12 +281,20 @@ func TestCheckpointSignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A signed text that is not a checkpoint: no log to name.
+	acme, _ := note.NewVerifier(vkey)
+	garbled, err := note.Sign(&note.Note{Text: "not a checkpoint\n"}, noteSigner{"eventvault/audit/acme", acme.KeyHash(), testKey("deployment")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name   string
 		msg    []byte
 		pinned Pinned
 		want   string
 	}{
+		{"a text that is not a checkpoint", garbled, pin(l.signer.VerifierKey("globex")),
+			"the checkpoint's text is not a checkpoint (C2SP tlog-checkpoint: origin, size, root hash), and no pinned key verifies it"},
 		{"another tenant's verifier key", msg, pin(l.signer.VerifierKey("globex")),
 			"the pinned verifier key is for log eventvault/audit/globex, but this bundle's checkpoint is of log eventvault/audit/acme (signed with key id " + signedID + ")"},
 		{"another key of the log", msg, pin(otherVkey),

@@ -232,13 +232,20 @@ type pinnedKey struct {
 // name), or of the same log but another key. It names logs and key ids,
 // nothing secret.
 func whyUnverified(n *note.Note, pinned Pinned) string {
-	origin := "an unreadable origin"
-	var sigs []note.Signature
+	var (
+		origin string
+		sigs   []note.Signature
+	)
 	if n != nil {
 		if c, err := ParseCheckpoint([]byte(n.Text)); err == nil {
 			origin = c.Origin
 		}
 		sigs = slices.Concat(n.Sigs, n.UnverifiedSigs)
+	}
+	if origin == "" {
+		// Not a checkpoint: which log it is of cannot be told, so no
+		// advice on which key to pin.
+		return "the checkpoint's text is not a checkpoint (C2SP tlog-checkpoint: origin, size, root hash), and no pinned key verifies it"
 	}
 	found := signedWith(origin, sigs)
 	const anotherKey = "another deployment's key, or the log was re-signed; ask the operator, over a channel other than the export, which key signs this log"
