@@ -28,8 +28,10 @@ type FileDocument struct {
 // a .cedar file at the top (outside a tenant's folder) is an error, and so
 // is any other file or folder in a tenant's folder, a misnamed document
 // ("app.cedr") or one a folder too deep ("acme/old/app.cedar"). A tenant's
-// folder may be a symbolic link (a Kubernetes volume mounts them so). A
-// folder that holds no document is no error here: callers that need one
+// folder may be a symbolic link (a Kubernetes volume mounts them so); a
+// link at the top that leads nowhere is an error if it is named as a
+// tenant or a document, and skipped otherwise. A folder that holds no
+// document is no error here: callers that need one
 // say so (see Layout). A document whose file is removed stays stored:
 // delete it with DELETE /v1/policies/{name}.
 func ReadDir(dir string) ([]FileDocument, error) {
@@ -43,6 +45,12 @@ func ReadDir(dir string) ([]FileDocument, error) {
 			continue
 		}
 		isDir, err := isFolder(dir, te)
+		if err != nil && !isCedar(te.Name()) && eventvault.ValidateTenant(eventvault.TenantID(te.Name())) != nil {
+			// A broken or looping link beside the tenants' folders, named
+			// as neither a tenant nor a document (README.md -> nowhere),
+			// is skipped, as a file there is.
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

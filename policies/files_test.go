@@ -34,6 +34,8 @@ func TestReadDirLeavesNoDocumentOut(t *testing.T) {
 		{name: "a misnamed extension's case", files: []string{"acme/app.CEDAR"}, err: "app.CEDAR: a policy folder holds only <name>.cedar files"},
 		{name: "a folder that is no tenant", files: []string{"Not A Tenant/app.cedar"}, err: "folder Not A Tenant"},
 		{name: "a dangling link", links: map[string]string{"acme": "missing"}, err: "read policy folder"},
+		{name: "a dangling link to a document", links: map[string]string{"app.cedar": "missing"}, err: "read policy folder"},
+		{name: "a dangling or looping link named as neither", files: []string{"acme/app.cedar"}, links: map[string]string{"README.md": "missing", "loop.d": "loop.d"}, docs: []string{"acme/app"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
