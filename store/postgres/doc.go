@@ -14,7 +14,8 @@
 // whole in StatementBegin/StatementEnd: goose sends it as one statement
 // without arguments, which pgx runs with the simple protocol, exactly as the
 // hand-written runner goose replaced did (a test compares pg_dump's schema
-// of both). New files follow the same pattern; there are no Down sections
+// of both). New files follow the same pattern (a file of a single
+// statement, as 0015 and 0016, needs no wrapping); there are no Down sections
 // (a schema is never rolled back: restore a backup). Versions start at 1
 // and have no gaps.
 //
