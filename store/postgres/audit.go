@@ -240,6 +240,20 @@ func (db *DB) AddAuditCheckpoint(ctx context.Context, tenant eventvault.TenantID
 	return nil
 }
 
+// latestCheckpointSQL reads a log's largest checkpoint, the first entry of
+// its primary key's range read backwards. The audit tables' row-level
+// policy is an OR (the tenant's rows, or the deployment log's in the admin
+// scope), and over it the planner took a bitmap of both branches, all of
+// the log's checkpoints, sorted for the largest: one checkpoint a publish
+// interval, so a log's reads grew without bound
+// (TestStatementsOfTenantsAlikeReadWhatTheyNeed read 2,000 for one).
+// latestCheckpointSetupSQL turns bitmap scans off for the transaction (it
+// holds this statement only), which leaves the ordered index scan.
+const (
+	latestCheckpointSetupSQL = `SELECT set_config('enable_bitmapscan', 'off', true)`
+	latestCheckpointSQL      = `SELECT size, note FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY size DESC LIMIT 1`
+)
+
 // LatestAuditCheckpoint returns the largest checkpoint.
 func (db *DB) LatestAuditCheckpoint(ctx context.Context, tenant eventvault.TenantID) (int64, []byte, error) {
 	const op = "postgres.LatestAuditCheckpoint"
@@ -252,7 +266,8 @@ func (db *DB) LatestAuditCheckpoint(ctx context.Context, tenant eventvault.Tenan
 	err := db.run(ctx, txSpec{op: op, scope: auditScope(tenant), readOnly: true}, func(ctx context.Context, t *txn) error {
 		found = false
 		b := &pgx.Batch{}
-		b.Queue(`SELECT size, note FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY size DESC LIMIT 1`, string(tenant)).QueryRow(func(r pgx.Row) error {
+		b.Queue(latestCheckpointSetupSQL)
+		b.Queue(latestCheckpointSQL, string(tenant)).QueryRow(func(r pgx.Row) error {
 			err := r.Scan(&size, &note)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil

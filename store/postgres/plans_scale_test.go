@@ -1,11 +1,14 @@
 package postgres_test
 
 import (
+	"crypto/md5"
+	"crypto/sha256"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eventvault/eventvault"
@@ -239,7 +242,8 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 // name that every tenant has. Each tenant holds 1,000 streams (20 of 100
 // events, the rest of one), an owner with a key for each, 2,000 personal
 // values, 500 restrictions and holds, 1,000 erasure requests, 2,000 audit
-// records and hashes and 20 tokens.
+// records, hashes and checkpoints, 20 tokens, 600 policy document versions,
+// 1,000 consumers and 1,000 erasure propagations.
 // Every index of these tables begins with the tenant, so a plan that goes
 // wrong walks one tenant's rows, filtering them by name; each operation on
 // a few of one tenant's streams and subjects must read at most 400 index
@@ -285,7 +289,10 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 		fmt.Sprintf(`UPDATE streams SET subject = 'subject-' || substr(name, 7), version = CASE WHEN substr(name, 7)::int < %d THEN %d ELSE 0 END
 			WHERE tenant_id = '%s'`, longStreams, eventsEach-1, first),
 		fmt.Sprintf(`INSERT INTO tenants (tenant_id, last_global_position) SELECT 'alike-' || g, -1 FROM generate_series(1, %d) g`, tenants-1),
-		clone("tenant_keys"),
+		// One KEK version each (the store made none: makeStreams
+		// creates stream keys only).
+		fmt.Sprintf(`INSERT INTO tenant_keys (tenant_id, version, key_id, wrapped, created_at)
+			SELECT 'alike-' || g, 1, gen_random_uuid(), '\x00', now() FROM generate_series(0, %d) g`, tenants-1),
 		clone("streams"),
 		// Every tenant's events, at global positions 0, 1, … in stream
 		// order (the one the store wrote makes room).
@@ -312,6 +319,16 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 			SELECT 'alike-' || g, gen_random_uuid(), 'subject-' || s, 'completed', 'dpo', now() - interval '1 day', now() FROM generate_series(0, %d) g, generate_series(0, %d) s`, tenants-1, streamsEach-1),
 		fmt.Sprintf(`INSERT INTO legal_holds (tenant_id, subject, reason, placed_at, placed_by)
 			SELECT 'alike-' || g, 'subject-' || s, 'litigation', now(), 'dpo' FROM generate_series(0, %d) g, generate_series(%d, %d) s`, tenants-1, streamsEach-restricted, streamsEach-1),
+		// Policy documents of many versions, audit checkpoints, consumers
+		// and erasure propagations (all done but two), alike too.
+		fmt.Sprintf(`INSERT INTO policies (tenant_id, name, version, body, created_by, created_at)
+			SELECT 'alike-' || g, 'doc-' || n, v, 'permit (principal, action, resource);', 'admin', now()
+			FROM generate_series(0, %d) g, generate_series(0, 19) n, generate_series(1, 30) v`, tenants-1),
+		fmt.Sprintf(`INSERT INTO audit_checkpoints (tenant_id, size, note) SELECT 'alike-' || g, s, 'note' FROM generate_series(0, %d) g, generate_series(1, %d) s`, tenants-1, auditEach),
+		fmt.Sprintf(`INSERT INTO subscription_consumers (tenant_id, name, filter, checkpoint, created_at, created_by)
+			SELECT 'alike-' || g, 'consumer-' || c, '{}', 0, now(), 'app' FROM generate_series(0, %d) g, generate_series(1, %d) c`, tenants-1, streamsEach),
+		fmt.Sprintf(`INSERT INTO erasure_propagations (tenant_id, request_id, tombstone_position, body, done, created_at)
+			SELECT 'alike-' || g, md5('alike-' || g || '-' || r)::uuid, r, '{}', r > 2, now() FROM generate_series(0, %d) g, generate_series(1, %d) r`, tenants-1, streamsEach),
 		`ANALYZE`,
 	); err != nil {
 		t.Fatalf("tenants alike: %v", err)
@@ -417,6 +434,48 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 			t.Errorf("ShredStream: %v", err)
 		}
 	})
+	measure("a token, a stream's owner and keys, a document, a checkpoint, a consumer, propagations", postgres.Options{}, func(db *postgres.DB) {
+		hash := sha256.Sum256([]byte(string(measured) + "-7"))
+		if tok, err := db.TokenByHash(ctx, hash[:]); err != nil || tok.Tenant != measured {
+			t.Errorf("TokenByHash: %+v, %v", tok, err)
+		}
+		if owner, err := db.StreamOwner(ctx, measured, "order-700"); err != nil || owner != "subject-700" {
+			t.Errorf("StreamOwner: %q, %v", owner, err)
+		}
+		if _, err := db.StreamKey(ctx, measured, "order-700"); err != nil {
+			t.Errorf("StreamKey: %v", err)
+		}
+		if _, err := db.SubjectKey(ctx, measured, "subject-700"); err != nil {
+			t.Errorf("SubjectKey: %v", err)
+		}
+		if _, err := db.NextGlobalPosition(ctx, measured); err != nil {
+			t.Errorf("NextGlobalPosition: %v", err)
+		}
+		if v, err := db.LatestPolicyVersion(ctx, measured, "doc-7"); err != nil || v.Version != 30 {
+			t.Errorf("LatestPolicyVersion: %+v, %v", v, err)
+		}
+		if v, err := db.PolicyVersion(ctx, measured, "doc-7", 12); err != nil || v.Version != 12 {
+			t.Errorf("PolicyVersion: %+v, %v", v, err)
+		}
+		if size, _, err := db.LatestAuditCheckpoint(ctx, measured); err != nil || size != auditEach {
+			t.Errorf("LatestAuditCheckpoint: %d, %v", size, err)
+		}
+		if _, err := db.Consumer(ctx, measured, "consumer-700"); err != nil {
+			t.Errorf("Consumer: %v", err)
+		}
+		if _, err := db.AckConsumer(ctx, measured, "consumer-700", 10, time.Now()); err != nil {
+			t.Errorf("AckConsumer: %v", err)
+		}
+		if open, err := db.OpenPropagations(ctx, measured); err != nil || len(open) != 2 {
+			t.Errorf("OpenPropagations: %d, %v", len(open), err)
+		}
+		if _, err := db.Propagation(ctx, measured, uuid.UUID(md5.Sum([]byte(string(measured)+"-700")))); err != nil {
+			t.Errorf("Propagation: %v", err)
+		}
+		if _, err := db.DestroyTenantKeysBefore(ctx, measured, 1); err != nil {
+			t.Errorf("DestroyTenantKeysBefore: %v", err)
+		}
+	})
 	measure("the tenant's KEK rotation walk, a page each, and its tokens", postgres.Options{}, func(db *postgres.DB) {
 		if rows, err := db.StreamKeysBefore(ctx, measured, 2, "order-5", 100); err != nil || len(rows) != 100 {
 			t.Errorf("StreamKeysBefore: %d rows, %v", len(rows), err)
@@ -456,7 +515,8 @@ func measureReads(t *testing.T, url string, limit int64, context string) func(na
 }
 
 // measuredTables are the tables whose reads tupleReads counts.
-var measuredTables = []string{"events", "streams", "subject_keys", "pii_values", "pii_restrictions", "audit_records", "audit_hashes", "api_tokens", "erasure_requests", "legal_holds"}
+var measuredTables = []string{"events", "streams", "subject_keys", "pii_values", "pii_restrictions", "audit_records", "audit_hashes", "api_tokens", "erasure_requests", "legal_holds",
+	"policies", "audit_checkpoints", "subscription_consumers", "erasure_propagations", "tenant_keys"}
 
 // tupleReads returns the index entries read (idx_tup_read) and the rows
 // read by sequential scans (seq_tup_read) of measuredTables so far, once
