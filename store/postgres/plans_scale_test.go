@@ -243,7 +243,7 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 // events, the rest of one), an owner with a key for each, 2,000 personal
 // values, 500 restrictions and holds, 1,000 erasure requests, 2,000 audit
 // records, hashes and checkpoints, 20 tokens, 600 policy document versions,
-// 1,000 consumers and 1,000 erasure propagations.
+// 1,000 consumers and 1,000 erasure propagations, 500 KEK versions.
 // Every index of these tables begins with the tenant, so a plan that goes
 // wrong walks one tenant's rows, filtering them by name; each operation on
 // a few of one tenant's streams and subjects must read at most 400 index
@@ -289,10 +289,10 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 		fmt.Sprintf(`UPDATE streams SET subject = 'subject-' || substr(name, 7), version = CASE WHEN substr(name, 7)::int < %d THEN %d ELSE 0 END
 			WHERE tenant_id = '%s'`, longStreams, eventsEach-1, first),
 		fmt.Sprintf(`INSERT INTO tenants (tenant_id, last_global_position) SELECT 'alike-' || g, -1 FROM generate_series(1, %d) g`, tenants-1),
-		// One KEK version each (the store made none: makeStreams
-		// creates stream keys only).
+		// 500 KEK versions each, a daily rotation's year and more (the
+		// store made none: makeStreams creates stream keys only).
 		fmt.Sprintf(`INSERT INTO tenant_keys (tenant_id, version, key_id, wrapped, created_at)
-			SELECT 'alike-' || g, 1, gen_random_uuid(), '\x00', now() FROM generate_series(0, %d) g`, tenants-1),
+			SELECT 'alike-' || g, v, gen_random_uuid(), '\x00', now() FROM generate_series(0, %d) g, generate_series(1, 500) v`, tenants-1),
 		clone("streams"),
 		// Every tenant's events, at global positions 0, 1, … in stream
 		// order (the one the store wrote makes room).
@@ -471,6 +471,12 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 		}
 		if _, err := db.Propagation(ctx, measured, uuid.UUID(md5.Sum([]byte(string(measured)+"-700")))); err != nil {
 			t.Errorf("Propagation: %v", err)
+		}
+		if k, err := db.TenantKey(ctx, measured); err != nil || k.Version != 500 {
+			t.Errorf("TenantKey: version %d, %v", k.Version, err)
+		}
+		if k, err := db.TenantKeyVersion(ctx, measured, 250); err != nil || k.Version != 250 {
+			t.Errorf("TenantKeyVersion: version %d, %v", k.Version, err)
 		}
 		if _, err := db.DestroyTenantKeysBefore(ctx, measured, 1); err != nil {
 			t.Errorf("DestroyTenantKeysBefore: %v", err)
