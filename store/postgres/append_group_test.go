@@ -14,6 +14,7 @@ import (
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/store/postgres"
+	"github.com/eventvault/eventvault/store/postgres/pgtest"
 )
 
 // groupCounter is an Observer that counts group commits.
@@ -299,5 +300,50 @@ func TestAnEmptyAuditRecordFailsTheAppendOnEveryPath(t *testing.T) {
 			t.Errorf("%+v: audit log of %d records (%v); want none", opts, n, err)
 		}
 		db.Close()
+	}
+}
+
+// TestAReadOnADeadPooledConnectionIsRunAgain: once the backends of the
+// store's idle pooled connections are terminated (an administrator's
+// pg_terminate_backend, a failover), reads still answer: the first
+// statement on each dead connection fails with 57P01 and the read-only
+// transaction runs again on another connection. A write is not run again:
+// it may have committed before the end reached the client.
+func TestAReadOnADeadPooledConnectionIsRunAgain(t *testing.T) {
+	_, url := openDB(t)
+	db, err := postgres.Open(t.Context(), url, postgres.Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer db.Close()
+	ctx := t.Context()
+	streams, _ := makeStreams(t, db, tenantA, "alive", 4, 3)
+	// Fill the pool with idle connections: four reads at once.
+	var wg sync.WaitGroup
+	for _, s := range streams {
+		wg.Go(func() {
+			if _, err := db.ReadStream(ctx, tenantA, s, eventvault.ReadOptions{From: 0, Limit: 10}); err != nil {
+				t.Errorf("read %s: %v", s, err)
+			}
+		})
+	}
+	wg.Wait()
+	sctx, conn, done := pgtest.Connect(t, url)
+	defer done()
+	var killed int
+	if err := conn.QueryRow(sctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = 'eventvault' AND pid <> pg_backend_pid()`).Scan(&killed); err != nil {
+		t.Fatalf("terminate the store's backends: %v", err)
+	}
+	if killed < 2 {
+		t.Fatalf("%d of the store's backends terminated; want the pool's idle connections", killed)
+	}
+	for _, s := range streams {
+		if page, err := db.ReadStream(ctx, tenantA, s, eventvault.ReadOptions{From: 0, Limit: 10}); err != nil || len(page.Events) != 3 {
+			t.Errorf("read %s after its connection died: %d events, %v", s, len(page.Events), err)
+		}
+	}
+	if page, err := db.ReadAll(ctx, tenantA, 0, 100); err != nil || len(page.Events) != 12 {
+		t.Errorf("read all after the connections died: %d events, %v", len(page.Events), err)
 	}
 }

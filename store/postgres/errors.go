@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 
@@ -83,6 +84,21 @@ func retryable(err error, unique bool) bool {
 		return unique
 	}
 	return pgconn.SafeToRetry(err)
+}
+
+// lostSession reports whether err says the database session ended under
+// the transaction: terminated by an administrator or a shutdown (57P01,
+// 57P02, 57P03), or the connection failed (class 08, or it closed under
+// the driver). A pooled connection can be dead when it is handed out (its
+// backend was terminated while it was idle); a read-only transaction loses
+// nothing by running again on another, where a writing one may have
+// committed before the end reached the client.
+func lostSession(err error) bool {
+	switch code := sqlState(err); {
+	case code == "57P01", code == "57P02", code == "57P03", strings.HasPrefix(code, "08"):
+		return true
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
 }
 
 // mapError turns what a transaction returned into an *eventvault.Error with

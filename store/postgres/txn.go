@@ -193,15 +193,18 @@ const maxAttempts = 6
 // run runs fn as one transaction on a pooled connection, under spec's scope.
 // If fn returns without committing, run commits. A transaction aborted for
 // serialization (40001) or deadlock (40P01) is run again, a few times with
-// jittered back-off, so callers never see these; every other database error
-// is mapped to an *eventvault.Error at this boundary.
+// jittered back-off, so callers never see these, and so is a read-only one
+// whose session ended under it (lostSession: a pooled connection whose
+// backend was terminated); every other database error is mapped to an
+// *eventvault.Error at this boundary. fn may therefore run more than once.
 func (db *DB) run(ctx context.Context, spec txSpec, fn func(ctx context.Context, t *txn) error) error {
 	for attempt := 1; ; attempt++ {
 		err := db.attempt(ctx, spec, fn)
 		if err == nil {
 			return nil
 		}
-		if attempt >= maxAttempts || !retryable(err, spec.retryUnique) || ctx.Err() != nil {
+		again := retryable(err, spec.retryUnique) || spec.readOnly && lostSession(err)
+		if attempt >= maxAttempts || !again || ctx.Err() != nil {
 			return db.observe(spec.op, mapError(spec.op, err))
 		}
 		db.log.DebugContext(ctx, "retrying transaction", "op", spec.op, "attempt", attempt, "reason", sqlState(err))
