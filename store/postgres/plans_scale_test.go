@@ -244,8 +244,11 @@ func TestStatementsOfABigNewTenantReadWhatTheyNeed(t *testing.T) {
 // values, 500 restrictions and holds, 1,000 erasure requests, 2,000 audit
 // records, hashes and checkpoints, 20 tokens, 600 policy document versions,
 // 1,000 consumers and 1,000 erasure propagations, 500 KEK versions.
-// Every index of these tables begins with the tenant, so a plan that goes
-// wrong walks one tenant's rows, filtering them by name; each operation on
+// Besides reads and appends, writes of one row each (a hold, a document's
+// version, a consumer, an audit record and checkpoint, a token) are
+// measured. Every index of these tables begins with the tenant, so a plan
+// that goes wrong walks one tenant's rows, filtering them by name (or,
+// over an OR of row-level policies, takes a bitmap of them); each operation on
 // a few of one tenant's streams and subjects must read at most 400 index
 // entries or rows of any table, fewer than any such walk (500 to 2,980)
 // and than a scan of every tenant's rows. A tenant's shred walks all its
@@ -311,6 +314,7 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 			SELECT 'alike-' || g, 'subject-' || s, 'objection', now(), 'dpo' FROM generate_series(0, %d) g, generate_series(%d, %d) s`, tenants-1, streamsEach-restricted, streamsEach-1),
 		fmt.Sprintf(`INSERT INTO audit_records (tenant_id, idx, line) SELECT 'alike-' || g, i, '\x00' FROM generate_series(0, %d) g, generate_series(0, %d) i`, tenants-1, auditEach-1),
 		fmt.Sprintf(`INSERT INTO audit_hashes (tenant_id, hash_idx, hash) SELECT 'alike-' || g, i, sha256(int8send(i)) FROM generate_series(0, %d) g, generate_series(0, %d) i`, tenants-1, auditEach-1),
+		fmt.Sprintf(`INSERT INTO audit_heads (tenant_id, size) SELECT 'alike-' || g, %d FROM generate_series(0, %d) g`, auditEach, tenants-1),
 		fmt.Sprintf(`INSERT INTO api_tokens (id, token_hash, tenant_id, name, created_at)
 			SELECT 'alike-' || g || '-' || i, sha256(convert_to('alike-' || g || '-' || i, 'UTF8')), 'alike-' || g, 'app', now() FROM generate_series(0, %d) g, generate_series(1, %d) i`, tenants-1, tokensEach),
 		// A completed erasure request for every owner, and holds on those
@@ -480,6 +484,36 @@ func TestStatementsOfTenantsAlikeReadWhatTheyNeed(t *testing.T) {
 		}
 		if _, err := db.DestroyTenantKeysBefore(ctx, measured, 1); err != nil {
 			t.Errorf("DestroyTenantKeysBefore: %v", err)
+		}
+	})
+	measure("writes of one row each: a hold, a document's version, a consumer, a checkpoint, an audit record, a token", postgres.Options{}, func(db *postgres.DB) {
+		now := time.Now()
+		if err := db.PutHold(ctx, measured, eventvault.Hold{Subject: "subject-8", Reason: "litigation", PlacedAt: now, PlacedBy: "dpo"}); err != nil {
+			t.Errorf("PutHold: %v", err)
+		}
+		if err := db.DeleteHold(ctx, measured, "subject-8"); err != nil {
+			t.Errorf("DeleteHold: %v", err)
+		}
+		if err := db.AddPolicyVersion(ctx, eventvault.PolicyVersion{Tenant: measured, Name: "doc-7", Version: 31, Body: "permit (principal, action, resource);", CreatedBy: "admin", CreatedAt: now}); err != nil {
+			t.Errorf("AddPolicyVersion: %v", err)
+		}
+		if _, _, err := db.PutConsumer(ctx, eventvault.Consumer{Tenant: measured, Name: "consumer-new", CreatedAt: now, CreatedBy: "app"}); err != nil {
+			t.Errorf("PutConsumer: %v", err)
+		}
+		if err := db.DeleteConsumer(ctx, measured, "consumer-new"); err != nil {
+			t.Errorf("DeleteConsumer: %v", err)
+		}
+		if _, err := db.AppendAudit(ctx, measured, [][]byte{[]byte(`{"index":0,"time":"x"}`)}); err != nil {
+			t.Errorf("AppendAudit: %v", err)
+		}
+		if err := db.AddAuditCheckpoint(ctx, measured, auditEach+1, []byte("note")); err != nil {
+			t.Errorf("AddAuditCheckpoint: %v", err)
+		}
+		if err := db.CreateToken(ctx, eventvault.Token{ID: "alike-new", Hash: []byte("alike-new-hash"), Tenant: measured, Name: "app", CreatedAt: now}); err != nil {
+			t.Errorf("CreateToken: %v", err)
+		}
+		if err := db.DeleteToken(ctx, measured, "alike-new"); err != nil {
+			t.Errorf("DeleteToken: %v", err)
 		}
 	})
 	measure("the tenant's KEK rotation walk, a page each, and its tokens", postgres.Options{}, func(db *postgres.DB) {
