@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,12 +112,7 @@ func TestBenchEndToEnd(t *testing.T) {
 		}
 		// PostgreSQL executed statements for every side of every workload,
 		// and every side's appends wrote WAL.
-		sidesOf := map[string]sideResult{}
-		maps.Copy(sidesOf, w.Others)
-		if w.Key != "read_pii" {
-			sidesOf[sideEventVault], sidesOf[sideRaw] = w.EventVault, w.Raw
-		}
-		for name, s := range sidesOf {
+		for name, s := range w.sides() {
 			appends := w.Key == "append" || w.Key == "append_batch"
 			if s.PGStatementSlices != 2 || s.PGExecPerEventUs <= 0 || appends && s.PGWALBytesPerEvent <= 0 {
 				t.Errorf("%s, %s: %v µs of statements and %v bytes of WAL per event over %d slices; want some time, and WAL for appends, over both rounds' slices",

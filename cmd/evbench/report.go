@@ -173,6 +173,20 @@ func newSideResult(s *sample) sideResult {
 	}
 }
 
+// sides returns every side of the workload by name: EventVault, raw and
+// the others, or for read_pii, whose EventVault and raw are two of its
+// others (sidePII, sidePIIPlain), the others alone.
+func (x workloadResult) sides() map[string]sideResult {
+	all := maps.Clone(x.Others)
+	if all == nil {
+		all = map[string]sideResult{}
+	}
+	if _, ok := x.Others[sidePII]; !ok {
+		all[sideEventVault], all[sideRaw] = x.EventVault, x.Raw
+	}
+	return all
+}
+
 func newWorkloadResult(w workload, c Config, got map[string]*sample) workloadResult {
 	r := workloadResult{
 		Key:              w.key,
@@ -252,14 +266,7 @@ func (r *Report) writeTable(w io.Writer) error {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tside\tev/s\tp50 ms\tp99 ms\tCPU µs/ev\t")
 	for _, x := range r.Workloads {
-		all := map[string]sideResult{sideEventVault: x.EventVault, sideRaw: x.Raw}
-		for name, s := range x.Others {
-			all[name] = s
-		}
-		if _, ok := x.Others[sidePII]; ok {
-			delete(all, sideEventVault)
-			delete(all, sideRaw)
-		}
+		all := x.sides()
 		for _, name := range []string{sideEventVault, sideStore, sideRaw, sideRawCopy, sideMessageDB, sidePII, sidePIIPlain} {
 			s, ok := all[name]
 			if !ok || s.Requests == 0 {
@@ -375,8 +382,7 @@ func (r *Report) writeGroups(w io.Writer) error {
 	}
 	var rows []row
 	for _, x := range r.Workloads {
-		all := map[string]sideResult{sideEventVault: x.EventVault}
-		maps.Copy(all, x.Others)
+		all := x.sides()
 		for _, name := range slices.Sorted(maps.Keys(all)) {
 			if s := all[name]; s.GroupCommits > 0 {
 				rows = append(rows, row{x.Title, name, s})
@@ -407,11 +413,7 @@ func (r *Report) writeStatements(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tside\texecution µs/ev\tWAL bytes/ev\t")
 	for _, x := range r.Workloads {
-		all := maps.Clone(x.Others)
-		if x.Key != piiWorkload.key { // whose EventVault and raw are two of its others
-			all = map[string]sideResult{sideEventVault: x.EventVault, sideRaw: x.Raw}
-			maps.Copy(all, x.Others)
-		}
+		all := x.sides()
 		for _, name := range slices.Sorted(maps.Keys(all)) {
 			s := all[name]
 			if s.PGStatementSlices == 0 {

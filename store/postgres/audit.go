@@ -241,18 +241,14 @@ func (db *DB) AddAuditCheckpoint(ctx context.Context, tenant eventvault.TenantID
 }
 
 // latestCheckpointSQL reads a log's largest checkpoint, the first entry of
-// its primary key's range read backwards. The audit tables' row-level
+// its primary key's range read backwards. It runs as a page read
+// (txSpec.pageRead: no bitmap scan, no sort): the audit tables' row-level
 // policy is an OR (the tenant's rows, or the deployment log's in the admin
 // scope), and over it the planner took a bitmap of both branches, all of
 // the log's checkpoints, sorted for the largest: one checkpoint a publish
 // interval, so a log's reads grew without bound
 // (TestStatementsOfTenantsAlikeReadWhatTheyNeed read 2,000 for one).
-// latestCheckpointSetupSQL turns bitmap scans off for the transaction (it
-// holds this statement only), which leaves the ordered index scan.
-const (
-	latestCheckpointSetupSQL = `SELECT set_config('enable_bitmapscan', 'off', true)`
-	latestCheckpointSQL      = `SELECT size, note FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY size DESC LIMIT 1`
-)
+const latestCheckpointSQL = `SELECT size, note FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY size DESC LIMIT 1`
 
 // LatestAuditCheckpoint returns the largest checkpoint.
 func (db *DB) LatestAuditCheckpoint(ctx context.Context, tenant eventvault.TenantID) (int64, []byte, error) {
@@ -263,10 +259,9 @@ func (db *DB) LatestAuditCheckpoint(ctx context.Context, tenant eventvault.Tenan
 	var size int64
 	var note string
 	found := false
-	err := db.run(ctx, txSpec{op: op, scope: auditScope(tenant), readOnly: true}, func(ctx context.Context, t *txn) error {
+	err := db.run(ctx, txSpec{op: op, scope: auditScope(tenant), readOnly: true, pageRead: true}, func(ctx context.Context, t *txn) error {
 		found = false
 		b := &pgx.Batch{}
-		b.Queue(latestCheckpointSetupSQL)
 		b.Queue(latestCheckpointSQL, string(tenant)).QueryRow(func(r pgx.Row) error {
 			err := r.Scan(&size, &note)
 			if errors.Is(err, pgx.ErrNoRows) {

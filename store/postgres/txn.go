@@ -99,7 +99,8 @@ type txSpec struct {
 	// serialise on row locks.
 	readOnly bool
 	// pageRead runs the transaction with setScopePageSQL: for reads of a
-	// page of events in index order (a stream, read-all, a page's keys).
+	// page of events in index order (a stream, read-all, a page's keys),
+	// or of the end of an index range (a log's latest audit checkpoint).
 	pageRead bool
 	// retryUnique retries on a unique violation too: a concurrent writer
 	// committed a row this transaction also meant to write, and running
