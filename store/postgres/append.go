@@ -211,7 +211,7 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		if req.Subject != "" && owner == nil {
 			b.Queue(setOwnerSQL, tenant, req.Stream, string(req.Subject))
 		}
-		b.Queue(writeEventsSQL, tenant, req.Stream, w.n, first, w.ids, w.types, w.macs, payloads).QueryRow(func(r pgx.Row) error {
+		b.Queue(writeEventsSQL, tenant, req.Stream, w.n, first, w.ids, w.types, byteaArray(w.macs), byteaArray(payloads)).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&firstGlobal)
 		})
 		// The append's audit record commits with its events, or neither

@@ -88,7 +88,7 @@ func (db *DB) appendFast(ctx context.Context, tenant eventvault.TenantID, req ev
 	spec := txSpec{op: "postgres.appendFast", scope: scope{tenant: tenant}}
 	err = db.attempt(ctx, spec, func(ctx context.Context, t *txn) error {
 		b := &pgx.Batch{}
-		b.Queue(fastAppendSQL, string(tenant), string(req.Stream), w.n, first, w.ids, w.types, w.macs, payloads,
+		b.Queue(fastAppendSQL, string(tenant), string(req.Stream), w.n, first, w.ids, w.types, byteaArray(w.macs), byteaArray(payloads),
 			[16]byte(req.KeyID), string(req.Subject), line).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&firstGlobal)
 		})

@@ -409,7 +409,7 @@ func (db *DB) commitGroup(tenant eventvault.TenantID, group []*groupMember) {
 // queueLoneAppend queues fastAppendSQL for a group of one, which marks m
 // written (and counts it in written) when the statement wrote it.
 func queueLoneAppend(b *pgx.Batch, tenant eventvault.TenantID, m *groupMember, written *int) {
-	b.Queue(fastAppendSQL, string(tenant), string(m.req.Stream), m.w.n, m.first, m.w.ids, m.w.types, m.w.macs, m.payloads,
+	b.Queue(fastAppendSQL, string(tenant), string(m.req.Stream), m.w.n, m.first, m.w.ids, m.w.types, byteaArray(m.w.macs), byteaArray(m.payloads),
 		[16]byte(m.req.KeyID), string(m.req.Subject), m.line).QueryRow(func(r pgx.Row) error {
 		var firstGlobal *int64
 		if err := r.Scan(&firstGlobal); err != nil {
@@ -462,7 +462,7 @@ func queueGroupAppend(b *pgx.Batch, tenant eventvault.TenantID, group []*groupMe
 	}
 	// ids and key ids go as [16]byte, which pgx encodes as uuid directly;
 	// a uuid.UUID would go through its driver.Valuer, a string parsed back.
-	b.Queue(groupAppendSQL, string(tenant), ks, streams, firsts, keyIDs, owners, ns, eks, ords, ids, types, macs, payloads, lines).Query(func(rows pgx.Rows) error {
+	b.Queue(groupAppendSQL, string(tenant), ks, streams, firsts, keyIDs, owners, ns, eks, ords, ids, types, byteaArray(macs), byteaArray(payloads), byteaArray(lines)).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var k int32
 			var firstGlobal int64

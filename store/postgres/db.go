@@ -94,6 +94,10 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		cfg.MaxConns = opts.MaxConns
 	}
 	cfg.ConnConfig.BuildFrontend = bufferedFrontend
+	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
+		registerByteaArray(conn.TypeMap())
+		return nil
+	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "eventvault"
 	}
