@@ -253,7 +253,7 @@ type StoredEvent struct {
 	Position       int64
 	GlobalPosition int64
 	RecordedAt     time.Time
-	ContentMAC     []byte // nil in read-all pages that leave it out
+	ContentMAC     []byte // nil in pages that leave it out (ReadStream, ReadAll)
 	Payload        []byte // sealed data and metadata
 }
 
@@ -372,7 +372,8 @@ type EventStore interface {
 	// their payloads would pass MaxPageBytes (at least one). A page
 	// read is its caller's: the store keeps no reference to its payloads,
 	// which the caller may overwrite (the engine decrypts them in place),
-	// and no two StoredEvents' slices share bytes.
+	// and no two StoredEvents' slices share bytes. Its events may leave
+	// ContentMAC nil, as ReadAll's.
 	// Errors: ENOTFOUND if the stream has no events.
 	ReadStream(ctx context.Context, tenant TenantID, stream StreamName, opts ReadOptions) (StreamPage, error)
 	// ReadAll returns up to limit events of the tenant with global position

@@ -13,8 +13,8 @@ import (
 )
 
 // TestScanEventsDecodesAsPgxScans holds the decoding of binary rows
-// (eventScanner, through scanEvents for eventColumns and scanEventChunks
-// for allEventColumns, which leave the MAC out) against pgx's own Scan of
+// (eventScanner, through scanEvents for rows with a content MAC and
+// scanEventChunks for allEventColumns, which leave it out) against pgx's own Scan of
 // the same rows, including times before 1970 and before PostgreSQL's
 // epoch, empty MACs and repeated names.
 func TestScanEventsDecodesAsPgxScans(t *testing.T) {
