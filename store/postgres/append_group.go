@@ -105,7 +105,7 @@ const (
 	// the tenant row's lock). With 8 clients appending one event each,
 	// starting the second group at once cost 350-390 µs of CPU per append
 	// against 265-345 µs waiting, and 0.47-0.50 of raw's rate against
-	// 0.54-0.63 (docs/performance.md, "One group in flight").
+	// 0.54-0.63 (docs/performance-history.md, "One group in flight").
 	secondGroupEvents = 64
 	// secondGroupAfter is how long a group may be in flight before the
 	// appends waiting behind it start a second however few they are: a

@@ -12,7 +12,8 @@ import (
 // starts at 256 bytes for every statement, so the payloads of a batch of
 // 100 events of 500 bytes grew and copied it a dozen times, allocating four
 // times the array's 54 KB (TestByteaArrayEncodesAsPgxDoesInOneGrowth;
-// docs/performance.md, "Stop 19"). The bytes sent are the same.
+// docs/performance.md, "What changed in stop 19"). The bytes sent are the
+// same.
 type byteaArray [][]byte
 
 // arrayHeaderSize is the binary array format's header for one dimension
