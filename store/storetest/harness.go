@@ -480,8 +480,8 @@ func (h *harness) checkEvents(tenant eventvault.TenantID, got []eventvault.Store
 			h.t.Errorf("event %s read as %s@%d (global %d, type %s), want %s@%d (global %d, type %s)",
 				ev.ID, ev.Stream, ev.Position, ev.GlobalPosition, ev.Type, want.Stream, want.Position, want.GlobalPosition, want.Type)
 		}
-		// ReadAll may leave the MAC out (no reader needs it); if it is
-		// there, it is the one appended.
+		// Pages of ReadAll and ReadStream may leave the MAC out (no
+		// reader needs it); if it is there, it is the one appended.
 		if ev.ContentMAC != nil && !bytes.Equal(ev.ContentMAC, want.ContentMAC) {
 			h.t.Errorf("event %s: ContentMAC = %q, want %q", ev.ID, ev.ContentMAC, want.ContentMAC)
 		}
