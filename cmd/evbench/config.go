@@ -113,11 +113,11 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("evbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: evbench [flags]\n\nRuns EventVault (over HTTP) and a plain-pgx baseline side by side against the PostgreSQL\nserver named by -server-url (default $%s), alternating the two.\n\nflags:\n", envURL)
+		fmt.Fprintf(stderr, "usage: evbench [flags]\n\nRuns EventVault (over HTTP), plain-pgx baselines (INSERT and COPY), message-db and\nEventVault's store alone side by side against the PostgreSQL server named by -server-url\n(default $%s), alternating them.\n\nflags:\n", envURL)
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.ServerURL, "server-url", c.ServerURL, "PostgreSQL superuser URL; a fresh database is created in it and dropped at the end (default $"+envURL+")")
-	fs.StringVar(&c.MessageDB, "message-db", c.MessageDB, "message-db's database/ folder, with its install.sh (default $"+envMessageDB+"; `bash scripts/message-db.sh` fetches it and prints it)")
+	fs.StringVar(&c.MessageDB, "message-db", c.MessageDB, "message-db's database/ folder, with its install.sh (default $"+envMessageDB+"; bash scripts/message-db.sh fetches it and prints it)")
 	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "rounds; each runs every workload once on each side, the order alternating")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "length of one slice: one workload on one side in one round")
 	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "unmeasured warm-up per workload and side before the rounds")
@@ -130,7 +130,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.AllReaders, "all-readers", c.AllReaders, "concurrent readers walking the log by global position")
 	fs.IntVar(&c.PageSize, "page-size", c.PageSize, "events per read-all page (at most 1000)")
 	fs.IntVar(&c.LogEvents, "log-events", c.LogEvents, "events in the log that read-all walks, written before anything else")
-	fs.IntVar(&maxConns, "max-conns", 0, "connection pool size of both sides (0: pgxpool's default, max(4, CPUs), as the server uses)")
+	fs.IntVar(&maxConns, "max-conns", 0, "connection pool size of every side (0: pgxpool's default, max(4, CPUs), as the server uses)")
 	fs.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "open EventVault's store without group commit, each append committing on its own (for comparisons)")
 	fs.StringVar(&c.ReadEncoding, "read-encoding", c.ReadEncoding, "EventVault's read encoding: frames (Accept: application/vnd.eventvault.frames, parsed frame by frame), ndjson (decoded line by line) or json (the page decoded whole)")
 	fs.IntVar(&c.FeedSamples, "feed-samples", c.FeedSamples, "events timed from commit to an SSE client (a third of them across nodes)")
@@ -146,8 +146,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&c.OverloadInProcess, "overload-in-process", false, "run the overload workload's load generator in this process, sharing the server's Go scheduler, instead of a child process at nice 10")
 	factors := fs.String("overload-factors", "0.5,1,2,4", "offered rates of the overload workload, as multiples of each side's measured capacity")
 	fs.StringVar(&c.JSON, "json", "", "also write the report as JSON to this file; - writes JSON to stdout and the table to stderr")
-	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured rounds (both sides; use pprof -focus to split them)")
-	fs.StringVar(&c.MemProfile, "memprofile", "", "write an allocation profile of the measured rounds, and the same taken before them to this file + `.start`; read it with go tool pprof -sample_index=alloc_space -diff_base FILE.start")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured rounds (every side; use pprof -focus to split them)")
+	fs.StringVar(&c.MemProfile, "memprofile", "", "write an allocation profile of the measured rounds, and the same taken before them to this file + .start; read it with go tool pprof -sample_index=alloc_space -diff_base FILE.start")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
