@@ -40,11 +40,11 @@ const streamRowSQL = `SELECT version, ` + keyColumns + `, shredded_at, ` + piiGe
 const allHeadSQL = `SELECT ` + nextGlobalColumn + `, ` + piiGenerationColumn +
 	`, coalesce((SELECT epoch FROM stream_key_epochs WHERE tenant_id = $1), 0)`
 
-// allEventColumns are the columns of a page of events, stream or read-all.
+// eventColumns are the columns of a page of events, stream or read-all.
 // They leave the content MAC out: only an append's replay compares it, and
 // it reads it with findEventsSQL. That is 36 bytes less a row to send,
 // receive and copy (about 5% of a 500-byte event's row).
-const allEventColumns = `id, stream, type, position, global_position, recorded_at, payload`
+const eventColumns = `id, stream, type, position, global_position, recorded_at, payload`
 
 // The page reads below end in their LIMIT, written into the SQL by
 // limitSQL, and run on generic plans, as every statement (setScopeSQL). With the limit
@@ -59,19 +59,19 @@ const allEventColumns = `id, stream, type, position, global_position, recorded_a
 // or index lookups into a large one. Each limit is a statement of its own
 // in pgx's cache of prepared statements; clients read with a few.
 
-const readForwardSQL = `SELECT ` + allEventColumns + ` FROM events
+const readForwardSQL = `SELECT ` + eventColumns + ` FROM events
 	WHERE tenant_id = $1 AND stream = $2 AND position >= $3
 	ORDER BY position
 	LIMIT `
 
 // readBackwardSQL reads down from $3 (ReadStream passes the largest
 // position for -1, the end), so that the index range starts at $3.
-const readBackwardSQL = `SELECT ` + allEventColumns + ` FROM events
+const readBackwardSQL = `SELECT ` + eventColumns + ` FROM events
 	WHERE tenant_id = $1 AND stream = $2 AND position <= $3
 	ORDER BY position DESC
 	LIMIT `
 
-const readAllSQL = `SELECT ` + allEventColumns + ` FROM events
+const readAllSQL = `SELECT ` + eventColumns + ` FROM events
 	WHERE tenant_id = $1 AND global_position >= $2
 	ORDER BY global_position
 	LIMIT `
@@ -325,7 +325,7 @@ func receiverErr(err error) error {
 // an allocation per row.
 const scanArenaSize = 32 << 10
 
-// scanEvents reads the rows of a query of allEventColumns, up to capHint of
+// scanEvents reads the rows of a query of eventColumns, up to capHint of
 // them expected (see eventScanner), and stops before the first row that
 // would take the page's payloads past eventvault.MaxPageBytes (never
 // before the first; the rows left unread are dropped by rows.Close).
@@ -347,7 +347,7 @@ func scanEvents(rows pgx.Rows, capHint int) ([]eventvault.StoredEvent, error) {
 	return evs, rows.Err()
 }
 
-// scanEventChunks reads the rows of a query of allEventColumns, at most limit
+// scanEventChunks reads the rows of a query of eventColumns, at most limit
 // of them and, as scanEvents, no more than eventvault.MaxPageBytes of
 // payloads, and hands them to each allChunk at a time as they are scanned
 // (the last chunk shorter, none empty). Each chunk is a slice of its own
@@ -392,7 +392,7 @@ func scanEventChunks(rows pgx.Rows, limit int, each func([]eventvault.StoredEven
 	return nil
 }
 
-// eventScanner scans rows of allEventColumns (ContentMAC nil), or of
+// eventScanner scans rows of eventColumns (ContentMAC nil), or of
 // those columns with content_mac before payload (eventColumnTypes). Rows in PostgreSQL's binary
 // format (what pgx asks for these types but text) are decoded here from
 // their raw values, the MAC and payload of a row copied into blocks shared
@@ -469,7 +469,7 @@ func (sc *eventScanner) scan(rows pgx.Rows) (eventvault.StoredEvent, error) {
 	return e, nil
 }
 
-// scanEvent scans a row of allEventColumns, with content_mac before
+// scanEvent scans a row of eventColumns, with content_mac before
 // payload if mac, with pgx's Scan.
 func scanEvent(rows pgx.Rows, mac bool) (eventvault.StoredEvent, error) {
 	var e eventvault.StoredEvent
@@ -481,17 +481,17 @@ func scanEvent(rows pgx.Rows, mac bool) (eventvault.StoredEvent, error) {
 	return e, err
 }
 
-// eventColumnTypes are the type OIDs of allEventColumns with content_mac
+// eventColumnTypes are the type OIDs of eventColumns with content_mac
 // before payload: uuid, text, text, int8, int8, timestamptz, bytea, bytea. All but text come in the binary
 // format.
 var eventColumnTypes = [8]uint32{2950, 25, 25, 20, 20, 1184, 17, 17}
 
-// binaryEventRows reports whether rows of allEventColumns, with or without
+// binaryEventRows reports whether rows of eventColumns, with or without
 // content_mac, come in the binary format with the expected types, so that eventScanner
 // may decode them.
 func binaryEventRows(fds []pgconn.FieldDescription) bool {
 	want := eventColumnTypes[:]
-	if len(fds) == len(want)-1 { // allEventColumns: no content_mac
+	if len(fds) == len(want)-1 { // eventColumns: no content_mac
 		want = append(want[:6:6], want[7])
 	}
 	if len(fds) != len(want) {

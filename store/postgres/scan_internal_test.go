@@ -14,7 +14,7 @@ import (
 
 // TestScanEventsDecodesAsPgxScans holds the decoding of binary rows
 // (eventScanner, through scanEvents for rows with a content MAC and
-// scanEventChunks for allEventColumns, which leave it out) against pgx's own Scan of
+// scanEventChunks for eventColumns, which leave it out) against pgx's own Scan of
 // the same rows, including times before 1970 and before PostgreSQL's
 // epoch, empty MACs and repeated names.
 func TestScanEventsDecodesAsPgxScans(t *testing.T) {
