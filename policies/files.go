@@ -31,9 +31,9 @@ type FileDocument struct {
 // folder may be a symbolic link (a Kubernetes volume mounts them so); a
 // link at the top that leads nowhere is an error if it is named as a
 // tenant or a document, and skipped otherwise. A folder that holds no
-// document is no error here: callers that need one
-// say so (see Layout). A document whose file is removed stays stored:
-// delete it with DELETE /v1/policies/{name}.
+// document is no error here: callers that need one say so (see Layout). A
+// document whose file is removed stays stored: delete it with DELETE
+// /v1/policies/{name}.
 func ReadDir(dir string) ([]FileDocument, error) {
 	tenants, err := os.ReadDir(dir)
 	if err != nil {

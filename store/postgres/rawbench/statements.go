@@ -135,6 +135,11 @@ const statementCountsSQL = `SELECT s.userid, s.queryid, s.calls, s.total_exec_ti
 	WHERE d.datname = current_database() AND s.toplevel
 	  AND coalesce(s.query, '') NOT LIKE '%pg_stat_activity%' AND coalesce(s.query, '') NOT LIKE '%pg_stat_statements%'`
 
+// NoStatementStats says why StatementCounts cannot answer, found when the
+// sampler connected (an error wrapping ErrNoStatementStats), or nil if it
+// can.
+func (s *WaitSampler) NoStatementStats() error { return s.noStatements }
+
 // StatementCounts reads the database's statement counters.
 // ErrNoStatementStats if the server does not load pg_stat_statements or
 // is older than PostgreSQL 14. It must not run while Sample does.
