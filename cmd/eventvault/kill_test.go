@@ -47,7 +47,8 @@ type killAppend struct {
 //   - the tenant's audit log verifies ('audit export', 'audit verify'), and
 //     each stream's append records cover its positions exactly: an append
 //     written has its record, and no record tells of one that is not;
-//   - every stream takes its next append at the version read.
+//   - every stream takes its next append at the version read;
+//   - PostgreSQL detected no deadlock among the appends.
 func TestKilledServerLosesNoAcknowledgedAppend(t *testing.T) {
 	dbURL := pgtest.URL(t)
 	bin := buildServer(t)
@@ -178,6 +179,18 @@ func TestKilledServerLosesNoAcknowledgedAppend(t *testing.T) {
 		return
 	}
 	pgtest.WaitForNoSessions(t, dbURL)
+	// PostgreSQL broke no deadlock among the appends: one would have
+	// stalled every append of the tenant for deadlock_timeout (1 s) and
+	// been retried unseen.
+	ctx, conn, done := pgtest.Connect(t, dbURL)
+	var deadlocks int64
+	if err := conn.QueryRow(ctx, `SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`).Scan(&deadlocks); err != nil {
+		t.Fatalf("read pg_stat_database: %v", err)
+	}
+	done()
+	if deadlocks != 0 {
+		t.Errorf("PostgreSQL detected %d deadlocks among the appends; want none", deadlocks)
+	}
 
 	second := startNode(t, bin, dbURL, dataDir, root)
 	type readEvent struct {

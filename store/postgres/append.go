@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/eventvault/eventvault"
 )
@@ -17,6 +18,16 @@ import (
 const lockStreamSQL = `SELECT version, key_id, subject FROM streams
 	WHERE tenant_id = $1 AND name = $2
 	FOR UPDATE`
+
+// readStreamSQL reads the stream's row without locking it, for an append
+// that carries the stream's first key and so holds the tenant's row
+// already: it writes only to a row it inserted itself, which no other
+// transaction can lock, and a row that was there already only ends it (a
+// replay, or ErrStreamKeyExists). Waiting for that row's lock under the
+// tenant's would deadlock with a group commit, which locks stream rows
+// first and the tenant's row last.
+const readStreamSQL = `SELECT version, key_id, subject FROM streams
+	WHERE tenant_id = $1 AND name = $2`
 
 // setOwnerSQL records the data subject who owns the stream, at the first
 // append that names one; it rides in the batch that writes the events.
@@ -72,7 +83,10 @@ SELECT first_global FROM g`
 // An append carrying req.NewKey (a stream without a key row, never on the
 // fast append) inserts the key row in the first round trip of the locking
 // path, after locking the tenant's row: the row commits with the events or
-// not at all.
+// not at all. Such an append never waits for a stream row's lock (every
+// other append takes its stream's before the tenant's): it reads the row,
+// and one that was there already ends it with a replay or
+// ErrStreamKeyExists.
 //
 // Errors: ECONFLICT for an expected version that does not hold, an event id
 // reused with other content, in another stream, or partly, or a subject
@@ -125,24 +139,33 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 	var res eventvault.AppendResult
 	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}, retryUnique: true}, func(ctx context.Context, t *txn) error {
 		var (
-			found   bool
-			version int64
-			keyID   *uuid.UUID
-			owner   *string
-			prior   = make(map[uuid.UUID]eventvault.PriorEvent)
+			found bool
+			// inserted is whether this transaction inserted the stream's
+			// row with req.NewKey.
+			inserted bool
+			version  int64
+			keyID    *uuid.UUID
+			owner    *string
+			prior    = make(map[uuid.UUID]eventvault.PriorEvent)
 		)
 		b := &pgx.Batch{}
+		streamSQL := lockStreamSQL
 		if k := req.NewKey; k != nil {
 			// The stream's first key, in this transaction: it commits
 			// only with the events. The tenant's row is locked first, as
 			// the append's last statement would lock it, so that two
 			// first appends to one tenant queue there rather than
-			// deadlock on the fence triggers' share locks.
+			// deadlock on the fence triggers' share locks; the stream's
+			// row is then read, not locked (readStreamSQL).
 			b.Queue(ensureTenantSQL, tenant)
 			b.Queue(lockTenantSQL, tenant)
-			b.Queue(insertStreamKeySQL, tenant, req.Stream, k.ID, int64(k.Version), int64(k.KEKVersion), k.Ciphertext, nullTime(k.CreatedAt))
+			b.Queue(insertStreamKeySQL, tenant, req.Stream, k.ID, int64(k.Version), int64(k.KEKVersion), k.Ciphertext, nullTime(k.CreatedAt)).Exec(func(ct pgconn.CommandTag) error {
+				inserted = ct.RowsAffected() == 1
+				return nil
+			})
+			streamSQL = readStreamSQL
 		}
-		b.Queue(lockStreamSQL, tenant, req.Stream).QueryRow(func(r pgx.Row) error {
+		b.Queue(streamSQL, tenant, req.Stream).QueryRow(func(r pgx.Row) error {
 			err := r.Scan(&version, &keyID, &owner)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil
@@ -195,6 +218,13 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		if r, ok, err := eventvault.Replay(op, req, prior); err != nil || ok {
 			res = r
 			return err
+		}
+		if req.NewKey != nil && !inserted {
+			// The row carries req.NewKey but was there before this
+			// transaction (a caller sending an append again whose first
+			// try committed), and it is not locked: writing is for the
+			// locking path, with the stream's key read afresh.
+			return eventvault.StreamKeyExistsError(op, req.Stream)
 		}
 		if !req.Expected.Check(version) {
 			return eventvault.ConflictError(op, req.Stream, req.Expected, version)
