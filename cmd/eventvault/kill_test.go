@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +37,9 @@ type killAppend struct {
 // of their own at an exact expected version and some to shared streams at
 // "any". Before the kill, the server's own /metrics must show groups that
 // carried more than one append, so that the kill lands among grouped
-// commits. A second server process then reads everything back, and:
+// commits. An append the server answers 503 (too busy to start it) is
+// sent again, as a client would. A second server process then reads
+// everything back, and:
 //
 //   - every acknowledged append is there, at the positions it was
 //     acknowledged with, with its data;
@@ -85,6 +88,10 @@ func TestKilledServerLosesNoAcknowledgedAppend(t *testing.T) {
 		acked   int
 		wg      sync.WaitGroup
 	)
+	// busy counts the 503s answered before the kill; past maxBusy, a
+	// 503 fails the test.
+	var busy atomic.Int64
+	const maxBusy = 50
 	killed := make(chan struct{})
 	for w := range writers {
 		stream, expected := fmt.Sprintf("kill-%d", w), "version"
@@ -114,6 +121,13 @@ func TestKilledServerLosesNoAcknowledgedAppend(t *testing.T) {
 				appends = append(appends, a)
 				mu.Unlock()
 				code, b, err := post(first.base, stream, body)
+				for code == http.StatusServiceUnavailable && busy.Add(1) <= maxBusy {
+					// The server was too busy to start the append (its
+					// pool, its admission) and says to retry: the same
+					// body again, which replays if it was written.
+					time.Sleep(50 * time.Millisecond)
+					code, b, err = post(first.base, stream, body)
+				}
 				if err != nil {
 					select {
 					case <-killed:
@@ -159,7 +173,7 @@ func TestKilledServerLosesNoAcknowledgedAppend(t *testing.T) {
 		mu.Unlock()
 		groups, grouped := groupCommits(t, first.metrics)
 		if n >= 300 && grouped > groups {
-			t.Logf("killing the server after %d acknowledged appends; %d group commits carried %d appends", n, groups, grouped)
+			t.Logf("killing the server after %d acknowledged appends (%d answers of 503 sent again); %d group commits carried %d appends", n, busy.Load(), groups, grouped)
 			break
 		}
 		if time.Now().After(deadline) || t.Failed() {
