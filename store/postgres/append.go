@@ -244,6 +244,14 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		b.Queue(writeEventsSQL, tenant, req.Stream, w.n, first, w.ids, w.types, byteaArray(w.macs), byteaArray(payloads)).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&firstGlobal)
 		})
+		// The personal values commit with their events, or neither does.
+		// Their insert takes the subjects' key rows FOR SHARE (migration
+		// 0009), before the audit head's row: the audit head is the last
+		// lock of every transaction, so that one waiting on a subject's
+		// key never holds up the tenant's log (and an erasure, which
+		// locks the key and then writes its audit record, never
+		// deadlocks with it).
+		queueAppendPII(b, tenant, req.Stream, req.PII)
 		// The append's audit record commits with its events, or neither
 		// does.
 		line, err := auditLine(req, first)
@@ -259,8 +267,6 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 				return nil
 			})
 		}
-		// The personal values commit with their events, or neither does.
-		queueAppendPII(b, tenant, req.Stream, req.PII)
 		if err := t.send(ctx, b, true); err != nil {
 			return fmt.Errorf("write events of stream %s: %w", req.Stream, err)
 		}

@@ -184,11 +184,34 @@
 // batch's global positions by bumping tenants.last_global_position, inserts
 // the events, moves the stream's version, and commits: all in one statement
 // followed by COMMIT in the same pipeline. In both paths the stream's row
-// is locked before the tenant's, and the tenant row's lock is the last
-// taken before COMMIT; it serialises a tenant's commits, so global
-// positions are handed out in commit order and a reader paging by global
-// position never sees position N+1 before N. An append refused after the
-// first round trip pays a third, for ROLLBACK.
+// is locked before the tenant's, and the tenant row's lock is held to
+// COMMIT; it serialises a tenant's commits, so global positions are
+// handed out in commit order and a reader paging by global position never
+// sees position N+1 before N. An append refused after the first round
+// trip pays a third, for ROLLBACK.
+//
+// # Lock order
+//
+// Every writing transaction takes its row locks in one order, so that no
+// two wait on each other in a cycle (PostgreSQL would break the cycle
+// only after deadlock_timeout, 1 s, with the tenant's appends stalled
+// behind it):
+//
+//  1. stream rows, in name order;
+//  2. the tenant's row;
+//  3. subject key rows, FOR SHARE, by an append's personal values
+//     (migration 0009);
+//  4. the tenant's audit head, last of all.
+//
+// An append carrying a stream's first key locks the tenant's row first,
+// since the fence triggers' share locks would otherwise deadlock two first
+// appends, and then only reads the stream's row (readStreamSQL).
+// ShredTenant shreds the streams before and after it locks the tenant's
+// row. An erasure of a subject locks the subject's key and then the audit
+// head. TestAFirstAppendNeverWaitsOnAStreamRowUnderTheTenantLock and
+// TestAnAppendOfPersonalValuesTakesTheAuditHeadLast hold the exceptions to
+// it; the kill test of cmd/eventvault finds no deadlock among concurrent
+// appends in pg_stat_database.
 //
 // # Group commit
 //

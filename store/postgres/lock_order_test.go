@@ -3,10 +3,12 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/eventvault/eventvault"
 	"github.com/eventvault/eventvault/store/postgres"
@@ -75,5 +77,83 @@ func TestAFirstAppendNeverWaitsOnAStreamRowUnderTheTenantLock(t *testing.T) {
 	}
 	if n := streamLength(t, db, fresh); n != 2 {
 		t.Fatalf("%s has %d events, want 2", fresh, n)
+	}
+}
+
+// TestAnAppendOfPersonalValuesTakesTheAuditHeadLast: an append that
+// writes personal values takes each subject's key row FOR SHARE (the
+// values must be sealed under the live key), and waits there while an
+// erasure of the subject holds the row. It must not hold the tenant's
+// audit head meanwhile: the erasure writes its audit record after
+// locking the key, so the two would deadlock until PostgreSQL's
+// deadlock_timeout broke the cycle, with every audited write of the
+// tenant stalled behind them. Here another session holds the subject's
+// key row; while the append waits on it, the audit head's row must be
+// free to lock (FOR UPDATE NOWAIT).
+func TestAnAppendOfPersonalValuesTakesTheAuditHeadLast(t *testing.T) {
+	db, url := openDB(t)
+	ctx := t.Context()
+	const subject = eventvault.Pseudonym("p-order")
+	sk, err := db.CreateSubjectKey(ctx, tenantA, subject, eventvault.WrappedKey{ID: uuid.New(), Version: 1, KEKVersion: 1, Ciphertext: []byte("wrapped-subject-key")})
+	if err != nil {
+		t.Fatalf("CreateSubjectKey: %v", err)
+	}
+	const stream = eventvault.StreamName("pii-order")
+	withPII := func(token string) eventvault.AppendRequest {
+		req := appendRequest(stream, uuid.Nil, 1)
+		req.PII = []eventvault.PIIValue{{Token: token, Subject: subject, EventID: req.Events[0].ID, Pointer: "/email", Version: 1, KeyID: sk.ID, Ciphertext: []byte("sealed-pii")}}
+		req.Audit = func(first int64) ([]byte, error) {
+			return fmt.Appendf(nil, `{"index":0,"time":"2026-12-01T00:00:00Z","stream":%q,"first":%d}`, stream, first), nil
+		}
+		return req
+	}
+	nk := wrappedKey(string(stream))
+	first := withPII("evpii_order00000000000000000001")
+	first.Expected, first.KeyID, first.NewKey = eventvault.ExpectNoStream, nk.ID, &nk
+	if _, err := db.Append(ctx, tenantA, first); err != nil {
+		t.Fatalf("first append with a personal value: %v", err)
+	}
+
+	holder, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer holder.Close(context.Background())
+	hold, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatalf("BEGIN: %v", err)
+	}
+	if _, err := hold.Exec(ctx, `SELECT 1 FROM subject_keys WHERE tenant_id = $1 AND subject = $2 FOR UPDATE`, string(tenantA), string(subject)); err != nil {
+		t.Fatalf("lock the subject's key row: %v", err)
+	}
+	second := withPII("evpii_order00000000000000000002")
+	second.KeyID = nk.ID
+	appended := make(chan error, 1)
+	go func() {
+		_, err := db.Append(context.Background(), tenantA, second)
+		appended <- err
+	}()
+	waitForLockWaits(t, url, 1)
+
+	probe, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer probe.Close(context.Background())
+	tx, err := probe.Begin(ctx)
+	if err != nil {
+		t.Fatalf("BEGIN: %v", err)
+	}
+	_, lockErr := tx.Exec(ctx, `SELECT 1 FROM audit_heads WHERE tenant_id = $1 FOR UPDATE NOWAIT`, string(tenantA))
+	_ = tx.Rollback(ctx)
+	_ = hold.Rollback(ctx)
+	if err := <-appended; err != nil {
+		t.Fatalf("the append with a personal value, once the subject's key was free: %v", err)
+	}
+	if lockErr != nil {
+		t.Fatalf("the audit head's row, while an append waited on a subject's key: %v; want it free", lockErr)
+	}
+	if n := streamLength(t, db, stream); n != 2 {
+		t.Fatalf("%s has %d events, want 2", stream, n)
 	}
 }
