@@ -169,7 +169,8 @@ type AppendRequest struct {
 	// nothing behind (no key row, no stream). KeyID must be NewKey.ID.
 	// The store refuses it, writing nothing, with ECONFLICT wrapping
 	// ErrStreamKeyExists if the stream has a key row (another writer's,
-	// stored meanwhile: load it and retry); EERASED if the stream or its
+	// stored meanwhile, or NewKey itself, from an earlier append that
+	// carried it: load it and retry); EERASED if the stream or its
 	// tenant was shredded; ECONFLICT wrapping ErrKEKRetired if NewKey is
 	// wrapped under a KEK version DestroyTenantKeysBefore destroyed (reload
 	// the tenant's newest KEK and retry). A stream with a key row never

@@ -22,12 +22,26 @@ const lockStreamSQL = `SELECT version, key_id, subject FROM streams
 // readStreamSQL reads the stream's row without locking it, for an append
 // that carries the stream's first key and so holds the tenant's row
 // already: it writes only to a row it inserted itself, which no other
-// transaction can lock, and a row that was there already only ends it (a
-// replay, or ErrStreamKeyExists). Waiting for that row's lock under the
-// tenant's would deadlock with a group commit, which locks stream rows
-// first and the tenant's row last.
+// transaction can lock, and a row that was there already only ends it
+// (ErrStreamKeyExists, or EERASED if shredded). Waiting for that row's
+// lock under the tenant's would deadlock with a group commit, which locks
+// stream rows first and the tenant's row after them.
 const readStreamSQL = `SELECT version, key_id, subject FROM streams
 	WHERE tenant_id = $1 AND name = $2`
+
+// lockSubjectKeysSQL takes the live keys of the subjects whose personal
+// values an append writes FOR SHARE, in subject order, right after the
+// stream's row and before the tenant's: an erasure, rectification or
+// re-wrap holding a subject's key then holds up the appends to that
+// stream only, never the tenant's row and so never the tenant's other
+// appends. The insert's trigger (migration 0009) takes them again and
+// checks that each value is sealed under its subject's live key.
+//
+// $1 tenant, $2 the subjects, distinct.
+const lockSubjectKeysSQL = `SELECT 1 FROM subject_keys
+	WHERE tenant_id = $1 AND subject = ANY($2::text[]) AND erased_at IS NULL
+	ORDER BY subject
+	FOR SHARE`
 
 // setOwnerSQL records the data subject who owns the stream, at the first
 // append that names one; it rides in the batch that writes the events.
@@ -47,9 +61,10 @@ const findEventsSQL = `SELECT ev.id, ev.stream, ev.position, ev.global_position,
 
 // writeEventsSQL takes the batch's global positions from the tenant's row,
 // inserts the events and moves the stream's version, in one statement. The
-// tenant row's lock is taken here, as the last step before COMMIT (which
-// rides in the same batch): it serialises the tenant's appends for the
-// shortest time and gives global positions in commit order.
+// tenant row's lock is taken here, in the last round trip, with COMMIT in
+// the same batch (only the personal values and the audit record come
+// after it): it serialises the tenant's appends for the shortest time and
+// gives global positions in commit order.
 //
 // $1 tenant, $2 stream, $3 number of events, $4 first stream position,
 // $5 ids, $6 types, $7 content MACs, $8 payloads.
@@ -85,8 +100,9 @@ SELECT first_global FROM g`
 // path, after locking the tenant's row: the row commits with the events or
 // not at all. Such an append never waits for a stream row's lock (every
 // other append takes its stream's before the tenant's): it reads the row,
-// and one that was there already ends it with a replay or
-// ErrStreamKeyExists.
+// and one that was there already ends it with ErrStreamKeyExists (EERASED
+// if it was shredded), even one with req.NewKey itself, from an earlier
+// append that carried it.
 //
 // Errors: ECONFLICT for an expected version that does not hold, an event id
 // reused with other content, in another stream, or partly, or a subject
@@ -173,6 +189,9 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			found = err == nil
 			return err
 		})
+		if len(req.PII) > 0 {
+			b.Queue(lockSubjectKeysSQL, tenant, piiSubjects(req.PII))
+		}
 		b.Queue(findEventsSQL, tenant, w.ids).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id uuid.UUID
@@ -208,7 +227,11 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 			return &eventvault.Error{Code: eventvault.ENOTFOUND, Op: op, Message: fmt.Sprintf("stream %s has no key: create the stream's key before appending", req.Stream)}
 		case keyID == nil:
 			return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: fmt.Sprintf("stream %s was shredded", req.Stream)}
-		case *keyID != req.KeyID && req.NewKey != nil:
+		case req.NewKey != nil && !inserted:
+			// The row was there before this transaction, with another key
+			// or with req.NewKey from an earlier append that carried it,
+			// and it is not locked: a first key is for a stream without
+			// one, as in every store.
 			return eventvault.StreamKeyExistsError(op, req.Stream)
 		case *keyID != req.KeyID:
 			return &eventvault.Error{Code: eventvault.EERASED, Op: op, Message: fmt.Sprintf("the key of stream %s changed while the append was prepared; retry", req.Stream)}
@@ -218,13 +241,6 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		if r, ok, err := eventvault.Replay(op, req, prior); err != nil || ok {
 			res = r
 			return err
-		}
-		if req.NewKey != nil && !inserted {
-			// The row carries req.NewKey but was there before this
-			// transaction (a caller sending an append again whose first
-			// try committed), and it is not locked: writing is for the
-			// locking path, with the stream's key read afresh.
-			return eventvault.StreamKeyExistsError(op, req.Stream)
 		}
 		if !req.Expected.Check(version) {
 			return eventvault.ConflictError(op, req.Stream, req.Expected, version)
@@ -244,13 +260,9 @@ func (db *DB) Append(ctx context.Context, tenant eventvault.TenantID, req eventv
 		b.Queue(writeEventsSQL, tenant, req.Stream, w.n, first, w.ids, w.types, byteaArray(w.macs), byteaArray(payloads)).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&firstGlobal)
 		})
-		// The personal values commit with their events, or neither does.
-		// Their insert takes the subjects' key rows FOR SHARE (migration
-		// 0009), before the audit head's row: the audit head is the last
-		// lock of every transaction, so that one waiting on a subject's
-		// key never holds up the tenant's log (and an erasure, which
-		// locks the key and then writes its audit record, never
-		// deadlocks with it).
+		// The personal values commit with their events, or neither does;
+		// their subjects' keys are held since the first round trip, and
+		// the audit head comes last (doc.go, "Lock order").
 		queueAppendPII(b, tenant, req.Stream, req.PII)
 		// The append's audit record commits with its events, or neither
 		// does.

@@ -19,7 +19,7 @@ import (
 // nothing.
 //
 // The stream's lock comes first: g reads ok, which reads s. The tenant row's
-// lock, in g, is the last taken before COMMIT, as in writeEventsSQL. A
+// lock, in g, is the last but the audit head's, as in writeEventsSQL. A
 // concurrent append to the same stream that committed while this one waited
 // for the lock shows in the version (FOR UPDATE returns the latest row). An
 // id inserted meanwhile by an append to another stream is not seen by the

@@ -24,7 +24,8 @@ import (
 //     and key (and owner, when the append names one) and none of whose ids
 //     exists in the tenant; the others write nothing and are not returned;
 //   - g bumps tenants.last_global_position once, by the events of the
-//     appends kept, the last lock taken before COMMIT;
+//     appends kept, the last lock but the audit head's (doc.go, "Lock
+//     order");
 //   - ins and upd write the kept appends' events and versions.
 //
 // The group never holds two appends to one stream, nor one id twice (the

@@ -198,20 +198,28 @@
 // behind it):
 //
 //  1. stream rows, in name order;
-//  2. the tenant's row;
-//  3. subject key rows, FOR SHARE, by an append's personal values
-//     (migration 0009);
-//  4. the tenant's audit head, last of all.
+//  2. subject key rows, FOR SHARE, when an append writes personal values
+//     (lockSubjectKeysSQL), so that an erasure holding a subject's key
+//     holds up appends to that subject's streams only;
+//  3. the tenant's row: FOR NO KEY UPDATE by appends and key creation,
+//     FOR SHARE or FOR KEY SHARE by the fence triggers, tokens and
+//     policies;
+//  4. the rows triggers keep beside those: a stream key's epochs
+//     (migrations 0012 and 0013), a subject's generation (0011 and 0013);
+//  5. the tenant's audit head, last of all: an append's audit record is
+//     its last statement, and other audit lines ride with COMMIT.
 //
-// An append carrying a stream's first key locks the tenant's row first,
-// since the fence triggers' share locks would otherwise deadlock two first
-// appends, and then only reads the stream's row (readStreamSQL).
-// ShredTenant shreds the streams before and after it locks the tenant's
-// row. An erasure of a subject locks the subject's key and then the audit
-// head. TestAFirstAppendNeverWaitsOnAStreamRowUnderTheTenantLock and
-// TestAnAppendOfPersonalValuesTakesTheAuditHeadLast hold the exceptions to
-// it; the kill test of cmd/eventvault finds no deadlock among concurrent
-// appends in pg_stat_database.
+// Two transactions depart from it. An append carrying a stream's first
+// key locks the tenant's row first, since the fence triggers' share locks
+// would otherwise deadlock two first appends; it then never waits for a
+// stream row: its insert skips a committed row (insertStreamKeySQL) and it
+// reads the row unlocked (readStreamSQL). ShredTenant's second pass, after
+// the tenant's row, may wait on a stream created meanwhile (ShredTenant
+// says why that is left). TestAFirstAppendNeverWaitsOnAStreamRowUnderTheTenantLock
+// and TestAnAppendOfPersonalValuesWaitsForASubjectKeyHoldingNoTenantLock
+// hold the order where appends could break it; the kill test of
+// cmd/eventvault finds no deadlock among concurrent appends in
+// pg_stat_database.
 //
 // # Group commit
 //
@@ -231,7 +239,8 @@
 // locks the group's stream rows in name order, keeps each append whose row
 // still has the cached version, key and owner and none of whose ids exists,
 // takes the global positions of all it keeps with one bump of the tenant's
-// counter (the last lock before COMMIT, as ever), and writes them. There is
+// counter (the last lock before the audit head's, as ever), and writes
+// them. There is
 // no timer: a group is what arrived while the one before it committed.
 //
 // Each append's outcome is its own. One whose check fails in the group is

@@ -37,6 +37,14 @@ const purgeStreamSQL = `SELECT eventvault_purge_stream(name, $3) FROM streams
 const notifyStreamSQL = `SELECT pg_notify('` + evictChannel + `', tenant_id || '/' || name) FROM streams
 	WHERE tenant_id = $1 AND name = $2`
 
+// lockTenantStreamsSQL locks the tenant's live streams in name order, as a
+// group commit locks its streams, before shredTenantStreamsSQL updates them
+// in whatever order its plan reads them.
+const lockTenantStreamsSQL = `SELECT 1 FROM streams
+	WHERE tenant_id = $1 AND shredded_at IS NULL
+	ORDER BY name
+	FOR UPDATE`
+
 // shredTenantStreamsSQL shreds every stream key of the tenant that lives.
 const shredTenantStreamsSQL = `UPDATE streams SET
 		shredded_at = $2,
@@ -128,9 +136,15 @@ func (db *DB) ShredStream(ctx context.Context, tenant eventvault.TenantID, strea
 // version (versions of one KEK share its id); shredding again returns the
 // first record.
 //
-// The streams are shredded before the tenant's row is locked, and again
-// after, so that the locks are taken in the order appends take them
-// (stream, then tenant) and a stream key created meanwhile is shredded too.
+// The streams are locked in name order and shredded before the tenant's
+// row is locked, and again after, so that the locks are taken in the order
+// appends take them (streams in name order, then the tenant) and a stream
+// key created meanwhile is shredded too. That second pass is the one
+// exception to the store's lock order (doc.go): it can wait, holding the
+// tenant's row, on a stream created meanwhile whose next append locked
+// its row and waits for the tenant's; PostgreSQL breaks the cycle after
+// deadlock_timeout, and the store runs again the transaction it aborted.
+// Only a tenant being shredded waits.
 //
 // Errors: ENOTFOUND for a tenant the store has never held; EINVALID for a
 // malformed tenant.
@@ -145,6 +159,7 @@ func (db *DB) ShredTenant(ctx context.Context, tenant eventvault.TenantID, at ti
 	err := db.run(ctx, txSpec{op: op, scope: scope{tenant: tenant}}, func(ctx context.Context, t *txn) error {
 		s, found = eventvault.TenantShred{Tenant: tenant, KeyIDs: []uuid.UUID{}}, false
 		b := &pgx.Batch{}
+		b.Queue(lockTenantStreamsSQL, tenant)
 		b.Queue(shredTenantStreamsSQL, tenant, at)
 		b.Queue(markTenantShreddedSQL, tenant, at).QueryRow(func(r pgx.Row) error {
 			err := r.Scan(&s.ShreddedAt)

@@ -30,8 +30,15 @@ const insertTenantKeySQL = `INSERT INTO tenant_keys (tenant_id, version, key_id,
 	WHERE NOT EXISTS (SELECT 1 FROM tenant_keys WHERE tenant_id = $1)
 	ON CONFLICT DO NOTHING`
 
+// insertStreamKeySQL inserts the stream's row with its first key unless it
+// has one. The NOT EXISTS sees a committed row, and the insert then never
+// reaches the unique index: ON CONFLICT alone would wait for a transaction
+// that updated the row (an append setting the stream's owner, a shred),
+// and an append carrying the first key holds the tenant's row meanwhile,
+// which that transaction may be waiting for (doc.go, "Lock order").
 const insertStreamKeySQL = `INSERT INTO streams (tenant_id, name, key_id, key_version, kek_version, wrapped_key, key_created_at)
-	VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()))
+	SELECT $1::text, $2::text, $3::uuid, $4::bigint, $5::bigint, $6::bytea, coalesce($7::timestamptz, now())
+	WHERE NOT EXISTS (SELECT 1 FROM streams WHERE tenant_id = $1::text AND name = $2::text)
 	ON CONFLICT (tenant_id, name) DO NOTHING`
 
 const streamKeySQL = `SELECT ` + keyColumns + ` FROM streams

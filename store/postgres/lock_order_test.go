@@ -67,6 +67,35 @@ func TestAFirstAppendNeverWaitsOnAStreamRowUnderTheTenantLock(t *testing.T) {
 		t.Fatalf("%s has %d events, want 2", s, n)
 	}
 
+	// Nor does it wait for a transaction that updated the row (an append
+	// setting the stream's owner, which then waits for the tenant's row):
+	// its insert skips a committed row rather than wait on the unique
+	// index for the updater.
+	updater, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer updater.Close(context.Background())
+	utx, err := updater.Begin(t.Context())
+	if err != nil {
+		t.Fatalf("BEGIN: %v", err)
+	}
+	if _, err := utx.Exec(t.Context(), `UPDATE streams SET subject = 'p-owner' WHERE tenant_id = $1 AND name = $2`, string(tenantA), string(s)); err != nil {
+		t.Fatalf("update %s: %v", s, err)
+	}
+	nk = wrappedKey("third-writer")
+	req = appendRequest(s, nk.ID, 1)
+	req.Expected, req.NewKey = eventvault.ExpectNoStream, &nk
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	start = time.Now()
+	_, err = db.Append(ctx, tenantA, req)
+	cancel()
+	_ = utx.Rollback(context.Background())
+	if !errors.Is(err, eventvault.ErrStreamKeyExists) {
+		t.Fatalf("a first append to %s, whose row another transaction updated: %v after %s; want ErrStreamKeyExists at once",
+			s, err, time.Since(start).Round(time.Millisecond))
+	}
+
 	// The same first append to a stream without a key row still writes.
 	fresh := eventvault.StreamName("fresh-" + uuid.NewString()[:8])
 	nk = wrappedKey(string(fresh))
@@ -80,17 +109,17 @@ func TestAFirstAppendNeverWaitsOnAStreamRowUnderTheTenantLock(t *testing.T) {
 	}
 }
 
-// TestAnAppendOfPersonalValuesTakesTheAuditHeadLast: an append that
-// writes personal values takes each subject's key row FOR SHARE (the
-// values must be sealed under the live key), and waits there while an
-// erasure of the subject holds the row. It must not hold the tenant's
-// audit head meanwhile: the erasure writes its audit record after
-// locking the key, so the two would deadlock until PostgreSQL's
-// deadlock_timeout broke the cycle, with every audited write of the
-// tenant stalled behind them. Here another session holds the subject's
-// key row; while the append waits on it, the audit head's row must be
-// free to lock (FOR UPDATE NOWAIT).
-func TestAnAppendOfPersonalValuesTakesTheAuditHeadLast(t *testing.T) {
+// TestAnAppendOfPersonalValuesWaitsForASubjectKeyHoldingNoTenantLock: an
+// append that writes personal values takes each subject's key row FOR
+// SHARE (the values must be sealed under the live key), and waits there
+// while an erasure of the subject holds the row. It must hold neither the
+// tenant's audit head meanwhile (the erasure writes its audit record
+// after locking the key, so the two would deadlock until PostgreSQL's
+// deadlock_timeout broke the cycle) nor the tenant's row (every other
+// append of the tenant would wait behind the erasure). Here another
+// session holds the subject's key row; while the append waits on it, both
+// rows must be free to lock (FOR UPDATE NOWAIT).
+func TestAnAppendOfPersonalValuesWaitsForASubjectKeyHoldingNoTenantLock(t *testing.T) {
 	db, url := openDB(t)
 	ctx := t.Context()
 	const subject = eventvault.Pseudonym("p-order")
@@ -145,13 +174,16 @@ func TestAnAppendOfPersonalValuesTakesTheAuditHeadLast(t *testing.T) {
 		t.Fatalf("BEGIN: %v", err)
 	}
 	_, lockErr := tx.Exec(ctx, `SELECT 1 FROM audit_heads WHERE tenant_id = $1 FOR UPDATE NOWAIT`, string(tenantA))
+	if lockErr == nil {
+		_, lockErr = tx.Exec(ctx, `SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE NOWAIT`, string(tenantA))
+	}
 	_ = tx.Rollback(ctx)
 	_ = hold.Rollback(ctx)
 	if err := <-appended; err != nil {
 		t.Fatalf("the append with a personal value, once the subject's key was free: %v", err)
 	}
 	if lockErr != nil {
-		t.Fatalf("the audit head's row, while an append waited on a subject's key: %v; want it free", lockErr)
+		t.Fatalf("the tenant's and audit head's rows, while an append waited on a subject's key: %v; want them free", lockErr)
 	}
 	if n := streamLength(t, db, stream); n != 2 {
 		t.Fatalf("%s has %d events, want 2", stream, n)

@@ -179,6 +179,20 @@ func queueAppendPII(b *pgx.Batch, tenant eventvault.TenantID, stream eventvault.
 	b.Queue(insertPIISQL, tenant, stream, tokens, subjects, events, pointers, classes, keys, cts)
 }
 
+// piiSubjects returns the distinct subjects of values, for
+// lockSubjectKeysSQL.
+func piiSubjects(values []eventvault.PIIValue) []string {
+	seen := make(map[eventvault.Pseudonym]bool, 1)
+	var out []string
+	for _, v := range values {
+		if !seen[v.Subject] {
+			seen[v.Subject] = true
+			out = append(out, string(v.Subject))
+		}
+	}
+	return out
+}
+
 // PIIValues implements eventvault.PIIStore: one statement in one round
 // trip, however many subjects the tokens belong to.
 func (db *DB) PIIValues(ctx context.Context, tenant eventvault.TenantID, tokens []string) (eventvault.PIIPage, error) {

@@ -143,6 +143,29 @@ func testAppendNewKey(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("the stream has this key already", func(t *testing.T) {
+		// A first append sent again after it committed (its answer lost)
+		// appends nothing: the key is the stream's now, and an append
+		// under it replays.
+		h := setup(t, open)
+		nk, evs := newStreamKey(), newEvents(2)
+		first := h.mustAppendNew(tenantA, "order-1", nk, eventvault.ExpectNoStream, evs)
+		before := h.snapshot(tenantA, "order-1")
+		_, calls, err := h.tryAppendNew(tenantA, "order-1", nk, eventvault.ExpectNoStream, evs)
+		wantCode(t, err, eventvault.ECONFLICT)
+		if !errors.Is(err, eventvault.ErrStreamKeyExists) {
+			t.Errorf("a first append sent again: %v, want ErrStreamKeyExists", err)
+		}
+		if len(calls) != 0 {
+			t.Errorf("Seal called with %v", calls)
+		}
+		h.unchanged(tenantA, before)
+		again, _, err := h.tryAppend(tenantA, "order-1", nk.ID, eventvault.ExpectNoStream, evs)
+		if err != nil || !again.Replayed || again.Events[0] != first.Events[0] {
+			t.Errorf("the batch under the stream's key: %+v, %v; want a replay of %+v", again, err, first)
+		}
+	})
+
 	t.Run("shredded stream", func(t *testing.T) {
 		h := setup(t, open)
 		stored := h.streamKey(tenantA, "order-1")
