@@ -215,11 +215,14 @@
 // stream row: its insert skips a committed row (insertStreamKeySQL) and it
 // reads the row unlocked (readStreamSQL). ShredTenant's second pass, after
 // the tenant's row, may wait on a stream created meanwhile (ShredTenant
-// says why that is left). TestAFirstAppendNeverWaitsOnAStreamRowUnderTheTenantLock
-// and TestAnAppendOfPersonalValuesWaitsForASubjectKeyHoldingNoTenantLock
-// hold the order where appends could break it; the kill test of
-// cmd/eventvault finds no deadlock among concurrent appends in
-// pg_stat_database.
+// says why that is left).
+//
+// TestAFirstAppendNeverWaitsOnAStreamRowUnderTheTenantLock and
+// TestAnAppendOfPersonalValuesWaitsForASubjectKeyHoldingNoTenantLock hold
+// the order where appends could break it. In pg_stat_database,
+// TestConcurrentWritersOfOneTenantNeverDeadlock finds no deadlock among
+// appends, first appends, erasures and a shred side by side, and the
+// kill test of cmd/eventvault none among the appends of a server.
 //
 // # Group commit
 //
