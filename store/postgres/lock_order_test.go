@@ -74,15 +74,7 @@ func TestAFirstAppendNeverWaitsOnAStreamRowUnderTheTenantLock(t *testing.T) {
 	// setting the stream's owner, which then waits for the tenant's row):
 	// its insert skips a committed row rather than wait on the unique
 	// index for the updater.
-	updater, err := pgx.Connect(t.Context(), url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer updater.Close(context.Background())
-	utx, err := updater.Begin(t.Context())
-	if err != nil {
-		t.Fatalf("BEGIN: %v", err)
-	}
+	utx := sessionTx(t, url)
 	if _, err := utx.Exec(t.Context(), `UPDATE streams SET subject = 'p-owner' WHERE tenant_id = $1 AND name = $2`, string(tenantA), string(s)); err != nil {
 		t.Fatalf("update %s: %v", s, err)
 	}
@@ -146,15 +138,7 @@ func TestAnAppendOfPersonalValuesWaitsForASubjectKeyHoldingNoTenantLock(t *testi
 		t.Fatalf("first append with a personal value: %v", err)
 	}
 
-	holder, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer holder.Close(context.Background())
-	hold, err := holder.Begin(ctx)
-	if err != nil {
-		t.Fatalf("BEGIN: %v", err)
-	}
+	hold := sessionTx(t, url)
 	if _, err := hold.Exec(ctx, `SELECT 1 FROM subject_keys WHERE tenant_id = $1 AND subject = $2 FOR UPDATE`, string(tenantA), string(subject)); err != nil {
 		t.Fatalf("lock the subject's key row: %v", err)
 	}
@@ -167,15 +151,7 @@ func TestAnAppendOfPersonalValuesWaitsForASubjectKeyHoldingNoTenantLock(t *testi
 	}()
 	waitForLockWaits(t, url, 1)
 
-	probe, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer probe.Close(context.Background())
-	tx, err := probe.Begin(ctx)
-	if err != nil {
-		t.Fatalf("BEGIN: %v", err)
-	}
+	tx := sessionTx(t, url)
 	_, lockErr := tx.Exec(ctx, `SELECT 1 FROM audit_heads WHERE tenant_id = $1 FOR UPDATE NOWAIT`, string(tenantA))
 	if lockErr == nil {
 		_, lockErr = tx.Exec(ctx, `SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE NOWAIT`, string(tenantA))
@@ -336,4 +312,20 @@ func TestConcurrentWritersOfOneTenantNeverDeadlock(t *testing.T) {
 	if deadlocks != 0 {
 		t.Fatalf("PostgreSQL detected %d deadlocks among the tenant's writers; want none", deadlocks)
 	}
+}
+
+// sessionTx begins a transaction in a session of its own of the test
+// server's superuser at url; the session closes when t ends.
+func sessionTx(t *testing.T, url string) pgx.Tx {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	tx, err := conn.Begin(t.Context())
+	if err != nil {
+		t.Fatalf("BEGIN: %v", err)
+	}
+	return tx
 }
