@@ -38,6 +38,7 @@ type Registry struct {
 	groupEvents  prometheus.Histogram
 	groupWritten prometheus.Counter
 	storeErrors  *prometheus.CounterVec
+	storeRetries *prometheus.CounterVec
 	admission    admissionMetrics
 }
 
@@ -89,10 +90,14 @@ func New() *Registry {
 		Name: "eventvault_store_errors_total",
 		Help: "Errors the store returned, by EventVault error code (conflict, unavailable, ...).",
 	}, []string{"code"})
+	r.storeRetries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eventvault_store_retries_total",
+		Help: "Transactions the store ran again, by why the last attempt ended (deadlock, serialization, unique, lost_session, unsent); a deadlock is a fault to look into.",
+	}, []string{"reason"})
 	r.admission = newAdmissionMetrics()
 	r.reg.MustRegister(r.admission.collectors()...)
 	r.reg.MustRegister(r.requests, r.latency, r.appended, r.read, r.keyCache, r.rootCalls,
-		r.groupAppends, r.groupEvents, r.groupWritten, r.storeErrors,
+		r.groupAppends, r.groupEvents, r.groupWritten, r.storeErrors, r.storeRetries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, kind := range []string{"stream", "kek"} {
 		for _, result := range []string{"hit", "miss"} {
@@ -104,6 +109,9 @@ func New() *Registry {
 			r.rootCalls.WithLabelValues(op, result)
 		}
 	}
+	// At zero from the start, for an alert on any increase
+	// (postgres.RetryDeadlock).
+	r.storeRetries.WithLabelValues("deadlock")
 	return r
 }
 
@@ -152,6 +160,11 @@ func (r *Registry) StoreError(_, code string) {
 		code = "internal"
 	}
 	r.storeErrors.WithLabelValues(code).Inc()
+}
+
+// StoreRetry counts a transaction the store ran again, by reason.
+func (r *Registry) StoreRetry(_, reason string) {
+	r.storeRetries.WithLabelValues(reason).Inc()
 }
 
 // Root returns root with every call counted in

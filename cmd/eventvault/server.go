@@ -114,7 +114,7 @@ func (m *Main) Open(ctx context.Context) error {
 		m.metrics = metrics.New()
 	}
 	store, where, err := wiring.OpenStoreObserved(ctx, c.DatabaseURL, c.DataDir, m.metrics,
-		wiring.Pool{MaxConns: int32(c.Limits.DBMaxConns), AcquireTimeout: c.Limits.DBAcquireTimeout})
+		wiring.Pool{MaxConns: int32(c.Limits.DBMaxConns), AcquireTimeout: c.Limits.DBAcquireTimeout}, m.Logger)
 	if err != nil {
 		return err
 	}

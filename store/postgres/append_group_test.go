@@ -17,10 +17,12 @@ import (
 	"github.com/eventvault/eventvault/store/postgres/pgtest"
 )
 
-// groupCounter is an Observer that counts group commits.
+// groupCounter is an Observer that counts group commits, errors and
+// retries.
 type groupCounter struct {
 	groups, shared, appends, written atomic.Int64
 	errors                           sync.Map // code -> *atomic.Int64
+	retries                          sync.Map // reason -> *atomic.Int64
 }
 
 func (g *groupCounter) GroupCommitted(appends, _, written int) {
@@ -35,6 +37,19 @@ func (g *groupCounter) GroupCommitted(appends, _, written int) {
 func (g *groupCounter) StoreError(_, code string) {
 	n, _ := g.errors.LoadOrStore(code, new(atomic.Int64))
 	n.(*atomic.Int64).Add(1)
+}
+
+func (g *groupCounter) StoreRetry(_, reason string) {
+	n, _ := g.retries.LoadOrStore(reason, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+}
+
+// count returns the count m holds under key.
+func count(m *sync.Map, key string) int64 {
+	if n, ok := m.Load(key); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 // openObserved opens a second *DB on url with an observer.

@@ -29,8 +29,10 @@ type Options struct {
 	// EUNAVAILABLE, having done nothing. Zero: only the caller's context
 	// bounds the wait.
 	AcquireTimeout time.Duration
-	// Logger receives retries of aborted transactions at debug level; nil
-	// discards them.
+	// Logger receives retries of aborted transactions: a deadlock
+	// PostgreSQL broke at warning level (the store takes its locks in one
+	// order, "Lock order" in the package documentation, so one is a fault
+	// to look into), the others at debug level; nil discards them.
 	Logger *slog.Logger
 	// NoGroupCommit makes every fast append commit on its own, as before
 	// group commit (see "Group commit" in the package documentation): for
@@ -48,7 +50,28 @@ type Observer interface {
 	// StoreError counts an error a store operation returned, by its code
 	// (eventvault.ECONFLICT, EUNAVAILABLE, ...).
 	StoreError(op, code string)
+	// StoreRetry counts a transaction the store ran again, by why its
+	// last attempt ended (RetryDeadlock, RetrySerialization, RetryUnique,
+	// RetryLostSession, RetryUnsent).
+	StoreRetry(op, reason string)
 }
+
+// Reasons the store runs a transaction again (Observer.StoreRetry).
+const (
+	// RetryDeadlock: PostgreSQL aborted it to break a deadlock (40P01),
+	// after deadlock_timeout.
+	RetryDeadlock = "deadlock"
+	// RetrySerialization: a serialization failure (40001).
+	RetrySerialization = "serialization"
+	// RetryUnique: a unique violation (23505) that a concurrent writer
+	// explains, in a transaction that checks again what it looked up.
+	RetryUnique = "unique"
+	// RetryLostSession: a read-only transaction whose session ended under
+	// it.
+	RetryLostSession = "lost_session"
+	// RetryUnsent: the driver failed before anything reached the server.
+	RetryUnsent = "unsent"
+)
 
 // DB is the PostgreSQL store. It implements eventvault.Store. It is safe for
 // concurrent use.

@@ -86,6 +86,23 @@ func retryable(err error, unique bool) bool {
 	return pgconn.SafeToRetry(err)
 }
 
+// retryReason is why run runs a transaction again after err (see
+// Observer.StoreRetry).
+func retryReason(err error) string {
+	switch sqlState(err) {
+	case sqlDeadlockDetected:
+		return RetryDeadlock
+	case sqlSerializationFailure:
+		return RetrySerialization
+	case sqlUniqueViolation:
+		return RetryUnique
+	}
+	if lostSession(err) {
+		return RetryLostSession
+	}
+	return RetryUnsent
+}
+
 // lostSession reports whether err says the database session ended under
 // the transaction: terminated by an administrator or a shutdown (57P01,
 // 57P02, 57P03), or the connection failed (class 08, or it closed under

@@ -1,9 +1,13 @@
 package postgres_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -328,4 +332,69 @@ func sessionTx(t *testing.T, url string) pgx.Tx {
 		t.Fatalf("BEGIN: %v", err)
 	}
 	return tx
+}
+
+// TestADeadlockPostgreSQLBreaksIsRetriedCountedAndLogged: a session that
+// takes the tenant's row and then the stream's, against the order every
+// append keeps, deadlocks with an append on the locking path. The
+// append's session waited first, so PostgreSQL aborts it after
+// deadlock_timeout (the other session sets its own to a minute); the
+// store runs it again, counts the retry as "deadlock" and logs a warning
+// naming the operation, and the append commits once the session is gone.
+func TestADeadlockPostgreSQLBreaksIsRetriedCountedAndLogged(t *testing.T) {
+	db, url := openDB(t)
+	streams, keys := createStreams(t, db, 1)
+	s := streams[0]
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	other, obs := openObserved(t, url, postgres.Options{Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logged}, nil))})
+
+	side := sessionTx(t, url)
+	if _, err := side.Exec(t.Context(), `SET LOCAL deadlock_timeout = '60s'`); err != nil {
+		t.Fatalf("SET deadlock_timeout: %v", err)
+	}
+	if _, err := side.Exec(t.Context(), `SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE`, string(tenantA)); err != nil {
+		t.Fatalf("lock the tenant's row: %v", err)
+	}
+	appended := make(chan error, 1)
+	go func() {
+		// other has not seen the stream: the locking path, which locks
+		// the stream's row and then waits for the tenant's.
+		_, err := other.Append(context.Background(), tenantA, appendRequest(s, keys[s], 1))
+		appended <- err
+	}()
+	waitForLockWaits(t, url, 1)
+	if _, err := side.Exec(t.Context(), `SELECT 1 FROM streams WHERE tenant_id = $1 AND name = $2 FOR UPDATE`, string(tenantA), string(s)); err != nil {
+		t.Fatalf("the side session's lock of %s, once PostgreSQL aborted the append: %v", s, err)
+	}
+	if err := side.Rollback(t.Context()); err != nil {
+		t.Fatalf("ROLLBACK: %v", err)
+	}
+	if err := <-appended; err != nil {
+		t.Fatalf("the append, run again after the deadlock: %v", err)
+	}
+	if n := count(&obs.retries, postgres.RetryDeadlock); n != 1 {
+		t.Errorf("retries counted as %q: %d, want 1", postgres.RetryDeadlock, n)
+	}
+	if n := streamLength(t, db, s); n != 2 {
+		t.Errorf("%s has %d events, want 2", s, n)
+	}
+	mu.Lock()
+	log := logged.String()
+	mu.Unlock()
+	if !strings.Contains(log, "level=WARN") || !strings.Contains(log, "deadlock") || !strings.Contains(log, "op=postgres.Append") {
+		t.Errorf("the store's log after a deadlock:\n%s\nwant a warning naming the deadlock and postgres.Append", log)
+	}
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -208,7 +208,15 @@ func (db *DB) run(ctx context.Context, spec txSpec, fn func(ctx context.Context,
 		if attempt >= maxAttempts || !again || ctx.Err() != nil {
 			return db.observe(spec.op, mapError(spec.op, err))
 		}
-		db.log.DebugContext(ctx, "retrying transaction", "op", spec.op, "attempt", attempt, "reason", sqlState(err))
+		reason := retryReason(err)
+		if reason == RetryDeadlock {
+			db.log.WarnContext(ctx, "PostgreSQL broke a deadlock; running the transaction again", "op", spec.op, "attempt", attempt)
+		} else {
+			db.log.DebugContext(ctx, "retrying transaction", "op", spec.op, "attempt", attempt, "reason", reason)
+		}
+		if db.observer != nil {
+			db.observer.StoreRetry(spec.op, reason)
+		}
 		if err := sleep(ctx, backoff(attempt)); err != nil {
 			return db.observe(spec.op, mapError(spec.op, err))
 		}

@@ -109,6 +109,7 @@ func TestMetricsCountWhatTheServerDoes(t *testing.T) {
 		`eventvault_key_cache_lookups_total{kind="stream",result="miss"}`,
 		`eventvault_root_key_calls_total{op="wrap",result="ok"} 1`,
 		`eventvault_root_key_calls_total{op="unwrap",result="ok"} 0`,
+		`eventvault_store_retries_total{reason="deadlock"} 0`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(scrape, want) {

@@ -188,7 +188,7 @@ func Build(p Parts) *Stack {
 // version, naming `eventvault migrate` (only `eventvault server -dev`
 // migrates before it opens).
 func OpenStore(ctx context.Context, databaseURL, dataDir string) (eventvault.Store, string, error) {
-	return OpenStoreObserved(ctx, databaseURL, dataDir, nil, Pool{})
+	return OpenStoreObserved(ctx, databaseURL, dataDir, nil, Pool{}, nil)
 }
 
 // Pool sizes the PostgreSQL store's connection pool; zero values leave
@@ -199,11 +199,13 @@ type Pool struct {
 }
 
 // OpenStoreObserved is OpenStore with m, if not nil, learning of
-// PostgreSQL's group commits and store errors (the embedded store reports
-// nothing), and PostgreSQL's pool sized by pool.
-func OpenStoreObserved(ctx context.Context, databaseURL, dataDir string, m *metrics.Registry, pool Pool) (eventvault.Store, string, error) {
+// PostgreSQL's group commits, store errors and retries (the embedded store
+// reports nothing), PostgreSQL's pool sized by pool, and logger, if not
+// nil, told of the transactions PostgreSQL's store runs again (a deadlock
+// PostgreSQL broke as a warning).
+func OpenStoreObserved(ctx context.Context, databaseURL, dataDir string, m *metrics.Registry, pool Pool, logger *slog.Logger) (eventvault.Store, string, error) {
 	if databaseURL != "" {
-		opts := postgres.Options{MaxConns: pool.MaxConns, AcquireTimeout: pool.AcquireTimeout}
+		opts := postgres.Options{MaxConns: pool.MaxConns, AcquireTimeout: pool.AcquireTimeout, Logger: logger}
 		if m != nil {
 			opts.Observer = m
 		}
