@@ -220,6 +220,8 @@ type PIIStore interface {
 	// subject that has no key (never had one) has nothing to destroy and
 	// is not fenced: it writes nothing and returns a zero SubjectErasure,
 	// so that an id under which nothing was held can take data later.
+	// The audit records ctx carries (WithAudit) are written with the
+	// erasure only if it destroyed a key.
 	EraseSubjectPII(ctx context.Context, tenant TenantID, subject Pseudonym, at time.Time) (SubjectErasure, error)
 }
 

@@ -48,8 +48,9 @@ func (e *Erasure) holdsSubjectKey(ctx context.Context, tenant eventvault.TenantI
 const AuditSubjectKeyDestroyed = "subject_key_destroyed"
 
 // erasePII destroys the subject's key and values for req, recorded in the
-// same transaction, evicts the key from this node's cache, and lists it in
-// cert. Idempotent: a subject erased before destroys nothing more.
+// same transaction (subject_key_destroyed, which the store writes only if
+// a key was destroyed), evicts the key from this node's cache, and lists
+// it in cert. Idempotent: a subject erased before destroys nothing more.
 func (e *Erasure) erasePII(ctx context.Context, req eventvault.ErasureRequest, cert *eventvault.ErasureCertificate) error {
 	if e.pii == nil {
 		return nil

@@ -226,6 +226,13 @@ func (db *DB) view(ctx context.Context, op string, fn func(*bbolt.Tx) error) err
 // once the writer lock is held, so that a caller who gave up while waiting
 // writes nothing.
 func (db *DB) update(ctx context.Context, op string, fn func(*bbolt.Tx) error) error {
+	return db.updateIf(ctx, op, func(tx *bbolt.Tx) (bool, error) { return true, fn(tx) })
+}
+
+// updateIf is update for an action that may find nothing to do: when fn
+// reports that it did nothing, the audit records ctx carries are not
+// written either, since they tell of what was done.
+func (db *DB) updateIf(ctx context.Context, op string, fn func(*bbolt.Tx) (bool, error)) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -236,7 +243,8 @@ func (db *DB) update(ctx context.Context, op string, fn func(*bbolt.Tx) error) e
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
-		if err := fn(tx); err != nil {
+		did, err := fn(tx)
+		if err != nil || !did {
 			return err
 		}
 		// The audit records of the action commit with it, or neither does.

@@ -84,21 +84,22 @@ func (db *DB) EraseSubjectPII(ctx context.Context, tenant eventvault.TenantID, s
 	}
 	at = db.stamp(at)
 	var out eventvault.SubjectErasure
-	err := db.update(ctx, op, func(tx *bbolt.Tx) error {
+	err := db.updateIf(ctx, op, func(tx *bbolt.Tx) (bool, error) {
 		pb, err := writePII(tx, tenant)
 		if err != nil {
-			return err
+			return false, err
 		}
 		r, ok, err := pb.subjectKey(subject)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if !ok || r.ErasedAt != nil {
 			// Erased before: nothing more to destroy. Never had a key:
 			// nothing to destroy, and no ciphertext for a new key to
 			// meet, so no fence either (a request that found nothing
-			// leaves the id free for data appended later).
-			return nil
+			// leaves the id free for data appended later). Nor is the
+			// erasure recorded.
+			return false, nil
 		}
 		out.KeyID = r.Key.ID
 		prefix := append([]byte(subject), 0)
@@ -114,23 +115,23 @@ func (db *DB) EraseSubjectPII(ctx context.Context, tenant eventvault.TenantID, s
 		}
 		for _, k := range values {
 			if err := pb.values.Delete(k); err != nil {
-				return err
+				return false, err
 			}
 		}
 		for _, k := range index {
 			if err := pb.bySubject.Delete(k); err != nil {
-				return err
+				return false, err
 			}
 		}
 		out.Values = len(values)
 		v, err := json.Marshal(subjectKeyRecord{ErasedKeyID: r.Key.ID, ErasedAt: &at})
 		if err != nil {
-			return err
+			return false, err
 		}
 		if err := pb.keys.Put([]byte(subject), v); err != nil {
-			return err
+			return false, err
 		}
-		return db.markScrub(tx)
+		return true, db.markScrub(tx)
 	})
 	if err != nil {
 		return eventvault.SubjectErasure{}, err

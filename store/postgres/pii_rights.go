@@ -58,9 +58,11 @@ func (db *DB) Restriction(ctx context.Context, tenant eventvault.TenantID, subje
 	return eventvault.Restriction{Subject: subject, Reason: m.reason, PlacedAt: m.placedAt, PlacedBy: m.placedBy}, nil
 }
 
-// EraseSubjectPII implements eventvault.PIIStore in one transaction: the
-// key row first (which waits for any append holding it FOR SHARE), then the
-// values, which then include what such an append wrote.
+// EraseSubjectPII implements eventvault.PIIStore in one transaction of two
+// round trips: the key row first (which waits for any append holding it
+// FOR SHARE), then the values, which then include what such an append
+// wrote; then, if a key was destroyed, the audit records ctx carries and
+// COMMIT.
 func (db *DB) EraseSubjectPII(ctx context.Context, tenant eventvault.TenantID, subject eventvault.Pseudonym, at time.Time) (eventvault.SubjectErasure, error) {
 	const op = "postgres.EraseSubjectPII"
 	if err := eventvault.ValidateTenantSubject(tenant, subject); err != nil {
@@ -85,10 +87,16 @@ func (db *DB) EraseSubjectPII(ctx context.Context, tenant eventvault.TenantID, s
 			return rows.Err()
 		})
 		b.Queue(deleteSubjectPIISQL, tenant, string(subject)).Exec(rowsAffected(&deleted))
-		if err := t.send(ctx, b, true); err != nil {
+		if err := t.send(ctx, b, false); err != nil {
 			return err
 		}
 		out.Values = int(deleted)
+		if out.KeyID == uuid.Nil {
+			// Nothing destroyed (no key, or erased before): the audit
+			// records ctx carries tell of an erasure, and are not
+			// written.
+			t.audit = nil
+		}
 		return nil
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -312,10 +313,27 @@ func testPII(t *testing.T, open opener) {
 		if err := h.store.RectifyPII(h.ctx, tenantA, rect); err != nil {
 			t.Fatal(err)
 		}
-		e, err := h.store.EraseSubjectPII(h.ctx, tenantA, dave, time.Now())
-		if err != nil {
-			t.Fatalf("EraseSubjectPII: %v", err)
+		// The erasure's audit record is written with it only if it
+		// destroyed a key.
+		recorded := func(what string, want int64, erase func(ctx context.Context) error) {
+			t.Helper()
+			before, err := h.store.AuditSize(h.ctx, tenantA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmpl := []byte(`{"version":1,"tenant":"tenant-a","index":0,"time":"2026-12-01T00:00:00.000000Z","action":"subject_key_destroyed"}`)
+			if err := erase(eventvault.WithAudit(h.ctx, &eventvault.AuditLines{Tenant: tenantA, Lines: [][]byte{tmpl}})); err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if after, err := h.store.AuditSize(h.ctx, tenantA); err != nil || after-before != want {
+				t.Fatalf("%s wrote %d audit records (%v); want %d", what, after-before, err, want)
+			}
 		}
+		var e eventvault.SubjectErasure
+		recorded("an erasure that destroys a key", 1, func(ctx context.Context) (err error) {
+			e, err = h.store.EraseSubjectPII(ctx, tenantA, dave, time.Now())
+			return err
+		})
 		if e.KeyID != kd.ID || e.Values != 4 {
 			t.Fatalf("EraseSubjectPII destroyed %+v; want key %s and 4 value versions", e, kd.ID)
 		}
@@ -343,15 +361,21 @@ func testPII(t *testing.T, open opener) {
 		if _, err := h.appendPII(tenantA, "order-pii3", eventvault.ExpectAny, newEvents(1), []eventvault.PIIValue{stale}); eventvault.ErrorCode(err) != eventvault.EERASED {
 			t.Fatalf("append of a value under the destroyed key: %v, want EERASED", err)
 		}
-		if again, err := h.store.EraseSubjectPII(h.ctx, tenantA, dave, time.Now()); err != nil || again != (eventvault.SubjectErasure{}) {
-			t.Fatalf("erasing again: %+v, %v; want nothing destroyed", again, err)
-		}
+		recorded("erasing again", 0, func(ctx context.Context) error {
+			if again, err := h.store.EraseSubjectPII(ctx, tenantA, dave, time.Now()); err != nil || again != (eventvault.SubjectErasure{}) {
+				t.Fatalf("erasing again: %+v, %v; want nothing destroyed", again, err)
+			}
+			return nil
+		})
 		// A subject that never had a key has nothing destroyed and is not
 		// fenced: an id under which nothing was held takes a key later
 		// (and an erasure after that destroys it, and fences it).
-		if e, err := h.store.EraseSubjectPII(h.ctx, tenantA, "p-never", time.Now()); err != nil || e != (eventvault.SubjectErasure{}) {
-			t.Fatalf("EraseSubjectPII of a subject without a key: %+v, %v; want nothing destroyed", e, err)
-		}
+		recorded("an erasure of a subject without a key", 0, func(ctx context.Context) error {
+			if e, err := h.store.EraseSubjectPII(ctx, tenantA, "p-never", time.Now()); err != nil || e != (eventvault.SubjectErasure{}) {
+				t.Fatalf("EraseSubjectPII of a subject without a key: %+v, %v; want nothing destroyed", e, err)
+			}
+			return nil
+		})
 		if states, _, err := h.store.SubjectStates(h.ctx, tenantA, []eventvault.Pseudonym{"p-never"}); err != nil || len(states) != 0 {
 			t.Fatalf("SubjectStates after erasing a subject without a key: %+v, %v; want no row (no fence)", states, err)
 		}
