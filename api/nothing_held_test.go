@@ -122,3 +122,49 @@ func TestANothingHeldErasureFencesNothing(t *testing.T) {
 		}
 	})
 }
+
+// TestASubjectExportSaysWhetherTheSubjectWasErased: the export's erased
+// is true once an erasure request erased the subject, whether it
+// destroyed a subject key or (a subject owning streams but no marked
+// value) only shredded their streams, and false for a request that held
+// nothing, or once data was appended for the subject after the erasure
+// (a subject without a key is not fenced). The latest request carries
+// its outcome. Both stores.
+func TestASubjectExportSaysWhetherTheSubjectWasErased(t *testing.T) {
+	onBothStores(t, func(t *testing.T, a *testAPI) {
+		admin := a.capToken("acme", eventvault.CapAdmin)
+		type export struct {
+			Erased   bool `json:"erased"`
+			Requests []struct {
+				State   string `json:"state"`
+				Outcome string `json:"outcome"`
+			} `json:"erasure_requests"`
+		}
+		check := func(subject string, erased bool, outcome string) {
+			t.Helper()
+			var x export
+			a.doJSON(http.MethodPost, "/v1/subject-exports", admin, map[string]any{"subject": subject}, http.StatusOK, &x)
+			if x.Erased != erased || len(x.Requests) != 1 || x.Requests[0].State != "completed" || x.Requests[0].Outcome != outcome {
+				t.Fatalf("export of %s: %+v; want erased %v and a completed request with outcome %q", subject, x, erased, outcome)
+			}
+		}
+		erase := func(subject, outcome string) {
+			t.Helper()
+			var er erasureResponse
+			a.doJSON(http.MethodPost, "/v1/erasure-requests", admin, map[string]any{"subject": subject}, http.StatusCreated, &er)
+			if er.Outcome != outcome {
+				t.Fatalf("erasure of %s: %+v; want outcome %q", subject, er, outcome)
+			}
+		}
+		a.doJSON(http.MethodPost, "/v1/streams/order-1/events", admin, map[string]any{"subject": "cust-9", "events": []any{event("A", 1)}}, http.StatusCreated, nil)
+		erase("Cust-9", "nothing_held")
+		check("Cust-9", false, "nothing_held")
+		erase("cust-9", "erased")
+		check("cust-9", true, "erased")
+
+		// Data appended after the erasure: the request still says erased,
+		// the subject no longer is.
+		a.doJSON(http.MethodPost, "/v1/streams/order-2/events", admin, map[string]any{"subject": "cust-9", "events": []any{event("A", 1)}}, http.StatusCreated, nil)
+		check("cust-9", false, "erased")
+	})
+}

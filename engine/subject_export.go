@@ -30,7 +30,9 @@ type SubjectExport struct {
 	Tenant           eventvault.TenantID  `json:"tenant"`
 	SubjectPseudonym eventvault.Pseudonym `json:"subject_pseudonym"`
 	ExportedAt       time.Time            `json:"exported_at"`
-	// Erased is true once the subject was erased: nothing personal is left.
+	// Erased is true once the subject was erased: their key is destroyed,
+	// or their latest erasure request completed with outcome "erased" and
+	// nothing was held for them since. Nothing personal is left.
 	Erased          bool              `json:"erased"`
 	PersonalData    []ExportedValue   `json:"personal_data"`
 	Events          []ExportedEvent   `json:"events"`
@@ -93,6 +95,10 @@ type ExportedErasure struct {
 	Reason      string                  `json:"reason,omitempty"`
 	ReceivedAt  time.Time               `json:"received_at"`
 	CompletedAt *time.Time              `json:"completed_at,omitempty"`
+	// Outcome is the completed request's outcome, from its certificate:
+	// eventvault.OutcomeErased or OutcomeNothingHeld; empty before it
+	// completes.
+	Outcome string `json:"outcome,omitempty"`
 }
 
 // Export gathers everything held about the subject (GDPR Art. 15, 20) and
@@ -138,6 +144,10 @@ func (s *Subjects) Export(ctx context.Context, p eventvault.Principal, subject s
 		if !r.CompletedAt.IsZero() {
 			er.CompletedAt = &r.CompletedAt
 		}
+		if cert, ok := CertificateOf(r); ok {
+			er.Outcome = cert.Outcome()
+			x.Erased = x.Erased || er.Outcome == eventvault.OutcomeErased && nothingLeft(x)
+		}
 		x.ErasureRequests = append(x.ErasureRequests, er)
 	} else if eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
 		return SubjectExport{}, fmt.Errorf("export: %w", err)
@@ -151,6 +161,21 @@ func (s *Subjects) Export(ctx context.Context, p eventvault.Principal, subject s
 		return SubjectExport{}, err
 	}
 	return x, nil
+}
+
+// nothingLeft reports whether x holds no personal value and only erased
+// events: what an erasure that completed leaves, unless data was appended
+// for the subject since (a subject without a key is not fenced).
+func nothingLeft(x SubjectExport) bool {
+	if len(x.PersonalData) > 0 {
+		return false
+	}
+	for _, ev := range x.Events {
+		if !ev.Erased {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Subjects) exportValues(ctx context.Context, tenant eventvault.TenantID, ps eventvault.Pseudonym, values []eventvault.PIIValue, st eventvault.SubjectKeyState) ([]ExportedValue, error) {
