@@ -82,7 +82,7 @@ func (s *Server) createToken(c *gin.Context) {
 	if req.TTL != nil {
 		nr.TTL = time.Duration(*req.TTL)
 		if nr.TTL == 0 {
-			s.writeError(c, eventvault.FieldErrorf("/ttl", "ttl must be at least %s: leave it out for a token that does not expire", auth.MinTokenTTL))
+			s.writeError(c, eventvault.FieldErrorf("/ttl", "ttl must be at least 1m: leave it out for a token that does not expire"))
 			return
 		}
 	}

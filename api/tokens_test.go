@@ -30,9 +30,15 @@ func TestTokenLifecycle(t *testing.T) {
 		if secs.ExpiresAt == nil || secs.ExpiresAt.Sub(secs.CreatedAt) != time.Hour {
 			t.Fatalf("ttl 3600: created %v, expires %v", secs.CreatedAt, secs.ExpiresAt)
 		}
-		for _, bad := range []any{"1s", "9000h", "soon", "100000000h", 0, -5, 1.5, true} {
+		for _, bad := range []any{"1s", "9000h", "8785h", "-5m", "soon", "100000000h", 0, -5, 1.5, true} {
 			rec := a.do(http.MethodPost, "/v1/tokens", ops.Token, []byte(`{"name":"x","ttl":`+jsonOf(t, bad)+`}`))
 			wantProblem(t, rec, http.StatusBadRequest, "invalid", "ttl")
+			// The problem names the bounds, never the value sent.
+			var p struct{ Detail, Pointer string }
+			_ = json.Unmarshal(rec.Body.Bytes(), &p)
+			if s, ok := bad.(string); ok && strings.Contains(p.Detail, s) || p.Pointer != "/ttl" {
+				t.Errorf("ttl %v: %s; want a problem at /ttl that does not echo the value", bad, rec.Body)
+			}
 		}
 		// A duration past what Go's can hold says the range too.
 		wantProblem(t, a.do(http.MethodPost, "/v1/tokens", ops.Token, []byte(`{"name":"x","ttl":"100000000h"}`)), http.StatusBadRequest, "invalid", "from 1m to 8784h (366 days)")

@@ -163,11 +163,15 @@ const (
 	MaxTokenTTL = 366 * 24 * time.Hour
 )
 
-// ValidateTTL returns EINVALID unless ttl is 0 (no expiry) or within
-// [MinTokenTTL, MaxTokenTTL].
+// ValidateTTL returns EINVALID (at /ttl) unless ttl is 0 (no expiry) or
+// within [MinTokenTTL, MaxTokenTTL]. The message names the bound crossed,
+// never the value sent.
 func ValidateTTL(ttl time.Duration) error {
-	if ttl != 0 && (ttl < MinTokenTTL || ttl > MaxTokenTTL) {
-		return eventvault.Errorf(eventvault.EINVALID, "ttl must be between 1m and 8784h (366 days), or absent for a token that does not expire; not %s", ttl)
+	switch {
+	case ttl != 0 && ttl < MinTokenTTL:
+		return eventvault.FieldErrorf("/ttl", "ttl is shorter than 1m: give a duration from 1m to 8784h (366 days), or leave ttl out for a token that does not expire")
+	case ttl > MaxTokenTTL:
+		return eventvault.FieldErrorf("/ttl", "ttl is longer than 8784h (366 days): give a duration from 1m to 8784h, or leave ttl out for a token that does not expire")
 	}
 	return nil
 }
