@@ -150,25 +150,32 @@ func TestInvalidTextIsRefusedAnywhereInABody(t *testing.T) {
 			{"high then letter", `\ud83dx`, "lone surrogate"},
 			{"upper-case escape", `\uD800`, "lone surrogate"},
 		} {
-			rows := []struct{ where, path, token, body string }{
-				{"data value", "/v1/streams/order-1/events", tok, appendWith("A", `{"s":"`+bad.text+`"}`, `{}`)},
-				{"data key", "/v1/streams/order-1/events", tok, appendWith("A", `{"`+bad.text+`":1}`, `{}`)},
-				{"data string", "/v1/streams/order-1/events", tok, appendWith("A", `"`+bad.text+`"`, `{}`)},
-				{"metadata", "/v1/streams/order-1/events", tok, appendWith("A", `1`, `{"m":["`+bad.text+`"]}`)},
-				{"type", "/v1/streams/order-1/events", tok, appendWith(bad.text, `1`, `{}`)},
-				{"subject", "/v1/streams/order-1/events", tok, `{"subject":"` + bad.text + `","events":[{"id":"` + id + `","type":"A","data":1}]}`},
-				{"event id", "/v1/streams/order-1/events", tok, `{"events":[{"id":"` + bad.text + `","type":"A","data":1}]}`},
-				{"token name", "/v1/tokens", a.root, `{"tenant":"acme","name":"` + bad.text + `"}`},
-				{"rule pattern", "/v1/tokens", a.root, `{"tenant":"acme","name":"x","rules":[{"capabilities":["read"],"streams":"` + bad.text + `"}]}`},
-				{"erasure subject", "/v1/erasure-requests", a.root, `{"subject":"` + bad.text + `"}`},
+			// pointer is the string's JSON pointer, which the problem
+			// carries, as every 400 about a body field does (a key's is
+			// its object's).
+			rows := []struct{ where, path, token, body, pointer string }{
+				{"data value", "/v1/streams/order-1/events", tok, appendWith("A", `{"s":"`+bad.text+`"}`, `{}`), "/events/0/data/s"},
+				{"data key", "/v1/streams/order-1/events", tok, appendWith("A", `{"`+bad.text+`":1}`, `{}`), "/events/0/data"},
+				{"data string", "/v1/streams/order-1/events", tok, appendWith("A", `"`+bad.text+`"`, `{}`), "/events/0/data"},
+				{"metadata", "/v1/streams/order-1/events", tok, appendWith("A", `1`, `{"m":["`+bad.text+`"]}`), "/events/0/metadata/m/0"},
+				{"type", "/v1/streams/order-1/events", tok, appendWith(bad.text, `1`, `{}`), "/events/0/type"},
+				{"subject", "/v1/streams/order-1/events", tok, `{"subject":"` + bad.text + `","events":[{"id":"` + id + `","type":"A","data":1}]}`, "/subject"},
+				{"event id", "/v1/streams/order-1/events", tok, `{"events":[{"id":"` + bad.text + `","type":"A","data":1}]}`, "/events/0/id"},
+				{"token name", "/v1/tokens", a.root, `{"tenant":"acme","name":"` + bad.text + `"}`, "/name"},
+				{"rule pattern", "/v1/tokens", a.root, `{"tenant":"acme","name":"x","rules":[{"capabilities":["read"],"streams":"` + bad.text + `"}]}`, "/rules/0/streams"},
+				{"erasure subject", "/v1/erasure-requests", a.root, `{"subject":"` + bad.text + `"}`, "/subject"},
 			}
 			for _, r := range rows {
 				t.Run(bad.name+"/"+r.where, func(t *testing.T) {
-					wantProblem(t, a.do("POST", r.path, r.token, []byte(r.body)), http.StatusBadRequest, eventvault.EINVALID, bad.detail)
+					rec := a.do("POST", r.path, r.token, []byte(r.body))
+					wantProblem(t, rec, http.StatusBadRequest, eventvault.EINVALID, bad.detail)
+					wantPointer(t, rec, r.pointer)
 				})
 			}
 			t.Run(bad.name+"/hold reason", func(t *testing.T) {
-				wantProblem(t, a.do("PUT", "/v1/holds", a.root, []byte(`{"subject":"c-1","reason":"`+bad.text+`"}`)), http.StatusBadRequest, eventvault.EINVALID, bad.detail)
+				rec := a.do("PUT", "/v1/holds", a.root, []byte(`{"subject":"c-1","reason":"`+bad.text+`"}`))
+				wantProblem(t, rec, http.StatusBadRequest, eventvault.EINVALID, bad.detail)
+				wantPointer(t, rec, "/reason")
 			})
 		}
 		// Nothing was written; valid text in every form is.

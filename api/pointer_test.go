@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -75,7 +76,9 @@ func TestEveryBodyFieldProblemNamesItsPointer(t *testing.T) {
 		{"rule streams empty", "POST", "/v1/tokens", `{"tenant":"acme","name":"n","rules":[{"capabilities":["read"],"streams":""}]}`, "/rules/0/streams"},
 		{"rule streams bad", "POST", "/v1/tokens", `{"tenant":"acme","name":"n","rules":[{"capabilities":["read"],"streams":"*"},{"capabilities":["read"],"streams":"a b"}]}`, "/rules/1/streams"},
 		{"policies empty", "POST", "/v1/tokens", `{"tenant":"acme","name":"n","policies":[]}`, "/policies"},
-		{"policies unknown", "POST", "/v1/tokens", `{"tenant":"acme","name":"n","policies":["no-such-document"]}`, "/policies"},
+		{"policies unknown", "POST", "/v1/tokens", `{"tenant":"acme","name":"n","policies":["no-such-document"]}`, "/policies/0"},
+		{"policies named twice", "POST", "/v1/tokens", `{"tenant":"acme","name":"n","policies":["a","a"]}`, "/policies/1"},
+		{"policies with a bad name", "POST", "/v1/tokens", `{"tenant":"acme","name":"n","policies":["Bad Name!"]}`, "/policies/0"},
 
 		// PUT /v1/policies/{name}
 		{"policy missing", "PUT", "/v1/policies/p1", `{}`, "/policy"},
@@ -148,5 +151,17 @@ func TestEveryBodyFieldProblemNamesItsPointer(t *testing.T) {
 				t.Fatalf("%s %s %s: pointer %s, want %s (detail %q)", tc.method, tc.path, tc.body, got, want, p.Detail)
 			}
 		})
+	}
+}
+
+// wantPointer fails t unless rec is a problem whose pointer member is
+// want.
+func wantPointer(t *testing.T, rec *httptest.ResponseRecorder, want string) {
+	t.Helper()
+	var p struct {
+		Pointer *string `json:"pointer"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Pointer == nil || *p.Pointer != want {
+		t.Errorf("problem %s: want pointer %s", rec.Body, want)
 	}
 }

@@ -184,7 +184,7 @@ func checkText(body []byte) error {
 			}
 			off += size
 		}
-		return eventvault.Errorf(eventvault.EINVALID, "the body is not UTF-8 (at byte %d): every string must be UTF-8 text; encode binary data, for example as base64", off)
+		return textError(body, off, fmt.Sprintf("the body is not UTF-8 (at %s): every string must be UTF-8 text; encode binary data, for example as base64", where(body, off)))
 	}
 	for i := 0; i < len(body); i++ {
 		if body[i] != '\\' {
@@ -207,9 +207,94 @@ func checkText(body []byte) error {
 				continue
 			}
 		}
-		return eventvault.Errorf(eventvault.EINVALID, "the body holds an escaped lone surrogate %s (at byte %d): I-JSON (RFC 7493) strings must be Unicode text; escape a character outside the BMP as a surrogate pair, or send it as UTF-8", body[i-5:i+1], i-5)
+		return textError(body, i-5, fmt.Sprintf("the body holds an escaped lone surrogate %s (at %s): I-JSON (RFC 7493) strings must be Unicode text; escape a character outside the BMP as a surrogate pair, or send it as UTF-8", body[i-5:i+1], where(body, i-5)))
 	}
 	return nil
+}
+
+// textError is the EINVALID of checkText for the text at byte off, with
+// the JSON pointer of the string that holds it when the body is JSON up
+// to there.
+func textError(body []byte, off int, msg string) error {
+	e := &eventvault.Error{Code: eventvault.EINVALID, Message: msg}
+	if p, ok := pointerAt(body, off); ok {
+		e.Fields = map[string]any{"pointer": p}
+	}
+	return e
+}
+
+// where names byte off of body for a message: the JSON pointer of the
+// string that holds it and the byte, or the byte alone.
+func where(body []byte, off int) string {
+	if p, ok := pointerAt(body, off); ok {
+		return fmt.Sprintf("%s, byte %d", p, off)
+	}
+	return fmt.Sprintf("byte %d", off)
+}
+
+// pointerAt returns the JSON pointer (RFC 6901, cut to 120 bytes) of the
+// value whose string holds byte off of body, or of the object when the
+// byte is in one of its keys. It walks the body's tokens up to there, at
+// most MaxJSONDepth deep: only a refused body pays for it. ok is false
+// for a byte outside every string, or past that depth.
+func pointerAt(body []byte, off int) (p string, ok bool) {
+	l := lexer{b: body}
+	var path []string
+	var walk func(depth int) bool
+	walk = func(depth int) bool {
+		l.skip()
+		if l.i >= len(l.b) || depth > MaxJSONDepth {
+			return false
+		}
+		switch l.b[l.i] {
+		case '{':
+			l.i++
+			for l.more() {
+				l.skip()
+				start := l.i
+				key := l.key()
+				if off >= start && off < l.i {
+					return true
+				}
+				path = append(path, key)
+				if walk(depth + 1) {
+					return true
+				}
+				path = path[:len(path)-1]
+			}
+			l.next()
+		case '[':
+			l.i++
+			for n := 0; l.more(); n++ {
+				path = append(path, strconv.Itoa(n))
+				if walk(depth + 1) {
+					return true
+				}
+				path = path[:len(path)-1]
+			}
+			l.next()
+		case '"':
+			start := l.i
+			l.str()
+			return off >= start && off < l.i
+		default:
+			before := l.i
+			l.next()
+			if l.i == before {
+				l.i++
+			}
+		}
+		return false
+	}
+	if !walk(0) {
+		return "", false
+	}
+	var b strings.Builder
+	for _, k := range path {
+		b.WriteByte('/')
+		b.WriteString(pointerEscaper.Replace(k))
+	}
+	return eventvault.Truncate(b.String(), 120), true
 }
 
 func hex4(b []byte) rune {

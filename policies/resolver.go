@@ -302,20 +302,26 @@ func (r *Resolver) List(ctx context.Context, p eventvault.Principal, tenant even
 
 // Exist returns EINVALID naming the first of names that is not a current
 // document of tenant: a token must not name a policy that does not exist.
+// The error's pointer is /policies/<index> (the whole list, /policies,
+// when it is too long).
 func (r *Resolver) Exist(ctx context.Context, tenant eventvault.TenantID, names []string) error {
 	if len(names) > MaxPrincipalPolicies {
-		return eventvault.Errorf(eventvault.EINVALID, "%d policies named; the limit is %d", len(names), MaxPrincipalPolicies)
+		return eventvault.FieldErrorf("/policies", "%d policies named; the limit is %d", len(names), MaxPrincipalPolicies)
 	}
 	for i, name := range names {
+		at := fmt.Sprintf("/policies/%d", i)
 		if err := ValidateName(name); err != nil {
-			return eventvault.Errorf(eventvault.EINVALID, "policies[%d]: %v", i, err)
+			return eventvault.FieldErrorf(at, "policies[%d]: %v", i, err)
 		}
 		if slices.Contains(names[:i], name) {
-			return eventvault.Errorf(eventvault.EINVALID, "policies[%d]: %s is named twice", i, name)
+			return eventvault.FieldErrorf(at, "policies[%d]: %s is named twice", i, name)
 		}
+	}
+	for i, name := range names {
+		at := fmt.Sprintf("/policies/%d", i)
 		v, err := r.store.LatestPolicyVersion(ctx, tenant, name)
 		if eventvault.ErrorCode(err) == eventvault.ENOTFOUND || err == nil && v.Deleted {
-			return eventvault.Errorf(eventvault.EINVALID, "policies[%d]: tenant %s has no policy %s: create it first with PUT /v1/policies/%s", i, tenant, name, name)
+			return eventvault.FieldErrorf(at, "policies[%d]: tenant %s has no policy %s: create it first with PUT /v1/policies/%s", i, tenant, name, name)
 		}
 		if err != nil {
 			return fmt.Errorf("load policy %s: %w", name, err)
