@@ -46,6 +46,8 @@ path "transit/encrypt/eventvault-root" { capabilities = ["update"] }
 path "transit/keys/eventvault-root"    { capabilities = ["read"] }
 `)
 	s.Policy("eventvault-no-read", `path "transit/encrypt/eventvault-root" { capabilities = ["update"] }`)
+	s.Policy("eventvault-server", transitPolicy)
+	server := s.Token("default", "eventvault-server")
 	noDecrypt := s.Token("default", "eventvault-no-decrypt")
 	noRead := s.Token("default", "eventvault-no-read")
 	const wrongToken = "hvs.not-a-token-of-this-vault"
@@ -77,6 +79,10 @@ path "transit/keys/eventvault-root"    { capabilities = ["read"] }
 			[]string{"permission denied for transit/decrypt/eventvault-root", "the token may have been revoked or expired", `its policy lacks the "update" capability`}},
 		{"PolicyWithoutKeyRead", with(func(c *vault.Config) { c.Token = noRead }), eventvault.EINVALID,
 			[]string{"permission denied for transit/keys/eventvault-root", `lacks the "read" capability`}},
+		// The server's policy names its key: another name is denied, not
+		// "not found", and the answer says to check the name.
+		{"MisspeltKeyUnderThePolicy", with(func(c *vault.Config) { c.Token, c.Key = server, "eventvault-rot" }), eventvault.EINVALID,
+			[]string{"permission denied for transit/keys/eventvault-rot", "-vault-transit-key (eventvault-rot) is not the key the policy names"}},
 		{"Unreachable", with(func(c *vault.Config) { c.Address = closedPortAddr(t) }), eventvault.EUNAVAILABLE,
 			[]string{"is unreachable"}},
 	}

@@ -88,6 +88,11 @@ func (t *Transit) explain(path, capability string, err error) (code eventvault.C
 	case re.StatusCode == http.StatusForbidden:
 		detail := fmt.Sprintf("%s: permission denied for %s: the token may have been revoked or expired, or its policy lacks the %q capability on %s (Vault policy %s in docs/operations.md)",
 			at, path, capability, path, t.policyFor(path))
+		if strings.HasSuffix(path, "/"+t.cfg.key()) {
+			// A policy grants one key by name: a misspelt key name is
+			// denied as a missing capability is, never "not found".
+			detail += fmt.Sprintf("; or -vault-transit-key (%s) is not the key the policy names: check its spelling", t.cfg.key())
+		}
 		if t.cfg.TokenFile != "" && !t.cfg.usesAppRole() {
 			detail += fmt.Sprintf("; the token file %s was read again and held no other token: a new token written there is used at the next request", t.cfg.TokenFile)
 		}
