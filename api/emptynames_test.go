@@ -39,6 +39,7 @@ func testAFieldNamingASubjectOrANameIsNeverEmpty(t *testing.T, a *testAPI) {
 		{"hold lift subject", "DELETE", "/v1/holds", `{"subject":""}`, "subject is empty"},
 		{"export subject", "POST", "/v1/subject-exports", `{"subject":""}`, "subject is empty"},
 		{"rectification subject", "POST", "/v1/rectifications", `{"subject":"","token":"evpii_x","value":"y"}`, "subject is empty"},
+		{"rectification value null", "POST", "/v1/rectifications", `{"subject":"sam","token":"evpii_x","value":null}`, "value is null: send the corrected value"},
 		{"restriction subject", "PUT", "/v1/restrictions", `{"subject":"","reason":"contested"}`, "subject is empty"},
 		{"restriction lift subject", "DELETE", "/v1/restrictions", `{"subject":""}`, "subject is empty"},
 		{"pseudonym subject", "POST", "/v1/audit/pseudonym", `{"subject":""}`, "subject is empty"},

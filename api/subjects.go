@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -76,6 +77,10 @@ func (s *Server) rectify(c *gin.Context) {
 	}
 	if in.Token == "" {
 		s.writeError(c, eventvault.FieldErrorf("/token", "token is missing: name the token that stands for the value, as an export or a redacted read shows it"))
+		return
+	}
+	if bytes.Equal(bytes.TrimSpace(in.Value), []byte("null")) {
+		s.writeError(c, eventvault.FieldErrorf("/value", "value is null: send the corrected value as JSON; a value is removed by the subject's erasure (POST /v1/erasure-requests), not by a rectification"))
 		return
 	}
 	r, err := s.subjects.Rectify(c.Request.Context(), principal(c), in.Subject, in.Token, jsonValue(in.Value))

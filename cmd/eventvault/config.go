@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -137,7 +138,24 @@ func envProblem(name, want string) {
 // parseFlags parses args into fs, whose defaults were read from the
 // environment as it was defined, and refuses the environment variables
 // that did not parse then, each named.
+// removedFlags are flags of earlier versions that no command has now,
+// with what to do instead: an operator upgrading gets that, not Go's
+// "flag provided but not defined" and the whole usage.
+var removedFlags = map[string]string{
+	"signing-key-file":   "the certificate signing key is a deployment key in the store now: import the file once with `eventvault init -import-signing-key-file FILE` (README, Configuration)",
+	"pseudonym-key-file": "the pseudonym key is a deployment key in the store now: import the file once with `eventvault init -import-pseudonym-key-file FILE` (README, Configuration)",
+}
+
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	for _, a := range args {
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			break
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if how, ok := removedFlags[name]; ok && fs.Lookup(name) == nil {
+			return fmt.Errorf("-%s is gone: %s", name, how)
+		}
+	}
 	envProblems.Lock()
 	errs := envProblems.errs
 	envProblems.errs = nil

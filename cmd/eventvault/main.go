@@ -59,9 +59,13 @@ commands:
             offboard a tenant: destroy its keys and revoke its tokens
   certificate verify -public-key <file> <file>
             check an erasure certificate offline
+  audit export -tenant <tenant> [-o <file>]
+            export a tenant's audit log as a bundle, from the database
   audit verify <bundle> -public-key <file> [-trusted-checkpoint <file>]
             check an audit export bundle offline; exit 10 tampered,
             11 truncated, 12 reordered, 13 wrong key, 14 fork, 15 rollback
+  audit processing -tenant <tenant> [-from <time>] [-to <time>]
+            the records of processing (GDPR Art. 30) from the audit log
   subject erase|export|rectify|restrict|unrestrict -tenant <t> -subject <id>
             a data subject's rights (GDPR Art. 15, 16, 17, 18, 20)
   erasure reapply -from <live URL> -database-url <restored URL>

@@ -104,6 +104,9 @@ func TestServerFlagsRefuseIncompleteProductionConfig(t *testing.T) {
 		{[]string{"-dev", "-tls-cert", "/nonexistent/c.pem", "-tls-key", "/nonexistent/k.pem"}, "-tls-cert /nonexistent/c.pem and -tls-key /nonexistent/k.pem: open /nonexistent/c.pem: no such file or directory: give a PEM certificate"},
 		{[]string{"-dev", "-log-format", "xml"}, "-log-format"},
 		{[]string{"-database-url", "postgres://x", "-insecure-local-root-key", "-root-key-file", "k", "-dev-root-token", "r"}, "dev mode only"},
+		// Flags of earlier versions say what replaced them.
+		{[]string{"-dev", "-signing-key-file", "/tmp/x"}, "-signing-key-file is gone: the certificate signing key is a deployment key in the store now: import the file once with `eventvault init -import-signing-key-file FILE`"},
+		{[]string{"--pseudonym-key-file=/tmp/x", "-dev"}, "-pseudonym-key-file is gone"},
 	}
 	for _, c := range cases {
 		_, err := parseServerFlags(c.args, io.Discard)
