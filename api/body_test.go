@@ -486,3 +486,31 @@ func TestNumbersBeyondADoubleAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestPointerOfInvalidTextEndsOnAnyBody: the pointer of the string that
+// holds invalid text is found by a walk that ends on any body: nested
+// past MaxJSONDepth (it gives up there), or not JSON at all. A fuzz run of
+// FuzzDecodeStrict found the walk looping at that depth once.
+func TestPointerOfInvalidTextEndsOnAnyBody(t *testing.T) {
+	for _, b := range []string{
+		strings.Repeat("[", MaxJSONDepth+10) + "\"\xff\"",
+		strings.Repeat(`{"a":`, MaxJSONDepth+10) + "\"\xff\"",
+		"{{{{\"\xff", "[[[,,,]]]\"\xff", `{"a" "b":"` + "\xff\"}", `{:::"` + "\xff\"", "]]]}}}\"\xff\"",
+	} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := decodeStrict([]byte(b), &appendRequest{}); eventvault.ErrorCode(err) != eventvault.EINVALID {
+				t.Errorf("%.40q: %v, want EINVALID", b, err)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("decodeStrict does not end on %.40q", b)
+		}
+	}
+	if p, ok := pointerAt([]byte(`{"events":[{"data":{"k":["x","`+"\xff"+`"]}}]}`), 31); !ok || p != "/events/0/data/k/1" {
+		t.Errorf("pointerAt = %q, %v; want /events/0/data/k/1", p, ok)
+	}
+}

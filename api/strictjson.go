@@ -240,16 +240,21 @@ func where(body []byte, off int) string {
 func pointerAt(body []byte, off int) (p string, ok bool) {
 	l := lexer{b: body}
 	var path []string
+	// stop ends the walk: the byte was not found within MaxJSONDepth.
+	stop := false
 	var walk func(depth int) bool
 	walk = func(depth int) bool {
 		l.skip()
-		if l.i >= len(l.b) || depth > MaxJSONDepth {
+		if depth > MaxJSONDepth {
+			stop = true
+		}
+		if stop || l.i >= len(l.b) {
 			return false
 		}
 		switch l.b[l.i] {
 		case '{':
 			l.i++
-			for l.more() {
+			for !stop && l.more() {
 				l.skip()
 				start := l.i
 				key := l.key()
@@ -265,7 +270,7 @@ func pointerAt(body []byte, off int) (p string, ok bool) {
 			l.next()
 		case '[':
 			l.i++
-			for n := 0; l.more(); n++ {
+			for n := 0; !stop && l.more(); n++ {
 				path = append(path, strconv.Itoa(n))
 				if walk(depth + 1) {
 					return true
