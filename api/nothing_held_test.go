@@ -128,8 +128,9 @@ func TestANothingHeldErasureFencesNothing(t *testing.T) {
 // destroyed a subject key or (a subject owning streams but no marked
 // value) only shredded their streams, and false for a request that held
 // nothing, or once data was appended for the subject after the erasure
-// (a subject without a key is not fenced). The latest request carries
-// its outcome. Both stores.
+// (a new stream may name them: only marked values are fenced), with or
+// without a subject key destroyed. The latest request carries its
+// outcome. Both stores.
 func TestASubjectExportSaysWhetherTheSubjectWasErased(t *testing.T) {
 	onBothStores(t, func(t *testing.T, a *testAPI) {
 		admin := a.capToken("acme", eventvault.CapAdmin)
@@ -166,5 +167,14 @@ func TestASubjectExportSaysWhetherTheSubjectWasErased(t *testing.T) {
 		// the subject no longer is.
 		a.doJSON(http.MethodPost, "/v1/streams/order-2/events", admin, map[string]any{"subject": "cust-9", "events": []any{event("A", 1)}}, http.StatusCreated, nil)
 		check("cust-9", false, "erased")
+
+		// The same for a subject whose key an erasure destroyed: a new
+		// stream may still name them (only marked values are fenced).
+		a.doJSON(http.MethodPost, "/v1/streams/order-3/events", admin, piiAppend("order-3", map[string]any{"e": "eve@example.com"},
+			map[string]any{"/e": map[string]any{"subject": "cust-77", "class": "email"}}), http.StatusCreated, nil)
+		erase("cust-77", "erased")
+		check("cust-77", true, "erased")
+		a.doJSON(http.MethodPost, "/v1/streams/order-4/events", admin, map[string]any{"subject": "cust-77", "events": []any{event("A", 1)}}, http.StatusCreated, nil)
+		check("cust-77", false, "erased")
 	})
 }

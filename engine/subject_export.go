@@ -30,9 +30,10 @@ type SubjectExport struct {
 	Tenant           eventvault.TenantID  `json:"tenant"`
 	SubjectPseudonym eventvault.Pseudonym `json:"subject_pseudonym"`
 	ExportedAt       time.Time            `json:"exported_at"`
-	// Erased is true once the subject was erased: their key is destroyed,
-	// or their latest erasure request completed with outcome "erased" and
-	// nothing was held for them since. Nothing personal is left.
+	// Erased is true once the subject was erased (their key destroyed, or
+	// their latest erasure request completed with outcome "erased") and
+	// nothing was held for them since: no value, no event but erased ones.
+	// Nothing personal is left.
 	Erased          bool              `json:"erased"`
 	PersonalData    []ExportedValue   `json:"personal_data"`
 	Events          []ExportedEvent   `json:"events"`
@@ -114,10 +115,13 @@ func (s *Subjects) Export(ctx context.Context, p eventvault.Principal, subject s
 	x := SubjectExport{Format: SubjectExportFormat, Tenant: p.Tenant, SubjectPseudonym: ps, ExportedAt: s.clock(),
 		PersonalData: []ExportedValue{}, Events: []ExportedEvent{}, ErasureRequests: []ExportedErasure{}, AuditRecords: []json.RawMessage{}}
 	values, st, err := s.store.SubjectPII(ctx, p.Tenant, ps)
+	// erased: the subject's key was destroyed, or their latest erasure
+	// request erased them; x.Erased also needs nothing held since.
+	var erased bool
 	switch eventvault.ErrorCode(err) {
 	case "", eventvault.ENOTFOUND:
 	case eventvault.EERASED:
-		x.Erased = true
+		erased = true
 	default:
 		return SubjectExport{}, fmt.Errorf("export: %w", err)
 	}
@@ -146,12 +150,13 @@ func (s *Subjects) Export(ctx context.Context, p eventvault.Principal, subject s
 		}
 		if cert, ok := CertificateOf(r); ok {
 			er.Outcome = cert.Outcome()
-			x.Erased = x.Erased || er.Outcome == eventvault.OutcomeErased && nothingLeft(x)
+			erased = erased || er.Outcome == eventvault.OutcomeErased
 		}
 		x.ErasureRequests = append(x.ErasureRequests, er)
 	} else if eventvault.ErrorCode(err) != eventvault.ENOTFOUND {
 		return SubjectExport{}, fmt.Errorf("export: %w", err)
 	}
+	x.Erased = erased && nothingLeft(x)
 	if x.AuditRecords, err = s.auditRecords(ctx, p.Tenant, ps); err != nil {
 		return SubjectExport{}, err
 	}
