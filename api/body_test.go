@@ -510,7 +510,19 @@ func TestPointerOfInvalidTextEndsOnAnyBody(t *testing.T) {
 			t.Fatalf("decodeStrict does not end on %.40q", b)
 		}
 	}
-	if p, ok := pointerAt([]byte(`{"events":[{"data":{"k":["x","`+"\xff"+`"]}}]}`), 31); !ok || p != "/events/0/data/k/1" {
-		t.Errorf("pointerAt = %q, %v; want /events/0/data/k/1", p, ok)
+	for _, c := range []struct {
+		body string
+		off  int
+		want string
+	}{
+		{`{"events":[{"data":{"k":["x","` + "\xff" + `"]}}]}`, 31, "/events/0/data/k/1, byte 31"},
+		{`{"events":[{"data":{"` + "\xff" + `":1}}]}`, 21, "a key of /events/0/data, byte 21"},
+		{`{"` + "\xff" + `":1}`, 2, "a key of the body, byte 2"},
+		{`"` + "\xff" + `"`, 1, "the body's top-level string, byte 1"},
+		{`{"a/b~c":["` + "\xff" + `"]}`, 11, "/a~1b~0c/0, byte 11"},
+	} {
+		if got := where([]byte(c.body), c.off); got != c.want {
+			t.Errorf("where(%q, %d) = %q, want %q", c.body, c.off, got, c.want)
+		}
 	}
 }

@@ -217,27 +217,37 @@ func checkText(body []byte) error {
 // to there.
 func textError(body []byte, off int, msg string) error {
 	e := &eventvault.Error{Code: eventvault.EINVALID, Message: msg}
-	if p, ok := pointerAt(body, off); ok {
+	if p, _, ok := pointerAt(body, off); ok {
 		e.Fields = map[string]any{"pointer": p}
 	}
 	return e
 }
 
 // where names byte off of body for a message: the JSON pointer of the
-// string that holds it and the byte, or the byte alone.
+// string that holds it (or of the object whose key holds it) and the
+// byte, or the byte alone.
 func where(body []byte, off int) string {
-	if p, ok := pointerAt(body, off); ok {
-		return fmt.Sprintf("%s, byte %d", p, off)
+	p, inKey, ok := pointerAt(body, off)
+	switch {
+	case !ok:
+		return fmt.Sprintf("byte %d", off)
+	case inKey && p == "":
+		return fmt.Sprintf("a key of the body, byte %d", off)
+	case inKey:
+		return fmt.Sprintf("a key of %s, byte %d", p, off)
+	case p == "":
+		return fmt.Sprintf("the body's top-level string, byte %d", off)
 	}
-	return fmt.Sprintf("byte %d", off)
+	return fmt.Sprintf("%s, byte %d", p, off)
 }
 
 // pointerAt returns the JSON pointer (RFC 6901, cut to 120 bytes) of the
 // value whose string holds byte off of body, or of the object when the
-// byte is in one of its keys. It walks the body's tokens up to there, at
-// most MaxJSONDepth deep: only a refused body pays for it. ok is false
-// for a byte outside every string, or past that depth.
-func pointerAt(body []byte, off int) (p string, ok bool) {
+// byte is in one of its keys (inKey: RFC 6901 cannot point at a key). It
+// walks the body's tokens up to there, at most MaxJSONDepth deep: only a
+// refused body pays for it. ok is false for a byte outside every string,
+// or past that depth.
+func pointerAt(body []byte, off int) (p string, inKey, ok bool) {
 	l := lexer{b: body}
 	var path []string
 	// stop ends the walk: the byte was not found within MaxJSONDepth.
@@ -259,6 +269,7 @@ func pointerAt(body []byte, off int) (p string, ok bool) {
 				start := l.i
 				key := l.key()
 				if off >= start && off < l.i {
+					inKey = true
 					return true
 				}
 				path = append(path, key)
@@ -292,14 +303,14 @@ func pointerAt(body []byte, off int) (p string, ok bool) {
 		return false
 	}
 	if !walk(0) {
-		return "", false
+		return "", false, false
 	}
 	var b strings.Builder
 	for _, k := range path {
 		b.WriteByte('/')
 		b.WriteString(pointerEscaper.Replace(k))
 	}
-	return eventvault.Truncate(b.String(), 120), true
+	return eventvault.Truncate(b.String(), 120), inKey, true
 }
 
 func hex4(b []byte) rune {

@@ -88,7 +88,7 @@ func (t *Transit) explain(path, capability string, err error) (code eventvault.C
 	case re.StatusCode == http.StatusForbidden:
 		detail := fmt.Sprintf("%s: permission denied for %s: the token may have been revoked or expired, or its policy lacks the %q capability on %s (Vault policy %s in docs/operations.md)",
 			at, path, capability, path, t.policyFor(path))
-		if strings.HasSuffix(path, "/"+t.cfg.key()) {
+		if t.ofKey(path) {
 			// A policy grants one key by name: a misspelt key name is
 			// denied as a missing capability is, never "not found".
 			detail += fmt.Sprintf("; or -vault-transit-key (%s) is not the key the policy names: check its spelling", t.cfg.key())
@@ -107,6 +107,17 @@ func (t *Transit) explain(path, capability string, err error) (code eventvault.C
 		return eventvault.EUNAVAILABLE, fmt.Sprintf("%s answered %s with HTTP %d: %s", at, path, re.StatusCode, vaultErrors(re))
 	}
 	return eventvault.EINTERNAL, fmt.Sprintf("%s refused %s with HTTP %d: %s", at, path, re.StatusCode, vaultErrors(re))
+}
+
+// ofKey reports whether path is one of the root key's own: its key, its
+// encrypt, decrypt and rewrap endpoints, and those below its key (rotate,
+// config).
+func (t *Transit) ofKey(path string) bool {
+	switch path {
+	case t.keyPath, t.encryptPath, t.decryptPath, t.rewrapPath:
+		return true
+	}
+	return strings.HasPrefix(path, t.keyPath+"/")
 }
 
 func (t *Transit) keyMissing() string {

@@ -135,9 +135,6 @@ func envProblem(name, want string) {
 	envProblems.errs = append(envProblems.errs, fmt.Errorf("environment variable %s=%q is not %s", name, os.Getenv(name), want))
 }
 
-// parseFlags parses args into fs, whose defaults were read from the
-// environment as it was defined, and refuses the environment variables
-// that did not parse then, each named.
 // removedFlags are flags of earlier versions that no command has now,
 // with what to do instead: an operator upgrading gets that, not Go's
 // "flag provided but not defined" and the whole usage.
@@ -146,10 +143,17 @@ var removedFlags = map[string]string{
 	"pseudonym-key-file": "the pseudonym key is a deployment key in the store now: import the file once with `eventvault init -import-pseudonym-key-file FILE` (README, Configuration)",
 }
 
+// parseFlags parses args into fs, whose defaults were read from the
+// environment as it was defined, and refuses the environment variables
+// that did not parse then, each named, and a removed flag anywhere before
+// "--", with what replaced it.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	for _, a := range args {
-		if a == "--" || !strings.HasPrefix(a, "-") {
+		if a == "--" {
 			break
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue // a flag's value, or an argument
 		}
 		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if how, ok := removedFlags[name]; ok && fs.Lookup(name) == nil {

@@ -107,6 +107,7 @@ func TestServerFlagsRefuseIncompleteProductionConfig(t *testing.T) {
 		// Flags of earlier versions say what replaced them.
 		{[]string{"-dev", "-signing-key-file", "/tmp/x"}, "-signing-key-file is gone: the certificate signing key is a deployment key in the store now: import the file once with `eventvault init -import-signing-key-file FILE`"},
 		{[]string{"--pseudonym-key-file=/tmp/x", "-dev"}, "-pseudonym-key-file is gone"},
+		{[]string{"-database-url", "postgres://x", "-signing-key-file", "/tmp/x"}, "-signing-key-file is gone"},
 	}
 	for _, c := range cases {
 		_, err := parseServerFlags(c.args, io.Discard)
