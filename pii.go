@@ -146,10 +146,15 @@ func CheckSubjectRewrap(old, next WrappedKey) error {
 
 // SubjectErasure is what EraseSubjectPII destroyed.
 type SubjectErasure struct {
-	// KeyID is the subject key destroyed; uuid.Nil if the subject had none.
+	// KeyID is the subject key destroyed, by this call or (Before) an
+	// earlier one; uuid.Nil if the subject had none.
 	KeyID uuid.UUID
 	// Values is how many stored value versions were deleted.
 	Values int
+	// Before is set when an earlier erasure destroyed KeyID and this one
+	// destroyed nothing (an erasure request resumed after its first run
+	// destroyed the key, or a second request).
+	Before bool
 }
 
 // PIIStore keeps subject keys and personal values apart from events. Like
@@ -216,12 +221,13 @@ type PIIStore interface {
 	RewrapSubjectKey(ctx context.Context, tenant TenantID, subject Pseudonym, old, next WrappedKey) error
 	// EraseSubjectPII destroys the subject's key and deletes every version
 	// of every value of the subject, and fences the pseudonym (it never
-	// gets a key again). Idempotent: erasing again destroys nothing. A
+	// gets a key again). Idempotent: erasing again destroys nothing and
+	// returns the key the first erasure destroyed, with Before set. A
 	// subject that has no key (never had one) has nothing to destroy and
 	// is not fenced: it writes nothing and returns a zero SubjectErasure,
 	// so that an id under which nothing was held can take data later.
 	// The audit records ctx carries (WithAudit) are written with the
-	// erasure only if it destroyed a key.
+	// erasure only if this call destroyed a key.
 	EraseSubjectPII(ctx context.Context, tenant TenantID, subject Pseudonym, at time.Time) (SubjectErasure, error)
 }
 

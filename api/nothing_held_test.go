@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -176,5 +177,55 @@ func TestASubjectExportSaysWhetherTheSubjectWasErased(t *testing.T) {
 		check("cust-77", true, "erased")
 		a.doJSON(http.MethodPost, "/v1/streams/order-4/events", admin, map[string]any{"subject": "cust-77", "events": []any{event("A", 1)}}, http.StatusCreated, nil)
 		check("cust-77", false, "erased")
+	})
+}
+
+// TestAResumedErasureCertifiesTheSubjectKeyItsFirstRunDestroyed: an
+// erasure request whose first run destroyed the subject's key but did
+// not complete (the node stopped before the certificate was stored)
+// stays received; asked again, it resumes, and its certificate lists that
+// key and says erased, as the audit log's subject_key_destroyed of the
+// first run does; never nothing_held. The first run is played by the
+// store's own erasure of the subject. Both stores.
+func TestAResumedErasureCertifiesTheSubjectKeyItsFirstRunDestroyed(t *testing.T) {
+	onBothStores(t, func(t *testing.T, a *testAPI) {
+		admin := a.capToken("acme", eventvault.CapAdmin)
+		const subject = "cust-r"
+		a.doJSON(http.MethodPost, "/v1/streams/order-1/events", admin, piiAppend("order-1", map[string]any{"e": "eve@example.com"},
+			map[string]any{"/e": map[string]any{"subject": subject, "class": "email"}}), http.StatusCreated, nil)
+		var x struct {
+			PS string `json:"subject_pseudonym"`
+		}
+		a.doJSON(http.MethodPost, "/v1/subject-exports", admin, map[string]any{"subject": subject}, http.StatusOK, &x)
+		ps := eventvault.Pseudonym(x.PS)
+		ctx := t.Context()
+		key, err := a.store.SubjectKey(ctx, "acme", ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := eventvault.ErasureRequest{ID: uuid.New(), Tenant: "acme", Subject: ps, State: eventvault.ErasureReceived, RequestedBy: "tok_first", ReceivedAt: time.Now()}
+		if err := a.store.CreateErasureRequest(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		if se, err := a.store.EraseSubjectPII(ctx, "acme", ps, time.Now()); err != nil || se.KeyID != key.ID || se.Before {
+			t.Fatalf("the first run's erasure: %+v, %v", se, err)
+		}
+
+		var er erasureResponse
+		a.doJSON(http.MethodPost, "/v1/erasure-requests", admin, map[string]any{"subject": subject}, http.StatusOK, &er)
+		if er.ID != req.ID.String() || er.State != "completed" || er.Outcome != "erased" || er.HeldNothing == nil || *er.HeldNothing {
+			t.Fatalf("the resumed request: %+v; want request %s completed, erased", er, req.ID)
+		}
+		env, err := dsse.Parse(er.Certificate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cert eventvault.ErasureCertificate
+		if err := json.Unmarshal(env.Payload, &cert); err != nil {
+			t.Fatal(err)
+		}
+		if len(cert.DestroyedKeys) != 1 || cert.DestroyedKeys[0] != (eventvault.DestroyedKey{Kind: "subject", KeyID: key.ID}) || cert.HeldNothing {
+			t.Fatalf("the resumed request's certificate: %+v; want the subject key %s", cert, key.ID)
+		}
 	})
 }

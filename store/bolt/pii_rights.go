@@ -93,12 +93,17 @@ func (db *DB) EraseSubjectPII(ctx context.Context, tenant eventvault.TenantID, s
 		if err != nil {
 			return false, err
 		}
-		if !ok || r.ErasedAt != nil {
-			// Erased before: nothing more to destroy. Never had a key:
-			// nothing to destroy, and no ciphertext for a new key to
-			// meet, so no fence either (a request that found nothing
-			// leaves the id free for data appended later). Nor is the
-			// erasure recorded.
+		if ok && r.ErasedAt != nil {
+			// Erased before: nothing more to destroy; the first
+			// erasure's key is returned, and this one is not recorded.
+			out.KeyID, out.Before = r.ErasedKeyID, true
+			return false, nil
+		}
+		if !ok {
+			// Never had a key: nothing to destroy, and no ciphertext for
+			// a new key to meet, so no fence either (a request that
+			// found nothing leaves the id free for data appended
+			// later). Nor is the erasure recorded.
 			return false, nil
 		}
 		out.KeyID = r.Key.ID

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -58,6 +59,11 @@ func (db *DB) Restriction(ctx context.Context, tenant eventvault.TenantID, subje
 	return eventvault.Restriction{Subject: subject, Reason: m.reason, PlacedAt: m.placedAt, PlacedBy: m.placedBy}, nil
 }
 
+// erasedSubjectKeySQL reads the key an erasure destroyed (this
+// transaction's, or an earlier one's).
+const erasedSubjectKeySQL = `SELECT erased_key_id FROM subject_keys
+	WHERE tenant_id = $1 AND subject = $2 AND erased_at IS NOT NULL`
+
 // EraseSubjectPII implements eventvault.PIIStore in one transaction of two
 // round trips: the key row first (which waits for any append holding it
 // FOR SHARE), then the values, which then include what such an append
@@ -87,13 +93,23 @@ func (db *DB) EraseSubjectPII(ctx context.Context, tenant eventvault.TenantID, s
 			return rows.Err()
 		})
 		b.Queue(deleteSubjectPIISQL, tenant, string(subject)).Exec(rowsAffected(&deleted))
+		var erasedKey *uuid.UUID
+		b.Queue(erasedSubjectKeySQL, tenant, string(subject)).QueryRow(func(r pgx.Row) error {
+			if err := r.Scan(&erasedKey); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			return nil
+		})
 		if err := t.send(ctx, b, false); err != nil {
 			return err
 		}
 		out.Values = int(deleted)
-		if out.KeyID == uuid.Nil {
-			// Nothing destroyed (no key, or erased before): the audit
-			// records ctx carries tell of an erasure, and are not
+		if out.KeyID == uuid.Nil && erasedKey != nil {
+			out.KeyID, out.Before = *erasedKey, true
+		}
+		if out.KeyID == uuid.Nil || out.Before {
+			// Nothing destroyed now (no key, or erased before): the
+			// audit records ctx carries tell of an erasure, and are not
 			// written.
 			t.audit = nil
 		}
