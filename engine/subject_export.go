@@ -170,7 +170,8 @@ func (s *Subjects) Export(ctx context.Context, p eventvault.Principal, subject s
 
 // nothingLeft reports whether x holds no personal value and only erased
 // events: what an erasure that completed leaves, unless data was appended
-// for the subject since (a subject without a key is not fenced).
+// for the subject since (a new stream may name them: only marked values
+// are fenced).
 func nothingLeft(x SubjectExport) bool {
 	if len(x.PersonalData) > 0 {
 		return false
