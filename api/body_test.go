@@ -521,7 +521,7 @@ func TestPointerOfInvalidTextEndsOnAnyBody(t *testing.T) {
 		{`"` + "\xff" + `"`, 1, "the body's top-level string, byte 1"},
 		{`{"a/b~c":["` + "\xff" + `"]}`, 11, "/a~1b~0c/0, byte 11"},
 	} {
-		if got := where([]byte(c.body), c.off); got != c.want {
+		if got, _, _ := where([]byte(c.body), c.off); got != c.want {
 			t.Errorf("where(%q, %d) = %q, want %q", c.body, c.off, got, c.want)
 		}
 	}

@@ -184,7 +184,7 @@ func checkText(body []byte) error {
 			}
 			off += size
 		}
-		return textError(body, off, fmt.Sprintf("the body is not UTF-8 (at %s): every string must be UTF-8 text; encode binary data, for example as base64", where(body, off)))
+		return textError(body, off, "the body is not UTF-8 (at %s): every string must be UTF-8 text; encode binary data, for example as base64")
 	}
 	for i := 0; i < len(body); i++ {
 		if body[i] != '\\' {
@@ -207,38 +207,40 @@ func checkText(body []byte) error {
 				continue
 			}
 		}
-		return textError(body, i-5, fmt.Sprintf("the body holds an escaped lone surrogate %s (at %s): I-JSON (RFC 7493) strings must be Unicode text; escape a character outside the BMP as a surrogate pair, or send it as UTF-8", body[i-5:i+1], where(body, i-5)))
+		return textError(body, i-5, "the body holds an escaped lone surrogate %s (at %s): I-JSON (RFC 7493) strings must be Unicode text; escape a character outside the BMP as a surrogate pair, or send it as UTF-8", body[i-5:i+1])
 	}
 	return nil
 }
 
-// textError is the EINVALID of checkText for the text at byte off, with
-// the JSON pointer of the string that holds it when the body is JSON up
-// to there.
-func textError(body []byte, off int, msg string) error {
-	e := &eventvault.Error{Code: eventvault.EINVALID, Message: msg}
-	if p, _, ok := pointerAt(body, off); ok {
-		e.Fields = map[string]any{"pointer": p}
+// textError is the EINVALID of checkText for the text at byte off: the
+// message is format with args and, last, where that byte is (see where);
+// the error carries the JSON pointer of the string that holds it when the
+// body is JSON up to there.
+func textError(body []byte, off int, format string, args ...any) error {
+	at, pointer, ok := where(body, off)
+	e := &eventvault.Error{Code: eventvault.EINVALID, Message: fmt.Sprintf(format, append(args, at)...)}
+	if ok {
+		e.Fields = map[string]any{"pointer": pointer}
 	}
 	return e
 }
 
 // where names byte off of body for a message: the JSON pointer of the
 // string that holds it (or of the object whose key holds it) and the
-// byte, or the byte alone.
-func where(body []byte, off int) string {
+// byte, or the byte alone; and that pointer, if ok.
+func where(body []byte, off int) (at, pointer string, ok bool) {
 	p, inKey, ok := pointerAt(body, off)
 	switch {
 	case !ok:
-		return fmt.Sprintf("byte %d", off)
+		return fmt.Sprintf("byte %d", off), "", false
 	case inKey && p == "":
-		return fmt.Sprintf("a key of the body, byte %d", off)
+		return fmt.Sprintf("a key of the body, byte %d", off), p, true
 	case inKey:
-		return fmt.Sprintf("a key of %s, byte %d", p, off)
+		return fmt.Sprintf("a key of %s, byte %d", p, off), p, true
 	case p == "":
-		return fmt.Sprintf("the body's top-level string, byte %d", off)
+		return fmt.Sprintf("the body's top-level string, byte %d", off), p, true
 	}
-	return fmt.Sprintf("%s, byte %d", p, off)
+	return fmt.Sprintf("%s, byte %d", p, off), p, true
 }
 
 // pointerAt returns the JSON pointer (RFC 6901, cut to 120 bytes) of the

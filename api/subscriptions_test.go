@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/eventvault/eventvault"
-	"github.com/eventvault/eventvault/crypto/dsse"
 )
 
 type subscriptionOut struct {
@@ -187,14 +186,7 @@ func testErasureWaitsForItsConsumers(t *testing.T, a *testAPI) {
 	if er.State != "completed" || er.Certificate == nil {
 		t.Fatalf("after the removal: %+v", er)
 	}
-	env, err := dsse.Parse(er.Certificate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cert eventvault.ErasureCertificate
-	if err := json.Unmarshal(env.Payload, &cert); err != nil {
-		t.Fatal(err)
-	}
+	cert := certificatePayload(t, er.Certificate)
 	if cert.TombstonePosition == nil || *cert.TombstonePosition != 3 || len(cert.ConsumersAcknowledged) != 1 || cert.ConsumersAcknowledged[0].Consumer != "users-view" ||
 		cert.ConsumersAcknowledged[0].AcknowledgedAt.IsZero() || len(cert.ConsumersRemoved) != 1 || cert.ConsumersRemoved[0].Consumer != "stuck-view" ||
 		cert.ConsumersRemoved[0].RemovedBy == "" || !strings.Contains(cert.Statement, "acknowledged by 1 registered consumer; 1 was removed") {

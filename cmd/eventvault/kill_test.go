@@ -192,17 +192,10 @@ func TestKilledServerLosesNoAcknowledgedAppend(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	pgtest.WaitForNoSessions(t, dbURL)
 	// PostgreSQL broke no deadlock among the appends: one would have
 	// stalled every append of the tenant for deadlock_timeout (1 s) and
 	// been retried unseen.
-	ctx, conn, done := pgtest.Connect(t, dbURL)
-	var deadlocks int64
-	if err := conn.QueryRow(ctx, `SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`).Scan(&deadlocks); err != nil {
-		t.Fatalf("read pg_stat_database: %v", err)
-	}
-	done()
-	if deadlocks != 0 {
+	if deadlocks := pgtest.Deadlocks(t, dbURL); deadlocks != 0 {
 		t.Errorf("PostgreSQL detected %d deadlocks among the appends; want none", deadlocks)
 	}
 

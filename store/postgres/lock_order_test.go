@@ -306,14 +306,7 @@ func TestConcurrentWritersOfOneTenantNeverDeadlock(t *testing.T) {
 	}
 	_ = db.Close()
 
-	pgtest.WaitForNoSessions(t, url)
-	pctx, conn, done := pgtest.Connect(t, url)
-	defer done()
-	var deadlocks int64
-	if err := conn.QueryRow(pctx, `SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`).Scan(&deadlocks); err != nil {
-		t.Fatalf("read pg_stat_database: %v", err)
-	}
-	if deadlocks != 0 {
+	if deadlocks := pgtest.Deadlocks(t, url); deadlocks != 0 {
 		t.Fatalf("PostgreSQL detected %d deadlocks among the tenant's writers; want none", deadlocks)
 	}
 }

@@ -210,6 +210,22 @@ func Exec(t testing.TB, url, sql string, args ...any) {
 	}
 }
 
+// Deadlocks returns how many deadlocks PostgreSQL detected (and broke,
+// aborting one transaction) in the database at url, once every other
+// session ended (WaitForNoSessions), so that their counters are in
+// pg_stat_database.
+func Deadlocks(t testing.TB, url string) int64 {
+	t.Helper()
+	WaitForNoSessions(t, url)
+	ctx, conn, done := Connect(t, url)
+	defer done()
+	var n int64
+	if err := conn.QueryRow(ctx, `SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`).Scan(&n); err != nil {
+		t.Fatalf("pgtest: read pg_stat_database: %v", err)
+	}
+	return n
+}
+
 // WaitForNoSessions waits until the database at url has no session but
 // the caller's: every other one has ended, its transaction committed or
 // rolled back and its statistics counters flushed (a server process that
